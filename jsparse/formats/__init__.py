@@ -1,0 +1,10 @@
+"""Sparse matrix formats: pytrees with validation and conversions."""
+
+from jsparse.formats.base import SparseMatrix
+from jsparse.formats.bsr import BSR
+from jsparse.formats.coo import COO
+from jsparse.formats.csr import CSR
+from jsparse.formats.layout import SparseLayout
+from jsparse.formats.nm import NM
+
+__all__ = ["BSR", "COO", "CSR", "NM", "SparseLayout", "SparseMatrix"]

@@ -1,0 +1,143 @@
+"""N:M semi-structured sparsity: n values kept in every group of m along the contraction axis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jsparse.formats import _structure, validation
+from jsparse.formats.base import SparseMatrix
+from jsparse.formats.coo import COO
+from jsparse.formats.csr import CSR
+
+MAX_GROUP = 16
+
+
+class NM(SparseMatrix):
+  """A sparse [M, K] matrix with exactly n stored values in each group of m consecutive columns.
+
+  The layout of NVIDIA's 2:4 sparse tensor cores, generalised to any n <= m <= 16. Row i, group g
+  covers columns ``g*m : (g+1)*m``; its stored values are ``data[i, g*n:(g+1)*n]`` at columns
+  ``g*m + indices[i, g*n:(g+1)*n]``.
+
+  Attributes:
+    data: [M, K / m * n] values, float16 / bfloat16 / float32 / float64.
+    indices: uint8 [M, K / m * n], position within the group, strictly increasing in each group.
+    shape: (M, K), static, with K a multiple of m; n, m: static ints.
+  """
+
+  format = "nm"
+  index_names = ("indices",)
+  _aux_names = ("n", "m")
+
+  def __init__(self, arrays: tuple[Any, Any], *, shape: tuple[int, int], n: int = 2, m: int = 4,
+               validate: bool | None = None):
+    """Builds an N:M matrix from ``(data, indices)``.
+
+    Args:
+      arrays: ``(data [M, K/m*n], indices [M, K/m*n])``.
+      shape: ``(M, K)``; K must be a multiple of m.
+      n, m: n kept values in every group of m (1 <= n <= m <= 16).
+      validate: check the indices on the host (None: when the arrays are concrete).
+    """
+    data, indices = (jnp.asarray(a) for a in arrays)
+    self.shape = validation.check_shape_2d(shape)
+    self.n, self.m = _check_nm(n, m, self.shape)
+    validation.check_value_dtype("data", data)
+    validation.check_index_dtype("indices", indices)
+    stored = (self.shape[0], self.shape[1] // self.m * self.n)
+    validation.check_array_shape("data", data, stored, f"[M, K / m * n] for {self.n}:{self.m}")
+    validation.check_array_shape("indices", indices, stored, "the shape of data")
+    self.data, self.indices = data, indices.astype(jnp.uint8)
+    if validation.should_validate(validate, data, indices):
+      self._validate(np.asarray(indices))
+
+  def _validate(self, indices: np.ndarray) -> None:
+    validation.check_in_range("indices", indices, 0, self.m)
+    groups = indices.reshape(self.shape[0], -1, self.n).astype(np.int64)
+    bad = np.diff(groups, axis=-1) <= 0
+    if bad.any():
+      row, group, k = (int(i) for i in np.argwhere(bad)[0])
+      raise ValueError(f"indices must strictly increase within each group of {self.n}: row {row},"
+                       f" group {group} holds positions {groups[row, group].tolist()}, so the "
+                       f"{self.n}:{self.m} pattern does not hold")
+
+  def _layout_extras(self) -> dict:
+    return {"nm": (self.n, self.m)}
+
+  @property
+  def nse(self) -> int:
+    return int(self.data.size)
+
+  # -- constructors ----------------------------------------------------------------------------
+  @classmethod
+  def fromdense(cls, x: Any, *, n: int = 2, m: int = 4, prune: bool = True) -> "NM":
+    """The n largest-magnitude values of each group of m columns of a dense [M, K] matrix.
+
+    Args:
+      x: dense [M, K] array of a floating dtype; K a multiple of m.
+      n, m: keep n of every m (2:4 by default).
+      prune: drop the smaller values of groups that hold more than n nonzeros. With
+        ``prune=False`` such a group raises a ``ValueError`` instead (needs concrete ``x``).
+    Jit-able (with ``prune=True``); ties keep the leftmost values.
+    """
+    x = jnp.asarray(x)
+    validation.check_dense_matrix("x", x)
+    n, m = _check_nm(n, m, x.shape)
+    num_rows, num_cols = x.shape
+    groups = x.reshape(num_rows, num_cols // m, m)
+    if not prune:
+      if not validation.is_concrete(x):
+        raise ValueError("prune=False checks the N:M pattern on the host and needs a concrete x")
+      counts = np.count_nonzero(np.asarray(groups), axis=-1)
+      if (counts > n).any():
+        row, group = (int(i) for i in np.argwhere(counts > n)[0])
+        raise ValueError(f"x does not hold the {n}:{m} pattern: row {row}, group {group} "
+                         f"(columns {group * m}:{(group + 1) * m}) has {counts[row, group]} "
+                         f"nonzeros > n={n}")
+    # lax.top_k returns the lower index first among equal magnitudes.
+    _, kept = jax.lax.top_k(jnp.abs(groups).astype(jnp.float32), n)
+    kept = jnp.sort(kept, axis=-1)
+    data = jnp.take_along_axis(groups, kept, axis=-1)
+    return cls((data.reshape(num_rows, -1), kept.reshape(num_rows, -1).astype(jnp.uint8)),
+               shape=x.shape, n=n, m=m, validate=False)
+
+  @classmethod
+  def from_scipy(cls, matrix: Any, *, n: int = 2, m: int = 4, prune: bool = False) -> "NM":
+    """From a SciPy sparse matrix that holds the n:m pattern (``prune=True`` enforces it)."""
+    dense = matrix.toarray()
+    return cls.fromdense(dense.astype(np.float32) if dense.dtype.kind != "f" else dense, n=n,
+                         m=m, prune=prune)
+
+  # -- conversions -----------------------------------------------------------------------------
+  def col_indices(self) -> jax.Array:
+    """Column [M, K / m * n] of every stored value."""
+    return _structure.nm_columns(self.indices, self.n, self.m)
+
+  def todense(self) -> jax.Array:
+    dense = jnp.zeros(self.shape, self.dtype)
+    rows = jnp.arange(self.shape[0])[:, None]
+    return dense.at[rows, self.col_indices()].set(self.data)
+
+  def tocsr(self) -> CSR:
+    """CSR with every stored value (explicit zeros kept); sorted already. Jit-able."""
+    per_row = self.data.shape[1]
+    row_offsets = jnp.arange(self.shape[0] + 1, dtype=jnp.int32) * per_row
+    return CSR((self.data.reshape(-1), self.col_indices().reshape(-1), row_offsets),
+               shape=self.shape, validate=False)
+
+  def tocoo(self) -> COO:
+    return self.tocsr().tocoo()
+
+
+def _check_nm(n: Any, m: Any, shape: tuple[int, int]) -> tuple[int, int]:
+  n, m = int(n), int(m)
+  if not 1 <= n <= m <= MAX_GROUP:
+    raise ValueError(f"n:m must satisfy 1 <= n <= m <= {MAX_GROUP}, got n={n}, m={m}")
+  if shape[1] % m:
+    raise ValueError(f"the number of columns K={shape[1]} must be a multiple of m={m} for "
+                     f"{n}:{m} sparsity")
+  return n, m

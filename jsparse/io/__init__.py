@@ -1,0 +1,1 @@
+"""Readers of sparse-matrix files."""
