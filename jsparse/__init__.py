@@ -3,6 +3,7 @@
 from jsparse import io
 from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix
 from jsparse.ops import sddmm, spmm, spmv
+from jsparse import _cpu  # registers the C++ CPU kernels (when built) with the op registry
 
 __version__ = "0.1.0"
 

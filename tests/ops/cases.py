@@ -97,3 +97,16 @@ def assert_close(actual, expected: np.ndarray, scale: np.ndarray, dtype) -> None
   worst = np.unravel_index(np.argmax(error - bound), error.shape) if error.size else ()
   assert (error <= bound).all(), (
       f"max error {error[worst]} > bound {bound[worst]} at {worst} (dtype {jnp.dtype(dtype)})")
+
+
+def run_forced(impl: str, fn):
+  """Calls ``fn()``; a forced backend may refuse a call it does not support (returns None then).
+
+  Only an explicit refusal from the registry is tolerated, never for "auto" or "reference".
+  """
+  try:
+    return fn()
+  except NotImplementedError as error:
+    if impl in ("auto", "reference") or "does not support this call" not in str(error):
+      raise
+    return None

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import jsparse
-from tests.ops.cases import assert_close, cases, impls_for
+from tests.ops.cases import assert_close, cases, impls_for, run_forced
 
 
 def _stored_mask(matrix) -> np.ndarray:
@@ -23,7 +23,10 @@ def test_sddmm_matches_masked_dense_product(case, inner, data):
   rows, cols = case.dense.shape
   x, x64 = case.operand(rows, inner)
   y, y64 = case.operand(cols, inner)
-  out = jax.jit(lambda P, X, Y: jsparse.sddmm(P, X, Y, impl=impl))(case.matrix, x, y)
+  out = run_forced(impl, lambda: jax.jit(
+      lambda P, X, Y: jsparse.sddmm(P, X, Y, impl=impl))(case.matrix, x, y))
+  if out is None:
+    return
   assert type(out) is type(case.matrix)
   assert out.dtype == case.dtype
   for index, expected in zip(out.index_arrays, case.matrix.index_arrays):

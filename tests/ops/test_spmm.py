@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import jsparse
-from tests.ops.cases import assert_close, cases, impls_for
+from tests.ops.cases import assert_close, cases, impls_for, run_forced
 
 
 @given(case=cases(), columns=st.sampled_from([1, 3, 16]), transpose=st.booleans(),
@@ -16,7 +16,10 @@ def test_spmm_matches_dense_product(case, columns, transpose, data):
   impl = data.draw(st.sampled_from(impls_for("spmm", case.matrix.format)))
   a = case.dense.T if transpose else case.dense
   b, b64 = case.operand(a.shape[1], columns)
-  out = jax.jit(lambda A, B: jsparse.spmm(A, B, transpose_a=transpose, impl=impl))(case.matrix, b)
+  out = run_forced(impl, lambda: jax.jit(
+      lambda A, B: jsparse.spmm(A, B, transpose_a=transpose, impl=impl))(case.matrix, b))
+  if out is None:
+    return
   assert out.dtype == case.dtype
   assert_close(out, a @ b64, np.abs(a) @ np.abs(b64), case.dtype)
 
