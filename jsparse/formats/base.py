@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jsparse.formats import validation
 from jsparse.formats.layout import SparseLayout
 
 
@@ -53,6 +54,7 @@ class SparseMatrix:
   def with_data(self, data: Any) -> "SparseMatrix":
     """The same structure with new stored values (same shape as ``self.data``, any float dtype)."""
     data = jnp.asarray(data)
+    validation.check_value_dtype("data", data)
     if data.shape != self.data.shape:
       raise ValueError(f"data must have shape {self.data.shape} (the stored values of this "
                        f"matrix), got {data.shape}")
@@ -148,5 +150,5 @@ class SparseMatrix:
 
 
 def scipy_dtype(dtype: Any) -> Any:
-  """SciPy has no bfloat16: such values go to SciPy as float32."""
-  return np.float32 if jnp.dtype(dtype) == jnp.bfloat16 else dtype
+  """SciPy sparse has no bfloat16 or float16: such values go to SciPy as float32."""
+  return np.float32 if jnp.dtype(dtype).itemsize < 4 else dtype

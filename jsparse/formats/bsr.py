@@ -124,9 +124,10 @@ class BSR(SparseMatrix):
     return COO((self.data.reshape(size), rows, cols), shape=self.shape, validate=False)
 
   def tobsr(self, block_shape: Sequence[int] | None = None, nse: int | None = None) -> "BSR":
-    if block_shape is None or tuple(block_shape) == self.block_shape:
+    same_blocks = block_shape is None or tuple(block_shape) == self.block_shape
+    if same_blocks and (nse is None or nse == self.nse):
       return self
-    return super().tobsr(block_shape, nse)
+    return super().tobsr(self.block_shape if block_shape is None else block_shape, nse)
 
   def to_scipy(self):
     import scipy.sparse

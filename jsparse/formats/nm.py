@@ -57,7 +57,7 @@ class NM(SparseMatrix):
 
   def _validate(self, indices: np.ndarray) -> None:
     validation.check_in_range("indices", indices, 0, self.m)
-    groups = indices.reshape(self.shape[0], -1, self.n).astype(np.int64)
+    groups = indices.reshape(self.shape[0], self.shape[1] // self.m, self.n).astype(np.int64)
     bad = np.diff(groups, axis=-1) <= 0
     if bad.any():
       row, group, k = (int(i) for i in np.argwhere(bad)[0])
@@ -99,10 +99,11 @@ class NM(SparseMatrix):
                          f"(columns {group * m}:{(group + 1) * m}) has {counts[row, group]} "
                          f"nonzeros > n={n}")
     # lax.top_k returns the lower index first among equal magnitudes.
-    _, kept = jax.lax.top_k(jnp.abs(groups).astype(jnp.float32), n)
+    _, kept = jax.lax.top_k(jnp.abs(groups).astype(jnp.promote_types(x.dtype, jnp.float32)), n)
     kept = jnp.sort(kept, axis=-1)
     data = jnp.take_along_axis(groups, kept, axis=-1)
-    return cls((data.reshape(num_rows, -1), kept.reshape(num_rows, -1).astype(jnp.uint8)),
+    stored = (num_rows, num_cols // m * n)
+    return cls((data.reshape(stored), kept.reshape(stored).astype(jnp.uint8)),
                shape=x.shape, n=n, m=m, validate=False)
 
   @classmethod

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,7 +39,7 @@ def should_validate(validate: bool | None, *arrays: Any) -> bool:
 
 def check_shape_2d(shape: Any) -> tuple[int, int]:
   try:
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(operator.index(d) for d in shape)
   except TypeError:
     raise TypeError(f"shape must be a pair of ints (M, K), got {shape!r}") from None
   if len(shape) != 2 or min(shape) < 0:

@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import jsparse
+from tests.helpers import random_dense
 from jsparse.ops import registry
 
 FORMATS = ("coo", "csr", "bsr", "nm")
@@ -35,15 +36,6 @@ class Case:
     values = self.rng.uniform(-1.0, 1.0, size=shape)
     array = jnp.asarray(values, self.dtype)
     return array, np.asarray(array.astype(jnp.float64))
-
-
-def sparse_dense(rng: np.random.Generator, shape, density: float, empty_rows: bool) -> np.ndarray:
-  """Random float64 values of magnitude in [0.5, 1.5] at random positions; never zero there."""
-  mask = rng.random(shape) < density
-  if empty_rows and shape[0] > 1:
-    mask[rng.integers(0, shape[0])] = False
-  values = rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)
-  return np.where(mask, values, 0.0)
 
 
 def make_matrix(fmt: str, dense: np.ndarray, dtype, *, block_shape=(1, 1), nm=(2, 4), pad=0):
@@ -77,7 +69,8 @@ def cases(draw, formats=FORMATS, dtypes=DTYPES, max_dim: int = 12) -> Case:
   if fmt in ("coo", "csr"):
     kwargs["pad"] = draw(st.sampled_from([0, 0, 3]))
   density = draw(st.sampled_from([0.0, 0.1, 0.4, 1.0]))
-  dense = sparse_dense(rng, (rows, cols), density, empty_rows=draw(st.booleans()))
+  dense = random_dense(rng, (rows, cols), density, empty_rows=draw(st.integers(0, 2)),
+                       ragged=draw(st.booleans()))
   matrix = make_matrix(fmt, dense, dtype, **kwargs)
   return Case(matrix, np.asarray(matrix.todense().astype(jnp.float64)), rng)
 
