@@ -150,3 +150,19 @@ def test_registered_as_cpu_ffi_kernel():
   kernels = {kernel.impl: kernel for kernel in registry.registered_kernels("spmv", "csr", "cpu")}
   assert kernels["ffi"].fn is csr.csr_spmv_ffi
   assert kernels["ffi"].supports is csr.csr_spmv_supports
+
+
+@pytest.mark.parametrize("impl", ["ffi", "auto"])
+def test_public_spmv_lowers_to_the_kernel(impl):
+  import jsparse
+  rng = np.random.default_rng()
+  matrix = _random_csr(rng, (37, 23), 0.3)
+  A = jsparse.CSR.from_scipy(matrix).astype(jnp.float32)
+  x = jnp.asarray(rng.standard_normal(23), jnp.float32)
+  spmv = jax.jit(lambda A, x: jsparse.spmv(A, x, impl=impl))
+  assert "jsparse_csr_spmv_f32" in spmv.lower(A, x).as_text()
+  np.testing.assert_allclose(spmv(A, x), matrix @ np.asarray(x, np.float64), rtol=1e-5, atol=1e-5)
+  # Under "auto" the gradient's transposed SpMV, which the kernel lacks, falls back to reference.
+  grad = jax.grad(lambda x: jnp.sum(jsparse.spmv(A, x, impl="auto") ** 2))(x)
+  expected = 2 * matrix.T @ (matrix @ np.asarray(x, np.float64))
+  np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-4)

@@ -1,5 +1,7 @@
 """SpMM against a float64 NumPy reference, on every format, dtype and registered backend."""
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,3 +67,20 @@ def test_spmm_rejects_bad_arguments():
     jsparse.spmm(A, np.ones((5, 2)), impl="cusparse")
   with pytest.raises(NotImplementedError, match="impl='pallas'.*no pallas kernel"):
     jax.jit(lambda A, B: jsparse.spmm(A, B, impl="pallas"))(A, np.ones((5, 2)))
+
+
+def test_spmm_on_real_dlmc_matrices():
+  """Pruned Transformer weights (DLMC, shipped in tests/data) against SciPy in float64."""
+  root = pathlib.Path(__file__).parents[1] / "data" / "dlmc"
+  paths = sorted(root.rglob("*.smtx*"))
+  assert paths, f"no DLMC matrices under {root}"
+  rng = np.random.default_rng(11)
+  for path in paths:
+    A = jsparse.io.load_smtx(path, seed=int(rng.integers(1 << 31)), dtype=np.float64)
+    reference = A.to_scipy()
+    b = rng.standard_normal((A.shape[1], 32))
+    for matrix in (A, A.tocoo(), A.tobsr((16, 16))):
+      np.testing.assert_allclose(jax.jit(jsparse.spmm)(matrix, b), reference @ b, rtol=1e-10,
+                                 atol=1e-10)
+    np.testing.assert_allclose(jsparse.spmv(A, b[:, 0]), reference @ b[:, 0], rtol=1e-10,
+                               atol=1e-10)
