@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 from jax.test_util import check_grads
 
 import jsparse
+from tests.helpers import fromdense
 from tests.ops.cases import cases
 
 float64_cases = cases(dtypes=(jnp.float64,), max_dim=7)
@@ -45,9 +46,7 @@ def test_sddmm_gradients_match_finite_differences(case):
 def test_grad_of_a_loss_matches_the_dense_gradient(fmt):
   rng = np.random.default_rng(7)
   dense = rng.standard_normal((8, 12)) * (rng.random((8, 12)) < 0.6)
-  A = {"coo": jsparse.COO.fromdense, "csr": jsparse.CSR.fromdense,
-       "bsr": lambda x: jsparse.BSR.fromdense(x, block_shape=(4, 3)),
-       "nm": lambda x: jsparse.NM.fromdense(x, n=2, m=4)}[fmt](dense)
+  A = fromdense(fmt, dense, block_shape=(4, 3))
   dense = np.asarray(A.todense())
   b = rng.standard_normal((12, 5))
 

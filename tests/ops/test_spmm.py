@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import jsparse
+from tests.helpers import fromdense
 from tests.ops.cases import assert_close, cases, impls_for, run_forced
 
 
@@ -46,9 +47,7 @@ def test_spmm_promotes_mixed_dtypes():
 def test_spmm_eager_and_jit_agree(fmt):
   rng = np.random.default_rng(1)
   dense = rng.standard_normal((8, 8)) * (rng.random((8, 8)) < 0.5)
-  A = {"coo": jsparse.COO.fromdense, "csr": jsparse.CSR.fromdense,
-       "bsr": lambda x: jsparse.BSR.fromdense(x, block_shape=(2, 4)),
-       "nm": lambda x: jsparse.NM.fromdense(x, n=2, m=4)}[fmt](dense)
+  A = fromdense(fmt, dense, block_shape=(2, 4))
   b = rng.standard_normal((8, 3))
   np.testing.assert_allclose(jsparse.spmm(A, b), jax.jit(jsparse.spmm)(A, b), rtol=1e-12)
 
