@@ -4,6 +4,7 @@ from jsparse import io
 from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix
 from jsparse.ops import sddmm, spmm, spmv
 from jsparse import _cpu  # registers the C++ CPU kernels (when built) with the op registry
+from jsparse import _gpu  # registers the Pallas GPU kernels with the op registry
 
 __version__ = "0.1.0"
 

@@ -14,3 +14,17 @@ jax.config.update("jax_enable_x64", True)
 settings.register_profile("dev", max_examples=25, deadline=None)
 settings.register_profile("thorough", max_examples=300, deadline=None)
 settings.load_profile(os.environ.get("JSPARSE_HYPOTHESIS_PROFILE", "dev"))
+
+
+def pytest_collection_modifyitems(config, items):
+  """Skips, visibly (``-ra`` lists them), slow tests unless asked for and GPU tests without one."""
+  import pytest
+
+  run_slow = os.environ.get("JSPARSE_RUN_SLOW", "") not in ("", "0")
+  has_gpu = any(device.platform == "gpu" for device in jax.devices()) if any(
+      item.get_closest_marker("gpu") for item in items) else False
+  for item in items:
+    if item.get_closest_marker("slow") and not run_slow:
+      item.add_marker(pytest.mark.skip(reason="slow: set JSPARSE_RUN_SLOW=1 to run"))
+    if item.get_closest_marker("gpu") and not has_gpu:
+      item.add_marker(pytest.mark.skip(reason="gpu: needs a CUDA GPU visible to JAX"))

@@ -24,8 +24,12 @@ from jsparse.io.smtx import load_dlmc_index, load_smtx
 
 PathLike = str | os.PathLike
 ROOT_ENV_VAR = "JSPARSE_DLMC_ROOT"
-# Where a source checkout finds the project's DLMC subset: <repo>/../shared/data/dlmc.
-CHECKOUT_ROOT = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "dlmc"
+# Where a checkout finds the project's DLMC subset, <repo>/../shared/data/dlmc: next to the source
+# tree, or next to the working directory when jsparse is installed and run from the repository.
+CHECKOUT_ROOTS = (
+    pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "dlmc",
+    pathlib.Path.cwd().resolve().parent / "shared" / "data" / "dlmc",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +62,8 @@ class DLMCEntry:
 def default_dlmc_root() -> pathlib.Path | None:
   """The DLMC folder to use when none is given, or None when there is none.
 
-  ``$JSPARSE_DLMC_ROOT`` when set, else ``<repo>/../shared/data/dlmc`` of a source checkout.
+  ``$JSPARSE_DLMC_ROOT`` when set, else ``<repo>/../shared/data/dlmc`` of a checkout (beside the
+  source tree, or beside the working directory for an installed package).
 
   Raises:
     FileNotFoundError: when ``$JSPARSE_DLMC_ROOT`` is set but holds no ``index.csv``.
@@ -68,7 +73,7 @@ def default_dlmc_root() -> pathlib.Path | None:
     if not (root / "index.csv").is_file():
       raise FileNotFoundError(f"${ROOT_ENV_VAR} is {str(root)!r}, which holds no index.csv")
     return root
-  return CHECKOUT_ROOT if (CHECKOUT_ROOT / "index.csv").is_file() else None
+  return next((root for root in CHECKOUT_ROOTS if (root / "index.csv").is_file()), None)
 
 
 def list_dlmc(root: PathLike | None = None, *, model: str | Iterable[str] | None = None,

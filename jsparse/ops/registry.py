@@ -64,7 +64,9 @@ def register_kernel(op: str, format: str, *, platform: str, impl: str,
     impl: ``"ffi"`` or ``"pallas"`` (not ``"auto"`` or ``"reference"``, which are built in).
     fn: traceable function ``fn(*operands, **params)`` returning the primitive's result.
     supports: optional ``supports(avals, params) -> True | str``; a string says why not.
-    priority: under ``impl="auto"`` the supporting kernel with the highest priority wins.
+    priority: under ``impl="auto"`` the supporting kernel with the highest priority wins; a
+      negative priority keeps the kernel out of ``"auto"`` (it runs only when forced, as the
+      Pallas kernels do on the CPU in interpret mode).
   """
   if impl in ("auto", "reference") or impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS[2:]}, got {impl!r}")
@@ -98,7 +100,8 @@ def select_kernel(op: str, format: str, platform: str, impl: str, avals: Sequenc
   if impl == "reference":
     return None
   if impl == "auto":
-    candidates = sorted(registered_kernels(op, format, platform), key=lambda k: -k.priority)
+    candidates = sorted((k for k in registered_kernels(op, format, platform) if k.priority >= 0),
+                        key=lambda k: -k.priority)
     for kernel in candidates:
       if kernel.unsupported_reason(avals, params) is None:
         return kernel

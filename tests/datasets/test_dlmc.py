@@ -81,7 +81,7 @@ def test_default_root_of_a_checkout(monkeypatch, tmp_path):
   monkeypatch.delenv("JSPARSE_DLMC_ROOT", raising=False)
   expected = SHARED_DLMC if (SHARED_DLMC / "index.csv").is_file() else None
   assert default_dlmc_root() == expected
-  monkeypatch.setattr(dlmc, "CHECKOUT_ROOT", tmp_path)
+  monkeypatch.setattr(dlmc, "CHECKOUT_ROOTS", (tmp_path,))
   assert default_dlmc_root() is None
   with pytest.raises(FileNotFoundError, match="no DLMC folder"):
     list_dlmc()

@@ -1,5 +1,6 @@
 """``jsparse.datasets`` as a package: loaded on request only, without SciPy."""
 
+import os
 import subprocess
 import sys
 
@@ -16,4 +17,4 @@ def test_public_names():
 def test_imports_are_lazy():
   check = ("import sys, jsparse; assert 'jsparse.datasets' not in sys.modules; "
            "import jsparse.datasets; assert 'scipy' not in sys.modules, 'scipy was imported'")
-  subprocess.run([sys.executable, "-c", check], check=True, env={"PYTHONPATH": ":".join(sys.path)})
+  subprocess.run([sys.executable, "-c", check], check=True, env={**os.environ, "PYTHONPATH": ":".join(sys.path)})
