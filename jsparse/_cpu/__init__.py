@@ -11,7 +11,7 @@ import types
 
 import jax
 
-from jsparse._cpu import csr
+from jsparse._cpu import sddmm, spmm
 from jsparse.ops import registry
 
 try:
@@ -27,11 +27,24 @@ else:
 AVAILABLE: bool = _jsparse_cpu is not None
 
 
+FORMATS = ("coo", "csr", "bsr", "nm")
+
+
 def _register(extension: types.ModuleType) -> None:
   for target_name, capsule in extension.registrations().items():
     jax.ffi.register_ffi_target(target_name, capsule, platform="cpu")
-  registry.register_kernel("spmv", "csr", platform="cpu", impl="ffi", fn=csr.csr_spmv_ffi,
-                           supports=csr.csr_spmv_supports)
+  for fmt in FORMATS:
+    registry.register_kernel("spmm", fmt, platform="cpu", impl="ffi", fn=spmm.spmm_ffi,
+                             supports=spmm.spmm_supports)
+    registry.register_kernel("spmv", fmt, platform="cpu", impl="ffi", fn=spmm.spmv_ffi,
+                             supports=spmm.spmv_supports)
+    registry.register_kernel("sddmm", fmt, platform="cpu", impl="ffi", fn=sddmm.sddmm_ffi,
+                             supports=sddmm.sddmm_supports)
+
+
+def vector_isa() -> str | None:
+  """The vector instruction set the kernels run with on this CPU (None without the extension)."""
+  return _jsparse_cpu.vector_isa() if AVAILABLE else None
 
 
 if AVAILABLE:
