@@ -54,6 +54,10 @@ std::string BsrSpmm(const Executor& executor, const typename Value::Storage* dat
         for (int64_t i = 0; i < block.rows; ++i) {
           AccumulateRow<Value>(n, [&](const auto& add) {
             for (int64_t pos = start; pos < end; ++pos) {
+              if (pos + 1 < end) {
+                PrefetchRow(rhs + static_cast<int64_t>(col_indices[pos + 1]) * block.cols * n,
+                            block.cols * n * sizeof(*rhs));
+              }
               const auto* block_row_values = data + (pos * block.rows + i) * block.cols;
               const auto* rhs_rows = rhs + static_cast<int64_t>(col_indices[pos]) * block.cols * n;
               for (int64_t j = 0; j < block.cols; ++j) {

@@ -46,6 +46,10 @@ std::string CsrSpmm(const Executor& executor, const typename Value::Storage* dat
         }
         AccumulateRow<Value>(n, [&](const auto& add) {
           for (int64_t pos = start; pos < end; ++pos) {
+            if (pos + kPrefetchDistance < end) {
+              PrefetchRow(rhs + static_cast<int64_t>(col_indices[pos + kPrefetchDistance]) * n,
+                          n * sizeof(*rhs));
+            }
             add(Value::Load(data[pos]), rhs + static_cast<int64_t>(col_indices[pos]) * n);
           }
         }, out + row * n);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <initializer_list>
 #include <string>
@@ -19,14 +20,25 @@ namespace jsparse {
 
 namespace ffi = xla::ffi;
 
+// The most threads (the caller included) a kernel uses: $JSPARSE_CPU_THREADS when set to a
+// positive integer, else the number of cores. Read once.
+inline int64_t MaxKernelThreads() {
+  static const int64_t threads = [] {
+    const char* setting = std::getenv("JSPARSE_CPU_THREADS");
+    const long long requested = setting ? std::atoll(setting) : 0;
+    if (requested > 0) return static_cast<int64_t>(requested);
+    return static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  }();
+  return threads;
+}
+
 // XLA's intra-op thread pool (ffi::ThreadPool, in the FFI headers since jax 0.4.36). The caller
-// works too, so it uses one worker fewer than the pool has threads, and never more than the
-// machine has cores; with no pool (num_threads() == 0) everything runs on the caller.
+// works too, so it uses one worker fewer than the pool has threads, and never more than
+// MaxKernelThreads() in all; with no pool (num_threads() == 0) everything runs on the caller.
 class FfiExecutor final : public Executor {
  public:
   explicit FfiExecutor(ffi::ThreadPool pool) : pool_(pool) {
-    const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
-    workers_ = std::max<int64_t>(0, std::min(pool_.num_threads(), cores) - 1);
+    workers_ = std::max<int64_t>(0, std::min(pool_.num_threads(), MaxKernelThreads()) - 1);
   }
   int64_t num_workers() const override { return workers_; }
   void Schedule(std::function<void()> task) const override { pool_.Schedule(std::move(task)); }

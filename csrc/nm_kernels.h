@@ -55,6 +55,10 @@ std::string NmSpmm(const Executor& executor, const typename Value::Storage* data
         const auto* row_values = data + row * per_row;
         AccumulateRow<Value>(n_cols, [&](const auto& add) {
           for (int64_t s = 0; s < per_row; ++s) {
+            if (s + kPrefetchDistance < per_row) {
+              PrefetchRow(rhs + NmColumn(row_indices, s + kPrefetchDistance, pattern) * n_cols,
+                          n_cols * sizeof(*rhs));
+            }
             add(Value::Load(row_values[s]), rhs + NmColumn(row_indices, s, pattern) * n_cols);
           }
         }, out + row * n_cols);
