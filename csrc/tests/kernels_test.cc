@@ -1,0 +1,378 @@
+// A C++ test of the loop nests, without XLA or Python, for the sanitizer build (BUILD_NOTES.md):
+// every kernel on random matrices with NaN-poisoned outputs (every element must be written)
+// against a float64 dense reference, on one thread and on several, then invalid structure
+// (every kernel must return an error, never read out of bounds). Exits non-zero on a failure.
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bsr_kernels.h"
+#include "coo_kernels.h"
+#include "csr_kernels.h"
+#include "nm_kernels.h"
+
+namespace jsparse {
+namespace {
+
+int failures = 0;
+
+void Expect(bool ok, const std::string& what) {
+  if (!ok) {
+    ++failures;
+    std::fprintf(stderr, "FAILED: %s\n", what.c_str());
+  }
+}
+
+// Runs each task on a thread of its own; joins them all at destruction.
+class ThreadExecutor final : public Executor {
+ public:
+  explicit ThreadExecutor(int64_t workers) : workers_(workers) {}
+  ~ThreadExecutor() override {
+    for (auto& thread : threads_) thread.join();
+  }
+  int64_t num_workers() const override { return workers_; }
+  void Schedule(std::function<void()> task) const override { threads_.emplace_back(task); }
+
+ private:
+  int64_t workers_;
+  mutable std::vector<std::thread> threads_;
+};
+
+// A dense [rows, cols] float64 matrix with density `density`, as the kernels' storage.
+struct Dense {
+  int64_t rows, cols;
+  std::vector<double> values;
+  double at(int64_t r, int64_t c) const { return values[r * cols + c]; }
+};
+
+Dense RandomDense(std::mt19937& gen, int64_t rows, int64_t cols, double density) {
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  Dense dense{rows, cols, std::vector<double>(rows * cols, 0.0)};
+  for (auto& v : dense.values) {
+    if (uniform(gen) < density) v = (0.5 + uniform(gen)) * (uniform(gen) < 0.5 ? -1 : 1);
+  }
+  // A few empty rows.
+  for (int64_t r = 0; r < rows; r += 7) {
+    for (int64_t c = 0; c < cols; ++c) dense.values[r * cols + c] = 0;
+  }
+  return dense;
+}
+
+template <typename Value>
+std::vector<typename Value::Storage> ToStorage(const std::vector<double>& values) {
+  std::vector<typename Value::Storage> out(values.size());
+  for (size_t i = 0; i < values.size(); ++i) out[i] = Value::Store(static_cast<float>(values[i]));
+  return out;
+}
+
+// NaN-filled storage of `count` elements.
+template <typename Value>
+std::vector<typename Value::Storage> Poisoned(size_t count) {
+  return std::vector<typename Value::Storage>(
+      count, Value::Store(std::numeric_limits<float>::quiet_NaN()));
+}
+
+// Rounds values to Value's storage and back (what the kernel sees).
+template <typename Value>
+Dense Rounded(Dense dense) {
+  for (auto& v : dense.values) v = Value::Load(Value::Store(static_cast<float>(v)));
+  return dense;
+}
+
+template <typename Value>
+void ExpectClose(const std::vector<typename Value::Storage>& actual,
+                 const std::vector<double>& expected, const std::vector<double>& scale,
+                 double rtol, const std::string& what) {
+  bool ok = actual.size() == expected.size();
+  for (size_t i = 0; ok && i < actual.size(); ++i) {
+    const double got = Value::Load(actual[i]);
+    ok = std::isfinite(got) && std::abs(got - expected[i]) <= rtol * scale[i] + 1e-300;
+    if (!ok) std::fprintf(stderr, "  at %zu: got %g, expected %g\n", i, got, expected[i]);
+  }
+  Expect(ok, what);
+}
+
+// expected = op(A) @ B and the error scale |op(A)| @ |B|.
+void DenseProduct(const Dense& a, bool transpose, const Dense& b, std::vector<double>* expected,
+                  std::vector<double>* scale) {
+  const int64_t out_rows = transpose ? a.cols : a.rows, inner = transpose ? a.rows : a.cols;
+  expected->assign(out_rows * b.cols, 0.0);
+  scale->assign(out_rows * b.cols, 0.0);
+  for (int64_t i = 0; i < out_rows; ++i) {
+    for (int64_t k = 0; k < inner; ++k) {
+      const double value = transpose ? a.at(k, i) : a.at(i, k);
+      for (int64_t j = 0; j < b.cols; ++j) {
+        (*expected)[i * b.cols + j] += value * b.at(k, j);
+        (*scale)[i * b.cols + j] += std::abs(value * b.at(k, j));
+      }
+    }
+  }
+}
+
+template <typename Value, typename Index>
+void TestCsrAndCoo(std::mt19937& gen, const Executor& executor, double rtol,
+                   const std::string& label) {
+  const int64_t rows = 130, cols = 90, n = 70, depth = 19, pad = 3;
+  const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, 0.3));
+  const Dense b = Rounded<Value>(RandomDense(gen, std::max(rows, cols), n, 1.0));
+  std::vector<double> values;
+  std::vector<Index> col_indices, row_indices, row_offsets{0};
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      if (a.at(r, c) != 0) {
+        values.push_back(a.at(r, c));
+        col_indices.push_back(static_cast<Index>(c));
+        row_indices.push_back(static_cast<Index>(r));
+      }
+    }
+    row_offsets.push_back(static_cast<Index>(values.size()));
+  }
+  const int64_t stored = values.size(), nse = stored + pad;
+  for (int64_t p = 0; p < pad; ++p) {
+    values.push_back(std::numeric_limits<double>::quiet_NaN());
+    col_indices.push_back(static_cast<Index>(cols));  // CSR padding: never read.
+    row_indices.push_back(static_cast<Index>(rows));  // COO padding is (rows, cols).
+  }
+  const auto data = ToStorage<Value>(values);
+  for (bool transpose : {false, true}) {
+    const int64_t in_rows = transpose ? rows : cols, out_rows = transpose ? cols : rows;
+    Dense rhs{in_rows, n, std::vector<double>(b.values.begin(), b.values.begin() + in_rows * n)};
+    const auto rhs_storage = ToStorage<Value>(rhs.values);
+    std::vector<double> expected, scale;
+    DenseProduct(a, transpose, rhs, &expected, &scale);
+    auto out = Poisoned<Value>(out_rows * n);
+    const auto csr = transpose ? CsrSpmmTransposed<Value, Index> : CsrSpmm<Value, Index>;
+    Expect(csr(executor, data.data(), col_indices.data(), row_offsets.data(), rows, cols, nse,
+               rhs_storage.data(), n, out.data()).empty(), label + " csr spmm ran");
+    ExpectClose<Value>(out, expected, scale, rtol, label + " csr spmm transpose=" +
+                       std::to_string(transpose));
+    out = Poisoned<Value>(out_rows * n);
+    Expect(CooSpmm<Value, Index>(executor, data.data(), row_indices.data(), col_indices.data(),
+                                 nse, rows, cols, transpose, rhs_storage.data(), n,
+                                 out.data()).empty(), label + " coo spmm ran");
+    ExpectClose<Value>(out, expected, scale, rtol, label + " coo spmm transpose=" +
+                       std::to_string(transpose));
+  }
+  // SDDMM on the same pattern.
+  const Dense x = Rounded<Value>(RandomDense(gen, rows, depth, 1.0));
+  const Dense y = Rounded<Value>(RandomDense(gen, cols, depth, 1.0));
+  const auto xs = ToStorage<Value>(x.values), ys = ToStorage<Value>(y.values);
+  std::vector<double> expected(nse, 0.0), scale(nse, 0.0);
+  for (int64_t p = 0; p < stored; ++p) {
+    for (int64_t d = 0; d < depth; ++d) {
+      expected[p] += x.at(row_indices[p], d) * y.at(col_indices[p], d);
+      scale[p] += std::abs(x.at(row_indices[p], d) * y.at(col_indices[p], d));
+    }
+  }
+  auto sampled = Poisoned<Value>(nse);
+  Expect(CsrSddmm<Value, Index>(executor, col_indices.data(), row_offsets.data(), rows, cols, nse,
+                                xs.data(), ys.data(), depth, sampled.data()).empty(),
+         label + " csr sddmm ran");
+  ExpectClose<Value>(sampled, expected, scale, rtol, label + " csr sddmm");
+  sampled = Poisoned<Value>(nse);
+  Expect(CooSddmm<Value, Index>(executor, row_indices.data(), col_indices.data(), nse, rows, cols,
+                                xs.data(), ys.data(), depth, sampled.data()).empty(),
+         label + " coo sddmm ran");
+  ExpectClose<Value>(sampled, expected, scale, rtol, label + " coo sddmm");
+}
+
+template <typename Value, typename Index>
+void TestBsr(std::mt19937& gen, const Executor& executor, double rtol, const std::string& label) {
+  const BlockShape block{3, 2};
+  const int64_t block_rows = 40, block_cols = 30, n = 37, depth = 9, pad = 2;
+  Dense a{block_rows * block.rows, block_cols * block.cols, {}};
+  a.values.assign(a.rows * a.cols, 0.0);
+  std::vector<double> values;
+  std::vector<Index> col_indices, row_offsets{0};
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (int64_t r = 0; r < block_rows; ++r) {
+    for (int64_t c = 0; c < block_cols; ++c) {
+      if (uniform(gen) > 0.25 || r % 5 == 0) continue;
+      col_indices.push_back(static_cast<Index>(c));
+      for (int64_t i = 0; i < block.rows; ++i) {
+        for (int64_t j = 0; j < block.cols; ++j) {
+          const double v = Value::Load(Value::Store(static_cast<float>(uniform(gen) - 0.5)));
+          values.push_back(v);
+          a.values[(r * block.rows + i) * a.cols + c * block.cols + j] = v;
+        }
+      }
+    }
+    row_offsets.push_back(static_cast<Index>(col_indices.size()));
+  }
+  const int64_t stored = col_indices.size(), nse = stored + pad;
+  for (int64_t p = 0; p < pad; ++p) {
+    col_indices.push_back(static_cast<Index>(-1));
+    for (int64_t k = 0; k < block.rows * block.cols; ++k) values.push_back(NAN);
+  }
+  const auto data = ToStorage<Value>(values);
+  for (bool transpose : {false, true}) {
+    const int64_t in_rows = transpose ? a.rows : a.cols, out_rows = transpose ? a.cols : a.rows;
+    const Dense rhs = Rounded<Value>(RandomDense(gen, in_rows, n, 1.0));
+    const auto rhs_storage = ToStorage<Value>(rhs.values);
+    std::vector<double> expected, scale;
+    DenseProduct(a, transpose, rhs, &expected, &scale);
+    auto out = Poisoned<Value>(out_rows * n);
+    const auto bsr = transpose ? BsrSpmmTransposed<Value, Index> : BsrSpmm<Value, Index>;
+    Expect(bsr(executor, data.data(), col_indices.data(), row_offsets.data(), block_rows,
+               block_cols, block, nse, rhs_storage.data(), n, out.data()).empty(),
+           label + " bsr spmm ran");
+    ExpectClose<Value>(out, expected, scale, rtol, label + " bsr spmm transpose=" +
+                       std::to_string(transpose));
+  }
+  const Dense x = Rounded<Value>(RandomDense(gen, a.rows, depth, 1.0));
+  const Dense y = Rounded<Value>(RandomDense(gen, a.cols, depth, 1.0));
+  const auto xs = ToStorage<Value>(x.values), ys = ToStorage<Value>(y.values);
+  const int64_t size = block.rows * block.cols;
+  std::vector<double> expected(nse * size, 0.0), scale(nse * size, 0.0);
+  for (int64_t r = 0; r < block_rows; ++r) {
+    for (int64_t p = row_offsets[r]; p < row_offsets[r + 1]; ++p) {
+      for (int64_t i = 0; i < block.rows; ++i) {
+        for (int64_t j = 0; j < block.cols; ++j) {
+          for (int64_t d = 0; d < depth; ++d) {
+            const double t = x.at(r * block.rows + i, d) * y.at(col_indices[p] * block.cols + j, d);
+            expected[p * size + i * block.cols + j] += t;
+            scale[p * size + i * block.cols + j] += std::abs(t);
+          }
+        }
+      }
+    }
+  }
+  auto sampled = Poisoned<Value>(nse * size);
+  Expect(BsrSddmm<Value, Index>(executor, col_indices.data(), row_offsets.data(), block_rows,
+                                block_cols, block, nse, xs.data(), ys.data(), depth,
+                                sampled.data()).empty(), label + " bsr sddmm ran");
+  ExpectClose<Value>(sampled, expected, scale, rtol, label + " bsr sddmm");
+}
+
+template <typename Value>
+void TestNm(std::mt19937& gen, const Executor& executor, double rtol, const std::string& label) {
+  const NmPattern pattern{2, 4};
+  const int64_t rows = 90, groups = 20, n = 45, depth = 11, per_row = groups * pattern.n;
+  Dense a{rows, groups * pattern.m, {}};
+  a.values.assign(a.rows * a.cols, 0.0);
+  std::vector<double> values;
+  std::vector<uint8_t> indices;
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t first = gen() % 3, second = first + 1 + gen() % (3 - first);
+      for (uint8_t position : {first, second}) {
+        const double v = Value::Load(Value::Store(static_cast<float>(uniform(gen) - 0.5)));
+        values.push_back(v);
+        indices.push_back(position);
+        a.values[r * a.cols + g * pattern.m + position] = v;
+      }
+    }
+  }
+  const auto data = ToStorage<Value>(values);
+  for (bool transpose : {false, true}) {
+    const int64_t in_rows = transpose ? a.rows : a.cols, out_rows = transpose ? a.cols : a.rows;
+    const Dense rhs = Rounded<Value>(RandomDense(gen, in_rows, n, 1.0));
+    const auto rhs_storage = ToStorage<Value>(rhs.values);
+    std::vector<double> expected, scale;
+    DenseProduct(a, transpose, rhs, &expected, &scale);
+    auto out = Poisoned<Value>(out_rows * n);
+    const auto nm = transpose ? NmSpmmTransposed<Value> : NmSpmm<Value>;
+    Expect(nm(executor, data.data(), indices.data(), rows, groups, pattern, rhs_storage.data(), n,
+              out.data()).empty(), label + " nm spmm ran");
+    ExpectClose<Value>(out, expected, scale, rtol, label + " nm spmm transpose=" +
+                       std::to_string(transpose));
+  }
+  const Dense x = Rounded<Value>(RandomDense(gen, rows, depth, 1.0));
+  const Dense y = Rounded<Value>(RandomDense(gen, a.cols, depth, 1.0));
+  const auto xs = ToStorage<Value>(x.values), ys = ToStorage<Value>(y.values);
+  std::vector<double> expected(rows * per_row, 0.0), scale(rows * per_row, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t s = 0; s < per_row; ++s) {
+      for (int64_t d = 0; d < depth; ++d) {
+        const double t = x.at(r, d) * y.at(NmColumn(indices.data() + r * per_row, s, pattern), d);
+        expected[r * per_row + s] += t;
+        scale[r * per_row + s] += std::abs(t);
+      }
+    }
+  }
+  auto sampled = Poisoned<Value>(rows * per_row);
+  Expect(NmSddmm<Value>(executor, indices.data(), rows, groups, pattern, xs.data(), ys.data(),
+                        depth, sampled.data()).empty(), label + " nm sddmm ran");
+  ExpectClose<Value>(sampled, expected, scale, rtol, label + " nm sddmm");
+}
+
+// Bad structure: each kernel returns a message naming the argument and reads nothing out of
+// bounds (the sanitizer build checks the latter).
+void TestInvalidStructure(const Executor& executor) {
+  using F = NativeValue<float>;
+  const std::vector<float> data(4, 1.0f), rhs(5 * 3, 1.0f), x(2 * 3, 1.0f), y(4 * 3, 1.0f);
+  std::vector<float> out(5 * 3), values(4);
+  const std::vector<int32_t> bad_cols{0, 1, 9, 2}, offsets{0, 2, 4};
+  const std::vector<int32_t> cols{0, 1, 2, 3}, decreasing{0, 3, 2}, too_far{0, 2, 7};
+  auto contains = [](const std::string& s, const char* part) {
+    return s.find(part) != std::string::npos;
+  };
+  Expect(contains(CsrSpmm<F, int32_t>(executor, data.data(), bad_cols.data(), offsets.data(), 2, 4,
+                                      4, rhs.data(), 3, out.data()), "col_indices[2] = 9"),
+         "csr spmm bad column");
+  Expect(contains(CsrSpmmTransposed<F, int32_t>(executor, data.data(), bad_cols.data(),
+                                                offsets.data(), 2, 4, 4, rhs.data(), 3,
+                                                out.data()), "col_indices[2] = 9"),
+         "csr spmm transposed bad column");
+  Expect(contains(CsrSpmm<F, int32_t>(executor, data.data(), cols.data(), decreasing.data(), 2, 4,
+                                      4, rhs.data(), 3, out.data()), "non-decreasing"),
+         "csr spmm decreasing offsets");
+  Expect(contains(CsrSddmm<F, int32_t>(executor, cols.data(), too_far.data(), 2, 4, 4, x.data(),
+                                       y.data(), 3, values.data()), "exceeds nse"),
+         "csr sddmm offsets past nse");
+  const std::vector<int64_t> rows64{0, 1, 5, 1}, cols64{0, 1, 2, 3};
+  Expect(contains(CooSpmm<F, int64_t>(executor, data.data(), rows64.data(), cols64.data(), 4, 2, 4,
+                                      false, rhs.data(), 3, out.data()), "entry 2"),
+         "coo spmm bad row");
+  Expect(contains(CooSddmm<F, int64_t>(executor, rows64.data(), cols64.data(), 4, 2, 4, x.data(),
+                                       y.data(), 3, values.data()), "entry 2"),
+         "coo sddmm bad row");
+  const std::vector<int32_t> block_cols{0, 3}, block_offsets{0, 1, 2};
+  std::vector<float> block_data(2 * 1 * 2, 1.0f), block_out(2 * 3);
+  Expect(contains(BsrSpmm<F, int32_t>(executor, block_data.data(), block_cols.data(),
+                                      block_offsets.data(), 2, 2, BlockShape{1, 2}, 2, rhs.data(),
+                                      3, block_out.data()), "col_indices[1] = 3"),
+         "bsr spmm bad block column");
+  const std::vector<uint8_t> nm_indices{0, 1, 2, 7};
+  const std::vector<float> nm_data(4, 1.0f), nm_rhs(4 * 3, 1.0f);
+  std::vector<float> nm_out(2 * 3);
+  Expect(contains(NmSpmm<F>(executor, nm_data.data(), nm_indices.data(), 2, 1, NmPattern{2, 4},
+                            nm_rhs.data(), 3, nm_out.data()), "indices[1, 1] = 7"),
+         "nm spmm bad index");
+}
+
+template <typename Value>
+void TestAll(const char* name, double rtol) {
+  std::mt19937 gen(1234);
+  Executor serial;
+  ThreadExecutor threads(3);
+  for (const Executor* executor : {static_cast<const Executor*>(&serial),
+                                   static_cast<const Executor*>(&threads)}) {
+    const std::string label = std::string(name) + (executor == &serial ? " serial" : " threads");
+    TestCsrAndCoo<Value, int32_t>(gen, *executor, rtol, label + " int32");
+    TestCsrAndCoo<Value, int64_t>(gen, *executor, rtol, label + " int64");
+    TestBsr<Value, int32_t>(gen, *executor, rtol, label);
+    TestNm<Value>(gen, *executor, rtol, label);
+    TestInvalidStructure(*executor);
+  }
+}
+
+}  // namespace
+}  // namespace jsparse
+
+int main() {
+  jsparse::TestAll<jsparse::NativeValue<float>>("float32", 2e-6);
+  jsparse::TestAll<jsparse::NativeValue<double>>("float64", 1e-12);
+  jsparse::TestAll<jsparse::BFloat16Value>("bfloat16", 8e-3);
+  std::printf(jsparse::failures ? "%d checks failed\n" : "all kernel checks passed\n",
+              jsparse::failures);
+  return jsparse::failures ? 1 : 0;
+}
