@@ -1,0 +1,210 @@
+"""BlockMask: which key blocks each query block attends to, as compact per-row lists.
+
+The layout of FlexAttention's ``BlockMask``: for query block ``i`` of mask head ``h`` the kept key
+blocks are ``kv_block_indices[h, i, :kv_block_counts[h, i]]`` in ascending order; entries past
+the count are padding (they repeat the last kept index, or 0 in a row that keeps nothing), so a
+kernel that loops over ``kv_block_counts`` visits only kept blocks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _check_block_size(block_size: Any) -> tuple[int, int]:
+  if (not isinstance(block_size, (tuple, list)) or len(block_size) != 2
+      or not all(isinstance(b, (int, np.integer)) and b > 0 for b in block_size)):
+    raise ValueError(f"block_size must be two positive ints (bq, bk), got {block_size!r}")
+  return int(block_size[0]), int(block_size[1])
+
+
+@jax.tree_util.register_pytree_node_class
+@dataclasses.dataclass(frozen=True)
+class BlockMask:
+  """A block-sparse attention mask: per (head, query block) ascending lists of kept key blocks.
+
+  Attributes:
+    kv_block_indices: int32 [Hm, nqb, max_kept], kept key-block indices, ascending; padding past
+      the count.
+    kv_block_counts: int32 [Hm, nqb], the number of kept key blocks of each query block.
+    block_size: ``(bq, bk)``, query and key block lengths (static).
+    num_kv_blocks: ``nkb``, the number of key blocks, ``ceil(Sk / bk)`` (static).
+
+  ``Hm`` is 1 (one mask for every head) or the number of query heads; ``nqb = ceil(Sq / bq)``.
+  """
+
+  kv_block_indices: jax.Array
+  kv_block_counts: jax.Array
+  block_size: tuple[int, int]
+  num_kv_blocks: int
+
+  def tree_flatten(self):
+    return (self.kv_block_indices, self.kv_block_counts), (self.block_size, self.num_kv_blocks)
+
+  @classmethod
+  def tree_unflatten(cls, aux, children):
+    return cls(*children, *aux)
+
+  @property
+  def num_heads(self) -> int:
+    """``Hm``: 1 (shared by all heads) or one mask per query head."""
+    return self.kv_block_counts.shape[0]
+
+  @property
+  def num_q_blocks(self) -> int:
+    return self.kv_block_counts.shape[1]
+
+  @property
+  def shape(self) -> tuple[int, int, int]:
+    """``(Hm, nqb, nkb)``, the shape of the dense block mask."""
+    return (self.num_heads, self.num_q_blocks, self.num_kv_blocks)
+
+  @property
+  def density(self) -> jax.Array:
+    """Fraction of the ``Hm * nqb * nkb`` blocks that are kept (float32 scalar)."""
+    total = max(1, math.prod(self.shape))
+    return jnp.sum(self.kv_block_counts, dtype=jnp.float32) / total
+
+  def todense(self) -> jax.Array:
+    """The dense block mask: bool [Hm, nqb, nkb]."""
+    return dense_block_mask(self.kv_block_indices, self.kv_block_counts, self.num_kv_blocks)
+
+  # -- constructors ----------------------------------------------------------------------------
+  @classmethod
+  def from_dense(cls, mask: Any, *, block_size: tuple[int, int],
+                 max_kept: int | None = None) -> "BlockMask":
+    """Builds the compact lists from a dense block mask.
+
+    Args:
+      mask: bool [Hm, nqb, nkb] (or [nqb, nkb], taken as Hm = 1); True keeps a block.
+      block_size: ``(bq, bk)``.
+      max_kept: length of each list. Required when ``mask`` is traced (under ``jit``); rows
+        keeping more blocks than this are truncated to their first ``max_kept`` there. From host
+        data it defaults to the largest row count (at least 1), and a smaller value raises.
+
+    Returns:
+      a ``BlockMask`` with int32 indices.
+    """
+    block_size = _check_block_size(block_size)
+    mask = jnp.asarray(mask)
+    if mask.ndim == 2:
+      mask = mask[None]
+    if mask.ndim != 3:
+      raise ValueError(f"mask must be a bool [Hm, nqb, nkb] block mask, got shape {mask.shape}")
+    if mask.dtype != jnp.bool_:
+      raise TypeError(f"mask must be bool, got {mask.dtype}")
+    num_kv_blocks = mask.shape[2]
+    traced = isinstance(mask, jax.core.Tracer)
+    if max_kept is None:
+      if traced:
+        raise ValueError("max_kept must be given when mask is traced (inside jit)")
+      max_kept = max(1, int(np.asarray(mask).sum(axis=-1).max(initial=0)))
+    elif not traced:
+      needed = int(np.asarray(mask).sum(axis=-1).max(initial=0))
+      if needed > max_kept:
+        raise ValueError(f"max_kept={max_kept} is too small: a query block keeps {needed} blocks")
+    if not isinstance(max_kept, (int, np.integer)) or max_kept < 1:
+      raise ValueError(f"max_kept must be a positive int, got {max_kept!r}")
+    indices, counts = _compact(mask, int(max_kept))
+    return cls(indices, counts, block_size, num_kv_blocks)
+
+  @classmethod
+  def full(cls, seq_len_q: int, seq_len_k: int, *, block_size: tuple[int, int]) -> "BlockMask":
+    """Every block kept (dense attention)."""
+    return cls._from_rule(seq_len_q, seq_len_k, block_size, lambda *_: True)
+
+  @classmethod
+  def causal(cls, seq_len_q: int, seq_len_k: int, *, block_size: tuple[int, int]) -> "BlockMask":
+    """The blocks holding a visible pair under bottom-right causal masking.
+
+    Key position j is visible to query position i iff ``j <= i + (Sk - Sq)``.
+    """
+    return cls._from_rule(seq_len_q, seq_len_k, block_size,
+                          lambda q_first, q_last, k_first, k_last: k_first <= q_last)
+
+  @classmethod
+  def local(cls, seq_len_q: int, seq_len_k: int, *, block_size: tuple[int, int], window: int,
+            causal: bool = True) -> "BlockMask":
+    """Sliding window of ``window`` tokens: blocks holding a pair with ``0 <= i' - j < window``.
+
+    ``i' = i + (Sk - Sq)`` is the query position aligned to the end of the keys; with
+    ``causal=False`` the window is symmetric, ``|i' - j| < window``.
+    """
+    if not isinstance(window, (int, np.integer)) or window < 1:
+      raise ValueError(f"window must be a positive int (tokens), got {window!r}")
+    ahead = 0 if causal else window - 1
+    return cls._from_rule(seq_len_q, seq_len_k, block_size,
+                          lambda q_first, q_last, k_first, k_last:
+                          (k_first <= q_last + ahead) & (k_last > q_first - window))
+
+  @classmethod
+  def local_global(cls, seq_len_q: int, seq_len_k: int, *, block_size: tuple[int, int],
+                   window: int, num_global_blocks: int = 1, causal: bool = True) -> "BlockMask":
+    """``local(window)`` plus the first ``num_global_blocks`` key blocks for every query block.
+
+    Under ``causal`` the global blocks are kept only where they hold a visible key.
+    """
+    if not isinstance(num_global_blocks, (int, np.integer)) or num_global_blocks < 0:
+      raise ValueError(f"num_global_blocks must be a non-negative int, got {num_global_blocks!r}")
+    local = cls.local(seq_len_q, seq_len_k, block_size=block_size, window=window,
+                      causal=causal).todense()
+    bk = block_size[1]
+    is_global = (np.arange(local.shape[2]) < num_global_blocks)[None, None, :]
+    visible = np.asarray(cls.causal(seq_len_q, seq_len_k, block_size=block_size).todense()) \
+        if causal else True
+    return cls.from_dense(np.asarray(local) | (is_global & visible), block_size=(block_size[0], bk))
+
+  @classmethod
+  def _from_rule(cls, seq_len_q, seq_len_k, block_size, rule) -> "BlockMask":
+    """Evaluates ``rule(q_first, q_last, k_first, k_last)`` on every block's position ranges.
+
+    Query positions are aligned to the end of the keys (shifted by ``Sk - Sq``).
+    """
+    bq, bk = _check_block_size(block_size)
+    for name, value in (("seq_len_q", seq_len_q), ("seq_len_k", seq_len_k)):
+      if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    offset = seq_len_k - seq_len_q
+    q_first = np.arange(0, seq_len_q, bq)[:, None]
+    q_last = np.minimum(q_first + bq, seq_len_q) - 1
+    k_first = np.arange(0, seq_len_k, bk)[None, :]
+    k_last = np.minimum(k_first + bk, seq_len_k) - 1
+    kept = np.broadcast_to(rule(q_first + offset, q_last + offset, k_first, k_last),
+                           (q_first.shape[0], k_first.shape[1]))
+    return cls.from_dense(np.asarray(kept, bool), block_size=(bq, bk))
+
+
+def _compact(mask: jax.Array, max_kept: int) -> tuple[jax.Array, jax.Array]:
+  """(indices int32 [Hm, nqb, max_kept], counts int32 [Hm, nqb]) of a bool [Hm, nqb, nkb] mask."""
+  num_kv_blocks = mask.shape[2]
+  counts = jnp.minimum(jnp.sum(mask, axis=-1, dtype=jnp.int32), max_kept)
+  # A stable sort of "not kept" puts the kept blocks first, in ascending order.
+  order = jnp.argsort(~mask, axis=-1, stable=True).astype(jnp.int32)
+  if order.shape[-1] < max_kept:
+    order = jnp.pad(order, ((0, 0), (0, 0), (0, max_kept - num_kv_blocks)))
+  order = order[..., :max_kept]
+  last_kept = jnp.take_along_axis(order, jnp.maximum(counts - 1, 0)[..., None], axis=-1)
+  last_kept = jnp.where(counts[..., None] > 0, last_kept, 0)
+  slots = jnp.arange(max_kept, dtype=jnp.int32)
+  indices = jnp.where(slots < counts[..., None], order, last_kept)
+  return indices.astype(jnp.int32), counts
+
+
+def dense_block_mask(kv_block_indices: jax.Array, kv_block_counts: jax.Array,
+                     num_kv_blocks: int) -> jax.Array:
+  """bool [Hm, nqb, nkb]: True where a block is among the first ``count`` listed ones."""
+  slots = jnp.arange(kv_block_indices.shape[-1])
+  listed = slots < kv_block_counts[..., None]
+  # Unlisted slots scatter past the last block, into a column that is dropped.
+  targets = jnp.where(listed, kv_block_indices, num_kv_blocks)
+  heads, q_blocks, _ = kv_block_indices.shape
+  head_ids = jnp.arange(heads)[:, None, None]
+  row_ids = jnp.arange(q_blocks)[None, :, None]
+  dense = jnp.zeros((heads, q_blocks, num_kv_blocks + 1), jnp.bool_)
+  return dense.at[head_ids, row_ids, targets].set(True)[..., :num_kv_blocks]
