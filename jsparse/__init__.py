@@ -1,7 +1,7 @@
 """jsparse: sparse arrays and sparse kernels for deep-learning inference in JAX."""
 
 from jsparse import io
-from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix
+from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix, Tiled
 from jsparse.formats.block_mask import BlockMask
 from jsparse.ops import sddmm, spmm, spmv
 from jsparse.ops.attention import block_sparse_attention
@@ -11,4 +11,4 @@ from jsparse import _gpu  # registers the Pallas GPU kernels with the op registr
 __version__ = "0.1.0"
 
 __all__ = ["BSR", "BlockMask", "COO", "CSR", "NM", "SparseMatrix", "block_sparse_attention", "io",
-           "sddmm", "spmm", "spmv"]
+           "sddmm", "spmm", "spmv", "Tiled"]

@@ -5,6 +5,10 @@ each tile row stores a bitmap of its nonzeros and the offset of its packed value
 reads only the nonzero values plus 1 bit per element (and one offset per tile row), expands each
 tile into a dense [tm, tk] tile in registers, and multiplies it on the tensor cores.
 
+Each value also keeps its column within its tile (``value_columns``, one byte). The SpMM kernel
+never reads it; SDDMM, ``tocoo`` and the primitives' shape rules (which take the number of stored
+values from the first index array) do.
+
 References: Xia et al., "Flash-LLM: Enabling Cost-Effective and Highly-Efficient Large Generative
 Model Inference with Unstructured Sparsity", VLDB 2024; Fan et al., "SpInfer: Leveraging
 Low-Level Sparsity for Efficient Large Language Model Inference on GPUs", EuroSys 2025.
@@ -24,6 +28,7 @@ from jsparse.formats.coo import COO
 
 WORD_BITS = 32
 DEFAULT_TILE_SHAPE = (16, 64)
+MAX_TILE_COLUMNS = 256  # value_columns is uint8
 
 
 class Tiled(SparseMatrix):
@@ -36,27 +41,29 @@ class Tiled(SparseMatrix):
   Attributes:
     data: [nse] values, float16 / bfloat16 / float32 / float64; positions at or past the number
       of set bits are padding.
+    value_columns: uint8 [nse], column of each value within its tile (0 for padding).
     bitmaps: uint32 [Mt, Kt, tm, tk / 32]; bit b of word w of tile (i, j), row r marks element
       ``(i * tm + r, j * tk + 32 * w + b)``.
     row_offsets: int32 or int64 [Mt, Kt, tm], position in ``data`` of the first value of each
       tile row (an exclusive prefix sum of the bit counts, in storage order).
-    shape: (M, K), static; tile_shape: (tm, tk), static, tk a multiple of 32.
+    shape: (M, K), static; tile_shape: (tm, tk), static, tk a multiple of 32, at most 256.
   """
 
   format = "tiled"
-  index_names = ("bitmaps", "row_offsets")
+  index_names = ("value_columns", "bitmaps", "row_offsets")
   _aux_names = ("tile_shape",)
 
-  def __init__(self, arrays: tuple[Any, Any, Any], *, shape: tuple[int, int],
+  def __init__(self, arrays: tuple[Any, Any, Any, Any], *, shape: tuple[int, int],
                validate: bool | None = None):
-    """Builds a tiled matrix from ``(data, bitmaps, row_offsets)``; the bitmaps give the tiles.
+    """Builds a tiled matrix from ``(data, value_columns, bitmaps, row_offsets)``.
 
     Args:
-      arrays: ``(data [nse], bitmaps uint32 [Mt, Kt, tm, tk / 32], row_offsets [Mt, Kt, tm])``.
+      arrays: ``(data [nse], value_columns uint8 [nse], bitmaps uint32 [Mt, Kt, tm, tk / 32],
+        row_offsets [Mt, Kt, tm])``; the bitmaps give the tile shape.
       shape: ``(M, K)``, with ``Mt = ceil(M / tm)`` and ``Kt = ceil(K / tk)``.
       validate: check the bitmaps and offsets on the host (None: when the arrays are concrete).
     """
-    data, bitmaps, row_offsets = (jnp.asarray(a) for a in arrays)
+    data, value_columns, bitmaps, row_offsets = (jnp.asarray(a) for a in arrays)
     self.shape = validation.check_shape_2d(shape)
     validation.check_value_dtype("data", data)
     if data.ndim != 1:
@@ -70,11 +77,15 @@ class Tiled(SparseMatrix):
     validation.check_index_dtype("row_offsets", row_offsets)
     validation.check_array_shape("row_offsets", row_offsets, bitmaps.shape[:3],
                                  "one per tile row: bitmaps.shape[:3]")
+    validation.check_index_dtype("value_columns", value_columns)
+    validation.check_array_shape("value_columns", value_columns, data.shape, "one per value")
     self.data, self.bitmaps, self.row_offsets = data, bitmaps, row_offsets
-    if validation.should_validate(validate, data, bitmaps, row_offsets):
-      self._validate(np.asarray(bitmaps), np.asarray(row_offsets))
+    self.value_columns = value_columns.astype(jnp.uint8)
+    if validation.should_validate(validate, data, value_columns, bitmaps, row_offsets):
+      self._validate(np.asarray(bitmaps), np.asarray(row_offsets), np.asarray(value_columns))
 
-  def _validate(self, bitmaps: np.ndarray, row_offsets: np.ndarray) -> None:
+  def _validate(self, bitmaps: np.ndarray, row_offsets: np.ndarray,
+                value_columns: np.ndarray) -> None:
     mask = np.asarray(tile_mask(bitmaps))
     rows, cols = _element_rows_cols(self.shape, self.tile_shape)
     outside = mask & ~((rows < self.shape[0]) & (cols < self.shape[1]))
@@ -94,6 +105,13 @@ class Tiled(SparseMatrix):
     if counts.sum() > self.nse:
       raise ValueError(f"the bitmaps mark {int(counts.sum())} values but data holds only "
                        f"{self.nse}")
+    expected_columns = np.nonzero(mask.reshape(-1, self.tile_shape[1]))[1]
+    actual_columns = value_columns[:expected_columns.shape[0]].astype(np.int64)
+    if (actual_columns != expected_columns).any():
+      position = int(np.flatnonzero(actual_columns != expected_columns)[0])
+      raise ValueError(f"value_columns must hold each value's column within its tile, as the "
+                       f"bitmaps mark it: value_columns[{position}] = {actual_columns[position]},"
+                       f" expected {expected_columns[position]}")
 
   def _layout_extras(self) -> dict:
     # Primitives see the tile shape as the layout's block shape.
@@ -140,7 +158,8 @@ class Tiled(SparseMatrix):
     row_offsets = (jnp.cumsum(counts) - counts).reshape(*grid, tm).astype(index_dtype)
     (positions,) = jnp.nonzero(mask.reshape(-1), size=nse, fill_value=mask.size)
     data = tiles.reshape(-1).at[positions].get(mode="fill", fill_value=0)
-    return cls((data, bitmaps, row_offsets), shape=x.shape, validate=False)
+    value_columns = jnp.where(positions < mask.size, positions % tk, 0).astype(jnp.uint8)
+    return cls((data, value_columns, bitmaps, row_offsets), shape=x.shape, validate=False)
 
   @classmethod
   def from_sparse(cls, matrix: SparseMatrix, *,
@@ -150,11 +169,11 @@ class Tiled(SparseMatrix):
 
   # -- conversions -----------------------------------------------------------------------------
   def todense(self) -> jax.Array:
-    return expand(self.data, self.bitmaps, self.row_offsets, self.shape)
+    return expand(self.data, *self.index_arrays, self.shape)
 
   def tocoo(self) -> COO:
     """Every stored value as a COO entry, in storage order (padding at (M, K)). Jit-able."""
-    rows, cols = value_coordinates(self.bitmaps, self.row_offsets, self.shape, self.nse)
+    rows, cols = value_coordinates(*self.index_arrays, self.shape)
     return COO((self.data, rows, cols), shape=self.shape, validate=False)
 
 
@@ -172,9 +191,10 @@ def value_positions(bitmaps: jax.Array, row_offsets: jax.Array) -> tuple[jax.Arr
   return mask, row_offsets[..., None].astype(jnp.int32) + ranks
 
 
-def expand(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array,
-           shape: tuple[int, int]) -> jax.Array:
+def expand(data: jax.Array, value_columns: jax.Array, bitmaps: jax.Array,
+           row_offsets: jax.Array, shape: tuple[int, int]) -> jax.Array:
   """The dense [M, K] matrix (data's dtype) of a tiled matrix's arrays."""
+  del value_columns  # The bitmaps say where the values go.
   mask, positions = value_positions(bitmaps, row_offsets)
   grid_m, grid_k, tm, tk = mask.shape
   # One zero appended: a matrix with nse = 0 still gathers from a non-empty array.
@@ -185,24 +205,29 @@ def expand(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array,
   return dense[:shape[0], :shape[1]]
 
 
-def value_coordinates(bitmaps: jax.Array, row_offsets: jax.Array, shape: tuple[int, int],
-                      nse: int) -> tuple[jax.Array, jax.Array]:
+def value_coordinates(value_columns: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array,
+                      shape: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
   """(rows, cols) int32 [nse] of every stored value; padding values get (M, K)."""
-  mask, positions = value_positions(bitmaps, row_offsets)
-  tile_shape = (mask.shape[2], mask.shape[3])
-  rows, cols = (jnp.broadcast_to(a, mask.shape).astype(jnp.int32)
-                for a in _element_rows_cols(shape, tile_shape, xp=jnp))
-  targets = jnp.where(mask, positions, nse).reshape(-1)
-  out_rows = jnp.full((nse,), shape[0], jnp.int32).at[targets].set(rows.reshape(-1), mode="drop")
-  out_cols = jnp.full((nse,), shape[1], jnp.int32).at[targets].set(cols.reshape(-1), mode="drop")
-  return out_rows, out_cols
+  grid_m, grid_k, tm, words = bitmaps.shape
+  nse = value_columns.shape[0]
+  offsets = row_offsets.reshape(-1).astype(jnp.int32)
+  stored = jnp.sum(jax.lax.population_count(bitmaps), dtype=jnp.int32)
+  positions = jnp.arange(nse, dtype=jnp.int32)
+  # The tile row of a value: the last one starting at or before it (empty rows share a start).
+  tile_rows = jnp.searchsorted(offsets, positions, side="right").astype(jnp.int32) - 1
+  tile_m, tile_k, row = (tile_rows // (grid_k * tm), tile_rows // tm % grid_k, tile_rows % tm)
+  padding = positions >= stored
+  rows = jnp.where(padding, shape[0], tile_m * tm + row)
+  cols = jnp.where(padding, shape[1],
+                   tile_k * words * WORD_BITS + value_columns.astype(jnp.int32))
+  return rows, cols
 
 
-def _element_rows_cols(shape, tile_shape, xp=np):
-  """Broadcastable row and column [Mt, Kt, tm, tk] of every tile element."""
+def _element_rows_cols(shape, tile_shape):
+  """Broadcastable row and column [Mt, Kt, tm, tk] of every tile element (NumPy)."""
   (grid_m, grid_k), (tm, tk) = _tile_grid(shape, tile_shape), tile_shape
-  rows = xp.arange(grid_m)[:, None, None, None] * tm + xp.arange(tm)[None, None, :, None]
-  cols = xp.arange(grid_k)[None, :, None, None] * tk + xp.arange(tk)[None, None, None, :]
+  rows = np.arange(grid_m)[:, None, None, None] * tm + np.arange(tm)[None, None, :, None]
+  cols = np.arange(grid_k)[None, :, None, None] * tk + np.arange(tk)[None, None, None, :]
   return rows, cols
 
 
@@ -215,7 +240,7 @@ def _check_tile_shape(tile_shape: Any) -> tuple[int, int]:
     tm, tk = (int(t) for t in tile_shape)
   except (TypeError, ValueError):
     raise TypeError(f"tile_shape must be a pair of ints (tm, tk), got {tile_shape!r}") from None
-  if tm < 1 or tk < WORD_BITS or tk % WORD_BITS:
-    raise ValueError(f"tile_shape must be (tm >= 1, tk a positive multiple of {WORD_BITS}), got "
-                     f"{(tm, tk)}")
+  if tm < 1 or tk < WORD_BITS or tk % WORD_BITS or tk > MAX_TILE_COLUMNS:
+    raise ValueError(f"tile_shape must be (tm >= 1, tk a multiple of {WORD_BITS} in "
+                     f"[{WORD_BITS}, {MAX_TILE_COLUMNS}]), got {(tm, tk)}")
   return (tm, tk)
