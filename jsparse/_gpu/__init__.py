@@ -40,3 +40,4 @@ def register_pallas(op: str, format: str, fn: Callable[..., Any], *,
 
 
 # Kernel families register themselves on import (one line each):
+from jsparse._gpu import structured  # noqa: E402,F401  BSR, N:M, tiled (tensor cores)
