@@ -1,0 +1,215 @@
+"""Block-sparse attention kernel vs a float64 dense reference with the block mask applied.
+
+Runs in Pallas interpret mode on the CPU and compiled (Triton) when JAX sees a GPU. The
+interpreter fills every output with NaN before the kernel runs, so a finite result equal to the
+reference (zeros included, for rows with no visible key) shows that every element was written.
+Each case is one compilation (seconds in interpret mode), so each covers several features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels import block_sparse_attention as bsa
+
+ON_GPU = jax.default_backend() == "gpu"
+INTERPRET = not ON_GPU
+reference = jax.jit(bsa.reference_fn, static_argnames=("block_size", "causal", "scale"))
+TOLERANCE = {jnp.float32: 2e-5, jnp.float16: 4e-3, jnp.bfloat16: 3e-2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  batch: int
+  q_len: int
+  kv_len: int
+  heads: int
+  kv_heads: int
+  head_dim: int
+  block_size: tuple[int, int]
+  mask: str  # "random", "dense", "local", "empty"
+  per_head_mask: bool
+  causal: bool
+  dtype: type
+  config: bsa.AttentionConfig | None = None
+  empty_query_block: bool = False
+  empty_head: bool = False
+
+
+def compact_lists(dense: np.ndarray, rng: np.random.Generator):
+  """(indices, counts) of a boolean [Hm, nqb, nkb] block mask; padding entries random in range."""
+  counts = dense.sum(-1).astype(np.int32)
+  max_kept = max(1, int(counts.max()))
+  indices = rng.integers(0, dense.shape[-1], (*dense.shape[:2], max_kept)).astype(np.int32)
+  for head, row in np.ndindex(*dense.shape[:2]):
+    kept = np.flatnonzero(dense[head, row])
+    indices[head, row, :kept.size] = kept
+  return jnp.asarray(indices), jnp.asarray(counts)
+
+
+def block_mask(case: Case, rng: np.random.Generator) -> np.ndarray:
+  bq, bk = case.block_size
+  shape = (case.heads if case.per_head_mask else 1, -(-case.q_len // bq), -(-case.kv_len // bk))
+  if case.mask == "random":
+    dense = rng.random(shape) < 0.5
+  elif case.mask == "dense":
+    dense = np.ones(shape, bool)
+  elif case.mask == "local":  # two key blocks ending at each query block's last position
+    last_key = (np.arange(shape[1]) * bq + bq - 1 + case.kv_len - case.q_len) // bk
+    key_block = np.arange(shape[2])
+    band = (key_block[None, :] <= last_key[:, None]) & (key_block[None, :] > last_key[:, None] - 2)
+    dense = np.broadcast_to(band, shape).copy()
+  elif case.mask == "empty":
+    dense = np.zeros(shape, bool)
+  else:
+    raise ValueError(case.mask)
+  if case.empty_query_block:
+    dense[:, rng.integers(shape[1])] = False
+  if case.empty_head:
+    dense[rng.integers(shape[0])] = False
+  return dense
+
+
+def run_case(case: Case, seed: int):
+  rng = np.random.default_rng(seed)
+  indices, counts = compact_lists(block_mask(case, rng), rng)
+
+  def draw(seq, heads):
+    return jnp.asarray(rng.standard_normal((case.batch, seq, heads, case.head_dim)), case.dtype)
+  q, k, v = draw(case.q_len, case.heads), draw(case.kv_len, case.kv_heads), draw(
+      case.kv_len, case.kv_heads)
+  out = bsa.kernel_fn(q, k, v, indices, counts, block_size=case.block_size, causal=case.causal,
+                      config=case.config, interpret=INTERPRET)
+  expected = reference(*(x.astype(jnp.float64) for x in (q, k, v)), indices, counts,
+                              block_size=case.block_size, causal=case.causal)
+  assert out.shape == q.shape and out.dtype == q.dtype
+  out = np.asarray(out.astype(jnp.float64))
+  assert np.isfinite(out).all(), f"seed {seed}: unwritten or non-finite outputs"
+  tol = TOLERANCE[case.dtype]
+  np.testing.assert_allclose(out, np.asarray(expected), atol=tol, rtol=tol,
+                             err_msg=f"seed {seed}, {case}")
+  return out, np.asarray(expected)
+
+
+CASES = {
+    # GQA, per-head random mask, causal, Sq = Sk not a multiple of the blocks, 2 key sub-tiles
+    # per mask block, an all-empty query block (its rows must be 0).
+    "prefill_gqa_causal_ragged_bf16": Case(
+        2, 100, 100, 4, 2, 64, (32, 32), "random", True, True, jnp.bfloat16,
+        config=bsa.AttentionConfig(block_q=32, block_k=16), empty_query_block=True),
+    # MQA, one shared fully dense mask, non-causal, Sq != Sk, head dim 128.
+    "prefill_mqa_dense_f16_d128": Case(1, 48, 80, 2, 1, 128, (16, 32), "dense", False, False,
+                                       jnp.float16),
+    # Fully local mask, causal with Sq < Sk (bottom-right aligned), query tile half a block.
+    "prefill_local_causal_offset_f32": Case(
+        1, 40, 72, 2, 2, 16, (32, 16), "local", False, True, jnp.float32,
+        config=bsa.AttentionConfig(block_q=16, block_k=16)),
+    # Decoding: 5 queries, long ragged cache, split-K over 3 programs, GQA, one head with no kept
+    # block (all its rows 0).
+    "decode_splitk_gqa_causal_bf16": Case(
+        2, 5, 300, 4, 2, 32, (16, 32), "random", True, True, jnp.bfloat16,
+        config=bsa.AttentionConfig(block_q=16, block_k=32, num_splits=3), empty_head=True),
+    # One query, nothing kept anywhere: exactly zeros (default decode config).
+    "decode_one_row_empty_f32": Case(1, 1, 64, 2, 1, 32, (16, 16), "empty", False, False,
+                                     jnp.float32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_kernel_matches_float64_reference(name):
+  seed = int(np.random.default_rng().integers(2**31))
+  out, expected = run_case(CASES[name], seed)
+  case = CASES[name]
+  if case.mask == "empty" or case.empty_head or case.empty_query_block:
+    assert (expected == 0).any(axis=-1).any(), "the case was meant to have rows with no key"
+  if case.mask == "empty":
+    assert (out == 0).all()
+
+
+GPU_CASES = [
+    Case(2, 1000, 1000, 8, 2, head_dim, (bq, bk), mask, True, causal, jnp.bfloat16)
+    for head_dim in (64, 128) for bq, bk in ((64, 64), (128, 128))
+    for mask, causal in (("random", False), ("local", True))
+] + [
+    Case(2, 1000, 1200, 4, 4, 128, (64, 64), "random", True, True, jnp.float16),
+    Case(1, 16, 8192 + 37, 16, 16, 128, (16, 64), "random", True, True, jnp.bfloat16),
+    Case(1, 1, 8192, 16, 4, 64, (16, 128), "random", False, False, jnp.bfloat16),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("index", range(len(GPU_CASES)))
+def test_kernel_on_gpu_larger_shapes(index):
+  """Default configs at the benchmark's block sizes and head dims (compiled, GPU only)."""
+  run_case(GPU_CASES[index], int(np.random.default_rng().integers(2**31)))
+
+
+def test_default_config_splits_decoding_and_tiles_prefill():
+  decode = bsa.default_config(batch=1, num_heads=16, q_len=4, head_dim=128, block_size=(64, 64),
+                              max_kept=100)
+  assert decode.block_q == 16 and decode.num_splits > 1
+  tiles = 100 * (64 // decode.block_k)
+  per_split = -(-tiles // decode.num_splits)
+  assert (decode.num_splits - 1) * per_split < tiles, "a split would get no kept block"
+  prefill = bsa.default_config(batch=4, num_heads=16, q_len=8192, head_dim=64,
+                               block_size=(128, 128), max_kept=64)
+  assert prefill.num_splits == 1 and 128 % prefill.block_q == 0 and 128 % prefill.block_k == 0
+  few_blocks = bsa.default_config(batch=64, num_heads=64, q_len=1, head_dim=64,
+                                  block_size=(16, 16), max_kept=2)
+  assert few_blocks.num_splits <= 2
+
+
+def test_config_rejects_tiles_that_triton_cannot_use():
+  with pytest.raises(ValueError, match="block_q must be a power of two"):
+    bsa.AttentionConfig(block_q=24, block_k=16)
+  with pytest.raises(ValueError, match="block_k must be a power of two >= 16"):
+    bsa.AttentionConfig(block_q=16, block_k=8)
+  with pytest.raises(ValueError, match="num_splits"):
+    bsa.AttentionConfig(block_q=16, block_k=16, num_splits=0)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(q_shape=(1, 32, 3, 16)), "multiple of k's heads"),
+    (dict(head_dim=24), "head dim must be a power of two"),
+    (dict(dtype=jnp.int32), "must share one dtype"),
+    (dict(block_size=(16, 24)), "block_size must be two powers of two"),
+    (dict(indices_shape=(1, 3, 2)), r"kv_block_indices must be \[Hm, ceil\(Sq/bq\)=2"),
+    (dict(indices_shape=(3, 2, 2)), "mask heads must be 1 or Hq=2"),
+    (dict(counts_shape=(1, 3)), "kv_block_counts must be"),
+    (dict(index_dtype=jnp.int64), "kv_block_indices must be int32"),
+    (dict(config=bsa.AttentionConfig(block_q=16, block_k=32)), "does not tile block_size"),
+])
+def test_bad_arguments_raise_naming_them(change, message):
+  head_dim = change.get("head_dim", 16)
+  dtype = change.get("dtype", jnp.float32)
+  q = jnp.ones(change.get("q_shape", (1, 32, 2, head_dim)), dtype)
+  k = jnp.ones((1, 32, 2 if "q_shape" in change else 1, head_dim), dtype)
+  indices = jnp.zeros(change.get("indices_shape", (1, 2, 2)),
+                      change.get("index_dtype", jnp.int32))
+  counts = jnp.ones(change.get("counts_shape", indices.shape[:2]), jnp.int32)
+  with pytest.raises((ValueError, TypeError), match=message):
+    bsa.kernel_fn(q, k, k, indices, counts, block_size=change.get("block_size", (16, 16)),
+                  config=change.get("config"), interpret=True)
+
+
+def test_reference_matches_numpy_softmax_with_mask():
+  """The reference itself, against a loop over rows in float64 NumPy (GQA, causal offset)."""
+  rng = np.random.default_rng()
+  q, k, v = (rng.standard_normal(s) for s in ((1, 20, 4, 8), (1, 36, 2, 8), (1, 36, 2, 8)))
+  dense = rng.random((4, 2, 3)) < 0.6
+  indices, counts = compact_lists(dense, rng)
+  out = reference(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), indices, counts,
+                         block_size=(16, 16), causal=True, scale=0.3)
+  expected = np.zeros_like(q)
+  for head, row in np.ndindex(4, 20):
+    keys = [j for j in range(36) if dense[head, row // 16, j // 16] and j <= row + 16]
+    if keys:
+      scores = 0.3 * k[0, keys, head // 2] @ q[0, row, head]
+      weights = np.exp(scores - scores.max())
+      expected[0, row, head] = weights @ v[0, keys, head // 2] / weights.sum()
+  np.testing.assert_allclose(np.asarray(out), expected, atol=1e-12)
