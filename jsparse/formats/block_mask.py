@@ -73,7 +73,10 @@ class BlockMask:
 
   def todense(self) -> jax.Array:
     """The dense block mask: bool [Hm, nqb, nkb]."""
-    return dense_block_mask(self.kv_block_indices, self.kv_block_counts, self.num_kv_blocks)
+    arrays = (self.kv_block_indices, self.kv_block_counts)
+    if any(isinstance(a, jax.core.Tracer) for a in arrays):
+      return dense_block_mask(*arrays, self.num_kv_blocks)
+    return jnp.asarray(dense_block_mask(*(np.asarray(a) for a in arrays), self.num_kv_blocks, np))
 
   # -- constructors ----------------------------------------------------------------------------
   @classmethod
@@ -92,7 +95,8 @@ class BlockMask:
       a ``BlockMask`` with int32 indices.
     """
     block_size = _check_block_size(block_size)
-    mask = jnp.asarray(mask)
+    if not isinstance(mask, jax.core.Tracer):
+      mask = np.asarray(mask)
     if mask.ndim == 2:
       mask = mask[None]
     if mask.ndim != 3:
@@ -111,7 +115,11 @@ class BlockMask:
         raise ValueError(f"max_kept={max_kept} is too small: a query block keeps {needed} blocks")
     if not isinstance(max_kept, (int, np.integer)) or max_kept < 1:
       raise ValueError(f"max_kept must be a positive int, got {max_kept!r}")
-    indices, counts = _compact(mask, int(max_kept))
+    if traced:
+      indices, counts = _compact(mask, int(max_kept), jnp)
+    else:
+      # Host data: NumPy, so that building masks of many shapes compiles nothing.
+      indices, counts = (jnp.asarray(a) for a in _compact(np.asarray(mask), int(max_kept), np))
     return cls(indices, counts, block_size, num_kv_blocks)
 
   @classmethod
@@ -152,13 +160,13 @@ class BlockMask:
     """
     if not isinstance(num_global_blocks, (int, np.integer)) or num_global_blocks < 0:
       raise ValueError(f"num_global_blocks must be a non-negative int, got {num_global_blocks!r}")
-    local = cls.local(seq_len_q, seq_len_k, block_size=block_size, window=window,
-                      causal=causal).todense()
+    local = np.asarray(cls.local(seq_len_q, seq_len_k, block_size=block_size, window=window,
+                                 causal=causal).todense())
     bk = block_size[1]
     is_global = (np.arange(local.shape[2]) < num_global_blocks)[None, None, :]
     visible = np.asarray(cls.causal(seq_len_q, seq_len_k, block_size=block_size).todense()) \
         if causal else True
-    return cls.from_dense(np.asarray(local) | (is_global & visible), block_size=(block_size[0], bk))
+    return cls.from_dense(local | (is_global & visible), block_size=(block_size[0], bk))
 
   @classmethod
   def _from_rule(cls, seq_len_q, seq_len_k, block_size, rule) -> "BlockMask":
@@ -180,31 +188,39 @@ class BlockMask:
     return cls.from_dense(np.asarray(kept, bool), block_size=(bq, bk))
 
 
-def _compact(mask: jax.Array, max_kept: int) -> tuple[jax.Array, jax.Array]:
-  """(indices int32 [Hm, nqb, max_kept], counts int32 [Hm, nqb]) of a bool [Hm, nqb, nkb] mask."""
+def _compact(mask, max_kept: int, xp) -> tuple[Any, Any]:
+  """(indices int32 [Hm, nqb, max_kept], counts int32 [Hm, nqb]) of a bool [Hm, nqb, nkb] mask.
+
+  ``xp`` is ``numpy`` (host data) or ``jax.numpy`` (traced data).
+  """
   num_kv_blocks = mask.shape[2]
-  counts = jnp.minimum(jnp.sum(mask, axis=-1, dtype=jnp.int32), max_kept)
+  counts = xp.minimum(xp.sum(mask, axis=-1, dtype=xp.int32), max_kept)
   # A stable sort of "not kept" puts the kept blocks first, in ascending order.
-  order = jnp.argsort(~mask, axis=-1, stable=True).astype(jnp.int32)
+  order = xp.argsort(~mask, axis=-1, stable=True).astype(xp.int32)
   if order.shape[-1] < max_kept:
-    order = jnp.pad(order, ((0, 0), (0, 0), (0, max_kept - num_kv_blocks)))
+    order = xp.pad(order, ((0, 0), (0, 0), (0, max_kept - num_kv_blocks)))
   order = order[..., :max_kept]
-  last_kept = jnp.take_along_axis(order, jnp.maximum(counts - 1, 0)[..., None], axis=-1)
-  last_kept = jnp.where(counts[..., None] > 0, last_kept, 0)
-  slots = jnp.arange(max_kept, dtype=jnp.int32)
-  indices = jnp.where(slots < counts[..., None], order, last_kept)
-  return indices.astype(jnp.int32), counts
+  last_kept = xp.take_along_axis(order, xp.maximum(counts - 1, 0)[..., None], axis=-1)
+  last_kept = xp.where(counts[..., None] > 0, last_kept, 0)
+  slots = xp.arange(max_kept, dtype=xp.int32)
+  indices = xp.where(slots < counts[..., None], order, last_kept)
+  return indices.astype(xp.int32), counts.astype(xp.int32)
 
 
-def dense_block_mask(kv_block_indices: jax.Array, kv_block_counts: jax.Array,
-                     num_kv_blocks: int) -> jax.Array:
-  """bool [Hm, nqb, nkb]: True where a block is among the first ``count`` listed ones."""
-  slots = jnp.arange(kv_block_indices.shape[-1])
+def dense_block_mask(kv_block_indices, kv_block_counts, num_kv_blocks: int, xp=jnp):
+  """bool [Hm, nqb, nkb]: True where a block is among the first ``count`` listed ones.
+
+  ``xp`` is ``jax.numpy`` (default, traceable) or ``numpy`` (host arrays).
+  """
+  slots = xp.arange(kv_block_indices.shape[-1])
   listed = slots < kv_block_counts[..., None]
   # Unlisted slots scatter past the last block, into a column that is dropped.
-  targets = jnp.where(listed, kv_block_indices, num_kv_blocks)
+  targets = xp.where(listed, kv_block_indices, num_kv_blocks)
   heads, q_blocks, _ = kv_block_indices.shape
-  head_ids = jnp.arange(heads)[:, None, None]
-  row_ids = jnp.arange(q_blocks)[None, :, None]
-  dense = jnp.zeros((heads, q_blocks, num_kv_blocks + 1), jnp.bool_)
-  return dense.at[head_ids, row_ids, targets].set(True)[..., :num_kv_blocks]
+  index = (xp.arange(heads)[:, None, None], xp.arange(q_blocks)[None, :, None], targets)
+  dense = xp.zeros((heads, q_blocks, num_kv_blocks + 1), bool)
+  if xp is np:
+    dense[index] = True
+  else:
+    dense = dense.at[index].set(True)
+  return dense[..., :num_kv_blocks]
