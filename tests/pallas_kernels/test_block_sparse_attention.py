@@ -213,3 +213,47 @@ def test_reference_matches_numpy_softmax_with_mask():
       weights = np.exp(scores - scores.max())
       expected[0, row, head] = weights @ v[0, keys, head // 2] / weights.sum()
   np.testing.assert_allclose(np.asarray(out), expected, atol=1e-12)
+
+
+def test_registered_wrapper_accepts_kernel_calls_and_explains_refusals():
+  import jsparse._gpu.attention as wrapper
+  from jsparse.ops.attention import AttentionLayout
+
+  def avals(dtype=jnp.bfloat16, head_dim=64, heads=4):
+    return (jax.ShapeDtypeStruct((2, 100, heads, head_dim), dtype),
+            jax.ShapeDtypeStruct((2, 100, 2, head_dim), dtype),
+            jax.ShapeDtypeStruct((2, 100, 2, head_dim), dtype),
+            jax.ShapeDtypeStruct((1, 4, 3), jnp.int32), jax.ShapeDtypeStruct((1, 4), jnp.int32))
+
+  params = dict(layout=AttentionLayout(block_size=(32, 32), causal=True, scale=0.1),
+                impl="pallas")
+  assert wrapper._supports(avals(), params) is True
+  assert "dtype" in wrapper._supports(avals(dtype=jnp.float64), params)
+  assert "head dim" in wrapper._supports(avals(head_dim=96), params)
+  assert "multiple of k's heads" in wrapper._supports(avals(heads=3), params)
+  small_blocks = dict(params, layout=AttentionLayout(block_size=(8, 32), causal=True, scale=0.1))
+  assert "block_size" in wrapper._supports(avals(), small_blocks)
+
+
+def kernel_registered_here() -> bool:
+  from jsparse.ops import registry
+  platform = "cuda" if ON_GPU else jax.default_backend()
+  return bool(registry.registered_kernels("attention", "block", platform))
+
+
+@pytest.mark.skipif(not kernel_registered_here(), reason="the attention kernel is registered on "
+                    "the CPU only with JSPARSE_PALLAS_INTERPRET=1 set before importing jsparse")
+def test_public_op_runs_the_kernel_and_matches_reference():
+  """``jsparse.block_sparse_attention(impl="pallas")`` (interpret mode on the CPU), jitted, GQA."""
+  import jsparse
+  rng = np.random.default_rng()
+  q = jnp.asarray(rng.standard_normal((1, 70, 4, 32)), jnp.float16)
+  k, v = (jnp.asarray(rng.standard_normal((1, 90, 2, 32)), jnp.float16) for _ in range(2))
+  mask = jsparse.BlockMask.from_dense(rng.random((4, 3, 3)) < 0.6, block_size=(32, 32))
+
+  def attend(impl):
+    return jax.jit(lambda q, k, v, mask: jsparse.block_sparse_attention(
+        q, k, v, mask, causal=True, scale=0.2, impl=impl))(q, k, v, mask)
+  out = np.asarray(attend("pallas").astype(jnp.float64))
+  np.testing.assert_allclose(out, np.asarray(attend("reference").astype(jnp.float64)),
+                             atol=TOLERANCE[jnp.float16], rtol=TOLERANCE[jnp.float16])
