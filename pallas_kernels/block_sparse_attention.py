@@ -200,8 +200,11 @@ def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, b
 
   num_full = bounds_ref[mask_head, tile, 0]
   num_visible = bounds_ref[mask_head, tile, 1]
-  chunk = pl.cdiv(indices_ref.shape[-1] * subs, num_splits)
-  lo, hi = split * chunk, split * chunk + chunk
+  # Split-K shares this tile's visible sub-tiles evenly (not the padded list length), so heads
+  # with short lists and padded index arrays keep every split busy.
+  chunk = (num_visible + num_splits - 1) // num_splits
+  lo = split * chunk
+  hi = lo + chunk
   carry = (jnp.zeros((block_q, head_dim), jnp.float32),
            jnp.full((block_q,), -jnp.inf, jnp.float32), jnp.zeros((block_q,), jnp.float32))
   carry = lax.fori_loop(lo, jnp.minimum(hi, num_full),

@@ -132,9 +132,9 @@ def test_kernel_matches_float64_reference(name):
 
 
 GPU_CASES = [
-    Case(2, 1000, 1000, 8, 2, head_dim, (bq, bk), mask, True, causal, jnp.bfloat16)
-    for head_dim in (64, 128) for bq, bk in ((64, 64), (128, 128))
-    for mask, causal in (("random", False), ("local", True))
+    Case(2, 1000, 1000, 8, 2, head_dim, block_size, mask, True, causal, jnp.bfloat16)
+    for head_dim in (64, 128)
+    for block_size, mask, causal in (((64, 64), "random", False), ((128, 128), "local", True))
 ] + [
     Case(2, 1000, 1200, 4, 4, 128, (64, 64), "random", True, True, jnp.float16),
     Case(1, 16, 8192 + 37, 16, 16, 128, (16, 64), "random", True, True, jnp.bfloat16),
