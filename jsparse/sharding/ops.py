@@ -27,7 +27,7 @@ from jax.sharding import PartitionSpec as P
 from jsparse import ops
 from jsparse.ops import _primitive
 from jsparse.sharding import partition
-from jsparse.sharding.sharded import AxisName, ShardedSparse, axis_size
+from jsparse.sharding.sharded import AxisName, ShardedSparse, axis_size, place
 
 
 def local_rows(array: jax.Array, cuts: Sequence[int], size: int, axis: AxisName) -> jax.Array:
@@ -89,8 +89,9 @@ def _contract(A: ShardedSparse, dense: jax.Array, local_op: Callable, n_axis: Ax
       out = jax.lax.psum(out, A.col_axis)
     return gather_rows(out, A.row_cuts, A.row_axis)
 
-  return jax.shard_map(body, mesh=A.mesh, in_specs=(A.spec, P(None, *trailing)),
-                       out_specs=P(None, *trailing), check_vma=False)(A.pieces, dense)
+  dense_spec = P(None, *trailing)
+  return jax.shard_map(body, mesh=A.mesh, in_specs=(A.spec, dense_spec), out_specs=dense_spec,
+                       check_vma=False)(A.pieces, place(dense, A.mesh, dense_spec))
 
 
 def spmm(A: ShardedSparse, B: Any, *, n_axis: AxisName = None, impl: str = "auto") -> jax.Array:
@@ -152,5 +153,6 @@ def sddmm(pattern: ShardedSparse, X: Any, Y: Any, *, impl: str = "auto") -> Shar
     return ops.sddmm(_local(pieces), x, y, impl=impl).data[None, None]
 
   values = jax.shard_map(body, mesh=pattern.mesh, in_specs=(pattern.spec, P(), P()),
-                         out_specs=pattern.spec, check_vma=False)(pattern.pieces, X, Y)
+                         out_specs=pattern.spec, check_vma=False)(
+                             pattern.pieces, *place((X, Y), pattern.mesh, P()))
   return pattern.with_data(values)

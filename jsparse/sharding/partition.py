@@ -25,6 +25,8 @@ import numpy as np
 from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix
 from jsparse.formats import validation
 
+FORMATS = ("coo", "csr", "bsr", "nm")
+
 
 @dataclasses.dataclass(frozen=True)
 class Entries:
@@ -83,7 +85,7 @@ def balanced_cuts(weights: np.ndarray, parts: int) -> tuple[int, ...]:
   return (0, *(int(c) for c in inner), len(weights))
 
 
-def _unit_weights(matrix: SparseMatrix, axis: int) -> tuple[np.ndarray, int]:
+def unit_weights(matrix: SparseMatrix, axis: int) -> tuple[np.ndarray, int]:
   """(weight per unit along ``axis``, unit size in rows or columns) for the balanced cuts."""
   if matrix.format == "nm":
     # Every row stores K / m * n values and every group of m columns M * n: uniform weights.
@@ -103,7 +105,7 @@ def matrix_cuts(matrix: SparseMatrix, axis: int, parts: int) -> tuple[int, ...]:
 
   Cuts fall on multiples of the block size (BSR) or of m (N:M columns).
   """
-  weights, unit = _unit_weights(matrix, axis)
+  weights, unit = unit_weights(matrix, axis)
   return tuple(unit * c for c in balanced_cuts(weights, parts))
 
 

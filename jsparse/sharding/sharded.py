@@ -119,6 +119,12 @@ def axis_size(mesh: Mesh, axis: AxisName) -> int:
   return math.prod(mesh.shape[name] for name in names)
 
 
+def place(tree: Any, mesh: Mesh, spec: PartitionSpec) -> Any:
+  """Every array of ``tree`` laid out over ``mesh`` as ``spec`` (a transfer only where it is laid
+  out differently; a sharding constraint under ``jit``), as ``shard_map`` expects its inputs."""
+  return jax.device_put(tree, NamedSharding(mesh, spec))
+
+
 def _axis_names(axis: AxisName) -> tuple[str, ...]:
   return () if axis is None else ((axis,) if isinstance(axis, str) else tuple(axis))
 
@@ -149,6 +155,9 @@ def shard(matrix: SparseMatrix, mesh: Mesh, spec: Any = PartitionSpec("x"), *,
                     f"{type(matrix).__name__}")
   if not isinstance(mesh, Mesh):
     raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
+  if matrix.format not in partition.FORMATS:
+    raise NotImplementedError(f"matrix is in format {matrix.format!r}; jsparse.shard splits "
+                              f"{', '.join(partition.FORMATS)} matrices")
   partition.check_concrete("matrix", matrix)
   row_axis, col_axis = _check_spec(spec, mesh)
   units = (matrix.block_shape if matrix.format == "bsr"
@@ -162,8 +171,7 @@ def shard(matrix: SparseMatrix, mesh: Mesh, spec: Any = PartitionSpec("x"), *,
     else:
       cuts.append(partition.check_cuts(name, given, parts, matrix.shape[axis], units[axis]))
   pieces = partition.split(matrix, *cuts)
-  placement = NamedSharding(mesh, PartitionSpec(row_axis, col_axis))
-  pieces = jax.tree.map(lambda array: jax.device_put(array, placement), pieces)
+  pieces = place(pieces, mesh, PartitionSpec(row_axis, col_axis))
   return ShardedSparse(pieces, shape=matrix.shape, row_cuts=cuts[0], col_cuts=cuts[1], mesh=mesh,
                        row_axis=row_axis, col_axis=col_axis)
 
