@@ -65,8 +65,7 @@ def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, in
 
   def load_x(d_tile):
     dims = d_tile * block_d + lanes
-    return plgpu.load(x_ref.at[row, pl.ds(d_tile * block_d, block_d)], mask=dims < inner,
-                      other=0).astype(jnp.float32)
+    return plgpu.load(x_ref.at[row, dims], mask=dims < inner, other=0).astype(jnp.float32)
 
   x_once = load_x(0) if d_tiles == 1 else None
 

@@ -58,10 +58,12 @@ def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, 
                  rows_per_program: int, block_nnz: int):
   slots = (pl.program_id(0) * rows_per_program
            + jnp.arange(rows_per_program, dtype=jnp.int32))
-  row_valid = slots < num_rows
-  rows = plgpu.load(order_ref.at[slots], mask=row_valid, other=0)
-  starts = plgpu.load(offsets_ref.at[rows], mask=row_valid, other=0)
-  ends = plgpu.load(offsets_ref.at[rows + 1], mask=row_valid, other=0)
+  # Slots past the last row hold distinct dummy rows >= M: empty, written to the padded tail of
+  # the output (distinct, so no two lanes of a store share an address).
+  rows = order_ref[slots]
+  real = rows < num_rows
+  starts = plgpu.load(offsets_ref.at[rows], mask=real, other=0)
+  ends = plgpu.load(offsets_ref.at[rows + 1], mask=real, other=0)
   lanes = jnp.arange(block_nnz, dtype=jnp.int32)
 
   def step(index, acc):
@@ -75,7 +77,7 @@ def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, 
   steps = (jnp.max(ends - starts) + block_nnz - 1) // block_nnz
   acc = jax.lax.fori_loop(0, steps, step,
                           jnp.zeros((rows_per_program, block_nnz), jnp.float32))
-  plgpu.store(out_ref.at[rows], jnp.sum(acc, axis=1).astype(out_ref.dtype), mask=row_valid)
+  out_ref[rows] = jnp.sum(acc, axis=1).astype(out_ref.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
@@ -107,17 +109,21 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, x
   config = config or choose_config(num_rows, data.shape[0])
   if row_order is None:
     row_order = _rows.rows_by_length(row_offsets)
+  num_programs = pl.cdiv(num_rows, config.rows_per_program)
+  padded_rows = num_programs * config.rows_per_program
+  row_order = jnp.concatenate([row_order, jnp.arange(num_rows, padded_rows, dtype=jnp.int32)])
   kernel = functools.partial(_spmv_kernel, num_rows=num_rows,
                              rows_per_program=config.rows_per_program,
                              block_nnz=config.block_nnz)
-  return pl.pallas_call(
+  out = pl.pallas_call(
       kernel,
-      out_shape=jax.ShapeDtypeStruct((num_rows,), data.dtype),
-      grid=(pl.cdiv(num_rows, config.rows_per_program),),
+      out_shape=jax.ShapeDtypeStruct((padded_rows,), data.dtype),
+      grid=(num_programs,),
       compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
                                            num_stages=config.num_stages),
       interpret=interpret,
   )(row_order, row_offsets, data, col_indices, x)
+  return out[:num_rows]
 
 
 def reference_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array,
