@@ -55,6 +55,8 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, d
   num_rows = shape[0]
   num_n = dense.shape[1]
   block_n = config.block_n
+  if data.shape[0] == 0:
+    return jnp.zeros((num_rows, num_n), data.dtype)
   padded = _common.pad_columns(dense, block_n)
 
   def kernel(row_offsets_ref, col_indices_ref, data_ref, dense_ref, out_ref):
