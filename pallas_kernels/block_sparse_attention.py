@@ -158,16 +158,27 @@ def _tile_bounds(kv_block_indices, kv_block_counts, *, q_len, kv_len, block_size
   return jnp.stack([full.sum(-1), visible.sum(-1)], axis=-1).astype(jnp.int32)
 
 
+def _div(x, n: int):
+  """``x // n`` for non-negative int ``x``: lax.div lowers to one Triton op (``//`` adds sign
+  fix-ups), with ``n`` in ``x``'s dtype (a Python int is int64 under x64)."""
+  return lax.div(x, jnp.asarray(n, x.dtype))
+
+
+def _rem(x, n: int):
+  """``x % n`` for non-negative int ``x`` (see ``_div``)."""
+  return lax.rem(x, jnp.asarray(n, x.dtype))
+
+
 def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, block_q, block_k,
                       block_size, num_splits, per_head_mask, causal, qk_scale, q_len, kv_len):
   """One (query tile x split, batch, head) program; see the module docstring."""
   bq, bk = block_size
   subs = bk // block_k
   program = pl.program_id(0)
-  tile, split = program // num_splits, program % num_splits
+  tile, split = _div(program, num_splits), _rem(program, num_splits)
   mask_head = pl.program_id(2) if per_head_mask else 0
   row_start = tile * block_q
-  mask_block = row_start // bq
+  mask_block = _div(row_start, bq)
   rows = row_start + jnp.arange(block_q, dtype=jnp.int32)
   head_dim = q_ref.shape[-1]
   dot_precision = lax.Precision.HIGHEST if q_ref.dtype == jnp.float32 else None
@@ -177,7 +188,8 @@ def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, b
 
   def step(j, carry, masked):
     acc, row_max, row_sum = carry
-    key_start = indices_ref[mask_head, mask_block, j // subs] * bk + (j % subs) * block_k
+    key_start = (indices_ref[mask_head, mask_block, _div(j, subs)] * bk
+                 + _rem(j, subs) * block_k)
     keys = key_start + jnp.arange(block_k, dtype=jnp.int32)
     load_mask = (keys < kv_len)[:, None] if masked and ragged_keys else None
     other = 0 if load_mask is not None else None
@@ -202,7 +214,7 @@ def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, b
   num_visible = bounds_ref[mask_head, tile, 1]
   # Split-K shares this tile's visible sub-tiles evenly (not the padded list length), so heads
   # with short lists and padded index arrays keep every split busy.
-  chunk = (num_visible + num_splits - 1) // num_splits
+  chunk = _div(num_visible + num_splits - 1, num_splits)
   lo = split * chunk
   hi = lo + chunk
   carry = (jnp.zeros((block_q, head_dim), jnp.float32),
@@ -217,7 +229,7 @@ def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, b
     (o_ref,) = out_refs
     out = acc / jnp.where(row_sum == 0, 1.0, row_sum)[:, None]  # no visible key -> 0
     # The default int type: interpret mode's store rejects int32 next to the slice's int64 under x64.
-    store_start = row_start.astype(jnp.int_)
+    store_start = row_start.astype(jax.dtypes.canonicalize_dtype(jnp.int_))
     plgpu.store(o_ref.at[pl.ds(store_start, block_q), :], out.astype(o_ref.dtype),
                 mask=(rows < q_len)[:, None])
   else:
