@@ -133,8 +133,7 @@ class BlockMask:
 
     Key position j is visible to query position i iff ``j <= i + (Sk - Sq)``.
     """
-    return cls._from_rule(seq_len_q, seq_len_k, block_size,
-                          lambda q_first, q_last, k_first, k_last: k_first <= q_last)
+    return cls._from_rule(seq_len_q, seq_len_k, block_size, _causal_rule)
 
   @classmethod
   def local(cls, seq_len_q: int, seq_len_k: int, *, block_size: tuple[int, int], window: int,
@@ -144,12 +143,8 @@ class BlockMask:
     ``i' = i + (Sk - Sq)`` is the query position aligned to the end of the keys; with
     ``causal=False`` the window is symmetric, ``|i' - j| < window``.
     """
-    if not isinstance(window, (int, np.integer)) or window < 1:
-      raise ValueError(f"window must be a positive int (tokens), got {window!r}")
-    ahead = 0 if causal else window - 1
-    return cls._from_rule(seq_len_q, seq_len_k, block_size,
-                          lambda q_first, q_last, k_first, k_last:
-                          (k_first <= q_last + ahead) & (k_last > q_first - window))
+    return cls.from_dense(_local_blocks(seq_len_q, seq_len_k, block_size, window, causal),
+                          block_size=block_size)
 
   @classmethod
   def local_global(cls, seq_len_q: int, seq_len_k: int, *, block_size: tuple[int, int],
@@ -160,32 +155,48 @@ class BlockMask:
     """
     if not isinstance(num_global_blocks, (int, np.integer)) or num_global_blocks < 0:
       raise ValueError(f"num_global_blocks must be a non-negative int, got {num_global_blocks!r}")
-    local = np.asarray(cls.local(seq_len_q, seq_len_k, block_size=block_size, window=window,
-                                 causal=causal).todense())
-    bk = block_size[1]
-    is_global = (np.arange(local.shape[2]) < num_global_blocks)[None, None, :]
-    visible = np.asarray(cls.causal(seq_len_q, seq_len_k, block_size=block_size).todense()) \
-        if causal else True
-    return cls.from_dense(local | (is_global & visible), block_size=(block_size[0], bk))
+    kept = _local_blocks(seq_len_q, seq_len_k, block_size, window, causal)
+    is_global = np.arange(kept.shape[1]) < num_global_blocks
+    if causal:
+      is_global = is_global & _rule_blocks(seq_len_q, seq_len_k, block_size, _causal_rule)
+    return cls.from_dense(kept | is_global, block_size=block_size)
 
   @classmethod
   def _from_rule(cls, seq_len_q, seq_len_k, block_size, rule) -> "BlockMask":
-    """Evaluates ``rule(q_first, q_last, k_first, k_last)`` on every block's position ranges.
+    return cls.from_dense(_rule_blocks(seq_len_q, seq_len_k, block_size, rule),
+                          block_size=block_size)
 
-    Query positions are aligned to the end of the keys (shifted by ``Sk - Sq``).
-    """
-    bq, bk = _check_block_size(block_size)
-    for name, value in (("seq_len_q", seq_len_q), ("seq_len_k", seq_len_k)):
-      if not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    offset = seq_len_k - seq_len_q
-    q_first = np.arange(0, seq_len_q, bq)[:, None]
-    q_last = np.minimum(q_first + bq, seq_len_q) - 1
-    k_first = np.arange(0, seq_len_k, bk)[None, :]
-    k_last = np.minimum(k_first + bk, seq_len_k) - 1
-    kept = np.broadcast_to(rule(q_first + offset, q_last + offset, k_first, k_last),
-                           (q_first.shape[0], k_first.shape[1]))
-    return cls.from_dense(np.asarray(kept, bool), block_size=(bq, bk))
+
+def _causal_rule(q_first, q_last, k_first, k_last):
+  return k_first <= q_last
+
+
+def _local_blocks(seq_len_q, seq_len_k, block_size, window, causal) -> np.ndarray:
+  if not isinstance(window, (int, np.integer)) or window < 1:
+    raise ValueError(f"window must be a positive int (tokens), got {window!r}")
+  ahead = 0 if causal else window - 1
+  return _rule_blocks(seq_len_q, seq_len_k, block_size,
+                      lambda q_first, q_last, k_first, k_last:
+                      (k_first <= q_last + ahead) & (k_last > q_first - window))
+
+
+def _rule_blocks(seq_len_q, seq_len_k, block_size, rule) -> np.ndarray:
+  """bool [nqb, nkb]: ``rule(q_first, q_last, k_first, k_last)`` on every block's positions.
+
+  Host NumPy (so masks built inside ``jit`` are constants); query positions are aligned to the
+  end of the keys (shifted by ``Sk - Sq``).
+  """
+  bq, bk = _check_block_size(block_size)
+  for name, value in (("seq_len_q", seq_len_q), ("seq_len_k", seq_len_k)):
+    if not isinstance(value, (int, np.integer)) or value < 1:
+      raise ValueError(f"{name} must be a positive int, got {value!r}")
+  offset = seq_len_k - seq_len_q
+  q_first = np.arange(0, seq_len_q, bq)[:, None]
+  q_last = np.minimum(q_first + bq, seq_len_q) - 1
+  k_first = np.arange(0, seq_len_k, bk)[None, :]
+  k_last = np.minimum(k_first + bk, seq_len_k) - 1
+  kept = rule(q_first + offset, q_last + offset, k_first, k_last)
+  return np.broadcast_to(np.asarray(kept, bool), (q_first.shape[0], k_first.shape[1]))
 
 
 def _compact(mask, max_kept: int, xp) -> tuple[Any, Any]:
