@@ -25,14 +25,14 @@ def _check(case: cases.CsrCase, n: int, dtype, rng, config=SMALL):
 
 
 @pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
-@settings(max_examples=2, deadline=None)
+@settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_ragged_rows_with_padding(dtype, seed):
-  # 13 x 17 with empty rows, a full row, N = 40 (not a multiple of block_n), 3 padding entries.
+  # 10 x 13 with empty rows, a full row, N = 20 (not a multiple of block_n), 3 padding entries.
   rng = np.random.default_rng(seed)
-  case = cases.random_csr(rng, (13, 17), cases.ragged_lengths(rng, 13, 17), padding=3,
+  case = cases.random_csr(rng, (10, 13), cases.ragged_lengths(rng, 10, 13), padding=3,
                           dtype=dtype)
-  _check(case, 40, dtype, rng)
+  _check(case, 20, dtype, rng)
 
 
 @pytest.mark.parametrize("shape,lengths,n,padding", [
@@ -45,12 +45,6 @@ def test_edge_shapes(shape, lengths, n, padding):
   rng = np.random.default_rng()
   case = cases.random_csr(rng, shape, lengths, padding=padding)
   _check(case, n, jnp.float32, rng)
-
-
-def test_default_config():
-  rng = np.random.default_rng()
-  case = cases.random_csr(rng, (9, 40), cases.ragged_lengths(rng, 9, 40))
-  _check(case, 24, jnp.float32, rng, config=None)
 
 
 def test_choose_config_is_a_valid_config():

@@ -23,11 +23,11 @@ def _check(case: cases.CsrCase, dtype, rng, config=SMALL):
 
 
 @pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
-@settings(max_examples=2, deadline=None)
+@settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_ragged_rows_with_padding(dtype, seed):
   rng = np.random.default_rng(seed)
-  case = cases.random_csr(rng, (13, 17), cases.ragged_lengths(rng, 13, 17), padding=3,
+  case = cases.random_csr(rng, (10, 13), cases.ragged_lengths(rng, 10, 13), padding=3,
                           dtype=dtype)
   _check(case, dtype, rng)
 
@@ -41,12 +41,6 @@ def test_ragged_rows_with_padding(dtype, seed):
 def test_edge_shapes(shape, lengths, padding):
   rng = np.random.default_rng()
   _check(cases.random_csr(rng, shape, lengths, padding=padding), jnp.float32, rng)
-
-
-def test_default_config():
-  rng = np.random.default_rng()
-  _check(cases.random_csr(rng, (9, 40), cases.ragged_lengths(rng, 9, 40)), jnp.float32, rng,
-         config=None)
 
 
 def test_bad_arguments_name_the_argument():
