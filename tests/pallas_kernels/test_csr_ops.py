@@ -78,3 +78,28 @@ def test_public_ops_and_gradient_through_pallas():
   loss = lambda impl: jax.grad(
       lambda data: jnp.sum(jsparse.spmm(A.with_data(data), b, impl=impl) ** 2))(A.data)
   np.testing.assert_allclose(loss("pallas"), loss("reference"), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["spmm", "spmv", "sddmm"])
+def test_kernels_lower_to_triton_for_h100(kernel, monkeypatch):
+  # Lowers (no run) each kernel through the Pallas Triton backend for CUDA on any machine, so
+  # CI catches what interpret mode accepts but Triton does not. Private jax 0.11.2 hooks: the
+  # GPU description that the lowering would read from a device is given instead.
+  from jax._src.pallas.triton import gpu_info, pallas_call_registration
+  from pallas_kernels import csr_sddmm, csr_spmm, csr_spmv
+  monkeypatch.setattr(pallas_call_registration.gpu_info_lib, "get_gpu_info",
+                      lambda: gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100))
+  rows, nse = 64, 500
+  struct = jax.ShapeDtypeStruct
+  index = (struct((nse,), jnp.int32), struct((rows + 1,), jnp.int32))
+  data = struct((nse,), jnp.bfloat16)
+  fn, operands = {
+      "spmm": (csr_spmm.kernel_fn, (data, *index, struct((64, 40), jnp.bfloat16))),
+      "spmv": (csr_spmv.kernel_fn, (data, *index, struct((64,), jnp.bfloat16))),
+      "sddmm": (csr_sddmm.kernel_fn, (*index, struct((rows, 300), jnp.float32),
+                                      struct((64, 300), jnp.float32))),
+  }[kernel]
+  lowered = jax.jit(lambda *args: fn(*args, num_rows=rows)).trace(*operands).lower(
+      lowering_platforms=("cuda",))
+  from jax.experimental.pallas import triton as plgpu
+  assert plgpu.CUSTOM_CALL_TARGET_NAME in lowered.as_text()
