@@ -46,8 +46,9 @@ def rel_error(actual, expected) -> float:
 
 
 class Bench:
-  def __init__(self, smoke: bool, budget_s: float):
-    self.smoke, self.budget_s, self.start = smoke, budget_s, time.perf_counter()
+  def __init__(self, outdir: pathlib.Path, smoke: bool, budget_s: float):
+    self.outdir, self.smoke, self.budget_s = outdir, smoke, budget_s
+    self.start = time.perf_counter()
     self.config = timing.TimingConfig(repeats=5, min_repeats=3, max_total_s=0.3,
                                       min_sample_s=0.001 if smoke else 0.002)
     self.rows: list[dict] = []
@@ -78,6 +79,18 @@ class Bench:
         traceback.print_exc(limit=3)
     print(json.dumps(row), flush=True)
     self.rows.append(row)
+    self.write()  # after every case: a run killed by its time limit keeps what it measured
+
+  def write(self) -> str:
+    meta = dict(device=str(jax.devices()[0]), jax=jax.__version__, smoke=self.smoke,
+                date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                torch=getattr(self.torch, "__version__", None),
+                elapsed_s=time.perf_counter() - self.start)
+    (self.outdir / "csr_bench.json").write_text(json.dumps(dict(meta=meta, rows=self.rows),
+                                                           indent=1))
+    text = f"# CSR kernels, {meta['device']}, {meta['date']}\n\n{table(self.rows)}\n"
+    (self.outdir / "csr_bench.md").write_text(text)
+    return text
 
   def jax_timed(self, fn, operands, expected=None, check_tolerance=1e-4):
     timer = timing.JaxLoopTimer(fn, [operands])
@@ -215,7 +228,7 @@ def main() -> int:
   parser.add_argument("--budget-s", type=float, default=90.0)
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
-  bench = Bench(args.smoke, args.budget_s)
+  bench = Bench(args.outdir, args.smoke, args.budget_s)
   interpret = args.smoke
   rng = np.random.default_rng(0)
   size = 64 if args.smoke else 4096
@@ -224,15 +237,7 @@ def main() -> int:
   run_spmv(bench, size, sparsities, interpret, rng)
   run_sddmm(bench, size, 0.9, (8,) if args.smoke else (32, 128, 1024), interpret, rng)
   run_spmm(bench, size, sparsities, widths, interpret, rng)
-  meta = dict(device=str(jax.devices()[0]), jax=jax.__version__, smoke=args.smoke,
-              date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              torch=getattr(bench.torch, "__version__", None),
-              elapsed_s=time.perf_counter() - bench.start)
-  (args.outdir / "csr_bench.json").write_text(json.dumps(dict(meta=meta, rows=bench.rows),
-                                                         indent=1))
-  text = f"# CSR kernels, {meta['device']}, {meta['date']}\n\n{table(bench.rows)}\n"
-  (args.outdir / "csr_bench.md").write_text(text)
-  print(text)
+  print(bench.write())
   return 0
 
 
