@@ -228,7 +228,7 @@ def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, b
   if num_splits == 1:
     (o_ref,) = out_refs
     out = acc / jnp.where(row_sum == 0, 1.0, row_sum)[:, None]  # no visible key -> 0
-    # The default int type: interpret mode's store rejects int32 next to the slice's int64 under x64.
+    # The default int type: interpret mode's store rejects int32 beside the slice's int64 (x64).
     store_start = row_start.astype(jax.dtypes.canonicalize_dtype(jnp.int_))
     plgpu.store(o_ref.at[pl.ds(store_start, block_q), :], out.astype(o_ref.dtype),
                 mask=(rows < q_len)[:, None])

@@ -84,7 +84,8 @@ def write_outputs():
            "| case | line | median us | p10-p90 | extra |", "|---|---|---|---|---|"]
   for row in results:
     if row["line"] == "derived":
-      extra = "; ".join(f"{k}: {'-' if v is None else f'{v:.2f}'}" for k, v in row["checks"].items())
+      extra = "; ".join(f"{k}: {'-' if v is None else f'{v:.2f}'}"
+                        for k, v in row["checks"].items())
       lines.append(f"| {row['case']} | targets | | | {extra} |")
       continue
     extra = ", ".join(f"{k}={row[k]:.3g}" if isinstance(row[k], float) else f"{k}={row[k]}"
@@ -113,7 +114,8 @@ def record(**row):
 def attempt(case, line, need_s, body, **extra):
   """Runs body() -> dict of fields unless the deadline is near; records errors and goes on."""
   if time.time() + need_s > deadline:
-    record(case=case, line=line, error=f"skipped: {deadline - time.time():.0f}s left, needs ~{need_s}s", **extra)
+    left = deadline - time.time()
+    record(case=case, line=line, error=f"skipped: {left:.0f}s left, needs ~{need_s}s", **extra)
     return None
   try:
     fields = body()
@@ -162,20 +164,22 @@ def summary(m):
               inner=m.inner, repeats=m.repeats)
 
 
-# -- copy bandwidth -----------------------------------------------------------------------------
-copy_gbs = None
+# -- copy bandwidth: bytes read + written per second, the best of JAX and torch -------------------
+def bandwidth(measurement, moved_bytes):
+  return dict(**summary(measurement), gb_per_s=moved_bytes / measurement.median_us / 1e3)
+
+
 source = jnp.ones((COPY_ELEMS,), jnp.bfloat16)
-fields = attempt("copy", "jax-negate", 10, lambda: (lambda m: dict(
-    **summary(m), gb_per_s=2 * source.nbytes / m.median_us / 1e3))(jax_time(jnp.negative, source)[0]),
-    bytes=2 * source.nbytes)
-if fields:
-  copy_gbs = fields["gb_per_s"]
+fields = attempt("copy", "jax-negate", 10,
+                 lambda: bandwidth(jax_time(jnp.negative, source)[0], 2 * source.nbytes),
+                 bytes=2 * source.nbytes)
+copy_gbs = fields["gb_per_s"] if fields else None
 if HAS_TORCH:
   src_t = torch.ones(COPY_ELEMS, dtype=torch.bfloat16, device="cuda")
   dst_t = torch.empty_like(src_t)
-  fields = attempt("copy", "torch-copy_", 5, lambda: (lambda m: dict(
-      **summary(m), gb_per_s=2 * src_t.nbytes / m.median_us / 1e3))(torch_time(lambda: dst_t.copy_(src_t))[0]),
-      bytes=2 * src_t.nbytes)
+  fields = attempt("copy", "torch-copy_", 5,
+                   lambda: bandwidth(torch_time(lambda: dst_t.copy_(src_t))[0], 2 * src_t.nbytes),
+                   bytes=2 * src_t.nbytes)
   if fields:
     copy_gbs = max(copy_gbs or 0, fields["gb_per_s"])
   del src_t, dst_t
@@ -202,13 +206,15 @@ for queries in DEC_QUERIES:
       gbs = kept_bytes / m.median_us / 1e3
       return dict(**summary(m), kept_bytes=kept_bytes, gb_per_s=gbs,
                   fraction_of_copy_bw=gbs / copy_gbs if copy_gbs else None,
-                  max_abs_err_vs_reference=float(jnp.abs(output.astype(jnp.float32) - expected.astype(jnp.float32)).max()),
+                  max_abs_err_vs_reference=float(jnp.abs(
+                      output.astype(jnp.float32) - expected.astype(jnp.float32)).max()),
                   config=dataclasses.asdict(config))
     attempt(f"decode q{queries} d{density}", "jsparse-pallas", 10, run, queries=queries,
             density=density, head_dim=DEC_DIM, kv_len=DEC_KV)
   if HAS_TORCH:
     def sdpa_decode(q=q_dec):
-      qt, kt, vt = (torch.from_dlpack(x).permute(0, 2, 1, 3).contiguous() for x in (q, k_dec, v_dec))
+      qt, kt, vt = (torch.from_dlpack(x).permute(0, 2, 1, 3).contiguous()
+                    for x in (q, k_dec, v_dec))
       m, _ = torch_time(lambda: F.scaled_dot_product_attention(qt, kt, vt))
       return dict(**summary(m), dense_bytes=2 * k_dec.nbytes,
                   gb_per_s=2 * k_dec.nbytes / m.median_us / 1e3)
