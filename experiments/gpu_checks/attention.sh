@@ -51,7 +51,7 @@ ENV = machine.detect().asdict()
 try:
   import torch
   import torch.nn.functional as F
-  from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+  from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
   HAS_TORCH = torch.cuda.is_available()
 except Exception:  # noqa: BLE001  (CPU smoke runs have no torch)
   HAS_TORCH = False
@@ -287,27 +287,27 @@ def sdpa_line(head_dim, causal, qkv):
 
 if HAS_TORCH:
   flex = torch.compile(flex_attention, dynamic=False)
-  block_table = torch.zeros((HEADS, nb, nb), dtype=torch.bool, device="cuda")
-
-  # One mask_mod over one tensor updated in place (no recompilation per mask); the kept blocks
-  # are all FlexAttention "full" blocks, so it never evaluates the mask_mod inside them.
-  def block_mod(b, h, q_idx, kv_idx):
-    return block_table[h, q_idx // BLOCK, kv_idx // BLOCK]
 
   def causal_mod(b, h, q_idx, kv_idx):
     return q_idx >= kv_idx
 
 
+def flex_block_mask(name):
+  """FlexAttention's BlockMask for one of the masks: the kept blocks as "full" blocks (no
+  mask_mod inside them, FlexAttention's fastest path); causal through create_block_mask."""
+  if name == "causal":
+    return create_block_mask(causal_mod, None, None, SEQ, SEQ, device="cuda", BLOCK_SIZE=BLOCK)
+  _, indices, counts = masks[name]
+  full_indices = torch.from_dlpack(indices).unsqueeze(0).contiguous()  # [1, H, nqb, nkb]
+  full_counts = torch.from_dlpack(counts).unsqueeze(0).contiguous()  # [1, H, nqb]
+  return BlockMask.from_kv_blocks(torch.zeros_like(full_counts), torch.zeros_like(full_indices),
+                                  full_counts, full_indices, BLOCK_SIZE=BLOCK,
+                                  seq_lengths=(SEQ, SEQ))
+
+
 def flex_line(head_dim, name, qkv):
   def run():
-    dense, _, _ = masks[name]
-    if name == "causal":
-      block_mask = create_block_mask(causal_mod, None, None, SEQ, SEQ, device="cuda",
-                                     BLOCK_SIZE=BLOCK)
-    else:
-      block_table.copy_(torch.from_numpy(dense).cuda())
-      block_mask = create_block_mask(block_mod, None, HEADS, SEQ, SEQ, device="cuda",
-                                     BLOCK_SIZE=BLOCK)
+    block_mask = flex_block_mask(name)
     first = time.time()
     flex(*qkv, block_mask=block_mask)
     torch.cuda.synchronize()
@@ -318,7 +318,7 @@ def flex_line(head_dim, name, qkv):
     err = None if ours is None else float(
         (torch.from_dlpack(ours).permute(0, 2, 1, 3).float() - output.float()).abs().max())
     return dict(**summary(m), max_abs_diff_vs_jsparse=err, first_call_s=first_call_s)
-  need = 45 if name in (1.0, "causal") else 6  # the first call of each mask_mod compiles
+  need = 45 if name in (1.0, "causal") else 6  # the first call of each kind compiles
   attempt(label(head_dim, name), "torch-flex", need, run, **info(head_dim))
 
 
