@@ -7,8 +7,8 @@
 # 2. Timings (device-side: JaxLoopTimer for JAX, TorchCudaTimer for torch), batch 4, 16 heads,
 #    seq 8192, bf16, head dim 64 then 128, 128x128 mask blocks: jsparse at block densities
 #    1.0/0.5/0.1/0.05 and causal, against jax.nn.dot_product_attention (cudnn, xla), torch SDPA and
-#    compiled FlexAttention on the same masks; decoding (16 heads, head dim 128, KV 32k, 1 and 16
-#    queries, densities 0.1/0.25) against the measured copy bandwidth on the kept KV bytes.
+#    compiled FlexAttention on the same masks; decoding (batch 4, 16 heads, head dim 128, KV 32k,
+#    1 and 16 queries, densities 0.1/0.25) against the measured copy bandwidth on the kept KV bytes.
 #    -> OUTDIR/attention_results.json and OUTDIR/attention_table.md; the table is printed last.
 # Cases run in priority order under a deadline; a case that would not fit is recorded as skipped,
 # a failing case records its error, and the rest go on.
@@ -59,14 +59,17 @@ except Exception:  # noqa: BLE001  (CPU smoke runs have no torch)
 TIMING = TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.4)
 if smoke:
   BATCH, HEADS, SEQ, BLOCK, DIMS = 1, 2, 256, 64, (64,)
-  DEC_HEADS, DEC_DIM, DEC_KV, DEC_BLOCK, DEC_QUERIES = 2, 64, 1024, 64, (1, 16)
+  DEC_BATCH, DEC_HEADS, DEC_DIM, DEC_KV, DEC_BLOCK = 1, 2, 64, 1024, 64
   COPY_ELEMS = 1 << 20
 else:
   BATCH, HEADS, SEQ, BLOCK, DIMS = 4, 16, 8192, 128, (64, 128)
-  DEC_HEADS, DEC_DIM, DEC_KV, DEC_BLOCK, DEC_QUERIES = 16, 128, 32768, 64, (1, 16)
+  # Batch 4 as in prefill: at batch 1 and density 0.1 the kept KV is ~27 MB (~9 us at HBM speed),
+  # a latency- rather than bandwidth-bound case.
+  DEC_BATCH, DEC_HEADS, DEC_DIM, DEC_KV, DEC_BLOCK = 4, 16, 128, 32768, 64
   COPY_ELEMS = 1 << 29  # 1 GiB of bf16
 DENSITIES = (1.0, 0.5, 0.1, 0.05)
 DEC_DENSITIES = (0.1, 0.25)
+DEC_QUERIES = (1, 16)
 rng = np.random.default_rng(0)
 results, started = [], time.time()
 reference = jax.jit(bsa.reference_fn, static_argnames=("block_size", "causal", "scale"))
@@ -186,17 +189,19 @@ if HAS_TORCH:
 del source
 
 # -- decoding -----------------------------------------------------------------------------------
-key = jax.random.key(0)
-k_dec = jax.random.normal(key, (1, DEC_KV, DEC_HEADS, DEC_DIM), jnp.bfloat16)
-v_dec = jax.random.normal(jax.random.key(1), (1, DEC_KV, DEC_HEADS, DEC_DIM), jnp.bfloat16)
+cache_shape = (DEC_BATCH, DEC_KV, DEC_HEADS, DEC_DIM)
+k_dec = jax.random.normal(jax.random.key(0), cache_shape, jnp.bfloat16)
+v_dec = jax.random.normal(jax.random.key(1), cache_shape, jnp.bfloat16)
 for queries in DEC_QUERIES:
-  q_dec = jax.random.normal(jax.random.key(2), (1, queries, DEC_HEADS, DEC_DIM), jnp.bfloat16)
+  q_dec = jax.random.normal(jax.random.key(2), (DEC_BATCH, queries, DEC_HEADS, DEC_DIM),
+                            jnp.bfloat16)
   block_size = (16, DEC_BLOCK)
   for density in DEC_DENSITIES:
     _, indices, counts = random_lists(DEC_HEADS, 1, DEC_KV // DEC_BLOCK, density)
-    config = bsa.default_config(batch=1, num_heads=DEC_HEADS, q_len=queries, head_dim=DEC_DIM,
-                                block_size=block_size, max_kept=DEC_KV // DEC_BLOCK)
-    kept_bytes = int(counts.sum()) * DEC_BLOCK * DEC_DIM * 2 * 2  # K and V, bf16
+    config = bsa.default_config(batch=DEC_BATCH, num_heads=DEC_HEADS, q_len=queries,
+                                head_dim=DEC_DIM, block_size=block_size,
+                                max_kept=DEC_KV // DEC_BLOCK)
+    kept_bytes = DEC_BATCH * int(counts.sum()) * DEC_BLOCK * DEC_DIM * 2 * 2  # K, V in bf16
 
     def run(q=q_dec, indices=indices, counts=counts, config=config, kept_bytes=kept_bytes):
       fn = lambda q, k, v, i, c: bsa.kernel_fn(q, k, v, i, c, block_size=block_size, causal=True,
@@ -210,7 +215,7 @@ for queries in DEC_QUERIES:
                       output.astype(jnp.float32) - expected.astype(jnp.float32)).max()),
                   config=dataclasses.asdict(config))
     attempt(f"decode q{queries} d{density}", "jsparse-pallas", 10, run, queries=queries,
-            density=density, head_dim=DEC_DIM, kv_len=DEC_KV)
+            density=density, head_dim=DEC_DIM, kv_len=DEC_KV, batch=DEC_BATCH)
   if HAS_TORCH:
     def sdpa_decode(q=q_dec):
       qt, kt, vt = (torch.from_dlpack(x).permute(0, 2, 1, 3).contiguous()
@@ -219,7 +224,7 @@ for queries in DEC_QUERIES:
       return dict(**summary(m), dense_bytes=2 * k_dec.nbytes,
                   gb_per_s=2 * k_dec.nbytes / m.median_us / 1e3)
     attempt(f"decode q{queries} dense", "torch-sdpa", 5, sdpa_decode, queries=queries,
-            density=1.0, head_dim=DEC_DIM, kv_len=DEC_KV)
+            density=1.0, head_dim=DEC_DIM, kv_len=DEC_KV, batch=DEC_BATCH)
 del k_dec, v_dec
 
 # -- prefill ------------------------------------------------------------------------------------
