@@ -170,12 +170,16 @@ def _rem(x, n: int):
 
 
 def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, block_q, block_k,
-                      block_size, num_splits, per_head_mask, causal, qk_scale, q_len, kv_len):
+                      block_size, num_splits, num_q_tiles, per_head_mask, causal, qk_scale,
+                      q_len, kv_len):
   """One (query tile x split, batch, head) program; see the module docstring."""
   bq, bk = block_size
   subs = bk // block_k
   program = pl.program_id(0)
-  tile, split = _div(program, num_splits), _rem(program, num_splits)
+  # Last query tile first: under causal masks it has the most kept blocks, and starting the
+  # longest programs first shortens the tail of the launch.
+  tile = num_q_tiles - 1 - _div(program, num_splits)
+  split = _rem(program, num_splits)
   mask_head = pl.program_id(2) if per_head_mask else 0
   row_start = tile * block_q
   mask_block = _div(row_start, bq)
@@ -319,8 +323,8 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
                  pl.BlockSpec((None, None, None, config.block_q), lambda p, b, h: (b, h, p, 0)))
   kernel = functools.partial(
       _attention_kernel, block_q=config.block_q, block_k=config.block_k, block_size=block_size,
-      num_splits=splits, per_head_mask=kv_block_indices.shape[0] > 1, causal=causal,
-      qk_scale=scale * LOG2_E, q_len=q_len, kv_len=kv_len)
+      num_splits=splits, num_q_tiles=q_tiles, per_head_mask=kv_block_indices.shape[0] > 1,
+      causal=causal, qk_scale=scale * LOG2_E, q_len=q_len, kv_len=kv_len)
   out = pl.pallas_call(
       kernel, grid=grid, in_specs=in_specs, out_specs=out_specs, out_shape=out_shape,
       compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
