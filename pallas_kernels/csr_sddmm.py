@@ -134,6 +134,7 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   return jnp.where(stored, values, 0).astype(x.dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("num_rows",))
 def reference_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: jax.Array, *,
                  num_rows: int) -> jax.Array:
   """The SDDMM values in plain ``jax.numpy`` (float32 accumulation; 0 at padding positions),

@@ -135,6 +135,7 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
   )(row_order, row_offsets, data, col_indices, b)
 
 
+@functools.partial(jax.jit, static_argnames=("num_rows",))
 def reference_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b: jax.Array,
                  *, num_rows: int) -> jax.Array:
   """``A @ B`` in plain ``jax.numpy`` (float32 accumulation), same arguments as ``kernel_fn``."""

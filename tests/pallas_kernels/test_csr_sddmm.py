@@ -12,7 +12,8 @@ from tests.pallas_kernels import csr_cases as cases
 SMALL = csr_sddmm.SddmmConfig(block_nnz=4, block_d=16)
 
 
-def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL):
+def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL,
+           check_reference=False):
   _, col_indices, row_offsets = case.device(dtype)
   x, x64 = cases.dense_operand(rng, (case.shape[0], inner), dtype)
   y, y64 = cases.dense_operand(rng, (case.shape[1], inner), dtype)
@@ -27,6 +28,10 @@ def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL):
   scale = np.zeros_like(expected)
   scale[:nnz] = np.sum(np.abs(x64[rows] * y64[cols]), axis=1)
   cases.assert_close(out, expected, dtype, scale)
+  if check_reference:
+    reference = csr_sddmm.reference_fn(col_indices, row_offsets, x, y,
+                                       num_rows=case.shape[0])
+    cases.assert_close(reference, expected, dtype, scale)
 
 
 @pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
@@ -34,16 +39,16 @@ def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL):
 @given(seed=st.integers(0, 2**32 - 1))
 def test_ragged_rows_with_padding(dtype, seed):
   rng = np.random.default_rng(seed)
-  case = cases.random_csr(rng, (10, 13), cases.ragged_lengths(rng, 10, 13), padding=3)
-  _check(case, 20, dtype, rng)
+  case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=3)
+  _check(case, 20, dtype, rng,
+         check_reference=jnp.dtype(dtype) == jnp.float32)  # one dtype: compiles cost
 
 
 @pytest.mark.parametrize("shape,lengths,inner,padding", [
     ((5, 7), [0, 0, 0, 0, 0], 5, 4),  # nnz = 0 with padding stored
     ((5, 7), [0, 0, 0, 0, 0], 5, 0),  # nse = 0
-    ((1, 9), [9], 5, 0),  # one full row, one inner tile
-    ((6, 3), [3, 0, 2, 1, 0, 3], 1, 1),  # K < M, D = 1
-], ids=["nnz0", "nse0", "one-row", "tall"])
+    ((1, 9), [9], 1, 0),  # one full row, D = 1
+], ids=["nnz0", "nse0", "one-row"])
 def test_edge_shapes(shape, lengths, inner, padding):
   rng = np.random.default_rng()
   _check(cases.random_csr(rng, shape, lengths, padding=padding), inner, jnp.float32, rng)

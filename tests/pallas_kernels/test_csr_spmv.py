@@ -12,14 +12,20 @@ from tests.pallas_kernels import csr_cases as cases
 SMALL = csr_spmv.SpmvConfig(rows_per_program=4, block_nnz=4)
 
 
-def _check(case: cases.CsrCase, dtype, rng, config=SMALL):
+def _check(case: cases.CsrCase, dtype, rng, config=SMALL,
+           check_reference=False):
   data, col_indices, row_offsets = case.device(dtype)
   x, x64 = cases.dense_operand(rng, (case.shape[1],), dtype)
   out = csr_spmv.kernel_fn(data, col_indices, row_offsets, x, num_rows=case.shape[0],
                            config=config, interpret=cases.INTERPRET)
   assert out.dtype == jnp.dtype(dtype)
   dense = case.todense64()
-  cases.assert_close(out, dense @ x64, dtype, np.abs(dense) @ np.abs(x64))
+  scale = np.abs(dense) @ np.abs(x64)
+  cases.assert_close(out, dense @ x64, dtype, scale)
+  if check_reference:
+    reference = csr_spmv.reference_fn(data, col_indices, row_offsets, x,
+                                      num_rows=case.shape[0])
+    cases.assert_close(reference, dense @ x64, dtype, scale)
 
 
 @pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
@@ -27,17 +33,17 @@ def _check(case: cases.CsrCase, dtype, rng, config=SMALL):
 @given(seed=st.integers(0, 2**32 - 1))
 def test_ragged_rows_with_padding(dtype, seed):
   rng = np.random.default_rng(seed)
-  case = cases.random_csr(rng, (10, 13), cases.ragged_lengths(rng, 10, 13), padding=3,
+  case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=3,
                           dtype=dtype)
-  _check(case, dtype, rng)
+  _check(case, dtype, rng,
+         check_reference=jnp.dtype(dtype) == jnp.float32)  # one dtype: compiles cost
 
 
 @pytest.mark.parametrize("shape,lengths,padding", [
     ((5, 7), [0, 0, 0, 0, 0], 4),  # nnz = 0 with padding stored
     ((5, 7), [0, 0, 0, 0, 0], 0),  # nse = 0
     ((1, 9), [9], 0),  # one full row
-    ((6, 3), [3, 0, 2, 1, 0, 3], 1),  # K < M
-], ids=["nnz0", "nse0", "one-row", "tall"])
+], ids=["nnz0", "nse0", "one-row"])
 def test_edge_shapes(shape, lengths, padding):
   rng = np.random.default_rng()
   _check(cases.random_csr(rng, shape, lengths, padding=padding), jnp.float32, rng)
