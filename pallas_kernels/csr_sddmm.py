@@ -84,7 +84,7 @@ def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, in
                 mask=valid)
     return carry
 
-  jax.lax.fori_loop(0, (end - start + block_nnz - 1) // block_nnz, step, 0)
+  jax.lax.fori_loop(0, (end - start + block_nnz - 1) // block_nnz, step, jnp.int32(0))
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
