@@ -73,12 +73,14 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   groups = block_k // m
   padded_rows = pl.cdiv(num_rows, block_m) * block_m
   padded_k = pl.cdiv(num_k, block_k) * block_k
-  # Padding groups hold zeros at positions 0..n-1: they add nothing.
-  pad_positions = jnp.tile(jnp.arange(n, dtype=indices.dtype), (padded_k - num_k) // m)
-  data = jnp.pad(data, ((0, padded_rows - num_rows), (0, (padded_k - num_k) // m * n)))
-  indices = jnp.concatenate(
-      [indices, jnp.broadcast_to(pad_positions, (num_rows, pad_positions.shape[0]))], axis=1)
-  indices = jnp.pad(indices, ((0, padded_rows - num_rows), (0, 0)))
+  if (padded_rows, padded_k) != (num_rows, num_k):
+    # A copy of W, only for shapes that are not multiples of the tiles. Padding groups hold
+    # zeros at positions 0..n-1: they add nothing.
+    pad_positions = jnp.tile(jnp.arange(n, dtype=indices.dtype), (padded_k - num_k) // m)
+    data = jnp.pad(data, ((0, padded_rows - num_rows), (0, (padded_k - num_k) // m * n)))
+    indices = jnp.concatenate(
+        [indices, jnp.broadcast_to(pad_positions, (num_rows, pad_positions.shape[0]))], axis=1)
+    indices = jnp.pad(indices, ((0, padded_rows - num_rows), (0, 0)))
   dense = _common.pad_columns(_common.pad_rows(dense, padded_k), block_n)
 
   def kernel(data_ref, indices_ref, dense_ref, out_ref):
