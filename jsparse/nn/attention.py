@@ -28,7 +28,9 @@ class BlockSparseAttention(nnx.Module):
     ``num_global_blocks`` key blocks): fixed ``BlockMask`` patterns, built per sequence length;
   - "learned": a ``LearnedBlockMask`` (attribute ``gate``) picks per example and head.
 
-  A ``BlockMask`` passed to ``__call__`` overrides the pattern.
+  A ``BlockMask`` passed to ``__call__`` overrides the pattern; one with a leading batch axis
+  (arrays [B, Hm, nqb, ...], e.g. from ``jax.vmap(BlockMask.from_dense)``) applies one mask per
+  example. A key-padding mask is the block mask with ``block_size=(S, 1)``.
   """
 
   def __init__(self, features: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
@@ -88,7 +90,7 @@ class BlockSparseAttention(nnx.Module):
     raise ValueError("a learned pattern has no fixed mask")
 
   def __call__(self, x: jax.Array, *, mask: BlockMask | None = None) -> jax.Array:
-    """[B, S, features] -> [B, S, features]."""
+    """[B, S, features] -> [B, S, features]; ``mask`` overrides the pattern (see the class)."""
     if x.ndim != 3:
       raise ValueError(f"x must be [B, S, features], got shape {x.shape}")
     batch, seq = x.shape[:2]
@@ -100,11 +102,13 @@ class BlockSparseAttention(nnx.Module):
     if mask is None and self.pattern == "learned":
       dense_masks = self.gate(q, k)
       max_kept = self.gate.max_kept(seq, seq)
-      # One mask per example: vmap over the batch, each call sees B = 1.
-      per_example = jax.vmap(lambda m: BlockMask.from_dense(m, block_size=self.block_size,
-                                                            max_kept=max_kept))(dense_masks)
-      out = jax.vmap(lambda q, k, v, m: attend(q[None], k[None], v[None], m)[0])(
-          q, k, v, per_example)
+      mask = jax.vmap(lambda m: BlockMask.from_dense(m, block_size=self.block_size,
+                                                     max_kept=max_kept))(dense_masks)
+    elif mask is None:
+      mask = self.fixed_mask(seq, seq)
+    if mask.kv_block_counts.ndim == 3:
+      # One mask per example (learned, or key padding): vmap over the batch, each call B = 1.
+      out = jax.vmap(lambda q, k, v, m: attend(q[None], k[None], v[None], m)[0])(q, k, v, mask)
     else:
-      out = attend(q, k, v, mask if mask is not None else self.fixed_mask(seq, seq))
+      out = attend(q, k, v, mask)
     return self.out(out.reshape(batch, seq, self.num_heads * self.head_dim))
