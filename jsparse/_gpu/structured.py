@@ -31,7 +31,9 @@ def bsr_config(layout: SparseLayout, num_n: int) -> bsr_spmm.BsrSpmmConfig:
 
 def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
   if num_n <= 32:
-    return nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=_block_n(num_n, 32))
+    # Decoding is memory-bound: enough row tiles (programs) to keep the 132 SMs loading.
+    block_m = 16 if layout.shape[0] <= 4096 else 32
+    return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=128, block_n=_block_n(num_n, 32))
   return nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=128, num_warps=8)
 
 
