@@ -97,12 +97,14 @@ class Timer:
   def _measure_with(self, sample: Callable[[int], float], config: TimingConfig,
                     copies: int) -> Measurement:
     """Shared calibration and statistics; ``sample(inner)`` returns seconds for ``inner`` ops."""
-    # Doubling (as timeit.autorange): robust to one slow first call.
+    # Doubling (as timeit.autorange). Each step keeps the faster of two samples: a single slow
+    # call (a clock ramp, an allocation, another process) must not stop the calibration at a
+    # small ``inner`` where per-call dispatch would dominate the figure.
     inner = 1
-    elapsed = sample(inner)
+    elapsed = min(sample(inner), sample(inner))
     while elapsed < config.min_sample_s and inner < config.max_inner:
       inner = min(config.max_inner, 2 * inner)
-      elapsed = sample(inner)
+      elapsed = min(sample(inner), sample(inner))
     per_op = max(elapsed / inner, 1e-9)
     affordable = int(config.max_total_s / max(per_op * inner, 1e-9))
     repeats = max(config.min_repeats, min(config.repeats, affordable))
