@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--dtypes", nargs="+", choices=grid.DTYPES)
   parser.add_argument("--lines", nargs="+", help="only these lines (names as in the table)")
   parser.add_argument("--repeats", type=int, help="timed samples per measurement")
+  parser.add_argument("--timing", choices=("quick", "full"),
+                      help="timing settings (default: the preset's); quick caps each "
+                      "measurement at 0.4 s, full at 2 s")
   parser.add_argument("--max-gather-gb", type=float,
                       help="skip gather-based lines whose nnz x N intermediate exceeds this "
                       "(default: 2 on CPU, 16 on GPU)")
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                  if line.available(machine) is not None}
   lines = [line for line in every_line if line.name not in unavailable]
 
-  config = FULL_TIMING if args.preset == "full" else QUICK_TIMING
+  config = FULL_TIMING if (args.timing or args.preset) == "full" else QUICK_TIMING
   if args.repeats:
     config = timing.TimingConfig(**{**config.__dict__, "repeats": args.repeats})
   print(f"{len(cases)} cases x {len(lines)} lines on {machine.device} ({machine.platform}); "
