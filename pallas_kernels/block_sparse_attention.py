@@ -40,8 +40,6 @@ LOG2_E = math.log2(math.e)
 KERNEL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16), jnp.dtype(jnp.float32))
 MIN_DOT_TILE = 16  # Triton's tl.dot needs at least 16 in every dimension.
 MAX_DECODE_QUERIES = 16
-# Programs a split-K launch aims for: about two waves on an H100 (132 SMs).
-TARGET_DECODE_PROGRAMS = 256
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -76,25 +74,66 @@ class AttentionConfig:
       raise ValueError(f"AttentionConfig.num_splits must be >= 1, got {self.num_splits}")
 
 
-def default_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,
-                   block_size: tuple[int, int], max_kept: int) -> AttentionConfig:
-  """The config used when none is given: prefill tiles per head dim, split-K for decoding.
+@dataclasses.dataclass(frozen=True)
+class ConfigTable:
+  """What ``default_config`` picks from: prefill tiles per head-dim class and mask density, and
+  the split-K target of decoding.
 
-  Starting points from FlashAttention-2's Triton tuning on Hopper (128 x 64 tiles, 4 warps at
-  head dim 64, 8 at 128); to be re-tuned from measurements.
+  Attributes:
+    prefill_small_head, prefill_large_head: prefill configs for head dim <= 64 and > 64 (their
+      ``block_q``/``block_k`` are capped by the mask's ``bq``/``bk``).
+    sparse_small_head, sparse_large_head: used instead when at most ``sparse_below`` of the key
+      blocks are kept (``max_kept / num_kv_blocks``, static); ``None`` keeps the dense entry.
+    sparse_below: the kept fraction at or below which the sparse entries apply.
+    decode_programs: programs a split-K launch aims for (batch x heads x splits).
+    decode_stages: Triton pipeline stages of the decoding launch.
   """
+
+  prefill_small_head: AttentionConfig
+  prefill_large_head: AttentionConfig
+  sparse_small_head: AttentionConfig | None = None
+  sparse_large_head: AttentionConfig | None = None
+  sparse_below: float = 0.15
+  decode_programs: int = 256
+  decode_stages: int = 3
+
+  def __post_init__(self):
+    if not 0.0 <= self.sparse_below <= 1.0:
+      raise ValueError(f"ConfigTable.sparse_below must be in [0, 1], got {self.sparse_below}")
+    if self.decode_programs < 1:
+      raise ValueError(f"ConfigTable.decode_programs must be >= 1, got {self.decode_programs}")
+
+
+# Starting points from FlashAttention-2's Triton tuning (128 x 64 tiles, 4 warps at head dim 64,
+# 8 at 128), measured on an H100 in round 1 (experiments/gpu_checks/attention.sh); about two waves
+# of split-K programs on an H100 (132 SMs).
+DEFAULT_TABLE = ConfigTable(
+    prefill_small_head=AttentionConfig(block_q=128, block_k=64, num_warps=4, num_stages=3),
+    prefill_large_head=AttentionConfig(block_q=128, block_k=64, num_warps=8, num_stages=2))
+
+
+def default_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,
+                   block_size: tuple[int, int], max_kept: int, num_kv_blocks: int | None = None,
+                   table: ConfigTable = DEFAULT_TABLE) -> AttentionConfig:
+  """The config used when none is given: ``table``'s prefill tiles per head dim (and kept
+  fraction ``max_kept / num_kv_blocks`` when ``num_kv_blocks`` is given), split-K for decoding."""
   bq, bk = block_size
   if q_len <= MAX_DECODE_QUERIES and q_len <= bq:
     block_q = max(MIN_DOT_TILE, pl.next_power_of_2(q_len))
     block_k = min(bk, 128 if head_dim <= 64 else 64)
     tiles = max_kept * (bk // block_k)
-    splits = max(1, min(tiles, pl.cdiv(TARGET_DECODE_PROGRAMS, batch * num_heads)))
+    splits = max(1, min(tiles, pl.cdiv(table.decode_programs, batch * num_heads)))
     # Every split gets at least one tile of the longest list.
     splits = pl.cdiv(tiles, pl.cdiv(tiles, splits)) if tiles else 1
-    return AttentionConfig(block_q, block_k, num_splits=splits, num_warps=4, num_stages=3)
-  return AttentionConfig(block_q=min(bq, 128), block_k=min(bk, 64),
-                         num_warps=4 if head_dim <= 64 else 8,
-                         num_stages=3 if head_dim <= 64 else 2)
+    return AttentionConfig(block_q, block_k, num_splits=splits, num_warps=4,
+                           num_stages=table.decode_stages)
+  small_head = head_dim <= 64
+  config = table.prefill_small_head if small_head else table.prefill_large_head
+  sparse = table.sparse_small_head if small_head else table.sparse_large_head
+  if sparse is not None and num_kv_blocks and max_kept <= table.sparse_below * num_kv_blocks:
+    config = sparse
+  return dataclasses.replace(config, block_q=min(bq, config.block_q),
+                             block_k=min(bk, config.block_k), num_splits=1)
 
 
 def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size) -> None:
@@ -134,10 +173,17 @@ def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size) -> N
       raise TypeError(f"{name} must be int32, got {array.dtype}")
 
 
-def _tile_bounds(kv_block_indices, kv_block_counts, *, q_len, kv_len, block_size, config,
-                 causal):
+def tile_bounds(kv_block_indices: jax.Array, kv_block_counts: jax.Array, *, q_len: int,
+                kv_len: int, block_size: tuple[int, int], config: AttentionConfig,
+                causal: bool) -> jax.Array:
   """Per query tile, the number of leading kept key sub-tiles that need no mask and that are
-  visible at all: int32 [Hm, n_q_tiles, 2]."""
+  visible at all: int32 [Hm, ceil(q_len / config.block_q), 2].
+
+  ``kernel_fn`` computes this on every call (a small XLA kernel before the attention kernel); a
+  caller reusing one mask computes it once and passes it as ``kernel_fn(..., bounds=...)``, as
+  FlexAttention's ``BlockMask`` is built once per mask. It depends on the mask, the sequence
+  lengths, ``causal`` and ``config.block_q``/``config.block_k``.
+  """
   bq, bk = block_size
   subs = bk // config.block_k
   tile_start = jnp.arange(pl.cdiv(q_len, config.block_q), dtype=jnp.int32) * config.block_q
@@ -187,7 +233,10 @@ def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, b
   head_dim = q_ref.shape[-1]
   dot_precision = lax.Precision.HIGHEST if q_ref.dtype == jnp.float32 else None
 
-  q = plgpu.load(q_ref.at[pl.ds(row_start, block_q), :], mask=(rows < q_len)[:, None], other=0)
+  # Masked loads and stores only where the last query tile is ragged.
+  row_mask = (rows < q_len)[:, None] if q_len % block_q else None
+  q = plgpu.load(q_ref.at[pl.ds(row_start, block_q), :], mask=row_mask,
+                 other=None if row_mask is None else 0)
   ragged_keys = kv_len % block_k != 0
 
   def step(j, carry, masked):
@@ -234,8 +283,7 @@ def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, b
     out = acc / jnp.where(row_sum == 0, 1.0, row_sum)[:, None]  # no visible key -> 0
     # The default int type: interpret mode's store rejects int32 beside the slice's int64 (x64).
     store_start = row_start.astype(jax.dtypes.canonicalize_dtype(jnp.int_))
-    plgpu.store(o_ref.at[pl.ds(store_start, block_q), :], out.astype(o_ref.dtype),
-                mask=(rows < q_len)[:, None])
+    plgpu.store(o_ref.at[pl.ds(store_start, block_q), :], out.astype(o_ref.dtype), mask=row_mask)
   else:
     acc_ref, max_ref, sum_ref = out_refs
     acc_ref[...] = acc
@@ -265,7 +313,7 @@ def _combine_splits(acc, row_max, row_sum, *, num_splits, q_len, dtype):
 def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Array,
               kv_block_counts: jax.Array, *, block_size: tuple[int, int], causal: bool = False,
               scale: float | None = None, config: AttentionConfig | None = None,
-              interpret: bool = False) -> jax.Array:
+              bounds: jax.Array | None = None, interpret: bool = False) -> jax.Array:
   """Block-sparse attention forward.
 
   Args:
@@ -278,7 +326,10 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
     block_size: (bq, bk) of the mask, powers of two >= 16.
     causal: key j visible to query i only if j <= i + Sk - Sq (bottom-right aligned).
     scale: score scale, default 1/sqrt(D).
-    config: tiles and launch parameters; default ``default_config(...)``.
+    config: tiles and launch parameters; default ``default_config(...)`` (the kept fraction
+      taken as ``max_kept / ceil(Sk/bk)``).
+    bounds: ``tile_bounds(...)`` of this mask, lengths, ``causal`` and config, computed once
+      per mask; default computed here.
     interpret: run in Pallas interpret mode (any platform).
 
   Returns:
@@ -290,14 +341,20 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
   bq, bk = block_size
   if config is None:
     config = default_config(batch=batch, num_heads=num_heads, q_len=q_len, head_dim=head_dim,
-                            block_size=block_size, max_kept=kv_block_indices.shape[-1])
+                            block_size=block_size, max_kept=kv_block_indices.shape[-1],
+                            num_kv_blocks=pl.cdiv(kv_len, bk))
   q_tiles = pl.cdiv(q_len, config.block_q)
   if bk % config.block_k or not (bq % config.block_q == 0 or q_tiles == 1):
     raise ValueError(f"config {config} does not tile block_size {block_size}: block_k must "
                      f"divide bk, block_q divide bq (or cover all {q_len} queries)")
   scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
-  bounds = _tile_bounds(kv_block_indices, kv_block_counts, q_len=q_len, kv_len=kv_len,
-                        block_size=block_size, config=config, causal=causal)
+  if bounds is None:
+    bounds = tile_bounds(kv_block_indices, kv_block_counts, q_len=q_len, kv_len=kv_len,
+                         block_size=block_size, config=config, causal=causal)
+  expected = (kv_block_indices.shape[0], q_tiles, 2)
+  if bounds.shape != expected or bounds.dtype != jnp.int32:
+    raise ValueError(f"bounds must be int32 {expected} (tile_bounds of this mask and config "
+                     f"{config}), got {bounds.dtype} {bounds.shape}")
   group = num_heads // kv_heads
   splits = config.num_splits
   grid = (q_tiles * splits, batch, num_heads)

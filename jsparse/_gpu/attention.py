@@ -3,8 +3,9 @@
 Serves ``jsparse.block_sparse_attention`` (format ``"block"``) for float16, bfloat16 and float32
 q/k/v with a power-of-two head dim in [16, 256] and power-of-two mask blocks >= 16; anything else
 (float64, head dim 96, blocks of 8) stays on the reference lowering under ``"auto"``, and a forced
-``impl="pallas"`` says why. The launch configuration is ``default_config``: split-K for decoding
-(at most 16 queries in one query block), 128 x 64 tiles for prefill.
+``impl="pallas"`` says why. The launch configuration is ``default_config`` from
+``DEFAULT_TABLE``: split-K for decoding (at most 16 queries in one query block), prefill tiles
+per head dim and kept fraction.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ class Case:
   config: bsa.AttentionConfig | None = None
   empty_query_block: bool = False
   empty_head: bool = False
+  precomputed_bounds: bool = False  # bounds from bsa.tile_bounds, as a caller caching them
 
 
 def compact_lists(dense: np.ndarray, rng: np.random.Generator):
@@ -83,8 +84,12 @@ def run_case(case: Case, seed: int):
     return jnp.asarray(rng.standard_normal((case.batch, seq, heads, case.head_dim)), case.dtype)
   q, k, v = draw(case.q_len, case.heads), draw(case.kv_len, case.kv_heads), draw(
       case.kv_len, case.kv_heads)
+  bounds = None
+  if case.precomputed_bounds:
+    bounds = bsa.tile_bounds(indices, counts, q_len=case.q_len, kv_len=case.kv_len,
+                             block_size=case.block_size, config=case.config, causal=case.causal)
   out = bsa.kernel_fn(q, k, v, indices, counts, block_size=case.block_size, causal=case.causal,
-                      config=case.config, interpret=INTERPRET)
+                      config=case.config, bounds=bounds, interpret=INTERPRET)
   expected = reference(*(x.astype(jnp.float64) for x in (q, k, v)), indices, counts,
                               block_size=case.block_size, causal=case.causal)
   assert out.shape == q.shape and out.dtype == q.dtype
@@ -105,10 +110,11 @@ CASES = {
     # MQA, one shared fully dense mask, non-causal, Sq != Sk, head dim 128.
     "prefill_mqa_dense_f16_d128": Case(1, 48, 80, 2, 1, 128, (16, 32), "dense", False, False,
                                        jnp.float16),
-    # Fully local mask, causal with Sq < Sk (bottom-right aligned), query tile half a block.
+    # Fully local mask, causal with Sq < Sk (bottom-right aligned), query tile half a block,
+    # tile bounds computed once outside the kernel call.
     "prefill_local_causal_offset_f32": Case(
         1, 40, 72, 2, 2, 16, (32, 16), "local", False, True, jnp.float32,
-        config=bsa.AttentionConfig(block_q=16, block_k=16)),
+        config=bsa.AttentionConfig(block_q=16, block_k=16), precomputed_bounds=True),
     # Decoding: 5 queries, long ragged cache, split-K over 3 programs, GQA, one head with no kept
     # block (all its rows 0).
     "decode_splitk_gqa_causal_bf16": Case(
@@ -164,6 +170,26 @@ def test_default_config_splits_decoding_and_tiles_prefill():
   assert few_blocks.num_splits <= 2
 
 
+def test_config_table_picks_sparse_entry_by_kept_fraction():
+  sparse = bsa.AttentionConfig(block_q=64, block_k=64, num_warps=4, num_stages=4)
+  large = bsa.AttentionConfig(block_q=128, block_k=128, num_warps=8, num_stages=3)
+  table = bsa.ConfigTable(prefill_small_head=bsa.DEFAULT_TABLE.prefill_small_head,
+                          prefill_large_head=large, sparse_large_head=sparse, sparse_below=0.1,
+                          decode_programs=1024)
+  pick = lambda head_dim, max_kept, block=(128, 128), q_len=8192: bsa.default_config(
+      batch=4, num_heads=16, q_len=q_len, head_dim=head_dim, block_size=block, max_kept=max_kept,
+      num_kv_blocks=64, table=table)
+  assert pick(128, 64) == large
+  assert pick(128, 6) == sparse  # 6 / 64 <= 0.1
+  assert pick(128, 7) == large
+  assert pick(64, 3) == bsa.DEFAULT_TABLE.prefill_small_head  # no sparse entry at head dim 64
+  assert pick(128, 64, block=(64, 32)) == dataclasses.replace(large, block_q=64, block_k=32)
+  decode = pick(128, 512, block=(16, 64), q_len=1)
+  assert decode.num_splits == 1024 // 64 and decode.num_stages == table.decode_stages
+  with pytest.raises(ValueError, match="sparse_below must be in"):
+    dataclasses.replace(table, sparse_below=1.5)
+
+
 def test_config_rejects_tiles_that_triton_cannot_use():
   with pytest.raises(ValueError, match="block_q must be a power of two"):
     bsa.AttentionConfig(block_q=24, block_k=16)
@@ -183,6 +209,8 @@ def test_config_rejects_tiles_that_triton_cannot_use():
     (dict(counts_shape=(1, 3)), "kv_block_counts must be"),
     (dict(index_dtype=jnp.int64), "kv_block_indices must be int32"),
     (dict(config=bsa.AttentionConfig(block_q=16, block_k=32)), "does not tile block_size"),
+    (dict(bounds=jnp.zeros((1, 2, 2), jnp.int64)), r"bounds must be int32 \(1, 2, 2\)"),
+    (dict(bounds=jnp.zeros((1, 3, 2), jnp.int32)), r"bounds must be int32 \(1, 2, 2\)"),
 ])
 def test_bad_arguments_raise_naming_them(change, message):
   head_dim = change.get("head_dim", 16)
@@ -194,7 +222,7 @@ def test_bad_arguments_raise_naming_them(change, message):
   counts = jnp.ones(change.get("counts_shape", indices.shape[:2]), jnp.int32)
   with pytest.raises((ValueError, TypeError), match=message):
     bsa.kernel_fn(q, k, k, indices, counts, block_size=change.get("block_size", (16, 16)),
-                  config=change.get("config"), interpret=True)
+                  config=change.get("config"), bounds=change.get("bounds"), interpret=True)
 
 
 def test_reference_matches_numpy_softmax_with_mask():
