@@ -295,16 +295,18 @@ def _combine_splits(acc, row_max, row_sum, *, num_splits, q_len, dtype):
   """Merges split-K partials [B, H, tiles*splits, block_q(, D)] into [B, Sq, H, D]."""
   batch, heads, programs, block_q, head_dim = acc.shape
   tiles = programs // num_splits
-  acc = acc.reshape(batch, heads, tiles, num_splits, block_q, head_dim)
-  row_max = row_max.reshape(batch, heads, tiles, num_splits, block_q)
-  row_sum = row_sum.reshape(batch, heads, tiles, num_splits, block_q)
+  # One query tile (decoding): drop its padding rows before merging, not after.
+  rows = q_len if tiles == 1 else block_q
+  acc = acc.reshape(batch, heads, tiles, num_splits, block_q, head_dim)[..., :rows, :]
+  row_max = row_max.reshape(batch, heads, tiles, num_splits, block_q)[..., :rows]
+  row_sum = row_sum.reshape(batch, heads, tiles, num_splits, block_q)[..., :rows]
   total_max = row_max.max(axis=3, keepdims=True)
   total_max = jnp.where(total_max == -jnp.inf, 0.0, total_max)
   weight = jnp.exp2(row_max - total_max)
   total_sum = (weight * row_sum).sum(axis=3)
   out = (weight[..., None] * acc).sum(axis=3)
   out = out / jnp.where(total_sum == 0, 1.0, total_sum)[..., None]
-  out = out.reshape(batch, heads, tiles * block_q, head_dim)[:, :, :q_len]
+  out = out.reshape(batch, heads, tiles * rows, head_dim)[:, :, :q_len]
   return out.transpose(0, 2, 1, 3).astype(dtype)
 
 
