@@ -10,17 +10,36 @@ import jax
 import jax.numpy as jnp
 
 
-def rows_by_length(row_offsets: jax.Array) -> jax.Array:
-  """The row indices ordered by decreasing nonzero count (stable among equal counts).
+def rows_by_length(row_offsets: jax.Array, *, max_row_length: int) -> jax.Array:
+  """The row indices, longest rows first, bucketed by powers of two (no sort).
+
+  Rows go into buckets by ``bit_length(row length)`` (0, 1, 2-3, 4-7, ...), buckets in decreasing
+  order and rows in increasing index within a bucket: a counting sort made of one prefix sum over
+  a ``[buckets, M]`` indicator and one scatter. An argsort of the ``M`` lengths was the earlier
+  schedule; at ``M = 4096`` it cost tens of microseconds per call on an H100 (round 1: SpMV took
+  ~70 us at every sparsity). Rows of equal bucket differ in length by less than 2x, which keeps
+  the long rows first (what the load balance needs); balanced matrices (all rows in one bucket)
+  keep their natural order.
 
   Args:
     row_offsets: ``[M + 1]`` int32, monotone CSR row offsets.
+    max_row_length: a static upper bound on any row's length (e.g. ``min(K, nse)``); it sets
+      the number of buckets, ``bit_length(max_row_length) + 1``.
 
   Returns:
-    ``[M]`` int32, a permutation of ``0 .. M - 1``; jit-able (one sort of ``M`` keys).
+    ``[M]`` int32, a permutation of ``0 .. M - 1``; jit-able.
   """
-  lengths = jnp.diff(row_offsets)
-  return jnp.argsort(-lengths, stable=True).astype(jnp.int32)
+  num_rows = row_offsets.shape[0] - 1
+  num_buckets = max(int(max_row_length), 0).bit_length() + 1
+  lengths = jnp.maximum(row_offsets[1:] - row_offsets[:-1], 0).astype(jnp.int32)
+  # bit_length(length) = 32 - clz(length); bucket 0 holds the longest rows.
+  buckets = jnp.clip(jax.lax.clz(lengths) - (32 - num_buckets + 1), 0, num_buckets - 1)
+  indicator = (buckets[None, :] == jnp.arange(num_buckets, dtype=jnp.int32)[:, None])
+  # Flattened bucket-major, the running count at (bucket[i], i) is row i's rank in the order.
+  ranks = jnp.cumsum(indicator.astype(jnp.int32).reshape(-1)) - 1
+  positions = ranks[buckets * num_rows + jnp.arange(num_rows, dtype=jnp.int32)]
+  return jnp.zeros((num_rows,), jnp.int32).at[positions].set(
+      jnp.arange(num_rows, dtype=jnp.int32), unique_indices=True)
 
 
 def check_csr_operands(data_or_none, col_indices: jax.Array, row_offsets: jax.Array,

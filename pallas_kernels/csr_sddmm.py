@@ -1,6 +1,6 @@
 """CSR SDDMM (values ``X[i] . Y[j]`` at every stored ``(i, j)``) as a Pallas (Triton) kernel.
 
-One program handles one row ``i`` of the pattern (rows in order of decreasing nonzero count,
+One program handles one row ``i`` of the pattern (rows longest first in power-of-two buckets,
 ``_rows.rows_by_length``). Each step takes ``block_nnz`` of the row's column indices, gathers the
 matching rows of ``Y`` as a ``[block_nnz, block_d]`` tile (contiguous along the inner dimension)
 and multiplies it with the row ``X[i]``; when ``D <= block_d`` the row of ``X`` is loaded once per
@@ -62,10 +62,13 @@ def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, in
   end = offsets_ref[row + 1]
   d_tiles = pl.cdiv(inner, block_d)
   lanes = jnp.arange(block_d, dtype=jnp.int32)
+  # Static: with D a multiple of the tile no dimension is masked (row loads stay vectorized).
+  ragged_d = inner % block_d != 0
 
   def load_x(d_tile):
     dims = d_tile * block_d + lanes
-    return plgpu.load(x_ref.at[row, dims], mask=dims < inner, other=0).astype(jnp.float32)
+    return plgpu.load(x_ref.at[row, dims], mask=dims < inner if ragged_d else None,
+                      other=0 if ragged_d else None).astype(jnp.float32)
 
   x_once = load_x(0) if d_tiles == 1 else None
 
@@ -76,8 +79,9 @@ def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, in
     acc = jnp.zeros((block_nnz, block_d), jnp.float32)
     for d_tile in range(d_tiles):  # static: D is a shape
       dims = d_tile * block_d + lanes
-      y_tile = plgpu.load(y_ref.at[cols[:, None], dims[None, :]],
-                          mask=valid[:, None] & (dims < inner)[None, :], other=0)
+      tile_mask = (valid[:, None] & (dims < inner)[None, :] if ragged_d
+                   else jnp.broadcast_to(valid[:, None], (block_nnz, block_d)))
+      y_tile = plgpu.load(y_ref.at[cols[:, None], dims[None, :]], mask=tile_mask, other=0)
       x_row = x_once if x_once is not None else load_x(d_tile)
       acc = acc + y_tile.astype(jnp.float32) * x_row[None, :]
     plgpu.store(out_ref.at[pl.ds(position, block_nnz)], jnp.sum(acc, axis=1).astype(out_ref.dtype),
@@ -118,7 +122,8 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
     return jnp.zeros((nse,), x.dtype)
   config = config or choose_config(num_rows, nse, inner)
   if row_order is None:
-    row_order = _rows.rows_by_length(row_offsets)
+    row_order = _rows.rows_by_length(row_offsets,
+                                       max_row_length=min(y.shape[0], col_indices.shape[0]))
   kernel = functools.partial(_sddmm_kernel, inner=inner, block_nnz=config.block_nnz,
                              block_d=config.block_d)
   values = pl.pallas_call(

@@ -1,7 +1,7 @@
 """CSR SpMM ``A @ B`` as a Pallas (Triton) kernel, Sputnik-style.
 
 One program computes one output row and ``block_n`` output columns (1-D tiling over rows and an
-N tile). Programs take rows in order of decreasing nonzero count (``_rows.rows_by_length``) so
+N tile). Programs take rows longest first (``_rows.rows_by_length``, power-of-two buckets) so
 that long rows start first and neighbouring programs do similar work. Each step reads
 ``block_nnz`` column indices and values of the row and gathers the ``block_nnz`` matching rows of
 ``B`` as one ``[block_nnz, block_n]`` tile (each B row a contiguous, vectorizable load); the last
@@ -68,7 +68,10 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
   row = order_ref[pl.program_id(0)]
   n_start = pl.program_id(1) * block_n
   columns = n_start + jnp.arange(block_n, dtype=jnp.int32)
-  column_mask = columns < n
+  # Static: with N a multiple of the tile no column is masked, so Triton sees masks constant
+  # along each B row and keeps the row loads vectorized.
+  ragged_n = n % block_n != 0
+  column_mask = columns < n if ragged_n else None
   start = offsets_ref[row]
   end = offsets_ref[row + 1]
 
@@ -79,14 +82,15 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
     values = plgpu.load(data_ref.at[pl.ds(position, block_nnz)], mask=valid, other=0)
     # Index arrays on both axes (not a slice on the second), which interpret mode also accepts;
     # Triton still sees the column offsets as contiguous and vectorizes the row loads.
-    b_tile = plgpu.load(b_ref.at[cols[:, None], columns[None, :]],
-                        mask=valid[:, None] & column_mask[None, :], other=0)
+    tile_mask = (valid[:, None] & column_mask[None, :] if ragged_n
+                 else jnp.broadcast_to(valid[:, None], (block_nnz, block_n)))
+    b_tile = plgpu.load(b_ref.at[cols[:, None], columns[None, :]], mask=tile_mask, other=0)
     return acc + values.astype(jnp.float32)[:, None] * b_tile.astype(jnp.float32)
 
   steps = (end - start + block_nnz - 1) // block_nnz
   acc = jax.lax.fori_loop(0, steps, step, jnp.zeros((block_nnz, block_n), jnp.float32))
   plgpu.store(out_ref.at[row, pl.ds(n_start, block_n)], jnp.sum(acc, axis=0).astype(out_ref.dtype),
-              mask=column_mask)
+              mask=column_mask)  # None: every column in range
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
@@ -122,7 +126,8 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
   if data.shape[0] == 0:  # nothing to gather; Triton cannot take an empty buffer
     return jnp.zeros((num_rows, n), data.dtype)
   if row_order is None:
-    row_order = _rows.rows_by_length(row_offsets)
+    row_order = _rows.rows_by_length(row_offsets,
+                                       max_row_length=min(b.shape[0], data.shape[0]))
   kernel = functools.partial(_spmm_kernel, block_nnz=config.block_nnz, block_n=config.block_n,
                              n=n)
   return pl.pallas_call(

@@ -1,8 +1,8 @@
 """CSR SpMV ``A @ x`` as a Pallas (Triton) kernel: memory-bound, several rows per program.
 
-One program reduces ``rows_per_program`` rows at once: rows are taken in order of decreasing
-nonzero count (``_rows.rows_by_length``), so rows that share a program have similar lengths and
-few lanes idle; each step reads a ``[rows_per_program, block_nnz]`` tile of values and column
+One program reduces ``rows_per_program`` rows at once: rows are taken longest first in
+power-of-two buckets (``_rows.rows_by_length``), so rows that share a program differ in length by
+less than 2x and few lanes idle; each step reads a ``[rows_per_program, block_nnz]`` tile of values and column
 indices (contiguous within each row) and gathers the matching entries of ``x``. Float32
 accumulation in a register tile, reduced once per row.
 
@@ -108,7 +108,8 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, x
     return jnp.zeros((num_rows,), data.dtype)
   config = config or choose_config(num_rows, data.shape[0])
   if row_order is None:
-    row_order = _rows.rows_by_length(row_offsets)
+    row_order = _rows.rows_by_length(row_offsets,
+                                       max_row_length=min(x.shape[0], data.shape[0]))
   num_programs = pl.cdiv(num_rows, config.rows_per_program)
   padded_rows = num_programs * config.rows_per_program
   row_order = jnp.concatenate([row_order, jnp.arange(num_rows, padded_rows, dtype=jnp.int32)])

@@ -4,8 +4,9 @@ and sddmm on CSR matrices.
 Served: ``A @ B``, ``A @ x`` and SDDMM with float16, bfloat16 or float32 values (float32
 accumulation) and int32 indices. ``A.T @ B`` / ``A.T @ x`` (what gradients with respect to B need)
 are not: ``"auto"`` falls back to the reference lowering and a forced ``impl="pallas"`` says why.
-The row schedule (rows ordered by nonzero count) is computed inside the traced kernel call, one
-sort of M keys per call; it is not cached on the matrix.
+The row schedule (rows longest first, in power-of-two length buckets) is computed inside the
+traced kernel call without a sort (one prefix sum and one scatter of M indices); it is not cached
+on the matrix.
 """
 
 from __future__ import annotations

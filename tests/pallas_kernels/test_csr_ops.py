@@ -80,8 +80,9 @@ def test_public_ops_and_gradient_through_pallas():
   np.testing.assert_allclose(loss("pallas"), loss("reference"), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel", ["spmm", "spmv", "sddmm"])
-def test_kernels_lower_to_triton_for_h100(kernel, monkeypatch):
+@pytest.mark.parametrize("kernel,width", [("spmm", 40), ("spmm", 64), ("spmv", 1),
+                                          ("sddmm", 300), ("sddmm", 256)])
+def test_kernels_lower_to_triton_for_h100(kernel, width, monkeypatch):
   # Lowers (no run) each kernel through the Pallas Triton backend for CUDA on any machine, so
   # CI catches what interpret mode accepts but Triton does not. Private jax 0.11.2 hooks: the
   # GPU description that the lowering would read from a device is given instead.
@@ -94,10 +95,11 @@ def test_kernels_lower_to_triton_for_h100(kernel, monkeypatch):
   index = (struct((nse,), jnp.int32), struct((rows + 1,), jnp.int32))
   data = struct((nse,), jnp.bfloat16)
   fn, operands = {
-      "spmm": (csr_spmm.kernel_fn, (data, *index, struct((64, 40), jnp.bfloat16))),
+      # Widths N / D that are and are not multiples of the tile (masked or unmasked columns).
+      "spmm": (csr_spmm.kernel_fn, (data, *index, struct((64, width), jnp.bfloat16))),
       "spmv": (csr_spmv.kernel_fn, (data, *index, struct((64,), jnp.bfloat16))),
-      "sddmm": (csr_sddmm.kernel_fn, (*index, struct((rows, 300), jnp.float32),
-                                      struct((64, 300), jnp.float32))),
+      "sddmm": (csr_sddmm.kernel_fn, (*index, struct((rows, width), jnp.float32),
+                                      struct((64, width), jnp.float32))),
   }[kernel]
   lowered = jax.jit(lambda *args: fn(*args, num_rows=rows)).trace(*operands).lower(
       lowering_platforms=("cuda",))

@@ -34,7 +34,7 @@ def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL,
     cases.assert_close(reference, expected, dtype, scale)
 
 
-@pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("dtype", cases.DTYPE_PARAMS)
 @settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_ragged_rows_with_padding(dtype, seed):
@@ -52,6 +52,13 @@ def test_ragged_rows_with_padding(dtype, seed):
 def test_edge_shapes(shape, lengths, inner, padding):
   rng = np.random.default_rng()
   _check(cases.random_csr(rng, shape, lengths, padding=padding), inner, jnp.float32, rng)
+
+
+def test_d_a_multiple_of_block_d():
+  # The kernel's unmasked inner-dimension path (D % block_d == 0): two full D tiles.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (9, 12), cases.ragged_lengths(rng, 9, 12), padding=2)
+  _check(case, 2 * SMALL.block_d, jnp.float32, rng)
 
 
 def test_bad_arguments_name_the_argument():

@@ -30,7 +30,7 @@ def _check(case: cases.CsrCase, n: int, dtype, rng, config=SMALL,
     cases.assert_close(reference, dense @ b64, dtype, scale)
 
 
-@pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("dtype", cases.DTYPE_PARAMS)
 @settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_ragged_rows_with_padding(dtype, seed):
@@ -52,6 +52,13 @@ def test_edge_shapes(shape, lengths, n, padding):
   rng = np.random.default_rng()
   case = cases.random_csr(rng, shape, lengths, padding=padding)
   _check(case, n, jnp.float32, rng)
+
+
+def test_n_a_multiple_of_block_n():
+  # The kernel's unmasked-columns path (N % block_n == 0): two full N tiles.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (9, 12), cases.ragged_lengths(rng, 9, 12), padding=2)
+  _check(case, 2 * SMALL.block_n, jnp.float32, rng)
 
 
 def test_choose_config_is_a_valid_config():

@@ -28,7 +28,7 @@ def _check(case: cases.CsrCase, dtype, rng, config=SMALL,
     cases.assert_close(reference, dense @ x64, dtype, scale)
 
 
-@pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("dtype", cases.DTYPE_PARAMS)
 @settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_ragged_rows_with_padding(dtype, seed):
