@@ -1,11 +1,16 @@
 """jsparse: sparse arrays and sparse kernels for deep-learning inference in JAX."""
 
 from jsparse import io
-from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix
+from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix, Tiled
+from jsparse.formats.block_mask import BlockMask
 from jsparse.ops import sddmm, spmm, spmv
+from jsparse.ops.attention import block_sparse_attention
+from jsparse import sharding
+from jsparse.sharding import ShardedSparse, shard, unshard
 from jsparse import _cpu  # registers the C++ CPU kernels (when built) with the op registry
 from jsparse import _gpu  # registers the Pallas GPU kernels with the op registry
 
 __version__ = "0.1.0"
 
-__all__ = ["BSR", "COO", "CSR", "NM", "SparseMatrix", "io", "sddmm", "spmm", "spmv"]
+__all__ = ["BSR", "BlockMask", "COO", "CSR", "NM", "SparseMatrix", "block_sparse_attention", "io",
+           "sddmm", "shard", "ShardedSparse", "sharding", "spmm", "spmv", "Tiled", "unshard"]

@@ -1,4 +1,5 @@
-"""Test-session settings: 64-bit JAX (so float64 and int64 indices are covered) and hypothesis.
+"""Test-session settings: 8 host CPU devices, 64-bit JAX (so float64 and int64 indices are
+covered) and hypothesis.
 
 Profiles: ``dev`` (default, quick) and ``thorough``; pick one with the environment variable
 ``JSPARSE_HYPOTHESIS_PROFILE``.
@@ -6,7 +7,13 @@ Profiles: ``dev`` (default, quick) and ``thorough``; pick one with the environme
 
 import os
 
-import jax
+# Eight host CPU devices for the sharding tests (meshes of 1-8 devices). XLA reads the flag when
+# JAX starts its CPU backend, so it is set before jax is imported; it changes nothing on a GPU.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_force_host_platform_device_count=8").strip()
+
+import jax  # noqa: E402  (after XLA_FLAGS)
 from hypothesis import settings
 
 jax.config.update("jax_enable_x64", True)

@@ -40,3 +40,6 @@ def register_pallas(op: str, format: str, fn: Callable[..., Any], *,
 
 
 # Kernel families register themselves on import (one line each):
+from jsparse._gpu import structured  # noqa: E402,F401  BSR, N:M, tiled (tensor cores)
+from jsparse._gpu import attention  # noqa: E402,F401  block-sparse flash attention
+from jsparse._gpu import csr  # noqa: E402,F401  CSR SpMM, SpMV, SDDMM (unstructured)

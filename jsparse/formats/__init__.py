@@ -6,5 +6,6 @@ from jsparse.formats.coo import COO
 from jsparse.formats.csr import CSR
 from jsparse.formats.layout import SparseLayout
 from jsparse.formats.nm import NM
+from jsparse.formats.tiled import Tiled
 
-__all__ = ["BSR", "COO", "CSR", "NM", "SparseLayout", "SparseMatrix"]
+__all__ = ["BSR", "COO", "CSR", "NM", "SparseLayout", "SparseMatrix", "Tiled"]

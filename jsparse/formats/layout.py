@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-FORMATS = ("coo", "csr", "bsr", "nm")
+FORMATS = ("coo", "csr", "bsr", "nm", "tiled")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jsparse.formats import _structure
+from jsparse.formats import _structure, tiled
 from jsparse.formats.layout import SparseLayout
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -26,7 +26,7 @@ def accumulation_dtype(dtype) -> jnp.dtype:
 
 
 def element_coordinates(layout: SparseLayout, index_arrays) -> tuple[jax.Array, jax.Array]:
-  """(rows, cols) [nse] of every stored element of a COO or CSR matrix.
+  """(rows, cols) [nse] of every stored element of a COO, CSR or tiled matrix.
 
   Padding elements get row M, which every gather and scatter below drops.
   """
@@ -35,12 +35,20 @@ def element_coordinates(layout: SparseLayout, index_arrays) -> tuple[jax.Array, 
   if layout.format == "csr":
     col_indices, row_offsets = index_arrays
     return _structure.rows_from_offsets(row_offsets, col_indices.shape[0]), col_indices
+  if layout.format == "tiled":
+    return tiled.value_coordinates(*index_arrays, layout.shape)
   raise ValueError(f"no element coordinates for format {layout.format!r}")
 
 
 def _nm_todense(data: jax.Array, indices: jax.Array, layout: SparseLayout) -> jax.Array:
   rows = jnp.arange(layout.shape[0])[:, None]
   return jnp.zeros(layout.shape, data.dtype).at[rows, _structure.nm_columns(indices, *layout.nm)].set(data)
+
+
+def _todense(data: jax.Array, index_arrays, layout: SparseLayout) -> jax.Array:
+  if layout.format == "tiled":
+    return tiled.expand(data, *index_arrays, layout.shape)
+  return _nm_todense(data, *index_arrays, layout)
 
 
 def _gather_rows(matrix: jax.Array, rows: jax.Array) -> jax.Array:
@@ -54,9 +62,9 @@ def spmm(data, *operands, layout: SparseLayout, transpose: bool, **unused_params
   out_rows = layout.shape[1] if transpose else layout.shape[0]
   if layout.format == "bsr":
     out = _bsr_spmm(data.astype(acc), *index_arrays, dense.astype(acc), layout, transpose)
-  elif layout.format == "nm":
+  elif layout.format in ("nm", "tiled"):
     # Dense expansion: a gather of B per stored value would need nnz * N memory.
-    expanded = _nm_todense(data.astype(acc), *index_arrays, layout)
+    expanded = _todense(data.astype(acc), index_arrays, layout)
     out = jnp.matmul(expanded.T if transpose else expanded, dense.astype(acc), precision=HIGHEST)
   else:
     rows, cols = element_coordinates(layout, index_arrays)

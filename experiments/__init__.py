@@ -1,0 +1,1 @@
+"""The benchmark harness (``python -P experiments/run.py``); never imported by jsparse itself."""

@@ -1,0 +1,169 @@
+"""Benchmark CLI: the survey's sparse-kernel study on this machine, in one command.
+
+    python -P experiments/run.py --quick                 # a few minutes on a laptop CPU
+    python -P experiments/run.py --full                  # the survey grid (GPU: ~1 h or more)
+    python -P experiments/run.py --full --ops spmm --formats csr nm --n 128 --dtypes bfloat16
+
+Prints a table (one row per case, one column per line, median microseconds) and writes
+``experiments/results/<device>-<date>/`` (see ``experiments/report.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shlex
+import sys
+import time
+
+# A GPU is shared by JAX, torch and CuPy lines: JAX must not grab 75% of it up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):
+  # Appended, not prepended: under `python -P` an installed jsparse (with its compiled kernels)
+  # still wins over the source tree, while `experiments` (never installed) is found here.
+  sys.path.append(str(REPO_ROOT))
+
+from experiments import grid, lines as lines_lib, machine as machine_lib  # noqa: E402
+from experiments import report, roofline, runner, sanity, timing  # noqa: E402
+
+RESULTS_ROOT = REPO_ROOT / "experiments" / "results"
+QUICK_TIMING = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.4)
+FULL_TIMING = timing.TimingConfig(repeats=10, min_repeats=3, min_sample_s=0.005, max_total_s=2.0)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  preset = parser.add_mutually_exclusive_group()
+  preset.add_argument("--quick", action="store_const", dest="preset", const="quick",
+                      help="a few DLMC matrices, s in {0.7, 0.9, 0.98}, N in {32, 128}, float32, "
+                      "all four formats (default)")
+  preset.add_argument("--full", action="store_const", dest="preset", const="full",
+                      help="the survey grid: DLMC + 4096x4096 uniform, 7 sparsities, "
+                      "N in {32, 128, 1024}, float32 and bfloat16, all formats")
+  parser.add_argument("--llm", action="store_true", help="add LLM-shaped weights "
+                      f"({', '.join(grid.LLM_SOURCES)})")
+  parser.add_argument("--ops", nargs="+", choices=grid.OPS)
+  parser.add_argument("--formats", nargs="+", choices=grid.FORMATS)
+  parser.add_argument("--sources", nargs="+", help="e.g. dlmc/magnitude_pruning/512x512#0 "
+                      "uniform/4096x4096 llm/llama3_8b.mlp_up")
+  parser.add_argument("--sparsities", nargs="+", type=float)
+  parser.add_argument("--n", nargs="+", type=int, dest="ns", help="dense dimensions N")
+  parser.add_argument("--dtypes", nargs="+", choices=grid.DTYPES)
+  parser.add_argument("--lines", nargs="+", help="only these lines (names as in the table)")
+  parser.add_argument("--repeats", type=int, help="timed samples per measurement")
+  parser.add_argument("--timing", choices=("quick", "full"),
+                      help="timing settings (default: the preset's); quick caps each "
+                      "measurement at 0.4 s, full at 2 s")
+  parser.add_argument("--max-gather-gb", type=float,
+                      help="skip gather-based lines whose nnz x N intermediate exceeds this "
+                      "(default: 2 on CPU, 16 on GPU)")
+  parser.add_argument("--out", type=pathlib.Path, help="results folder (default: "
+                      "experiments/results/<device>-<date>)")
+  parser.add_argument("--device-label", help="folder label instead of the detected device")
+  parser.add_argument("--no-sanity", action="store_true", help="skip the timing cross-check")
+  args = parser.parse_args(argv)
+  args.preset = args.preset or "quick"
+  return args
+
+
+class Progress:
+  """A tqdm bar over (case, line) steps, or a line per case when tqdm is missing."""
+
+  def __init__(self, total_cases: int):
+    try:
+      from tqdm import tqdm
+      self._bar = tqdm(total=total_cases, unit="case", dynamic_ncols=True)
+    except ImportError:
+      self._bar = None
+    self._total, self._done, self._case = total_cases, 0, None
+
+  def __call__(self, case: grid.Case, line: str) -> None:
+    if case != self._case:
+      if self._case is not None:
+        self._advance()
+      self._case = case
+      if self._bar is None:
+        print(f"[{self._done + 1}/{self._total}] {case.key}", flush=True)
+    if self._bar is not None:
+      self._bar.set_postfix_str(f"{case.op} {case.format} s={case.sparsity:g} N={case.n} {line}",
+                                refresh=False)
+
+  def _advance(self) -> None:
+    self._done += 1
+    if self._bar is not None:
+      self._bar.update(1)
+
+  def close(self) -> None:
+    if self._case is not None:
+      self._advance()
+    if self._bar is not None:
+      self._bar.close()
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+  args = parse_args(argv)
+  start = time.perf_counter()
+  preset = grid.PRESETS[args.preset]
+  sources = args.sources or (preset.sources + (grid.LLM_SOURCES if args.llm else ()))
+  selected = preset.filtered(ops=args.ops, formats=args.formats, sources=sources,
+                             sparsities=args.sparsities, ns=args.ns, dtypes=args.dtypes)
+  cases = selected.cases()
+  machine = machine_lib.detect()
+
+  every_line = lines_lib.all_lines()
+  if args.lines:
+    unknown = sorted(set(args.lines) - {line.name for line in every_line})
+    if unknown:
+      raise SystemExit(f"--lines: unknown {unknown}; known: {[l.name for l in every_line]}")
+    every_line = [line for line in every_line if line.name in args.lines]
+  unavailable = {line.name: line.available(machine) for line in every_line
+                 if line.available(machine) is not None}
+  lines = [line for line in every_line if line.name not in unavailable]
+
+  config = FULL_TIMING if (args.timing or args.preset) == "full" else QUICK_TIMING
+  if args.repeats:
+    config = timing.TimingConfig(**{**config.__dict__, "repeats": args.repeats})
+  print(f"{len(cases)} cases x {len(lines)} lines on {machine.device} ({machine.platform}); "
+        f"not available: {', '.join(sorted(unavailable)) or 'none'}", flush=True)
+  print("measuring the roofline ...", flush=True)
+  phases = {}
+  roof = roofline.measure(machine.on_gpu)
+  phases["roofline_s"] = time.perf_counter() - start
+  print(f"  copy {roof.bandwidth_gbs:.1f} GB/s; matmul "
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roof.matmul_gflops.items()), flush=True)
+  checks = [] if args.no_sanity else sanity.cross_check(machine)
+  phases["sanity_s"] = time.perf_counter() - start - phases["roofline_s"]
+
+  max_gather_gb = args.max_gather_gb or (16.0 if machine.on_gpu else 2.0)
+  settings = runner.RunSettings(machine, roof, config, int(max_gather_gb * 2**30),
+                                preset=args.preset)
+  progress = Progress(len(cases))
+  try:
+    records = runner.run_cases(cases, lines, settings, progress)
+  finally:
+    progress.close()
+
+  out_dir = args.out or report.default_out_dir(
+      RESULTS_ROOT, args.device_label or machine.slug(), machine.date)
+  seconds = time.perf_counter() - start
+  run_info = {"preset": args.preset, "machine": machine.asdict(), "roofline": roof.asdict(),
+              "timing": config.__dict__, "sanity": checks, "unavailable_lines": unavailable,
+              "elapsed": f"{seconds:.0f} s", "phases": phases, "cases": len(cases),
+              "command": shlex.join(["python", "-P", "experiments/run.py", *(argv or sys.argv[1:])])}
+  report.write(out_dir, records, run_info)
+  print()
+  print(report.text_table(*report.pivot(records)))
+  counts = {}
+  for record in records:
+    counts[record["status"]] = counts.get(record["status"], 0) + 1
+  print(f"\n{len(records)} records ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}) "
+        f"in {seconds:.0f} s -> {out_dir}")
+  return records
+
+
+if __name__ == "__main__":
+  main()

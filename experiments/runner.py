@@ -1,0 +1,176 @@
+"""Runs a list of cases through the lines: build, check, time, and one record per (case, line).
+
+Per (case, line), in order, the first that holds decides the record's ``status``:
+- "n/a": the line does not apply to the case (``Line.applies``, ``NotApplicable``, or a library
+  raising ``NotImplementedError``, e.g. torch's MKL path for bfloat16); kept in results.jsonl
+  with the reason, left out of tables and plots;
+- "skipped": the line would materialise a gather larger than ``max_gather_bytes`` (the
+  reference lowerings gather nnz x N values);
+- "error": building, compiling or running raised (message recorded; the run goes on);
+- "wrong": the output differs from the float64 reference beyond the tolerance (not timed);
+- "ok": checked and timed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import time
+import traceback
+from typing import Callable, Iterable, Sequence
+
+from experiments import check, timing
+from experiments.grid import Case
+from experiments.lines import BASELINE, Line, NotApplicable
+from experiments.machine import Machine
+from experiments.problems import Problem, build_problem
+from experiments.roofline import Roofline
+
+DEFAULT_MAX_GATHER_BYTES = 2 * 2**30
+MESSAGE_CHARS = 400
+
+
+@dataclasses.dataclass
+class RunSettings:
+  """What a run needs besides its cases and lines."""
+
+  machine: Machine
+  roofline: Roofline
+  timing: timing.TimingConfig
+  max_gather_bytes: int = DEFAULT_MAX_GATHER_BYTES
+  preset: str = "custom"
+
+
+def run_cases(cases: Sequence[Case], lines: Sequence[Line], settings: RunSettings,
+              progress: Callable[[Case, str], None] = lambda case, line: None) -> list[dict]:
+  """Every (case, line) record, in case order, lines in the given order."""
+  records, shared = [], {}
+  for case in cases:
+    case_records = _run_case(case, lines, settings, shared, progress)
+    _add_speedups(case_records)
+    records.extend(case_records)
+  return records
+
+
+def _run_case(case: Case, lines: Sequence[Line], settings: RunSettings, shared: dict,
+              progress: Callable[[Case, str], None]) -> list[dict]:
+  machine = settings.machine
+  try:
+    problem = build_problem(case)
+  except Exception as error:  # a source that cannot be built fails its lines, not the run
+    return [_record(case, line, settings, None, status="error",
+                    message=f"building the matrix: {_describe(error)}") for line in lines]
+  expected = None
+  records = []
+  for line in lines:
+    progress(case, line.name)
+    reason = line.applies(case, machine)
+    if reason is not None:
+      records.append(_record(case, line, settings, problem, status="n/a", message=reason))
+      continue
+    shared_key = (line.name, case.op, problem.shape, case.n) if line.shared else None
+    if shared_key in shared:
+      records.append(_reuse(shared[shared_key], case, problem, settings))
+      continue
+    if line.gathers and problem.gather_bytes() > settings.max_gather_bytes:
+      records.append(_record(case, line, settings, problem, status="skipped",
+                             message=f"too large: the gather needs "
+                             f"{problem.gather_bytes() / 2**30:.1f} GiB"))
+      continue
+    started = time.perf_counter()
+    if expected is None:
+      expected = check.reference(problem)
+    record = _measure(case, line, problem, expected, settings)
+    record["wall_s"] = time.perf_counter() - started
+    if shared_key is not None and record["status"] == "ok":
+      shared[shared_key] = record
+    records.append(record)
+    gc.collect()  # drop the line's device buffers before the next one allocates
+  return records
+
+
+def _measure(case: Case, line: Line, problem: Problem, expected: check.Reference,
+             settings: RunSettings) -> dict:
+  machine = settings.machine
+  working_set = line.working_set_bytes(problem)
+  copies = timing.operand_copies(working_set, machine.cache_bytes)
+  allowed = check.tolerance(line.dtype_for(case), on_gpu=machine.on_gpu, tf32=line.tf32)
+  started = time.perf_counter()
+  try:
+    prepared = line.prepare(problem, copies, machine)
+    prepared_at = time.perf_counter()
+    verdict = check.compare(prepared.to_dense(prepared.timer.run_once()), expected, allowed)
+  except (NotApplicable, NotImplementedError) as refusal:  # no path for this case (a dtype...)
+    return _record(case, line, settings, problem, status="n/a", message=_describe(refusal))
+  except Exception as error:
+    return _record(case, line, settings, problem, status="error", message=_describe(error))
+  checked = dict(error_rel=verdict.error, tolerance=allowed, notes=prepared.notes,
+                 prepare_s=prepared_at - started, check_s=time.perf_counter() - prepared_at)
+  if not verdict.ok:
+    return _record(case, line, settings, problem, status="wrong", message=verdict.message(),
+                   **checked)
+  try:
+    measurement = prepared.timer.measure(settings.timing)
+  except Exception as error:
+    return _record(case, line, settings, problem, status="error",
+                   message=f"while timing: {_describe(error)}", **checked)
+  floor = settings.roofline.floor_us(problem)
+  return _record(case, line, settings, problem, status="ok", **checked,
+                 **measurement.asdict(),
+                 cache=timing.cache_state(working_set, machine.cache_bytes, measurement.copies),
+                 gflops=problem.flops / (measurement.median_us * 1e3),
+                 roofline_fraction=floor / measurement.median_us)
+
+
+def _record(case: Case, line: Line, settings: RunSettings, problem: Problem | None,
+            *, status: str, message: str = "", **fields) -> dict:
+  machine, roofline = settings.machine, settings.roofline
+  record = {**case.asdict(), "case": case.key, "line": line.name, "framework": line.framework,
+            "compute_dtype": line.dtype_for(case), "status": status, "message": message}
+  if problem is not None:
+    record.update(shape=list(problem.shape), nnz=problem.nnz,
+                  actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
+                  flops=problem.flops, min_bytes=problem.min_bytes(),
+                  floor_us=roofline.floor_us(problem))
+  record.update(fields)
+  if "method" in record:
+    record["timing_method"] = record.pop("method")
+  record.update(device=machine.device, platform=machine.platform, cpu_model=machine.cpu_model,
+                cpu_cores=machine.cpu_cores, versions=machine.versions, date=machine.date,
+                preset=settings.preset, bandwidth_gbs=roofline.bandwidth_gbs,
+                peak_gflops=roofline.matmul_gflops.get(case.dtype))
+  return record
+
+
+def _reuse(measured: dict, case: Case, problem: Problem, settings: RunSettings) -> dict:
+  """A shared line's record for another case of the same (op, shape, N): same time, this case's
+  floor and fraction."""
+  record = dict(measured)
+  floor = settings.roofline.floor_us(problem)
+  record.update(case.asdict(), case=case.key, compute_dtype=measured["compute_dtype"],
+                shape=list(problem.shape), nnz=problem.nnz,
+                actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
+                flops=problem.flops, min_bytes=problem.min_bytes(), floor_us=floor,
+                gflops=problem.flops / (measured["median_us"] * 1e3),
+                roofline_fraction=floor / measured["median_us"], shared_from=measured["case"],
+                peak_gflops=settings.roofline.matmul_gflops.get(case.dtype))
+  return record
+
+
+def _add_speedups(records: Iterable[dict]) -> None:
+  records = list(records)
+  baseline = next((r for r in records if r["line"] == BASELINE and r["status"] == "ok"), None)
+  for record in records:
+    if baseline is not None and record["status"] == "ok":
+      record[f"speedup_vs_{BASELINE}"] = baseline["median_us"] / record["median_us"]
+
+
+def _describe(error: BaseException) -> str:
+  text = f"{type(error).__name__}: {error}".strip()
+  if len(text) > MESSAGE_CHARS:
+    text = text[:MESSAGE_CHARS] + "..."
+  where = traceback.extract_tb(error.__traceback__)
+  if where:
+    frame = where[-1]
+    text += f" (at {frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+  return text

@@ -1,0 +1,289 @@
+"""How each framework is timed: one timer class per method, all reporting the same ``Measurement``.
+
+What every method shares:
+- Warm-up first: compilation, autotuning, lazy allocation and first-touch page faults are excluded.
+- A *sample* runs the op ``inner`` times back to back and is divided by ``inner``; ``inner`` is
+  calibrated (doubled from 1) so that a sample lasts at least ``TimingConfig.min_sample_s`` (short ops are then not
+  dominated by clock resolution, Python dispatch or launch latency).
+- The result is the median over ``repeats`` samples, with p10 / p90 and the counts recorded.
+  ``repeats`` shrinks (to ``min_repeats``) for slow ops so one measurement stays under
+  ``max_total_s``.
+- ``copies`` operand sets (see ``operand_copies``): when the working set is between half and a few
+  times the last-level cache, consecutive runs rotate among copies so that data left in the cache
+  by one run is not re-read by the next. A working set well inside the cache is timed warm (as in
+  the survey: 128 back-to-back iterations on the same inputs, the steady state of a layer run
+  again and again), one far larger than the cache is cold by itself; results record which.
+
+The methods:
+- ``JaxLoopTimer`` (every JAX line, CPU and GPU): the op runs ``inner`` times inside one jitted
+  ``lax.fori_loop``; operands and a running scalar pass through ``lax.optimization_barrier`` each
+  iteration, so XLA can neither hoist the op out of the loop nor shrink it to the one element the
+  loop keeps. Wall time around one call (``block_until_ready``) divided by ``inner``: Python
+  dispatch and launch overhead are paid once per sample, compilation not at all (compiled ahead of
+  time). On GPU, XLA runs the loop on one stream, so this is back-to-back kernel time.
+- ``JaxCallTimer`` (sanity cross-check only): one jitted call per op, blocking on each; includes
+  Python dispatch (a few microseconds) - the number a user calling an op eagerly sees.
+- ``HostTimer`` (SciPy, NumPy, torch on CPU): ``time.perf_counter`` around ``inner`` synchronous
+  calls. The Python call overhead of those libraries (~1-3 us) is part of their cost.
+- ``TorchCudaTimer``: ``torch.cuda.Event`` pairs around ``inner`` back-to-back calls on the current
+  stream, then ``synchronize``: device time, without host-side gaps at the ends.
+- ``CupyTimer``: the same with ``cupy.cuda.Event``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from typing import Any, Callable, ContextManager, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingConfig:
+  """Knobs shared by every timer."""
+
+  repeats: int = 10
+  min_repeats: int = 3
+  min_sample_s: float = 0.002
+  max_total_s: float = 1.5
+  max_inner: int = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+  """Per-op time statistics, in microseconds."""
+
+  median_us: float
+  p10_us: float
+  p90_us: float
+  repeats: int
+  inner: int
+  copies: int
+  method: str
+
+  def asdict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def operand_copies(working_set_bytes: int, cache_bytes: int, *, max_copies: int = 4) -> int:
+  """How many operand sets to rotate among: 1 when the working set is well inside the cache
+  (timed warm) or far larger (cold by itself), else enough copies for about 3x the cache."""
+  if working_set_bytes <= 0 or working_set_bytes < cache_bytes / 2:
+    return 1
+  return int(min(max_copies, max(1, math.ceil(3 * cache_bytes / working_set_bytes))))
+
+
+def cache_state(working_set_bytes: int, cache_bytes: int, copies: int) -> str:
+  """"warm" when the data a run reads may still be in the cache from the previous run."""
+  return "cold" if working_set_bytes * copies >= 2 * cache_bytes else "warm"
+
+
+class Timer:
+  """Runs one prepared op: ``run_once`` (warm-up; returns the output to check), ``measure``."""
+
+  method = "abstract"
+
+  def run_once(self) -> Any:
+    raise NotImplementedError
+
+  def measure(self, config: TimingConfig) -> Measurement:
+    raise NotImplementedError
+
+  def _measure_with(self, sample: Callable[[int], float], config: TimingConfig,
+                    copies: int) -> Measurement:
+    """Shared calibration and statistics; ``sample(inner)`` returns seconds for ``inner`` ops."""
+    # Doubling (as timeit.autorange). Each step keeps the faster of two samples: a single slow
+    # call (a clock ramp, an allocation, another process) must not stop the calibration at a
+    # small ``inner`` where per-call dispatch would dominate the figure.
+    inner = 1
+    elapsed = min(sample(inner), sample(inner))
+    while elapsed < config.min_sample_s and inner < config.max_inner:
+      inner = min(config.max_inner, 2 * inner)
+      elapsed = min(sample(inner), sample(inner))
+    per_op = max(elapsed / inner, 1e-9)
+    affordable = int(config.max_total_s / max(per_op * inner, 1e-9))
+    repeats = max(config.min_repeats, min(config.repeats, affordable))
+    times = np.array([sample(inner) / inner for _ in range(repeats)]) * 1e6
+    return Measurement(float(np.median(times)), float(np.percentile(times, 10)),
+                       float(np.percentile(times, 90)), repeats, inner, copies, self.method)
+
+
+def _first_scalar(tree: Any) -> jax.Array:
+  leaf = jax.tree_util.tree_leaves(tree)[0]
+  return jnp.reshape(leaf, (-1,))[0].astype(jnp.float32)
+
+
+class JaxLoopTimer(Timer):
+  """``fn(*operands)`` run ``inner`` times in one jitted ``fori_loop`` (see the module docstring).
+
+  Args:
+    fn: a traceable function of the operands (arrays or pytrees such as sparse matrices).
+    operand_sets: one operand tuple per copy, already on the device.
+    trace_context: entered while tracing and compiling (e.g. a ``jax.config`` flag that selects a
+      lowering, such as ``jax_bcoo_cusparse_lowering``); the compiled program keeps its choice.
+  """
+
+  method = "jax-fori-loop"
+
+  def __init__(self, fn: Callable[..., Any], operand_sets: Sequence[tuple],
+               trace_context: Callable[[], ContextManager] = contextlib.nullcontext):
+    self._sets = tuple(tuple(s) for s in operand_sets)
+    out_shape = jax.eval_shape(fn, *self._sets[0])
+
+    def loop(sets, iterations):
+      def body(_, carry):
+        sets, acc, _ = carry
+        # acc changes every iteration, so the barrier's outputs (the operands) are not loop
+        # invariant: the op cannot be hoisted, and it is recomputed on every copy.
+        sets, acc = jax.lax.optimization_barrier((sets, acc))
+        out = None
+        for operands in sets:
+          out = jax.lax.optimization_barrier(fn(*operands))
+          acc = acc + _first_scalar(out)
+        return sets, acc, out
+
+      zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
+      _, acc, out = jax.lax.fori_loop(0, iterations, body, (sets, jnp.float32(0), zeros))
+      return acc, out
+
+    with trace_context():
+      self._compiled = jax.jit(loop).lower(self._sets, jnp.int32(1)).compile()
+
+  def _call(self, iterations: int) -> tuple[Any, float]:
+    start = time.perf_counter()
+    acc, out = self._compiled(self._sets, jnp.int32(iterations))
+    jax.block_until_ready((acc, out))
+    return out, time.perf_counter() - start
+
+  def run_once(self) -> Any:
+    return self._call(1)[0]
+
+  def measure(self, config: TimingConfig) -> Measurement:
+    copies = len(self._sets)
+
+    def sample(inner: int) -> float:
+      # One loop iteration runs the op once per copy: scale to exactly ``inner`` ops.
+      iterations = max(1, math.ceil(inner / copies))
+      return self._call(iterations)[1] * inner / (iterations * copies)
+    return self._measure_with(sample, config, copies)
+
+
+class JaxCallTimer(Timer):
+  """One jitted call per op, blocking on each (dispatch included)."""
+
+  method = "jax-per-call"
+
+  def __init__(self, fn: Callable[..., Any], operands: tuple):
+    self._fn = jax.jit(fn).lower(*operands).compile()
+    self._operands = operands
+
+  def run_once(self) -> Any:
+    return jax.block_until_ready(self._fn(*self._operands))
+
+  def measure(self, config: TimingConfig) -> Measurement:
+    def sample(inner: int) -> float:
+      start = time.perf_counter()
+      for _ in range(inner):
+        jax.block_until_ready(self._fn(*self._operands))
+      return time.perf_counter() - start
+    return self._measure_with(sample, config, 1)
+
+
+class HostTimer(Timer):
+  """Synchronous host calls, ``calls[i % copies]()`` for the i-th op of a sample."""
+
+  method = "host-perf-counter"
+
+  def __init__(self, calls: Sequence[Callable[[], Any]], sync: Callable[[], None] = lambda: None):
+    self._calls = list(calls)
+    self._sync = sync
+
+  def run_once(self) -> Any:
+    out = self._calls[0]()
+    self._sync()
+    return out
+
+  def measure(self, config: TimingConfig) -> Measurement:
+    calls = self._calls
+
+    def sample(inner: int) -> float:
+      self._sync()
+      start = time.perf_counter()
+      for i in range(inner):
+        calls[i % len(calls)]()
+      self._sync()
+      return time.perf_counter() - start
+    return self._measure_with(sample, config, len(calls))
+
+
+class _EventTimer(Timer):
+  """Device events around ``inner`` back-to-back calls (torch.cuda or cupy.cuda)."""
+
+  def __init__(self, calls: Sequence[Callable[[], Any]]):
+    self._calls = list(calls)
+
+  def _event(self) -> Any:
+    raise NotImplementedError
+
+  def _synchronize(self) -> None:
+    raise NotImplementedError
+
+  @staticmethod
+  def _elapsed_s(start: Any, end: Any) -> float:
+    raise NotImplementedError
+
+  def run_once(self) -> Any:
+    out = self._calls[0]()
+    self._synchronize()
+    return out
+
+  def measure(self, config: TimingConfig) -> Measurement:
+    calls = self._calls
+
+    def sample(inner: int) -> float:
+      start, end = self._event(), self._event()
+      start.record()
+      for i in range(inner):
+        calls[i % len(calls)]()
+      end.record()
+      end.synchronize()
+      return self._elapsed_s(start, end)
+    return self._measure_with(sample, config, len(calls))
+
+
+class TorchCudaTimer(_EventTimer):
+  method = "torch-cuda-events"
+
+  def _event(self) -> Any:
+    import torch
+    return torch.cuda.Event(enable_timing=True)
+
+  def _synchronize(self) -> None:
+    import torch
+    torch.cuda.synchronize()
+
+  @staticmethod
+  def _elapsed_s(start: Any, end: Any) -> float:
+    return start.elapsed_time(end) / 1e3
+
+
+class CupyTimer(_EventTimer):
+  method = "cupy-cuda-events"
+
+  def _event(self) -> Any:
+    import cupy
+    return cupy.cuda.Event()
+
+  def _synchronize(self) -> None:
+    import cupy
+    cupy.cuda.Device().synchronize()
+
+  @staticmethod
+  def _elapsed_s(start: Any, end: Any) -> float:
+    import cupy
+    return cupy.cuda.get_elapsed_time(start, end) / 1e3

@@ -1,0 +1,64 @@
+"""The Pallas CSR kernels (``pallas_kernels/csr_*.py``) as ``pallas`` lowerings of spmm, spmv
+and sddmm on CSR matrices.
+
+Served: ``A @ B``, ``A @ x`` and SDDMM with float16, bfloat16 or float32 values (float32
+accumulation) and int32 indices. ``A.T @ B`` / ``A.T @ x`` (what gradients with respect to B need)
+are not: ``"auto"`` falls back to the reference lowering and a forced ``impl="pallas"`` says why.
+The row schedule (rows longest first, in power-of-two length buckets) is computed inside the
+traced kernel call without a sort (one prefix sum and one scatter of M indices); it is not cached
+on the matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax.numpy as jnp
+
+from jsparse._gpu import register_pallas
+from pallas_kernels import csr_sddmm, csr_spmm, csr_spmv
+
+KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
+
+
+def _spmm(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
+  return csr_spmm.kernel_fn(data, col_indices, row_offsets, dense, num_rows=layout.shape[0],
+                            interpret=interpret)
+
+
+def _spmv(data, col_indices, row_offsets, vector, *, interpret, layout, **unused):
+  return csr_spmv.kernel_fn(data, col_indices, row_offsets, vector, num_rows=layout.shape[0],
+                            interpret=interpret)
+
+
+def _sddmm(col_indices, row_offsets, x, y, *, interpret, layout, **unused):
+  return csr_sddmm.kernel_fn(col_indices, row_offsets, x, y, num_rows=layout.shape[0],
+                             interpret=interpret)
+
+
+def _check_arrays(values: Sequence[Any], indices: Sequence[Any]) -> bool | str:
+  for aval in values:
+    if jnp.dtype(aval.dtype) not in KERNEL_DTYPES:
+      return f"value dtype {jnp.dtype(aval.dtype)} not supported (float16, bfloat16, float32)"
+  for aval in indices:
+    if jnp.dtype(aval.dtype) != jnp.dtype(jnp.int32):
+      return f"index dtype {jnp.dtype(aval.dtype)} not supported (int32 only)"
+  return True
+
+
+def _supports_product(avals: Sequence[Any], params: dict) -> bool | str:
+  """spmm / spmv: ``data, col_indices, row_offsets, dense``; not transposed."""
+  if params.get("transpose", False):
+    return "A.T @ B (transpose=True) is not implemented by the Pallas CSR kernels"
+  data, col_indices, row_offsets, dense = avals
+  return _check_arrays((data, dense), (col_indices, row_offsets))
+
+
+def _supports_sddmm(avals: Sequence[Any], params: dict) -> bool | str:
+  col_indices, row_offsets, x, y = avals
+  return _check_arrays((x, y), (col_indices, row_offsets))
+
+
+register_pallas("spmm", "csr", _spmm, supports=_supports_product)
+register_pallas("spmv", "csr", _spmv, supports=_supports_product)
+register_pallas("sddmm", "csr", _sddmm, supports=_supports_sddmm)

@@ -1,0 +1,96 @@
+"""Tensor-core kernels of the structured formats (BSR, N:M, tiled) as ``pallas`` lowerings.
+
+``A @ B`` (SpMM) and ``A @ x`` (SpMV, as SpMM with one column) for A in BSR, NM or Tiled, in
+float16, bfloat16 or float32; ``A.T @ B`` and SDDMM stay on the reference lowering (``"auto"``
+falls back, a forced ``impl="pallas"`` says why). Launch configurations are chosen from the
+number of columns N of B (decoding: N <= 32; prefill: larger).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jsparse._gpu import register_pallas
+from jsparse.formats.layout import SparseLayout
+from pallas_kernels import bsr_spmm, nm_matmul, tiled_spmm
+
+KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
+
+
+def _block_n(num_n: int, largest: int) -> int:
+  """Columns of B per program: the next power of two of N, between 16 (tl.dot) and ``largest``."""
+  return max(16, min(largest, 1 << max(num_n - 1, 0).bit_length()))
+
+
+def bsr_config(layout: SparseLayout, num_n: int) -> bsr_spmm.BsrSpmmConfig:
+  return bsr_spmm.BsrSpmmConfig(block_n=_block_n(num_n, 128))
+
+
+def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
+  if num_n <= 32:
+    # Decoding is memory-bound: enough row tiles (programs) to keep the 132 SMs loading.
+    block_m = 16 if layout.shape[0] <= 4096 else 32
+    return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=128, block_n=_block_n(num_n, 32))
+  return nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=128, num_warps=8)
+
+
+def tiled_config(layout: SparseLayout, num_n: int) -> tiled_spmm.TiledSpmmConfig:
+  return tiled_spmm.TiledSpmmConfig(block_n=_block_n(num_n, 64))
+
+
+def _spmm_bsr(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
+  return bsr_spmm.kernel_fn(data, col_indices, row_offsets, dense, shape=layout.shape,
+                            config=bsr_config(layout, dense.shape[1]), interpret=interpret)
+
+
+def _spmm_nm(data, indices, dense, *, interpret, layout, **unused):
+  return nm_matmul.kernel_fn(data, indices, dense, shape=layout.shape, nm=layout.nm,
+                             config=nm_config(layout, dense.shape[1]), interpret=interpret)
+
+
+def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, layout,
+                **unused):
+  del value_columns  # The kernel finds the values through the bitmaps.
+  return tiled_spmm.kernel_fn(data, bitmaps, row_offsets, dense, shape=layout.shape,
+                              config=tiled_config(layout, dense.shape[1]), interpret=interpret)
+
+
+def _supports(gpu_check: Callable[[SparseLayout, int], bool | str]):
+  """A ``supports`` predicate: A @ B (not A.T), a kernel dtype, and Triton's tile constraints."""
+
+  def supports(avals: Sequence[Any], params: dict) -> bool | str:
+    if params["transpose"]:
+      return "A.T @ B is not implemented by this kernel (only A @ B)"
+    dtype = jnp.dtype(avals[0].dtype)
+    if dtype not in KERNEL_DTYPES:
+      return f"values must be float16, bfloat16 or float32, got {dtype}"
+    dense = avals[-1]
+    return gpu_check(params["layout"], dense.shape[1] if dense.ndim == 2 else 1)
+
+  return supports
+
+
+def _as_spmv(spmm_fn):
+  """The SpMV lowering: SpMM with x [K] as one column."""
+  def spmv(*operands, **params):
+    *sparse, vector = operands
+    return spmm_fn(*sparse, vector[:, None], **params)[:, 0]
+  return spmv
+
+
+_FAMILIES = {
+    "bsr": (_spmm_bsr,
+            lambda layout, n: bsr_spmm.gpu_supported(layout.block_shape, bsr_config(layout, n))),
+    "nm": (_spmm_nm,
+           lambda layout, n: nm_matmul.gpu_supported(layout.nm, nm_config(layout, n))),
+    "tiled": (_spmm_tiled,
+              lambda layout, n: tiled_spmm.gpu_supported(layout.block_shape,
+                                                         tiled_config(layout, n))),
+}
+
+for _format, (_spmm_fn, _gpu_check) in _FAMILIES.items():
+  register_pallas("spmm", _format, _spmm_fn, supports=_supports(_gpu_check))
+  register_pallas("spmv", _format, _as_spmv(_spmm_fn), supports=_supports(_gpu_check))

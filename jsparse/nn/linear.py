@@ -1,0 +1,140 @@
+"""SparseLinear: ``nnx.Linear`` with a sparse weight (CSR, BSR or N:M), one SpMM per call."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from flax.nnx.nn import dtypes, initializers
+
+from jsparse.formats import SparseMatrix
+from jsparse.ops import spmm
+from jsparse.pruning import patterns
+from jsparse.pruning.masks import check_sparsity
+from jsparse.nn.sparse_weight import SparseWeight
+
+default_kernel_init = initializers.lecun_normal()
+
+
+def sparse_matmul(x: jax.Array, matrix: SparseMatrix, *, impl: str) -> jax.Array:
+  """``x @ W.T`` for x [..., in] and a sparse W [out, in]: one SpMM, ``W @ x.T``, transposed."""
+  rows = x.reshape(-1, x.shape[-1])
+  out = spmm(matrix, rows.T, impl=impl).T
+  return out.reshape(*x.shape[:-1], matrix.shape[0])
+
+
+class SparseLinear(nnx.Module):
+  """A linear layer ``y = x @ W.T + b`` whose weight W [out_features, in_features] is sparse.
+
+  Mirrors ``nnx.Linear`` (same call, ``bias``, ``dtype`` and ``param_dtype``), so either can
+  replace the other; the weight is held in the sparse-times-dense layout [out, in] (N:M groups
+  run along ``in_features``) and the forward pass is one ``jsparse.spmm``. The stored values are
+  trainable (``nnx.grad``), the pattern is fixed.
+
+  Attributes:
+    weight: ``SparseWeight`` (``weight.values`` the ``nnx.Param``, ``weight.matrix`` the matrix).
+    bias: ``nnx.Param`` [out_features] or None.
+  """
+
+  def __init__(self, in_features: int, out_features: int, *, format: str = "csr",
+               sparsity: float | None = 0.5, nm: Sequence[int] = (2, 4),
+               block_shape: Sequence[int] = (16, 16), method: str = "magnitude",
+               mask: Any = None, use_bias: bool = True, dtype: Any = None,
+               param_dtype: Any = jnp.float32, kernel_init: Any = default_kernel_init,
+               bias_init: Any = initializers.zeros_init(), impl: str = "auto", rngs: nnx.Rngs):
+    """Draws a dense kernel [in, out] with ``kernel_init`` and keeps the entries ``method`` picks.
+
+    Args:
+      in_features, out_features: sizes of the input and output feature axes.
+      format: "csr", "bsr" (whole ``block_shape`` blocks kept) or "nm" (n of every m inputs).
+      sparsity: fraction of weights (blocks for BSR) pruned, in [0, 1); ignored for "nm".
+      nm: (n, m) for "nm"; m must divide ``in_features``.
+      block_shape: (bm, bk) for "bsr", dividing (out_features, in_features).
+      method: "magnitude" (largest kept) or "random" (drawn from ``rngs``).
+      mask: bool [out_features, in_features] to keep instead of ``method``'s choice.
+      use_bias, dtype, param_dtype, kernel_init, bias_init, rngs: as in ``nnx.Linear``.
+      impl: backend of the SpMM ("auto", "reference", "ffi", "pallas").
+    """
+    for name, value in (("in_features", in_features), ("out_features", out_features)):
+      if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    format = patterns.check_format(format)
+    if format != "nm" and mask is None:
+      check_sparsity(sparsity)
+    weight = kernel_init(rngs.params(), (in_features, out_features), param_dtype).T
+    if mask is None:
+      rng = np.random.default_rng(np.asarray(jax.random.key_data(rngs.params())).ravel())
+      mask = patterns.default_mask(weight, format=format, sparsity=sparsity, method=method,
+                                   nm=nm, block_shape=block_shape, rng=rng)
+    self.weight = SparseWeight(patterns.sparse_from_mask(weight, mask, format=format,
+                                                         block_shape=block_shape, nm=nm))
+    self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) if use_bias
+                 else nnx.data(None))
+    self.in_features = in_features
+    self.out_features = out_features
+    self.use_bias = use_bias
+    self.format = format
+    self.dtype = dtype
+    self.param_dtype = param_dtype
+    self.impl = impl
+
+  @classmethod
+  def from_dense(cls, linear: nnx.Linear, *, format: str = "csr", sparsity: float | None = 0.5,
+                 method: str = "magnitude", nm: Sequence[int] = (2, 4),
+                 block_shape: Sequence[int] = (16, 16), mask: Any = None, seed: int = 0,
+                 impl: str = "auto") -> "SparseLinear":
+    """The pruned copy of an ``nnx.Linear``: its kernel with the pruned entries removed.
+
+    Args:
+      linear: the dense layer (kernel [in, out]); it is not modified.
+      format, sparsity, nm, block_shape, method, mask, impl: as in the constructor.
+      seed: seeds ``method="random"``.
+
+    Returns:
+      a SparseLinear whose outputs equal the dense layer's with the pruned weights set to 0.
+    """
+    if not isinstance(linear, nnx.Linear):
+      raise TypeError(f"linear must be an nnx.Linear, got {type(linear).__name__}")
+    kernel = linear.kernel[...]
+    bias = linear.bias[...] if linear.bias is not None else None
+    return cls(linear.in_features, linear.out_features, format=format, sparsity=sparsity,
+               nm=nm, block_shape=block_shape, method=method, mask=mask,
+               use_bias=bias is not None, dtype=linear.dtype, param_dtype=kernel.dtype,
+               kernel_init=lambda *_: kernel, bias_init=lambda *_: bias, impl=impl,
+               rngs=nnx.Rngs(seed))
+
+  @property
+  def sparsity(self) -> float:
+    """Fraction of the [out, in] weight not stored (BSR: explicit zeros inside kept blocks count
+    as stored)."""
+    matrix = self.weight.matrix
+    return 1.0 - matrix.data.size / (self.in_features * self.out_features)
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """[..., in_features] -> [..., out_features], in ``dtype`` (else the promoted input dtype)."""
+    if inputs.shape[-1] != self.in_features:
+      raise ValueError(f"inputs must have last axis in_features={self.in_features}, got shape "
+                       f"{inputs.shape}")
+    values = self.weight.values[...]
+    bias = self.bias[...] if self.bias is not None else None
+    inputs, values, bias = dtypes.promote_dtype((inputs, values, bias), dtype=self.dtype)
+    y = sparse_matmul(inputs, self.weight.matrix.with_data(values), impl=self.impl)
+    if bias is not None:
+      y = y + bias
+    return y
+
+
+
+def make_linear(in_features: int, out_features: int, *, sparse: dict | None, use_bias: bool = True,
+                dtype: Any = None, param_dtype: Any = jnp.float32,
+                rngs: nnx.Rngs) -> nnx.Linear | SparseLinear:
+  """An ``nnx.Linear``, or a ``SparseLinear`` built with the keywords in ``sparse`` (format,
+  sparsity, nm, block_shape, ...) when it is not None: how composite layers choose their linears."""
+  if sparse is None:
+    return nnx.Linear(in_features, out_features, use_bias=use_bias, dtype=dtype,
+                      param_dtype=param_dtype, rngs=rngs)
+  return SparseLinear(in_features, out_features, use_bias=use_bias, dtype=dtype,
+                      param_dtype=param_dtype, rngs=rngs, **sparse)

@@ -1,0 +1,79 @@
+"""Row scheduling shared by the CSR kernels: rows ordered by nonzero count (a row swizzle).
+
+Launching the longest rows first and neighbouring programs on rows of similar length balances the
+work across the GPU's SMs (Gale et al., "Sparse GPU Kernels for Deep Learning", SC20, section 5).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def rows_by_length(row_offsets: jax.Array, *, max_row_length: int) -> jax.Array:
+  """The row indices, longest rows first, bucketed by powers of two (no sort).
+
+  Rows go into buckets by ``bit_length(row length)`` (0, 1, 2-3, 4-7, ...), buckets in decreasing
+  order and rows in increasing index within a bucket: a counting sort made of one prefix sum over
+  a ``[buckets, M]`` indicator and one scatter. An argsort of the ``M`` lengths was the earlier
+  schedule; at ``M = 4096`` it cost tens of microseconds per call on an H100 (round 1: SpMV took
+  ~70 us at every sparsity). Rows of equal bucket differ in length by less than 2x, which keeps
+  the long rows first (what the load balance needs); balanced matrices (all rows in one bucket)
+  keep their natural order.
+
+  Args:
+    row_offsets: ``[M + 1]`` int32, monotone CSR row offsets.
+    max_row_length: a static upper bound on any row's length (e.g. ``min(K, nse)``); it sets
+      the number of buckets, ``bit_length(max_row_length) + 1``.
+
+  Returns:
+    ``[M]`` int32, a permutation of ``0 .. M - 1``; jit-able.
+  """
+  num_rows = row_offsets.shape[0] - 1
+  num_buckets = max(int(max_row_length), 0).bit_length() + 1
+  lengths = jnp.maximum(row_offsets[1:] - row_offsets[:-1], 0).astype(jnp.int32)
+  # bit_length(length) = 32 - clz(length); bucket 0 holds the longest rows.
+  buckets = jnp.clip(jax.lax.clz(lengths) - (32 - num_buckets + 1), 0, num_buckets - 1)
+  indicator = (buckets[None, :] == jnp.arange(num_buckets, dtype=jnp.int32)[:, None])
+  # Flattened bucket-major, the running count at (bucket[i], i) is row i's rank in the order.
+  ranks = jnp.cumsum(indicator.astype(jnp.int32).reshape(-1)) - 1
+  positions = ranks[buckets * num_rows + jnp.arange(num_rows, dtype=jnp.int32)]
+  return jnp.zeros((num_rows,), jnp.int32).at[positions].set(
+      jnp.arange(num_rows, dtype=jnp.int32), unique_indices=True)
+
+
+def check_csr_operands(data_or_none, col_indices: jax.Array, row_offsets: jax.Array,
+                       num_rows: int) -> None:
+  """Raises ValueError/TypeError naming the CSR argument whose shape or dtype is wrong."""
+  if row_offsets.ndim != 1 or row_offsets.shape[0] != num_rows + 1:
+    raise ValueError(f"row_offsets must have shape [M + 1] = ({num_rows + 1},), got "
+                     f"{tuple(row_offsets.shape)}")
+  if col_indices.ndim != 1:
+    raise ValueError(f"col_indices must be 1-D [nse], got shape {tuple(col_indices.shape)}")
+  for name, array in (("col_indices", col_indices), ("row_offsets", row_offsets)):
+    if array.dtype != jnp.int32:
+      raise TypeError(f"{name} must be int32, got {array.dtype}")
+  if data_or_none is not None and data_or_none.shape != col_indices.shape:
+    raise ValueError(f"data must have the shape of col_indices {tuple(col_indices.shape)}, got "
+                     f"{tuple(data_or_none.shape)}")
+
+
+def check_value_dtype(name: str, array: jax.Array) -> None:
+  """Raises TypeError unless ``array`` is float16, bfloat16 or float32 (what the kernels store)."""
+  if array.dtype not in (jnp.float16, jnp.bfloat16, jnp.float32):
+    raise TypeError(f"{name} must be float16, bfloat16 or float32, got {array.dtype}")
+
+
+def entry_rows(row_offsets: jax.Array, nse: int) -> jax.Array:
+  """The row of each of the ``nse`` stored positions, ``M`` for padding (``>= row_offsets[M]``).
+
+  Args:
+    row_offsets: ``[M + 1]`` int32 CSR row offsets.
+    nse: the number of stored positions (``col_indices.shape[0]``).
+
+  Returns:
+    ``[nse]`` int32, in ``[0, M]``.
+  """
+  positions = jnp.arange(nse, dtype=row_offsets.dtype)
+  rows = jnp.searchsorted(row_offsets, positions, side="right").astype(jnp.int32) - 1
+  return jnp.where(positions < row_offsets[-1], rows, row_offsets.shape[0] - 1)

@@ -1,0 +1,432 @@
+"""Block-sparse flash attention (forward) in Pallas for the Triton GPU backend.
+
+The block mask arrives as compact per-query-block lists of kept key blocks (as FlexAttention's
+``BlockMask``): for query block ``i`` of mask head ``h`` the kept key blocks are
+``kv_block_indices[h, i, :kv_block_counts[h, i]]``, ascending. Each program owns one tile of
+``block_q`` query rows of one (batch, query head) and loops over the kept key blocks only, in
+sub-tiles of ``block_k`` keys, with an online softmax in float32 (base 2, FlashAttention-2).
+
+Masking costs a compare and a select per score, so it is paid only where needed: the wrapper
+computes, per query tile, how many leading kept sub-tiles are fully visible (no mask) and how many
+are visible at all (the rest of that prefix needs the elementwise causal / sequence-end mask);
+kept sub-tiles past that are skipped. Both are prefixes because the kept lists are ascending.
+
+Decoding (a few queries against a long cache) runs the same kernel with ``num_splits > 1``:
+split-K, each program takes one contiguous share of the kept sub-tiles and writes an unnormalised
+partial result with its running max and sum; ``_combine_splits`` merges them in plain JAX.
+
+Grouped-query heads: query head ``h`` reads key/value head ``h // (Hq // Hkv)`` through the
+BlockSpec index map, so K and V are never copied. Triton loads are raw pointer arithmetic (no
+bounds checks), so every ragged edge (query rows past ``Sq``, keys past ``Sk``) is a masked load or
+store: BlockSpecs span whole sequences and the kernel slices them with ``pl.ds``.
+
+References: Dao, "FlashAttention-2" (2023); Dong et al., "Flex Attention" (2024); Tang et al.,
+"Quest" (2024) for per-head kept-block lists in decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+LOG2_E = math.log2(math.e)
+KERNEL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16), jnp.dtype(jnp.float32))
+MIN_DOT_TILE = 16  # Triton's tl.dot needs at least 16 in every dimension.
+MAX_DECODE_QUERIES = 16
+
+
+def _is_power_of_two(n: int) -> bool:
+  return n > 0 and n & (n - 1) == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionConfig:
+  """Tile sizes and launch parameters of one kernel launch.
+
+  Attributes:
+    block_q: query rows per program (power of two >= 16); divides the mask's ``bq``, or covers
+      all queries when there is one query block.
+    block_k: keys per inner step (power of two >= 16) dividing the mask's ``bk``.
+    num_splits: programs sharing one query tile's kept blocks (split-K); 1 for prefill.
+    num_warps, num_stages: Triton launch parameters.
+  """
+
+  block_q: int
+  block_k: int
+  num_splits: int = 1
+  num_warps: int = 4
+  num_stages: int = 2
+
+  def __post_init__(self):
+    for name in ("block_q", "block_k"):
+      value = getattr(self, name)
+      if not _is_power_of_two(value) or value < MIN_DOT_TILE:
+        raise ValueError(f"AttentionConfig.{name} must be a power of two >= {MIN_DOT_TILE}, "
+                         f"got {value}")
+    if self.num_splits < 1:
+      raise ValueError(f"AttentionConfig.num_splits must be >= 1, got {self.num_splits}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigTable:
+  """What ``default_config`` picks from: prefill tiles per head-dim class and mask density, and
+  the split-K target of decoding.
+
+  Attributes:
+    prefill_small_head, prefill_large_head: prefill configs for head dim <= 64 and > 64 (their
+      ``block_q``/``block_k`` are capped by the mask's ``bq``/``bk``).
+    sparse_small_head, sparse_large_head: used instead when at most ``sparse_below`` of the key
+      blocks are kept (``max_kept / num_kv_blocks``, static); ``None`` keeps the dense entry.
+    sparse_below: the kept fraction at or below which the sparse entries apply.
+    decode_programs: programs a split-K launch aims for (batch x heads x splits).
+    decode_stages: Triton pipeline stages of the decoding launch.
+  """
+
+  prefill_small_head: AttentionConfig
+  prefill_large_head: AttentionConfig
+  sparse_small_head: AttentionConfig | None = None
+  sparse_large_head: AttentionConfig | None = None
+  sparse_below: float = 0.15
+  decode_programs: int = 256
+  decode_stages: int = 3
+
+  def __post_init__(self):
+    if not 0.0 <= self.sparse_below <= 1.0:
+      raise ValueError(f"ConfigTable.sparse_below must be in [0, 1], got {self.sparse_below}")
+    if self.decode_programs < 1:
+      raise ValueError(f"ConfigTable.decode_programs must be >= 1, got {self.decode_programs}")
+
+
+# Starting points from FlashAttention-2's Triton tuning (128 x 64 tiles, 4 warps at head dim 64,
+# 8 at 128), measured on an H100 in round 1 (experiments/gpu_checks/attention.sh); about two waves
+# of split-K programs on an H100 (132 SMs).
+DEFAULT_TABLE = ConfigTable(
+    prefill_small_head=AttentionConfig(block_q=128, block_k=64, num_warps=4, num_stages=3),
+    prefill_large_head=AttentionConfig(block_q=128, block_k=64, num_warps=8, num_stages=2))
+
+
+def default_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,
+                   block_size: tuple[int, int], max_kept: int, num_kv_blocks: int | None = None,
+                   table: ConfigTable = DEFAULT_TABLE) -> AttentionConfig:
+  """The config used when none is given: ``table``'s prefill tiles per head dim (and kept
+  fraction ``max_kept / num_kv_blocks`` when ``num_kv_blocks`` is given), split-K for decoding."""
+  bq, bk = block_size
+  if q_len <= MAX_DECODE_QUERIES and q_len <= bq:
+    block_q = max(MIN_DOT_TILE, pl.next_power_of_2(q_len))
+    block_k = min(bk, 128 if head_dim <= 64 else 64)
+    tiles = max_kept * (bk // block_k)
+    splits = max(1, min(tiles, pl.cdiv(table.decode_programs, batch * num_heads)))
+    # Every split gets at least one tile of the longest list.
+    splits = pl.cdiv(tiles, pl.cdiv(tiles, splits)) if tiles else 1
+    return AttentionConfig(block_q, block_k, num_splits=splits, num_warps=4,
+                           num_stages=table.decode_stages)
+  small_head = head_dim <= 64
+  config = table.prefill_small_head if small_head else table.prefill_large_head
+  sparse = table.sparse_small_head if small_head else table.sparse_large_head
+  if sparse is not None and num_kv_blocks and max_kept <= table.sparse_below * num_kv_blocks:
+    config = sparse
+  return dataclasses.replace(config, block_q=min(bq, config.block_q),
+                             block_k=min(bk, config.block_k), num_splits=1)
+
+
+def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size) -> None:
+  """Raises ValueError/TypeError naming the argument that breaks the kernel's contract."""
+  if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
+    raise ValueError(f"q, k, v must be 4-D [B, S, H, D], got shapes {q.shape}, {k.shape}, "
+                     f"{v.shape}")
+  batch, q_len, num_heads, head_dim = q.shape
+  if k.shape != v.shape:
+    raise ValueError(f"k and v must have the same shape, got {k.shape} and {v.shape}")
+  if k.shape[0] != batch or k.shape[3] != head_dim:
+    raise ValueError(f"k must be [B={batch}, Sk, Hkv, D={head_dim}], got {k.shape}")
+  if num_heads % k.shape[2]:
+    raise ValueError(f"q's heads ({num_heads}) must be a multiple of k's heads ({k.shape[2]})")
+  if not (q.dtype == k.dtype == v.dtype) or jnp.dtype(q.dtype) not in KERNEL_DTYPES:
+    raise TypeError(f"q, k, v must share one dtype of {[str(d) for d in KERNEL_DTYPES]}, got "
+                    f"{q.dtype}, {k.dtype}, {v.dtype}")
+  if not _is_power_of_two(head_dim) or not MIN_DOT_TILE <= head_dim <= 256:
+    raise ValueError(f"head dim must be a power of two in [16, 256], got {head_dim}")
+  bq, bk = block_size
+  if not (_is_power_of_two(bq) and _is_power_of_two(bk) and bq >= MIN_DOT_TILE
+          and bk >= MIN_DOT_TILE):
+    raise ValueError(f"block_size must be two powers of two >= 16, got {block_size}")
+  nqb = pl.cdiv(q_len, bq)
+  if kv_block_indices.ndim != 3 or kv_block_indices.shape[1] != nqb:
+    raise ValueError(f"kv_block_indices must be [Hm, ceil(Sq/bq)={nqb}, max_kept], got "
+                     f"{kv_block_indices.shape}")
+  if kv_block_indices.shape[0] not in (1, num_heads):
+    raise ValueError(f"kv_block_indices' mask heads must be 1 or Hq={num_heads}, got "
+                     f"{kv_block_indices.shape[0]}")
+  if kv_block_counts.shape != kv_block_indices.shape[:2]:
+    raise ValueError(f"kv_block_counts must be {kv_block_indices.shape[:2]}, got "
+                     f"{kv_block_counts.shape}")
+  for name, array in (("kv_block_indices", kv_block_indices),
+                      ("kv_block_counts", kv_block_counts)):
+    if array.dtype != jnp.int32:
+      raise TypeError(f"{name} must be int32, got {array.dtype}")
+
+
+def tile_bounds(kv_block_indices: jax.Array, kv_block_counts: jax.Array, *, q_len: int,
+                kv_len: int, block_size: tuple[int, int], config: AttentionConfig,
+                causal: bool) -> jax.Array:
+  """Per query tile, the number of leading kept key sub-tiles that need no mask and that are
+  visible at all: int32 [Hm, ceil(q_len / config.block_q), 2].
+
+  ``kernel_fn`` computes this on every call (a small XLA kernel before the attention kernel); a
+  caller reusing one mask computes it once and passes it as ``kernel_fn(..., bounds=...)``, as
+  FlexAttention's ``BlockMask`` is built once per mask. It depends on the mask, the sequence
+  lengths, ``causal`` and ``config.block_q``/``config.block_k``.
+  """
+  bq, bk = block_size
+  subs = bk // config.block_k
+  tile_start = jnp.arange(pl.cdiv(q_len, config.block_q), dtype=jnp.int32) * config.block_q
+  mask_block = tile_start // bq
+  indices = kv_block_indices[:, mask_block, :]  # [Hm, nqt, max_kept]
+  counts = kv_block_counts[:, mask_block]  # [Hm, nqt]
+  starts = (indices[..., None] * bk
+            + jnp.arange(subs, dtype=jnp.int32) * config.block_k).reshape(*indices.shape[:2], -1)
+  kept = jnp.arange(starts.shape[-1], dtype=jnp.int32) < (counts * subs)[..., None]
+  full = kept & (starts + config.block_k <= kv_len)
+  visible = kept & (starts < kv_len)
+  if causal:
+    offset = kv_len - q_len
+    first_row = tile_start[None, :, None]
+    last_row = jnp.minimum(tile_start + config.block_q, q_len)[None, :, None] - 1
+    full &= starts + config.block_k - 1 <= first_row + offset
+    visible &= starts <= last_row + offset
+  return jnp.stack([full.sum(-1), visible.sum(-1)], axis=-1).astype(jnp.int32)
+
+
+def _div(x, n: int):
+  """``x // n`` for non-negative int ``x``: lax.div lowers to one Triton op (``//`` adds sign
+  fix-ups), with ``n`` in ``x``'s dtype (a Python int is int64 under x64)."""
+  return lax.div(x, jnp.asarray(n, x.dtype))
+
+
+def _rem(x, n: int):
+  """``x % n`` for non-negative int ``x`` (see ``_div``)."""
+  return lax.rem(x, jnp.asarray(n, x.dtype))
+
+
+def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, block_q, block_k,
+                      block_size, num_splits, num_q_tiles, per_head_mask, causal, qk_scale,
+                      q_len, kv_len):
+  """One (query tile x split, batch, head) program; see the module docstring."""
+  bq, bk = block_size
+  subs = bk // block_k
+  program = pl.program_id(0)
+  # Last query tile first: under causal masks it has the most kept blocks, and starting the
+  # longest programs first shortens the tail of the launch.
+  tile = num_q_tiles - 1 - _div(program, num_splits)
+  split = _rem(program, num_splits)
+  mask_head = pl.program_id(2) if per_head_mask else 0
+  row_start = tile * block_q
+  mask_block = _div(row_start, bq)
+  rows = row_start + jnp.arange(block_q, dtype=jnp.int32)
+  head_dim = q_ref.shape[-1]
+  dot_precision = lax.Precision.HIGHEST if q_ref.dtype == jnp.float32 else None
+
+  # Masked loads and stores only where the last query tile is ragged.
+  row_mask = (rows < q_len)[:, None] if q_len % block_q else None
+  q = plgpu.load(q_ref.at[pl.ds(row_start, block_q), :], mask=row_mask,
+                 other=None if row_mask is None else 0)
+  ragged_keys = kv_len % block_k != 0
+
+  def step(j, carry, masked):
+    acc, row_max, row_sum = carry
+    key_start = (indices_ref[mask_head, mask_block, _div(j, subs)] * bk
+                 + _rem(j, subs) * block_k)
+    keys = key_start + jnp.arange(block_k, dtype=jnp.int32)
+    load_mask = (keys < kv_len)[:, None] if masked and ragged_keys else None
+    other = 0 if load_mask is not None else None
+    k = plgpu.load(k_ref.at[pl.ds(key_start, block_k), :], mask=load_mask, other=other)
+    v = plgpu.load(v_ref.at[pl.ds(key_start, block_k), :], mask=load_mask, other=other)
+    scores = plgpu.dot(q, k, trans_b=True, precision=dot_precision) * qk_scale  # [bq_tile, bk_tile]
+    if masked:
+      visible = (keys < kv_len)[None, :]
+      if causal:
+        visible = visible & (keys[None, :] <= rows[:, None] + (kv_len - q_len))
+      scores = jnp.where(visible, scores, -jnp.inf)
+    new_max = jnp.maximum(row_max, scores.max(axis=-1))
+    # A row that has seen no visible key keeps max -inf; subtracting 0 instead keeps exp2 at 0.
+    safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max) if masked else new_max
+    correction = jnp.exp2(row_max - safe_max)
+    probs = jnp.exp2(scores - safe_max[:, None])
+    row_sum = correction * row_sum + probs.sum(axis=-1)
+    acc = correction[:, None] * acc + plgpu.dot(probs.astype(v.dtype), v, precision=dot_precision)
+    return acc, new_max, row_sum
+
+  num_full = bounds_ref[mask_head, tile, 0]
+  num_visible = bounds_ref[mask_head, tile, 1]
+  # Split-K shares this tile's visible sub-tiles evenly (not the padded list length), so heads
+  # with short lists and padded index arrays keep every split busy.
+  chunk = _div(num_visible + num_splits - 1, num_splits)
+  lo = split * chunk
+  hi = lo + chunk
+  carry = (jnp.zeros((block_q, head_dim), jnp.float32),
+           jnp.full((block_q,), -jnp.inf, jnp.float32), jnp.zeros((block_q,), jnp.float32))
+  carry = lax.fori_loop(lo, jnp.minimum(hi, num_full),
+                        functools.partial(step, masked=False), carry)
+  carry = lax.fori_loop(jnp.maximum(lo, num_full), jnp.minimum(hi, num_visible),
+                        functools.partial(step, masked=True), carry)
+  acc, row_max, row_sum = carry
+
+  if num_splits == 1:
+    (o_ref,) = out_refs
+    out = acc / jnp.where(row_sum == 0, 1.0, row_sum)[:, None]  # no visible key -> 0
+    # The default int type: interpret mode's store rejects int32 beside the slice's int64 (x64).
+    store_start = row_start.astype(jax.dtypes.canonicalize_dtype(jnp.int_))
+    plgpu.store(o_ref.at[pl.ds(store_start, block_q), :], out.astype(o_ref.dtype), mask=row_mask)
+  else:
+    acc_ref, max_ref, sum_ref = out_refs
+    acc_ref[...] = acc
+    max_ref[...] = row_max
+    sum_ref[...] = row_sum
+
+
+def _combine_splits(acc, row_max, row_sum, *, num_splits, q_len, dtype):
+  """Merges split-K partials [B, H, tiles*splits, block_q(, D)] into [B, Sq, H, D]."""
+  batch, heads, programs, block_q, head_dim = acc.shape
+  tiles = programs // num_splits
+  # One query tile (decoding): drop its padding rows before merging, not after.
+  rows = q_len if tiles == 1 else block_q
+  acc = acc.reshape(batch, heads, tiles, num_splits, block_q, head_dim)[..., :rows, :]
+  row_max = row_max.reshape(batch, heads, tiles, num_splits, block_q)[..., :rows]
+  row_sum = row_sum.reshape(batch, heads, tiles, num_splits, block_q)[..., :rows]
+  total_max = row_max.max(axis=3, keepdims=True)
+  total_max = jnp.where(total_max == -jnp.inf, 0.0, total_max)
+  weight = jnp.exp2(row_max - total_max)
+  total_sum = (weight * row_sum).sum(axis=3)
+  out = (weight[..., None] * acc).sum(axis=3)
+  out = out / jnp.where(total_sum == 0, 1.0, total_sum)[..., None]
+  out = out.reshape(batch, heads, tiles * rows, head_dim)[:, :, :q_len]
+  return out.transpose(0, 2, 1, 3).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("block_size", "causal", "scale", "config",
+                                             "interpret"))
+def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Array,
+              kv_block_counts: jax.Array, *, block_size: tuple[int, int], causal: bool = False,
+              scale: float | None = None, config: AttentionConfig | None = None,
+              bounds: jax.Array | None = None, interpret: bool = False) -> jax.Array:
+  """Block-sparse attention forward.
+
+  Args:
+    q: [B, Sq, Hq, D] bfloat16, float16 or float32 (D a power of two in [16, 256]).
+    k, v: [B, Sk, Hkv, D], q's dtype; Hq a multiple of Hkv (query head h reads kv head
+      h // (Hq // Hkv)).
+    kv_block_indices: int32 [Hm, ceil(Sq/bq), max_kept], Hm 1 or Hq: ascending kept key blocks
+      per query block; entries past the count are ignored.
+    kv_block_counts: int32 [Hm, ceil(Sq/bq)].
+    block_size: (bq, bk) of the mask, powers of two >= 16.
+    causal: key j visible to query i only if j <= i + Sk - Sq (bottom-right aligned).
+    scale: score scale, default 1/sqrt(D).
+    config: tiles and launch parameters; default ``default_config(...)`` (the kept fraction
+      taken as ``max_kept / ceil(Sk/bk)``).
+    bounds: ``tile_bounds(...)`` of this mask, lengths, ``causal`` and config, computed once
+      per mask; default computed here.
+    interpret: run in Pallas interpret mode (any platform).
+
+  Returns:
+    [B, Sq, Hq, D] in q's dtype; a query row with no visible key is 0.
+  """
+  check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size)
+  batch, q_len, num_heads, head_dim = q.shape
+  kv_len, kv_heads = k.shape[1], k.shape[2]
+  bq, bk = block_size
+  if config is None:
+    config = default_config(batch=batch, num_heads=num_heads, q_len=q_len, head_dim=head_dim,
+                            block_size=block_size, max_kept=kv_block_indices.shape[-1],
+                            num_kv_blocks=pl.cdiv(kv_len, bk))
+  q_tiles = pl.cdiv(q_len, config.block_q)
+  if bk % config.block_k or not (bq % config.block_q == 0 or q_tiles == 1):
+    raise ValueError(f"config {config} does not tile block_size {block_size}: block_k must "
+                     f"divide bk, block_q divide bq (or cover all {q_len} queries)")
+  scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+  if bounds is None:
+    bounds = tile_bounds(kv_block_indices, kv_block_counts, q_len=q_len, kv_len=kv_len,
+                         block_size=block_size, config=config, causal=causal)
+  expected = (kv_block_indices.shape[0], q_tiles, 2)
+  if bounds.shape != expected or bounds.dtype != jnp.int32:
+    raise ValueError(f"bounds must be int32 {expected} (tile_bounds of this mask and config "
+                     f"{config}), got {bounds.dtype} {bounds.shape}")
+  group = num_heads // kv_heads
+  splits = config.num_splits
+  grid = (q_tiles * splits, batch, num_heads)
+
+  def whole(array):
+    return pl.BlockSpec(array.shape, lambda *_: (0,) * array.ndim)
+
+  in_specs = [whole(bounds), whole(kv_block_indices),
+              pl.BlockSpec((None, q_len, None, head_dim), lambda p, b, h: (b, 0, h, 0)),
+              pl.BlockSpec((None, kv_len, None, head_dim), lambda p, b, h: (b, 0, h // group, 0)),
+              pl.BlockSpec((None, kv_len, None, head_dim), lambda p, b, h: (b, 0, h // group, 0))]
+  if splits == 1:
+    out_shape = jax.ShapeDtypeStruct(q.shape, q.dtype)
+    out_specs = pl.BlockSpec((None, q_len, None, head_dim), lambda p, b, h: (b, 0, h, 0))
+  else:
+    partial_shape = (batch, num_heads, q_tiles * splits, config.block_q)
+    out_shape = (jax.ShapeDtypeStruct((*partial_shape, head_dim), jnp.float32),
+                 jax.ShapeDtypeStruct(partial_shape, jnp.float32),
+                 jax.ShapeDtypeStruct(partial_shape, jnp.float32))
+    out_specs = (pl.BlockSpec((None, None, None, config.block_q, head_dim),
+                              lambda p, b, h: (b, h, p, 0, 0)),
+                 pl.BlockSpec((None, None, None, config.block_q), lambda p, b, h: (b, h, p, 0)),
+                 pl.BlockSpec((None, None, None, config.block_q), lambda p, b, h: (b, h, p, 0)))
+  kernel = functools.partial(
+      _attention_kernel, block_q=config.block_q, block_k=config.block_k, block_size=block_size,
+      num_splits=splits, num_q_tiles=q_tiles, per_head_mask=kv_block_indices.shape[0] > 1,
+      causal=causal, qk_scale=scale * LOG2_E, q_len=q_len, kv_len=kv_len)
+  out = pl.pallas_call(
+      kernel, grid=grid, in_specs=in_specs, out_specs=out_specs, out_shape=out_shape,
+      compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
+                                           num_stages=config.num_stages),
+      interpret=interpret, name="block_sparse_attention",
+  )(bounds, kv_block_indices, q, k, v)
+  if splits == 1:
+    return out
+  return _combine_splits(*out, num_splits=splits, q_len=q_len, dtype=q.dtype)
+
+
+def dense_block_mask(kv_block_indices: jax.Array, kv_block_counts: jax.Array,
+                     num_kv_blocks: int) -> jax.Array:
+  """Boolean [Hm, nqb, nkb] block mask from the compact lists (padding entries dropped)."""
+  max_kept = kv_block_indices.shape[-1]
+  kept = jnp.arange(max_kept) < kv_block_counts[..., None]
+  one_hot = jax.nn.one_hot(kv_block_indices, num_kv_blocks, dtype=jnp.int32)
+  return (one_hot * kept[..., None]).sum(axis=-2) > 0
+
+
+def reference_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Array,
+                 kv_block_counts: jax.Array, *, block_size: tuple[int, int],
+                 causal: bool = False, scale: float | None = None) -> jax.Array:
+  """Dense attention with the block mask applied, computed in ``promote(q.dtype, float32)``.
+
+  Same arguments and result as ``kernel_fn`` (any float dtype, any head dim).
+  """
+  batch, q_len, num_heads, head_dim = q.shape
+  kv_len, kv_heads = k.shape[1], k.shape[2]
+  bq, bk = block_size
+  dtype = jnp.promote_types(q.dtype, jnp.float32)
+  scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+  blocks = dense_block_mask(kv_block_indices, kv_block_counts, pl.cdiv(kv_len, bk))
+  visible = jnp.repeat(jnp.repeat(blocks, bq, axis=1), bk, axis=2)[:, :q_len, :kv_len]
+  if causal:
+    visible &= (jnp.arange(kv_len)[None, :] <= jnp.arange(q_len)[:, None] + kv_len - q_len)
+  group = num_heads // kv_heads
+  k = jnp.repeat(k.astype(dtype), group, axis=2)
+  v = jnp.repeat(v.astype(dtype), group, axis=2)
+  scores = jnp.einsum("bqhd,bkhd->bhqk", q.astype(dtype), k) * scale
+  scores = jnp.where(visible[None], scores, -jnp.inf)
+  row_max = scores.max(axis=-1, keepdims=True)
+  probs = jnp.exp(scores - jnp.where(row_max == -jnp.inf, 0.0, row_max))
+  row_sum = probs.sum(axis=-1, keepdims=True)
+  probs = probs / jnp.where(row_sum == 0, 1.0, row_sum)
+  return jnp.einsum("bhqk,bkhd->bqhd", probs, v).astype(q.dtype)

@@ -1,0 +1,151 @@
+"""CSR SDDMM (values ``X[i] . Y[j]`` at every stored ``(i, j)``) as a Pallas (Triton) kernel.
+
+One program handles one row ``i`` of the pattern (rows longest first in power-of-two buckets,
+``_rows.rows_by_length``). Each step takes ``block_nnz`` of the row's column indices, gathers the
+matching rows of ``Y`` as a ``[block_nnz, block_d]`` tile (contiguous along the inner dimension)
+and multiplies it with the row ``X[i]``; when ``D <= block_d`` the row of ``X`` is loaded once per
+program and reused for every step. Float32 accumulation.
+
+References: T. Gale et al., "Sparse GPU Kernels for Deep Learning", SC20 (arXiv 2006.10901).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
+
+from pallas_kernels import _rows
+
+
+@dataclasses.dataclass(frozen=True)
+class SddmmConfig:
+  """Tile sizes and launch parameters of ``kernel_fn``.
+
+  Attributes:
+    block_nnz: stored entries of a row computed per step (a power of two).
+    block_d: inner-dimension tile (a power of two); ``D`` is covered in ``cdiv(D, block_d)`` tiles.
+    num_warps: Triton warps per program.
+    num_stages: Triton software-pipelining stages.
+  """
+
+  block_nnz: int = 32
+  block_d: int = 128
+  num_warps: int = 4
+  num_stages: int = 2
+
+  def __post_init__(self):
+    for name in ("block_nnz", "block_d"):
+      value = getattr(self, name)
+      if value < 1 or value & (value - 1):
+        raise ValueError(f"SddmmConfig.{name} must be a power of two, got {value}")
+
+
+def choose_config(num_rows: int, nse: int, inner: int) -> SddmmConfig:
+  """A heuristic config: the whole inner dimension in one tile up to 128 (X loaded once per
+  row), and a 4096-element register tile."""
+  block_d = min(128, pl.next_power_of_2(max(inner, 1)))
+  mean_row = nse / max(num_rows, 1)
+  block_nnz = min(4096 // block_d, max(16, pl.next_power_of_2(max(int(mean_row), 1))))
+  return SddmmConfig(block_nnz=block_nnz, block_d=block_d,
+                     num_warps=4 if block_nnz * block_d <= 2048 else 8)
+
+
+def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, inner: int,
+                  block_nnz: int, block_d: int):
+  row = order_ref[pl.program_id(0)]
+  start = offsets_ref[row]
+  end = offsets_ref[row + 1]
+  d_tiles = pl.cdiv(inner, block_d)
+  lanes = jnp.arange(block_d, dtype=jnp.int32)
+  # Static: with D a multiple of the tile no dimension is masked (row loads stay vectorized).
+  ragged_d = inner % block_d != 0
+
+  def load_x(d_tile):
+    dims = d_tile * block_d + lanes
+    return plgpu.load(x_ref.at[row, dims], mask=dims < inner if ragged_d else None,
+                      other=0 if ragged_d else None).astype(jnp.float32)
+
+  x_once = load_x(0) if d_tiles == 1 else None
+
+  def step(index, carry):
+    position = start + index * block_nnz
+    valid = position + jnp.arange(block_nnz, dtype=jnp.int32) < end
+    cols = plgpu.load(cols_ref.at[pl.ds(position, block_nnz)], mask=valid, other=0)
+    acc = jnp.zeros((block_nnz, block_d), jnp.float32)
+    for d_tile in range(d_tiles):  # static: D is a shape
+      dims = d_tile * block_d + lanes
+      tile_mask = (valid[:, None] & (dims < inner)[None, :] if ragged_d
+                   else jnp.broadcast_to(valid[:, None], (block_nnz, block_d)))
+      y_tile = plgpu.load(y_ref.at[cols[:, None], dims[None, :]], mask=tile_mask, other=0)
+      x_row = x_once if x_once is not None else load_x(d_tile)
+      acc = acc + y_tile.astype(jnp.float32) * x_row[None, :]
+    plgpu.store(out_ref.at[pl.ds(position, block_nnz)], jnp.sum(acc, axis=1).astype(out_ref.dtype),
+                mask=valid)
+    return carry
+
+  jax.lax.fori_loop(0, (end - start + block_nnz - 1) // block_nnz, step, jnp.int32(0))
+
+
+@functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
+def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: jax.Array, *,
+              num_rows: int, config: SddmmConfig | None = None, interpret: bool = False,
+              row_order: jax.Array | None = None) -> jax.Array:
+  """Stored values ``x[i] . y[j]`` at every stored ``(i, j)`` of a CSR pattern ``[M, N]``.
+
+  Args:
+    col_indices: ``[nse]`` int32, the column (in ``[0, N)``) of each stored entry.
+    row_offsets: ``[M + 1]`` int32 CSR row offsets; positions ``>= row_offsets[M]`` are padding.
+    x: ``[M, D]`` float32, bfloat16 or float16.
+    y: ``[N, D]``, the same dtype as ``x``.
+    num_rows: ``M``.
+    config: tile sizes; ``choose_config`` when None.
+    interpret: run in Pallas interpret mode (any platform).
+    row_order: optional ``[M]`` int32 launch order of the rows; ``_rows.rows_by_length`` when None.
+
+  Returns:
+    ``[nse]`` in ``x``'s dtype (accumulated in float32); 0 at padding positions.
+  """
+  _rows.check_csr_operands(None, col_indices, row_offsets, num_rows)
+  _rows.check_value_dtype("x", x)
+  if x.ndim != 2 or x.shape[0] != num_rows:
+    raise ValueError(f"x must be [M, D] with M = {num_rows}, got shape {tuple(x.shape)}")
+  if y.ndim != 2 or y.shape[1] != x.shape[1] or y.dtype != x.dtype:
+    raise ValueError(f"y must be [N, D] with D = {x.shape[1]} and x's dtype {x.dtype}, got "
+                     f"{y.dtype} {tuple(y.shape)}")
+  nse, inner = col_indices.shape[0], x.shape[1]
+  if num_rows == 0 or nse == 0 or inner == 0:
+    return jnp.zeros((nse,), x.dtype)
+  config = config or choose_config(num_rows, nse, inner)
+  if row_order is None:
+    row_order = _rows.rows_by_length(row_offsets,
+                                       max_row_length=min(y.shape[0], col_indices.shape[0]))
+  kernel = functools.partial(_sddmm_kernel, inner=inner, block_nnz=config.block_nnz,
+                             block_d=config.block_d)
+  values = pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((nse,), x.dtype),
+      grid=(num_rows,),
+      compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
+                                           num_stages=config.num_stages),
+      interpret=interpret,
+  )(row_order, row_offsets, col_indices, x, y)
+  # Programs write only the stored entries; padding positions are never touched.
+  stored = jnp.arange(nse, dtype=jnp.int32) < row_offsets[num_rows]
+  return jnp.where(stored, values, 0).astype(x.dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("num_rows",))
+def reference_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: jax.Array, *,
+                 num_rows: int) -> jax.Array:
+  """The SDDMM values in plain ``jax.numpy`` (float32 accumulation; 0 at padding positions),
+  same arguments as ``kernel_fn``."""
+  del num_rows  # implied by row_offsets
+  rows = _rows.entry_rows(row_offsets, col_indices.shape[0])
+  x_rows = jnp.take(x, rows, axis=0, mode="fill", fill_value=0).astype(jnp.float32)
+  values = jnp.sum(x_rows * y[col_indices].astype(jnp.float32), axis=-1)
+  return values.astype(x.dtype)

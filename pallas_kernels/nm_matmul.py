@@ -1,0 +1,130 @@
+"""N:M matmul on the tensor cores: ``W @ X`` for W with n of every m values kept along K.
+
+W [M, K] is stored compressed: ``data`` [M, K / m * n] values and ``indices`` [M, K / m * n]
+(uint8) positions within each group of m. One program computes a [block_m, block_n] tile of the
+output: for every [block_m, block_k] tile of W it loads the compressed values and positions
+(n strided loads of [block_m, block_k / m]), expands them in registers into the dense tile by
+comparing positions with ``iota(m)``, and feeds it with X's [block_k, block_n] rows to ``dot``
+(float32 accumulation). Only ``n / m`` of W's values (plus one byte of position each) are read.
+
+This does not use the sparse tensor cores (``mma.sp``): they are out of Pallas' reach in jax
+0.11.2 (see BUILD_NOTES.md, "GPU: sparse tensor cores from Pallas").
+Triton constraints (``gpu_supported``): m a power of two; block_m, block_k, block_n powers of two
+>= 16 with m dividing block_k.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plt
+
+from pallas_kernels import _common
+
+
+@dataclasses.dataclass(frozen=True)
+class NmMatmulConfig:
+  """Tile sizes (rows of W, columns of W, columns of X per step) and Triton launch parameters."""
+
+  block_m: int = 64
+  block_k: int = 128
+  block_n: int = 16
+  num_warps: int = 4
+  num_stages: int = 3
+
+
+def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
+  """True when the Triton backend can compile this call, else the reason why not."""
+  n, m = nm
+  if not _common.is_power_of_two(m):
+    return f"m={m} must be a power of two for the Triton backend"
+  if config.block_k % m:
+    return f"block_k={config.block_k} must be a multiple of m={m}"
+  return _common.check_dot_tiles(block_m=config.block_m, block_k=config.block_k,
+                                 block_n=config.block_n)
+
+
+def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: tuple[int, int],
+              nm: tuple[int, int], config: NmMatmulConfig = NmMatmulConfig(),
+              interpret: bool = False) -> jax.Array:
+  """``W @ X`` for an N:M matrix W.
+
+  Args:
+    data: [M, K / m * n] kept values (float16, bfloat16 or float32).
+    indices: uint8 (or any integer) [M, K / m * n], position of each value in its group.
+    dense: X [K, N] of data's dtype.
+    shape: (M, K) of W; K a multiple of m.
+    nm: (n, m).
+    config: tile sizes; block_k must be a multiple of m.
+    interpret: run in the Pallas interpreter (any platform).
+
+  Returns:
+    [M, N] of data's dtype, accumulated in float32.
+  """
+  n, m = nm
+  num_rows, num_k = shape
+  num_n = dense.shape[1]
+  block_m, block_k, block_n = config.block_m, config.block_k, config.block_n
+  if block_k % m:
+    raise ValueError(f"config.block_k={block_k} must be a multiple of m={m}")
+  groups = block_k // m
+  padded_rows = pl.cdiv(num_rows, block_m) * block_m
+  padded_k = pl.cdiv(num_k, block_k) * block_k
+  if (padded_rows, padded_k) != (num_rows, num_k):
+    # A copy of W, only for shapes that are not multiples of the tiles. Padding groups hold
+    # zeros at positions 0..n-1: they add nothing.
+    pad_positions = jnp.tile(jnp.arange(n, dtype=indices.dtype), (padded_k - num_k) // m)
+    data = jnp.pad(data, ((0, padded_rows - num_rows), (0, (padded_k - num_k) // m * n)))
+    indices = jnp.concatenate(
+        [indices, jnp.broadcast_to(pad_positions, (num_rows, pad_positions.shape[0]))], axis=1)
+    indices = jnp.pad(indices, ((0, padded_rows - num_rows), (0, 0)))
+  dense = _common.pad_columns(_common.pad_rows(dense, padded_k), block_n)
+
+  def kernel(data_ref, indices_ref, dense_ref, out_ref):
+    row_tile, col_tile = pl.program_id(0), pl.program_id(1)
+    rows = pl.ds(row_tile * block_m, block_m)
+    positions = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups, m), 2)
+
+    def accumulate(k_tile, acc):
+      tile = jnp.zeros((block_m, groups, m), data_ref.dtype)
+      for slot in range(n):
+        stored = pl.ds(k_tile * groups * n + slot, groups, stride=n)
+        values = data_ref[rows, stored]
+        where = indices_ref[rows, stored].astype(jnp.int32)
+        tile = tile + jnp.where(where[:, :, None] == positions, values[:, :, None],
+                                jnp.zeros((), data_ref.dtype))
+      rhs = dense_ref[pl.ds(k_tile * block_k, block_k), pl.ds(col_tile * block_n, block_n)]
+      return acc + jnp.dot(tile.reshape(block_m, block_k), rhs,
+                           preferred_element_type=jnp.float32)
+
+    acc = jax.lax.fori_loop(0, padded_k // block_k, accumulate,
+                            jnp.zeros((block_m, block_n), jnp.float32))
+    out_ref[...] = acc.astype(out_ref.dtype)
+
+  whole = pl.no_block_spec
+  out = pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((padded_rows, dense.shape[1]), data.dtype),
+      grid=(padded_rows // block_m, dense.shape[1] // block_n),
+      in_specs=[whole, whole, whole],
+      out_specs=pl.BlockSpec((block_m, block_n), lambda i, j: (i, j)),
+      compiler_params=plt.CompilerParams(num_warps=config.num_warps,
+                                         num_stages=config.num_stages),
+      interpret=interpret,
+      name="jsparse_nm_matmul",
+  )(data, indices, dense)
+  return out[:num_rows, :num_n]
+
+
+def reference_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *,
+                 shape: tuple[int, int], nm: tuple[int, int]) -> jax.Array:
+  """The same product in plain ``jax.numpy`` (float32 accumulation), through the dense matrix."""
+  n, m = nm
+  columns = (jnp.arange(indices.shape[1]) // n * m)[None, :] + indices.astype(jnp.int32)
+  matrix = jnp.zeros(shape, jnp.float32).at[jnp.arange(shape[0])[:, None], columns].set(
+      data.astype(jnp.float32))
+  out = jnp.dot(matrix, dense.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
+  return out.astype(data.dtype)

@@ -1,0 +1,111 @@
+"""Tiled-bitmap SpMM, "load as sparse, compute as dense": ``W @ X`` for unstructured sparse W.
+
+W [M, K] is stored in [tm, tk] tiles (see ``jsparse.formats.tiled``): per tile row a bitmap
+(``bitmaps`` uint32 [Mt, Kt, tm, tk / 32]) and the offset of its packed values (``row_offsets``
+[Mt, Kt, tm]) into ``data`` [nse]. One program computes a [tm, block_n] tile of the output: for each
+tile of its tile row it loads the bitmap words, unpacks them into a [tm, tk] mask (shifts), ranks
+the set bits within each row (``cumsum``), gathers the packed values at ``offset + rank``, and
+multiplies the dense tile with X's [tk, block_n] rows on the tensor cores (float32 accumulation).
+Bytes read from W: the nonzero values, 1 bit per element and one offset per tile row, which is what
+makes it faster than dense for skinny X (decoding, memory-bound).
+
+Triton constraints (``gpu_supported``): tm, tk, block_n powers of two, tm and block_n >= 16.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plt
+
+from pallas_kernels import _common
+
+WORD_BITS = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class TiledSpmmConfig:
+  """Columns of X per program and Triton launch parameters (the tile shape is the format's)."""
+
+  block_n: int = 16
+  num_warps: int = 4
+  num_stages: int = 3
+
+
+def gpu_supported(tile_shape: tuple[int, int], config: TiledSpmmConfig) -> bool | str:
+  """True when the Triton backend can compile this call, else the reason why not."""
+  return _common.check_dot_tiles(tm=tile_shape[0], tk=tile_shape[1], block_n=config.block_n)
+
+
+def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense: jax.Array, *,
+              shape: tuple[int, int], config: TiledSpmmConfig = TiledSpmmConfig(),
+              interpret: bool = False) -> jax.Array:
+  """``W @ X`` for a tiled-bitmap matrix W.
+
+  Args:
+    data: [nse] packed values (float16, bfloat16 or float32).
+    bitmaps: uint32 [Mt, Kt, tm, tk / 32].
+    row_offsets: int32/int64 [Mt, Kt, tm], position in data of each tile row's first value.
+    dense: X [K, N] of data's dtype.
+    shape: (M, K) of W.
+    config: launch parameters.
+    interpret: run in the Pallas interpreter (any platform).
+
+  Returns:
+    [M, N] of data's dtype, accumulated in float32.
+  """
+  grid_m, grid_k, tm, words = bitmaps.shape
+  tk = words * WORD_BITS
+  num_n, block_n = dense.shape[1], config.block_n
+  if data.shape[0] == 0:
+    return jnp.zeros((shape[0], num_n), data.dtype)
+  dense = _common.pad_columns(_common.pad_rows(dense, grid_k * tk), block_n)
+
+  def kernel(data_ref, bitmaps_ref, row_offsets_ref, dense_ref, out_ref):
+    tile_row, col_tile = pl.program_id(0), pl.program_id(1)
+    shifts = jax.lax.broadcasted_iota(jnp.uint32, (tm, words, WORD_BITS), 2)
+
+    def accumulate(tile_col, acc):
+      bits = bitmaps_ref[tile_row, tile_col, :, :]
+      mask = ((bits[:, :, None] >> shifts) & 1).astype(jnp.int32).reshape(tm, tk)
+      ranks = jnp.cumsum(mask, axis=1) - mask
+      offsets = row_offsets_ref[tile_row, tile_col, :].astype(jnp.int32)
+      positions = jnp.where(mask != 0, offsets[:, None] + ranks, 0)
+      tile = jnp.where(mask != 0, data_ref[positions], jnp.zeros((), data_ref.dtype))
+      rhs = dense_ref[pl.ds(tile_col * tk, tk), pl.ds(col_tile * block_n, block_n)]
+      return acc + jnp.dot(tile, rhs, preferred_element_type=jnp.float32)
+
+    acc = jax.lax.fori_loop(0, grid_k, accumulate, jnp.zeros((tm, block_n), jnp.float32))
+    out_ref[...] = acc.astype(out_ref.dtype)
+
+  whole = pl.no_block_spec
+  out = pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((grid_m * tm, dense.shape[1]), data.dtype),
+      grid=(grid_m, dense.shape[1] // block_n),
+      in_specs=[whole, whole, whole, whole],
+      out_specs=pl.BlockSpec((tm, block_n), lambda i, j: (i, j)),
+      compiler_params=plt.CompilerParams(num_warps=config.num_warps,
+                                         num_stages=config.num_stages),
+      interpret=interpret,
+      name="jsparse_tiled_spmm",
+  )(data, bitmaps, row_offsets, dense)
+  return out[:shape[0], :num_n]
+
+
+def reference_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense: jax.Array,
+                 *, shape: tuple[int, int]) -> jax.Array:
+  """The same product in plain ``jax.numpy`` (float32 accumulation), through the dense matrix."""
+  grid_m, grid_k, tm, words = bitmaps.shape
+  tk = words * WORD_BITS
+  mask = ((bitmaps[..., None] >> jnp.arange(WORD_BITS, dtype=jnp.uint32)) & 1).reshape(
+      grid_m, grid_k, tm, tk).astype(jnp.int32)
+  positions = row_offsets[..., None].astype(jnp.int32) + jnp.cumsum(mask, axis=-1) - mask
+  values = jnp.concatenate([data, jnp.zeros((1,), data.dtype)]).astype(jnp.float32)
+  tiles = jnp.where(mask != 0, values[jnp.where(mask != 0, positions, data.shape[0])], 0.0)
+  matrix = tiles.transpose(0, 2, 1, 3).reshape(grid_m * tm, grid_k * tk)[:shape[0], :shape[1]]
+  out = jnp.dot(matrix, dense.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
+  return out.astype(data.dtype)

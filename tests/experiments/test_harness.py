@@ -1,0 +1,91 @@
+"""The benchmark harness end to end on a tiny grid: run -> results.jsonl, table.md, plots; and a
+line with a wrong result is reported "wrong" and not timed."""
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+if importlib.util.find_spec("experiments") is None:  # `python -P -m pytest`: root not on sys.path
+  sys.path.append(str(REPO_ROOT))
+
+from experiments import grid, lines, machine, roofline, run, runner, timing  # noqa: E402
+
+TINY = ["--sources", "uniform/64x64", "--ops", "spmm", "--formats", "csr", "--sparsities",
+        "0.9", "--n", "8", "--dtypes", "float32", "--no-sanity"]
+FIXED_ROOFLINE = roofline.Roofline(bandwidth_gbs=10.0,
+                                   matmul_gflops={"float32": 100.0, "bfloat16": 200.0},
+                                   details={"fixed": "by the test"})
+
+
+@pytest.fixture(autouse=True)
+def fixed_roofline(monkeypatch):
+  """Skips the roofline measurement (seconds of big copies and matmuls)."""
+  monkeypatch.setattr(roofline, "measure", lambda on_gpu: FIXED_ROOFLINE)
+
+
+def test_run_writes_results_table_and_plots(tmp_path):
+  records = run.main([*TINY, "--lines", "dense-fp32", "jsparse-reference", "--out",
+                      str(tmp_path)])
+  assert [r["line"] for r in records] == ["dense-fp32", "jsparse-reference"]
+  assert all(r["status"] == "ok" for r in records), records
+  written = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+  assert len(written) == 2
+  for record in written:
+    assert record["p10_us"] <= record["median_us"] <= record["p90_us"]
+    assert record["error_rel"] < 1e-5 and record["shape"] == [64, 64] and record["n"] == 8
+    assert record["floor_us"] > 0 and record["roofline_fraction"] > 0
+    assert record["versions"]["jax"] and record["date"] and record["platform"]
+  assert written[0]["speedup_vs_dense-fp32"] == pytest.approx(1.0)
+  table = (tmp_path / "table.md").read_text()
+  assert "jsparse-reference" in table and "spmm csr uniform/64x64" in table
+  assert json.loads((tmp_path / "run.json").read_text())["roofline"]["bandwidth_gbs"] == 10.0
+  if importlib.util.find_spec("matplotlib") is not None:
+    assert {"throughput_vs_sparsity_N8.png", "roofline_fraction.png",
+            "speedup_over_dense-fp32.png"} <= {p.name for p in tmp_path.glob("*.png")}
+
+
+class DoublingLine(lines.JsparseLine):
+  """The reference line with its output doubled: a deliberately wrong kernel."""
+
+  def __init__(self):
+    super().__init__("reference")
+    self.name = "wrong-on-purpose"
+
+  def prepare(self, problem, copies, machine):
+    prepared = super().prepare(problem, copies, machine)
+    to_dense = prepared.to_dense
+    prepared.to_dense = lambda out: 2 * to_dense(out)
+    return prepared
+
+
+class RaisingLine(lines.JsparseLine):
+  def __init__(self):
+    super().__init__("reference")
+    self.name = "raises-on-purpose"
+
+  def prepare(self, problem, copies, machine):
+    raise RuntimeError("kernel exploded")
+
+
+def test_wrong_line_is_reported_and_not_timed():
+  case = grid.Case("spmm", "csr", "uniform/64x64", 0.9, 8, "float32")
+  settings = runner.RunSettings(machine.detect(), FIXED_ROOFLINE,
+                                timing.TimingConfig(repeats=3, max_total_s=0.1))
+  wrong, raising = runner.run_cases([case], [DoublingLine(), RaisingLine()], settings)
+  assert wrong["status"] == "wrong" and "relative error" in wrong["message"]
+  assert np.isclose(wrong["error_rel"], 1.0) and "median_us" not in wrong
+  assert raising["status"] == "error" and "kernel exploded" in raising["message"]
+
+
+def test_nm_ratio_and_grid_axes():
+  assert grid.nm_ratio(0.5) == (2, 4) and grid.nm_ratio(0.9) == (1, 8)
+  assert grid.nm_ratio(0.99) is None
+  cases = grid.QUICK.cases()
+  assert {c.n for c in cases if c.op == "spmv"} == {1}
+  assert all(c.source.startswith("dlmc/") for c in cases)
+  assert not [c for c in grid.FULL.cases() if c.source.startswith("dlmc/") and c.sparsity == 0.99]

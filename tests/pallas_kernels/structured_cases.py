@@ -1,0 +1,58 @@
+"""Random operands for the tensor-core kernel tests (BSR, N:M, tiled) and the op-level check.
+
+Kernels run compiled on a GPU and in interpret mode elsewhere (``csr_cases.INTERPRET``), where
+unwritten outputs read back as NaN, so ``csr_cases.assert_close`` also proves every element of the
+result was written.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jsparse.ops import registry
+from tests.pallas_kernels import csr_cases
+
+INTERPRET = csr_cases.INTERPRET
+# In CI (60 s for these files) the dtype sweeps run bfloat16 only (float32 runs in the edge-case
+# tests); float32 and float16 sweeps run with the slow tests and on the GPU check.
+VALUE_DTYPES = [pytest.param(jnp.float32, marks=pytest.mark.slow), jnp.bfloat16,
+                pytest.param(jnp.float16, marks=pytest.mark.slow)]
+assert_close = csr_cases.assert_close
+dense_operand = csr_cases.dense_operand
+
+
+def random_values(rng: np.random.Generator, shape, dtype) -> np.ndarray:
+  """Magnitudes in [0.5, 1.5] with random signs (never zero), exact in ``dtype``, as float64."""
+  values = rng.uniform(0.5, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
+  return np.asarray(jnp.asarray(values, dtype).astype(jnp.float32), np.float64)
+
+
+def sparse_dense(rng: np.random.Generator, shape, density: float, dtype) -> np.ndarray:
+  """A float64 [M, K] matrix with about ``density`` nonzeros (exact in ``dtype``)."""
+  return np.where(rng.random(shape) < density, random_values(rng, shape, dtype), 0.0)
+
+
+def block_sparse_dense(rng: np.random.Generator, shape, block_shape, density: float, dtype,
+                       empty_block_rows=()) -> np.ndarray:
+  """A float64 [M, K] matrix whose [bm, bk] blocks are kept with probability ``density``."""
+  (bm, bk), (rows, cols) = block_shape, (shape[0] // block_shape[0], shape[1] // block_shape[1])
+  keep = rng.random((rows, cols)) < density
+  keep[list(empty_block_rows)] = False
+  mask = np.repeat(np.repeat(keep, bm, axis=0), bk, axis=1)
+  return np.where(mask, random_values(rng, shape, dtype), 0.0)
+
+
+def check_spmm(product, dense64: np.ndarray, b, b64: np.ndarray, dtype) -> None:
+  """``product`` (the kernel's A @ B) against the float64 product."""
+  assert jnp.asarray(product).dtype == jnp.dtype(dtype)
+  assert_close(product, dense64 @ b64, dtype, np.abs(dense64) @ np.abs(b64))
+
+
+def pallas_registered(op: str, format: str) -> bool:
+  """Whether ``impl="pallas"`` has a kernel for ``op`` on ``format`` on this platform (the CPU
+  only with ``JSPARSE_PALLAS_INTERPRET=1`` set before jsparse was imported)."""
+  platform = "cuda" if jax.default_backend() == "gpu" else jax.default_backend()
+  return bool(registry.registered_kernels(op, format, platform))

@@ -1,0 +1,93 @@
+"""pallas_kernels.csr_spmm against a float64 NumPy product (interpret mode on the CPU)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from jax.experimental import pallas as pl
+
+from pallas_kernels import csr_spmm
+from tests.pallas_kernels import csr_cases as cases
+
+# Small tiles so that the small test shapes take several steps per row and several N tiles.
+SMALL = csr_spmm.SpmmConfig(block_n=16, block_nnz=4)
+
+
+def _check(case: cases.CsrCase, n: int, dtype, rng, config=SMALL,
+           check_reference=False):
+  data, col_indices, row_offsets = case.device(dtype)
+  b, b64 = cases.dense_operand(rng, (case.shape[1], n), dtype)
+  out = csr_spmm.kernel_fn(data, col_indices, row_offsets, b, num_rows=case.shape[0],
+                           config=config, interpret=cases.INTERPRET)
+  assert out.dtype == jnp.dtype(dtype)
+  dense = case.todense64()
+  scale = np.abs(dense) @ np.abs(b64)
+  cases.assert_close(out, dense @ b64, dtype, scale)
+  if check_reference:
+    reference = csr_spmm.reference_fn(data, col_indices, row_offsets, b,
+                                      num_rows=case.shape[0])
+    cases.assert_close(reference, dense @ b64, dtype, scale)
+
+
+@pytest.mark.parametrize("dtype", cases.DTYPE_PARAMS)
+@settings(max_examples=1, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_ragged_rows_with_padding(dtype, seed):
+  # 13 x 10 (K < M) with empty rows, a full row, N = 20 (not a multiple of block_n), 3 padding
+  # entries.
+  rng = np.random.default_rng(seed)
+  case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=3,
+                          dtype=dtype)
+  _check(case, 20, dtype, rng,
+         check_reference=jnp.dtype(dtype) == jnp.float32)  # one dtype: compiles cost
+
+
+@pytest.mark.parametrize("shape,lengths,n,padding", [
+    ((5, 7), [0, 0, 0, 0, 0], 8, 4),  # nnz = 0 with padding stored
+    ((5, 7), [0, 0, 0, 0, 0], 8, 0),  # nse = 0
+    ((1, 9), [9], 1, 0),  # one full row, N = 1
+], ids=["nnz0", "nse0", "one-row"])
+def test_edge_shapes(shape, lengths, n, padding):
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, shape, lengths, padding=padding)
+  _check(case, n, jnp.float32, rng)
+
+
+def test_n_a_multiple_of_block_n():
+  # The kernel's unmasked-columns path (N % block_n == 0): two full N tiles.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (9, 12), cases.ragged_lengths(rng, 9, 12), padding=2)
+  _check(case, 2 * SMALL.block_n, jnp.float32, rng)
+
+
+def test_choose_config_is_a_valid_config():
+  for n in (1, 32, 128, 1024):
+    for nse in (0, 4096 * 82, 4096 * 410):
+      config = csr_spmm.choose_config(4096, 4096, n, nse)
+      assert config.block_n <= max(16, pl.next_power_of_2(n)) and config.block_nnz in (16, 32)
+
+
+def test_bad_arguments_name_the_argument():
+  data, cols, offsets = (jnp.ones(3, jnp.float32), jnp.zeros(3, jnp.int32),
+                         jnp.array([0, 1, 3], jnp.int32))
+  b = jnp.ones((4, 2), jnp.float32)
+  with pytest.raises(ValueError, match="row_offsets"):
+    csr_spmm.kernel_fn(data, cols, offsets, b, num_rows=3, interpret=True)
+  with pytest.raises(TypeError, match="col_indices must be int32"):
+    csr_spmm.kernel_fn(data, cols.astype(jnp.int16), offsets, b, num_rows=2, interpret=True)
+  with pytest.raises(TypeError, match="data must be float16, bfloat16 or float32"):
+    csr_spmm.kernel_fn(data.astype(jnp.int32), cols, offsets, b.astype(jnp.int32), num_rows=2,
+                       interpret=True)
+  with pytest.raises(ValueError, match="b must be 2-D"):
+    csr_spmm.kernel_fn(data, cols, offsets, b.astype(jnp.bfloat16), num_rows=2, interpret=True)
+  with pytest.raises(ValueError, match="block_n must be a power of two"):
+    csr_spmm.SpmmConfig(block_n=24)
+
+
+@pytest.mark.skipif(not cases.INTERPRET, reason="interpret mode only (a GPU leaves memory as is)")
+def test_interpret_mode_poisons_outputs():
+  # The premise of the "every element written" checks: unwritten outputs read back as NaN.
+  out = pl.pallas_call(lambda x_ref, o_ref: None, interpret=True,
+                       out_shape=jax.ShapeDtypeStruct((4,), jnp.float32))(jnp.ones(4))
+  assert np.all(np.isnan(np.asarray(out)))

@@ -1,0 +1,62 @@
+"""pallas_kernels.csr_spmv against a float64 NumPy product (interpret mode on the CPU)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pallas_kernels import csr_spmv
+from tests.pallas_kernels import csr_cases as cases
+
+# Rows per program not dividing M, and rows longer than one step.
+SMALL = csr_spmv.SpmvConfig(rows_per_program=4, block_nnz=4)
+
+
+def _check(case: cases.CsrCase, dtype, rng, config=SMALL,
+           check_reference=False):
+  data, col_indices, row_offsets = case.device(dtype)
+  x, x64 = cases.dense_operand(rng, (case.shape[1],), dtype)
+  out = csr_spmv.kernel_fn(data, col_indices, row_offsets, x, num_rows=case.shape[0],
+                           config=config, interpret=cases.INTERPRET)
+  assert out.dtype == jnp.dtype(dtype)
+  dense = case.todense64()
+  scale = np.abs(dense) @ np.abs(x64)
+  cases.assert_close(out, dense @ x64, dtype, scale)
+  if check_reference:
+    reference = csr_spmv.reference_fn(data, col_indices, row_offsets, x,
+                                      num_rows=case.shape[0])
+    cases.assert_close(reference, dense @ x64, dtype, scale)
+
+
+@pytest.mark.parametrize("dtype", cases.DTYPE_PARAMS)
+@settings(max_examples=1, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_ragged_rows_with_padding(dtype, seed):
+  rng = np.random.default_rng(seed)
+  case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=3,
+                          dtype=dtype)
+  _check(case, dtype, rng,
+         check_reference=jnp.dtype(dtype) == jnp.float32)  # one dtype: compiles cost
+
+
+@pytest.mark.parametrize("shape,lengths,padding", [
+    ((5, 7), [0, 0, 0, 0, 0], 4),  # nnz = 0 with padding stored
+    ((5, 7), [0, 0, 0, 0, 0], 0),  # nse = 0
+    ((1, 9), [9], 0),  # one full row
+], ids=["nnz0", "nse0", "one-row"])
+def test_edge_shapes(shape, lengths, padding):
+  rng = np.random.default_rng()
+  _check(cases.random_csr(rng, shape, lengths, padding=padding), jnp.float32, rng)
+
+
+def test_bad_arguments_name_the_argument():
+  data, cols, offsets = (jnp.ones(3, jnp.float32), jnp.zeros(3, jnp.int32),
+                         jnp.array([0, 1, 3], jnp.int32))
+  with pytest.raises(ValueError, match="x must be 1-D"):
+    csr_spmv.kernel_fn(data, cols, offsets, jnp.ones((4, 1), jnp.float32), num_rows=2,
+                       interpret=True)
+  with pytest.raises(ValueError, match="data must have the shape of col_indices"):
+    csr_spmv.kernel_fn(data[:2], cols, offsets, jnp.ones(4, jnp.float32), num_rows=2,
+                       interpret=True)
+  with pytest.raises(ValueError, match="rows_per_program must be a power of two"):
+    csr_spmv.SpmvConfig(rows_per_program=3)

@@ -1,0 +1,76 @@
+"""pallas_kernels.nm_matmul against a float64 NumPy product (interpret mode on the CPU)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import jsparse
+from pallas_kernels import nm_matmul
+from tests.pallas_kernels import structured_cases as cases
+
+SMALL = nm_matmul.NmMatmulConfig(block_m=16, block_k=32, block_n=16)
+
+
+def _nm_case(rng, shape, n, m, dtype):
+  """An N:M matrix of nonzero values (so every kept value is nonzero) and its float64 dense form."""
+  matrix = jsparse.NM.fromdense(jnp.asarray(cases.random_values(rng, shape, dtype), dtype), n=n,
+                                m=m)
+  return matrix, np.asarray(matrix.todense().astype(jnp.float32), np.float64)
+
+
+def _run(matrix, b, config=SMALL):
+  return nm_matmul.kernel_fn(matrix.data, matrix.indices, b, shape=matrix.shape,
+                             nm=(matrix.n, matrix.m), config=config, interpret=cases.INTERPRET)
+
+
+@pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
+@settings(max_examples=1, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_two_four_ragged(dtype, seed):
+  # M = 40 and K = 72 are not multiples of the 16 x 32 tiles; N = 20 spans two column tiles.
+  rng = np.random.default_rng(seed)
+  matrix, dense64 = _nm_case(rng, (40, 72), 2, 4, dtype)
+  b, b64 = cases.dense_operand(rng, (72, 20), dtype)
+  cases.check_spmm(_run(matrix, b), dense64, b, b64, dtype)
+
+
+@pytest.mark.parametrize("n,m", [pytest.param(1, 4, marks=pytest.mark.slow), (3, 8),
+                                 pytest.param(5, 16, marks=pytest.mark.slow)])
+def test_other_patterns(n, m):
+  rng = np.random.default_rng()
+  matrix, dense64 = _nm_case(rng, (16, 64), n, m, jnp.float32)
+  b, b64 = cases.dense_operand(rng, (64, 1), jnp.float32)
+  cases.check_spmm(_run(matrix, b), dense64, b, b64, jnp.float32)
+
+
+@pytest.mark.skipif(not cases.INTERPRET, reason="m = 3 needs a tile of 6 columns: interpret only")
+def test_non_power_of_two_group_in_interpret_mode():
+  rng = np.random.default_rng()
+  matrix, dense64 = _nm_case(rng, (7, 9), 1, 3, jnp.float32)
+  b, b64 = cases.dense_operand(rng, (9, 2), jnp.float32)
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=6, block_n=16)
+  cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.float32)
+  assert "m=3" in nm_matmul.gpu_supported((1, 3), config)
+
+
+def test_reference_fn_and_config_checks():
+  rng = np.random.default_rng()
+  matrix, dense64 = _nm_case(rng, (8, 16), 2, 4, jnp.float32)
+  b, b64 = cases.dense_operand(rng, (16, 3), jnp.float32)
+  out = nm_matmul.reference_fn(matrix.data, matrix.indices, b, shape=matrix.shape, nm=(2, 4))
+  cases.check_spmm(out, dense64, b, b64, jnp.float32)
+  with pytest.raises(ValueError, match="block_k=30 must be a multiple of m=4"):
+    _run(matrix, b, nm_matmul.NmMatmulConfig(block_k=30))
+  assert "block_n=8" in nm_matmul.gpu_supported((2, 4), nm_matmul.NmMatmulConfig(block_n=8))
+
+
+@pytest.mark.skipif(not cases.pallas_registered("spmm", "nm"),
+                    reason="no pallas N:M kernel here (GPU, or JSPARSE_PALLAS_INTERPRET=1)")
+def test_public_spmm_and_spmv_through_the_kernel():
+  rng = np.random.default_rng()
+  matrix, dense64 = _nm_case(rng, (64, 128), 2, 4, jnp.bfloat16)
+  b, b64 = cases.dense_operand(rng, (128, 8), jnp.bfloat16)
+  cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
+  cases.check_spmm(jsparse.spmv(matrix, b[:, 0], impl="pallas")[:, None], dense64, b[:, :1],
+                   b64[:, :1], jnp.bfloat16)

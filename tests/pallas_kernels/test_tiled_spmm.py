@@ -1,0 +1,68 @@
+"""pallas_kernels.tiled_spmm against a float64 NumPy product (interpret mode on the CPU)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import jsparse
+from pallas_kernels import tiled_spmm
+from tests.pallas_kernels import structured_cases as cases
+
+SMALL = tiled_spmm.TiledSpmmConfig(block_n=16)
+
+
+def _run(matrix: jsparse.Tiled, b, config=SMALL):
+  return tiled_spmm.kernel_fn(matrix.data, matrix.bitmaps, matrix.row_offsets, b,
+                              shape=matrix.shape, config=config, interpret=cases.INTERPRET)
+
+
+def _tiled(dense64, dtype, tile_shape, nse=None):
+  return jsparse.Tiled.fromdense(jnp.asarray(dense64, dtype), tile_shape=tile_shape, nse=nse)
+
+
+@pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
+@settings(max_examples=1, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), density=st.sampled_from([0.1, 0.3, 0.5]))
+def test_ragged_unstructured(dtype, seed, density):
+  # 40 x 100 is not a multiple of the 16 x 64 tiles; rows 3 and 20 empty; nse with padding.
+  rng = np.random.default_rng(seed)
+  dense64 = cases.sparse_dense(rng, (40, 100), density, dtype)
+  dense64[[3, 20]] = 0
+  matrix = _tiled(dense64, dtype, (16, 64), nse=4000)
+  b, b64 = cases.dense_operand(rng, (100, 20), dtype)
+  cases.check_spmm(_run(matrix, b), dense64, b, b64, dtype)
+
+
+@pytest.mark.parametrize("shape,tile_shape,density,n", [
+    ((16, 64), (16, 64), 0.0, 4),  # nse = 0
+    pytest.param((16, 64), (16, 64), 1.0, 1, marks=pytest.mark.slow),  # one full tile, N = 1
+    ((50, 40), (32, 32), 0.2, 33),  # K not a multiple of tk, N one past two tiles
+], ids=["nse0", "full-tile", "ragged-k"])
+def test_edge_shapes(shape, tile_shape, density, n):
+  rng = np.random.default_rng()
+  dense64 = cases.sparse_dense(rng, shape, density, jnp.float32)
+  matrix = _tiled(dense64, jnp.float32, tile_shape)
+  b, b64 = cases.dense_operand(rng, (shape[1], n), jnp.float32)
+  cases.check_spmm(_run(matrix, b), dense64, b, b64, jnp.float32)
+  reference = tiled_spmm.reference_fn(matrix.data, matrix.bitmaps, matrix.row_offsets, b,
+                                      shape=matrix.shape)
+  cases.check_spmm(reference, dense64, b, b64, jnp.float32)
+
+
+def test_gpu_supported_names_the_tile():
+  assert tiled_spmm.gpu_supported((16, 64), SMALL) is True
+  assert "tm=8" in tiled_spmm.gpu_supported((8, 64), SMALL)
+  assert "tk=96" in tiled_spmm.gpu_supported((16, 96), SMALL)
+
+
+@pytest.mark.skipif(not cases.pallas_registered("spmm", "tiled"),
+                    reason="no pallas tiled kernel here (GPU, or JSPARSE_PALLAS_INTERPRET=1)")
+def test_public_spmm_and_spmv_through_the_kernel():
+  rng = np.random.default_rng()
+  dense64 = cases.sparse_dense(rng, (32, 128), 0.3, jnp.bfloat16)
+  matrix = _tiled(dense64, jnp.bfloat16, (16, 64))
+  b, b64 = cases.dense_operand(rng, (128, 8), jnp.bfloat16)
+  cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
+  cases.check_spmm(jsparse.spmv(matrix, b[:, 0], impl="pallas")[:, None], dense64, b[:, :1],
+                   b64[:, :1], jnp.bfloat16)
