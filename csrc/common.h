@@ -66,8 +66,9 @@ class Executor {
 
 // Below this many multiply-adds a chunk is not worth a task of its own.
 constexpr int64_t kMinWorkPerChunk = 1 << 15;
-// Chunks per thread: more than one evens out rows of unequal cost.
-constexpr int64_t kChunksPerThread = 4;
+// Chunks per thread: many, so that rows of unequal cost even out and a thread the OS preempts
+// (a shared machine) holds back only a small share of the work.
+constexpr int64_t kChunksPerThread = 16;
 
 // Number of chunks to split `work` multiply-adds into on `executor`, at least 1.
 inline int64_t NumChunks(const Executor& executor, int64_t work) {
