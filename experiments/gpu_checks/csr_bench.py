@@ -290,7 +290,11 @@ def plan(bench: Bench, matrices: Matrices, interpret: bool):
     yield lambda s=sparsity, n=n: spmm_line(bench, matrices, s, n, "torch-csr", interpret)
   yield lambda: spmm_line(bench, matrices, 0.9, n_mid, "jsparse-pallas-given-order", interpret,
                           given_order=True)
-  # Variants for the next tuning step (config in the JSON and the note column).
+  # Variants for the next tuning step (config in the JSON and the note column). First the
+  # round-1 heuristic at N = 32 (16-wide nonzero steps), against the wide steps it now picks.
+  yield lambda: spmm_line(bench, matrices, sparsities[-1], n_small, "jsparse-pallas-variant",
+                          interpret, config=csr_spmm.SpmmConfig(block_n=min(32, n_small),
+                                                                block_nnz=16, num_warps=4))
   for config in (csr_spmm.SpmmConfig(block_n=64, block_nnz=32, num_warps=4),
                  csr_spmm.SpmmConfig(block_n=128, block_nnz=32, num_warps=8, num_stages=3)):
     yield lambda c=config: spmm_line(bench, matrices, 0.9, n_mid, "jsparse-pallas-variant",
