@@ -93,3 +93,37 @@ def test_layer_arguments_are_checked():
   q = jnp.ones((1, 8, 6, 4))
   with pytest.raises(ValueError, match=r"q.shape\[2\] = 6 heads must be a multiple of the 4"):
     sharding.attention(q, q, q, jsparse.BlockMask.full(8, 8, block_size=(8, 8)), grid, "x")
+
+
+def _sparse_linear(rngs, features_in, features_out, **kwargs):
+  from jsparse.nn import SparseLinear
+  layer = SparseLinear(features_in, features_out, rngs=rngs, **kwargs)
+  if layer.bias is not None:  # a nonzero bias (it starts at zero)
+    layer.bias[...] = jax.random.normal(rngs.params(), layer.bias[...].shape)
+  return layer
+
+
+@pytest.mark.slow  # building a SparseLinear runs many eager ops: ~25 s on the shared CPU
+def test_sharded_sparse_linear_equals_the_layer():
+  nnx = pytest.importorskip("flax.nnx")
+  rngs = nnx.Rngs(0)
+  layer = _sparse_linear(rngs, 16, 40, format="csr", sparsity=0.7)
+  x = jax.random.normal(rngs.params(), (5, 16))
+  sharded = sharding.shard_linear(layer, mesh((4,), ("x",)), P(None, "x"))
+  out = jax.jit(lambda x, kw: sharding.linear(x, **kw))(x, sharded)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(jax.jit(lambda x: layer(x))(x)),
+                             rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # building SparseLinear layers runs many eager ops: ~30 s on the shared CPU
+def test_megatron_mlp_of_sparse_linear_layers_equals_the_layers():
+  nnx = pytest.importorskip("flax.nnx")
+  rngs = nnx.Rngs(1)
+  up = _sparse_linear(rngs, 16, 40, format="csr", sparsity=0.7)
+  gate = _sparse_linear(rngs, 16, 40, format="nm", nm=(2, 4), use_bias=False)
+  down = _sparse_linear(rngs, 40, 16, format="bsr", block_shape=(4, 4), sparsity=0.5)
+  x = jax.random.normal(rngs.params(), (5, 16))
+  layers = sharding.shard_mlp_layers(up, down, mesh((4,), ("x",)), "x", gate=gate)
+  out = jax.jit(lambda x, kw: sharding.mlp(x, **kw))(x, layers)
+  expected = jax.jit(lambda x: down(jax.nn.silu(gate(x)) * up(x)))(x)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-5, atol=1e-5)
