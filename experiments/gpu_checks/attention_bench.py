@@ -12,7 +12,8 @@ seq 8192, 128 x 128 mask blocks, head dims 64 and 128, in priority order under a
   3. the final lines: jsparse with configs from ``default_config(table=tuned)`` at densities
      1.0/0.5/0.1/0.05 and causal (tile bounds precomputed once per mask, as a cached mask), the
      same at 0.05 with bounds computed in the call, cuDNN and SDPA dense and causal;
-  4. compiled FlexAttention on the same kept blocks (full blocks) and causal.
+  4. compiled FlexAttention on the same kept blocks (full blocks) and causal;
+  5. JAX's Mosaic GPU flash attention (pallas/ops/gpu/attention_mgpu.py), dense, if time is left.
 Outputs: OUTDIR/attention_results.json (every row, the tuned table, machine, versions, date) and
 OUTDIR/attention_table.md (final lines and targets first, then the sweep); the table is printed.
 A case that would not fit the deadline is recorded as skipped; a failing case records its error.
@@ -453,12 +454,27 @@ if HAS_TORCH:
   for head_dim in DIMS:
     flex_lines(head_dim, ("causal",))
 
+# -- 5. JAX's own Mosaic GPU flash attention (dense, FA3-style warp specialization): what Pallas
+# on Mosaic GPU reaches here, for deciding whether to port this kernel off the Triton backend.
+if not SMOKE:
+  for head_dim in DIMS:
+    def mosaic_dense(head_dim=head_dim):
+      from jax.experimental.pallas.ops.gpu import attention_mgpu
+      config = attention_mgpu.TuningConfig(block_q=64, block_kv=128, max_concurrent_steps=2)
+      fn = lambda q, k, v: attention_mgpu.attention(q, k, v, config)
+      m, output = CompiledLoop(fn, operands[head_dim]).measure(operands[head_dim])
+      times[head_dim, "mosaic", 1.0] = m.median_us
+      dense_ref = outputs.get((head_dim, "cudnn", 1.0))
+      return dict(**summary(m), config_name="64x128 steps2",
+                  max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref))
+    attempt(f"D{head_dim} 1.0", "jax-pallas-mosaic-gpu", 8, mosaic_dense, **info(head_dim))
+
 # -- targets of issue 9 from the numbers just measured (ratios; <= 1 meets a "within" target) --
 for head_dim in DIMS:
   t = lambda line, name: times.get((head_dim, line, name))
   ours_dense = t("jsparse", 1.0)
-  best = [x for x in (t("cudnn", 1.0), t("sdpa", 1.0)) if x]
-  checks = {"dense: jsparse / best dense (cudnn, sdpa) <= 1.2":
+  best = [x for x in (t("cudnn", 1.0), t("sdpa", 1.0), t("mosaic", 1.0)) if x]
+  checks = {"dense: jsparse / best dense (cudnn, sdpa, mosaic) <= 1.2":
             ours_dense / min(best) if ours_dense and best else None}
   for d in DENSITIES[1:]:
     ours = t("jsparse", d)
