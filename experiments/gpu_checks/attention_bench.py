@@ -81,7 +81,7 @@ except Exception:  # noqa: BLE001  (CPU smoke runs may have no torch)
 
 # Samples of at least 20 ms: JaxLoopTimer times one host call of a jitted loop, so a sample of one
 # op also holds the call's dispatch and sync. Round 1 (2 ms samples) ran the millisecond cases
-# at inner=1, which inflated them (D128 at density 0.1: 1622 us, 2.1x its share of dense).
+# at inner=1, dispatch included (D128 at density 0.1: 1622 us, 2.1x its share of dense, wide p90).
 TIMING = TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.02, max_total_s=0.3)
 if SMOKE:
   BATCH, HEADS, SEQ, BLOCK, DIMS = 1, 2, 256, 64, (64,)
