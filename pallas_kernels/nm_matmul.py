@@ -60,18 +60,45 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
   return _common.check_dot_tiles(**tiles)
 
 
+def packed_layout(nm: tuple[int, int]) -> tuple[int, int]:
+  """(bits per position, groups per uint32 word) of ``pack_indices``: log2(m) bits per kept
+  value, n of them per group, and a power-of-two number of groups per word (Triton's ``arange``)."""
+  n, m = nm
+  bits = max(m - 1, 1).bit_length()
+  fit = 32 // (n * bits)
+  if not fit:
+    raise ValueError(f"{n}:{m} needs {n * bits} bits of positions a group: more than a word")
+  return bits, 1 << (fit.bit_length() - 1)
+
+
+def pack_indices(indices: jax.Array, nm: tuple[int, int]) -> jax.Array:
+  """Positions packed into uint32 words: [M, K / m * n] -> [M, ceil(K / m / g)], g groups per
+  word (``packed_layout``); group ``j`` of a word holds slot ``s`` at bit
+  ``j * n * bits + s * bits``. For 2:4, 4 bits a group: 1/8 byte per weight instead of 1/2."""
+  n, m = nm
+  bits, per_word = packed_layout(nm)
+  rows, stored = indices.shape
+  slots = indices.astype(jnp.uint32).reshape(rows, stored // n, n)
+  codes = jnp.sum(slots << (jnp.arange(n, dtype=jnp.uint32) * bits), axis=2, dtype=jnp.uint32)
+  codes = jnp.pad(codes, ((0, 0), (0, -codes.shape[1] % per_word)))
+  shifts = jnp.arange(per_word, dtype=jnp.uint32) * (n * bits)
+  return jnp.sum(codes.reshape(rows, -1, per_word) << shifts, axis=2, dtype=jnp.uint32)
+
+
 def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: tuple[int, int],
               nm: tuple[int, int], config: NmMatmulConfig = NmMatmulConfig(),
-              interpret: bool = False) -> jax.Array:
+              indices_packed: bool = False, interpret: bool = False) -> jax.Array:
   """``W @ X`` for an N:M matrix W.
 
   Args:
     data: [M, K / m * n] kept values (float16, bfloat16 or float32).
-    indices: uint8 (or any integer) [M, K / m * n], position of each value in its group.
+    indices: uint8 (or any integer) [M, K / m * n], position of each value in its group; or,
+      with ``indices_packed``, ``pack_indices``' uint32 [M, ceil(K / m / g)].
     dense: X [K, N] of data's dtype.
     shape: (M, K) of W; K a multiple of m.
     nm: (n, m).
-    config: tile sizes and splits; block_k must be a multiple of m.
+    config: tile sizes and splits; block_k must be a multiple of m (packed: of m * g).
+    indices_packed: whether ``indices`` come from ``pack_indices``.
     interpret: run in the Pallas interpreter (any platform).
 
   Returns:
@@ -86,18 +113,21 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   if config.num_splits < 1:
     raise ValueError(f"config.num_splits={config.num_splits} must be >= 1")
   groups = block_k // m
+  bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
+  if groups % per_word:
+    raise ValueError(f"config.block_k={block_k} must be a multiple of m * {per_word} = "
+                     f"{m * per_word} for packed {n}:{m} indices")
   padded_rows = pl.cdiv(num_rows, block_m) * block_m
   padded_k = pl.cdiv(num_k, block_k) * block_k
   num_steps = padded_k // block_k
   num_splits = min(config.num_splits, num_steps)
   if (padded_rows, padded_k) != (num_rows, num_k):
-    # A copy of W, only for shapes that are not multiples of the tiles. Padding groups hold
-    # zeros at positions 0..n-1: they add nothing.
-    pad_positions = jnp.tile(jnp.arange(n, dtype=indices.dtype), (padded_k - num_k) // m)
+    # A copy of W, only for shapes that are not multiples of the tiles. Padding values are
+    # zeros, so whatever positions the padding indices give, they add nothing.
+    index_columns = padded_k // m // per_word if indices_packed else padded_k // m * n
     data = jnp.pad(data, ((0, padded_rows - num_rows), (0, (padded_k - num_k) // m * n)))
-    indices = jnp.concatenate(
-        [indices, jnp.broadcast_to(pad_positions, (num_rows, pad_positions.shape[0]))], axis=1)
-    indices = jnp.pad(indices, ((0, padded_rows - num_rows), (0, 0)))
+    indices = jnp.pad(indices, ((0, padded_rows - num_rows),
+                                (0, index_columns - indices.shape[1])))
   dense = _common.pad_columns(_common.pad_rows(dense, padded_k), block_n)
   precision = _common.dot_precision(data.dtype)
 
@@ -106,13 +136,24 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     rows = pl.ds(row_tile * block_m, block_m)
     positions = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups, m), 2)
 
+    def packed_codes(k_tile):
+      """[block_m, groups] codes of the step's groups (n positions of ``bits`` bits each)."""
+      words = indices_ref[rows, pl.ds(k_tile * (groups // per_word), groups // per_word)]
+      shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups // per_word, per_word), 2)
+      codes = words[:, :, None] >> (shifts * (n * bits))
+      return codes.reshape(block_m, groups)
+
     def expand(k_tile):
       """The dense [block_m, block_k] tile of W at K step ``k_tile``."""
       tile = jnp.zeros((block_m, groups, m), data_ref.dtype)
+      codes = packed_codes(k_tile) if indices_packed else None
       for slot in range(n):
         stored = pl.ds(k_tile * groups * n + slot, groups, stride=n)
         values = data_ref[rows, stored]
-        where = indices_ref[rows, stored].astype(jnp.int32)
+        if indices_packed:
+          where = ((codes >> (slot * bits)) & (m - 1)).astype(jnp.int32)
+        else:
+          where = indices_ref[rows, stored].astype(jnp.int32)
         tile = tile + jnp.where(where[:, :, None] == positions, values[:, :, None],
                                 jnp.zeros((), data_ref.dtype))
       return tile.reshape(block_m, block_k)

@@ -9,8 +9,9 @@ order (round 2's budget is 150 s for tests and timings together, so a short list
   4096x4096 vs dense and torch ``to_sparse_semi_structured`` (cuSPARSELt);
 - tiled (16x64 tiles) at sparsity 0.7 on 4096x14336 (N = 1, 16) and 14336x4096 (N = 1), and at
   0.5 on 4096x14336 (N = 1), vs dense;
-- a few ``variant`` rows: the same case with another kernel configuration (named in VARIANTS),
-  for the next round of tuning.
+- ``variant`` rows: "nm-packed" (positions packed 4 bits a group before timing: the bytes the
+  2:4 decoding target needs) beside the default, and last other kernel configurations (named in
+  VARIANTS) for the next round of tuning.
 Every jsparse result is checked against a float32 product of the same (rounded) matrix before it
 is timed (``rel_err``). Per-case errors are recorded and the run goes on; cases stop once the time
 budget is spent (the rest are listed as skipped); results are rewritten after every case. Timing:
@@ -42,6 +43,7 @@ import numpy as np
 
 from experiments import timing
 from jsparse.formats import BSR, NM, Tiled
+from jsparse.formats.layout import SparseLayout
 from pallas_kernels import bsr_spmm, nm_matmul, tiled_spmm
 
 L2_BYTES = 50 * 2**20
@@ -61,6 +63,9 @@ VARIANTS = {
     # Tiled without split-K (round 1's launch).
     "tiled-no-split": tiled_spmm.TiledSpmmConfig(block_n=16),
 }
+# The default configuration, with positions packed 4 bits a group (``nm_matmul.pack_indices``,
+# done before timing): 2:4 reads 1.125 bytes a weight instead of 1.5 (dense: 2).
+PACKED = "nm-packed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,21 +82,24 @@ def cases(smoke: bool) -> list[Case]:
   one weight matrix where they can (it is built once)."""
   if smoke:
     return [Case("bsr", (64, 64), 32, 0.5), Case("nm", (64, 128), 1, 0.5),
-            Case("nm", (64, 128), 8, 0.5), Case("nm", (64, 128), 1, 0.5, "nm-decode-dot"),
-            Case("tiled", (64, 128), 8, 0.3)]
+            Case("nm", (64, 128), 1, 0.5, PACKED), Case("nm", (64, 128), 8, 0.5),
+            Case("nm", (64, 128), 1, 0.5, "nm-decode-dot"), Case("tiled", (64, 128), 8, 0.3)]
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
   return [
       Case("bsr", square, 1024, 0.05), Case("bsr", square, 1024, 0.2),
       Case("bsr", square, 128, 0.2), Case("bsr", square, 1024, 0.5),
       Case("bsr", tall, 128, 0.2),
-      Case("nm", wide, 1, 0.5), Case("nm", wide, 16, 0.5),
-      Case("nm", wide, 1, 0.5, "nm-decode-dot"), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
-      Case("nm", square, 1, 0.5), Case("nm", square, 16, 0.5), Case("nm", square, 1024, 0.5),
+      Case("nm", wide, 1, 0.5), Case("nm", wide, 1, 0.5, PACKED),
+      Case("nm", wide, 16, 0.5), Case("nm", wide, 16, 0.5, PACKED),
+      Case("nm", square, 1, 0.5), Case("nm", square, 1, 0.5, PACKED),
+      Case("nm", square, 16, 0.5), Case("nm", square, 1024, 0.5),
+      Case("nm", tall, 1, 0.5), Case("nm", tall, 1, 0.5, PACKED), Case("nm", tall, 16, 0.5),
+      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 16, 0.3), Case("tiled", tall, 1, 0.3),
+      Case("tiled", wide, 1, 0.5),
+      # Tuning variants last.
       Case("nm", square, 1024, 0.5, "nm-prefill-64x64x128"),
-      Case("nm", tall, 1, 0.5), Case("nm", tall, 16, 0.5),
-      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 16, 0.3),
+      Case("nm", wide, 1, 0.5, "nm-decode-dot"), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
       Case("tiled", wide, 1, 0.3, "tiled-no-split"),
-      Case("tiled", tall, 1, 0.3), Case("tiled", wide, 1, 0.5),
   ]
 
 
@@ -129,6 +137,11 @@ def kernel(case: Case, interpret: bool) -> Callable[..., jax.Array]:
   jsparse._gpu would pick."""
   from jsparse._gpu import structured
   variant = VARIANTS.get(case.variant)
+  if case.variant == PACKED:  # the operand is (data, packed positions), see ``operand``
+    return lambda a, x: nm_matmul.kernel_fn(
+        a[0], a[1], x, shape=case.shape, nm=(2, 4), indices_packed=True,
+        config=structured.nm_config(SparseLayout("nm", case.shape, nm=(2, 4)), x.shape[1]),
+        interpret=interpret)
   if case.family == "bsr":
     return lambda a, x: bsr_spmm.kernel_fn(
         a.data, a.col_indices, a.row_offsets, x, shape=a.shape,
@@ -142,10 +155,17 @@ def kernel(case: Case, interpret: bool) -> Callable[..., jax.Array]:
       config=variant or structured.tiled_config(a.layout, x.shape[1]), interpret=interpret)
 
 
+def operand(case: Case, matrix) -> Any:
+  """What the case's kernel takes as W: the matrix, or for PACKED (data, packed positions)."""
+  if case.variant == PACKED:
+    return matrix.data, nm_matmul.pack_indices(matrix.indices, (matrix.n, matrix.m))
+  return matrix
+
+
 def config_of(case: Case, matrix) -> dict:
   """The kernel configuration the case ran, as a dict (for the JSON)."""
   from jsparse._gpu import structured
-  if case.variant:
+  if case.variant in VARIANTS:
     return dataclasses.asdict(VARIANTS[case.variant])
   choose = {"bsr": structured.bsr_config, "nm": structured.nm_config,
             "tiled": structured.tiled_config}[case.family]
@@ -209,10 +229,11 @@ def run_case(case: Case, row: dict, built: dict, dense_cache: dict, key: jax.Arr
   x = jax.random.normal(jax.random.fold_in(key, case.n), (case.shape[1], case.n)).astype(BF16)
   expected = jnp.dot(dense, x.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
   out_bytes = case.shape[0] * case.n * 2
-  sparse_set = matrix_bytes(matrix) + x.size * 2 + out_bytes
+  weight = operand(case, matrix)
+  sparse_set = matrix_bytes(weight) + x.size * 2 + out_bytes
   row["config"] = config_of(case, matrix)
-  row["weight_bytes"] = matrix_bytes(matrix)
-  result, out = time_jax(kernel(case, smoke), (matrix, x), sparse_set, config)
+  row["weight_bytes"] = matrix_bytes(weight)
+  result, out = time_jax(kernel(case, smoke), (weight, x), sparse_set, config)
   row["rel_err"] = float(jnp.max(jnp.abs(out.astype(jnp.float32) - expected))
                          / (jnp.max(jnp.abs(expected)) + 1e-30))
   row["jsparse"] = result

@@ -47,12 +47,36 @@ def test_two_four_ragged(dtype, seed):
     pytest.param(2, 4, ONE_COLUMN, marks=pytest.mark.slow)], ids=["1:4", "3:8-one-column",
                                                                  "5:16", "2:4-one-column"])
 def test_other_patterns(n, m, config):
-  # One column of X (decoding) and, for the one-column path, 3 columns: one program each.
+  # One column of X (decoding); the one-column path with 3 columns, one program each.
   rng = np.random.default_rng()
   matrix, dense64 = _nm_case(rng, (16, 64), n, m, jnp.float32)
-  for columns in (1, 3) if config.block_n == 1 else (1,):
-    b, b64 = cases.dense_operand(rng, (64, columns), jnp.float32)
-    cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.float32)
+  b, b64 = cases.dense_operand(rng, (64, 3 if config.block_n == 1 else 1), jnp.float32)
+  cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.float32)
+
+
+@pytest.mark.parametrize("n,m", [(2, 4), pytest.param(3, 8, marks=pytest.mark.slow)])
+def test_packed_indices(n, m):
+  # 2:4 packs 8 groups (4 bits each) a word, 3:8 2 groups (9 bits each); K = 200 leaves the
+  # last word part-filled and pads to the next 64-column step; split-K over the steps.
+  rng = np.random.default_rng()
+  matrix, dense64 = _nm_case(rng, (12, 200), n, m, jnp.bfloat16)
+  packed = nm_matmul.pack_indices(matrix.indices, (n, m))
+  bits, per_word = nm_matmul.packed_layout((n, m))
+  assert packed.dtype == jnp.uint32 and packed.shape == (12, -(-200 // m // per_word))
+  positions = np.asarray(matrix.indices)
+  expected_first = sum(int(positions[0, g * n + s]) << (g * n * bits + s * bits)
+                       for g in range(per_word) for s in range(n))
+  assert int(np.asarray(packed)[0, 0]) == expected_first
+  b, b64 = cases.dense_operand(rng, (200, 1), jnp.bfloat16)
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=1, num_splits=2)
+  out = nm_matmul.kernel_fn(matrix.data, packed, b, shape=matrix.shape, nm=(n, m), config=config,
+                            indices_packed=True, interpret=cases.INTERPRET)
+  cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
+  with pytest.raises(ValueError, match="multiple of m"):
+    nm_matmul.kernel_fn(matrix.data, packed, b, shape=matrix.shape, nm=(n, m),
+                        config=nm_matmul.NmMatmulConfig(block_k=16), indices_packed=True)
+  with pytest.raises(ValueError, match="9:16 needs 36 bits"):
+    nm_matmul.packed_layout((9, 16))
 
 
 @pytest.mark.slow
@@ -85,13 +109,15 @@ def test_reference_fn_and_config_checks():
     nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16, num_splits=8),
     nm_matmul.NmMatmulConfig(block_m=128, block_k=64, block_n=128, num_warps=8),
 ], ids=["one-column-split", "dot-split", "prefill"])
-def test_lowers_to_triton_for_h100(monkeypatch, config):
+@pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
+def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
   struct = jax.ShapeDtypeStruct
+  indices = struct((256, 32), jnp.uint32) if packed else struct((256, 512), jnp.uint8)
   cases.assert_lowers_to_triton_for_h100(
       monkeypatch, lambda data, indices, dense: nm_matmul.kernel_fn(
-          data, indices, dense, shape=(256, 1024), nm=(2, 4), config=config),
-      struct((256, 512), jnp.bfloat16), struct((256, 512), jnp.uint8),
-      struct((1024, 8), jnp.bfloat16))
+          data, indices, dense, shape=(256, 1024), nm=(2, 4), config=config,
+          indices_packed=packed),
+      struct((256, 512), jnp.bfloat16), indices, struct((1024, 8), jnp.bfloat16))
 
 
 @pytest.mark.skipif(not cases.pallas_registered("spmm", "nm"),
