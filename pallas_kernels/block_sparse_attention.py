@@ -10,6 +10,8 @@ Masking costs a compare and a select per score, so it is paid only where needed:
 computes, per query tile, how many leading kept sub-tiles are fully visible (no mask) and how many
 are visible at all (the rest of that prefix needs the elementwise causal / sequence-end mask);
 kept sub-tiles past that are skipped. Both are prefixes because the kept lists are ascending.
+``tile_bounds`` computes them; a caller reusing one mask computes them once and passes them in.
+Launch configs come from ``default_config`` and a ``ConfigTable`` (per head dim and kept fraction).
 
 Decoding (a few queries against a long cache) runs the same kernel with ``num_splits > 1``:
 split-K, each program takes one contiguous share of the kept sub-tiles and writes an unnormalised
