@@ -60,6 +60,8 @@ VARIANTS = {
     # Wider K steps: more bytes in flight per program.
     "nm-decode-k256": nm_matmul.NmMatmulConfig(block_m=64, block_k=256, block_n=1,
                                                num_splits=8, num_warps=8),
+    # BSR at N = 128 with one 128-wide column tile (128 programs at 4096 rows; default: 32-wide).
+    "bsr-n128": bsr_spmm.BsrSpmmConfig(block_n=128),
     # Tiled without split-K (round 1's launch).
     "tiled-no-split": tiled_spmm.TiledSpmmConfig(block_n=16),
 }
@@ -98,6 +100,7 @@ def cases(smoke: bool) -> list[Case]:
       Case("tiled", wide, 1, 0.5),
       # Tuning variants last.
       Case("nm", square, 1024, 0.5, "nm-prefill-64x64x128"),
+      Case("bsr", square, 128, 0.2, "bsr-n128"),
       Case("nm", wide, 1, 0.5, "nm-decode-dot"), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
       Case("tiled", wide, 1, 0.3, "tiled-no-split"),
   ]

@@ -26,13 +26,20 @@ def _block_n(num_n: int, largest: int) -> int:
 
 
 def bsr_config(layout: SparseLayout, num_n: int) -> bsr_spmm.BsrSpmmConfig:
-  return bsr_spmm.BsrSpmmConfig(block_n=_block_n(num_n, 128))
+  # Narrower column tiles until the launch has BSR_PROGRAMS programs: at N = 128 one 128-wide
+  # tile per 32-row block row would leave 4096-row matrices at 128 programs for 132 SMs.
+  block_n = _block_n(num_n, 128)
+  row_tiles = -(-layout.shape[0] // layout.block_shape[0])
+  while block_n > 16 and row_tiles * -(-num_n // block_n) < BSR_PROGRAMS:
+    block_n //= 2
+  return bsr_spmm.BsrSpmmConfig(block_n=block_n)
 
 
 # Decoding (N <= 32) is memory-bound: enough programs to keep every SM's loads in flight (the
 # H100 has 132 SMs), but each K slice at least this many steps long, so split-K's float32 partial
 # sums stay small next to W.
 DECODE_PROGRAMS = 1024
+BSR_PROGRAMS = 512
 MIN_STEPS_PER_SPLIT = 4
 
 

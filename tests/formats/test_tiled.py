@@ -125,9 +125,12 @@ def _valid_arrays() -> tuple[tuple[str, np.ndarray], ...]:
     (lambda a: a.update(bitmaps=a["bitmaps"] | np.uint32(1 << 31)), "outside the"),
     (lambda a: a.update(value_columns=(a["value_columns"] + 1).astype(np.uint8)),
      "value_columns must hold"),
-    (lambda a: a.update(data=a["data"][:3]), "value_columns must have shape"),
-    (lambda a: a.update(bitmaps=a["bitmaps"].astype(np.int32)), "bitmaps must be uint32"),
-    (lambda a: a.update(row_offsets=a["row_offsets"][:, :, :2]), "row_offsets must have shape"),
+    pytest.param(lambda a: a.update(data=a["data"][:3]), "value_columns must have shape",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda a: a.update(bitmaps=a["bitmaps"].astype(np.int32)),
+                 "bitmaps must be uint32", marks=pytest.mark.slow),
+    pytest.param(lambda a: a.update(row_offsets=a["row_offsets"][:, :, :2]),
+                 "row_offsets must have shape", marks=pytest.mark.slow),
 ], ids=["offsets", "outside", "columns", "nse", "bitmap-dtype", "offsets-shape"])
 def test_validation_names_the_argument(mutate, message):
   arrays = dict(_valid_arrays())

@@ -42,7 +42,8 @@ def test_two_four_ragged(dtype, seed):
 
 
 @pytest.mark.parametrize("n,m,config", [
-    pytest.param(1, 4, SMALL, marks=pytest.mark.slow), (3, 8, ONE_COLUMN),
+    pytest.param(1, 4, SMALL, marks=pytest.mark.slow),
+    pytest.param(3, 8, ONE_COLUMN, marks=pytest.mark.slow),
     pytest.param(5, 16, SMALL, marks=pytest.mark.slow),
     pytest.param(2, 4, ONE_COLUMN, marks=pytest.mark.slow)], ids=["1:4", "3:8-one-column",
                                                                  "5:16", "2:4-one-column"])
@@ -55,7 +56,7 @@ def test_other_patterns(n, m, config):
 
 
 @pytest.mark.parametrize("n,m", [(2, 4), pytest.param(3, 8, marks=pytest.mark.slow)])
-def test_packed_indices(n, m):
+def test_packed_indices_and_one_column(n, m):
   # 2:4 packs 8 groups (4 bits each) a word, 3:8 2 groups (9 bits each); K = 200 leaves the
   # last word part-filled and pads to the next 64-column step; split-K over the steps.
   rng = np.random.default_rng()
@@ -72,6 +73,8 @@ def test_packed_indices(n, m):
   out = nm_matmul.kernel_fn(matrix.data, packed, b, shape=matrix.shape, nm=(n, m), config=config,
                             indices_packed=True, interpret=cases.INTERPRET)
   cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
+  # The same call with unpacked positions (the one-column path's CI case).
+  cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.bfloat16)
   with pytest.raises(ValueError, match="multiple of m"):
     nm_matmul.kernel_fn(matrix.data, packed, b, shape=matrix.shape, nm=(n, m),
                         config=nm_matmul.NmMatmulConfig(block_k=16), indices_packed=True)
