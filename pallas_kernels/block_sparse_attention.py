@@ -153,6 +153,9 @@ def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size) -> N
   if not (q.dtype == k.dtype == v.dtype) or jnp.dtype(q.dtype) not in KERNEL_DTYPES:
     raise TypeError(f"q, k, v must share one dtype of {[str(d) for d in KERNEL_DTYPES]}, got "
                     f"{q.dtype}, {k.dtype}, {v.dtype}")
+  for name, array in (("q", q), ("k", k)):
+    if math.prod(array.shape) >= 2**31:  # the lowering's element offsets are int32
+      raise ValueError(f"{name} must have fewer than 2**31 elements, got shape {array.shape}")
   if not _is_power_of_two(head_dim) or not MIN_DOT_TILE <= head_dim <= 256:
     raise ValueError(f"head dim must be a power of two in [16, 256], got {head_dim}")
   bq, bk = block_size

@@ -231,6 +231,15 @@ def test_bad_arguments_raise_naming_them(change, message):
                   config=change.get("config"), bounds=change.get("bounds"), interpret=True)
 
 
+def test_arrays_past_int32_offsets_are_refused():
+  big = jax.ShapeDtypeStruct((2, 2**16, 128, 128), jnp.bfloat16)  # 2**31 elements
+  small = jax.ShapeDtypeStruct((2, 16, 128, 128), jnp.bfloat16)
+  indices = jax.ShapeDtypeStruct((1, 1, 1), jnp.int32)
+  counts = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+  with pytest.raises(ValueError, match=r"k must have fewer than 2\*\*31 elements"):
+    bsa.check_arguments(small, big, big, indices, counts, (16, 16))
+
+
 def test_reference_matches_numpy_softmax_with_mask():
   """The reference itself, against a loop over rows in float64 NumPy (GQA, causal offset)."""
   rng = np.random.default_rng()
