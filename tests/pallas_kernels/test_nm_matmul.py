@@ -77,7 +77,7 @@ def test_packed_indices_and_one_column(n, m):
   cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.bfloat16)
   with pytest.raises(ValueError, match="multiple of m"):
     nm_matmul.kernel_fn(matrix.data, packed, b, shape=matrix.shape, nm=(n, m),
-                        config=nm_matmul.NmMatmulConfig(block_k=16), indices_packed=True)
+                        config=nm_matmul.NmMatmulConfig(block_k=m), indices_packed=True)
   with pytest.raises(ValueError, match="9:16 needs 36 bits"):
     nm_matmul.packed_layout((9, 16))
 
