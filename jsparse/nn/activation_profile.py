@@ -43,7 +43,7 @@ def profile_activations(model: nnx.Module, run: Callable[[nnx.Module], Any], *,
 
     def recording(x, function=function, name=name):
       out = function(x)
-      magnitude = np.abs(np.asarray(out, np.float32))
+      magnitude = np.abs(np.asarray(out).astype(np.float64))
       counts[name][0] += magnitude.size
       counts[name][1] += [np.count_nonzero(magnitude <= t) for t in thresholds]
       return out
