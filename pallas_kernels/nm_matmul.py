@@ -4,8 +4,8 @@ W [M, K] is stored compressed: ``data`` [M, K / m * n] values and ``indices`` [M
 (uint8) positions within each group of m. A program computes a [block_m, block_n] tile of the
 output over one slice of K: for every [block_m, block_k] tile of W in its slice it loads the
 compressed values and positions (n strided loads of [block_m, block_k / m], together one
-contiguous span), expands them in registers into the dense tile by comparing positions with
-``iota(m)``, and multiplies it with X's [block_k, block_n] rows: ``dot`` on the tensor cores
+contiguous span; or, with ``contiguous_loads``, one load split in registers), expands them in
+registers into the dense tile by comparing positions with ``iota(m)``, and multiplies it with X's [block_k, block_n] rows: ``dot`` on the tensor cores
 (float32 accumulation), or, for ``block_n = 1`` (one column, decoding), a float32
 multiply-and-row-sum that reads only the column itself. Only ``n / m`` of W's values (plus one
 byte of position each) are read.
@@ -37,12 +37,15 @@ from pallas_kernels import _common
 @dataclasses.dataclass(frozen=True)
 class NmMatmulConfig:
   """Tile sizes (rows of W, columns of W per step, columns of X per program; ``block_n = 1`` is
-  the one-column path without ``dot``), the number of K slices, and Triton launch parameters."""
+  the one-column path without ``dot``), the number of K slices, how a step's values are loaded
+  (``contiguous_loads``: one [block_m, block_k / m * n] load split in registers, n a power of two;
+  else n loads with stride n), and Triton launch parameters."""
 
   block_m: int = 64
   block_k: int = 128
   block_n: int = 16
   num_splits: int = 1
+  contiguous_loads: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -54,6 +57,8 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
     return f"m={m} must be a power of two for the Triton backend"
   if config.block_k % m:
     return f"block_k={config.block_k} must be a multiple of m={m}"
+  if config.contiguous_loads and not _common.is_power_of_two(n):
+    return f"contiguous_loads needs n a power of two for the Triton backend, got n={n}"
   tiles = dict(block_m=config.block_m, block_k=config.block_k)
   if config.block_n != 1:
     tiles["block_n"] = config.block_n
@@ -143,8 +148,27 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       codes = words[:, :, None] >> (shifts * (n * bits))
       return codes.reshape(block_m, groups)
 
+    def expand_contiguous(k_tile):
+      """``expand`` from one load of the step's values (and positions): [block_m, groups, n]
+      compared with iota(m) into [block_m, groups, n, m], summed over the n slots (at most one
+      slot holds each position, so the sum is exact in any dtype)."""
+      span = pl.ds(k_tile * groups * n, groups * n)
+      values = data_ref[rows, span].reshape(block_m, groups, n)
+      if indices_packed:
+        slot_shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups, n), 2) * bits
+        where = (packed_codes(k_tile)[:, :, None] >> slot_shifts) & (m - 1)
+      else:
+        where = indices_ref[rows, span].reshape(block_m, groups, n)
+      hits = where.astype(jnp.int32)[:, :, :, None] == jax.lax.broadcasted_iota(
+          jnp.int32, (block_m, groups, n, m), 3)
+      tile = jnp.sum(jnp.where(hits, values[:, :, :, None], jnp.zeros((), data_ref.dtype)),
+                     axis=2, dtype=data_ref.dtype)
+      return tile.reshape(block_m, block_k)
+
     def expand(k_tile):
       """The dense [block_m, block_k] tile of W at K step ``k_tile``."""
+      if config.contiguous_loads:
+        return expand_contiguous(k_tile)
       tile = jnp.zeros((block_m, groups, m), data_ref.dtype)
       codes = packed_codes(k_tile) if indices_packed else None
       for slot in range(n):

@@ -10,8 +10,8 @@ order (round 2's budget is 150 s for tests and timings together, so a short list
 - tiled (16x64 tiles) at sparsity 0.7 on 4096x14336 (N = 1, 16) and 14336x4096 (N = 1), and at
   0.5 on 4096x14336 (N = 1), vs dense;
 - ``variant`` rows: "nm-packed" (positions packed 4 bits a group before timing: the bytes the
-  2:4 decoding target needs) beside the default, and last other kernel configurations (named in
-  VARIANTS) for the next round of tuning.
+  2:4 decoding target needs), "nm-contiguous" (values in one load) and both, beside the
+  default, and last other kernel configurations (named in VARIANTS) for the next round of tuning.
 Every jsparse result is checked against a float32 product of the same (rounded) matrix before it
 is timed (``rel_err``). Per-case errors are recorded and the run goes on; cases stop once the time
 budget is spent (the rest are listed as skipped); results are rewritten after every case. Timing:
@@ -65,9 +65,12 @@ VARIANTS = {
     # Tiled without split-K (round 1's launch).
     "tiled-no-split": tiled_spmm.TiledSpmmConfig(block_n=16),
 }
-# The default configuration, with positions packed 4 bits a group (``nm_matmul.pack_indices``,
-# done before timing): 2:4 reads 1.125 bytes a weight instead of 1.5 (dense: 2).
+# The default N:M configuration with positions packed 4 bits a group (``nm_matmul.pack_indices``,
+# done before timing: 2:4 reads 1.125 bytes a weight instead of 1.5; dense: 2) and/or values
+# loaded in one contiguous span (``contiguous_loads``).
 PACKED = "nm-packed"
+DERIVED = {PACKED: (True, False), "nm-contiguous": (False, True),
+           "nm-packed-contiguous": (True, True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +87,8 @@ def cases(smoke: bool) -> list[Case]:
   one weight matrix where they can (it is built once)."""
   if smoke:
     return [Case("bsr", (64, 64), 32, 0.5), Case("nm", (64, 128), 1, 0.5),
-            Case("nm", (64, 128), 1, 0.5, PACKED), Case("nm", (64, 128), 8, 0.5),
+            Case("nm", (64, 128), 1, 0.5, PACKED),
+            Case("nm", (64, 128), 8, 0.5, "nm-packed-contiguous"), Case("nm", (64, 128), 8, 0.5),
             Case("nm", (64, 128), 1, 0.5, "nm-decode-dot"), Case("tiled", (64, 128), 8, 0.3)]
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
   return [
@@ -92,6 +96,7 @@ def cases(smoke: bool) -> list[Case]:
       Case("bsr", square, 128, 0.2), Case("bsr", square, 1024, 0.5),
       Case("bsr", tall, 128, 0.2),
       Case("nm", wide, 1, 0.5), Case("nm", wide, 1, 0.5, PACKED),
+      Case("nm", wide, 1, 0.5, "nm-contiguous"), Case("nm", wide, 1, 0.5, "nm-packed-contiguous"),
       Case("nm", wide, 16, 0.5), Case("nm", wide, 16, 0.5, PACKED),
       Case("nm", square, 1, 0.5), Case("nm", square, 1, 0.5, PACKED),
       Case("nm", square, 16, 0.5), Case("nm", square, 1024, 0.5),
@@ -103,6 +108,8 @@ def cases(smoke: bool) -> list[Case]:
       Case("bsr", square, 128, 0.2, "bsr-n128"),
       Case("nm", wide, 1, 0.5, "nm-decode-dot"), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
       Case("tiled", wide, 1, 0.3, "tiled-no-split"),
+      Case("nm", wide, 16, 0.5, "nm-packed-contiguous"),
+      Case("nm", tall, 1, 0.5, "nm-packed-contiguous"),
   ]
 
 
@@ -140,11 +147,11 @@ def kernel(case: Case, interpret: bool) -> Callable[..., jax.Array]:
   jsparse._gpu would pick."""
   from jsparse._gpu import structured
   variant = VARIANTS.get(case.variant)
-  if case.variant == PACKED:  # the operand is (data, packed positions), see ``operand``
+  if case.variant in DERIVED:  # the operand is (data, positions), see ``operand``
+    packed = DERIVED[case.variant][0]
     return lambda a, x: nm_matmul.kernel_fn(
-        a[0], a[1], x, shape=case.shape, nm=(2, 4), indices_packed=True,
-        config=structured.nm_config(SparseLayout("nm", case.shape, nm=(2, 4)), x.shape[1]),
-        interpret=interpret)
+        a[0], a[1], x, shape=case.shape, nm=(2, 4), indices_packed=packed,
+        config=derived_config(case), interpret=interpret)
   if case.family == "bsr":
     return lambda a, x: bsr_spmm.kernel_fn(
         a.data, a.col_indices, a.row_offsets, x, shape=a.shape,
@@ -158,10 +165,20 @@ def kernel(case: Case, interpret: bool) -> Callable[..., jax.Array]:
       config=variant or structured.tiled_config(a.layout, x.shape[1]), interpret=interpret)
 
 
+def derived_config(case: Case) -> nm_matmul.NmMatmulConfig:
+  """jsparse._gpu's N:M configuration for the case, with the DERIVED variant's loads."""
+  from jsparse._gpu import structured
+  config = structured.nm_config(SparseLayout("nm", case.shape, nm=(2, 4)), case.n)
+  return dataclasses.replace(config, contiguous_loads=DERIVED[case.variant][1])
+
+
 def operand(case: Case, matrix) -> Any:
-  """What the case's kernel takes as W: the matrix, or for PACKED (data, packed positions)."""
-  if case.variant == PACKED:
-    return matrix.data, nm_matmul.pack_indices(matrix.indices, (matrix.n, matrix.m))
+  """What the case's kernel takes as W: the matrix, or for DERIVED variants (data, positions),
+  the positions packed where the variant says."""
+  if case.variant in DERIVED:
+    packed = DERIVED[case.variant][0]
+    return matrix.data, (nm_matmul.pack_indices(matrix.indices, (matrix.n, matrix.m))
+                         if packed else matrix.indices)
   return matrix
 
 
@@ -170,6 +187,9 @@ def config_of(case: Case, matrix) -> dict:
   from jsparse._gpu import structured
   if case.variant in VARIANTS:
     return dataclasses.asdict(VARIANTS[case.variant])
+  if case.variant in DERIVED:
+    return {**dataclasses.asdict(derived_config(case)),
+            "indices_packed": DERIVED[case.variant][0]}
   choose = {"bsr": structured.bsr_config, "nm": structured.nm_config,
             "tiled": structured.tiled_config}[case.family]
   return dataclasses.asdict(choose(matrix.layout, case.n))

@@ -83,6 +83,23 @@ def test_packed_indices_and_one_column(n, m):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
+def test_contiguous_loads(packed):
+  # The single-load expansion on the ragged 2:4 case (dot, split-K) and one column.
+  rng = np.random.default_rng()
+  matrix, dense64 = _nm_case(rng, (40, 200), 2, 4, jnp.bfloat16)
+  indices = nm_matmul.pack_indices(matrix.indices, (2, 4)) if packed else matrix.indices
+  for columns, block_n in ((20, 16), (1, 1)):
+    config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=block_n, num_splits=2,
+                                      contiguous_loads=True)
+    b, b64 = cases.dense_operand(rng, (200, columns), jnp.bfloat16)
+    out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
+                              config=config, indices_packed=packed, interpret=cases.INTERPRET)
+    cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
+  assert "n=3" in nm_matmul.gpu_supported((3, 8), nm_matmul.NmMatmulConfig(contiguous_loads=True))
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not cases.INTERPRET, reason="m = 3 needs a tile of 6 columns: interpret only")
 def test_non_power_of_two_group_in_interpret_mode():
   rng = np.random.default_rng()
@@ -111,7 +128,10 @@ def test_reference_fn_and_config_checks():
     nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=1, num_splits=8),
     nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16, num_splits=8),
     nm_matmul.NmMatmulConfig(block_m=128, block_k=64, block_n=128, num_warps=8),
-], ids=["one-column-split", "dot-split", "prefill"])
+    nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=1, num_splits=8,
+                             contiguous_loads=True),
+    nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16, contiguous_loads=True),
+], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous"])
 @pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
   struct = jax.ShapeDtypeStruct
