@@ -96,10 +96,8 @@ def cases(smoke: bool) -> list[Case]:
       Case("bsr", square, 128, 0.2), Case("bsr", square, 1024, 0.5),
       Case("bsr", tall, 128, 0.2),
       Case("nm", wide, 1, 0.5), Case("nm", wide, 1, 0.5, PACKED),
-      Case("nm", wide, 1, 0.5, "nm-contiguous"), Case("nm", wide, 1, 0.5, "nm-packed-contiguous"),
-      Case("nm", wide, 16, 0.5), Case("nm", wide, 16, 0.5, PACKED),
-      Case("nm", square, 1, 0.5), Case("nm", square, 1, 0.5, PACKED),
-      Case("nm", square, 16, 0.5), Case("nm", square, 1024, 0.5),
+      Case("nm", wide, 1, 0.5, "nm-packed-contiguous"), Case("nm", wide, 16, 0.5),
+      Case("nm", square, 1, 0.5), Case("nm", square, 16, 0.5), Case("nm", square, 1024, 0.5),
       Case("nm", tall, 1, 0.5), Case("nm", tall, 1, 0.5, PACKED), Case("nm", tall, 16, 0.5),
       Case("tiled", wide, 1, 0.3), Case("tiled", wide, 16, 0.3), Case("tiled", tall, 1, 0.3),
       Case("tiled", wide, 1, 0.5),
@@ -108,8 +106,9 @@ def cases(smoke: bool) -> list[Case]:
       Case("bsr", square, 128, 0.2, "bsr-n128"),
       Case("nm", wide, 1, 0.5, "nm-decode-dot"), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
       Case("tiled", wide, 1, 0.3, "tiled-no-split"),
+      Case("nm", wide, 1, 0.5, "nm-contiguous"), Case("nm", wide, 16, 0.5, PACKED),
       Case("nm", wide, 16, 0.5, "nm-packed-contiguous"),
-      Case("nm", tall, 1, 0.5, "nm-packed-contiguous"),
+      Case("nm", tall, 1, 0.5, "nm-packed-contiguous"), Case("nm", square, 1, 0.5, PACKED),
   ]
 
 
