@@ -20,7 +20,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import jsparse  # noqa: E402

@@ -1,7 +1,6 @@
 """The activation profiler counts what the activations actually produced."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
