@@ -1,9 +1,10 @@
-"""Helpers shared by the tensor-core kernels: Triton tile checks and operand padding."""
+"""Helpers shared by the tensor-core kernels: Triton tile checks, operand padding, split-K."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import pallas as pl
 
 # tl.dot needs at least 16 in every dimension of its tiles.
 MIN_DOT_TILE = 16
@@ -21,6 +22,11 @@ def check_dot_tiles(**tiles: int) -> bool | str:
   return True
 
 
+def dot_precision(dtype) -> jax.lax.Precision | None:
+  """float32 tiles multiply in full float32 (Triton's default for float32 is TF32, ~1e-3)."""
+  return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
+
+
 def pad_columns(dense: jax.Array, multiple: int) -> jax.Array:
   """``dense`` [K, N] with zero columns appended up to a multiple of ``multiple``."""
   extra = -dense.shape[1] % multiple
@@ -31,3 +37,25 @@ def pad_rows(dense: jax.Array, rows: int) -> jax.Array:
   """``dense`` [K, N] with zero rows appended up to ``rows`` rows."""
   extra = rows - dense.shape[0]
   return jnp.pad(dense, ((0, extra), (0, 0))) if extra else dense
+
+
+def split_range(split: jax.Array, num_steps: int, num_splits: int) -> tuple[jax.Array, jax.Array]:
+  """``[first, last)`` of the K steps that split ``split`` (of ``num_splits``) walks."""
+  per_split = pl.cdiv(num_steps, num_splits)
+  first = split * per_split
+  return first, jnp.minimum(first + per_split, num_steps)
+
+
+def split_k_output(shape: tuple[int, int], dtype, num_splits: int, block: tuple[int, int]):
+  """(out_shape, out_spec) of a kernel over a (rows, columns, splits) grid: with one split the
+  output itself, else float32 partial sums [num_splits, rows, columns] (see ``sum_splits``)."""
+  if num_splits == 1:
+    return (jax.ShapeDtypeStruct(shape, dtype),
+            pl.BlockSpec(block, lambda i, j, s: (i, j)))
+  return (jax.ShapeDtypeStruct((num_splits, *shape), jnp.float32),
+          pl.BlockSpec((None, *block), lambda i, j, s: (s, i, j)))
+
+
+def sum_splits(out: jax.Array, dtype) -> jax.Array:
+  """The product from ``split_k_output``'s output: partial sums added (in float32) and cast."""
+  return out if out.ndim == 2 else out.sum(axis=0).astype(dtype)

@@ -10,6 +10,8 @@ Masking costs a compare and a select per score, so it is paid only where needed:
 computes, per query tile, how many leading kept sub-tiles are fully visible (no mask) and how many
 are visible at all (the rest of that prefix needs the elementwise causal / sequence-end mask);
 kept sub-tiles past that are skipped. Both are prefixes because the kept lists are ascending.
+``tile_bounds`` computes them; a caller reusing one mask computes them once and passes them in.
+Launch configs come from ``default_config`` and a ``ConfigTable`` (per head dim and kept fraction).
 
 Decoding (a few queries against a long cache) runs the same kernel with ``num_splits > 1``:
 split-K, each program takes one contiguous share of the kept sub-tiles and writes an unnormalised
@@ -151,6 +153,9 @@ def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size) -> N
   if not (q.dtype == k.dtype == v.dtype) or jnp.dtype(q.dtype) not in KERNEL_DTYPES:
     raise TypeError(f"q, k, v must share one dtype of {[str(d) for d in KERNEL_DTYPES]}, got "
                     f"{q.dtype}, {k.dtype}, {v.dtype}")
+  for name, array in (("q", q), ("k", k)):
+    if math.prod(array.shape) >= 2**31:  # the lowering's element offsets are int32
+      raise ValueError(f"{name} must have fewer than 2**31 elements, got shape {array.shape}")
   if not _is_power_of_two(head_dim) or not MIN_DOT_TILE <= head_dim <= 256:
     raise ValueError(f"head dim must be a power of two in [16, 256], got {head_dim}")
   bq, bk = block_size
@@ -248,17 +253,23 @@ def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, b
     other = 0 if load_mask is not None else None
     k = plgpu.load(k_ref.at[pl.ds(key_start, block_k), :], mask=load_mask, other=other)
     v = plgpu.load(v_ref.at[pl.ds(key_start, block_k), :], mask=load_mask, other=other)
-    scores = plgpu.dot(q, k, trans_b=True, precision=dot_precision) * qk_scale  # [bq_tile, bk_tile]
+    scores = plgpu.dot(q, k, trans_b=True, precision=dot_precision)  # [block_q, block_k]
+    # A positive scale commutes with the row max, so it is applied inside exp2's argument, where
+    # the multiply and the max subtraction fuse into one FMA per score (as Triton's tutorial
+    # flash attention does); a non-positive scale is applied first.
+    if qk_scale <= 0:
+      scores = scores * qk_scale
+    fused_scale = qk_scale if qk_scale > 0 else 1.0
     if masked:
       visible = (keys < kv_len)[None, :]
       if causal:
         visible = visible & (keys[None, :] <= rows[:, None] + (kv_len - q_len))
       scores = jnp.where(visible, scores, -jnp.inf)
-    new_max = jnp.maximum(row_max, scores.max(axis=-1))
+    new_max = jnp.maximum(row_max, scores.max(axis=-1) * fused_scale)
     # A row that has seen no visible key keeps max -inf; subtracting 0 instead keeps exp2 at 0.
     safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max) if masked else new_max
     correction = jnp.exp2(row_max - safe_max)
-    probs = jnp.exp2(scores - safe_max[:, None])
+    probs = jnp.exp2(scores * fused_scale - safe_max[:, None])
     row_sum = correction * row_sum + probs.sum(axis=-1)
     acc = correction[:, None] * acc + plgpu.dot(probs.astype(v.dtype), v, precision=dot_precision)
     return acc, new_max, row_sum

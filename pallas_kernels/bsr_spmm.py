@@ -58,6 +58,7 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, d
   if data.shape[0] == 0:
     return jnp.zeros((num_rows, num_n), data.dtype)
   padded = _common.pad_columns(dense, block_n)
+  precision = _common.dot_precision(data.dtype)
 
   def kernel(row_offsets_ref, col_indices_ref, data_ref, dense_ref, out_ref):
     block_row, col_tile = pl.program_id(0), pl.program_id(1)
@@ -67,7 +68,7 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, d
       block_col = col_indices_ref[position]
       block = data_ref[position]
       rhs = dense_ref[pl.ds(block_col * bk, bk), pl.ds(col_tile * block_n, block_n)]
-      return acc + jnp.dot(block, rhs, preferred_element_type=jnp.float32)
+      return acc + jnp.dot(block, rhs, precision=precision, preferred_element_type=jnp.float32)
 
     acc = jax.lax.fori_loop(start, end, accumulate, jnp.zeros((bm, block_n), jnp.float32))
     out_ref[...] = acc.astype(out_ref.dtype)

@@ -56,14 +56,13 @@ def choose_config(num_rows: int, nse: int) -> SpmvConfig:
 
 def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, num_rows: int,
                  rows_per_program: int, block_nnz: int):
-  slots = (pl.program_id(0) * rows_per_program
-           + jnp.arange(rows_per_program, dtype=jnp.int32))
-  # Slots past the last row hold distinct dummy rows >= M: empty, written to the padded tail of
-  # the output (distinct, so no two lanes of a store share an address).
-  rows = order_ref[slots]
-  real = rows < num_rows
-  starts = plgpu.load(offsets_ref.at[rows], mask=real, other=0)
-  ends = plgpu.load(offsets_ref.at[rows + 1], mask=real, other=0)
+  first = pl.program_id(0) * rows_per_program
+  slots = first + jnp.arange(rows_per_program, dtype=jnp.int32)
+  # The last program's slots past row M - 1 repeat its first row: they compute and store the
+  # same value to the same address (no padded order or output, so no XLA ops around the kernel).
+  rows = order_ref[jnp.where(slots < num_rows, slots, first)]
+  starts = offsets_ref[rows]
+  ends = offsets_ref[rows + 1]
   lanes = jnp.arange(block_nnz, dtype=jnp.int32)
 
   def step(index, acc):
@@ -110,21 +109,17 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, x
   if row_order is None:
     row_order = _rows.rows_by_length(row_offsets,
                                        max_row_length=min(x.shape[0], data.shape[0]))
-  num_programs = pl.cdiv(num_rows, config.rows_per_program)
-  padded_rows = num_programs * config.rows_per_program
-  row_order = jnp.concatenate([row_order, jnp.arange(num_rows, padded_rows, dtype=jnp.int32)])
   kernel = functools.partial(_spmv_kernel, num_rows=num_rows,
                              rows_per_program=config.rows_per_program,
                              block_nnz=config.block_nnz)
-  out = pl.pallas_call(
+  return pl.pallas_call(
       kernel,
-      out_shape=jax.ShapeDtypeStruct((padded_rows,), data.dtype),
-      grid=(num_programs,),
+      out_shape=jax.ShapeDtypeStruct((num_rows,), data.dtype),
+      grid=(pl.cdiv(num_rows, config.rows_per_program),),
       compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
                                            num_stages=config.num_stages),
       interpret=interpret,
   )(row_order, row_offsets, data, col_indices, x)
-  return out[:num_rows]
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows",))

@@ -1,16 +1,25 @@
 """N:M matmul on the tensor cores: ``W @ X`` for W with n of every m values kept along K.
 
 W [M, K] is stored compressed: ``data`` [M, K / m * n] values and ``indices`` [M, K / m * n]
-(uint8) positions within each group of m. One program computes a [block_m, block_n] tile of the
-output: for every [block_m, block_k] tile of W it loads the compressed values and positions
-(n strided loads of [block_m, block_k / m]), expands them in registers into the dense tile by
-comparing positions with ``iota(m)``, and feeds it with X's [block_k, block_n] rows to ``dot``
-(float32 accumulation). Only ``n / m`` of W's values (plus one byte of position each) are read.
+(uint8) positions within each group of m. A program computes a [block_m, block_n] tile of the
+output over one slice of K: for every [block_m, block_k] tile of W in its slice it loads the
+compressed values and positions (n strided loads of [block_m, block_k / m], together one
+contiguous span; or, with ``contiguous_loads``, one load split in registers), expands them in
+registers into the dense tile by comparing positions with ``iota(m)``, and multiplies it with X's [block_k, block_n] rows: ``dot`` on the tensor cores
+(float32 accumulation), or, for ``block_n = 1`` (one column, decoding), a float32
+multiply-and-row-sum that reads only the column itself. Only ``n / m`` of W's values (plus one
+byte of position each) are read.
+
+Split-K (``num_splits > 1``): the grid is (row tiles, column tiles, splits); every split walks its
+own K slice and writes float32 partial sums, added afterwards. Decoding (N <= 32) is memory-bound,
+and a few hundred row tiles walking all of K one after another leave most of the H100's memory
+bandwidth idle (round 1: 4096x14336 at N = 1 took 1678 us, dense 65 us); splits multiply the
+programs streaming W at once.
 
 This does not use the sparse tensor cores (``mma.sp``): they are out of Pallas' reach in jax
 0.11.2 (see BUILD_NOTES.md, "GPU: sparse tensor cores from Pallas").
-Triton constraints (``gpu_supported``): m a power of two; block_m, block_k, block_n powers of two
->= 16 with m dividing block_k.
+Triton constraints (``gpu_supported``): m a power of two; block_m, block_k powers of two >= 16
+with m dividing block_k; block_n 1 or a power of two >= 16.
 """
 
 from __future__ import annotations
@@ -27,11 +36,16 @@ from pallas_kernels import _common
 
 @dataclasses.dataclass(frozen=True)
 class NmMatmulConfig:
-  """Tile sizes (rows of W, columns of W, columns of X per step) and Triton launch parameters."""
+  """Tile sizes (rows of W, columns of W per step, columns of X per program; ``block_n = 1`` is
+  the one-column path without ``dot``), the number of K slices, how a step's values are loaded
+  (``contiguous_loads``: one [block_m, block_k / m * n] load split in registers, n a power of two;
+  else n loads with stride n), and Triton launch parameters."""
 
   block_m: int = 64
   block_k: int = 128
   block_n: int = 16
+  num_splits: int = 1
+  contiguous_loads: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -43,22 +57,53 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
     return f"m={m} must be a power of two for the Triton backend"
   if config.block_k % m:
     return f"block_k={config.block_k} must be a multiple of m={m}"
-  return _common.check_dot_tiles(block_m=config.block_m, block_k=config.block_k,
-                                 block_n=config.block_n)
+  if config.contiguous_loads and not _common.is_power_of_two(n):
+    return f"contiguous_loads needs n a power of two for the Triton backend, got n={n}"
+  tiles = dict(block_m=config.block_m, block_k=config.block_k)
+  if config.block_n != 1:
+    tiles["block_n"] = config.block_n
+  return _common.check_dot_tiles(**tiles)
+
+
+def packed_layout(nm: tuple[int, int]) -> tuple[int, int]:
+  """(bits per position, groups per uint32 word) of ``pack_indices``: log2(m) bits per kept
+  value, n of them per group, and a power-of-two number of groups per word (Triton's ``arange``)."""
+  n, m = nm
+  bits = max(m - 1, 1).bit_length()
+  fit = 32 // (n * bits)
+  if not fit:
+    raise ValueError(f"{n}:{m} needs {n * bits} bits of positions a group: more than a word")
+  return bits, 1 << (fit.bit_length() - 1)
+
+
+def pack_indices(indices: jax.Array, nm: tuple[int, int]) -> jax.Array:
+  """Positions packed into uint32 words: [M, K / m * n] -> [M, ceil(K / m / g)], g groups per
+  word (``packed_layout``); group ``j`` of a word holds slot ``s`` at bit
+  ``j * n * bits + s * bits``. For 2:4, 4 bits a group: 1/8 byte per weight instead of 1/2."""
+  n, m = nm
+  bits, per_word = packed_layout(nm)
+  rows, stored = indices.shape
+  slots = indices.astype(jnp.uint32).reshape(rows, stored // n, n)
+  codes = jnp.sum(slots << (jnp.arange(n, dtype=jnp.uint32) * bits), axis=2, dtype=jnp.uint32)
+  codes = jnp.pad(codes, ((0, 0), (0, -codes.shape[1] % per_word)))
+  shifts = jnp.arange(per_word, dtype=jnp.uint32) * (n * bits)
+  return jnp.sum(codes.reshape(rows, -1, per_word) << shifts, axis=2, dtype=jnp.uint32)
 
 
 def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: tuple[int, int],
               nm: tuple[int, int], config: NmMatmulConfig = NmMatmulConfig(),
-              interpret: bool = False) -> jax.Array:
+              indices_packed: bool = False, interpret: bool = False) -> jax.Array:
   """``W @ X`` for an N:M matrix W.
 
   Args:
     data: [M, K / m * n] kept values (float16, bfloat16 or float32).
-    indices: uint8 (or any integer) [M, K / m * n], position of each value in its group.
+    indices: uint8 (or any integer) [M, K / m * n], position of each value in its group; or,
+      with ``indices_packed``, ``pack_indices``' uint32 [M, ceil(K / m / g)].
     dense: X [K, N] of data's dtype.
     shape: (M, K) of W; K a multiple of m.
     nm: (n, m).
-    config: tile sizes; block_k must be a multiple of m.
+    config: tile sizes and splits; block_k must be a multiple of m (packed: of m * g).
+    indices_packed: whether ``indices`` come from ``pack_indices``.
     interpret: run in the Pallas interpreter (any platform).
 
   Returns:
@@ -70,53 +115,105 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   block_m, block_k, block_n = config.block_m, config.block_k, config.block_n
   if block_k % m:
     raise ValueError(f"config.block_k={block_k} must be a multiple of m={m}")
+  if config.num_splits < 1:
+    raise ValueError(f"config.num_splits={config.num_splits} must be >= 1")
   groups = block_k // m
+  bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
+  if groups % per_word:
+    raise ValueError(f"config.block_k={block_k} must be a multiple of m * {per_word} = "
+                     f"{m * per_word} for packed {n}:{m} indices")
   padded_rows = pl.cdiv(num_rows, block_m) * block_m
   padded_k = pl.cdiv(num_k, block_k) * block_k
+  num_steps = padded_k // block_k
+  num_splits = min(config.num_splits, num_steps)
   if (padded_rows, padded_k) != (num_rows, num_k):
-    # A copy of W, only for shapes that are not multiples of the tiles. Padding groups hold
-    # zeros at positions 0..n-1: they add nothing.
-    pad_positions = jnp.tile(jnp.arange(n, dtype=indices.dtype), (padded_k - num_k) // m)
+    # A copy of W, only for shapes that are not multiples of the tiles. Padding values are
+    # zeros, so whatever positions the padding indices give, they add nothing.
+    index_columns = padded_k // m // per_word if indices_packed else padded_k // m * n
     data = jnp.pad(data, ((0, padded_rows - num_rows), (0, (padded_k - num_k) // m * n)))
-    indices = jnp.concatenate(
-        [indices, jnp.broadcast_to(pad_positions, (num_rows, pad_positions.shape[0]))], axis=1)
-    indices = jnp.pad(indices, ((0, padded_rows - num_rows), (0, 0)))
+    indices = jnp.pad(indices, ((0, padded_rows - num_rows),
+                                (0, index_columns - indices.shape[1])))
   dense = _common.pad_columns(_common.pad_rows(dense, padded_k), block_n)
+  precision = _common.dot_precision(data.dtype)
 
   def kernel(data_ref, indices_ref, dense_ref, out_ref):
     row_tile, col_tile = pl.program_id(0), pl.program_id(1)
     rows = pl.ds(row_tile * block_m, block_m)
     positions = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups, m), 2)
 
-    def accumulate(k_tile, acc):
+    def packed_codes(k_tile):
+      """[block_m, groups] codes of the step's groups (n positions of ``bits`` bits each)."""
+      words = indices_ref[rows, pl.ds(k_tile * (groups // per_word), groups // per_word)]
+      shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups // per_word, per_word), 2)
+      codes = words[:, :, None] >> (shifts * (n * bits))
+      return codes.reshape(block_m, groups)
+
+    def expand_contiguous(k_tile):
+      """``expand`` from one load of the step's values (and positions): [block_m, groups, n]
+      compared with iota(m) into [block_m, groups, n, m], summed over the n slots (at most one
+      slot holds each position, so the sum is exact in any dtype)."""
+      span = pl.ds(k_tile * groups * n, groups * n)
+      values = data_ref[rows, span].reshape(block_m, groups, n)
+      if indices_packed:
+        slot_shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups, n), 2) * bits
+        where = (packed_codes(k_tile)[:, :, None] >> slot_shifts) & (m - 1)
+      else:
+        where = indices_ref[rows, span].reshape(block_m, groups, n)
+      hits = where.astype(jnp.int32)[:, :, :, None] == jax.lax.broadcasted_iota(
+          jnp.int32, (block_m, groups, n, m), 3)
+      tile = jnp.sum(jnp.where(hits, values[:, :, :, None], jnp.zeros((), data_ref.dtype)),
+                     axis=2, dtype=data_ref.dtype)
+      return tile.reshape(block_m, block_k)
+
+    def expand(k_tile):
+      """The dense [block_m, block_k] tile of W at K step ``k_tile``."""
+      if config.contiguous_loads:
+        return expand_contiguous(k_tile)
       tile = jnp.zeros((block_m, groups, m), data_ref.dtype)
+      codes = packed_codes(k_tile) if indices_packed else None
       for slot in range(n):
         stored = pl.ds(k_tile * groups * n + slot, groups, stride=n)
         values = data_ref[rows, stored]
-        where = indices_ref[rows, stored].astype(jnp.int32)
+        if indices_packed:
+          where = ((codes >> (slot * bits)) & (m - 1)).astype(jnp.int32)
+        else:
+          where = indices_ref[rows, stored].astype(jnp.int32)
         tile = tile + jnp.where(where[:, :, None] == positions, values[:, :, None],
                                 jnp.zeros((), data_ref.dtype))
-      rhs = dense_ref[pl.ds(k_tile * block_k, block_k), pl.ds(col_tile * block_n, block_n)]
-      return acc + jnp.dot(tile.reshape(block_m, block_k), rhs,
+      return tile.reshape(block_m, block_k)
+
+    def accumulate(k_tile, acc):
+      k_rows = pl.ds(k_tile * block_k, block_k)
+      if block_n == 1:
+        column = dense_ref[k_rows, col_tile].astype(jnp.float32)
+        products = expand(k_tile).astype(jnp.float32) * column[None, :]
+        return acc + jnp.sum(products, axis=1, keepdims=True)
+      rhs = dense_ref[k_rows, pl.ds(col_tile * block_n, block_n)]
+      return acc + jnp.dot(expand(k_tile), rhs, precision=precision,
                            preferred_element_type=jnp.float32)
 
-    acc = jax.lax.fori_loop(0, padded_k // block_k, accumulate,
-                            jnp.zeros((block_m, block_n), jnp.float32))
+    if num_splits == 1:
+      first, last = 0, num_steps
+    else:
+      first, last = _common.split_range(pl.program_id(2), num_steps, num_splits)
+    acc = jax.lax.fori_loop(first, last, accumulate, jnp.zeros((block_m, block_n), jnp.float32))
     out_ref[...] = acc.astype(out_ref.dtype)
 
+  out_shape, out_spec = _common.split_k_output((padded_rows, dense.shape[1]), data.dtype,
+                                               num_splits, (block_m, block_n))
   whole = pl.no_block_spec
   out = pl.pallas_call(
       kernel,
-      out_shape=jax.ShapeDtypeStruct((padded_rows, dense.shape[1]), data.dtype),
-      grid=(padded_rows // block_m, dense.shape[1] // block_n),
+      out_shape=out_shape,
+      grid=(padded_rows // block_m, dense.shape[1] // block_n, num_splits),
       in_specs=[whole, whole, whole],
-      out_specs=pl.BlockSpec((block_m, block_n), lambda i, j: (i, j)),
+      out_specs=out_spec,
       compiler_params=plt.CompilerParams(num_warps=config.num_warps,
                                          num_stages=config.num_stages),
       interpret=interpret,
       name="jsparse_nm_matmul",
   )(data, indices, dense)
-  return out[:num_rows, :num_n]
+  return _common.sum_splits(out, data.dtype)[:num_rows, :num_n]
 
 
 def reference_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *,

@@ -6,6 +6,8 @@ W [M, K] is stored in [tm, tk] tiles (see ``jsparse.formats.tiled``): per tile r
 tile of its tile row it loads the bitmap words, unpacks them into a [tm, tk] mask (shifts), ranks
 the set bits within each row (``cumsum``), gathers the packed values at ``offset + rank``, and
 multiplies the dense tile with X's [tk, block_n] rows on the tensor cores (float32 accumulation).
+With ``num_splits > 1`` the grid gains a split axis: each split walks one slice of the tile row
+and writes float32 partial sums, added afterwards (decoding needs the extra programs).
 Bytes read from W: the nonzero values, 1 bit per element and one offset per tile row, which is what
 makes it faster than dense for skinny X (decoding, memory-bound).
 
@@ -28,9 +30,12 @@ WORD_BITS = 32
 
 @dataclasses.dataclass(frozen=True)
 class TiledSpmmConfig:
-  """Columns of X per program and Triton launch parameters (the tile shape is the format's)."""
+  """Columns of X per program, K slices (split-K: float32 partial sums added afterwards, for
+  skinny X where row tiles alone are too few programs to stream W at bandwidth) and Triton launch
+  parameters (the tile shape is the format's)."""
 
   block_n: int = 16
+  num_splits: int = 1
   num_warps: int = 4
   num_stages: int = 3
 
@@ -62,7 +67,11 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
   num_n, block_n = dense.shape[1], config.block_n
   if data.shape[0] == 0:
     return jnp.zeros((shape[0], num_n), data.dtype)
+  if config.num_splits < 1:
+    raise ValueError(f"config.num_splits={config.num_splits} must be >= 1")
+  num_splits = min(config.num_splits, grid_k)
   dense = _common.pad_columns(_common.pad_rows(dense, grid_k * tk), block_n)
+  precision = _common.dot_precision(data.dtype)
 
   def kernel(data_ref, bitmaps_ref, row_offsets_ref, dense_ref, out_ref):
     tile_row, col_tile = pl.program_id(0), pl.program_id(1)
@@ -76,24 +85,30 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
       positions = jnp.where(mask != 0, offsets[:, None] + ranks, 0)
       tile = jnp.where(mask != 0, data_ref[positions], jnp.zeros((), data_ref.dtype))
       rhs = dense_ref[pl.ds(tile_col * tk, tk), pl.ds(col_tile * block_n, block_n)]
-      return acc + jnp.dot(tile, rhs, preferred_element_type=jnp.float32)
+      return acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
 
-    acc = jax.lax.fori_loop(0, grid_k, accumulate, jnp.zeros((tm, block_n), jnp.float32))
+    if num_splits == 1:
+      first, last = 0, grid_k
+    else:
+      first, last = _common.split_range(pl.program_id(2), grid_k, num_splits)
+    acc = jax.lax.fori_loop(first, last, accumulate, jnp.zeros((tm, block_n), jnp.float32))
     out_ref[...] = acc.astype(out_ref.dtype)
 
+  out_shape, out_spec = _common.split_k_output((grid_m * tm, dense.shape[1]), data.dtype,
+                                               num_splits, (tm, block_n))
   whole = pl.no_block_spec
   out = pl.pallas_call(
       kernel,
-      out_shape=jax.ShapeDtypeStruct((grid_m * tm, dense.shape[1]), data.dtype),
-      grid=(grid_m, dense.shape[1] // block_n),
+      out_shape=out_shape,
+      grid=(grid_m, dense.shape[1] // block_n, num_splits),
       in_specs=[whole, whole, whole, whole],
-      out_specs=pl.BlockSpec((tm, block_n), lambda i, j: (i, j)),
+      out_specs=out_spec,
       compiler_params=plt.CompilerParams(num_warps=config.num_warps,
                                          num_stages=config.num_stages),
       interpret=interpret,
       name="jsparse_tiled_spmm",
   )(data, bitmaps, row_offsets, dense)
-  return out[:shape[0], :num_n]
+  return _common.sum_splits(out, data.dtype)[:shape[0], :num_n]
 
 
 def reference_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense: jax.Array,

@@ -1,21 +1,28 @@
 """Times the tensor-core kernels of issue 8 (BSR, 2:4, tiled unstructured) against the baselines.
 
-bfloat16 throughout, float32 accumulation; weights W [M, K] times X [K, N]:
-- BSR (32x32 blocks) 4096x4096 and 14336x4096, N in {128, 1024}, block density {0.05, 0.2, 0.5}
-  vs dense ``jnp.dot`` and ``torch.sparse._triton_ops.bsr_dense_mm`` on the same matrix;
-- 2:4 on 4096x4096, 14336x4096, 4096x14336, N in {1, 8, 16} (decoding) and 1024 (prefill) vs
-  dense and torch ``to_sparse_semi_structured`` (cuSPARSELt);
-- tiled (16x64 tiles) at sparsity {0.5, 0.7, 0.9} on 4096x14336 and 14336x4096, N in {1, 8, 16,
-  32} vs dense.
+bfloat16 throughout, float32 accumulation; weights W [M, K] times X [K, N]. Cases in priority
+order (round 2's budget is 150 s for tests and timings together, so a short list):
+- BSR (32x32 blocks) 4096x4096 at N = 1024 and block density {0.05, 0.2, 0.5}, N = 128 at 0.2,
+  and 14336x4096 at N = 128, density 0.2, vs dense ``jnp.dot`` and
+  ``torch.sparse._triton_ops.bsr_dense_mm`` on the same matrix;
+- 2:4 decoding (N = 1, 16) on 4096x14336, 4096x4096, 14336x4096 and prefill (N = 1024) on
+  4096x4096 vs dense and torch ``to_sparse_semi_structured`` (cuSPARSELt);
+- tiled (16x64 tiles) at sparsity 0.7 on 4096x14336 (N = 1, 16) and 14336x4096 (N = 1), and at
+  0.5 on 4096x14336 (N = 1), vs dense;
+- ``variant`` rows: "nm-packed" (positions packed 4 bits a group before timing: the bytes the
+  2:4 decoding target needs), "nm-contiguous" (values in one load) and both, beside the
+  default, and last other kernel configurations (named in VARIANTS) for the next round of tuning.
 Every jsparse result is checked against a float32 product of the same (rounded) matrix before it
 is timed (``rel_err``). Per-case errors are recorded and the run goes on; cases stop once the time
-budget is spent (the rest are listed as skipped). Timing: ``timing.JaxLoopTimer`` (jitted
-fori_loop) for JAX, ``timing.TorchCudaTimer`` (CUDA events) for torch; operand copies rotate when
-the working set is near the 50 MiB L2 of the H100.
+budget is spent (the rest are listed as skipped); results are rewritten after every case. Timing:
+``timing.JaxLoopTimer`` (jitted fori_loop) for JAX, ``timing.TorchCudaTimer`` (CUDA events) for
+torch; operand copies rotate when the working set is near the 50 MiB L2 of the H100. Weights are
+drawn on the device (``jax.random``) so that building a 14336x4096 case costs little.
 
   python3 -P experiments/gpu_checks/structured_bench.py OUTDIR [--smoke] [--budget-s 90]
 
-Writes OUTDIR/structured_bench.json and OUTDIR/structured_bench.md and prints the table last.
+Writes OUTDIR/structured_bench.json and OUTDIR/structured_bench.md (device, versions, date, one
+row per case with the issue's target and whether it is met) and prints the table last.
 ``--smoke``: tiny shapes, Pallas interpret mode, on whatever platform JAX has.
 """
 
@@ -36,10 +43,34 @@ import numpy as np
 
 from experiments import timing
 from jsparse.formats import BSR, NM, Tiled
+from jsparse.formats.layout import SparseLayout
 from pallas_kernels import bsr_spmm, nm_matmul, tiled_spmm
 
 L2_BYTES = 50 * 2**20
 BF16 = jnp.bfloat16
+
+# Other kernel configurations timed beside the default on a few cases (the ``variant`` field).
+VARIANTS = {
+    # Round 1's prefill tiles (0.18-0.32x of dense) against the new default 128x64x128.
+    "nm-prefill-64x64x128": nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=128,
+                                                     num_warps=8),
+    # The dot path at N = 1 (X padded to 16 columns) against the one-column path.
+    "nm-decode-dot": nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16,
+                                              num_splits=16),
+    # Wider K steps: more bytes in flight per program.
+    "nm-decode-k256": nm_matmul.NmMatmulConfig(block_m=64, block_k=256, block_n=1,
+                                               num_splits=8, num_warps=8),
+    # BSR at N = 128 with one 128-wide column tile (128 programs at 4096 rows; default: 32-wide).
+    "bsr-n128": bsr_spmm.BsrSpmmConfig(block_n=128),
+    # Tiled without split-K (round 1's launch).
+    "tiled-no-split": tiled_spmm.TiledSpmmConfig(block_n=16),
+}
+# The default N:M configuration with positions packed 4 bits a group (``nm_matmul.pack_indices``,
+# done before timing: 2:4 reads 1.125 bytes a weight instead of 1.5; dense: 2) and/or values
+# loaded in one contiguous span (``contiguous_loads``).
+PACKED = "nm-packed"
+DERIVED = {PACKED: (True, False), "nm-contiguous": (False, True),
+           "nm-packed-contiguous": (True, True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,60 +79,126 @@ class Case:
   shape: tuple[int, int]
   n: int
   density: float  # of blocks (BSR), of values (2:4: 0.5; tiled: 1 - sparsity)
+  variant: str = ""  # a VARIANTS key, or "" for the configuration jsparse._gpu picks
 
 
 def cases(smoke: bool) -> list[Case]:
-  """Cases in priority order (the headline targets first, so a short budget keeps them)."""
+  """Cases in priority order (BSR, 2:4, tiled; headline targets first). Consecutive cases share
+  one weight matrix where they can (it is built once)."""
   if smoke:
-    return [Case("bsr", (64, 64), 32, 0.5), Case("nm", (64, 128), 8, 0.5),
-            Case("tiled", (64, 128), 8, 0.3)]
-  # N varies fastest: consecutive cases share one weight matrix (built once).
-  out = [Case("nm", shape, n, 0.5) for shape in ((4096, 4096), (14336, 4096), (4096, 14336))
-         for n in (1, 8, 16, 1024)]
-  out += [Case("tiled", shape, n, round(1 - sparsity, 2)) for sparsity in (0.7, 0.5, 0.9)
-          for shape in ((4096, 14336), (14336, 4096)) for n in (1, 8, 16, 32)]
-  out += [Case("bsr", shape, n, density) for density in (0.05, 0.2, 0.5)
-          for shape in ((4096, 4096), (14336, 4096)) for n in (128, 1024)]
-  return out
+    return [Case("bsr", (64, 64), 32, 0.5), Case("nm", (64, 128), 1, 0.5),
+            Case("nm", (64, 128), 1, 0.5, PACKED),
+            Case("nm", (64, 128), 8, 0.5, "nm-packed-contiguous"), Case("nm", (64, 128), 8, 0.5),
+            Case("nm", (64, 128), 1, 0.5, "nm-decode-dot"), Case("tiled", (64, 128), 8, 0.3)]
+  square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
+  return [
+      Case("bsr", square, 1024, 0.05), Case("bsr", square, 1024, 0.2),
+      Case("bsr", square, 128, 0.2), Case("bsr", square, 1024, 0.5),
+      Case("bsr", tall, 128, 0.2),
+      Case("nm", wide, 1, 0.5), Case("nm", wide, 1, 0.5, PACKED),
+      Case("nm", wide, 1, 0.5, "nm-packed-contiguous"), Case("nm", wide, 16, 0.5),
+      Case("nm", square, 1, 0.5), Case("nm", square, 16, 0.5), Case("nm", square, 1024, 0.5),
+      Case("nm", tall, 1, 0.5), Case("nm", tall, 1, 0.5, PACKED), Case("nm", tall, 16, 0.5),
+      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 16, 0.3), Case("tiled", tall, 1, 0.3),
+      Case("tiled", wide, 1, 0.5),
+      # Tuning variants last.
+      Case("nm", square, 1024, 0.5, "nm-prefill-64x64x128"),
+      Case("bsr", square, 128, 0.2, "bsr-n128"),
+      Case("nm", wide, 1, 0.5, "nm-decode-dot"), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
+      Case("tiled", wide, 1, 0.3, "tiled-no-split"),
+      Case("nm", wide, 1, 0.5, "nm-contiguous"), Case("nm", wide, 16, 0.5, PACKED),
+      Case("nm", wide, 16, 0.5, "nm-packed-contiguous"),
+      Case("nm", tall, 1, 0.5, "nm-packed-contiguous"), Case("nm", square, 1, 0.5, PACKED),
+  ]
 
 
-def weights(rng: np.random.Generator, case: Case) -> tuple[Any, np.ndarray]:
-  """(jsparse matrix, float32 dense copy of exactly its values)."""
-  rows, cols = case.shape
-  values = rng.standard_normal(case.shape, dtype=np.float32)
+def target_us(case: Case, dense_us: float) -> float | None:
+  """The issue's bound on the jsparse time for this case (None: no target)."""
   if case.family == "bsr":
-    keep = rng.random((rows // 32, cols // 32)) < case.density
-    dense = np.where(np.kron(keep, np.ones((32, 32), bool)), values, 0)
-    matrix = BSR.fromdense(jnp.asarray(dense, BF16), block_shape=(32, 32))
+    return 1.3 * case.density * dense_us + 5.0
+  if case.family == "nm":
+    return dense_us / (1.6 if case.n <= 16 else 1.0)
+  sparsity = round(1 - case.density, 2)
+  if sparsity >= 0.7:
+    return dense_us / 2.0
+  return dense_us if sparsity >= 0.4 else None
+
+
+def weights(key: jax.Array, case: Case) -> tuple[Any, jax.Array]:
+  """(jsparse matrix, float32 dense copy of exactly its values, on the device)."""
+  rows, cols = case.shape
+  value_key, keep_key = jax.random.split(key)
+  values = jax.random.normal(value_key, case.shape, jnp.float32)
+  if case.family == "bsr":
+    keep = jax.random.uniform(keep_key, (rows // 32, cols // 32)) < case.density
+    dense = jnp.where(jnp.repeat(jnp.repeat(keep, 32, axis=0), 32, axis=1), values, 0)
+    matrix = BSR.fromdense(dense.astype(BF16), block_shape=(32, 32))
   elif case.family == "nm":
-    matrix = NM.fromdense(jnp.asarray(values, BF16), n=2, m=4)
+    matrix = NM.fromdense(values.astype(BF16), n=2, m=4)
   else:
-    dense = np.where(rng.random(case.shape) < case.density, values, 0)
-    matrix = Tiled.fromdense(jnp.asarray(dense, BF16), tile_shape=(16, 64))
-  return matrix, np.asarray(matrix.todense().astype(jnp.float32))
+    dense = jnp.where(jax.random.uniform(keep_key, case.shape) < case.density, values, 0)
+    matrix = Tiled.fromdense(dense.astype(BF16), tile_shape=(16, 64))
+  return matrix, matrix.todense().astype(jnp.float32)
 
 
 def kernel(case: Case, interpret: bool) -> Callable[..., jax.Array]:
-  """fn(matrix, x) running the case's kernel with the configuration jsparse._gpu would pick."""
+  """fn(matrix, x) running the case's kernel with its variant's configuration, or the one
+  jsparse._gpu would pick."""
   from jsparse._gpu import structured
+  variant = VARIANTS.get(case.variant)
+  if case.variant in DERIVED:  # the operand is (data, positions), see ``operand``
+    packed = DERIVED[case.variant][0]
+    return lambda a, x: nm_matmul.kernel_fn(
+        a[0], a[1], x, shape=case.shape, nm=(2, 4), indices_packed=packed,
+        config=derived_config(case), interpret=interpret)
   if case.family == "bsr":
     return lambda a, x: bsr_spmm.kernel_fn(
         a.data, a.col_indices, a.row_offsets, x, shape=a.shape,
-        config=structured.bsr_config(a.layout, x.shape[1]), interpret=interpret)
+        config=variant or structured.bsr_config(a.layout, x.shape[1]), interpret=interpret)
   if case.family == "nm":
     return lambda a, x: nm_matmul.kernel_fn(
         a.data, a.indices, x, shape=a.shape, nm=(a.n, a.m),
-        config=structured.nm_config(a.layout, x.shape[1]), interpret=interpret)
+        config=variant or structured.nm_config(a.layout, x.shape[1]), interpret=interpret)
   return lambda a, x: tiled_spmm.kernel_fn(
       a.data, a.bitmaps, a.row_offsets, x, shape=a.shape,
-      config=structured.tiled_config(a.layout, x.shape[1]), interpret=interpret)
+      config=variant or structured.tiled_config(a.layout, x.shape[1]), interpret=interpret)
+
+
+def derived_config(case: Case) -> nm_matmul.NmMatmulConfig:
+  """jsparse._gpu's N:M configuration for the case, with the DERIVED variant's loads."""
+  from jsparse._gpu import structured
+  config = structured.nm_config(SparseLayout("nm", case.shape, nm=(2, 4)), case.n)
+  return dataclasses.replace(config, contiguous_loads=DERIVED[case.variant][1])
+
+
+def operand(case: Case, matrix) -> Any:
+  """What the case's kernel takes as W: the matrix, or for DERIVED variants (data, positions),
+  the positions packed where the variant says."""
+  if case.variant in DERIVED:
+    packed = DERIVED[case.variant][0]
+    return matrix.data, (nm_matmul.pack_indices(matrix.indices, (matrix.n, matrix.m))
+                         if packed else matrix.indices)
+  return matrix
+
+
+def config_of(case: Case, matrix) -> dict:
+  """The kernel configuration the case ran, as a dict (for the JSON)."""
+  from jsparse._gpu import structured
+  if case.variant in VARIANTS:
+    return dataclasses.asdict(VARIANTS[case.variant])
+  if case.variant in DERIVED:
+    return {**dataclasses.asdict(derived_config(case)),
+            "indices_packed": DERIVED[case.variant][0]}
+  choose = {"bsr": structured.bsr_config, "nm": structured.nm_config,
+            "tiled": structured.tiled_config}[case.family]
+  return dataclasses.asdict(choose(matrix.layout, case.n))
 
 
 def matrix_bytes(matrix) -> int:
   return sum(int(a.size) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(matrix))
 
 
-def time_jax(fn, operands: tuple, working_set: int, config) -> dict:
+def time_jax(fn, operands: tuple, working_set: int, config) -> tuple[dict, Any]:
   copies = timing.operand_copies(working_set, L2_BYTES)
   sets = [operands] + [jax.tree_util.tree_map(jnp.copy, operands) for _ in range(copies - 1)]
   timer = timing.JaxLoopTimer(fn, sets)
@@ -112,9 +209,6 @@ def time_jax(fn, operands: tuple, working_set: int, config) -> dict:
 
 
 def time_torch(make_call: Callable[[], Callable[[], Any]], working_set: int, config) -> dict:
-  import torch
-  if not torch.cuda.is_available():
-    return {"error": "skipped: no CUDA for torch"}
   copies = timing.operand_copies(working_set, L2_BYTES)
   timer = timing.TorchCudaTimer([make_call() for _ in range(copies)])
   timer.run_once()
@@ -123,13 +217,13 @@ def time_torch(make_call: Callable[[], Callable[[], Any]], working_set: int, con
   return result
 
 
-def torch_baseline(case: Case, dense: np.ndarray, x: np.ndarray) -> Callable[[], Callable]:
+def torch_baseline(case: Case, dense: jax.Array, x: jax.Array) -> Callable[[], Callable] | None:
   """A factory of torch calls (one per operand copy) for the case's torch line, or None."""
   import torch
-  if case.family == "tiled" or not torch.cuda.is_available():
+  if case.family == "tiled" or case.variant or not torch.cuda.is_available():
     return None
-  w = torch.from_numpy(dense).to("cuda", torch.bfloat16)
-  xt = torch.from_numpy(x).to("cuda", torch.bfloat16)
+  w = torch.from_numpy(np.array(dense)).to("cuda", torch.bfloat16)
+  xt = torch.from_numpy(np.array(x.astype(jnp.float32))).to("cuda", torch.bfloat16)
   if case.family == "bsr":
     from torch.sparse._triton_ops import bsr_dense_mm
     def make():
@@ -141,58 +235,73 @@ def torch_baseline(case: Case, dense: np.ndarray, x: np.ndarray) -> Callable[[],
   def make():
     a = to_sparse_semi_structured(w.clone())
     # cuSPARSELt needs N a multiple of 8 (at least 8 columns, also for decoding).
-    b = torch.nn.functional.pad(xt, (0, -x.shape[1] % 8)) if x.shape[1] % 8 else xt.clone()
+    b = torch.nn.functional.pad(xt, (0, -xt.shape[1] % 8)) if xt.shape[1] % 8 else xt.clone()
     return lambda: torch.mm(a, b)
   return make
 
 
-def run(outdir: pathlib.Path, smoke: bool, budget_s: float) -> list[dict]:
-  config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.4)
+def run_case(case: Case, row: dict, built: dict, dense_cache: dict, key: jax.Array,
+             smoke: bool, config) -> None:
+  """Fills ``row`` with the case's timings (raises on a jsparse failure)."""
+  weight_key = (case.family, case.shape, case.density)
+  if weight_key not in built:
+    built.clear()  # one weight matrix on the device at a time
+    built[weight_key] = weights(jax.random.fold_in(key, len(dense_cache) + 1000), case)
+  matrix, dense = built[weight_key]
+  x = jax.random.normal(jax.random.fold_in(key, case.n), (case.shape[1], case.n)).astype(BF16)
+  expected = jnp.dot(dense, x.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
+  out_bytes = case.shape[0] * case.n * 2
+  weight = operand(case, matrix)
+  sparse_set = matrix_bytes(weight) + x.size * 2 + out_bytes
+  row["config"] = config_of(case, matrix)
+  row["weight_bytes"] = matrix_bytes(weight)
+  result, out = time_jax(kernel(case, smoke), (weight, x), sparse_set, config)
+  row["rel_err"] = float(jnp.max(jnp.abs(out.astype(jnp.float32) - expected))
+                         / (jnp.max(jnp.abs(expected)) + 1e-30))
+  row["jsparse"] = result
+  shapes = (case.shape, case.n)
+  if shapes not in dense_cache:  # the dense time depends on the shapes only
+    wj = dense.astype(BF16)
+    dense_cache[shapes], _ = time_jax(
+        lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16), (wj, x),
+        wj.size * 2 + x.size * 2 + out_bytes, config)
+  row["dense"] = dense_cache[shapes]
+  bound = target_us(case, row["dense"]["median_us"])
+  if bound is not None:
+    row["target_us"] = bound
+    row["target_met"] = result["median_us"] <= bound
+  make = None if smoke else torch_baseline(case, dense, x)
+  if make is not None:
+    try:
+      row["torch"] = time_torch(make, sparse_set, config)
+    except Exception as error:  # noqa: BLE001 - a baseline failing must not stop the run
+      row["torch"] = {"error": f"{type(error).__name__}: {error}"[:300]}
+
+
+def run(outdir: pathlib.Path, smoke: bool, budget_s: float, meta: dict) -> list[dict]:
+  config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
   if smoke:
     config = timing.TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0,
                                  max_inner=1)
-  rng = np.random.default_rng(0)
+  key = jax.random.key(0)
   start, rows, dense_cache, built = time.monotonic(), [], {}, {}
-  for case in cases(smoke):
+  all_cases = cases(smoke)
+  for case in all_cases:
     row = {**dataclasses.asdict(case)}
     rows.append(row)
     if time.monotonic() - start > budget_s:
       row["error"] = "skipped: time budget spent"
       continue
+    case_start = time.monotonic()
     try:
-      key = (case.family, case.shape, case.density)
-      if key not in built:
-        built.clear()  # one weight matrix on the device at a time
-        built[key] = weights(rng, case)
-      matrix, dense = built[key]
-      x = rng.standard_normal((case.shape[1], case.n), dtype=np.float32)
-      xj = jnp.asarray(x, BF16)
-      x32 = np.asarray(xj.astype(jnp.float32))
-      expected = np.asarray(jnp.dot(jnp.asarray(dense), jnp.asarray(x32),
-                                    precision=jax.lax.Precision.HIGHEST))
-      out_bytes = case.shape[0] * case.n * 2
-      sparse_set = matrix_bytes(matrix) + xj.size * 2 + out_bytes
-      result, out = time_jax(kernel(case, smoke), (matrix, xj), sparse_set, config)
-      row["rel_err"] = float(np.max(np.abs(np.asarray(out, np.float32) - expected))
-                             / (np.max(np.abs(expected)) + 1e-30))
-      row["jsparse"] = result
-      row["weight_bytes"] = matrix_bytes(matrix)
-      key = (case.shape, case.n)
-      if key not in dense_cache:  # the dense time depends on the shapes only
-        wj = jnp.asarray(dense, BF16)
-        dense_cache[key], _ = time_jax(lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16),
-                                       (wj, xj), wj.size * 2 + xj.size * 2 + out_bytes, config)
-      row["dense"] = dense_cache[key]
-      make = None if smoke else torch_baseline(case, dense, x32)
-      if make is not None:
-        try:
-          row["torch"] = time_torch(make, sparse_set, config)
-        except Exception as error:  # noqa: BLE001 - a baseline failing must not stop the run
-          row["torch"] = {"error": f"{type(error).__name__}: {error}"[:300]}
+      run_case(case, row, built, dense_cache, key, smoke, config)
     except Exception as error:  # noqa: BLE001 - record and go on
       row["error"] = f"{type(error).__name__}: {error}"[:500]
       row["traceback"] = traceback.format_exc()[-1500:]
+    row["case_s"] = round(time.monotonic() - case_start, 2)
     print(summary_line(row), flush=True)
+    write(outdir, meta, rows + [{**dataclasses.asdict(c), "error": "not reached yet"}
+                                for c in all_cases[len(rows):]])
   return rows
 
 
@@ -210,14 +319,28 @@ def summary_line(row: dict) -> str:
   vs_torch = (f"{torch_entry['median_us'] / sparse['median_us']:.2f}x"
               if sparse and isinstance(torch_entry, dict) and "median_us" in torch_entry else "-")
   err = f"{row['rel_err']:.1e}" if "rel_err" in row else "-"
+  target = (f"{row['target_us']:.1f} {'met' if row['target_met'] else 'MISSED'}"
+            if "target_us" in row else "-")
   note = row.get("error", "") or (torch_entry or {}).get("error", "")
-  return (f"| {row['family']} | {row['shape'][0]}x{row['shape'][1]} | {row['n']} | "
-          f"{row['density']} | {_us(sparse)} | {_us(dense)} | {speedup} | {_us(torch_entry)} | "
-          f"{vs_torch} | {err} | {note[:80]} |")
+  return (f"| {row['family']} | {row['variant'] or 'default'} | {row['shape'][0]}x"
+          f"{row['shape'][1]} | {row['n']} | {row['density']} | {_us(sparse)} | {_us(dense)} | "
+          f"{speedup} | {target} | {_us(torch_entry)} | {vs_torch} | {err} | {note[:80]} |")
 
 
-HEADER = ("| format | W (MxK) | N | density | jsparse us | dense us | dense/jsparse | torch us | "
-          "torch/jsparse | rel err | note |\n|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| format | config | W (MxK) | N | density | jsparse us | dense us | dense/jsparse | "
+          "target us | torch us | torch/jsparse | rel err | note |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def write(outdir: pathlib.Path, meta: dict, rows: list[dict]) -> str:
+  """Writes the JSON and the markdown table (with the run's metadata); returns the table."""
+  (outdir / "structured_bench.json").write_text(json.dumps({"meta": meta, "rows": rows},
+                                                           indent=1))
+  table = "\n".join([HEADER] + [summary_line(row) for row in rows])
+  (outdir / "structured_bench.md").write_text(
+      "# Issue 8 kernels vs dense (bfloat16, float32 accumulation)\n\n"
+      + "".join(f"- {name}: {value}\n" for name, value in meta.items()) + f"\n{table}\n")
+  return table
 
 
 def main() -> None:
@@ -227,20 +350,19 @@ def main() -> None:
   parser.add_argument("--budget-s", type=float, default=90.0)
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
-  rows = run(args.outdir, args.smoke, args.budget_s)
   meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-          "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
-          "dtype": "bfloat16", "smoke": args.smoke}
+          "devices": [getattr(d, "device_kind", str(d)) for d in jax.devices()],
+          "jax": jax.__version__, "dtype": "bfloat16", "smoke": args.smoke,
+          "timing": "jax: JaxLoopTimer (jitted fori_loop), torch: CUDA events; median us"}
   try:
     import torch
     meta["torch"] = torch.__version__
+    import triton
+    meta["triton"] = triton.__version__
   except ImportError:
     pass
-  (args.outdir / "structured_bench.json").write_text(json.dumps({"meta": meta, "rows": rows},
-                                                                indent=1))
-  table = "\n".join([HEADER] + [summary_line(row) for row in rows])
-  (args.outdir / "structured_bench.md").write_text(f"{json.dumps(meta)}\n\n{table}\n")
-  print(table)
+  rows = run(args.outdir, args.smoke, args.budget_s, meta)
+  print(write(args.outdir, meta, rows))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 ``A @ B`` (SpMM) and ``A @ x`` (SpMV, as SpMM with one column) for A in BSR, NM or Tiled, in
 float16, bfloat16 or float32; ``A.T @ B`` and SDDMM stay on the reference lowering (``"auto"``
 falls back, a forced ``impl="pallas"`` says why). Launch configurations are chosen from the
-number of columns N of B (decoding: N <= 32; prefill: larger).
+number of columns N of B (decoding: N <= 32, split-K; prefill: larger).
 """
 
 from __future__ import annotations
@@ -26,19 +26,52 @@ def _block_n(num_n: int, largest: int) -> int:
 
 
 def bsr_config(layout: SparseLayout, num_n: int) -> bsr_spmm.BsrSpmmConfig:
-  return bsr_spmm.BsrSpmmConfig(block_n=_block_n(num_n, 128))
+  # Narrower column tiles until the launch has BSR_PROGRAMS programs: at N = 128 one 128-wide
+  # tile per 32-row block row would leave 4096-row matrices at 128 programs for 132 SMs.
+  block_n = _block_n(num_n, 128)
+  row_tiles = -(-layout.shape[0] // layout.block_shape[0])
+  while block_n > 16 and row_tiles * -(-num_n // block_n) < BSR_PROGRAMS:
+    block_n //= 2
+  return bsr_spmm.BsrSpmmConfig(block_n=block_n)
+
+
+# Decoding (N <= 32) is memory-bound: enough programs to keep every SM's loads in flight (the
+# H100 has 132 SMs), but each K slice at least this many steps long, so split-K's float32 partial
+# sums stay small next to W.
+DECODE_PROGRAMS = 1024
+BSR_PROGRAMS = 512
+MIN_STEPS_PER_SPLIT = 4
+
+
+def _num_splits(row_tiles: int, num_steps: int) -> int:
+  """K slices: the least power of two giving ``DECODE_PROGRAMS`` programs, each slice at least
+  ``MIN_STEPS_PER_SPLIT`` steps."""
+  splits = 1
+  while row_tiles * splits < DECODE_PROGRAMS and num_steps // (2 * splits) >= MIN_STEPS_PER_SPLIT:
+    splits *= 2
+  return splits
 
 
 def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
+  num_rows, num_k = layout.shape
   if num_n <= 32:
-    # Decoding is memory-bound: enough row tiles (programs) to keep the 132 SMs loading.
-    block_m = 16 if layout.shape[0] <= 4096 else 32
-    return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=128, block_n=_block_n(num_n, 32))
-  return nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=128, num_warps=8)
+    block_m, block_k = 64, 128
+    splits = _num_splits(-(-num_rows // block_m), -(-num_k // block_k))
+    # One column: a multiply-and-row-sum reads X's column alone (dot would pad it to 16).
+    block_n = 1 if num_n == 1 else _block_n(num_n, 32)
+    return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=block_k, block_n=block_n,
+                                    num_splits=splits)
+  # Prefill: each expanded W tile serves 128 columns of X (round 1's 64x64x128 tiles ran at
+  # 0.18-0.32x of dense).
+  return nm_matmul.NmMatmulConfig(block_m=128, block_k=64, block_n=128, num_warps=8)
 
 
 def tiled_config(layout: SparseLayout, num_n: int) -> tiled_spmm.TiledSpmmConfig:
-  return tiled_spmm.TiledSpmmConfig(block_n=_block_n(num_n, 64))
+  if num_n > 32:
+    return tiled_spmm.TiledSpmmConfig(block_n=_block_n(num_n, 64))
+  (num_rows, num_k), (tm, tk) = layout.shape, layout.block_shape
+  splits = _num_splits(-(-num_rows // tm), -(-num_k // tk))
+  return tiled_spmm.TiledSpmmConfig(block_n=_block_n(num_n, 32), num_splits=splits)
 
 
 def _spmm_bsr(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):

@@ -156,19 +156,23 @@ def apply_masks(model: nnx.Module, masks: dict[Path, np.ndarray]) -> None:
 def prune(model: nnx.Module, *, method: str = "magnitude", sparsity: float | None = None,
           format: str | None = None, scope: str = "layer", nm: Sequence[int] = (2, 4),
           block_shape: Sequence[int] = (16, 16), seed: int = 0, exclude: Sequence[str] = (),
-          impl: str = "auto") -> PruningReport:
+          masks: dict[Path, np.ndarray] | None = None, impl: str = "auto") -> PruningReport:
   """Replaces, in place, every prunable dense layer of ``model`` by its sparse pruned copy.
 
   ``nnx.Linear`` becomes ``SparseLinear`` and 2-D ``nnx.Conv`` becomes ``SparseConv`` with the
   mask of ``compute_masks`` (arguments as there) stored in ``format``: "csr" by default, "nm"
   for method "nm", "bsr" for method "block" (BSR with other methods stores every block that holds
-  a kept weight). Layers it cannot sparsify stay dense and are listed in the report.
+  a kept weight). Layers it cannot sparsify stay dense and are listed in the report. ``masks``
+  (from an earlier ``compute_masks``, e.g. after a masked fine-tune) are used as given instead.
   """
   format = format or {"nm": "nm", "block": "bsr"}.get(method, "csr")
   if format == "nm" and method != "nm":
     raise ValueError(f"format='nm' needs method='nm', got method={method!r}")
-  masks, skipped = compute_masks(model, method=method, sparsity=sparsity, scope=scope, nm=nm,
-                                 block_shape=block_shape, seed=seed, exclude=exclude)
+  if masks is None:
+    masks, skipped = compute_masks(model, method=method, sparsity=sparsity, scope=scope, nm=nm,
+                                   block_shape=block_shape, seed=seed, exclude=exclude)
+  else:
+    skipped = []
   pruned = []
   for path, mask in masks.items():
     layer = _module_at(model, path)

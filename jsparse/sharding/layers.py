@@ -9,7 +9,8 @@
 - ``attention``: ``jsparse.block_sparse_attention`` with the heads split across a mesh axis.
 
 Weights are jsparse matrices laid out [out features, in features] (rows are outputs), so a layer
-computes ``(W @ x.T).T`` with one SpMM per device; ``jsparse.nn`` layers can pass their weights here.
+computes ``(W @ x.T).T`` with one SpMM per device, as ``jsparse.nn.SparseLinear`` does;
+``shard_linear`` and ``shard_mlp_layers`` take such layers.
 """
 
 from __future__ import annotations
@@ -143,6 +144,38 @@ def mlp(x: Any, weights: dict[str, ShardedSparse], *, activation: Callable = jax
                       out_specs=P(), check_vma=False)(up.pieces, gate_pieces, down.pieces,
                                                       *place((x, up_bias), up.mesh, P()))
   return out if down_bias is None else out + jnp.asarray(down_bias).astype(out.dtype)
+
+
+def layer_weight(layer: Any) -> tuple[SparseMatrix, jax.Array | None]:
+  """(weight [out, in], bias [out] or None) of a ``jsparse.nn.SparseLinear`` (read through its
+  attributes, so that this module does not import flax)."""
+  if not hasattr(layer, "weight") or not hasattr(layer.weight, "matrix"):
+    raise TypeError(f"layer must be a jsparse.nn.SparseLinear, got {type(layer).__name__}")
+  bias = None if layer.bias is None else jnp.asarray(layer.bias[...])
+  return layer.weight.matrix, bias
+
+
+def shard_linear(layer: Any, mesh: Mesh, spec: Any = P("x")) -> dict[str, Any]:
+  """A ``jsparse.nn.SparseLinear``'s weight split over ``mesh`` as ``spec`` (see
+  ``jsparse.shard``) and its bias: ``linear(x, **shard_linear(layer, mesh))`` equals
+  ``layer(x)`` for x [T, in]."""
+  weight, bias = layer_weight(layer)
+  return {"weight": shard(weight, mesh, spec), "bias": bias}
+
+
+def shard_mlp_layers(up: Any, down: Any, mesh: Mesh, axis: AxisName = "x", *,
+                     gate: Any = None) -> dict[str, Any]:
+  """``shard_mlp`` over ``jsparse.nn.SparseLinear`` layers: the keyword arguments of ``mlp``
+  besides x and activation (weights and biases). The gate layer must have no bias."""
+  (up_weight, up_bias), (down_weight, down_bias) = layer_weight(up), layer_weight(down)
+  gate_weight = None
+  if gate is not None:
+    gate_weight, gate_bias = layer_weight(gate)
+    if gate_bias is not None:
+      raise NotImplementedError("gate has a bias; mlp supports biases on up and down only "
+                                "(Llama's MLP has none)")
+  return {"weights": shard_mlp(up_weight, down_weight, mesh, axis, gate=gate_weight),
+          "up_bias": up_bias, "down_bias": down_bias}
 
 
 def attention(q: Any, k: Any, v: Any, mask: BlockMask, mesh: Mesh, axis: AxisName = "x",

@@ -1,5 +1,7 @@
 """Tiled bitmap format (``jsparse/formats/tiled.py``): round trips, validation, ops (reference)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +17,7 @@ jit_todense = jax.jit(lambda matrix: matrix.todense())
 
 
 @pytest.mark.parametrize("shape,tile_shape", [
-    ((37, 40), (16, 64)), ((12, 100), (5, 96)),
+    ((37, 40), (16, 64)), pytest.param((12, 100), (5, 96), marks=pytest.mark.slow),
     pytest.param((1, 70), (1, 32), marks=pytest.mark.slow)], ids=str)
 @settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), density=st.sampled_from([0.0, 0.1, 0.5, 1.0]))
@@ -42,8 +44,9 @@ def test_round_trip_and_structure(shape, tile_shape, seed, density):
   np.testing.assert_array_equal(jit_todense(rebuilt), dense)
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, pytest.param(jnp.float64,
-                                                                marks=pytest.mark.slow)])
+# Slow (with the next three): 10-30 s each on CI's shared CPU; the GPU check runs them.
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float64])
 def test_jit_fromdense_with_padding_and_dtypes(dtype):
   dense = random_dense(np.random.default_rng(), (20, 50), 0.3, dtype)
   nse = int(np.count_nonzero(dense)) + 7
@@ -54,6 +57,7 @@ def test_jit_fromdense_with_padding_and_dtypes(dtype):
   assert (rows[-7:] == 20).all() and (cols[-7:] == 50).all()
 
 
+@pytest.mark.slow
 def test_nse_zero_and_from_csr():
   empty = jit_fromdense(np.zeros((3, 40), np.float32), nse=0)
   assert empty.nse == 0 and not np.any(jit_todense(empty))
@@ -64,6 +68,7 @@ def test_nse_zero_and_from_csr():
   np.testing.assert_array_equal(jit_todense(matrix), dense)
 
 
+@pytest.mark.slow
 def test_pytree_round_trip():
   matrix = jsparse.Tiled.fromdense(random_dense(np.random.default_rng(), (8, 32), 0.5,
                                                 np.float32))
@@ -73,6 +78,7 @@ def test_pytree_round_trip():
   np.testing.assert_array_equal(jax.jit(lambda m: m.todense())(again), matrix.todense())
 
 
+@pytest.mark.slow
 def test_ops_reference_lowerings_match_float64():
   rng = np.random.default_rng()
   dense = random_dense(rng, (21, 70), 0.3, np.float32, empty_rows=3)
@@ -104,20 +110,30 @@ def _storage_order(dense, tile_shape):
   return np.argsort(np.argsort(key))
 
 
+@functools.cache
+def _valid_arrays() -> tuple[tuple[str, np.ndarray], ...]:
+  """The arrays of one random valid 6x40 Tiled matrix (built once: eager fromdense takes seconds
+  on CI's shared CPU), which each validation case copies and breaks in one way."""
+  matrix = jsparse.Tiled.fromdense(random_dense(np.random.default_rng(), (6, 40), 0.5,
+                                                np.float32), tile_shape=(4, 64))
+  return tuple((name, np.asarray(getattr(matrix, name)))
+               for name in ("data", "value_columns", "bitmaps", "row_offsets"))
+
+
 @pytest.mark.parametrize("mutate,message", [
     (lambda a: a.update(row_offsets=a["row_offsets"] + 1), "row_offsets must be the exclusive"),
     (lambda a: a.update(bitmaps=a["bitmaps"] | np.uint32(1 << 31)), "outside the"),
     (lambda a: a.update(value_columns=(a["value_columns"] + 1).astype(np.uint8)),
      "value_columns must hold"),
-    (lambda a: a.update(data=a["data"][:3]), "value_columns must have shape"),
-    (lambda a: a.update(bitmaps=a["bitmaps"].astype(np.int32)), "bitmaps must be uint32"),
-    (lambda a: a.update(row_offsets=a["row_offsets"][:, :, :2]), "row_offsets must have shape"),
+    pytest.param(lambda a: a.update(data=a["data"][:3]), "value_columns must have shape",
+                 marks=pytest.mark.slow),
+    pytest.param(lambda a: a.update(bitmaps=a["bitmaps"].astype(np.int32)),
+                 "bitmaps must be uint32", marks=pytest.mark.slow),
+    pytest.param(lambda a: a.update(row_offsets=a["row_offsets"][:, :, :2]),
+                 "row_offsets must have shape", marks=pytest.mark.slow),
 ], ids=["offsets", "outside", "columns", "nse", "bitmap-dtype", "offsets-shape"])
 def test_validation_names_the_argument(mutate, message):
-  matrix = jsparse.Tiled.fromdense(random_dense(np.random.default_rng(), (6, 40), 0.5,
-                                                np.float32), tile_shape=(4, 64))
-  arrays = {name: np.asarray(getattr(matrix, name))
-            for name in ("data", "value_columns", "bitmaps", "row_offsets")}
+  arrays = dict(_valid_arrays())
   mutate(arrays)
   with pytest.raises((ValueError, TypeError), match=message):
     jsparse.Tiled(tuple(arrays.values()), shape=(6, 40))

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import jsparse
 from jsparse.nn import (BlockSparseAttention, LearnedBlockMask, SparseConv, SparseLinear,
                         SparseTransformerBlock)
 from jsparse.nn.learned_mask import block_budget

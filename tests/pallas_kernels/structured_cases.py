@@ -56,3 +56,16 @@ def pallas_registered(op: str, format: str) -> bool:
   only with ``JSPARSE_PALLAS_INTERPRET=1`` set before jsparse was imported)."""
   platform = "cuda" if jax.default_backend() == "gpu" else jax.default_backend()
   return bool(registry.registered_kernels(op, format, platform))
+
+
+def assert_lowers_to_triton_for_h100(monkeypatch, fn, *operands: jax.ShapeDtypeStruct) -> None:
+  """Lowers (no run) ``fn(*operands)`` through the Pallas Triton backend for CUDA on any machine,
+  so CI catches what interpret mode accepts but Triton does not. Private jax 0.11.2 hook: the GPU
+  description that the lowering would read from a device is given instead."""
+  gpu_info = pytest.importorskip("jax._src.pallas.triton.gpu_info")
+  from jax._src.pallas.triton import pallas_call_registration
+  h100 = gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100)
+  monkeypatch.setattr(pallas_call_registration.gpu_info_lib, "get_gpu_info", lambda: h100)
+  lowered = jax.jit(fn).trace(*operands).lower(lowering_platforms=("cuda",))
+  from jax.experimental.pallas import triton as plgpu
+  assert plgpu.CUSTOM_CALL_TARGET_NAME in lowered.as_text()

@@ -40,6 +40,7 @@ class Case:
   empty_query_block: bool = False
   empty_head: bool = False
   precomputed_bounds: bool = False  # bounds from bsa.tile_bounds, as a caller caching them
+  scale: float | None = None  # None: 1/sqrt(head_dim)
 
 
 def compact_lists(dense: np.ndarray, rng: np.random.Generator):
@@ -89,9 +90,9 @@ def run_case(case: Case, seed: int):
     bounds = bsa.tile_bounds(indices, counts, q_len=case.q_len, kv_len=case.kv_len,
                              block_size=case.block_size, config=case.config, causal=case.causal)
   out = bsa.kernel_fn(q, k, v, indices, counts, block_size=case.block_size, causal=case.causal,
-                      config=case.config, bounds=bounds, interpret=INTERPRET)
+                      scale=case.scale, config=case.config, bounds=bounds, interpret=INTERPRET)
   expected = reference(*(x.astype(jnp.float64) for x in (q, k, v)), indices, counts,
-                              block_size=case.block_size, causal=case.causal)
+                       block_size=case.block_size, causal=case.causal, scale=case.scale)
   assert out.shape == q.shape and out.dtype == q.dtype
   out = np.asarray(out.astype(jnp.float64))
   assert np.isfinite(out).all(), f"seed {seed}: unwritten or non-finite outputs"
@@ -107,9 +108,10 @@ CASES = {
     "prefill_gqa_causal_ragged_bf16": Case(
         2, 100, 70, 4, 2, 64, (32, 32), "random", True, True, jnp.bfloat16,
         config=bsa.AttentionConfig(block_q=32, block_k=16), empty_query_block=True),
-    # MQA, one shared fully dense mask, non-causal, Sq != Sk, head dim 128.
+    # MQA, one shared fully dense mask, non-causal, Sq != Sk, head dim 128, a negative scale
+    # (applied before the row max; positive scales are folded into exp2's argument).
     "prefill_mqa_dense_f16_d128": Case(1, 48, 80, 2, 1, 128, (16, 32), "dense", False, False,
-                                       jnp.float16),
+                                       jnp.float16, scale=-0.1),
     # Fully local mask, causal with Sq < Sk (bottom-right aligned), query tile half a block,
     # tile bounds computed once outside the kernel call.
     "prefill_local_causal_offset_f32": Case(
@@ -145,13 +147,17 @@ GPU_CASES = [
     Case(2, 1000, 1200, 4, 4, 128, (64, 64), "random", True, True, jnp.float16),
     Case(1, 16, 8192 + 37, 16, 16, 128, (16, 64), "random", True, True, jnp.bfloat16),
     Case(1, 1, 8192, 16, 4, 64, (16, 128), "random", False, False, jnp.bfloat16),
+    # The sweep's small-tile candidate (two query tiles and two key sub-tiles per mask block).
+    Case(2, 1000, 1000, 8, 2, 128, (128, 128), "random", True, True, jnp.bfloat16,
+         config=bsa.AttentionConfig(block_q=64, block_k=64, num_warps=4, num_stages=3)),
 ]
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("index", range(len(GPU_CASES)))
 def test_kernel_on_gpu_larger_shapes(index):
-  """Default configs at the benchmark's block sizes and head dims (compiled, GPU only)."""
+  """Default configs (and one swept config) at the benchmark's block sizes and head dims
+  (compiled, GPU only)."""
   run_case(GPU_CASES[index], int(np.random.default_rng().integers(2**31)))
 
 
@@ -223,6 +229,15 @@ def test_bad_arguments_raise_naming_them(change, message):
   with pytest.raises((ValueError, TypeError), match=message):
     bsa.kernel_fn(q, k, k, indices, counts, block_size=change.get("block_size", (16, 16)),
                   config=change.get("config"), bounds=change.get("bounds"), interpret=True)
+
+
+def test_arrays_past_int32_offsets_are_refused():
+  big = jax.ShapeDtypeStruct((2, 2**16, 128, 128), jnp.bfloat16)  # 2**31 elements
+  small = jax.ShapeDtypeStruct((2, 16, 128, 128), jnp.bfloat16)
+  indices = jax.ShapeDtypeStruct((1, 1, 1), jnp.int32)
+  counts = jax.ShapeDtypeStruct((1, 1), jnp.int32)
+  with pytest.raises(ValueError, match=r"k must have fewer than 2\*\*31 elements"):
+    bsa.check_arguments(small, big, big, indices, counts, (16, 16))
 
 
 def test_reference_matches_numpy_softmax_with_mask():

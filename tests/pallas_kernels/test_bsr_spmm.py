@@ -1,5 +1,6 @@
 """pallas_kernels.bsr_spmm against a float64 NumPy product (interpret mode on the CPU)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -34,7 +35,8 @@ def test_random_blocks_with_empty_block_rows(dtype, seed):
     ((32, 48), (16, 16), 0.0, 8, jnp.int32),  # nse = 0: every output row is zero
     pytest.param((16, 64), (16, 32), 1.0, 1, jnp.int32,  # one block row, all stored, N = 1
                  marks=pytest.mark.slow),
-    ((96, 32), (32, 16), 0.4, 17, jnp.int64),  # tall, 32x16 blocks, N one past a tile
+    pytest.param((96, 32), (32, 16), 0.4, 17, jnp.int64,  # tall, 32x16 blocks, N past a tile
+                 marks=pytest.mark.slow),
 ], ids=["nse0", "one-block-row", "tall-int64"])
 def test_edge_shapes(shape, block_shape, density, n, index_dtype):
   rng = np.random.default_rng()
@@ -52,6 +54,16 @@ def test_gpu_supported_names_the_tile():
   assert bsr_spmm.gpu_supported((16, 32), SMALL) is True
   assert "bm=8" in bsr_spmm.gpu_supported((8, 32), SMALL)
   assert "bk=24" in bsr_spmm.gpu_supported((16, 24), SMALL)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_lowers_to_triton_for_h100(monkeypatch, dtype):
+  struct = jax.ShapeDtypeStruct
+  cases.assert_lowers_to_triton_for_h100(
+      monkeypatch, lambda data, cols, offsets, dense: bsr_spmm.kernel_fn(
+          data, cols, offsets, dense, shape=(256, 1024)),
+      struct((50, 32, 32), dtype), struct((50,), jnp.int32), struct((9,), jnp.int32),
+      struct((1024, 8), dtype))
 
 
 @pytest.mark.skipif(not cases.pallas_registered("spmm", "bsr"),

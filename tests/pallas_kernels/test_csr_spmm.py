@@ -65,7 +65,10 @@ def test_choose_config_is_a_valid_config():
   for n in (1, 32, 128, 1024):
     for nse in (0, 4096 * 82, 4096 * 410):
       config = csr_spmm.choose_config(4096, 4096, n, nse)
-      assert config.block_n <= max(16, pl.next_power_of_2(n)) and config.block_nnz in (16, 32)
+      assert config.block_n <= max(16, pl.next_power_of_2(n)) and config.block_nnz >= 16
+      assert config.block_n * config.block_nnz <= 4096
+  # Short rows and a narrow N tile: one wide step per row (mean row length 82 -> 128).
+  assert csr_spmm.choose_config(4096, 4096, 32, 4096 * 82).block_nnz == 128
 
 
 def test_bad_arguments_name_the_argument():

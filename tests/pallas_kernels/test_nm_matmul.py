@@ -1,5 +1,6 @@
 """pallas_kernels.nm_matmul against a float64 NumPy product (interpret mode on the CPU)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -10,6 +11,10 @@ from pallas_kernels import nm_matmul
 from tests.pallas_kernels import structured_cases as cases
 
 SMALL = nm_matmul.NmMatmulConfig(block_m=16, block_k=32, block_n=16)
+# Split-K: K = 72 pads to 3 steps of 32, one per split; float32 partial sums added afterwards.
+SPLIT = nm_matmul.NmMatmulConfig(block_m=16, block_k=32, block_n=16, num_splits=3)
+# The one-column path (no dot) with 2 splits over 2 steps.
+ONE_COLUMN = nm_matmul.NmMatmulConfig(block_m=16, block_k=32, block_n=1, num_splits=2)
 
 
 def _nm_case(rng, shape, n, m, dtype):
@@ -28,22 +33,73 @@ def _run(matrix, b, config=SMALL):
 @settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_two_four_ragged(dtype, seed):
-  # M = 40 and K = 72 are not multiples of the 16 x 32 tiles; N = 20 spans two column tiles.
+  # M = 40 and K = 72 are not multiples of the 16 x 32 tiles; N = 20 spans two column tiles;
+  # split-K (the decoding configuration's structure).
   rng = np.random.default_rng(seed)
   matrix, dense64 = _nm_case(rng, (40, 72), 2, 4, dtype)
   b, b64 = cases.dense_operand(rng, (72, 20), dtype)
-  cases.check_spmm(_run(matrix, b), dense64, b, b64, dtype)
+  cases.check_spmm(_run(matrix, b, SPLIT), dense64, b, b64, dtype)
 
 
-@pytest.mark.parametrize("n,m", [pytest.param(1, 4, marks=pytest.mark.slow), (3, 8),
-                                 pytest.param(5, 16, marks=pytest.mark.slow)])
-def test_other_patterns(n, m):
+@pytest.mark.parametrize("n,m,config", [
+    pytest.param(1, 4, SMALL, marks=pytest.mark.slow),
+    pytest.param(3, 8, ONE_COLUMN, marks=pytest.mark.slow),
+    pytest.param(5, 16, SMALL, marks=pytest.mark.slow),
+    pytest.param(2, 4, ONE_COLUMN, marks=pytest.mark.slow)], ids=["1:4", "3:8-one-column",
+                                                                 "5:16", "2:4-one-column"])
+def test_other_patterns(n, m, config):
+  # One column of X (decoding); the one-column path with 3 columns, one program each.
   rng = np.random.default_rng()
   matrix, dense64 = _nm_case(rng, (16, 64), n, m, jnp.float32)
-  b, b64 = cases.dense_operand(rng, (64, 1), jnp.float32)
-  cases.check_spmm(_run(matrix, b), dense64, b, b64, jnp.float32)
+  b, b64 = cases.dense_operand(rng, (64, 3 if config.block_n == 1 else 1), jnp.float32)
+  cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.float32)
 
 
+@pytest.mark.parametrize("n,m", [(2, 4), pytest.param(3, 8, marks=pytest.mark.slow)])
+def test_packed_indices_and_one_column(n, m):
+  # 2:4 packs 8 groups (4 bits each) a word, 3:8 2 groups (9 bits each); K = 200 leaves the
+  # last word part-filled and pads to the next 64-column step; split-K over the steps.
+  rng = np.random.default_rng()
+  matrix, dense64 = _nm_case(rng, (12, 200), n, m, jnp.bfloat16)
+  packed = nm_matmul.pack_indices(matrix.indices, (n, m))
+  bits, per_word = nm_matmul.packed_layout((n, m))
+  assert packed.dtype == jnp.uint32 and packed.shape == (12, -(-200 // m // per_word))
+  positions = np.asarray(matrix.indices)
+  expected_first = sum(int(positions[0, g * n + s]) << (g * n * bits + s * bits)
+                       for g in range(per_word) for s in range(n))
+  assert int(np.asarray(packed)[0, 0]) == expected_first
+  b, b64 = cases.dense_operand(rng, (200, 1), jnp.bfloat16)
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=1, num_splits=2)
+  out = nm_matmul.kernel_fn(matrix.data, packed, b, shape=matrix.shape, nm=(n, m), config=config,
+                            indices_packed=True, interpret=cases.INTERPRET)
+  cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
+  # The same call with unpacked positions (the one-column path's CI case).
+  cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.bfloat16)
+  with pytest.raises(ValueError, match="multiple of m"):
+    nm_matmul.kernel_fn(matrix.data, packed, b, shape=matrix.shape, nm=(n, m),
+                        config=nm_matmul.NmMatmulConfig(block_k=m), indices_packed=True)
+  with pytest.raises(ValueError, match="9:16 needs 36 bits"):
+    nm_matmul.packed_layout((9, 16))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
+def test_contiguous_loads(packed):
+  # The single-load expansion on the ragged 2:4 case (dot, split-K) and one column.
+  rng = np.random.default_rng()
+  matrix, dense64 = _nm_case(rng, (40, 200), 2, 4, jnp.bfloat16)
+  indices = nm_matmul.pack_indices(matrix.indices, (2, 4)) if packed else matrix.indices
+  for columns, block_n in ((20, 16), (1, 1)):
+    config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=block_n, num_splits=2,
+                                      contiguous_loads=True)
+    b, b64 = cases.dense_operand(rng, (200, columns), jnp.bfloat16)
+    out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
+                              config=config, indices_packed=packed, interpret=cases.INTERPRET)
+    cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
+  assert "n=3" in nm_matmul.gpu_supported((3, 8), nm_matmul.NmMatmulConfig(contiguous_loads=True))
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not cases.INTERPRET, reason="m = 3 needs a tile of 6 columns: interpret only")
 def test_non_power_of_two_group_in_interpret_mode():
   rng = np.random.default_rng()
@@ -63,6 +119,28 @@ def test_reference_fn_and_config_checks():
   with pytest.raises(ValueError, match="block_k=30 must be a multiple of m=4"):
     _run(matrix, b, nm_matmul.NmMatmulConfig(block_k=30))
   assert "block_n=8" in nm_matmul.gpu_supported((2, 4), nm_matmul.NmMatmulConfig(block_n=8))
+  assert nm_matmul.gpu_supported((2, 4), ONE_COLUMN) is True
+  with pytest.raises(ValueError, match="num_splits=0 must be >= 1"):
+    _run(matrix, b, nm_matmul.NmMatmulConfig(num_splits=0))
+
+
+@pytest.mark.parametrize("config", [
+    nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=1, num_splits=8),
+    nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16, num_splits=8),
+    nm_matmul.NmMatmulConfig(block_m=128, block_k=64, block_n=128, num_warps=8),
+    nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=1, num_splits=8,
+                             contiguous_loads=True),
+    nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16, contiguous_loads=True),
+], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous"])
+@pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
+def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
+  struct = jax.ShapeDtypeStruct
+  indices = struct((256, 32), jnp.uint32) if packed else struct((256, 512), jnp.uint8)
+  cases.assert_lowers_to_triton_for_h100(
+      monkeypatch, lambda data, indices, dense: nm_matmul.kernel_fn(
+          data, indices, dense, shape=(256, 1024), nm=(2, 4), config=config,
+          indices_packed=packed),
+      struct((256, 512), jnp.bfloat16), indices, struct((1024, 8), jnp.bfloat16))
 
 
 @pytest.mark.skipif(not cases.pallas_registered("spmm", "nm"),

@@ -1,5 +1,6 @@
 """pallas_kernels.tiled_spmm against a float64 NumPy product (interpret mode on the CPU)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from pallas_kernels import tiled_spmm
 from tests.pallas_kernels import structured_cases as cases
 
 SMALL = tiled_spmm.TiledSpmmConfig(block_n=16)
+SPLIT = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2)
 
 
 def _run(matrix: jsparse.Tiled, b, config=SMALL):
@@ -25,19 +27,21 @@ def _tiled(dense64, dtype, tile_shape, nse=None):
 @settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), density=st.sampled_from([0.1, 0.3, 0.5]))
 def test_ragged_unstructured(dtype, seed, density):
-  # 40 x 100 is not a multiple of the 16 x 64 tiles; rows 3 and 20 empty; nse with padding.
+  # 40 x 100 is not a multiple of the 16 x 64 tiles; rows 3 and 20 empty; nse with padding;
+  # split-K (one tile per split).
   rng = np.random.default_rng(seed)
   dense64 = cases.sparse_dense(rng, (40, 100), density, dtype)
   dense64[[3, 20]] = 0
   matrix = _tiled(dense64, dtype, (16, 64), nse=4000)
-  b, b64 = cases.dense_operand(rng, (100, 20), dtype)
-  cases.check_spmm(_run(matrix, b), dense64, b, b64, dtype)
+  b, b64 = cases.dense_operand(rng, (100, 8), dtype)
+  cases.check_spmm(_run(matrix, b, SPLIT), dense64, b, b64, dtype)
 
 
 @pytest.mark.parametrize("shape,tile_shape,density,n", [
-    ((16, 64), (16, 64), 0.0, 4),  # nse = 0
+    pytest.param((16, 64), (16, 64), 0.0, 4, marks=pytest.mark.slow),  # nse = 0
     pytest.param((16, 64), (16, 64), 1.0, 1, marks=pytest.mark.slow),  # one full tile, N = 1
-    ((50, 40), (32, 32), 0.2, 33),  # K not a multiple of tk, N one past two tiles
+    pytest.param((50, 40), (32, 32), 0.2, 33,  # K not a multiple of tk, N one past two tiles
+                 marks=pytest.mark.slow),
 ], ids=["nse0", "full-tile", "ragged-k"])
 def test_edge_shapes(shape, tile_shape, density, n):
   rng = np.random.default_rng()
@@ -54,6 +58,17 @@ def test_gpu_supported_names_the_tile():
   assert tiled_spmm.gpu_supported((16, 64), SMALL) is True
   assert "tm=8" in tiled_spmm.gpu_supported((8, 64), SMALL)
   assert "tk=96" in tiled_spmm.gpu_supported((16, 96), SMALL)
+
+
+@pytest.mark.parametrize("config", [SPLIT, tiled_spmm.TiledSpmmConfig(block_n=64)],
+                         ids=["decode-split", "prefill"])
+def test_lowers_to_triton_for_h100(monkeypatch, config):
+  struct = jax.ShapeDtypeStruct
+  cases.assert_lowers_to_triton_for_h100(
+      monkeypatch, lambda data, bitmaps, offsets, dense: tiled_spmm.kernel_fn(
+          data, bitmaps, offsets, dense, shape=(256, 1024), config=config),
+      struct((5000,), jnp.bfloat16), struct((16, 16, 16, 2), jnp.uint32),
+      struct((16, 16, 16), jnp.int32), struct((1024, 8), jnp.bfloat16))
 
 
 @pytest.mark.skipif(not cases.pallas_registered("spmm", "tiled"),

@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from jsparse.sharding import partition
 from tests.helpers import make_sparse, random_dense
-from tests.sharding.meshes import uneven_matrix
+from tests.sharding.meshes import host_dense, uneven_matrix
 
 
 @given(st.lists(st.integers(0, 50), min_size=0, max_size=40), st.integers(1, 9))
@@ -42,16 +42,16 @@ def test_split_join_round_trip(fmt, grid):
   cuts = [partition.matrix_cuts(matrix, axis, parts) for axis, parts in enumerate(grid)]
   pieces = partition.split(matrix, *cuts)
   assert pieces.data.shape[:2] == grid
-  dense = np.asarray(matrix.todense())
+  dense = host_dense(matrix)[0]
   for i in range(grid[0]):
     for j in range(grid[1]):
-      piece = np.asarray(partition.piece(pieces, i, j).todense())
+      piece = host_dense(partition.piece(pieces, i, j))[0]
       block = dense[cuts[0][i]:cuts[0][i + 1], cuts[1][j]:cuts[1][j + 1]]
       np.testing.assert_array_equal(piece[:block.shape[0], :block.shape[1]], block)
       assert not piece[block.shape[0]:].any() and not piece[:, block.shape[1]:].any()
   joined = partition.join(pieces, *cuts, matrix.shape)
   assert type(joined) is type(matrix) and joined.shape == matrix.shape
-  np.testing.assert_array_equal(np.asarray(joined.todense()), dense)
+  np.testing.assert_array_equal(host_dense(joined)[0], dense)
 
 
 def test_join_gives_back_the_arrays_of_an_unpadded_csr():

@@ -1,0 +1,72 @@
+"""Markdown tables from the committed results (experiments/models/results/): MiniLM pruning
+quality and latency, the small LM's loss vs attention density.
+
+  python -P experiments/models/tables.py [RESULTS_DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def _records(path: pathlib.Path) -> list[dict]:
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def minilm_quality(records: list[dict]) -> str:
+  rows = ["| variant | sparsity of the linears | fine-tune steps | cosine to dense (mean / min) | "
+          "pair Spearman | paraphrase top-1 |", "|---|---|---|---|---|---|"]
+  for r in records:
+    if r["kind"] == "quality":
+      rows.append(f"| {r['variant']} | {r['sparsity']:.3f} | {r['finetune_steps']} | "
+                  f"{r['cosine_to_dense']:.4f} / {r['min_cosine_to_dense']:.4f} | "
+                  f"{r['pair_spearman']:.3f} | {r['paraphrase_top1']:.2f} |")
+  return "\n".join(rows)
+
+
+def minilm_latency(records: list[dict]) -> str:
+  rows = ["| device | variant | batch x seq | min latency (s) | median (s) | sequences/s | "
+          "tokens/s |", "|---|---|---|---|---|---|---|"]
+  for r in records:
+    if r["kind"] == "latency":
+      rows.append(f"| {r['device']} | {r['variant']} | {r['shape']} | {r['min_s']:.4g} | "
+                  f"{r['median_s']:.4g} | {r['sequences_per_s']:.4g} | {r['tokens_per_s']:.4g} |")
+  errors = [f"- {r['variant']}: {r['error']}" for r in records if r["kind"] == "error"]
+  return "\n".join(rows + errors)
+
+
+def small_lm(record: dict) -> str:
+  rows = ["| target density | kept fraction of visible blocks | attention sparsity | "
+          "val loss, learned mask (nats/byte) | val loss, local mask of the same budget |",
+          "|---|---|---|---|---|"]
+  for r in record["results"]:
+    rows.append(f"| {r['density_target']:.3g} | {r['kept_fraction_of_visible_blocks']:.3f} | "
+                f"{r['attention_sparsity']:.3f} | {r['val_loss_learned']:.4f} | "
+                f"{r['val_loss_local']:.4f} |")
+  return "\n".join(rows)
+
+
+def main(results: pathlib.Path) -> None:
+  for name in ("cpu", "gpu"):
+    path = results / name / "minilm_pruning.jsonl"
+    if path.exists():
+      records = _records(path)
+      print(f"### MiniLM, {name} run ({records[0]['device']}, {records[0]['date'][:10]}, "
+            f"jax {records[0]['versions']['jax']})\n")
+      if any(r["kind"] == "quality" for r in records):
+        print(minilm_quality(records) + "\n")
+      print(minilm_latency(records) + "\n")
+  path = results / "lm" / "small_lm.json"
+  if path.exists():
+    record = json.loads(path.read_text())
+    print(f"### Small LM ({record['device']}, {record['date'][:10]}, trained "
+          f"{record['config']['steps']} steps in {record['train_s']:.0f} s)\n")
+    print(small_lm(record) + "\n")
+
+
+if __name__ == "__main__":
+  main(pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS)
