@@ -1,7 +1,7 @@
 """CPU SpMM benchmark of the C++ kernels against SciPy, torch CSR (MKL), jax.experimental.sparse
 BCSR and dense matmul: the table of issue 6, rerunnable in one command.
 
-    python -P experiments/cpu_kernels/run.py            # the whole grid (a few minutes)
+    python -P experiments/cpu_kernels/run.py            # the whole grid (1-3 min on 2 cores)
     python -P experiments/cpu_kernels/run.py --quick    # 4096x4096 at N = 128 only
 
 Writes ``experiments/cpu_kernels/results/<UTC time>/``: ``results.jsonl`` (one line per case and
