@@ -119,6 +119,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     raise ValueError(f"config.num_splits={config.num_splits} must be >= 1")
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
+  position_mask = (1 << bits) - 1
   if groups % per_word:
     raise ValueError(f"config.block_k={block_k} must be a multiple of m * {per_word} = "
                      f"{m * per_word} for packed {n}:{m} indices")
@@ -156,7 +157,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       values = data_ref[rows, span].reshape(block_m, groups, n)
       if indices_packed:
         slot_shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups, n), 2) * bits
-        where = (packed_codes(k_tile)[:, :, None] >> slot_shifts) & (m - 1)
+        where = (packed_codes(k_tile)[:, :, None] >> slot_shifts) & position_mask
       else:
         where = indices_ref[rows, span].reshape(block_m, groups, n)
       hits = where.astype(jnp.int32)[:, :, :, None] == jax.lax.broadcasted_iota(
@@ -175,7 +176,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
         stored = pl.ds(k_tile * groups * n + slot, groups, stride=n)
         values = data_ref[rows, stored]
         if indices_packed:
-          where = ((codes >> (slot * bits)) & (m - 1)).astype(jnp.int32)
+          where = ((codes >> (slot * bits)) & position_mask).astype(jnp.int32)
         else:
           where = indices_ref[rows, stored].astype(jnp.int32)
         tile = tile + jnp.where(where[:, :, None] == positions, values[:, :, None],

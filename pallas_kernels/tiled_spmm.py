@@ -32,10 +32,13 @@ WORD_BITS = 32
 class TiledSpmmConfig:
   """Columns of X per program, K slices (split-K: float32 partial sums added afterwards, for
   skinny X where row tiles alone are too few programs to stream W at bandwidth) and Triton launch
-  parameters (the tile shape is the format's)."""
+  parameters (the tile shape is the format's). ``rank_by_popcount``: each value's rank within its
+  tile row from population counts of the bits below it (elementwise) instead of a ``cumsum``
+  across the row (a scan)."""
 
   block_n: int = 16
   num_splits: int = 1
+  rank_by_popcount: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -77,10 +80,20 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
     tile_row, col_tile = pl.program_id(0), pl.program_id(1)
     shifts = jax.lax.broadcasted_iota(jnp.uint32, (tm, words, WORD_BITS), 2)
 
+    def ranks_of(bits, mask):
+      """[tm, tk] number of set bits before each column in its tile row."""
+      if not config.rank_by_popcount:
+        return jnp.cumsum(mask, axis=1) - mask
+      below = bits[:, :, None] & ((jnp.ones((), jnp.uint32) << shifts) - 1)
+      in_word = jax.lax.population_count(below).astype(jnp.int32)
+      per_word = jax.lax.population_count(bits).astype(jnp.int32)
+      words_before = jnp.cumsum(per_word, axis=1) - per_word
+      return (words_before[:, :, None] + in_word).reshape(tm, tk)
+
     def accumulate(tile_col, acc):
       bits = bitmaps_ref[tile_row, tile_col, :, :]
       mask = ((bits[:, :, None] >> shifts) & 1).astype(jnp.int32).reshape(tm, tk)
-      ranks = jnp.cumsum(mask, axis=1) - mask
+      ranks = ranks_of(bits, mask)
       offsets = row_offsets_ref[tile_row, tile_col, :].astype(jnp.int32)
       positions = jnp.where(mask != 0, offsets[:, None] + ranks, 0)
       tile = jnp.where(mask != 0, data_ref[positions], jnp.zeros((), data_ref.dtype))

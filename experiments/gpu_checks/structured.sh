@@ -30,6 +30,7 @@ if [ $smoke -eq 0 ]; then
     "$k/test_nm_matmul.py::test_packed_indices_and_one_column[2-4]"
     "$k/test_tiled_spmm.py::test_ragged_unstructured[float32]"
     "$k/test_nm_matmul.py::test_contiguous_loads[packed]"
+    "$k/test_tiled_spmm.py::test_ranks_by_popcount"
   )
   # JSPARSE_RUN_SLOW=1: the float32 cases are marked slow for CI's CPU time.
   JSPARSE_RUN_SLOW=1 timeout -s INT -k 5 52 python3 -P -m pytest -v -p no:cacheprovider \

@@ -64,6 +64,8 @@ VARIANTS = {
     "bsr-n128": bsr_spmm.BsrSpmmConfig(block_n=128),
     # Tiled without split-K (round 1's launch).
     "tiled-no-split": tiled_spmm.TiledSpmmConfig(block_n=16),
+    # Tiled at 4096 rows, N <= 16 (the default's 4 splits), ranks by popcount instead of cumsum.
+    "tiled-popcount": tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=4, rank_by_popcount=True),
 }
 # The default N:M configuration with positions packed 4 bits a group (``nm_matmul.pack_indices``,
 # done before timing: 2:4 reads 1.125 bytes a weight instead of 1.5; dense: 2) and/or values
@@ -89,7 +91,8 @@ def cases(smoke: bool) -> list[Case]:
     return [Case("bsr", (64, 64), 32, 0.5), Case("nm", (64, 128), 1, 0.5),
             Case("nm", (64, 128), 1, 0.5, PACKED),
             Case("nm", (64, 128), 8, 0.5, "nm-packed-contiguous"), Case("nm", (64, 128), 8, 0.5),
-            Case("nm", (64, 128), 1, 0.5, "nm-decode-dot"), Case("tiled", (64, 128), 8, 0.3)]
+            Case("nm", (64, 128), 1, 0.5, "nm-decode-dot"), Case("tiled", (64, 128), 8, 0.3),
+            Case("tiled", (64, 128), 8, 0.3, "tiled-popcount")]
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
   return [
       Case("bsr", square, 1024, 0.05), Case("bsr", square, 1024, 0.2),
@@ -99,7 +102,8 @@ def cases(smoke: bool) -> list[Case]:
       Case("nm", wide, 1, 0.5, "nm-packed-contiguous"), Case("nm", wide, 16, 0.5),
       Case("nm", square, 1, 0.5), Case("nm", square, 16, 0.5), Case("nm", square, 1024, 0.5),
       Case("nm", tall, 1, 0.5), Case("nm", tall, 1, 0.5, PACKED), Case("nm", tall, 16, 0.5),
-      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 16, 0.3), Case("tiled", tall, 1, 0.3),
+      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 1, 0.3, "tiled-popcount"),
+      Case("tiled", wide, 16, 0.3), Case("tiled", tall, 1, 0.3),
       Case("tiled", wide, 1, 0.5),
       # Tuning variants last.
       Case("nm", square, 1024, 0.5, "nm-prefill-64x64x128"),

@@ -12,6 +12,7 @@ from tests.pallas_kernels import structured_cases as cases
 
 SMALL = tiled_spmm.TiledSpmmConfig(block_n=16)
 SPLIT = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2)
+POPCOUNT = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2, rank_by_popcount=True)
 
 
 def _run(matrix: jsparse.Tiled, b, config=SMALL):
@@ -37,6 +38,17 @@ def test_ragged_unstructured(dtype, seed, density):
   cases.check_spmm(_run(matrix, b, SPLIT), dense64, b, b64, dtype)
 
 
+@pytest.mark.slow
+def test_ranks_by_popcount():
+  # Ragged 40 x 100 in 16 x 64 tiles (two words a tile row), empty rows, padding, split-K.
+  rng = np.random.default_rng()
+  dense64 = cases.sparse_dense(rng, (40, 100), 0.4, jnp.bfloat16)
+  dense64[[3, 20]] = 0
+  matrix = _tiled(dense64, jnp.bfloat16, (16, 64), nse=4000)
+  b, b64 = cases.dense_operand(rng, (100, 8), jnp.bfloat16)
+  cases.check_spmm(_run(matrix, b, POPCOUNT), dense64, b, b64, jnp.bfloat16)
+
+
 @pytest.mark.parametrize("shape,tile_shape,density,n", [
     pytest.param((16, 64), (16, 64), 0.0, 4, marks=pytest.mark.slow),  # nse = 0
     pytest.param((16, 64), (16, 64), 1.0, 1, marks=pytest.mark.slow),  # one full tile, N = 1
@@ -60,8 +72,8 @@ def test_gpu_supported_names_the_tile():
   assert "tk=96" in tiled_spmm.gpu_supported((16, 96), SMALL)
 
 
-@pytest.mark.parametrize("config", [SPLIT, tiled_spmm.TiledSpmmConfig(block_n=64)],
-                         ids=["decode-split", "prefill"])
+@pytest.mark.parametrize("config", [SPLIT, tiled_spmm.TiledSpmmConfig(block_n=64), POPCOUNT],
+                         ids=["decode-split", "prefill", "popcount"])
 def test_lowers_to_triton_for_h100(monkeypatch, config):
   struct = jax.ShapeDtypeStruct
   cases.assert_lowers_to_triton_for_h100(
