@@ -20,7 +20,9 @@ The methods:
   iteration, so XLA can neither hoist the op out of the loop nor shrink it to the one element the
   loop keeps. Wall time around one call (``block_until_ready``) divided by ``inner``: Python
   dispatch and launch overhead are paid once per sample, compilation not at all (compiled ahead of
-  time). On GPU, XLA runs the loop on one stream, so this is back-to-back kernel time.
+  time). On GPU, XLA runs the loop on one stream, so this is back-to-back kernel time. The loop
+  body holds ``UNROLL`` (8) calls of the op: an XLA while loop on a GPU synchronises with the host
+  once per iteration (a ~25 us floor per iteration on an H100), which unrolling spreads over 8 ops.
 - ``JaxCallTimer`` (sanity cross-check only): one jitted call per op, blocking on each; includes
   Python dispatch (a few microseconds) - the number a user calling an op eagerly sees.
 - ``HostTimer`` (SciPy, NumPy, torch on CPU): ``time.perf_counter`` around ``inner`` synchronous
@@ -118,6 +120,10 @@ def _first_scalar(tree: Any) -> jax.Array:
   return jnp.reshape(leaf, (-1,))[0].astype(jnp.float32)
 
 
+# Ops per loop iteration of ``JaxLoopTimer`` (and per copy of the operands).
+UNROLL = 8
+
+
 class JaxLoopTimer(Timer):
   """``fn(*operands)`` run ``inner`` times in one jitted ``fori_loop`` (see the module docstring).
 
@@ -131,20 +137,25 @@ class JaxLoopTimer(Timer):
   method = "jax-fori-loop"
 
   def __init__(self, fn: Callable[..., Any], operand_sets: Sequence[tuple],
-               trace_context: Callable[[], ContextManager] = contextlib.nullcontext):
+               trace_context: Callable[[], ContextManager] = contextlib.nullcontext,
+               unroll: int = UNROLL):
     self._sets = tuple(tuple(s) for s in operand_sets)
+    self._unroll = unroll
     out_shape = jax.eval_shape(fn, *self._sets[0])
 
     def loop(sets, iterations):
       def body(_, carry):
-        sets, acc, _ = carry
-        # acc changes every iteration, so the barrier's outputs (the operands) are not loop
-        # invariant: the op cannot be hoisted, and it is recomputed on every copy.
-        sets, acc = jax.lax.optimization_barrier((sets, acc))
-        out = None
-        for operands in sets:
-          out = jax.lax.optimization_barrier(fn(*operands))
-          acc = acc + _first_scalar(out)
+        sets, acc, out = carry
+        # Each iteration runs the op ``unroll`` times per copy: an XLA while loop on a GPU
+        # synchronises with the host once per iteration (~25 us on an H100, measured), which
+        # would otherwise be charged to every op.
+        for _ in range(unroll):
+          # acc changes every time, so the barrier's outputs (the operands) are not loop
+          # invariant: the op cannot be hoisted, and it is recomputed on every copy.
+          sets, acc = jax.lax.optimization_barrier((sets, acc))
+          for operands in sets:
+            out = jax.lax.optimization_barrier(fn(*operands))
+            acc = acc + _first_scalar(out)
         return sets, acc, out
 
       zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
@@ -166,10 +177,12 @@ class JaxLoopTimer(Timer):
   def measure(self, config: TimingConfig) -> Measurement:
     copies = len(self._sets)
 
+    per_iteration = copies * self._unroll
+
     def sample(inner: int) -> float:
-      # One loop iteration runs the op once per copy: scale to exactly ``inner`` ops.
-      iterations = max(1, math.ceil(inner / copies))
-      return self._call(iterations)[1] * inner / (iterations * copies)
+      # One loop iteration runs the op ``unroll`` times per copy: scale to ``inner`` ops.
+      iterations = max(1, math.ceil(inner / per_iteration))
+      return self._call(iterations)[1] * inner / (iterations * per_iteration)
     return self._measure_with(sample, config, copies)
 
 
