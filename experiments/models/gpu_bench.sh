@@ -11,7 +11,7 @@ OUTDIR=${1:?usage: gpu_bench.sh OUTDIR}
 mkdir -p "$OUTDIR"
 cd "$(dirname "$0")/../.."
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUTDIR/gpu.txt" 2>&1 || true
-timeout 150 python -P experiments/models/minilm_pruning.py "$OUTDIR" --no-quality \
+timeout 150 python3 -P experiments/models/minilm_pruning.py "$OUTDIR" --no-quality \
   --variants dense,2:4,block16x16-50%,magnitude-70%,magnitude-90%,magnitude-50% \
   --latency 1x128,32x128,8x512 --repeats 10 2>&1 | tee "$OUTDIR/gpu_bench.log"
 status=${PIPESTATUS[0]}
