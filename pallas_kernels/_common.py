@@ -27,6 +27,19 @@ def dot_precision(dtype) -> jax.lax.Precision | None:
   return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
 
 
+def popcount32(bits: jax.Array) -> jax.Array:
+  """Set bits of each uint32 element, as int32, with shifts, masks, adds and one multiply.
+
+  ``jax.lax.population_count`` lowers to ``math.ctpop``, which Triton (jax 0.11.2) cannot
+  legalize on the GPU; this is the usual SWAR count, elementwise and Triton-safe.
+  """
+  x = bits.astype(jnp.uint32)
+  x = x - ((x >> 1) & jnp.uint32(0x55555555))
+  x = (x & jnp.uint32(0x33333333)) + ((x >> 2) & jnp.uint32(0x33333333))
+  x = (x + (x >> 4)) & jnp.uint32(0x0F0F0F0F)
+  return ((x * jnp.uint32(0x01010101)) >> 24).astype(jnp.int32)
+
+
 def pad_columns(dense: jax.Array, multiple: int) -> jax.Array:
   """``dense`` [K, N] with zero columns appended up to a multiple of ``multiple``."""
   extra = -dense.shape[1] % multiple

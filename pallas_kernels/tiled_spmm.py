@@ -34,7 +34,8 @@ class TiledSpmmConfig:
   skinny X where row tiles alone are too few programs to stream W at bandwidth) and Triton launch
   parameters (the tile shape is the format's). ``rank_by_popcount``: each value's rank within its
   tile row from population counts of the bits below it (elementwise) instead of a ``cumsum``
-  across the row (a scan)."""
+  across the row (a scan); the counts use shifts and adds (``_common.popcount32``): Triton cannot
+  lower ``lax.population_count`` (``math.ctpop``, GPU round 2)."""
 
   block_n: int = 16
   num_splits: int = 1
@@ -85,8 +86,8 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
       if not config.rank_by_popcount:
         return jnp.cumsum(mask, axis=1) - mask
       below = bits[:, :, None] & ((jnp.ones((), jnp.uint32) << shifts) - 1)
-      in_word = jax.lax.population_count(below).astype(jnp.int32)
-      per_word = jax.lax.population_count(bits).astype(jnp.int32)
+      in_word = _common.popcount32(below)
+      per_word = _common.popcount32(bits)
       words_before = jnp.cumsum(per_word, axis=1) - per_word
       return (words_before[:, :, None] + in_word).reshape(tm, tk)
 

@@ -61,7 +61,10 @@ def pallas_registered(op: str, format: str) -> bool:
 def assert_lowers_to_triton_for_h100(monkeypatch, fn, *operands: jax.ShapeDtypeStruct) -> None:
   """Lowers (no run) ``fn(*operands)`` through the Pallas Triton backend for CUDA on any machine,
   so CI catches what interpret mode accepts but Triton does not. Private jax 0.11.2 hook: the GPU
-  description that the lowering would read from a device is given instead."""
+  description that the lowering would read from a device is given instead. Limit: this stops at
+  the Triton-dialect module that JAX emits; Triton's own compile (TTIR -> TTGIR -> LLVM) runs only
+  on a GPU, so an op that JAX emits but Triton cannot legalize passes here (round 2's
+  ``math.ctpop`` from ``lax.population_count`` did); only the compiled GPU tests catch those."""
   gpu_info = pytest.importorskip("jax._src.pallas.triton.gpu_info")
   from jax._src.pallas.triton import pallas_call_registration
   h100 = gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100)

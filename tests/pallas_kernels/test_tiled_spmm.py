@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import jsparse
-from pallas_kernels import tiled_spmm
+from pallas_kernels import _common, tiled_spmm
 from tests.pallas_kernels import structured_cases as cases
 
 SMALL = tiled_spmm.TiledSpmmConfig(block_n=16)
@@ -36,6 +36,16 @@ def test_ragged_unstructured(dtype, seed, density):
   matrix = _tiled(dense64, dtype, (16, 64), nse=4000)
   b, b64 = cases.dense_operand(rng, (100, 8), dtype)
   cases.check_spmm(_run(matrix, b, SPLIT), dense64, b, b64, dtype)
+
+
+def test_popcount32_matches_numpy():
+  # Edge words (0, all ones, top bit alone) and random words; Triton-safe shifts and adds.
+  words = np.concatenate([np.array([0, 0xFFFFFFFF, 0x80000000, 1], np.uint32),
+                          np.random.default_rng().integers(0, 2**32, 256, dtype=np.uint32)])
+  expected = np.array([bin(int(w)).count("1") for w in words], np.int32)
+  got = np.asarray(_common.popcount32(jnp.asarray(words)))
+  assert got.dtype == np.int32
+  np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.slow
