@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       "experiments/results/<device>-<date>)")
   parser.add_argument("--device-label", help="folder label instead of the detected device")
   parser.add_argument("--no-sanity", action="store_true", help="skip the timing cross-check")
+  parser.add_argument("--budget-s", type=float, help="start no new case after this many seconds "
+                      "(the rest are recorded as skipped; the results are still written)")
   args = parser.parse_args(argv)
   args.preset = args.preset or "quick"
   return args
@@ -111,7 +113,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
   sources = args.sources or (preset.sources + (grid.LLM_SOURCES if args.llm else ()))
   selected = preset.filtered(ops=args.ops, formats=args.formats, sources=sources,
                              sparsities=args.sparsities, ns=args.ns, dtypes=args.dtypes)
-  cases = selected.cases()
+  # Sources in the order given (stable: each source keeps the grid's execution order), so that
+  # under --budget-s the sources named first are the ones measured.
+  cases = sorted(selected.cases(), key=lambda case: list(selected.sources).index(case.source))
   machine = machine_lib.detect()
 
   every_line = lines_lib.all_lines()
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
   max_gather_gb = args.max_gather_gb or (16.0 if machine.on_gpu else 2.0)
   settings = runner.RunSettings(machine, roof, config, int(max_gather_gb * 2**30),
-                                preset=args.preset)
+                                preset=args.preset,
+                                deadline=None if args.budget_s is None else start + args.budget_s)
   progress = Progress(len(cases))
   try:
     records = runner.run_cases(cases, lines, settings, progress)

@@ -39,6 +39,8 @@ class RunSettings:
   timing: timing.TimingConfig
   max_gather_bytes: int = DEFAULT_MAX_GATHER_BYTES
   preset: str = "custom"
+  # time.perf_counter() after which no new case starts (its lines are recorded as skipped).
+  deadline: float | None = None
 
 
 def run_cases(cases: Sequence[Case], lines: Sequence[Line], settings: RunSettings,
@@ -46,6 +48,12 @@ def run_cases(cases: Sequence[Case], lines: Sequence[Line], settings: RunSetting
   """Every (case, line) record, in case order, lines in the given order."""
   records, shared = [], {}
   for case in cases:
+    if settings.deadline is not None and time.perf_counter() > settings.deadline:
+      progress(case, "skipped")
+      records.extend(_record(case, line, settings, None, status="skipped",
+                             message="the run's time budget (--budget-s) was spent")
+                     for line in lines)
+      continue
     case_records = _run_case(case, lines, settings, shared, progress)
     _add_speedups(case_records)
     records.extend(case_records)
