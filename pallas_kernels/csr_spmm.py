@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -52,19 +51,16 @@ class SpmmConfig:
 def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   """A heuristic config for an ``[M, K]`` matrix with ``nse`` stored entries times ``[K, n]``.
 
-  Wide N tiles amortize reading a row's indices; the tile is capped at 128 columns so that
-  enough programs exist (M * N / block_n). Each step of a row is a dependent chain (load the
-  indices, then the B rows they name), so a row takes as few, wide steps as a register tile of
-  at most 4096 elements allows: the nonzero step grows to the mean row length (16 to 128) when
-  the N tile is narrow. Round 1 (H100): at N = 32 the old 16/32-wide steps left the kernel at
-  37-65 us on 4096 x 4096, latency-bound.
+  Measured on an H100 (round 2, 2026-11-25, 4096 x 4096 uniform, float32): the N tile is capped
+  at 64 columns (N = 128, s = 0.9: 64/32 with 4 warps 172 us, 128/32 with 8 warps 178 us) and
+  the nonzero step is half the N tile, 16 to 32 wide (N = 32, s = 0.98: 32/16 43.7 us, the
+  mean-row-length step of 128 49.7 us: wide steps spill the register tile). ``num_rows``,
+  ``num_cols`` and ``nse`` are accepted for heuristics keyed on the matrix; unused now.
   """
-  del num_cols
-  block_n = min(128, pl.next_power_of_2(max(n, 1)))
-  mean_row = nse / max(num_rows, 1)
-  block_nnz = max(16, min(4096 // block_n, 128, pl.next_power_of_2(max(math.ceil(mean_row), 1))))
-  num_warps = 4 if block_n * block_nnz <= 2048 else 8
-  return SpmmConfig(block_n=block_n, block_nnz=block_nnz, num_warps=num_warps, num_stages=2)
+  del num_rows, num_cols, nse
+  block_n = min(64, pl.next_power_of_2(max(n, 1)))
+  block_nnz = max(16, min(32, block_n // 2))
+  return SpmmConfig(block_n=block_n, block_nnz=block_nnz, num_warps=4, num_stages=2)
 
 
 def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, block_nnz: int,

@@ -62,8 +62,8 @@ def test_registered_as_cuda_pallas():
     assert registry.registered_kernels(op, "csr", "cuda"), op
 
 
-@pytest.mark.skipif(not registry.registered_kernels("spmm", "csr", jax.default_backend()
-                                                    .replace("gpu", "cuda")),
+@pytest.mark.skipif(not any(k.impl == "pallas" for k in registry.registered_kernels(
+                        "spmm", "csr", jax.default_backend().replace("gpu", "cuda"))),
                     reason="the CSR kernels are registered on the CPU only with "
                     "JSPARSE_PALLAS_INTERPRET=1 set before importing jsparse")
 def test_public_ops_and_gradient_through_pallas():
@@ -90,7 +90,7 @@ def test_kernels_lower_to_triton_for_h100(kernel, width, monkeypatch):
   from pallas_kernels import csr_sddmm, csr_spmm, csr_spmv
   monkeypatch.setattr(pallas_call_registration.gpu_info_lib, "get_gpu_info",
                       lambda: gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100))
-  rows, nse = 64, 6400  # mean row 100: N = 32 takes the widest nonzero step (128)
+  rows, nse = 64, 6400  # mean row 100: several nonzero steps per row
   struct = jax.ShapeDtypeStruct
   index = (struct((nse,), jnp.int32), struct((rows + 1,), jnp.int32))
   data = struct((nse,), jnp.bfloat16)

@@ -67,8 +67,11 @@ def test_choose_config_is_a_valid_config():
       config = csr_spmm.choose_config(4096, 4096, n, nse)
       assert config.block_n <= max(16, pl.next_power_of_2(n)) and config.block_nnz >= 16
       assert config.block_n * config.block_nnz <= 4096
-  # Short rows and a narrow N tile: one wide step per row (mean row length 82 -> 128).
-  assert csr_spmm.choose_config(4096, 4096, 32, 4096 * 82).block_nnz == 128
+  # Round 2's H100 winners (4096 x 4096 float32): 64/32 at N = 128, 32/16 at N = 32.
+  assert csr_spmm.choose_config(4096, 4096, 128, 4096 * 410) == csr_spmm.SpmmConfig(
+      block_n=64, block_nnz=32, num_warps=4)
+  assert csr_spmm.choose_config(4096, 4096, 32, 4096 * 82) == csr_spmm.SpmmConfig(
+      block_n=32, block_nnz=16, num_warps=4)
 
 
 def test_bad_arguments_name_the_argument():
