@@ -1,7 +1,7 @@
 """CSR SpMM ``A @ B`` as a Pallas (Triton) kernel, Sputnik-style.
 
-One program computes one output row and ``block_n`` output columns (1-D tiling over rows and an
-N tile). Programs take rows longest first (``_rows.rows_by_length``, power-of-two buckets) so
+One program computes one output row (or ``rows_per_program`` rows, their steps interleaved) and
+``block_n`` output columns (tiling over rows and an N tile). Programs take rows longest first (``_rows.rows_by_length``, power-of-two buckets) so
 that long rows start first and neighbouring programs do similar work. Each step reads
 ``block_nnz`` column indices and values of the row and gathers the ``block_nnz`` matching rows of
 ``B`` as one ``[block_nnz, block_n]`` tile (each B row a contiguous, vectorizable load); the last
@@ -34,15 +34,19 @@ class SpmmConfig:
     block_nnz: nonzeros of a row consumed per step (a power of two).
     num_warps: Triton warps per program.
     num_stages: Triton software-pipelining stages.
+    rows_per_program: rows of the launch order one program computes (a power of two), their
+      steps interleaved (more loads in flight per program; rows of one power-of-two length
+      bucket are neighbours in the order, so the longest row sets the step count).
   """
 
   block_n: int = 64
   block_nnz: int = 32
   num_warps: int = 4
   num_stages: int = 2
+  rows_per_program: int = 1
 
   def __post_init__(self):
-    for name in ("block_n", "block_nnz"):
+    for name in ("block_n", "block_nnz", "rows_per_program"):
       value = getattr(self, name)
       if value < 1 or value & (value - 1):
         raise ValueError(f"SpmmConfig.{name} must be a power of two, got {value}")
@@ -64,18 +68,22 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
 
 
 def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, block_nnz: int,
-                 block_n: int, n: int):
-  row = order_ref[pl.program_id(0)]
+                 block_n: int, n: int, num_rows: int, rows_per_program: int):
+  first = pl.program_id(0) * rows_per_program
+  # The last program's slots past row M - 1 repeat its first row: they compute and store the
+  # same values to the same addresses (no padded order or output).
+  rows = [order_ref[first + r if r == 0 else jnp.where(first + r < num_rows, first + r, first)]
+          for r in range(rows_per_program)]  # static: rows_per_program is a config
   n_start = pl.program_id(1) * block_n
   columns = n_start + jnp.arange(block_n, dtype=jnp.int32)
   # Static: with N a multiple of the tile no column is masked, so Triton sees masks constant
   # along each B row and keeps the row loads vectorized.
   ragged_n = n % block_n != 0
   column_mask = columns < n if ragged_n else None
-  start = offsets_ref[row]
-  end = offsets_ref[row + 1]
+  starts = [offsets_ref[row] for row in rows]
+  ends = [offsets_ref[row + 1] for row in rows]
 
-  def step(index, acc):
+  def row_step(index, acc, start, end):
     position = start + index * block_nnz
     valid = position + jnp.arange(block_nnz, dtype=jnp.int32) < end
     cols = plgpu.load(cols_ref.at[pl.ds(position, block_nnz)], mask=valid, other=0)
@@ -87,10 +95,19 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
     b_tile = plgpu.load(b_ref.at[cols[:, None], columns[None, :]], mask=tile_mask, other=0)
     return acc + values.astype(jnp.float32)[:, None] * b_tile.astype(jnp.float32)
 
-  steps = (end - start + block_nnz - 1) // block_nnz
-  acc = jax.lax.fori_loop(0, steps, step, jnp.zeros((block_nnz, block_n), jnp.float32))
-  plgpu.store(out_ref.at[row, pl.ds(n_start, block_n)], jnp.sum(acc, axis=0).astype(out_ref.dtype),
-              mask=column_mask)  # None: every column in range
+  def step(index, accs):
+    return tuple(row_step(index, acc, start, end) for acc, start, end in zip(accs, starts, ends))
+
+  longest = ends[0] - starts[0]
+  for start, end in zip(starts[1:], ends[1:]):
+    longest = jnp.maximum(longest, end - start)
+  steps = (longest + block_nnz - 1) // block_nnz
+  accs = jax.lax.fori_loop(0, steps, step, tuple(
+      jnp.zeros((block_nnz, block_n), jnp.float32) for _ in rows))
+  for row, acc in zip(rows, accs):
+    plgpu.store(out_ref.at[row, pl.ds(n_start, block_n)],
+                jnp.sum(acc, axis=0).astype(out_ref.dtype),
+                mask=column_mask)  # None: every column in range
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
@@ -129,11 +146,11 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
     row_order = _rows.rows_by_length(row_offsets,
                                        max_row_length=min(b.shape[0], data.shape[0]))
   kernel = functools.partial(_spmm_kernel, block_nnz=config.block_nnz, block_n=config.block_n,
-                             n=n)
+                             n=n, num_rows=num_rows, rows_per_program=config.rows_per_program)
   return pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((num_rows, n), data.dtype),
-      grid=(num_rows, pl.cdiv(n, config.block_n)),
+      grid=(pl.cdiv(num_rows, config.rows_per_program), pl.cdiv(n, config.block_n)),
       compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
                                            num_stages=config.num_stages),
       interpret=interpret,

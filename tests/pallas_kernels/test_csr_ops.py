@@ -1,5 +1,6 @@
 """jsparse._gpu.csr: the registered wrappers, their refusals, and the public ops through them."""
 
+import functools
 import types
 
 import jax
@@ -80,7 +81,8 @@ def test_public_ops_and_gradient_through_pallas():
   np.testing.assert_allclose(loss("pallas"), loss("reference"), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel,width", [("spmm", 40), ("spmm", 64), ("spmm", 32), ("spmv", 1),
+@pytest.mark.parametrize("kernel,width", [("spmm", 40), ("spmm", 64), ("spmm", 32),
+                                          ("spmm-2rows", 128), ("spmv", 1),
                                           ("sddmm", 300), ("sddmm", 256)])
 def test_kernels_lower_to_triton_for_h100(kernel, width, monkeypatch):
   # Lowers (no run) each kernel through the Pallas Triton backend for CUDA on any machine, so
@@ -97,6 +99,9 @@ def test_kernels_lower_to_triton_for_h100(kernel, width, monkeypatch):
   fn, operands = {
       # Widths N / D that are and are not multiples of the tile (masked or unmasked columns).
       "spmm": (csr_spmm.kernel_fn, (data, *index, struct((64, width), jnp.bfloat16))),
+      "spmm-2rows": (functools.partial(csr_spmm.kernel_fn, config=csr_spmm.SpmmConfig(
+          block_n=64, block_nnz=32, rows_per_program=2)),
+                     (data, *index, struct((64, width), jnp.bfloat16))),
       "spmv": (csr_spmv.kernel_fn, (data, *index, struct((64,), jnp.bfloat16))),
       "sddmm": (csr_sddmm.kernel_fn, (*index, struct((rows, width), jnp.float32),
                                       struct((64, width), jnp.float32))),

@@ -61,6 +61,15 @@ def test_n_a_multiple_of_block_n():
   _check(case, 2 * SMALL.block_n, jnp.float32, rng)
 
 
+def test_rows_per_program_with_a_spare_slot():
+  # Two interleaved rows a program; 13 rows leave the last program one spare slot, and rows of
+  # one program have different step counts (empty, short and full rows).
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=3)
+  _check(case, 20, jnp.float32, rng,
+         config=csr_spmm.SpmmConfig(block_n=16, block_nnz=4, rows_per_program=2))
+
+
 def test_choose_config_is_a_valid_config():
   for n in (1, 32, 128, 1024):
     for nse in (0, 4096 * 82, 4096 * 410):
