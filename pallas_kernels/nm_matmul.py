@@ -39,13 +39,17 @@ class NmMatmulConfig:
   """Tile sizes (rows of W, columns of W per step, columns of X per program; ``block_n = 1`` is
   the one-column path without ``dot``), the number of K slices, how a step's values are loaded
   (``contiguous_loads``: one [block_m, block_k / m * n] load split in registers, n a power of two;
-  else n loads with stride n), and Triton launch parameters."""
+  else n loads with stride n), and Triton launch parameters. ``gather_column`` (``block_n = 1``
+  only, n a power of two): no expansion at all; each kept value is multiplied with X's entry at
+  its own column, gathered from the column (cached: 2 bytes a row of X), so a step does
+  ``block_m * block_k / m * n`` multiplies instead of ``block_m * block_k`` compares and selects."""
 
   block_m: int = 64
   block_k: int = 128
   block_n: int = 16
   num_splits: int = 1
   contiguous_loads: bool = False
+  gather_column: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -59,6 +63,8 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
     return f"block_k={config.block_k} must be a multiple of m={m}"
   if config.contiguous_loads and not _common.is_power_of_two(n):
     return f"contiguous_loads needs n a power of two for the Triton backend, got n={n}"
+  if config.gather_column and not _common.is_power_of_two(n):
+    return f"gather_column needs n a power of two for the Triton backend, got n={n}"
   tiles = dict(block_m=config.block_m, block_k=config.block_k)
   if config.block_n != 1:
     tiles["block_n"] = config.block_n
@@ -117,6 +123,8 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     raise ValueError(f"config.block_k={block_k} must be a multiple of m={m}")
   if config.num_splits < 1:
     raise ValueError(f"config.num_splits={config.num_splits} must be >= 1")
+  if config.gather_column and block_n != 1:
+    raise ValueError(f"config.gather_column needs config.block_n=1, got {block_n}")
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
   position_mask = (1 << bits) - 1
@@ -135,6 +143,9 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     indices = jnp.pad(indices, ((0, padded_rows - num_rows),
                                 (0, index_columns - indices.shape[1])))
   dense = _common.pad_columns(_common.pad_rows(dense, padded_k), block_n)
+  num_padded_n = dense.shape[1]
+  if config.gather_column:
+    dense = dense.reshape(-1)  # gathered by flat index: row * num_padded_n + column
   precision = _common.dot_precision(data.dtype)
 
   def kernel(data_ref, indices_ref, dense_ref, out_ref):
@@ -183,7 +194,25 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
                                 jnp.zeros((), data_ref.dtype))
       return tile.reshape(block_m, block_k)
 
+    def gather_products(k_tile):
+      """[block_m, 1] float32: the step's kept values times X's entries at their columns."""
+      span = pl.ds(k_tile * groups * n, groups * n)
+      values = data_ref[rows, span]
+      if indices_packed:
+        slot_shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups, n), 2) * bits
+        where = ((packed_codes(k_tile)[:, :, None] >> slot_shifts) & position_mask).reshape(
+            block_m, groups * n)
+      else:
+        where = indices_ref[rows, span]
+      slot = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups * n), 1)
+      group = slot >> (n.bit_length() - 1)
+      columns = k_tile * block_k + group * m + where.astype(jnp.int32)
+      x = dense_ref[columns * num_padded_n + col_tile].astype(jnp.float32)
+      return jnp.sum(values.astype(jnp.float32) * x, axis=1, keepdims=True)
+
     def accumulate(k_tile, acc):
+      if config.gather_column:
+        return acc + gather_products(k_tile)
       k_rows = pl.ds(k_tile * block_k, block_k)
       if block_n == 1:
         column = dense_ref[k_rows, col_tile].astype(jnp.float32)
@@ -200,13 +229,13 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     acc = jax.lax.fori_loop(first, last, accumulate, jnp.zeros((block_m, block_n), jnp.float32))
     out_ref[...] = acc.astype(out_ref.dtype)
 
-  out_shape, out_spec = _common.split_k_output((padded_rows, dense.shape[1]), data.dtype,
+  out_shape, out_spec = _common.split_k_output((padded_rows, num_padded_n), data.dtype,
                                                num_splits, (block_m, block_n))
   whole = pl.no_block_spec
   out = pl.pallas_call(
       kernel,
       out_shape=out_shape,
-      grid=(padded_rows // block_m, dense.shape[1] // block_n, num_splits),
+      grid=(padded_rows // block_m, num_padded_n // block_n, num_splits),
       in_specs=[whole, whole, whole],
       out_specs=out_spec,
       compiler_params=plt.CompilerParams(num_warps=config.num_warps,

@@ -1,17 +1,17 @@
 """Times the tensor-core kernels of issue 8 (BSR, 2:4, tiled unstructured) against the baselines.
 
 bfloat16 throughout, float32 accumulation; weights W [M, K] times X [K, N]. Cases in priority
-order (round 2's budget is 150 s for tests and timings together, so a short list):
-- BSR (32x32 blocks) 4096x4096 at N = 1024 and block density {0.05, 0.2, 0.5}, N = 128 at 0.2,
-  and 14336x4096 at N = 128, density 0.2, vs dense ``jnp.dot`` and
+order (round 3, the last GPU run: 150 s for tests and timings together, so a short list):
+- 2:4 decoding (N = 1, 16) on 4096x14336, 4096x4096, 14336x4096, each N = 1 default followed by
+  "nm-gather" rows (``gather_column``: no expansion, X gathered at each kept value's column;
+  "-packed": positions packed 4 bits a group, the bytes the 2:4 decoding target needs), vs dense
+  ``jnp.dot`` and torch ``to_sparse_semi_structured`` (cuSPARSELt);
+- tiled (16x64 tiles) at sparsity 0.7 on 4096x14336 and 14336x4096 (N = 1, 16), vs dense;
+- BSR (32x32 blocks) 4096x4096 at N = 1024 and block density {0.05, 0.2, 0.5} vs dense and
   ``torch.sparse._triton_ops.bsr_dense_mm`` on the same matrix;
-- 2:4 decoding (N = 1, 16) on 4096x14336, 4096x4096, 14336x4096 and prefill (N = 1024) on
-  4096x4096 vs dense and torch ``to_sparse_semi_structured`` (cuSPARSELt);
-- tiled (16x64 tiles) at sparsity 0.7 on 4096x14336 (N = 1, 16) and 14336x4096 (N = 1), and at
-  0.5 on 4096x14336 (N = 1), vs dense;
-- ``variant`` rows: "nm-packed" (positions packed 4 bits a group before timing: the bytes the
-  2:4 decoding target needs), "nm-contiguous" (values in one load) and both, beside the
-  default, and last other kernel configurations (named in VARIANTS) for the next round of tuning.
+- 2:4 prefill (N = 1024) on 4096x4096;
+- then BSR launch variants (wider column tiles, more warps / stages), BSR at N = 128, tiled at
+  other sparsities and the popcount ranks, other N:M variants (VARIANTS, DERIVED).
 Every jsparse result is checked against a float32 product of the same (rounded) matrix before it
 is timed (``rel_err``). Per-case errors are recorded and the run goes on; cases stop once the time
 budget is spent (the rest are listed as skipped); results are rewritten after every case. Timing:
@@ -66,13 +66,20 @@ VARIANTS = {
     "tiled-no-split": tiled_spmm.TiledSpmmConfig(block_n=16),
     # Tiled at 4096 rows, N <= 16 (the default's 4 splits), ranks by popcount instead of cumsum.
     "tiled-popcount": tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=4, rank_by_popcount=True),
+    # BSR at N = 1024 (default: 128-wide column tiles, 4 warps, 2 stages): twice the columns per
+    # 32x32 block (B re-read half as often) on 8 warps; or deeper pipelining of the block loads.
+    "bsr-n256-w8": bsr_spmm.BsrSpmmConfig(block_n=256, num_warps=8, num_stages=3),
+    "bsr-n128-s4": bsr_spmm.BsrSpmmConfig(block_n=128, num_warps=4, num_stages=4),
 }
 # The default N:M configuration with positions packed 4 bits a group (``nm_matmul.pack_indices``,
 # done before timing: 2:4 reads 1.125 bytes a weight instead of 1.5; dense: 2) and/or values
-# loaded in one contiguous span (``contiguous_loads``).
+# loaded in one contiguous span (``contiguous_loads``), or X gathered per kept value
+# (``gather_column``, N = 1 only): (indices_packed, contiguous_loads, gather_column).
 PACKED = "nm-packed"
-DERIVED = {PACKED: (True, False), "nm-contiguous": (False, True),
-           "nm-packed-contiguous": (True, True)}
+GATHER, GATHER_PACKED = "nm-gather", "nm-gather-packed"
+DERIVED = {PACKED: (True, False, False), "nm-contiguous": (False, True, False),
+           "nm-packed-contiguous": (True, True, False), GATHER: (False, False, True),
+           GATHER_PACKED: (True, False, True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,30 +96,33 @@ def cases(smoke: bool) -> list[Case]:
   one weight matrix where they can (it is built once)."""
   if smoke:
     return [Case("bsr", (64, 64), 32, 0.5), Case("nm", (64, 128), 1, 0.5),
-            Case("nm", (64, 128), 1, 0.5, PACKED),
+            Case("nm", (64, 128), 1, 0.5, PACKED), Case("nm", (64, 128), 1, 0.5, GATHER),
+            Case("nm", (64, 128), 1, 0.5, GATHER_PACKED),
+            Case("bsr", (64, 64), 32, 0.5, "bsr-n256-w8"),
             Case("nm", (64, 128), 8, 0.5, "nm-packed-contiguous"), Case("nm", (64, 128), 8, 0.5),
             Case("nm", (64, 128), 1, 0.5, "nm-decode-dot"), Case("tiled", (64, 128), 8, 0.3),
             Case("tiled", (64, 128), 8, 0.3, "tiled-popcount")]
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
   return [
+      Case("nm", wide, 1, 0.5), Case("nm", wide, 1, 0.5, GATHER),
+      Case("nm", wide, 1, 0.5, GATHER_PACKED), Case("nm", wide, 16, 0.5),
+      Case("nm", square, 1, 0.5), Case("nm", square, 1, 0.5, GATHER_PACKED),
+      Case("nm", square, 16, 0.5),
+      Case("nm", tall, 1, 0.5), Case("nm", tall, 1, 0.5, GATHER_PACKED),
+      Case("nm", tall, 16, 0.5),
+      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 16, 0.3),
+      Case("tiled", tall, 1, 0.3), Case("tiled", tall, 16, 0.3),
       Case("bsr", square, 1024, 0.05), Case("bsr", square, 1024, 0.2),
-      Case("bsr", square, 128, 0.2), Case("bsr", square, 1024, 0.5),
-      Case("bsr", tall, 128, 0.2),
-      Case("nm", wide, 1, 0.5), Case("nm", wide, 1, 0.5, PACKED),
-      Case("nm", wide, 1, 0.5, "nm-packed-contiguous"), Case("nm", wide, 16, 0.5),
-      Case("nm", square, 1, 0.5), Case("nm", square, 16, 0.5), Case("nm", square, 1024, 0.5),
-      Case("nm", tall, 1, 0.5), Case("nm", tall, 1, 0.5, PACKED), Case("nm", tall, 16, 0.5),
-      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 1, 0.3, "tiled-popcount"),
-      Case("tiled", wide, 16, 0.3), Case("tiled", tall, 1, 0.3),
-      Case("tiled", wide, 1, 0.5),
-      # Tuning variants last.
-      Case("nm", square, 1024, 0.5, "nm-prefill-64x64x128"),
-      Case("bsr", square, 128, 0.2, "bsr-n128"),
-      Case("nm", wide, 1, 0.5, "nm-decode-dot"), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
-      Case("tiled", wide, 1, 0.3, "tiled-no-split"),
-      Case("nm", wide, 1, 0.5, "nm-contiguous"), Case("nm", wide, 16, 0.5, PACKED),
-      Case("nm", wide, 16, 0.5, "nm-packed-contiguous"),
-      Case("nm", tall, 1, 0.5, "nm-packed-contiguous"), Case("nm", square, 1, 0.5, PACKED),
+      Case("bsr", square, 1024, 0.5),
+      Case("nm", square, 1024, 0.5),
+      # Tuning variants and secondary cases last.
+      Case("bsr", square, 1024, 0.5, "bsr-n256-w8"), Case("bsr", square, 1024, 0.5, "bsr-n128-s4"),
+      Case("bsr", square, 1024, 0.2, "bsr-n256-w8"),
+      Case("bsr", square, 128, 0.2), Case("bsr", tall, 128, 0.2),
+      Case("tiled", wide, 1, 0.3, "tiled-popcount"), Case("tiled", wide, 1, 0.5),
+      Case("tiled", wide, 16, 0.5), Case("tiled", wide, 1, 0.1), Case("tiled", wide, 1, 0.2),
+      Case("nm", wide, 16, 0.5, PACKED), Case("nm", square, 1024, 0.5, "nm-prefill-64x64x128"),
+      Case("nm", wide, 1, 0.5, PACKED), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
   ]
 
 
@@ -172,7 +182,8 @@ def derived_config(case: Case) -> nm_matmul.NmMatmulConfig:
   """jsparse._gpu's N:M configuration for the case, with the DERIVED variant's loads."""
   from jsparse._gpu import structured
   config = structured.nm_config(SparseLayout("nm", case.shape, nm=(2, 4)), case.n)
-  return dataclasses.replace(config, contiguous_loads=DERIVED[case.variant][1])
+  _, contiguous, gather = DERIVED[case.variant]
+  return dataclasses.replace(config, contiguous_loads=contiguous, gather_column=gather)
 
 
 def operand(case: Case, matrix) -> Any:
@@ -357,7 +368,12 @@ def main() -> None:
   meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
           "devices": [getattr(d, "device_kind", str(d)) for d in jax.devices()],
           "jax": jax.__version__, "dtype": "bfloat16", "smoke": args.smoke,
-          "timing": "jax: JaxLoopTimer (jitted fori_loop), torch: CUDA events; median us"}
+          "timing": (f"jax: JaxLoopTimer (jitted fori_loop, {timing.UNROLL} calls an "
+                     "iteration), torch: CUDA events; median us"),
+          "budget_s": args.budget_s,
+          "targets": ("BSR: <= 1.3 x density x dense + 5 us, >= 5x torch bsr_dense_mm; 2:4: "
+                      ">= 1.6x dense at N <= 16, >= 1.0x at N >= 1024; tiled: >= 2x dense at "
+                      ">= 70% sparsity, >= 1x from 40%")}
   try:
     import torch
     meta["torch"] = torch.__version__

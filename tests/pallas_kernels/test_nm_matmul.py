@@ -1,5 +1,6 @@
 """pallas_kernels.nm_matmul against a float64 NumPy product (interpret mode on the CPU)."""
 
+import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,6 +100,29 @@ def test_contiguous_loads(packed):
   assert "n=3" in nm_matmul.gpu_supported((3, 8), nm_matmul.NmMatmulConfig(contiguous_loads=True))
 
 
+@pytest.mark.parametrize("packed", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["uint8", "packed"])
+def test_gather_column(packed):
+  # No expansion: X gathered at each kept value's column. Ragged 2:4 (rows and K not multiples
+  # of the tile), two columns (one program column each), split-K, an empty row.
+  rng = np.random.default_rng()
+  values = cases.random_values(rng, (40, 200), jnp.bfloat16)
+  values[7] = 0
+  matrix = jsparse.NM.fromdense(jnp.asarray(values, jnp.bfloat16), n=2, m=4)
+  dense64 = np.asarray(matrix.todense().astype(jnp.float32), np.float64)
+  indices = nm_matmul.pack_indices(matrix.indices, (2, 4)) if packed else matrix.indices
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=1, num_splits=2,
+                                    gather_column=True)
+  b, b64 = cases.dense_operand(rng, (200, 2), jnp.bfloat16)
+  out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
+                            config=config, indices_packed=packed, interpret=cases.INTERPRET)
+  cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
+  assert "n=3" in nm_matmul.gpu_supported((3, 8), nm_matmul.NmMatmulConfig(gather_column=True))
+  with pytest.raises(ValueError, match="gather_column needs config.block_n=1, got 16"):
+    nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
+                        config=dataclasses.replace(config, block_n=16), indices_packed=packed)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not cases.INTERPRET, reason="m = 3 needs a tile of 6 columns: interpret only")
 def test_non_power_of_two_group_in_interpret_mode():
@@ -131,7 +155,10 @@ def test_reference_fn_and_config_checks():
     nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=1, num_splits=8,
                              contiguous_loads=True),
     nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16, contiguous_loads=True),
-], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous"])
+    nm_matmul.NmMatmulConfig(block_m=64, block_k=256, block_n=1, num_splits=4,
+                             gather_column=True),
+], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous",
+        "gather-column"])
 @pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
   struct = jax.ShapeDtypeStruct
