@@ -106,12 +106,18 @@ class ConfigTable:
       raise ValueError(f"ConfigTable.decode_programs must be >= 1, got {self.decode_programs}")
 
 
-# Starting points from FlashAttention-2's Triton tuning (128 x 64 tiles, 4 warps at head dim 64,
-# 8 at 128), measured on an H100 in round 1 (experiments/gpu_checks/attention.sh); about two waves
-# of split-K programs on an H100 (132 SMs).
+# Tuned on an H100 in round 2 (2026-11-25, bf16, batch 4, 16 heads, seq 8192, 128 x 128 mask
+# blocks; /tmp/gpu/round2/attention, experiments/gpu_checks/attention_bench.py's sweep):
+# head dim 64: 128x128 w4 s3 3318 us at density 1, 393/240 us at 0.1/0.05 (128x64 w4 s3: 3397,
+# 64x64 w4 s3: 3353, 128x64 w4 s4: 3402, 128x128 w8 s3: 3875; the first three within 2.5%, and no
+# candidate more than 3% faster at low density, so no sparse entry); head dim 128: 128x128 w8 s3
+# 5488 / 671 / 425 us (128x64 w8 s2: 6467, 64x64 w4 s3: 6351, 64x128 w4 s3: 6927). Decoding:
+# 256 split-K programs (about two waves on 132 SMs) beat 1024 at every case (73.8 vs 81.3 us at
+# 1 query, density 0.1, KV 32k).
 DEFAULT_TABLE = ConfigTable(
-    prefill_small_head=AttentionConfig(block_q=128, block_k=64, num_warps=4, num_stages=3),
-    prefill_large_head=AttentionConfig(block_q=128, block_k=64, num_warps=8, num_stages=2))
+    prefill_small_head=AttentionConfig(block_q=128, block_k=128, num_warps=4, num_stages=3),
+    prefill_large_head=AttentionConfig(block_q=128, block_k=128, num_warps=8, num_stages=3),
+    decode_programs=256)
 
 
 def default_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,

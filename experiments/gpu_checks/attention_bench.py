@@ -3,19 +3,19 @@
 python3 -P experiments/gpu_checks/attention_bench.py OUTDIR --budget-s S [--smoke]
 
 Device-side timing (JaxLoopTimer for JAX, TorchCudaTimer for torch), bf16, batch 4, 16 heads,
-seq 8192, 128 x 128 mask blocks, head dims 64 and 128, in priority order under a deadline:
-  1. copy bandwidth (torch copy_, jnp.negative) and decoding (batch 4, 16 heads, head dim 128,
-     KV 32k, 1 and 16 queries, kept densities 0.1/0.25) for two split-K targets
-     (``ConfigTable.decode_programs``), against the copy bandwidth on the kept KV bytes;
-  2. a small prefill config sweep per head dim (SWEEP below) at densities 1.0, 0.1, 0.05, each
-     output checked against cuDNN at density 1.0; the winners form a ``ConfigTable``;
-  3. the final lines: jsparse with configs from ``default_config(table=tuned)`` at densities
-     1.0/0.5/0.1/0.05 and causal (tile bounds precomputed once per mask, as a cached mask), the
-     same at 0.05 with bounds computed in the call, cuDNN and SDPA dense and causal;
-  4. compiled FlexAttention on the same kept blocks (full blocks) and causal;
-  5. JAX's Mosaic GPU flash attention (pallas/ops/gpu/attention_mgpu.py), dense, if time is left.
-Outputs: OUTDIR/attention_results.json (every row, the tuned table, machine, versions, date) and
-OUTDIR/attention_table.md (final lines and targets first, then the sweep); the table is printed.
+seq 8192, 128 x 128 mask blocks, head dims 64 and 128, with ``bsa.DEFAULT_TABLE`` (tuned in
+round 2), in priority order under a deadline (the issue's head dim 64 first):
+  1. copy bandwidth (torch copy_, jnp.negative) and the timer's floor per op;
+  2. per head dim: cuDNN dense, jsparse at densities 1.0/0.5/0.1/0.05 (one compilation, tile
+     bounds precomputed once per mask, as a cached mask) and causal, cuDNN causal, SDPA dense and
+     causal, compiled FlexAttention on the same kept blocks (full blocks) and causal; decoding
+     (batch 4, 16 heads, head dim 128, KV 32k, 1 and 16 queries, kept densities 0.1/0.25)
+     against the copy bandwidth on the kept KV bytes comes between head dims 64 and 128;
+  3. jsparse at 0.05 with bounds computed in the call; JAX's Mosaic GPU flash attention (dense);
+  4. the issue's targets from the numbers measured (met / missed).
+Outputs: OUTDIR/attention_results.json (every row, the config table, machine, versions, date,
+timing config) and OUTDIR/attention_table.md (targets first, then every line); the table is
+printed.
 A case that would not fit the deadline is recorded as skipped; a failing case records its error.
 --smoke: tiny shapes in Pallas interpret mode on the CPU (checks this script, not the kernel).
 """
@@ -33,28 +33,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import machine
+from experiments import machine, timing
 from experiments.timing import JaxLoopTimer, TimingConfig, TorchCudaTimer
 from pallas_kernels import block_sparse_attention as bsa
 
-Config = bsa.AttentionConfig
-# Candidates per head dim: the round-1 default first; then FlexAttention's H100 bf16 defaults
-# (torch inductor: 128x128 w4 s3 at head dim 64, 128x64 w8 s3 at 128), which ran the same Triton
-# 1.3-1.4x faster than the round-1 defaults on dense masks; 128-key tiles with 8 warps, one more
-# stage; and 64-row query tiles with 4 warps (more programs per SM: round 1's low-density times
-# sat 80-250 us above density x dense time, a per-program prologue/epilogue cost that more
-# resident programs overlap).
-SWEEP = {
-    64: (Config(128, 64, num_warps=4, num_stages=3), Config(128, 128, num_warps=4, num_stages=3),
-         Config(128, 128, num_warps=8, num_stages=3), Config(128, 64, num_warps=4, num_stages=4),
-         Config(64, 64, num_warps=4, num_stages=3)),
-    128: (Config(128, 64, num_warps=8, num_stages=2), Config(128, 64, num_warps=8, num_stages=3),
-          Config(128, 128, num_warps=8, num_stages=3), Config(64, 64, num_warps=4, num_stages=3),
-          Config(64, 128, num_warps=4, num_stages=3)),
-}
-SWEEP_DENSITIES = (1.0, 0.1, 0.05)
 DENSITIES = (1.0, 0.5, 0.1, 0.05)
-DECODE_PROGRAMS = (256, 1024)
 DEC_DENSITIES = (0.1, 0.25)
 DEC_QUERIES = (1, 16)
 
@@ -87,7 +70,6 @@ if SMOKE:
   BATCH, HEADS, SEQ, BLOCK, DIMS = 1, 2, 256, 64, (64,)
   DEC_BATCH, DEC_HEADS, DEC_DIM, DEC_KV, DEC_BLOCK = 1, 2, 64, 1024, 64
   COPY_ELEMS = 1 << 20
-  SWEEP = {64: (Config(64, 64), Config(64, 32))}
 else:
   BATCH, HEADS, SEQ, BLOCK, DIMS = 4, 16, 8192, 128, (64, 128)
   # Batch 4: at batch 1 and density 0.1 the kept KV is ~27 MB (~9 us at HBM speed), a latency-
@@ -98,10 +80,19 @@ rng = np.random.default_rng(0)
 results, started = [], time.time()
 
 
+def verdict(check, value):
+  """'0.85 MET' for a check named '... <= 1' or '... >= 1.3' (its threshold last)."""
+  if value is None:
+    return "- (not measured)"
+  op, threshold = check.split()[-2:]
+  met = value <= float(threshold) if op == "<=" else value >= float(threshold)
+  return f"{value:.2f} {'MET' if met else 'MISSED'}"
+
+
 # -- recording --------------------------------------------------------------------------------
 def row_text(row):
   if row["line"] == "derived":
-    extra = "; ".join(f"{k}: {'-' if v is None else f'{v:.2f}'}" for k, v in row["checks"].items())
+    extra = "; ".join(f"{k}: {verdict(k, v)}" for k, v in row["checks"].items())
     return f"| {row['case']} | targets | | | {extra} |"
   if row["error"]:
     return f"| {row['case']} | {row['line']} | - | - | {row['error'][:160]} |"
@@ -115,27 +106,35 @@ def row_text(row):
           f"{row['p10_us']:.1f}-{row['p90_us']:.1f} | {extra} |")
 
 
+TABLE = dataclasses.asdict(bsa.DEFAULT_TABLE)
+
+
 def write_outputs():
   """JSON + markdown of everything so far (rewritten after every case: a run killed at its
-  time limit still leaves its results). Final lines first, the sweep after them."""
+  time limit still leaves its results). Targets first, then every line in measured order."""
   with open(f"{ARGS.out_dir}/attention_results.json", "w") as f:
     json.dump(dict(machine=ENV, smoke=SMOKE, timing=dataclasses.asdict(TIMING),
-                   tuned_table=TUNED_TABLE, results=results), f, indent=1, default=str)
+                   timer_unroll=getattr(timing, "UNROLL", None), config_table=TABLE,
+                   shapes=dict(batch=BATCH, heads=HEADS, seq=SEQ, block=BLOCK, head_dims=DIMS,
+                               decode=dict(batch=DEC_BATCH, heads=DEC_HEADS, head_dim=DEC_DIM,
+                                           kv_len=DEC_KV, block=DEC_BLOCK)),
+                   results=results), f, indent=1, default=str)
   header = ["| case | line | median us | p10-p90 | extra |", "|---|---|---|---|---|"]
-  final = [row_text(r) for r in results if not r.get("sweep")]
-  sweep = [row_text(r) for r in results if r.get("sweep")]
-  lines = [f"# Block-sparse attention ({ENV['device']}, {ENV['date']}, jax "
-           f"{ENV['versions'].get('jax')}, torch {ENV['versions'].get('torch')}"
-           f"{', SMOKE (CPU interpret)' if SMOKE else ''})", "",
-           f"Tuned ConfigTable (from the sweep below): `{TUNED_TABLE}`", "", *header, *final, "",
-           "## Config sweep (jsparse, precomputed tile bounds)", "", *header, *sweep]
-  table = "\n".join(lines)
+  targets = [row_text(r) for r in results if r["line"] == "derived"]
+  lines = [row_text(r) for r in results if r["line"] != "derived"]
+  versions = ", ".join(f"{k} {v}" for k, v in sorted(ENV["versions"].items()) if v)
+  text = [f"# Block-sparse attention ({ENV['device']}, {ENV['date']}{', SMOKE (CPU interpret)' if SMOKE else ''})",
+          "", f"Versions: {versions}. bf16, batch {BATCH}, {HEADS} heads, seq {SEQ}, "
+          f"{BLOCK}x{BLOCK} mask blocks; decoding: batch {DEC_BATCH}, {DEC_HEADS} heads, head dim "
+          f"{DEC_DIM}, KV {DEC_KV}, {DEC_BLOCK}-key blocks. JaxLoopTimer (unroll "
+          f"{getattr(timing, 'UNROLL', '?')}) / TorchCudaTimer, {TIMING}.", "",
+          f"ConfigTable (bsa.DEFAULT_TABLE): `{TABLE}`", "",
+          "## Targets (issue 9; ratio, then MET / MISSED)", "", "| case | | | | checks |",
+          "|---|---|---|---|---|", *targets, "", "## Lines", "", *header, *lines]
+  table = "\n".join(text)
   with open(f"{ARGS.out_dir}/attention_table.md", "w") as f:
     f.write(table + "\n")
   return table
-
-
-TUNED_TABLE = None
 
 
 def record(**row):
@@ -217,50 +216,160 @@ def config_name(config):
           + (f" splits{config.num_splits}" if config.num_splits > 1 else ""))
 
 
-# -- 1. copy bandwidth and decoding -----------------------------------------------------------
+# -- 1. copy bandwidth and the timer's floor --------------------------------------------------
 def bandwidth(measurement, moved_bytes):
   return dict(**summary(measurement), gb_per_s=moved_bytes / measurement.median_us / 1e3)
 
 
 source = jnp.ones((COPY_ELEMS,), jnp.bfloat16)
-fields = attempt("copy", "jax-negate", 10, lambda: bandwidth(
+fields = attempt("copy", "jax-negate", 5, lambda: bandwidth(
     CompiledLoop(jnp.negative, (source,)).measure((source,))[0], 2 * source.nbytes),
     bytes=2 * source.nbytes)
 copy_gbs = fields["gb_per_s"] if fields else None
 if HAS_TORCH:
   src_t = torch.ones(COPY_ELEMS, dtype=torch.bfloat16, device="cuda")
   dst_t = torch.empty_like(src_t)
-  fields = attempt("copy", "torch-copy_", 5, lambda: bandwidth(
+  fields = attempt("copy", "torch-copy_", 3, lambda: bandwidth(
       torch_time(lambda: dst_t.copy_(src_t))[0], 2 * src_t.nbytes), bytes=2 * src_t.nbytes)
   if fields:
     copy_gbs = max(copy_gbs or 0, fields["gb_per_s"])
   del src_t, dst_t
 del source
-# The timer's own cost per op (loop step, barrier, a 512-byte op): what JaxLoopTimer adds to
-# every JAX line; decoding's tens of microseconds are compared with and without it.
+# What JaxLoopTimer still adds per op (a 512-byte op; the loop runs UNROLL ops per iteration).
 tiny = jnp.ones((128,), jnp.float32)
-fields = attempt("timer floor", "jax-loop tiny negate", 4,
+fields = attempt("timer floor", "jax-loop tiny negate", 3,
                  lambda: summary(CompiledLoop(jnp.negative, (tiny,)).measure((tiny,))[0]))
 timer_floor_us = fields["median_us"] if fields else 0.0
-
 reference = jax.jit(bsa.reference_fn, static_argnames=("block_size", "causal", "scale"))
-cache_shape = (DEC_BATCH, DEC_KV, DEC_HEADS, DEC_DIM)
-k_dec = jax.random.normal(jax.random.key(0), cache_shape, jnp.bfloat16)
-v_dec = jax.random.normal(jax.random.key(1), cache_shape, jnp.bfloat16)
-dec_block = (16, DEC_BLOCK)
-dec_masks = {d: random_lists(DEC_HEADS, 1, DEC_KV // DEC_BLOCK, d) for d in DEC_DENSITIES}
-decode_times = {}  # decode_programs -> summed median us over the decode cases
-decode_fraction = {}  # (queries, density, decode_programs) -> fraction of copy bandwidth
-for queries in DEC_QUERIES:
-  q_dec = jax.random.normal(jax.random.key(2), (DEC_BATCH, queries, DEC_HEADS, DEC_DIM),
-                            jnp.bfloat16)
-  expected = {d: reference(q_dec, k_dec, v_dec, *dec_masks[d], block_size=dec_block, causal=True)
-              for d in DEC_DENSITIES}
-  for programs in DECODE_PROGRAMS:
-    table = dataclasses.replace(bsa.DEFAULT_TABLE, decode_programs=programs)
+
+# -- 2. prefill per head dim, decoding after head dim 64 --------------------------------------
+nb = SEQ // BLOCK
+masks = {d: random_lists(HEADS, nb, nb, d) for d in DENSITIES}
+masks["causal"] = random_lists(HEADS, nb, nb, 1.0, causal=True)
+times, outputs = {}, {}
+
+
+def info(head_dim):
+  return dict(head_dim=head_dim, batch=BATCH, heads=HEADS, seq=SEQ, block=BLOCK)
+
+
+def kept_fraction(name):
+  return float(masks[name][1].sum()) / (HEADS * nb * nb)
+
+
+def cudnn_line(head_dim, operands, causal):
+  name = "causal" if causal else 1.0
+  def run():
+    fn = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=causal,
+                                                      implementation="cudnn")
+    m, outputs[head_dim, "cudnn", name] = CompiledLoop(fn, operands).measure(operands)
+    times[head_dim, "cudnn", name] = m.median_us
+    return summary(m)
+  attempt(f"D{head_dim} {name}", "jax-cudnn", 4, run, **info(head_dim))
+
+
+def jsparse_lines(head_dim, operands, names, line="jsparse-pallas", precomputed=True):
+  """The config default_config picks, on several masks of one shape: one compilation."""
+  loops = {}  # config -> CompiledLoop (one per config: masks padded to one shape)
+  for name in names:
+    causal = name == "causal"
+    config = bsa.default_config(batch=BATCH, num_heads=HEADS, q_len=SEQ, head_dim=head_dim,
+                                block_size=(BLOCK, BLOCK), max_kept=int(masks[name][1].max()),
+                                num_kv_blocks=nb)
+
+    def run(name=name, causal=causal, config=config):
+      args = (*operands, *masks[name])
+      if precomputed:
+        args += (bsa.tile_bounds(*masks[name], q_len=SEQ, kv_len=SEQ, block_size=(BLOCK, BLOCK),
+                                 config=config, causal=causal),)
+        fn = lambda q, k, v, i, c, b: bsa.kernel_fn(q, k, v, i, c, block_size=(BLOCK, BLOCK),
+                                                    causal=causal, config=config, bounds=b,
+                                                    interpret=SMOKE)
+      else:
+        fn = lambda q, k, v, i, c: bsa.kernel_fn(q, k, v, i, c, block_size=(BLOCK, BLOCK),
+                                                 causal=causal, config=config, interpret=SMOKE)
+      first = time.time()
+      if config not in loops:
+        loops[config] = CompiledLoop(fn, args)
+      compile_s = time.time() - first
+      m, output = loops[config].measure(args)
+      if precomputed:
+        times[head_dim, "jsparse", name] = m.median_us
+        outputs[head_dim, "jsparse", name] = output
+      dense_ref = outputs.get((head_dim, "cudnn", name))
+      return dict(**summary(m), config=dataclasses.asdict(config),
+                  config_name=config_name(config), compile_s=compile_s,
+                  max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref))
+    attempt(f"D{head_dim} {name}", line, 2 if config in loops else 5, run, density=kept_fraction(name),
+            **info(head_dim))
+
+
+def sdpa_lines(head_dim, qkv):
+  for causal in (False, True):
+    def sdpa(causal=causal):
+      m, _ = torch_time(lambda: F.scaled_dot_product_attention(*qkv, is_causal=causal))
+      times[head_dim, "sdpa", "causal" if causal else 1.0] = m.median_us
+      return summary(m)
+    attempt(f"D{head_dim} {'causal' if causal else 1.0}", "torch-sdpa", 2, sdpa, **info(head_dim))
+
+
+if HAS_TORCH:
+  flex = torch.compile(flex_attention, dynamic=False)
+
+  def causal_mod(b, h, q_idx, kv_idx):
+    return q_idx >= kv_idx
+
+
+def flex_block_mask(name):
+  """The kept blocks as "full" blocks (no mask_mod inside them, FlexAttention's fastest path);
+  causal through create_block_mask."""
+  if name == "causal":
+    return create_block_mask(causal_mod, None, None, SEQ, SEQ, device="cuda", BLOCK_SIZE=BLOCK)
+  indices, counts = masks[name]
+  full_indices = torch.from_dlpack(indices).unsqueeze(0).contiguous()  # [1, H, nqb, nkb]
+  full_counts = torch.from_dlpack(counts).unsqueeze(0).contiguous()  # [1, H, nqb]
+  return BlockMask.from_kv_blocks(torch.zeros_like(full_counts), torch.zeros_like(full_indices),
+                                  full_counts, full_indices, BLOCK_SIZE=BLOCK,
+                                  seq_lengths=(SEQ, SEQ))
+
+
+def flex_lines(head_dim, qkv, names):
+  """Round 2: the first call compiled in 4.1 s (head dim 64), 1.5 s (128, warm cache); masks
+  of the same shape reuse it; causal (partial blocks, a mask_mod) compiles again."""
+  compiled = set()
+  for name in names:
+    def run(name=name):
+      block_mask = flex_block_mask(name)
+      first = time.time()
+      flex(*qkv, block_mask=block_mask)
+      torch.cuda.synchronize()
+      first_call_s = time.time() - first
+      compiled.add(name == "causal")
+      m, output = torch_time(lambda: flex(*qkv, block_mask=block_mask))
+      times[head_dim, "flex", name] = m.median_us
+      ours = outputs.get((head_dim, "jsparse", name))
+      err = None if ours is None else float(
+          (torch.from_dlpack(ours).permute(0, 2, 1, 3).float() - output.float()).abs().max())
+      return dict(**summary(m), max_abs_diff_vs_jsparse=err, first_call_s=first_call_s)
+    attempt(f"D{head_dim} {name}", "torch-flex", 2 if (name == "causal") in compiled else 7, run,
+            density=kept_fraction(name), **info(head_dim))
+
+
+decode_fraction = {}  # (queries, density) -> fraction of copy bandwidth
+
+
+def decode_lines():
+  cache_shape = (DEC_BATCH, DEC_KV, DEC_HEADS, DEC_DIM)
+  k_dec = jax.random.normal(jax.random.key(0), cache_shape, jnp.bfloat16)
+  v_dec = jax.random.normal(jax.random.key(1), cache_shape, jnp.bfloat16)
+  dec_block = (16, DEC_BLOCK)
+  dec_masks = {d: random_lists(DEC_HEADS, 1, DEC_KV // DEC_BLOCK, d) for d in DEC_DENSITIES}
+  for queries in DEC_QUERIES:
+    q_dec = jax.random.normal(jax.random.key(2), (DEC_BATCH, queries, DEC_HEADS, DEC_DIM),
+                              jnp.bfloat16)
     config = bsa.default_config(batch=DEC_BATCH, num_heads=DEC_HEADS, q_len=queries,
                                 head_dim=DEC_DIM, block_size=dec_block,
-                                max_kept=DEC_KV // DEC_BLOCK, table=table)
+                                max_kept=DEC_KV // DEC_BLOCK)
     fn = lambda q, k, v, i, c, config=config: bsa.kernel_fn(
         q, k, v, i, c, block_size=dec_block, causal=True, config=config, interpret=SMOKE)
     loop = None
@@ -270,225 +379,34 @@ for queries in DEC_QUERIES:
 
       def run(operands=(q_dec, k_dec, v_dec, indices, counts), kept_bytes=kept_bytes,
               density=density, fn=fn, config=config):
-        global loop
+        nonlocal loop
         loop = loop or CompiledLoop(fn, operands)
         m, output = loop.measure(operands)
+        expected = reference(*operands, block_size=dec_block, causal=True)
         gbs = kept_bytes / m.median_us / 1e3
         net_gbs = kept_bytes / max(m.median_us - timer_floor_us, 1e-3) / 1e3
-        decode_times[programs] = decode_times.get(programs, 0.0) + m.median_us
-        decode_fraction[queries, density, programs] = gbs / copy_gbs if copy_gbs else None
+        decode_fraction[queries, density] = gbs / copy_gbs if copy_gbs else None
         return dict(**summary(m), kept_bytes=kept_bytes, gb_per_s=gbs,
                     fraction_of_copy_bw=gbs / copy_gbs if copy_gbs else None,
                     fraction_net_of_timer_floor=net_gbs / copy_gbs if copy_gbs else None,
-                    max_abs_err_vs_reference=max_diff(output, expected[density]),
+                    max_abs_err_vs_reference=max_diff(output, expected),
                     config=dataclasses.asdict(config), config_name=config_name(config))
-      attempt(f"decode q{queries} d{density}", f"jsparse programs={programs}", 6, run,
+      attempt(f"decode q{queries} d{density}", "jsparse-pallas", 2 if loop else 4, run,
               queries=queries, density=density, head_dim=DEC_DIM, kv_len=DEC_KV,
-              batch=DEC_BATCH, decode_programs=programs)
-  if HAS_TORCH:
-    def sdpa_decode(q=q_dec):
-      qt, kt, vt = (torch.from_dlpack(x).permute(0, 2, 1, 3).contiguous()
-                    for x in (q, k_dec, v_dec))
-      m, _ = torch_time(lambda: F.scaled_dot_product_attention(qt, kt, vt))
-      return dict(**summary(m), gb_per_s=2 * k_dec.nbytes / m.median_us / 1e3)
-    attempt(f"decode q{queries} dense", "torch-sdpa", 4, sdpa_decode, queries=queries,
-            density=1.0, head_dim=DEC_DIM, kv_len=DEC_KV, batch=DEC_BATCH)
-del k_dec, v_dec
-best_programs = (min(decode_times, key=decode_times.get) if len(decode_times) == len(
-    DECODE_PROGRAMS) else bsa.DEFAULT_TABLE.decode_programs)
-
-# -- 2. prefill config sweep ------------------------------------------------------------------
-nb = SEQ // BLOCK
-masks = {d: random_lists(HEADS, nb, nb, d) for d in DENSITIES}
-masks["causal"] = random_lists(HEADS, nb, nb, 1.0, causal=True)
-operands = {d: tuple(jax.random.normal(jax.random.key(10 + i), (BATCH, SEQ, HEADS, d),
-                                       jnp.bfloat16) for i in range(3)) for d in DIMS}
-times, outputs = {}, {}
+              batch=DEC_BATCH)
+    if HAS_TORCH:
+      def sdpa_decode(q=q_dec):
+        qt, kt, vt = (torch.from_dlpack(x).permute(0, 2, 1, 3).contiguous()
+                      for x in (q, k_dec, v_dec))
+        m, _ = torch_time(lambda: F.scaled_dot_product_attention(qt, kt, vt))
+        return dict(**summary(m), gb_per_s=2 * k_dec.nbytes / m.median_us / 1e3,
+                    fraction_of_copy_bw=2 * k_dec.nbytes / m.median_us / 1e3 / copy_gbs
+                    if copy_gbs else None)
+      attempt(f"decode q{queries} dense", "torch-sdpa", 2, sdpa_decode, queries=queries,
+              density=1.0, head_dim=DEC_DIM, kv_len=DEC_KV, batch=DEC_BATCH)
 
 
-def info(head_dim):
-  return dict(head_dim=head_dim, batch=BATCH, heads=HEADS, seq=SEQ, block=BLOCK)
-
-
-def cudnn_dense(head_dim, causal):
-  name = "causal" if causal else 1.0
-  def run():
-    fn = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=causal,
-                                                      implementation="cudnn")
-    m, outputs[head_dim, "cudnn", name] = CompiledLoop(fn, operands[head_dim]).measure(
-        operands[head_dim])
-    times[head_dim, "cudnn", name] = m.median_us
-    return summary(m)
-  attempt(f"D{head_dim} {name}", "jax-cudnn", 6, run, **info(head_dim))
-
-
-def bounds_for(name, config):
-  indices, counts = masks[name]
-  return bsa.tile_bounds(indices, counts, q_len=SEQ, kv_len=SEQ, block_size=(BLOCK, BLOCK),
-                         config=config, causal=name == "causal")
-
-
-def jsparse_fn(config, causal, precomputed):
-  if precomputed:
-    return lambda q, k, v, i, c, b: bsa.kernel_fn(q, k, v, i, c, block_size=(BLOCK, BLOCK),
-                                                  causal=causal, config=config, bounds=b,
-                                                  interpret=SMOKE)
-  return lambda q, k, v, i, c: bsa.kernel_fn(q, k, v, i, c, block_size=(BLOCK, BLOCK),
-                                             causal=causal, config=config, interpret=SMOKE)
-
-
-LOOPS = {}  # (head dim, config, causal, precomputed bounds) -> CompiledLoop
-
-
-def time_jsparse(head_dim, config, names, line, *, sweep, precomputed=True, key=None):
-  """Times one config on several masks of one shape (one compilation per causal flag)."""
-  for name in names:
-    loop_key = (head_dim, config, name == "causal", precomputed)
-
-    def run(name=name, loop_key=loop_key):
-      args = (*operands[head_dim], *masks[name])
-      if precomputed:
-        args += (bounds_for(name, config),)
-      first = time.time()
-      if loop_key not in LOOPS:
-        LOOPS[loop_key] = CompiledLoop(jsparse_fn(config, name == "causal", precomputed), args)
-      compile_s = time.time() - first
-      m, output = LOOPS[loop_key].measure(args)
-      if key is not None:
-        times[head_dim, key, name] = m.median_us
-        outputs[head_dim, key, name] = output
-      dense_ref = outputs.get((head_dim, "cudnn", name))
-      return dict(**summary(m), config=dataclasses.asdict(config),
-                  config_name=config_name(config), compile_s=compile_s,
-                  max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref))
-    density = float(masks[name][1].sum()) / (HEADS * nb * nb)
-    fields = attempt(f"D{head_dim} {name}", line, 2 if loop_key in LOOPS else 5, run, sweep=sweep,
-                     density=density, **info(head_dim))
-    if sweep and fields:
-      times[head_dim, config, name] = fields["median_us"]
-
-
-for head_dim in DIMS:
-  cudnn_dense(head_dim, causal=False)
-for head_dim in DIMS:
-  for config in SWEEP[head_dim]:
-    time_jsparse(head_dim, config, SWEEP_DENSITIES, f"sweep {config_name(config)}", sweep=True)
-
-
-def winners(head_dim):
-  """(dense, sparse or None) from the sweep: fastest at density 1.0; fastest summed over the
-  low densities if it beats the dense winner there by more than 3%."""
-  measured = [c for c in SWEEP[head_dim] if all((head_dim, c, d) in times
-                                                 for d in SWEEP_DENSITIES)]
-  if not measured:
-    return None, None
-  dense = min(measured, key=lambda c: times[head_dim, c, 1.0])
-  low = lambda c: sum(times[head_dim, c, d] for d in SWEEP_DENSITIES[1:])
-  sparse = min(measured, key=low)
-  return dense, (sparse if low(sparse) < 0.97 * low(dense) else None)
-
-
-small = winners(64) if 64 in DIMS else (None, None)
-large = winners(128) if 128 in DIMS else (None, None)
-tuned = bsa.ConfigTable(
-    prefill_small_head=small[0] or bsa.DEFAULT_TABLE.prefill_small_head,
-    prefill_large_head=large[0] or bsa.DEFAULT_TABLE.prefill_large_head,
-    sparse_small_head=small[1], sparse_large_head=large[1],
-    sparse_below=bsa.DEFAULT_TABLE.sparse_below, decode_programs=best_programs)
-TUNED_TABLE = dataclasses.asdict(tuned)
-print(f"tuned table: {tuned}", flush=True)
-
-# -- 3. final lines: configs chosen by default_config from the tuned table --------------------
-for head_dim in DIMS:
-  by_config = {}
-  for name in DENSITIES + ("causal",):
-    config = bsa.default_config(batch=BATCH, num_heads=HEADS, q_len=SEQ, head_dim=head_dim,
-                                block_size=(BLOCK, BLOCK), max_kept=int(masks[name][1].max()),
-                                num_kv_blocks=nb, table=tuned)
-    by_config.setdefault((config, name == "causal"), []).append(name)
-  cudnn_dense(head_dim, causal=True)
-  for (config, _), names in by_config.items():
-    time_jsparse(head_dim, config, names, "jsparse-pallas", sweep=False, key="jsparse")
-  if HAS_TORCH:
-    qkv = tuple(torch.from_dlpack(x).permute(0, 2, 1, 3).contiguous() for x in operands[head_dim])
-    for causal in (False, True):
-      def sdpa(causal=causal, qkv=qkv, head_dim=head_dim):
-        m, _ = torch_time(lambda: F.scaled_dot_product_attention(*qkv, is_causal=causal))
-        times[head_dim, "sdpa", "causal" if causal else 1.0] = m.median_us
-        return summary(m)
-      attempt(f"D{head_dim} {'causal' if causal else 1.0}", "torch-sdpa", 3, sdpa,
-              **info(head_dim))
-    del qkv
-# What caching the tile bounds saves at low density: the same config, bounds computed per call.
-sparse_config = bsa.default_config(batch=BATCH, num_heads=HEADS, q_len=SEQ, head_dim=DIMS[0],
-                                   block_size=(BLOCK, BLOCK), max_kept=int(masks[0.05][1].max()),
-                                   num_kv_blocks=nb, table=tuned)
-time_jsparse(DIMS[0], sparse_config, (0.05,), "jsparse bounds-in-call", sweep=False,
-             precomputed=False)
-
-# -- 4. FlexAttention on the same kept blocks -------------------------------------------------
-if HAS_TORCH:
-  flex = torch.compile(flex_attention, dynamic=False)
-
-  def causal_mod(b, h, q_idx, kv_idx):
-    return q_idx >= kv_idx
-
-  def flex_block_mask(name):
-    """The kept blocks as "full" blocks (no mask_mod inside them, FlexAttention's fastest
-    path); causal through create_block_mask."""
-    if name == "causal":
-      return create_block_mask(causal_mod, None, None, SEQ, SEQ, device="cuda", BLOCK_SIZE=BLOCK)
-    indices, counts = masks[name]
-    full_indices = torch.from_dlpack(indices).unsqueeze(0).contiguous()  # [1, H, nqb, nkb]
-    full_counts = torch.from_dlpack(counts).unsqueeze(0).contiguous()  # [1, H, nqb]
-    return BlockMask.from_kv_blocks(torch.zeros_like(full_counts), torch.zeros_like(full_indices),
-                                    full_counts, full_indices, BLOCK_SIZE=BLOCK,
-                                    seq_lengths=(SEQ, SEQ))
-
-  def flex_lines(head_dim, names):
-    qkv = tuple(torch.from_dlpack(x).permute(0, 2, 1, 3).contiguous() for x in operands[head_dim])
-    for name in names:
-      def run(name=name):
-        block_mask = flex_block_mask(name)
-        first = time.time()
-        flex(*qkv, block_mask=block_mask)
-        torch.cuda.synchronize()
-        first_call_s = time.time() - first
-        m, output = torch_time(lambda: flex(*qkv, block_mask=block_mask))
-        times[head_dim, "flex", name] = m.median_us
-        ours = outputs.get((head_dim, "jsparse", name))
-        err = None if ours is None else float(
-            (torch.from_dlpack(ours).permute(0, 2, 1, 3).float() - output.float()).abs().max())
-        return dict(**summary(m), max_abs_diff_vs_jsparse=err, first_call_s=first_call_s)
-      need = 12 if name in (1.0, "causal") else 3  # the first call of each kind compiles
-      attempt(f"D{head_dim} {name}", "torch-flex", need, run, **info(head_dim))
-
-  for head_dim in DIMS:
-    flex_lines(head_dim, DENSITIES)
-  for head_dim in DIMS:
-    flex_lines(head_dim, ("causal",))
-
-# -- 5. JAX's own Mosaic GPU flash attention (dense, FA3-style warp specialization): what Pallas
-# on Mosaic GPU reaches here, for deciding whether to port this kernel off the Triton backend.
-if not SMOKE:
-  for head_dim in DIMS:
-    def mosaic_dense(head_dim=head_dim):
-      from jax.experimental.pallas.ops.gpu import attention_mgpu
-      config = attention_mgpu.TuningConfig(block_q=64, block_kv=128, max_concurrent_steps=2)
-      fn = lambda q, k, v: attention_mgpu.attention(q, k, v, config)
-      m, output = CompiledLoop(fn, operands[head_dim]).measure(operands[head_dim])
-      times[head_dim, "mosaic", 1.0] = m.median_us
-      dense_ref = outputs.get((head_dim, "cudnn", 1.0))
-      return dict(**summary(m), config_name="64x128 steps2",
-                  max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref))
-    attempt(f"D{head_dim} 1.0", "jax-pallas-mosaic-gpu", 8, mosaic_dense, **info(head_dim))
-
-# -- targets of issue 9 from the numbers just measured (ratios; <= 1 meets a "within" target) --
-record(case="decode targets", line="derived", checks={
-    f"q{queries} d{density} (programs={best_programs}): kept-KV GB/s / copy GB/s >= 0.6":
-    decode_fraction.get((queries, density, best_programs))
-    for queries in DEC_QUERIES for density in DEC_DENSITIES})
-for head_dim in DIMS:
+def targets(head_dim):
   t = lambda line, name: times.get((head_dim, line, name))
   ours_dense = t("jsparse", 1.0)
   best = [x for x in (t("cudnn", 1.0), t("sdpa", 1.0), t("mosaic", 1.0)) if x]
@@ -496,12 +414,59 @@ for head_dim in DIMS:
             ours_dense / min(best) if ours_dense and best else None}
   for d in DENSITIES[1:]:
     ours = t("jsparse", d)
-    kept = float(masks[d][1].sum()) / (HEADS * nb * nb)  # the mask's actual density
+    kept = kept_fraction(d)
     checks[f"d={d} (kept {kept:.3f}): t / (1.2*kept*t_dense + 10us) <= 1"] = (
         ours / (1.2 * kept * ours_dense + 10) if ours and ours_dense else None)
     checks[f"d={d}: flex / jsparse >= 1.3"] = t("flex", d) / ours if ours and t("flex", d) else None
   checks["causal: jsparse / cudnn causal <= 1.15"] = (
       t("jsparse", "causal") / t("cudnn", "causal")
       if t("jsparse", "causal") and t("cudnn", "causal") else None)
-  record(case=f"D{head_dim} targets", line="derived", checks=checks)
+  checks["causal: flex / jsparse >= 1.3"] = (
+      t("flex", "causal") / t("jsparse", "causal")
+      if t("jsparse", "causal") and t("flex", "causal") else None)
+  return checks
+
+
+for position, head_dim in enumerate(DIMS):
+  operands = tuple(jax.random.normal(jax.random.key(10 + i), (BATCH, SEQ, HEADS, head_dim),
+                                     jnp.bfloat16) for i in range(3))
+  cudnn_line(head_dim, operands, causal=False)
+  cudnn_line(head_dim, operands, causal=True)
+  jsparse_lines(head_dim, operands, DENSITIES)
+  jsparse_lines(head_dim, operands, ("causal",))
+  if HAS_TORCH:
+    qkv = tuple(torch.from_dlpack(x).permute(0, 2, 1, 3).contiguous() for x in operands)
+    sdpa_lines(head_dim, qkv)
+    flex_lines(head_dim, qkv, DENSITIES[1:] + (1.0, "causal"))
+    del qkv
+  if position == 0:
+    decode_lines()
+  if head_dim == DIMS[0]:
+    # What caching the tile bounds saves at low density: bounds computed in every call.
+    jsparse_lines(head_dim, operands, (0.05,), line="jsparse bounds-in-call", precomputed=False)
+  del operands
+
+# -- 3. JAX's own Mosaic GPU flash attention (dense, FA3-style warp specialization): what Pallas
+# on Mosaic GPU reaches here, for deciding whether to port this kernel off the Triton backend.
+if not SMOKE:
+  for head_dim in DIMS:
+    def mosaic_dense(head_dim=head_dim):
+      from jax.experimental.pallas.ops.gpu import attention_mgpu
+      operands = tuple(jax.random.normal(jax.random.key(10 + i), (BATCH, SEQ, HEADS, head_dim),
+                                         jnp.bfloat16) for i in range(3))
+      config = attention_mgpu.TuningConfig(block_q=64, block_kv=128, max_concurrent_steps=2)
+      fn = lambda q, k, v: attention_mgpu.attention(q, k, v, config)
+      m, output = CompiledLoop(fn, operands).measure(operands)
+      times[head_dim, "mosaic", 1.0] = m.median_us
+      dense_ref = outputs.get((head_dim, "cudnn", 1.0))
+      return dict(**summary(m), config_name="64x128 steps2",
+                  max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref))
+    attempt(f"D{head_dim} 1.0", "jax-pallas-mosaic-gpu", 6, mosaic_dense, **info(head_dim))
+
+# -- 4. the issue's targets from the numbers just measured --------------------------------------
+record(case="decode", line="derived", checks={
+    f"q{queries} d{density}: kept-KV GB/s / copy GB/s >= 0.6": decode_fraction.get((queries, density))
+    for queries in DEC_QUERIES for density in DEC_DENSITIES})
+for head_dim in DIMS:
+  record(case=f"D{head_dim}", line="derived", checks=targets(head_dim))
 print(write_outputs())
