@@ -1,11 +1,11 @@
 """Activation sparsity of MiniLM on the fixed sentences, and what skipping zeros would buy.
 
 Profiles the fraction of |GELU output| <= t in each of the six MLPs (jsparse.nn.activation_profile)
-on the 48 sentences of experiments/models/sentences.py (padding excluded: one sentence at a time),
+on the 48 sentences of experiments/models/sentences.py (joined, in windows of 128 tokens),
 then times, at each measured density, a sparse-input matmul (activations [tokens, 1536] as CSR,
 times the dense [1536, 384] output projection, one jsparse.spmm) against the dense matmul.
 
-  python -P experiments/models/activation_sparsity.py OUTDIR [--tokens 4096]
+  python -P experiments/models/activation_sparsity.py OUTDIR [--tokens 256]
 """
 
 from __future__ import annotations
@@ -43,17 +43,21 @@ def best_time(fn, *args, repeats: int = 3) -> float:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("outdir", type=pathlib.Path)
-  parser.add_argument("--tokens", type=int, default=4096)
-  parser.add_argument("--sentences", type=int, default=12)
+  parser.add_argument("--tokens", type=int, default=256)
+  parser.add_argument("--windows", type=int, default=2)
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   model = minilm.load()
   tok = minilm.tokenizer()
 
+  # The sentences joined into one text, cut into windows of 128 tokens: real text, one shape
+  # (the profile runs eagerly, and every new shape would compile every op again).
+  ids, _ = minilm.tokenize([" ".join(SENTENCES)], tok)
+  windows = [ids[:, i:i + 128] for i in range(0, ids.shape[1] - 127, 128)][:args.windows]
+
   def run(model):
-    for sentence in SENTENCES[:args.sentences]:
-      ids, _ = minilm.tokenize([sentence], tok)
-      model(jnp.asarray(ids))
+    for window in windows:
+      model(jnp.asarray(window))
 
   stats = profile_activations(model, run, thresholds=THRESHOLDS)
   device = jax.devices()[0]

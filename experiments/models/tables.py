@@ -50,8 +50,22 @@ def small_lm(record: dict) -> str:
   return "\n".join(rows)
 
 
+def activations(records: list[dict]) -> str:
+  profile = [r for r in records if r["kind"] == "profile"]
+  thresholds = list(profile[0]["fraction_below"]) if profile else []
+  rows = ["| MLP activation | " + " | ".join(f"fraction |a| <= {t}" for t in thresholds) + " |",
+          "|---|" + "---|" * len(thresholds)]
+  rows += [f"| {r['site']} | " + " | ".join(f"{r['fraction_below'][t]:.4f}" for t in thresholds)
+           + " |" for r in profile]
+  rows += ["", "| zero fraction | dense [tokens, 1536] @ [1536, 384] (s) | CSR activations (s) |",
+           "|---|---|---|"]
+  rows += [f"| {r['zero_fraction']:.3f} | {r['dense_s']:.3g} | {r['sparse_csr_s']:.3g} |"
+           for r in records if r["kind"] == "matmul"]
+  return "\n".join(rows)
+
+
 def main(results: pathlib.Path) -> None:
-  for name in ("cpu", "gpu"):
+  for name in ("cpu", "cpu_latency", "gpu"):
     path = results / name / "minilm_pruning.jsonl"
     if path.exists():
       records = _records(path)
@@ -60,12 +74,18 @@ def main(results: pathlib.Path) -> None:
       if any(r["kind"] == "quality" for r in records):
         print(minilm_quality(records) + "\n")
       print(minilm_latency(records) + "\n")
-  path = results / "lm" / "small_lm.json"
-  if path.exists():
+  for path in sorted(results.glob("lm*/small_lm.json")):
     record = json.loads(path.read_text())
-    print(f"### Small LM ({record['device']}, {record['date'][:10]}, trained "
-          f"{record['config']['steps']} steps in {record['train_s']:.0f} s)\n")
+    config = record["config"]
+    print(f"### Small LM, sequence {config['seq']}, block {config['block']} ({record['device']}, "
+          f"{record['date'][:10]}, {config['steps']} steps in {record['train_s']:.0f} s)\n")
     print(small_lm(record) + "\n")
+  path = results / "activations" / "activation_sparsity.jsonl"
+  if path.exists():
+    records = _records(path)
+    print(f"### Activation sparsity ({records[0]['device']}, {records[0]['date'][:10]}, "
+          f"{records[-1].get('tokens')} tokens in the matmul)\n")
+    print(activations(records) + "\n")
 
 
 if __name__ == "__main__":
