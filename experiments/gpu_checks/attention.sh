@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Budget: 130 s wall time on one H100, JAX/Triton/torch.compile compilation included (tests capped
-# at 36 s, benchmark at the rest less 6 s).
+# at 40 s, expected ~26 s; benchmark at the rest less 6 s, expected ~75 s).
 # Block-sparse attention kernel (issue 9), round 3: bash experiments/gpu_checks/attention.sh OUTDIR [--smoke]
 #
 # 1. The kernel tests that prove every config the benchmark times, compiled on the GPU
@@ -34,7 +34,7 @@ else
          "$file::test_kernel_on_gpu_larger_shapes[7]" "$file::test_kernel_on_gpu_larger_shapes[8]"
          "$file::test_kernel_matches_float64_reference[prefill_local_causal_offset_f32]"
          "$file::test_public_op_runs_the_kernel_and_matches_reference")
-  test_limit=36
+  test_limit=40
 fi
 export JSPARSE_PALLAS_INTERPRET=${JSPARSE_PALLAS_INTERPRET:-0} JSPARSE_RUN_SLOW=1
 timeout --kill-after=4 "$test_limit" python3 -P -m pytest -v -ra -p no:cacheprovider \
