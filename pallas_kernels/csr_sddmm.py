@@ -1,6 +1,6 @@
 """CSR SDDMM (values ``X[i] . Y[j]`` at every stored ``(i, j)``) as a Pallas (Triton) kernel.
 
-One program handles one row ``i`` of the pattern (rows longest first in power-of-two buckets,
+One program handles one row ``i`` of the pattern (or ``rows_per_program`` rows, interleaved) (rows longest first in power-of-two buckets,
 ``_rows.rows_by_length``). Each step takes ``block_nnz`` of the row's column indices, gathers the
 matching rows of ``Y`` as a ``[block_nnz, block_d]`` tile (contiguous along the inner dimension)
 and multiplies it with the row ``X[i]``; when ``D <= block_d`` the row of ``X`` is loaded once per
@@ -31,15 +31,18 @@ class SddmmConfig:
     block_d: inner-dimension tile (a power of two); ``D`` is covered in ``cdiv(D, block_d)`` tiles.
     num_warps: Triton warps per program.
     num_stages: Triton software-pipelining stages.
+    rows_per_program: rows of the launch order one program computes (a power of two), their
+      steps interleaved (more loads in flight per program).
   """
 
   block_nnz: int = 32
   block_d: int = 128
   num_warps: int = 4
   num_stages: int = 2
+  rows_per_program: int = 1
 
   def __post_init__(self):
-    for name in ("block_nnz", "block_d"):
+    for name in ("block_nnz", "block_d", "rows_per_program"):
       value = getattr(self, name)
       if value < 1 or value & (value - 1):
         raise ValueError(f"SddmmConfig.{name} must be a power of two, got {value}")
@@ -56,23 +59,27 @@ def choose_config(num_rows: int, nse: int, inner: int) -> SddmmConfig:
 
 
 def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, inner: int,
-                  block_nnz: int, block_d: int):
-  row = order_ref[pl.program_id(0)]
-  start = offsets_ref[row]
-  end = offsets_ref[row + 1]
+                  block_nnz: int, block_d: int, num_rows: int, rows_per_program: int):
+  first = pl.program_id(0) * rows_per_program
+  # The last program's slots past row M - 1 repeat its first row: they compute and store the
+  # same values to the same addresses.
+  rows = [order_ref[first + r if r == 0 else jnp.where(first + r < num_rows, first + r, first)]
+          for r in range(rows_per_program)]  # static: rows_per_program is a config
+  starts = [offsets_ref[row] for row in rows]
+  ends = [offsets_ref[row + 1] for row in rows]
   d_tiles = pl.cdiv(inner, block_d)
   lanes = jnp.arange(block_d, dtype=jnp.int32)
   # Static: with D a multiple of the tile no dimension is masked (row loads stay vectorized).
   ragged_d = inner % block_d != 0
 
-  def load_x(d_tile):
+  def load_x(row, d_tile):
     dims = d_tile * block_d + lanes
     return plgpu.load(x_ref.at[row, dims], mask=dims < inner if ragged_d else None,
                       other=0 if ragged_d else None).astype(jnp.float32)
 
-  x_once = load_x(0) if d_tiles == 1 else None
+  x_once = [load_x(row, 0) if d_tiles == 1 else None for row in rows]
 
-  def step(index, carry):
+  def row_step(index, row, start, end, x_once):
     position = start + index * block_nnz
     valid = position + jnp.arange(block_nnz, dtype=jnp.int32) < end
     cols = plgpu.load(cols_ref.at[pl.ds(position, block_nnz)], mask=valid, other=0)
@@ -82,13 +89,20 @@ def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, in
       tile_mask = (valid[:, None] & (dims < inner)[None, :] if ragged_d
                    else jnp.broadcast_to(valid[:, None], (block_nnz, block_d)))
       y_tile = plgpu.load(y_ref.at[cols[:, None], dims[None, :]], mask=tile_mask, other=0)
-      x_row = x_once if x_once is not None else load_x(d_tile)
+      x_row = x_once if x_once is not None else load_x(row, d_tile)
       acc = acc + y_tile.astype(jnp.float32) * x_row[None, :]
     plgpu.store(out_ref.at[pl.ds(position, block_nnz)], jnp.sum(acc, axis=1).astype(out_ref.dtype),
                 mask=valid)
+
+  def step(index, carry):
+    for args in zip(rows, starts, ends, x_once):
+      row_step(index, *args)
     return carry
 
-  jax.lax.fori_loop(0, (end - start + block_nnz - 1) // block_nnz, step, jnp.int32(0))
+  longest = ends[0] - starts[0]
+  for start, end in zip(starts[1:], ends[1:]):
+    longest = jnp.maximum(longest, end - start)
+  jax.lax.fori_loop(0, (longest + block_nnz - 1) // block_nnz, step, jnp.int32(0))
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
@@ -125,11 +139,12 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
     row_order = _rows.rows_by_length(row_offsets,
                                        max_row_length=min(y.shape[0], col_indices.shape[0]))
   kernel = functools.partial(_sddmm_kernel, inner=inner, block_nnz=config.block_nnz,
-                             block_d=config.block_d)
+                             block_d=config.block_d, num_rows=num_rows,
+                             rows_per_program=config.rows_per_program)
   values = pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((nse,), x.dtype),
-      grid=(num_rows,),
+      grid=(pl.cdiv(num_rows, config.rows_per_program),),
       compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
                                            num_stages=config.num_stages),
       interpret=interpret,

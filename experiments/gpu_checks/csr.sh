@@ -6,7 +6,7 @@
 #     on ragged rows, the unmasked paths, the public ops, and every config the timings use
 #     (test_csr_gpu_configs.py) -> OUTDIR/csr_tests.xml;
 # (2) spot timings (the harness times the SpMM grid): SpMV GB/s vs copy, SDDMM vs torch
-#     sampled_addmm + variants, SpMM N = 128 / 32 default vs variants vs torch CSR, the SpMV row
+#     sampled_addmm + variants (two rows a program, 64-wide steps, 4 warps), SpMM N = 128 / 32 default vs variants vs torch CSR, the SpMV row
 #     schedule's cost; targets met/missed -> OUTDIR/csr_bench.json, OUTDIR/csr_bench.md (printed last).
 # --smoke: no tests (CPU here is shared), the timings at tiny shapes in Pallas interpret mode.
 set -uo pipefail
@@ -25,6 +25,7 @@ if [ $smoke -eq 0 ]; then
     "$t/test_csr_spmv.py::test_ragged_rows_with_padding[float32]" \
     "$t/test_csr_sddmm.py::test_ragged_rows_with_padding[float32]" \
     "$t/test_csr_sddmm.py::test_d_a_multiple_of_block_d" \
+    "$t/test_csr_sddmm.py::test_rows_per_program_with_a_spare_slot" \
     "$t/test_csr_gpu_configs.py" 2>&1 | tail -15
   echo "pytest exit: ${PIPESTATUS[0]} after ${SECONDS} s"
   left=$(( 56 - SECONDS )); [ $left -lt 20 ] && left=20

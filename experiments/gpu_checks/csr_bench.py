@@ -280,7 +280,8 @@ SPMM_VARIANTS = {  # (sparsity, N) -> configs; the defaults are choose_config's
                  csr_spmm.SpmmConfig(block_n=128, block_nnz=32, num_warps=8)),
     (0.98, 32): (csr_spmm.SpmmConfig(block_n=32, block_nnz=16, num_warps=4, rows_per_program=2),),
 }
-SDDMM_VARIANTS = (csr_sddmm.SddmmConfig(block_nnz=64, block_d=128, num_warps=8),
+SDDMM_VARIANTS = (csr_sddmm.SddmmConfig(block_nnz=32, block_d=128, num_warps=8, rows_per_program=2),
+                  csr_sddmm.SddmmConfig(block_nnz=64, block_d=128, num_warps=8),
                   csr_sddmm.SddmmConfig(block_nnz=32, block_d=128, num_warps=4))
 # Issue 7's targets that these spot timings can judge (the harness judges SpMM over its grid).
 TARGETS = (("spmv", "fraction of copy bandwidth", 0.60),

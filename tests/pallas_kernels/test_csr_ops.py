@@ -83,7 +83,7 @@ def test_public_ops_and_gradient_through_pallas():
 
 @pytest.mark.parametrize("kernel,width", [("spmm", 40), ("spmm", 64), ("spmm", 32),
                                           ("spmm-2rows", 128), ("spmv", 1),
-                                          ("sddmm", 300), ("sddmm", 256)])
+                                          ("sddmm", 300), ("sddmm", 256), ("sddmm-2rows", 128)])
 def test_kernels_lower_to_triton_for_h100(kernel, width, monkeypatch):
   # Lowers (no run) each kernel through the Pallas Triton backend for CUDA on any machine, so
   # CI catches what interpret mode accepts but Triton does not. Private jax 0.11.2 hooks: the
@@ -102,6 +102,9 @@ def test_kernels_lower_to_triton_for_h100(kernel, width, monkeypatch):
       "spmm-2rows": (functools.partial(csr_spmm.kernel_fn, config=csr_spmm.SpmmConfig(
           block_n=64, block_nnz=32, rows_per_program=2)),
                      (data, *index, struct((64, width), jnp.bfloat16))),
+      "sddmm-2rows": (functools.partial(csr_sddmm.kernel_fn, config=csr_sddmm.SddmmConfig(
+          block_nnz=32, block_d=128, num_warps=8, rows_per_program=2)),
+                      (*index, struct((rows, width), jnp.float32), struct((64, width), jnp.float32))),
       "spmv": (csr_spmv.kernel_fn, (data, *index, struct((64,), jnp.bfloat16))),
       "sddmm": (csr_sddmm.kernel_fn, (*index, struct((rows, width), jnp.float32),
                                       struct((64, width), jnp.float32))),

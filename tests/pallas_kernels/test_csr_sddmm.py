@@ -72,3 +72,12 @@ def test_bad_arguments_name_the_argument():
                         interpret=True)
   with pytest.raises(ValueError, match="block_d must be a power of two"):
     csr_sddmm.SddmmConfig(block_d=6)
+
+
+def test_rows_per_program_with_a_spare_slot():
+  # Two interleaved rows a program, X rows loaded once each (D = block_d); 13 rows leave the last
+  # program one spare slot, and rows of one program have different step counts.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=3)
+  _check(case, SMALL.block_d, jnp.float32, rng,
+         config=csr_sddmm.SddmmConfig(block_nnz=4, block_d=16, rows_per_program=2))
