@@ -11,7 +11,8 @@ round 2), in priority order under a deadline (the issue's head dim 64 first):
      causal, compiled FlexAttention on the same kept blocks (full blocks) and causal; decoding
      (batch 4, 16 heads, head dim 128, KV 32k, 1 and 16 queries, kept densities 0.1/0.25)
      against the copy bandwidth on the kept KV bytes comes between head dims 64 and 128;
-  3. jsparse at 0.05 with bounds computed in the call; JAX's Mosaic GPU flash attention (dense);
+  3. jsparse at 0.05 with bounds computed in the call; a layout diagnostic (the kernel on
+     [B*H, S, 1, D], contiguous rows, dense, head dim 64); JAX's Mosaic GPU flash attention;
   4. the issue's targets from the numbers measured (met / missed).
 Outputs: OUTDIR/attention_results.json (every row, the config table, machine, versions, date,
 timing config) and OUTDIR/attention_table.md (targets first, then every line); the table is
@@ -100,7 +101,8 @@ def row_text(row):
                     for k in ("density", "gb_per_s", "fraction_of_copy_bw",
                               "fraction_net_of_timer_floor",
                               "max_abs_err_vs_reference", "max_abs_diff_vs_cudnn",
-                              "max_abs_diff_vs_jsparse", "first_call_s", "config_name")
+                              "max_abs_diff_vs_jsparse", "first_call_s", "vs_bshd_layout",
+                              "config_name")
                     if row.get(k) is not None)
   return (f"| {row['case']} | {row['line']} | {row['median_us']:.1f} | "
           f"{row['p10_us']:.1f}-{row['p90_us']:.1f} | {extra} |")
@@ -445,6 +447,37 @@ for position, head_dim in enumerate(DIMS):
     # What caching the tile bounds saves at low density: bounds computed in every call.
     jsparse_lines(head_dim, operands, (0.05,), line="jsparse bounds-in-call", precomputed=False)
   del operands
+
+# -- 3a. Diagnostic: the kernel reads [B, S, H, D] (rows H*D apart); FlexAttention gets
+# contiguous [B, H, S, D]. The same kernel on [B*H, S, 1, D] (one mask shared by all heads: at
+# density 1.0 every head's mask is the same) says whether the strided layout costs the gap to
+# FlexAttention (round 2: flex / jsparse 0.80-0.98 on the same tiles and Triton).
+def contiguous_dense(head_dim=DIMS[0]):
+  operands = tuple(jax.random.normal(jax.random.key(10 + i), (BATCH, SEQ, HEADS, head_dim),
+                                     jnp.bfloat16) for i in range(3))
+  flat = tuple(x.transpose(0, 2, 1, 3).reshape(BATCH * HEADS, SEQ, 1, head_dim)
+               for x in operands)
+  indices, counts = masks[1.0]
+  config = bsa.default_config(batch=BATCH * HEADS, num_heads=1, q_len=SEQ, head_dim=head_dim,
+                              block_size=(BLOCK, BLOCK), max_kept=nb, num_kv_blocks=nb)
+  args = (*flat, indices[:1], counts[:1])
+  args += (bsa.tile_bounds(*args[3:], q_len=SEQ, kv_len=SEQ, block_size=(BLOCK, BLOCK),
+                           config=config, causal=False),)
+  fn = lambda q, k, v, i, c, b: bsa.kernel_fn(q, k, v, i, c, block_size=(BLOCK, BLOCK),
+                                              config=config, bounds=b, interpret=SMOKE)
+  m, output = CompiledLoop(fn, args).measure(args)
+  output = output.reshape(BATCH, HEADS, SEQ, head_dim).transpose(0, 2, 1, 3)
+  dense_ref = outputs.get((head_dim, "cudnn", 1.0))
+  return dict(**summary(m), config_name=config_name(config),
+              vs_bshd_layout=m.median_us / times[head_dim, "jsparse", 1.0]
+              if (head_dim, "jsparse", 1.0) in times else None,
+              max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref),
+              max_abs_diff_vs_jsparse=max_diff(output, outputs[head_dim, "jsparse", 1.0])
+              if (head_dim, "jsparse", 1.0) in outputs else None)
+
+
+attempt(f"D{DIMS[0]} 1.0", "jsparse [B*H,S,1,D] layout", 5, contiguous_dense, density=1.0,
+        **info(DIMS[0]))
 
 # -- 3. JAX's own Mosaic GPU flash attention (dense, FA3-style warp specialization): what Pallas
 # on Mosaic GPU reaches here, for deciding whether to port this kernel off the Triton backend.
