@@ -106,14 +106,14 @@ def test_gather_column(packed):
   # No expansion: X gathered at each kept value's column. Ragged 2:4 (rows and K not multiples
   # of the tile), two columns (one program column each), split-K, an empty row.
   rng = np.random.default_rng()
-  values = cases.random_values(rng, (40, 200), jnp.bfloat16)
+  values = cases.random_values(rng, (24, 100), jnp.bfloat16)
   values[7] = 0
   matrix = jsparse.NM.fromdense(jnp.asarray(values, jnp.bfloat16), n=2, m=4)
   dense64 = np.asarray(matrix.todense().astype(jnp.float32), np.float64)
   indices = nm_matmul.pack_indices(matrix.indices, (2, 4)) if packed else matrix.indices
   config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=1, num_splits=2,
                                     gather_column=True)
-  b, b64 = cases.dense_operand(rng, (200, 2), jnp.bfloat16)
+  b, b64 = cases.dense_operand(rng, (100, 2), jnp.bfloat16)
   out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
                             config=config, indices_packed=packed, interpret=cases.INTERPRET)
   cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
