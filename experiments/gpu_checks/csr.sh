@@ -6,7 +6,8 @@
 #     on ragged rows, the unmasked paths, the public ops, and every config the timings use
 #     (test_csr_gpu_configs.py) -> OUTDIR/csr_tests.xml;
 # (2) spot timings (the harness times the SpMM grid): SpMV GB/s vs copy, SDDMM vs torch
-#     sampled_addmm + variants (two rows a program, 64-wide steps, 4 warps), SpMM N = 128 / 32 default vs variants vs torch CSR, the SpMV row
+#     sampled_addmm + variants (two rows a program, 64-wide steps, 4 warps), SpMM N = 128 / 32
+#     default vs variants (two rows a program, 128-wide N tile) vs torch CSR, the SpMV row
 #     schedule's cost; targets met/missed -> OUTDIR/csr_bench.json, OUTDIR/csr_bench.md (printed last).
 # --smoke: no tests (CPU here is shared), the timings at tiny shapes in Pallas interpret mode.
 set -uo pipefail
