@@ -104,18 +104,18 @@ def cases(smoke: bool) -> list[Case]:
             Case("tiled", (64, 128), 8, 0.3, "tiled-popcount")]
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
   return [
-      Case("nm", wide, 1, 0.5), Case("nm", wide, 1, 0.5, GATHER),
-      Case("nm", wide, 1, 0.5, GATHER_PACKED), Case("nm", wide, 16, 0.5),
+      Case("nm", wide, 1, 0.5), Case("nm", wide, 1, 0.5, GATHER_PACKED),
+      Case("nm", wide, 16, 0.5),
       Case("nm", square, 1, 0.5), Case("nm", square, 1, 0.5, GATHER_PACKED),
       Case("nm", square, 16, 0.5),
       Case("nm", tall, 1, 0.5), Case("nm", tall, 1, 0.5, GATHER_PACKED),
       Case("nm", tall, 16, 0.5),
-      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 16, 0.3),
-      Case("tiled", tall, 1, 0.3), Case("tiled", tall, 16, 0.3),
+      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 16, 0.3), Case("tiled", tall, 1, 0.3),
       Case("bsr", square, 1024, 0.05), Case("bsr", square, 1024, 0.2),
       Case("bsr", square, 1024, 0.5),
       Case("nm", square, 1024, 0.5),
       # Tuning variants and secondary cases last.
+      Case("nm", wide, 1, 0.5, GATHER), Case("tiled", tall, 16, 0.3),
       Case("bsr", square, 1024, 0.5, "bsr-n256-w8"), Case("bsr", square, 1024, 0.5, "bsr-n128-s4"),
       Case("bsr", square, 1024, 0.2, "bsr-n256-w8"),
       Case("bsr", square, 128, 0.2), Case("bsr", tall, 128, 0.2),
