@@ -75,7 +75,7 @@ def attention_cases(draw):
               impl=draw(st.sampled_from(impls_for("attention", "block"))))
 
 
-@fewer_examples(0.5)
+@fewer_examples(0.35)
 @given(case=attention_cases())
 def test_attention_matches_numpy(case):
   rng = np.random.default_rng(case["seed"])
