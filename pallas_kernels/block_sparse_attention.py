@@ -107,7 +107,7 @@ class ConfigTable:
 
 
 # Tuned on an H100 in round 2 (2026-11-25, bf16, batch 4, 16 heads, seq 8192, 128 x 128 mask
-# blocks; /tmp/gpu/round2/attention, experiments/gpu_checks/attention_bench.py's sweep):
+# blocks; the config sweep attention_bench.py ran before commit ecef98b):
 # head dim 64: 128x128 w4 s3 3318 us at density 1, 393/240 us at 0.1/0.05 (128x64 w4 s3: 3397,
 # 64x64 w4 s3: 3353, 128x64 w4 s4: 3402, 128x128 w8 s3: 3875; the first three within 2.5%, and no
 # candidate more than 3% faster at low density, so no sparse entry); head dim 128: 128x128 w8 s3
