@@ -67,6 +67,8 @@ VARIANTS = {
     "tiled-no-split": tiled_spmm.TiledSpmmConfig(block_n=16),
     # Tiled at 4096 rows, N <= 16 (the default's 4 splits), ranks by popcount instead of cumsum.
     "tiled-popcount": tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=4, rank_by_popcount=True),
+    # The same launch on 2 warps: a 16x64 tile is 1024 values, 8 a thread on 4 warps.
+    "tiled-w2": tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=4, num_warps=2),
     # BSR at N = 1024 (default: 128-wide column tiles, 4 warps, 2 stages): twice the columns per
     # 32x32 block (B re-read half as often) on 8 warps; or deeper pipelining of the block loads.
     "bsr-n256-w8": bsr_spmm.BsrSpmmConfig(block_n=256, num_warps=8, num_stages=3),
@@ -120,7 +122,8 @@ def cases(smoke: bool) -> list[Case]:
       Case("bsr", square, 1024, 0.5, "bsr-n256-w8"), Case("bsr", square, 1024, 0.5, "bsr-n128-s4"),
       Case("bsr", square, 1024, 0.2, "bsr-n256-w8"),
       Case("bsr", square, 128, 0.2), Case("bsr", tall, 128, 0.2),
-      Case("tiled", wide, 1, 0.3, "tiled-popcount"), Case("tiled", wide, 1, 0.5),
+      Case("tiled", wide, 1, 0.3, "tiled-popcount"), Case("tiled", wide, 1, 0.3, "tiled-w2"),
+      Case("tiled", wide, 1, 0.5),
       Case("tiled", wide, 16, 0.5), Case("tiled", wide, 1, 0.1), Case("tiled", wide, 1, 0.2),
       Case("nm", wide, 16, 0.5, PACKED), Case("nm", square, 1024, 0.5, "nm-prefill-64x64x128"),
       Case("nm", wide, 1, 0.5, PACKED), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
