@@ -20,7 +20,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --f
   > "$out/nvidia-smi.csv" 2>&1
 python3 -c "import jax, jaxlib, torch, triton; print('jax', jax.__version__, jax.devices()); print('torch', torch.__version__, 'triton', triton.__version__)" \
   2>&1 | tee "$out/versions.txt"
-declare -A FAMILY_LIMITS=(${GPU_CHECK_LIMITS:-})
+eval "declare -A FAMILY_LIMITS=(${GPU_CHECK_LIMITS:-})"  # e.g. "[csr]=60 [harness]=200"
 for family in "${families[@]}"; do
   limit=${FAMILY_LIMITS[$family]:-150}
   mkdir -p "$out/$family"
