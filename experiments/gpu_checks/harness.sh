@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Budget: set by the caller. The benchmark harness on the GPU: bash harness.sh OUTDIR [run.py args]
-# Arguments: "$@", else $HARNESS_ARGS, else a smoke run of every line on one case per op (uniform 4096x4096, s=0.9).
+# Budget: set by the caller (pass --budget-s below it). The benchmark harness on the GPU:
+#   bash harness.sh OUTDIR [run.py args]
+# Arguments: "$@", else $HARNESS_ARGS, else a smoke run of every line on one case per op.
 set -uo pipefail
 out=${1:?usage: harness.sh OUTDIR [run.py args]}; shift
 args=("$@")
@@ -8,5 +9,9 @@ args=("$@")
 [ ${#args[@]} -eq 0 ] && [ -n "${HARNESS_ARGS:-}" ] && read -r -a args <<< "$HARNESS_ARGS"
 [ ${#args[@]} -eq 0 ] && args=(--quick --sources uniform/4096x4096 --sparsities 0.9 --n 128
                                --formats csr nm)
-python3 experiments/run.py "${args[@]}" --out "$out/results" 2>&1 | grep -v "%|"
-# Keep the file count small for the device tool: the results folder is archived by run_all.sh.
+# Straight to a file (a pipe would hold the output back if the run is killed); the results
+# folder is archived by run_all.sh.
+python3 experiments/run.py "${args[@]}" --out "$out/results" > "$out/run.log" 2>&1
+status=$?
+tr '\r' '\n' < "$out/run.log" | grep -v "%|" | tail -n 60
+exit $status
