@@ -1,6 +1,6 @@
 """Writes a run's results: results.jsonl, run.json, table.md and the plots.
 
-Layout of ``experiments/results/<device-slug>-<YYYY-MM-DD>/``:
+Layout of ``experiments/results/<device-slug>-<YYYY-MM-DD>-<preset>/``:
 - ``results.jsonl``: one JSON object per (case, line), every status included ("n/a" too), with
   the case, the line, status and message, median/p10/p90 us, repeats, GFLOP/s, floor, roofline
   fraction, speedup over dense-fp32, the device, platform, CPU, library versions and date;
@@ -24,8 +24,10 @@ SPEEDUP = f"speedup_vs_{BASELINE}"
 STATUS_MARKS = {"wrong": "WRONG", "error": "ERROR", "skipped": "skip"}
 
 
-def default_out_dir(root: pathlib.Path, slug: str, date: str) -> pathlib.Path:
-  return root / f"{slug}-{date}"
+def default_out_dir(root: pathlib.Path, slug: str, date: str, preset: str) -> pathlib.Path:
+  """``<root>/<device slug>-<date>-<preset>`` (the preset keeps a quick run from overwriting a
+  full one of the same day)."""
+  return root / f"{slug}-{date}-{preset}"
 
 
 def write(out_dir: pathlib.Path, records: Sequence[dict], run_info: dict) -> list[pathlib.Path]:

@@ -5,7 +5,7 @@
     python -P experiments/run.py --full --ops spmm --formats csr nm --n 128 --dtypes bfloat16
 
 Prints a table (one row per case, one column per line, median microseconds) and writes
-``experiments/results/<device>-<date>/`` (see ``experiments/report.py``).
+``experiments/results/<device>-<date>-<preset>/`` (see ``experiments/report.py``).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="skip gather-based lines whose nnz x N intermediate exceeds this "
                       "(default: 2 on CPU, 16 on GPU)")
   parser.add_argument("--out", type=pathlib.Path, help="results folder (default: "
-                      "experiments/results/<device>-<date>)")
+                      "experiments/results/<device>-<date>-<preset>)")
   parser.add_argument("--device-label", help="folder label instead of the detected device")
   parser.add_argument("--no-sanity", action="store_true", help="skip the timing cross-check")
   parser.add_argument("--budget-s", type=float, help="start no new case after this many seconds "
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     progress.close()
 
   out_dir = args.out or report.default_out_dir(
-      RESULTS_ROOT, args.device_label or machine.slug(), machine.date)
+      RESULTS_ROOT, args.device_label or machine.slug(), machine.date, args.preset)
   seconds = time.perf_counter() - start
   run_info = {"preset": args.preset, "machine": machine.asdict(), "roofline": roof.asdict(),
               "timing": config.__dict__, "sanity": checks, "unavailable_lines": unavailable,
