@@ -57,12 +57,8 @@ class SparseConv(nnx.Module):
     kh, kw = self.kernel_size
     kernel = kernel_init(rngs.params(), (kh, kw, in_features, out_features), param_dtype)
     weight = jnp.transpose(kernel, (3, 2, 0, 1)).reshape(out_features, in_features * kh * kw)
-    if mask is None:
-      rng = np.random.default_rng(np.asarray(jax.random.key_data(rngs.params())).ravel())
-      mask = patterns.default_mask(weight, format=format, sparsity=sparsity, method=method,
-                                   nm=nm, block_shape=block_shape, rng=rng)
-    self.weight = SparseWeight(patterns.sparse_from_mask(weight, mask, format=format,
-                                                         block_shape=block_shape, nm=nm))
+    self.weight = SparseWeight.pruned(weight, mask=mask, format=format, sparsity=sparsity,
+                                      method=method, nm=nm, block_shape=block_shape, rngs=rngs)
     self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) if use_bias
                  else nnx.data(None))
     self.padding = padding if isinstance(padding, str) else tuple(map(tuple, padding))

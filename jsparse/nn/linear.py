@@ -65,12 +65,8 @@ class SparseLinear(nnx.Module):
     if format != "nm" and mask is None:
       check_sparsity(sparsity)
     weight = kernel_init(rngs.params(), (in_features, out_features), param_dtype).T
-    if mask is None:
-      rng = np.random.default_rng(np.asarray(jax.random.key_data(rngs.params())).ravel())
-      mask = patterns.default_mask(weight, format=format, sparsity=sparsity, method=method,
-                                   nm=nm, block_shape=block_shape, rng=rng)
-    self.weight = SparseWeight(patterns.sparse_from_mask(weight, mask, format=format,
-                                                         block_shape=block_shape, nm=nm))
+    self.weight = SparseWeight.pruned(weight, mask=mask, format=format, sparsity=sparsity,
+                                      method=method, nm=nm, block_shape=block_shape, rngs=rngs)
     self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) if use_bias
                  else nnx.data(None))
     self.in_features = in_features

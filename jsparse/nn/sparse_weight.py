@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import jax
+import numpy as np
 from flax import nnx
 
 from jsparse.formats import SparseMatrix
+from jsparse.pruning import patterns
 
 
 class SparsityPattern(nnx.Variable):
@@ -30,6 +34,19 @@ class SparseWeight(nnx.Module):
     self.values = nnx.Param(matrix.data)
     for name, array in zip(matrix.index_names, matrix.index_arrays):
       setattr(self, name, SparsityPattern(array))
+
+  @classmethod
+  def pruned(cls, weight: jax.Array, *, mask: Any, format: str, sparsity: float | None,
+             method: str, nm: Sequence[int], block_shape: Sequence[int],
+             rngs: nnx.Rngs) -> "SparseWeight":
+    """``weight`` [out, in] kept where ``mask`` is True (when None, the mask of ``method``
+    at ``sparsity``, drawn from ``rngs.params()``), stored in ``format``."""
+    if mask is None:
+      rng = np.random.default_rng(np.asarray(jax.random.key_data(rngs.params())).ravel())
+      mask = patterns.default_mask(weight, format=format, sparsity=sparsity, method=method,
+                                   nm=nm, block_shape=block_shape, rng=rng)
+    return cls(patterns.sparse_from_mask(weight, mask, format=format, block_shape=block_shape,
+                                         nm=nm))
 
   @property
   def format(self) -> str:
