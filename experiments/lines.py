@@ -24,6 +24,8 @@ Lines (``all_lines``):
   ``torch-2:4``: ``torch.sparse.to_sparse_semi_structured`` (CUDA sparse tensor cores, bfloat16,
   2:4 ``nm`` cases).
 - ``cupy-csr``: ``cupyx.scipy.sparse.csr_matrix @ B`` (cuSPARSE), when cupy imports on a GPU run.
+- ``sputnik`` / ``sputnik-sddmm`` (CUDA, float32 csr): Sputnik's SpMM / SDDMM (Gale et al. SC20),
+  built from its public source by ``experiments/sputnik/build.sh``; available once built.
 torch and cupy are imported only by their lines, never required.
 """
 
@@ -410,6 +412,108 @@ class TorchSampledAddmmLine(TorchLine):
     return Prepared(_torch_timer(machine, calls), _torch_numpy, f"torch on {device}")
 
 
+class SputnikLine(TorchLine):
+  """Base of the Sputnik lines (Gale et al., SC20, built from its public source by
+  ``experiments/sputnik/build.sh``): float32 CSR on CUDA, operands in torch CUDA tensors, launched
+  through ctypes on torch's current stream and timed with CUDA events like the torch lines. Rows
+  run longest first (Sputnik's row swizzle); outputs start as NaN, so an entry the kernel does not
+  write fails the check."""
+
+  framework = "sputnik"
+  op = "abstract"
+
+  def available(self, machine: Machine) -> str | None:
+    if machine.platform != "cuda":
+      return "Sputnik's kernels need a CUDA GPU"
+    reason = super().available(machine)
+    if reason is not None:
+      return reason
+    from experiments.sputnik import binding
+    reason = binding.missing_reason()
+    if reason is not None:
+      return reason
+    try:
+      binding.load()
+    except OSError as error:
+      return f"loading {binding.library_path()} failed: {error}"
+    return None
+
+  def applies(self, case: Case, machine: Machine) -> str | None:
+    if case.op != self.op or case.format != "csr":
+      return f"{self.op} on csr only"
+    if case.dtype != "float32":
+      return "Sputnik's kernels here are float32 (its half path is float16, not bfloat16)"
+    return None
+
+  @staticmethod
+  def _host_csr(problem: Problem) -> Any:
+    """A's CSR as Sputnik reads it (``binding.SputnikCsr``: unpadded, int32, row swizzle)."""
+    from experiments.sputnik import binding
+    csr = problem.matrix.tocsr()
+    return binding.SputnikCsr.from_csr(csr.row_offsets, csr.col_indices, csr.data, csr.shape)
+
+  @staticmethod
+  def _device_csr(host: Any) -> Any:
+    """A ``binding.DeviceCsr`` of fresh torch CUDA tensors (one per operand copy)."""
+    from experiments.sputnik import binding
+    arrays = (host.values, host.column_indices, host.row_offsets, host.row_indices)
+    return binding.DeviceCsr(host.shape, host.nnz, *(_to_torch(a, "cuda") for a in arrays))
+
+  def _launch(self, problem: Problem, host: Any, stream: int) -> Any:
+    """One ``binding.Spmm`` / ``binding.Sddmm`` on fresh operands and a NaN-filled output."""
+    raise NotImplementedError
+
+  def _to_dense(self, host: Any) -> Callable[[Any], np.ndarray]:
+    raise NotImplementedError
+
+  def prepare(self, problem: Problem, copies: int, machine: Machine) -> Prepared:
+    import torch
+    stream = torch.cuda.current_stream().cuda_stream
+    host = self._host_csr(problem)
+    calls = [self._launch(problem, host, stream) for _ in range(copies)]
+    return Prepared(timing.TorchCudaTimer(calls), self._to_dense(host),
+                    "row swizzle: longest rows first")
+
+
+class SputnikSpmmLine(SputnikLine):
+  name = "sputnik"
+  op = "spmm"
+  description = "Sputnik CudaSpmm (Gale et al. SC20), float32 CSR @ dense, built for this GPU"
+
+  def _launch(self, problem: Problem, host: Any, stream: int) -> Any:
+    import torch
+    from experiments.sputnik import binding
+    dense = _to_torch(problem.operands[0], "cuda", "float32")
+    out = torch.full((problem.shape[0], problem.case.n), float("nan"), device="cuda",
+                     dtype=torch.float32)
+    return binding.Spmm(self._device_csr(host), dense, out, stream)
+
+  def _to_dense(self, host: Any) -> Callable[[Any], np.ndarray]:
+    return _torch_numpy
+
+
+class SputnikSddmmLine(SputnikLine):
+  name = "sputnik-sddmm"
+  op = "sddmm"
+  description = "Sputnik CudaSddmm (Gale et al. SC20), float32, X @ Y.T at a CSR pattern"
+
+  def _launch(self, problem: Problem, host: Any, stream: int) -> Any:
+    import torch
+    from experiments.sputnik import binding
+    lhs, rhs = (_to_torch(operand, "cuda", "float32") for operand in problem.operands)
+    out = torch.full((host.nnz,), float("nan"), device="cuda", dtype=torch.float32)
+    return binding.Sddmm(self._device_csr(host), lhs, rhs, out, stream)
+
+  def _to_dense(self, host: Any) -> Callable[[Any], np.ndarray]:
+    rows, columns = host.entry_rows(), host.column_indices
+
+    def to_dense(values: Any) -> np.ndarray:
+      out = np.zeros(host.shape, np.float32)
+      out[rows, columns] = _torch_numpy(values)
+      return out
+    return to_dense
+
+
 class TorchSemiStructuredLine(TorchLine):
   name = "torch-2:4"
   description = "torch.sparse.to_sparse_semi_structured(A) @ B: 2:4 sparse tensor cores (CUDA)"
@@ -477,6 +581,7 @@ def all_lines() -> list[Line]:
       JaxSparseLine("bcsr", cusparse=True), JaxSparseLine("bcoo", cusparse=True),
       ScipyLine("csr"), ScipyLine("bsr"),
       TorchCsrLine(), TorchSampledAddmmLine(), TorchSemiStructuredLine(),
+      SputnikSpmmLine(), SputnikSddmmLine(),
       CupyCsrLine(),
   ]
 
