@@ -6,12 +6,16 @@ The block mask arrives as compact per-query-block lists of kept key blocks (as F
 ``block_q`` query rows of one (batch, query head) and loops over the kept key blocks only, in
 sub-tiles of ``block_k`` keys, with an online softmax in float32 (base 2, FlashAttention-2).
 
-Masking costs a compare and a select per score, so it is paid only where needed: the wrapper
-computes, per query tile, how many leading kept sub-tiles are fully visible (no mask) and how many
-are visible at all (the rest of that prefix needs the elementwise causal / sequence-end mask);
-kept sub-tiles past that are skipped. Both are prefixes because the kept lists are ascending.
-``tile_bounds`` computes them; a caller reusing one mask computes them once and passes them in.
-Launch configs come from ``default_config`` and a ``ConfigTable`` (per head dim and kept fraction).
+Masking costs a compare and a select per score, so it is paid only where needed: per query tile,
+the leading kept sub-tiles that are fully visible run without a mask, the rest of the visible
+prefix (the causal diagonal, the ragged sequence end) with the elementwise mask, and kept sub-tiles
+past that are skipped; both are prefixes because the kept lists are ascending. This splits the
+kept blocks into FlexAttention's "full" and "partial" blocks without storing two lists. Each
+program counts its two prefixes from one vector load of its kept list (``_tile_prefixes``), so a
+call launches no kernel besides the attention kernel; ``tile_bounds`` computes the same counts in
+XLA for a caller that prefers to pass them in (``kernel_fn(..., bounds=...)``).
+Launch configs come from ``default_config`` and a ``ConfigTable`` (per head dim, kept fraction and
+causal or not).
 
 Decoding (a few queries against a long cache) runs the same kernel with ``num_splits > 1``:
 split-K, each program takes one contiguous share of the kept sub-tiles and writes an unnormalised
@@ -86,6 +90,8 @@ class ConfigTable:
       ``block_q``/``block_k`` are capped by the mask's ``bq``/``bk``).
     sparse_small_head, sparse_large_head: used instead when at most ``sparse_below`` of the key
       blocks are kept (``max_kept / num_kv_blocks``, static); ``None`` keeps the dense entry.
+    causal_small_head, causal_large_head: used for causal prefill instead of the two above
+      (short programs beside long ones, a masked diagonal); ``None`` keeps the dense/sparse pick.
     sparse_below: the kept fraction at or below which the sparse entries apply.
     decode_programs: programs a split-K launch aims for (batch x heads x splits).
     decode_stages: Triton pipeline stages of the decoding launch.
@@ -95,6 +101,8 @@ class ConfigTable:
   prefill_large_head: AttentionConfig
   sparse_small_head: AttentionConfig | None = None
   sparse_large_head: AttentionConfig | None = None
+  causal_small_head: AttentionConfig | None = None
+  causal_large_head: AttentionConfig | None = None
   sparse_below: float = 0.15
   decode_programs: int = 256
   decode_stages: int = 3
@@ -122,9 +130,10 @@ DEFAULT_TABLE = ConfigTable(
 
 def default_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,
                    block_size: tuple[int, int], max_kept: int, num_kv_blocks: int | None = None,
-                   table: ConfigTable = DEFAULT_TABLE) -> AttentionConfig:
-  """The config used when none is given: ``table``'s prefill tiles per head dim (and kept
-  fraction ``max_kept / num_kv_blocks`` when ``num_kv_blocks`` is given), split-K for decoding."""
+                   causal: bool = False, table: ConfigTable = DEFAULT_TABLE) -> AttentionConfig:
+  """The config used when none is given: ``table``'s prefill tiles per head dim (the causal
+  entry under ``causal``, else the sparse one when the kept fraction ``max_kept / num_kv_blocks``
+  is small and ``num_kv_blocks`` is given), split-K for decoding."""
   bq, bk = block_size
   if q_len <= MAX_DECODE_QUERIES and q_len <= bq:
     block_q = max(MIN_DOT_TILE, pl.next_power_of_2(q_len))
@@ -138,7 +147,10 @@ def default_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,
   small_head = head_dim <= 64
   config = table.prefill_small_head if small_head else table.prefill_large_head
   sparse = table.sparse_small_head if small_head else table.sparse_large_head
-  if sparse is not None and num_kv_blocks and max_kept <= table.sparse_below * num_kv_blocks:
+  causal_entry = table.causal_small_head if small_head else table.causal_large_head
+  if causal and causal_entry is not None:
+    config = causal_entry
+  elif sparse is not None and num_kv_blocks and max_kept <= table.sparse_below * num_kv_blocks:
     config = sparse
   return dataclasses.replace(config, block_q=min(bq, config.block_q),
                              block_k=min(bk, config.block_k), num_splits=1)
@@ -190,10 +202,9 @@ def tile_bounds(kv_block_indices: jax.Array, kv_block_counts: jax.Array, *, q_le
   """Per query tile, the number of leading kept key sub-tiles that need no mask and that are
   visible at all: int32 [Hm, ceil(q_len / config.block_q), 2].
 
-  ``kernel_fn`` computes this on every call (a small XLA kernel before the attention kernel); a
-  caller reusing one mask computes it once and passes it as ``kernel_fn(..., bounds=...)``, as
-  FlexAttention's ``BlockMask`` is built once per mask. It depends on the mask, the sequence
-  lengths, ``causal`` and ``config.block_q``/``config.block_k``.
+  ``kernel_fn`` counts these inside the kernel (``_tile_prefixes``) unless given them as
+  ``kernel_fn(..., bounds=...)``; this XLA version is that option and the tests' oracle. It
+  depends on the mask, the sequence lengths, ``causal`` and ``config.block_q``/``config.block_k``.
   """
   bq, bk = block_size
   subs = bk // config.block_k
@@ -226,10 +237,42 @@ def _rem(x, n: int):
   return lax.rem(x, jnp.asarray(n, x.dtype))
 
 
-def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, block_q, block_k,
-                      block_size, num_splits, num_q_tiles, per_head_mask, causal, qk_scale,
-                      q_len, kv_len):
-  """One (query tile x split, batch, head) program; see the module docstring."""
+def _tile_prefixes(indices_ref, counts_ref, mask_head, mask_block, *, first_row, last_row,
+                   block_k, bk, causal, q_len, kv_len):
+  """(full, visible) for one query tile, inside the kernel: how many leading kept sub-tiles of
+  ``block_k`` keys need no mask, and how many hold a key visible to some row of the tile (int32
+  scalars, ``tile_bounds`` for one tile). One vector load of the tile's kept list."""
+  subs = bk // block_k
+  count = counts_ref[mask_head, mask_block]
+  if not causal and kv_len % bk == 0:  # every sub-tile of every kept block is fully visible
+    return count * subs, count * subs
+  max_kept = indices_ref.shape[-1]
+  width = pl.next_power_of_2(max_kept)  # Triton tensors have power-of-two shapes
+  slots = jnp.arange(width, dtype=jnp.int32)
+  in_list = slots < max_kept if width > max_kept else None
+  # An int32 array index: the masked load's discharge rule (interpret mode) rejects Python ints.
+  row = (jnp.asarray(mask_head, jnp.int32), mask_block, pl.ds(0, width))
+  block_starts = plgpu.load(indices_ref.at[row],
+                            mask=in_list, other=None if in_list is None else 0) * bk
+  # Keys before full_end are visible to every row of the tile; keys from visible_end on to none.
+  full_end = visible_end = kv_len
+  if causal:
+    full_end = jnp.minimum(first_row + (kv_len - q_len) + 1, kv_len)
+    visible_end = jnp.minimum(last_row + (kv_len - q_len) + 1, kv_len)
+  full_subs = jnp.minimum(jnp.maximum(full_end - block_starts, 0) // block_k, subs)
+  visible_subs = jnp.minimum((jnp.maximum(visible_end - block_starts, 0) + block_k - 1)
+                             // block_k, subs)
+  kept = slots < count
+  return (jnp.where(kept, full_subs, 0).sum(dtype=jnp.int32),
+          jnp.where(kept, visible_subs, 0).sum(dtype=jnp.int32))
+
+
+def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, *refs, has_bounds, block_q,
+                      block_k, block_size, num_splits, num_q_tiles, per_head_mask, causal,
+                      qk_scale, q_len, kv_len):
+  """One (query tile x split, batch, head) program; see the module docstring. ``refs`` are
+  the precomputed bounds (when ``has_bounds``) followed by the outputs."""
+  bounds_ref, out_refs = (refs[0], refs[1:]) if has_bounds else (None, refs)
   bq, bk = block_size
   subs = bk // block_k
   program = pl.program_id(0)
@@ -280,8 +323,14 @@ def _attention_kernel(bounds_ref, indices_ref, q_ref, k_ref, v_ref, *out_refs, b
     acc = correction[:, None] * acc + plgpu.dot(probs.astype(v.dtype), v, precision=dot_precision)
     return acc, new_max, row_sum
 
-  num_full = bounds_ref[mask_head, tile, 0]
-  num_visible = bounds_ref[mask_head, tile, 1]
+  if has_bounds:
+    num_full = bounds_ref[mask_head, tile, 0]
+    num_visible = bounds_ref[mask_head, tile, 1]
+  else:
+    num_full, num_visible = _tile_prefixes(
+        indices_ref, counts_ref, mask_head, mask_block, first_row=row_start,
+        last_row=jnp.minimum(row_start + block_q, q_len) - 1, block_k=block_k, bk=bk,
+        causal=causal, q_len=q_len, kv_len=kv_len)
   # Split-K shares this tile's visible sub-tiles evenly (not the padded list length), so heads
   # with short lists and padded index arrays keep every split busy.
   chunk = _div(num_visible + num_splits - 1, num_splits)
@@ -347,8 +396,8 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
     scale: score scale, default 1/sqrt(D).
     config: tiles and launch parameters; default ``default_config(...)`` (the kept fraction
       taken as ``max_kept / ceil(Sk/bk)``).
-    bounds: ``tile_bounds(...)`` of this mask, lengths, ``causal`` and config, computed once
-      per mask; default computed here.
+    bounds: ``tile_bounds(...)`` of this mask, lengths, ``causal`` and config; default: each
+      program counts its own from its kept list.
     interpret: run in Pallas interpret mode (any platform).
 
   Returns:
@@ -361,17 +410,14 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
   if config is None:
     config = default_config(batch=batch, num_heads=num_heads, q_len=q_len, head_dim=head_dim,
                             block_size=block_size, max_kept=kv_block_indices.shape[-1],
-                            num_kv_blocks=pl.cdiv(kv_len, bk))
+                            num_kv_blocks=pl.cdiv(kv_len, bk), causal=causal)
   q_tiles = pl.cdiv(q_len, config.block_q)
   if bk % config.block_k or not (bq % config.block_q == 0 or q_tiles == 1):
     raise ValueError(f"config {config} does not tile block_size {block_size}: block_k must "
                      f"divide bk, block_q divide bq (or cover all {q_len} queries)")
   scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
-  if bounds is None:
-    bounds = tile_bounds(kv_block_indices, kv_block_counts, q_len=q_len, kv_len=kv_len,
-                         block_size=block_size, config=config, causal=causal)
   expected = (kv_block_indices.shape[0], q_tiles, 2)
-  if bounds.shape != expected or bounds.dtype != jnp.int32:
+  if bounds is not None and (bounds.shape != expected or bounds.dtype != jnp.int32):
     raise ValueError(f"bounds must be int32 {expected} (tile_bounds of this mask and config "
                      f"{config}), got {bounds.dtype} {bounds.shape}")
   group = num_heads // kv_heads
@@ -381,10 +427,12 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
   def whole(array):
     return pl.BlockSpec(array.shape, lambda *_: (0,) * array.ndim)
 
-  in_specs = [whole(bounds), whole(kv_block_indices),
+  extra = () if bounds is None else (bounds,)
+  in_specs = [whole(kv_block_indices), whole(kv_block_counts),
               pl.BlockSpec((None, q_len, None, head_dim), lambda p, b, h: (b, 0, h, 0)),
               pl.BlockSpec((None, kv_len, None, head_dim), lambda p, b, h: (b, 0, h // group, 0)),
-              pl.BlockSpec((None, kv_len, None, head_dim), lambda p, b, h: (b, 0, h // group, 0))]
+              pl.BlockSpec((None, kv_len, None, head_dim), lambda p, b, h: (b, 0, h // group, 0)),
+              *map(whole, extra)]
   if splits == 1:
     out_shape = jax.ShapeDtypeStruct(q.shape, q.dtype)
     out_specs = pl.BlockSpec((None, q_len, None, head_dim), lambda p, b, h: (b, 0, h, 0))
@@ -398,7 +446,8 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
                  pl.BlockSpec((None, None, None, config.block_q), lambda p, b, h: (b, h, p, 0)),
                  pl.BlockSpec((None, None, None, config.block_q), lambda p, b, h: (b, h, p, 0)))
   kernel = functools.partial(
-      _attention_kernel, block_q=config.block_q, block_k=config.block_k, block_size=block_size,
+      _attention_kernel, has_bounds=bounds is not None, block_q=config.block_q,
+      block_k=config.block_k, block_size=block_size,
       num_splits=splits, num_q_tiles=q_tiles, per_head_mask=kv_block_indices.shape[0] > 1,
       causal=causal, qk_scale=scale * LOG2_E, q_len=q_len, kv_len=kv_len)
   out = pl.pallas_call(
@@ -406,7 +455,7 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
       compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
                                            num_stages=config.num_stages),
       interpret=interpret, name="block_sparse_attention",
-  )(bounds, kv_block_indices, q, k, v)
+  )(kv_block_indices, kv_block_counts, q, k, v, *extra)
   if splits == 1:
     return out
   return _combine_splits(*out, num_splits=splits, q_len=q_len, dtype=q.dtype)

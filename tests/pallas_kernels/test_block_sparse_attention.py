@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import pallas as pl
 
 from pallas_kernels import block_sparse_attention as bsa
 
@@ -162,6 +163,45 @@ def test_kernel_on_gpu_larger_shapes(index):
   run_case(GPU_CASES[index], int(np.random.default_rng().integers(2**31)))
 
 
+@pytest.mark.parametrize("q_len, kv_len, block_size, block_q, block_k, causal, heads", [
+    (100, 70, (32, 32), 32, 16, True, 3),  # Sq > Sk, ragged keys, 2 sub-tiles per block
+    (40, 72, (32, 16), 16, 16, True, 1),  # Sq < Sk, query tile half a block
+    (48, 80, (16, 32), 16, 32, False, 2),  # ragged keys without causal
+    (5, 300, (16, 32), 16, 16, True, 2),  # one query tile, long ragged list
+])
+def test_in_kernel_prefixes_match_tile_bounds(q_len, kv_len, block_size, block_q, block_k,
+                                             causal, heads):
+  """``_tile_prefixes`` (what each program counts) equals the XLA ``tile_bounds``, on random
+  lists with empty rows and a max_kept that is not a power of two (a masked vector load)."""
+  rng = np.random.default_rng()
+  config = bsa.AttentionConfig(block_q=block_q, block_k=block_k)
+  bq, bk = block_size
+  dense = rng.random((heads, -(-q_len // bq), -(-kv_len // bk))) < 0.6
+  dense[:, 0] = False
+  dense[0, -1, :3] = True  # max_kept >= 3
+  indices, counts = compact_lists(dense, rng)
+  q_tiles = -(-q_len // block_q)
+
+  def kernel(indices_ref, counts_ref, out_ref):
+    tile, head = pl.program_id(0), pl.program_id(1)
+    row_start = tile * block_q
+    full, visible = bsa._tile_prefixes(
+        indices_ref, counts_ref, head, row_start // bq, first_row=row_start,
+        last_row=jnp.minimum(row_start + block_q, q_len) - 1, block_k=block_k, bk=bk,
+        causal=causal, q_len=q_len, kv_len=kv_len)
+    out_ref[...] = jnp.stack([full, visible])
+
+  whole = lambda a: pl.BlockSpec(a.shape, lambda *_: (0,) * a.ndim)
+  got = pl.pallas_call(
+      kernel, grid=(q_tiles, heads), in_specs=[whole(indices), whole(counts)],
+      out_specs=pl.BlockSpec((None, None, 2), lambda t, h: (h, t, 0)),
+      out_shape=jax.ShapeDtypeStruct((heads, q_tiles, 2), jnp.int32), interpret=True,
+  )(indices, counts)
+  expected = bsa.tile_bounds(indices, counts, q_len=q_len, kv_len=kv_len, block_size=block_size,
+                             config=config, causal=causal)
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+
 def test_default_config_splits_decoding_and_tiles_prefill():
   decode = bsa.default_config(batch=1, num_heads=16, q_len=4, head_dim=128, block_size=(64, 64),
                               max_kept=100)
@@ -180,15 +220,18 @@ def test_default_config_splits_decoding_and_tiles_prefill():
 def test_config_table_picks_sparse_entry_by_kept_fraction():
   sparse = bsa.AttentionConfig(block_q=64, block_k=64, num_warps=4, num_stages=4)
   large = bsa.AttentionConfig(block_q=128, block_k=128, num_warps=8, num_stages=3)
+  causal = bsa.AttentionConfig(block_q=64, block_k=128, num_warps=4, num_stages=2)
   table = bsa.ConfigTable(prefill_small_head=bsa.DEFAULT_TABLE.prefill_small_head,
-                          prefill_large_head=large, sparse_large_head=sparse, sparse_below=0.1,
-                          decode_programs=1024)
-  pick = lambda head_dim, max_kept, block=(128, 128), q_len=8192: bsa.default_config(
-      batch=4, num_heads=16, q_len=q_len, head_dim=head_dim, block_size=block, max_kept=max_kept,
-      num_kv_blocks=64, table=table)
+                          prefill_large_head=large, sparse_large_head=sparse,
+                          causal_large_head=causal, sparse_below=0.1, decode_programs=1024)
+  pick = lambda head_dim, max_kept, block=(128, 128), q_len=8192, is_causal=False: (
+      bsa.default_config(batch=4, num_heads=16, q_len=q_len, head_dim=head_dim, block_size=block,
+                         max_kept=max_kept, num_kv_blocks=64, causal=is_causal, table=table))
   assert pick(128, 64) == large
   assert pick(128, 6) == sparse  # 6 / 64 <= 0.1
   assert pick(128, 7) == large
+  assert pick(128, 64, is_causal=True) == pick(128, 6, is_causal=True) == causal
+  assert pick(64, 64, is_causal=True) == bsa.DEFAULT_TABLE.prefill_small_head  # no causal entry
   assert pick(64, 3) == bsa.DEFAULT_TABLE.prefill_small_head  # no sparse entry at head dim 64
   assert pick(128, 64, block=(64, 32)) == dataclasses.replace(large, block_q=64, block_k=32)
   decode = pick(128, 512, block=(16, 64), q_len=1)
