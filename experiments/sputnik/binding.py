@@ -1,4 +1,4 @@
-"""ctypes binding to ``libsputnik_jsparse.so``: Sputnik's float32 SpMM and SDDMM (Gale et al., SC20).
+"""ctypes binding to libsputnik_jsparse.so: Sputnik's float32 SpMM and SDDMM (Gale et al., SC20).
 
 The library is built by ``experiments/sputnik/build.sh`` from Sputnik's public source (fetched
 into the git-ignored ``third_party/sputnik``) and ``shim.cu``. Device arrays are taken through

@@ -8,14 +8,15 @@
 # Compiles only the two translation units the ops need (no CMake: Sputnik's wants abseil, glog
 # and googletest for its tests and benchmarks), one nvcc job per unit, in parallel; about 25 s.
 # Environment: SPUTNIK_SRC (default third_party/sputnik), SPUTNIK_BUILD_DIR (default
-# build/sputnik), SPUTNIK_ARCHS (space-separated SM versions, default "90"), NVCC (default nvcc).
+# build/sputnik), SPUTNIK_ARCHS (space-separated SM versions, default "90"), NVCC (default: nvcc
+# on the PATH, else /usr/local/cuda/bin/nvcc).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 src=${SPUTNIK_SRC:-$repo/third_party/sputnik}
 build=${SPUTNIK_BUILD_DIR:-$repo/build/sputnik}
-nvcc=${NVCC:-nvcc}
+nvcc=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 archs=${SPUTNIK_ARCHS:-90}
-start=$(date +%s.%N)
+start=$(date +%s%N)
 
 for needed in sputnik/spmm/cuda_spmm.cu.cc sputnik/sddmm/cuda_sddmm.cu.cc; do
   if [ ! -f "$src/$needed" ]; then
@@ -55,5 +56,6 @@ done
 "$nvcc" -shared "${gencode[@]}" --cudart static -o "$build/libsputnik_jsparse.so.tmp" \
   "$build/cuda_spmm.o" "$build/cuda_sddmm.o" "$build/shim.o"
 mv "$build/libsputnik_jsparse.so.tmp" "$build/libsputnik_jsparse.so"
-printf 'build.sh: %s (sm %s) in %.1f s\n' "$build/libsputnik_jsparse.so" "$archs" \
-  "$(echo "$(date +%s.%N) - $start" | bc)"
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+printf 'build.sh: %s (sm %s, %s) in %d.%01d s\n' "$build/libsputnik_jsparse.so" "$archs" \
+  "$("$nvcc" --version | tail -n 1)" $(( elapsed_ms / 1000 )) $(( elapsed_ms % 1000 / 100 ))
