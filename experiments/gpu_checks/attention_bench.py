@@ -3,17 +3,24 @@
 python3 -P experiments/gpu_checks/attention_bench.py OUTDIR --budget-s S [--smoke]
 
 Device-side timing (JaxLoopTimer for JAX, TorchCudaTimer for torch), bf16, batch 4, 16 heads,
-seq 8192, 128 x 128 mask blocks, head dims 64 and 128, with ``bsa.DEFAULT_TABLE`` (tuned in
-round 2), in priority order under a deadline (the issue's head dim 64 first):
-  1. copy bandwidth (torch copy_, jnp.negative) and the timer's floor per op;
-  2. per head dim: cuDNN dense, jsparse at densities 1.0/0.5/0.1/0.05 (one compilation, tile
-     bounds precomputed once per mask, as a cached mask) and causal, cuDNN causal, SDPA dense and
+seq 8192, 128 x 128 mask blocks, head dims 64 and 128, in priority order under a deadline:
+  1. copy bandwidth (torch copy_, jnp.negative) and the timer's floor per op; a probe of the
+     kernel's in-kernel tile bounds (small causal case vs the reference; if it fails, every
+     jsparse line passes bounds precomputed by ``bsa.tile_bounds`` instead);
+  2. the config sweep (``attention_sweep.VARIANTS``, <= 16 per head dim; dense, density 0.1 and
+     causal at both head dims): all variants compiled in parallel threads (XLA/Triton compile
+     outside the GIL), then timed one by one with a short timing config (``--sweep-s`` caps it);
+     each output checked against DEFAULT_TABLE's config; the winners make the proposed
+     ConfigTable (printed as source to paste);
+  3. per head dim: cuDNN dense, jsparse at densities 1.0/0.5/0.1/0.05 and causal with the config
+     the proposed table picks (compiled loops reused from the sweep), cuDNN causal, SDPA dense and
      causal, compiled FlexAttention on the same kept blocks (full blocks) and causal; decoding
      (batch 4, 16 heads, head dim 128, KV 32k, 1 and 16 queries, kept densities 0.1/0.25)
      against the copy bandwidth on the kept KV bytes comes between head dims 64 and 128;
-  3. jsparse at 0.05 with bounds computed in the call; a layout diagnostic (the kernel on
-     [B*H, S, 1, D], contiguous rows, dense, head dim 64); JAX's Mosaic GPU flash attention;
-  4. the issue's targets (MET / MISSED), recomputed after every line (a killed run keeps them).
+  4. jsparse at 0.05 and causal with bounds precomputed outside the call (what the in-kernel
+     count costs); JAX's Mosaic GPU flash attention (float16: it rejects bfloat16). (Round 3's
+     layout diagnostic, the kernel on contiguous [B*H, S, 1, D] rows, is gone: 1.01x, settled.)
+  5. the issue's targets (MET / MISSED), recomputed after every line (a killed run keeps them).
 Outputs: OUTDIR/attention_results.json (every row, the config table, machine, versions, date,
 timing config) and OUTDIR/attention_table.md (targets first, then every line); the table is
 printed.
@@ -24,9 +31,11 @@ A case that would not fit the deadline is recorded as skipped; a failing case re
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import copy
 import dataclasses
 import json
+import os
 import time
 import traceback
 
@@ -35,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import machine, timing
+from experiments.gpu_checks import attention_sweep as sweep
+from experiments.gpu_checks.attention_sweep import config_name
 from experiments.timing import JaxLoopTimer, TimingConfig, TorchCudaTimer
 from pallas_kernels import block_sparse_attention as bsa
 
@@ -46,7 +57,9 @@ DEC_QUERIES = (1, 16)
 def parse_args():
   parser = argparse.ArgumentParser()
   parser.add_argument("out_dir")
-  parser.add_argument("--budget-s", type=float, default=80.0)
+  parser.add_argument("--budget-s", type=float, default=150.0)
+  parser.add_argument("--sweep-s", type=float, default=70.0,
+                      help="cap on the config sweep (compilation and timing)")
   parser.add_argument("--smoke", action="store_true")
   return parser.parse_args()
 
@@ -67,6 +80,9 @@ except Exception:  # noqa: BLE001  (CPU smoke runs may have no torch)
 # op also holds the call's dispatch and sync. Round 1 (2 ms samples) ran the millisecond cases
 # at inner=1, dispatch included (D128 at density 0.1: 1622 us, 2.1x its share of dense, wide p90).
 TIMING = TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.02, max_total_s=0.3)
+# The sweep ranks ~90 cases: 3 samples of >= 8 back-to-back ops each (a loop iteration runs 8).
+SWEEP_TIMING = TimingConfig(repeats=3, min_repeats=3, min_sample_s=0.004, max_total_s=0.15)
+SWEEP_TOLERANCE = 0.03  # max |difference| from DEFAULT_TABLE's config output (bf16 outputs)
 if SMOKE:
   BATCH, HEADS, SEQ, BLOCK, DIMS = 1, 2, 256, 64, (64,)
   DEC_BATCH, DEC_HEADS, DEC_DIM, DEC_KV, DEC_BLOCK = 1, 2, 64, 1024, 64
@@ -98,14 +114,20 @@ def row_text(row):
                     for k in ("density", "gb_per_s", "fraction_of_copy_bw",
                               "fraction_net_of_timer_floor",
                               "max_abs_err_vs_reference", "max_abs_diff_vs_cudnn",
-                              "max_abs_diff_vs_jsparse", "first_call_s", "vs_bshd_layout",
+                              "max_abs_diff_vs_default_config",
+                              "max_abs_diff_vs_jsparse", "first_call_s",
                               "config_name")
                     if row.get(k) is not None)
+  if row.get("median_us") is None:  # a check without a timing (the probe)
+    return f"| {row['case']} | {row['line']} | - | - | {extra} |"
   return (f"| {row['case']} | {row['line']} | {row['median_us']:.1f} | "
           f"{row['p10_us']:.1f}-{row['p90_us']:.1f} | {extra} |")
 
 
 TABLE = dataclasses.asdict(bsa.DEFAULT_TABLE)
+sweep_times, sweep_errors = {}, {}  # (head_dim, regime, config) -> us; (head_dim, config) -> text
+proposed = bsa.DEFAULT_TABLE  # replaced by the sweep's table once it has run
+bounds_in_kernel = True  # False if the probe of the in-kernel tile bounds fails
 
 
 def write_outputs():
@@ -116,6 +138,9 @@ def write_outputs():
   with open(f"{ARGS.out_dir}/attention_results.json", "w") as f:
     json.dump(dict(machine=ENV, smoke=SMOKE, timing=dataclasses.asdict(TIMING),
                    timer_unroll=getattr(timing, "UNROLL", None), config_table=TABLE,
+                   proposed_table=dataclasses.asdict(proposed),
+                   proposed_table_source=sweep.table_literal(proposed),
+                   bounds_in_kernel=bounds_in_kernel,
                    shapes=dict(batch=BATCH, heads=HEADS, seq=SEQ, block=BLOCK, head_dims=DIMS,
                                decode=dict(batch=DEC_BATCH, heads=DEC_HEADS, head_dim=DEC_DIM,
                                            kv_len=DEC_KV, block=DEC_BLOCK)),
@@ -131,8 +156,11 @@ def write_outputs():
           f"{DEC_DIM}, KV {DEC_KV}, {DEC_BLOCK}-key blocks. JaxLoopTimer (unroll "
           f"{getattr(timing, 'UNROLL', '?')}) / TorchCudaTimer, {TIMING}.", "",
           f"ConfigTable (bsa.DEFAULT_TABLE): `{TABLE}`", "",
-          "## Targets (issue 9)", "", "| case | check | ratio, verdict |", "|---|---|---|",
-          *targets, "", "## Lines", "", *header, *lines]
+          f"jsparse lines use the sweep's proposed table (below); tile bounds "
+          f"{'counted in the kernel' if bounds_in_kernel else 'precomputed (in-kernel probe failed)'}.",
+          "", "## Targets (issue 9)", "", "| case | check | ratio, verdict |", "|---|---|---|",
+          *targets, "", *sweep.markdown(sweep_times, sweep_errors, proposed), "## Lines", "",
+          *header, *lines]
   table = "\n".join(text)
   with open(f"{ARGS.out_dir}/attention_table.md", "w") as f:
     f.write(table + "\n")
@@ -178,11 +206,11 @@ class CompiledLoop:
   def __init__(self, fn, operands):
     self.timer = JaxLoopTimer(fn, [operands])
 
-  def measure(self, operands):
+  def measure(self, operands, timing_config=TIMING):
     timer = copy.copy(self.timer)
     timer._sets = (tuple(operands),)  # same shapes and dtypes as the compiled loop's operands
     output = timer.run_once()
-    return timer.measure(TIMING), output
+    return timer.measure(timing_config), output
 
 
 def torch_time(fn):
@@ -204,18 +232,19 @@ def random_lists(heads, q_blocks, kv_blocks, density, *, causal=False):
       dense[h, i, :min(kv_blocks, i + 1)] = True
     else:
       dense[h, i, rng.choice(kv_blocks, max(1, round(density * kv_blocks)), replace=False)] = True
+  return compact_lists(dense, kv_blocks)
+
+
+def compact_lists(dense, width=None):
+  """(indices, counts) int32 of a bool [Hm, nqb, nkb] mask, lists padded to ``width`` (default
+  the longest) with the last kept index."""
   counts = dense.sum(-1).astype(np.int32)
-  indices = np.zeros((heads, q_blocks, kv_blocks), np.int32)
-  for h, i in np.ndindex(heads, q_blocks):
+  indices = np.zeros((*dense.shape[:2], width or max(1, int(counts.max()))), np.int32)
+  for h, i in np.ndindex(*dense.shape[:2]):
     kept = np.flatnonzero(dense[h, i])
     indices[h, i, :kept.size] = kept
     indices[h, i, kept.size:] = kept[-1] if kept.size else 0
   return jnp.asarray(indices), jnp.asarray(counts)
-
-
-def config_name(config):
-  return (f"{config.block_q}x{config.block_k} w{config.num_warps} s{config.num_stages}"
-          + (f" splits{config.num_splits}" if config.num_splits > 1 else ""))
 
 
 # -- 1. copy bandwidth and the timer's floor --------------------------------------------------
@@ -270,40 +299,144 @@ def cudnn_line(head_dim, operands, causal):
   attempt(f"D{head_dim} {name}", "jax-cudnn", 4, run, **info(head_dim))
 
 
-def jsparse_lines(head_dim, operands, names, line="jsparse-pallas", precomputed=True):
-  """The config default_config picks, on several masks of one shape: one compilation."""
-  loops = {}  # config -> CompiledLoop (one per config: masks padded to one shape)
+def kernel_call(config, causal, in_kernel):
+  """The jsparse call timed: tile bounds counted in the kernel, or passed precomputed."""
+  common = dict(block_size=(BLOCK, BLOCK), causal=causal, config=config, interpret=SMOKE)
+  if in_kernel:
+    return lambda q, k, v, i, c: bsa.kernel_fn(q, k, v, i, c, **common)
+  return lambda q, k, v, i, c, b: bsa.kernel_fn(q, k, v, i, c, bounds=b, **common)
+
+
+def kernel_args(operands, name, config, causal, in_kernel):
+  args = (*operands, *masks[name])
+  if not in_kernel:  # computed once here, outside the timed loop (a cached mask)
+    args += (bsa.tile_bounds(*masks[name], q_len=SEQ, kv_len=SEQ, block_size=(BLOCK, BLOCK),
+                             config=config, causal=causal),)
+  return args
+
+
+loops = {}  # (head_dim, config, causal, in_kernel) -> CompiledLoop: the sweep's, reused later
+
+
+def compiled_loop(head_dim, config, causal, in_kernel, operands):
+  key = (head_dim, config, causal, in_kernel)
+  if key not in loops:
+    name = "causal" if causal else 1.0
+    loops[key] = CompiledLoop(kernel_call(config, causal, in_kernel),
+                              kernel_args(operands, name, config, causal, in_kernel))
+  return loops[key]
+
+
+def jsparse_lines(head_dim, operands, names, line="jsparse-pallas", in_kernel=None):
+  """The config the proposed table picks, on several masks of one shape: one compilation
+  (usually the sweep's)."""
+  in_kernel = bounds_in_kernel if in_kernel is None else in_kernel
   for name in names:
     causal = name == "causal"
     config = bsa.default_config(batch=BATCH, num_heads=HEADS, q_len=SEQ, head_dim=head_dim,
                                 block_size=(BLOCK, BLOCK), max_kept=int(masks[name][1].max()),
-                                num_kv_blocks=nb)
+                                num_kv_blocks=nb, causal=causal, table=proposed)
+    cached = (head_dim, config, causal, in_kernel) in loops
 
     def run(name=name, causal=causal, config=config):
-      args = (*operands, *masks[name])
-      if precomputed:
-        args += (bsa.tile_bounds(*masks[name], q_len=SEQ, kv_len=SEQ, block_size=(BLOCK, BLOCK),
-                                 config=config, causal=causal),)
-        fn = lambda q, k, v, i, c, b: bsa.kernel_fn(q, k, v, i, c, block_size=(BLOCK, BLOCK),
-                                                    causal=causal, config=config, bounds=b,
-                                                    interpret=SMOKE)
-      else:
-        fn = lambda q, k, v, i, c: bsa.kernel_fn(q, k, v, i, c, block_size=(BLOCK, BLOCK),
-                                                 causal=causal, config=config, interpret=SMOKE)
       first = time.time()
-      if config not in loops:
-        loops[config] = CompiledLoop(fn, args)
+      loop = compiled_loop(head_dim, config, causal, in_kernel, operands)
       compile_s = time.time() - first
-      m, output = loops[config].measure(args)
-      if precomputed:
+      m, output = loop.measure(kernel_args(operands, name, config, causal, in_kernel))
+      if line == "jsparse-pallas":
         times[head_dim, "jsparse", name] = m.median_us
         outputs[head_dim, "jsparse", name] = output
       dense_ref = outputs.get((head_dim, "cudnn", name))
       return dict(**summary(m), config=dataclasses.asdict(config),
                   config_name=config_name(config), compile_s=compile_s,
                   max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref))
-    attempt(f"D{head_dim} {name}", line, 2 if config in loops else 5, run, density=kept_fraction(name),
+    attempt(f"D{head_dim} {name}", line, 2 if cached else 5, run, density=kept_fraction(name),
             **info(head_dim))
+
+
+def probe_in_kernel_bounds():
+  """The in-kernel tile bounds on a small causal case with a ragged, non-power-of-two kept list
+  (the vector-load path) against the reference; on failure the bench precomputes bounds."""
+  global bounds_in_kernel
+  seq, head_dim = (SEQ, 64) if SMOKE else (1000, 64)
+  shape = (1, seq, 4, head_dim)
+  q, k, v = (jax.random.normal(jax.random.key(20 + i), shape, jnp.bfloat16) for i in range(3))
+  dense = np.tril(np.ones((-(-seq // BLOCK),) * 2, bool))[None]
+  dense[0, -1, 1] = False  # a hole: max_kept is one less than the blocks, not a power of two
+  indices, counts = compact_lists(dense)
+  try:
+    out = jax.block_until_ready(bsa.kernel_fn(q, k, v, indices, counts, block_size=(BLOCK, BLOCK),
+                                              causal=True, interpret=SMOKE))
+    error = max_diff(out, reference(q, k, v, indices, counts, block_size=(BLOCK, BLOCK),
+                                    causal=True))
+    if not error <= SWEEP_TOLERANCE:
+      raise ValueError(f"max |error| {error} vs the reference")
+    record(case="probe", line="in-kernel tile bounds", max_abs_err_vs_reference=error)
+  except Exception as exc:  # noqa: BLE001
+    bounds_in_kernel = False
+    record(case="probe", line="in-kernel tile bounds",
+           error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+           " -> bounds precomputed for every jsparse line")
+
+
+def config_sweep(operand_sets, budget_s):
+  """Compiles every variant (causal and not) in threads, then times dense / density 0.1 /
+  causal per variant; fills sweep_times and sweep_errors and sets the proposed table."""
+  global proposed
+  deadline = min(DEADLINE, time.time() + budget_s)
+  variants = {d: [c for c in sweep.VARIANTS.get(d, ()) if BLOCK % c.block_q == 0
+                  and BLOCK % c.block_k == 0][:2 if SMOKE else None] for d in DIMS}
+  for head_dim in DIMS:  # DEFAULT_TABLE's config first: the others are checked against it
+    current = bsa.default_config(batch=BATCH, num_heads=HEADS, q_len=SEQ, head_dim=head_dim,
+                                 block_size=(BLOCK, BLOCK), max_kept=nb)
+    variants[head_dim].sort(key=lambda c: c != current)
+  jobs = [(d, c, causal) for d in DIMS for c in variants[d] for causal in (False, True)]
+
+  def build(job):
+    head_dim, config, causal = job
+    if time.time() > deadline:
+      raise TimeoutError("sweep deadline passed before compiling")
+    return compiled_loop(head_dim, config, causal, bounds_in_kernel, operand_sets[head_dim])
+
+  first = time.time()
+  workers = 1 if SMOKE else max(1, min(8, (os.cpu_count() or 2) - 1))
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    futures = [(job, pool.submit(build, job)) for job in jobs]
+  failed = {}
+  for job, future in futures:
+    if future.exception() is not None:
+      exc = future.exception()
+      failed[job] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+  print(f"sweep: {len(jobs) - len(failed)}/{len(jobs)} compiled in {time.time() - first:.1f}s "
+        f"({workers} threads)", flush=True)
+  references = {}
+  for job in jobs:
+    head_dim, config, causal = job
+    regimes = (("causal", "causal"),) if causal else (("dense", 1.0), ("sparse", 0.1))
+    for regime, name in regimes:
+      row = dict(case=f"D{head_dim} {regime}", line="sweep", config=dataclasses.asdict(config),
+                 config_name=config_name(config), density=kept_fraction(name), **info(head_dim))
+      if job in failed:
+        sweep_errors[head_dim, config] = failed[job]
+        record(**row, error=failed[job])
+        continue
+      if time.time() > deadline:
+        record(**row, error="skipped: sweep deadline")
+        continue
+      try:
+        loop = loops[head_dim, config, causal, bounds_in_kernel]
+        m, output = loop.measure(kernel_args(operand_sets[head_dim], name, config, causal,
+                                             bounds_in_kernel), SWEEP_TIMING)
+        diff = max_diff(output, references.setdefault((head_dim, regime), output))
+        if not diff <= SWEEP_TOLERANCE:
+          raise ValueError(f"output differs from DEFAULT_TABLE's config by {diff}")
+        sweep_times[head_dim, regime, config] = m.median_us
+        record(**row, **summary(m), max_abs_diff_vs_default_config=diff)
+      except Exception as exc:  # noqa: BLE001
+        sweep_errors[head_dim, config] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        record(**row, error=sweep_errors[head_dim, config])
+  proposed = sweep.proposed_table(sweep_times)
+  write_outputs()
 
 
 def sdpa_lines(head_dim, qkv):
@@ -439,9 +572,15 @@ def all_targets():
                  for head_dim in DIMS]
 
 
+probe_in_kernel_bounds()
+operand_sets = {head_dim: tuple(jax.random.normal(jax.random.key(10 + i),
+                                                  (BATCH, SEQ, HEADS, head_dim), jnp.bfloat16)
+                                for i in range(3)) for head_dim in DIMS}
+config_sweep(operand_sets, ARGS.sweep_s)
+print("\n".join(sweep.markdown(sweep_times, sweep_errors, proposed)), flush=True)
+
 for position, head_dim in enumerate(DIMS):
-  operands = tuple(jax.random.normal(jax.random.key(10 + i), (BATCH, SEQ, HEADS, head_dim),
-                                     jnp.bfloat16) for i in range(3))
+  operands = operand_sets[head_dim]
   cudnn_line(head_dim, operands, causal=False)
   cudnn_line(head_dim, operands, causal=True)
   jsparse_lines(head_dim, operands, DENSITIES)
@@ -453,50 +592,19 @@ for position, head_dim in enumerate(DIMS):
     del qkv
   if position == 0:
     decode_lines()
-  if head_dim == DIMS[0]:
-    # What caching the tile bounds saves at low density: bounds computed in every call.
-    jsparse_lines(head_dim, operands, (0.05,), line="jsparse bounds-in-call", precomputed=False)
-  del operands
+  if head_dim == DIMS[0] and bounds_in_kernel:
+    # What counting the tile bounds in the kernel costs: bounds precomputed outside the call.
+    jsparse_lines(head_dim, operands, (0.05, "causal"), line="jsparse bounds precomputed",
+                  in_kernel=False)
 
-# -- 3a. Diagnostic: the kernel reads [B, S, H, D] (rows H*D apart); FlexAttention gets
-# contiguous [B, H, S, D]. The same kernel on [B*H, S, 1, D] (one mask shared by all heads: at
-# density 1.0 every head's mask is the same) says whether the strided layout costs the gap to
-# FlexAttention (round 2: flex / jsparse 0.80-0.98 on the same tiles and Triton).
-def contiguous_dense(head_dim=DIMS[0]):
-  operands = tuple(jax.random.normal(jax.random.key(10 + i), (BATCH, SEQ, HEADS, head_dim),
-                                     jnp.bfloat16) for i in range(3))
-  flat = tuple(x.transpose(0, 2, 1, 3).reshape(BATCH * HEADS, SEQ, 1, head_dim)
-               for x in operands)
-  indices, counts = masks[1.0]
-  config = bsa.default_config(batch=BATCH * HEADS, num_heads=1, q_len=SEQ, head_dim=head_dim,
-                              block_size=(BLOCK, BLOCK), max_kept=nb, num_kv_blocks=nb)
-  args = (*flat, indices[:1], counts[:1])
-  args += (bsa.tile_bounds(*args[3:], q_len=SEQ, kv_len=SEQ, block_size=(BLOCK, BLOCK),
-                           config=config, causal=False),)
-  fn = lambda q, k, v, i, c, b: bsa.kernel_fn(q, k, v, i, c, block_size=(BLOCK, BLOCK),
-                                              config=config, bounds=b, interpret=SMOKE)
-  m, output = CompiledLoop(fn, args).measure(args)
-  output = output.reshape(BATCH, HEADS, SEQ, head_dim).transpose(0, 2, 1, 3)
-  dense_ref = outputs.get((head_dim, "cudnn", 1.0))
-  return dict(**summary(m), config_name=config_name(config),
-              vs_bshd_layout=m.median_us / times[head_dim, "jsparse", 1.0]
-              if (head_dim, "jsparse", 1.0) in times else None,
-              max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref),
-              max_abs_diff_vs_jsparse=max_diff(output, outputs[head_dim, "jsparse", 1.0])
-              if (head_dim, "jsparse", 1.0) in outputs else None)
-
-
-attempt(f"D{DIMS[0]} 1.0", "jsparse [B*H,S,1,D] layout", 5, contiguous_dense, density=1.0,
-        **info(DIMS[0]))
-
-# -- 3. JAX's own Mosaic GPU flash attention (dense, FA3-style warp specialization): what Pallas
+# -- 4. JAX's own Mosaic GPU flash attention (dense, FA3-style warp specialization): what Pallas
 # on Mosaic GPU reaches here, for deciding whether to port this kernel off the Triton backend.
+# float16: in round 3 it rejected bfloat16 ("src had type bfloat16 and dst had type float16").
 if not SMOKE:
   for head_dim in DIMS:
     def mosaic_dense(head_dim=head_dim):
       from jax.experimental.pallas.ops.gpu import attention_mgpu
-      operands = tuple(jax.random.normal(jax.random.key(10 + i), (BATCH, SEQ, HEADS, head_dim),
-                                         jnp.bfloat16) for i in range(3))
+      operands = tuple(x.astype(jnp.float16) for x in operand_sets[head_dim])
       config = attention_mgpu.TuningConfig(block_q=64, block_kv=128, max_concurrent_steps=2)
       fn = lambda q, k, v: attention_mgpu.attention(q, k, v, config)
       m, output = CompiledLoop(fn, operands).measure(operands)
@@ -504,6 +612,7 @@ if not SMOKE:
       dense_ref = outputs.get((head_dim, "cudnn", 1.0))
       return dict(**summary(m), config_name="64x128 steps2",
                   max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref))
-    attempt(f"D{head_dim} 1.0", "jax-pallas-mosaic-gpu", 6, mosaic_dense, **info(head_dim))
+    attempt(f"D{head_dim} 1.0", "jax-pallas-mosaic-gpu", 6, mosaic_dense, dtype="float16",
+            **info(head_dim))
 
 print(write_outputs())
