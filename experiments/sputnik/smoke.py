@@ -27,8 +27,8 @@ import torch  # noqa: E402  (before the library: one CUDA context for both)
 from experiments.sputnik import binding  # noqa: E402
 
 TOLERANCE = 1e-5
-SPMM_NS = (1, 2, 3, 4, 8, 12, 16, 20, 32, 64, 96, 128, 1024)
-SDDMM_DS = (0, 1, 2, 3, 4, 6, 32, 36, 128)
+SPMM_NS = (1, 2, 3, 4, 8, 12, 16, 20, 32, 35, 50, 64, 96, 128, 1024)
+SDDMM_DS = (0, 1, 2, 3, 4, 6, 32, 33, 36, 66, 128)
 
 
 def ragged(rng: np.random.Generator, rows: int, cols: int) -> scipy.sparse.csr_matrix:
