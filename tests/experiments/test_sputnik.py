@@ -179,3 +179,18 @@ def test_lines_apply_to_float32_csr_of_their_op(name, op, format, dtype, applies
   line = {line.name: line for line in lines.all_lines()}[name]
   case = Case(op, format, "uniform/64x64", 0.9, 1 if op == "spmv" else 32, dtype)
   assert (line.applies(case, GPU) is None) == applies
+
+
+def test_gpu_check_script_passes_valid_harness_arguments():
+  """The run.py call in gpu_checks/sputnik.sh parses, and names only lines that exist."""
+  import shlex
+
+  from experiments import run
+  script = (REPO_ROOT / "experiments/gpu_checks/sputnik.sh").read_text()
+  start = script.index("python3 experiments/run.py")
+  command = script[start:script.index(" > ", start)].replace("\\\n", " ")
+  words = shlex.split(command.replace('"$budget"', "100").replace('"$out/results"', "/tmp/x"))
+  args = run.parse_args(words[2:])
+  known = {line.name for line in lines.all_lines()}
+  assert set(args.lines) <= known and {"sputnik", "sputnik-sddmm", "torch-csr"} <= set(args.lines)
+  assert args.ops == ["spmm", "sddmm"] and args.formats == ["csr"] and args.budget_s == 100
