@@ -47,7 +47,7 @@ python3 experiments/run.py --full --ops spmm sddmm --formats csr --dtypes float3
   --timing quick --budget-s "$budget" --out "$out/results" > "$out/run.log" 2>&1
 status=$?
 tr '\r' '\n' < "$out/run.log" | grep -v "%|" | tail -n 70
-python3 -c "import json, sys; print('unavailable lines:', json.load(open(sys.argv[1]))['unavailable_lines'])" \
+python3 -c "import json, sys; print('unavailable:', json.load(open(sys.argv[1]))['unavailable_lines'])" \
   "$out/results/run.json" 2>/dev/null
 echo "harness exit: $status after ${SECONDS} s"
 exit $status
