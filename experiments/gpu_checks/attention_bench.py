@@ -114,7 +114,8 @@ def row_text(row):
                     for k in ("density", "gb_per_s", "fraction_of_copy_bw",
                               "fraction_net_of_timer_floor",
                               "max_abs_err_vs_reference", "max_abs_diff_vs_cudnn",
-                              "max_abs_diff_vs_default_config",
+                              "max_abs_diff_vs_default_config", "registers", "spill_stores",
+                              "spill_loads", "smem_bytes",
                               "max_abs_diff_vs_jsparse", "first_call_s",
                               "config_name")
                     if row.get(k) is not None)
@@ -614,5 +615,66 @@ if not SMOKE:
                   max_abs_diff_vs_cudnn=None if dense_ref is None else max_diff(output, dense_ref))
     attempt(f"D{head_dim} 1.0", "jax-pallas-mosaic-gpu", 6, mosaic_dense, dtype="float16",
             **info(head_dim))
+
+
+# -- 5. Registers and spills of the kernels the proposed table runs (and DEFAULT_TABLE's): XLA
+# dumps the PTX of one compilation (compiler option xla_dump_to), ptxas -v reports per kernel.
+# Spills in the [block_q, D] float32 accumulator (head dim 128) would explain a throughput gap.
+def ptxas_binary():
+  import glob
+  import shutil
+  import site
+  import sys
+  roots = [*site.getsitepackages(), *sys.path]
+  found = [shutil.which("ptxas")] + [path for root in roots for pattern in
+           ("nvidia/*/bin/ptxas", "triton/backends/nvidia/bin/ptxas")
+           for path in glob.glob(os.path.join(root, pattern))]
+  return next((path for path in found if path), None)
+
+
+def ptxas_report(head_dim, config, causal):
+  import re
+  import subprocess
+  import tempfile
+  binary = ptxas_binary()
+  if binary is None:
+    raise FileNotFoundError("no ptxas on PATH, in nvidia/*/bin or triton's bundle")
+  name = "causal" if causal else 1.0
+  args = (*operand_sets[head_dim], *masks[name])
+  with tempfile.TemporaryDirectory() as dump:
+    jax.jit(kernel_call(config, causal, True)).lower(*args).compile(
+        compiler_options={"xla_dump_to": dump})
+    ptx_files = [os.path.join(dump, f) for f in sorted(os.listdir(dump)) if f.endswith(".ptx")]
+    kernels = {}
+    for ptx in ptx_files:
+      text = subprocess.run([binary, "-arch=sm_90a", "-v", ptx, "-o", os.devnull],
+                            capture_output=True, text=True, timeout=60).stderr
+      for entry, body in re.findall(r"Compiling entry function '([^']+)'(.*?)(?=Compiling entry|$)",
+                                    text, re.S):
+        numbers = lambda pattern: int(m.group(1)) if (m := re.search(pattern, body)) else None
+        kernels[entry] = dict(registers=numbers(r"Used (\d+) registers"),
+                              spill_stores=numbers(r"(\d+) bytes spill stores"),
+                              spill_loads=numbers(r"(\d+) bytes spill loads"),
+                              smem_bytes=numbers(r"(\d+) bytes smem"))
+  ours = {k: v for k, v in kernels.items() if "attention" in k} or kernels
+  if not ours:
+    raise ValueError(f"no kernel in the dumped PTX ({len(ptx_files)} .ptx files)")
+  entry, numbers = max(ours.items(), key=lambda item: item[1]["registers"] or 0)
+  return dict(**numbers, kernel=entry, config_name=config_name(config))
+
+
+if not SMOKE:
+  checked = set()
+  for head_dim in DIMS:
+    for causal in (False, True):
+      for source, table in (("proposed", proposed), ("default", bsa.DEFAULT_TABLE)):
+        config = bsa.default_config(batch=BATCH, num_heads=HEADS, q_len=SEQ, head_dim=head_dim,
+                                    block_size=(BLOCK, BLOCK), max_kept=nb, num_kv_blocks=nb,
+                                    causal=causal, table=table)
+        if (head_dim, config, causal) in checked:
+          continue
+        checked.add((head_dim, config, causal))
+        attempt(f"D{head_dim} {'causal' if causal else 1.0}", f"ptxas ({source} table)", 4,
+                lambda h=head_dim, c=config, k=causal: ptxas_report(h, c, k), **info(head_dim))
 
 print(write_outputs())
