@@ -13,9 +13,11 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace jsparse {
@@ -173,6 +175,35 @@ int64_t FirstOutOfRange(const Index* indices, int64_t count, int64_t bound) {
     if (index < 0 || index >= bound) return pos;
   }
   return -1;
+}
+
+// What one pass over a row's indices finds: the first index outside [0, bound) (-1: none) and
+// whether they are non-decreasing. Branch-free over the row, so it vectorises; the position is
+// searched for only when some index is bad.
+struct IndexScan {
+  int64_t first_bad = -1;
+  bool sorted = true;
+};
+
+template <typename Index>
+IndexScan ScanIndices(const Index* indices, int64_t count, int64_t bound) {
+  // For signed Index one unsigned compare catches both index < 0 and index >= bound; the bound
+  // is clamped to what an Index can hold, so the compare stays as narrow as the indices.
+  using Unsigned = std::conditional_t<std::is_signed_v<Index>, std::make_unsigned_t<Index>,
+                                      uint64_t>;
+  const int64_t widest = static_cast<int64_t>(std::numeric_limits<Index>::max());
+  const int64_t highest = !std::is_signed_v<Index> ? std::max<int64_t>(bound, 0)
+                          : widest < std::numeric_limits<int64_t>::max() ? widest + 1 : widest;
+  const Unsigned limit = static_cast<Unsigned>(std::clamp<int64_t>(bound, 0, highest));
+  bool any_bad = false, unsorted = false;
+  for (int64_t pos = 0; pos < count; ++pos) {
+    any_bad |= static_cast<Unsigned>(indices[pos]) >= limit;
+    if (pos > 0) unsorted |= indices[pos] < indices[pos - 1];
+  }
+  IndexScan scan;
+  scan.sorted = !unsorted;
+  if (any_bad) scan.first_bad = FirstOutOfRange(indices, count, bound);
+  return scan;
 }
 
 inline std::string OutOfRangeMessage(const char* name, int64_t pos, int64_t value,

@@ -3,6 +3,7 @@
 // against a float64 dense reference, on one thread and on several, then invalid structure
 // (every kernel must return an error, never read out of bounds). Exits non-zero on a failure.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bsr_kernels.h"
@@ -304,6 +306,54 @@ void TestNm(std::mt19937& gen, const Executor& executor, double rtol, const std:
   ExpectClose<Value>(sampled, expected, scale, rtol, label + " nm sddmm");
 }
 
+// CSR SpMM with K wider than one tile (kTileBytes of B), so that the K-tiled path runs (a last
+// partial tile, empty rows, panels plus a scalar tail at N = 70), and again with the columns of
+// every row shuffled, which must take the untiled path and give the same product.
+template <typename Value, typename Index>
+void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
+                  const std::string& label) {
+  const int64_t rows = 37, n = 70;
+  const int64_t cols = 2 * kTileBytes / (n * sizeof(typename Value::Storage)) + 61;
+  const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, 0.05));
+  const Dense b = Rounded<Value>(RandomDense(gen, cols, n, 1.0));
+  std::vector<double> expected, scale;
+  DenseProduct(a, false, b, &expected, &scale);
+  std::vector<double> values;
+  std::vector<Index> col_indices, row_offsets{0};
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      if (a.at(r, c) != 0) {
+        values.push_back(a.at(r, c));
+        col_indices.push_back(static_cast<Index>(c));
+      }
+    }
+    row_offsets.push_back(static_cast<Index>(values.size()));
+  }
+  const auto rhs = ToStorage<Value>(b.values);
+  for (bool shuffled : {false, true}) {
+    if (shuffled) {
+      for (int64_t r = 0; r < rows; ++r) {
+        std::vector<std::pair<Index, double>> entries;
+        for (Index p = row_offsets[r]; p < row_offsets[r + 1]; ++p) {
+          entries.emplace_back(col_indices[p], values[p]);
+        }
+        std::shuffle(entries.begin(), entries.end(), gen);
+        for (size_t i = 0; i < entries.size(); ++i) {
+          col_indices[row_offsets[r] + i] = entries[i].first;
+          values[row_offsets[r] + i] = entries[i].second;
+        }
+      }
+    }
+    const auto data = ToStorage<Value>(values);
+    auto out = Poisoned<Value>(rows * n);
+    Expect(CsrSpmm<Value, Index>(executor, data.data(), col_indices.data(), row_offsets.data(),
+                                 rows, cols, values.size(), rhs.data(), n, out.data()).empty(),
+           label + " csr spmm tiled ran");
+    ExpectClose<Value>(out, expected, scale, rtol,
+                       label + " csr spmm K-tiled, shuffled=" + std::to_string(shuffled));
+  }
+}
+
 // Bad structure: each kernel returns a message naming the argument and reads nothing out of
 // bounds (the sanitizer build checks the latter).
 void TestInvalidStructure(const Executor& executor) {
@@ -359,6 +409,8 @@ void TestAll(const char* name, double rtol) {
     const std::string label = std::string(name) + (executor == &serial ? " serial" : " threads");
     TestCsrAndCoo<Value, int32_t>(gen, *executor, rtol, label + " int32");
     TestCsrAndCoo<Value, int64_t>(gen, *executor, rtol, label + " int64");
+    TestCsrTiled<Value, int32_t>(gen, *executor, rtol, label + " int32");
+    TestCsrTiled<Value, int64_t>(gen, *executor, rtol, label + " int64");
     TestBsr<Value, int32_t>(gen, *executor, rtol, label);
     TestNm<Value>(gen, *executor, rtol, label);
     TestInvalidStructure(*executor);

@@ -53,6 +53,28 @@ def test_spmm_split_across_threads(fmt, index_dtype, transpose):
   _check_spmm(matrix, dense, rng, 96, transpose)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("sorted_rows", [True, False])
+def test_csr_spmm_wider_than_a_k_tile(dtype, index_dtype, sorted_rows):
+  """K = 3000 spans several K tiles of B (256 KiB at N = 70 is 936 float32 rows), a partial last
+  one included: sorted rows run K-tiled; rows with shuffled columns (which validation rejects,
+  but traced data can carry) the untiled path; both must match the reference (empty and ragged
+  rows too)."""
+  rng = np.random.default_rng()
+  matrix, dense = random_matrix(rng, "csr", (40, 3000), 0.05, dtype, index_dtype, pad=2,
+                                empty_rows=5, ragged=True)
+  if not sorted_rows:
+    cols, data = np.array(matrix.col_indices), np.array(matrix.data)
+    offsets = np.array(matrix.row_offsets)
+    for start, stop in zip(offsets[:-1], offsets[1:]):
+      order = start + rng.permutation(stop - start)
+      cols[start:stop], data[start:stop] = cols[order], data[order]
+    matrix = jsparse.CSR((jnp.asarray(data), jnp.asarray(cols), matrix.row_offsets),
+                         shape=matrix.shape, validate=False)
+  _check_spmm(matrix, dense, rng, 70, False)
+
+
 def test_spmm_lowers_to_the_kernel_of_each_format():
   rng = np.random.default_rng()
   for fmt in ("coo", "csr", "bsr", "nm"):
