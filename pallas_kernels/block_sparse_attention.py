@@ -5,6 +5,8 @@ The block mask arrives as compact per-query-block lists of kept key blocks (as F
 ``kv_block_indices[h, i, :kv_block_counts[h, i]]``, ascending. Each program owns one tile of
 ``block_q`` query rows of one (batch, query head) and loops over the kept key blocks only, in
 sub-tiles of ``block_k`` keys, with an online softmax in float32 (base 2, FlashAttention-2).
+Programs launch last query tile first (under causal masks the longest), one tile across a group of
+``AttentionConfig.head_group`` (batch, head) pairs before the next tile (``_launch_pair``).
 
 Masking costs a compare and a select per score, so it is paid only where needed: per query tile,
 the leading kept sub-tiles that are fully visible run without a mask, the rest of the visible
@@ -62,6 +64,11 @@ class AttentionConfig:
     block_k: keys per inner step (power of two >= 16) dividing the mask's ``bk``.
     num_splits: programs sharing one query tile's kept blocks (split-K); 1 for prefill.
     num_warps, num_stages: Triton launch parameters.
+    head_group: launch order. Programs are launched query tile by query tile (last tile first)
+      over groups of ``head_group`` (batch, head) pairs, group after group: 1 runs each head's
+      tiles in turn (few heads' K/V live in L2 at once); larger groups start the longest causal
+      tiles of more heads first (a shorter tail), at the cost of more K/V in L2. Reduced to
+      ``gcd(head_group, B * Hq)``.
   """
 
   block_q: int
@@ -69,6 +76,7 @@ class AttentionConfig:
   num_splits: int = 1
   num_warps: int = 4
   num_stages: int = 2
+  head_group: int = 1
 
   def __post_init__(self):
     for name in ("block_q", "block_k"):
@@ -76,8 +84,9 @@ class AttentionConfig:
       if not _is_power_of_two(value) or value < MIN_DOT_TILE:
         raise ValueError(f"AttentionConfig.{name} must be a power of two >= {MIN_DOT_TILE}, "
                          f"got {value}")
-    if self.num_splits < 1:
-      raise ValueError(f"AttentionConfig.num_splits must be >= 1, got {self.num_splits}")
+    for name in ("num_splits", "head_group"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"AttentionConfig.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,20 +276,32 @@ def _tile_prefixes(indices_ref, counts_ref, mask_head, mask_block, *, first_row,
           jnp.where(kept, visible_subs, 0).sum(dtype=jnp.int32))
 
 
+def _launch_pair(member, group_index, head_group: int, num_heads: int):
+  """(batch, head) of grid point (member, tile, group_index): the grid is
+  ``(head_group, tiles * splits, B * Hq // head_group)`` and Triton launches its first axis
+  fastest, so each query tile runs for a whole group of heads before the next tile."""
+  pair = group_index * head_group + member
+  return _div(pair, num_heads), _rem(pair, num_heads)
+
+
 def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, *refs, has_bounds, block_q,
-                      block_k, block_size, num_splits, num_q_tiles, per_head_mask, causal,
-                      qk_scale, q_len, kv_len):
-  """One (query tile x split, batch, head) program; see the module docstring. ``refs`` are
-  the precomputed bounds (when ``has_bounds``) followed by the outputs."""
+                      block_k, block_size, num_splits, num_q_tiles, num_heads, head_group,
+                      per_head_mask, causal, qk_scale, q_len, kv_len):
+  """One (query tile x split, batch, head) program; see the module docstring and
+  ``_launch_pair``. ``refs`` are the precomputed bounds (when ``has_bounds``) followed by the
+  outputs."""
   bounds_ref, out_refs = (refs[0], refs[1:]) if has_bounds else (None, refs)
   bq, bk = block_size
   subs = bk // block_k
-  program = pl.program_id(0)
+  program = pl.program_id(1)
   # Last query tile first: under causal masks it has the most kept blocks, and starting the
   # longest programs first shortens the tail of the launch.
   tile = num_q_tiles - 1 - _div(program, num_splits)
   split = _rem(program, num_splits)
-  mask_head = pl.program_id(2) if per_head_mask else 0
+  if per_head_mask:
+    mask_head = _launch_pair(pl.program_id(0), pl.program_id(2), head_group, num_heads)[1]
+  else:
+    mask_head = 0
   row_start = tile * block_q
   mask_block = _div(row_start, bq)
   rows = row_start + jnp.arange(block_q, dtype=jnp.int32)
@@ -422,33 +443,49 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
                      f"{config}), got {bounds.dtype} {bounds.shape}")
   group = num_heads // kv_heads
   splits = config.num_splits
-  grid = (q_tiles * splits, batch, num_heads)
+  head_group = math.gcd(config.head_group, batch * num_heads)
+  grid = (head_group, q_tiles * splits, batch * num_heads // head_group)
+
+  def pair(g, r):
+    return _launch_pair(g, r, head_group, num_heads)
+
+  def rows_of_head(g, p, r):  # q and o: [B, S, H, D] blocks of one head's whole sequence
+    b, h = pair(g, r)
+    return b, 0, h, 0
+
+  def rows_of_kv_head(g, p, r):
+    b, h = pair(g, r)
+    return b, 0, _div(h, group), 0
+
+  def partial_block(g, p, r):  # split-K partials [B, H, tiles * splits, block_q(, D)]
+    return (*pair(g, r), p, 0)
 
   def whole(array):
     return pl.BlockSpec(array.shape, lambda *_: (0,) * array.ndim)
 
   extra = () if bounds is None else (bounds,)
   in_specs = [whole(kv_block_indices), whole(kv_block_counts),
-              pl.BlockSpec((None, q_len, None, head_dim), lambda p, b, h: (b, 0, h, 0)),
-              pl.BlockSpec((None, kv_len, None, head_dim), lambda p, b, h: (b, 0, h // group, 0)),
-              pl.BlockSpec((None, kv_len, None, head_dim), lambda p, b, h: (b, 0, h // group, 0)),
+              pl.BlockSpec((None, q_len, None, head_dim), rows_of_head),
+              pl.BlockSpec((None, kv_len, None, head_dim), rows_of_kv_head),
+              pl.BlockSpec((None, kv_len, None, head_dim), rows_of_kv_head),
               *map(whole, extra)]
   if splits == 1:
     out_shape = jax.ShapeDtypeStruct(q.shape, q.dtype)
-    out_specs = pl.BlockSpec((None, q_len, None, head_dim), lambda p, b, h: (b, 0, h, 0))
+    out_specs = pl.BlockSpec((None, q_len, None, head_dim), rows_of_head)
   else:
     partial_shape = (batch, num_heads, q_tiles * splits, config.block_q)
     out_shape = (jax.ShapeDtypeStruct((*partial_shape, head_dim), jnp.float32),
                  jax.ShapeDtypeStruct(partial_shape, jnp.float32),
                  jax.ShapeDtypeStruct(partial_shape, jnp.float32))
     out_specs = (pl.BlockSpec((None, None, None, config.block_q, head_dim),
-                              lambda p, b, h: (b, h, p, 0, 0)),
-                 pl.BlockSpec((None, None, None, config.block_q), lambda p, b, h: (b, h, p, 0)),
-                 pl.BlockSpec((None, None, None, config.block_q), lambda p, b, h: (b, h, p, 0)))
+                              lambda *grid_point: (*partial_block(*grid_point), 0)),
+                 pl.BlockSpec((None, None, None, config.block_q), partial_block),
+                 pl.BlockSpec((None, None, None, config.block_q), partial_block))
   kernel = functools.partial(
       _attention_kernel, has_bounds=bounds is not None, block_q=config.block_q,
       block_k=config.block_k, block_size=block_size,
-      num_splits=splits, num_q_tiles=q_tiles, per_head_mask=kv_block_indices.shape[0] > 1,
+      num_splits=splits, num_q_tiles=q_tiles, num_heads=num_heads, head_group=head_group,
+      per_head_mask=kv_block_indices.shape[0] > 1,
       causal=causal, qk_scale=scale * LOG2_E, q_len=q_len, kv_len=kv_len)
   out = pl.pallas_call(
       kernel, grid=grid, in_specs=in_specs, out_specs=out_specs, out_shape=out_shape,

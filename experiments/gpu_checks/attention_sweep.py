@@ -8,6 +8,10 @@ no 128 x 128 tiles with 4 stages (K and V tiles alone need 4 x 64 KB of the 227 
 memory) and 8 warps only with 128-row tiles. DEFAULT_TABLE's configs are among them, so the sweep
 also times what the library runs today.
 
+Causal only, ``CAUSAL_VARIANTS``: the likeliest winners with their programs launched over groups
+of 8 and of all 64 (batch, head) pairs (``AttentionConfig.head_group``: the longest causal tiles of
+more heads first, a shorter tail; 1, each head in turn, keeps fewer heads' K/V in L2).
+
 Regimes: ``dense`` (every block kept), ``sparse`` (the bench's density-0.1 mask: 6 of 64 blocks
 per query block) and ``causal``; the winner of each per head dim becomes the table's
 ``prefill_*``, ``sparse_*`` and ``causal_*`` entry (the last two only when they beat the dense
@@ -40,9 +44,18 @@ VARIANTS = {
 }
 
 
+CAUSAL_VARIANTS = {
+    head_dim: tuple(dataclasses.replace(config, head_group=group) for config in configs
+                    for group in (8, 64))
+    for head_dim, configs in (
+        (64, _configs([(128, 128), (128, 64)], [4], [3])),
+        (128, _configs([(128, 128), (128, 64)], [8], [3])))}
+
+
 def config_name(config: bsa.AttentionConfig) -> str:
   return (f"{config.block_q}x{config.block_k} w{config.num_warps} s{config.num_stages}"
-          + (f" splits{config.num_splits}" if config.num_splits > 1 else ""))
+          + (f" splits{config.num_splits}" if config.num_splits > 1 else "")
+          + (f" g{config.head_group}" if config.head_group > 1 else ""))
 
 
 def winners(times: dict) -> dict:
@@ -100,7 +113,7 @@ def markdown(times: dict, errors: dict, table: bsa.ConfigTable,
     current = getattr(default, f"prefill_{size}_head")
     text += [f"### head dim {head_dim}", "", "| config | " + " | ".join(REGIMES) + " | note |",
              "|---|---|---|---|---|"]
-    for config in VARIANTS[head_dim]:
+    for config in VARIANTS[head_dim] + CAUSAL_VARIANTS[head_dim]:
       cells = []
       for regime in REGIMES:
         us = times.get((head_dim, regime, config))

@@ -5,7 +5,9 @@ q/k/v with a power-of-two head dim in [16, 256] and power-of-two mask blocks >= 
 (float64, head dim 96, blocks of 8) stays on the reference lowering under ``"auto"``, and a forced
 ``impl="pallas"`` says why. The launch configuration is ``default_config`` from
 ``DEFAULT_TABLE``: split-K for decoding (at most 16 queries in one query block), prefill tiles
-per head dim and kept fraction.
+per head dim, kept fraction and causal or not. A call launches the attention kernel alone: each
+program counts its unmasked and visible kept tiles from its own kept list, so nothing derived from
+the mask needs caching between calls.
 """
 
 from __future__ import annotations

@@ -105,10 +105,12 @@ def run_case(case: Case, seed: int):
 
 CASES = {
     # GQA, per-head random mask, causal with Sq > Sk (the first 30 queries see no key), lengths
-    # not multiples of the blocks, 2 key sub-tiles per mask block, an all-empty query block.
+    # not multiples of the blocks, 2 key sub-tiles per mask block, an all-empty query block,
+    # tiles launched over groups of 4 of the 8 (batch, head) pairs.
     "prefill_gqa_causal_ragged_bf16": Case(
         2, 100, 70, 4, 2, 64, (32, 32), "random", True, True, jnp.bfloat16,
-        config=bsa.AttentionConfig(block_q=32, block_k=16), empty_query_block=True),
+        config=bsa.AttentionConfig(block_q=32, block_k=16, head_group=4),
+        empty_query_block=True),
     # MQA, one shared fully dense mask, non-causal, Sq != Sk, head dim 128, a negative scale
     # (applied before the row max; positive scales are folded into exp2's argument).
     "prefill_mqa_dense_f16_d128": Case(1, 48, 80, 2, 1, 128, (16, 32), "dense", False, False,
@@ -119,10 +121,11 @@ CASES = {
         1, 40, 72, 2, 2, 16, (32, 16), "local", False, True, jnp.float32,
         config=bsa.AttentionConfig(block_q=16, block_k=16), precomputed_bounds=True),
     # Decoding: 5 queries, long ragged cache, split-K over 3 programs, GQA, one head with no kept
-    # block (all its rows 0).
+    # block (all its rows 0), head groups of 6 reduced to gcd(6, 2 * 4) = 2.
     "decode_splitk_gqa_causal_bf16": Case(
         2, 5, 300, 4, 2, 32, (16, 32), "random", True, True, jnp.bfloat16,
-        config=bsa.AttentionConfig(block_q=16, block_k=32, num_splits=3), empty_head=True),
+        config=bsa.AttentionConfig(block_q=16, block_k=32, num_splits=3, head_group=6),
+        empty_head=True),
     # One query, nothing kept anywhere: exactly zeros (default decode config).
     "decode_one_row_empty_f32": Case(1, 1, 64, 2, 1, 32, (16, 16), "empty", False, False,
                                      jnp.float32),
@@ -247,6 +250,8 @@ def test_config_rejects_tiles_that_triton_cannot_use():
     bsa.AttentionConfig(block_q=16, block_k=8)
   with pytest.raises(ValueError, match="num_splits"):
     bsa.AttentionConfig(block_q=16, block_k=16, num_splits=0)
+  with pytest.raises(ValueError, match="head_group must be >= 1"):
+    bsa.AttentionConfig(block_q=16, block_k=16, head_group=0)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -346,12 +351,13 @@ def test_public_op_runs_the_kernel_and_matches_reference():
                              atol=TOLERANCE[jnp.float16], rtol=TOLERANCE[jnp.float16])
 
 
-@pytest.mark.parametrize("q_shape, kv_shape, mask_shape, block_size, causal", [
-    ((2, 1000, 8, 128), (2, 1000, 2, 128), (8, 8, 8), (128, 128), True),  # prefill, ragged, GQA
-    ((1, 16, 16, 128), (1, 8229, 16, 128), (16, 1, 129), (16, 64), True),  # split-K decoding
+@pytest.mark.parametrize("q_shape, kv_shape, mask_shape, block_size, causal, head_group", [
+    ((2, 1000, 8, 128), (2, 1000, 2, 128), (8, 8, 8), (128, 128), True, 1),  # prefill, GQA
+    ((2, 1000, 8, 64), (2, 1000, 8, 64), (8, 8, 7), (128, 128), True, 8),  # max_kept 7, groups
+    ((1, 16, 16, 128), (1, 8229, 16, 128), (16, 1, 129), (16, 64), True, 1),  # split-K decoding
 ])
 def test_lowers_to_triton_ir_without_a_gpu(monkeypatch, q_shape, kv_shape, mask_shape, block_size,
-                                           causal):
+                                           causal, head_group):
   """The Triton lowering (jaxpr -> Triton MLIR) of the compiled path, on an H100 description:
   catches operations, shapes and dtypes that interpret mode accepts but Triton does not."""
   gpu_info = pytest.importorskip("jax._src.pallas.triton.gpu_info")
@@ -363,6 +369,9 @@ def test_lowers_to_triton_ir_without_a_gpu(monkeypatch, q_shape, kv_shape, mask_
   kv = jax.ShapeDtypeStruct(kv_shape, jnp.bfloat16)
   indices = jax.ShapeDtypeStruct(mask_shape, jnp.int32)
   counts = jax.ShapeDtypeStruct(mask_shape[:2], jnp.int32)
-  attend = jax.jit(lambda *args: bsa.kernel_fn(*args, block_size=block_size, causal=causal))
+  config = None if head_group == 1 else bsa.AttentionConfig(
+      block_q=128, block_k=128, num_warps=4, num_stages=3, head_group=head_group)
+  attend = jax.jit(lambda *args: bsa.kernel_fn(*args, block_size=block_size, causal=causal,
+                                               config=config))
   lowered = attend.trace(q, kv, kv, indices, counts).lower(lowering_platforms=("cuda",))
   assert "triton" in lowered.as_text()
