@@ -656,9 +656,9 @@ def ptxas_report(head_dim, config, causal):
   if binary is None:
     raise FileNotFoundError("no ptxas on PATH, in nvidia/*/bin or triton's bundle")
   name = "causal" if causal else 1.0
-  args = (*operand_sets[head_dim], *masks[name])
+  args = kernel_args(operand_sets[head_dim], name, config, causal, bounds_in_kernel)
   with tempfile.TemporaryDirectory() as dump:
-    jax.jit(kernel_call(config, causal, True)).lower(*args).compile(
+    jax.jit(kernel_call(config, causal, bounds_in_kernel)).lower(*args).compile(
         compiler_options={"xla_dump_to": dump})
     ptx_files = [os.path.join(dump, f) for f in sorted(os.listdir(dump)) if f.endswith(".ptx")]
     kernels = {}
