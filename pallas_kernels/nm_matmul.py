@@ -5,10 +5,20 @@ W [M, K] is stored compressed: ``data`` [M, K / m * n] values and ``indices`` [M
 output over one slice of K: for every [block_m, block_k] tile of W in its slice it loads the
 compressed values and positions (n strided loads of [block_m, block_k / m], together one
 contiguous span; or, with ``contiguous_loads``, one load split in registers), expands them in
-registers into the dense tile by comparing positions with ``iota(m)``, and multiplies it with X's [block_k, block_n] rows: ``dot`` on the tensor cores
-(float32 accumulation), or, for ``block_n = 1`` (one column, decoding), a float32
-multiply-and-row-sum that reads only the column itself. Only ``n / m`` of W's values (plus one
-byte of position each) are read.
+registers into the dense tile by comparing positions with ``iota(m)``, and multiplies it with X's
+[block_k, block_n] rows: ``dot`` on the tensor cores (float32 accumulation), or, for
+``block_n = 1`` (one column, decoding), a float32 multiply-and-row-sum that reads only the column
+itself. Only ``n / m`` of W's values (plus one byte of position each, or 1/8 byte a 2:4 weight
+with packed positions) are read.
+
+Two other paths avoid the [block_m, groups, m] -> [block_m, block_k] reshape of the expansion:
+- ``gather_column`` (decoding, N <= 16): no expansion; each kept value is multiplied with the
+  entries of X's row at its column (the block_n entries of that row lie side by side), so the
+  work per step is ``block_m * block_k / m * n * block_n`` multiply-adds and the bytes of W bound
+  the time;
+- ``position_dots`` (prefill): W's tile is expanded as m [block_m, block_k / m] tiles, one per
+  in-group position p (compare-with-iota on the positions, all 2-D), each fed to ``dot`` with X's
+  rows p, p + m, p + 2m, ... of the step (a strided load): m dots of K = block_k / m.
 
 Split-K (``num_splits > 1``): the grid is (row tiles, column tiles, splits); every split walks its
 own K slice and writes float32 partial sums, added afterwards. Decoding (N <= 32) is memory-bound,
@@ -39,10 +49,14 @@ class NmMatmulConfig:
   """Tile sizes (rows of W, columns of W per step, columns of X per program; ``block_n = 1`` is
   the one-column path without ``dot``), the number of K slices, how a step's values are loaded
   (``contiguous_loads``: one [block_m, block_k / m * n] load split in registers, n a power of two;
-  else n loads with stride n), and Triton launch parameters. ``gather_column`` (``block_n = 1``
-  only, n a power of two): no expansion at all; each kept value is multiplied with X's entry at
-  its own column, gathered from the column (cached: 2 bytes a row of X), so a step does
-  ``block_m * block_k / m * n`` multiplies instead of ``block_m * block_k`` compares and selects."""
+  else n loads with stride n), and Triton launch parameters.
+
+  ``gather_column`` (n a power of two, any block_n): no expansion at all; each kept value is
+  multiplied with X's block_n entries at its own column (one row of X, contiguous), gathered from
+  X (cached), so a step does ``block_m * block_k / m * n * block_n`` multiply-adds instead of
+  ``block_m * block_k`` compares and selects; keep that product near 8192 (registers).
+  ``position_dots`` (block_k / m a power of two >= 16): the expansion as m per-position tiles and
+  m dots (see the module docstring); for prefill."""
 
   block_m: int = 64
   block_k: int = 128
@@ -50,6 +64,7 @@ class NmMatmulConfig:
   num_splits: int = 1
   contiguous_loads: bool = False
   gather_column: bool = False
+  position_dots: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -65,10 +80,30 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
     return f"contiguous_loads needs n a power of two for the Triton backend, got n={n}"
   if config.gather_column and not _common.is_power_of_two(n):
     return f"gather_column needs n a power of two for the Triton backend, got n={n}"
+  if config.gather_column and config.position_dots:
+    return "gather_column and position_dots exclude each other"
+  if config.gather_column:  # no dot: powers of two only (Triton's tensor shapes)
+    for name in ("block_m", "block_k", "block_n"):
+      if not _common.is_power_of_two(getattr(config, name)):
+        return f"{name}={getattr(config, name)} must be a power of two for the Triton backend"
+    return True
+  if config.position_dots:
+    return _common.check_dot_tiles(block_m=config.block_m, block_k_over_m=config.block_k // m,
+                                   block_n=config.block_n)
   tiles = dict(block_m=config.block_m, block_k=config.block_k)
   if config.block_n != 1:
     tiles["block_n"] = config.block_n
   return _common.check_dot_tiles(**tiles)
+
+
+def packed_fits(nm: tuple[int, int], config: NmMatmulConfig) -> bool:
+  """Whether ``kernel_fn`` can read packed positions (``pack_indices``) with this config: the
+  pattern fits a word and a K step covers whole words (block_k a multiple of m * g)."""
+  try:
+    _, per_word = packed_layout(nm)
+  except ValueError:
+    return False
+  return config.block_k % (nm[1] * per_word) == 0
 
 
 def packed_layout(nm: tuple[int, int]) -> tuple[int, int]:
@@ -123,8 +158,8 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     raise ValueError(f"config.block_k={block_k} must be a multiple of m={m}")
   if config.num_splits < 1:
     raise ValueError(f"config.num_splits={config.num_splits} must be >= 1")
-  if config.gather_column and block_n != 1:
-    raise ValueError(f"config.gather_column needs config.block_n=1, got {block_n}")
+  if config.gather_column and config.position_dots:
+    raise ValueError("config.gather_column and config.position_dots exclude each other")
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
   position_mask = (1 << bits) - 1
@@ -146,6 +181,11 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   num_padded_n = dense.shape[1]
   if config.gather_column:
     dense = dense.reshape(-1)  # gathered by flat index: row * num_padded_n + column
+  # position_dots reads each group's word at a computed flat index (no in-register reshape).
+  flat_indices = indices_packed and config.position_dots
+  words_per_row = indices.shape[1]
+  if flat_indices:
+    indices = indices.reshape(-1)
   precision = _common.dot_precision(data.dtype)
 
   def kernel(data_ref, indices_ref, dense_ref, out_ref):
@@ -207,12 +247,50 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       slot = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups * n), 1)
       group = slot >> (n.bit_length() - 1)
       columns = k_tile * block_k + group * m + where.astype(jnp.int32)
-      x = dense_ref[columns * num_padded_n + col_tile].astype(jnp.float32)
-      return jnp.sum(values.astype(jnp.float32) * x, axis=1, keepdims=True)
+      if block_n == 1:
+        x = dense_ref[columns * num_padded_n + col_tile].astype(jnp.float32)
+        return jnp.sum(values.astype(jnp.float32) * x, axis=1, keepdims=True)
+      # [block_m, kept, block_n]: X's row at each kept value's column, block_n entries side by
+      # side (contiguous: vector loads where Triton sees the alignment).
+      starts = columns * num_padded_n + col_tile * block_n
+      entry = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups * n, block_n), 2)
+      x = dense_ref[starts[:, :, None] + entry].astype(jnp.float32)
+      return jnp.sum(values.astype(jnp.float32)[:, :, None] * x, axis=1)
+
+    def slot_positions(k_tile):
+      """n [block_m, groups] int32 arrays: slot s's position in each of the step's groups."""
+      if not flat_indices:
+        return [indices_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)].astype(
+            jnp.int32) for slot in range(n)]
+      row = row_tile * block_m + jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 0)
+      group = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 1)
+      word = row * words_per_row + k_tile * (groups // per_word) + group // per_word
+      codes = indices_ref[word] >> ((group % per_word) * (n * bits)).astype(jnp.uint32)
+      return [((codes >> (slot * bits)) & position_mask).astype(jnp.int32)
+              for slot in range(n)]
+
+    def position_products(k_tile, col_tile, acc):
+      """``acc`` plus the step's product as m dots: W's values at in-group position p
+      [block_m, groups] times X's rows p, p + m, ... of the step [groups, block_n]."""
+      where = slot_positions(k_tile)
+      values = [data_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
+                for slot in range(n)]
+      zero = jnp.zeros((), data_ref.dtype)
+      columns = pl.ds(col_tile * block_n, block_n)
+      for position in range(m):
+        # At most one slot of a group holds each position: the sum is exact in any dtype.
+        tile = sum((jnp.where(where[slot] == position, values[slot], zero)
+                    for slot in range(1, n)),
+                   start=jnp.where(where[0] == position, values[0], zero))
+        rhs = dense_ref[pl.ds(k_tile * block_k + position, groups, stride=m), columns]
+        acc = acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
+      return acc
 
     def accumulate(k_tile, acc):
       if config.gather_column:
         return acc + gather_products(k_tile)
+      if config.position_dots:
+        return position_products(k_tile, col_tile, acc)
       k_rows = pl.ds(k_tile * block_k, block_k)
       if block_n == 1:
         column = dense_ref[k_rows, col_tile].astype(jnp.float32)

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Wall-time budget: 150 s (tests stopped at 35 s, killed at 40 s; benchmark: no new case after 150 - 32 s - elapsed, killed at 150 - 8 s - elapsed: 85 / 107 s after 35 s of tests).
 # Issue 8, tensor-core formats (BSR, N:M, tiled): bash experiments/gpu_checks/structured.sh OUTDIR [--smoke]
-# Round 3 (the last GPU run):
-# (1) kernel tests compiled (interpret=False where JAX sees a GPU), one per kernel path the
-#     benchmark times: BSR; N:M dot (split-K), one column (uint8 and packed positions), the new
-#     gather_column path (uint8, packed), the public op (jsparse._gpu's configs); tiled (cumsum
-#     ranks, split-K) and the popcount ranks (round 2's math.ctpop failure, now shifts and adds)
+# Round 4 (N:M first; the format now holds packed positions, so the default launches read them):
+# (1) kernel tests compiled (interpret=False where JAX sees a GPU), one per launch the benchmark's
+#     defaults use: N:M gathered decoding at N = 1 and at several columns a program (N = 8, 16),
+#     per-position dots (prefill), the public op (packed positions, no packing pass), the
+#     expanding dot (N in 17..32); BSR and tiled one test each
 #     -> OUTDIR/structured_tests.log (pytest -v; SIGINT at the limit still prints the failures);
-# (2) timings, headline cases first (2:4 decoding with the gather variants, tiled 70%, BSR at
-#     d in {0.05, 0.2, 0.5}, 2:4 prefill), then tuning variants, vs dense jnp.dot, torch
-#     bsr_dense_mm and to_sparse_semi_structured -> OUTDIR/structured_bench.json,
+# (2) timings: 2:4 decoding defaults (N = 1, 8, 16 on 4096x14336, 4096x4096, 14336x4096) and
+#     prefill N = 1024 on 4096x4096, then candidate N:M launches per shape (per-position dots
+#     for decoding, prefill tiles, gather tiles), BSR and tiled one case each, vs dense jnp.dot
+#     and torch to_sparse_semi_structured -> OUTDIR/structured_bench.json,
 #     OUTDIR/structured_bench.md (device, versions, date, configs, targets met/missed; rewritten
 #     after every case; table printed last). Every timed case is also checked against a float32
 #     product of the same matrix (rel err column), which covers its exact launch configuration.
@@ -21,14 +22,13 @@ smoke=0; [ "${1:-}" = "--smoke" ] && smoke=1
 if [ $smoke -eq 0 ]; then
   k=tests/pallas_kernels
   tests=(
-    "$k/test_nm_matmul.py::test_gather_column[uint8]"
     "$k/test_nm_matmul.py::test_gather_column[packed]"
-    "$k/test_tiled_spmm.py::test_ranks_by_popcount"
+    "$k/test_nm_matmul.py::test_gather_columns[packed]"
+    "$k/test_nm_matmul.py::test_position_dots[2:4-packed]"
+    "$k/test_nm_matmul.py::test_public_spmm_and_spmv_through_the_kernel"
     "$k/test_nm_matmul.py::test_two_four_ragged[bfloat16]"
-    "$k/test_nm_matmul.py::test_packed_indices_and_one_column[2-4]"
     "$k/test_tiled_spmm.py::test_ragged_unstructured[bfloat16]"
     "$k/test_bsr_spmm.py::test_random_blocks_with_empty_block_rows[bfloat16]"
-    "$k/test_nm_matmul.py::test_public_spmm_and_spmv_through_the_kernel"
   )
   # JSPARSE_RUN_SLOW=1: some of these are marked slow for CI's CPU time.
   JSPARSE_RUN_SLOW=1 timeout -s INT -k 5 35 python3 -P -m pytest -v -p no:cacheprovider \

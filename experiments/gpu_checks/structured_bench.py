@@ -1,18 +1,15 @@
 """Times the tensor-core kernels of issue 8 (BSR, 2:4, tiled unstructured) against the baselines.
 
 bfloat16 throughout, float32 accumulation; weights W [M, K] times X [K, N]. Cases in priority
-order (round 3, the last GPU run: 150 s for tests and timings together, so a short list):
-- 2:4 decoding (N = 1, 16) on 4096x14336, 4096x4096, 14336x4096, each N = 1 default followed by
-  "nm-gather-packed" (``gather_column``: no expansion, X gathered at each kept value's column;
-  positions packed 4 bits a group, the bytes the 2:4 decoding target needs) and, on 4096x14336,
-  "nm-gather" (uint8 positions: no reshape in the kernel at all), vs dense ``jnp.dot`` and torch
-  ``to_sparse_semi_structured`` (cuSPARSELt);
-- tiled (16x64 tiles) at sparsity 0.7 on 4096x14336 (N = 1, 16) and 14336x4096 (N = 1), vs dense;
-- BSR (32x32 blocks) 4096x4096 at N = 1024 and block density {0.05, 0.2, 0.5} vs dense and
-  ``torch.sparse._triton_ops.bsr_dense_mm`` on the same matrix;
-- 2:4 prefill (N = 1024) on 4096x4096;
-- then BSR launch variants (wider column tiles, more warps / stages), BSR at N = 128, tiled at
-  other sparsities and the popcount ranks, other N:M variants (VARIANTS, DERIVED).
+order (round 4: 150 s for tests and timings together, N:M first):
+- 2:4 decoding, the default launch (``jsparse._gpu.structured._spmm_nm``: the matrix's packed
+  positions, gathered X, no expansion) at N = 1, 8, 16 on 4096x14336, 4096x4096, 14336x4096, vs
+  dense ``jnp.dot`` and torch ``to_sparse_semi_structured`` (cuSPARSELt);
+- 2:4 prefill (N = 1024) on 4096x4096, default (per-position dots, 128x64x128);
+- candidate N:M launches per shape (NM_VARIANTS: per-position dots for decoding, other gather
+  tiles, the expanding dot, prefill tiles), so that one run says which wins;
+- BSR (32x32 blocks, 4096x4096, N = 1024, d = 0.2) and tiled (16x64 tiles, sparsity 0.7,
+  4096x14336, N = 1): one case each; then other N:M shapes (N = 4096, 14336x4096 prefill).
 Every jsparse result is checked against a float32 product of the same (rounded) matrix before it
 is timed (``rel_err``). Per-case errors are recorded and the run goes on; cases stop once the time
 budget is spent (the rest are listed as skipped); results are rewritten after every case. Timing:
@@ -52,15 +49,6 @@ BF16 = jnp.bfloat16
 
 # Other kernel configurations timed beside the default on a few cases (the ``variant`` field).
 VARIANTS = {
-    # Round 1's prefill tiles (0.18-0.32x of dense) against the new default 128x64x128.
-    "nm-prefill-64x64x128": nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=128,
-                                                     num_warps=8),
-    # The dot path at N = 1 (X padded to 16 columns) against the one-column path.
-    "nm-decode-dot": nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16,
-                                              num_splits=16),
-    # Wider K steps: more bytes in flight per program.
-    "nm-decode-k256": nm_matmul.NmMatmulConfig(block_m=64, block_k=256, block_n=1,
-                                               num_splits=8, num_warps=8),
     # BSR at N = 128 with one 128-wide column tile (128 programs at 4096 rows; default: 32-wide).
     "bsr-n128": bsr_spmm.BsrSpmmConfig(block_n=128),
     # Tiled without split-K (round 1's launch).
@@ -74,15 +62,53 @@ VARIANTS = {
     "bsr-n256-w8": bsr_spmm.BsrSpmmConfig(block_n=256, num_warps=8, num_stages=3),
     "bsr-n128-s4": bsr_spmm.BsrSpmmConfig(block_n=128, num_warps=4, num_stages=4),
 }
-# The default N:M configuration with positions packed 4 bits a group (``nm_matmul.pack_indices``,
-# done before timing: 2:4 reads 1.125 bytes a weight instead of 1.5; dense: 2) and/or values
-# loaded in one contiguous span (``contiguous_loads``), or X gathered per kept value
-# (``gather_column``, N = 1 only): (indices_packed, contiguous_loads, gather_column).
-PACKED = "nm-packed"
-GATHER, GATHER_PACKED = "nm-gather", "nm-gather-packed"
-DERIVED = {PACKED: (True, False, False), "nm-contiguous": (False, True, False),
-           "nm-packed-contiguous": (True, True, False), GATHER: (False, False, True),
-           GATHER_PACKED: (True, False, True)}
+
+
+def _nm_default(case: "Case") -> nm_matmul.NmMatmulConfig:
+  from jsparse._gpu import structured
+  return structured.nm_config(SparseLayout("nm", case.shape, nm=(2, 4)), case.n)
+
+
+def _decode_splits(case: "Case", block_m: int, block_k: int) -> int:
+  from jsparse._gpu import structured
+  return structured.decode_splits(-(-case.shape[0] // block_m), -(-case.shape[1] // block_k))
+
+
+def _replace(case: "Case", **changes) -> nm_matmul.NmMatmulConfig:
+  """The default launch with ``changes``; split-K recomputed for the new tiles (decoding)."""
+  config = dataclasses.replace(_nm_default(case), **changes)
+  if case.n <= 32:
+    config = dataclasses.replace(config, num_splits=_decode_splits(case, config.block_m,
+                                                                   config.block_k))
+  return config
+
+
+# Candidate N:M launches (the ``variant`` field): case -> config. Every one reads the matrix's
+# packed positions where ``nm_matmul.packed_fits`` (2:4: always), except "nm-uint8".
+NM_VARIANTS: dict[str, Callable[["Case"], nm_matmul.NmMatmulConfig]] = {
+    # Decoding as m per-position dots (X padded to 16 columns) instead of the gather.
+    "nm-pdots-64x64": lambda c: _replace(c, block_m=64, block_k=64, block_n=16,
+                                         gather_column=False, position_dots=True),
+    "nm-pdots-32x128": lambda c: _replace(c, block_m=32, block_k=128, block_n=16,
+                                          gather_column=False, position_dots=True),
+    # Round 3's expanding dot (one reshaped [block_m, block_k] tile), packed positions.
+    "nm-expand-dot": lambda c: _replace(c, block_m=64, block_k=128, block_n=16,
+                                        gather_column=False),
+    # The gather with twice / half the rows a program (registers vs programs).
+    "nm-gather-2m": lambda c: _replace(c, block_m=2 * _nm_default(c).block_m),
+    "nm-gather-half-m": lambda c: _replace(c, block_m=max(8, _nm_default(c).block_m // 2)),
+    # N = 1: wider K steps on 8 warps (more bytes in flight a program).
+    "nm-gather-k256-w8": lambda c: _replace(c, block_k=256, num_warps=8),
+    # The default launch with uint8 positions (what packing buys).
+    "nm-uint8": _nm_default,
+    # Prefill: wider column tiles (each W tile expanded half as often), longer K steps (4 dots of
+    # K = 32), deeper pipelining, and round 3's reshaped expansion on the same tiles.
+    "nm-pdots-n256": lambda c: _replace(c, block_n=256),
+    "nm-pdots-k128": lambda c: _replace(c, block_k=128),
+    "nm-pdots-s4": lambda c: _replace(c, num_stages=4),
+    "nm-pdots-64x64x256-w4": lambda c: _replace(c, block_m=64, block_n=256, num_warps=4),
+    "nm-expand-128x64x128": lambda c: _replace(c, position_dots=False),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,35 +124,33 @@ def cases(smoke: bool) -> list[Case]:
   """Cases in priority order (BSR, 2:4, tiled; headline targets first). Consecutive cases share
   one weight matrix where they can (it is built once)."""
   if smoke:
-    return [Case("bsr", (64, 64), 32, 0.5), Case("nm", (64, 128), 1, 0.5),
-            Case("nm", (64, 128), 1, 0.5, PACKED), Case("nm", (64, 128), 1, 0.5, GATHER),
-            Case("nm", (64, 128), 1, 0.5, GATHER_PACKED),
-            Case("bsr", (64, 64), 32, 0.5, "bsr-n256-w8"),
-            Case("nm", (64, 128), 8, 0.5, "nm-packed-contiguous"), Case("nm", (64, 128), 8, 0.5),
-            Case("nm", (64, 128), 1, 0.5, "nm-decode-dot"), Case("tiled", (64, 128), 8, 0.3),
-            Case("tiled", (64, 128), 8, 0.3, "tiled-popcount")]
+    small, prefill = (64, 256), (64, 128)
+    return [Case("nm", small, 1, 0.5), Case("nm", small, 8, 0.5), Case("nm", small, 16, 0.5),
+            Case("nm", small, 16, 0.5, "nm-pdots-64x64"), Case("nm", small, 8, 0.5, "nm-uint8"),
+            Case("nm", small, 16, 0.5, "nm-expand-dot"),
+            Case("nm", small, 16, 0.5, "nm-gather-half-m"), Case("nm", prefill, 64, 0.5),
+            Case("nm", prefill, 64, 0.5, "nm-expand-128x64x128"),
+            Case("bsr", (64, 64), 32, 0.5), Case("tiled", (64, 128), 8, 0.3)]
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
-  return [
-      Case("nm", wide, 1, 0.5), Case("nm", wide, 1, 0.5, GATHER),
-      Case("nm", wide, 1, 0.5, GATHER_PACKED), Case("nm", wide, 16, 0.5),
-      Case("nm", square, 1, 0.5), Case("nm", square, 1, 0.5, GATHER_PACKED),
-      Case("nm", square, 16, 0.5),
-      Case("nm", tall, 1, 0.5), Case("nm", tall, 1, 0.5, GATHER_PACKED),
-      Case("nm", tall, 16, 0.5),
-      Case("tiled", wide, 1, 0.3), Case("tiled", wide, 16, 0.3), Case("tiled", tall, 1, 0.3),
-      Case("bsr", square, 1024, 0.05), Case("bsr", square, 1024, 0.2),
-      Case("bsr", square, 1024, 0.5),
+  decode = [Case("nm", shape, n, 0.5) for shape in (wide, square, tall) for n in (1, 8, 16)]
+  return decode + [
       Case("nm", square, 1024, 0.5),
-      # Tuning variants and secondary cases last.
-      Case("tiled", tall, 16, 0.3),
-      Case("bsr", square, 1024, 0.5, "bsr-n256-w8"), Case("bsr", square, 1024, 0.5, "bsr-n128-s4"),
-      Case("bsr", square, 1024, 0.2, "bsr-n256-w8"),
-      Case("bsr", square, 128, 0.2), Case("bsr", tall, 128, 0.2),
-      Case("tiled", wide, 1, 0.3, "tiled-popcount"), Case("tiled", wide, 1, 0.3, "tiled-w2"),
-      Case("tiled", wide, 1, 0.5),
-      Case("tiled", wide, 16, 0.5), Case("tiled", wide, 1, 0.1), Case("tiled", wide, 1, 0.2),
-      Case("nm", wide, 16, 0.5, PACKED), Case("nm", square, 1024, 0.5, "nm-prefill-64x64x128"),
-      Case("nm", wide, 1, 0.5, PACKED), Case("nm", wide, 1, 0.5, "nm-decode-k256"),
+      # Candidate launches: per-position dots for decoding (N = 16 and 8), then the prefill
+      # tiles, then the gather's tiles.
+      Case("nm", wide, 16, 0.5, "nm-pdots-64x64"), Case("nm", square, 16, 0.5, "nm-pdots-64x64"),
+      Case("nm", tall, 16, 0.5, "nm-pdots-64x64"), Case("nm", wide, 8, 0.5, "nm-pdots-64x64"),
+      Case("nm", square, 1024, 0.5, "nm-pdots-n256"),
+      Case("nm", square, 1024, 0.5, "nm-expand-128x64x128"),
+      Case("nm", square, 1024, 0.5, "nm-pdots-k128"),
+      Case("bsr", square, 1024, 0.2), Case("tiled", wide, 1, 0.3),
+      Case("nm", wide, 16, 0.5, "nm-gather-2m"), Case("nm", wide, 8, 0.5, "nm-gather-half-m"),
+      Case("nm", wide, 1, 0.5, "nm-gather-k256-w8"), Case("nm", wide, 16, 0.5, "nm-expand-dot"),
+      Case("nm", wide, 16, 0.5, "nm-pdots-32x128"), Case("nm", wide, 1, 0.5, "nm-uint8"),
+      Case("nm", square, 1024, 0.5, "nm-pdots-s4"),
+      Case("nm", square, 1024, 0.5, "nm-pdots-64x64x256-w4"),
+      Case("nm", square, 4096, 0.5), Case("nm", tall, 1024, 0.5),
+      Case("nm", square, 8, 0.5, "nm-pdots-64x64"), Case("nm", tall, 8, 0.5, "nm-pdots-64x64"),
+      Case("bsr", square, 1024, 0.2, "bsr-n256-w8"), Case("tiled", wide, 1, 0.3, "tiled-w2"),
   ]
 
 
@@ -161,43 +185,32 @@ def weights(key: jax.Array, case: Case) -> tuple[Any, jax.Array]:
 
 def kernel(case: Case, interpret: bool) -> Callable[..., jax.Array]:
   """fn(matrix, x) running the case's kernel with its variant's configuration, or the one
-  jsparse._gpu would pick."""
+  jsparse._gpu would pick (N:M: its registered lowering itself)."""
   from jsparse._gpu import structured
   variant = VARIANTS.get(case.variant)
-  if case.variant in DERIVED:  # the operand is (data, positions), see ``operand``
-    packed = DERIVED[case.variant][0]
+  if case.family == "nm" and not case.variant:
+    return lambda a, x: structured._spmm_nm(a.data, a.indices, a.packed_indices, x,
+                                            interpret=interpret, layout=a.layout)
+  if case.family == "nm":
+    config, packed = nm_launch(case)
     return lambda a, x: nm_matmul.kernel_fn(
-        a[0], a[1], x, shape=case.shape, nm=(2, 4), indices_packed=packed,
-        config=derived_config(case), interpret=interpret)
+        a.data, a.packed_indices if packed else a.indices, x, shape=a.shape, nm=(a.n, a.m),
+        config=config, indices_packed=packed, interpret=interpret)
   if case.family == "bsr":
     return lambda a, x: bsr_spmm.kernel_fn(
         a.data, a.col_indices, a.row_offsets, x, shape=a.shape,
         config=variant or structured.bsr_config(a.layout, x.shape[1]), interpret=interpret)
-  if case.family == "nm":
-    return lambda a, x: nm_matmul.kernel_fn(
-        a.data, a.indices, x, shape=a.shape, nm=(a.n, a.m),
-        config=variant or structured.nm_config(a.layout, x.shape[1]), interpret=interpret)
   return lambda a, x: tiled_spmm.kernel_fn(
       a.data, a.bitmaps, a.row_offsets, x, shape=a.shape,
       config=variant or structured.tiled_config(a.layout, x.shape[1]), interpret=interpret)
 
 
-def derived_config(case: Case) -> nm_matmul.NmMatmulConfig:
-  """jsparse._gpu's N:M configuration for the case, with the DERIVED variant's loads."""
-  from jsparse._gpu import structured
-  config = structured.nm_config(SparseLayout("nm", case.shape, nm=(2, 4)), case.n)
-  _, contiguous, gather = DERIVED[case.variant]
-  return dataclasses.replace(config, contiguous_loads=contiguous, gather_column=gather)
-
-
-def operand(case: Case, matrix) -> Any:
-  """What the case's kernel takes as W: the matrix, or for DERIVED variants (data, positions),
-  the positions packed where the variant says."""
-  if case.variant in DERIVED:
-    packed = DERIVED[case.variant][0]
-    return matrix.data, (nm_matmul.pack_indices(matrix.indices, (matrix.n, matrix.m))
-                         if packed else matrix.indices)
-  return matrix
+def nm_launch(case: Case) -> tuple[nm_matmul.NmMatmulConfig, bool]:
+  """(config, whether it reads the packed positions) of an N:M case: the variant's, or the
+  default's (as ``structured._spmm_nm`` decides)."""
+  config = NM_VARIANTS[case.variant](case) if case.variant else _nm_default(case)
+  packed = case.variant != "nm-uint8" and nm_matmul.packed_fits((2, 4), config)
+  return config, packed
 
 
 def config_of(case: Case, matrix) -> dict:
@@ -205,16 +218,20 @@ def config_of(case: Case, matrix) -> dict:
   from jsparse._gpu import structured
   if case.variant in VARIANTS:
     return dataclasses.asdict(VARIANTS[case.variant])
-  if case.variant in DERIVED:
-    return {**dataclasses.asdict(derived_config(case)),
-            "indices_packed": DERIVED[case.variant][0]}
+  if case.family == "nm":
+    config, packed = nm_launch(case)
+    return {**dataclasses.asdict(config), "indices_packed": packed}
   choose = {"bsr": structured.bsr_config, "nm": structured.nm_config,
             "tiled": structured.tiled_config}[case.family]
   return dataclasses.asdict(choose(matrix.layout, case.n))
 
 
-def matrix_bytes(matrix) -> int:
-  return sum(int(a.size) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(matrix))
+def matrix_bytes(matrix, case: Case) -> int:
+  """Bytes of W the case's kernel reads (N:M: values and one of its two position arrays)."""
+  arrays = jax.tree_util.tree_leaves(matrix)
+  if case.family == "nm":
+    arrays = [matrix.data, matrix.packed_indices if nm_launch(case)[1] else matrix.indices]
+  return sum(int(a.size) * a.dtype.itemsize for a in arrays)
 
 
 def time_jax(fn, operands: tuple, working_set: int, config) -> tuple[dict, Any]:
@@ -270,11 +287,11 @@ def run_case(case: Case, row: dict, built: dict, dense_cache: dict, key: jax.Arr
   x = jax.random.normal(jax.random.fold_in(key, case.n), (case.shape[1], case.n)).astype(BF16)
   expected = jnp.dot(dense, x.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
   out_bytes = case.shape[0] * case.n * 2
-  weight = operand(case, matrix)
-  sparse_set = matrix_bytes(weight) + x.size * 2 + out_bytes
+  weight_bytes = matrix_bytes(matrix, case)
+  sparse_set = weight_bytes + x.size * 2 + out_bytes
   row["config"] = config_of(case, matrix)
-  row["weight_bytes"] = matrix_bytes(weight)
-  result, out = time_jax(kernel(case, smoke), (weight, x), sparse_set, config)
+  row["weight_bytes"] = weight_bytes
+  result, out = time_jax(kernel(case, smoke), (matrix, x), sparse_set, config)
   row["rel_err"] = float(jnp.max(jnp.abs(out.astype(jnp.float32) - expected))
                          / (jnp.max(jnp.abs(expected)) + 1e-30))
   row["jsparse"] = result

@@ -19,6 +19,12 @@ INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 NM_INDEX_DTYPE = np.dtype(np.uint8)
 
 
+def ffi_index_arrays(format: str, index_arrays: Sequence[Any]) -> tuple[Any, ...]:
+  """The index arrays the C++ kernels take: N:M's ``(indices, packed_indices)`` -> ``(indices,)``
+  (the packed copy is for the GPU kernels); other formats' unchanged."""
+  return tuple(index_arrays[:1]) if format == "nm" else tuple(index_arrays)
+
+
 def check_operands(format: str, index_avals: Sequence[Any],
                    value_avals: dict[str, Any]) -> bool | str:
   """True when the kernels take these dtypes, else the reason they do not.
@@ -37,7 +43,7 @@ def check_operands(format: str, index_avals: Sequence[Any],
     if np.dtype(value_avals[name].dtype) != value_dtype:
       return (f"{name} dtype {np.dtype(value_avals[name].dtype)} differs from {names[0]} dtype "
               f"{value_dtype}")
-  index_dtypes = {np.dtype(aval.dtype) for aval in index_avals}
+  index_dtypes = {np.dtype(aval.dtype) for aval in ffi_index_arrays(format, index_avals)}
   if format == "nm":
     if index_dtypes != {NM_INDEX_DTYPE}:
       return f"N:M indices must be uint8, got {sorted(map(str, index_dtypes))}"

@@ -33,6 +33,7 @@ def sddmm_ffi(*operands: jax.Array, layout: SparseLayout, impl: str = "ffi") -> 
   """
   del impl  # The registry has already picked this kernel.
   *index_arrays, x, y = operands
+  index_arrays = _support.ffi_index_arrays(layout.format, index_arrays)
   if layout.format == "bsr":
     shape = (index_arrays[0].shape[0], *layout.block_shape)
   else:

@@ -28,7 +28,7 @@ def spmm_ffi(data: jax.Array, *operands: jax.Array, layout: SparseLayout, transp
     data: A's stored values: [nse] (COO, CSR), [nse, bm, bk] (BSR) or [M, K / m * n] (NM);
       float32, float64 or bfloat16.
     *operands: A's index arrays in the format's order (COO: row_indices, col_indices; CSR, BSR:
-      col_indices, row_offsets; int32 or int64. NM: indices, uint8), then B: [K, N] ([M, N] with
+      col_indices, row_offsets; int32 or int64. NM: indices, uint8, and packed_indices, which these kernels drop), then B: [K, N] ([M, N] with
       ``transpose``), of data's dtype.
     layout: A's static structure, shape (M, K).
     transpose: compute ``A.T @ B``.
@@ -39,6 +39,7 @@ def spmm_ffi(data: jax.Array, *operands: jax.Array, layout: SparseLayout, transp
   """
   del impl  # The registry has already picked this kernel.
   *index_arrays, dense = operands
+  index_arrays = _support.ffi_index_arrays(layout.format, index_arrays)
   rows = layout.shape[1] if transpose else layout.shape[0]
   attributes: dict[str, Any] = {"transpose": bool(transpose)}
   if layout.format == "nm":

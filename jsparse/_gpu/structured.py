@@ -43,7 +43,7 @@ BSR_PROGRAMS = 512
 MIN_STEPS_PER_SPLIT = 4
 
 
-def _num_splits(row_tiles: int, num_steps: int) -> int:
+def decode_splits(row_tiles: int, num_steps: int) -> int:
   """K slices: the least power of two giving ``DECODE_PROGRAMS`` programs, each slice at least
   ``MIN_STEPS_PER_SPLIT`` steps."""
   splits = 1
@@ -52,28 +52,43 @@ def _num_splits(row_tiles: int, num_steps: int) -> int:
   return splits
 
 
+# Gathered decoding (``gather_column``): block_m * kept values a step * block_n products a step.
+GATHER_PRODUCTS = 8192
+GATHER_MAX_N = 16
+
+
 def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
-  num_rows, num_k = layout.shape
+  """The N:M launch for N columns of X: gathered decoding (N <= 16, n a power of two), the
+  expanding dot (other decoding), per-position dots (prefill, N > 32)."""
+  (num_rows, num_k), (n, m) = layout.shape, layout.nm
   if num_n <= 32:
+    if num_n <= GATHER_MAX_N and _common.is_power_of_two(n):
+      # No expansion: each kept value times X's row at its column (H100, round 3, 4096x14336
+      # 2:4 bf16 N = 1: 44.6 us gathered with packed positions vs 171.9 us expanded; dense 54.8).
+      # N = 1: 64x128 tiles (round 3's); more columns: fewer rows a program, same registers.
+      block_n = 1 << max(num_n - 1, 0).bit_length()
+      block_k = max(128 if block_n == 1 else 64, m)
+      block_m = max(16, min(64, GATHER_PRODUCTS // (block_k // m * n * block_n)))
+      block_m = 1 << (block_m.bit_length() - 1)
+      splits = decode_splits(-(-num_rows // block_m), -(-num_k // block_k))
+      return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=block_k, block_n=block_n,
+                                      num_splits=splits, gather_column=True)
     block_m, block_k = 64, 128
-    splits = _num_splits(-(-num_rows // block_m), -(-num_k // block_k))
-    # One column: a multiply-and-row-sum reads X's column alone (dot would pad it to 16), and
-    # gathers X at each kept value's column instead of expanding W's tile (H100, round 3,
-    # 4096x14336 2:4 bf16: 67.9 us gathered vs 171.9 us expanded; dense 54.8 us).
+    splits = decode_splits(-(-num_rows // block_m), -(-num_k // block_k))
     block_n = 1 if num_n == 1 else _block_n(num_n, 32)
-    gather = num_n == 1 and _common.is_power_of_two(layout.nm[0])
     return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=block_k, block_n=block_n,
-                                    num_splits=splits, gather_column=gather)
-  # Prefill: each expanded W tile serves 128 columns of X (round 1's 64x64x128 tiles ran at
-  # 0.18-0.32x of dense).
-  return nm_matmul.NmMatmulConfig(block_m=128, block_k=64, block_n=128, num_warps=8)
+                                    num_splits=splits)
+  # Prefill: m dots of [128, 16] x [16, 128] a step, no reshape of the expanded tile (round 3's
+  # reshaped expansion at 128x64x128: 398 us at 4096x4096 N = 1024, dense 56.4 us).
+  return nm_matmul.NmMatmulConfig(block_m=128, block_k=max(64, 16 * m), block_n=128,
+                                  position_dots=True, num_warps=8, num_stages=3)
 
 
 def tiled_config(layout: SparseLayout, num_n: int) -> tiled_spmm.TiledSpmmConfig:
   if num_n > 32:
     return tiled_spmm.TiledSpmmConfig(block_n=_block_n(num_n, 64))
   (num_rows, num_k), (tm, tk) = layout.shape, layout.block_shape
-  splits = _num_splits(-(-num_rows // tm), -(-num_k // tk))
+  splits = decode_splits(-(-num_rows // tm), -(-num_k // tk))
   return tiled_spmm.TiledSpmmConfig(block_n=_block_n(num_n, 32), num_splits=splits)
 
 
@@ -82,9 +97,13 @@ def _spmm_bsr(data, col_indices, row_offsets, dense, *, interpret, layout, **unu
                             config=bsr_config(layout, dense.shape[1]), interpret=interpret)
 
 
-def _spmm_nm(data, indices, dense, *, interpret, layout, **unused):
-  return nm_matmul.kernel_fn(data, indices, dense, shape=layout.shape, nm=layout.nm,
-                             config=nm_config(layout, dense.shape[1]), interpret=interpret)
+def _spmm_nm(data, indices, packed_indices, dense, *, interpret, layout, **unused):
+  # The packed positions (built with the matrix) when the launch reads whole words of them.
+  config = nm_config(layout, dense.shape[1])
+  packed = packed_indices.shape[-1] > 0 and nm_matmul.packed_fits(layout.nm, config)
+  return nm_matmul.kernel_fn(data, packed_indices if packed else indices, dense,
+                             shape=layout.shape, nm=layout.nm, config=config,
+                             indices_packed=packed, interpret=interpret)
 
 
 def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, layout,

@@ -12,6 +12,9 @@ from jsparse.formats import _structure, validation
 from jsparse.formats.base import SparseMatrix
 from jsparse.formats.coo import COO
 from jsparse.formats.csr import CSR
+from pallas_kernels.nm_matmul import pack_indices, packed_layout
+
+PACKED_INDEX_DTYPE = jnp.uint32
 
 MAX_GROUP = 16
 
@@ -23,14 +26,21 @@ class NM(SparseMatrix):
   covers columns ``g*m : (g+1)*m``; its stored values are ``data[i, g*n:(g+1)*n]`` at columns
   ``g*m + indices[i, g*n:(g+1)*n]``.
 
+  The positions are also held packed (``packed_indices``, built once at construction): the GPU
+  kernels read 4 bits a 2:4 group from them instead of 2 bytes, with no packing pass per call;
+  the reference lowering and the C++ kernels read ``indices``.
+
   Attributes:
     data: [M, K / m * n] values, float16 / bfloat16 / float32 / float64.
     indices: uint8 [M, K / m * n], position within the group, strictly increasing in each group.
+    packed_indices: uint32 [M, ceil(K / m / g)], the same positions packed g groups a word
+      (``pallas_kernels.nm_matmul.pack_indices``); [M, 0] when a group's n positions need more
+      than 32 bits (n * ceil(log2 m) > 32, e.g. 9:16).
     shape: (M, K), static, with K a multiple of m; n, m: static ints.
   """
 
   format = "nm"
-  index_names = ("indices",)
+  index_names = ("indices", "packed_indices")
   _aux_names = ("n", "m")
 
   def __init__(self, arrays: tuple[Any, Any], *, shape: tuple[int, int], n: int = 2, m: int = 4,
@@ -54,6 +64,7 @@ class NM(SparseMatrix):
     self.data, self.indices = data, indices.astype(jnp.uint8)
     if validation.should_validate(validate, data, indices):
       self._validate(np.asarray(indices))
+    self.packed_indices = packed_positions(self.indices, (self.n, self.m))
 
   def _validate(self, indices: np.ndarray) -> None:
     validation.check_in_range("indices", indices, 0, self.m)
@@ -132,6 +143,26 @@ class NM(SparseMatrix):
 
   def tocoo(self) -> COO:
     return self.tocsr().tocoo()
+
+
+def packed_positions(indices: Any, nm: tuple[int, int]) -> jax.Array:
+  """``NM.packed_indices`` of uint8 positions [..., M, K / m * n]: uint32 [..., M, words]
+  (``pack_indices``), or [..., M, 0] for patterns whose group does not fit a word."""
+  indices = jnp.asarray(indices)
+  if not packable(nm):
+    return jnp.zeros((*indices.shape[:-1], 0), PACKED_INDEX_DTYPE)
+  rows = indices.reshape(-1, indices.shape[-1])
+  packed = pack_indices(rows, nm)
+  return packed.reshape(*indices.shape[:-1], packed.shape[-1])
+
+
+def packable(nm: tuple[int, int]) -> bool:
+  """Whether a group's n positions fit one uint32 word (so ``packed_indices`` holds them)."""
+  try:
+    packed_layout(nm)
+  except ValueError:
+    return False
+  return True
 
 
 def _check_nm(n: Any, m: Any, shape: tuple[int, int]) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from jsparse.formats.layout import SparseLayout
 from jsparse.formats.validation import VALUE_DTYPES
 from jsparse.ops import registry
 
-NUM_INDEX_ARRAYS = {"coo": 2, "csr": 2, "bsr": 2, "nm": 1, "tiled": 3}
+NUM_INDEX_ARRAYS = {"coo": 2, "csr": 2, "bsr": 2, "nm": 2, "tiled": 3}
 
 
 def split_index_arrays(operands: Sequence[Any], layout: SparseLayout):

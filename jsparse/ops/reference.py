@@ -48,7 +48,7 @@ def _nm_todense(data: jax.Array, indices: jax.Array, layout: SparseLayout) -> ja
 def _todense(data: jax.Array, index_arrays, layout: SparseLayout) -> jax.Array:
   if layout.format == "tiled":
     return tiled.expand(data, *index_arrays, layout.shape)
-  return _nm_todense(data, *index_arrays, layout)
+  return _nm_todense(data, index_arrays[0], layout)  # NM: (indices, packed_indices)
 
 
 def _gather_rows(matrix: jax.Array, rows: jax.Array) -> jax.Array:
@@ -114,7 +114,7 @@ def sddmm(*operands, layout: SparseLayout, **unused_params) -> jax.Array:
     y_blocks = _gather_rows(y.reshape(layout.shape[1] // bk, bk, -1), col_indices)
     values = jnp.einsum("bid,bjd->bij", x_blocks, y_blocks, precision=HIGHEST)
   elif layout.format == "nm":
-    (indices,) = index_arrays
+    indices, _ = index_arrays  # (indices, packed_indices): the reference reads the bytes
     scores = jnp.matmul(x, y.T, precision=HIGHEST)
     values = jnp.take_along_axis(scores, _structure.nm_columns(indices, *layout.nm), axis=1)
   else:

@@ -24,6 +24,7 @@ import numpy as np
 
 from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix
 from jsparse.formats import validation
+from jsparse.formats.nm import packed_positions
 
 FORMATS = ("coo", "csr", "bsr", "nm")
 
@@ -187,7 +188,7 @@ def _split_entries(matrix, ranges, local_shape) -> tuple[np.ndarray, ...]:
   return data, cols, offsets
 
 
-def _split_nm(matrix: NM, ranges, local_shape) -> tuple[np.ndarray, np.ndarray]:
+def _split_nm(matrix: NM, ranges, local_shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   n, m = matrix.n, matrix.m
   data, indices = np.asarray(matrix.data), np.asarray(matrix.indices)
   stored = (local_shape[0], local_shape[1] // m * n)
@@ -201,7 +202,7 @@ def _split_nm(matrix: NM, ranges, local_shape) -> tuple[np.ndarray, np.ndarray]:
       s0, s1 = c0 // m * n, c1 // m * n
       piece_data[i, j, :r1 - r0, :s1 - s0] = data[r0:r1, s0:s1]
       piece_indices[i, j, :r1 - r0, :s1 - s0] = indices[r0:r1, s0:s1]
-  return piece_data, piece_indices
+  return piece_data, piece_indices, np.asarray(packed_positions(piece_indices, (n, m)))
 
 
 # -- joining -----------------------------------------------------------------------------------

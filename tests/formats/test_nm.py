@@ -133,3 +133,36 @@ def test_validate_false_skips_the_pattern_check():
   indices = np.array([[1, 0, 0, 1]], np.uint8)  # group 0 decreases
   matrix = jsparse.NM((np.ones((1, 4), np.float32), indices), shape=(1, 8), validate=False)
   assert matrix.nse == 4
+
+
+# -- packed positions (the GPU kernels' copy of the indices) ---------------------------------------
+
+
+@pytest.mark.parametrize("n, m, words", [(2, 4, 2), (3, 8, 3), (1, 16, 1), (8, 16, 3), (9, 16, 0)])
+def test_packed_indices_are_built_once_and_follow_the_matrix(n, m, words):
+  # K = 64 / 48: 2:4 packs 8 groups a word (16 groups -> 2 words), 3:8 two (6 groups -> 3),
+  # 1:16 eight (3 groups -> 1, part-filled), 8:16 one (32 bits: 3); 9:16 does not fit a word.
+  num_k = 48 if m in (8, 16) else 64
+  dense = random_nm_dense(np.random.default_rng(n * m), (3, num_k), n, m, density=0.9)
+  matrix = jsparse.NM.fromdense(dense, n=n, m=m)
+  assert matrix.packed_indices.dtype == np.uint32 and matrix.packed_indices.shape == (3, words)
+  bits = (m - 1).bit_length()
+  positions = np.asarray(matrix.indices, np.int64).reshape(3, -1, n)
+  if words:
+    # Unpack on the host: group g of a row sits in word g // per_word at bit (g % per_word) *
+    # n * bits, slot s at s * bits above that.
+    per_word = 1 << ((32 // (n * bits)).bit_length() - 1)
+    packed = np.asarray(matrix.packed_indices, np.int64)
+    groups = np.arange(positions.shape[1])
+    for slot in range(n):
+      shift = (groups % per_word) * n * bits + slot * bits
+      unpacked = (packed[:, groups // per_word] >> shift) & ((1 << bits) - 1)
+      np.testing.assert_array_equal(unpacked, positions[:, :, slot])
+  # The packed child travels through pytrees, jit and with_data unchanged.
+  leaves = jax.tree_util.tree_leaves(matrix)
+  assert len(leaves) == 3 and leaves[2] is matrix.packed_indices
+  moved = jax.jit(lambda a: a)(matrix)
+  np.testing.assert_array_equal(moved.packed_indices, matrix.packed_indices)
+  scaled = matrix.with_data(matrix.data * 2)
+  assert scaled.packed_indices is matrix.packed_indices
+  assert matrix.index_names == ("indices", "packed_indices")

@@ -100,17 +100,22 @@ def test_contiguous_loads(packed):
   assert "n=3" in nm_matmul.gpu_supported((3, 8), nm_matmul.NmMatmulConfig(contiguous_loads=True))
 
 
+def _ragged_two_four(rng, shape=(24, 100)):
+  """A ragged 2:4 bfloat16 matrix (rows and K not multiples of the tiles) with an empty row."""
+  values = cases.random_values(rng, shape, jnp.bfloat16)
+  values[7] = 0
+  matrix = jsparse.NM.fromdense(jnp.asarray(values, jnp.bfloat16), n=2, m=4)
+  return matrix, np.asarray(matrix.todense().astype(jnp.float32), np.float64)
+
+
 @pytest.mark.parametrize("packed", [False, pytest.param(True, marks=pytest.mark.slow)],
                          ids=["uint8", "packed"])
 def test_gather_column(packed):
-  # No expansion: X gathered at each kept value's column. Ragged 2:4 (rows and K not multiples
-  # of the tile), two columns (one program column each), split-K, an empty row.
+  # No expansion: X gathered at each kept value's column. Two columns (one program column
+  # each), split-K, an empty row.
   rng = np.random.default_rng()
-  values = cases.random_values(rng, (24, 100), jnp.bfloat16)
-  values[7] = 0
-  matrix = jsparse.NM.fromdense(jnp.asarray(values, jnp.bfloat16), n=2, m=4)
-  dense64 = np.asarray(matrix.todense().astype(jnp.float32), np.float64)
-  indices = nm_matmul.pack_indices(matrix.indices, (2, 4)) if packed else matrix.indices
+  matrix, dense64 = _ragged_two_four(rng)
+  indices = matrix.packed_indices if packed else matrix.indices
   config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=1, num_splits=2,
                                     gather_column=True)
   b, b64 = cases.dense_operand(rng, (100, 2), jnp.bfloat16)
@@ -118,9 +123,50 @@ def test_gather_column(packed):
                             config=config, indices_packed=packed, interpret=cases.INTERPRET)
   cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
   assert "n=3" in nm_matmul.gpu_supported((3, 8), nm_matmul.NmMatmulConfig(gather_column=True))
-  with pytest.raises(ValueError, match="gather_column needs config.block_n=1, got 16"):
+  with pytest.raises(ValueError, match="gather_column and config.position_dots exclude"):
     nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
-                        config=dataclasses.replace(config, block_n=16), indices_packed=packed)
+                        config=dataclasses.replace(config, position_dots=True),
+                        indices_packed=packed)
+
+
+@pytest.mark.parametrize("packed", [True, pytest.param(False, marks=pytest.mark.slow)],
+                         ids=["packed", "uint8"])
+def test_gather_columns(packed):
+  # The gather with several columns a program (decoding, N = 8 / 16): N = 5 pads to two
+  # 4-column tiles; split-K over two K slices; an empty row.
+  rng = np.random.default_rng()
+  matrix, dense64 = _ragged_two_four(rng)
+  indices = matrix.packed_indices if packed else matrix.indices
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=4, num_splits=2,
+                                    gather_column=True)
+  b, b64 = cases.dense_operand(rng, (100, 5), jnp.bfloat16)
+  out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
+                            config=config, indices_packed=packed, interpret=cases.INTERPRET)
+  cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
+  assert "block_n=12" in nm_matmul.gpu_supported(
+      (2, 4), dataclasses.replace(config, block_n=12))
+
+
+@pytest.mark.parametrize("n,m,packed", [
+    (2, 4, True), pytest.param(2, 4, False, marks=pytest.mark.slow),
+    pytest.param(3, 8, True, marks=pytest.mark.slow)], ids=["2:4-packed", "2:4-uint8", "3:8-packed"])
+def test_position_dots(n, m, packed):
+  # Prefill's expansion as m per-position dots: ragged rows and K (K = 200 pads to 4 steps of
+  # 64 for 2:4; 2 steps of 128 for 3:8, whose 9-bit groups pack 2 a word), N = 20 over two
+  # column tiles, split-K.
+  rng = np.random.default_rng()
+  matrix, dense64 = _nm_case(rng, (40, 200 if m == 4 else 256), n, m, jnp.bfloat16)
+  indices = matrix.packed_indices if packed else matrix.indices
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=16 * m, block_n=16, num_splits=2,
+                                    position_dots=True)
+  b, b64 = cases.dense_operand(rng, (matrix.shape[1], 20), jnp.bfloat16)
+  out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(n, m),
+                            config=config, indices_packed=packed, interpret=cases.INTERPRET)
+  cases.check_spmm(out, dense64, b, b64, jnp.bfloat16)
+  assert nm_matmul.gpu_supported((n, m), config) is True
+  assert "block_k_over_m=8" in nm_matmul.gpu_supported(
+      (n, m), dataclasses.replace(config, block_k=8 * m))
+  assert nm_matmul.packed_fits((n, m), config) and not nm_matmul.packed_fits((9, 16), config)
 
 
 @pytest.mark.slow
@@ -157,8 +203,14 @@ def test_reference_fn_and_config_checks():
     nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16, contiguous_loads=True),
     nm_matmul.NmMatmulConfig(block_m=64, block_k=256, block_n=1, num_splits=4,
                              gather_column=True),
+    nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=16, num_splits=4,
+                             gather_column=True),
+    nm_matmul.NmMatmulConfig(block_m=128, block_k=64, block_n=128, position_dots=True,
+                             num_warps=8),
+    nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=16, num_splits=4,
+                             position_dots=True),
 ], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous",
-        "gather-column"])
+        "gather-column", "gather-columns", "position-dots", "position-dots-decode"])
 @pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
   struct = jax.ShapeDtypeStruct
@@ -172,10 +224,20 @@ def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
 
 @pytest.mark.skipif(not cases.pallas_registered("spmm", "nm"),
                     reason="no pallas N:M kernel here (GPU, or JSPARSE_PALLAS_INTERPRET=1)")
-def test_public_spmm_and_spmv_through_the_kernel():
+def test_public_spmm_and_spmv_through_the_kernel(monkeypatch):
+  # jsparse._gpu's launches (gathered decoding for N = 8 and 1) read the matrix's packed
+  # positions: no packing pass in the call.
+  calls = []
+  kernel_fn = nm_matmul.kernel_fn
+  def recording(data, indices, dense, **kwargs):
+    calls.append((indices.dtype, kwargs["indices_packed"], kwargs["config"].gather_column))
+    return kernel_fn(data, indices, dense, **kwargs)
+  monkeypatch.setattr(nm_matmul, "kernel_fn", recording)
+  jax.clear_caches()  # a call of these shapes compiled before would not lower again
   rng = np.random.default_rng()
-  matrix, dense64 = _nm_case(rng, (64, 128), 2, 4, jnp.bfloat16)
-  b, b64 = cases.dense_operand(rng, (128, 8), jnp.bfloat16)
+  matrix, dense64 = _nm_case(rng, (40, 136), 2, 4, jnp.bfloat16)
+  b, b64 = cases.dense_operand(rng, (136, 8), jnp.bfloat16)
   cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
   cases.check_spmm(jsparse.spmv(matrix, b[:, 0], impl="pallas")[:, None], dense64, b[:, :1],
                    b64[:, :1], jnp.bfloat16)
+  assert calls == [(jnp.dtype(jnp.uint32), True, True)] * 2
