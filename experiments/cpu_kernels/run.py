@@ -4,6 +4,13 @@ BCSR and dense matmul: the table of issue 6, rerunnable in one command.
     python -P experiments/cpu_kernels/run.py            # the whole grid (1-3 min on 2 cores)
     python -P experiments/cpu_kernels/run.py --quick    # 4096x4096 at N = 128 only
 
+torch exists only in /work/venv311 (Python 3.11, torch CPU); for the torch-csr (MKL) column, install
+jsparse there from this tree (again after every csrc/ edit: it is a copy, not editable) and run
+the script with that interpreter:
+
+    /work/venv311/bin/pip install --no-build-isolation --no-deps --force-reinstall .
+    JAX_PLATFORMS=cpu /work/venv311/bin/python -P experiments/cpu_kernels/run.py
+
 Writes ``experiments/cpu_kernels/results/<UTC time>/``: ``results.jsonl`` (one line per case and
 line, every timing), ``run.json`` (machine, versions, float32 GEMM peak, load) and ``table.md``.
 Every line of a case is timed in the same run, one after the other, with one method: a warm-up
