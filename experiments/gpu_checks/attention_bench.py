@@ -59,7 +59,7 @@ def parse_args():
   parser = argparse.ArgumentParser()
   parser.add_argument("out_dir")
   parser.add_argument("--budget-s", type=float, default=150.0)
-  parser.add_argument("--sweep-s", type=float, default=60.0,
+  parser.add_argument("--sweep-s", type=float, default=65.0,
                       help="cap on the config sweep (compilation and timing)")
   parser.add_argument("--smoke", action="store_true")
   return parser.parse_args()
@@ -393,8 +393,9 @@ def config_sweep(operand_sets, budget_s):
     current = bsa.default_config(batch=BATCH, num_heads=HEADS, q_len=SEQ, head_dim=head_dim,
                                  block_size=(BLOCK, BLOCK), max_kept=nb)
     variants[head_dim].sort(key=lambda c: c != current)
-  jobs = [(d, c, causal) for d in DIMS for c in variants[d] for causal in (False, True)]
-  jobs += [(d, c, True) for d in DIMS for c in sweep.CAUSAL_VARIANTS.get(d, ()) if fits(c)]
+  jobs = [job for d in DIMS for job in
+          [(d, c, causal) for c in variants[d] for causal in (False, True)]
+          + [(d, c, True) for c in sweep.CAUSAL_VARIANTS.get(d, ()) if fits(c)]]
 
   def build(job):
     head_dim, config, causal = job
