@@ -43,17 +43,22 @@ class NM(SparseMatrix):
   index_names = ("indices", "packed_indices")
   _aux_names = ("n", "m")
 
-  def __init__(self, arrays: tuple[Any, Any], *, shape: tuple[int, int], n: int = 2, m: int = 4,
+  def __init__(self, arrays: tuple[Any, ...], *, shape: tuple[int, int], n: int = 2, m: int = 4,
                validate: bool | None = None):
-    """Builds an N:M matrix from ``(data, indices)``.
+    """Builds an N:M matrix from ``(data, indices)`` or ``(data, indices, packed_indices)``.
 
     Args:
-      arrays: ``(data [M, K/m*n], indices [M, K/m*n])``.
+      arrays: ``(data [M, K/m*n], indices [M, K/m*n])``, optionally with the packed copy
+        ``packed_indices`` (as ``matrix.index_arrays`` give it; built from ``indices`` when
+        absent, checked against them when validating).
       shape: ``(M, K)``; K must be a multiple of m.
       n, m: n kept values in every group of m (1 <= n <= m <= 16).
       validate: check the indices on the host (None: when the arrays are concrete).
     """
-    data, indices = (jnp.asarray(a) for a in arrays)
+    if len(arrays) not in (2, 3):
+      raise ValueError(f"arrays must be (data, indices) or (data, indices, packed_indices), got "
+                       f"{len(arrays)} arrays")
+    data, indices, *packed = (jnp.asarray(a) for a in arrays)
     self.shape = validation.check_shape_2d(shape)
     self.n, self.m = _check_nm(n, m, self.shape)
     validation.check_value_dtype("data", data)
@@ -62,9 +67,18 @@ class NM(SparseMatrix):
     validation.check_array_shape("data", data, stored, f"[M, K / m * n] for {self.n}:{self.m}")
     validation.check_array_shape("indices", indices, stored, "the shape of data")
     self.data, self.indices = data, indices.astype(jnp.uint8)
-    if validation.should_validate(validate, data, indices):
+    pack = lambda: packed_positions(self.indices, (self.n, self.m))  # noqa: E731
+    if packed:
+      validation.check_array_shape("packed_indices", packed[0], jax.eval_shape(pack).shape,
+                                   f"the packed positions of {self.n}:{self.m} indices")
+      if packed[0].dtype != PACKED_INDEX_DTYPE:
+        raise TypeError(f"packed_indices must be uint32, got {packed[0].dtype}")
+    self.packed_indices = packed[0] if packed else pack()
+    if validation.should_validate(validate, data, indices, *packed):
       self._validate(np.asarray(indices))
-    self.packed_indices = packed_positions(self.indices, (self.n, self.m))
+      if packed and not np.array_equal(np.asarray(packed[0]), np.asarray(pack())):
+        raise ValueError("packed_indices do not hold the positions of indices (build the matrix "
+                         "from (data, indices) to have them packed)")
 
   def _validate(self, indices: np.ndarray) -> None:
     validation.check_in_range("indices", indices, 0, self.m)

@@ -166,3 +166,21 @@ def test_packed_indices_are_built_once_and_follow_the_matrix(n, m, words):
   scaled = matrix.with_data(matrix.data * 2)
   assert scaled.packed_indices is matrix.packed_indices
   assert matrix.index_names == ("indices", "packed_indices")
+
+
+def test_built_from_its_index_arrays_with_the_packed_copy():
+  # type(matrix)((data, *index_arrays)) rebuilds a matrix; a wrong packed copy is refused.
+  matrix = jsparse.NM.fromdense(random_nm_dense(np.random.default_rng(3), (3, 64), 2, 4), n=2,
+                                m=4)
+  again = jsparse.NM((matrix.data, *matrix.index_arrays), shape=matrix.shape, validate=True)
+  assert again.packed_indices is matrix.packed_indices
+  wrong = np.asarray(matrix.packed_indices).copy()
+  wrong[1, 0] ^= 1
+  with pytest.raises(ValueError, match="packed_indices do not hold the positions of indices"):
+    jsparse.NM((matrix.data, matrix.indices, wrong), shape=matrix.shape, validate=True)
+  with pytest.raises(ValueError, match=r"packed_indices must have shape \(3, 2\)"):
+    jsparse.NM((matrix.data, matrix.indices, wrong[:, :1]), shape=matrix.shape)
+  with pytest.raises(TypeError, match="packed_indices must be uint32, got int32"):
+    jsparse.NM((matrix.data, matrix.indices, wrong.astype(np.int32)), shape=matrix.shape)
+  with pytest.raises(ValueError, match="got 1 arrays"):
+    jsparse.NM((matrix.data,), shape=matrix.shape)
