@@ -14,6 +14,7 @@ import argparse
 import os
 import pathlib
 import shlex
+import signal
 import sys
 import time
 
@@ -106,6 +107,15 @@ class Progress:
       self._bar.close()
 
 
+class Terminated(BaseException):
+  """SIGTERM arrived (e.g. from `timeout`): the run stops and writes what it has. A
+  BaseException, like KeyboardInterrupt, so that no line's `except Exception` swallows it."""
+
+
+def _raise_terminated(signum, frame) -> None:
+  raise Terminated(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
   args = parse_args(argv)
   start = time.perf_counter()
@@ -147,9 +157,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                 preset=args.preset,
                                 deadline=None if args.budget_s is None else start + args.budget_s)
   progress = Progress(len(cases))
+  records: list[dict] = []
+  interrupted = None
+  previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
   try:
-    records = runner.run_cases(cases, lines, settings, progress)
+    runner.run_cases(cases, lines, settings, progress, records)
+  except (Terminated, KeyboardInterrupt) as stop:
+    # A time limit (timeout sends SIGTERM) or Ctrl-C: keep and write the finished cases.
+    interrupted = type(stop).__name__
+    print(f"\ninterrupted ({interrupted}): writing the {len(records)} records finished so far",
+          flush=True)
   finally:
+    signal.signal(signal.SIGTERM, previous_handler)
     progress.close()
 
   out_dir = args.out or report.default_out_dir(
@@ -158,6 +177,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
   run_info = {"preset": args.preset, "machine": machine.asdict(), "roofline": roof.asdict(),
               "timing": config.__dict__, "sanity": checks, "unavailable_lines": unavailable,
               "elapsed": f"{seconds:.0f} s", "phases": phases, "cases": len(cases),
+              "interrupted": interrupted,
               "command": shlex.join(["python", "-P", "experiments/run.py", *(argv or sys.argv[1:])])}
   report.write(out_dir, records, run_info)
   print()

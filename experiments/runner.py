@@ -44,9 +44,15 @@ class RunSettings:
 
 
 def run_cases(cases: Sequence[Case], lines: Sequence[Line], settings: RunSettings,
-              progress: Callable[[Case, str], None] = lambda case, line: None) -> list[dict]:
-  """Every (case, line) record, in case order, lines in the given order."""
-  records, shared = [], {}
+              progress: Callable[[Case, str], None] = lambda case, line: None,
+              records: list[dict] | None = None) -> list[dict]:
+  """Every (case, line) record, in case order, lines in the given order.
+
+  Records are appended to ``records`` (a new list if None) as each line finishes, so that a
+  caller interrupted mid-run (e.g. by SIGTERM from a time limit) still holds the finished cases.
+  """
+  records = [] if records is None else records
+  shared = {}
   for case in cases:
     if settings.deadline is not None and time.perf_counter() > settings.deadline:
       progress(case, "skipped")
@@ -54,22 +60,23 @@ def run_cases(cases: Sequence[Case], lines: Sequence[Line], settings: RunSetting
                              message="the run's time budget (--budget-s) was spent")
                      for line in lines)
       continue
-    case_records = _run_case(case, lines, settings, shared, progress)
-    _add_speedups(case_records)
-    records.extend(case_records)
+    first = len(records)
+    _run_case(case, lines, settings, shared, progress, records)
+    _add_speedups(records[first:])
   return records
 
 
 def _run_case(case: Case, lines: Sequence[Line], settings: RunSettings, shared: dict,
-              progress: Callable[[Case, str], None]) -> list[dict]:
+              progress: Callable[[Case, str], None], records: list[dict]) -> None:
+  """Appends the case's records to ``records``, one as each line finishes."""
   machine = settings.machine
   try:
     problem = build_problem(case)
   except Exception as error:  # a source that cannot be built fails its lines, not the run
-    return [_record(case, line, settings, None, status="error",
-                    message=f"building the matrix: {_describe(error)}") for line in lines]
+    records.extend(_record(case, line, settings, None, status="error",
+                           message=f"building the matrix: {_describe(error)}") for line in lines)
+    return
   expected = None
-  records = []
   for line in lines:
     progress(case, line.name)
     reason = line.applies(case, machine)
@@ -94,7 +101,6 @@ def _run_case(case: Case, lines: Sequence[Line], settings: RunSettings, shared: 
       shared[shared_key] = record
     records.append(record)
     gc.collect()  # drop the line's device buffers before the next one allocates
-  return records
 
 
 def _measure(case: Case, line: Line, problem: Problem, expected: check.Reference,

@@ -82,6 +82,29 @@ def test_wrong_line_is_reported_and_not_timed():
   assert raising["status"] == "error" and "kernel exploded" in raising["message"]
 
 
+class TerminatedLine(lines.JsparseLine):
+  """Stands for a time limit arriving (SIGTERM) while this line runs."""
+
+  def __init__(self):
+    super().__init__("reference")
+    self.name = "terminated-here"
+
+  def prepare(self, problem, copies, machine):
+    raise run.Terminated("signal 15")
+
+
+def test_interrupted_run_keeps_the_finished_lines(tmp_path, monkeypatch):
+  everything = lines.all_lines()
+  monkeypatch.setattr(lines, "all_lines", lambda: [*everything, TerminatedLine()])
+  records = run.main([*TINY, "--sparsities", "0.9", "0.5", "--lines", "dense-fp32",
+                      "terminated-here", "--out", str(tmp_path)])
+  # The first case's first line finished; the run stopped inside its second line.
+  assert [(r["line"], r["status"]) for r in records] == [("dense-fp32", "ok")]
+  written = (tmp_path / "results.jsonl").read_text().splitlines()
+  assert len(written) == 1
+  assert json.loads((tmp_path / "run.json").read_text())["interrupted"] == "Terminated"
+
+
 def test_nm_ratio_and_grid_axes():
   assert grid.nm_ratio(0.5) == (2, 4) and grid.nm_ratio(0.9) == (1, 8)
   assert grid.nm_ratio(0.99) is None
