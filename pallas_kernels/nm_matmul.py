@@ -128,7 +128,8 @@ def pack_indices(indices: jax.Array, nm: tuple[int, int]) -> jax.Array:
   codes = jnp.sum(slots << (jnp.arange(n, dtype=jnp.uint32) * bits), axis=2, dtype=jnp.uint32)
   codes = jnp.pad(codes, ((0, 0), (0, -codes.shape[1] % per_word)))
   shifts = jnp.arange(per_word, dtype=jnp.uint32) * (n * bits)
-  return jnp.sum(codes.reshape(rows, -1, per_word) << shifts, axis=2, dtype=jnp.uint32)
+  words = codes.reshape(rows, codes.shape[1] // per_word, per_word)  # no -1: rows may be 0
+  return jnp.sum(words << shifts, axis=2, dtype=jnp.uint32)
 
 
 def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: tuple[int, int],

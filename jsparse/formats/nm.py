@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -165,7 +166,7 @@ def packed_positions(indices: Any, nm: tuple[int, int]) -> jax.Array:
   indices = jnp.asarray(indices)
   if not packable(nm):
     return jnp.zeros((*indices.shape[:-1], 0), PACKED_INDEX_DTYPE)
-  rows = indices.reshape(-1, indices.shape[-1])
+  rows = indices.reshape(math.prod(indices.shape[:-1]), indices.shape[-1])  # M or K may be 0
   packed = pack_indices(rows, nm)
   return packed.reshape(*indices.shape[:-1], packed.shape[-1])
 

@@ -184,3 +184,9 @@ def test_built_from_its_index_arrays_with_the_packed_copy():
     jsparse.NM((matrix.data, matrix.indices, wrong.astype(np.int32)), shape=matrix.shape)
   with pytest.raises(ValueError, match="got 1 arrays"):
     jsparse.NM((matrix.data,), shape=matrix.shape)
+
+
+@pytest.mark.parametrize("shape", [(0, 8), (3, 0), (0, 0)])
+def test_packed_indices_of_empty_matrices(shape):
+  matrix = jsparse.NM.fromdense(np.zeros(shape, np.float32), n=2, m=4)
+  assert matrix.packed_indices.shape == (shape[0], -(-shape[1] // 32))
