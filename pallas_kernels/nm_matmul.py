@@ -56,7 +56,9 @@ class NmMatmulConfig:
   X (cached), so a step does ``block_m * block_k / m * n * block_n`` multiply-adds instead of
   ``block_m * block_k`` compares and selects; keep that product near 8192 (registers).
   ``position_dots`` (block_k / m a power of two >= 16): the expansion as m per-position tiles and
-  m dots (see the module docstring); for prefill."""
+  m dots (see the module docstring); for prefill.
+  ``prefetch`` (with either of the two): step k + 1's values and positions are loaded before step
+  k's arithmetic, carried in the loop (Triton's pipelining covers ``dot`` operands only)."""
 
   block_m: int = 64
   block_k: int = 128
@@ -65,6 +67,7 @@ class NmMatmulConfig:
   contiguous_loads: bool = False
   gather_column: bool = False
   position_dots: bool = False
+  prefetch: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -161,6 +164,8 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     raise ValueError(f"config.num_splits={config.num_splits} must be >= 1")
   if config.gather_column and config.position_dots:
     raise ValueError("config.gather_column and config.position_dots exclude each other")
+  if config.prefetch and not (config.gather_column or config.position_dots):
+    raise ValueError("config.prefetch needs config.gather_column or config.position_dots")
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
   position_mask = (1 << bits) - 1
@@ -194,9 +199,13 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     rows = pl.ds(row_tile * block_m, block_m)
     positions = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups, m), 2)
 
-    def packed_codes(k_tile):
+    def packed_words(k_tile):
+      """[block_m, groups / per_word] uint32 words of the step's positions."""
+      return indices_ref[rows, pl.ds(k_tile * (groups // per_word), groups // per_word)]
+
+    def packed_codes(k_tile, words=None):
       """[block_m, groups] codes of the step's groups (n positions of ``bits`` bits each)."""
-      words = indices_ref[rows, pl.ds(k_tile * (groups // per_word), groups // per_word)]
+      words = packed_words(k_tile) if words is None else words
       shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups // per_word, per_word), 2)
       codes = words[:, :, None] >> (shifts * (n * bits))
       return codes.reshape(block_m, groups)
@@ -235,47 +244,64 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
                                 jnp.zeros((), data_ref.dtype))
       return tile.reshape(block_m, block_k)
 
-    def gather_products(k_tile):
-      """[block_m, 1] float32: the step's kept values times X's entries at their columns."""
+    def gather_loads(k_tile):
+      """The step's values [block_m, kept] and positions as stored (packed words or bytes)."""
       span = pl.ds(k_tile * groups * n, groups * n)
-      values = data_ref[rows, span]
+      return data_ref[rows, span], (packed_words(k_tile) if indices_packed
+                                    else indices_ref[rows, span])
+
+    def gather_products(k_tile, loaded, acc):
+      """``acc`` plus [block_m, block_n] float32: the step's kept values times X's entries at
+      their columns."""
+      values, stored = loaded
       if indices_packed:
         slot_shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups, n), 2) * bits
-        where = ((packed_codes(k_tile)[:, :, None] >> slot_shifts) & position_mask).reshape(
-            block_m, groups * n)
+        codes = packed_codes(k_tile, stored)
+        where = ((codes[:, :, None] >> slot_shifts) & position_mask).reshape(block_m, groups * n)
       else:
-        where = indices_ref[rows, span]
+        where = stored
       slot = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups * n), 1)
       group = slot >> (n.bit_length() - 1)
       columns = k_tile * block_k + group * m + where.astype(jnp.int32)
       if block_n == 1:
         x = dense_ref[columns * num_padded_n + col_tile].astype(jnp.float32)
-        return jnp.sum(values.astype(jnp.float32) * x, axis=1, keepdims=True)
+        return acc + jnp.sum(values.astype(jnp.float32) * x, axis=1, keepdims=True)
       # [block_m, kept, block_n]: X's row at each kept value's column, block_n entries side by
       # side (contiguous: vector loads where Triton sees the alignment).
       starts = columns * num_padded_n + col_tile * block_n
       entry = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups * n, block_n), 2)
       x = dense_ref[starts[:, :, None] + entry].astype(jnp.float32)
-      return jnp.sum(values.astype(jnp.float32)[:, :, None] * x, axis=1)
+      return acc + jnp.sum(values.astype(jnp.float32)[:, :, None] * x, axis=1)
 
-    def slot_positions(k_tile):
-      """n [block_m, groups] int32 arrays: slot s's position in each of the step's groups."""
+    def position_loads(k_tile):
+      """The step's values (n [block_m, groups] arrays, one per slot) and positions as stored:
+      each group's packed word [block_m, groups] (read at a computed flat index), or n byte
+      arrays."""
+      values = tuple(data_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
+                     for slot in range(n))
       if not flat_indices:
-        return [indices_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)].astype(
-            jnp.int32) for slot in range(n)]
+        return values, tuple(
+            indices_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
+            for slot in range(n))
       row = row_tile * block_m + jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 0)
       group = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 1)
-      word = row * words_per_row + k_tile * (groups // per_word) + group // per_word
-      codes = indices_ref[word] >> ((group % per_word) * (n * bits)).astype(jnp.uint32)
+      return values, indices_ref[row * words_per_row + k_tile * (groups // per_word)
+                                 + group // per_word]
+
+    def slot_positions(stored):
+      """n [block_m, groups] int32 arrays: slot s's position in each of the step's groups."""
+      if not flat_indices:
+        return [where.astype(jnp.int32) for where in stored]
+      group = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 1)
+      codes = stored >> ((group % per_word) * (n * bits)).astype(jnp.uint32)
       return [((codes >> (slot * bits)) & position_mask).astype(jnp.int32)
               for slot in range(n)]
 
-    def position_products(k_tile, col_tile, acc):
+    def position_products(k_tile, loaded, acc):
       """``acc`` plus the step's product as m dots: W's values at in-group position p
       [block_m, groups] times X's rows p, p + m, ... of the step [groups, block_n]."""
-      where = slot_positions(k_tile)
-      values = [data_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
-                for slot in range(n)]
+      values, stored = loaded
+      where = slot_positions(stored)
       zero = jnp.zeros((), data_ref.dtype)
       columns = pl.ds(col_tile * block_n, block_n)
       for position in range(m):
@@ -289,9 +315,9 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
 
     def accumulate(k_tile, acc):
       if config.gather_column:
-        return acc + gather_products(k_tile)
+        return gather_products(k_tile, gather_loads(k_tile), acc)
       if config.position_dots:
-        return position_products(k_tile, col_tile, acc)
+        return position_products(k_tile, position_loads(k_tile), acc)
       k_rows = pl.ds(k_tile * block_k, block_k)
       if block_n == 1:
         column = dense_ref[k_rows, col_tile].astype(jnp.float32)
@@ -305,7 +331,23 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       first, last = 0, num_steps
     else:
       first, last = _common.split_range(pl.program_id(2), num_steps, num_splits)
-    acc = jax.lax.fori_loop(first, last, accumulate, jnp.zeros((block_m, block_n), jnp.float32))
+    acc = jnp.zeros((block_m, block_n), jnp.float32)
+    if config.prefetch:
+      # Step k + 1's loads are issued before step k's arithmetic (carried in the loop), so their
+      # latency overlaps it; the last step reloads a valid step, unused. An empty split range
+      # (first > last) runs no step.
+      load, products = ((gather_loads, gather_products) if config.gather_column
+                        else (position_loads, position_products))
+      clamp = lambda k_tile: jnp.minimum(k_tile, num_steps - 1)  # noqa: E731
+
+      def prefetched(k_tile, carry):
+        acc, loaded = carry
+        upcoming = load(clamp(k_tile + 1))
+        return products(k_tile, loaded, acc), upcoming
+
+      acc, _ = jax.lax.fori_loop(first, last, prefetched, (acc, load(clamp(first))))
+    else:
+      acc = jax.lax.fori_loop(first, last, accumulate, acc)
     out_ref[...] = acc.astype(out_ref.dtype)
 
   out_shape, out_spec = _common.split_k_output((padded_rows, num_padded_n), data.dtype,

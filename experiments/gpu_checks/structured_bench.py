@@ -88,17 +88,22 @@ def _replace(case: "Case", **changes) -> nm_matmul.NmMatmulConfig:
 NM_VARIANTS: dict[str, Callable[["Case"], nm_matmul.NmMatmulConfig]] = {
     # Decoding as m per-position dots (X padded to 16 columns) instead of the gather.
     "nm-pdots-64x64": lambda c: _replace(c, block_m=64, block_k=64, block_n=16,
-                                         gather_column=False, position_dots=True),
+                                         gather_column=False, position_dots=True,
+                                         prefetch=True),
     "nm-pdots-32x128": lambda c: _replace(c, block_m=32, block_k=128, block_n=16,
-                                          gather_column=False, position_dots=True),
+                                          gather_column=False, position_dots=True,
+                                          prefetch=True),
     # Round 3's expanding dot (one reshaped [block_m, block_k] tile), packed positions.
     "nm-expand-dot": lambda c: _replace(c, block_m=64, block_k=128, block_n=16,
-                                        gather_column=False),
+                                        gather_column=False, prefetch=False),
     # The gather with twice / half the rows a program (registers vs programs).
     "nm-gather-2m": lambda c: _replace(c, block_m=2 * _nm_default(c).block_m),
     "nm-gather-half-m": lambda c: _replace(c, block_m=max(8, _nm_default(c).block_m // 2)),
     # N = 1: wider K steps on 8 warps (more bytes in flight a program).
     "nm-gather-k256-w8": lambda c: _replace(c, block_k=256, num_warps=8),
+    # The default launch with / without the next step's loads carried in the loop.
+    "nm-prefetch": lambda c: _replace(c, prefetch=True),
+    "nm-no-prefetch": lambda c: _replace(c, prefetch=False),
     # The default launch with uint8 positions (what packing buys).
     "nm-uint8": _nm_default,
     # Prefill: wider column tiles (each W tile expanded half as often), longer K steps (4 dots of
@@ -107,7 +112,7 @@ NM_VARIANTS: dict[str, Callable[["Case"], nm_matmul.NmMatmulConfig]] = {
     "nm-pdots-k128": lambda c: _replace(c, block_k=128),
     "nm-pdots-s4": lambda c: _replace(c, num_stages=4),
     "nm-pdots-64x64x256-w4": lambda c: _replace(c, block_m=64, block_n=256, num_warps=4),
-    "nm-expand-128x64x128": lambda c: _replace(c, position_dots=False),
+    "nm-expand-128x64x128": lambda c: _replace(c, position_dots=False, prefetch=False),
 }
 
 
@@ -128,7 +133,9 @@ def cases(smoke: bool) -> list[Case]:
     return [Case("nm", small, 1, 0.5), Case("nm", small, 8, 0.5), Case("nm", small, 16, 0.5),
             Case("nm", small, 16, 0.5, "nm-pdots-64x64"), Case("nm", small, 8, 0.5, "nm-uint8"),
             Case("nm", small, 16, 0.5, "nm-expand-dot"),
-            Case("nm", small, 16, 0.5, "nm-gather-half-m"), Case("nm", prefill, 64, 0.5),
+            Case("nm", small, 16, 0.5, "nm-gather-half-m"),
+            Case("nm", small, 1, 0.5, "nm-prefetch"),
+            Case("nm", prefill, 64, 0.5), Case("nm", prefill, 64, 0.5, "nm-no-prefetch"),
             Case("nm", prefill, 64, 0.5, "nm-expand-128x64x128"),
             Case("bsr", (64, 64), 32, 0.5), Case("tiled", (64, 128), 8, 0.3)]
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
@@ -140,9 +147,12 @@ def cases(smoke: bool) -> list[Case]:
       Case("nm", wide, 16, 0.5, "nm-pdots-64x64"), Case("nm", square, 16, 0.5, "nm-pdots-64x64"),
       Case("nm", tall, 16, 0.5, "nm-pdots-64x64"), Case("nm", wide, 8, 0.5, "nm-pdots-64x64"),
       Case("nm", square, 1024, 0.5, "nm-pdots-n256"),
+      Case("nm", square, 1024, 0.5, "nm-no-prefetch"),
       Case("nm", square, 1024, 0.5, "nm-expand-128x64x128"),
       Case("nm", square, 1024, 0.5, "nm-pdots-k128"),
       Case("bsr", square, 1024, 0.2), Case("tiled", wide, 1, 0.3),
+      Case("nm", wide, 1, 0.5, "nm-prefetch"), Case("nm", square, 1, 0.5, "nm-prefetch"),
+      Case("nm", wide, 16, 0.5, "nm-no-prefetch"),
       Case("nm", wide, 16, 0.5, "nm-gather-2m"), Case("nm", wide, 8, 0.5, "nm-gather-half-m"),
       Case("nm", wide, 1, 0.5, "nm-gather-k256-w8"), Case("nm", wide, 16, 0.5, "nm-expand-dot"),
       Case("nm", wide, 16, 0.5, "nm-pdots-32x128"), Case("nm", wide, 1, 0.5, "nm-uint8"),

@@ -28,8 +28,8 @@ def spmm_ffi(data: jax.Array, *operands: jax.Array, layout: SparseLayout, transp
     data: A's stored values: [nse] (COO, CSR), [nse, bm, bk] (BSR) or [M, K / m * n] (NM);
       float32, float64 or bfloat16.
     *operands: A's index arrays in the format's order (COO: row_indices, col_indices; CSR, BSR:
-      col_indices, row_offsets; int32 or int64. NM: indices, uint8, and packed_indices, which these kernels drop), then B: [K, N] ([M, N] with
-      ``transpose``), of data's dtype.
+      col_indices, row_offsets; int32 or int64. NM: indices, uint8, and packed_indices, which
+      these kernels drop), then B: [K, N] ([M, N] with ``transpose``), of data's dtype.
     layout: A's static structure, shape (M, K).
     transpose: compute ``A.T @ B``.
     impl: the implementation the registry chose; unused here.

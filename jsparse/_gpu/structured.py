@@ -71,8 +71,11 @@ def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
       block_m = max(16, min(64, GATHER_PRODUCTS // (block_k // m * n * block_n)))
       block_m = 1 << (block_m.bit_length() - 1)
       splits = decode_splits(-(-num_rows // block_m), -(-num_k // block_k))
+      # Prefetching the next step's values hides their latency behind the gather of X (not yet
+      # measured; N = 1 keeps round 3's measured launch).
       return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=block_k, block_n=block_n,
-                                      num_splits=splits, gather_column=True)
+                                      num_splits=splits, gather_column=True,
+                                      prefetch=block_n > 1)
     block_m, block_k = 64, 128
     splits = decode_splits(-(-num_rows // block_m), -(-num_k // block_k))
     block_n = 1 if num_n == 1 else _block_n(num_n, 32)
@@ -80,8 +83,10 @@ def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
                                     num_splits=splits)
   # Prefill: m dots of [128, 16] x [16, 128] a step, no reshape of the expanded tile (round 3's
   # reshaped expansion at 128x64x128: 398 us at 4096x4096 N = 1024, dense 56.4 us).
+  # Prefetch: Triton pipelines X's loads (dot operands), not W's, whose values go through the
+  # expansion first.
   return nm_matmul.NmMatmulConfig(block_m=128, block_k=max(64, 16 * m), block_n=128,
-                                  position_dots=True, num_warps=8, num_stages=3)
+                                  position_dots=True, prefetch=True, num_warps=8, num_stages=3)
 
 
 def tiled_config(layout: SparseLayout, num_n: int) -> tiled_spmm.TiledSpmmConfig:

@@ -129,16 +129,18 @@ def test_gather_column(packed):
                         indices_packed=packed)
 
 
-@pytest.mark.parametrize("packed", [True, pytest.param(False, marks=pytest.mark.slow)],
-                         ids=["packed", "uint8"])
-def test_gather_columns(packed):
+@pytest.mark.parametrize("packed,prefetch", [
+    (True, True), pytest.param(False, False, marks=pytest.mark.slow)],
+    ids=["packed", "uint8"])
+def test_gather_columns(packed, prefetch):
   # The gather with several columns a program (decoding, N = 8 / 16): N = 5 pads to two
-  # 4-column tiles; split-K over two K slices; an empty row.
+  # 4-column tiles; an empty row; K = 100 in 4 steps over 3 splits of 2 steps (the last split
+  # empty: with prefetch it loads a valid step and runs none).
   rng = np.random.default_rng()
   matrix, dense64 = _ragged_two_four(rng)
   indices = matrix.packed_indices if packed else matrix.indices
-  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=4, num_splits=2,
-                                    gather_column=True)
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=32, block_n=4, num_splits=3,
+                                    gather_column=True, prefetch=prefetch)
   b, b64 = cases.dense_operand(rng, (100, 5), jnp.bfloat16)
   out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
                             config=config, indices_packed=packed, interpret=cases.INTERPRET)
@@ -147,18 +149,19 @@ def test_gather_columns(packed):
       (2, 4), dataclasses.replace(config, block_n=12))
 
 
-@pytest.mark.parametrize("n,m,packed", [
-    (2, 4, True), pytest.param(2, 4, False, marks=pytest.mark.slow),
-    pytest.param(3, 8, True, marks=pytest.mark.slow)], ids=["2:4-packed", "2:4-uint8", "3:8-packed"])
-def test_position_dots(n, m, packed):
+@pytest.mark.parametrize("n,m,packed,prefetch", [
+    (2, 4, True, True), pytest.param(2, 4, False, False, marks=pytest.mark.slow),
+    pytest.param(3, 8, True, False, marks=pytest.mark.slow)],
+    ids=["2:4-packed", "2:4-uint8", "3:8-packed"])
+def test_position_dots(n, m, packed, prefetch):
   # Prefill's expansion as m per-position dots: ragged rows and K (K = 200 pads to 4 steps of
-  # 64 for 2:4; 2 steps of 128 for 3:8, whose 9-bit groups pack 2 a word), N = 20 over two
-  # column tiles, split-K.
+  # 64 for 2:4, over 3 splits of 2 steps, the last empty; 2 steps of 128 for 3:8, whose 9-bit
+  # groups pack 2 a word), N = 20 over two column tiles.
   rng = np.random.default_rng()
   matrix, dense64 = _nm_case(rng, (40, 200 if m == 4 else 256), n, m, jnp.bfloat16)
   indices = matrix.packed_indices if packed else matrix.indices
-  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=16 * m, block_n=16, num_splits=2,
-                                    position_dots=True)
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=16 * m, block_n=16, num_splits=3,
+                                    position_dots=True, prefetch=prefetch)
   b, b64 = cases.dense_operand(rng, (matrix.shape[1], 20), jnp.bfloat16)
   out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(n, m),
                             config=config, indices_packed=packed, interpret=cases.INTERPRET)
@@ -167,6 +170,10 @@ def test_position_dots(n, m, packed):
   assert "block_k_over_m=8" in nm_matmul.gpu_supported(
       (n, m), dataclasses.replace(config, block_k=8 * m))
   assert nm_matmul.packed_fits((n, m), config) and not nm_matmul.packed_fits((9, 16), config)
+  with pytest.raises(ValueError, match="prefetch needs config.gather_column or config.position"):
+    nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(n, m),
+                        config=dataclasses.replace(config, position_dots=False, prefetch=True),
+                        indices_packed=packed)
 
 
 @pytest.mark.slow
@@ -204,9 +211,9 @@ def test_reference_fn_and_config_checks():
     nm_matmul.NmMatmulConfig(block_m=64, block_k=256, block_n=1, num_splits=4,
                              gather_column=True),
     nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=16, num_splits=4,
-                             gather_column=True),
+                             gather_column=True, prefetch=True),
     nm_matmul.NmMatmulConfig(block_m=128, block_k=64, block_n=128, position_dots=True,
-                             num_warps=8),
+                             prefetch=True, num_warps=8),
     nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=16, num_splits=4,
                              position_dots=True),
 ], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous",
