@@ -82,16 +82,20 @@ struct LaneLoader {
   }
 };
 
-// bfloat16 (16 raw bits) widens to float32 by a 16-bit shift, lane by lane.
+// bfloat16 (16 raw bits) widens to float32 as the high half of each 32-bit lane: interleaving
+// zeros below the bits (3 instructions under AVX2; GCC 12 turns a __builtin_convertvector plus
+// shift into 5).
 template <>
 struct LaneLoader<BFloat16Value> {
   using Vec = Vector32<float>::type;
   static void Load(const uint16_t* from, Vec* to) {
     typedef uint16_t Narrow __attribute__((vector_size(16)));
-    typedef uint32_t Wide __attribute__((vector_size(32)));
+    typedef uint16_t Halves __attribute__((vector_size(32)));
     Narrow bits;
     std::memcpy(&bits, from, sizeof(bits));
-    const Wide wide = __builtin_convertvector(bits, Wide) << 16;
+    const Narrow zero = {};
+    const Halves wide = __builtin_shufflevector(zero, bits, 0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5,
+                                                13, 6, 14, 7, 15);
     std::memcpy(to, &wide, sizeof(*to));
   }
 };
