@@ -248,3 +248,22 @@ def test_public_spmm_and_spmv_through_the_kernel(monkeypatch):
   cases.check_spmm(jsparse.spmv(matrix, b[:, 0], impl="pallas")[:, None], dense64, b[:, :1],
                    b64[:, :1], jnp.bfloat16)
   assert calls == [(jnp.dtype(jnp.uint32), True, True)] * 2
+
+
+@pytest.mark.parametrize("num_n", [1, 8, 16, 1024])
+def test_auto_on_cuda_picks_the_packed_launches(num_n):
+  # What impl="auto" lowers to on a GPU (the registry's choice, no GPU needed): the pallas
+  # kernel, with the gather (decoding) or per-position dots (prefill) on packed positions.
+  from jsparse._gpu import structured
+  from jsparse.formats.layout import SparseLayout
+  from jsparse.ops import registry
+  layout = SparseLayout("nm", (4096, 14336), nm=(2, 4))
+  struct = jax.ShapeDtypeStruct
+  avals = [struct((4096, 7168), jnp.bfloat16), struct((4096, 7168), jnp.uint8),
+           struct((4096, 448), jnp.uint32), struct((14336, num_n), jnp.bfloat16)]
+  params = {"layout": layout, "transpose": False, "impl": "auto"}
+  kernel = registry.select_kernel("spmm", "nm", "cuda", "auto", avals, params)
+  assert kernel is not None and kernel.impl == "pallas"
+  config = structured.nm_config(layout, num_n)
+  assert nm_matmul.packed_fits((2, 4), config)
+  assert config.gather_column == (num_n <= 16) and config.position_dots == (num_n > 32)
