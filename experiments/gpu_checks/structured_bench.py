@@ -368,14 +368,18 @@ def summary_line(row: dict) -> str:
   target = (f"{row['target_us']:.1f} {'met' if row['target_met'] else 'MISSED'}"
             if "target_us" in row else "-")
   note = row.get("error", "") or (torch_entry or {}).get("error", "")
+  # W's bytes over the time: how near the memory-bound cases come to the H100's ~3 TB/s.
+  rate = (f"{row['weight_bytes'] / sparse['median_us'] / 1e3:.0f}"
+          if sparse and "median_us" in sparse and "weight_bytes" in row else "-")
   return (f"| {row['family']} | {row['variant'] or 'default'} | {row['shape'][0]}x"
           f"{row['shape'][1]} | {row['n']} | {row['density']} | {_us(sparse)} | {_us(dense)} | "
-          f"{speedup} | {target} | {_us(torch_entry)} | {vs_torch} | {err} | {note[:80]} |")
+          f"{speedup} | {target} | {_us(torch_entry)} | {vs_torch} | {rate} | {err} | "
+          f"{note[:80]} |")
 
 
 HEADER = ("| format | config | W (MxK) | N | density | jsparse us | dense us | dense/jsparse | "
-          "target us | torch us | torch/jsparse | rel err | note |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "target us | torch us | torch/jsparse | W GB/s | rel err | note |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def write(outdir: pathlib.Path, meta: dict, rows: list[dict]) -> str:
