@@ -305,10 +305,10 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       zero = jnp.zeros((), data_ref.dtype)
       columns = pl.ds(col_tile * block_n, block_n)
       for position in range(m):
-        # At most one slot of a group holds each position: the sum is exact in any dtype.
-        tile = sum((jnp.where(where[slot] == position, values[slot], zero)
-                    for slot in range(1, n)),
-                   start=jnp.where(where[0] == position, values[0], zero))
+        # At most one slot of a group holds each position: one select a slot, no adds.
+        tile = zero
+        for slot in range(n):
+          tile = jnp.where(where[slot] == position, values[slot], tile)
         rhs = dense_ref[pl.ds(k_tile * block_k + position, groups, stride=m), columns]
         acc = acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
       return acc
