@@ -285,15 +285,17 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
             for slot in range(n))
       row = row_tile * block_m + jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 0)
       group = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 1)
+      # per_word is a power of two: shifts and masks (jnp's // and % on int32 add selects).
+      word_shift = per_word.bit_length() - 1
       return values, indices_ref[row * words_per_row + k_tile * (groups // per_word)
-                                 + group // per_word]
+                                 + (group >> word_shift)]
 
     def slot_positions(stored):
       """n [block_m, groups] int32 arrays: slot s's position in each of the step's groups."""
       if not flat_indices:
         return [where.astype(jnp.int32) for where in stored]
       group = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 1)
-      codes = stored >> ((group % per_word) * (n * bits)).astype(jnp.uint32)
+      codes = stored >> ((group & (per_word - 1)) * (n * bits)).astype(jnp.uint32)
       return [((codes >> (slot * bits)) & position_mask).astype(jnp.int32)
               for slot in range(n)]
 
