@@ -152,6 +152,7 @@ def cases(smoke: bool) -> list[Case]:
       Case("nm", square, 1024, 0.5, "nm-pdots-k128"),
       Case("bsr", square, 1024, 0.2), Case("tiled", wide, 1, 0.3),
       Case("nm", wide, 1, 0.5, "nm-prefetch"), Case("nm", square, 1, 0.5, "nm-prefetch"),
+      Case("nm", square, 1, 0.5, "nm-gather-half-m"),
       Case("nm", wide, 16, 0.5, "nm-no-prefetch"),
       Case("nm", wide, 16, 0.5, "nm-gather-2m"), Case("nm", wide, 8, 0.5, "nm-gather-half-m"),
       Case("nm", wide, 1, 0.5, "nm-gather-k256-w8"), Case("nm", wide, 16, 0.5, "nm-expand-dot"),
