@@ -140,7 +140,9 @@ inline void AccumulatePanel(int64_t start, const ForEachTerm& for_each_term,
   });
   if constexpr (kAddInto) {
 #pragma GCC unroll 16
-    for (int v = 0; v < kVectors; ++v) std::memcpy(target + start + v * lanes, &acc[v], sizeof(Vec));
+    for (int v = 0; v < kVectors; ++v) {
+      std::memcpy(target + start + v * lanes, &acc[v], sizeof(Vec));
+    }
   } else {
     alignas(32) Accum sums[kVectors * lanes];
 #pragma GCC unroll 16
