@@ -11,7 +11,13 @@ args=("$@")
                                --formats csr nm)
 # Straight to a file (a pipe would hold the output back if the run is killed); the results
 # folder is archived by run_all.sh.
-python3 experiments/run.py "${args[@]}" --out "$out/results" > "$out/run.log" 2>&1
+# In the background with TERM forwarded: `timeout` signals this shell, and run.py writes the
+# cases it finished when it gets SIGTERM.
+python3 experiments/run.py "${args[@]}" --out "$out/results" > "$out/run.log" 2>&1 &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null' TERM
+wait $pid
 status=$?
+wait $pid 2>/dev/null && status=$?
 tr '\r' '\n' < "$out/run.log" | grep -v "%|" | tail -n 60
 exit $status

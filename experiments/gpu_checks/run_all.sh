@@ -26,7 +26,7 @@ for family in "${families[@]}"; do
   mkdir -p "$out/$family"
   echo "=== $family (limit ${limit}s) $(date -u +%H:%M:%S)"
   start=$(date +%s)
-  timeout --kill-after=10 "$limit" bash "experiments/gpu_checks/$family.sh" "$out/$family" \
+  timeout --kill-after=30 "$limit" bash "experiments/gpu_checks/$family.sh" "$out/$family" \
     > "$out/$family/stdout.log" 2>&1
   rc=$?
   echo "=== $family rc=$rc in $(( $(date +%s) - start ))s"
