@@ -131,10 +131,19 @@ class ConfigTable:
 # 5488 / 671 / 425 us (128x64 w8 s2: 6467, 64x64 w4 s3: 6351, 64x128 w4 s3: 6927). Decoding:
 # 256 split-K programs (about two waves on 132 SMs) beat 1024 at every case (73.8 vs 81.3 us at
 # 1 query, density 0.1, KV 32k).
+# Round 4 (2026-11-25, same shapes, experiments/results/h100-2026-11-25-attention-sweep/): the
+# sweep's proposed table, adopted. Head dim 64: 64x128 w4 s2 3090 us dense, 371 us at density 0.1
+# (the round-2 entry 128x128 w4 s3: 3336 / 431 in the same run); causal 128x128 w4 s3 2054 us.
+# Head dim 128: 128x64 w4 s2 4946 / 679 us (128x128 w8 s3: 5206 / 719); causal keeps 128x128 w8
+# s3 (2976 us, the best causal entry). Differences of a few percent: one run each.
 DEFAULT_TABLE = ConfigTable(
-    prefill_small_head=AttentionConfig(block_q=128, block_k=128, num_warps=4, num_stages=3),
-    prefill_large_head=AttentionConfig(block_q=128, block_k=128, num_warps=8, num_stages=3),
-    decode_programs=256)
+    prefill_small_head=AttentionConfig(block_q=64, block_k=128, num_warps=4, num_stages=2),
+    prefill_large_head=AttentionConfig(block_q=128, block_k=64, num_warps=4, num_stages=2),
+    causal_small_head=AttentionConfig(block_q=128, block_k=128, num_warps=4, num_stages=3),
+    causal_large_head=AttentionConfig(block_q=128, block_k=128, num_warps=8, num_stages=3),
+    sparse_below=0.15,
+    decode_programs=256,
+    decode_stages=3)
 
 
 def default_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,

@@ -55,37 +55,44 @@ def decode_splits(row_tiles: int, num_steps: int) -> int:
 # Gathered decoding (``gather_column``): block_m * kept values a step * block_n products a step.
 GATHER_PRODUCTS = 8192
 GATHER_MAX_N = 16
+# Largest block_k of the per-position-dot decoding launch (m <= 16: 256).
+MAX_POSITION_BLOCK_K = 256
 
 
 def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
-  """The N:M launch for N columns of X: gathered decoding (N <= 16, n a power of two), the
-  expanding dot (other decoding), per-position dots (prefill, N > 32)."""
+  """The N:M launch for N columns of X: gathered decoding (N = 1, n a power of two), per-position
+  dots (other N <= 16, and prefill, N > 32), the expanding dot otherwise."""
   (num_rows, num_k), (n, m) = layout.shape, layout.nm
+  position_block_k = max(64, 16 * m)  # per-position dots need block_k / m >= 16
   if num_n <= 32:
-    if num_n <= GATHER_MAX_N and _common.is_power_of_two(n):
-      # No expansion: each kept value times X's row at its column (H100, round 3, 4096x14336
-      # 2:4 bf16 N = 1: 44.6 us gathered with packed positions vs 171.9 us expanded; dense 54.8).
-      # N = 1: 64x128 tiles (round 3's); more columns: fewer rows a program, same registers.
-      block_n = 1 << max(num_n - 1, 0).bit_length()
-      block_k = max(128 if block_n == 1 else 64, m)
+    if num_n == 1 and _common.is_power_of_two(n):
+      # No expansion: each kept value times X's entry at its column (H100, 2026-11-25, 2:4 bf16
+      # N = 1 with packed positions: 12.3 / 45.2 / 42.8 us on 4096x4096 / 4096x14336 /
+      # 14336x4096, dense 21.3 / 65.8 / 69.7 us).
+      block_n, block_k = 1, max(128, m)
       block_m = max(16, min(64, GATHER_PRODUCTS // (block_k // m * n * block_n)))
       block_m = 1 << (block_m.bit_length() - 1)
       splits = decode_splits(-(-num_rows // block_m), -(-num_k // block_k))
-      # Prefetching the next step's values hides their latency behind the gather of X (not yet
-      # measured; N = 1 keeps round 3's measured launch).
       return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=block_k, block_n=block_n,
-                                      num_splits=splits, gather_column=True,
-                                      prefetch=block_n > 1)
+                                      num_splits=splits, gather_column=True)
+    if 2 <= num_n <= GATHER_MAX_N and position_block_k <= MAX_POSITION_BLOCK_K:
+      # Per-position dots on 64x64 tiles, X padded to 16 columns: 2:4 bf16 N = 8 / 16 on
+      # 4096x14336 105 / 105 us, on 4096x4096 (N = 16) 40.1 us, where the gather with several
+      # columns a program took 241 / 589 and 195 us (dense 52-72 and 20.6 us; same H100 run).
+      block_m = 64
+      splits = decode_splits(-(-num_rows // block_m), -(-num_k // position_block_k))
+      return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=position_block_k, block_n=16,
+                                      num_splits=splits, position_dots=True, prefetch=True)
     block_m, block_k = 64, 128
     splits = decode_splits(-(-num_rows // block_m), -(-num_k // block_k))
     block_n = 1 if num_n == 1 else _block_n(num_n, 32)
     return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=block_k, block_n=block_n,
                                     num_splits=splits)
-  # Prefill: m dots of [128, 16] x [16, 128] a step, no reshape of the expanded tile (round 3's
-  # reshaped expansion at 128x64x128: 398 us at 4096x4096 N = 1024, dense 56.4 us).
-  # Prefetch: Triton pipelines X's loads (dot operands), not W's, whose values go through the
-  # expansion first.
-  return nm_matmul.NmMatmulConfig(block_m=128, block_k=max(64, 16 * m), block_n=128,
+  # Prefill: m dots of [128, 16] x [16, 256] a step, no reshape of the expanded tile. H100,
+  # 4096x4096 2:4 bf16 N = 1024: 146.8 us with block_n 256, 220.0 with 128, 345.3 for the
+  # reshaped expansion (dense 68.8 us). Prefetch: Triton pipelines X's loads (dot operands), not
+  # W's, whose values go through the expansion first (394.8 us without it).
+  return nm_matmul.NmMatmulConfig(block_m=128, block_k=position_block_k, block_n=256,
                                   position_dots=True, prefetch=True, num_warps=8, num_stages=3)
 
 

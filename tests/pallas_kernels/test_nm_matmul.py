@@ -247,13 +247,14 @@ def test_public_spmm_and_spmv_through_the_kernel(monkeypatch):
   cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
   cases.check_spmm(jsparse.spmv(matrix, b[:, 0], impl="pallas")[:, None], dense64, b[:, :1],
                    b64[:, :1], jnp.bfloat16)
-  assert calls == [(jnp.dtype(jnp.uint32), True, True)] * 2
+  # N = 8: per-position dots; N = 1 (spmv): the gather; both on the packed positions.
+  assert calls == [(jnp.dtype(jnp.uint32), True, False), (jnp.dtype(jnp.uint32), True, True)]
 
 
 @pytest.mark.parametrize("num_n", [1, 8, 16, 1024])
 def test_auto_on_cuda_picks_the_packed_launches(num_n):
   # What impl="auto" lowers to on a GPU (the registry's choice, no GPU needed): the pallas
-  # kernel, with the gather (decoding) or per-position dots (prefill) on packed positions.
+  # kernel, with the gather (N = 1) or per-position dots (other N) on packed positions.
   from jsparse._gpu import structured
   from jsparse.formats.layout import SparseLayout
   from jsparse.ops import registry
@@ -266,4 +267,4 @@ def test_auto_on_cuda_picks_the_packed_launches(num_n):
   assert kernel is not None and kernel.impl == "pallas"
   config = structured.nm_config(layout, num_n)
   assert nm_matmul.packed_fits((2, 4), config)
-  assert config.gather_column == (num_n <= 16) and config.position_dots == (num_n > 32)
+  assert config.gather_column == (num_n == 1) and config.position_dots == (num_n > 1)
