@@ -47,7 +47,8 @@ def main() -> None:
     prepared = line.prepare(problem, 1, machine)
     say(f"{name}: first call + check")
     verdict = check.compare(prepared.to_dense(prepared.timer.run_once()), expected,
-                            check.tolerance(line.dtype_for(case), on_gpu=machine.on_gpu))
+                            check.tolerance(line.dtype_for(case), on_gpu=machine.on_gpu,
+                                            tf32=line.tf32))
     say(f"{name}: error {verdict.error:.2e}; timing")
     measured = prepared.timer.measure(config)
     say(f"{name}: median {measured.median_us:.1f} us")
