@@ -128,16 +128,19 @@ std::string CsrSpmm(const Executor& executor, const typename Value::Storage* dat
       }
       sorted &= scan.sorted;
     }
-    // The tile's rows of B share the budget with the chunk's entries of A that fall in the tile:
-    // those are read once, but streamed through L2 in the same pass they would evict B. (Measured:
-    // 1.6-2x faster at N = 32, sparsity 0.7-0.9, than a tile of B alone; N = 128 unchanged.)
+    // K is tiled only when B outgrows the budget (a B that fits stays cached untiled: SpMV,
+    // small N or K). The tile's rows of B then share the budget with the chunk's entries of A
+    // that fall in the tile: read once, but streamed through L2 in the same pass, they would
+    // evict B. (Measured: 1.6-2x faster at N = 32, sparsity 0.7-0.9, than a tile of B alone;
+    // N = 128 unchanged.)
+    const int64_t row_bytes = n * sizeof(*rhs);
     const int64_t entries = static_cast<int64_t>(row_offsets[last_row] - row_offsets[first_row]);
     const int64_t entry_bytes = sizeof(*data) + sizeof(*col_indices);
-    const int64_t bytes_per_k =
-        n * sizeof(*rhs) + entries * entry_bytes / std::max<int64_t>(1, cols);
+    const int64_t bytes_per_k = row_bytes + entries * entry_bytes / std::max<int64_t>(1, cols);
+    const bool tiled = sorted && cols * row_bytes > kTileBytes;
     const int64_t tile = std::max<int64_t>(1, kTileBytes / std::max<int64_t>(1, bytes_per_k));
     CallBestIsa([&] {
-      if (sorted && tile < cols) {
+      if (tiled && tile < cols) {
         CsrSpmmRowsTiled(terms, row_offsets, first_row, last_row, cols, tile, out);
       } else {
         CsrSpmmRows(terms, row_offsets, first_row, last_row, out);
