@@ -189,27 +189,15 @@ inline void AccumulateRowInto(int64_t width, const ForEachTerm& for_each_term,
   const int64_t tail = vectors * lanes;
   if (tail == width) return;
   if (width == 1) {
-    // SpMV: alternate terms go to two sums, so that two FMA chains run at once (one sum waits
-    // on the FMA latency every term).
-    Accum even = 0, odd = 0;
-    if constexpr (kAddInto) even = target[0];
-    const Storage* pending = nullptr;
-    Accum pending_a = 0;
-    for_each_term([&](Accum a, const Storage* rhs_row) {
-      if (pending == nullptr) {
-        pending = rhs_row;
-        pending_a = a;
-        return;
-      }
-      even += pending_a * Value::Load(pending[0]);
-      odd += a * Value::Load(rhs_row[0]);
-      pending = nullptr;
-    });
-    if (pending != nullptr) even += pending_a * Value::Load(pending[0]);
+    // SpMV: one sum in a register (the tail loop below keeps its sums in memory: 2.5x slower
+    // here). Two sums over alternate terms measured slower still (4096 x 4096, 70-98% sparse).
+    Accum sum = 0;
+    if constexpr (kAddInto) sum = target[0];
+    for_each_term([&](Accum a, const Storage* rhs_row) { sum += a * Value::Load(rhs_row[0]); });
     if constexpr (kAddInto) {
-      target[0] = even + odd;
+      target[0] = sum;
     } else {
-      target[0] = Value::Store(even + odd);
+      target[0] = Value::Store(sum);
     }
     return;
   }
