@@ -133,13 +133,15 @@ class ConfigTable:
 # 1 query, density 0.1, KV 32k).
 # Round 4 (2026-11-25, same shapes, experiments/results/h100-2026-11-25-attention-sweep/): the
 # sweep's proposed table, adopted. Head dim 64: 64x128 w4 s2 3090 us dense, 371 us at density 0.1
-# (the round-2 entry 128x128 w4 s3: 3336 / 431 in the same run); causal 128x128 w4 s3 2054 us.
+# (the round-2 entry 128x128 w4 s3: 3336 / 431 in the same run); causal 128x128 w4 s3 with
+# head_group 8: 1893 us (2054 with head_group 1).
 # Head dim 128: 128x64 w4 s2 4946 / 679 us (128x128 w8 s3: 5206 / 719); causal keeps 128x128 w8
 # s3 (2976 us, the best causal entry). Differences of a few percent: one run each.
 DEFAULT_TABLE = ConfigTable(
     prefill_small_head=AttentionConfig(block_q=64, block_k=128, num_warps=4, num_stages=2),
     prefill_large_head=AttentionConfig(block_q=128, block_k=64, num_warps=4, num_stages=2),
-    causal_small_head=AttentionConfig(block_q=128, block_k=128, num_warps=4, num_stages=3),
+    causal_small_head=AttentionConfig(block_q=128, block_k=128, num_warps=4, num_stages=3,
+                                      head_group=8),
     causal_large_head=AttentionConfig(block_q=128, block_k=128, num_warps=8, num_stages=3),
     sparse_below=0.15,
     decode_programs=256,

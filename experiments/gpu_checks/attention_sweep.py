@@ -96,8 +96,12 @@ def table_literal(table: bsa.ConfigTable) -> str:
     if value is None:
       continue
     if isinstance(value, bsa.AttentionConfig):
-      value = (f"AttentionConfig(block_q={value.block_q}, block_k={value.block_k}, "
-               f"num_warps={value.num_warps}, num_stages={value.num_stages})")
+      # Every field that differs from AttentionConfig's default (head_group included).
+      defaults = bsa.AttentionConfig(block_q=value.block_q, block_k=value.block_k)
+      args = ", ".join(f"{f.name}={getattr(value, f.name)}" for f in dataclasses.fields(value)
+                       if f.name in ("block_q", "block_k", "num_warps", "num_stages")
+                       or getattr(value, f.name) != getattr(defaults, f.name))
+      value = f"AttentionConfig({args})"
     lines.append(f"    {field.name}={value},")
   lines[-1] = lines[-1].rstrip(",") + ")"
   return "\n".join(lines)

@@ -2,6 +2,7 @@
 ConfigTable (specialised entries only past the margin) and its source text, which must rebuild
 the same table when pasted."""
 
+import dataclasses
 import importlib.util
 import pathlib
 import sys
@@ -39,3 +40,13 @@ def test_proposed_table_takes_winners_and_specialises_only_past_the_margin():
   assert namespace["DEFAULT_TABLE"] == table
   text = "\n".join(sweep.markdown(times, {(128, c): "ValueError: boom"}, table))
   assert "9.0*" in text and "boom" in text
+
+
+def test_table_literal_keeps_head_group():
+  # The source printed for pasting must rebuild every field, head_group included.
+  grouped = bsa.AttentionConfig(block_q=128, block_k=128, num_warps=4, num_stages=3, head_group=8)
+  table = dataclasses.replace(bsa.DEFAULT_TABLE, causal_small_head=grouped)
+  namespace = {}
+  exec(sweep.table_literal(table), globals(), namespace)
+  assert namespace["DEFAULT_TABLE"].causal_small_head.head_group == 8
+  assert namespace["DEFAULT_TABLE"] == table
