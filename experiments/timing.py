@@ -116,15 +116,20 @@ class Timer:
 
 
 def _tied(operands: tuple, scalar: jax.Array) -> tuple:
-  """``operands`` with ``0 * scalar`` added in place to one element of the first floating leaf:
-  the same values (for a finite scalar), but a data dependency on ``scalar`` that no compiler
-  pass can see through (XLA does not fold ``x * 0`` for floats)."""
+  """``operands`` with ``0 * scalar`` added in place to the first element of their smallest
+  numeric leaf (e.g. a CSR matrix's row offsets): the same values (for a finite scalar), but a
+  data dependency on ``scalar`` that no compiler pass can see through (XLA does not fold
+  ``x * 0`` for floats), at the cost of touching the smallest array (a large one measured up to
+  20% slower on the reference lowering)."""
   leaves, treedef = jax.tree_util.tree_flatten(operands)
-  for index, leaf in enumerate(leaves):
-    if jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.size > 0:
-      zero = (scalar * 0).astype(leaf.dtype)
-      leaves[index] = leaf.at[(0,) * leaf.ndim].add(zero)
-      break
+  candidates = [index for index, leaf in enumerate(leaves)
+                if leaf.size > 0 and (jnp.issubdtype(leaf.dtype, jnp.floating)
+                                      or jnp.issubdtype(leaf.dtype, jnp.integer))]
+  if candidates:
+    index = min(candidates, key=lambda i: leaves[i].size)
+    leaf = leaves[index]
+    zero = (scalar * 0).astype(leaf.dtype)
+    leaves[index] = leaf.at[(0,) * leaf.ndim].add(zero)
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 

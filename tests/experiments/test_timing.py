@@ -27,7 +27,7 @@ def test_tied_operands_keep_their_values_and_depend_on_the_scalar():
   for before, after in zip(jax.tree_util.tree_leaves((matrix, dense)),
                            jax.tree_util.tree_leaves(tied)):
     np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
-  # The first floating leaf (the matrix's values) is a function of the scalar.
+  # The smallest leaf (the row offsets) is a function of the scalar.
   jaxpr = jax.make_jaxpr(lambda s: timing._tied((matrix, dense), s))(jnp.float32(1.0))
   assert any(eqn.primitive.name == "mul" for eqn in jaxpr.jaxpr.eqns)
 
