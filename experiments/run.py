@@ -32,7 +32,7 @@ from experiments import report, roofline, runner, sanity, timing  # noqa: E402
 
 RESULTS_ROOT = REPO_ROOT / "experiments" / "results"
 # Quick: each measurement capped at 0.2 s (the --quick preset must finish within 5 minutes on a
-# 2-core CPU, fresh install included in the README's command; 0.4 s took it to 298 s).
+# 2-core CPU; with 0.4 s it took 298 s in a fresh venv).
 QUICK_TIMING = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.2)
 FULL_TIMING = timing.TimingConfig(repeats=10, min_repeats=3, min_sample_s=0.005, max_total_s=2.0)
 
