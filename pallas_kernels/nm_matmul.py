@@ -42,6 +42,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
 from pallas_kernels import _common
+from pallas_kernels.nm_packing import pack_indices, packed_layout  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,32 +108,6 @@ def packed_fits(nm: tuple[int, int], config: NmMatmulConfig) -> bool:
   except ValueError:
     return False
   return config.block_k % (nm[1] * per_word) == 0
-
-
-def packed_layout(nm: tuple[int, int]) -> tuple[int, int]:
-  """(bits per position, groups per uint32 word) of ``pack_indices``: log2(m) bits per kept
-  value, n of them per group, and a power-of-two number of groups per word (Triton's ``arange``)."""
-  n, m = nm
-  bits = max(m - 1, 1).bit_length()
-  fit = 32 // (n * bits)
-  if not fit:
-    raise ValueError(f"{n}:{m} needs {n * bits} bits of positions a group: more than a word")
-  return bits, 1 << (fit.bit_length() - 1)
-
-
-def pack_indices(indices: jax.Array, nm: tuple[int, int]) -> jax.Array:
-  """Positions packed into uint32 words: [M, K / m * n] -> [M, ceil(K / m / g)], g groups per
-  word (``packed_layout``); group ``j`` of a word holds slot ``s`` at bit
-  ``j * n * bits + s * bits``. For 2:4, 4 bits a group: 1/8 byte per weight instead of 1/2."""
-  n, m = nm
-  bits, per_word = packed_layout(nm)
-  rows, stored = indices.shape
-  slots = indices.astype(jnp.uint32).reshape(rows, stored // n, n)
-  codes = jnp.sum(slots << (jnp.arange(n, dtype=jnp.uint32) * bits), axis=2, dtype=jnp.uint32)
-  codes = jnp.pad(codes, ((0, 0), (0, -codes.shape[1] % per_word)))
-  shifts = jnp.arange(per_word, dtype=jnp.uint32) * (n * bits)
-  words = codes.reshape(rows, codes.shape[1] // per_word, per_word)  # no -1: rows may be 0
-  return jnp.sum(words << shifts, axis=2, dtype=jnp.uint32)
 
 
 def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: tuple[int, int],

@@ -13,7 +13,7 @@ from jsparse.formats import _structure, validation
 from jsparse.formats.base import SparseMatrix
 from jsparse.formats.coo import COO
 from jsparse.formats.csr import CSR
-from pallas_kernels.nm_matmul import pack_indices, packed_layout
+from pallas_kernels.nm_packing import pack_indices, packed_layout
 
 PACKED_INDEX_DTYPE = jnp.uint32
 
