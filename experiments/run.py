@@ -11,6 +11,7 @@ Prints a table (one row per case, one column per line, median microseconds) and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import shlex
@@ -58,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--dtypes", nargs="+", choices=grid.DTYPES)
   parser.add_argument("--lines", nargs="+", help="only these lines (names as in the table)")
   parser.add_argument("--repeats", type=int, help="timed samples per measurement")
+  parser.add_argument("--max-op-s", type=float,
+                      help="an op slower than this many seconds is timed by one sample only "
+                           "(recorded in its timing method); default: no limit")
   parser.add_argument("--timing", choices=("quick", "full"),
                       help="timing settings (default: the preset's); quick caps each "
                       "measurement at 0.2 s, full at 2 s")
@@ -142,7 +146,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
   config = FULL_TIMING if (args.timing or args.preset) == "full" else QUICK_TIMING
   if args.repeats:
-    config = timing.TimingConfig(**{**config.__dict__, "repeats": args.repeats})
+    config = dataclasses.replace(config, repeats=args.repeats)
+  if args.max_op_s:
+    config = dataclasses.replace(config, max_op_s=args.max_op_s)
   print(f"{len(cases)} cases x {len(lines)} lines on {machine.device} ({machine.platform}); "
         f"not available: {', '.join(sorted(unavailable)) or 'none'}", flush=True)
   print("measuring the roofline ...", flush=True)

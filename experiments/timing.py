@@ -7,7 +7,8 @@ What every method shares:
   dominated by clock resolution, Python dispatch or launch latency).
 - The result is the median over ``repeats`` samples, with p10 / p90 and the counts recorded.
   ``repeats`` shrinks (to ``min_repeats``) for slow ops so one measurement stays under
-  ``max_total_s``.
+  ``max_total_s``; an op slower than ``max_op_s`` (when set) keeps its first sample alone, and
+  its method says so.
 - ``copies`` operand sets (see ``operand_copies``): when the working set is between half and a few
   times the last-level cache, consecutive runs rotate among copies so that data left in the cache
   by one run is not re-read by the next. A working set well inside the cache is timed warm (as in
@@ -54,6 +55,10 @@ class TimingConfig:
   min_sample_s: float = 0.002
   max_total_s: float = 1.5
   max_inner: int = 10_000
+  # An op slower than this (seconds) is measured by its first sample alone (``repeats`` = 1):
+  # a pathological baseline (e.g. a bfloat16 scatter-add taking seconds) then costs one sample,
+  # not the ~5 x 8 unrolled calls of a full measurement. None: no limit.
+  max_op_s: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +108,11 @@ class Timer:
     # call (a clock ramp, an allocation, another process) must not stop the calibration at a
     # small ``inner`` where per-call dispatch would dominate the figure.
     inner = 1
-    elapsed = min(sample(inner), sample(inner))
+    elapsed = sample(inner)
+    if config.max_op_s is not None and elapsed > config.max_op_s:
+      return Measurement(elapsed * 1e6, elapsed * 1e6, elapsed * 1e6, 1, inner, copies,
+                         f"{self.method} (one sample: slower than {config.max_op_s:g} s an op)")
+    elapsed = min(elapsed, sample(inner))
     while elapsed < config.min_sample_s and inner < config.max_inner:
       inner = min(config.max_inner, 2 * inner)
       elapsed = min(sample(inner), sample(inner))

@@ -46,3 +46,30 @@ def test_loop_timer_matches_per_call_timing_of_the_cpu_kernel():
   per_call = timing.JaxCallTimer(spmm, (matrix, b)).measure(config).median_us
   # Per call adds dispatch (tens of us); merged calls would read several times faster.
   assert looped > 0.5 * per_call, (looped, per_call)
+
+
+class _CountingTimer(timing.Timer):
+  """A fake timer whose every op takes ``op_s`` seconds; counts the samples taken."""
+
+  method = "fake"
+
+  def __init__(self, op_s: float):
+    self.op_s, self.samples = op_s, 0
+
+  def measure(self, config: timing.TimingConfig) -> timing.Measurement:
+    def sample(inner: int) -> float:
+      self.samples += 1
+      return self.op_s * inner
+    return self._measure_with(sample, config, 1)
+
+
+def test_an_op_slower_than_max_op_s_is_timed_by_one_sample():
+  config = timing.TimingConfig(repeats=5, min_repeats=3, max_op_s=0.5)
+  slow = _CountingTimer(2.0)
+  measured = slow.measure(config)
+  assert slow.samples == 1
+  assert measured.repeats == 1 and measured.median_us == 2e6
+  assert "one sample" in measured.method
+  fast = _CountingTimer(0.01)
+  measured = fast.measure(config)
+  assert fast.samples > 1 and measured.repeats >= 3 and measured.method == "fake"
