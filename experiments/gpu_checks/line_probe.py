@@ -36,7 +36,8 @@ def main() -> None:
   problem = problems.build_problem(case)
   say("float64 reference")
   expected = check.reference(problem)
-  config = timing.TimingConfig(repeats=3, min_repeats=3, min_sample_s=0.002, max_total_s=0.3)
+  config = timing.TimingConfig(repeats=3, min_repeats=3, min_sample_s=0.002, max_total_s=0.3,
+                                max_op_s=0.5)
   for name in args.lines:
     line = by_name[name]
     reason = line.available(machine) or line.applies(case, machine)
