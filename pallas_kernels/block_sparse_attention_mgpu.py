@@ -1,0 +1,439 @@
+"""Block-sparse flash attention (forward) in Pallas for the Mosaic GPU backend (Hopper).
+
+A port of JAX's FlashAttention-3 kernel (``jax.experimental.pallas.ops.gpu.attention_mgpu``) to
+the kept-block lists of ``block_sparse_attention`` (the Triton kernel, same contract): for query
+block ``i`` of mask head ``h`` the kept key blocks are ``kv_block_indices[h, i, :count]`` with
+``count = kv_block_counts[h, i]``, ascending. Each program owns ``2 * block_q`` query rows of one
+(batch, query head) and runs three warpgroups: two compute warpgroups (``block_q`` rows each,
+wgmma from shared memory, online softmax in float32, base 2) and one memory warpgroup issuing TMA
+copies of K and V into ``max_concurrent_steps`` shared-memory slots, each slot released by the
+compute warpgroups through barriers. Both loops run over the kept key tiles only: step ``s``
+reads ``block_kv`` keys from
+``kv_block_indices[h, i, s // subs] * bk + (s % subs) * block_kv`` (``subs = bk // block_kv``),
+a scalar load from the index table in global memory (one row per program, L1-resident after the
+first load), so no kernel besides the attention kernel runs per call.
+
+Causal masks (bottom-right aligned, key ``j`` visible to query ``i`` iff ``j <= i + Sk - Sq``)
+split each warpgroup's kept tiles into a prefix that needs no mask, then tiles masked elementwise
+(the diagonal), then tiles it skips; both prefixes are found by a binary search of the ascending
+list (``_count_steps``). A warpgroup that finishes before its neighbour keeps releasing the
+neighbour's tiles (as attention_mgpu's causal epilogue) so the memory warpgroup never waits.
+
+Grouped-query heads: query head ``h`` reads key/value head ``h // (Hq // Hkv)`` by TMA
+coordinates, never copying K or V. A query row with no visible key outputs 0.
+
+Restrictions (``check_arguments``; ``supports`` says which one a call breaks, so a caller can
+fall back to the Triton kernel): float16/bfloat16, head dim 64 or 128, ``Sq`` a multiple of
+``2 * block_q``, ``Sk`` a multiple of the mask's ``bk``, ``bq`` a multiple of ``2 * block_q``,
+``bk`` a multiple of ``block_kv``, and the shared-memory tiles within 227 KiB.
+
+References: Shah et al., "FlashAttention-3" (2024); Dao, "FlashAttention-2" (2023).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from pallas_kernels import block_sparse_attention
+
+reference_fn = block_sparse_attention.reference_fn
+dense_block_mask = block_sparse_attention.dense_block_mask
+
+LOG2_E = math.log2(math.e)
+KERNEL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+HEAD_DIMS = (64, 128)
+COMPUTE_WARPGROUPS = 2
+SMEM_BYTES = 227 * 1024  # the most dynamic shared memory a Hopper block may use
+# Register split of attention_mgpu: the compute warpgroups hold the accumulators.
+COMPUTE_REGISTERS, MEMORY_REGISTERS = 232, 40
+
+
+@dataclasses.dataclass(frozen=True)
+class MgpuAttentionConfig:
+  """Tile sizes of one launch.
+
+  Attributes:
+    block_q: query rows per compute warpgroup (multiple of 64); a program covers ``2 * block_q``
+      rows, which must lie in one mask query block.
+    block_kv: keys per step (multiple of 64) dividing the mask's ``bk``.
+    max_concurrent_steps: shared-memory slots for K/V tiles in flight (>= 2).
+  """
+
+  block_q: int = 64
+  block_kv: int = 128
+  max_concurrent_steps: int = 2
+
+  def __post_init__(self):
+    for name in ("block_q", "block_kv"):
+      value = getattr(self, name)
+      if value <= 0 or value % 64:
+        raise ValueError(f"MgpuAttentionConfig.{name} must be a positive multiple of 64, got "
+                         f"{value}")
+    if self.max_concurrent_steps < 2:
+      raise ValueError("MgpuAttentionConfig.max_concurrent_steps must be >= 2, got "
+                       f"{self.max_concurrent_steps}")
+
+  def smem_bytes(self, head_dim: int, itemsize: int) -> int:
+    """Shared memory of the Q/O tiles and the K/V slots."""
+    rows = COMPUTE_WARPGROUPS * self.block_q + 2 * self.max_concurrent_steps * self.block_kv
+    return rows * head_dim * itemsize
+
+
+# attention_mgpu's benchmark defaults (block_q 64, block_kv 128, 2 slots) at head dims 64 and
+# 128; block_kv 64 where the mask's key blocks are 64 wide.
+DEFAULT_CONFIGS = {64: MgpuAttentionConfig(64, 128, 2), 128: MgpuAttentionConfig(64, 128, 2)}
+
+
+def default_config(*, head_dim: int, block_size: tuple[int, int]) -> MgpuAttentionConfig:
+  """``DEFAULT_CONFIGS[head_dim]`` with ``block_kv`` reduced to the mask's ``bk`` if smaller."""
+  config = DEFAULT_CONFIGS.get(head_dim, DEFAULT_CONFIGS[128])
+  block_kv = config.block_kv if block_size[1] % config.block_kv == 0 else 64
+  return dataclasses.replace(config, block_kv=block_kv)
+
+
+def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size,
+                    config: MgpuAttentionConfig) -> None:
+  """The Triton kernel's contract (``block_sparse_attention.check_arguments``) plus this
+  kernel's restrictions; raises ValueError/TypeError naming the argument."""
+  block_sparse_attention.check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size)
+  _, q_len, _, head_dim = q.shape
+  kv_len = k.shape[1]
+  bq, bk = block_size
+  rows = COMPUTE_WARPGROUPS * config.block_q
+  if jnp.dtype(q.dtype) not in KERNEL_DTYPES:
+    raise TypeError(f"q, k, v must be float16 or bfloat16 for the Mosaic GPU kernel, got "
+                    f"{q.dtype}")
+  if head_dim not in HEAD_DIMS:
+    raise ValueError(f"head dim must be one of {HEAD_DIMS} for the Mosaic GPU kernel, got "
+                     f"{head_dim}")
+  if q_len % rows:
+    raise ValueError(f"q's sequence length must be a multiple of 2 * config.block_q = {rows}, "
+                     f"got {q_len}")
+  if kv_len % bk:
+    raise ValueError(f"k's sequence length must be a multiple of block_size[1] = {bk}, got "
+                     f"{kv_len}")
+  if bq % rows:
+    raise ValueError(f"block_size[0] must be a multiple of 2 * config.block_q = {rows} (a "
+                     f"program's rows in one mask block), got block_size {block_size}")
+  if bk % config.block_kv:
+    raise ValueError(f"block_size[1] must be a multiple of config.block_kv = {config.block_kv}, "
+                     f"got block_size {block_size}")
+  smem = config.smem_bytes(head_dim, jnp.dtype(q.dtype).itemsize)
+  if smem > SMEM_BYTES:
+    raise ValueError(f"config {config} needs {smem} bytes of shared memory at head dim "
+                     f"{head_dim}, more than {SMEM_BYTES}")
+
+
+def _causal_miscompiled() -> bool:
+  """attention_mgpu refuses causal masks on CUDA runtimes 12.8.0 to 12.9.0 (a ptxas
+  miscompilation); the same masking code runs here."""
+  from jax._src.lib import cuda_versions
+  if cuda_versions is None:
+    return False
+  try:
+    version = cuda_versions.cuda_runtime_get_version()
+  except Exception:  # noqa: BLE001  (no CUDA runtime loaded: nothing to guard)
+    return False
+  return 12080 <= version < 12091
+
+
+def supports(q, k, v, kv_block_indices, kv_block_counts, *, block_size: tuple[int, int],
+             causal: bool = False, config: MgpuAttentionConfig | None = None) -> bool | str:
+  """True if ``kernel_fn`` accepts these arguments (arrays or ``jax.ShapeDtypeStruct``), else
+  why not (fall back to ``block_sparse_attention.kernel_fn``)."""
+  try:
+    if config is None:
+      config = default_config(head_dim=q.shape[-1], block_size=tuple(block_size))
+    check_arguments(q, k, v, kv_block_indices, kv_block_counts, tuple(block_size), config)
+  except (TypeError, ValueError) as error:
+    return str(error)
+  if causal and _causal_miscompiled():
+    return "causal masks are miscompiled by ptxas on CUDA runtimes 12.8.0 to 12.9.0"
+  return True
+
+
+def _count_steps(key_start, num_steps, limit, *, max_steps: int):
+  """How many of the first ``num_steps`` steps start at a key ``<= limit`` (int32 scalars):
+  a binary search, ``key_start`` being increasing along the ascending kept list."""
+  def halve(_, bounds):
+    lo, hi = bounds
+    mid = lax.div(lo + hi, jnp.int32(2))
+    start = key_start(jnp.minimum(mid, max_steps - 1))  # in the list even when lo == hi
+    searching = lo < hi
+    return (jnp.where(searching & (start <= limit), mid + 1, lo),
+            jnp.where(searching & (start > limit), mid, hi))
+  lo, _ = lax.fori_loop(0, max(1, max_steps).bit_length(), halve, (jnp.int32(0), num_steps))
+  return lo
+
+
+def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, scoped, *,
+                      config: MgpuAttentionConfig, block_size, heads_per_kv_head: int,
+                      per_head_mask: bool, causal: bool, qk_scale: float, q_len: int,
+                      kv_len: int, interpret: bool):
+  """One program: ``2 * block_q`` query rows of one (batch, query head); see the module
+  docstring. ``scoped``: shared-memory tiles and barriers from ``_entry``."""
+  (qo_smem2, k_smem, v_smem), (k_barriers, v_barriers, q_barriers), consumed, schedule = scoped
+  k_consumed, v_consumed = consumed
+  block_q, block_kv, slots = config.block_q, config.block_kv, config.max_concurrent_steps
+  bq, bk = block_size
+  subs = bk // block_kv
+  max_kept = indices_ref.shape[-1]
+  head_dim = q_ref.shape[-1]
+  dtype = q_ref.dtype
+  rows = COMPUTE_WARPGROUPS * block_q
+  batch = lax.axis_index("batch")
+  q_head = lax.axis_index("heads")
+  wg = lax.axis_index("wg")
+  # Last query tile first: under causal masks it holds the longest programs, and starting them
+  # first shortens the tail of the launch.
+  tile = (q_len // rows) - 1 - lax.axis_index("q_seq")
+  program_start = tile * rows
+  q_block = lax.div(program_start, jnp.int32(bq))
+  mask_head = q_head if per_head_mask else 0
+  count = counts_ref[mask_head, q_block]
+  total_steps = count * subs
+
+  def key_start(step):
+    if subs == 1:
+      return indices_ref[mask_head, q_block, step] * bk
+    return (indices_ref[mask_head, q_block, lax.div(step, jnp.int32(subs))] * bk
+            + lax.rem(step, jnp.int32(subs)) * block_kv)
+
+  offset = kv_len - q_len
+  count_steps = functools.partial(_count_steps, key_start, total_steps, max_steps=max_kept * subs)
+  # Steps holding a key visible to some row of the program (its last row sees the most).
+  program_steps = count_steps(program_start + rows - 1 + offset) if causal else total_steps
+
+  def slot_of(step):
+    return lax.rem(step, jnp.int32(slots))
+
+  def schedule_barrier():
+    plgpu.barrier_arrive(schedule)
+    plgpu.barrier_wait(schedule)
+
+  @pl.when(wg < COMPUTE_WARPGROUPS)
+  def _compute_wg():
+    plgpu.set_max_registers(COMPUTE_REGISTERS, action="increase")
+    qo_smem = qo_smem2.at[wg]
+    row_start = program_start + wg * block_q
+    if causal:
+      num_steps = count_steps(row_start + block_q - 1 + offset)
+      num_full = count_steps(row_start + offset - block_kv + 1)
+    else:
+      num_steps = num_full = total_steps
+
+    plgpu.copy_gmem_to_smem(q_ref.at[batch, pl.ds(row_start, block_q), q_head], qo_smem,
+                            q_barriers.at[wg])
+    plgpu.barrier_wait(q_barriers.at[wg])
+    row_max = plgpu.layout_cast(jnp.full((block_q,), -jnp.inf, jnp.float32),
+                                plgpu.Layout.WGMMA.reduce(1))
+    row_sum = plgpu.layout_cast(jnp.full((block_q,), 0, jnp.float32),
+                                plgpu.Layout.WGMMA.reduce(1))
+    acc = plgpu.layout_cast(jnp.full((block_q, head_dim), 0, jnp.float32), plgpu.Layout.WGMMA)
+
+    @pl.when(num_steps > 0)
+    def _():
+      plgpu.barrier_wait(k_barriers.at[0])
+
+    pl.when(wg == 1)(schedule_barrier)
+
+    def step(kv_step, carry, masked: bool):
+      acc, row_max, row_sum = carry
+      slot = slot_of(kv_step)
+
+      def compute_qk(acc_ref):
+        plgpu.wgmma(acc_ref, qo_smem, k_smem.at[slot].transpose((1, 0)))
+        schedule_barrier()
+        return acc_ref[...]
+      scores = pl.run_scoped(compute_qk, plgpu.ACC((block_q, block_kv), jnp.float32))
+      plgpu.barrier_arrive(k_consumed.at[slot])
+      # A positive scale commutes with the row max, so it is applied inside exp2's argument
+      # (one FMA per score); a non-positive one is applied first.
+      if qk_scale <= 0:
+        scores = scores * qk_scale
+      fused_scale = qk_scale if qk_scale > 0 else 1.0
+      if masked:
+        row_ids = plgpu.broadcasted_iota(jnp.int32, (block_q, block_kv), 0,
+                                         layout=plgpu.Layout.WGMMA)
+        key_ids = plgpu.broadcasted_iota(jnp.int32, (block_q, block_kv), 1,
+                                         layout=plgpu.Layout.WGMMA)
+        visible = key_ids + key_start(kv_step) <= row_ids + (row_start + offset)
+        scores = jnp.where(visible, scores, -jnp.inf)
+      new_max = jnp.maximum(row_max, scores.max(axis=1) * fused_scale)
+      # A row that has seen no visible key keeps max -inf; subtracting 0 keeps exp2 at 0.
+      safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max) if masked else new_max
+      correction = jnp.exp2(row_max - safe_max)
+      probs = jnp.exp2(scores * fused_scale - lax.broadcast_in_dim(safe_max, scores.shape, [0]))
+      acc *= lax.broadcast_in_dim(correction, acc.shape, [0])
+      row_sum *= correction
+      probs_low = probs.astype(dtype)
+
+      def end_softmax_barriers():
+        plgpu.barrier_arrive(schedule)  # done with the softmax
+        plgpu.barrier_wait(v_barriers.at[slot])
+        plgpu.barrier_wait(schedule)  # the tensor cores are free
+      # attention_mgpu's order (it measured the difference, without an explanation).
+      if head_dim <= 128:
+        row_sum += probs.sum(axis=1)
+        acc, row_sum, new_max, probs_low = lax.optimization_barrier(
+            (acc, row_sum, new_max, probs_low))
+        end_softmax_barriers()
+      else:
+        end_softmax_barriers()
+        row_sum += probs.sum(axis=1)
+
+      def wait_next_k():
+        @pl.when(kv_step + 1 < num_steps)
+        def _():
+          plgpu.barrier_wait(k_barriers.at[slot_of(kv_step + 1)])
+
+      if interpret:
+        # The interpreter (jax 0.11.2) runs neither run_state nor a wgmma whose left operand is
+        # in registers: the same product as a plain dot of the shared-memory V tile.
+        acc += lax.dot(probs_low, v_smem.at[slot][...], preferred_element_type=jnp.float32)
+        wait_next_k()
+      else:
+        def compute_pv(acc_ref):
+          plgpu.wgmma(acc_ref, probs_low, v_smem.at[slot])
+          wait_next_k()
+        acc = pl.run_state(compute_pv)(plgpu.ACC.init(acc))
+      plgpu.barrier_arrive(v_consumed.at[slot])
+      return acc, new_max, row_sum
+
+    carry = (acc, row_max, row_sum)
+    carry = lax.fori_loop(0, num_full, functools.partial(step, masked=False), carry)
+    if causal:
+      carry = lax.fori_loop(num_full, num_steps, functools.partial(step, masked=True), carry)
+
+      def release(kv_step, _):
+        # Steps only the other warpgroup needs: release their slots and keep the schedule
+        # barrier's phases in step with it (two waits per step, as in ``step``). Waiting for
+        # the tiles too keeps every barrier phase observed by each thread that waits on it
+        # (the interpreter checks that when it frees a barrier; the other warpgroup waits for
+        # the same tiles at the same time).
+        slot = slot_of(kv_step)
+        plgpu.barrier_wait(k_barriers.at[slot])
+        plgpu.barrier_arrive(k_consumed.at[slot])
+        plgpu.barrier_wait(v_barriers.at[slot])
+        plgpu.barrier_arrive(v_consumed.at[slot])
+        schedule_barrier()
+        schedule_barrier()
+      lax.fori_loop(num_steps, program_steps, release, None)
+    acc, row_max, row_sum = carry
+    pl.when(wg == 0)(schedule_barrier)
+
+    row_sum = jnp.where(row_sum == 0.0, 1.0, row_sum)  # no visible key: 0 / 1
+    acc /= lax.broadcast_in_dim(row_sum, (block_q, head_dim), [0])
+    qo_smem[...] = acc.astype(dtype)
+    plgpu.commit_smem()
+    plgpu.copy_smem_to_gmem(qo_smem, out_ref.at[batch, pl.ds(row_start, block_q), q_head])
+    plgpu.wait_smem_to_gmem(0)
+
+  @pl.when(wg == COMPUTE_WARPGROUPS)
+  def _memory_wg():
+    plgpu.set_max_registers(MEMORY_REGISTERS, action="decrease")
+    kv_head = lax.div(q_head, jnp.int32(heads_per_kv_head))
+
+    def issue(kv_step, slot):
+      keys = (batch, pl.ds(key_start(kv_step), block_kv), kv_head)
+      plgpu.copy_gmem_to_smem(k_ref.at[keys], k_smem.at[slot], k_barriers.at[slot])
+      plgpu.copy_gmem_to_smem(v_ref.at[keys], v_smem.at[slot], v_barriers.at[slot])
+
+    for first in range(slots):
+      pl.when(first < program_steps)(functools.partial(issue, jnp.int32(first), first))
+
+    @pl.loop(0, jnp.maximum(program_steps - slots, 0))
+    def _(kv_step):
+      slot = slot_of(kv_step)
+      keys = (batch, pl.ds(key_start(kv_step + slots), block_kv), kv_head)
+      plgpu.barrier_wait(k_consumed.at[slot])
+      plgpu.copy_gmem_to_smem(k_ref.at[keys], k_smem.at[slot], k_barriers.at[slot])
+      plgpu.barrier_wait(v_consumed.at[slot])
+      plgpu.copy_gmem_to_smem(v_ref.at[keys], v_smem.at[slot], v_barriers.at[slot])
+
+    # The last steps' releases, observed so that every barrier phase is (see ``release``); on
+    # the GPU this only holds this warpgroup until the compute warpgroups finish, as the block
+    # does anyway.
+    @pl.loop(jnp.maximum(program_steps - slots, 0), program_steps)
+    def _(kv_step):
+      plgpu.barrier_wait(k_consumed.at[slot_of(kv_step)])
+      plgpu.barrier_wait(v_consumed.at[slot_of(kv_step)])
+
+
+@functools.partial(jax.jit, static_argnames=("block_size", "causal", "scale", "config",
+                                             "interpret"))
+def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Array,
+              kv_block_counts: jax.Array, *, block_size: tuple[int, int], causal: bool = False,
+              scale: float | None = None, config: MgpuAttentionConfig | None = None,
+              interpret: bool | plgpu.InterpretGPUParams = False) -> jax.Array:
+  """Block-sparse attention forward on Hopper (Mosaic GPU).
+
+  Args:
+    q: [B, Sq, Hq, D] bfloat16 or float16, D 64 or 128, Sq a multiple of ``2 * block_q``.
+    k, v: [B, Sk, Hkv, D], q's dtype; Hq a multiple of Hkv (query head h reads kv head
+      h // (Hq // Hkv)); Sk a multiple of ``bk``.
+    kv_block_indices: int32 [Hm, Sq/bq, max_kept], Hm 1 or Hq: ascending kept key blocks
+      per query block; entries past the count are ignored.
+    kv_block_counts: int32 [Hm, Sq/bq].
+    block_size: (bq, bk) of the mask: ``bq`` a multiple of ``2 * block_q``, ``bk`` of
+      ``block_kv``.
+    causal: key j visible to query i only if j <= i + Sk - Sq (bottom-right aligned).
+    scale: score scale, default 1/sqrt(D).
+    config: tiles; default ``default_config(head_dim=D, block_size=block_size)``.
+    interpret: run in Mosaic GPU interpret mode (on the CPU; slow, small shapes): True, or
+      ``plgpu.InterpretGPUParams`` (e.g. ``detect_races=True``).
+
+  Returns:
+    [B, Sq, Hq, D] in q's dtype; a query row with no visible key is 0.
+  """
+  block_size = tuple(block_size)
+  batch, q_len, num_heads, head_dim = q.shape
+  kv_len, kv_heads = k.shape[1], k.shape[2]
+  if config is None:
+    config = default_config(head_dim=head_dim, block_size=block_size)
+  check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size, config)
+  scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+  dtype = q.dtype
+  slots = config.max_concurrent_steps
+  kernel = functools.partial(
+      _attention_kernel, config=config, block_size=block_size,
+      heads_per_kv_head=num_heads // kv_heads, per_head_mask=kv_block_indices.shape[0] > 1,
+      causal=causal, qk_scale=scale * LOG2_E, q_len=q_len, kv_len=kv_len,
+      interpret=bool(interpret))
+
+  def entry(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref):
+    # 128-byte swizzled tiles of 64 elements: the layout wgmma reads and TMA writes.
+    transforms = (plgpu.TilingTransform((8, 64)), plgpu.SwizzleTransform(128))
+    tiles = (plgpu.SMEM((COMPUTE_WARPGROUPS, config.block_q, head_dim), dtype,
+                        transforms=transforms),
+             plgpu.SMEM((slots, config.block_kv, head_dim), dtype, transforms=transforms),
+             plgpu.SMEM((slots, config.block_kv, head_dim), dtype, transforms=transforms))
+    pl.run_scoped(
+        lambda *scoped: kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, scoped),
+        tiles,
+        (plgpu.Barrier(num_barriers=slots), plgpu.Barrier(num_barriers=slots),
+         plgpu.Barrier(num_barriers=COMPUTE_WARPGROUPS)),
+        (plgpu.Barrier(num_arrivals=COMPUTE_WARPGROUPS, num_barriers=slots),) * 2,
+        plgpu.Barrier(num_arrivals=COMPUTE_WARPGROUPS),
+        collective_axes="wg")
+
+  return plgpu.kernel(
+      entry,
+      out_type=jax.ShapeDtypeStruct(q.shape, dtype),
+      grid=(num_heads, q_len // (COMPUTE_WARPGROUPS * config.block_q), batch),
+      grid_names=("heads", "q_seq", "batch"),
+      num_threads=COMPUTE_WARPGROUPS + 1,
+      thread_name="wg",
+      compiler_params=plgpu.CompilerParams(approx_math=True),
+      interpret=(interpret if isinstance(interpret, plgpu.InterpretGPUParams)
+                 else plgpu.InterpretGPUParams() if interpret else False),
+      kernel_name="block_sparse_attention_mgpu",
+  )(kv_block_indices, kv_block_counts, q, k, v)

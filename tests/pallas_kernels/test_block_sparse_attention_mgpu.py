@@ -1,0 +1,215 @@
+"""Mosaic GPU block-sparse attention kernel vs a float64 dense reference with the block mask.
+
+Runs in Mosaic GPU interpret mode on the CPU (three simulated warpgroups per program, barriers
+and TMA copies included; about 2 s per small case) and compiled when JAX sees a GPU. The
+interpreter differs from the compiled kernel in one place: the P @ V product is a plain dot of
+the shared-memory V tile instead of a wgmma with P in registers (``_attention_kernel``), so the
+compiled path is checked by the GPU cases and, without a GPU, up to the Mosaic GPU MLIR by
+``test_lowers_to_mosaic_gpu_without_a_gpu``. Outputs start as NaN in the interpreter, so a
+finite result equal to the reference shows that every element was written. The interpreter also
+checks the barrier protocol (every phase observed by each thread that waits on a barrier, no
+arrival into a phase not yet observed). Its race detector is not used: it does not track wgmma
+reads (jax 0.11.2), and it reports the interpret-only plain read of V before the memory
+warpgroup's next TMA write into that slot as a cross-proxy race, which the compiled kernel (V
+read by wgmma, as in attention_mgpu) does not have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pallas_kernels import block_sparse_attention_mgpu as mgpu_attention
+from tests.pallas_kernels.test_block_sparse_attention import compact_lists
+
+ON_GPU = jax.default_backend() == "gpu"
+INTERPRET = not ON_GPU
+reference = jax.jit(mgpu_attention.reference_fn, static_argnames=("block_size", "causal", "scale"))
+TOLERANCE = {jnp.float16: 4e-3, jnp.bfloat16: 3e-2}
+Config = mgpu_attention.MgpuAttentionConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  batch: int
+  q_len: int
+  kv_len: int
+  heads: int
+  kv_heads: int
+  head_dim: int
+  block_size: tuple[int, int]
+  density: float  # fraction of kept blocks (1.0: all, 0.0: none)
+  per_head_mask: bool
+  causal: bool
+  dtype: type
+  config: Config | None = None
+  empty_query_block: bool = False
+  scale: float | None = None  # None: 1/sqrt(head_dim)
+
+
+def run_case(case: Case, seed: int):
+  rng = np.random.default_rng(seed)
+  bq, bk = case.block_size
+  shape = (case.heads if case.per_head_mask else 1, case.q_len // bq, case.kv_len // bk)
+  dense = rng.random(shape) < case.density
+  if case.empty_query_block:
+    dense[:, rng.integers(shape[1])] = False
+  indices, counts = compact_lists(dense, rng)
+
+  def draw(seq, heads):
+    return jnp.asarray(rng.standard_normal((case.batch, seq, heads, case.head_dim)), case.dtype)
+  q, k, v = draw(case.q_len, case.heads), draw(case.kv_len, case.kv_heads), draw(
+      case.kv_len, case.kv_heads)
+  out = mgpu_attention.kernel_fn(q, k, v, indices, counts, block_size=case.block_size,
+                                 causal=case.causal, scale=case.scale, config=case.config,
+                                 interpret=INTERPRET)
+  expected = reference(*(x.astype(jnp.float64) for x in (q, k, v)), indices, counts,
+                       block_size=case.block_size, causal=case.causal, scale=case.scale)
+  assert out.shape == q.shape and out.dtype == q.dtype
+  out = np.asarray(out.astype(jnp.float64))
+  assert np.isfinite(out).all(), f"seed {seed}: unwritten or non-finite outputs"
+  tol = TOLERANCE[case.dtype]
+  np.testing.assert_allclose(out, np.asarray(expected), atol=tol, rtol=tol,
+                             err_msg=f"seed {seed}, {case}")
+  return out, np.asarray(expected)
+
+
+CASES = {
+    # GQA (4 query heads on 2 kv heads), per-head random masks with an all-empty query block
+    # (rows of zeros), two 64-key steps per 128-key mask block.
+    "gqa_random_per_head_bf16_d64": Case(
+        1, 256, 256, 4, 2, 64, (128, 128), 0.6, True, False, jnp.bfloat16,
+        config=Config(block_q=64, block_kv=64), empty_query_block=True),
+    # MQA, fully dense shared mask, Sq != Sk, head dim 128, a negative scale (applied before the
+    # row max), three K/V slots.
+    "mqa_dense_f16_d128_negative_scale": Case(
+        1, 128, 384, 2, 1, 128, (128, 128), 1.0, False, False, jnp.float16,
+        config=Config(block_q=64, block_kv=128, max_concurrent_steps=3), scale=-0.1),
+    # Causal, Sq == Sk, 64-key steps: the first compute warpgroup's last visible step comes one
+    # before the second's, so it releases that step's slots (the epilogue loop); dense mask.
+    "causal_dense_bf16_d64_uneven_warpgroups": Case(
+        1, 256, 256, 2, 2, 64, (128, 128), 1.0, True, True, jnp.bfloat16,
+        config=Config(block_q=64, block_kv=64)),
+    # Causal, Sq < Sk (bottom-right aligned), random per-head masks, head dim 128, 256-key
+    # mask blocks in two steps each, the default 128-key steps.
+    "causal_offset_random_f16_d128": Case(
+        1, 128, 512, 2, 1, 128, (128, 256), 0.7, True, True, jnp.float16),
+    # Causal, Sq > Sk: the first 128 queries see no key (zeros); 256-row mask blocks in
+    # 128-row warpgroup tiles.
+    "causal_more_queries_than_keys_bf16_d64": Case(
+        1, 512, 256, 1, 1, 64, (256, 128), 1.0, False, True, jnp.bfloat16,
+        config=Config(block_q=128, block_kv=128)),
+    # Nothing kept anywhere: exactly zeros.
+    "empty_f16_d64": Case(1, 128, 256, 2, 1, 64, (128, 128), 0.0, False, False, jnp.float16),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_kernel_matches_float64_reference(name):
+  seed = int(np.random.default_rng().integers(2**31))
+  case = CASES[name]
+  out, expected = run_case(case, seed)
+  if case.density == 0.0 or case.empty_query_block or case.q_len > case.kv_len:
+    assert (expected == 0).all(axis=-1).any(), "the case was meant to have rows with no key"
+  if case.density == 0.0:
+    assert (out == 0).all()
+
+
+GPU_CASES = [
+    # The benchmark's shape class at its block sizes: default configs, both head dims.
+    Case(2, 2048, 2048, 8, 2, head_dim, (128, 128), density, True, causal, jnp.bfloat16)
+    for head_dim in (64, 128) for density, causal in ((0.3, False), (1.0, True), (0.5, True))
+] + [
+    Case(1, 1024, 1536, 4, 4, 128, (128, 128), 0.5, True, True, jnp.float16,
+         empty_query_block=True),
+    Case(2, 1024, 1024, 4, 1, 64, (256, 256), 0.4, False, False, jnp.bfloat16,
+         config=Config(block_q=128, block_kv=128, max_concurrent_steps=2)),
+    Case(1, 1024, 1024, 2, 2, 64, (128, 128), 1.0, True, True, jnp.bfloat16,
+         config=Config(block_q=64, block_kv=64, max_concurrent_steps=4)),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("index", range(len(GPU_CASES)))
+def test_kernel_on_gpu_larger_shapes(index):
+  """Compiled (GPU only): default and non-default configs at larger shapes."""
+  run_case(GPU_CASES[index], int(np.random.default_rng().integers(2**31)))
+
+
+@pytest.mark.parametrize("head_dim, causal, dtype", [
+    (64, False, jnp.bfloat16), (128, True, jnp.float16), (128, False, jnp.bfloat16),
+    (64, True, jnp.float16)])
+def test_lowers_to_mosaic_gpu_without_a_gpu(head_dim, causal, dtype):
+  """The compiled path's lowering (jaxpr -> Mosaic GPU MLIR: the wgmma with P in registers,
+  scalar loads of the index table, the binary search): catches what interpret mode does not
+  run. PTX generation happens only on a GPU."""
+  q = jax.ShapeDtypeStruct((2, 1024, 4, head_dim), dtype)
+  kv = jax.ShapeDtypeStruct((2, 1024, 2, head_dim), dtype)
+  indices = jax.ShapeDtypeStruct((4, 8, 5), jnp.int32)
+  counts = jax.ShapeDtypeStruct((4, 8), jnp.int32)
+  attend = jax.jit(lambda *args: mgpu_attention.kernel_fn(*args, block_size=(128, 256),
+                                                          causal=causal))
+  lowered = attend.trace(q, kv, kv, indices, counts).lower(lowering_platforms=("cuda",))
+  assert "mosaic_gpu" in lowered.as_text()
+
+
+def test_default_config_follows_head_dim_and_mask_blocks():
+  for head_dim in mgpu_attention.HEAD_DIMS:
+    config = mgpu_attention.default_config(head_dim=head_dim, block_size=(128, 128))
+    assert config == mgpu_attention.DEFAULT_CONFIGS[head_dim]
+    assert config.smem_bytes(head_dim, 2) <= mgpu_attention.SMEM_BYTES
+  assert mgpu_attention.default_config(head_dim=64, block_size=(128, 64)).block_kv == 64
+  assert mgpu_attention.default_config(head_dim=64, block_size=(128, 384)).block_kv == 128
+
+
+def test_config_rejects_tiles_that_mosaic_cannot_use():
+  with pytest.raises(ValueError, match="block_q must be a positive multiple of 64"):
+    Config(block_q=32)
+  with pytest.raises(ValueError, match="block_kv must be a positive multiple of 64"):
+    Config(block_kv=96)
+  with pytest.raises(ValueError, match="max_concurrent_steps must be >= 2"):
+    Config(max_concurrent_steps=1)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(dtype=jnp.float32), "float16 or bfloat16"),
+    (dict(head_dim=32), r"head dim must be one of \(64, 128\)"),
+    (dict(q_len=192), r"q's sequence length must be a multiple of 2 \* config.block_q = 128"),
+    (dict(kv_len=320), "k's sequence length must be a multiple of block_size"),
+    (dict(block_size=(64, 128)), r"block_size\[0\] must be a multiple of 2 \* config.block_q"),
+    (dict(block_size=(128, 64), config=Config(block_kv=128)),
+     r"block_size\[1\] must be a multiple of config.block_kv = 128"),
+    (dict(head_dim=128, block_size=(256, 256),
+          config=Config(block_q=128, block_kv=256, max_concurrent_steps=3)),
+     "bytes of shared memory"),
+    (dict(kv_heads=3), "multiple of k's heads"),  # the Triton kernel's checks come first
+    (dict(index_dtype=jnp.int64), "kv_block_indices must be int32"),
+])
+def test_bad_arguments_are_refused_naming_them(change, message):
+  head_dim = change.get("head_dim", 64)
+  dtype = change.get("dtype", jnp.bfloat16)
+  q_len, kv_len = change.get("q_len", 256), change.get("kv_len", 256)
+  block_size = change.get("block_size", (128, 128))
+  q = jax.ShapeDtypeStruct((1, q_len, 2, head_dim), dtype)
+  k = jax.ShapeDtypeStruct((1, kv_len, change.get("kv_heads", 1), head_dim), dtype)
+  indices = jax.ShapeDtypeStruct((1, -(-q_len // block_size[0]), 2),
+                                 change.get("index_dtype", jnp.int32))
+  counts = jax.ShapeDtypeStruct(indices.shape[:2], jnp.int32)
+  reason = mgpu_attention.supports(q, k, k, indices, counts, block_size=block_size,
+                                   config=change.get("config"))
+  assert isinstance(reason, str) and reason
+  with pytest.raises((ValueError, TypeError), match=message):
+    jax.eval_shape(lambda *args: mgpu_attention.kernel_fn(
+        *args, block_size=block_size, config=change.get("config")), q, k, k, indices, counts)
+
+
+def test_supports_accepts_the_benchmark_shapes():
+  for head_dim in mgpu_attention.HEAD_DIMS:
+    q = jax.ShapeDtypeStruct((4, 8192, 16, head_dim), jnp.bfloat16)
+    indices = jax.ShapeDtypeStruct((16, 64, 64), jnp.int32)
+    counts = jax.ShapeDtypeStruct((16, 64), jnp.int32)
+    assert mgpu_attention.supports(q, q, q, indices, counts, block_size=(128, 128)) is True
