@@ -247,6 +247,9 @@ class JaxSparseLine(Line):
       return f"{self.container} serves {self.format} cases"
     if case.op == "sddmm" and (self.container != "bcoo" or self.cusparse):
       return "no SDDMM path"
+    if self.cusparse and case.dtype != "float32":
+      return (f"jax's cuSPARSE lowering has no {case.dtype} (it falls back to the default "
+              f"lowering, which is the jax-{self.container} line)")
     return None
 
   def prepare(self, problem: Problem, copies: int, machine: Machine) -> Prepared:

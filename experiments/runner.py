@@ -5,7 +5,9 @@ Per (case, line), in order, the first that holds decides the record's ``status``
   raising ``NotImplementedError``, e.g. torch's MKL path for bfloat16); kept in results.jsonl
   with the reason, left out of tables and plots;
 - "skipped": the line would materialise a gather larger than ``max_gather_bytes`` (the
-  reference lowerings gather nnz x N values);
+  reference lowerings gather nnz x N values), or, under a ``max_op_s`` limit, its first call took
+  over ``FIRST_CALL_LIMITS`` times the limit (checked, not timed; an op merely slower than the
+  limit is timed by one warm call);
 - "error": building, compiling or running raised (message recorded; the run goes on);
 - "wrong": the output differs from the float64 reference beyond the tolerance (not timed);
 - "ok": checked and timed.
@@ -28,6 +30,9 @@ from experiments.roofline import Roofline
 
 DEFAULT_MAX_GATHER_BYTES = 2 * 2**30
 MESSAGE_CHARS = 400
+# With a --max-op-s limit, a line whose first call (compilation included) takes longer than this
+# many times the limit is recorded as skipped (checked, not timed).
+FIRST_CALL_LIMITS = 10
 
 
 @dataclasses.dataclass
@@ -112,10 +117,18 @@ def _measure(case: Case, line: Line, problem: Problem, expected: check.Reference
   copies = timing.operand_copies(working_set, machine.cache_bytes)
   allowed = check.tolerance(line.dtype_for(case), on_gpu=machine.on_gpu, tf32=line.tf32)
   started = time.perf_counter()
+  limit = settings.timing.max_op_s
+  single_s = None  # with a --max-op-s limit: one warm op's seconds
   try:
     prepared = line.prepare(problem, copies, machine)
     prepared_at = time.perf_counter()
-    verdict = check.compare(prepared.to_dense(prepared.timer.run_once()), expected, allowed)
+    if limit is None:
+      out = prepared.timer.run_once()
+    else:  # size the op up one call at a time (run_once may run several ops)
+      out, first_s = prepared.timer.run_single()
+      if first_s <= FIRST_CALL_LIMITS * limit:
+        out, single_s = prepared.timer.run_single()
+    verdict = check.compare(prepared.to_dense(out), expected, allowed)
   except (NotApplicable, NotImplementedError) as refusal:  # no path for this case (a dtype...)
     return _record(case, line, settings, problem, status="n/a", message=_describe(refusal))
   except Exception as error:
@@ -125,8 +138,16 @@ def _measure(case: Case, line: Line, problem: Problem, expected: check.Reference
   if not verdict.ok:
     return _record(case, line, settings, problem, status="wrong", message=verdict.message(),
                    **checked)
+  if limit is not None and single_s is None:
+    return _record(case, line, settings, problem, status="skipped",
+                   message=f"too slow to time: its first call took {first_s:.1f} s (compilation "
+                   f"included), over {FIRST_CALL_LIMITS}x --max-op-s {limit:g}", **checked)
   try:
-    measurement = prepared.timer.measure(settings.timing)
+    if single_s is not None and single_s > limit:
+      measurement = timing.Measurement(single_s * 1e6, single_s * 1e6, single_s * 1e6, 1, 1, 1,
+                                       f"one call (slower than --max-op-s {limit:g})")
+    else:
+      measurement = prepared.timer.measure(settings.timing)
   except Exception as error:
     return _record(case, line, settings, problem, status="error",
                    message=f"while timing: {_describe(error)}", **checked)

@@ -98,6 +98,13 @@ class Timer:
   def run_once(self) -> Any:
     raise NotImplementedError
 
+  def run_single(self) -> tuple[Any, float]:
+    """One op, synchronised: (its output, wall seconds). ``run_once`` may run several ops (the
+    loop timer's one iteration); the harness uses this to size up an op before measuring it."""
+    start = time.perf_counter()
+    out = self.run_once()
+    return out, time.perf_counter() - start
+
   def measure(self, config: TimingConfig) -> Measurement:
     raise NotImplementedError
 
@@ -168,6 +175,7 @@ class JaxLoopTimer(Timer):
                unroll: int = UNROLL):
     self._sets = tuple(tuple(s) for s in operand_sets)
     self._unroll = unroll
+    self._fn, self._trace_context, self._single = fn, trace_context, None
     leaves = jax.tree_util.tree_leaves(self._sets)
     tie = all(device.platform == "cpu" for leaf in leaves
               for device in getattr(leaf, "devices", lambda: set())())
@@ -210,6 +218,15 @@ class JaxLoopTimer(Timer):
 
   def run_once(self) -> Any:
     return self._call(1)[0]
+
+  def run_single(self) -> tuple[Any, float]:
+    # A separate one-op program (compiled on first use, which the first call's time includes).
+    if self._single is None:
+      with self._trace_context():
+        self._single = jax.jit(self._fn).lower(*self._sets[0]).compile()
+    start = time.perf_counter()
+    out = jax.block_until_ready(self._single(*self._sets[0]))
+    return out, time.perf_counter() - start
 
   def measure(self, config: TimingConfig) -> Measurement:
     copies = len(self._sets)

@@ -112,3 +112,41 @@ def test_nm_ratio_and_grid_axes():
   assert {c.n for c in cases if c.op == "spmv"} == {1}
   assert all(c.source.startswith("dlmc/") for c in cases)
   assert not [c for c in grid.FULL.cases() if c.source.startswith("dlmc/") and c.sparsity == 0.99]
+
+
+class SlowLine(lines.JsparseLine):
+  """The reference line whose single calls report ``seconds`` (first call, warm call)."""
+
+  def __init__(self, seconds):
+    super().__init__("reference")
+    self.name = "slow-on-purpose"
+    self.seconds = list(seconds)
+
+  def prepare(self, problem, copies, machine):
+    prepared = super().prepare(problem, copies, machine)
+    run_single, seconds = prepared.timer.run_single, self.seconds
+
+    def slow_single():
+      out, _ = run_single()
+      return out, seconds.pop(0)
+    prepared.timer.run_single = slow_single
+    prepared.timer.measure = lambda config: pytest.fail("a too-slow op must not be measured")
+    return prepared
+
+
+def test_ops_slower_than_max_op_s_are_timed_once_or_skipped():
+  case = grid.Case("spmm", "csr", "uniform/64x64", 0.9, 8, "float32")
+  settings = runner.RunSettings(machine.detect(), FIXED_ROOFLINE,
+                                timing.TimingConfig(repeats=3, max_total_s=0.1, max_op_s=0.5))
+  # First call 2 s (compiling), warm call 0.8 s: checked and timed by that one warm call.
+  (once,) = runner.run_cases([case], [SlowLine([2.0, 0.8])], settings)
+  assert once["status"] == "ok" and once["median_us"] == pytest.approx(8e5)
+  assert once["repeats"] == 1 and "one call" in once["timing_method"]
+  assert once["error_rel"] < 1e-5
+  # First call over 10x the limit: checked, recorded as skipped, not timed.
+  (skipped,) = runner.run_cases([case], [SlowLine([6.0])], settings)
+  assert skipped["status"] == "skipped" and "too slow to time" in skipped["message"]
+  assert skipped["error_rel"] < 1e-5 and "median_us" not in skipped
+  # A fast op under the same limit is measured as usual.
+  (fast,) = runner.run_cases([case], [lines.JsparseLine("reference")], settings)
+  assert fast["status"] == "ok" and fast["repeats"] >= 3
