@@ -18,6 +18,9 @@ split each warpgroup's kept tiles into a prefix that needs no mask, then tiles m
 (the diagonal), then tiles it skips; both prefixes are found by a binary search of the ascending
 list (``_count_steps``). A warpgroup that finishes before its neighbour keeps releasing the
 neighbour's tiles (as attention_mgpu's causal epilogue) so the memory warpgroup never waits.
+Unlike attention_mgpu, every thread that waits on a barrier observes all of its phases (the
+early warpgroup also waits for the tiles it releases, the memory warpgroup for the last
+releases): the Mosaic GPU interpreter checks this, and on the GPU it costs no step.
 
 Grouped-query heads: query head ``h`` reads key/value head ``h // (Hq // Hkv)`` by TMA
 coordinates, never copying K or V. A query row with no visible key outputs 0.
@@ -65,6 +68,9 @@ class MgpuAttentionConfig:
       rows, which must lie in one mask query block.
     block_kv: keys per step (multiple of 64) dividing the mask's ``bk``.
     max_concurrent_steps: shared-memory slots for K/V tiles in flight (>= 2).
+
+  A compute warpgroup holds ``block_q x block_kv`` float32 scores beside its ``block_q x D``
+  accumulator in at most 232 registers a thread: ``block_q * block_kv`` above 64 * 128 spills.
   """
 
   block_q: int = 64
@@ -224,14 +230,14 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
     plgpu.set_max_registers(COMPUTE_REGISTERS, action="increase")
     qo_smem = qo_smem2.at[wg]
     row_start = program_start + wg * block_q
+    plgpu.copy_gmem_to_smem(q_ref.at[batch, pl.ds(row_start, block_q), q_head], qo_smem,
+                            q_barriers.at[wg])
+    # Counted while Q is on its way.
     if causal:
       num_steps = count_steps(row_start + block_q - 1 + offset)
       num_full = count_steps(row_start + offset - block_kv + 1)
     else:
       num_steps = num_full = total_steps
-
-    plgpu.copy_gmem_to_smem(q_ref.at[batch, pl.ds(row_start, block_q), q_head], qo_smem,
-                            q_barriers.at[wg])
     plgpu.barrier_wait(q_barriers.at[wg])
     row_max = plgpu.layout_cast(jnp.full((block_q,), -jnp.inf, jnp.float32),
                                 plgpu.Layout.WGMMA.reduce(1))
@@ -276,19 +282,14 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
       row_sum *= correction
       probs_low = probs.astype(dtype)
 
-      def end_softmax_barriers():
-        plgpu.barrier_arrive(schedule)  # done with the softmax
-        plgpu.barrier_wait(v_barriers.at[slot])
-        plgpu.barrier_wait(schedule)  # the tensor cores are free
-      # attention_mgpu's order (it measured the difference, without an explanation).
-      if head_dim <= 128:
-        row_sum += probs.sum(axis=1)
-        acc, row_sum, new_max, probs_low = lax.optimization_barrier(
-            (acc, row_sum, new_max, probs_low))
-        end_softmax_barriers()
-      else:
-        end_softmax_barriers()
-        row_sum += probs.sum(axis=1)
+      # attention_mgpu's order for head dims <= 128 (it measured the difference, without an
+      # explanation): the row sum, a barrier to the compiler, then the warpgroup barriers.
+      row_sum += probs.sum(axis=1)
+      acc, row_sum, new_max, probs_low = lax.optimization_barrier(
+          (acc, row_sum, new_max, probs_low))
+      plgpu.barrier_arrive(schedule)  # done with the softmax
+      plgpu.barrier_wait(v_barriers.at[slot])
+      plgpu.barrier_wait(schedule)  # the tensor cores are free
 
       def wait_next_k():
         @pl.when(kv_step + 1 < num_steps)
@@ -342,13 +343,16 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
     plgpu.set_max_registers(MEMORY_REGISTERS, action="decrease")
     kv_head = lax.div(q_head, jnp.int32(heads_per_kv_head))
 
-    def issue(kv_step, slot):
-      keys = (batch, pl.ds(key_start(kv_step), block_kv), kv_head)
+    def issue(start, slot):
+      keys = (batch, pl.ds(start, block_kv), kv_head)
       plgpu.copy_gmem_to_smem(k_ref.at[keys], k_smem.at[slot], k_barriers.at[slot])
       plgpu.copy_gmem_to_smem(v_ref.at[keys], v_smem.at[slot], v_barriers.at[slot])
 
-    for first in range(slots):
-      pl.when(first < program_steps)(functools.partial(issue, jnp.int32(first), first))
+    # The first steps' keys are loaded before the step count is known (their list entries
+    # exist even past the count), so the loads overlap rather than follow one another.
+    first_starts = [key_start(jnp.int32(first)) for first in range(min(slots, max_kept * subs))]
+    for first, start in enumerate(first_starts):
+      pl.when(first < program_steps)(functools.partial(issue, start, first))
 
     @pl.loop(0, jnp.maximum(program_steps - slots, 0))
     def _(kv_step):
