@@ -1,7 +1,7 @@
 """Mosaic GPU block-sparse attention kernel vs a float64 dense reference with the block mask.
 
 Runs in Mosaic GPU interpret mode on the CPU (three simulated warpgroups per program, barriers
-and TMA copies included; about 2 s per small case) and compiled when JAX sees a GPU. The
+and TMA copies included; 2-5 s per small case) and compiled when JAX sees a GPU. The
 interpreter differs from the compiled kernel in one place: the P @ V product is a plain dot of
 the shared-memory V tile instead of a wgmma with P in registers (``_attention_kernel``), so the
 compiled path is checked by the GPU cases and, without a GPU, up to the Mosaic GPU MLIR by
