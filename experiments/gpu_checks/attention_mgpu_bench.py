@@ -7,22 +7,31 @@ per head dim, in this order under a deadline:
   cuDNN dense (``jax.nn.dot_product_attention(implementation="cudnn")``); this kernel
   (``block_sparse_attention_mgpu``) and the Triton kernel (``block_sparse_attention``) at kept
   densities 1.0, 0.5, 0.1, 0.05 (random kept blocks per query block, the same lists for both,
-  padded to one length so each kernel compiles once); JAX's attention_mgpu dense (float16, which
-  it requires, q pre-scaled by 1/sqrt(D): it applies no scale); cuDNN causal, then both kernels
-  causal (every block up to the diagonal kept).
+  padded to one length so each kernel compiles once); at head dim 64 the public op
+  ``jsparse.block_sparse_attention(impl="pallas")`` at density 0.1 (the registered lowering: the
+  row says which kernel ``choose_kernel`` picked and what the lowered HLO calls); cuDNN causal,
+  then both kernels causal (every block up to the diagonal kept); torch's
+  ``scaled_dot_product_attention`` dense and causal; compiled FlexAttention
+  (``torch.compile(flex_attention)``) on the same kept lists (as "full" blocks: no mask_mod
+  inside them) at 0.5, 0.1, 0.05, 1.0, and causal (``create_block_mask``); this kernel with
+  more K/V slots at 0.1 and 0.05 (``SPARSE_SLOTS``: every kept tile of a very sparse row in
+  flight from the start); JAX's attention_mgpu dense last (float16, which it requires, q
+  pre-scaled by 1/sqrt(D): it applies no scale).
 A causal line runs even where ``supports()`` refuses it for the CUDA runtime (ptxas
 miscompilation, as attention_mgpu), noted in its row. Every output is checked before it is
 timed: max |error| against the dense masked reference
 (``reference_fn`` in float32) on batch 0, heads 0-1 (the whole problem's scores would not fit),
-and max |difference| from cuDNN (dense and causal lines) or this kernel (the Triton lines) on
-the whole output. Timing: ``JaxLoopTimer`` (device-side: the op back to back in one jitted loop,
-medians), as attention_bench.py.
+and max |difference| from cuDNN (dense and causal lines, SDPA), this kernel (the Triton,
+public-op, FlexAttention and extra-config lines) on the whole output. Timing: ``JaxLoopTimer``
+(device-side: the op back to back in one jitted loop, medians), as attention_bench.py; torch
+lines ``TorchCudaTimer`` (CUDA events), as attention_bench.py.
 Outputs, rewritten after every line (a killed run keeps what it measured):
 OUTDIR/attention_mgpu.json (every row, machine, versions, CUDA runtime, timing, date) and
-OUTDIR/attention_mgpu.md (the issue's targets, then a table with times, ratios to cuDNN and to
-the Triton kernel); the table is printed at the end.
+OUTDIR/attention_mgpu.md (the issue's targets, MET / MISSED, then a table with times, ratios to
+cuDNN and to the Triton kernel); the table is printed at the end.
 --smoke: tiny shapes, both kernels in interpret mode on the CPU, one untimed-loop call per
-measurement (checks this script, not the kernels).
+measurement (checks this script, not the kernels); torch lines are recorded as skipped when
+torch or a CUDA device for it is missing.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import time
 import traceback
 
@@ -40,11 +50,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import machine
-from experiments.timing import JaxCallTimer, JaxLoopTimer, TimingConfig
+from experiments.timing import JaxCallTimer, JaxLoopTimer, TimingConfig, TorchCudaTimer
 from pallas_kernels import block_sparse_attention as triton_attention
 from pallas_kernels import block_sparse_attention_mgpu as mgpu_attention
 
 DENSITIES = (1.0, 0.5, 0.1, 0.05)
+PUBLIC_OP_DENSITY = 0.1  # the public op's line (head dim 64)
+SPARSE_DENSITIES = (0.1, 0.05)  # the extra-slots line
+# K/V slots of the extra line per head dim: the most that fit 227 KiB beside 64 x 128 tiles
+# (one program per SM either way: the compute warpgroups' 232 registers a thread fill the file).
+SPARSE_SLOTS = {64: 4, 128: 3}
 TOLERANCE = 0.03  # max |error| of a bf16 output of these shapes (cuDNN's is ~1e-3)
 # As attention_bench.py: samples of >= 20 ms (a JaxLoopTimer sample includes one dispatch).
 TIMING = TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.02, max_total_s=0.3)
@@ -60,10 +75,25 @@ def parse_args():
 
 ARGS = parse_args()
 SMOKE = ARGS.smoke
+if SMOKE:  # the public op's pallas lowering on the CPU (interpret mode); read by ``import jsparse``
+  os.environ["JSPARSE_PALLAS_INTERPRET"] = "1"
+
+import jsparse  # noqa: E402  (after JSPARSE_PALLAS_INTERPRET)
+from jsparse._gpu import attention as dispatch  # noqa: E402
+from jsparse.ops.attention import AttentionLayout  # noqa: E402
+
+try:
+  import torch
+  import torch.nn.functional as F
+  from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+  TORCH_SKIP = None if torch.cuda.is_available() else "skipped: torch sees no CUDA device"
+except Exception as error:  # noqa: BLE001  (the CPU venv has no torch)
+  TORCH_SKIP = f"skipped: torch not importable ({type(error).__name__}: {error})"[:200]
 DEADLINE = time.time() + ARGS.budget_s
 ENV = machine.detect().asdict()
 if SMOKE:
   BATCH, HEADS, SEQ, BLOCK, DIMS, DENSITIES = 1, 2, 256, 128, (64,), (1.0, 0.5)
+  PUBLIC_OP_DENSITY, SPARSE_DENSITIES = 0.5, (0.5,)
   TIMING = TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0)
 else:
   BATCH, HEADS, SEQ, BLOCK, DIMS = 4, 16, 8192, 128, (64, 128)
@@ -115,21 +145,51 @@ def ratio(numerator, denominator):
 
 
 def targets():
-  """The issue's targets for this kernel, from what is measured so far."""
+  """The issue's targets from what is measured so far: (case, check, value, threshold, sense),
+  MET when ``value <= threshold`` (sense "<=") or ``>=`` (sense ">="); no threshold: a diagnostic.
+  """
   rows = []
   for d in DIMS:
     t = lambda line, name, d=d: times.get((d, line, name))
+    dense = t("mgpu", 1.0)
     rows += [
-        (f"D{d}", "dense: this / cuDNN <= 1.2", ratio(t("mgpu", 1.0), t("cudnn", 1.0)), 1.2),
+        (f"D{d}", "dense: this / cuDNN <= 1.2", ratio(dense, t("cudnn", 1.0)), 1.2, "<="),
+        (f"D{d}", "dense: this / torch SDPA <= 1.2", ratio(dense, t("sdpa", 1.0)), 1.2, "<="),
         (f"D{d}", "causal: this / cuDNN causal <= 1.15",
-         ratio(t("mgpu", "causal"), t("cudnn", "causal")), 1.15),
+         ratio(t("mgpu", "causal"), t("cudnn", "causal")), 1.15, "<="),
+        (f"D{d}", "causal: this / torch SDPA causal (diagnostic)",
+         ratio(t("mgpu", "causal"), t("sdpa", "causal")), None, ""),
+        (f"D{d}", "dense: FlexAttention / this (diagnostic)", ratio(t("flex", 1.0), dense), None,
+         ""),
+        (f"D{d}", "causal: FlexAttention / this (diagnostic)",
+         ratio(t("flex", "causal"), t("mgpu", "causal")), None, ""),
         (f"D{d}", "dense: this / attention_mgpu (f16) (same kernel family, ~1)",
-         ratio(t("mgpu", 1.0), t("attention_mgpu", 1.0)), None)]
+         ratio(dense, t("attention_mgpu", 1.0)), None, "")]
     for density in DENSITIES[1:]:
-      rows.append((f"D{d}", f"d={density}: this / (kept x this dense) (sparsity efficiency)",
-                   ratio(t("mgpu", density), kept_fraction(density) * (t("mgpu", 1.0) or 0)),
-                   None))
+      kept = kept_fraction(density)
+      ours = t("mgpu", density)
+      rows += [
+          (f"D{d}", f"d={density} (kept {kept:.3f}): this / (1.2 x kept x this dense + 10 us) "
+           "<= 1", ratio(ours, 1.2 * kept * dense + 10 if dense else None), 1.0, "<="),
+          (f"D{d}", f"d={density}: FlexAttention / this >= 1.3", ratio(t("flex", density), ours),
+           1.3, ">="),
+          (f"D{d}", f"d={density}: this / (kept x this dense) (sparsity efficiency)",
+           ratio(ours, kept * (dense or 0)), None, "")]
+    for density in SPARSE_DENSITIES:
+      rows.append((f"D{d}", f"d={density}: this with {SPARSE_SLOTS[d]} K/V slots / default "
+                   f"(diagnostic)", ratio(t("mgpu-slots", density), t("mgpu", density)), None,
+                   ""))
+  rows.append((f"D{DIMS[0]}", f"d={PUBLIC_OP_DENSITY}: public op (impl=pallas) / this kernel "
+               "(diagnostic, ~1)", ratio(times.get((DIMS[0], "public-op", PUBLIC_OP_DENSITY)),
+                                         times.get((DIMS[0], "mgpu", PUBLIC_OP_DENSITY))),
+               None, ""))
   return rows
+
+
+def verdict(value, threshold, sense):
+  if threshold is None or value is None:
+    return ""
+  return "MET" if (value <= threshold if sense == "<=" else value >= threshold) else "MISSED"
 
 
 def fmt(value, digits=2):
@@ -142,14 +202,13 @@ def write_outputs():
                    timing=dataclasses.asdict(TIMING), tolerance=TOLERANCE,
                    shapes=dict(batch=BATCH, heads=HEADS, kv_heads=HEADS, seq=SEQ, block=BLOCK,
                                head_dims=DIMS, densities=DENSITIES),
-                   targets=[dict(case=c, check=k, value=v, threshold=th)
-                            for c, k, v, th in targets()],
+                   targets=[dict(case=c, check=k, value=v, threshold=th, sense=sense,
+                                 verdict=verdict(v, th, sense))
+                            for c, k, v, th, sense in targets()],
                    results=results), f, indent=1, default=str)
   versions = ", ".join(f"{k} {v}" for k, v in sorted(ENV["versions"].items()) if v)
-  target_lines = [
-      f"| {case} | {check} | {fmt(value)} "
-      f"{'' if threshold is None or value is None else ('MET' if value <= threshold else 'MISSED')} |"
-      for case, check, value, threshold in targets()]
+  target_lines = [f"| {case} | {check} | {fmt(value)} {verdict(value, threshold, sense)} |"
+                  for case, check, value, threshold, sense in targets()]
   lines = []
   for r in results:
     if r.get("error"):
@@ -170,8 +229,10 @@ def write_outputs():
       *target_lines, "", "## Lines", "",
       "vs cuDNN: time / cuDNN's (dense for every density, causal for causal). Triton/this: the "
       "Triton kernel's time / this kernel's on the same mask. err: max |error| vs the float32 "
-      "masked reference on batch 0, heads 0-1; diff: max |difference| from cuDNN (dense, causal)"
-      " or from this kernel (Triton lines) over the whole output.", "",
+      "masked reference on batch 0, heads 0-1; diff: max |difference| from cuDNN (dense, causal,"
+      " SDPA) or from this kernel (Triton, public-op, FlexAttention, extra-slots lines) over the "
+      "whole output. torch lines: TorchCudaTimer (CUDA events) medians; FlexAttention's first "
+      "call (compilation) in first_call_s.", "",
       "| case | line | median us | p10-p90 | vs cuDNN | Triton/this | err | diff | check |",
       "|---|---|---|---|---|---|---|---|---|", *lines]
   table = "\n".join(text)
@@ -344,14 +405,161 @@ def attention_mgpu_line(head_dim, operands):
   attempt(f"D{head_dim} 1.0", "jax-attention-mgpu", 8, run, **info(head_dim, 1.0))
 
 
+def public_op_line(head_dim, operands, name):
+  """``jsparse.block_sparse_attention(impl="pallas")``: the registered lowering, whichever kernel
+  ``choose_kernel`` picks (the Mosaic GPU one on an H100), checked against this kernel."""
+  def run():
+    indices, counts = MASKS[name]
+    args = (*operands, indices, counts)
+    choice = dispatch.kernel_choice()
+    kernel, why = dispatch.choose_kernel(
+        args, AttentionLayout(block_size=(BLOCK, BLOCK), causal=False, scale=1.0),
+        interpret=SMOKE, capability=None if SMOKE else dispatch.cuda_capability(), choice=choice)
+
+    def fn(q, k, v, i, c):
+      mask = jsparse.BlockMask(i, c, (BLOCK, BLOCK), NB)
+      return jsparse.block_sparse_attention(q, k, v, mask, impl="pallas")
+    hlo = jax.jit(fn).lower(*args).as_text()
+    lowered_to = ("mosaic_gpu" if "mosaic_gpu" in hlo else "triton" if "triton" in hlo
+                  else "neither (interpret mode)")
+    fields = timed((head_dim, "public-op", name), CompiledLoop(fn, args), args,
+                   reference_of=name, check_against=(head_dim, "mgpu", name))
+    return dict(**fields, kernel=kernel, why=why, choice=choice, lowered_to=lowered_to,
+                note=f"{kernel}: {why}; HLO calls {lowered_to}")
+  attempt(f"D{head_dim} {name}", "jsparse public op (pallas)", 12, run, **info(head_dim, name))
+
+
+def sparse_slots_line(head_dim, operands):
+  """This kernel with ``SPARSE_SLOTS[head_dim]`` K/V slots at the sparsest masks: a row keeping
+  3-6 tiles has them all in flight from the start (one program per SM; its start is not hidden
+  by another program's work)."""
+  config = dataclasses.replace(
+      mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK)),
+      max_concurrent_steps=SPARSE_SLOTS[head_dim])
+  fn = lambda q, k, v, i, c: mgpu_attention.kernel_fn(
+      q, k, v, i, c, block_size=(BLOCK, BLOCK), config=config, interpret=SMOKE)
+  loop = []
+  for name in SPARSE_DENSITIES:
+    def run(name=name):
+      args = (*operands, *MASKS[name])
+      reason = mgpu_attention.supports(*args, block_size=(BLOCK, BLOCK), config=config)
+      if reason is not True:
+        raise ValueError(f"supports() refused: {reason}")
+      if not loop:
+        loop.append(CompiledLoop(fn, args))
+      fields = timed((head_dim, "mgpu-slots", name), loop[0], args, reference_of=name,
+                     check_against=(head_dim, "mgpu", name))
+      fields["vs_default"] = ratio(fields["median_us"], times.get((head_dim, "mgpu", name)))
+      return dict(**fields, config=dataclasses.asdict(config),
+                  note=f"{SPARSE_SLOTS[head_dim]} slots: "
+                       f"{fmt(fields['vs_default'])}x the default config's time")
+    attempt(f"D{head_dim} {name}", f"jsparse-mosaic-gpu slots{SPARSE_SLOTS[head_dim]}",
+            3 if loop else 10, run, **info(head_dim, name))
+
+
+# -- torch: SDPA and FlexAttention on the same inputs and kept lists ----------------------------
+def torch_timed(key, fn, *, check_against):
+  """Times a torch call (CUDA events); its [B, H, S, D] output against a JAX [B, S, H, D] one."""
+  timer = TorchCudaTimer([fn])
+  output = timer.run_once()
+  measurement = timer.measure(TIMING)
+  times[key] = measurement.median_us
+  head_dim, _, name = key
+  fields = dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
+                p90_us=measurement.p90_us, inner=measurement.inner,
+                repeats=measurement.repeats, timing=measurement.method)
+  ours = outputs.get(check_against)
+  if ours is not None:
+    fields["max_abs_diff_vs_baseline"] = float(
+        (torch.from_dlpack(ours).permute(0, 2, 1, 3).float() - output.float()).abs().max())
+    fields["baseline"] = "/".join(map(str, check_against))
+    fields["check"] = ("ok" if fields["max_abs_diff_vs_baseline"] <= TOLERANCE
+                       else f"FAILED (> {TOLERANCE})")
+  cudnn = times.get((head_dim, "cudnn", "causal" if name == "causal" else 1.0))
+  fields["vs_cudnn"] = ratio(measurement.median_us, cudnn)
+  return fields
+
+
+def torch_skipped(head_dim, names, line):
+  for name in names:
+    record(case=f"D{head_dim} {name}", line=line, error=TORCH_SKIP, **info(head_dim, name))
+
+
+def sdpa_lines(head_dim, qkv):
+  """torch's ``scaled_dot_product_attention`` (its flash / cuDNN backend), dense and causal."""
+  for name in (1.0, "causal"):
+    def run(name=name):
+      causal = name == "causal"
+      return torch_timed((head_dim, "sdpa", name),
+                         lambda: F.scaled_dot_product_attention(*qkv, is_causal=causal),
+                         check_against=(head_dim, "cudnn", name))
+    attempt(f"D{head_dim} {name}", "torch-sdpa", 3, run, **info(head_dim, name))
+
+
+def flex_block_mask(name):
+  """The kept blocks as "full" blocks (no mask_mod inside them, FlexAttention's fastest path);
+  causal through ``create_block_mask`` (full blocks below the diagonal, masked diagonal)."""
+  if name == "causal":
+    return create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, None, None, SEQ, SEQ,
+                             device="cuda", BLOCK_SIZE=BLOCK)
+  indices, counts = MASKS[name]
+  full_indices = torch.from_dlpack(indices).unsqueeze(0).contiguous()  # [1, H, nqb, NB]
+  full_counts = torch.from_dlpack(counts).unsqueeze(0).contiguous()  # [1, H, nqb]
+  return BlockMask.from_kv_blocks(torch.zeros_like(full_counts), torch.zeros_like(full_indices),
+                                  full_counts, full_indices, BLOCK_SIZE=BLOCK,
+                                  seq_lengths=(SEQ, SEQ))
+
+
+FLEX = []  # torch.compile(flex_attention), built on first use
+
+
+def flex_lines(head_dim, qkv, names):
+  """Compiled FlexAttention (attention_bench.py's round 2: first call 4-6 s at head dim 64,
+  2.5 s at 128; the padded lists of every density share one compilation; causal, with a
+  mask_mod, compiles again, ~3 s)."""
+  compiled = set()
+  for name in names:
+    def run(name=name):
+      if not FLEX:
+        FLEX.append(torch.compile(flex_attention, dynamic=False))
+      block_mask = flex_block_mask(name)
+      first = time.time()
+      FLEX[0](*qkv, block_mask=block_mask)
+      torch.cuda.synchronize()
+      first_call_s = time.time() - first
+      compiled.add(name == "causal")
+      fields = torch_timed((head_dim, "flex", name),
+                           lambda: FLEX[0](*qkv, block_mask=block_mask),
+                           check_against=(head_dim, "mgpu", name))
+      flex_over_this = ratio(fields["median_us"], times.get((head_dim, "mgpu", name)))
+      return dict(**fields, first_call_s=first_call_s, flex_over_this=flex_over_this,
+                  note=f"FlexAttention / this {fmt(flex_over_this)}; first call "
+                       f"{first_call_s:.1f} s")
+    need = 3 if (name == "causal") in compiled else (25 if not FLEX else 10)
+    attempt(f"D{head_dim} {name}", "torch-flex", need, run, **info(head_dim, name))
+
+
 for head_dim in DIMS:
   operands = tuple(jax.random.normal(jax.random.key(10 + i), (BATCH, SEQ, HEADS, head_dim),
                                      jnp.bfloat16) for i in range(3))
   cudnn_line(head_dim, operands, causal=False)
   sparse_lines(head_dim, operands, DENSITIES)
-  attention_mgpu_line(head_dim, operands)
+  if head_dim == DIMS[0]:
+    public_op_line(head_dim, operands, PUBLIC_OP_DENSITY)
   cudnn_line(head_dim, operands, causal=True)
   sparse_lines(head_dim, operands, ("causal",))
+  flex_names = DENSITIES[1:] + (1.0, "causal")
+  if TORCH_SKIP:
+    torch_skipped(head_dim, (1.0, "causal"), "torch-sdpa")
+    torch_skipped(head_dim, flex_names, "torch-flex")
+  else:
+    qkv = tuple(torch.from_dlpack(x).permute(0, 2, 1, 3).contiguous() for x in operands)
+    sdpa_lines(head_dim, qkv)
+    flex_lines(head_dim, qkv, flex_names)
+    del qkv
+    torch.cuda.empty_cache()
+  sparse_slots_line(head_dim, operands)
+  attention_mgpu_line(head_dim, operands)
   del operands
   outputs.clear()  # device memory for the next head dim
 
