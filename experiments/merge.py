@@ -5,7 +5,8 @@
 A long grid is often measured in parts (a device call has a time limit). Each part's records keep
 their own roofline, timing method and versions; a record of a later folder replaces an earlier
 one of the same (case, line), and records whose status is listed in ``--drop-status`` are left
-out (e.g. the errors of a part that could not find its data). ``run.json`` of OUT lists every
+out (e.g. the errors of a part that could not find its data), as are the cases a part's time
+budget (``--budget-s``) left unstarted. ``run.json`` of OUT lists every
 part's run information under ``parts``; table and plots are redrawn from the merged records.
 """
 
@@ -28,10 +29,17 @@ def merge_records(parts: Sequence[Sequence[dict]], drop_status: Sequence[str] = 
   merged: dict[tuple[str, str], dict] = {}
   for records in parts:
     for record in records:
-      if record.get("status") in drop_status:
+      if record.get("status") in drop_status or _never_started(record):
         continue
       merged[(record["case"], record["line"])] = record
   return list(merged.values())
+
+
+def _never_started(record: dict) -> bool:
+  """A case its run had no time left to start (``--budget-s``): it measured nothing, and must
+  not replace what another part measured."""
+  return record.get("status") == "skipped" and record.get("message", "").startswith(
+      "the run's time budget")
 
 
 def load_part(folder: pathlib.Path) -> tuple[list[dict], dict]:

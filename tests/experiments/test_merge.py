@@ -33,6 +33,17 @@ def test_later_parts_win_and_dropped_statuses_go():
   assert by_key[("spmm/b", "x")]["median_us"] == 2.0
 
 
+def test_cases_a_part_never_started_do_not_replace_measured_ones():
+  unstarted = _record("spmm/a", "x", "skipped")
+  unstarted["message"] = "the run's time budget (--budget-s) was spent"
+  too_large = _record("spmm/b", "x", "skipped")
+  too_large["message"] = "too large: the gather needs 20.0 GiB"
+  merged = merge.merge_records([[_record("spmm/a", "x", median_us=4.0)], [unstarted, too_large]])
+  by_key = {(r["case"], r["line"]): r for r in merged}
+  assert by_key[("spmm/a", "x")]["median_us"] == 4.0
+  assert by_key[("spmm/b", "x")]["status"] == "skipped"  # a measured decision: kept
+
+
 def test_main_writes_one_folder(tmp_path):
   parts = []
   for index, records in enumerate([[_record("spmm/a", "x")], [_record("spmm/b", "x")]]):
