@@ -1,0 +1,307 @@
+"""Timings of the Mosaic GPU BSR SpMM kernel (issue 8), run by bsr_mgpu.sh.
+
+python3 -P experiments/gpu_checks/bsr_mgpu_bench.py OUTDIR --budget-s S [--smoke]
+
+bfloat16 ``A @ B``, A of 4096x4096 and 14336x4096 with random block masks (exactly
+``round(d x blocks)`` blocks kept, uniformly at random, so block rows are ragged) at block
+densities d = 0.05, 0.1, 0.2, 0.5, blocks 64x64 then 128x64, B of N = 128 and 1024 columns.
+Per (block shape, A shape, N) group, in this order under a deadline: dense ``jnp.dot`` (bf16, a
+dense random A of the same shape; once per A shape and N), then per density this kernel
+(``bsr_spmm_mgpu``, its default config) and the Triton kernel (``bsr_spmm``, the config
+jsparse's registered lowering picks: ``jsparse._gpu.structured.bsr_config``). The blocks of
+every density are padded to the d = 0.5 count (padding past ``row_offsets[-1]``, never read),
+so each kernel compiles once per group. Every output is checked before it is timed: max
+|output - reference| / max |reference| against a float32 product of the same bfloat16 values
+(``jnp.dot(..., preferred_element_type=float32)``: exact products, float32 sums). Timing:
+``JaxLoopTimer`` medians (the op back to back in one jitted loop, device-side).
+Issue 8's BSR target per case: time <= 1.3 x d x dense time + 5 us (MET / MISSED for this
+kernel; the Triton kernel's verdict beside it).
+Outputs, rewritten after every line (a killed run keeps what it measured): OUTDIR/bsr_mgpu.json
+(every row, machine, versions, CUDA runtime, timing, date) and OUTDIR/bsr_mgpu.md (the targets
+table, then every line); the table is printed at the end.
+--smoke: tiny shapes, both kernels in interpret mode on the CPU, one call per measurement
+(checks this script, not the kernels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import time
+import traceback
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jsparse
+from experiments import machine
+from experiments.timing import JaxCallTimer, JaxLoopTimer, TimingConfig
+from jsparse._gpu import structured
+from pallas_kernels import bsr_spmm, bsr_spmm_mgpu
+
+BF16 = jnp.bfloat16
+DENSITIES = (0.05, 0.1, 0.2, 0.5)
+BLOCK_SHAPES = ((64, 64), (128, 64))
+SHAPES = ((4096, 4096), (14336, 4096))
+NS = (128, 1024)
+TOLERANCE = 2e-2  # relative max error of a bf16 output (rounding alone: ~4e-3)
+# As attention_mgpu_bench.py: samples of >= 20 ms (a JaxLoopTimer sample includes one dispatch).
+TIMING = TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.02, max_total_s=0.3)
+
+
+def parse_args():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("out_dir")
+  parser.add_argument("--budget-s", type=float, default=140.0)
+  parser.add_argument("--smoke", action="store_true")
+  return parser.parse_args()
+
+
+ARGS = parse_args()
+SMOKE = ARGS.smoke
+if SMOKE:
+  SHAPES, NS, DENSITIES = ((256, 256),), (128,), (0.25, 0.5)
+  TIMING = TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0)
+DEADLINE = time.time() + ARGS.budget_s
+ENV = machine.detect().asdict()
+results, started = [], time.time()
+dense_times: dict[tuple[tuple[int, int], int], float] = {}
+
+
+def cuda_runtime():
+  from jax._src.lib import cuda_versions
+  try:
+    return cuda_versions.cuda_runtime_get_version() if cuda_versions else None
+  except Exception:  # noqa: BLE001
+    return None
+
+
+# -- recording ----------------------------------------------------------------------------------
+def target_us(density: float, dense_us: float | None) -> float | None:
+  return None if dense_us is None else 1.3 * density * dense_us + 5.0
+
+
+def verdict(time_us, threshold):
+  if time_us is None or threshold is None:
+    return ""
+  return "MET" if time_us <= threshold else "MISSED"
+
+
+def fmt(value, digits=2):
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def case_name(shape, block_shape, num_n, density=None) -> str:
+  name = f"{shape[0]}x{shape[1]} b{block_shape[0]}x{block_shape[1]} N{num_n}"
+  return name if density is None else f"{name} d={density}"
+
+
+def targets():
+  """One row per (shape, block, N, density) with this kernel's or the Triton kernel's time."""
+  by_case: dict[str, dict] = {}
+  for row in results:
+    if row.get("density") is None or row["line"] == "dense":
+      continue
+    entry = by_case.setdefault(row["case"], dict(case=row["case"], density=row["density"],
+                                                 kept=row.get("kept"), dense_us=row["dense_us"]))
+    entry[row["line"]] = None if row["error"] else row["median_us"]
+  rows = []
+  for entry in by_case.values():
+    threshold = target_us(entry["kept"] or entry["density"], entry["dense_us"])
+    mgpu, triton = entry.get("mosaic-gpu"), entry.get("triton")
+    rows.append(dict(**entry, target_us=threshold, verdict=verdict(mgpu, threshold),
+                     triton_verdict=verdict(triton, threshold),
+                     triton_over_mgpu=triton / mgpu if mgpu and triton else None))
+  return rows
+
+
+def write_outputs() -> str:
+  target_rows = targets()
+  with open(f"{ARGS.out_dir}/bsr_mgpu.json", "w") as f:
+    json.dump(dict(machine=ENV, cuda_runtime=cuda_runtime(), smoke=SMOKE,
+                   timing=dataclasses.asdict(TIMING), tolerance=TOLERANCE,
+                   target="time <= 1.3 x d x dense time + 5 us (d: kept block fraction)",
+                   targets=target_rows, results=results), f, indent=1, default=str)
+  versions = ", ".join(f"{k} {v}" for k, v in sorted(ENV["versions"].items()) if v)
+  met = sum(row["verdict"] == "MET" for row in target_rows)
+  lines = []
+  for r in results:
+    if r["error"]:
+      lines.append(f"| {r['case']} | {r['line']} | - | - | - | - | {r['error'][:200]} |")
+      continue
+    lines.append(f"| {r['case']} | {r['line']} | {fmt(r['median_us'], 1)} | "
+                 f"{fmt(r['p10_us'], 1)}-{fmt(r['p90_us'], 1)} | {fmt(r.get('rel_err'), 4)} | "
+                 f"{r['check']} | {json.dumps(r.get('config'))} |")
+  text = [
+      f"# Mosaic GPU BSR SpMM ({ENV['device']}, {ENV['date']}"
+      f"{', SMOKE (CPU interpret)' if SMOKE else ''})", "",
+      f"Versions: {versions}; CUDA runtime {cuda_runtime()}. bfloat16 A @ B, random block "
+      f"masks. {'JaxCallTimer (smoke)' if SMOKE else 'JaxLoopTimer'} medians, {TIMING}.", "",
+      f"## Targets (issue 8: time <= 1.3 x d x dense + 5 us): {met} of {len(target_rows)} MET",
+      "", "| case | kept | dense us | target us | Mosaic GPU us | verdict | Triton us | "
+      "Triton verdict | Triton / Mosaic |", "|---|---|---|---|---|---|---|---|---|",
+      *[f"| {t['case']} | {fmt(t['kept'], 3)} | {fmt(t['dense_us'], 1)} | "
+        f"{fmt(t['target_us'], 1)} | {fmt(t.get('mosaic-gpu'), 1)} | {t['verdict']} | "
+        f"{fmt(t.get('triton'), 1)} | {t['triton_verdict']} | {fmt(t['triton_over_mgpu'])} |"
+        for t in target_rows],
+      "", "## Lines", "",
+      "rel err: max |output - float32 product| / max |float32 product|.", "",
+      "| case | line | median us | p10-p90 | rel err | check | config |",
+      "|---|---|---|---|---|---|---|", *lines]
+  table = "\n".join(text)
+  with open(f"{ARGS.out_dir}/bsr_mgpu.md", "w") as f:
+    f.write(table + "\n")
+  return table
+
+
+def record(**row):
+  row.setdefault("error", None)
+  results.append(row)
+  status = row["error"] or f"{row['median_us']:.1f} us {row['check']}"
+  print(f"[{time.time() - started:6.1f}s] {row['case']:<36} {row['line']:<11} {status}",
+        flush=True)
+  write_outputs()
+
+
+def attempt(case, line, need_s, body, **extra):
+  """Runs body() -> dict of fields unless the deadline is near; records errors and goes on."""
+  if time.time() + need_s > DEADLINE:
+    record(case=case, line=line, error=f"skipped: {DEADLINE - time.time():.0f}s left, needs "
+           f"~{need_s}s", **extra)
+    return
+  try:
+    record(case=case, line=line, **extra, **body())
+  except Exception as error:  # noqa: BLE001
+    message = f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
+    record(case=case, line=line, error=message, **extra)
+    traceback.print_exc(limit=3)
+
+
+# -- operands -----------------------------------------------------------------------------------
+def block_mask(rng, shape, block_shape, density):
+  """bool [M / bm, K / bk] with exactly round(density x blocks) blocks kept."""
+  rows, cols = shape[0] // block_shape[0], shape[1] // block_shape[1]
+  keep = np.zeros(rows * cols, bool)
+  keep[rng.choice(rows * cols, max(1, round(density * rows * cols)), replace=False)] = True
+  return keep.reshape(rows, cols)
+
+
+def bsr_operands(key, keep, block_shape, nse):
+  """(data [nse, bm, bk] bf16, col_indices, row_offsets int32, A dense bf16 [M, K]): the kept
+  blocks in row-major order, then padding blocks up to ``nse`` (zeros, column 0)."""
+  bm, bk = block_shape
+  block_rows, block_cols = np.nonzero(keep)
+  kept = block_rows.size
+  data = jax.random.normal(key, (kept, bm, bk), BF16)
+  blocks = jnp.zeros((*keep.shape, bm, bk), BF16).at[block_rows, block_cols].set(data)
+  dense_a = blocks.transpose(0, 2, 1, 3).reshape(keep.shape[0] * bm, keep.shape[1] * bk)
+  data = jnp.concatenate([data, jnp.zeros((nse - kept, bm, bk), BF16)])
+  col_indices = jnp.asarray(np.concatenate([block_cols, np.zeros(nse - kept, int)]), jnp.int32)
+  row_offsets = jnp.asarray(np.concatenate([[0], np.cumsum(keep.sum(axis=1))]), jnp.int32)
+  return data, col_indices, row_offsets, dense_a
+
+
+def rel_err(output, expected) -> float:
+  error = jnp.abs(output.astype(jnp.float32) - expected).max()
+  return float(error / jnp.maximum(jnp.abs(expected).max(), 1e-30))
+
+
+class CompiledLoop:
+  """One timer compilation reused for operands of the same shapes (every density of a group:
+  the padded blocks share one shape), as attention_mgpu_bench.py."""
+
+  def __init__(self, fn, operands):
+    self.timer = JaxCallTimer(fn, operands) if SMOKE else JaxLoopTimer(fn, [operands])
+
+  def timed(self, operands, expected) -> dict:
+    """Checks the op on ``operands`` against ``expected``, then times it."""
+    timer = copy.copy(self.timer)
+    if SMOKE:
+      timer._operands = tuple(operands)
+    else:
+      timer._sets = (tuple(operands),)
+    output = timer.run_once()
+    error = rel_err(output, expected)
+    measurement = timer.measure(TIMING)
+    return dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
+                p90_us=measurement.p90_us, inner=measurement.inner,
+                repeats=measurement.repeats, timing=measurement.method, rel_err=error,
+                check="ok" if error <= TOLERANCE else f"FAILED (> {TOLERANCE})")
+
+
+def product(a, b):
+  return jnp.dot(a, b, preferred_element_type=jnp.float32)
+
+
+# -- the lines ----------------------------------------------------------------------------------
+def dense_line(shape, num_n, b):
+  def run():
+    a = jax.random.normal(jax.random.key(shape[0] + num_n), shape, BF16)
+    fields = CompiledLoop(jnp.dot, (a, b)).timed((a, b), product(a, b))
+    dense_times[(shape, num_n)] = fields["median_us"]
+    return dict(**fields, config="jnp.dot bf16")
+  attempt(f"{shape[0]}x{shape[1]} N{num_n}", "dense", 4, run, shape=shape, n=num_n,
+          density=None)
+
+
+def group(shape, block_shape, num_n, rng):
+  """Both kernels at every density for one (shape, block shape, N): one compilation each."""
+  b = jax.random.normal(jax.random.key(7 + num_n), (shape[1], num_n), BF16)
+  if (shape, num_n) not in dense_times:
+    dense_line(shape, num_n, b)
+  masks = {d: block_mask(rng, shape, block_shape, d) for d in DENSITIES}
+  nse = max(int(mask.sum()) for mask in masks.values())
+  mgpu_config = bsr_spmm_mgpu.default_config(block_shape=block_shape, num_rows=shape[0],
+                                             num_n=num_n)
+  layout = jsparse.BSR((jnp.zeros((nse, *block_shape), BF16), jnp.zeros((nse,), jnp.int32),
+                        jnp.zeros((shape[0] // block_shape[0] + 1,), jnp.int32)), shape=shape,
+                       validate=False).layout
+  triton_config = structured.bsr_config(layout, num_n)
+  lines = {
+      "mosaic-gpu": (lambda data, cols, offsets, x: bsr_spmm_mgpu.kernel_fn(
+          data, cols, offsets, x, shape=shape, config=mgpu_config, interpret=SMOKE),
+          mgpu_config),
+      "triton": (lambda data, cols, offsets, x: bsr_spmm.kernel_fn(
+          data, cols, offsets, x, shape=shape, config=triton_config, interpret=SMOKE),
+          triton_config)}
+  loops: dict[str, CompiledLoop] = {}
+  for index, (density, mask) in enumerate(masks.items()):
+    kept = float(mask.mean())
+    operands = []
+
+    def prepare():
+      if not operands:
+        data, cols, offsets, dense_a = bsr_operands(jax.random.key(index), mask, block_shape,
+                                                    nse)
+        operands.extend([(data, cols, offsets, b), product(dense_a, b)])
+      return operands
+
+    for line, (fn, config) in lines.items():
+      def run(fn=fn, config=config, line=line):
+        args, expected = prepare()
+        if line == "mosaic-gpu":
+          reason = bsr_spmm_mgpu.supports(*args, shape=shape, config=config)
+          if reason is not True:
+            raise ValueError(f"supports() refused: {reason}")
+        first = time.time()
+        if line not in loops:
+          loops[line] = CompiledLoop(fn, args)
+        compile_s = time.time() - first
+        return dict(**loops[line].timed(args, expected), compile_s=compile_s,
+                    config=dataclasses.asdict(config))
+      attempt(case_name(shape, block_shape, num_n, density), line,
+              3 if line in loops else 8, run, shape=shape, block_shape=block_shape,
+              n=num_n, density=density, kept=kept, nse_padded=nse,
+              dense_us=dense_times.get((shape, num_n)))
+
+
+rng = np.random.default_rng(0)
+for block_shape in BLOCK_SHAPES:
+  for shape in SHAPES:
+    for num_n in NS:
+      group(shape, block_shape, num_n, rng)
+
+print(write_outputs())

@@ -1,0 +1,284 @@
+"""BSR SpMM on Hopper's tensor cores through Mosaic GPU: TMA copies into shared memory, wgmma.
+
+``out[M, N] = A @ B`` for a BSR matrix A of [bm, bk] blocks (the layout of
+``bsr_spmm.kernel_fn``, the Triton kernel, same contract) and a dense B [K, N]. One program (one
+warpgroup) owns a [bm, tile_n] output tile: block row ``i`` of A times columns
+``j * tile_n : (j + 1) * tile_n`` of B. It walks the stored blocks of its block row only
+(``row_offsets[i] : row_offsets[i + 1]``, read as scalars from global memory, as the column
+index of each block), and for stored block ``s`` TMA-copies ``data[s]`` [bm, bk] and
+``B[col[s] * bk : col[s] * bk + bk, tile]`` [bk, tile_n] into one of ``max_concurrent_steps``
+shared-memory slots (both copies on the slot's barrier). The wgmma of step ``s`` is issued
+asynchronously; once it is issued the one of step ``s - 1`` is awaited (``wgmma_wait(1)``) and
+the slot it read is refilled with step ``s - 1 + slots``, so up to ``slots - 1`` copies are in
+flight beside one matrix product (the schedule of ``plgpu.emit_pipeline`` with
+``delay_release=1``, over a per-program step count that ``emit_pipeline`` cannot take from a
+GMEM array). The float32 accumulator lives in registers; the tile is cast to the input dtype,
+staged in shared memory and TMA-stored. A block row with no stored block writes zeros.
+
+Work and bytes are proportional to the stored blocks; the kernel makes no pass over A besides
+its own, so time falls with block density (plus one launch).
+
+Restrictions (``check_arguments``; ``supports`` says which one a call breaks, so a caller can
+fall back to the Triton kernel): float16/bfloat16 data and B; bm a multiple of 64 up to 256
+(wgmma's M); bk a multiple of 16 up to 256 (the shared-memory swizzle, ``swizzle_for``, is the
+largest of 128/64/32 bytes dividing a block row and is shared by A and B as wgmma requires; 16
+bytes is no swizzle, which wgmma refuses); N a multiple of ``tile_n``; ``bm * tile_n <= 16384``
+(the float32 accumulator in at most 128 registers a thread); shared memory within 227 KiB.
+
+References: NVIDIA, "CUDA C++ Programming Guide: Asynchronous Warpgroup Matrix Multiply"
+(Hopper wgmma, TMA); JAX's ``jax.experimental.pallas.ops.gpu.hopper_matmul_mgpu``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from pallas_kernels import bsr_spmm
+
+reference_fn = bsr_spmm.reference_fn
+
+KERNEL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+WGMMA_M = 64  # rows of one wgmma instruction
+MAX_TILE = 256  # the largest TMA box dimension and wgmma N
+MAX_ACCUMULATOR = 64 * 256  # float32 accumulator elements of one warpgroup (128 a thread)
+SMEM_BYTES = 227 * 1024  # the most dynamic shared memory a Hopper block may use
+# Default slots fill about half of an SM's 228 KiB, so two programs share each SM (the second
+# one's copies and products run while the first waits on memory).
+DEFAULT_SMEM_BUDGET = 110 * 1024
+NUM_SMS = 132  # H100 SXM; the default tile width aims at a launch of at least this many programs
+
+
+@dataclasses.dataclass(frozen=True)
+class MgpuBsrSpmmConfig:
+  """Launch parameters of one call.
+
+  Attributes:
+    tile_n: columns of B and of the output per program: a positive multiple of 64 up to 256
+      (wgmma's N, the output tile's 128-byte swizzle), dividing N.
+    max_concurrent_steps: shared-memory slots for (A block, B rows) pairs (>= 2: one being
+      multiplied while the next ones load).
+  """
+
+  tile_n: int = 128
+  max_concurrent_steps: int = 3
+
+  def __post_init__(self):
+    if self.tile_n <= 0 or self.tile_n % 64 or self.tile_n > MAX_TILE:
+      raise ValueError(f"MgpuBsrSpmmConfig.tile_n must be a positive multiple of 64 up to "
+                       f"{MAX_TILE}, got {self.tile_n}")
+    if self.max_concurrent_steps < 2:
+      raise ValueError("MgpuBsrSpmmConfig.max_concurrent_steps must be >= 2, got "
+                       f"{self.max_concurrent_steps}")
+
+  def smem_bytes(self, block_shape: tuple[int, int], itemsize: int) -> int:
+    """Shared memory of the slots and the output tile."""
+    bm, bk = block_shape
+    slot = (bm * bk + bk * self.tile_n) * itemsize
+    return self.max_concurrent_steps * slot + bm * self.tile_n * itemsize
+
+
+def default_config(*, block_shape: tuple[int, int], num_rows: int, num_n: int,
+                   itemsize: int = 2) -> MgpuBsrSpmmConfig:
+  """The config for an [num_rows, K] x [K, num_n] call with [bm, bk] blocks.
+
+  ``tile_n``: 128 where it divides N (64 otherwise), halved to 64 while the launch would have
+  fewer than ``NUM_SMS`` programs (N = 128 on 4096 rows of 64-row blocks: 128 programs, not 64),
+  and 64 where a 128-wide float32 accumulator would not fit the registers (bm > 128).
+  ``max_concurrent_steps``: as many slots as fit ``DEFAULT_SMEM_BUDGET`` beside the output
+  tile, between 2 and 4.
+  """
+  bm, bk = block_shape
+  tile_n = 128 if num_n % 128 == 0 and bm * 128 <= MAX_ACCUMULATOR else 64
+  if tile_n > 64 and (num_rows // bm) * (num_n // tile_n) < NUM_SMS:
+    tile_n = 64
+  slot = (bm * bk + bk * tile_n) * itemsize
+  slots = (DEFAULT_SMEM_BUDGET - bm * tile_n * itemsize) // slot
+  return MgpuBsrSpmmConfig(tile_n=tile_n, max_concurrent_steps=int(min(4, max(2, slots))))
+
+
+def swizzle_for(bk: int, itemsize: int) -> int:
+  """Bytes of the shared-memory swizzle of the A and B tiles: the largest of 128, 64 and 32
+  dividing a block row of ``bk`` elements (wgmma's K groups are one swizzle wide)."""
+  for swizzle in (128, 64, 32):
+    if (bk * itemsize) % swizzle == 0:
+      return swizzle
+  raise ValueError(f"block_shape[1] = {bk} must be a multiple of {32 // itemsize} (a 32-byte "
+                   "row, the smallest swizzle wgmma accepts)")
+
+
+def check_arguments(data, col_indices, row_offsets, dense, shape: tuple[int, int],
+                    config: MgpuBsrSpmmConfig) -> None:
+  """Raises ValueError/TypeError naming the argument when this kernel cannot run the call."""
+  if len(data.shape) != 3:
+    raise ValueError(f"data must be [nse, bm, bk], got shape {data.shape}")
+  _, bm, bk = data.shape
+  num_rows, num_cols = shape
+  if jnp.dtype(data.dtype) not in KERNEL_DTYPES:
+    raise TypeError(f"data must be float16 or bfloat16 for the Mosaic GPU kernel, got "
+                    f"{data.dtype}")
+  if jnp.dtype(dense.dtype) != jnp.dtype(data.dtype):
+    raise TypeError(f"dense must have data's dtype {data.dtype}, got {dense.dtype}")
+  for name, indices in (("col_indices", col_indices), ("row_offsets", row_offsets)):
+    if not jnp.issubdtype(indices.dtype, jnp.integer):
+      raise TypeError(f"{name} must be int32 or int64, got {indices.dtype}")
+  if len(dense.shape) != 2 or dense.shape[0] != num_cols:
+    raise ValueError(f"dense must be [K, N] with K = shape[1] = {num_cols}, got shape "
+                     f"{dense.shape}")
+  if bm % WGMMA_M or bm > MAX_TILE:
+    raise ValueError(f"block_shape[0] (bm) must be a multiple of {WGMMA_M} up to {MAX_TILE} "
+                     f"for the Mosaic GPU kernel, got {bm}")
+  itemsize = jnp.dtype(data.dtype).itemsize
+  swizzle_for(bk, itemsize)
+  if bk > MAX_TILE:
+    raise ValueError(f"block_shape[1] (bk) must be at most {MAX_TILE}, got {bk}")
+  if num_rows % bm or num_cols % bk:
+    raise ValueError(f"shape {shape} must be a multiple of the block shape {(bm, bk)}")
+  if row_offsets.shape != (num_rows // bm + 1,):
+    raise ValueError(f"row_offsets must be [M / bm + 1] = [{num_rows // bm + 1}], got shape "
+                     f"{row_offsets.shape}")
+  if col_indices.shape != (data.shape[0],):
+    raise ValueError(f"col_indices must be [nse] = [{data.shape[0]}], got shape "
+                     f"{col_indices.shape}")
+  if dense.shape[1] % config.tile_n:
+    raise ValueError(f"dense's N = {dense.shape[1]} must be a multiple of config.tile_n = "
+                     f"{config.tile_n}")
+  if bm * config.tile_n > MAX_ACCUMULATOR:
+    raise ValueError(f"bm * config.tile_n = {bm} * {config.tile_n} must be at most "
+                     f"{MAX_ACCUMULATOR} (the float32 accumulator in registers)")
+  smem = config.smem_bytes((bm, bk), itemsize)
+  if smem > SMEM_BYTES:
+    raise ValueError(f"config {config} needs {smem} bytes of shared memory for {bm}x{bk} "
+                     f"blocks, more than {SMEM_BYTES}")
+
+
+def supports(data, col_indices, row_offsets, dense, *, shape: tuple[int, int],
+             config: MgpuBsrSpmmConfig | None = None) -> bool | str:
+  """True if ``kernel_fn`` accepts these arguments (arrays or ``jax.ShapeDtypeStruct``), else
+  why not (fall back to ``bsr_spmm.kernel_fn``)."""
+  try:
+    if config is None:
+      if len(data.shape) != 3 or len(dense.shape) != 2:
+        raise ValueError(f"data must be [nse, bm, bk] and dense [K, N], got shapes "
+                         f"{data.shape} and {dense.shape}")
+      config = default_config(block_shape=tuple(data.shape[1:]), num_rows=shape[0],
+                              num_n=dense.shape[1])
+    check_arguments(data, col_indices, row_offsets, dense, tuple(shape), config)
+  except (TypeError, ValueError) as error:
+    return str(error)
+  return True
+
+
+def _bsr_kernel(row_offsets_ref, col_indices_ref, data_ref, dense_ref, out_ref, scoped, *,
+                config: MgpuBsrSpmmConfig):
+  """One program: a [bm, tile_n] output tile (see the module docstring). ``scoped``: the
+  shared-memory slots, the output tile and the slots' barriers from ``kernel_fn``."""
+  (a_smem, b_smem, out_smem), loaded = scoped
+  _, bm, bk = data_ref.shape
+  tile_n, slots = config.tile_n, config.max_concurrent_steps
+  last_block = data_ref.shape[0] - 1
+  block_row = lax.axis_index("rows")
+  columns = pl.ds(lax.axis_index("n") * tile_n, tile_n)
+  start = row_offsets_ref[block_row]
+  count = row_offsets_ref[block_row + 1] - start
+
+  def block_column(step):
+    # Clamped: the index of a step past the count is read (to start the load early) but unused.
+    return col_indices_ref[jnp.minimum(start + step, last_block)]
+
+  def issue(step, block_col):
+    slot = lax.rem(step, jnp.int32(slots))
+    plgpu.copy_gmem_to_smem(data_ref.at[start + step], a_smem.at[slot], loaded.at[slot])
+    plgpu.copy_gmem_to_smem(dense_ref.at[pl.ds(block_col * bk, bk), columns], b_smem.at[slot],
+                            loaded.at[slot])
+
+  for step in range(slots):
+    block_col = block_column(step)
+    pl.when(step < count)(functools.partial(issue, jnp.int32(step), block_col))
+
+  def accumulate(acc_ref):
+    @pl.loop(0, count)
+    def _(step):
+      fetch = step + slots - 1  # into the slot of step - 1, free once its wgmma is done
+      fetch_col = block_column(fetch)
+      slot = lax.rem(step, jnp.int32(slots))
+      plgpu.barrier_wait(loaded.at[slot])
+      plgpu.wgmma(acc_ref, a_smem.at[slot], b_smem.at[slot])
+      plgpu.wgmma_wait(1)
+      pl.when((step > 0) & (fetch < count))(functools.partial(issue, fetch, fetch_col))
+    return acc_ref[...]
+
+  acc = pl.run_scoped(accumulate, plgpu.ACC((bm, tile_n), jnp.float32))
+  out_smem[...] = acc.astype(out_smem.dtype)
+  plgpu.commit_smem()
+  plgpu.copy_smem_to_gmem(out_smem, out_ref.at[pl.ds(block_row * bm, bm), columns])
+  plgpu.wait_smem_to_gmem(0)
+
+
+def _tile_transforms(minor_elems: int, itemsize: int) -> tuple:
+  """Tiling (8, swizzle / itemsize) and the swizzle for tiles whose rows hold ``minor_elems``
+  elements: the layout TMA writes and wgmma reads."""
+  swizzle = swizzle_for(minor_elems, itemsize)
+  return (plgpu.TilingTransform((8, swizzle // itemsize)), plgpu.SwizzleTransform(swizzle))
+
+
+@functools.partial(jax.jit, static_argnames=("shape", "config", "interpret"))
+def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, dense: jax.Array,
+              *, shape: tuple[int, int], config: MgpuBsrSpmmConfig | None = None,
+              interpret: bool | plgpu.InterpretGPUParams = False) -> jax.Array:
+  """``A @ B`` for a BSR matrix A on Hopper (Mosaic GPU).
+
+  Args:
+    data: [nse, bm, bk] block values, float16 or bfloat16; bm a multiple of 64 up to 256, bk a
+      multiple of 16 up to 256.
+    col_indices: int32/int64 [nse] block column of each block.
+    row_offsets: int32/int64 [M / bm + 1]; blocks at or past ``row_offsets[-1]`` are padding.
+      int64 indices are cast to int32 first (one more XLA op).
+    dense: [K, N] of data's dtype, N a multiple of ``config.tile_n``.
+    shape: (M, K) of A.
+    config: launch parameters; default ``default_config(...)`` for the shapes.
+    interpret: run in Mosaic GPU interpret mode (on the CPU; slow, small shapes): True, or
+      ``plgpu.InterpretGPUParams``.
+
+  Returns:
+    [M, N] of data's dtype, accumulated in float32; rows of empty block rows are 0.
+  """
+  shape = tuple(shape)
+  _, bm, bk = data.shape
+  num_n = dense.shape[1]
+  if config is None:
+    config = default_config(block_shape=(bm, bk), num_rows=shape[0], num_n=num_n)
+  check_arguments(data, col_indices, row_offsets, dense, shape, config)
+  if data.shape[0] == 0:
+    return jnp.zeros((shape[0], num_n), data.dtype)
+  dtype, itemsize = data.dtype, jnp.dtype(data.dtype).itemsize
+  slots = config.max_concurrent_steps
+  operand_transforms = _tile_transforms(bk, itemsize)  # wgmma: one swizzle for both
+  out_transforms = _tile_transforms(config.tile_n, itemsize)
+
+  def entry(row_offsets_ref, col_indices_ref, data_ref, dense_ref, out_ref):
+    tiles = (plgpu.SMEM((slots, bm, bk), dtype, transforms=operand_transforms),
+             plgpu.SMEM((slots, bk, config.tile_n), dtype, transforms=operand_transforms),
+             plgpu.SMEM((bm, config.tile_n), dtype, transforms=out_transforms))
+    pl.run_scoped(
+        lambda *scoped: _bsr_kernel(row_offsets_ref, col_indices_ref, data_ref, dense_ref,
+                                    out_ref, scoped, config=config),
+        tiles, plgpu.Barrier(num_arrivals=2, num_barriers=slots))
+
+  return plgpu.kernel(
+      entry,
+      out_type=jax.ShapeDtypeStruct((shape[0], num_n), dtype),
+      # Column tiles vary fastest: the programs in flight together share A's blocks (each read
+      # by N / tile_n neighbours) while B stays in L2.
+      grid=(num_n // config.tile_n, shape[0] // bm),
+      grid_names=("n", "rows"),
+      interpret=(interpret if isinstance(interpret, plgpu.InterpretGPUParams)
+                 else plgpu.InterpretGPUParams() if interpret else False),
+      kernel_name="jsparse_bsr_spmm_mgpu",
+  )(row_offsets.astype(jnp.int32), col_indices.astype(jnp.int32), data, dense)
