@@ -5,6 +5,10 @@ Each submodule wraps one kernel family and registers it with ``jsparse.ops.regis
 ``import jsparse``, the same kernels are also registered on the CPU in Pallas interpret mode,
 reachable only when forced with ``impl="pallas"`` (``"auto"`` never picks an interpreter); the
 CPU tests use this to run the public ops, their gradients and vmap through the kernels.
+
+Ops with a Hopper (Mosaic GPU) kernel beside the Triton one (block-sparse attention, BSR SpMM)
+pick between them per call from ``cuda_capability()`` and an environment variable read by
+``kernel_override`` (``auto``, ``triton`` or ``mosaic``).
 """
 
 from __future__ import annotations
@@ -13,14 +17,42 @@ import functools
 import os
 from typing import Any, Callable
 
+import jax
+
 from jsparse.ops import registry
 
 INTERPRET_ENV_VAR = "JSPARSE_PALLAS_INTERPRET"
+KERNEL_CHOICES = ("auto", "triton", "mosaic")
+HOPPER = (9, 0)
 
 
 def interpret_on_cpu() -> bool:
   """Whether the Pallas kernels are also registered on the CPU, in interpret mode."""
   return os.environ.get(INTERPRET_ENV_VAR, "") not in ("", "0")
+
+
+def kernel_override(env_var: str) -> str:
+  """The environment variable ``env_var`` (``"auto"`` when unset or empty), one of
+  ``KERNEL_CHOICES``."""
+  choice = os.environ.get(env_var, "") or "auto"
+  if choice not in KERNEL_CHOICES:
+    raise ValueError(f"{env_var} must be one of {KERNEL_CHOICES}, got {choice!r}")
+  return choice
+
+
+@functools.cache
+def cuda_capability() -> tuple[int, int] | None:
+  """The compute capability shared by every CUDA device JAX sees, e.g. ``(9, 0)``; None without
+  CUDA devices or when they differ."""
+  try:
+    devices = jax.devices("cuda")
+  except RuntimeError:  # no CUDA backend in this process
+    return None
+  capabilities = {getattr(device, "compute_capability", None) for device in devices}
+  if len(capabilities) != 1 or None in capabilities:
+    return None
+  major, minor = str(capabilities.pop()).split(".")[:2]
+  return int(major), int(minor)
 
 
 def register_pallas(op: str, format: str, fn: Callable[..., Any], *,

@@ -33,41 +33,17 @@ Like every lowering choice it is fixed once a shape is compiled: set it before t
 
 from __future__ import annotations
 
-import functools
-import os
 from typing import Any, Sequence
 
-import jax
-
-from jsparse._gpu import register_pallas
+from jsparse._gpu import HOPPER, cuda_capability, kernel_override, register_pallas
 from pallas_kernels import block_sparse_attention
 
 KERNEL_ENV_VAR = "JSPARSE_ATTENTION_KERNEL"
-KERNEL_CHOICES = ("auto", "triton", "mosaic")
-HOPPER = (9, 0)
 
 
 def kernel_choice() -> str:
   """``JSPARSE_ATTENTION_KERNEL`` (``"auto"`` when unset or empty), checked."""
-  choice = os.environ.get(KERNEL_ENV_VAR, "") or "auto"
-  if choice not in KERNEL_CHOICES:
-    raise ValueError(f"{KERNEL_ENV_VAR} must be one of {KERNEL_CHOICES}, got {choice!r}")
-  return choice
-
-
-@functools.cache
-def cuda_capability() -> tuple[int, int] | None:
-  """The compute capability shared by every CUDA device JAX sees, e.g. ``(9, 0)``; None without
-  CUDA devices or when they differ."""
-  try:
-    devices = jax.devices("cuda")
-  except RuntimeError:  # no CUDA backend in this process
-    return None
-  capabilities = {getattr(device, "compute_capability", None) for device in devices}
-  if len(capabilities) != 1 or None in capabilities:
-    return None
-  major, minor = str(capabilities.pop()).split(".")[:2]
-  return int(major), int(minor)
+  return kernel_override(KERNEL_ENV_VAR)
 
 
 def _mgpu():
