@@ -40,6 +40,41 @@ def kernel_override(env_var: str) -> str:
   return choice
 
 
+def pick_kernel(env_var: str, choice: str, *, interpret: bool,
+                capability: tuple[int, int] | None, mosaic_supports: Callable[[], bool | str],
+                mosaic_reason: str, triton_reason: str | None = None) -> tuple[str, str]:
+  """The Mosaic GPU or the Triton kernel for one call: ``("mosaic" | "triton", why)``.
+
+  ``choice`` (``kernel_override(env_var)``) "triton" or "mosaic" forces a kernel ("mosaic" still
+  needs ``mosaic_supports()``); under "auto" Triton runs when ``triton_reason`` is given (a call
+  the op keeps on Triton, e.g. decoding), in interpret mode, off Hopper (``capability``, None
+  without CUDA devices) and where ``mosaic_supports()`` (True or why not; called only once the
+  cheap checks pass, so the Mosaic GPU module is imported only on Hopper) refuses the call.
+
+  Raises:
+    ValueError: ``choice == "mosaic"`` and ``mosaic_supports()`` refuses the call.
+  """
+  if choice == "triton":
+    return "triton", f"{env_var}=triton"
+  if choice == "mosaic":
+    verdict = mosaic_supports()
+    if verdict is not True:
+      raise ValueError(f"{env_var}=mosaic, but the Mosaic GPU kernel does not support this "
+                       f"call: {verdict}")
+    return "mosaic", f"{env_var}=mosaic"
+  if triton_reason is not None:
+    return "triton", triton_reason
+  if interpret:
+    return "triton", (f"interpret mode: the Triton interpreter ({env_var}=mosaic runs the "
+                      "slower Mosaic GPU one)")
+  if capability is None or capability[0] != HOPPER[0]:
+    return "triton", f"not a Hopper (sm_90) GPU: compute capability {capability}"
+  verdict = mosaic_supports()
+  if verdict is not True:
+    return "triton", f"Mosaic GPU kernel refuses: {verdict}"
+  return "mosaic", mosaic_reason
+
+
 @functools.cache
 def cuda_capability() -> tuple[int, int] | None:
   """The compute capability shared by every CUDA device JAX sees, e.g. ``(9, 0)``; None without

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from jsparse._gpu import HOPPER, cuda_capability, kernel_override, register_pallas
+from jsparse._gpu import cuda_capability, kernel_override, pick_kernel, register_pallas
 from pallas_kernels import block_sparse_attention
 
 KERNEL_ENV_VAR = "JSPARSE_ATTENTION_KERNEL"
@@ -73,25 +73,14 @@ def choose_kernel(avals: Sequence[Any], layout: Any, *, interpret: bool,
   Raises:
     ValueError: ``choice="mosaic"`` and the Mosaic GPU kernel's ``supports()`` refuses the call.
   """
-  if choice == "triton":
-    return "triton", f"{KERNEL_ENV_VAR}=triton"
   block_size = tuple(layout.block_size)
-  verdict = _mgpu().supports(*avals, block_size=block_size, causal=layout.causal)
-  if choice == "mosaic":
-    if verdict is not True:
-      raise ValueError(f"{KERNEL_ENV_VAR}=mosaic, but the Mosaic GPU kernel does not support "
-                       f"this call: {verdict}")
-    return "mosaic", f"{KERNEL_ENV_VAR}=mosaic"
-  if is_decoding(avals[0].shape[1], block_size):
-    return "triton", "decoding: the Triton kernel's split-K"
-  if interpret:
-    return "triton", (f"interpret mode: the Triton interpreter ({KERNEL_ENV_VAR}=mosaic runs the "
-                      "slower Mosaic GPU one)")
-  if capability is None or capability[0] != HOPPER[0]:
-    return "triton", f"not a Hopper (sm_90) GPU: compute capability {capability}"
-  if verdict is not True:
-    return "triton", f"Mosaic GPU kernel refuses: {verdict}"
-  return "mosaic", "Hopper prefill within the Mosaic GPU kernel's restrictions"
+  return pick_kernel(
+      KERNEL_ENV_VAR, choice, interpret=interpret, capability=capability,
+      mosaic_supports=lambda: _mgpu().supports(*avals, block_size=block_size,
+                                               causal=layout.causal),
+      mosaic_reason="Hopper prefill within the Mosaic GPU kernel's restrictions",
+      triton_reason=("decoding: the Triton kernel's split-K"
+                     if is_decoding(avals[0].shape[1], block_size) else None))
 
 
 def _attention(q, k, v, kv_block_indices, kv_block_counts, *, interpret: bool, layout: Any,

@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jsparse._gpu import HOPPER, cuda_capability, kernel_override, register_pallas
+from jsparse._gpu import cuda_capability, kernel_override, pick_kernel, register_pallas
 from jsparse.formats.layout import SparseLayout
 from pallas_kernels import _common, bsr_spmm, nm_matmul, tiled_spmm
 
@@ -158,23 +158,10 @@ def choose_bsr_kernel(avals: Sequence[Any], layout: SparseLayout, *, interpret: 
   Raises:
     ValueError: ``choice="mosaic"`` and the Mosaic GPU kernel's ``supports()`` refuses the call.
   """
-  if choice == "triton":
-    return "triton", f"{BSR_KERNEL_ENV_VAR}=triton"
-  if choice == "auto":  # the cheap checks first: no Mosaic GPU import off Hopper
-    if interpret:
-      return "triton", (f"interpret mode: the Triton interpreter ({BSR_KERNEL_ENV_VAR}=mosaic "
-                        "runs the Mosaic GPU one)")
-    if capability is None or capability[0] != HOPPER[0]:
-      return "triton", f"not a Hopper (sm_90) GPU: compute capability {capability}"
-  verdict = _bsr_mgpu().supports(*avals, shape=tuple(layout.shape))
-  if choice == "mosaic":
-    if verdict is not True:
-      raise ValueError(f"{BSR_KERNEL_ENV_VAR}=mosaic, but the Mosaic GPU kernel does not "
-                       f"support this call: {verdict}")
-    return "mosaic", f"{BSR_KERNEL_ENV_VAR}=mosaic"
-  if verdict is not True:
-    return "triton", f"Mosaic GPU kernel refuses: {verdict}"
-  return "mosaic", "Hopper, within the Mosaic GPU kernel's restrictions"
+  return pick_kernel(
+      BSR_KERNEL_ENV_VAR, choice, interpret=interpret, capability=capability,
+      mosaic_supports=lambda: _bsr_mgpu().supports(*avals, shape=tuple(layout.shape)),
+      mosaic_reason="Hopper, within the Mosaic GPU kernel's restrictions")
 
 
 def _spmm_bsr(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
