@@ -36,6 +36,7 @@ The methods:
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -149,6 +150,17 @@ def _tied(operands: tuple, scalar: jax.Array) -> tuple:
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
+def _check_same_avals(old: Any, new: Any) -> None:
+  """Raises ValueError unless the pytrees ``old`` and ``new`` match in structure, shapes and
+  dtypes (a compiled program takes only operands like those it was compiled for)."""
+  def avals(tree):
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, [(jnp.shape(x), jnp.result_type(x)) for x in leaves]
+  if avals(old) != avals(new):
+    raise ValueError("with_operands: the new operands differ in structure, shape or dtype from "
+                     "those the timer was compiled for")
+
+
 def _first_scalar(tree: Any) -> jax.Array:
   leaf = jax.tree_util.tree_leaves(tree)[0]
   return jnp.reshape(leaf, (-1,))[0].astype(jnp.float32)
@@ -219,6 +231,15 @@ class JaxLoopTimer(Timer):
   def run_once(self) -> Any:
     return self._call(1)[0]
 
+  def with_operands(self, operand_sets: Sequence[tuple]) -> "JaxLoopTimer":
+    """A timer of the same compiled loop on other operands of the same shapes and dtypes (no
+    recompilation: e.g. the masks of several densities padded to one length)."""
+    sets = tuple(tuple(s) for s in operand_sets)
+    _check_same_avals(self._sets, sets)
+    timer = copy.copy(self)
+    timer._sets, timer._single = sets, None
+    return timer
+
   def run_single(self) -> tuple[Any, float]:
     # A separate one-op program (compiled on first use, which the first call's time includes).
     if self._single is None:
@@ -251,6 +272,14 @@ class JaxCallTimer(Timer):
 
   def run_once(self) -> Any:
     return jax.block_until_ready(self._fn(*self._operands))
+
+  def with_operands(self, operand_sets: Sequence[tuple]) -> "JaxCallTimer":
+    """As ``JaxLoopTimer.with_operands`` (one operand set: the first is used)."""
+    operands = tuple(operand_sets[0])
+    _check_same_avals((self._operands,), (operands,))
+    timer = copy.copy(self)
+    timer._operands = operands
+    return timer
 
   def measure(self, config: TimingConfig) -> Measurement:
     def sample(inner: int) -> float:

@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import copy
 import dataclasses
 import json
 import os
 import time
-import traceback
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +45,9 @@ import numpy as np
 from experiments import machine, timing
 from experiments.gpu_checks import attention_sweep as sweep
 from experiments.gpu_checks.attention_sweep import config_name
-from experiments.timing import JaxLoopTimer, TimingConfig, TorchCudaTimer
+from experiments.gpu_checks import bench_common
+from experiments.gpu_checks.bench_common import BenchLog
+from experiments.timing import TimingConfig, TorchCudaTimer
 from pallas_kernels import block_sparse_attention as bsa
 
 DENSITIES = (1.0, 0.5, 0.1, 0.05)
@@ -67,7 +67,6 @@ def parse_args():
 
 ARGS = parse_args()
 SMOKE = ARGS.smoke
-DEADLINE = time.time() + ARGS.budget_s
 ENV = machine.detect().asdict()
 try:
   import torch
@@ -95,7 +94,8 @@ else:
   DEC_BATCH, DEC_HEADS, DEC_DIM, DEC_KV, DEC_BLOCK = 4, 16, 128, 32768, 64
   COPY_ELEMS = 1 << 29  # 1 GiB of bf16
 rng = np.random.default_rng(0)
-results, started = [], time.time()
+LOG = BenchLog(ARGS.budget_s, lambda: write_outputs())
+results, record, attempt, DEADLINE = LOG.rows, LOG.record, LOG.attempt, LOG.deadline
 
 
 def verdict(check, value):
@@ -169,50 +169,17 @@ def write_outputs():
   return table
 
 
-def record(**row):
-  row.setdefault("error", None)
-  results.append(row)
-  status = row["error"] or (f"{row['median_us']:.1f} us" if row.get("median_us") else "")
-  print(f"[{time.time() - started:6.1f}s] {row['case']:<26} {row['line']:<26} {status}",
-        flush=True)
-  write_outputs()
-
-
-def attempt(case, line, need_s, body, **extra):
-  """Runs body() -> dict of fields unless the deadline is near; records errors and goes on."""
-  if time.time() + need_s > DEADLINE:
-    record(case=case, line=line, error=f"skipped: {DEADLINE - time.time():.0f}s left, needs "
-           f"~{need_s}s", **extra)
-    return None
-  try:
-    fields = body()
-    record(case=case, line=line, **extra, **fields)
-    return fields
-  except Exception as error:  # noqa: BLE001
-    message = f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
-    record(case=case, line=line, error=message, **extra)
-    traceback.print_exc(limit=3)
-    return None
-
-
 # -- timing helpers ---------------------------------------------------------------------------
 def summary(m):
   return dict(median_us=m.median_us, p10_us=m.p10_us, p90_us=m.p90_us, timing=m.method,
               inner=m.inner, repeats=m.repeats)
 
 
-class CompiledLoop:
-  """One JaxLoopTimer compilation reused for operands of the same shapes (masks of several
-  densities padded to one length): each new timer would recompile the loop and the kernel."""
-
-  def __init__(self, fn, operands):
-    self.timer = JaxLoopTimer(fn, [operands])
+class CompiledLoop(bench_common.CompiledLoop):
+  """``bench_common.CompiledLoop`` at this script's timing settings by default."""
 
   def measure(self, operands, timing_config=TIMING):
-    timer = copy.copy(self.timer)
-    timer._sets = (tuple(operands),)  # same shapes and dtypes as the compiled loop's operands
-    output = timer.run_once()
-    return timer.measure(timing_config), output
+    return super().measure(operands, timing_config)
 
 
 def torch_time(fn):

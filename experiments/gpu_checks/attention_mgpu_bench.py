@@ -37,20 +37,20 @@ torch or a CUDA device for it is missing.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import math
 import os
 import time
-import traceback
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import machine
-from experiments.timing import JaxCallTimer, JaxLoopTimer, TimingConfig, TorchCudaTimer
+from experiments.gpu_checks import bench_common
+from experiments.gpu_checks.bench_common import BenchLog, cuda_runtime
+from experiments.timing import TimingConfig, TorchCudaTimer
 from pallas_kernels import block_sparse_attention as triton_attention
 from pallas_kernels import block_sparse_attention_mgpu as mgpu_attention
 
@@ -89,7 +89,6 @@ try:
   TORCH_SKIP = None if torch.cuda.is_available() else "skipped: torch sees no CUDA device"
 except Exception as error:  # noqa: BLE001  (the CPU venv has no torch)
   TORCH_SKIP = f"skipped: torch not importable ({type(error).__name__}: {error})"[:200]
-DEADLINE = time.time() + ARGS.budget_s
 ENV = machine.detect().asdict()
 if SMOKE:
   BATCH, HEADS, SEQ, BLOCK, DIMS, DENSITIES = 1, 2, 256, 128, (64,), (1.0, 0.5)
@@ -100,15 +99,9 @@ else:
 NB = SEQ // BLOCK
 REF_HEADS = min(2, HEADS)
 rng = np.random.default_rng(0)
-results, times, outputs, started = [], {}, {}, time.time()
-
-
-def cuda_runtime():
-  from jax._src.lib import cuda_versions
-  try:
-    return cuda_versions.cuda_runtime_get_version() if cuda_versions else None
-  except Exception:  # noqa: BLE001
-    return None
+LOG = BenchLog(ARGS.budget_s, lambda: write_outputs(), widths=(14, 26))
+results, record, attempt, DEADLINE = LOG.rows, LOG.record, LOG.attempt, LOG.deadline
+times, outputs = {}, {}
 
 
 # -- masks --------------------------------------------------------------------------------------
@@ -241,45 +234,16 @@ def write_outputs():
   return table
 
 
-def record(**row):
-  row.setdefault("error", None)
-  results.append(row)
-  status = row["error"] or f"{row['median_us']:.1f} us"
-  print(f"[{time.time() - started:6.1f}s] {row['case']:<14} {row['line']:<26} {status}",
-        flush=True)
-  write_outputs()
-
-
-def attempt(case, line, need_s, body, **extra):
-  """Runs body() -> dict of fields unless the deadline is near; records errors and goes on."""
-  if time.time() + need_s > DEADLINE:
-    record(case=case, line=line, error=f"skipped: {DEADLINE - time.time():.0f}s left, needs "
-           f"~{need_s}s", **extra)
-    return
-  try:
-    record(case=case, line=line, **extra, **body())
-  except Exception as error:  # noqa: BLE001
-    message = f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
-    record(case=case, line=line, error=message, **extra)
-    traceback.print_exc(limit=3)
-
-
 # -- timing -------------------------------------------------------------------------------------
-class CompiledLoop:
-  """One timer compilation reused for operands of the same shapes (the masks of every density
-  share one padded shape)."""
+class CompiledLoop(bench_common.CompiledLoop):
+  """``bench_common.CompiledLoop`` (the masks of every density share one padded shape) at this
+  script's timing settings, single calls in smoke runs."""
 
   def __init__(self, fn, operands):
-    self.timer = (JaxCallTimer(fn, operands) if SMOKE else JaxLoopTimer(fn, [operands]))
+    super().__init__(fn, operands, per_call=SMOKE)
 
-  def measure(self, operands):
-    timer = copy.copy(self.timer)
-    if SMOKE:
-      timer._operands = tuple(operands)
-    else:
-      timer._sets = (tuple(operands),)
-    output = timer.run_once()
-    return timer.measure(TIMING), output
+  def measure(self, operands, config=TIMING):
+    return super().measure(operands, config)
 
 
 def max_diff(a, b):

@@ -26,11 +26,9 @@ table, then every line); the table is printed at the end.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import time
-import traceback
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +36,9 @@ import numpy as np
 
 import jsparse
 from experiments import machine
-from experiments.timing import JaxCallTimer, JaxLoopTimer, TimingConfig
+from experiments.gpu_checks import bench_common
+from experiments.gpu_checks.bench_common import BenchLog, cuda_runtime
+from experiments.timing import TimingConfig
 from jsparse._gpu import structured
 from pallas_kernels import bsr_spmm, bsr_spmm_mgpu
 
@@ -65,18 +65,10 @@ SMOKE = ARGS.smoke
 if SMOKE:
   SHAPES, NS, DENSITIES = ((256, 256),), (128,), (0.25, 0.5)
   TIMING = TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0)
-DEADLINE = time.time() + ARGS.budget_s
 ENV = machine.detect().asdict()
-results, started = [], time.time()
+LOG = BenchLog(ARGS.budget_s, lambda: write_outputs(), widths=(36, 11))
+results, record, attempt, DEADLINE = LOG.rows, LOG.record, LOG.attempt, LOG.deadline
 dense_times: dict[tuple[tuple[int, int], int], float] = {}
-
-
-def cuda_runtime():
-  from jax._src.lib import cuda_versions
-  try:
-    return cuda_versions.cuda_runtime_get_version() if cuda_versions else None
-  except Exception:  # noqa: BLE001
-    return None
 
 
 # -- recording ----------------------------------------------------------------------------------
@@ -157,29 +149,6 @@ def write_outputs() -> str:
   return table
 
 
-def record(**row):
-  row.setdefault("error", None)
-  results.append(row)
-  status = row["error"] or f"{row['median_us']:.1f} us {row['check']}"
-  print(f"[{time.time() - started:6.1f}s] {row['case']:<36} {row['line']:<11} {status}",
-        flush=True)
-  write_outputs()
-
-
-def attempt(case, line, need_s, body, **extra):
-  """Runs body() -> dict of fields unless the deadline is near; records errors and goes on."""
-  if time.time() + need_s > DEADLINE:
-    record(case=case, line=line, error=f"skipped: {DEADLINE - time.time():.0f}s left, needs "
-           f"~{need_s}s", **extra)
-    return
-  try:
-    record(case=case, line=line, **extra, **body())
-  except Exception as error:  # noqa: BLE001
-    message = f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"
-    record(case=case, line=line, error=message, **extra)
-    traceback.print_exc(limit=3)
-
-
 # -- operands -----------------------------------------------------------------------------------
 def block_mask(rng, shape, block_shape, density):
   """bool [M / bm, K / bk] with exactly round(density x blocks) blocks kept."""
@@ -209,23 +178,17 @@ def rel_err(output, expected) -> float:
   return float(error / jnp.maximum(jnp.abs(expected).max(), 1e-30))
 
 
-class CompiledLoop:
-  """One timer compilation reused for operands of the same shapes (every density of a group:
-  the padded blocks share one shape), as attention_mgpu_bench.py."""
+class CompiledLoop(bench_common.CompiledLoop):
+  """``bench_common.CompiledLoop`` (every density of a group shares the padded blocks' shape),
+  single calls in smoke runs; ``timed`` adds the output check."""
 
   def __init__(self, fn, operands):
-    self.timer = JaxCallTimer(fn, operands) if SMOKE else JaxLoopTimer(fn, [operands])
+    super().__init__(fn, operands, per_call=SMOKE)
 
   def timed(self, operands, expected) -> dict:
-    """Checks the op on ``operands`` against ``expected``, then times it."""
-    timer = copy.copy(self.timer)
-    if SMOKE:
-      timer._operands = tuple(operands)
-    else:
-      timer._sets = (tuple(operands),)
-    output = timer.run_once()
+    """Times the op on ``operands`` and checks its output against ``expected``."""
+    measurement, output = self.measure(operands, TIMING)
     error = rel_err(output, expected)
-    measurement = timer.measure(TIMING)
     return dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
                 p90_us=measurement.p90_us, inner=measurement.inner,
                 repeats=measurement.repeats, timing=measurement.method, rel_err=error,

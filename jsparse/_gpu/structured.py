@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import jax
 import jax.numpy as jnp
 
 from jsparse._gpu import cuda_capability, kernel_override, pick_kernel, register_pallas

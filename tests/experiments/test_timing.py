@@ -8,6 +8,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 if importlib.util.find_spec("experiments") is None:  # `python -P -m pytest`: root not on sys.path
@@ -73,3 +74,16 @@ def test_an_op_slower_than_max_op_s_is_timed_by_one_sample():
   fast = _CountingTimer(0.01)
   measured = fast.measure(config)
   assert fast.samples > 1 and measured.repeats >= 3 and measured.method == "fake"
+
+
+def test_with_operands_reuses_the_compiled_timer_and_refuses_other_shapes():
+  rng = np.random.default_rng()
+  a, b = (jnp.asarray(rng.standard_normal((4, 3)), jnp.float32) for _ in range(2))
+  for timer in (timing.JaxLoopTimer(jnp.negative, [(a,)]), timing.JaxCallTimer(jnp.negative, (a,))):
+    moved = timer.with_operands([(b,)])
+    np.testing.assert_array_equal(np.asarray(moved.run_once()), -np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(timer.run_once()), -np.asarray(a))
+    with pytest.raises(ValueError, match="shape or dtype"):
+      timer.with_operands([(jnp.zeros((4, 4), jnp.float32),)])
+    with pytest.raises(ValueError, match="shape or dtype"):
+      timer.with_operands([(a.astype(jnp.float16),)])

@@ -1,0 +1,88 @@
+"""What the GPU check scripts share: a row log under a deadline, a compiled timer reused across
+operands of one shape, and the CUDA runtime version.
+
+Used by attention_bench.py, attention_mgpu_bench.py and bsr_mgpu_bench.py.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any, Callable
+
+from experiments.timing import JaxCallTimer, JaxLoopTimer, Measurement, TimingConfig
+
+
+def cuda_runtime() -> int | None:
+  """The CUDA runtime version jaxlib reports (e.g. 13000), or None without CUDA."""
+  from jax._src.lib import cuda_versions
+  try:
+    return cuda_versions.cuda_runtime_get_version() if cuda_versions else None
+  except Exception:  # noqa: BLE001
+    return None
+
+
+class BenchLog:
+  """The rows of one check script, kept in ``rows`` and written out (``write()``) after every
+  row, so a run killed at its time limit keeps what it measured.
+
+  Args:
+    budget_s: seconds from now after which ``attempt`` starts nothing that needs more time.
+    write: writes the outputs from ``rows`` (called after each row).
+    widths: columns of the case and line names in the progress lines.
+  """
+
+  def __init__(self, budget_s: float, write: Callable[[], Any], *,
+               widths: tuple[int, int] = (26, 26)):
+    self.rows: list[dict] = []
+    self.started = time.time()
+    self.deadline = self.started + budget_s
+    self._write, self._widths = write, widths
+
+  def record(self, **row) -> None:
+    """Appends one row (``error`` None unless given), prints a progress line, writes out."""
+    row.setdefault("error", None)
+    self.rows.append(row)
+    median, check = row.get("median_us"), row.get("check")
+    status = row["error"] or " ".join(
+        part for part in (f"{median:.1f} us" if median is not None else "",
+                          str(check) if check else "") if part)
+    case_width, line_width = self._widths
+    print(f"[{time.time() - self.started:6.1f}s] {row['case']:<{case_width}} "
+          f"{row['line']:<{line_width}} {status}", flush=True)
+    self._write()
+
+  def attempt(self, case: str, line: str, need_s: float, body: Callable[[], dict],
+              **extra) -> dict | None:
+    """Records ``body()``'s fields unless fewer than ``need_s`` seconds are left before the
+    deadline (recorded as skipped); an exception is recorded as the row's error and the script
+    goes on. Returns the fields, or None."""
+    if time.time() + need_s > self.deadline:
+      self.record(case=case, line=line, error=f"skipped: {self.deadline - time.time():.0f}s "
+                  f"left, needs ~{need_s}s", **extra)
+      return None
+    try:
+      fields = body()
+    except Exception as error:  # noqa: BLE001
+      text = str(error)
+      message = f"{type(error).__name__}: {text.splitlines()[0][:300] if text else ''}"
+      self.record(case=case, line=line, error=message, **extra)
+      traceback.print_exc(limit=3)
+      return None
+    self.record(case=case, line=line, **extra, **fields)
+    return fields
+
+
+class CompiledLoop:
+  """One timer compilation reused for operands of the same shapes and dtypes (e.g. masks of
+  several densities padded to one length): a new timer would recompile the loop and the kernel.
+  ``per_call`` (smoke runs on the CPU) times single calls instead of the in-loop timer."""
+
+  def __init__(self, fn: Callable[..., Any], operands: tuple, *, per_call: bool = False):
+    self.timer = JaxCallTimer(fn, operands) if per_call else JaxLoopTimer(fn, [operands])
+
+  def measure(self, operands: tuple, config: TimingConfig) -> tuple[Measurement, Any]:
+    """(the measurement, the op's output) on ``operands``."""
+    timer = self.timer.with_operands([operands])
+    output = timer.run_once()
+    return timer.measure(config), output
