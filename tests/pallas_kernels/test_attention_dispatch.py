@@ -17,8 +17,9 @@ import pytest
 import jsparse
 from jsparse._gpu import attention as wrapper
 from jsparse.ops.attention import AttentionLayout
+from tests.pallas_kernels import dispatch_cases
+from tests.pallas_kernels.dispatch_cases import AMPERE, HOPPER
 
-HOPPER, AMPERE = (9, 0), (8, 0)
 BENCH = dict(batch=4, q_len=8192, kv_len=8192, heads=16, kv_heads=16, block_size=(128, 128))
 
 
@@ -108,13 +109,7 @@ def test_public_op_lowers_to_the_chosen_kernel_without_a_gpu(monkeypatch, capabi
                                                               absent):
   """The registered lowering of ``jsparse.block_sparse_attention`` for CUDA (lowered on any
   host; no PTX is generated) calls the kernel ``choose_kernel`` picks for the device."""
-  gpu_info = pytest.importorskip("jax._src.pallas.triton.gpu_info")
-  if not hasattr(gpu_info, "get_gpu_info_from_version"):
-    pytest.skip("this jax has no GPU description to lower the Triton kernel against")
-  monkeypatch.setattr(gpu_info, "get_gpu_info",
-                      lambda: gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100))
-  monkeypatch.setattr(wrapper, "cuda_capability", lambda: capability)
-  monkeypatch.delenv(wrapper.KERNEL_ENV_VAR, raising=False)
+  dispatch_cases.pretend_cuda_device(monkeypatch, wrapper, capability, wrapper.KERNEL_ENV_VAR)
   q, k, v = avals(head_dim=64)[:3]
   mask = jsparse.BlockMask.from_dense(np.random.default_rng(0).random((8, 8, 8)) < 0.5,
                                       block_size=(128, 128))

@@ -17,9 +17,9 @@ import pytest
 import jsparse
 from jsparse._gpu import structured as wrapper
 from jsparse.formats.layout import SparseLayout
-from tests.pallas_kernels import structured_cases as cases
+from tests.pallas_kernels import dispatch_cases, structured_cases as cases
+from tests.pallas_kernels.dispatch_cases import AMPERE, HOPPER
 
-HOPPER, AMPERE = (9, 0), (8, 0)
 
 
 def avals(*, shape=(4096, 4096), block_shape=(64, 64), n=128, nse=400, dtype=jnp.bfloat16):
@@ -94,13 +94,7 @@ def test_public_op_lowers_to_the_chosen_kernel_without_a_gpu(monkeypatch, capabi
                                                               absent):
   """The registered lowering of ``jsparse.spmm`` on BSR for CUDA (lowered on any host; no PTX
   is generated) calls the kernel ``choose_bsr_kernel`` picks for the device."""
-  gpu_info = pytest.importorskip("jax._src.pallas.triton.gpu_info")
-  if not hasattr(gpu_info, "get_gpu_info_from_version"):
-    pytest.skip("this jax has no GPU description to lower the Triton kernel against")
-  monkeypatch.setattr(gpu_info, "get_gpu_info",
-                      lambda: gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100))
-  monkeypatch.setattr(wrapper, "cuda_capability", lambda: capability)
-  monkeypatch.delenv(wrapper.BSR_KERNEL_ENV_VAR, raising=False)
+  dispatch_cases.pretend_cuda_device(monkeypatch, wrapper, capability, wrapper.BSR_KERNEL_ENV_VAR)
   matrix, _, b, _ = _matrix_and_dense(np.random.default_rng(0), shape=(512, 256), n=128)
   spmm = jax.jit(lambda a, b: jsparse.spmm(a, b, impl="pallas"))
   text = spmm.trace(matrix, b).lower(lowering_platforms=("cuda",)).as_text()
