@@ -136,11 +136,29 @@ class Tiled(SparseMatrix):
     """
     x = jnp.asarray(x)
     validation.check_dense_matrix("x", x)
+    return cls.from_mask(x, x != 0, tile_shape=tile_shape, nse=nse, index_dtype=index_dtype)
+
+  @classmethod
+  def from_mask(cls, x: Any, mask: Any, *, tile_shape: Sequence[int] = DEFAULT_TILE_SHAPE,
+                nse: int | None = None, index_dtype: Any = None) -> "Tiled":
+    """The entries of a dense [M, K] matrix where ``mask`` is True, zeros included (a pruned
+    weight keeps its pattern even where a kept value is 0).
+
+    Args:
+      x: dense [M, K] array of a floating dtype.
+      mask: bool [M, K], the entries to store.
+      tile_shape, nse, index_dtype: as in ``fromdense``.
+    """
+    x = jnp.asarray(x)
+    validation.check_dense_matrix("x", x)
+    if np.shape(mask) != x.shape:
+      raise ValueError(f"mask must have x's shape {x.shape}, got {np.shape(mask)}")
     tm, tk = _check_tile_shape(tile_shape)
     grid = _tile_grid(x.shape, (tm, tk))
-    padded = jnp.pad(x, ((0, grid[0] * tm - x.shape[0]), (0, grid[1] * tk - x.shape[1])))
-    tiles = padded.reshape(grid[0], tm, grid[1], tk).transpose(0, 2, 1, 3)
-    mask = tiles != 0
+    pad = ((0, grid[0] * tm - x.shape[0]), (0, grid[1] * tk - x.shape[1]))
+    tiles = jnp.pad(x, pad).reshape(grid[0], tm, grid[1], tk).transpose(0, 2, 1, 3)
+    mask = jnp.pad(jnp.asarray(mask, bool), pad).reshape(grid[0], tm, grid[1], tk).transpose(
+        0, 2, 1, 3)
     count = None
     if validation.is_concrete(mask):
       count = int(np.count_nonzero(np.asarray(mask)))

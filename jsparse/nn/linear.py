@@ -49,7 +49,8 @@ class SparseLinear(nnx.Module):
 
     Args:
       in_features, out_features: sizes of the input and output feature axes.
-      format: "csr", "bsr" (whole ``block_shape`` blocks kept) or "nm" (n of every m inputs).
+      format: "csr", "bsr" (whole ``block_shape`` blocks kept), "nm" (n of every m inputs) or
+        "tiled" (unstructured, stored as bitmap tiles for the tensor-core kernel).
       sparsity: fraction of weights (blocks for BSR) pruned, in [0, 1); ignored for "nm".
       nm: (n, m) for "nm"; m must divide ``in_features``.
       block_shape: (bm, bk) for "bsr", dividing (out_features, in_features).

@@ -7,10 +7,10 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from jsparse.formats import BSR, CSR, NM, SparseMatrix
+from jsparse.formats import BSR, CSR, NM, SparseMatrix, Tiled
 from jsparse.pruning import masks as masks_lib
 
-LAYER_FORMATS = ("csr", "bsr", "nm")
+LAYER_FORMATS = ("csr", "bsr", "nm", "tiled")
 
 
 def check_format(format: Any) -> str:
@@ -51,7 +51,8 @@ def sparse_from_mask(weight: Any, mask: Any, *, format: str,
 
   The stored pattern is the mask's, kept zeros included (``fromdense`` would drop them). BSR
   stores every [bm, bk] block holding a kept entry, with the unkept entries of a block as zeros;
-  "nm" needs exactly n kept entries in every group of m inputs.
+  "nm" needs exactly n kept entries in every group of m inputs; "tiled" stores the mask in
+  ``Tiled``'s default tiles (bitmaps plus packed values, for the tensor-core SpMM).
   """
   check_format(format)
   values = np.asarray(weight)
@@ -66,6 +67,8 @@ def sparse_from_mask(weight: Any, mask: Any, *, format: str,
     index_dtype = np.int32 if max(values.size, in_features) < 2**31 else np.int64
     return CSR((jnp.asarray(values[rows, cols], dtype), cols.astype(index_dtype),
                 offsets.astype(index_dtype)), shape=values.shape)
+  if format == "tiled":
+    return Tiled.from_mask(jnp.asarray(values, dtype), mask)
   if format == "bsr":
     bm, bk = masks_lib.check_block_shape(block_shape, values.shape)
     grid = (out_features // bm, in_features // bk)

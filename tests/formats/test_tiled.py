@@ -44,6 +44,22 @@ def test_round_trip_and_structure(shape, tile_shape, seed, density):
   np.testing.assert_array_equal(jit_todense(rebuilt), dense)
 
 
+def test_from_mask_keeps_kept_zeros_and_checks_the_mask_shape():
+  rng = np.random.default_rng()
+  dense = rng.standard_normal((19, 70)).astype(np.float32)
+  mask = rng.random(dense.shape) < 0.3
+  mask[4] = False  # an empty row
+  kept_zero = tuple(np.argwhere(mask)[0])
+  dense[kept_zero] = 0.0
+  matrix = jsparse.Tiled.from_mask(dense, mask, tile_shape=(16, 32))
+  assert matrix.nse == mask.sum()
+  np.testing.assert_array_equal(jit_todense(matrix), np.where(mask, dense, 0))
+  stored = jit_todense(matrix.with_data(jnp.ones_like(matrix.data)))  # the pattern itself
+  np.testing.assert_array_equal(np.asarray(stored) != 0, mask)
+  with pytest.raises(ValueError, match=r"mask must have x's shape \(19, 70\)"):
+    jsparse.Tiled.from_mask(dense, mask[:, :64])
+
+
 # Slow (with the next three): 10-30 s each on CI's shared CPU; the GPU check runs them.
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float64])

@@ -22,13 +22,14 @@ def _x(seed, *shape):
 
 @pytest.mark.parametrize("fmt,kwargs", [("csr", dict(sparsity=0.9)),
                                         ("bsr", dict(sparsity=0.5, block_shape=(4, 2))),
-                                        ("nm", dict(nm=(2, 4)))])
+                                        ("nm", dict(nm=(2, 4))),
+                                        ("tiled", dict(sparsity=0.7))])
 def test_sparse_linear_from_dense_equals_pruned_dense(fmt, kwargs):
   dense = nnx.Linear(12, 20, rngs=nnx.Rngs(0), **F64)
   dense.bias[...] = _x(1, 20)
   layer = SparseLinear.from_dense(dense, format=fmt, **kwargs)
   kept = np.asarray(layer.weight.matrix.todense()) != 0
-  expected_kept = {"csr": 24, "bsr": 120, "nm": 120}[fmt]
+  expected_kept = {"csr": 24, "bsr": 120, "nm": 120, "tiled": 72}[fmt]
   assert kept.sum() == expected_kept
   x = _x(2, 3, 5, 12)
   pruned = np.where(kept.T, np.asarray(dense.kernel[...]), 0)

@@ -75,11 +75,11 @@ def test_cubic_schedule():
   assert pruning.cubic_sparsity(16, **kwargs, frequency=7) == pruning.cubic_sparsity(10, **kwargs)
 
 
-@pytest.mark.parametrize("fmt", ["csr", "bsr", "nm"])
+@pytest.mark.parametrize("fmt", ["csr", "bsr", "nm", "tiled"])
 def test_sparse_from_mask_stores_exactly_the_mask(fmt):
   weight = _weight(4, (8, 12))
   mask = {"csr": pruning.magnitude_mask(weight, 0.7), "bsr": pruning.block_mask(weight, 0.5, (4, 4)),
-          "nm": pruning.nm_mask(weight)}[fmt]
+          "nm": pruning.nm_mask(weight), "tiled": pruning.magnitude_mask(weight, 0.6)}[fmt]
   weight[np.argwhere(mask)[0][0], np.argwhere(mask)[0][1]] = 0.0  # a kept zero stays stored
   matrix = pruning.sparse_from_mask(weight, mask, format=fmt, block_shape=(4, 4))
   assert matrix.format == fmt
