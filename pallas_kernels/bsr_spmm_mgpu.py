@@ -15,6 +15,16 @@ flight beside one matrix product (the schedule of ``plgpu.emit_pipeline`` with
 GMEM array). The float32 accumulator lives in registers; the tile is cast to the input dtype,
 staged in shared memory and TMA-stored. A block row with no stored block writes zeros.
 
+With ``config.compute_warpgroups = 2`` (the default where N is a multiple of 256, at least 512)
+a program owns ``[bm, 2 * tile_n]`` and runs three warpgroups, as ``hopper_matmul_mgpu``'s
+N-split and ``attention_mgpu``'s warp specialization: a copy warpgroup TMA-loads each stored
+block once and the two halves of its B rows, and two compute warpgroups multiply that one A block
+with their own half, each releasing the slot through a ``consumed`` barrier after
+``wgmma_wait(1)``. Each
+loaded A block then feeds twice the product (``bm x 2 tile_n x bk``), two warpgroups issue
+wgmma at once, and neither waits on copies or index loads of its own (on an H100 the
+one-warpgroup program missed issue 8's target at N = 1024 by 1.09-1.62x).
+
 Work and bytes are proportional to the stored blocks; the kernel makes no pass over A besides
 its own, so time falls with block density (plus one launch).
 
@@ -23,7 +33,8 @@ fall back to the Triton kernel): float16/bfloat16 data and B; bm a multiple of 6
 (wgmma's M); bk a multiple of 16 up to 256 (the shared-memory swizzle, ``swizzle_for``, is the
 largest of 128/64/32 bytes dividing a block row and is shared by A and B as wgmma requires; 16
 bytes is no swizzle, which wgmma refuses); N a multiple of ``tile_n``; ``bm * tile_n <= 16384``
-(the float32 accumulator in at most 128 registers a thread); shared memory within 227 KiB.
+(the float32 accumulator of one warpgroup in at most 128 registers a thread); shared memory
+within 227 KiB; with two compute warpgroups N a multiple of ``2 * tile_n``.
 
 References: NVIDIA, "CUDA C++ Programming Guide: Asynchronous Warpgroup Matrix Multiply"
 (Hopper wgmma, TMA); JAX's ``jax.experimental.pallas.ops.gpu.hopper_matmul_mgpu``.
@@ -53,6 +64,10 @@ SMEM_BYTES = 227 * 1024  # the most dynamic shared memory a Hopper block may use
 # one's copies and products run while the first waits on memory).
 DEFAULT_SMEM_BUDGET = 110 * 1024
 NUM_SMS = 132  # H100 SXM; the default tile width aims at a launch of at least this many programs
+TWO_WARPGROUP_N = 256  # the program width of the default two-warpgroup config (N >= 512)
+# Register split of the two-warpgroup program (as attention_mgpu): the compute warpgroups hold
+# the accumulators, the copy warpgroup only addresses.
+COMPUTE_REGISTERS, MEMORY_REGISTERS = 232, 40
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,14 +75,19 @@ class MgpuBsrSpmmConfig:
   """Launch parameters of one call.
 
   Attributes:
-    tile_n: columns of B and of the output per program: a positive multiple of 64 up to 256
-      (wgmma's N, the output tile's 128-byte swizzle), dividing N.
+    tile_n: columns of B and of the output per compute warpgroup: a positive multiple of 64 up
+      to 256 (wgmma's N, the output tile's 128-byte swizzle); a program covers
+      ``compute_warpgroups * tile_n`` columns, which must divide N.
     max_concurrent_steps: shared-memory slots for (A block, B rows) pairs (>= 2: one being
       multiplied while the next ones load).
+    compute_warpgroups: 1: one warpgroup loads and multiplies (``_bsr_kernel``). 2: two compute
+      warpgroups share each A block and multiply it with their own ``tile_n`` columns of B,
+      beside a third warpgroup that only issues the TMA copies (``_bsr_kernel_two_warpgroups``).
   """
 
   tile_n: int = 128
   max_concurrent_steps: int = 3
+  compute_warpgroups: int = 1
 
   def __post_init__(self):
     if self.tile_n <= 0 or self.tile_n % 64 or self.tile_n > MAX_TILE:
@@ -76,31 +96,61 @@ class MgpuBsrSpmmConfig:
     if self.max_concurrent_steps < 2:
       raise ValueError("MgpuBsrSpmmConfig.max_concurrent_steps must be >= 2, got "
                        f"{self.max_concurrent_steps}")
+    if self.compute_warpgroups not in (1, 2):
+      raise ValueError("MgpuBsrSpmmConfig.compute_warpgroups must be 1 or 2, got "
+                       f"{self.compute_warpgroups}")
+
+  @property
+  def program_n(self) -> int:
+    """Columns of B and of the output per program."""
+    return self.compute_warpgroups * self.tile_n
 
   def smem_bytes(self, block_shape: tuple[int, int], itemsize: int) -> int:
     """Shared memory of the slots and the output tile."""
     bm, bk = block_shape
-    slot = (bm * bk + bk * self.tile_n) * itemsize
-    return self.max_concurrent_steps * slot + bm * self.tile_n * itemsize
+    slot = (bm * bk + bk * self.program_n) * itemsize
+    return self.max_concurrent_steps * slot + bm * self.program_n * itemsize
 
 
 def default_config(*, block_shape: tuple[int, int], num_rows: int, num_n: int,
                    itemsize: int = 2) -> MgpuBsrSpmmConfig:
   """The config for an [num_rows, K] x [K, num_n] call with [bm, bk] blocks.
 
-  ``tile_n``: 128 where it divides N (64 otherwise), halved to 64 while the launch would have
-  fewer than ``NUM_SMS`` programs (N = 128 on 4096 rows of 64-row blocks: 128 programs, not 64),
-  and 64 where a 128-wide float32 accumulator would not fit the registers (bm > 128).
-  ``max_concurrent_steps``: as many slots as fit ``DEFAULT_SMEM_BUDGET`` beside the output
-  tile, between 2 and 4.
+  Two compute warpgroups (a program of ``2 * tile_n`` columns) where N is a multiple of
+  ``TWO_WARPGROUP_N`` and at least ``2 * TWO_WARPGROUP_N``: at N = 1024 one warpgroup's
+  [bm, 128] product per loaded block missed issue 8's target. Their program holds most of an
+  SM's registers, so one runs per SM and its slots may fill the shared memory (``SMEM_BYTES``).
+  ``tile_n`` is then 128, or 64 where a 128-wide accumulator would not fit the registers
+  (bm > 128) or two slots would not fit the shared memory (128x128 blocks); where not even 64
+  fits, one warpgroup.
+
+  One warpgroup: ``tile_n`` 128 where it divides N (64 otherwise), halved to 64 while the launch
+  would have fewer than ``NUM_SMS`` programs (N = 128 on 4096 rows of 64-row blocks: 128
+  programs, not 64), and 64 where bm > 128; slots within ``DEFAULT_SMEM_BUDGET`` (two programs
+  an SM).
+
+  ``max_concurrent_steps``: as many slots as fit the budget beside the output tile, between 2
+  and 4.
   """
   bm, bk = block_shape
-  tile_n = 128 if num_n % 128 == 0 and bm * 128 <= MAX_ACCUMULATOR else 64
+  wide = bm * 128 <= MAX_ACCUMULATOR
+
+  def with_slots(tile_n: int, warpgroups: int, budget: int) -> MgpuBsrSpmmConfig:
+    program_n = warpgroups * tile_n
+    slot = (bm * bk + bk * program_n) * itemsize
+    slots = (budget - bm * program_n * itemsize) // slot
+    return MgpuBsrSpmmConfig(tile_n=tile_n, max_concurrent_steps=int(min(4, max(2, slots))),
+                             compute_warpgroups=warpgroups)
+
+  if num_n % TWO_WARPGROUP_N == 0 and num_n >= 2 * TWO_WARPGROUP_N:
+    for tile_n in ((128, 64) if wide else (64,)):
+      config = with_slots(tile_n, 2, SMEM_BYTES)
+      if config.smem_bytes(block_shape, itemsize) <= SMEM_BYTES:
+        return config
+  tile_n = 128 if num_n % 128 == 0 and wide else 64
   if tile_n > 64 and (num_rows // bm) * (num_n // tile_n) < NUM_SMS:
     tile_n = 64
-  slot = (bm * bk + bk * tile_n) * itemsize
-  slots = (DEFAULT_SMEM_BUDGET - bm * tile_n * itemsize) // slot
-  return MgpuBsrSpmmConfig(tile_n=tile_n, max_concurrent_steps=int(min(4, max(2, slots))))
+  return with_slots(tile_n, 1, DEFAULT_SMEM_BUDGET)
 
 
 def swizzle_for(bk: int, itemsize: int) -> int:
@@ -146,9 +196,10 @@ def check_arguments(data, col_indices, row_offsets, dense, shape: tuple[int, int
   if col_indices.shape != (data.shape[0],):
     raise ValueError(f"col_indices must be [nse] = [{data.shape[0]}], got shape "
                      f"{col_indices.shape}")
-  if dense.shape[1] % config.tile_n:
+  if dense.shape[1] % config.program_n:
     raise ValueError(f"dense's N = {dense.shape[1]} must be a multiple of config.tile_n = "
-                     f"{config.tile_n}")
+                     f"{config.tile_n} times config.compute_warpgroups = "
+                     f"{config.compute_warpgroups}")
   if bm * config.tile_n > MAX_ACCUMULATOR:
     raise ValueError(f"bm * config.tile_n = {bm} * {config.tile_n} must be at most "
                      f"{MAX_ACCUMULATOR} (the float32 accumulator in registers)")
@@ -221,6 +272,87 @@ def _bsr_kernel(row_offsets_ref, col_indices_ref, data_ref, dense_ref, out_ref, 
   plgpu.wait_smem_to_gmem(0)
 
 
+def _bsr_kernel_two_warpgroups(row_offsets_ref, col_indices_ref, data_ref, dense_ref, out_ref,
+                               scoped, *, config: MgpuBsrSpmmConfig):
+  """One program of three warpgroups: a [bm, 2 * tile_n] output tile. Warpgroups 0 and 1
+  compute (``_compute_wg``: [bm, tile_n] each, from the same A block in shared memory and their
+  own half of the B rows); warpgroup 2 only copies (``_memory_wg``): step ``s``'s A block and
+  both B halves into slot ``s % slots`` on ``loaded[slot]``, refilling a slot once both compute
+  warpgroups have arrived on its ``consumed`` barrier. Every thread that waits on a barrier
+  waits for each of its phases (the Mosaic GPU interpreter checks that), so the copy
+  warpgroup also waits for the last ``slots`` releases."""
+  (a_smem, b_smem, out_smem), (loaded, consumed) = scoped
+  _, bm, bk = data_ref.shape
+  tile_n, slots = config.tile_n, config.max_concurrent_steps
+  last_block = data_ref.shape[0] - 1
+  warpgroup = lax.axis_index("wg")
+  block_row = lax.axis_index("rows")
+  program_col = lax.axis_index("n") * config.program_n
+  start = row_offsets_ref[block_row]
+  count = row_offsets_ref[block_row + 1] - start
+
+  def slot_of(step):
+    return lax.rem(step, jnp.int32(slots))
+
+  @pl.when(warpgroup < 2)
+  def _compute_wg():
+    plgpu.set_max_registers(COMPUTE_REGISTERS, action="increase")
+
+    def accumulate(acc_ref):
+      @pl.loop(0, count)
+      def _(step):
+        slot = slot_of(step)
+        plgpu.barrier_wait(loaded.at[slot])
+        plgpu.wgmma(acc_ref, a_smem.at[slot], b_smem.at[slot, warpgroup])
+        plgpu.wgmma_wait(1)  # step - 1's product is done: release its slot
+
+        @pl.when(step > 0)
+        def _():
+          plgpu.barrier_arrive(consumed.at[slot_of(step - 1)])
+
+      plgpu.wgmma_wait(0)
+
+      @pl.when(count > 0)
+      def _():
+        plgpu.barrier_arrive(consumed.at[slot_of(count - 1)])
+      return acc_ref[...]
+
+    acc = pl.run_scoped(accumulate, plgpu.ACC((bm, tile_n), jnp.float32))
+    out_smem.at[warpgroup][...] = acc.astype(out_smem.dtype)
+    plgpu.commit_smem()
+    plgpu.copy_smem_to_gmem(
+        out_smem.at[warpgroup],
+        out_ref.at[pl.ds(block_row * bm, bm), pl.ds(program_col + warpgroup * tile_n, tile_n)])
+    plgpu.wait_smem_to_gmem(0)
+
+  @pl.when(warpgroup == 2)
+  def _memory_wg():
+    plgpu.set_max_registers(MEMORY_REGISTERS, action="decrease")
+
+    def issue(step, block_col):
+      slot = slot_of(step)
+      plgpu.copy_gmem_to_smem(data_ref.at[start + step], a_smem.at[slot], loaded.at[slot])
+      for half in range(2):
+        plgpu.copy_gmem_to_smem(
+            dense_ref.at[pl.ds(block_col * bk, bk), pl.ds(program_col + half * tile_n, tile_n)],
+            b_smem.at[slot, half], loaded.at[slot])
+
+    # Clamped: a step past the count reads some block's column (to start early) but is unused.
+    for step in range(slots):
+      block_col = col_indices_ref[jnp.minimum(start + step, last_block)]
+      pl.when(step < count)(functools.partial(issue, jnp.int32(step), block_col))
+
+    @pl.loop(slots, jnp.maximum(count, slots))
+    def _(step):
+      block_col = col_indices_ref[start + step]
+      plgpu.barrier_wait(consumed.at[slot_of(step)])  # released by step - slots
+      issue(step, block_col)
+
+    @pl.loop(jnp.maximum(count - slots, 0), count)
+    def _(step):
+      plgpu.barrier_wait(consumed.at[slot_of(step)])
+
+
 def _tile_transforms(minor_elems: int, itemsize: int) -> tuple:
   """Tiling (8, swizzle / itemsize) and the swizzle for tiles whose rows hold ``minor_elems``
   elements: the layout TMA writes and wgmma reads."""
@@ -258,27 +390,40 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, d
   if data.shape[0] == 0:
     return jnp.zeros((shape[0], num_n), data.dtype)
   dtype, itemsize = data.dtype, jnp.dtype(data.dtype).itemsize
-  slots = config.max_concurrent_steps
+  slots, warpgroups = config.max_concurrent_steps, config.compute_warpgroups
   operand_transforms = _tile_transforms(bk, itemsize)  # wgmma: one swizzle for both
   out_transforms = _tile_transforms(config.tile_n, itemsize)
+  # One warpgroup: [slots, bk, tile_n] B tiles; two: [slots, 2, bk, tile_n], a half each.
+  b_tiles = (slots,) + ((warpgroups,) if warpgroups > 1 else ()) + (bk, config.tile_n)
+  out_tile = ((warpgroups,) if warpgroups > 1 else ()) + (bm, config.tile_n)
+  tiles = (plgpu.SMEM((slots, bm, bk), dtype, transforms=operand_transforms),
+           plgpu.SMEM(b_tiles, dtype, transforms=operand_transforms),
+           plgpu.SMEM(out_tile, dtype, transforms=out_transforms))
 
   def entry(row_offsets_ref, col_indices_ref, data_ref, dense_ref, out_ref):
-    tiles = (plgpu.SMEM((slots, bm, bk), dtype, transforms=operand_transforms),
-             plgpu.SMEM((slots, bk, config.tile_n), dtype, transforms=operand_transforms),
-             plgpu.SMEM((bm, config.tile_n), dtype, transforms=out_transforms))
-    pl.run_scoped(
-        lambda *scoped: _bsr_kernel(row_offsets_ref, col_indices_ref, data_ref, dense_ref,
-                                    out_ref, scoped, config=config),
-        tiles, plgpu.Barrier(num_arrivals=2, num_barriers=slots))
+    refs = (row_offsets_ref, col_indices_ref, data_ref, dense_ref, out_ref)
+    if warpgroups == 1:
+      pl.run_scoped(lambda *scoped: _bsr_kernel(*refs, scoped, config=config),
+                    tiles, plgpu.Barrier(num_arrivals=2, num_barriers=slots))
+    else:
+      pl.run_scoped(
+          lambda *scoped: _bsr_kernel_two_warpgroups(*refs, scoped, config=config),
+          tiles,
+          # loaded: one arrival per copy (the A block, two B halves); consumed: one a warpgroup.
+          (plgpu.Barrier(num_arrivals=1 + warpgroups, num_barriers=slots),
+           plgpu.Barrier(num_arrivals=warpgroups, num_barriers=slots)),
+          collective_axes="wg")
 
+  threads = dict(num_threads=warpgroups + 1, thread_name="wg") if warpgroups > 1 else {}
   return plgpu.kernel(
       entry,
       out_type=jax.ShapeDtypeStruct((shape[0], num_n), dtype),
       # Column tiles vary fastest: the programs in flight together share A's blocks (each read
-      # by N / tile_n neighbours) while B stays in L2.
-      grid=(num_n // config.tile_n, shape[0] // bm),
+      # by N / program_n neighbours) while B stays in L2.
+      grid=(num_n // config.program_n, shape[0] // bm),
       grid_names=("n", "rows"),
       interpret=(interpret if isinstance(interpret, plgpu.InterpretGPUParams)
                  else plgpu.InterpretGPUParams() if interpret else False),
-      kernel_name="jsparse_bsr_spmm_mgpu",
+      kernel_name="jsparse_bsr_spmm_mgpu" + ("_2wg" if warpgroups > 1 else ""),
+      **threads,
   )(row_offsets.astype(jnp.int32), col_indices.astype(jnp.int32), data, dense)

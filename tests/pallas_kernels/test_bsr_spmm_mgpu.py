@@ -1,12 +1,14 @@
 """Mosaic GPU BSR SpMM kernel vs a float64 product of the same block-sparse matrix.
 
-Runs in Mosaic GPU interpret mode on the CPU (one simulated warpgroup per program, TMA copies
-and barriers included) and compiled when JAX sees a GPU. Interpret mode runs each wgmma at once
+Runs in Mosaic GPU interpret mode on the CPU (one simulated warpgroup per program, or three with
+``compute_warpgroups=2``; TMA copies and barriers included) and compiled when JAX sees a GPU. Interpret mode runs each wgmma at once
 (jax 0.11.2), so the asynchronous overlap (a slot refilled only after ``wgmma_wait(1)``) is
 checked only by the compiled GPU cases; the wgmma operand descriptors, swizzles and tilings of
 the compiled path are built at lowering time, which ``test_lowers_to_mosaic_gpu_without_a_gpu``
 runs on any machine for every block shape the kernel accepts. Outputs start as NaN in the
-interpreter, so a finite result equal to the reference shows that every element was written.
+interpreter, so a finite result equal to the reference shows that every element was written; the
+interpreter also fails a run in which a thread waiting on a barrier misses one of its phases (the
+two-warpgroup program's slot releases).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def run_case(case: Case, seed: int) -> np.ndarray:
 
 
 SMALL = Config(tile_n=64, max_concurrent_steps=2)
+TWO_WG = Config(tile_n=64, max_concurrent_steps=2, compute_warpgroups=2)
 CASES = {
     # Ragged rows: an empty block row (zeros), one block, more blocks than slots (the refill
     # path, every slot reused), all eight; two column tiles; the fewest slots.
@@ -97,6 +100,19 @@ CASES = {
     # No stored block in any row but padding blocks in data: the kernel runs and writes zeros.
     "all_rows_empty_bf16": Case((192, 128), (64, 64), 64, jnp.bfloat16, row_counts=(0, 0, 0),
                                 padding=2, config=SMALL),
+    # Two compute warpgroups and a copy warpgroup: ragged rows with an empty one and more blocks
+    # than slots (every slot released by both warpgroups and refilled), two column programs.
+    "two_wg_ragged_rows_bf16_64x64": Case((256, 512), (64, 64), 256, jnp.bfloat16,
+                                          row_counts=(0, 1, 5, 8), config=TWO_WG),
+    # Two warpgroups on 128x32 blocks (64-byte swizzle), padding blocks, three slots.
+    "two_wg_padding_f16_128x32": Case((256, 256), (128, 32), 128, jnp.float16, density=0.6,
+                                      padding=3, config=Config(64, 3, 2)),
+    # The default config at N = 512: two warpgroups of 128 columns, four slots.
+    "two_wg_default_bf16_64x64": Case((128, 256), (64, 64), 512, jnp.bfloat16,
+                                      row_counts=(4, 1)),
+    # No stored block but padding in data: the copy warpgroup issues nothing, zeros written.
+    "two_wg_all_rows_empty_bf16": Case((128, 128), (64, 64), 128, jnp.bfloat16,
+                                       row_counts=(0, 0), padding=2, config=TWO_WG),
 }
 
 
@@ -111,12 +127,14 @@ def test_kernel_matches_float64_reference(name):
       assert (out[row * bm:(row + 1) * bm] == 0).all(), f"empty block row {row} not zero"
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
-def test_nse_zero_is_zeros_without_a_launch(dtype):
+@pytest.mark.parametrize("dtype, config", [(jnp.bfloat16, None), (jnp.float16, None),
+                                           (jnp.bfloat16, TWO_WG)])
+def test_nse_zero_is_zeros_without_a_launch(dtype, config):
   data = jnp.zeros((0, 64, 64), dtype)
   out = mgpu_bsr.kernel_fn(data, jnp.zeros((0,), jnp.int32), jnp.zeros((3,), jnp.int32),
-                           jnp.ones((128, 64), dtype), shape=(128, 128), interpret=INTERPRET)
-  assert out.shape == (128, 64) and out.dtype == dtype and not np.asarray(out).any()
+                           jnp.ones((128, 128), dtype), shape=(128, 128), config=config,
+                           interpret=INTERPRET)
+  assert out.shape == (128, 128) and out.dtype == dtype and not np.asarray(out).any()
 
 
 def test_int64_indices_are_cast():
@@ -140,6 +158,14 @@ GPU_CASES = [
     Case((512, 2048), (128, 128), 256, jnp.bfloat16, density=0.3, config=Config(128, 2)),
     Case((512, 2048), (256, 128), 128, jnp.float16, density=0.5, config=Config(64, 2)),
     Case((1024, 1024), (64, 64), 128, jnp.bfloat16, row_counts=(0,) * 8 + (16,) * 8),
+    # One warpgroup at N = 1024 (the default there is two), and two warpgroups: 128-row blocks,
+    # 256-row blocks (64-wide halves), other swizzles, 2-4 slots, ragged rows.
+    Case((2048, 2048), (64, 64), 1024, jnp.bfloat16, density=0.2, config=Config(128, 3)),
+    Case((2048, 2048), (128, 64), 1024, jnp.bfloat16, density=0.3, padding=5),
+    Case((512, 2048), (256, 128), 512, jnp.float16, density=0.5, config=Config(64, 2, 2)),
+    Case((512, 1024), (64, 16), 512, jnp.bfloat16, density=0.6, config=Config(256, 4, 2)),
+    Case((512, 1024), (64, 32), 256, jnp.float16, density=0.4, config=Config(64, 3, 2)),
+    Case((1024, 1024), (64, 64), 512, jnp.bfloat16, row_counts=(0,) * 8 + (16,) * 8),
 ]
 
 
@@ -150,12 +176,14 @@ def test_kernel_on_gpu_larger_shapes(index):
   run_case(GPU_CASES[index], int(np.random.default_rng().integers(2**31)))
 
 
-@pytest.mark.parametrize("block_shape, tile_n, slots, dtype", [
-    ((64, 64), 128, 3, jnp.bfloat16), ((128, 64), 128, 2, jnp.float16),
-    ((64, 16), 64, 4, jnp.bfloat16), ((64, 32), 256, 2, jnp.float16),
-    ((64, 48), 64, 3, jnp.bfloat16), ((128, 128), 128, 2, jnp.bfloat16),
-    ((256, 128), 64, 2, jnp.float16), ((192, 64), 64, 3, jnp.bfloat16)])
-def test_lowers_to_mosaic_gpu_without_a_gpu(block_shape, tile_n, slots, dtype):
+@pytest.mark.parametrize("block_shape, tile_n, slots, dtype, warpgroups", [
+    ((64, 64), 128, 3, jnp.bfloat16, 1), ((128, 64), 128, 2, jnp.float16, 1),
+    ((64, 16), 64, 4, jnp.bfloat16, 1), ((64, 32), 256, 2, jnp.float16, 1),
+    ((64, 48), 64, 3, jnp.bfloat16, 1), ((128, 128), 128, 2, jnp.bfloat16, 1),
+    ((256, 128), 64, 2, jnp.float16, 1), ((192, 64), 64, 3, jnp.bfloat16, 1),
+    ((64, 64), 128, 4, jnp.bfloat16, 2), ((128, 64), 128, 3, jnp.float16, 2),
+    ((64, 32), 256, 2, jnp.bfloat16, 2), ((256, 64), 64, 2, jnp.float16, 2)])
+def test_lowers_to_mosaic_gpu_without_a_gpu(block_shape, tile_n, slots, dtype, warpgroups):
   """The compiled path's lowering (jaxpr -> Mosaic GPU MLIR, wgmma descriptors for the tile
   swizzles and tilings included): catches what interpret mode does not run. PTX generation
   happens only on a GPU."""
@@ -163,8 +191,8 @@ def test_lowers_to_mosaic_gpu_without_a_gpu(block_shape, tile_n, slots, dtype):
   shape = (4 * bm, 8 * bk)
   struct = jax.ShapeDtypeStruct
   operands = (struct((20, bm, bk), dtype), struct((20,), jnp.int32), struct((5,), jnp.int32),
-              struct((shape[1], 2 * tile_n), dtype))
-  config = Config(tile_n, slots)
+              struct((shape[1], 2 * warpgroups * tile_n), dtype))
+  config = Config(tile_n, slots, warpgroups)
   assert mgpu_bsr.supports(*operands, shape=shape, config=config) is True
   multiply = jax.jit(lambda *args: mgpu_bsr.kernel_fn(*args, shape=shape, config=config))
   lowered = multiply.trace(*operands).lower(lowering_platforms=("cuda",))
@@ -175,14 +203,20 @@ def test_default_config_fits_and_fills_the_gpu():
   for bm, bk in ((64, 64), (128, 64), (64, 128), (128, 128), (256, 64), (64, 16)):
     for rows, num_n in ((4096, 128), (14336, 1024), (256, 64)):
       config = mgpu_bsr.default_config(block_shape=(bm, bk), num_rows=rows, num_n=num_n)
-      assert num_n % config.tile_n == 0 and bm * config.tile_n <= mgpu_bsr.MAX_ACCUMULATOR
+      assert num_n % config.program_n == 0 and bm * config.tile_n <= mgpu_bsr.MAX_ACCUMULATOR
       assert 2 <= config.max_concurrent_steps <= 4
       assert config.smem_bytes((bm, bk), 2) <= mgpu_bsr.SMEM_BYTES
   # N = 128 on 4096 rows of 64-row blocks: 64-wide tiles for 128 programs, not 64.
   assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=128).tile_n == 64
-  assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=1024).tile_n == 128
-  assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096,
-                                 num_n=1024).max_concurrent_steps == 3
+  # N = 1024: two compute warpgroups of 128 columns, one program an SM, four slots.
+  assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=1024) == Config(
+      tile_n=128, max_concurrent_steps=4, compute_warpgroups=2)
+  assert mgpu_bsr.default_config(block_shape=(256, 64), num_rows=4096, num_n=1024) == Config(
+      tile_n=64, max_concurrent_steps=3, compute_warpgroups=2)
+  # One warpgroup below 512 columns or where 256 does not divide N.
+  for num_n in (128, 256, 384, 576):
+    assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096,
+                                   num_n=num_n).compute_warpgroups == 1
 
 
 def test_config_rejects_tiles_that_mosaic_cannot_use():
@@ -192,6 +226,8 @@ def test_config_rejects_tiles_that_mosaic_cannot_use():
     Config(tile_n=512)
   with pytest.raises(ValueError, match="max_concurrent_steps must be >= 2"):
     Config(max_concurrent_steps=1)
+  with pytest.raises(ValueError, match="compute_warpgroups must be 1 or 2"):
+    Config(compute_warpgroups=3)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -202,6 +238,9 @@ def test_config_rejects_tiles_that_mosaic_cannot_use():
     (dict(block_shape=(64, 40)), r"block_shape\[1\] = 40 must be a multiple of 16"),
     (dict(block_shape=(64, 512)), r"block_shape\[1\] \(bk\) must be at most 256"),
     (dict(num_n=96), "dense's N = 96 must be a multiple of config.tile_n = 64"),
+    (dict(num_n=192, config=TWO_WG),
+     "dense's N = 192 must be a multiple of config.tile_n = 64 times "
+     "config.compute_warpgroups = 2"),
     (dict(block_shape=(128, 64), num_n=256, config=Config(256, 2)),
      r"bm \* config.tile_n = 128 \* 256"),
     (dict(block_shape=(256, 256), config=Config(64, 3)), "bytes of shared memory"),
