@@ -32,7 +32,8 @@ void Expect(bool ok, const std::string& what) {
   }
 }
 
-// Runs each task on a thread of its own; joins them all at destruction.
+// Runs each task on a thread of its own; joins them all at destruction. Splits work of any size
+// (the test's matrices are far below kMinParallelWork), so that the split paths are checked.
 class ThreadExecutor final : public Executor {
  public:
   explicit ThreadExecutor(int64_t workers) : workers_(workers) {}
@@ -41,6 +42,7 @@ class ThreadExecutor final : public Executor {
   }
   int64_t num_workers() const override { return workers_; }
   void Schedule(std::function<void()> task) const override { threads_.emplace_back(task); }
+  int64_t min_parallel_work() const override { return 0; }
 
  private:
   int64_t workers_;

@@ -71,7 +71,8 @@ def test_sddmm_matches_float64_reference(case, depth):
                                               ("bsr", np.int64), ("nm", None)])
 def test_sddmm_split_across_threads(fmt, index_dtype):
   rng = np.random.default_rng()
-  matrix, dense = random_matrix(rng, fmt, (256, 192), 0.3, np.float32, index_dtype, pad=2,
+  # About 2M multiply-adds: above the 1M below which a call runs on one thread (csrc/common.h).
+  matrix, dense = random_matrix(rng, fmt, (384, 256), 0.3, np.float32, index_dtype, pad=2,
                                 block_shape=(2, 4), empty_rows=30, ragged=True)
   _check_sddmm(matrix, dense, rng, 64)
 
