@@ -113,8 +113,12 @@ class MgpuBsrSpmmConfig:
 
 
 def default_config(*, block_shape: tuple[int, int], num_rows: int, num_n: int,
-                   itemsize: int = 2) -> MgpuBsrSpmmConfig:
+                   itemsize: int = 2,
+                   compute_warpgroups: int | None = None) -> MgpuBsrSpmmConfig:
   """The config for an [num_rows, K] x [K, num_n] call with [bm, bk] blocks.
+
+  ``compute_warpgroups``: None chooses as below; 1 or 2 asks for that variant with the tiles
+  and slots it would get (2 falls back to 1 where no two-warpgroup tile divides N and fits).
 
   Two compute warpgroups (a program of ``2 * tile_n`` columns) where N is a multiple of
   ``TWO_WARPGROUP_N`` and at least ``2 * TWO_WARPGROUP_N``: at N = 1024 one warpgroup's
@@ -142,10 +146,13 @@ def default_config(*, block_shape: tuple[int, int], num_rows: int, num_n: int,
     return MgpuBsrSpmmConfig(tile_n=tile_n, max_concurrent_steps=int(min(4, max(2, slots))),
                              compute_warpgroups=warpgroups)
 
-  if num_n % TWO_WARPGROUP_N == 0 and num_n >= 2 * TWO_WARPGROUP_N:
+  if compute_warpgroups is None:
+    large_n = num_n % TWO_WARPGROUP_N == 0 and num_n >= 2 * TWO_WARPGROUP_N
+    compute_warpgroups = 2 if large_n else 1
+  if compute_warpgroups == 2:
     for tile_n in ((128, 64) if wide else (64,)):
       config = with_slots(tile_n, 2, SMEM_BYTES)
-      if config.smem_bytes(block_shape, itemsize) <= SMEM_BYTES:
+      if num_n % config.program_n == 0 and config.smem_bytes(block_shape, itemsize) <= SMEM_BYTES:
         return config
   tile_n = 128 if num_n % 128 == 0 and wide else 64
   if tile_n > 64 and (num_rows // bm) * (num_n // tile_n) < NUM_SMS:

@@ -1,26 +1,39 @@
 """Timings of the Mosaic GPU BSR SpMM kernel (issue 8), run by bsr_mgpu.sh.
 
-python3 -P experiments/gpu_checks/bsr_mgpu_bench.py OUTDIR --budget-s S [--smoke]
+python3 -P experiments/gpu_checks/bsr_mgpu_bench.py OUTDIR --budget-s S [--ns 128,256,1024]
+  [--smoke]
 
 bfloat16 ``A @ B``, A of 4096x4096 and 14336x4096 with random block masks (exactly
 ``round(d x blocks)`` blocks kept, uniformly at random, so block rows are ragged) at block
-densities d = 0.05, 0.1, 0.2, 0.5, blocks 64x64 then 128x64, B of N = 128 and 1024 columns.
-Per (block shape, A shape, N) group, in this order under a deadline: dense ``jnp.dot`` (bf16, a
-dense random A of the same shape; once per A shape and N), then per density this kernel
-(``bsr_spmm_mgpu``, its default config) and the Triton kernel (``bsr_spmm``, the config
-jsparse's registered lowering picks: ``jsparse._gpu.structured.bsr_config``). The blocks of
-every density are padded to the d = 0.5 count (padding past ``row_offsets[-1]``, never read),
-so each kernel compiles once per group. Every output is checked before it is timed: max
-|output - reference| / max |reference| against a float32 product of the same bfloat16 values
-(``jnp.dot(..., preferred_element_type=float32)``: exact products, float32 sums). Timing:
-``JaxLoopTimer`` medians (the op back to back in one jitted loop, device-side).
-Issue 8's BSR target per case: time <= 1.3 x d x dense time + 5 us (MET / MISSED for this
-kernel; the Triton kernel's verdict beside it).
+densities d = 0.05, 0.1, 0.2, 0.5, blocks 64x64 then 128x64, B of N = 128, 256 and 1024
+columns (``--ns``). Per (block shape, A shape, N) group, in this order under a deadline: dense
+``jnp.dot`` (bf16, a dense random A of the same shape; once per A shape and N), then per
+density:
+- ``mosaic-gpu``: this kernel (``bsr_spmm_mgpu``) with its default config (two compute
+  warpgroups at N >= 512, one below; the row's config says which);
+- ``mosaic-gpu-1wg`` / ``mosaic-gpu-2wg`` (N >= 256): the other variant,
+  ``default_config(..., compute_warpgroups=...)`` (at N = 1024 the one-warpgroup line is the
+  config measured before the two-warpgroup variant existed);
+- ``triton``: the Triton kernel (``bsr_spmm``, the config jsparse's registered lowering picks:
+  ``jsparse._gpu.structured.bsr_config``);
+- ``torch-bsr_dense_mm``: ``torch.sparse._triton_ops.bsr_dense_mm`` on the same blocks (a torch
+  ``sparse_bsr_tensor`` of the same block shape, bfloat16, made from the same device buffers by
+  DLPack), timed with ``TorchCudaTimer`` (CUDA events); a failure (no torch, a block shape it
+  refuses) is recorded as the row's error.
+The blocks of every density are padded to the d = 0.5 count (padding past ``row_offsets[-1]``,
+never read), so each JAX kernel compiles once per group. Every output is checked before it is
+timed: max |output - reference| / max |reference| against a float32 product of the same
+bfloat16 values (``jnp.dot(..., preferred_element_type=float32)``: exact products, float32
+sums). JAX timing: ``JaxLoopTimer`` medians (the op back to back in one jitted loop,
+device-side). Issue 8's BSR targets per case: time <= 1.3 x d x dense time + 5 us (MET / MISSED
+for this kernel; the Triton kernel's verdict beside it; counted over N = 128 and 1024, the
+issue's cases), and this kernel >= 5x faster than torch's ``bsr_dense_mm``.
 Outputs, rewritten after every line (a killed run keeps what it measured): OUTDIR/bsr_mgpu.json
 (every row, machine, versions, CUDA runtime, timing, date) and OUTDIR/bsr_mgpu.md (the targets
 table, then every line); the table is printed at the end.
---smoke: tiny shapes, both kernels in interpret mode on the CPU, one call per measurement
-(checks this script, not the kernels).
+--smoke: tiny shapes, the JAX kernels in interpret mode on the CPU, one call per measurement
+(checks this script, not the kernels); torch lines are recorded as skipped without torch or a
+CUDA device.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ import jsparse
 from experiments import machine
 from experiments.gpu_checks import bench_common
 from experiments.gpu_checks.bench_common import BenchLog, cuda_runtime
-from experiments.timing import TimingConfig
+from experiments.timing import TimingConfig, TorchCudaTimer
 from jsparse._gpu import structured
 from pallas_kernels import bsr_spmm, bsr_spmm_mgpu
 
@@ -46,7 +59,9 @@ BF16 = jnp.bfloat16
 DENSITIES = (0.05, 0.1, 0.2, 0.5)
 BLOCK_SHAPES = ((64, 64), (128, 64))
 SHAPES = ((4096, 4096), (14336, 4096))
-NS = (128, 1024)
+NS = (128, 256, 1024)
+ISSUE_NS = (128, 1024)  # the N of issue 8's targets
+TORCH_SPEEDUP = 5.0  # issue 8: this kernel >= 5x faster than torch's bsr_dense_mm
 TOLERANCE = 2e-2  # relative max error of a bf16 output (rounding alone: ~4e-3)
 # As attention_mgpu_bench.py: samples of >= 20 ms (a JaxLoopTimer sample includes one dispatch).
 TIMING = TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.02, max_total_s=0.3)
@@ -56,15 +71,26 @@ def parse_args():
   parser = argparse.ArgumentParser()
   parser.add_argument("out_dir")
   parser.add_argument("--budget-s", type=float, default=140.0)
+  parser.add_argument("--ns", default=",".join(map(str, NS)),
+                      help="comma-separated N (columns of B)")
   parser.add_argument("--smoke", action="store_true")
   return parser.parse_args()
 
 
 ARGS = parse_args()
 SMOKE = ARGS.smoke
+NS = tuple(int(n) for n in ARGS.ns.split(","))
 if SMOKE:
-  SHAPES, NS, DENSITIES = ((256, 256),), (128,), (0.25, 0.5)
+  # N = 512: the two-warpgroup default and the one-warpgroup line, in the interpreter.
+  SHAPES, NS, DENSITIES = ((256, 256),), (128, 512), (0.25, 0.5)
+  ISSUE_NS = NS
   TIMING = TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0)
+try:
+  import torch
+  from torch.sparse._triton_ops import bsr_dense_mm
+  TORCH_SKIP = None if torch.cuda.is_available() else "skipped: torch sees no CUDA device"
+except Exception as error:  # noqa: BLE001  (the CPU venv has no torch)
+  TORCH_SKIP = f"skipped: torch not importable ({type(error).__name__}: {error})"[:200]
 ENV = machine.detect().asdict()
 LOG = BenchLog(ARGS.budget_s, lambda: write_outputs(), widths=(36, 11))
 results, record, attempt, DEADLINE = LOG.rows, LOG.record, LOG.attempt, LOG.deadline
@@ -91,22 +117,39 @@ def case_name(shape, block_shape, num_n, density=None) -> str:
   return name if density is None else f"{name} d={density}"
 
 
+def ratio(numerator, denominator):
+  return numerator / denominator if numerator and denominator else None
+
+
 def targets():
-  """One row per (shape, block, N, density) with this kernel's or the Triton kernel's time."""
+  """One row per (shape, block, N, density): each line's time (``1wg`` / ``2wg``: this kernel's
+  variants, whichever line ran them), the verdicts and the ratios."""
   by_case: dict[str, dict] = {}
   for row in results:
     if row.get("density") is None or row["line"] == "dense":
       continue
-    entry = by_case.setdefault(row["case"], dict(case=row["case"], density=row["density"],
-                                                 kept=row.get("kept"), dense_us=row["dense_us"]))
-    entry[row["line"]] = None if row["error"] else row["median_us"]
+    entry = by_case.setdefault(row["case"], dict(case=row["case"], n=row["n"],
+                                                 density=row["density"], kept=row.get("kept"),
+                                                 dense_us=row["dense_us"]))
+    time_us = None if row["error"] else row["median_us"]
+    entry[row["line"]] = time_us
+    if row["line"].startswith("mosaic-gpu") and isinstance(row.get("config"), dict):
+      warpgroups = row["config"]["compute_warpgroups"]
+      entry[f"{warpgroups}wg"] = time_us
+      if row["line"] == "mosaic-gpu":
+        entry["default_wg"] = warpgroups
   rows = []
   for entry in by_case.values():
     threshold = target_us(entry["kept"] or entry["density"], entry["dense_us"])
     mgpu, triton = entry.get("mosaic-gpu"), entry.get("triton")
-    rows.append(dict(**entry, target_us=threshold, verdict=verdict(mgpu, threshold),
-                     triton_verdict=verdict(triton, threshold),
-                     triton_over_mgpu=triton / mgpu if mgpu and triton else None))
+    torch_over_mgpu = ratio(entry.get("torch-bsr_dense_mm"), mgpu)
+    rows.append(dict(
+        **entry, target_us=threshold, verdict=verdict(mgpu, threshold),
+        triton_verdict=verdict(triton, threshold), triton_over_mgpu=ratio(triton, mgpu),
+        one_wg_over_two_wg=ratio(entry.get("1wg"), entry.get("2wg")),
+        torch_over_mgpu=torch_over_mgpu,
+        torch_verdict="" if torch_over_mgpu is None else
+        "MET" if torch_over_mgpu >= TORCH_SPEEDUP else "MISSED"))
   return rows
 
 
@@ -118,7 +161,10 @@ def write_outputs() -> str:
                    target="time <= 1.3 x d x dense time + 5 us (d: kept block fraction)",
                    targets=target_rows, results=results), f, indent=1, default=str)
   versions = ", ".join(f"{k} {v}" for k, v in sorted(ENV["versions"].items()) if v)
-  met = sum(row["verdict"] == "MET" for row in target_rows)
+  issue_rows = [row for row in target_rows if row["n"] in ISSUE_NS]
+  met = sum(row["verdict"] == "MET" for row in issue_rows)
+  torch_met = sum(row["torch_verdict"] == "MET" for row in target_rows)
+  torch_rows = sum(row["torch_verdict"] != "" for row in target_rows)
   lines = []
   for r in results:
     if r["error"]:
@@ -131,13 +177,23 @@ def write_outputs() -> str:
       f"# Mosaic GPU BSR SpMM ({ENV['device']}, {ENV['date']}"
       f"{', SMOKE (CPU interpret)' if SMOKE else ''})", "",
       f"Versions: {versions}; CUDA runtime {cuda_runtime()}. bfloat16 A @ B, random block "
-      f"masks. {'JaxCallTimer (smoke)' if SMOKE else 'JaxLoopTimer'} medians, {TIMING}.", "",
-      f"## Targets (issue 8: time <= 1.3 x d x dense + 5 us): {met} of {len(target_rows)} MET",
-      "", "| case | kept | dense us | target us | Mosaic GPU us | verdict | Triton us | "
-      "Triton verdict | Triton / Mosaic |", "|---|---|---|---|---|---|---|---|---|",
+      f"masks. {'JaxCallTimer (smoke)' if SMOKE else 'JaxLoopTimer'} medians (torch: "
+      f"TorchCudaTimer, CUDA events), {TIMING}.", "",
+      f"## Targets (issue 8: time <= 1.3 x d x dense + 5 us): {met} of {len(issue_rows)} MET "
+      f"(N in {ISSUE_NS}); >= {TORCH_SPEEDUP:g}x faster than torch bsr_dense_mm: {torch_met} of "
+      f"{torch_rows} MET", "",
+      "Mosaic GPU: the default config (wg: its compute warpgroups); 1wg / 2wg: this kernel with "
+      "one / two compute warpgroups (one of them is the default line).", "",
+      "| case | kept | dense us | target us | Mosaic GPU us | wg | verdict | 1wg us | 2wg us | "
+      "1wg / 2wg | Triton us | Triton verdict | Triton / Mosaic | torch us | torch / Mosaic | "
+      "torch verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
       *[f"| {t['case']} | {fmt(t['kept'], 3)} | {fmt(t['dense_us'], 1)} | "
-        f"{fmt(t['target_us'], 1)} | {fmt(t.get('mosaic-gpu'), 1)} | {t['verdict']} | "
-        f"{fmt(t.get('triton'), 1)} | {t['triton_verdict']} | {fmt(t['triton_over_mgpu'])} |"
+        f"{fmt(t['target_us'], 1)} | {fmt(t.get('mosaic-gpu'), 1)} | "
+        f"{t.get('default_wg', '-')} | {t['verdict']} | {fmt(t.get('1wg'), 1)} | "
+        f"{fmt(t.get('2wg'), 1)} | {fmt(t['one_wg_over_two_wg'])} | "
+        f"{fmt(t.get('triton'), 1)} | {t['triton_verdict']} | {fmt(t['triton_over_mgpu'])} | "
+        f"{fmt(t.get('torch-bsr_dense_mm'), 1)} | {fmt(t['torch_over_mgpu'])} | "
+        f"{t['torch_verdict']} |"
         for t in target_rows],
       "", "## Lines", "",
       "rel err: max |output - float32 product| / max |float32 product|.", "",
@@ -210,8 +266,36 @@ def dense_line(shape, num_n, b):
           density=None)
 
 
+def torch_line(case, prepare, shape, block_shape, kept_blocks, **extra):
+  """torch's ``bsr_dense_mm`` on the first ``kept_blocks`` blocks of the operands ``prepare()``
+  returns (same values, same block shape), CUDA-event timed, its output checked as the JAX
+  lines'."""
+  def run():
+    operands, expected = prepare()
+    data, cols, offsets, b = (torch.from_dlpack(array) for array in operands)
+    matrix = torch.sparse_bsr_tensor(offsets.long(), cols[:kept_blocks].long(),
+                                     data[:kept_blocks], size=shape)
+    timer = TorchCudaTimer([lambda: bsr_dense_mm(matrix, b)])
+    output = timer.run_once()
+    measurement = timer.measure(TIMING)
+    reference = torch.from_dlpack(expected)
+    error = float((output.float() - reference).abs().max()
+                  / reference.abs().max().clamp_min(1e-30))
+    return dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
+                p90_us=measurement.p90_us, inner=measurement.inner,
+                repeats=measurement.repeats, timing=measurement.method, rel_err=error,
+                check="ok" if error <= TOLERANCE else f"FAILED (> {TOLERANCE})",
+                config=f"torch.sparse._triton_ops.bsr_dense_mm, {block_shape[0]}x"
+                       f"{block_shape[1]} blocks, bfloat16")
+  extra.update(shape=shape, block_shape=block_shape, kept_blocks=kept_blocks)
+  if TORCH_SKIP:
+    record(case=case, line="torch-bsr_dense_mm", error=TORCH_SKIP, **extra)
+    return
+  attempt(case, "torch-bsr_dense_mm", 6, run, **extra)
+
+
 def group(shape, block_shape, num_n, rng):
-  """Both kernels at every density for one (shape, block shape, N): one compilation each."""
+  """Every line at every density for one (shape, block shape, N): one compilation each."""
   b = jax.random.normal(jax.random.key(7 + num_n), (shape[1], num_n), BF16)
   if (shape, num_n) not in dense_times:
     dense_line(shape, num_n, b)
@@ -219,17 +303,26 @@ def group(shape, block_shape, num_n, rng):
   nse = max(int(mask.sum()) for mask in masks.values())
   mgpu_config = bsr_spmm_mgpu.default_config(block_shape=block_shape, num_rows=shape[0],
                                              num_n=num_n)
+  # The other variant (N >= 256: two warpgroups need N a multiple of 2 x 64 and are no use
+  # below); skipped where it falls back to the default config.
+  other_config = bsr_spmm_mgpu.default_config(
+      block_shape=block_shape, num_rows=shape[0], num_n=num_n,
+      compute_warpgroups=3 - mgpu_config.compute_warpgroups)
   layout = jsparse.BSR((jnp.zeros((nse, *block_shape), BF16), jnp.zeros((nse,), jnp.int32),
                         jnp.zeros((shape[0] // block_shape[0] + 1,), jnp.int32)), shape=shape,
                        validate=False).layout
   triton_config = structured.bsr_config(layout, num_n)
-  lines = {
-      "mosaic-gpu": (lambda data, cols, offsets, x: bsr_spmm_mgpu.kernel_fn(
-          data, cols, offsets, x, shape=shape, config=mgpu_config, interpret=SMOKE),
-          mgpu_config),
-      "triton": (lambda data, cols, offsets, x: bsr_spmm.kernel_fn(
-          data, cols, offsets, x, shape=shape, config=triton_config, interpret=SMOKE),
-          triton_config)}
+
+  def mgpu_line(config):
+    return (lambda data, cols, offsets, x: bsr_spmm_mgpu.kernel_fn(
+        data, cols, offsets, x, shape=shape, config=config, interpret=SMOKE), config)
+
+  lines = {"mosaic-gpu": mgpu_line(mgpu_config)}
+  if num_n >= 256 and other_config != mgpu_config:
+    lines[f"mosaic-gpu-{other_config.compute_warpgroups}wg"] = mgpu_line(other_config)
+  lines["triton"] = (lambda data, cols, offsets, x: bsr_spmm.kernel_fn(
+      data, cols, offsets, x, shape=shape, config=triton_config, interpret=SMOKE),
+      triton_config)
   loops: dict[str, CompiledLoop] = {}
   for index, (density, mask) in enumerate(masks.items()):
     kept = float(mask.mean())
@@ -245,7 +338,7 @@ def group(shape, block_shape, num_n, rng):
     for line, (fn, config) in lines.items():
       def run(fn=fn, config=config, line=line):
         args, expected = prepare()
-        if line == "mosaic-gpu":
+        if line.startswith("mosaic-gpu"):
           reason = bsr_spmm_mgpu.supports(*args, shape=shape, config=config)
           if reason is not True:
             raise ValueError(f"supports() refused: {reason}")
@@ -259,6 +352,9 @@ def group(shape, block_shape, num_n, rng):
               3 if line in loops else 8, run, shape=shape, block_shape=block_shape,
               n=num_n, density=density, kept=kept, nse_padded=nse,
               dense_us=dense_times.get((shape, num_n)))
+    torch_line(case_name(shape, block_shape, num_n, density), prepare, shape, block_shape,
+               int(mask.sum()), n=num_n, density=density, kept=kept,
+               dense_us=dense_times.get((shape, num_n)))
 
 
 rng = np.random.default_rng(0)

@@ -1,14 +1,14 @@
 """Mosaic GPU BSR SpMM kernel vs a float64 product of the same block-sparse matrix.
 
 Runs in Mosaic GPU interpret mode on the CPU (one simulated warpgroup per program, or three with
-``compute_warpgroups=2``; TMA copies and barriers included) and compiled when JAX sees a GPU. Interpret mode runs each wgmma at once
-(jax 0.11.2), so the asynchronous overlap (a slot refilled only after ``wgmma_wait(1)``) is
-checked only by the compiled GPU cases; the wgmma operand descriptors, swizzles and tilings of
-the compiled path are built at lowering time, which ``test_lowers_to_mosaic_gpu_without_a_gpu``
-runs on any machine for every block shape the kernel accepts. Outputs start as NaN in the
-interpreter, so a finite result equal to the reference shows that every element was written; the
-interpreter also fails a run in which a thread waiting on a barrier misses one of its phases (the
-two-warpgroup program's slot releases).
+``compute_warpgroups=2``; TMA copies and barriers included) and compiled when JAX sees a GPU.
+Interpret mode runs each wgmma at once (jax 0.11.2), so the asynchronous overlap (a slot
+refilled only after ``wgmma_wait(1)``) is checked only by the compiled GPU cases; the wgmma
+operand descriptors, swizzles and tilings of the compiled path are built at lowering time, which
+``test_lowers_to_mosaic_gpu_without_a_gpu`` runs on any machine for every block shape the kernel
+accepts. Outputs start as NaN in the interpreter, so a finite result equal to the reference
+shows that every element was written; the interpreter also fails a run in which a thread
+waiting on a barrier misses one of its phases (the two-warpgroup program's slot releases).
 """
 
 from __future__ import annotations
@@ -213,6 +213,12 @@ def test_default_config_fits_and_fills_the_gpu():
       tile_n=128, max_concurrent_steps=4, compute_warpgroups=2)
   assert mgpu_bsr.default_config(block_shape=(256, 64), num_rows=4096, num_n=1024) == Config(
       tile_n=64, max_concurrent_steps=3, compute_warpgroups=2)
+  # Either variant on request (the benchmark's comparison): the one-warpgroup config N = 1024
+  # had before, two warpgroups at N = 256.
+  assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=1024,
+                                 compute_warpgroups=1) == Config(128, 3)
+  assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=256,
+                                 compute_warpgroups=2) == Config(128, 4, 2)
   # One warpgroup below 512 columns or where 256 does not divide N.
   for num_n in (128, 256, 384, 576):
     assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096,
