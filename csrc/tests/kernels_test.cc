@@ -163,6 +163,25 @@ void TestCsrAndCoo(std::mt19937& gen, const Executor& executor, double rtol,
                                  out.data()).empty(), label + " coo spmm ran");
     ExpectClose<Value>(out, expected, scale, rtol, label + " coo spmm transpose=" +
                        std::to_string(transpose));
+    // The same entries (padding included) in random order: not sorted by row, so the scatter
+    // path, with the same product.
+    std::vector<int64_t> order(nse);
+    for (int64_t p = 0; p < nse; ++p) order[p] = p;
+    std::shuffle(order.begin(), order.end(), gen);
+    std::vector<typename Value::Storage> shuffled_data(nse);
+    std::vector<Index> shuffled_rows(nse), shuffled_cols(nse);
+    for (int64_t p = 0; p < nse; ++p) {
+      shuffled_data[p] = data[order[p]];
+      shuffled_rows[p] = row_indices[order[p]];
+      shuffled_cols[p] = col_indices[order[p]];
+    }
+    out = Poisoned<Value>(out_rows * n);
+    Expect(CooSpmm<Value, Index>(executor, shuffled_data.data(), shuffled_rows.data(),
+                                 shuffled_cols.data(), nse, rows, cols, transpose,
+                                 rhs_storage.data(), n, out.data()).empty(),
+           label + " shuffled coo spmm ran");
+    ExpectClose<Value>(out, expected, scale, rtol, label + " shuffled coo spmm transpose=" +
+                       std::to_string(transpose));
   }
   // SDDMM on the same pattern.
   const Dense x = Rounded<Value>(RandomDense(gen, rows, depth, 1.0));

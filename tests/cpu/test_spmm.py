@@ -75,6 +75,24 @@ def test_csr_spmm_wider_than_a_k_tile(dtype, index_dtype, sorted_rows):
   _check_spmm(matrix, dense, rng, 70, False)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float64])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_coo_spmm_sorted_and_unsorted_entries(dtype, index_dtype, transpose):
+  """COO entries sorted by row run as CSR (row offsets found in the kernel), others scatter:
+  both must match the float64 reference, with padding last (sorted) or anywhere (unsorted),
+  empty and ragged rows, and columns out of order within a row."""
+  rng = np.random.default_rng()
+  matrix, dense = random_matrix(rng, "coo", (300, 200), 0.1, dtype, index_dtype, pad=5,
+                                empty_rows=20, ragged=True)
+  data, rows, cols = (np.array(a) for a in (matrix.data, matrix.row_indices, matrix.col_indices))
+  by_row = np.lexsort((rng.permutation(len(rows)), rows))  # sorted by row, random within one
+  for order in (by_row, rng.permutation(len(rows))):
+    shuffled = jsparse.COO((jnp.asarray(data[order]), jnp.asarray(rows[order]),
+                            jnp.asarray(cols[order])), shape=matrix.shape, validate=False)
+    _check_spmm(shuffled, dense, rng, 40, transpose)
+
+
 def test_spmm_lowers_to_the_kernel_of_each_format():
   rng = np.random.default_rng()
   for fmt in ("coo", "csr", "bsr", "nm"):
