@@ -58,11 +58,21 @@ def minilm_parts(variants: list[str], tokens: tuple[int, int], out, config) -> N
     hidden = jnp.asarray(np.random.default_rng(1).standard_normal((batch, seq, 384)),
                          jnp.bfloat16)
     block = model.layers[0]
-    parts = {"model": (model, ids), "block": (block, hidden),
-             "attention": (block.attention, hidden), "mlp_in": (block.mlp_in, hidden)}
-    for part, (module, x) in parts.items():
+    def chain(m, x, count):
+      for layer in m.layers[:count]:
+        x = layer(x)
+      return x
+    # part -> (module, input, call)
+    parts = {"model": (model, ids, lambda m, x: m(x)),
+             "hidden_states": (model, ids, lambda m, x: m.hidden_states(x)),
+             "blocks x6": (model, hidden, lambda m, x: chain(m, x, 6)),
+             "blocks x2": (model, hidden, lambda m, x: chain(m, x, 2)),
+             "block": (block, hidden, lambda m, x: m(x)),
+             "attention": (block.attention, hidden, lambda m, x: m(x)),
+             "mlp_in": (block.mlp_in, hidden, lambda m, x: m(x))}
+    for part, (module, x, call) in parts.items():
       graphdef, state = nnx.split(module)
-      fn = lambda state, x, graphdef=graphdef: nnx.merge(graphdef, state)(x)
+      fn = lambda state, x, graphdef=graphdef, call=call: call(nnx.merge(graphdef, state), x)
       try:
         measured = timing.JaxLoopTimer(fn, [(state, x)], unroll=2).measure(config)
         record = {"device": device, "variant": variant, "part": part,
