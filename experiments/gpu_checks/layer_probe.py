@@ -62,9 +62,16 @@ def minilm_parts(variants: list[str], tokens: tuple[int, int], out, config) -> N
       for layer in m.layers[:count]:
         x = layer(x)
       return x
+
+    def embed_then(m, ids, count):  # MiniLMEncoder.hidden_states with the first `count` layers
+      x = (m.word_embeddings(ids) + m.position_embeddings(jnp.arange(ids.shape[1]))[None]
+           + m.token_type_embeddings(jnp.zeros_like(ids)))
+      return chain(m, m.embedding_norm(x).astype(jnp.bfloat16), count)
     # part -> (module, input, call)
     parts = {"model": (model, ids, lambda m, x: m(x)),
              "hidden_states": (model, ids, lambda m, x: m.hidden_states(x)),
+             "embed": (model, ids, lambda m, x: embed_then(m, x, 0)),
+             "embed+block": (model, ids, lambda m, x: embed_then(m, x, 1)),
              "blocks x6": (model, hidden, lambda m, x: chain(m, x, 6)),
              "blocks x2": (model, hidden, lambda m, x: chain(m, x, 2)),
              "block": (block, hidden, lambda m, x: m(x)),
