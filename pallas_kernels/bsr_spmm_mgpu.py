@@ -15,15 +15,16 @@ flight beside one matrix product (the schedule of ``plgpu.emit_pipeline`` with
 GMEM array). The float32 accumulator lives in registers; the tile is cast to the input dtype,
 staged in shared memory and TMA-stored. A block row with no stored block writes zeros.
 
-With ``config.compute_warpgroups = 2`` (the default where N is a multiple of 256, at least 512)
-a program owns ``[bm, 2 * tile_n]`` and runs three warpgroups, as ``hopper_matmul_mgpu``'s
-N-split and ``attention_mgpu``'s warp specialization: a copy warpgroup TMA-loads each stored
-block once and the two halves of its B rows, and two compute warpgroups multiply that one A block
-with their own half, each releasing the slot through a ``consumed`` barrier after
-``wgmma_wait(1)``. Each
-loaded A block then feeds twice the product (``bm x 2 tile_n x bk``), two warpgroups issue
-wgmma at once, and neither waits on copies or index loads of its own (on an H100 the
-one-warpgroup program missed issue 8's target at N = 1024 by 1.09-1.62x).
+With ``config.compute_warpgroups = 2`` (the default where N is a multiple of 256 and the call has
+enough work: at least 100 programs of 256 columns and 10 stored blocks a block row, see
+``default_config``) a program owns ``[bm, 2 * tile_n]`` and runs three warpgroups, as
+``hopper_matmul_mgpu``'s N-split and ``attention_mgpu``'s warp specialization: a copy warpgroup
+TMA-loads each stored block once and the two halves of its B rows, and two compute warpgroups
+multiply that one A block with their own half, each releasing the slot through a ``consumed``
+barrier after ``wgmma_wait(1)``. Each loaded A block then feeds twice the product
+(``bm x 2 tile_n x bk``), two warpgroups issue wgmma at once, and neither waits on copies or index
+loads of its own (on an H100 the one-warpgroup program missed issue 8's target at N = 1024 by
+1.09-1.62x).
 
 Work and bytes are proportional to the stored blocks; the kernel makes no pass over A besides
 its own, so time falls with block density (plus one launch).
@@ -64,7 +65,17 @@ SMEM_BYTES = 227 * 1024  # the most dynamic shared memory a Hopper block may use
 # one's copies and products run while the first waits on memory).
 DEFAULT_SMEM_BUDGET = 110 * 1024
 NUM_SMS = 132  # H100 SXM; the default tile width aims at a launch of at least this many programs
-TWO_WARPGROUP_N = 256  # the program width of the default two-warpgroup config (N >= 512)
+TWO_WARPGROUP_N = 256  # the program width of the default two-warpgroup config
+# The default picks two compute warpgroups only with enough work for them (default_config). H100,
+# bf16, 2026-11-25 (experiments/gpu_checks/bsr_mgpu_bench.py, A 4096x4096 and 14336x4096, 64x64
+# and 128x64 blocks, block densities 0.05-0.5, N 256 and 1024): one / two warpgroups' time was
+# 1.00-1.27 at densities 0.2-0.5 (12.8-32 blocks a row) where the two-warpgroup launch had >= 112
+# programs (14336x4096 b64x64 N=1024 d=0.5: 193.1 -> 152.6 us), 0.89-1.01 at densities 0.05-0.1
+# (3.2-6.4 blocks a row; one case 1.04; the same shape at d=0.05: 29.5 vs 32.9 us) and 0.60-0.94
+# where it had 32-64 programs on 132 SMs, any density (4096x4096 b128x64 N=256 d=0.5: 19.7 vs
+# 29.3 us).
+MIN_TWO_WARPGROUP_PROGRAMS = 100  # programs of TWO_WARPGROUP_N columns: (M / bm) * (N / 256)
+MIN_TWO_WARPGROUP_BLOCKS_PER_ROW = 10  # mean stored blocks per block row (K = 4096: d >= 0.16)
 # Register split of the two-warpgroup program (as attention_mgpu): the compute warpgroups hold
 # the accumulators, the copy warpgroup only addresses.
 COMPUTE_REGISTERS, MEMORY_REGISTERS = 232, 40
@@ -113,20 +124,36 @@ class MgpuBsrSpmmConfig:
 
 
 def default_config(*, block_shape: tuple[int, int], num_rows: int, num_n: int,
-                   itemsize: int = 2,
-                   compute_warpgroups: int | None = None) -> MgpuBsrSpmmConfig:
+                   itemsize: int = 2, compute_warpgroups: int | None = None,
+                   blocks_per_row: float | None = None) -> MgpuBsrSpmmConfig:
   """The config for an [num_rows, K] x [K, num_n] call with [bm, bk] blocks.
 
   ``compute_warpgroups``: None chooses as below; 1 or 2 asks for that variant with the tiles
   and slots it would get (2 falls back to 1 where no two-warpgroup tile divides N and fits).
+  ``blocks_per_row``: the mean stored blocks per block row (nse / (num_rows / bm)), None if
+  unknown (then only the shapes decide).
 
-  Two compute warpgroups (a program of ``2 * tile_n`` columns) where N is a multiple of
-  ``TWO_WARPGROUP_N`` and at least ``2 * TWO_WARPGROUP_N``: at N = 1024 one warpgroup's
-  [bm, 128] product per loaded block missed issue 8's target. Their program holds most of an
-  SM's registers, so one runs per SM and its slots may fill the shared memory (``SMEM_BYTES``).
-  ``tile_n`` is then 128, or 64 where a 128-wide accumulator would not fit the registers
-  (bm > 128) or two slots would not fit the shared memory (128x128 blocks); where not even 64
-  fits, one warpgroup.
+  Two compute warpgroups (a program of ``2 * tile_n`` columns) only where all of these hold: N is a
+  multiple of ``TWO_WARPGROUP_N`` (256); the launch has at least ``MIN_TWO_WARPGROUP_PROGRAMS``
+  (100) programs of 256 columns, ``(num_rows / bm) * (N / 256)``; ``blocks_per_row`` is None or at
+  least ``MIN_TWO_WARPGROUP_BLOCKS_PER_ROW`` (10). Each loaded A block then feeds twice the product,
+  which paid on an H100 only with enough of both: with few programs most SMs get none (32-64
+  two-warpgroup programs on 132 SMs, where one warpgroup of 64 columns launches four times as many),
+  and with few blocks a row the two-warpgroup program has little to overlap (the measurements are
+  beside ``MIN_TWO_WARPGROUP_PROGRAMS``). Against the 32 measured cases of N 256 and 1024 (1wg / 2wg
+  time, bsr_mgpu_bench.py, H100, 2026-11-25) the rule picks the faster variant in 28, is within 1%
+  of it in 3 (14336x4096: b64x64 N=256 d=0.2, two warpgroups, 1wg / 2wg 1.003; b64x64 N=1024 d=0.1,
+  one, 1.005; b128x64 N=256 d=0.1, one, 1.000) and is wrong in 1: 4096x4096 b128x64 N=1024 d=0.1
+  (6.4 blocks a row, one warpgroup: 14.5 us, two: 13.9 us). The old rule (two warpgroups at every N
+  >= 512 that 256 divides) took two at N = 1024, d 0.05-0.1, where one was faster in 6 of 8 cases
+  (1wg / 2wg 0.89-0.96), and one at N = 256 on 14336 rows, d >= 0.2 (1wg / 2wg 1.00-1.25). Padding
+  blocks (past ``row_offsets[-1]``, which ``supports`` and ``kernel_fn`` count in nse) overstate
+  ``blocks_per_row``.
+
+  The two-warpgroup program holds most of an SM's registers, so one runs per SM and its slots may
+  fill the shared memory (``SMEM_BYTES``). ``tile_n`` is then 128, or 64 where a 128-wide
+  accumulator would not fit the registers (bm > 128) or two slots would not fit the shared memory
+  (128x128 blocks); where not even 64 fits, one warpgroup.
 
   One warpgroup: ``tile_n`` 128 where it divides N (64 otherwise), halved to 64 while the launch
   would have fewer than ``NUM_SMS`` programs (N = 128 on 4096 rows of 64-row blocks: 128
@@ -147,8 +174,12 @@ def default_config(*, block_shape: tuple[int, int], num_rows: int, num_n: int,
                              compute_warpgroups=warpgroups)
 
   if compute_warpgroups is None:
-    large_n = num_n % TWO_WARPGROUP_N == 0 and num_n >= 2 * TWO_WARPGROUP_N
-    compute_warpgroups = 2 if large_n else 1
+    programs = (num_rows // bm) * (num_n // TWO_WARPGROUP_N)
+    enough_work = (num_n % TWO_WARPGROUP_N == 0 and num_n >= TWO_WARPGROUP_N
+                   and programs >= MIN_TWO_WARPGROUP_PROGRAMS
+                   and (blocks_per_row is None
+                        or blocks_per_row >= MIN_TWO_WARPGROUP_BLOCKS_PER_ROW))
+    compute_warpgroups = 2 if enough_work else 1
   if compute_warpgroups == 2:
     for tile_n in ((128, 64) if wide else (64,)):
       config = with_slots(tile_n, 2, SMEM_BYTES)
@@ -216,6 +247,12 @@ def check_arguments(data, col_indices, row_offsets, dense, shape: tuple[int, int
                      f"blocks, more than {SMEM_BYTES}")
 
 
+def blocks_per_row(data_shape: tuple[int, ...], shape: tuple[int, int]) -> float:
+  """Mean stored blocks per block row of data [nse, bm, bk] for an (M, K) matrix: nse / (M / bm)
+  (padding blocks included; the ``blocks_per_row`` of ``default_config``)."""
+  return data_shape[0] / max(1, shape[0] // max(1, data_shape[1]))
+
+
 def supports(data, col_indices, row_offsets, dense, *, shape: tuple[int, int],
              config: MgpuBsrSpmmConfig | None = None) -> bool | str:
   """True if ``kernel_fn`` accepts these arguments (arrays or ``jax.ShapeDtypeStruct``), else
@@ -226,7 +263,8 @@ def supports(data, col_indices, row_offsets, dense, *, shape: tuple[int, int],
         raise ValueError(f"data must be [nse, bm, bk] and dense [K, N], got shapes "
                          f"{data.shape} and {dense.shape}")
       config = default_config(block_shape=tuple(data.shape[1:]), num_rows=shape[0],
-                              num_n=dense.shape[1])
+                              num_n=dense.shape[1],
+                              blocks_per_row=blocks_per_row(data.shape, shape))
     check_arguments(data, col_indices, row_offsets, dense, tuple(shape), config)
   except (TypeError, ValueError) as error:
     return str(error)
@@ -392,7 +430,8 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, d
   _, bm, bk = data.shape
   num_n = dense.shape[1]
   if config is None:
-    config = default_config(block_shape=(bm, bk), num_rows=shape[0], num_n=num_n)
+    config = default_config(block_shape=(bm, bk), num_rows=shape[0], num_n=num_n,
+                            blocks_per_row=blocks_per_row(data.shape, shape))
   check_arguments(data, col_indices, row_offsets, dense, shape, config)
   if data.shape[0] == 0:
     return jnp.zeros((shape[0], num_n), data.dtype)

@@ -2,6 +2,7 @@
 
 python3 -P experiments/gpu_checks/bsr_mgpu_bench.py OUTDIR --budget-s S [--ns 128,256,1024]
   [--smoke]
+python3 -P experiments/gpu_checks/bsr_mgpu_bench.py OUTDIR --rerender OLD/bsr_mgpu.json
 
 bfloat16 ``A @ B``, A of 4096x4096 and 14336x4096 with random block masks (exactly
 ``round(d x blocks)`` blocks kept, uniformly at random, so block rows are ragged) at block
@@ -9,11 +10,13 @@ densities d = 0.05, 0.1, 0.2, 0.5, blocks 64x64 then 128x64, B of N = 128, 256 a
 columns (``--ns``). Per (block shape, A shape, N) group, in this order under a deadline: dense
 ``jnp.dot`` (bf16, a dense random A of the same shape; once per A shape and N), then per
 density:
-- ``mosaic-gpu``: this kernel (``bsr_spmm_mgpu``) with its default config (two compute
-  warpgroups at N >= 512, one below; the row's config says which);
-- ``mosaic-gpu-1wg`` / ``mosaic-gpu-2wg`` (N >= 256): the other variant,
-  ``default_config(..., compute_warpgroups=...)`` (at N = 1024 the one-warpgroup line is the
-  config measured before the two-warpgroup variant existed);
+- ``mosaic-gpu-1wg`` and ``mosaic-gpu-2wg`` (N >= 256, where a two-warpgroup config divides
+  N): this kernel (``bsr_spmm_mgpu``) with one and with two compute warpgroups,
+  ``default_config(..., compute_warpgroups=...)``, both at every density; ``mosaic-gpu`` (N <
+  256): its default config (one warpgroup). The targets table's Mosaic GPU column is the variant
+  ``default_config`` picks for the case, given the mean stored blocks per block row of the mask
+  (kept blocks / block rows, ``blocks_per_row``; the padded nse would overstate it), so it
+  follows the selection rule per density while each variant compiles once per group;
 - ``triton``: the Triton kernel (``bsr_spmm``, the config jsparse's registered lowering picks:
   ``jsparse._gpu.structured.bsr_config``);
 - ``torch-bsr_dense_mm``: ``torch.sparse._triton_ops.bsr_dense_mm`` on the same blocks (a torch
@@ -34,6 +37,10 @@ table, then every line); the table is printed at the end.
 --smoke: tiny shapes, the JAX kernels in interpret mode on the CPU, one call per measurement
 (checks this script, not the kernels); torch lines are recorded as skipped without torch or a
 CUDA device.
+--rerender JSON: no timing; rebuilds the targets table of an earlier run's bsr_mgpu.json with
+this revision's ``default_config`` and writes OUTDIR/bsr_mgpu_rerendered.md (and .json). Its
+mosaic-gpu lines (``mosaic-gpu`` and ``mosaic-gpu-1wg`` / ``-2wg``, of either era) count as one or
+two warpgroups by their config's ``compute_warpgroups``.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ BLOCK_SHAPES = ((64, 64), (128, 64))
 SHAPES = ((4096, 4096), (14336, 4096))
 NS = (128, 256, 1024)
 ISSUE_NS = (128, 1024)  # the N of issue 8's targets
+TWO_WG_MIN_N = bsr_spmm_mgpu.TWO_WARPGROUP_N  # both variants timed from this N
 TORCH_SPEEDUP = 5.0  # issue 8: this kernel >= 5x faster than torch's bsr_dense_mm
 TOLERANCE = 2e-2  # relative max error of a bf16 output (rounding alone: ~4e-3)
 # As attention_mgpu_bench.py: samples of >= 20 ms (a JaxLoopTimer sample includes one dispatch).
@@ -74,6 +82,8 @@ def parse_args():
   parser.add_argument("--ns", default=",".join(map(str, NS)),
                       help="comma-separated N (columns of B)")
   parser.add_argument("--smoke", action="store_true")
+  parser.add_argument("--rerender", metavar="JSON", default=None,
+                      help="re-render an earlier run's bsr_mgpu.json (no timing)")
   return parser.parse_args()
 
 
@@ -121,25 +131,41 @@ def ratio(numerator, denominator):
   return numerator / denominator if numerator and denominator else None
 
 
-def targets():
-  """One row per (shape, block, N, density): each line's time (``1wg`` / ``2wg``: this kernel's
-  variants, whichever line ran them), the verdicts and the ratios."""
+def default_warpgroups(shape, block_shape, num_n, kept) -> tuple[int, float]:
+  """(compute warpgroups of ``default_config`` for the case, its blocks_per_row): mean stored
+  blocks per block row of a mask keeping ``kept`` of the blocks."""
+  blocks_per_row = kept * (shape[1] // block_shape[1])
+  config = bsr_spmm_mgpu.default_config(block_shape=tuple(block_shape), num_rows=shape[0],
+                                        num_n=num_n, blocks_per_row=blocks_per_row)
+  return config.compute_warpgroups, blocks_per_row
+
+
+def targets(rows_in=None):
+  """One row per (shape, block, N, density) of ``rows_in`` (default: this run's rows): each
+  line's time (``1wg`` / ``2wg``: this kernel's variants, by their configs' compute warpgroups,
+  whichever line ran them; ``mosaic-gpu``: the variant ``default_config`` picks, ``default_wg``),
+  the verdicts and the ratios."""
   by_case: dict[str, dict] = {}
-  for row in results:
+  for row in results if rows_in is None else rows_in:
     if row.get("density") is None or row["line"] == "dense":
       continue
     entry = by_case.setdefault(row["case"], dict(case=row["case"], n=row["n"],
                                                  density=row["density"], kept=row.get("kept"),
                                                  dense_us=row["dense_us"]))
     time_us = None if row["error"] else row["median_us"]
-    entry[row["line"]] = time_us
-    if row["line"].startswith("mosaic-gpu") and isinstance(row.get("config"), dict):
-      warpgroups = row["config"]["compute_warpgroups"]
-      entry[f"{warpgroups}wg"] = time_us
-      if row["line"] == "mosaic-gpu":
-        entry["default_wg"] = warpgroups
+    if row.get("block_shape") is not None:
+      entry.setdefault("shape", row["shape"])
+      entry.setdefault("block_shape", row["block_shape"])
+    if not row["line"].startswith("mosaic-gpu"):
+      entry[row["line"]] = time_us
+    elif isinstance(row.get("config"), dict):
+      entry[f"{row['config']['compute_warpgroups']}wg"] = time_us
   rows = []
   for entry in by_case.values():
+    if entry.get("block_shape") is not None:
+      entry["default_wg"], entry["blocks_per_row"] = default_warpgroups(
+          entry["shape"], entry["block_shape"], entry["n"], entry["kept"] or entry["density"])
+      entry["mosaic-gpu"] = entry.get(f"{entry['default_wg']}wg")
     threshold = target_us(entry["kept"] or entry["density"], entry["dense_us"])
     mgpu, triton = entry.get("mosaic-gpu"), entry.get("triton")
     torch_over_mgpu = ratio(entry.get("torch-bsr_dense_mm"), mgpu)
@@ -154,19 +180,45 @@ def targets():
 
 
 def write_outputs() -> str:
-  target_rows = targets()
+  doc = dict(machine=ENV, cuda_runtime=cuda_runtime(), smoke=SMOKE,
+             timing=dataclasses.asdict(TIMING), tolerance=TOLERANCE, issue_ns=list(ISSUE_NS),
+             target="time <= 1.3 x d x dense time + 5 us (d: kept block fraction)",
+             targets=targets(), results=results)
   with open(f"{ARGS.out_dir}/bsr_mgpu.json", "w") as f:
-    json.dump(dict(machine=ENV, cuda_runtime=cuda_runtime(), smoke=SMOKE,
-                   timing=dataclasses.asdict(TIMING), tolerance=TOLERANCE,
-                   target="time <= 1.3 x d x dense time + 5 us (d: kept block fraction)",
-                   targets=target_rows, results=results), f, indent=1, default=str)
-  versions = ", ".join(f"{k} {v}" for k, v in sorted(ENV["versions"].items()) if v)
-  issue_rows = [row for row in target_rows if row["n"] in ISSUE_NS]
+    json.dump(doc, f, indent=1, default=str)
+  table = render(doc)
+  with open(f"{ARGS.out_dir}/bsr_mgpu.md", "w") as f:
+    f.write(table + "\n")
+  return table
+
+
+def rerender(path: str) -> str:
+  """``--rerender``: the targets of an earlier run's JSON rebuilt with this revision's
+  ``default_config``, written to OUTDIR/bsr_mgpu_rerendered.md and .json."""
+  with open(path) as f:
+    doc = json.load(f)
+  doc["targets"] = targets(doc["results"])
+  with open(f"{ARGS.out_dir}/bsr_mgpu_rerendered.json", "w") as f:
+    json.dump(doc, f, indent=1, default=str)
+  table = render(doc, source=path)
+  with open(f"{ARGS.out_dir}/bsr_mgpu_rerendered.md", "w") as f:
+    f.write(table + "\n")
+  return table
+
+
+def render(doc: dict, source: str | None = None) -> str:
+  """The markdown of a run's JSON document (``source``: the file it was re-rendered from)."""
+  env, smoke, target_rows, rows_in = doc["machine"], doc["smoke"], doc["targets"], doc["results"]
+  timing = TimingConfig(**doc["timing"])
+  issue_ns = tuple(doc.get("issue_ns") or (sorted({row["n"] for row in target_rows}) if smoke
+                                           else (128, 1024)))
+  versions = ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items()) if v)
+  issue_rows = [row for row in target_rows if row["n"] in issue_ns]
   met = sum(row["verdict"] == "MET" for row in issue_rows)
   torch_met = sum(row["torch_verdict"] == "MET" for row in target_rows)
   torch_rows = sum(row["torch_verdict"] != "" for row in target_rows)
   lines = []
-  for r in results:
+  for r in rows_in:
     if r["error"]:
       lines.append(f"| {r['case']} | {r['line']} | - | - | - | - | {r['error'][:200]} |")
       continue
@@ -174,20 +226,29 @@ def write_outputs() -> str:
                  f"{fmt(r['p10_us'], 1)}-{fmt(r['p90_us'], 1)} | {fmt(r.get('rel_err'), 4)} | "
                  f"{r['check']} | {json.dumps(r.get('config'))} |")
   text = [
-      f"# Mosaic GPU BSR SpMM ({ENV['device']}, {ENV['date']}"
-      f"{', SMOKE (CPU interpret)' if SMOKE else ''})", "",
-      f"Versions: {versions}; CUDA runtime {cuda_runtime()}. bfloat16 A @ B, random block "
-      f"masks. {'JaxCallTimer (smoke)' if SMOKE else 'JaxLoopTimer'} medians (torch: "
-      f"TorchCudaTimer, CUDA events), {TIMING}.", "",
+      f"# Mosaic GPU BSR SpMM ({env['device']}, {env['date']}"
+      f"{', SMOKE (CPU interpret)' if smoke else ''})", "",
+      *([f"Re-rendered from {source} (the timings of that run) with this revision's "
+         "default_config selection.", ""] if source else []),
+      f"Versions: {versions}; CUDA runtime {doc['cuda_runtime']}. bfloat16 A @ B, random block "
+      f"masks. {'JaxCallTimer (smoke)' if smoke else 'JaxLoopTimer'} medians (torch: "
+      f"TorchCudaTimer, CUDA events), {timing}.", "",
       f"## Targets (issue 8: time <= 1.3 x d x dense + 5 us): {met} of {len(issue_rows)} MET "
-      f"(N in {ISSUE_NS}); >= {TORCH_SPEEDUP:g}x faster than torch bsr_dense_mm: {torch_met} of "
+      f"(N in {issue_ns}); >= {TORCH_SPEEDUP:g}x faster than torch bsr_dense_mm: {torch_met} of "
       f"{torch_rows} MET", "",
-      "Mosaic GPU: the default config (wg: its compute warpgroups); 1wg / 2wg: this kernel with "
-      "one / two compute warpgroups (one of them is the default line).", "",
-      "| case | kept | dense us | target us | Mosaic GPU us | wg | verdict | 1wg us | 2wg us | "
-      "1wg / 2wg | Triton us | Triton verdict | Triton / Mosaic | torch us | torch / Mosaic | "
-      "torch verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-      *[f"| {t['case']} | {fmt(t['kept'], 3)} | {fmt(t['dense_us'], 1)} | "
+      "Mosaic GPU: the variant `bsr_spmm_mgpu.default_config` picks for the case (wg: its compute "
+      "warpgroups), given blocks/row, the mean stored blocks per block row of the mask (kept "
+      "blocks / block rows): two where N is a multiple of 256, the launch has >= "
+      f"{bsr_spmm_mgpu.MIN_TWO_WARPGROUP_PROGRAMS} programs of 256 columns and blocks/row >= "
+      f"{bsr_spmm_mgpu.MIN_TWO_WARPGROUP_BLOCKS_PER_ROW:g}. 1wg / 2wg: this kernel with one / two "
+      "compute warpgroups, both timed at every density where N >= 256 (at N = 128 only the "
+      "default, one warpgroup); the Mosaic GPU column is one of them.", "",
+      "| case | kept | blocks/row | dense us | target us | Mosaic GPU us | wg | verdict | 1wg us "
+      "| 2wg us | 1wg / 2wg | Triton us | Triton verdict | Triton / Mosaic | torch us | "
+      "torch / Mosaic | torch verdict |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+      *[f"| {t['case']} | {fmt(t['kept'], 3)} | {fmt(t.get('blocks_per_row'), 1)} | "
+        f"{fmt(t['dense_us'], 1)} | "
         f"{fmt(t['target_us'], 1)} | {fmt(t.get('mosaic-gpu'), 1)} | "
         f"{t.get('default_wg', '-')} | {t['verdict']} | {fmt(t.get('1wg'), 1)} | "
         f"{fmt(t.get('2wg'), 1)} | {fmt(t['one_wg_over_two_wg'])} | "
@@ -199,10 +260,7 @@ def write_outputs() -> str:
       "rel err: max |output - float32 product| / max |float32 product|.", "",
       "| case | line | median us | p10-p90 | rel err | check | config |",
       "|---|---|---|---|---|---|---|", *lines]
-  table = "\n".join(text)
-  with open(f"{ARGS.out_dir}/bsr_mgpu.md", "w") as f:
-    f.write(table + "\n")
-  return table
+  return "\n".join(text)
 
 
 # -- operands -----------------------------------------------------------------------------------
@@ -301,13 +359,11 @@ def group(shape, block_shape, num_n, rng):
     dense_line(shape, num_n, b)
   masks = {d: block_mask(rng, shape, block_shape, d) for d in DENSITIES}
   nse = max(int(mask.sum()) for mask in masks.values())
-  mgpu_config = bsr_spmm_mgpu.default_config(block_shape=block_shape, num_rows=shape[0],
-                                             num_n=num_n)
-  # The other variant (N >= 256: two warpgroups need N a multiple of 2 x 64 and are no use
-  # below); skipped where it falls back to the default config.
-  other_config = bsr_spmm_mgpu.default_config(
-      block_shape=block_shape, num_rows=shape[0], num_n=num_n,
-      compute_warpgroups=3 - mgpu_config.compute_warpgroups)
+  # Both variants at N >= 256 (the default picks per density: blocks per row), each compiled
+  # once; below, or where no two-warpgroup config divides N, the default (one warpgroup).
+  variants = {warpgroups: bsr_spmm_mgpu.default_config(
+      block_shape=block_shape, num_rows=shape[0], num_n=num_n, compute_warpgroups=warpgroups)
+      for warpgroups in (1, 2)}
   layout = jsparse.BSR((jnp.zeros((nse, *block_shape), BF16), jnp.zeros((nse,), jnp.int32),
                         jnp.zeros((shape[0] // block_shape[0] + 1,), jnp.int32)), shape=shape,
                        validate=False).layout
@@ -317,9 +373,11 @@ def group(shape, block_shape, num_n, rng):
     return (lambda data, cols, offsets, x: bsr_spmm_mgpu.kernel_fn(
         data, cols, offsets, x, shape=shape, config=config, interpret=SMOKE), config)
 
-  lines = {"mosaic-gpu": mgpu_line(mgpu_config)}
-  if num_n >= 256 and other_config != mgpu_config:
-    lines[f"mosaic-gpu-{other_config.compute_warpgroups}wg"] = mgpu_line(other_config)
+  if num_n >= TWO_WG_MIN_N and variants[2].compute_warpgroups == 2:
+    lines = {f"mosaic-gpu-{w}wg": mgpu_line(config) for w, config in variants.items()}
+  else:
+    lines = {"mosaic-gpu": mgpu_line(bsr_spmm_mgpu.default_config(
+        block_shape=block_shape, num_rows=shape[0], num_n=num_n))}
   lines["triton"] = (lambda data, cols, offsets, x: bsr_spmm.kernel_fn(
       data, cols, offsets, x, shape=shape, config=triton_config, interpret=SMOKE),
       triton_config)
@@ -357,10 +415,12 @@ def group(shape, block_shape, num_n, rng):
                dense_us=dense_times.get((shape, num_n)))
 
 
-rng = np.random.default_rng(0)
-for block_shape in BLOCK_SHAPES:
-  for shape in SHAPES:
-    for num_n in NS:
-      group(shape, block_shape, num_n, rng)
-
-print(write_outputs())
+if ARGS.rerender:
+  print(rerender(ARGS.rerender))
+else:
+  rng = np.random.default_rng(0)
+  for block_shape in BLOCK_SHAPES:
+    for shape in SHAPES:
+      for num_n in NS:
+        group(shape, block_shape, num_n, rng)
+  print(write_outputs())

@@ -107,9 +107,10 @@ CASES = {
     # Two warpgroups on 128x32 blocks (64-byte swizzle), padding blocks, three slots.
     "two_wg_padding_f16_128x32": Case((256, 256), (128, 32), 128, jnp.float16, density=0.6,
                                       padding=3, config=Config(64, 3, 2)),
-    # The default config at N = 512: two warpgroups of 128 columns, four slots.
-    "two_wg_default_bf16_64x64": Case((128, 256), (64, 64), 512, jnp.bfloat16,
-                                      row_counts=(4, 1)),
+    # Two warpgroups of 128 columns at N = 512, four slots (default_config's two-warpgroup
+    # config for 64x64 blocks; its default here is one warpgroup: 4 programs).
+    "two_wg_128_wide_bf16_64x64": Case((128, 256), (64, 64), 512, jnp.bfloat16,
+                                       row_counts=(4, 1), config=Config(128, 4, 2)),
     # No stored block but padding in data: the copy warpgroup issues nothing, zeros written.
     "two_wg_all_rows_empty_bf16": Case((128, 128), (64, 64), 128, jnp.bfloat16,
                                        row_counts=(0, 0), padding=2, config=TWO_WG),
@@ -146,8 +147,9 @@ def test_int64_indices_are_cast():
 
 
 GPU_CASES = [
-    # The benchmark's shape class: default configs, 64x64 and 128x64 blocks, N 128 and 1024.
-    Case((2048, 2048), (64, 64), 1024, jnp.bfloat16, density=0.2),
+    # The benchmark's shape class: default configs, 64x64 and 128x64 blocks, N 128 and 1024
+    # (the first: two warpgroups, 128 programs of 256 columns, ~13 blocks a row).
+    Case((2048, 2048), (64, 64), 1024, jnp.bfloat16, density=0.4),
     Case((2048, 2048), (128, 64), 128, jnp.bfloat16, density=0.1),
     Case((1024, 4096), (64, 64), 128, jnp.float16, density=0.5, padding=7),
     # Other swizzles (bk 16, 32, 48: 32- and 64-byte), long rows (bk 128, 256), big blocks,
@@ -159,13 +161,18 @@ GPU_CASES = [
     Case((512, 2048), (256, 128), 128, jnp.float16, density=0.5, config=Config(64, 2)),
     Case((1024, 1024), (64, 64), 128, jnp.bfloat16, row_counts=(0,) * 8 + (16,) * 8),
     # One warpgroup at N = 1024 (the default there is two), and two warpgroups: 128-row blocks,
-    # 256-row blocks (64-wide halves), other swizzles, 2-4 slots, ragged rows.
-    Case((2048, 2048), (64, 64), 1024, jnp.bfloat16, density=0.2, config=Config(128, 3)),
-    Case((2048, 2048), (128, 64), 1024, jnp.bfloat16, density=0.3, padding=5),
-    Case((512, 2048), (256, 128), 512, jnp.float16, density=0.5, config=Config(64, 2, 2)),
+    # 256-row blocks (64-wide halves; 256x128 blocks need 256 KiB of shared memory with two
+    # warpgroups even at two slots, more than the 227 KiB), other swizzles, 2-4 slots, ragged
+    # rows, the default at N = 256 (8192 rows: 128 programs, ~11 blocks a row).
+    Case((2048, 2048), (64, 64), 1024, jnp.bfloat16, density=0.4, config=Config(128, 3)),
+    Case((2048, 2048), (128, 64), 1024, jnp.bfloat16, density=0.3, padding=5,
+         config=Config(128, 3, 2)),
+    Case((512, 1024), (256, 32), 512, jnp.float16, density=0.5, config=Config(64, 3, 2)),
     Case((512, 1024), (64, 16), 512, jnp.bfloat16, density=0.6, config=Config(256, 4, 2)),
     Case((512, 1024), (64, 32), 256, jnp.float16, density=0.4, config=Config(64, 3, 2)),
-    Case((1024, 1024), (64, 64), 512, jnp.bfloat16, row_counts=(0,) * 8 + (16,) * 8),
+    Case((1024, 1024), (64, 64), 512, jnp.bfloat16, row_counts=(0,) * 8 + (16,) * 8,
+         config=Config(128, 4, 2)),
+    Case((8192, 1024), (64, 64), 256, jnp.bfloat16, density=0.7),
 ]
 
 
@@ -174,6 +181,31 @@ GPU_CASES = [
 def test_kernel_on_gpu_larger_shapes(index):
   """Compiled (GPU only): default and non-default configs, every swizzle, larger shapes."""
   run_case(GPU_CASES[index], int(np.random.default_rng().integers(2**31)))
+
+
+def test_gpu_cases_are_supported():
+  """Every GPU-only case passes ``supports()`` (shared memory, registers, tiles: checked on any
+  machine, so a case the kernel refuses fails here rather than only on the GPU); the defaults
+  cover both variants."""
+  default_warpgroups = set()
+  for index, case in enumerate(GPU_CASES):
+    bm, bk = case.block_shape
+    blocks = (case.shape[0] // bm) * (case.shape[1] // bk)
+    nse = (sum(case.row_counts) if case.row_counts else round(case.density * blocks))
+    nse += case.padding
+    struct = jax.ShapeDtypeStruct
+    operands = (struct((nse, bm, bk), case.dtype), struct((nse,), jnp.int32),
+                struct((case.shape[0] // bm + 1,), jnp.int32),
+                struct((case.shape[1], case.num_n), case.dtype))
+    reason = mgpu_bsr.supports(*operands, shape=case.shape, config=case.config)
+    assert reason is True, f"GPU_CASES[{index}] {case}: {reason}"
+    if case.config is None:
+      default_warpgroups.add(mgpu_bsr.default_config(
+          block_shape=case.block_shape, num_rows=case.shape[0], num_n=case.num_n,
+          blocks_per_row=mgpu_bsr.blocks_per_row((nse, bm, bk), case.shape)).compute_warpgroups)
+    else:
+      assert case.config.smem_bytes(case.block_shape, 2) <= mgpu_bsr.SMEM_BYTES
+  assert default_warpgroups == {1, 2}
 
 
 @pytest.mark.parametrize("block_shape, tile_n, slots, dtype, warpgroups", [
@@ -201,28 +233,53 @@ def test_lowers_to_mosaic_gpu_without_a_gpu(block_shape, tile_n, slots, dtype, w
 
 def test_default_config_fits_and_fills_the_gpu():
   for bm, bk in ((64, 64), (128, 64), (64, 128), (128, 128), (256, 64), (64, 16)):
-    for rows, num_n in ((4096, 128), (14336, 1024), (256, 64)):
-      config = mgpu_bsr.default_config(block_shape=(bm, bk), num_rows=rows, num_n=num_n)
+    for rows, num_n, blocks_per_row in ((4096, 128, None), (14336, 1024, None),
+                                        (14336, 1024, 2.0), (14336, 256, 40.0),
+                                        (256, 64, None)):
+      config = mgpu_bsr.default_config(block_shape=(bm, bk), num_rows=rows, num_n=num_n,
+                                       blocks_per_row=blocks_per_row)
       assert num_n % config.program_n == 0 and bm * config.tile_n <= mgpu_bsr.MAX_ACCUMULATOR
       assert 2 <= config.max_concurrent_steps <= 4
       assert config.smem_bytes((bm, bk), 2) <= mgpu_bsr.SMEM_BYTES
   # N = 128 on 4096 rows of 64-row blocks: 64-wide tiles for 128 programs, not 64.
   assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=128).tile_n == 64
-  # N = 1024: two compute warpgroups of 128 columns, one program an SM, four slots.
-  assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=1024) == Config(
-      tile_n=128, max_concurrent_steps=4, compute_warpgroups=2)
-  assert mgpu_bsr.default_config(block_shape=(256, 64), num_rows=4096, num_n=1024) == Config(
+  # N = 1024 on 4096 rows of 64-row blocks (256 programs of 256 columns), blocks per row
+  # unknown or >= 10: two compute warpgroups of 128 columns, one program an SM, four slots.
+  for blocks_per_row in (None, 10, 32):
+    assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=1024,
+                                   blocks_per_row=blocks_per_row) == Config(
+        tile_n=128, max_concurrent_steps=4, compute_warpgroups=2)
+  assert mgpu_bsr.default_config(block_shape=(256, 64), num_rows=14336, num_n=1024) == Config(
       tile_n=64, max_concurrent_steps=3, compute_warpgroups=2)
+  # Few blocks per row (density 0.05-0.1 of 64 block columns): one warpgroup.
+  for blocks_per_row in (3.2, 6.4, 9.9):
+    assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=1024,
+                                   blocks_per_row=blocks_per_row) == Config(128, 3)
+  # N = 256 with enough programs (14336 rows: 224 of 64-row blocks, 112 of 128-row blocks) and
+  # blocks: two warpgroups; with few blocks, one.
+  for bm in (64, 128):
+    for blocks_per_row, warpgroups in ((None, 2), (12.8, 2), (6.4, 1)):
+      assert mgpu_bsr.default_config(
+          block_shape=(bm, 64), num_rows=14336, num_n=256,
+          blocks_per_row=blocks_per_row).compute_warpgroups == warpgroups
+  # Fewer than 100 programs of 256 columns: one warpgroup at any density (4096 rows of 64-row
+  # blocks at N = 256: 64 programs; 128-row blocks at N = 256: 32 and N = 1024: 128, which is
+  # enough; 256-row blocks at N = 1024: 64).
+  for bm, num_n, warpgroups in ((64, 256, 1), (128, 256, 1), (128, 1024, 2), (256, 1024, 1)):
+    assert mgpu_bsr.default_config(block_shape=(bm, 64), num_rows=4096, num_n=num_n,
+                                   blocks_per_row=32).compute_warpgroups == warpgroups
   # Either variant on request (the benchmark's comparison): the one-warpgroup config N = 1024
   # had before, two warpgroups at N = 256.
   assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=1024,
                                  compute_warpgroups=1) == Config(128, 3)
   assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096, num_n=256,
                                  compute_warpgroups=2) == Config(128, 4, 2)
-  # One warpgroup below 512 columns or where 256 does not divide N.
-  for num_n in (128, 256, 384, 576):
-    assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=4096,
+  # One warpgroup where 256 does not divide N, however large the launch.
+  for num_n in (128, 384, 576, 1152):
+    assert mgpu_bsr.default_config(block_shape=(64, 64), num_rows=14336,
                                    num_n=num_n).compute_warpgroups == 1
+  # supports() and kernel_fn's default count blocks per row from data: nse / (M / bm).
+  assert mgpu_bsr.blocks_per_row((640, 64, 64), (4096, 4096)) == 10.0
 
 
 def test_config_rejects_tiles_that_mosaic_cannot_use():
