@@ -50,8 +50,9 @@ void CallBestIsa(const F& f) {
   CallBaseline(f);
 }
 
-// Terms ahead whose dense rows are prefetched: random rows of B miss the caches, and the loads of
-// the next few terms overlap with the arithmetic of this one. Only the first two cache lines of
+// Terms ahead whose dense rows are prefetched (BSR, N:M; CSR, whose rows of B are in L2, no longer
+// prefetches: csr_kernels.h): random rows of B miss the caches, and the loads of the next few
+// terms overlap with the arithmetic of this one. Only the first two cache lines of
 // a row: prefetching whole rows (up to 2 KiB) measured slower at N = 128 once K tiles keep B in
 // L2 (more prefetch instructions than misses they hide), and no better at N = 32.
 constexpr int64_t kPrefetchDistance = 8;
