@@ -18,6 +18,12 @@ torch; operand copies rotate when the working set is near the 50 MiB L2 of the H
 drawn on the device (``jax.random``) so that building a 14336x4096 case costs little.
 
   python3 -P experiments/gpu_checks/structured_bench.py OUTDIR [--smoke] [--budget-s 90]
+      [--families bsr,nm,tiled] [--sparsities 0.3,0.4,0.5,0.7,0.8,0.9] [--ns 1,8,16,32]
+
+``--families``: which case families run (default: all; the list above, filtered). ``--sparsities``
+/ ``--ns``: the tiled family becomes a sweep (``tiled_sweep``) in place of its listed cases: every
+sparsity (in the order given; outermost), on 4096x14336 then 14336x4096, at every N (default
+launch; a missing option defaults to 0.7 / N = 1); dense ``jnp.dot`` timed once per (shape, N).
 
 Writes OUTDIR/structured_bench.json and OUTDIR/structured_bench.md (device, versions, date, one
 row per case with the issue's target and whether it is met) and prints the table last.
@@ -125,7 +131,30 @@ class Case:
   variant: str = ""  # a VARIANTS key, or "" for the configuration jsparse._gpu picks
 
 
-def cases(smoke: bool) -> list[Case]:
+FAMILIES = ("bsr", "nm", "tiled")
+
+
+def cases(smoke: bool, families: tuple[str, ...] = FAMILIES,
+          sparsities: list[float] | None = None, ns: list[int] | None = None) -> list[Case]:
+  """The listed cases (``listed_cases``) of ``families``; with ``sparsities`` or ``ns``, the tiled
+  sweep (``tiled_sweep``) where the first tiled case was, instead of the listed tiled cases."""
+  listed = listed_cases(smoke)
+  if sparsities is not None or ns is not None:
+    first = next(i for i, case in enumerate(listed) if case.family == "tiled")
+    listed = (listed[:first] + tiled_sweep(smoke, sparsities or [0.7], ns or [1])
+              + [case for case in listed[first:] if case.family != "tiled"])
+  return [case for case in listed if case.family in families]
+
+
+def tiled_sweep(smoke: bool, sparsities: list[float], ns: list[int]) -> list[Case]:
+  """Tiled cases (default launch) at every sparsity, shape and N; consecutive cases share one
+  weight matrix (sparsity outermost, then the shape, N innermost)."""
+  shapes = [(64, 128), (128, 64)] if smoke else [(4096, 14336), (14336, 4096)]
+  return [Case("tiled", shape, n, round(1 - sparsity, 4))
+          for sparsity in sparsities for shape in shapes for n in ns]
+
+
+def listed_cases(smoke: bool) -> list[Case]:
   """Cases in priority order (BSR, 2:4, tiled; headline targets first). Consecutive cases share
   one weight matrix where they can (it is built once)."""
   if smoke:
@@ -325,14 +354,14 @@ def run_case(case: Case, row: dict, built: dict, dense_cache: dict, key: jax.Arr
       row["torch"] = {"error": f"{type(error).__name__}: {error}"[:300]}
 
 
-def run(outdir: pathlib.Path, smoke: bool, budget_s: float, meta: dict) -> list[dict]:
+def run(outdir: pathlib.Path, smoke: bool, budget_s: float, meta: dict,
+        all_cases: list[Case]) -> list[dict]:
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
   if smoke:
     config = timing.TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0,
                                  max_inner=1)
   key = jax.random.key(0)
   start, rows, dense_cache, built = time.monotonic(), [], {}, {}
-  all_cases = cases(smoke)
   for case in all_cases:
     row = {**dataclasses.asdict(case)}
     rows.append(row)
@@ -390,8 +419,37 @@ def write(outdir: pathlib.Path, meta: dict, rows: list[dict]) -> str:
   table = "\n".join([HEADER] + [summary_line(row) for row in rows])
   (outdir / "structured_bench.md").write_text(
       "# Issue 8 kernels vs dense (bfloat16, float32 accumulation)\n\n"
-      + "".join(f"- {name}: {value}\n" for name, value in meta.items()) + f"\n{table}\n")
+      + "".join(f"- {name}: {value}\n" for name, value in meta.items()) + f"\n{table}\n"
+      + tiled_grid(rows))
   return table
+
+
+def tiled_grid(rows: list[dict]) -> str:
+  """Where the tiled default cases span several sparsities: dense/jsparse per (shape, N) and
+  sparsity, with the target's verdict ("" otherwise)."""
+  tiled = [row for row in rows if row["family"] == "tiled" and not row["variant"]]
+  sparsities = sorted({round(1 - row["density"], 2) for row in tiled})
+  if len(sparsities) < 2:
+    return ""
+  cells: dict[tuple, dict[float, str]] = {}
+  for row in tiled:
+    sparse, dense = row.get("jsparse"), row.get("dense")
+    if sparse and dense and "median_us" in sparse:
+      cell = f"{dense['median_us'] / sparse['median_us']:.2f}x"
+      if "target_met" in row:
+        cell += " met" if row["target_met"] else " MISSED"
+    elif "skipped" in row.get("error", "") or "not reached" in row.get("error", ""):
+      cell = "-"
+    else:
+      cell = "err"
+    cells.setdefault((tuple(row["shape"]), row["n"]), {})[round(1 - row["density"], 2)] = cell
+  lines = [("\n## Tiled: dense/jsparse by sparsity (target: >= 2x from 70%, >= 1x from 40%)\n\n"
+            "| W (MxK) | N | " + " | ".join(f"{s:.0%}" for s in sparsities) + " |"),
+           "|---|---|" + "---|" * len(sparsities)]
+  for (shape, n), by_sparsity in cells.items():
+    lines.append(f"| {shape[0]}x{shape[1]} | {n} | "
+                 + " | ".join(by_sparsity.get(s, "") for s in sparsities) + " |")
+  return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -399,7 +457,13 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--smoke", action="store_true")
   parser.add_argument("--budget-s", type=float, default=90.0)
+  parser.add_argument("--families", type=_names, default=FAMILIES,
+                      help="comma-separated case families to run (default: bsr,nm,tiled)")
+  parser.add_argument("--sparsities", type=_floats, default=None,
+                      help="tiled sweep sparsities, e.g. 0.3,0.4,0.5,0.7,0.8,0.9")
+  parser.add_argument("--ns", type=_ints, default=None, help="tiled sweep N, e.g. 1,8,16,32")
   args = parser.parse_args()
+  all_cases = cases(args.smoke, args.families, args.sparsities, args.ns)
   args.outdir.mkdir(parents=True, exist_ok=True)
   meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
           "devices": [getattr(d, "device_kind", str(d)) for d in jax.devices()],
@@ -407,6 +471,9 @@ def main() -> None:
           "timing": (f"jax: JaxLoopTimer (jitted fori_loop, {timing.UNROLL} calls an "
                      "iteration), torch: CUDA events; median us"),
           "budget_s": args.budget_s,
+          **({"families": ",".join(args.families)} if args.families != FAMILIES else {}),
+          **({"tiled_sweep": f"sparsities {args.sparsities or [0.7]}, N {args.ns or [1]}"}
+             if args.sparsities is not None or args.ns is not None else {}),
           "targets": ("BSR: <= 1.3 x density x dense + 5 us, >= 5x torch bsr_dense_mm; 2:4: "
                       ">= 1.6x dense at N <= 16, >= 1.0x at N >= 1024; tiled: >= 2x dense at "
                       ">= 70% sparsity, >= 1x from 40%")}
@@ -417,8 +484,33 @@ def main() -> None:
     meta["triton"] = triton.__version__
   except ImportError:
     pass
-  rows = run(args.outdir, args.smoke, args.budget_s, meta)
+  rows = run(args.outdir, args.smoke, args.budget_s, meta, all_cases)
   print(write(args.outdir, meta, rows))
+  grid = tiled_grid(rows)
+  if grid:
+    print(grid)
+
+
+def _names(text: str) -> tuple[str, ...]:
+  names = tuple(name.strip() for name in text.split(",") if name.strip())
+  unknown = sorted(set(names) - set(FAMILIES))
+  if not names or unknown:
+    raise argparse.ArgumentTypeError(f"families are {','.join(FAMILIES)}; got {text!r}")
+  return names
+
+
+def _floats(text: str) -> list[float]:
+  values = [float(value) for value in text.split(",") if value.strip()]
+  if not values or any(not 0 <= value < 1 for value in values):
+    raise argparse.ArgumentTypeError(f"sparsities in [0, 1), comma-separated; got {text!r}")
+  return values
+
+
+def _ints(text: str) -> list[int]:
+  values = [int(value) for value in text.split(",") if value.strip()]
+  if not values or any(value < 1 for value in values):
+    raise argparse.ArgumentTypeError(f"N >= 1, comma-separated; got {text!r}")
+  return values
 
 
 if __name__ == "__main__":
