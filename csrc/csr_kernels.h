@@ -32,6 +32,16 @@ std::string CsrColumnMessage(const Index* col_indices, int64_t pos, int64_t cols
 // KiB (L1) tiles were 1.5-2x slower (too few terms per row and tile).
 constexpr int64_t kTileBytes = 256 << 10;
 
+// Fewest multiply-adds a row's run of terms in one K tile must average (over the chunk) for the
+// chunk to be K-tiled: every run loads and stores the row's partial sums and searches for its
+// end, which short runs do not repay. Measured after the index scan was vectorised and the CSR
+// prefetch dropped (4096 x 4096, two threads, best of 3 x 30-40 calls, load 2.7-3; tiled ->
+// untiled): s = 0.7 N = 32 (runs of ~5800) 15.8 -> 18.1 ms and s = 0.9 N = 128 (~5500) 15.4 ->
+// 20.2 ms favour tiles; s = 0.9 N = 32 (~3650) 3.13 -> 2.80 ms, s = 0.95 N = 32 (~2300) 1.85 ->
+// 1.38 ms, s = 0.98 N = 32 (~1100) 1.22 -> 1.02 ms, s = 0.98 N = 128 (~1250) 3.90 -> 3.16 ms,
+// s = 0.99 N = 128 2.58 -> 1.53 ms do not; s = 0.95 N = 128 (~3200) is even.
+constexpr int64_t kMinTileRunWork = 4096;
+
 // Calls fn(a, rhs_row) for the terms at positions [start, stop) of a CSR row.
 //
 // No software prefetch: the rows of B that sorted rows read are in L2 (a K tile, or a B of at
@@ -167,9 +177,12 @@ std::string CsrSpmm(const Executor& executor, const typename Value::Storage* dat
     const int64_t entries = static_cast<int64_t>(row_offsets[last_row] - row_offsets[first_row]);
     const int64_t entry_bytes = sizeof(*data) + sizeof(*col_indices);
     const int64_t bytes_per_k = row_bytes + entries * entry_bytes / std::max<int64_t>(1, cols);
-    const bool tiled = sorted && cols * row_bytes > kTileBytes;
     const int64_t tile = std::max<int64_t>(1, kTileBytes / std::max<int64_t>(1, bytes_per_k));
-    if (tiled && tile < cols) {
+    const int64_t run_work = entries * tile / std::max<int64_t>(1, cols) * n /
+                             std::max<int64_t>(1, last_row - first_row);
+    const bool tiled = sorted && cols * row_bytes > kTileBytes && tile < cols &&
+                       run_work >= kMinTileRunWork;
+    if (tiled) {
       CsrSpmmRowsTiled(terms, row_offsets, first_row, last_row, cols, tile, out);
     } else {
       CsrSpmmRows(terms, row_offsets, first_row, last_row, out);

@@ -335,7 +335,8 @@ void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
                   const std::string& label) {
   const int64_t rows = 37, n = 70;
   const int64_t cols = 2 * kTileBytes / (n * sizeof(typename Value::Storage)) + 61;
-  const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, 0.05));
+  // Dense enough that a row's run of terms in a tile repays tiling (kMinTileRunWork).
+  const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, 0.2));
   const Dense b = Rounded<Value>(RandomDense(gen, cols, n, 1.0));
   std::vector<double> expected, scale;
   DenseProduct(a, false, b, &expected, &scale);

@@ -62,7 +62,8 @@ def test_csr_spmm_wider_than_a_k_tile(dtype, index_dtype, sorted_rows):
   but traced data can carry) the untiled path; both must match the reference (empty and ragged
   rows too)."""
   rng = np.random.default_rng()
-  matrix, dense = random_matrix(rng, "csr", (40, 3000), 0.05, dtype, index_dtype, pad=2,
+  # Density 0.2: a row's runs of terms in a tile are long enough to be tiled (kMinTileRunWork).
+  matrix, dense = random_matrix(rng, "csr", (40, 3000), 0.2, dtype, index_dtype, pad=2,
                                 empty_rows=5, ragged=True)
   if not sorted_rows:
     cols, data = np.array(matrix.col_indices), np.array(matrix.data)
