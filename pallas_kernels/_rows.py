@@ -42,6 +42,13 @@ def rows_by_length(row_offsets: jax.Array, *, max_row_length: int) -> jax.Array:
       jnp.arange(num_rows, dtype=jnp.int32), unique_indices=True)
 
 
+def launch_slots(first, rows_per_program: int, num_rows: int) -> list:
+  """The launch-order slots ``first .. first + rows_per_program - 1`` of one program, those past
+  row ``M - 1`` replaced by ``first`` (static count; the first slot is always in range)."""
+  return [first if r == 0 else jnp.where(first + r < num_rows, first + r, first)
+          for r in range(rows_per_program)]
+
+
 def check_csr_operands(data_or_none, col_indices: jax.Array, row_offsets: jax.Array,
                        num_rows: int) -> None:
   """Raises ValueError/TypeError naming the CSR argument whose shape or dtype is wrong."""

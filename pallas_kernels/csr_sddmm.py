@@ -59,12 +59,14 @@ def choose_config(num_rows: int, nse: int, inner: int) -> SddmmConfig:
 
 
 def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, inner: int,
-                  block_nnz: int, block_d: int, num_rows: int, rows_per_program: int):
+                  block_nnz: int, block_d: int, num_rows: int, rows_per_program: int,
+                  natural_order: bool):
   first = pl.program_id(0) * rows_per_program
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same values to the same addresses.
-  rows = [order_ref[first + r if r == 0 else jnp.where(first + r < num_rows, first + r, first)]
-          for r in range(rows_per_program)]  # static: rows_per_program is a config
+  rows = _rows.launch_slots(first, rows_per_program, num_rows)
+  if not natural_order:
+    rows = [order_ref[slot] for slot in rows]
   starts = [offsets_ref[row] for row in rows]
   ends = [offsets_ref[row + 1] for row in rows]
   d_tiles = pl.cdiv(inner, block_d)
@@ -105,10 +107,10 @@ def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, in
   jax.lax.fori_loop(0, (longest + block_nnz - 1) // block_nnz, step, jnp.int32(0))
 
 
-@functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
+@functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret", "natural_order"))
 def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: jax.Array, *,
               num_rows: int, config: SddmmConfig | None = None, interpret: bool = False,
-              row_order: jax.Array | None = None) -> jax.Array:
+              row_order: jax.Array | None = None, natural_order: bool = False) -> jax.Array:
   """Stored values ``x[i] . y[j]`` at every stored ``(i, j)`` of a CSR pattern ``[M, N]``.
 
   Args:
@@ -120,6 +122,9 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
     config: tile sizes; ``choose_config`` when None.
     interpret: run in Pallas interpret mode (any platform).
     row_order: optional ``[M]`` int32 launch order of the rows; ``_rows.rows_by_length`` when None.
+    natural_order: launch the rows in their natural order (no schedule computed, ``row_order``
+      ignored): what ``rows_by_length`` gives anyway when ``_rows.natural_order_is_schedule``
+      holds, which the CSR format checks when it is built on the host.
 
   Returns:
     ``[nse]`` in ``x``'s dtype (accumulated in float32); 0 at padding positions.
@@ -135,12 +140,15 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   if num_rows == 0 or nse == 0 or inner == 0:
     return jnp.zeros((nse,), x.dtype)
   config = config or choose_config(num_rows, nse, inner)
-  if row_order is None:
+  if natural_order:
+    row_order = row_offsets  # a placeholder operand: the kernel does not read it
+  elif row_order is None:
     row_order = _rows.rows_by_length(row_offsets,
                                        max_row_length=min(y.shape[0], col_indices.shape[0]))
   kernel = functools.partial(_sddmm_kernel, inner=inner, block_nnz=config.block_nnz,
                              block_d=config.block_d, num_rows=num_rows,
-                             rows_per_program=config.rows_per_program)
+                             rows_per_program=config.rows_per_program,
+                             natural_order=natural_order)
   values = pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((nse,), x.dtype),

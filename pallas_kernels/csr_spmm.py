@@ -68,12 +68,14 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
 
 
 def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, block_nnz: int,
-                 block_n: int, n: int, num_rows: int, rows_per_program: int):
+                 block_n: int, n: int, num_rows: int, rows_per_program: int,
+                 natural_order: bool):
   first = pl.program_id(0) * rows_per_program
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same values to the same addresses (no padded order or output).
-  rows = [order_ref[first + r if r == 0 else jnp.where(first + r < num_rows, first + r, first)]
-          for r in range(rows_per_program)]  # static: rows_per_program is a config
+  rows = _rows.launch_slots(first, rows_per_program, num_rows)
+  if not natural_order:
+    rows = [order_ref[slot] for slot in rows]
   n_start = pl.program_id(1) * block_n
   columns = n_start + jnp.arange(block_n, dtype=jnp.int32)
   # Static: with N a multiple of the tile no column is masked, so Triton sees masks constant
@@ -110,10 +112,10 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
                 mask=column_mask)  # None: every column in range
 
 
-@functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
+@functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret", "natural_order"))
 def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b: jax.Array, *,
               num_rows: int, config: SpmmConfig | None = None, interpret: bool = False,
-              row_order: jax.Array | None = None) -> jax.Array:
+              row_order: jax.Array | None = None, natural_order: bool = False) -> jax.Array:
   """``A @ B`` for a CSR matrix ``A`` ``[M, K]`` and a dense ``B`` ``[K, N]``.
 
   Args:
@@ -127,6 +129,9 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
     interpret: run in Pallas interpret mode (any platform).
     row_order: optional ``[M]`` int32 permutation of the rows (the launch order); computed by
       ``_rows.rows_by_length`` inside this function when None, so a caller may cache it.
+    natural_order: launch the rows in their natural order (no schedule computed, ``row_order``
+      ignored): what ``rows_by_length`` gives anyway when ``_rows.natural_order_is_schedule``
+      holds, which the CSR format checks when it is built on the host.
 
   Returns:
     ``[M, N]`` in ``data``'s dtype, accumulated in float32.
@@ -142,11 +147,14 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
   config = config or choose_config(num_rows, b.shape[0], n, data.shape[0])
   if data.shape[0] == 0:  # nothing to gather; Triton cannot take an empty buffer
     return jnp.zeros((num_rows, n), data.dtype)
-  if row_order is None:
+  if natural_order:
+    row_order = row_offsets  # a placeholder operand: the kernel does not read it
+  elif row_order is None:
     row_order = _rows.rows_by_length(row_offsets,
                                        max_row_length=min(b.shape[0], data.shape[0]))
   kernel = functools.partial(_spmm_kernel, block_nnz=config.block_nnz, block_n=config.block_n,
-                             n=n, num_rows=num_rows, rows_per_program=config.rows_per_program)
+                             n=n, num_rows=num_rows, rows_per_program=config.rows_per_program,
+                             natural_order=natural_order)
   return pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((num_rows, n), data.dtype),

@@ -55,12 +55,14 @@ def choose_config(num_rows: int, nse: int) -> SpmvConfig:
 
 
 def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, num_rows: int,
-                 rows_per_program: int, block_nnz: int):
+                 rows_per_program: int, block_nnz: int, natural_order: bool):
   first = pl.program_id(0) * rows_per_program
   slots = first + jnp.arange(rows_per_program, dtype=jnp.int32)
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same value to the same address (no padded order or output, so no XLA ops around the kernel).
-  rows = order_ref[jnp.where(slots < num_rows, slots, first)]
+  rows = jnp.where(slots < num_rows, slots, first)
+  if not natural_order:
+    rows = order_ref[rows]
   starts = offsets_ref[rows]
   ends = offsets_ref[rows + 1]
   lanes = jnp.arange(block_nnz, dtype=jnp.int32)
@@ -79,10 +81,10 @@ def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, 
   out_ref[rows] = jnp.sum(acc, axis=1).astype(out_ref.dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
+@functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret", "natural_order"))
 def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
               num_rows: int, config: SpmvConfig | None = None, interpret: bool = False,
-              row_order: jax.Array | None = None) -> jax.Array:
+              row_order: jax.Array | None = None, natural_order: bool = False) -> jax.Array:
   """``A @ x`` for a CSR matrix ``A`` ``[M, K]`` and a dense vector ``x`` ``[K]``.
 
   Args:
@@ -94,6 +96,9 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, x
     config: tile sizes; ``choose_config`` when None.
     interpret: run in Pallas interpret mode (any platform).
     row_order: optional ``[M]`` int32 launch order of the rows; ``_rows.rows_by_length`` when None.
+    natural_order: launch the rows in their natural order (no schedule computed, ``row_order``
+      ignored): what ``rows_by_length`` gives anyway when ``_rows.natural_order_is_schedule``
+      holds, which the CSR format checks when it is built on the host.
 
   Returns:
     ``[M]`` in ``data``'s dtype, accumulated in float32.
@@ -106,12 +111,14 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, x
   if num_rows == 0 or data.shape[0] == 0:
     return jnp.zeros((num_rows,), data.dtype)
   config = config or choose_config(num_rows, data.shape[0])
-  if row_order is None:
+  if natural_order:
+    row_order = row_offsets  # a placeholder operand: the kernel does not read it
+  elif row_order is None:
     row_order = _rows.rows_by_length(row_offsets,
                                        max_row_length=min(x.shape[0], data.shape[0]))
   kernel = functools.partial(_spmv_kernel, num_rows=num_rows,
                              rows_per_program=config.rows_per_program,
-                             block_nnz=config.block_nnz)
+                             block_nnz=config.block_nnz, natural_order=natural_order)
   return pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((num_rows,), data.dtype),

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import timing
+from jsparse.formats import _structure
 from pallas_kernels import _rows, csr_sddmm, csr_spmm, csr_spmv
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -145,20 +146,27 @@ class Matrices:
       device = tuple(jnp.asarray(x) for x in (data, cols, offsets))
       order = jax.jit(_rows.rows_by_length, static_argnames="max_row_length")(
           device[2], max_row_length=self.size)
+      # What jsparse.CSR sees on the host: rows already in the schedule's order (then the public
+      # ops launch them in order, no schedule computed in the call).
+      natural = _structure.rows_longest_bucket_first(offsets)
       self._made[sparsity] = dict(dense=dense, data=data, cols=cols, offsets=offsets,
-                                  device=device, order=order)
+                                  device=device, order=order, natural=natural)
     return self._made[sparsity]
 
 
 def spmm_line(bench: Bench, matrices: Matrices, sparsity: float, n: int, line: str,
-              interpret: bool, config=None, given_order: bool = False) -> None:
+              interpret: bool, config=None, given_order: bool = False,
+              scheduled: bool = False) -> None:
   """One SpMM line: ``line`` is jsparse-pallas* (``config``; ``given_order``: the row order
-  passed in, not computed in the call) or torch-csr."""
+  passed in, not computed in the call; otherwise as the public op launches it: in order when the
+  matrix's rows already follow the schedule, unless ``scheduled`` forces computing it) or
+  torch-csr."""
   size, matrix = matrices.size, matrices(sparsity)
   nnz = int(matrix["data"].size)
   chosen = config or csr_spmm.choose_config(size, size, n, nnz)
+  natural = matrix["natural"] and not scheduled and not given_order
   case = dict(op="spmm", m=size, k=size, n=n, sparsity=sparsity, nnz=nnz, dtype="float32",
-              config=str(chosen))
+              config=str(chosen), natural_order=natural)
   rng = np.random.default_rng(n)
   b = rng.standard_normal((size, n), dtype=np.float32)
   if line == "torch-csr":
@@ -168,7 +176,7 @@ def spmm_line(bench: Bench, matrices: Matrices, sparsity: float, n: int, line: s
   order = (matrix["order"],) if given_order else ()
   call = lambda d, c, o, b, *r: csr_spmm.kernel_fn(
       d, c, o, b, num_rows=size, config=config, interpret=interpret,
-      row_order=r[0] if r else None)
+      row_order=r[0] if r else None, natural_order=natural)
   bench.record(case, line, lambda: bench.jax_timed(
       call, (*matrix["device"], jnp.asarray(b), *order), expected))
 
@@ -225,19 +233,21 @@ def copy_line(bench: Bench) -> None:
 
 
 def spmv_line(bench: Bench, matrices: Matrices, sparsity: float, line: str, interpret: bool,
-              config=None, given_order: bool = False) -> None:
-  """One SpMV line (jsparse-pallas*), with its bandwidth over the bytes it must move."""
+              config=None, given_order: bool = False, scheduled: bool = False) -> None:
+  """One SpMV line (jsparse-pallas*), with its bandwidth over the bytes it must move; the row
+  order as in ``spmm_line``."""
   size, matrix = matrices.size, matrices(sparsity)
   nnz = int(matrix["data"].size)
+  natural = matrix["natural"] and not scheduled and not given_order
   case = dict(op="spmv", m=size, k=size, n=1, sparsity=sparsity, nnz=nnz, dtype="float32",
-              config=str(config or csr_spmv.choose_config(size, nnz)))
+              config=str(config or csr_spmv.choose_config(size, nnz)), natural_order=natural)
   vector = np.random.default_rng(2).standard_normal(size, dtype=np.float32)
   expected = matrix["dense"].astype(np.float64) @ vector
   nbytes = 8 * nnz + 4 * (size + 1) + 8 * size  # values, columns, offsets, x, y
   order = (matrix["order"],) if given_order else ()
   call = lambda d, c, o, v, *r: csr_spmv.kernel_fn(
       d, c, o, v, num_rows=size, config=config, interpret=interpret,
-      row_order=r[0] if r else None)
+      row_order=r[0] if r else None, natural_order=natural)
   bench.record(case, line, lambda: _with_bandwidth(
       bench.jax_timed(call, (*matrix["device"], jnp.asarray(vector), *order), expected), nbytes))
 
@@ -312,9 +322,15 @@ def plan(bench: Bench, matrices: Matrices, interpret: bool):
       yield lambda s=sparsity, n=size_n, c=config: spmm_line(
           bench, matrices, s, n, "jsparse-pallas-variant", interpret, config=c)
     yield lambda s=sparsity, n=size_n: spmm_line(bench, matrices, s, n, "torch-csr", interpret)
-  # Same SpMV kernel, row order precomputed: the difference is what the in-call schedule costs.
+  # Same SpMV kernel, row order precomputed, and computed in the call: the differences are what
+  # the in-call schedule costs and what launching in order (where the rows allow it) saves.
   yield lambda: spmv_line(bench, matrices, sparsities[-1], "jsparse-pallas-given-order",
                           interpret, given_order=True)
+  for sparsity in sparsities:
+    yield lambda s=sparsity: spmv_line(bench, matrices, s, "jsparse-pallas-scheduled",
+                                       interpret, scheduled=True)
+  yield lambda: spmm_line(bench, matrices, 0.98, 8 if smoke else 32, "jsparse-pallas-scheduled",
+                          interpret, scheduled=True)
 
 
 def targets(rows: list[dict]) -> str:

@@ -5,8 +5,9 @@ Served: ``A @ B``, ``A @ x`` and SDDMM with float16, bfloat16 or float32 values 
 accumulation) and int32 indices. ``A.T @ B`` / ``A.T @ x`` (what gradients with respect to B need)
 are not: ``"auto"`` falls back to the reference lowering and a forced ``impl="pallas"`` says why.
 The row schedule (rows longest first, in power-of-two length buckets) is computed inside the
-traced kernel call without a sort (one prefix sum and one scatter of M indices); it is not cached
-on the matrix.
+traced kernel call without a sort (one prefix sum and one scatter of M indices), unless the
+matrix's layout says its rows already follow it (``natural_row_order``, checked on the host when
+the CSR matrix is built): then the kernels launch the rows in order.
 """
 
 from __future__ import annotations
@@ -23,17 +24,17 @@ KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.
 
 def _spmm(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
   return csr_spmm.kernel_fn(data, col_indices, row_offsets, dense, num_rows=layout.shape[0],
-                            interpret=interpret)
+                            interpret=interpret, natural_order=layout.natural_row_order)
 
 
 def _spmv(data, col_indices, row_offsets, vector, *, interpret, layout, **unused):
   return csr_spmv.kernel_fn(data, col_indices, row_offsets, vector, num_rows=layout.shape[0],
-                            interpret=interpret)
+                            interpret=interpret, natural_order=layout.natural_row_order)
 
 
 def _sddmm(col_indices, row_offsets, x, y, *, interpret, layout, **unused):
   return csr_sddmm.kernel_fn(col_indices, row_offsets, x, y, num_rows=layout.shape[0],
-                             interpret=interpret)
+                             interpret=interpret, natural_order=layout.natural_row_order)
 
 
 def _check_arrays(values: Sequence[Any], indices: Sequence[Any]) -> bool | str:

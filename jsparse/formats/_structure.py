@@ -63,3 +63,15 @@ def nm_columns(indices: jax.Array, n: int, m: int) -> jax.Array:
   """Column [M, K / m * n] of every stored value of an N:M matrix from its in-group positions."""
   group_starts = (jnp.arange(indices.shape[1], dtype=jnp.int32) // n) * m
   return group_starts[None, :] + indices.astype(jnp.int32)
+
+
+def rows_longest_bucket_first(row_offsets) -> bool:
+  """True when no row's power-of-two length bucket (0, 1, 2-3, 4-7, ...) is above the previous
+  row's: the rows are already in the GPU kernels' schedule (``pallas_kernels._rows.
+  rows_by_length``: longest bucket first, natural order within a bucket), as in most uniform
+  random matrices. Host-side, on concrete ``[M + 1]`` row offsets."""
+  lengths = np.maximum(np.diff(np.asarray(row_offsets, np.int64)), 0)
+  bits = np.zeros(lengths.shape, np.int64)
+  nonzero = lengths > 0
+  bits[nonzero] = np.floor(np.log2(lengths[nonzero])).astype(np.int64) + 1
+  return bool(np.all(np.diff(bits) <= 0))

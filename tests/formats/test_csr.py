@@ -3,6 +3,7 @@
 The index rules CSR shares with BSR are tested in ``test_validation.py``.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -90,3 +91,21 @@ def test_data_must_be_1d():
   with pytest.raises(ValueError, match=r"data must be 1-D \[nse\], got shape \(2, 1\)"):
     jsparse.CSR((np.ones((2, 1), np.float32), np.zeros(2, np.int32), np.array([0, 1, 2])),
                 shape=(2, 3))
+
+
+def test_natural_row_order_is_seen_on_the_host_and_kept_through_jit():
+  offsets = np.array([0, 9, 17, 21, 28, 28], np.int32)  # lengths 9, 8, 4, 7, 0: buckets 4 4 3 3 0
+  cols = np.concatenate([np.arange(n) for n in np.diff(offsets)]).astype(np.int32)
+  data = np.random.default_rng().standard_normal(offsets[-1]).astype(np.float32)
+  natural = jsparse.CSR((data, cols, offsets), shape=(5, 10))
+  assert natural.natural_row_order and natural.layout.natural_row_order
+  reordered = jsparse.CSR.from_scipy(natural.to_scipy()[[2, 0, 1, 3, 4]])  # a 4 before the 9
+  assert not reordered.natural_row_order
+  # Static aux data: it survives jit, with_data and pytree round trips ...
+  assert jax.jit(lambda m: m)(natural).natural_row_order
+  assert natural.with_data(data * 2).layout == natural.layout
+  # ... and a matrix built from traced arrays does not claim it.
+  traced = jax.jit(lambda d, c, o: jsparse.CSR((d, c, o), shape=(5, 10)))(data, cols, offsets)
+  assert not traced.natural_row_order
+  np.testing.assert_allclose(np.asarray(jsparse.spmm(natural, np.eye(10, dtype=np.float32))),
+                             natural.to_scipy().toarray(), rtol=1e-6)

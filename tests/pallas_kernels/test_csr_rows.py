@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from jsparse.formats import _structure
 from pallas_kernels import _rows
 
 # One compilation per shape (eager mode would compile each of its operations).
@@ -44,3 +45,14 @@ def test_rows_longer_than_the_bound_still_form_a_permutation():
   order = _schedule(lengths, max_row_length=8)
   assert sorted(order.tolist()) == list(range(5))
   assert set(order[:2].tolist()) == {0, 3}
+
+
+@settings(max_examples=10, deadline=None)
+@given(lengths=st.lists(st.integers(0, 40), min_size=1, max_size=30))
+def test_host_check_of_the_natural_order_agrees_with_the_schedule(lengths):
+  # jsparse.CSR marks a matrix natural_row_order exactly when the schedule is the identity.
+  offsets = np.concatenate([[0], np.cumsum(lengths)])
+  natural = _schedule(lengths, max_row_length=40).tolist() == list(range(len(lengths)))
+  assert _structure.rows_longest_bucket_first(offsets) == natural
+  assert _structure.rows_longest_bucket_first(np.cumsum([0, 9, 8, 4, 7, 0])) is True
+  assert _structure.rows_longest_bucket_first(np.cumsum([0, 3, 4])) is False

@@ -13,12 +13,13 @@ SMALL = csr_sddmm.SddmmConfig(block_nnz=4, block_d=16)
 
 
 def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL,
-           check_reference=False):
+           check_reference=False, natural_order=False):
   _, col_indices, row_offsets = case.device(dtype)
   x, x64 = cases.dense_operand(rng, (case.shape[0], inner), dtype)
   y, y64 = cases.dense_operand(rng, (case.shape[1], inner), dtype)
   out = csr_sddmm.kernel_fn(col_indices, row_offsets, x, y, num_rows=case.shape[0],
-                            config=config, interpret=cases.INTERPRET)
+                            config=config, interpret=cases.INTERPRET,
+                            natural_order=natural_order)
   assert out.dtype == jnp.dtype(dtype)
   nnz = int(case.row_offsets[-1])
   rows = np.repeat(np.arange(case.shape[0]), np.diff(case.row_offsets))
@@ -59,6 +60,14 @@ def test_d_a_multiple_of_block_d():
   rng = np.random.default_rng()
   case = cases.random_csr(rng, (9, 12), cases.ragged_lengths(rng, 9, 12), padding=2)
   _check(case, 2 * SMALL.block_d, jnp.float32, rng)
+
+
+def test_natural_order_launch():
+  # Rows longest bucket first, 2 rows a program with a spare slot in the last one.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (11, 16), [15, 9, 12, 8, 8, 5, 4, 2, 1, 0, 0], padding=2)
+  _check(case, 20, jnp.float32, rng, natural_order=True,
+         config=csr_sddmm.SddmmConfig(block_nnz=4, block_d=16, rows_per_program=2))
 
 
 def test_bad_arguments_name_the_argument():

@@ -15,11 +15,12 @@ SMALL = csr_spmm.SpmmConfig(block_n=16, block_nnz=4)
 
 
 def _check(case: cases.CsrCase, n: int, dtype, rng, config=SMALL,
-           check_reference=False):
+           check_reference=False, natural_order=False):
   data, col_indices, row_offsets = case.device(dtype)
   b, b64 = cases.dense_operand(rng, (case.shape[1], n), dtype)
   out = csr_spmm.kernel_fn(data, col_indices, row_offsets, b, num_rows=case.shape[0],
-                           config=config, interpret=cases.INTERPRET)
+                           config=config, interpret=cases.INTERPRET,
+                           natural_order=natural_order)
   assert out.dtype == jnp.dtype(dtype)
   dense = case.todense64()
   scale = np.abs(dense) @ np.abs(b64)
@@ -67,6 +68,15 @@ def test_rows_per_program_with_a_spare_slot():
   rng = np.random.default_rng()
   case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=3)
   _check(case, 20, jnp.float32, rng,
+         config=csr_spmm.SpmmConfig(block_n=16, block_nnz=4, rows_per_program=2))
+
+
+def test_natural_order_launch():
+  # Rows already longest bucket first (9 rows of 8-15 entries, then shorter, then empty): the
+  # launch skips the schedule; 2 rows a program leave a spare slot.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (11, 16), [15, 9, 12, 8, 8, 5, 4, 2, 1, 0, 0], padding=2)
+  _check(case, 20, jnp.float32, rng, natural_order=True,
          config=csr_spmm.SpmmConfig(block_n=16, block_nnz=4, rows_per_program=2))
 
 

@@ -13,11 +13,12 @@ SMALL = csr_spmv.SpmvConfig(rows_per_program=4, block_nnz=4)
 
 
 def _check(case: cases.CsrCase, dtype, rng, config=SMALL,
-           check_reference=False):
+           check_reference=False, natural_order=False):
   data, col_indices, row_offsets = case.device(dtype)
   x, x64 = cases.dense_operand(rng, (case.shape[1],), dtype)
   out = csr_spmv.kernel_fn(data, col_indices, row_offsets, x, num_rows=case.shape[0],
-                           config=config, interpret=cases.INTERPRET)
+                           config=config, interpret=cases.INTERPRET,
+                           natural_order=natural_order)
   assert out.dtype == jnp.dtype(dtype)
   dense = case.todense64()
   scale = np.abs(dense) @ np.abs(x64)
@@ -47,6 +48,13 @@ def test_ragged_rows_with_padding(dtype, seed):
 def test_edge_shapes(shape, lengths, padding):
   rng = np.random.default_rng()
   _check(cases.random_csr(rng, shape, lengths, padding=padding), jnp.float32, rng)
+
+
+def test_natural_order_launch():
+  # Rows longest bucket first; 4 rows a program leave spare slots in the last one.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (11, 16), [15, 9, 12, 8, 8, 5, 4, 2, 1, 0, 0], padding=2)
+  _check(case, jnp.float32, rng, natural_order=True)
 
 
 def test_bad_arguments_name_the_argument():
