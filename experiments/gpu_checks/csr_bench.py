@@ -148,7 +148,7 @@ class Matrices:
           device[2], max_row_length=self.size)
       # What jsparse.CSR sees on the host: rows already in the schedule's order (then the public
       # ops launch them in order, no schedule computed in the call).
-      natural = _structure.rows_longest_bucket_first(offsets)
+      natural = _structure.rows_in_launch_order(offsets)
       self._made[sparsity] = dict(dense=dense, data=data, cols=cols, offsets=offsets,
                                   device=device, order=order, natural=natural)
     return self._made[sparsity]

@@ -65,13 +65,17 @@ def nm_columns(indices: jax.Array, n: int, m: int) -> jax.Array:
   return group_starts[None, :] + indices.astype(jnp.int32)
 
 
-def rows_longest_bucket_first(row_offsets) -> bool:
-  """True when no row's power-of-two length bucket (0, 1, 2-3, 4-7, ...) is above the previous
-  row's: the rows are already in the GPU kernels' schedule (``pallas_kernels._rows.
-  rows_by_length``: longest bucket first, natural order within a bucket), as in most uniform
-  random matrices. Host-side, on concrete ``[M + 1]`` row offsets."""
+def rows_in_launch_order(row_offsets) -> bool:
+  """True when the GPU kernels may launch the rows in their natural order instead of computing
+  their schedule (``pallas_kernels._rows.rows_by_length``: longest power-of-two length bucket
+  first): the rows already follow it (no row's bucket above the previous row's), or every
+  non-empty row lies in two adjacent buckets (lengths within 4x, as in a uniform random matrix),
+  where the schedule cannot balance the SMs' work any better. Host-side, on concrete ``[M + 1]``
+  row offsets."""
   lengths = np.maximum(np.diff(np.asarray(row_offsets, np.int64)), 0)
   bits = np.zeros(lengths.shape, np.int64)
   nonzero = lengths > 0
   bits[nonzero] = np.floor(np.log2(lengths[nonzero])).astype(np.int64) + 1
-  return bool(np.all(np.diff(bits) <= 0))
+  if np.all(np.diff(bits) <= 0):
+    return True
+  return bool(bits[nonzero].max() - bits[nonzero].min() <= 1)

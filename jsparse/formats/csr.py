@@ -23,9 +23,10 @@ class CSR(SparseMatrix):
       Positions at or past ``row_offsets[M]`` are padding.
     shape: (M, K), static.
     natural_row_order: static; True when the row offsets were concrete at construction and the
-      rows already follow the GPU kernels' schedule (longest power-of-two length bucket first,
-      ``_structure.rows_longest_bucket_first``): the kernels then skip computing it (~12 us a
-      call at M = 4096 on an H100). Part of the pytree structure, so it survives ``jit``.
+      GPU kernels may launch the rows in order (``_structure.rows_in_launch_order``: the rows
+      already follow the kernels' schedule, longest power-of-two length bucket first, or are
+      balanced within 4x): the kernels then skip computing the schedule (~12 us a call at
+      M = 4096 on an H100). Part of the pytree structure, so it survives ``jit``.
   """
 
   format = "csr"
@@ -52,7 +53,7 @@ class CSR(SparseMatrix):
     if validation.should_validate(validate, data, col_indices, row_offsets):
       validation.check_compressed_values(row_offsets, col_indices, num_cols=self.shape[1])
     self.natural_row_order = (validation.is_concrete(row_offsets)
-                              and _structure.rows_longest_bucket_first(row_offsets))
+                              and _structure.rows_in_launch_order(row_offsets))
 
   def _layout_extras(self) -> dict:
     return {"natural_row_order": self.natural_row_order}

@@ -16,9 +16,10 @@ class SparseLayout:
     shape: ``(M, K)``, the dense shape.
     block_shape: ``(bm, bk)`` for BSR, else None.
     nm: ``(n, m)`` for N:M (n kept of every m along K), else None.
-    natural_row_order: CSR only: the rows were seen on the host to be in the GPU kernels' row
-      schedule already (``_structure.rows_longest_bucket_first``), so the kernels launch them
-      in order instead of computing the schedule each call; False when unknown.
+    natural_row_order: CSR only: the rows were seen on the host to need no schedule (already in
+      the GPU kernels' order, or balanced: ``_structure.rows_in_launch_order``), so the
+      kernels launch them in order instead of computing the schedule each call; False when
+      unknown.
   """
 
   format: str

@@ -99,7 +99,11 @@ def test_natural_row_order_is_seen_on_the_host_and_kept_through_jit():
   data = np.random.default_rng().standard_normal(offsets[-1]).astype(np.float32)
   natural = jsparse.CSR((data, cols, offsets), shape=(5, 10))
   assert natural.natural_row_order and natural.layout.natural_row_order
-  reordered = jsparse.CSR.from_scipy(natural.to_scipy()[[2, 0, 1, 3, 4]])  # a 4 before the 9
+  # lengths 4, 9, 8, 7, 0: a 4 before the 9, and buckets 3-4 and an empty row, yet balanced
+  assert jsparse.CSR.from_scipy(natural.to_scipy()[[2, 0, 1, 3, 4]]).natural_row_order
+  # lengths 1, 9, 0, 0, 0: the 9 after the 1, buckets 1 and 4: neither
+  reordered = jsparse.CSR.from_scipy(scipy.sparse.csr_array(
+      (np.ones(10, np.float32), np.r_[0, np.arange(9)], [0, 1, 10, 10, 10, 10]), shape=(5, 10)))
   assert not reordered.natural_row_order
   # Static aux data: it survives jit, with_data and pytree round trips ...
   assert jax.jit(lambda m: m)(natural).natural_row_order

@@ -49,10 +49,14 @@ def test_rows_longer_than_the_bound_still_form_a_permutation():
 
 @settings(max_examples=10, deadline=None)
 @given(lengths=st.lists(st.integers(0, 40), min_size=1, max_size=30))
-def test_host_check_of_the_natural_order_agrees_with_the_schedule(lengths):
-  # jsparse.CSR marks a matrix natural_row_order exactly when the schedule is the identity.
+def test_host_check_of_the_launch_order(lengths):
+  # jsparse.CSR launches in order exactly when the schedule is the identity or the non-empty
+  # rows sit in two adjacent power-of-two buckets.
   offsets = np.concatenate([[0], np.cumsum(lengths)])
-  natural = _schedule(lengths, max_row_length=40).tolist() == list(range(len(lengths)))
-  assert _structure.rows_longest_bucket_first(offsets) == natural
-  assert _structure.rows_longest_bucket_first(np.cumsum([0, 9, 8, 4, 7, 0])) is True
-  assert _structure.rows_longest_bucket_first(np.cumsum([0, 3, 4])) is False
+  identity = _schedule(lengths, max_row_length=40).tolist() == list(range(len(lengths)))
+  bits = [int(n).bit_length() for n in lengths if n > 0]
+  balanced = not bits or max(bits) - min(bits) <= 1
+  assert _structure.rows_in_launch_order(offsets) == (identity or balanced)
+  assert _structure.rows_in_launch_order(np.cumsum([0, 9, 8, 4, 7, 0])) is True  # in order
+  assert _structure.rows_in_launch_order(np.cumsum([0, 5, 0, 7, 4, 6])) is True  # balanced
+  assert _structure.rows_in_launch_order(np.cumsum([0, 1, 3, 4])) is False
