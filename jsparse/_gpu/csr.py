@@ -24,17 +24,20 @@ KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.
 
 def _spmm(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
   return csr_spmm.kernel_fn(data, col_indices, row_offsets, dense, num_rows=layout.shape[0],
-                            interpret=interpret, natural_order=layout.natural_row_order)
+                            interpret=interpret,
+                            natural_order=bool(layout.natural_row_order))
 
 
 def _spmv(data, col_indices, row_offsets, vector, *, interpret, layout, **unused):
   return csr_spmv.kernel_fn(data, col_indices, row_offsets, vector, num_rows=layout.shape[0],
-                            interpret=interpret, natural_order=layout.natural_row_order)
+                            interpret=interpret,
+                            natural_order=bool(layout.natural_row_order))
 
 
 def _sddmm(col_indices, row_offsets, x, y, *, interpret, layout, **unused):
   return csr_sddmm.kernel_fn(col_indices, row_offsets, x, y, num_rows=layout.shape[0],
-                             interpret=interpret, natural_order=layout.natural_row_order)
+                             interpret=interpret,
+                             natural_order=bool(layout.natural_row_order))
 
 
 def _check_arrays(values: Sequence[Any], indices: Sequence[Any]) -> bool | str:

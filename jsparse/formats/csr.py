@@ -11,6 +11,7 @@ import numpy as np
 from jsparse.formats import _structure, validation
 from jsparse.formats.base import SparseMatrix, scipy_dtype
 from jsparse.formats.coo import COO
+from jsparse.formats.layout import LaunchHint
 
 
 class CSR(SparseMatrix):
@@ -26,7 +27,8 @@ class CSR(SparseMatrix):
       GPU kernels may launch the rows in order (``_structure.rows_in_launch_order``: the rows
       already follow the kernels' schedule, longest power-of-two length bucket first, or are
       balanced within 4x): the kernels then skip computing the schedule (~12 us a call at
-      M = 4096 on an H100). Part of the pytree structure, so it survives ``jit``.
+      M = 4096 on an H100). A ``LaunchHint`` in the pytree structure: it survives ``jit``, yet
+      matrices that differ only in it have equal structures (they stack and ``vmap``).
   """
 
   format = "csr"
@@ -52,8 +54,8 @@ class CSR(SparseMatrix):
     self.data, self.col_indices, self.row_offsets = data, col_indices, row_offsets
     if validation.should_validate(validate, data, col_indices, row_offsets):
       validation.check_compressed_values(row_offsets, col_indices, num_cols=self.shape[1])
-    self.natural_row_order = (validation.is_concrete(row_offsets)
-                              and _structure.rows_in_launch_order(row_offsets))
+    self.natural_row_order = LaunchHint(validation.is_concrete(row_offsets)
+                                        and _structure.rows_in_launch_order(row_offsets))
 
   def _layout_extras(self) -> dict:
     return {"natural_row_order": self.natural_row_order}

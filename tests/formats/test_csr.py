@@ -105,6 +105,9 @@ def test_natural_row_order_is_seen_on_the_host_and_kept_through_jit():
   reordered = jsparse.CSR.from_scipy(scipy.sparse.csr_array(
       (np.ones(10, np.float32), np.r_[0, np.arange(9)], [0, 1, 10, 10, 10, 10]), shape=(5, 10)))
   assert not reordered.natural_row_order
+  # A hint, never a difference of structure: such matrices stack and vmap together.
+  assert jax.tree.structure(natural) == jax.tree.structure(reordered)
+  assert natural.layout == reordered.layout
   # Static aux data: it survives jit, with_data and pytree round trips ...
   assert jax.jit(lambda m: m)(natural).natural_row_order
   assert natural.with_data(data * 2).layout == natural.layout
