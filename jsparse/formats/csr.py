@@ -52,10 +52,12 @@ class CSR(SparseMatrix):
     validation.check_compressed_arrays(row_offsets, col_indices, num_rows=self.shape[0],
                                        nse=data.shape[0])
     self.data, self.col_indices, self.row_offsets = data, col_indices, row_offsets
+    # One host copy of the offsets serves the validation and the launch hint.
+    host_offsets = np.asarray(row_offsets) if validation.is_concrete(row_offsets) else None
     if validation.should_validate(validate, data, col_indices, row_offsets):
-      validation.check_compressed_values(row_offsets, col_indices, num_cols=self.shape[1])
-    self.natural_row_order = LaunchHint(validation.is_concrete(row_offsets)
-                                        and _structure.rows_in_launch_order(row_offsets))
+      validation.check_compressed_values(host_offsets, col_indices, num_cols=self.shape[1])
+    self.natural_row_order = LaunchHint(host_offsets is not None
+                                        and _structure.rows_in_launch_order(host_offsets))
 
   def _layout_extras(self) -> dict:
     return {"natural_row_order": self.natural_row_order}
