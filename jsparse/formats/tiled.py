@@ -135,7 +135,6 @@ class Tiled(SparseMatrix):
       index_dtype: of row_offsets, int32 or int64 (default: int32 unless the size needs int64).
     """
     x = jnp.asarray(x)
-    validation.check_dense_matrix("x", x)
     return cls.from_mask(x, x != 0, tile_shape=tile_shape, nse=nse, index_dtype=index_dtype)
 
   @classmethod
