@@ -64,9 +64,7 @@ def minilm_parts(variants: list[str], tokens: tuple[int, int], out, config) -> N
       return x
 
     def embed_then(m, ids, count):  # MiniLMEncoder.hidden_states with the first `count` layers
-      x = (m.word_embeddings(ids) + m.position_embeddings(jnp.arange(ids.shape[1]))[None]
-           + m.token_type_embeddings(jnp.zeros_like(ids)))
-      return chain(m, m.embedding_norm(x).astype(jnp.bfloat16), count)
+      return chain(m, m.embed(ids), count)
     # part -> (module, input, call)
     parts = {"model": (model, ids, lambda m, x: m(x)),
              "hidden_states": (model, ids, lambda m, x: m.hidden_states(x)),

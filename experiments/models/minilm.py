@@ -53,14 +53,19 @@ class MiniLMEncoder(nnx.Module):
         for _ in range(config["num_hidden_layers"])])
     self.dtype = dtype
 
-  def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array | None = None):
-    """Last hidden states [B, S, 384] of token ids [B, S] (attention_mask [B, S]: 1 = token)."""
-    batch, seq = input_ids.shape
+  def embed(self, input_ids: jax.Array) -> jax.Array:
+    """The first layer's input [B, S, 384] (in ``dtype`` when set) of token ids [B, S]: word +
+    position + token-type embeddings, normalized."""
+    seq = input_ids.shape[1]
     x = (self.word_embeddings(input_ids) + self.position_embeddings(jnp.arange(seq))[None]
          + self.token_type_embeddings(jnp.zeros_like(input_ids)))
     x = self.embedding_norm(x)
-    if self.dtype is not None:
-      x = x.astype(self.dtype)
+    return x if self.dtype is None else x.astype(self.dtype)
+
+  def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array | None = None):
+    """Last hidden states [B, S, 384] of token ids [B, S] (attention_mask [B, S]: 1 = token)."""
+    seq = input_ids.shape[1]
+    x = self.embed(input_ids)
     mask = None
     if attention_mask is not None:
       # Key padding as a per-example block mask with one query block and one-key blocks.
