@@ -150,13 +150,16 @@ class Tiled(SparseMatrix):
     """
     x = jnp.asarray(x)
     validation.check_dense_matrix("x", x)
-    if np.shape(mask) != x.shape:
-      raise ValueError(f"mask must have x's shape {x.shape}, got {np.shape(mask)}")
+    mask = jnp.asarray(mask)
+    if mask.shape != x.shape:
+      raise ValueError(f"mask must have x's shape {x.shape}, got {mask.shape}")
+    if mask.dtype != jnp.bool_:
+      raise TypeError(f"mask must be bool, got {mask.dtype}")
     tm, tk = _check_tile_shape(tile_shape)
     grid = _tile_grid(x.shape, (tm, tk))
     pad = ((0, grid[0] * tm - x.shape[0]), (0, grid[1] * tk - x.shape[1]))
     tiles = jnp.pad(x, pad).reshape(grid[0], tm, grid[1], tk).transpose(0, 2, 1, 3)
-    mask = jnp.pad(jnp.asarray(mask, bool), pad).reshape(grid[0], tm, grid[1], tk).transpose(
+    mask = jnp.pad(mask, pad).reshape(grid[0], tm, grid[1], tk).transpose(
         0, 2, 1, 3)
     count = None
     if validation.is_concrete(mask):

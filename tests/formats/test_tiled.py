@@ -58,6 +58,10 @@ def test_from_mask_keeps_kept_zeros_and_checks_the_mask_shape():
   np.testing.assert_array_equal(np.asarray(stored) != 0, mask)
   with pytest.raises(ValueError, match=r"mask must have x's shape \(19, 70\)"):
     jsparse.Tiled.from_mask(dense, mask[:, :64])
+  with pytest.raises(TypeError, match="mask must be bool, got float32"):
+    jsparse.Tiled.from_mask(dense, mask.astype(np.float32))
+  with pytest.raises(TypeError, match="^x must"):
+    jsparse.Tiled.from_mask(dense.astype(np.int32), mask)
 
 
 # Slow (with the next three): 10-30 s each on CI's shared CPU; the GPU check runs them.
