@@ -40,6 +40,16 @@ def popcount32(bits: jax.Array) -> jax.Array:
   return ((x * jnp.uint32(0x01010101)) >> 24).astype(jnp.int32)
 
 
+def popcount32_ptx(bits: jax.Array) -> jax.Array:
+  """``popcount32`` as one ``popc.b32`` instruction an element (inline PTX): Triton backend on
+  the GPU only (the interpreter cannot run PTX)."""
+  from jax.experimental.pallas import triton as plt
+  (count,) = plt.elementwise_inline_asm(
+      "popc.b32 $0, $1;", args=[bits.astype(jnp.uint32)], constraints="=r,r", pack=1,
+      result_shape_dtypes=[jax.ShapeDtypeStruct(bits.shape, jnp.uint32)])
+  return count.astype(jnp.int32)
+
+
 def pad_columns(dense: jax.Array, multiple: int) -> jax.Array:
   """``dense`` [K, N] with zero columns appended up to a multiple of ``multiple``."""
   extra = -dense.shape[1] % multiple

@@ -59,8 +59,8 @@ VARIANTS = {
     "bsr-n128": bsr_spmm.BsrSpmmConfig(block_n=128),
     # Tiled without split-K (round 1's launch).
     "tiled-no-split": tiled_spmm.TiledSpmmConfig(block_n=16),
-    # Tiled at 4096 rows, N <= 16 (the default's 4 splits), ranks by popcount instead of cumsum.
-    "tiled-popcount": tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=4, rank_by_popcount=True),
+    # Tiled at 4096 rows, N <= 16 (the default's 4 splits), ranks by a cumsum (the first kernel).
+    "tiled-scan": tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=4, ranks="scan"),
     # The same launch on 2 warps: a 16x64 tile is 1024 values, 8 a thread on 4 warps.
     "tiled-w2": tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=4, num_warps=2),
     # BSR at N = 1024 (default: 128-wide column tiles, 4 warps, 2 stages): twice the columns per

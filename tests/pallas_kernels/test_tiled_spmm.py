@@ -12,7 +12,9 @@ from tests.pallas_kernels import structured_cases as cases
 
 SMALL = tiled_spmm.TiledSpmmConfig(block_n=16)
 SPLIT = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2)
-POPCOUNT = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2, rank_by_popcount=True)
+SCAN = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2, ranks="scan")
+# Two tiles a loop step: 5 K tiles split 3 + 2, so split 0's second step has a masked tile.
+PAIRS = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2, tiles_per_step=2)
 
 
 def _run(matrix: jsparse.Tiled, b, config=SMALL):
@@ -49,14 +51,16 @@ def test_popcount32_matches_numpy():
 
 
 @pytest.mark.slow
-def test_ranks_by_popcount():
-  # Ragged 40 x 100 in 16 x 64 tiles (two words a tile row), empty rows, padding, split-K.
+@pytest.mark.parametrize("config", [SCAN, PAIRS], ids=["scan", "pairs"])
+def test_other_expansions(config):
+  # Ragged 40 x 300 in 16 x 64 tiles (two words a tile row, 5 K tiles), empty rows, padding,
+  # split-K.
   rng = np.random.default_rng()
-  dense64 = cases.sparse_dense(rng, (40, 100), 0.4, jnp.bfloat16)
+  dense64 = cases.sparse_dense(rng, (40, 300), 0.4, jnp.bfloat16)
   dense64[[3, 20]] = 0
-  matrix = _tiled(dense64, jnp.bfloat16, (16, 64), nse=4000)
-  b, b64 = cases.dense_operand(rng, (100, 8), jnp.bfloat16)
-  cases.check_spmm(_run(matrix, b, POPCOUNT), dense64, b, b64, jnp.bfloat16)
+  matrix = _tiled(dense64, jnp.bfloat16, (16, 64), nse=6000)
+  b, b64 = cases.dense_operand(rng, (300, 8), jnp.bfloat16)
+  cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.bfloat16)
 
 
 @pytest.mark.parametrize("shape,tile_shape,density,n", [
@@ -82,8 +86,8 @@ def test_gpu_supported_names_the_tile():
   assert "tk=96" in tiled_spmm.gpu_supported((16, 96), SMALL)
 
 
-@pytest.mark.parametrize("config", [SPLIT, tiled_spmm.TiledSpmmConfig(block_n=64), POPCOUNT],
-                         ids=["decode-split", "prefill", "popcount"])
+@pytest.mark.parametrize("config", [SPLIT, tiled_spmm.TiledSpmmConfig(block_n=64), SCAN, PAIRS],
+                         ids=["decode-split", "prefill", "scan", "pairs"])
 def test_lowers_to_triton_for_h100(monkeypatch, config):
   struct = jax.ShapeDtypeStruct
   cases.assert_lowers_to_triton_for_h100(

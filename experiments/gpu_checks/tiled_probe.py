@@ -1,0 +1,149 @@
+"""Which launch of the tiled-bitmap SpMM is fastest? Times kernel configurations and tile shapes
+side by side on the decoding shapes of issue 8, beside dense ``jnp.dot``, in one run.
+
+For every weight shape, sparsity, tile shape and N (bfloat16, random values, uniform random
+pattern): the launch ``jsparse._gpu.structured.tiled_config`` picks, then each named change of
+it (``CHANGES``), every result checked against a float32 product before it is timed. Timing is
+``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
+
+    python3 experiments/gpu_checks/tiled_probe.py OUTDIR [--budget-s 200] [--smoke]
+
+Writes OUTDIR/tiled_probe.jsonl (one record per launch) and OUTDIR/tiled_probe.md, printing each
+row as it goes; launches past the budget are listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import pathlib
+import sys
+import time
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from experiments import timing  # noqa: E402
+from experiments.gpu_checks import structured_bench  # noqa: E402
+from jsparse._gpu import structured  # noqa: E402
+from jsparse.formats import Tiled  # noqa: E402
+from pallas_kernels import tiled_spmm  # noqa: E402
+
+BF16 = jnp.bfloat16
+
+# name -> change of the default launch (a function of it).
+CHANGES = {
+    "default": lambda c: c,
+    "scan": lambda c: dataclasses.replace(c, ranks="scan"),
+    "pairs": lambda c: dataclasses.replace(c, tiles_per_step=2),
+    "w2": lambda c: dataclasses.replace(c, num_warps=2),
+    "w8": lambda c: dataclasses.replace(c, num_warps=8),
+    "splits-x2": lambda c: dataclasses.replace(c, num_splits=2 * c.num_splits),
+    "splits-half": lambda c: dataclasses.replace(c, num_splits=max(1, c.num_splits // 2)),
+    "stages-1": lambda c: dataclasses.replace(c, num_stages=1),
+}
+
+# (shape, sparsity, tile shape, N, changes), in priority order.
+def plan(smoke: bool) -> list[tuple]:
+  if smoke:
+    return [((64, 256), 0.7, (16, 64), 8, ["default", "scan", "pairs"])]
+  wide, tall = (4096, 14336), (14336, 4096)
+  everything = list(CHANGES)
+  return [
+      (wide, 0.7, (16, 64), 1, everything),
+      (wide, 0.7, (16, 64), 16, everything),
+      (tall, 0.7, (16, 64), 16, ["default", "pairs", "w2", "splits-x2"]),
+      (wide, 0.7, (32, 64), 16, ["default", "pairs", "w8"]),
+      (wide, 0.7, (16, 128), 16, ["default", "pairs", "w8"]),
+      (wide, 0.7, (64, 64), 16, ["default", "w8"]),
+      (wide, 0.7, (16, 64), 32, ["default", "pairs", "w8"]),
+      (wide, 0.5, (16, 64), 16, ["default", "pairs"]),
+      (wide, 0.9, (16, 64), 16, ["default", "pairs"]),
+      (tall, 0.7, (16, 64), 1, ["default", "pairs"]),
+  ]
+
+
+def weights(key, shape, sparsity, tile_shape):
+  value_key, keep_key = jax.random.split(key)
+  values = jax.random.normal(value_key, shape, jnp.float32)
+  dense = jnp.where(jax.random.uniform(keep_key, shape) >= sparsity, values, 0).astype(BF16)
+  matrix = Tiled.fromdense(dense, tile_shape=tile_shape)
+  return matrix, dense
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("outdir", type=pathlib.Path)
+  parser.add_argument("--budget-s", type=float, default=200.0)
+  parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
+  args = parser.parse_args()
+  args.outdir.mkdir(parents=True, exist_ok=True)
+  config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
+  if args.smoke:
+    config = timing.TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0,
+                                 max_inner=1)
+  meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+          "devices": [d.device_kind for d in jax.devices()], "jax": jax.__version__,
+          "timing": "JaxLoopTimer median us", "dtype": "bfloat16"}
+  print(json.dumps(meta), flush=True)
+  header = ("| W | sparsity | tile | N | launch | config | us | dense us | dense/this | W GB/s |"
+            " rel err |\n|---|---|---|---|---|---|---|---|---|---|---|")
+  print(header, flush=True)
+  lines, records, start, dense_cache = [header], [], time.monotonic(), {}
+  key = jax.random.key(0)
+  for shape, sparsity, tile_shape, n, names in plan(args.smoke):
+    matrix, dense = weights(jax.random.fold_in(key, hash((shape, sparsity)) % 1000), shape,
+                            sparsity, tile_shape)
+    x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
+    expected = jnp.dot(dense.astype(jnp.float32), x.astype(jnp.float32),
+                       precision=jax.lax.Precision.HIGHEST)
+    weight_bytes = sum(int(a.size) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(matrix)
+                       if a is not matrix.value_columns)
+    working_set = weight_bytes + x.size * 2 + shape[0] * n * 2
+    if (shape, n) not in dense_cache:
+      dense_cache[(shape, n)], _ = structured_bench.time_jax(
+          lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16),
+          (dense, x), dense.size * 2 + x.size * 2 + shape[0] * n * 2, config)
+    dense_us = dense_cache[(shape, n)]["median_us"]
+    base = structured.tiled_config(matrix.layout, n)
+    for name in names:
+      launch = CHANGES[name](base)
+      record = {"shape": shape, "sparsity": sparsity, "tile_shape": tile_shape, "n": n,
+                "launch": name, "config": dataclasses.asdict(launch), "dense": dense_cache[
+                    (shape, n)], "weight_bytes": weight_bytes}
+      if time.monotonic() - start > args.budget_s:
+        record["error"] = "skipped: time budget spent"
+      else:
+        fn = lambda a, v, launch=launch: tiled_spmm.kernel_fn(
+            a.data, a.bitmaps, a.row_offsets, v, shape=a.shape, config=launch,
+            interpret=args.smoke)
+        try:
+          result, out = structured_bench.time_jax(fn, (matrix, x), working_set, config)
+          record["jsparse"] = result
+          record["rel_err"] = float(jnp.max(jnp.abs(out.astype(jnp.float32) - expected))
+                                    / jnp.max(jnp.abs(expected)))
+        except Exception as error:  # noqa: BLE001 - record and go on
+          record["error"] = f"{type(error).__name__}: {error}"[:400]
+      records.append(record)
+      us = record.get("jsparse", {}).get("median_us")
+      short = {k: v for k, v in record["config"].items() if k != "ranks" or v != "popc"}
+      line = (f"| {shape[0]}x{shape[1]} | {sparsity} | {tile_shape[0]}x{tile_shape[1]} | {n} | "
+              f"{name} | {short} | {'%.1f' % us if us else record.get('error', '-')[:60]} | "
+              f"{dense_us:.1f} | {'%.2fx' % (dense_us / us) if us else '-'} | "
+              f"{'%.0f' % (weight_bytes / us / 1e3) if us else '-'} | "
+              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
+      lines.append(line)
+      print(line, flush=True)
+      (args.outdir / "tiled_probe.jsonl").write_text(
+          "\n".join(json.dumps(r) for r in [meta] + records) + "\n")
+      (args.outdir / "tiled_probe.md").write_text(
+          f"# Tiled SpMM launches ({meta['devices'][0]}, {meta['date'][:10]})\n\n"
+          + "\n".join(f"- {k}: {v}" for k, v in meta.items()) + "\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+  main()
