@@ -14,6 +14,8 @@ Lines (``all_lines``):
 - ``dense-fp32`` (``jnp.dot`` at ``Precision.HIGHEST``) and ``dense-bf16``: the dense baseline on
   A with its zeros; SDDMM densely is ``where(mask, X @ Y.T, 0)``. Their time does not depend on
   the pattern, so each is measured once per (op, shape, N) and shared by the cases alike.
+- ``dense-numpy-fp32`` (CPU runs only): the same dense product in NumPy (``np.matmul`` of
+  float32 arrays, its BLAS), timed on the host like SciPy and torch; shared like ``dense-fp32``.
 - ``jax-bcsr`` / ``jax-bcoo``: ``jax.experimental.sparse`` with its default lowering (a gather
   and a segment sum); ``jax-bcsr-cusparse`` / ``jax-bcoo-cusparse`` (CUDA only): the same objects
   compiled with ``jax_bcoo_cusparse_lowering`` on, which lowers float32/float64 products to
@@ -205,6 +207,36 @@ class DenseLine(Line):
       first = dense
     sets = [_fresh((first, *operands)) for _ in range(copies)]
     return Prepared(timing.JaxLoopTimer(fn, sets), _as_numpy)
+
+
+class NumpyDenseLine(Line):
+  """The dense baseline in NumPy on the host: ``A @ B`` in float32 (SDDMM: masked ``X @ Y.T``)."""
+
+  name = "dense-numpy-fp32"
+  framework = "numpy"
+  compute_dtype = "float32"
+  shared = True
+  description = "np.matmul in float32 (host BLAS)"
+
+  def available(self, machine: Machine) -> str | None:
+    return "host-CPU line; skipped on GPU runs" if machine.on_gpu else None
+
+  def working_set_bytes(self, problem: Problem) -> int:
+    return DenseLine("float32").working_set_bytes(problem)
+
+  def prepare(self, problem: Problem, copies: int, machine: Machine) -> Prepared:
+    dense = problem.dense_matrix().astype(np.float32)
+    operands = tuple(np.asarray(op, np.float32) for op in problem.operands)
+    calls = []
+    for _ in range(copies):
+      A, args = dense.copy(), tuple(op.copy() for op in operands)
+      if problem.case.op == "sddmm":
+        mask = A != 0
+        calls.append(lambda mask=mask, X=args[0], Y=args[1]:
+                     np.where(mask, np.matmul(X, Y.T), np.float32(0)))
+      else:
+        calls.append(lambda A=A, B=args[0]: np.matmul(A, B))
+    return Prepared(timing.HostTimer(calls), lambda out: np.asarray(out, np.float32))
 
 
 # -- jax.experimental.sparse ---------------------------------------------------------------------
@@ -578,7 +610,7 @@ class CupyCsrLine(Line):
 def all_lines() -> list[Line]:
   """Every line, in table order (baselines first)."""
   return [
-      DenseLine("float32"), DenseLine("bfloat16"),
+      DenseLine("float32"), DenseLine("bfloat16"), NumpyDenseLine(),
       *(JsparseLine(impl) for impl in ("reference", "ffi", "pallas", "auto")),
       JaxSparseLine("bcsr", cusparse=False), JaxSparseLine("bcoo", cusparse=False),
       JaxSparseLine("bcsr", cusparse=True), JaxSparseLine("bcoo", cusparse=True),

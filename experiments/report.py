@@ -49,6 +49,24 @@ def write(out_dir: pathlib.Path, records: Sequence[dict], run_info: dict) -> lis
   return written
 
 
+def _load_lines(records: Sequence[dict], run_info: dict) -> list[str]:
+  """How busy the machine was: load averages and other processes' CPU use during measurements."""
+  parts = []
+  load = run_info.get("load_average")
+  if load:
+    parts.append(f"- 1/5/15-min load average: {' / '.join(f'{v:.2f}' for v in load['start'])} "
+                 f"at the start, {' / '.join(f'{v:.2f}' for v in load['end'])} at the end")
+  foreign = [r["foreign_cpu"] for r in records if r.get("foreign_cpu") is not None]
+  if foreign:
+    limit = run_info.get("timing", {}).get("max_foreign_cpu")
+    retaken = sum(1 for r in records if r.get("attempts", 1) > 1)
+    over = sum(1 for v in foreign if limit is not None and v > limit)
+    parts.append(f"- other processes' CPU use during the {len(foreign)} measurements (cores): "
+                 f"median {sorted(foreign)[len(foreign) // 2]:.2f}, max {max(foreign):.2f}; "
+                 f"{retaken} retaken for load over {limit}, {over} still over it")
+  return parts
+
+
 # -- tables --------------------------------------------------------------------------------------
 def short_source(source: str) -> str:
   return source.replace("magnitude_pruning", "mag").replace("random_pruning", "rand")
@@ -141,6 +159,7 @@ def markdown(records: Sequence[dict], run_info: dict) -> str:
       + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roofline["matmul_gflops"].items()),
       f"- timing: {run_info['timing']}; wall time of the run {run_info.get('elapsed', '?')}",
       f"- command: `{run_info.get('command', '')}`",
+      *_load_lines(records, run_info),
       "",
       "Times are medians in microseconds per op (p10/p90 in results.jsonl). WRONG: result off the "
       "float64 reference (not timed); ERROR: raised; skip: too large for the gather-based path. "

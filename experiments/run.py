@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--max-op-s", type=float,
                       help="an op slower than this many seconds is timed by one sample only "
                            "(recorded in its timing method); default: no limit")
+  parser.add_argument("--max-foreign-cpu", type=float, default=0.25,
+                      help="CPU runs: retake a measurement (up to 4 times, the quietest kept) "
+                      "while other processes use more than this many cores on average; 0: never")
   parser.add_argument("--timing", choices=("quick", "full"),
                       help="timing settings (default: the preset's); quick caps each "
                       "measurement at 0.2 s, full at 2 s")
@@ -149,8 +152,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     config = dataclasses.replace(config, repeats=args.repeats)
   if args.max_op_s:
     config = dataclasses.replace(config, max_op_s=args.max_op_s)
+  if not machine.on_gpu and args.max_foreign_cpu > 0:
+    # The lines of a CPU run share the host with any other process (timing.CpuUsage).
+    config = dataclasses.replace(config, max_foreign_cpu=args.max_foreign_cpu)
   print(f"{len(cases)} cases x {len(lines)} lines on {machine.device} ({machine.platform}); "
         f"not available: {', '.join(sorted(unavailable)) or 'none'}", flush=True)
+  load_at_start = os.getloadavg()
   print("measuring the roofline ...", flush=True)
   phases = {}
   roof = roofline.measure(machine.on_gpu)
@@ -184,7 +191,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
   seconds = time.perf_counter() - start
   run_info = {"preset": args.preset, "machine": machine.asdict(), "roofline": roof.asdict(),
               "timing": config.__dict__, "sanity": checks, "unavailable_lines": unavailable,
-              "elapsed": f"{seconds:.0f} s", "phases": phases, "cases": len(cases),
+              "elapsed": f"{seconds:.0f} s", "phases": phases,
+              "load_average": {"start": load_at_start, "end": os.getloadavg()}, "cases": len(cases),
               "interrupted": interrupted,
               "command": shlex.join(["python", "-P", "experiments/run.py", *(argv or sys.argv[1:])])}
   report.write(out_dir, records, run_info)

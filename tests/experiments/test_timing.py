@@ -2,8 +2,10 @@
 timing on an op whose cost dwarfs dispatch."""
 
 import importlib.util
+import os
 import pathlib
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -87,3 +89,47 @@ def test_with_operands_reuses_the_compiled_timer_and_refuses_other_shapes():
       timer.with_operands([(jnp.zeros((4, 4), jnp.float32),)])
     with pytest.raises(ValueError, match="shape or dtype"):
       timer.with_operands([(a.astype(jnp.float16),)])
+
+
+def test_cpu_usage_counts_this_process_and_others_apart():
+  if timing.CpuUsage().own is None:
+    pytest.skip("no /proc")
+  before = timing.CpuUsage()
+  end = time.perf_counter() + 0.3
+  while time.perf_counter() < end:  # this thread busy: ~1 core of its own
+    pass
+  after = timing.CpuUsage()
+  assert 0.6 < after.own_cores(before) < 1.3
+  assert after.foreign_cores(before) >= 0
+  # Others' share is the machine's busy time less this process's (snapshots built by hand).
+  ticks = os.sysconf("SC_CLK_TCK")
+  start, stop = timing.CpuUsage(), timing.CpuUsage()
+  start.wall, start.machine, start.own = 0.0, 1000, 500
+  stop.wall, stop.machine, stop.own = 2.0, 1000 + 3 * ticks, 500 + 2 * ticks
+  assert stop.foreign_cores(start) == pytest.approx(0.5)
+  assert stop.own_cores(start) == pytest.approx(1.0)
+
+
+def test_a_measurement_under_foreign_load_is_retaken_and_the_quietest_kept(monkeypatch):
+  loads = iter([1.5, 0.9, 0.1])
+  monkeypatch.setattr(timing.CpuUsage, "foreign_cores", lambda self, since: next(loads))
+  monkeypatch.setattr(timing, "wait_for_idle_process", lambda: 0.0)
+  config = timing.TimingConfig(repeats=3, min_repeats=3, max_foreign_cpu=0.25,
+                               quiet_attempts=4, quiet_pause_s=0.0)
+  timer = _CountingTimer(0.01)
+  measured = timer.measure(config)
+  assert measured.attempts == 3 and measured.foreign_cpu == 0.1
+  # Without a limit the first measurement stands, its load recorded.
+  loads = iter([1.5])
+  measured = _CountingTimer(0.01).measure(timing.TimingConfig(repeats=3, min_repeats=3))
+  assert measured.attempts == 1 and measured.foreign_cpu == 1.5
+
+
+def test_a_busy_measurement_keeps_the_least_loaded_attempt(monkeypatch):
+  loads = iter([0.9, 0.5, 0.7])
+  monkeypatch.setattr(timing.CpuUsage, "foreign_cores", lambda self, since: next(loads))
+  monkeypatch.setattr(timing, "wait_for_idle_process", lambda: 0.0)
+  config = timing.TimingConfig(repeats=3, min_repeats=3, max_foreign_cpu=0.25,
+                               quiet_attempts=3, quiet_pause_s=0.0)
+  measured = _CountingTimer(0.01).measure(config)
+  assert measured.attempts == 3 and measured.foreign_cpu == 0.5
