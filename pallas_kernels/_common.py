@@ -44,10 +44,12 @@ def popcount32_ptx(bits: jax.Array) -> jax.Array:
   """``popcount32`` as one ``popc.b32`` instruction an element (inline PTX): Triton backend on
   the GPU only (the interpreter cannot run PTX)."""
   from jax.experimental.pallas import triton as plt
+  # Triton's inline asm takes signless integers: the bits go in as int32 (same 32 bits).
+  signless = jax.lax.bitcast_convert_type(bits.astype(jnp.uint32), jnp.int32)
   (count,) = plt.elementwise_inline_asm(
-      "popc.b32 $0, $1;", args=[bits.astype(jnp.uint32)], constraints="=r,r", pack=1,
-      result_shape_dtypes=[jax.ShapeDtypeStruct(bits.shape, jnp.uint32)])
-  return count.astype(jnp.int32)
+      "popc.b32 $0, $1;", args=[signless], constraints="=r,r", pack=1,
+      result_shape_dtypes=[jax.ShapeDtypeStruct(bits.shape, jnp.int32)])
+  return count
 
 
 def pad_columns(dense: jax.Array, multiple: int) -> jax.Array:

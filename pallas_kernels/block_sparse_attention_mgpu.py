@@ -68,6 +68,11 @@ class MgpuAttentionConfig:
       rows, which must lie in one mask query block.
     block_kv: keys per step (multiple of 64) dividing the mask's ``bk``.
     max_concurrent_steps: shared-memory slots for K/V tiles in flight (>= 2).
+    tiles_per_program: query tiles (of ``2 * block_q`` rows) one program runs one after the
+      other, its K/V slots shared across them: the memory warpgroup loads the next tile's first
+      K/V blocks while the compute warpgroups finish the last one (normalise, store O, load Q).
+      With few kept blocks per query tile (low density) a tile's fixed costs dominate; the
+      Hopper block already fills the SM's registers, so they cannot overlap across blocks.
 
   A compute warpgroup holds ``block_q x block_kv`` float32 scores beside its ``block_q x D``
   accumulator in at most 232 registers a thread: ``block_q * block_kv`` above 64 * 128 spills.
@@ -76,6 +81,7 @@ class MgpuAttentionConfig:
   block_q: int = 64
   block_kv: int = 128
   max_concurrent_steps: int = 2
+  tiles_per_program: int = 1
 
   def __post_init__(self):
     for name in ("block_q", "block_kv"):
@@ -86,6 +92,9 @@ class MgpuAttentionConfig:
     if self.max_concurrent_steps < 2:
       raise ValueError("MgpuAttentionConfig.max_concurrent_steps must be >= 2, got "
                        f"{self.max_concurrent_steps}")
+    if self.tiles_per_program < 1:
+      raise ValueError("MgpuAttentionConfig.tiles_per_program must be >= 1, got "
+                       f"{self.tiles_per_program}")
 
   def smem_bytes(self, head_dim: int, itemsize: int) -> int:
     """Shared memory of the Q/O tiles and the K/V slots."""
@@ -123,6 +132,9 @@ def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size,
   if q_len % rows:
     raise ValueError(f"q's sequence length must be a multiple of 2 * config.block_q = {rows}, "
                      f"got {q_len}")
+  if (q_len // rows) % config.tiles_per_program:
+    raise ValueError(f"q's {q_len // rows} query tiles of {rows} rows must be a multiple of "
+                     f"config.tiles_per_program = {config.tiles_per_program}")
   if kv_len % bk:
     raise ValueError(f"k's sequence length must be a multiple of block_size[1] = {bk}, got "
                      f"{kv_len}")
@@ -184,11 +196,14 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
                       config: MgpuAttentionConfig, block_size, heads_per_kv_head: int,
                       per_head_mask: bool, causal: bool, qk_scale: float, q_len: int,
                       kv_len: int, interpret: bool):
-  """One program: ``2 * block_q`` query rows of one (batch, query head); see the module
-  docstring. ``scoped``: shared-memory tiles and barriers from ``_entry``."""
+  """One program: ``tiles_per_program`` query tiles of ``2 * block_q`` rows of one (batch,
+  query head), one after the other; see the module docstring. ``scoped``: shared-memory tiles
+  and barriers from ``_entry``. K/V steps are numbered across the program's tiles, so a step's
+  slot and barrier phases follow on from the previous tile's."""
   (qo_smem2, k_smem, v_smem), (k_barriers, v_barriers, q_barriers), consumed, schedule = scoped
   k_consumed, v_consumed = consumed
   block_q, block_kv, slots = config.block_q, config.block_kv, config.max_concurrent_steps
+  tiles_per_program = config.tiles_per_program
   bq, bk = block_size
   subs = bk // block_kv
   max_kept = indices_ref.shape[-1]
@@ -198,27 +213,33 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
   batch = lax.axis_index("batch")
   q_head = lax.axis_index("heads")
   wg = lax.axis_index("wg")
-  # Last query tile first: under causal masks it holds the longest programs, and starting them
-  # first shortens the tail of the launch.
-  tile = (q_len // rows) - 1 - lax.axis_index("q_seq")
-  program_start = tile * rows
-  q_block = lax.div(program_start, jnp.int32(bq))
   mask_head = q_head if per_head_mask else 0
-  count = counts_ref[mask_head, q_block]
-  total_steps = count * subs
-
-  def key_start(step):
-    if subs == 1:
-      return indices_ref[mask_head, q_block, step] * bk
-    return (indices_ref[mask_head, q_block, lax.div(step, jnp.int32(subs))] * bk
-            + lax.rem(step, jnp.int32(subs)) * block_kv)
-
   offset = kv_len - q_len
-  count_steps = functools.partial(_count_steps, key_start, total_steps, max_steps=max_kept * subs)
-  # Steps holding a key visible to some row of the program (its last row sees the most).
-  program_steps = count_steps(program_start + rows - 1 + offset) if causal else total_steps
+
+  def tile_of(t):
+    """(first row, key_start, total steps, program steps) of the program's tile ``t``."""
+    # Last query tile first: under causal masks it holds the longest programs, and starting
+    # them first shortens the tail of the launch.
+    tile = (q_len // rows) - 1 - (lax.axis_index("q_seq") * tiles_per_program + t)
+    tile_start = tile * rows
+    q_block = lax.div(tile_start, jnp.int32(bq))
+    total_steps = counts_ref[mask_head, q_block] * subs
+
+    def key_start(step):
+      if subs == 1:
+        return indices_ref[mask_head, q_block, step] * bk
+      return (indices_ref[mask_head, q_block, lax.div(step, jnp.int32(subs))] * bk
+              + lax.rem(step, jnp.int32(subs)) * block_kv)
+
+    count_steps = functools.partial(_count_steps, key_start, total_steps,
+                                    max_steps=max_kept * subs)
+    # Steps holding a key visible to some row of the tile (its last row sees the most).
+    tile_steps = count_steps(tile_start + rows - 1 + offset) if causal else total_steps
+    return tile_start, key_start, total_steps, count_steps, tile_steps
 
   def slot_of(step):
+    if isinstance(step, int):  # a literal: Mosaic GPU lowers only traced operands of rem
+      return step % slots
     return lax.rem(step, jnp.int32(slots))
 
   def schedule_barrier():
@@ -229,114 +250,128 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
   def _compute_wg():
     plgpu.set_max_registers(COMPUTE_REGISTERS, action="increase")
     qo_smem = qo_smem2.at[wg]
-    row_start = program_start + wg * block_q
-    plgpu.copy_gmem_to_smem(q_ref.at[batch, pl.ds(row_start, block_q), q_head], qo_smem,
-                            q_barriers.at[wg])
-    # Counted while Q is on its way.
-    if causal:
-      num_steps = count_steps(row_start + block_q - 1 + offset)
-      num_full = count_steps(row_start + offset - block_kv + 1)
-    else:
-      num_steps = num_full = total_steps
-    plgpu.barrier_wait(q_barriers.at[wg])
-    row_max = plgpu.layout_cast(jnp.full((block_q,), -jnp.inf, jnp.float32),
-                                plgpu.Layout.WGMMA.reduce(1))
-    row_sum = plgpu.layout_cast(jnp.full((block_q,), 0, jnp.float32),
-                                plgpu.Layout.WGMMA.reduce(1))
-    acc = plgpu.layout_cast(jnp.full((block_q, head_dim), 0, jnp.float32), plgpu.Layout.WGMMA)
 
-    @pl.when(num_steps > 0)
-    def _():
-      plgpu.barrier_wait(k_barriers.at[0])
-
-    pl.when(wg == 1)(schedule_barrier)
-
-    def step(kv_step, carry, masked: bool):
-      acc, row_max, row_sum = carry
-      slot = slot_of(kv_step)
-
-      def compute_qk(acc_ref):
-        plgpu.wgmma(acc_ref, qo_smem, k_smem.at[slot].transpose((1, 0)))
-        schedule_barrier()
-        return acc_ref[...]
-      scores = pl.run_scoped(compute_qk, plgpu.ACC((block_q, block_kv), jnp.float32))
-      plgpu.barrier_arrive(k_consumed.at[slot])
-      # A positive scale commutes with the row max, so it is applied inside exp2's argument
-      # (one FMA per score); a non-positive one is applied first.
-      if qk_scale <= 0:
-        scores = scores * qk_scale
-      fused_scale = qk_scale if qk_scale > 0 else 1.0
-      if masked:
-        row_ids = plgpu.broadcasted_iota(jnp.int32, (block_q, block_kv), 0,
-                                         layout=plgpu.Layout.WGMMA)
-        key_ids = plgpu.broadcasted_iota(jnp.int32, (block_q, block_kv), 1,
-                                         layout=plgpu.Layout.WGMMA)
-        visible = key_ids + key_start(kv_step) <= row_ids + (row_start + offset)
-        scores = jnp.where(visible, scores, -jnp.inf)
-      new_max = jnp.maximum(row_max, scores.max(axis=1) * fused_scale)
-      # A row that has seen no visible key keeps max -inf; subtracting 0 keeps exp2 at 0.
-      safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max) if masked else new_max
-      correction = jnp.exp2(row_max - safe_max)
-      probs = jnp.exp2(scores * fused_scale - lax.broadcast_in_dim(safe_max, scores.shape, [0]))
-      acc *= lax.broadcast_in_dim(correction, acc.shape, [0])
-      row_sum *= correction
-      probs_low = probs.astype(dtype)
-
-      # attention_mgpu's order for head dims <= 128 (it measured the difference, without an
-      # explanation): the row sum, a barrier to the compiler, then the warpgroup barriers.
-      row_sum += probs.sum(axis=1)
-      acc, row_sum, new_max, probs_low = lax.optimization_barrier(
-          (acc, row_sum, new_max, probs_low))
-      plgpu.barrier_arrive(schedule)  # done with the softmax
-      plgpu.barrier_wait(v_barriers.at[slot])
-      plgpu.barrier_wait(schedule)  # the tensor cores are free
-
-      def wait_next_k():
-        @pl.when(kv_step + 1 < num_steps)
-        def _():
-          plgpu.barrier_wait(k_barriers.at[slot_of(kv_step + 1)])
-
-      if interpret:
-        # The interpreter (jax 0.11.2) runs neither run_state nor a wgmma whose left operand is
-        # in registers: the same product as a plain dot of the shared-memory V tile.
-        acc += lax.dot(probs_low, v_smem.at[slot][...], preferred_element_type=jnp.float32)
-        wait_next_k()
+    def run_tile(t, first_step):
+      """Tile ``t``, whose first K/V step is the program's ``first_step``; returns the next
+      tile's first step."""
+      tile_start, key_start, total_steps, count_steps, tile_steps = tile_of(t)
+      row_start = tile_start + wg * block_q
+      plgpu.copy_gmem_to_smem(q_ref.at[batch, pl.ds(row_start, block_q), q_head], qo_smem,
+                              q_barriers.at[wg])
+      # Counted while Q is on its way.
+      if causal:
+        num_steps = count_steps(row_start + block_q - 1 + offset)
+        num_full = count_steps(row_start + offset - block_kv + 1)
       else:
-        def compute_pv(acc_ref):
-          plgpu.wgmma(acc_ref, probs_low, v_smem.at[slot])
-          wait_next_k()
-        acc = pl.run_state(compute_pv)(plgpu.ACC.init(acc))
-      plgpu.barrier_arrive(v_consumed.at[slot])
-      return acc, new_max, row_sum
+        num_steps = num_full = total_steps
+      plgpu.barrier_wait(q_barriers.at[wg])
+      row_max = plgpu.layout_cast(jnp.full((block_q,), -jnp.inf, jnp.float32),
+                                  plgpu.Layout.WGMMA.reduce(1))
+      row_sum = plgpu.layout_cast(jnp.full((block_q,), 0, jnp.float32),
+                                  plgpu.Layout.WGMMA.reduce(1))
+      acc = plgpu.layout_cast(jnp.full((block_q, head_dim), 0, jnp.float32),
+                              plgpu.Layout.WGMMA)
 
-    carry = (acc, row_max, row_sum)
-    carry = lax.fori_loop(0, num_full, functools.partial(step, masked=False), carry)
-    if causal:
-      carry = lax.fori_loop(num_full, num_steps, functools.partial(step, masked=True), carry)
+      @pl.when(num_steps > 0)
+      def _():
+        plgpu.barrier_wait(k_barriers.at[slot_of(first_step)])
 
-      def release(kv_step, _):
-        # Steps only the other warpgroup needs: release their slots and keep the schedule
-        # barrier's phases in step with it (two waits per step, as in ``step``). Waiting for
-        # the tiles too keeps every barrier phase observed by each thread that waits on it
-        # (the interpreter checks that when it frees a barrier; the other warpgroup waits for
-        # the same tiles at the same time).
-        slot = slot_of(kv_step)
-        plgpu.barrier_wait(k_barriers.at[slot])
+      pl.when(wg == 1)(schedule_barrier)
+
+      def step(kv_step, carry, masked: bool):
+        acc, row_max, row_sum = carry
+        slot = slot_of(first_step + kv_step)
+
+        def compute_qk(acc_ref):
+          plgpu.wgmma(acc_ref, qo_smem, k_smem.at[slot].transpose((1, 0)))
+          schedule_barrier()
+          return acc_ref[...]
+        scores = pl.run_scoped(compute_qk, plgpu.ACC((block_q, block_kv), jnp.float32))
         plgpu.barrier_arrive(k_consumed.at[slot])
-        plgpu.barrier_wait(v_barriers.at[slot])
-        plgpu.barrier_arrive(v_consumed.at[slot])
-        schedule_barrier()
-        schedule_barrier()
-      lax.fori_loop(num_steps, program_steps, release, None)
-    acc, row_max, row_sum = carry
-    pl.when(wg == 0)(schedule_barrier)
+        # A positive scale commutes with the row max, so it is applied inside exp2's argument
+        # (one FMA per score); a non-positive one is applied first.
+        if qk_scale <= 0:
+          scores = scores * qk_scale
+        fused_scale = qk_scale if qk_scale > 0 else 1.0
+        if masked:
+          row_ids = plgpu.broadcasted_iota(jnp.int32, (block_q, block_kv), 0,
+                                           layout=plgpu.Layout.WGMMA)
+          key_ids = plgpu.broadcasted_iota(jnp.int32, (block_q, block_kv), 1,
+                                           layout=plgpu.Layout.WGMMA)
+          visible = key_ids + key_start(kv_step) <= row_ids + (row_start + offset)
+          scores = jnp.where(visible, scores, -jnp.inf)
+        new_max = jnp.maximum(row_max, scores.max(axis=1) * fused_scale)
+        # A row that has seen no visible key keeps max -inf; subtracting 0 keeps exp2 at 0.
+        safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max) if masked else new_max
+        correction = jnp.exp2(row_max - safe_max)
+        probs = jnp.exp2(scores * fused_scale
+                         - lax.broadcast_in_dim(safe_max, scores.shape, [0]))
+        acc *= lax.broadcast_in_dim(correction, acc.shape, [0])
+        row_sum *= correction
+        probs_low = probs.astype(dtype)
 
-    row_sum = jnp.where(row_sum == 0.0, 1.0, row_sum)  # no visible key: 0 / 1
-    acc /= lax.broadcast_in_dim(row_sum, (block_q, head_dim), [0])
-    qo_smem[...] = acc.astype(dtype)
-    plgpu.commit_smem()
-    plgpu.copy_smem_to_gmem(qo_smem, out_ref.at[batch, pl.ds(row_start, block_q), q_head])
-    plgpu.wait_smem_to_gmem(0)
+        # attention_mgpu's order for head dims <= 128 (it measured the difference, without an
+        # explanation): the row sum, a barrier to the compiler, then the warpgroup barriers.
+        row_sum += probs.sum(axis=1)
+        acc, row_sum, new_max, probs_low = lax.optimization_barrier(
+            (acc, row_sum, new_max, probs_low))
+        plgpu.barrier_arrive(schedule)  # done with the softmax
+        plgpu.barrier_wait(v_barriers.at[slot])
+        plgpu.barrier_wait(schedule)  # the tensor cores are free
+
+        def wait_next_k():
+          @pl.when(kv_step + 1 < num_steps)
+          def _():
+            plgpu.barrier_wait(k_barriers.at[slot_of(first_step + kv_step + 1)])
+
+        if interpret:
+          # The interpreter (jax 0.11.2) runs neither run_state nor a wgmma whose left operand
+          # is in registers: the same product as a plain dot of the shared-memory V tile.
+          acc += lax.dot(probs_low, v_smem.at[slot][...], preferred_element_type=jnp.float32)
+          wait_next_k()
+        else:
+          def compute_pv(acc_ref):
+            plgpu.wgmma(acc_ref, probs_low, v_smem.at[slot])
+            wait_next_k()
+          acc = pl.run_state(compute_pv)(plgpu.ACC.init(acc))
+        plgpu.barrier_arrive(v_consumed.at[slot])
+        return acc, new_max, row_sum
+
+      carry = (acc, row_max, row_sum)
+      carry = lax.fori_loop(0, num_full, functools.partial(step, masked=False), carry)
+      if causal:
+        carry = lax.fori_loop(num_full, num_steps, functools.partial(step, masked=True), carry)
+
+        def release(kv_step, _):
+          # Steps only the other warpgroup needs: release their slots and keep the schedule
+          # barrier's phases in step with it (two waits per step, as in ``step``). Waiting for
+          # the tiles too keeps every barrier phase observed by each thread that waits on it
+          # (the interpreter checks that when it frees a barrier; the other warpgroup waits
+          # for the same tiles at the same time).
+          slot = slot_of(first_step + kv_step)
+          plgpu.barrier_wait(k_barriers.at[slot])
+          plgpu.barrier_arrive(k_consumed.at[slot])
+          plgpu.barrier_wait(v_barriers.at[slot])
+          plgpu.barrier_arrive(v_consumed.at[slot])
+          schedule_barrier()
+          schedule_barrier()
+        lax.fori_loop(num_steps, tile_steps, release, None)
+      acc, row_max, row_sum = carry
+      # Pairs with the other warpgroup's opening barrier of the next tile (or ends the last).
+      pl.when(wg == 0)(schedule_barrier)
+
+      row_sum = jnp.where(row_sum == 0.0, 1.0, row_sum)  # no visible key: 0 / 1
+      acc /= lax.broadcast_in_dim(row_sum, (block_q, head_dim), [0])
+      qo_smem[...] = acc.astype(dtype)
+      plgpu.commit_smem()
+      plgpu.copy_smem_to_gmem(qo_smem, out_ref.at[batch, pl.ds(row_start, block_q), q_head])
+      plgpu.wait_smem_to_gmem(0)  # qo_smem is the next tile's Q
+      return first_step + tile_steps
+
+    if tiles_per_program == 1:
+      run_tile(0, 0)
+    else:
+      lax.fori_loop(0, tiles_per_program, run_tile, jnp.int32(0))
 
   @pl.when(wg == COMPUTE_WARPGROUPS)
   def _memory_wg():
@@ -348,20 +383,45 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
       plgpu.copy_gmem_to_smem(k_ref.at[keys], k_smem.at[slot], k_barriers.at[slot])
       plgpu.copy_gmem_to_smem(v_ref.at[keys], v_smem.at[slot], v_barriers.at[slot])
 
-    # The first steps' keys are loaded before the step count is known (their list entries
-    # exist even past the count), so the loads overlap rather than follow one another.
-    first_starts = [key_start(jnp.int32(first)) for first in range(min(slots, max_kept * subs))]
-    for first, start in enumerate(first_starts):
-      pl.when(first < program_steps)(functools.partial(issue, start, first))
-
-    @pl.loop(0, jnp.maximum(program_steps - slots, 0))
-    def _(kv_step):
-      slot = slot_of(kv_step)
-      keys = (batch, pl.ds(key_start(kv_step + slots), block_kv), kv_head)
+    def issue_after_release(start, step):
+      # The slot's previous step (``step - slots``) must be consumed first.
+      slot = slot_of(step)
+      keys = (batch, pl.ds(start, block_kv), kv_head)
       plgpu.barrier_wait(k_consumed.at[slot])
       plgpu.copy_gmem_to_smem(k_ref.at[keys], k_smem.at[slot], k_barriers.at[slot])
       plgpu.barrier_wait(v_consumed.at[slot])
       plgpu.copy_gmem_to_smem(v_ref.at[keys], v_smem.at[slot], v_barriers.at[slot])
+
+    if tiles_per_program == 1:
+      _, key_start, _, _, program_steps = tile_of(0)
+      # The first steps' keys are loaded before the step count is known (their list entries
+      # exist even past the count), so the loads overlap rather than follow one another.
+      first_starts = [key_start(jnp.int32(first))
+                      for first in range(min(slots, max_kept * subs))]
+      for first, start in enumerate(first_starts):
+        pl.when(first < program_steps)(functools.partial(issue, start, first))
+
+      @pl.loop(0, jnp.maximum(program_steps - slots, 0))
+      def _(kv_step):
+        issue_after_release(key_start(kv_step + slots), kv_step + slots)
+    else:
+      def load_tile(t, first_step):
+        _, key_start, _, _, tile_steps = tile_of(t)
+
+        @pl.loop(0, tile_steps)
+        def _(kv_step):
+          step = first_step + kv_step
+          start = key_start(kv_step)
+
+          @pl.when(step < slots)
+          def _():
+            issue(start, slot_of(step))
+
+          @pl.when(step >= slots)
+          def _():
+            issue_after_release(start, step)
+        return first_step + tile_steps
+      program_steps = lax.fori_loop(0, tiles_per_program, load_tile, jnp.int32(0))
 
     # The last steps' releases, observed so that every barrier phase is (see ``release``); on
     # the GPU this only holds this warpgroup until the compute warpgroups finish, as the block
@@ -432,7 +492,8 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
   return plgpu.kernel(
       entry,
       out_type=jax.ShapeDtypeStruct(q.shape, dtype),
-      grid=(num_heads, q_len // (COMPUTE_WARPGROUPS * config.block_q), batch),
+      grid=(num_heads, q_len // (COMPUTE_WARPGROUPS * config.block_q * config.tiles_per_program),
+            batch),
       grid_names=("heads", "q_seq", "batch"),
       num_threads=COMPUTE_WARPGROUPS + 1,
       thread_name="wg",

@@ -14,8 +14,8 @@ per head dim, in this order under a deadline:
   ``scaled_dot_product_attention`` dense and causal; compiled FlexAttention
   (``torch.compile(flex_attention)``) on the same kept lists (as "full" blocks: no mask_mod
   inside them) at 0.5, 0.1, 0.05, 1.0, and causal (``create_block_mask``); this kernel with
-  more K/V slots at 0.1 and 0.05 (``SPARSE_SLOTS``: every kept tile of a very sparse row in
-  flight from the start); JAX's attention_mgpu dense last (float16, which it requires, q
+  several query tiles a program (``TILES`` at ``TILES_MASKS``: the next tile's K/V loads overlap
+  the end of the last); JAX's attention_mgpu dense last (float16, which it requires, q
   pre-scaled by 1/sqrt(D): it applies no scale).
 A causal line runs even where ``supports()`` refuses it for the CUDA runtime (ptxas
 miscompilation, as attention_mgpu), noted in its row. Every output is checked before it is
@@ -56,10 +56,9 @@ from pallas_kernels import block_sparse_attention_mgpu as mgpu_attention
 
 DENSITIES = (1.0, 0.5, 0.1, 0.05)
 PUBLIC_OP_DENSITY = 0.1  # the public op's line (head dim 64)
-SPARSE_DENSITIES = (0.1, 0.05)  # the extra-slots line
-# K/V slots of the extra line per head dim: the most that fit 227 KiB beside 64 x 128 tiles
-# (one program per SM either way: the compute warpgroups' 232 registers a thread fill the file).
-SPARSE_SLOTS = {64: 4, 128: 3}
+# Query tiles a program of the extra lines (``tiles_lines``) and the masks they run on.
+TILES = (1, 2, 4)
+TILES_MASKS = (0.05, 0.1, 0.5, "causal")
 TOLERANCE = 0.03  # max |error| of a bf16 output of these shapes (cuDNN's is ~1e-3)
 # As attention_bench.py: samples of >= 20 ms (a JaxLoopTimer sample includes one dispatch).
 TIMING = TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.02, max_total_s=0.3)
@@ -92,7 +91,7 @@ except Exception as error:  # noqa: BLE001  (the CPU venv has no torch)
 ENV = machine.detect().asdict()
 if SMOKE:
   BATCH, HEADS, SEQ, BLOCK, DIMS, DENSITIES = 1, 2, 256, 128, (64,), (1.0, 0.5)
-  PUBLIC_OP_DENSITY, SPARSE_DENSITIES = 0.5, (0.5,)
+  PUBLIC_OP_DENSITY, TILES, TILES_MASKS = 0.5, (2,), (0.5, "causal")
   TIMING = TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0)
 else:
   BATCH, HEADS, SEQ, BLOCK, DIMS = 4, 16, 8192, 128, (64, 128)
@@ -168,10 +167,15 @@ def targets():
            1.3, ">="),
           (f"D{d}", f"d={density}: this / (kept x this dense) (sparsity efficiency)",
            ratio(ours, kept * (dense or 0)), None, "")]
-    for density in SPARSE_DENSITIES:
-      rows.append((f"D{d}", f"d={density}: this with {SPARSE_SLOTS[d]} K/V slots / default "
-                   f"(diagnostic)", ratio(t("mgpu-slots", density), t("mgpu", density)), None,
-                   ""))
+    for tiles in TILES[1:]:
+      for name in TILES_MASKS:
+        rows.append((f"D{d}", f"{name}: this with {tiles} tiles a program / default "
+                     f"(diagnostic)", ratio(t(f"mgpu-tiles{tiles}", name), t("mgpu", name)),
+                     None, ""))
+        if name not in ("causal", 1.0):
+          rows.append((f"D{d}", f"d={name}: FlexAttention / this with {tiles} tiles a program "
+                       f"(diagnostic)", ratio(t("flex", name), t(f"mgpu-tiles{tiles}", name)),
+                       None, ""))
   rows.append((f"D{DIMS[0]}", f"d={PUBLIC_OP_DENSITY}: public op (impl=pallas) / this kernel "
                "(diagnostic, ~1)", ratio(times.get((DIMS[0], "public-op", PUBLIC_OP_DENSITY)),
                                          times.get((DIMS[0], "mgpu", PUBLIC_OP_DENSITY))),
@@ -223,7 +227,7 @@ def write_outputs():
       "vs cuDNN: time / cuDNN's (dense for every density, causal for causal). Triton/this: the "
       "Triton kernel's time / this kernel's on the same mask. err: max |error| vs the float32 "
       "masked reference on batch 0, heads 0-1; diff: max |difference| from cuDNN (dense, causal,"
-      " SDPA) or from this kernel (Triton, public-op, FlexAttention, extra-slots lines) over the "
+      " SDPA) or from this kernel (Triton, public-op, FlexAttention, tiles-a-program lines) over the "
       "whole output. torch lines: TorchCudaTimer (CUDA events) medians; FlexAttention's first "
       "call (compilation) in first_call_s.", "",
       "| case | line | median us | p10-p90 | vs cuDNN | Triton/this | err | diff | check |",
@@ -393,32 +397,37 @@ def public_op_line(head_dim, operands, name):
   attempt(f"D{head_dim} {name}", "jsparse public op (pallas)", 12, run, **info(head_dim, name))
 
 
-def sparse_slots_line(head_dim, operands):
-  """This kernel with ``SPARSE_SLOTS[head_dim]`` K/V slots at the sparsest masks: a row keeping
-  3-6 tiles has them all in flight from the start (one program per SM; its start is not hidden
-  by another program's work)."""
-  config = dataclasses.replace(
-      mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK)),
-      max_concurrent_steps=SPARSE_SLOTS[head_dim])
-  fn = lambda q, k, v, i, c: mgpu_attention.kernel_fn(
-      q, k, v, i, c, block_size=(BLOCK, BLOCK), config=config, interpret=SMOKE)
-  loop = []
-  for name in SPARSE_DENSITIES:
-    def run(name=name):
-      args = (*operands, *MASKS[name])
-      reason = mgpu_attention.supports(*args, block_size=(BLOCK, BLOCK), config=config)
-      if reason is not True:
-        raise ValueError(f"supports() refused: {reason}")
-      if not loop:
-        loop.append(CompiledLoop(fn, args))
-      fields = timed((head_dim, "mgpu-slots", name), loop[0], args, reference_of=name,
-                     check_against=(head_dim, "mgpu", name))
-      fields["vs_default"] = ratio(fields["median_us"], times.get((head_dim, "mgpu", name)))
-      return dict(**fields, config=dataclasses.asdict(config),
-                  note=f"{SPARSE_SLOTS[head_dim]} slots: "
-                       f"{fmt(fields['vs_default'])}x the default config's time")
-    attempt(f"D{head_dim} {name}", f"jsparse-mosaic-gpu slots{SPARSE_SLOTS[head_dim]}",
-            3 if loop else 10, run, **info(head_dim, name))
+def tiles_lines(head_dim, operands):
+  """This kernel with ``tiles_per_program`` in ``TILES`` at ``TILES_MASKS``: several query tiles
+  a program, the memory warpgroup loading the next tile's K/V while the last one finishes (one
+  program per SM: a sparse tile's start and end are not hidden by another program's work)."""
+  default = mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK))
+  for tiles in TILES:
+    if tiles == default.tiles_per_program:
+      continue
+    config = dataclasses.replace(default, tiles_per_program=tiles)
+    loops = {}
+    for name in TILES_MASKS:
+      causal = name == "causal"
+      def run(name=name, causal=causal, config=config, tiles=tiles, loops=loops):
+        args = (*operands, *MASKS[name])
+        reason = mgpu_attention.supports(*args, block_size=(BLOCK, BLOCK), causal=causal,
+                                         config=config)
+        if reason is not True:
+          raise ValueError(f"supports() refused: {reason}")
+        if causal not in loops:
+          loops[causal] = CompiledLoop(
+              lambda q, k, v, i, c: mgpu_attention.kernel_fn(
+                  q, k, v, i, c, block_size=(BLOCK, BLOCK), causal=causal, config=config,
+                  interpret=SMOKE), args)
+        fields = timed((head_dim, f"mgpu-tiles{tiles}", name), loops[causal], args,
+                       reference_of=name, check_against=(head_dim, "mgpu", name))
+        fields["vs_default"] = ratio(fields["median_us"], times.get((head_dim, "mgpu", name)))
+        return dict(**fields, config=dataclasses.asdict(config),
+                    note=f"{tiles} tiles a program: {fmt(fields['vs_default'])}x the default "
+                         f"config's time")
+      attempt(f"D{head_dim} {name}", f"jsparse-mosaic-gpu tiles{tiles}",
+              3 if loops else 10, run, **info(head_dim, name))
 
 
 # -- torch: SDPA and FlexAttention on the same inputs and kept lists ----------------------------
@@ -522,7 +531,7 @@ for head_dim in DIMS:
     flex_lines(head_dim, qkv, flex_names)
     del qkv
     torch.cuda.empty_cache()
-  sparse_slots_line(head_dim, operands)
+  tiles_lines(head_dim, operands)
   attention_mgpu_line(head_dim, operands)
   del operands
   outputs.clear()  # device memory for the next head dim

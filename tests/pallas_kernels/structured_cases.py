@@ -65,11 +65,27 @@ def assert_lowers_to_triton_for_h100(monkeypatch, fn, *operands: jax.ShapeDtypeS
   description that the lowering would read from a device is given instead. Limit: this stops at
   the Triton-dialect module that JAX emits; Triton's own compile (TTIR -> TTGIR -> LLVM) runs only
   on a GPU, so an op that JAX emits but Triton cannot legalize passes here (round 2's
-  ``math.ctpop`` from ``lax.population_count`` did); only the compiled GPU tests catch those."""
+  ``math.ctpop`` from ``lax.population_count`` did); only the compiled GPU tests catch those.
+  The emitted modules are run through the dialect's verifier."""
   gpu_info = pytest.importorskip("jax._src.pallas.triton.gpu_info")
   from jax._src.pallas.triton import pallas_call_registration
   h100 = gpu_info.get_gpu_info_from_version(gpu_info.GpuVersion.H100)
   monkeypatch.setattr(pallas_call_registration.gpu_info_lib, "get_gpu_info", lambda: h100)
+  modules = []
+  lower_module = pallas_call_registration.lowering.lower_jaxpr_to_triton_module
+
+  def lower_and_keep(*args, **kwargs):
+    result = lower_module(*args, **kwargs)
+    modules.append(result.module)
+    return result
+
+  monkeypatch.setattr(pallas_call_registration.lowering, "lower_jaxpr_to_triton_module",
+                      lower_and_keep)
   lowered = jax.jit(fn).trace(*operands).lower(lowering_platforms=("cuda",))
   from jax.experimental.pallas import triton as plgpu
   assert plgpu.CUSTOM_CALL_TARGET_NAME in lowered.as_text()
+  # The verifier of the Triton dialect (operand types of its ops: round 5's inline PTX on uint32
+  # passed lowering and failed to parse on the GPU).
+  assert modules
+  for module in modules:
+    assert module.operation.verify()

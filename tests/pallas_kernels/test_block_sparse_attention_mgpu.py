@@ -108,6 +108,17 @@ CASES = {
     "causal_more_queries_than_keys_bf16_d64": Case(
         1, 512, 256, 1, 1, 64, (256, 128), 1.0, False, True, jnp.bfloat16,
         config=Config(block_q=128, block_kv=64)),
+    # Two query tiles a program (four tiles: two programs a head), 64-key steps in two slots:
+    # the second tile's steps continue the first's slot and barrier phases; an empty query
+    # block (a tile with no step between tiles with steps); random per-head masks, Sq > Sk.
+    "two_tiles_a_program_bf16_d64": Case(
+        1, 512, 256, 2, 1, 64, (128, 128), 0.4, True, False, jnp.bfloat16,
+        config=Config(block_q=64, block_kv=64, tiles_per_program=2), empty_query_block=True),
+    # Causal with all four tiles in one program, three slots (steps per tile not a multiple of
+    # the slots), the early warpgroup's releases inside the tile loop.
+    "causal_four_tiles_a_program_f16_d64": Case(
+        1, 512, 512, 1, 1, 64, (128, 128), 0.7, True, True, jnp.float16,
+        config=Config(block_q=64, block_kv=64, max_concurrent_steps=3, tiles_per_program=4)),
     # Nothing kept anywhere: exactly zeros.
     "empty_f16_d64": Case(1, 128, 256, 2, 1, 64, (128, 128), 0.0, False, False, jnp.float16),
 }
@@ -145,10 +156,10 @@ def test_kernel_on_gpu_larger_shapes(index):
   run_case(GPU_CASES[index], int(np.random.default_rng().integers(2**31)))
 
 
-@pytest.mark.parametrize("head_dim, causal, dtype", [
-    (64, False, jnp.bfloat16), (128, True, jnp.float16), (128, False, jnp.bfloat16),
-    (64, True, jnp.float16)])
-def test_lowers_to_mosaic_gpu_without_a_gpu(head_dim, causal, dtype):
+@pytest.mark.parametrize("head_dim, causal, dtype, tiles", [
+    (64, False, jnp.bfloat16, 1), (128, True, jnp.float16, 1), (128, False, jnp.bfloat16, 1),
+    (64, True, jnp.float16, 1), (64, False, jnp.bfloat16, 4), (128, True, jnp.float16, 2)])
+def test_lowers_to_mosaic_gpu_without_a_gpu(head_dim, causal, dtype, tiles):
   """The compiled path's lowering (jaxpr -> Mosaic GPU MLIR: the wgmma with P in registers,
   scalar loads of the index table, the binary search): catches what interpret mode does not
   run. PTX generation happens only on a GPU."""
@@ -156,8 +167,11 @@ def test_lowers_to_mosaic_gpu_without_a_gpu(head_dim, causal, dtype):
   kv = jax.ShapeDtypeStruct((2, 1024, 2, head_dim), dtype)
   indices = jax.ShapeDtypeStruct((4, 8, 5), jnp.int32)
   counts = jax.ShapeDtypeStruct((4, 8), jnp.int32)
+  config = dataclasses.replace(
+      mgpu_attention.default_config(head_dim=head_dim, block_size=(128, 256)),
+      tiles_per_program=tiles)
   attend = jax.jit(lambda *args: mgpu_attention.kernel_fn(*args, block_size=(128, 256),
-                                                          causal=causal))
+                                                          causal=causal, config=config))
   lowered = attend.trace(q, kv, kv, indices, counts).lower(lowering_platforms=("cuda",))
   assert "mosaic_gpu" in lowered.as_text()
 
