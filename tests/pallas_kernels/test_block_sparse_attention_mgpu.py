@@ -146,6 +146,11 @@ GPU_CASES = [
          config=Config(block_q=128, block_kv=64, max_concurrent_steps=3)),
     Case(1, 1024, 1024, 2, 2, 64, (128, 128), 1.0, True, True, jnp.bfloat16,
          config=Config(block_q=64, block_kv=64, max_concurrent_steps=4)),
+    # Several query tiles a program: sparse GQA at head dim 64, causal at 128.
+    Case(2, 2048, 2048, 8, 2, 64, (128, 128), 0.1, True, False, jnp.bfloat16,
+         config=Config(tiles_per_program=4), empty_query_block=True),
+    Case(1, 2048, 2048, 4, 4, 128, (128, 128), 0.5, True, True, jnp.bfloat16,
+         config=Config(tiles_per_program=2)),
 ]
 
 
