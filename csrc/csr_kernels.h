@@ -29,7 +29,8 @@ std::string CsrColumnMessage(const Index* col_indices, int64_t pos, int64_t cols
 // Bytes of B (and of the entries of A that index it) that one K tile of the row-wise product
 // spans: it stays in L2 (512 KiB a core on AMD EPYC Zen 3) beside the chunk's partial sums, so
 // the rows of B that every term reads come from L2 rather than L3. On the 2-core EPYC, 16-32
-// KiB (L1) tiles were 1.5-2x slower (too few terms per row and tile).
+// KiB (L1) tiles in its place were 1.5-2x slower at s >= 0.9 (too few terms per row and tile);
+// they win only where rows are dense (kL1TileBytes, below).
 constexpr int64_t kTileBytes = 256 << 10;
 
 // Fewest multiply-adds a row's run of terms in one K tile must average (over the chunk) for the
@@ -41,6 +42,50 @@ constexpr int64_t kTileBytes = 256 << 10;
 // 1.38 ms, s = 0.98 N = 32 (~1100) 1.22 -> 1.02 ms, s = 0.98 N = 128 (~1250) 3.90 -> 3.16 ms,
 // s = 0.99 N = 128 2.58 -> 1.53 ms do not; s = 0.95 N = 128 (~3200) is even.
 constexpr int64_t kMinTileRunWork = 4096;
+
+// L1 tiles: where B is at most kMaxL1TiledRhsBytes (it stays in L2 across tiles) and rows are
+// dense enough that a row's run of terms in a tile of kL1TileBytes of B (rows of B only: the
+// entries of A stream past) averages kMinL1TileRunWork multiply-adds, K tiles of that size keep
+// the rows every term reads in L1 and beat both the untiled loop and the L2 tiles above. One
+// thread, uniform random, s = 0.7, best of 5 x 30 calls (thread CPU time, load 1-1.3), untiled
+// or L2 tiles -> 32 KiB tiles: N = 128 (runs of ~2450) 512 x 512 0.94 -> 0.64 ms, 2048 x 512
+// 2.88 -> 2.43, 512 x 2048 3.02 -> 2.65; N = 32 512 x 512 0.187 -> 0.163, 512 x 2048 0.84 ->
+// 0.70, 2048 x 512 0.79 -> 0.73, 4096 x 4096 13.6 -> 11.8. Shorter runs lose: s = 0.8 N = 128
+// (~1640) 0.95-1.08x, s = 0.9 0.65x; so does a B of 2 MiB (4096 x 4096 N = 128: 0.90x, its
+// tiles refilled from L3). BUILD_NOTES.md has the sweep.
+constexpr int64_t kL1TileBytes = 32 << 10;
+constexpr int64_t kMinL1TileRunWork = 2048;
+constexpr int64_t kMaxL1TiledRhsBytes = 1 << 20;
+
+// Columns per K tile for a chunk of `chunk_rows` sorted rows holding `entries` terms, or 0: run
+// untiled. B is [cols, n] of `value_bytes` values; an entry of A takes `entry_bytes`.
+//
+// L1 tiles (kL1TileBytes of B's rows) where B fits kMaxL1TiledRhsBytes and the rows' runs are
+// long enough; else L2 tiles (kTileBytes) only when B outgrows that budget (a B that fits stays
+// cached untiled: SpMV, small N or K). An L2 tile's rows of B share the budget with the chunk's
+// entries of A that fall in the tile: read once, but streamed through L2 in the same pass, they
+// would evict B. (Measured: 1.6-2x faster at N = 32, sparsity 0.7-0.9, than a tile of B alone;
+// N = 128 unchanged.)
+inline int64_t CsrKTile(int64_t cols, int64_t n, int64_t value_bytes, int64_t entry_bytes,
+                        int64_t entries, int64_t chunk_rows) {
+  const int64_t row_bytes = std::max<int64_t>(1, n * value_bytes);
+  const int64_t rhs_bytes = cols * row_bytes;
+  // Multiply-adds a row's run of terms in a tile of `tile_cols` columns averages.
+  auto run_work = [&](int64_t tile_cols) {
+    return entries * tile_cols / std::max<int64_t>(1, cols) * n / std::max<int64_t>(1, chunk_rows);
+  };
+  const int64_t l1_tile = std::max<int64_t>(1, kL1TileBytes / row_bytes);
+  if (rhs_bytes > kL1TileBytes && rhs_bytes <= kMaxL1TiledRhsBytes && l1_tile < cols &&
+      run_work(l1_tile) >= kMinL1TileRunWork) {
+    return l1_tile;
+  }
+  const int64_t bytes_per_k = row_bytes + entries * entry_bytes / std::max<int64_t>(1, cols);
+  const int64_t l2_tile = std::max<int64_t>(1, kTileBytes / bytes_per_k);
+  if (rhs_bytes > kTileBytes && l2_tile < cols && run_work(l2_tile) >= kMinTileRunWork) {
+    return l2_tile;
+  }
+  return 0;
+}
 
 // Calls fn(a, rhs_row) for the terms at positions [start, stop) of a CSR row.
 //
@@ -168,21 +213,13 @@ std::string CsrSpmm(const Executor& executor, const typename Value::Storage* dat
       bad_column.Report(bad);
       return;
     }
-    // K is tiled only when B outgrows the budget (a B that fits stays cached untiled: SpMV,
-    // small N or K). The tile's rows of B then share the budget with the chunk's entries of A
-    // that fall in the tile: read once, but streamed through L2 in the same pass, they would
-    // evict B. (Measured: 1.6-2x faster at N = 32, sparsity 0.7-0.9, than a tile of B alone;
-    // N = 128 unchanged.)
-    const int64_t row_bytes = n * sizeof(*rhs);
+    // Sorted rows may run K-tiled (CsrKTile); rows out of order cannot (a tile's terms would
+    // not be a run).
     const int64_t entries = static_cast<int64_t>(row_offsets[last_row] - row_offsets[first_row]);
-    const int64_t entry_bytes = sizeof(*data) + sizeof(*col_indices);
-    const int64_t bytes_per_k = row_bytes + entries * entry_bytes / std::max<int64_t>(1, cols);
-    const int64_t tile = std::max<int64_t>(1, kTileBytes / std::max<int64_t>(1, bytes_per_k));
-    const int64_t run_work = entries * tile / std::max<int64_t>(1, cols) * n /
-                             std::max<int64_t>(1, last_row - first_row);
-    const bool tiled = sorted && cols * row_bytes > kTileBytes && tile < cols &&
-                       run_work >= kMinTileRunWork;
-    if (tiled) {
+    const int64_t tile = sorted ? CsrKTile(cols, n, sizeof(*rhs), sizeof(*data) + sizeof(*col_indices),
+                                           entries, last_row - first_row)
+                                : 0;
+    if (tile > 0) {
       CsrSpmmRowsTiled(terms, row_offsets, first_row, last_row, cols, tile, out);
     } else {
       CsrSpmmRows(terms, row_offsets, first_row, last_row, out);

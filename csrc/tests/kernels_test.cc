@@ -327,16 +327,21 @@ void TestNm(std::mt19937& gen, const Executor& executor, double rtol, const std:
   ExpectClose<Value>(sampled, expected, scale, rtol, label + " nm sddmm");
 }
 
-// CSR SpMM with K wider than one tile (kTileBytes of B), so that the K-tiled path runs (a last
-// partial tile, empty rows, panels plus a scalar tail at N = 70), and again with the columns of
-// every row shuffled, which must take the untiled path and give the same product.
+// CSR SpMM with K wider than several tiles, so that the K-tiled path runs (a last partial tile,
+// empty rows, panels plus a scalar tail at N = 70), and again with the columns of every row
+// shuffled, which must take the untiled path and give the same product. Twice: L1 tiles (a B of
+// a few kL1TileBytes, dense rows) and L2 tiles (a B over kMaxL1TiledRhsBytes, sparser rows);
+// CsrKTile must pick the tile the case is for.
 template <typename Value, typename Index>
 void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
-                  const std::string& label) {
-  const int64_t rows = 37, n = 70;
-  const int64_t cols = 2 * kTileBytes / (n * sizeof(typename Value::Storage)) + 61;
-  // Dense enough that a row's run of terms in a tile repays tiling (kMinTileRunWork).
-  const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, 0.2));
+                  const std::string& label, bool l1) {
+  using Storage = typename Value::Storage;
+  const int64_t rows = 37, n = 70, row_bytes = n * sizeof(Storage);
+  const int64_t cols = (l1 ? 3 * kL1TileBytes : 5 * kTileBytes) / row_bytes + 61;
+  // Dense enough that a row's run of terms in a tile repays tiling (kMinL1TileRunWork,
+  // kMinTileRunWork).
+  const double density = l1 ? 0.8 : 0.2;
+  const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, density));
   const Dense b = Rounded<Value>(RandomDense(gen, cols, n, 1.0));
   std::vector<double> expected, scale;
   DenseProduct(a, false, b, &expected, &scale);
@@ -352,6 +357,12 @@ void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
     row_offsets.push_back(static_cast<Index>(values.size()));
   }
   const auto rhs = ToStorage<Value>(b.values);
+  const int64_t tile = CsrKTile(cols, n, sizeof(Storage), sizeof(Storage) + sizeof(Index),
+                                static_cast<int64_t>(values.size()), rows);
+  const int64_t l1_tile = kL1TileBytes / row_bytes;
+  Expect(l1 ? tile == l1_tile : tile > l1_tile && tile < cols,
+         label + " csr K tile " + std::to_string(tile) + (l1 ? " is L1's " : " is an L2 tile, not ") +
+             std::to_string(l1_tile));
   for (bool shuffled : {false, true}) {
     if (shuffled) {
       for (int64_t r = 0; r < rows; ++r) {
@@ -370,9 +381,9 @@ void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
     auto out = Poisoned<Value>(rows * n);
     Expect(CsrSpmm<Value, Index>(executor, data.data(), col_indices.data(), row_offsets.data(),
                                  rows, cols, values.size(), rhs.data(), n, out.data()).empty(),
-           label + " csr spmm tiled ran");
+           label + " csr spmm tiled ran, l1=" + std::to_string(l1));
     ExpectClose<Value>(out, expected, scale, rtol,
-                       label + " csr spmm K-tiled, shuffled=" + std::to_string(shuffled));
+                       label + " csr spmm K-tiled, l1=" + std::to_string(l1) + " shuffled=" + std::to_string(shuffled));
   }
 }
 
@@ -431,8 +442,10 @@ void TestAll(const char* name, double rtol) {
     const std::string label = std::string(name) + (executor == &serial ? " serial" : " threads");
     TestCsrAndCoo<Value, int32_t>(gen, *executor, rtol, label + " int32");
     TestCsrAndCoo<Value, int64_t>(gen, *executor, rtol, label + " int64");
-    TestCsrTiled<Value, int32_t>(gen, *executor, rtol, label + " int32");
-    TestCsrTiled<Value, int64_t>(gen, *executor, rtol, label + " int64");
+    for (bool l1 : {true, false}) {
+      TestCsrTiled<Value, int32_t>(gen, *executor, rtol, label + " int32", l1);
+      TestCsrTiled<Value, int64_t>(gen, *executor, rtol, label + " int64", l1);
+    }
     TestBsr<Value, int32_t>(gen, *executor, rtol, label);
     TestNm<Value>(gen, *executor, rtol, label);
     TestInvalidStructure(*executor);

@@ -56,14 +56,15 @@ def test_spmm_split_across_threads(fmt, index_dtype, transpose):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float64])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("sorted_rows", [True, False])
-def test_csr_spmm_wider_than_a_k_tile(dtype, index_dtype, sorted_rows):
-  """K = 3000 spans several K tiles of B (256 KiB at N = 70 is 936 float32 rows), a partial last
-  one included: sorted rows run K-tiled; rows with shuffled columns (which validation rejects,
-  but traced data can carry) the untiled path; both must match the reference (empty and ragged
-  rows too)."""
+@pytest.mark.parametrize("density", [0.2, 0.6])
+def test_csr_spmm_wider_than_a_k_tile(dtype, index_dtype, sorted_rows, density):
+  """K = 3000 spans several K tiles of B, a partial last one included: sorted rows run K-tiled
+  (csr_kernels.h CsrKTile: density 0.6 takes L1 tiles of 32 KiB of B, 117 float32 rows at
+  N = 70, except float64, whose B of 1.7 MB takes L2 tiles; density 0.2 takes L2 tiles, except
+  bfloat16, whose runs in an L1 tile are long enough); rows with shuffled columns (which validation rejects, but traced data can carry) the untiled
+  path; both must match the reference (empty and ragged rows too)."""
   rng = np.random.default_rng()
-  # Density 0.2: a row's runs of terms in a tile are long enough to be tiled (kMinTileRunWork).
-  matrix, dense = random_matrix(rng, "csr", (40, 3000), 0.2, dtype, index_dtype, pad=2,
+  matrix, dense = random_matrix(rng, "csr", (40, 3000), density, dtype, index_dtype, pad=2,
                                 empty_rows=5, ragged=True)
   if not sorted_rows:
     cols, data = np.array(matrix.col_indices), np.array(matrix.data)
