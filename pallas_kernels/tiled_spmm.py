@@ -30,7 +30,7 @@ from pallas_kernels import _common
 WORD_BITS = 32
 
 
-RANKS = ("popc", "popc-flat", "scan")
+RANKS = ("popc", "scan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +42,7 @@ class TiledSpmmConfig:
 
   ``ranks``: "popc" (default) counts the set bits below each element in its own bitmap word
   (``popc.b32`` through inline PTX on the GPU, ``_common.popcount32`` in the interpreter) plus
-  the bits of the words before it: elementwise, about a dozen instructions an element.
-  "popc-flat" is the same with the bitmap words and row offsets loaded once per element (L1
-  broadcast loads from flattened arrays) instead of per tile row and broadcast across the row in
-  registers (a layout conversion through shared memory in Triton). "scan"
+  the bits of the words before it: elementwise, about a dozen instructions an element. "scan"
   is the first kernel's ``cumsum`` across the tile row (a Triton scan): H100, 2026-11-25,
   200-330 us on 4096x14336 / 14336x4096 bf16 at every sparsity, 0.2-0.35x dense.
   ``tiles_per_step``: K tiles expanded and multiplied per loop iteration (independent loads and
@@ -140,24 +137,7 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
       positions = jnp.where(mask != 0, offsets[:, None] + ranks, 0)
       return jnp.where(mask != 0, data_ref[positions], jnp.zeros((), data_ref.dtype))
 
-    rows = jax.lax.broadcasted_iota(jnp.int32, (tm, tk), 0)
-    word_slot = rows * words + word_of_column  # element -> its word in the tile's [tm, words]
-
-    def expand_popc_flat(tile_col, valid):
-      """expand_popc with each element loading its own word and offset (flattened arrays)."""
-      tile = tile_row * grid_k + tile_col
-      word = bitmaps_ref[tile * (tm * words) + word_slot]
-      before = jnp.zeros((tm, tk), jnp.int32)
-      for w in range(words - 1):
-        earlier = bitmaps_ref[tile * (tm * words) + rows * words + w]
-        before = before + jnp.where(word_of_column > w, popcount(earlier), 0)
-      present = ((word & bit_of_column) != 0) & valid
-      offsets = row_offsets_ref[tile * tm + rows].astype(jnp.int32)
-      positions = jnp.where(present, offsets + before + popcount(word & bits_below), 0)
-      return plt.load(data_ref.at[positions], mask=present, other=0)
-
-    expand = {"popc": expand_popc, "popc-flat": expand_popc_flat, "scan": expand_scan}[
-        config.ranks]
+    expand = expand_popc if config.ranks == "popc" else expand_scan
 
     def accumulate(index, acc, first, last):
       for t in range(step):
@@ -191,8 +171,7 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
                                          num_stages=config.num_stages),
       interpret=interpret,
       name="jsparse_tiled_spmm",
-  )(data, *((bitmaps.reshape(-1), row_offsets.reshape(-1)) if config.ranks == "popc-flat"
-              else (bitmaps, row_offsets)), dense)
+  )(data, bitmaps, row_offsets, dense)
   return _common.sum_splits(out, data.dtype)[:shape[0], :num_n]
 
 

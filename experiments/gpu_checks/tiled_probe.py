@@ -45,10 +45,7 @@ CHANGES = {
     "splits-x2": lambda c: dataclasses.replace(c, num_splits=2 * c.num_splits),
     "splits-half": lambda c: dataclasses.replace(c, num_splits=max(1, c.num_splits // 2)),
     "stages-1": lambda c: dataclasses.replace(c, num_stages=1),
-    "flat": lambda c: dataclasses.replace(c, ranks="popc-flat"),
-    "flat-w2": lambda c: dataclasses.replace(c, ranks="popc-flat", num_warps=2),
-    "flat-w8": lambda c: dataclasses.replace(c, ranks="popc-flat", num_warps=8),
-    "flat-pairs": lambda c: dataclasses.replace(c, ranks="popc-flat", tiles_per_step=2),
+    "w4": lambda c: dataclasses.replace(c, num_warps=4),
 }
 
 # (shape, sparsity, tile shape, N, changes), in priority order.
@@ -56,16 +53,13 @@ def plan(smoke: bool) -> list[tuple]:
   if smoke:
     return [((64, 256), 0.7, (16, 64), 8, ["default", "scan", "pairs"])]
   wide, tall = (4096, 14336), (14336, 4096)
-  flat = ["default", "w2", "flat", "flat-w2", "flat-w8", "flat-pairs"]
+  everything = list(CHANGES)
   return [
-      (wide, 0.7, (16, 64), 16, flat),
-      (tall, 0.7, (16, 64), 16, flat),
-      (wide, 0.7, (32, 64), 16, flat),
-      (wide, 0.7, (64, 64), 16, ["flat", "flat-w8"]),
-      (wide, 0.7, (16, 64), 1, ["flat", "flat-w2"]),
-      (wide, 0.7, (16, 64), 32, ["flat", "flat-w2"]),
-      (wide, 0.9, (16, 64), 16, ["flat", "flat-w2"]),
-      (wide, 0.5, (16, 64), 16, ["flat", "flat-w2"]),
+      (wide, 0.7, (16, 64), 16, everything),
+      (tall, 0.7, (16, 64), 16, ["default", "w4", "pairs", "splits-x2"]),
+      (wide, 0.7, (32, 64), 16, ["default", "w4", "pairs"]),
+      (wide, 0.7, (16, 64), 1, ["default", "w4", "pairs"]),
+      (wide, 0.7, (16, 64), 32, ["default", "w4", "pairs"]),
   ]
 
 

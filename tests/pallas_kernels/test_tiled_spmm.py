@@ -15,7 +15,6 @@ SPLIT = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2)
 SCAN = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2, ranks="scan")
 # Two tiles a loop step: 5 K tiles split 3 + 2, so split 0's second step has a masked tile.
 PAIRS = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2, tiles_per_step=2)
-FLAT = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2, ranks="popc-flat")
 
 
 def _run(matrix: jsparse.Tiled, b, config=SMALL):
@@ -52,7 +51,7 @@ def test_popcount32_matches_numpy():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", [SCAN, PAIRS, FLAT], ids=["scan", "pairs", "flat"])
+@pytest.mark.parametrize("config", [SCAN, PAIRS], ids=["scan", "pairs"])
 def test_other_expansions(config):
   # Ragged 40 x 300 in 16 x 64 tiles (two words a tile row, 5 K tiles), empty rows, padding,
   # split-K.
@@ -87,8 +86,8 @@ def test_gpu_supported_names_the_tile():
   assert "tk=96" in tiled_spmm.gpu_supported((16, 96), SMALL)
 
 
-@pytest.mark.parametrize("config", [SPLIT, tiled_spmm.TiledSpmmConfig(block_n=64), SCAN, PAIRS,
-                                    FLAT], ids=["decode-split", "prefill", "scan", "pairs", "flat"])
+@pytest.mark.parametrize("config", [SPLIT, tiled_spmm.TiledSpmmConfig(block_n=64), SCAN, PAIRS],
+                         ids=["decode-split", "prefill", "scan", "pairs"])
 def test_lowers_to_triton_for_h100(monkeypatch, config):
   struct = jax.ShapeDtypeStruct
   cases.assert_lowers_to_triton_for_h100(
