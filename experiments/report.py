@@ -157,7 +157,8 @@ def markdown(records: Sequence[dict], run_info: dict) -> str:
       "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(machine["versions"].items())),
       f"- measured roofline: copy bandwidth {roofline['bandwidth_gbs']:.1f} GB/s; dense matmul "
       + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roofline["matmul_gflops"].items()),
-      f"- timing: {run_info['timing']}; wall time of the run {run_info.get('elapsed', '?')}",
+      f"- timing: {run_info['timing']}; rounds per line {run_info.get('rounds', 1)} (the lowest "
+      f"median kept); wall time of the run {run_info.get('elapsed', '?')}",
       f"- command: `{run_info.get('command', '')}`",
       *_load_lines(records, run_info),
       "",

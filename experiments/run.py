@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--max-foreign-cpu", type=float, default=0.25,
                       help="CPU runs: retake a measurement (up to 4 times, the quietest kept) "
                       "while other processes use more than this many cores on average; 0: never")
+  parser.add_argument("--rounds", type=int, default=1,
+                      help="measure every line of a case this many times, interleaved, keeping "
+                      "each line's lowest median (a shared machine's slow spells); default 1")
   parser.add_argument("--timing", choices=("quick", "full"),
                       help="timing settings (default: the preset's); quick caps each "
                       "measurement at 0.2 s, full at 2 s")
@@ -170,7 +173,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
   max_gather_gb = args.max_gather_gb or (16.0 if machine.on_gpu else 2.0)
   settings = runner.RunSettings(machine, roof, config, int(max_gather_gb * 2**30),
                                 preset=args.preset,
-                                deadline=None if args.budget_s is None else start + args.budget_s)
+                                deadline=None if args.budget_s is None else start + args.budget_s,
+                                rounds=max(1, args.rounds))
   progress = Progress(len(cases))
   records: list[dict] = []
   interrupted = None
@@ -190,7 +194,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
       RESULTS_ROOT, args.device_label or machine.slug(), machine.date, args.preset)
   seconds = time.perf_counter() - start
   run_info = {"preset": args.preset, "machine": machine.asdict(), "roofline": roof.asdict(),
-              "timing": config.__dict__, "sanity": checks, "unavailable_lines": unavailable,
+              "timing": config.__dict__, "rounds": max(1, args.rounds), "sanity": checks,
+              "unavailable_lines": unavailable,
               "elapsed": f"{seconds:.0f} s", "phases": phases,
               "load_average": {"start": load_at_start, "end": os.getloadavg()}, "cases": len(cases),
               "interrupted": interrupted,

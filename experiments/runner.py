@@ -11,6 +11,13 @@ Per (case, line), in order, the first that holds decides the record's ``status``
 - "error": building, compiling or running raised (message recorded; the run goes on);
 - "wrong": the output differs from the float64 reference beyond the tolerance (not timed);
 - "ok": checked and timed.
+
+With ``RunSettings.rounds`` > 1 (CPU runs of ``experiments/run.py`` on a shared machine), once
+every line of a case has been measured, each "ok" line is measured again, ``rounds - 1`` more
+times, in the same order, and its record keeps the round with the lowest median (all rounds'
+medians in ``round_medians_us``): lines of one case are interleaved in time, so a slow spell
+(another process, another virtual machine on the host) that catches one line's measurement does
+not decide the comparison. Every line is treated alike.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ class RunSettings:
   preset: str = "custom"
   # time.perf_counter() after which no new case starts (its lines are recorded as skipped).
   deadline: float | None = None
+  # Measurements per line of a case, interleaved across its lines; the lowest median is kept.
+  rounds: int = 1
 
 
 def run_cases(cases: Sequence[Case], lines: Sequence[Line], settings: RunSettings,
@@ -82,6 +91,7 @@ def _run_case(case: Case, lines: Sequence[Line], settings: RunSettings, shared: 
                            message=f"building the matrix: {_describe(error)}") for line in lines)
     return
   expected = None
+  timed = []  # (record, timer) of the lines measured in this case, for further rounds
   for line in lines:
     progress(case, line.name)
     reason = line.applies(case, machine)
@@ -100,18 +110,49 @@ def _run_case(case: Case, lines: Sequence[Line], settings: RunSettings, shared: 
     started = time.perf_counter()
     if expected is None:
       expected = check.reference(problem)
-    record = _measure(case, line, problem, expected, settings)
+    record = _measure(case, line, problem, expected, settings, timed)
     record["wall_s"] = time.perf_counter() - started
     if shared_key is not None and record["status"] == "ok":
       shared[shared_key] = record
     records.append(record)
     if machine.on_gpu:
       gc.collect()  # drop the line's device buffers before the next one allocates
+  for _ in range(settings.rounds - 1):
+    for record, line_timer in timed:
+      progress(case, record["line"])
+      _measure_again(record, line_timer, settings)
+  del timed
   gc.collect()  # on the CPU once a case: a collection costs tens of ms, a small line as much
 
 
+def _timing_fields(measurement: timing.Measurement, working_set: int, problem: Problem,
+                   settings: RunSettings) -> dict:
+  floor = settings.roofline.floor_us(problem)
+  return dict(**measurement.asdict(),
+              cache=timing.cache_state(working_set, settings.machine.cache_bytes,
+                                       measurement.copies),
+              gflops=problem.flops / (measurement.median_us * 1e3),
+              roofline_fraction=floor / measurement.median_us)
+
+
+def _measure_again(record: dict, line_timer: tuple, settings: RunSettings) -> None:
+  """One more round for an "ok" record: keeps the lower median (``RunSettings.rounds``).
+  ``line_timer`` is (timer, working-set bytes, problem)."""
+  timer, working_set, problem = line_timer
+  try:
+    measurement = timer.measure(settings.timing)
+  except Exception:  # the first round stands
+    return
+  record["round_medians_us"].append(measurement.median_us)
+  if measurement.median_us < record["median_us"]:
+    fields = _timing_fields(measurement, working_set, problem, settings)
+    fields["timing_method"] = fields.pop("method")
+    record.update(fields)
+
+
 def _measure(case: Case, line: Line, problem: Problem, expected: check.Reference,
-             settings: RunSettings) -> dict:
+             settings: RunSettings, timed: list | None = None) -> dict:
+  """The line's record; an "ok" one is appended to ``timed`` with its timer (further rounds)."""
   machine = settings.machine
   working_set = line.working_set_bytes(problem)
   copies = timing.operand_copies(working_set, machine.cache_bytes)
@@ -142,8 +183,9 @@ def _measure(case: Case, line: Line, problem: Problem, expected: check.Reference
     return _record(case, line, settings, problem, status="skipped",
                    message=f"too slow to time: its first call took {first_s:.1f} s (compilation "
                    f"included), over {FIRST_CALL_LIMITS}x --max-op-s {limit:g}", **checked)
+  one_call = single_s is not None and single_s > limit
   try:
-    if single_s is not None and single_s > limit:
+    if one_call:
       measurement = timing.Measurement(single_s * 1e6, single_s * 1e6, single_s * 1e6, 1, 1, 1,
                                        f"one call (slower than --max-op-s {limit:g})")
     else:
@@ -151,12 +193,12 @@ def _measure(case: Case, line: Line, problem: Problem, expected: check.Reference
   except Exception as error:
     return _record(case, line, settings, problem, status="error",
                    message=f"while timing: {_describe(error)}", **checked)
-  floor = settings.roofline.floor_us(problem)
-  return _record(case, line, settings, problem, status="ok", **checked,
-                 **measurement.asdict(),
-                 cache=timing.cache_state(working_set, machine.cache_bytes, measurement.copies),
-                 gflops=problem.flops / (measurement.median_us * 1e3),
-                 roofline_fraction=floor / measurement.median_us)
+  record = _record(case, line, settings, problem, status="ok", **checked,
+                   **_timing_fields(measurement, working_set, problem, settings))
+  if timed is not None and settings.rounds > 1 and not one_call:
+    record["round_medians_us"] = [measurement.median_us]
+    timed.append((record, (prepared.timer, working_set, problem)))
+  return record
 
 
 def _record(case: Case, line: Line, settings: RunSettings, problem: Problem | None,

@@ -1,6 +1,7 @@
 """The benchmark harness end to end on a tiny grid: run -> results.jsonl, table.md, plots; and a
 line with a wrong result is reported "wrong" and not timed."""
 
+import dataclasses
 import importlib.util
 import json
 import pathlib
@@ -150,3 +151,39 @@ def test_ops_slower_than_max_op_s_are_timed_once_or_skipped():
   # A fast op under the same limit is measured as usual.
   (fast,) = runner.run_cases([case], [lines.JsparseLine("reference")], settings)
   assert fast["status"] == "ok" and fast["repeats"] >= 3
+
+
+class ScriptedLine(lines.JsparseLine):
+  """The reference line whose successive measurements report the given medians (us)."""
+
+  def __init__(self, name, medians):
+    super().__init__("reference")
+    self.name, self.medians = name, list(medians)
+
+  def prepare(self, problem, copies, machine):
+    prepared = super().prepare(problem, copies, machine)
+    prepared.timer.measure = lambda config: _pop(self.medians)
+    return prepared
+
+
+def _pop(medians):
+  value = medians.pop(0)
+  return timing.Measurement(value, value, value, 3, 1, 1, "scripted", foreign_cpu=0.0)
+
+
+def test_rounds_interleave_the_lines_of_a_case_and_keep_each_lines_lowest_median():
+  case = grid.Case("spmm", "csr", "uniform/64x64", 0.9, 8, "float32")
+  settings = runner.RunSettings(machine.detect(), FIXED_ROOFLINE,
+                                timing.TimingConfig(repeats=3, max_total_s=0.1), rounds=3)
+  order = []
+  first, second = ScriptedLine("a", [50.0, 30.0, 40.0]), ScriptedLine("b", [20.0, 25.0, 10.0])
+  records = runner.run_cases([case], [first, second], settings,
+                             progress=lambda case, line: order.append(line))
+  assert order == ["a", "b", "a", "b", "a", "b"]
+  assert [r["median_us"] for r in records] == [30.0, 10.0]
+  assert [r["round_medians_us"] for r in records] == [[50.0, 30.0, 40.0], [20.0, 25.0, 10.0]]
+  assert records[0]["gflops"] == pytest.approx(records[0]["flops"] / 30e3)
+  # One round (the default): the first measurement stands, no round list.
+  (single,) = runner.run_cases([case], [ScriptedLine("c", [70.0, 5.0])],
+                               dataclasses.replace(settings, rounds=1))
+  assert single["median_us"] == 70.0 and "round_medians_us" not in single
