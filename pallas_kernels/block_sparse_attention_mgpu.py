@@ -107,8 +107,9 @@ class MgpuAttentionConfig:
 DEFAULT_CONFIGS = {64: MgpuAttentionConfig(64, 128, 2), 128: MgpuAttentionConfig(64, 128, 2)}
 # Query tiles a program by head dim, where the tile count allows. H100, batch 4 x 16 heads x
 # 8192, 2026-11-25: at head dim 128 two tiles took 0.88x the time of one at block density 0.5,
-# 0.96x causal, 0.97x / 1.02x at 0.05 / 0.1; at head dim 64 two or four tiles changed the time
-# by -5% to +5% (experiments/results/h100-2026-11-25-attention-tiles/).
+# 0.96x causal, 0.97x / 1.02x at 0.05 / 0.1 in one run, 0.98-1.04x in a second; at head dim 64
+# two or four tiles changed the time by -5% to +5% (within the spread between runs;
+# experiments/results/h100-2026-11-25-attention-tiles/).
 DEFAULT_TILES_PER_PROGRAM = {64: 1, 128: 2}
 
 
