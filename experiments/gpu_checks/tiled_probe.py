@@ -6,7 +6,8 @@ pattern): the launch ``jsparse._gpu.structured.tiled_config`` picks, then each n
 it (``CHANGES``), every result checked against a float32 product before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/tiled_probe.py OUTDIR [--budget-s 200] [--smoke]
+    python3 experiments/gpu_checks/tiled_probe.py OUTDIR [--budget-s 200] [--plan prefill]
+        [--smoke]
 
 Writes OUTDIR/tiled_probe.jsonl (one record per launch) and OUTDIR/tiled_probe.md, printing each
 row as it goes; launches past the budget are listed as skipped.
@@ -46,12 +47,25 @@ CHANGES = {
     "splits-half": lambda c: dataclasses.replace(c, num_splits=max(1, c.num_splits // 2)),
     "stages-1": lambda c: dataclasses.replace(c, num_stages=1),
     "w4": lambda c: dataclasses.replace(c, num_warps=4),
+    # Prefill (N > 32): wider column tiles expand each W tile for more columns.
+    "bn128": lambda c: dataclasses.replace(c, block_n=128),
+    "bn128-w8": lambda c: dataclasses.replace(c, block_n=128, num_warps=8),
+    "bn256-w8": lambda c: dataclasses.replace(c, block_n=256, num_warps=8),
+    "bn256-w8-s2": lambda c: dataclasses.replace(c, block_n=256, num_warps=8, num_stages=2),
 }
 
 # (shape, sparsity, tile shape, N, changes), in priority order.
-def plan(smoke: bool) -> list[tuple]:
+def plan(smoke: bool, name: str = "decode") -> list[tuple]:
   if smoke:
     return [((64, 256), 0.7, (16, 64), 8, ["default", "scan", "pairs"])]
+  if name == "prefill":
+    # MiniLM's layer shapes ([out, in]) at its token counts, then a larger square weight.
+    prefill = ["default", "bn128", "bn128-w8", "bn256-w8", "bn256-w8-s2"]
+    return [((1536, 384), 0.7, (16, 64), 4096, prefill),
+            ((384, 1536), 0.7, (16, 64), 4096, prefill),
+            ((384, 384), 0.7, (16, 64), 4096, prefill),
+            ((1536, 384), 0.7, (16, 64), 128, prefill[:3]),
+            ((4096, 4096), 0.7, (16, 64), 1024, prefill)]
   wide, tall = (4096, 14336), (14336, 4096)
   everything = list(CHANGES)
   return [
@@ -76,6 +90,8 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
+  parser.add_argument("--plan", choices=("decode", "prefill"), default="decode",
+                      help="decoding shapes (N <= 32) or prefill (MiniLM's layers, N >= 128)")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
@@ -91,7 +107,7 @@ def main() -> None:
   print(header, flush=True)
   lines, records, start, dense_cache = [header], [], time.monotonic(), {}
   key = jax.random.key(0)
-  for shape, sparsity, tile_shape, n, names in plan(args.smoke):
+  for shape, sparsity, tile_shape, n, names in plan(args.smoke, args.plan):
     matrix, dense = weights(jax.random.fold_in(key, hash((shape, sparsity)) % 1000), shape,
                             sparsity, tile_shape)
     x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
