@@ -124,7 +124,14 @@ def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
 
 def tiled_config(layout: SparseLayout, num_n: int) -> tiled_spmm.TiledSpmmConfig:
   if num_n > 32:
-    return tiled_spmm.TiledSpmmConfig(block_n=_block_n(num_n, 64))
+    # Prefill: each program expands its W tiles once for block_n columns, so wide column tiles
+    # on eight warps. H100 bf16, 70% sparsity (experiments/results/h100-2026-11-25-tiled-popc/
+    # probe_prefill.md), against 64 columns on four warps: MiniLM's 1536x384 / 384x1536 @ 4096
+    # tokens 65 / 56 us (91 / 83), 4096x4096 @ 1024 336 (402); 1536x384 @ 128 with 128 columns
+    # 10.3 us (11.7).
+    block_n = _block_n(num_n, 256)
+    return tiled_spmm.TiledSpmmConfig(block_n=block_n, num_warps=8,
+                                      num_stages=2 if block_n == 256 else 3)
   (num_rows, num_k), (tm, tk) = layout.shape, layout.block_shape
   splits = decode_splits(-(-num_rows // tm), -(-num_k // tk))
   # Two warps: 8 of a [16, 64] tile's elements a thread on four warps, 16 on two; H100 bf16 at
