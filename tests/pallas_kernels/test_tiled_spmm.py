@@ -86,8 +86,9 @@ def test_gpu_supported_names_the_tile():
   assert "tk=96" in tiled_spmm.gpu_supported((16, 96), SMALL)
 
 
-@pytest.mark.parametrize("config", [SPLIT, tiled_spmm.TiledSpmmConfig(block_n=64), SCAN, PAIRS],
-                         ids=["decode-split", "prefill", "scan", "pairs"])
+@pytest.mark.parametrize("config", [
+    SPLIT, tiled_spmm.TiledSpmmConfig(block_n=256, num_warps=8, num_stages=2), SCAN, PAIRS],
+    ids=["decode-split", "prefill", "scan", "pairs"])
 def test_lowers_to_triton_for_h100(monkeypatch, config):
   struct = jax.ShapeDtypeStruct
   cases.assert_lowers_to_triton_for_h100(
