@@ -32,7 +32,7 @@ from experiments import timing  # noqa: E402
 from experiments.gpu_checks import structured_bench  # noqa: E402
 from jsparse._gpu import structured  # noqa: E402
 from jsparse.formats import Tiled  # noqa: E402
-from pallas_kernels import tiled_spmm  # noqa: E402
+from pallas_kernels import tiled_gather, tiled_spmm  # noqa: E402
 
 BF16 = jnp.bfloat16
 
@@ -53,11 +53,36 @@ CHANGES = {
     "bn256-w8": lambda c: dataclasses.replace(c, block_n=256, num_warps=8),
     "bn256-w8-s2": lambda c: dataclasses.replace(c, block_n=256, num_warps=8, num_stages=2),
 }
+# name -> (tile rows a program, chunk, warps) of the gather kernel (tiled_gather: no expansion);
+# block_n is N rounded up to a power of two, split-K as the decoding launch picks it.
+GATHER = {
+    "gather-r1": (1, 32, 2),
+    "gather-r2": (2, 32, 2),
+    "gather-r4": (4, 32, 4),
+    "gather-r2-c16": (2, 16, 2),
+    "gather-r2-w4": (2, 32, 4),
+}
+
+
+def gather_launch(name: str, shape, tile_shape, n: int) -> tiled_gather.TiledGatherConfig:
+  tile_rows, chunk, warps = GATHER[name]
+  row_blocks = -(-shape[0] // (tile_shape[0] * tile_rows))
+  splits = structured.decode_splits(row_blocks, -(-shape[1] // tile_shape[1]))
+  return tiled_gather.TiledGatherConfig(block_n=1 << (n - 1).bit_length(), tile_rows=tile_rows,
+                                        chunk=chunk, num_splits=splits, num_warps=warps)
 
 # (shape, sparsity, tile shape, N, changes), in priority order.
 def plan(smoke: bool, name: str = "decode") -> list[tuple]:
   if smoke:
-    return [((64, 256), 0.7, (16, 64), 8, ["default", "scan", "pairs"])]
+    return [((64, 256), 0.7, (16, 64), 8, ["default", "scan", "pairs", "gather-r2"])]
+  if name == "gather":
+    wide, tall = (4096, 14336), (14336, 4096)
+    every = ["default"] + list(GATHER)
+    best = ["default", "gather-r2"]
+    return ([(wide, 0.7, (16, 64), n, every) for n in (1, 16)]
+            + [(tall, 0.7, (16, 64), 1, every)]
+            + [(shape, sparsity, (16, 64), n, best) for sparsity in (0.5, 0.9, 0.3)
+               for shape in (wide, tall) for n in (1, 8, 16)])
   if name == "prefill":
     # MiniLM's layer shapes ([out, in]) at its token counts, then a larger square weight.
     prefill = ["default", "bn128", "bn128-w8", "bn256-w8", "bn256-w8-s2"]
@@ -90,8 +115,9 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("decode", "prefill"), default="decode",
-                      help="decoding shapes (N <= 32) or prefill (MiniLM's layers, N >= 128)")
+  parser.add_argument("--plan", choices=("decode", "prefill", "gather"), default="decode",
+                      help="decoding shapes (N <= 32), prefill (MiniLM's layers, N >= 128) or "
+                      "the gather kernel against the expanding one (decoding)")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
@@ -113,9 +139,12 @@ def main() -> None:
     x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
     expected = jnp.dot(dense.astype(jnp.float32), x.astype(jnp.float32),
                        precision=jax.lax.Precision.HIGHEST)
-    weight_bytes = sum(int(a.size) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(matrix)
-                       if a is not matrix.value_columns)
-    working_set = weight_bytes + x.size * 2 + shape[0] * n * 2
+    def nbytes(*arrays):
+      return sum(int(a.size) * a.dtype.itemsize for a in arrays)
+    # What each kernel reads of W: the expanding one the bitmaps, the gather one the columns.
+    expand_bytes = nbytes(matrix.data, matrix.bitmaps, matrix.row_offsets)
+    gather_bytes = nbytes(matrix.data, matrix.value_columns, matrix.row_offsets)
+    working_set = max(expand_bytes, gather_bytes) + x.size * 2 + shape[0] * n * 2
     if (shape, n) not in dense_cache:
       dense_cache[(shape, n)], _ = structured_bench.time_jax(
           lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16),
@@ -123,16 +152,23 @@ def main() -> None:
     dense_us = dense_cache[(shape, n)]["median_us"]
     base = structured.tiled_config(matrix.layout, n)
     for name in names:
-      launch = CHANGES[name](base)
+      launch = (gather_launch(name, shape, tile_shape, n) if name in GATHER
+                else CHANGES[name](base))
+      weight_bytes = gather_bytes if name in GATHER else expand_bytes
       record = {"shape": shape, "sparsity": sparsity, "tile_shape": tile_shape, "n": n,
                 "launch": name, "config": dataclasses.asdict(launch), "dense": dense_cache[
                     (shape, n)], "weight_bytes": weight_bytes}
       if time.monotonic() - start > args.budget_s:
         record["error"] = "skipped: time budget spent"
       else:
-        fn = lambda a, v, launch=launch: tiled_spmm.kernel_fn(
-            a.data, a.bitmaps, a.row_offsets, v, shape=a.shape, config=launch,
-            interpret=args.smoke)
+        if name in GATHER:
+          fn = lambda a, v, launch=launch: tiled_gather.kernel_fn(
+              a.data, a.value_columns, a.bitmaps, a.row_offsets, v, shape=a.shape,
+              config=launch, interpret=args.smoke)
+        else:
+          fn = lambda a, v, launch=launch: tiled_spmm.kernel_fn(
+              a.data, a.bitmaps, a.row_offsets, v, shape=a.shape, config=launch,
+              interpret=args.smoke)
         try:
           result, out = structured_bench.time_jax(fn, (matrix, x), working_set, config)
           record["jsparse"] = result
