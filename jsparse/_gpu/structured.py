@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from jsparse._gpu import cuda_capability, kernel_override, pick_kernel, register_pallas
 from jsparse.formats.layout import SparseLayout
-from pallas_kernels import _common, bsr_spmm, nm_matmul, tiled_spmm
+from pallas_kernels import _common, bsr_spmm, nm_matmul, tiled_gather, tiled_spmm
 
 KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 BSR_KERNEL_ENV_VAR = "JSPARSE_BSR_KERNEL"
@@ -193,9 +193,35 @@ def _spmm_nm(data, indices, packed_indices, dense, *, interpret, layout, **unuse
                              indices_packed=packed, interpret=interpret)
 
 
+def tiled_gather_config(layout: SparseLayout, num_n: int) -> tiled_gather.TiledGatherConfig | None:
+  """The gather launch (no expansion) where it beats the expanding kernel, else None: one column
+  of X and K > M. H100 bf16 (experiments/results/h100-2026-11-25-tiled-popc/probe_gather.md),
+  two tile rows a program, against the expanding launch: 4096x14336 at sparsity 0.3 / 0.5 / 0.7
+  / 0.9: 162 / 146 / 83 / 82 us (171 / 160 / 132 / 153); 14336x4096: 179 / 164 / 91 / 131
+  (164 / 151 / 115 / 110), so not where M > K; at N = 8 / 16 the gathered [rows, chunk, N] rows
+  of X make it 4-20x slower."""
+  (num_rows, num_k), (tm, tk) = layout.shape, layout.block_shape
+  if num_n != 1 or num_k <= num_rows:
+    return None
+  tile_rows = 2
+  splits = decode_splits(-(-num_rows // (tm * tile_rows)), -(-num_k // tk))
+  return tiled_gather.TiledGatherConfig(block_n=1, tile_rows=tile_rows, chunk=32,
+                                        num_splits=splits, num_warps=2)
+
+
+def _tiled_supported(layout: SparseLayout, num_n: int) -> bool | str:
+  gather = tiled_gather_config(layout, num_n)
+  if gather is not None:
+    return tiled_gather.gpu_supported(layout.block_shape, gather)
+  return tiled_spmm.gpu_supported(layout.block_shape, tiled_config(layout, num_n))
+
+
 def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, layout,
                 **unused):
-  del value_columns  # The kernel finds the values through the bitmaps.
+  gather = tiled_gather_config(layout, dense.shape[1])
+  if gather is not None:
+    return tiled_gather.kernel_fn(data, value_columns, bitmaps, row_offsets, dense,
+                                  shape=layout.shape, config=gather, interpret=interpret)
   return tiled_spmm.kernel_fn(data, bitmaps, row_offsets, dense, shape=layout.shape,
                               config=tiled_config(layout, dense.shape[1]), interpret=interpret)
 
@@ -228,9 +254,7 @@ _FAMILIES = {
             lambda layout, n: bsr_spmm.gpu_supported(layout.block_shape, bsr_config(layout, n))),
     "nm": (_spmm_nm,
            lambda layout, n: nm_matmul.gpu_supported(layout.nm, nm_config(layout, n))),
-    "tiled": (_spmm_tiled,
-              lambda layout, n: tiled_spmm.gpu_supported(layout.block_shape,
-                                                         tiled_config(layout, n))),
+    "tiled": (_spmm_tiled, _tiled_supported),
 }
 
 for _format, (_spmm_fn, _gpu_check) in _FAMILIES.items():
