@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jsparse
 from jsparse.ops import registry
 from tests.pallas_kernels import csr_cases
 
@@ -43,6 +44,11 @@ def block_sparse_dense(rng: np.random.Generator, shape, block_shape, density: fl
   keep[list(empty_block_rows)] = False
   mask = np.repeat(np.repeat(keep, bm, axis=0), bk, axis=1)
   return np.where(mask, random_values(rng, shape, dtype), 0.0)
+
+
+def tiled_matrix(dense64: np.ndarray, dtype, tile_shape, nse=None):
+  """``jsparse.Tiled`` of ``dense64`` cast to ``dtype`` (exact: the values are)."""
+  return jsparse.Tiled.fromdense(jnp.asarray(dense64, dtype), tile_shape=tile_shape, nse=nse)
 
 
 def check_spmm(product, dense64: np.ndarray, b, b64: np.ndarray, dtype) -> None:

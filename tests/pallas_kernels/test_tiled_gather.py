@@ -19,21 +19,17 @@ def _run(matrix: jsparse.Tiled, b, config):
                                 interpret=cases.INTERPRET)
 
 
-def _tiled(dense64, dtype, tile_shape, nse=None):
-  return jsparse.Tiled.fromdense(jnp.asarray(dense64, dtype), tile_shape=tile_shape, nse=nse)
-
-
 @pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
 @settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), density=st.sampled_from([0.1, 0.5, 0.9]))
 def test_ragged_unstructured_one_column(dtype, seed, density):
   # 40 x 300 is not a multiple of the 16 x 64 tiles (3 tile rows, 5 tile columns); rows 3 and
-  # 20 empty; nse with padding; 8-value chunks (a dense tile row takes 8); two tile rows a
+  # 20 empty; nse with padding; 8-value chunks (a full tile row takes 8 of them); two tile rows a
   # program (the second program's second tile row lies past the matrix); K split 3 + 2.
   rng = np.random.default_rng(seed)
   dense64 = cases.sparse_dense(rng, (40, 300), density, dtype)
   dense64[[3, 20]] = 0
-  matrix = _tiled(dense64, dtype, (16, 64), nse=int((dense64 != 0).sum()) + 37)
+  matrix = cases.tiled_matrix(dense64, dtype, (16, 64), nse=int((dense64 != 0).sum()) + 37)
   b, b64 = cases.dense_operand(rng, (300, 1), dtype)
   config = Config(block_n=1, tile_rows=2, chunk=8, num_splits=2)
   cases.check_spmm(_run(matrix, b, config), dense64, b, b64, dtype)
@@ -45,7 +41,7 @@ def test_several_columns(n, block_n):
   # chunks, one tile row a program, no split.
   rng = np.random.default_rng()
   dense64 = cases.sparse_dense(rng, (48, 192), 0.3, jnp.bfloat16)
-  matrix = _tiled(dense64, jnp.bfloat16, (16, 64))
+  matrix = cases.tiled_matrix(dense64, jnp.bfloat16, (16, 64))
   b, b64 = cases.dense_operand(rng, (192, n), jnp.bfloat16)
   cases.check_spmm(_run(matrix, b, Config(block_n=block_n)), dense64, b, b64, jnp.bfloat16)
 
@@ -58,7 +54,7 @@ def test_several_columns(n, block_n):
 def test_edge_shapes(shape, tile_shape, density, n):
   rng = np.random.default_rng()
   dense64 = cases.sparse_dense(rng, shape, density, jnp.float32)
-  matrix = _tiled(dense64, jnp.float32, tile_shape)
+  matrix = cases.tiled_matrix(dense64, jnp.float32, tile_shape)
   b, b64 = cases.dense_operand(rng, (shape[1], n), jnp.float32)
   config = Config(block_n=1 if n == 1 else 4)
   cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.float32)
@@ -69,7 +65,7 @@ def test_one_row_at_the_end_of_the_values():
   # values (the offset after it comes from the bitmaps), and every other span is empty.
   dense64 = np.zeros((20, 70))
   dense64[-1, -1] = 1.5
-  matrix = _tiled(dense64, jnp.float32, (16, 64))
+  matrix = cases.tiled_matrix(dense64, jnp.float32, (16, 64))
   b, b64 = cases.dense_operand(np.random.default_rng(), (70, 1), jnp.float32)
   cases.check_spmm(_run(matrix, b, Config()), dense64, b, b64, jnp.float32)
 

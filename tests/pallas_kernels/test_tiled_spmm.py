@@ -22,10 +22,6 @@ def _run(matrix: jsparse.Tiled, b, config=SMALL):
                               shape=matrix.shape, config=config, interpret=cases.INTERPRET)
 
 
-def _tiled(dense64, dtype, tile_shape, nse=None):
-  return jsparse.Tiled.fromdense(jnp.asarray(dense64, dtype), tile_shape=tile_shape, nse=nse)
-
-
 @pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
 @settings(max_examples=1, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), density=st.sampled_from([0.1, 0.3, 0.5]))
@@ -35,7 +31,7 @@ def test_ragged_unstructured(dtype, seed, density):
   rng = np.random.default_rng(seed)
   dense64 = cases.sparse_dense(rng, (40, 100), density, dtype)
   dense64[[3, 20]] = 0
-  matrix = _tiled(dense64, dtype, (16, 64), nse=4000)
+  matrix = cases.tiled_matrix(dense64, dtype, (16, 64), nse=4000)
   b, b64 = cases.dense_operand(rng, (100, 8), dtype)
   cases.check_spmm(_run(matrix, b, SPLIT), dense64, b, b64, dtype)
 
@@ -58,7 +54,7 @@ def test_other_expansions(config):
   rng = np.random.default_rng()
   dense64 = cases.sparse_dense(rng, (40, 300), 0.4, jnp.bfloat16)
   dense64[[3, 20]] = 0
-  matrix = _tiled(dense64, jnp.bfloat16, (16, 64), nse=6000)
+  matrix = cases.tiled_matrix(dense64, jnp.bfloat16, (16, 64), nse=6000)
   b, b64 = cases.dense_operand(rng, (300, 8), jnp.bfloat16)
   cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.bfloat16)
 
@@ -72,7 +68,7 @@ def test_other_expansions(config):
 def test_edge_shapes(shape, tile_shape, density, n):
   rng = np.random.default_rng()
   dense64 = cases.sparse_dense(rng, shape, density, jnp.float32)
-  matrix = _tiled(dense64, jnp.float32, tile_shape)
+  matrix = cases.tiled_matrix(dense64, jnp.float32, tile_shape)
   b, b64 = cases.dense_operand(rng, (shape[1], n), jnp.float32)
   cases.check_spmm(_run(matrix, b), dense64, b, b64, jnp.float32)
   reference = tiled_spmm.reference_fn(matrix.data, matrix.bitmaps, matrix.row_offsets, b,
@@ -103,7 +99,7 @@ def test_lowers_to_triton_for_h100(monkeypatch, config):
 def test_public_spmm_and_spmv_through_the_kernel():
   rng = np.random.default_rng()
   dense64 = cases.sparse_dense(rng, (32, 128), 0.3, jnp.bfloat16)
-  matrix = _tiled(dense64, jnp.bfloat16, (16, 64))
+  matrix = cases.tiled_matrix(dense64, jnp.bfloat16, (16, 64))
   b, b64 = cases.dense_operand(rng, (128, 8), jnp.bfloat16)
   cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
   cases.check_spmm(jsparse.spmv(matrix, b[:, 0], impl="pallas")[:, None], dense64, b[:, :1],
