@@ -187,3 +187,15 @@ def test_rounds_interleave_the_lines_of_a_case_and_keep_each_lines_lowest_median
   (single,) = runner.run_cases([case], [ScriptedLine("c", [70.0, 5.0])],
                                dataclasses.replace(settings, rounds=1))
   assert single["median_us"] == 70.0 and "round_medians_us" not in single
+
+
+def test_shared_lines_are_measured_in_every_case_when_there_are_rounds():
+  cases = [grid.Case("spmm", "csr", "uniform/64x64", sparsity, 8, "float32")
+           for sparsity in (0.9, 0.8)]
+  settings = runner.RunSettings(machine.detect(), FIXED_ROOFLINE,
+                                timing.TimingConfig(repeats=3, max_total_s=0.05))
+  dense = lines.DenseLine("float32")
+  once = runner.run_cases(cases, [dense], settings)
+  assert "shared_from" not in once[0] and once[1]["shared_from"] == once[0]["case"]
+  each = runner.run_cases(cases, [dense], dataclasses.replace(settings, rounds=2))
+  assert all("shared_from" not in r and len(r["round_medians_us"]) == 2 for r in each)
