@@ -60,10 +60,10 @@ def gpu_supported(tile_shape: tuple[int, int], config: TiledGatherConfig) -> boo
 
 
 def _offsets_with_end(bitmaps: jax.Array, row_offsets: jax.Array) -> jax.Array:
-  """int32 [Mt * Kt * tm + 1]: the tile rows' offsets in storage order, then where the last
-  one's values end (its offset plus its set bits)."""
-  last_count = jnp.sum(jax.lax.population_count(bitmaps[-1, -1, -1]).astype(jnp.int32))
-  flat = row_offsets.reshape(-1).astype(jnp.int32)
+  """[Mt * Kt * tm + 1] of row_offsets' dtype: the tile rows' offsets in storage order, then
+  where the last one's values end (its offset plus its set bits)."""
+  flat = row_offsets.reshape(-1)
+  last_count = jnp.sum(jax.lax.population_count(bitmaps[-1, -1, -1])).astype(flat.dtype)
   return jnp.concatenate([flat, (flat[-1] + last_count)[None]])
 
 

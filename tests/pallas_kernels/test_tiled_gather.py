@@ -60,6 +60,19 @@ def test_edge_shapes(shape, tile_shape, density, n):
   cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.float32)
 
 
+@pytest.mark.slow
+def test_int64_offsets():
+  # row_offsets of int64 (a matrix too large for int32 positions) index the values as they are.
+  with jax.enable_x64(True):
+    rng = np.random.default_rng()
+    dense64 = cases.sparse_dense(rng, (32, 128), 0.4, jnp.float32)
+    matrix = jsparse.Tiled.fromdense(jnp.asarray(dense64, jnp.float32), tile_shape=(16, 64),
+                                     index_dtype=jnp.int64)
+    assert matrix.row_offsets.dtype == jnp.int64
+    b, b64 = cases.dense_operand(rng, (128, 1), jnp.float32)
+    cases.check_spmm(_run(matrix, b, Config()), dense64, b, b64, jnp.float32)
+
+
 def test_one_row_at_the_end_of_the_values():
   # Only the matrix's last element is stored: the last tile row's span ends at the end of the
   # values (the offset after it comes from the bitmaps), and every other span is empty.
