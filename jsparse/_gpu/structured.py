@@ -22,6 +22,10 @@ call is lowered) picks one per call:
   fewer than 64 rows, N not a multiple of 64 (SpMV, decoding), GPUs other than Hopper, interpret
   mode.
 
+Tiled SpMM has two kernels too: ``pallas_kernels.tiled_gather`` (each stored value times X's
+row at its column, no expansion) for one column of X where K > M (``tiled_gather_config``),
+``pallas_kernels.tiled_spmm`` (tiles expanded from their bitmaps, then ``dot``) otherwise.
+
 As for attention (``jsparse._gpu.attention``), the device check reads ``cuda_capability()`` when
 the call is lowered (lowering for CUDA on a host without one picks Triton), and the environment
 variable ``JSPARSE_BSR_KERNEL`` (``auto``, the default; ``triton``; ``mosaic``) overrides the
