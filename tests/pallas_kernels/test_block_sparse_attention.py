@@ -78,20 +78,18 @@ def block_mask(case: Case, rng: np.random.Generator) -> np.ndarray:
   return dense
 
 
-def run_case(case: Case, seed: int):
-  rng = np.random.default_rng(seed)
-  indices, counts = compact_lists(block_mask(case, rng), rng)
-
+def draw_qkv(rng: np.random.Generator, case) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Random q [B, Sq, Hq, D] and k, v [B, Sk, Hkv, D] in the case's dtype."""
   def draw(seq, heads):
     return jnp.asarray(rng.standard_normal((case.batch, seq, heads, case.head_dim)), case.dtype)
-  q, k, v = draw(case.q_len, case.heads), draw(case.kv_len, case.kv_heads), draw(
+  return draw(case.q_len, case.heads), draw(case.kv_len, case.kv_heads), draw(
       case.kv_len, case.kv_heads)
-  bounds = None
-  if case.precomputed_bounds:
-    bounds = bsa.tile_bounds(indices, counts, q_len=case.q_len, kv_len=case.kv_len,
-                             block_size=case.block_size, config=case.config, causal=case.causal)
-  out = bsa.kernel_fn(q, k, v, indices, counts, block_size=case.block_size, causal=case.causal,
-                      scale=case.scale, config=case.config, bounds=bounds, interpret=INTERPRET)
+
+
+def check_against_reference(out, q, k, v, indices, counts, case, seed: int):
+  """``out`` (a kernel's attention) against the float64 reference with the case's mask: shape,
+  dtype, every element written (finite) and within the dtype's tolerance. Returns both as
+  float64 NumPy arrays."""
   expected = reference(*(x.astype(jnp.float64) for x in (q, k, v)), indices, counts,
                        block_size=case.block_size, causal=case.causal, scale=case.scale)
   assert out.shape == q.shape and out.dtype == q.dtype
@@ -101,6 +99,19 @@ def run_case(case: Case, seed: int):
   np.testing.assert_allclose(out, np.asarray(expected), atol=tol, rtol=tol,
                              err_msg=f"seed {seed}, {case}")
   return out, np.asarray(expected)
+
+
+def run_case(case: Case, seed: int):
+  rng = np.random.default_rng(seed)
+  indices, counts = compact_lists(block_mask(case, rng), rng)
+  q, k, v = draw_qkv(rng, case)
+  bounds = None
+  if case.precomputed_bounds:
+    bounds = bsa.tile_bounds(indices, counts, q_len=case.q_len, kv_len=case.kv_len,
+                             block_size=case.block_size, config=case.config, causal=case.causal)
+  out = bsa.kernel_fn(q, k, v, indices, counts, block_size=case.block_size, causal=case.causal,
+                      scale=case.scale, config=case.config, bounds=bounds, interpret=INTERPRET)
+  return check_against_reference(out, q, k, v, indices, counts, case, seed)
 
 
 CASES = {

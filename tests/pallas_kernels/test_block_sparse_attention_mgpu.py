@@ -24,12 +24,11 @@ import numpy as np
 import pytest
 
 from pallas_kernels import block_sparse_attention_mgpu as mgpu_attention
-from tests.pallas_kernels.test_block_sparse_attention import compact_lists
+from tests.pallas_kernels.test_block_sparse_attention import (check_against_reference,
+                                                              compact_lists, draw_qkv)
 
 ON_GPU = jax.default_backend() == "gpu"
 INTERPRET = not ON_GPU
-reference = jax.jit(mgpu_attention.reference_fn, static_argnames=("block_size", "causal", "scale"))
-TOLERANCE = {jnp.float16: 4e-3, jnp.bfloat16: 3e-2}
 Config = mgpu_attention.MgpuAttentionConfig
 
 
@@ -59,11 +58,7 @@ def run_case(case: Case, seed: int):
   if case.empty_query_block:
     dense[:, rng.integers(shape[1])] = False
   indices, counts = compact_lists(dense, rng)
-
-  def draw(seq, heads):
-    return jnp.asarray(rng.standard_normal((case.batch, seq, heads, case.head_dim)), case.dtype)
-  q, k, v = draw(case.q_len, case.heads), draw(case.kv_len, case.kv_heads), draw(
-      case.kv_len, case.kv_heads)
+  q, k, v = draw_qkv(rng, case)
   reason = mgpu_attention.supports(q, k, v, indices, counts, block_size=case.block_size,
                                    causal=case.causal, config=case.config)
   if reason is not True:  # e.g. causal on a CUDA runtime whose ptxas miscompiles it
@@ -71,15 +66,8 @@ def run_case(case: Case, seed: int):
   out = mgpu_attention.kernel_fn(q, k, v, indices, counts, block_size=case.block_size,
                                  causal=case.causal, scale=case.scale, config=case.config,
                                  interpret=INTERPRET)
-  expected = reference(*(x.astype(jnp.float64) for x in (q, k, v)), indices, counts,
-                       block_size=case.block_size, causal=case.causal, scale=case.scale)
-  assert out.shape == q.shape and out.dtype == q.dtype
-  out = np.asarray(out.astype(jnp.float64))
-  assert np.isfinite(out).all(), f"seed {seed}: unwritten or non-finite outputs"
-  tol = TOLERANCE[case.dtype]
-  np.testing.assert_allclose(out, np.asarray(expected), atol=tol, rtol=tol,
-                             err_msg=f"seed {seed}, {case}")
-  return out, np.asarray(expected)
+  # The Triton kernel's check (same reference function, same tolerances for bf16/f16).
+  return check_against_reference(out, q, k, v, indices, counts, case, seed)
 
 
 CASES = {
