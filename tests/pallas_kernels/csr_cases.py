@@ -80,6 +80,18 @@ def dense_operand(rng: np.random.Generator, shape, dtype) -> tuple[jax.Array, np
   return array, np.asarray(array.astype(jnp.float32), np.float64)
 
 
+def check_product(out, case, operand64: np.ndarray, dtype, reference=None) -> None:
+  """``out``, a kernel's ``A @ operand`` for the CSR ``case`` (and the reference lowering's
+  ``reference`` if given), against the float64 product: dtype, every element written, within
+  the dtype's tolerance of the sum of absolute products."""
+  assert out.dtype == jnp.dtype(dtype)
+  dense = case.todense64()
+  scale = np.abs(dense) @ np.abs(operand64)
+  assert_close(out, dense @ operand64, dtype, scale)
+  if reference is not None:
+    assert_close(reference, dense @ operand64, dtype, scale)
+
+
 def assert_close(actual: jax.Array, expected: np.ndarray, dtype, scale: np.ndarray) -> None:
   """Every element finite (written) and within the dtype's tolerance relative to ``scale``,
   the sum of absolute products that formed it."""
