@@ -240,9 +240,12 @@ def kernel(case: Case, interpret: bool) -> Callable[..., jax.Array]:
     return lambda a, x: bsr_spmm.kernel_fn(
         a.data, a.col_indices, a.row_offsets, x, shape=a.shape,
         config=variant or structured.bsr_config(a.layout, x.shape[1]), interpret=interpret)
-  return lambda a, x: tiled_spmm.kernel_fn(
-      a.data, a.bitmaps, a.row_offsets, x, shape=a.shape,
-      config=variant or structured.tiled_config(a.layout, x.shape[1]), interpret=interpret)
+  if not case.variant:  # the registered lowering: expanding, or gathering for N = 1 and K > M
+    return lambda a, x: structured._spmm_tiled(a.data, a.value_columns, a.bitmaps,
+                                               a.row_offsets, x, interpret=interpret,
+                                               layout=a.layout)
+  return lambda a, x: tiled_spmm.kernel_fn(a.data, a.bitmaps, a.row_offsets, x, shape=a.shape,
+                                           config=variant, interpret=interpret)
 
 
 def nm_launch(case: Case) -> tuple[nm_matmul.NmMatmulConfig, bool]:
@@ -261,16 +264,26 @@ def config_of(case: Case, matrix) -> dict:
   if case.family == "nm":
     config, packed = nm_launch(case)
     return {**dataclasses.asdict(config), "indices_packed": packed}
+  if case.family == "tiled":
+    gather = structured.tiled_gather_config(matrix.layout, case.n)
+    if gather is not None:
+      return {"kernel": "tiled_gather", **dataclasses.asdict(gather)}
   choose = {"bsr": structured.bsr_config, "nm": structured.nm_config,
             "tiled": structured.tiled_config}[case.family]
   return dataclasses.asdict(choose(matrix.layout, case.n))
 
 
 def matrix_bytes(matrix, case: Case) -> int:
-  """Bytes of W the case's kernel reads (N:M: values and one of its two position arrays)."""
+  """Bytes of W the case's kernel reads (N:M: values and one of its two position arrays; tiled:
+  values, offsets and the bitmaps, or the values' columns where the gather kernel runs)."""
   arrays = jax.tree_util.tree_leaves(matrix)
   if case.family == "nm":
     arrays = [matrix.data, matrix.packed_indices if nm_launch(case)[1] else matrix.indices]
+  if case.family == "tiled":
+    from jsparse._gpu import structured
+    gather = not case.variant and structured.tiled_gather_config(matrix.layout, case.n)
+    arrays = [matrix.data, matrix.row_offsets,
+              matrix.value_columns if gather else matrix.bitmaps]
   return sum(int(a.size) * a.dtype.itemsize for a in arrays)
 
 
