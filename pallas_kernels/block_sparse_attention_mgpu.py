@@ -105,27 +105,15 @@ class MgpuAttentionConfig:
 # attention_mgpu's benchmark defaults (block_q 64, block_kv 128, 2 slots) at head dims 64 and
 # 128; block_kv 64 where the mask's key blocks are 64 wide.
 DEFAULT_CONFIGS = {64: MgpuAttentionConfig(64, 128, 2), 128: MgpuAttentionConfig(64, 128, 2)}
-# Query tiles a program by head dim, where the tile count allows. H100, batch 4 x 16 heads x
-# 8192, 2026-11-25: at head dim 128 two tiles took 0.88x the time of one at block density 0.5,
-# 0.96x causal, 0.97x / 1.02x at 0.05 / 0.1 in one run, 0.98-1.04x in a second; at head dim 64
-# two or four tiles changed the time by -5% to +5% (within the spread between runs;
-# experiments/results/h100-2026-11-25-attention-tiles/).
-DEFAULT_TILES_PER_PROGRAM = {64: 1, 128: 2}
+def default_config(*, head_dim: int, block_size: tuple[int, int]) -> MgpuAttentionConfig:
+  """``DEFAULT_CONFIGS[head_dim]`` with ``block_kv`` reduced to the mask's ``bk`` if smaller.
 
-
-def default_config(*, head_dim: int, block_size: tuple[int, int],
-                   q_len: int | None = None) -> MgpuAttentionConfig:
-  """``DEFAULT_CONFIGS[head_dim]`` with ``block_kv`` reduced to the mask's ``bk`` if smaller and,
-  given ``q_len``, ``DEFAULT_TILES_PER_PROGRAM[head_dim]`` query tiles a program where they
-  divide the query tiles (else one)."""
+  One query tile a program: on the H100 (batch 4 x 16 heads x 8192, 2026-11-25) two or four
+  tiles a program moved the time by -12% to +13% per density across three runs, with no
+  consistent sign (experiments/results/h100-2026-11-25-attention-tiles/)."""
   config = DEFAULT_CONFIGS.get(head_dim, DEFAULT_CONFIGS[128])
   block_kv = config.block_kv if block_size[1] % config.block_kv == 0 else 64
-  tiles = 1
-  if q_len is not None:
-    tiles = DEFAULT_TILES_PER_PROGRAM.get(head_dim, 1)
-    if (q_len // (COMPUTE_WARPGROUPS * config.block_q)) % tiles:
-      tiles = 1
-  return dataclasses.replace(config, block_kv=block_kv, tiles_per_program=tiles)
+  return dataclasses.replace(config, block_kv=block_kv)
 
 
 def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size,
@@ -183,8 +171,7 @@ def supports(q, k, v, kv_block_indices, kv_block_counts, *, block_size: tuple[in
   why not (fall back to ``block_sparse_attention.kernel_fn``)."""
   try:
     if config is None:
-      config = default_config(head_dim=q.shape[-1], block_size=tuple(block_size),
-                              q_len=q.shape[1])
+      config = default_config(head_dim=q.shape[-1], block_size=tuple(block_size))
     check_arguments(q, k, v, kv_block_indices, kv_block_counts, tuple(block_size), config)
   except (TypeError, ValueError) as error:
     return str(error)
@@ -466,7 +453,7 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
       ``block_kv``.
     causal: key j visible to query i only if j <= i + Sk - Sq (bottom-right aligned).
     scale: score scale, default 1/sqrt(D).
-    config: tiles; default ``default_config(head_dim=D, block_size=block_size, q_len=Sq)``.
+    config: tiles; default ``default_config(head_dim=D, block_size=block_size)``.
     interpret: run in Mosaic GPU interpret mode (on the CPU; slow, small shapes): True, or
       ``plgpu.InterpretGPUParams`` (e.g. ``detect_races=True``).
 
@@ -477,7 +464,7 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
   batch, q_len, num_heads, head_dim = q.shape
   kv_len, kv_heads = k.shape[1], k.shape[2]
   if config is None:
-    config = default_config(head_dim=head_dim, block_size=block_size, q_len=q_len)
+    config = default_config(head_dim=head_dim, block_size=block_size)
   check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size, config)
   scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
   dtype = q.dtype

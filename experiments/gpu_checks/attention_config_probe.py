@@ -7,7 +7,7 @@ ratios. Masks as ``attention_mask_probe.py`` (random kept blocks per query block
     python3 experiments/gpu_checks/attention_config_probe.py OUTDIR --head-dims 128 \
         --configs "tiles_per_program=2" "tiles_per_program=2,max_concurrent_steps=3"
 
-Each configuration is ``default_config(head_dim, block_size, q_len)`` with the given fields
+Each configuration is ``default_config(head_dim, block_size)`` with the given fields
 replaced. Writes OUTDIR/attention_config_probe.jsonl; prints one line per (head dim, config,
 mask) and a table of time ratios to the first configuration.
 """
@@ -62,8 +62,7 @@ def main() -> None:
       key = jax.random.key(head_dim)
       q, k, v = (jax.random.normal(subkey, (BATCH, SEQ, HEADS, head_dim), jnp.bfloat16)
                  for subkey in jax.random.split(key, 3))
-      default = mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK),
-                                              q_len=SEQ)
+      default = mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK))
       for text in args.configs:
         launch = dataclasses.replace(default, **parse_config(text))
         timers = {}

@@ -346,8 +346,7 @@ def sparse_lines(head_dim, operands, names):
             if (row.get("head_dim"), row.get("line"), row.get("mask")) == (
                 head_dim, "jsparse-mosaic-gpu", str(name)) and not row["error"]:
               row["triton_over_this"] = fields["triton_over_this"]
-        config = (mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK),
-                                              q_len=SEQ)
+        config = (mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK))
                   if line == "mgpu" else triton_config)
         return dict(**fields, compile_s=compile_s, config=dataclasses.asdict(config), note=note)
       attempt(f"D{head_dim} {name}", label, 3 if line in loops else 12, run,
@@ -402,8 +401,7 @@ def tiles_lines(head_dim, operands):
   """This kernel with ``tiles_per_program`` in ``TILES`` at ``TILES_MASKS``: several query tiles
   a program, the memory warpgroup loading the next tile's K/V while the last one finishes (one
   program per SM: a sparse tile's start and end are not hidden by another program's work)."""
-  default = mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK),
-                                              q_len=SEQ)
+  default = mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK))
   for tiles in TILES:
     if tiles == default.tiles_per_program:
       continue

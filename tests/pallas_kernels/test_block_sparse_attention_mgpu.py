@@ -194,14 +194,7 @@ def test_default_config_follows_head_dim_and_mask_blocks():
     assert config.smem_bytes(head_dim, 2) <= mgpu_attention.SMEM_BYTES
   assert mgpu_attention.default_config(head_dim=64, block_size=(128, 64)).block_kv == 64
   assert mgpu_attention.default_config(head_dim=64, block_size=(128, 384)).block_kv == 128
-  # Query tiles a program only given q_len, and only where they divide its 128-row tiles.
   assert mgpu_attention.default_config(head_dim=128, block_size=(128, 128)).tiles_per_program == 1
-  assert mgpu_attention.default_config(head_dim=128, block_size=(128, 128),
-                                       q_len=8192).tiles_per_program == 2
-  assert mgpu_attention.default_config(head_dim=128, block_size=(128, 128),
-                                       q_len=384).tiles_per_program == 1
-  assert mgpu_attention.default_config(head_dim=64, block_size=(128, 128),
-                                       q_len=8192).tiles_per_program == 1
 
 
 def test_config_rejects_tiles_that_mosaic_cannot_use():
