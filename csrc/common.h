@@ -72,10 +72,14 @@ class Executor {
 constexpr int64_t kMinWorkPerChunk = 1 << 15;
 // Below this many multiply-adds a whole call runs on the calling thread: waking a pool thread
 // (and waiting for the chunk it claimed) costs more than it saves. Measured on the 2-core EPYC
-// (jitted CSR SpMM, DLMC 512x512 and 2048x512, N = 32/128, load 2.5, time relative to SciPy in
-// the same process): 0.17M multiply-adds 1.3-2.6x SciPy on two threads -> 1.04-1.10x on one;
-// 0.67-0.84M 0.70-1.19x -> 0.67-0.86x; from 2.5M two threads win.
-constexpr int64_t kMinParallelWork = 1 << 20;
+// at load ~0.3 (jitted CSR SpMM in the suite's compiled loop, uniform random, N = 32 unless
+// given, one thread and two interleaved in one process, median of 7 x ~16 ms, us): 84K
+// multiply-adds (512 x 512 s = 0.99) 11.7 -> 11.6-13.2 (even); 168K (s = 0.98) 17.8-20.2 ->
+// 16.4-17.6; 419K (s = 0.95) 35.8-41.6 -> 26.3-29.7; 671K (2048 x 512 s = 0.98) 69-74 ->
+// 47-51, (512 x 512 s = 0.98 N = 128) 52-73 -> 38-69; 839K (512 x 512 s = 0.9) 76 -> 59. An
+// earlier measurement under a load of 2.5 (another process on a core) had favoured one thread up
+// to 0.84M: on a busy machine the second thread is not there to take its chunks.
+constexpr int64_t kMinParallelWork = 1 << 17;
 
 inline int64_t Executor::min_parallel_work() const { return kMinParallelWork; }
 // Chunks per thread: many, so that rows of unequal cost even out and a thread the OS preempts
@@ -165,7 +169,16 @@ std::string CheckRowOffsets(const Index* row_offsets, int64_t rows, int64_t nse)
   if (row_offsets[0] != 0) {
     return "row_offsets[0] must be 0, got " + std::to_string(row_offsets[0]);
   }
+  // One branch-free pass (it vectorises), then the search for the first descent only if any:
+  // this runs on the calling thread before the rows are split (2048 rows: ~7% of an all-empty
+  // 2048 x 512 N = 32 product with the branching loop).
+  // The flag is as wide as the offsets: GCC vectorises no bool flag.
+  using Flag = std::make_unsigned_t<Index>;
+  Flag descends = 0;
   for (int64_t row = 1; row <= rows; ++row) {
+    descends |= static_cast<Flag>(row_offsets[row] < row_offsets[row - 1]);
+  }
+  for (int64_t row = 1; descends && row <= rows; ++row) {
     if (row_offsets[row] < row_offsets[row - 1]) {
       return "row_offsets must be non-decreasing, but row_offsets[" + std::to_string(row) +
              "] = " + std::to_string(row_offsets[row]) + " < row_offsets[" +
