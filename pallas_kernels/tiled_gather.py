@@ -67,6 +67,24 @@ def _offsets_with_end(bitmaps: jax.Array, row_offsets: jax.Array) -> jax.Array:
   return jnp.concatenate([flat, (flat[-1] + last_count)[None]])
 
 
+def check_arguments(data, value_columns, bitmaps, row_offsets, dense, shape) -> None:
+  """Shapes and dtypes ``kernel_fn`` needs; raises ValueError/TypeError naming the argument."""
+  if data.ndim != 1:
+    raise ValueError(f"data must be 1-D [nse], got shape {data.shape}")
+  if value_columns.shape != data.shape or value_columns.dtype != jnp.uint8:
+    raise TypeError(f"value_columns must be uint8 {data.shape} (one per value), got "
+                    f"{value_columns.dtype} {value_columns.shape}")
+  if bitmaps.ndim != 4 or bitmaps.dtype != jnp.uint32:
+    raise TypeError(f"bitmaps must be uint32 [Mt, Kt, tm, tk / 32], got {bitmaps.dtype} "
+                    f"{bitmaps.shape}")
+  if row_offsets.shape != bitmaps.shape[:3]:
+    raise ValueError(f"row_offsets must have shape {bitmaps.shape[:3]} (one per tile row), got "
+                     f"{row_offsets.shape}")
+  if dense.ndim != 2 or dense.shape[0] != shape[1] or dense.dtype != data.dtype:
+    raise ValueError(f"dense must be [K={shape[1]}, N] of data's dtype {data.dtype}, got "
+                     f"{dense.dtype} {dense.shape}")
+
+
 def kernel_fn(data: jax.Array, value_columns: jax.Array, bitmaps: jax.Array,
               row_offsets: jax.Array, dense: jax.Array, *, shape: tuple[int, int],
               config: TiledGatherConfig = TiledGatherConfig(),
@@ -87,6 +105,7 @@ def kernel_fn(data: jax.Array, value_columns: jax.Array, bitmaps: jax.Array,
   Returns:
     [M, N] of data's dtype, accumulated in float32.
   """
+  check_arguments(data, value_columns, bitmaps, row_offsets, dense, shape)
   grid_m, grid_k, tm, words = bitmaps.shape
   tk = words * WORD_BITS
   num_n, block_n = dense.shape[1], config.block_n

@@ -204,6 +204,8 @@ def test_config_rejects_tiles_that_mosaic_cannot_use():
     Config(block_kv=96)
   with pytest.raises(ValueError, match="max_concurrent_steps must be >= 2"):
     Config(max_concurrent_steps=1)
+  with pytest.raises(ValueError, match="tiles_per_program must be >= 1"):
+    Config(tiles_per_program=0)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -211,6 +213,8 @@ def test_config_rejects_tiles_that_mosaic_cannot_use():
     (dict(head_dim=32), r"head dim must be one of \(64, 128\)"),
     (dict(q_len=192), r"q's sequence length must be a multiple of 2 \* config.block_q = 128"),
     (dict(kv_len=320), "k's sequence length must be a multiple of block_size"),
+    (dict(q_len=384, config=Config(tiles_per_program=2)),
+     r"query tiles of 128 rows must be a multiple of config.tiles_per_program = 2"),
     (dict(block_size=(64, 128)), r"block_size\[0\] must be a multiple of 2 \* config.block_q"),
     (dict(block_size=(128, 64), config=Config(block_kv=128)),
      r"block_size\[1\] must be a multiple of config.block_kv = 128"),

@@ -115,3 +115,26 @@ def test_the_gpu_lowering_gathers_only_one_column_of_wide_matrices():
   assert structured._tiled_supported(layout((4096, 14336)), 1) is True
   assert structured.tiled_gather_config(layout((14336, 4096)), 1) is None
   assert structured.tiled_gather_config(layout((4096, 14336)), 8) is None
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ("value_columns", TypeError, r"value_columns must be uint8 \(\d+,\)"),
+    ("row_offsets", ValueError, r"row_offsets must have shape \(2, 2, 16\)"),
+    ("dense", ValueError, r"dense must be \[K=100, N\] of data's dtype"),
+    ("dense_dtype", ValueError, r"dense must be \[K=100, N\] of data's dtype float32"),
+])
+def test_bad_arguments_name_the_argument(change, error, message):
+  dense64 = cases.sparse_dense(np.random.default_rng(), (20, 100), 0.3, jnp.float32)
+  matrix = cases.tiled_matrix(dense64, jnp.float32, (16, 64))
+  args = dict(data=matrix.data, value_columns=matrix.value_columns, bitmaps=matrix.bitmaps,
+              row_offsets=matrix.row_offsets, dense=jnp.ones((100, 1), jnp.float32))
+  if change == "value_columns":
+    args["value_columns"] = args["value_columns"].astype(jnp.int32)
+  elif change == "row_offsets":
+    args["row_offsets"] = args["row_offsets"][:, :, :8]
+  elif change == "dense":
+    args["dense"] = jnp.ones((99, 1), jnp.float32)
+  else:
+    args["dense"] = jnp.ones((100, 1), jnp.bfloat16)
+  with pytest.raises(error, match=message):
+    tiled_gather.kernel_fn(**args, shape=matrix.shape, interpret=True)
