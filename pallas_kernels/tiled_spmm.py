@@ -44,14 +44,12 @@ class TiledSpmmConfig:
   (``popc.b32`` through inline PTX on the GPU, ``_common.popcount32`` in the interpreter) plus
   the bits of the words before it: elementwise, about a dozen instructions an element. "scan"
   is the first kernel's ``cumsum`` across the tile row (a Triton scan): H100, 2026-11-25,
-  200-330 us on 4096x14336 / 14336x4096 bf16 at every sparsity, 0.2-0.35x dense.
-  ``tiles_per_step``: K tiles expanded and multiplied per loop iteration (independent loads and
-  dots in flight)."""
+  200-330 us on 4096x14336 / 14336x4096 bf16 at every sparsity, 0.2-0.35x dense. (Two K tiles
+  a loop iteration measured -7% to +8%: experiments/results/h100-2026-11-25-tiled-popc/.)"""
 
   block_n: int = 16
   num_splits: int = 1
   ranks: str = "popc"
-  tiles_per_step: int = 1
   num_warps: int = 4
   num_stages: int = 3
 
@@ -60,8 +58,6 @@ class TiledSpmmConfig:
       raise ValueError(f"ranks={self.ranks!r} must be one of {RANKS}")
     if self.num_splits < 1:
       raise ValueError(f"num_splits={self.num_splits} must be >= 1")
-    if self.tiles_per_step < 1:
-      raise ValueError(f"tiles_per_step={self.tiles_per_step} must be >= 1")
 
 
 def gpu_supported(tile_shape: tuple[int, int], config: TiledSpmmConfig) -> bool | str:
@@ -95,7 +91,6 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
   dense = _common.pad_columns(_common.pad_rows(dense, grid_k * tk), block_n)
   precision = _common.dot_precision(data.dtype)
   popcount = _common.popcount32 if interpret else _common.popcount32_ptx
-  step = config.tiles_per_step
 
   def kernel(data_ref, bitmaps_ref, row_offsets_ref, dense_ref, out_ref):
     tile_row, col_tile = pl.program_id(0), pl.program_id(1)
@@ -104,7 +99,7 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
     bits_below = bit_of_column - 1
     word_of_column = columns // WORD_BITS
 
-    def expand_popc(tile_col, valid):
+    def expand_popc(tile_col):
       """[tm, tk] dense tile, each value's rank from population counts (elementwise)."""
       word = jnp.zeros((tm, tk), jnp.uint32)
       before = jnp.zeros((tm, tk), jnp.int32)
@@ -119,7 +114,7 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
         before = jnp.where(in_word, running[:, None], before)
         if w + 1 < words:
           running = running + popcount(bits_w)
-      present = ((word & bit_of_column) != 0) & valid
+      present = (word & bit_of_column) != 0
       offsets = row_offsets_ref[tile_row, tile_col, :].astype(jnp.int32)
       positions = offsets[:, None] + before + popcount(word & bits_below)
       positions = jnp.where(present, positions, 0)
@@ -127,11 +122,10 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
 
     shifts = jax.lax.broadcasted_iota(jnp.uint32, (tm, words, WORD_BITS), 2)
 
-    def expand_scan(tile_col, valid):
+    def expand_scan(tile_col):
       """[tm, tk] dense tile, ranks by a cumsum across the tile row (the first kernel)."""
       bits = bitmaps_ref[tile_row, tile_col, :, :]
       mask = ((bits[:, :, None] >> shifts) & 1).astype(jnp.int32).reshape(tm, tk)
-      mask = jnp.where(valid, mask, 0)
       ranks = jnp.cumsum(mask, axis=1) - mask
       offsets = row_offsets_ref[tile_row, tile_col, :].astype(jnp.int32)
       positions = jnp.where(mask != 0, offsets[:, None] + ranks, 0)
@@ -139,23 +133,16 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
 
     expand = expand_popc if config.ranks == "popc" else expand_scan
 
-    def accumulate(index, acc, first, last):
-      for t in range(step):
-        tile_col = first + index * step + t
-        valid = tile_col < last
-        tile_col = jnp.minimum(tile_col, last - 1)
-        tile = expand(tile_col, valid)
-        rhs = dense_ref[pl.ds(tile_col * tk, tk), pl.ds(col_tile * block_n, block_n)]
-        acc = acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
-      return acc
+    def accumulate(tile_col, acc):
+      tile = expand(tile_col)
+      rhs = dense_ref[pl.ds(tile_col * tk, tk), pl.ds(col_tile * block_n, block_n)]
+      return acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
 
     if num_splits == 1:
       first, last = 0, grid_k
     else:
       first, last = _common.split_range(pl.program_id(2), grid_k, num_splits)
-    steps = (last - first + step - 1) // step
-    acc = jax.lax.fori_loop(0, steps, lambda i, acc: accumulate(i, acc, first, last),
-                            jnp.zeros((tm, block_n), jnp.float32))
+    acc = jax.lax.fori_loop(first, last, accumulate, jnp.zeros((tm, block_n), jnp.float32))
     out_ref[...] = acc.astype(out_ref.dtype)
 
   out_shape, out_spec = _common.split_k_output((grid_m * tm, dense.shape[1]), data.dtype,

@@ -40,7 +40,6 @@ BF16 = jnp.bfloat16
 CHANGES = {
     "default": lambda c: c,
     "scan": lambda c: dataclasses.replace(c, ranks="scan"),
-    "pairs": lambda c: dataclasses.replace(c, tiles_per_step=2),
     "w2": lambda c: dataclasses.replace(c, num_warps=2),
     "w8": lambda c: dataclasses.replace(c, num_warps=8),
     "splits-x2": lambda c: dataclasses.replace(c, num_splits=2 * c.num_splits),
@@ -74,7 +73,7 @@ def gather_launch(name: str, shape, tile_shape, n: int) -> tiled_gather.TiledGat
 # (shape, sparsity, tile shape, N, changes), in priority order.
 def plan(smoke: bool, name: str = "decode") -> list[tuple]:
   if smoke:
-    return [((64, 256), 0.7, (16, 64), 8, ["default", "scan", "pairs", "gather-r2"])]
+    return [((64, 256), 0.7, (16, 64), 8, ["default", "scan", "gather-r2"])]
   if name == "gather":
     wide, tall = (4096, 14336), (14336, 4096)
     every = ["default"] + list(GATHER)
@@ -95,10 +94,10 @@ def plan(smoke: bool, name: str = "decode") -> list[tuple]:
   everything = list(CHANGES)
   return [
       (wide, 0.7, (16, 64), 16, everything),
-      (tall, 0.7, (16, 64), 16, ["default", "w4", "pairs", "splits-x2"]),
-      (wide, 0.7, (32, 64), 16, ["default", "w4", "pairs"]),
-      (wide, 0.7, (16, 64), 1, ["default", "w4", "pairs"]),
-      (wide, 0.7, (16, 64), 32, ["default", "w4", "pairs"]),
+      (tall, 0.7, (16, 64), 16, ["default", "w4", "splits-x2"]),
+      (wide, 0.7, (32, 64), 16, ["default", "w4"]),
+      (wide, 0.7, (16, 64), 1, ["default", "w4"]),
+      (wide, 0.7, (16, 64), 32, ["default", "w4"]),
   ]
 
 
