@@ -21,6 +21,8 @@ from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import _rows
 
+PREFETCH_MODES = ("none", "indices", "tile")
+
 
 @dataclasses.dataclass(frozen=True)
 class SddmmConfig:
@@ -33,6 +35,10 @@ class SddmmConfig:
     num_stages: Triton software-pipelining stages.
     rows_per_program: rows of the launch order one program computes (a power of two), their
       steps interleaved (more loads in flight per program).
+    prefetch: what a step loads for the next one, by hand (Triton software-pipelines only loops
+      that feed a ``dot``): ``"none"``; ``"indices"``, the next step's column indices (the
+      gather of Y no longer waits on a load issued in the same step); ``"tile"``, also the next
+      step's gathered Y tile when ``D <= block_d`` (one D tile; otherwise as ``"indices"``).
   """
 
   block_nnz: int = 32
@@ -40,12 +46,16 @@ class SddmmConfig:
   num_warps: int = 4
   num_stages: int = 2
   rows_per_program: int = 1
+  prefetch: str = "none"
 
   def __post_init__(self):
     for name in ("block_nnz", "block_d", "rows_per_program"):
       value = getattr(self, name)
       if value < 1 or value & (value - 1):
         raise ValueError(f"SddmmConfig.{name} must be a power of two, got {value}")
+    if self.prefetch not in PREFETCH_MODES:
+      raise ValueError(f"SddmmConfig.prefetch must be one of {PREFETCH_MODES}, got "
+                       f"{self.prefetch!r}")
 
 
 def choose_config(num_rows: int, nse: int, inner: int) -> SddmmConfig:
@@ -60,7 +70,7 @@ def choose_config(num_rows: int, nse: int, inner: int) -> SddmmConfig:
 
 def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, inner: int,
                   block_nnz: int, block_d: int, num_rows: int, rows_per_program: int,
-                  natural_order: bool):
+                  natural_order: bool, prefetch: str):
   first = pl.program_id(0) * rows_per_program
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same values to the same addresses.
@@ -73,6 +83,8 @@ def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, in
   lanes = jnp.arange(block_d, dtype=jnp.int32)
   # Static: with D a multiple of the tile no dimension is masked (row loads stay vectorized).
   ragged_d = inner % block_d != 0
+  if d_tiles > 1 and prefetch == "tile":
+    prefetch = "indices"  # a tile a step would be d_tiles tiles: only the indices run ahead
 
   def load_x(row, d_tile):
     dims = d_tile * block_d + lanes
@@ -81,30 +93,60 @@ def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, in
 
   x_once = [load_x(row, 0) if d_tiles == 1 else None for row in rows]
 
-  def row_step(index, row, start, end, x_once):
-    position = start + index * block_nnz
-    valid = position + jnp.arange(block_nnz, dtype=jnp.int32) < end
-    cols = plgpu.load(cols_ref.at[pl.ds(position, block_nnz)], mask=valid, other=0)
-    acc = jnp.zeros((block_nnz, block_d), jnp.float32)
-    for d_tile in range(d_tiles):  # static: D is a shape
-      dims = d_tile * block_d + lanes
-      tile_mask = (valid[:, None] & (dims < inner)[None, :] if ragged_d
-                   else jnp.broadcast_to(valid[:, None], (block_nnz, block_d)))
-      y_tile = plgpu.load(y_ref.at[cols[:, None], dims[None, :]], mask=tile_mask, other=0)
-      x_row = x_once if x_once is not None else load_x(row, d_tile)
-      acc = acc + y_tile.astype(jnp.float32) * x_row[None, :]
-    plgpu.store(out_ref.at[pl.ds(position, block_nnz)], jnp.sum(acc, axis=1).astype(out_ref.dtype),
-                mask=valid)
+  def valid_at(index, start, end):
+    return start + index * block_nnz + jnp.arange(block_nnz, dtype=jnp.int32) < end
 
-  def step(index, carry):
-    for args in zip(rows, starts, ends, x_once):
-      row_step(index, *args)
-    return carry
+  def load_cols(index, start, end):
+    return plgpu.load(cols_ref.at[pl.ds(start + index * block_nnz, block_nnz)],
+                      mask=valid_at(index, start, end), other=0)
+
+  def load_tile(cols, valid, d_tile):
+    """The ``[block_nnz, block_d]`` slice ``d_tile`` of Y's rows at ``cols``, float32."""
+    dims = d_tile * block_d + lanes
+    tile_mask = (valid[:, None] & (dims < inner)[None, :] if ragged_d
+                 else jnp.broadcast_to(valid[:, None], (block_nnz, block_d)))
+    return plgpu.load(y_ref.at[cols[:, None], dims[None, :]], mask=tile_mask,
+                      other=0).astype(jnp.float32)
+
+  # Per row, the loop carries what earlier steps loaded for this one: nothing (none), this
+  # step's column indices (indices), or this step's Y tile and the next step's indices (tile).
+  def first_carry(start, end):
+    if prefetch == "none":
+      return ()
+    cols = load_cols(0, start, end)
+    if prefetch == "indices":
+      return (cols,)
+    return (load_tile(cols, valid_at(0, start, end), 0), load_cols(1, start, end))
+
+  def row_step(index, carry, row, start, end, x_once):
+    valid = valid_at(index, start, end)
+    if prefetch == "tile":
+      tile, next_cols = carry
+      acc = tile * x_once[None, :]
+      next_carry = (load_tile(next_cols, valid_at(index + 1, start, end), 0),
+                    load_cols(index + 2, start, end))
+    else:
+      if prefetch == "none":
+        cols, next_carry = load_cols(index, start, end), ()
+      else:
+        (cols,), next_carry = carry, (load_cols(index + 1, start, end),)
+      acc = jnp.zeros((block_nnz, block_d), jnp.float32)
+      for d_tile in range(d_tiles):  # static: D is a shape
+        x_row = x_once if x_once is not None else load_x(row, d_tile)
+        acc = acc + load_tile(cols, valid, d_tile) * x_row[None, :]
+    plgpu.store(out_ref.at[pl.ds(start + index * block_nnz, block_nnz)],
+                jnp.sum(acc, axis=1).astype(out_ref.dtype), mask=valid)
+    return next_carry
+
+  def step(index, carries):
+    return tuple(row_step(index, carry, *args)
+                 for carry, *args in zip(carries, rows, starts, ends, x_once))
 
   longest = ends[0] - starts[0]
   for start, end in zip(starts[1:], ends[1:]):
     longest = jnp.maximum(longest, end - start)
-  jax.lax.fori_loop(0, (longest + block_nnz - 1) // block_nnz, step, jnp.int32(0))
+  jax.lax.fori_loop(0, (longest + block_nnz - 1) // block_nnz, step,
+                    tuple(first_carry(start, end) for start, end in zip(starts, ends)))
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret", "natural_order"))
@@ -148,7 +190,7 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   kernel = functools.partial(_sddmm_kernel, inner=inner, block_nnz=config.block_nnz,
                              block_d=config.block_d, num_rows=num_rows,
                              rows_per_program=config.rows_per_program,
-                             natural_order=natural_order)
+                             natural_order=natural_order, prefetch=config.prefetch)
   values = pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((nse,), x.dtype),

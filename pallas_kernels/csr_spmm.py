@@ -24,6 +24,8 @@ from jax.experimental.pallas import triton as plgpu
 
 from pallas_kernels import _rows
 
+PREFETCH_MODES = ("none", "indices", "tile")
+
 
 @dataclasses.dataclass(frozen=True)
 class SpmmConfig:
@@ -37,6 +39,11 @@ class SpmmConfig:
     rows_per_program: rows of the launch order one program computes (a power of two), their
       steps interleaved (more loads in flight per program; rows of one power-of-two length
       bucket are neighbours in the order, so the longest row sets the step count).
+    prefetch: what a step loads for later steps, by hand (Triton software-pipelines only loops
+      that feed a ``dot``, so these loops get no pipelining of their own): ``"none"``;
+      ``"indices"``, the next step's column indices and values (the gather of B no longer waits
+      on a load issued in the same step); ``"tile"``, also the next step's gathered B tile
+      (the step's FMAs use data loaded one step earlier; one more register tile).
   """
 
   block_n: int = 64
@@ -44,12 +51,16 @@ class SpmmConfig:
   num_warps: int = 4
   num_stages: int = 2
   rows_per_program: int = 1
+  prefetch: str = "none"
 
   def __post_init__(self):
     for name in ("block_n", "block_nnz", "rows_per_program"):
       value = getattr(self, name)
       if value < 1 or value & (value - 1):
         raise ValueError(f"SpmmConfig.{name} must be a power of two, got {value}")
+    if self.prefetch not in PREFETCH_MODES:
+      raise ValueError(f"SpmmConfig.prefetch must be one of {PREFETCH_MODES}, got "
+                       f"{self.prefetch!r}")
 
 
 def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
@@ -69,7 +80,7 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
 
 def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, block_nnz: int,
                  block_n: int, n: int, num_rows: int, rows_per_program: int,
-                 natural_order: bool):
+                 natural_order: bool, prefetch: str):
   first = pl.program_id(0) * rows_per_program
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same values to the same addresses (no padded order or output).
@@ -85,30 +96,69 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
   starts = [offsets_ref[row] for row in rows]
   ends = [offsets_ref[row + 1] for row in rows]
 
-  def row_step(index, acc, start, end):
+  def valid_at(index, start, end):
+    return start + index * block_nnz + jnp.arange(block_nnz, dtype=jnp.int32) < end
+
+  def load_entries(index, start, end):
+    """Step ``index``'s column indices and float32 values (0 past the row's end)."""
     position = start + index * block_nnz
-    valid = position + jnp.arange(block_nnz, dtype=jnp.int32) < end
+    valid = valid_at(index, start, end)
     cols = plgpu.load(cols_ref.at[pl.ds(position, block_nnz)], mask=valid, other=0)
     values = plgpu.load(data_ref.at[pl.ds(position, block_nnz)], mask=valid, other=0)
+    return cols, values.astype(jnp.float32)
+
+  def load_tile(cols, valid):
+    """The ``[block_nnz, block_n]`` rows of B at ``cols`` (0 where not ``valid``), float32."""
     # Index arrays on both axes (not a slice on the second), which interpret mode also accepts;
     # Triton still sees the column offsets as contiguous and vectorizes the row loads.
     tile_mask = (valid[:, None] & column_mask[None, :] if ragged_n
                  else jnp.broadcast_to(valid[:, None], (block_nnz, block_n)))
-    b_tile = plgpu.load(b_ref.at[cols[:, None], columns[None, :]], mask=tile_mask, other=0)
-    return acc + values.astype(jnp.float32)[:, None] * b_tile.astype(jnp.float32)
+    return plgpu.load(b_ref.at[cols[:, None], columns[None, :]], mask=tile_mask,
+                      other=0).astype(jnp.float32)
 
-  def step(index, accs):
-    return tuple(row_step(index, acc, start, end) for acc, start, end in zip(accs, starts, ends))
+  # Per row, the loop carries the accumulator and what earlier steps loaded for this one:
+  #   none:    (acc,)
+  #   indices: (acc, cols, values) of this step
+  #   tile:    (acc, tile, values) of this step, (cols, values) of the next
+  def first_carry(start, end):
+    acc = jnp.zeros((block_nnz, block_n), jnp.float32)
+    if prefetch == "none":
+      return (acc,)
+    cols, values = load_entries(0, start, end)
+    if prefetch == "indices":
+      return (acc, cols, values)
+    return (acc, load_tile(cols, valid_at(0, start, end)), values,
+            *load_entries(1, start, end))
+
+  def row_step(index, carry, start, end):
+    if prefetch == "none":
+      (acc,) = carry
+      cols, values = load_entries(index, start, end)
+      tile = load_tile(cols, valid_at(index, start, end))
+      return (acc + values[:, None] * tile,)
+    if prefetch == "indices":
+      acc, cols, values = carry
+      tile = load_tile(cols, valid_at(index, start, end))
+      next_entries = load_entries(index + 1, start, end)
+      return (acc + values[:, None] * tile, *next_entries)
+    acc, tile, values, next_cols, next_values = carry
+    next_tile = load_tile(next_cols, valid_at(index + 1, start, end))
+    after_next = load_entries(index + 2, start, end)
+    return (acc + values[:, None] * tile, next_tile, next_values, *after_next)
+
+  def step(index, carries):
+    return tuple(row_step(index, carry, start, end)
+                 for carry, start, end in zip(carries, starts, ends))
 
   longest = ends[0] - starts[0]
   for start, end in zip(starts[1:], ends[1:]):
     longest = jnp.maximum(longest, end - start)
   steps = (longest + block_nnz - 1) // block_nnz
-  accs = jax.lax.fori_loop(0, steps, step, tuple(
-      jnp.zeros((block_nnz, block_n), jnp.float32) for _ in rows))
-  for row, acc in zip(rows, accs):
+  carries = jax.lax.fori_loop(0, steps, step, tuple(
+      first_carry(start, end) for start, end in zip(starts, ends)))
+  for row, carry in zip(rows, carries):
     plgpu.store(out_ref.at[row, pl.ds(n_start, block_n)],
-                jnp.sum(acc, axis=0).astype(out_ref.dtype),
+                jnp.sum(carry[0], axis=0).astype(out_ref.dtype),
                 mask=column_mask)  # None: every column in range
 
 
@@ -154,7 +204,7 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
                                        max_row_length=min(b.shape[0], data.shape[0]))
   kernel = functools.partial(_spmm_kernel, block_nnz=config.block_nnz, block_n=config.block_n,
                              n=n, num_rows=num_rows, rows_per_program=config.rows_per_program,
-                             natural_order=natural_order)
+                             natural_order=natural_order, prefetch=config.prefetch)
   return pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((num_rows, n), data.dtype),

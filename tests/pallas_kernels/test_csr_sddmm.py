@@ -1,5 +1,6 @@
 """pallas_kernels.csr_sddmm against float64 NumPy dot products (interpret mode on the CPU)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -83,6 +84,19 @@ def test_bad_arguments_name_the_argument():
     csr_sddmm.SddmmConfig(block_d=6)
 
 
+@pytest.mark.parametrize("prefetch,inner", [("indices", 16), ("tile", 16), ("tile", 40)],
+                         ids=["indices", "tile", "tile-3-d-tiles"])
+@pytest.mark.parametrize("rows_per_program", [1, 2])
+def test_prefetch_modes(prefetch, inner, rows_per_program):
+  # Loads issued one or two steps ahead run past every row's end and past the stored entries
+  # (no padding: the last row's prefetches fall off the arrays): they are masked. With D over
+  # three tiles, "tile" runs as "indices".
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=0)
+  _check(case, inner, jnp.float32, rng, config=csr_sddmm.SddmmConfig(
+      block_nnz=4, block_d=16, rows_per_program=rows_per_program, prefetch=prefetch))
+
+
 def test_rows_per_program_with_a_spare_slot():
   # Two interleaved rows a program, X rows loaded once each (D = block_d); 13 rows leave the last
   # program one spare slot, and rows of one program have different step counts.
@@ -90,3 +104,14 @@ def test_rows_per_program_with_a_spare_slot():
   case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=3)
   _check(case, SMALL.block_d, jnp.float32, rng,
          config=csr_sddmm.SddmmConfig(block_nnz=4, block_d=16, rows_per_program=2))
+
+
+@pytest.mark.parametrize("prefetch", csr_sddmm.PREFETCH_MODES)
+def test_every_prefetch_mode_lowers_to_triton(monkeypatch, prefetch):
+  from tests.pallas_kernels import structured_cases
+  config = csr_sddmm.SddmmConfig(block_nnz=16, block_d=64, prefetch=prefetch)
+  structured_cases.assert_lowers_to_triton_for_h100(
+      monkeypatch,
+      lambda c, o, x, y: csr_sddmm.kernel_fn(c, o, x, y, num_rows=64, config=config),
+      jax.ShapeDtypeStruct((500,), jnp.int32), jax.ShapeDtypeStruct((65,), jnp.int32),
+      jax.ShapeDtypeStruct((64, 64), jnp.float32), jax.ShapeDtypeStruct((96, 64), jnp.float32))

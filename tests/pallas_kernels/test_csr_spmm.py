@@ -68,6 +68,18 @@ def test_rows_per_program_with_a_spare_slot():
          config=csr_spmm.SpmmConfig(block_n=16, block_nnz=4, rows_per_program=2))
 
 
+@pytest.mark.parametrize("prefetch", ["indices", "tile"])
+@pytest.mark.parametrize("rows_per_program", [1, 2])
+def test_prefetch_modes(prefetch, rows_per_program):
+  # Loads issued a step (indices) or two steps (tile) ahead run past every row's end and past
+  # the stored entries (padding 0 here, so the last row's prefetches fall off the arrays): they
+  # are masked. Rows of one program have different step counts.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=0)
+  _check(case, 20, jnp.float32, rng, config=csr_spmm.SpmmConfig(
+      block_n=16, block_nnz=4, rows_per_program=rows_per_program, prefetch=prefetch))
+
+
 def test_natural_order_launch():
   # Rows already longest bucket first (9 rows of 8-15 entries, then shorter, then empty): the
   # launch skips the schedule; 2 rows a program leave a spare slot.
@@ -113,3 +125,14 @@ def test_interpret_mode_poisons_outputs():
   out = pl.pallas_call(lambda x_ref, o_ref: None, interpret=True,
                        out_shape=jax.ShapeDtypeStruct((4,), jnp.float32))(jnp.ones(4))
   assert np.all(np.isnan(np.asarray(out)))
+
+
+@pytest.mark.parametrize("prefetch", csr_spmm.PREFETCH_MODES)
+def test_every_prefetch_mode_lowers_to_triton(monkeypatch, prefetch):
+  from tests.pallas_kernels import structured_cases
+  config = csr_spmm.SpmmConfig(block_n=32, block_nnz=16, prefetch=prefetch)
+  structured_cases.assert_lowers_to_triton_for_h100(
+      monkeypatch,
+      lambda d, c, o, b: csr_spmm.kernel_fn(d, c, o, b, num_rows=64, config=config),
+      jax.ShapeDtypeStruct((500,), jnp.float32), jax.ShapeDtypeStruct((500,), jnp.int32),
+      jax.ShapeDtypeStruct((65,), jnp.int32), jax.ShapeDtypeStruct((96, 40), jnp.float32))

@@ -1,0 +1,220 @@
+"""Does loading ahead by hand speed up the Pallas CSR SpMM and SDDMM? Times each kernel's
+``prefetch`` modes (and tile variants) side by side on 4096x4096 uniform random, float32.
+
+Triton software-pipelines only loops that feed a ``dot``; the CSR loops have none, so each step
+waits on its own column-index load before it can gather. ``prefetch="indices"`` loads the next
+step's indices a step early, ``"tile"`` also the next gathered tile (``SpmmConfig``,
+``SddmmConfig``). Every result is checked against a float32-HIGHEST dense product before it is
+timed; timing is ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past
+the L2), torch CSR (cuSPARSE) timed beside it by ``structured_bench.time_torch``.
+
+    python3 experiments/gpu_checks/csr_prefetch_probe.py OUTDIR [--budget-s 200] [--smoke]
+
+Writes OUTDIR/csr_prefetch_probe.jsonl and OUTDIR/csr_prefetch_probe.md, printing each row as
+it goes; launches past the budget are listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import pathlib
+import sys
+import time
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments import timing  # noqa: E402
+from experiments.gpu_checks import csr_bench, structured_bench  # noqa: E402
+from pallas_kernels import csr_sddmm, csr_spmm  # noqa: E402
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def spmm_launches(n: int, nse: int) -> dict[str, csr_spmm.SpmmConfig]:
+  base = csr_spmm.choose_config(4096, 4096, n, nse)
+  replace = dataclasses.replace
+  return {
+      "default": base,
+      "indices": replace(base, prefetch="indices"),
+      "tile": replace(base, prefetch="tile"),
+      "tile-w8": replace(base, prefetch="tile", num_warps=8),
+      "tile-nnz-half": replace(base, prefetch="tile", block_nnz=max(8, base.block_nnz // 2)),
+      "indices-rows2": replace(base, prefetch="indices", rows_per_program=2),
+      # Triton's own pipeliner, switched on for these dot-free loops (tt.num_stages, see
+      # pipelined_loops): distinct num_stages keep their compilations apart.
+      "triton-s3": replace(base, num_stages=3),
+      "triton-s5": replace(base, num_stages=5),
+  }
+
+
+def sddmm_launches(inner: int, nse: int) -> dict[str, csr_sddmm.SddmmConfig]:
+  base = csr_sddmm.choose_config(4096, nse, inner)
+  replace = dataclasses.replace
+  return {
+      "default": base,
+      "indices": replace(base, prefetch="indices"),
+      "tile": replace(base, prefetch="tile"),
+      "tile-nnz-half": replace(base, prefetch="tile", block_nnz=max(8, base.block_nnz // 2)),
+      "tile-w8": replace(base, prefetch="tile", num_warps=8),
+      "triton-s3": replace(base, num_stages=3),
+      "triton-s5": replace(base, num_stages=5),
+  }
+
+
+_PIPELINE = {"stages": 0}
+
+
+def _install_loop_pipelining() -> None:
+  """While ``_PIPELINE["stages"]`` is set, every ``scf.for`` of a Pallas Triton module gets the
+  ``tt.num_stages`` attribute, which makes Triton's pipeliner take loops without a ``dot``
+  (jax 0.11.2 private hook; probe only)."""
+  from jax._src.lib.mlir import ir
+  from jax._src.pallas.triton import pallas_call_registration as registration
+  lower = registration.lowering.lower_jaxpr_to_triton_module
+
+  def mark(operation):
+    for region in operation.regions:
+      for block in region.blocks:
+        for child in block.operations:
+          if child.operation.name == "scf.for":
+            child.operation.attributes["tt.num_stages"] = ir.IntegerAttr.get(
+                ir.IntegerType.get_signless(32), _PIPELINE["stages"])
+          mark(child.operation)
+
+  def lower_and_mark(*args, **kwargs):
+    result = lower(*args, **kwargs)
+    if _PIPELINE["stages"]:
+      mark(result.module.operation)
+    return result
+
+  registration.lowering.lower_jaxpr_to_triton_module = lower_and_mark
+
+
+def plan(smoke: bool) -> list[tuple[str, float, int]]:
+  """(op, sparsity, N or D) in priority order."""
+  if smoke:
+    return [("spmm", 0.9, 32), ("sddmm", 0.9, 32)]
+  return ([("spmm", s, n) for s, n in ((0.9, 128), (0.9, 32), (0.7, 128), (0.98, 128),
+                                          (0.5, 1024), (0.9, 1024), (0.98, 32))]
+          + [("sddmm", 0.9, d) for d in (128, 32, 1024)])
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("outdir", type=pathlib.Path)
+  parser.add_argument("--budget-s", type=float, default=200.0)
+  parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
+  args = parser.parse_args()
+  args.outdir.mkdir(parents=True, exist_ok=True)
+  config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
+  size = 256 if args.smoke else 4096
+  if args.smoke:
+    config = timing.TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0,
+                                 max_inner=1)
+  meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+          "devices": [d.device_kind for d in jax.devices()], "jax": jax.__version__,
+          "timing": "JaxLoopTimer median us", "dtype": "float32", "size": size}
+  print(json.dumps(meta), flush=True)
+  header = ("| op | s | N or D | launch | config | us | torch us | torch/this | rel err |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+  print(header, flush=True)
+  lines, records, start = [header], [], time.monotonic()
+  if not args.smoke:
+    _install_loop_pipelining()
+  rng = np.random.default_rng(0)
+  matrices = {}
+  for op, sparsity, width in plan(args.smoke):
+    if sparsity not in matrices:
+      matrices[sparsity] = csr_bench.uniform_csr(rng, size, sparsity)
+    dense, data, cols, offsets = matrices[sparsity]
+    operands = (jnp.asarray(data), jnp.asarray(cols), jnp.asarray(offsets))
+    nse = data.size
+    torch_us = None
+    if op == "spmm":
+      b = jnp.asarray(rng.standard_normal((size, width), dtype=np.float32))
+      expected = jnp.dot(jnp.asarray(dense), b, precision=HIGHEST)
+      working_set = nse * 8 + offsets.nbytes + b.size * 4 + size * width * 4
+      launches = spmm_launches(width, nse)
+      call = lambda launch: (lambda d, c, o, b: csr_spmm.kernel_fn(
+          d, c, o, b, num_rows=size, config=launch, interpret=args.smoke,
+          natural_order=True))
+      timed_operands = (*operands, b)
+      if not args.smoke:
+        torch_us = _torch_spmm_us(dense, np.asarray(b), working_set, config)
+    else:
+      x = jnp.asarray(rng.standard_normal((size, width), dtype=np.float32))
+      y = jnp.asarray(rng.standard_normal((size, width), dtype=np.float32))
+      rows = np.repeat(np.arange(size), np.diff(offsets))
+      expected = jnp.sum(jnp.asarray(np.asarray(x)[rows]) * jnp.asarray(np.asarray(y)[cols]),
+                         axis=1)
+      working_set = nse * 8 + offsets.nbytes + 2 * size * width * 4
+      launches = sddmm_launches(width, nse)
+      call = lambda launch: (lambda d, c, o, x, y: csr_sddmm.kernel_fn(
+          c, o, x, y, num_rows=size, config=launch, interpret=args.smoke, natural_order=True))
+      timed_operands = (*operands, x, y)
+      if not args.smoke:
+        torch_us = _torch_sddmm_us(dense, np.asarray(x), np.asarray(y), working_set, config)
+    for name, launch in launches.items():
+      record = {"op": op, "sparsity": sparsity, "width": width, "launch": name,
+                "config": dataclasses.asdict(launch), "torch_us": torch_us}
+      if time.monotonic() - start > args.budget_s:
+        record["error"] = "skipped: time budget spent"
+      else:
+        _PIPELINE["stages"] = launch.num_stages if name.startswith("triton-") else 0
+        try:
+          result, out = structured_bench.time_jax(call(launch), timed_operands, working_set,
+                                                  config)
+          out = out[:nse] if op == "sddmm" else out
+          record["jsparse"] = result
+          record["rel_err"] = float(jnp.max(jnp.abs(out - expected)) / jnp.max(jnp.abs(expected)))
+        except Exception as error:  # noqa: BLE001 - record and go on
+          record["error"] = f"{type(error).__name__}: {error}"[:400]
+      records.append(record)
+      us = record.get("jsparse", {}).get("median_us")
+      short = {k: v for k, v in record["config"].items() if k != "num_stages"}
+      line = (f"| {op} | {sparsity} | {width} | {name} | {short} | "
+              f"{'%.1f' % us if us else record.get('error', '-')[:60]} | "
+              f"{'%.1f' % torch_us if torch_us else '-'} | "
+              f"{'%.2fx' % (torch_us / us) if us and torch_us else '-'} | "
+              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
+      lines.append(line)
+      print(line, flush=True)
+      (args.outdir / "csr_prefetch_probe.jsonl").write_text(
+          "\n".join(json.dumps(r) for r in [meta] + records) + "\n")
+      (args.outdir / "csr_prefetch_probe.md").write_text(
+          f"# CSR prefetch modes ({meta['devices'][0]}, {meta['date'][:10]})\n\n"
+          + "\n".join(f"- {k}: {v}" for k, v in meta.items()) + "\n\n" + "\n".join(lines) + "\n")
+
+
+def _torch_spmm_us(dense, b, working_set, config) -> float | None:
+  import torch
+  if not torch.cuda.is_available():
+    return None
+  a = torch.from_numpy(dense).cuda().to_sparse_csr()
+  bt = torch.from_numpy(b).cuda()
+  return structured_bench.time_torch(
+      lambda: (lambda a=a.clone(), bt=bt.clone(): torch.sparse.mm(a, bt)), working_set,
+      config)["median_us"]
+
+
+def _torch_sddmm_us(dense, x, y, working_set, config) -> float | None:
+  import torch
+  if not torch.cuda.is_available():
+    return None
+  pattern = torch.from_numpy(dense).cuda().to_sparse_csr()
+  xt, yt = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda().T.contiguous()
+  return structured_bench.time_torch(
+      lambda: (lambda p=pattern.clone(), xt=xt.clone(), yt=yt.clone():
+               torch.sparse.sampled_addmm(p, xt, yt, beta=0.0)), working_set,
+      config)["median_us"]
+
+
+if __name__ == "__main__":
+  main()
