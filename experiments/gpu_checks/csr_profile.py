@@ -1,0 +1,49 @@
+"""Runs one Pallas CSR SpMM or SDDMM launch a few times on 4096x4096 uniform random (float32),
+for a profiler to attach to (``csr_profile.sh`` runs it under Nsight Compute).
+
+    python3 experiments/gpu_checks/csr_profile.py spmm 0.9 128 [prefetch] [num_stages]
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import dataclasses  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.gpu_checks import csr_bench  # noqa: E402
+from pallas_kernels import csr_sddmm, csr_spmm  # noqa: E402
+
+
+def main() -> None:
+  op, sparsity, width = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+  prefetch = sys.argv[4] if len(sys.argv) > 4 else "none"
+  rng = np.random.default_rng(0)
+  _, data, cols, offsets = csr_bench.uniform_csr(rng, 4096, sparsity)
+  data, cols, offsets = jnp.asarray(data), jnp.asarray(cols), jnp.asarray(offsets)
+  if op == "spmm":
+    config = dataclasses.replace(csr_spmm.choose_config(4096, 4096, width, data.size),
+                                 prefetch=prefetch)
+    b = jnp.asarray(rng.standard_normal((4096, width), dtype=np.float32))
+    run = lambda: csr_spmm.kernel_fn(data, cols, offsets, b, num_rows=4096, config=config,
+                                     natural_order=True)
+  else:
+    config = dataclasses.replace(csr_sddmm.choose_config(4096, data.size, width),
+                                 prefetch=prefetch)
+    x = jnp.asarray(rng.standard_normal((4096, width), dtype=np.float32))
+    y = jnp.asarray(rng.standard_normal((4096, width), dtype=np.float32))
+    run = lambda: csr_sddmm.kernel_fn(cols, offsets, x, y, num_rows=4096, config=config,
+                                      natural_order=True)
+  print(op, sparsity, width, config, flush=True)
+  for _ in range(3):
+    jax.block_until_ready(run())
+
+
+if __name__ == "__main__":
+  main()
