@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import _rows
+from pallas_kernels import _common, _rows
 
 PREFETCH_MODES = ("none", "indices", "tile")
 
@@ -70,7 +70,7 @@ def choose_config(num_rows: int, nse: int, inner: int) -> SddmmConfig:
 
 def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, inner: int,
                   block_nnz: int, block_d: int, num_rows: int, rows_per_program: int,
-                  natural_order: bool, prefetch: str):
+                  natural_order: bool, prefetch: str, fma_ptx: bool):
   first = pl.program_id(0) * rows_per_program
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same values to the same addresses.
@@ -133,7 +133,9 @@ def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, in
       acc = jnp.zeros((block_nnz, block_d), jnp.float32)
       for d_tile in range(d_tiles):  # static: D is a shape
         x_row = x_once if x_once is not None else load_x(row, d_tile)
-        acc = acc + load_tile(cols, valid, d_tile) * x_row[None, :]
+        tile = load_tile(cols, valid, d_tile)
+        acc = _common.multiply_add(tile, jnp.broadcast_to(x_row[None, :], tile.shape), acc,
+                                   ptx=fma_ptx)
     plgpu.store(out_ref.at[pl.ds(start + index * block_nnz, block_nnz)],
                 jnp.sum(acc, axis=1).astype(out_ref.dtype), mask=valid)
     return next_carry
@@ -190,7 +192,8 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   kernel = functools.partial(_sddmm_kernel, inner=inner, block_nnz=config.block_nnz,
                              block_d=config.block_d, num_rows=num_rows,
                              rows_per_program=config.rows_per_program,
-                             natural_order=natural_order, prefetch=config.prefetch)
+                             natural_order=natural_order, prefetch=config.prefetch,
+                             fma_ptx=not interpret)
   values = pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((nse,), x.dtype),

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import _rows
+from pallas_kernels import _common, _rows
 
 PREFETCH_MODES = ("none", "indices", "tile")
 
@@ -80,7 +80,7 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
 
 def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, block_nnz: int,
                  block_n: int, n: int, num_rows: int, rows_per_program: int,
-                 natural_order: bool, prefetch: str):
+                 natural_order: bool, prefetch: str, fma_ptx: bool):
   first = pl.program_id(0) * rows_per_program
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same values to the same addresses (no padded order or output).
@@ -130,21 +130,26 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
     return (acc, load_tile(cols, valid_at(0, start, end)), values,
             *load_entries(1, start, end))
 
+  def accumulate(acc, values, tile):
+    """``acc + values[:, None] * tile``, fused multiply-adds."""
+    return _common.multiply_add(jnp.broadcast_to(values[:, None], tile.shape), tile, acc,
+                                ptx=fma_ptx)
+
   def row_step(index, carry, start, end):
     if prefetch == "none":
       (acc,) = carry
       cols, values = load_entries(index, start, end)
       tile = load_tile(cols, valid_at(index, start, end))
-      return (acc + values[:, None] * tile,)
+      return (accumulate(acc, values, tile),)
     if prefetch == "indices":
       acc, cols, values = carry
       tile = load_tile(cols, valid_at(index, start, end))
       next_entries = load_entries(index + 1, start, end)
-      return (acc + values[:, None] * tile, *next_entries)
+      return (accumulate(acc, values, tile), *next_entries)
     acc, tile, values, next_cols, next_values = carry
     next_tile = load_tile(next_cols, valid_at(index + 1, start, end))
     after_next = load_entries(index + 2, start, end)
-    return (acc + values[:, None] * tile, next_tile, next_values, *after_next)
+    return (accumulate(acc, values, tile), next_tile, next_values, *after_next)
 
   def step(index, carries):
     return tuple(row_step(index, carry, start, end)
@@ -204,7 +209,8 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
                                        max_row_length=min(b.shape[0], data.shape[0]))
   kernel = functools.partial(_spmm_kernel, block_nnz=config.block_nnz, block_n=config.block_n,
                              n=n, num_rows=num_rows, rows_per_program=config.rows_per_program,
-                             natural_order=natural_order, prefetch=config.prefetch)
+                             natural_order=natural_order, prefetch=config.prefetch,
+                             fma_ptx=not interpret)
   return pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((num_rows, n), data.dtype),

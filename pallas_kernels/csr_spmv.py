@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from pallas_kernels import _rows
+from pallas_kernels import _common, _rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +55,8 @@ def choose_config(num_rows: int, nse: int) -> SpmvConfig:
 
 
 def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, num_rows: int,
-                 rows_per_program: int, block_nnz: int, natural_order: bool):
+                 rows_per_program: int, block_nnz: int, natural_order: bool,
+                 fma_ptx: bool):
   first = pl.program_id(0) * rows_per_program
   slots = first + jnp.arange(rows_per_program, dtype=jnp.int32)
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
@@ -73,7 +74,8 @@ def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, 
     cols = plgpu.load(cols_ref.at[positions], mask=valid, other=0)
     values = plgpu.load(data_ref.at[positions], mask=valid, other=0)
     gathered = plgpu.load(x_ref.at[cols], mask=valid, other=0)
-    return acc + values.astype(jnp.float32) * gathered.astype(jnp.float32)
+    return _common.multiply_add(values.astype(jnp.float32), gathered.astype(jnp.float32), acc,
+                                ptx=fma_ptx)
 
   steps = (jnp.max(ends - starts) + block_nnz - 1) // block_nnz
   acc = jax.lax.fori_loop(0, steps, step,
@@ -118,7 +120,8 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, x
                                        max_row_length=min(x.shape[0], data.shape[0]))
   kernel = functools.partial(_spmv_kernel, num_rows=num_rows,
                              rows_per_program=config.rows_per_program,
-                             block_nnz=config.block_nnz, natural_order=natural_order)
+                             block_nnz=config.block_nnz, natural_order=natural_order,
+                             fma_ptx=not interpret)
   return pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((num_rows,), data.dtype),

@@ -1,5 +1,6 @@
 """pallas_kernels.csr_spmv against a float64 NumPy product (interpret mode on the CPU)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -65,3 +66,11 @@ def test_bad_arguments_name_the_argument():
                        interpret=True)
   with pytest.raises(ValueError, match="rows_per_program must be a power of two"):
     csr_spmv.SpmvConfig(rows_per_program=3)
+
+
+def test_lowers_to_triton_with_fused_multiply_adds(monkeypatch):
+  from tests.pallas_kernels import structured_cases
+  structured_cases.assert_lowers_to_triton_for_h100(
+      monkeypatch, lambda d, c, o, x: csr_spmv.kernel_fn(d, c, o, x, num_rows=64),
+      jax.ShapeDtypeStruct((500,), jnp.float32), jax.ShapeDtypeStruct((500,), jnp.int32),
+      jax.ShapeDtypeStruct((65,), jnp.int32), jax.ShapeDtypeStruct((96,), jnp.float32))
