@@ -59,10 +59,7 @@ class NmMatmulConfig:
   ``position_dots`` (block_k / m a power of two >= 16): the expansion as m per-position tiles and
   m dots (see the module docstring); for prefill.
   ``prefetch`` (with either of the two): step k + 1's values and positions are loaded before step
-  k's arithmetic, carried in the loop (Triton's pipelining covers ``dot`` operands only).
-  ``deferred_sum`` (``gather_column`` with block_n = 1): the products accumulate elementwise in a
-  [block_m, block_k / m * n] float32 tile (fused multiply-adds) that is summed across its columns
-  once, after the loop, instead of a sum across threads every step."""
+  k's arithmetic, carried in the loop (Triton's pipelining covers ``dot`` operands only)."""
 
   block_m: int = 64
   block_k: int = 128
@@ -72,7 +69,6 @@ class NmMatmulConfig:
   gather_column: bool = False
   position_dots: bool = False
   prefetch: bool = False
-  deferred_sum: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -145,9 +141,6 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     raise ValueError("config.gather_column and config.position_dots exclude each other")
   if config.prefetch and not (config.gather_column or config.position_dots):
     raise ValueError("config.prefetch needs config.gather_column or config.position_dots")
-  deferred_sum = config.deferred_sum
-  if deferred_sum and not (config.gather_column and block_n == 1):
-    raise ValueError("config.deferred_sum needs config.gather_column and block_n = 1")
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
   position_mask = (1 << bits) - 1
@@ -247,8 +240,6 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       columns = k_tile * block_k + group * m + where.astype(jnp.int32)
       if block_n == 1:
         x = dense_ref[columns * num_padded_n + col_tile].astype(jnp.float32)
-        if deferred_sum:  # acc is [block_m, kept]: summed after the loop
-          return _common.multiply_add(values.astype(jnp.float32), x, acc, ptx=not interpret)
         return acc + jnp.sum(values.astype(jnp.float32) * x, axis=1, keepdims=True)
       # [block_m, kept, block_n]: X's row at each kept value's column, block_n entries side by
       # side (contiguous: vector loads where Triton sees the alignment).
@@ -317,7 +308,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       first, last = 0, num_steps
     else:
       first, last = _common.split_range(pl.program_id(2), num_steps, num_splits)
-    acc = jnp.zeros((block_m, groups * n if deferred_sum else block_n), jnp.float32)
+    acc = jnp.zeros((block_m, block_n), jnp.float32)
     if config.prefetch:
       # Step k + 1's loads are issued before step k's arithmetic (carried in the loop), so their
       # latency overlaps it; the last step reloads a valid step, unused. An empty split range
@@ -334,8 +325,6 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       acc, _ = jax.lax.fori_loop(first, last, prefetched, (acc, load(clamp(first))))
     else:
       acc = jax.lax.fori_loop(first, last, accumulate, acc)
-    if deferred_sum:
-      acc = jnp.sum(acc, axis=1, keepdims=True)
     out_ref[...] = acc.astype(out_ref.dtype)
 
   out_shape, out_spec = _common.split_k_output((padded_rows, num_padded_n), data.dtype,

@@ -107,12 +107,6 @@ NM_VARIANTS: dict[str, Callable[["Case"], nm_matmul.NmMatmulConfig]] = {
     "nm-gather-half-m": lambda c: _replace(c, block_m=max(8, _nm_default(c).block_m // 2)),
     # N = 1: wider K steps on 8 warps (more bytes in flight a program).
     "nm-gather-k256-w8": lambda c: _replace(c, block_k=256, num_warps=8),
-    # N = 1: products summed once after the loop (fused multiply-adds into a [block_m, kept]
-    # tile) instead of a sum across threads every step; with and without prefetch.
-    "nm-deferred-sum": lambda c: _replace(c, deferred_sum=True),
-    "nm-deferred-sum-prefetch": lambda c: _replace(c, deferred_sum=True, prefetch=True),
-    "nm-deferred-sum-k256-w8": lambda c: _replace(c, deferred_sum=True, block_k=256,
-                                                  num_warps=8),
     # The default launch with / without the next step's loads carried in the loop.
     "nm-prefetch": lambda c: _replace(c, prefetch=True),
     "nm-no-prefetch": lambda c: _replace(c, prefetch=False),
@@ -176,10 +170,6 @@ def listed_cases(smoke: bool) -> list[Case]:
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
   decode = [Case("nm", shape, n, 0.5) for shape in (wide, square, tall) for n in (1, 8, 16)]
   return decode + [
-      Case("nm", wide, 1, 0.5, "nm-deferred-sum"), Case("nm", square, 1, 0.5, "nm-deferred-sum"),
-      Case("nm", tall, 1, 0.5, "nm-deferred-sum"),
-      Case("nm", wide, 1, 0.5, "nm-deferred-sum-prefetch"),
-      Case("nm", wide, 1, 0.5, "nm-deferred-sum-k256-w8"),
       Case("nm", square, 1024, 0.5),
       # Candidate launches: per-position dots for decoding (N = 16 and 8), then the prefill
       # tiles, then the gather's tiles.

@@ -108,19 +108,16 @@ def _ragged_two_four(rng, shape=(24, 100)):
   return matrix, np.asarray(matrix.todense().astype(jnp.float32), np.float64)
 
 
-@pytest.mark.parametrize("packed,deferred_sum,prefetch", [
-    (False, False, False), pytest.param(True, False, False, marks=pytest.mark.slow),
-    (True, True, False), (False, True, True)],
-    ids=["uint8", "packed", "packed-deferred-sum", "uint8-deferred-sum-prefetch"])
-def test_gather_column(packed, deferred_sum, prefetch):
+@pytest.mark.parametrize("packed", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["uint8", "packed"])
+def test_gather_column(packed):
   # No expansion: X gathered at each kept value's column. Two columns (one program column
-  # each), split-K, an empty row; the products summed every step or once after the loop.
+  # each), split-K, an empty row.
   rng = np.random.default_rng()
   matrix, dense64 = _ragged_two_four(rng)
   indices = matrix.packed_indices if packed else matrix.indices
   config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=1, num_splits=2,
-                                    gather_column=True, deferred_sum=deferred_sum,
-                                    prefetch=prefetch)
+                                    gather_column=True)
   b, b64 = cases.dense_operand(rng, (100, 2), jnp.bfloat16)
   out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
                             config=config, indices_packed=packed, interpret=cases.INTERPRET)
@@ -129,10 +126,6 @@ def test_gather_column(packed, deferred_sum, prefetch):
   with pytest.raises(ValueError, match="gather_column and config.position_dots exclude"):
     nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
                         config=dataclasses.replace(config, position_dots=True),
-                        indices_packed=packed)
-  with pytest.raises(ValueError, match="deferred_sum needs config.gather_column and block_n = 1"):
-    nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
-                        config=dataclasses.replace(config, block_n=2, deferred_sum=True),
                         indices_packed=packed)
 
 
@@ -217,8 +210,6 @@ def test_reference_fn_and_config_checks():
     nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=16, contiguous_loads=True),
     nm_matmul.NmMatmulConfig(block_m=64, block_k=256, block_n=1, num_splits=4,
                              gather_column=True),
-    nm_matmul.NmMatmulConfig(block_m=64, block_k=128, block_n=1, num_splits=4,
-                             gather_column=True, deferred_sum=True),
     nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=16, num_splits=4,
                              gather_column=True, prefetch=True),
     nm_matmul.NmMatmulConfig(block_m=128, block_k=64, block_n=128, position_dots=True,
@@ -226,7 +217,7 @@ def test_reference_fn_and_config_checks():
     nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=16, num_splits=4,
                              position_dots=True),
 ], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous",
-        "gather-column", "gather-column-deferred-sum", "gather-columns", "position-dots", "position-dots-decode"])
+        "gather-column", "gather-columns", "position-dots", "position-dots-decode"])
 @pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
   struct = jax.ShapeDtypeStruct
