@@ -77,6 +77,22 @@ def test_csr_spmm_wider_than_a_k_tile(dtype, index_dtype, sorted_rows, density):
   _check_spmm(matrix, dense, rng, 70, False)
 
 
+@pytest.mark.parametrize("dtype, columns", [(jnp.float32, 32), (jnp.float64, 16),
+                                             (jnp.bfloat16, 32)])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("shape, density", [((300, 200), 0.1), ((40, 3000), 0.2),
+                                            ((40, 3000), 0.6), ((2000, 300), 0.3)])
+def test_csr_spmm_four_vector_rows(dtype, columns, index_dtype, shape, density):
+  """Rows of exactly four 32-byte vectors (N = 32 float32, N = 16 float64) take the two-term loop
+  (csr_kernels.h CsrRowPairs): untiled, L2- and L1-tiled (K = 3000), split across threads
+  (2000 rows), rows of odd and even lengths, empty ones included; bfloat16 at N = 32 keeps the
+  general loop. All must match the float64 reference."""
+  rng = np.random.default_rng()
+  matrix, dense = random_matrix(rng, "csr", shape, density, dtype, index_dtype, pad=3,
+                                empty_rows=5, ragged=True)
+  _check_spmm(matrix, dense, rng, columns, False)
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float64])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("transpose", [False, True])
