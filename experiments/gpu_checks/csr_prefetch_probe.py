@@ -1,5 +1,12 @@
-"""Does loading ahead by hand speed up the Pallas CSR SpMM and SDDMM? Times each kernel's
-``prefetch`` modes (and tile variants) side by side on 4096x4096 uniform random, float32.
+"""Which launch of the Pallas CSR SpMM and SDDMM is fastest? Times launch variants side by side
+on 4096x4096 uniform random, float32 (round 1: ``prefetch`` modes and Triton's pipeliner; round
+2: one or two warps a program).
+
+Round 2's reason: XLA launches a kernel that asks for dynamic shared memory with
+``CU_FUNC_CACHE_PREFER_SHARED``, which leaves ~23 KB of L1 on an H100/H200 (Nsight Compute:
+"Shared Memory Configuration Size 233 KB"). The CSR kernels ask for 0.1-1 KB only for their
+cross-warp reductions; on one warp they need none, run with L1 at full size, and rows gathered
+by neighbouring programs can hit in it (Sputnik's kernels: 32-thread blocks, 62-90% L1 hits).
 
 Triton software-pipelines only loops that feed a ``dot``; the CSR loops have none, so each step
 waits on its own column-index load before it can gather. ``prefetch="indices"`` loads the next
@@ -42,15 +49,14 @@ def spmm_launches(n: int, nse: int) -> dict[str, csr_spmm.SpmmConfig]:
   replace = dataclasses.replace
   return {
       "default": base,
-      "indices": replace(base, prefetch="indices"),
-      "tile": replace(base, prefetch="tile"),
-      "tile-w8": replace(base, prefetch="tile", num_warps=8),
-      "tile-nnz-half": replace(base, prefetch="tile", block_nnz=max(8, base.block_nnz // 2)),
-      "indices-rows2": replace(base, prefetch="indices", rows_per_program=2),
-      # Triton's own pipeliner, switched on for these dot-free loops (tt.num_stages, see
-      # pipelined_loops): distinct num_stages keep their compilations apart.
-      "triton-s3": replace(base, num_stages=3),
-      "triton-s5": replace(base, num_stages=5),
+      # One warp a program: no cross-warp reduction, so no shared memory, so XLA launches the
+      # kernel without CU_FUNC_CACHE_PREFER_SHARED and L1 keeps its size (see the module doc).
+      "w1-nnz8": replace(base, num_warps=1, block_nnz=8),
+      "w1-nnz16": replace(base, num_warps=1, block_nnz=16),
+      "w1-nnz32": replace(base, num_warps=1, block_nnz=32),
+      "w2-nnz16": replace(base, num_warps=2, block_nnz=16),
+      "w1-nnz16-bn128": replace(base, num_warps=1, block_nnz=16, block_n=128),
+      "w1-nnz16-indices": replace(base, num_warps=1, block_nnz=16, prefetch="indices"),
   }
 
 
@@ -59,12 +65,11 @@ def sddmm_launches(inner: int, nse: int) -> dict[str, csr_sddmm.SddmmConfig]:
   replace = dataclasses.replace
   return {
       "default": base,
-      "indices": replace(base, prefetch="indices"),
-      "tile": replace(base, prefetch="tile"),
-      "tile-nnz-half": replace(base, prefetch="tile", block_nnz=max(8, base.block_nnz // 2)),
-      "tile-w8": replace(base, prefetch="tile", num_warps=8),
-      "triton-s3": replace(base, num_stages=3),
-      "triton-s5": replace(base, num_stages=5),
+      "w1-nnz8": replace(base, num_warps=1, block_nnz=8),
+      "w1-nnz16": replace(base, num_warps=1, block_nnz=16),
+      "w1-nnz32": replace(base, num_warps=1, block_nnz=32),
+      "w2-nnz16": replace(base, num_warps=2, block_nnz=16),
+      "w1-nnz16-indices": replace(base, num_warps=1, block_nnz=16, prefetch="indices"),
   }
 
 

@@ -1,7 +1,10 @@
 """Runs one Pallas CSR SpMM or SDDMM launch a few times on 4096x4096 uniform random (float32),
 for a profiler to attach to (``csr_profile.sh`` runs it under Nsight Compute).
 
-    python3 experiments/gpu_checks/csr_profile.py spmm 0.9 128 [prefetch] [num_stages]
+    python3 experiments/gpu_checks/csr_profile.py spmm 0.9 128 [prefetch [num_warps block_nnz]]
+    python3 experiments/gpu_checks/csr_profile.py sputnik-spmm 0.9 128   # Sputnik's kernel
+
+``sputnik-spmm`` needs the Sputnik build (``experiments/sputnik/build.sh``) and torch.
 """
 
 from __future__ import annotations
@@ -24,18 +27,36 @@ from pallas_kernels import csr_sddmm, csr_spmm  # noqa: E402
 def main() -> None:
   op, sparsity, width = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
   prefetch = sys.argv[4] if len(sys.argv) > 4 else "none"
+  changes = {"prefetch": prefetch}
+  if len(sys.argv) > 6:
+    changes.update(num_warps=int(sys.argv[5]), block_nnz=int(sys.argv[6]))
   rng = np.random.default_rng(0)
   _, data, cols, offsets = csr_bench.uniform_csr(rng, 4096, sparsity)
   data, cols, offsets = jnp.asarray(data), jnp.asarray(cols), jnp.asarray(offsets)
+  if op == "sputnik-spmm":
+    import scipy.sparse
+    import torch
+    from experiments.sputnik import smoke
+    from experiments.sputnik import binding
+    matrix = scipy.sparse.csr_matrix((np.asarray(data), np.asarray(cols), np.asarray(offsets)),
+                                     shape=(4096, 4096))
+    _, csr = smoke.device_csr(matrix)
+    b = torch.from_numpy(rng.standard_normal((4096, width), dtype=np.float32)).cuda()
+    out = torch.empty((4096, width), device="cuda")
+    launch = binding.Spmm(csr, b, out, torch.cuda.current_stream().cuda_stream)
+    print(op, sparsity, width, flush=True)
+    for _ in range(3):
+      launch()
+    torch.cuda.synchronize()
+    return
   if op == "spmm":
     config = dataclasses.replace(csr_spmm.choose_config(4096, 4096, width, data.size),
-                                 prefetch=prefetch)
+                                 **changes)
     b = jnp.asarray(rng.standard_normal((4096, width), dtype=np.float32))
     run = lambda: csr_spmm.kernel_fn(data, cols, offsets, b, num_rows=4096, config=config,
                                      natural_order=True)
   else:
-    config = dataclasses.replace(csr_sddmm.choose_config(4096, data.size, width),
-                                 prefetch=prefetch)
+    config = dataclasses.replace(csr_sddmm.choose_config(4096, data.size, width), **changes)
     x = jnp.asarray(rng.standard_normal((4096, width), dtype=np.float32))
     y = jnp.asarray(rng.standard_normal((4096, width), dtype=np.float32))
     run = lambda: csr_sddmm.kernel_fn(cols, offsets, x, y, num_rows=4096, config=config,
