@@ -49,6 +49,7 @@ def spmm_launches(n: int, nse: int) -> dict[str, csr_spmm.SpmmConfig]:
   replace = dataclasses.replace
   return {
       "default": base,
+      "w4-before": replace(base, num_warps=4, block_nnz=max(16, min(32, base.block_n // 2))),
       # One warp a program: no cross-warp reduction, so no shared memory, so XLA launches the
       # kernel without CU_FUNC_CACHE_PREFER_SHARED and L1 keeps its size (see the module doc).
       "w1-nnz8": replace(base, num_warps=1, block_nnz=8),
