@@ -38,14 +38,14 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import timing  # noqa: E402
-from experiments.gpu_checks import csr_bench, structured_bench  # noqa: E402
+from experiments.gpu_checks import structured_bench  # noqa: E402
 from pallas_kernels import csr_sddmm, csr_spmm  # noqa: E402
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
-def spmm_launches(n: int, nse: int) -> dict[str, csr_spmm.SpmmConfig]:
-  base = csr_spmm.choose_config(4096, 4096, n, nse)
+def spmm_launches(shape: tuple[int, int], n: int, nse: int) -> dict[str, csr_spmm.SpmmConfig]:
+  base = csr_spmm.choose_config(*shape, n, nse)
   replace = dataclasses.replace
   return {
       "default": base,
@@ -103,13 +103,32 @@ def _install_loop_pipelining() -> None:
   registration.lowering.lower_jaxpr_to_triton_module = lower_and_mark
 
 
-def plan(smoke: bool) -> list[tuple[str, float, int]]:
-  """(op, sparsity, N or D) in priority order."""
+# Launches of the MiniLM plan: the default and what few-program launches might want instead.
+MINILM_LAUNCHES = ("default", "w4-before", "w2-nnz16", "w4-nnz16")
+
+
+def plan(smoke: bool, name: str = "square") -> list[tuple[str, float, int, tuple[int, int]]]:
+  """(op, sparsity, N or D, [M, K]) in priority order: 4096 x 4096 (``square``), or MiniLM's
+  layer shapes at its token counts (``minilm``, SpMM only)."""
   if smoke:
-    return [("spmm", 0.9, 32), ("sddmm", 0.9, 32)]
-  return ([("spmm", s, n) for s, n in ((0.9, 128), (0.9, 32), (0.7, 128), (0.98, 128),
-                                          (0.5, 1024), (0.9, 1024), (0.98, 32))]
-          + [("sddmm", 0.9, d) for d in (128, 32, 1024)])
+    return [("spmm", 0.9, 32, (256, 256)), ("sddmm", 0.9, 32, (256, 256))]
+  if name == "minilm":
+    return [("spmm", s, n, shape) for n in (128, 4096) for s in (0.7, 0.9)
+            for shape in ((384, 384), (1536, 384), (384, 1536))]
+  square = (4096, 4096)
+  return ([("spmm", s, n, square) for s, n in ((0.9, 128), (0.9, 32), (0.7, 128), (0.98, 128),
+                                                  (0.5, 1024), (0.9, 1024), (0.98, 32))]
+          + [("sddmm", 0.9, d, square) for d in (128, 32, 1024)])
+
+
+def random_csr(rng, shape: tuple[int, int], sparsity: float):
+  """``csr_bench.uniform_csr`` for any ``[M, K]``: (dense float32, data, col_indices, offsets)."""
+  rows, cols = np.nonzero(rng.random(shape, dtype=np.float32) >= sparsity)
+  data = rng.standard_normal(rows.size, dtype=np.float32)
+  dense = np.zeros(shape, np.float32)
+  dense[rows, cols] = data
+  offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))])
+  return dense, data, cols.astype(np.int32), offsets.astype(np.int32)
 
 
 def main() -> None:
@@ -117,42 +136,54 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
+  parser.add_argument("--plan", choices=("square", "minilm"), default="square")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   args = parser.parse_args()
+  dtype = jnp.dtype(args.dtype)
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
-  size = 256 if args.smoke else 4096
   if args.smoke:
     config = timing.TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0,
                                  max_inner=1)
   meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
           "devices": [d.device_kind for d in jax.devices()], "jax": jax.__version__,
-          "timing": "JaxLoopTimer median us", "dtype": "float32", "size": size}
+          "timing": "JaxLoopTimer median us", "dtype": args.dtype, "plan": args.plan}
   print(json.dumps(meta), flush=True)
-  header = ("| op | s | N or D | launch | config | us | torch us | torch/this | rel err |\n"
-            "|---|---|---|---|---|---|---|---|---|")
+  header = ("| op | M x K | s | N or D | launch | config | us | torch us | torch/this | rel err |"
+            "\n|---|---|---|---|---|---|---|---|---|---|")
   print(header, flush=True)
   lines, records, start = [header], [], time.monotonic()
   if not args.smoke:
     _install_loop_pipelining()
   rng = np.random.default_rng(0)
   matrices = {}
-  for op, sparsity, width in plan(args.smoke):
-    if sparsity not in matrices:
-      matrices[sparsity] = csr_bench.uniform_csr(rng, size, sparsity)
-    dense, data, cols, offsets = matrices[sparsity]
-    operands = (jnp.asarray(data), jnp.asarray(cols), jnp.asarray(offsets))
+  for op, sparsity, width, shape in plan(args.smoke, args.plan):
+    if (sparsity, shape) not in matrices:
+      matrices[(sparsity, shape)] = random_csr(rng, shape, sparsity)
+    dense, data, cols, offsets = matrices[(sparsity, shape)]
+    size = shape[0]
+    # Values rounded to the timed dtype; the reference is a float32 product of those values.
+    data = np.asarray(jnp.asarray(data, dtype).astype(jnp.float32))
+    dense = np.zeros(shape, np.float32)
+    dense[np.repeat(np.arange(size), np.diff(offsets)), cols] = data
+    operands = (jnp.asarray(data, dtype), jnp.asarray(cols), jnp.asarray(offsets))
     nse = data.size
     torch_us = None
     if op == "spmm":
-      b = jnp.asarray(rng.standard_normal((size, width), dtype=np.float32))
-      expected = jnp.dot(jnp.asarray(dense), b, precision=HIGHEST)
-      working_set = nse * 8 + offsets.nbytes + b.size * 4 + size * width * 4
-      launches = spmm_launches(width, nse)
+      b = jnp.asarray(rng.standard_normal((shape[1], width), dtype=np.float32), dtype)
+      expected = jnp.dot(jnp.asarray(dense), b.astype(jnp.float32), precision=HIGHEST)
+      working_set = (nse * (4 + dtype.itemsize) + offsets.nbytes
+                     + (b.size + size * width) * dtype.itemsize)
+      launches = spmm_launches(shape, width, nse)
+      if args.plan == "minilm":
+        launches = {k: v for k, v in launches.items() if k in MINILM_LAUNCHES}
+        launches["w4-nnz16"] = dataclasses.replace(launches["default"], num_warps=4,
+                                                   block_nnz=16)
       call = lambda launch: (lambda d, c, o, b: csr_spmm.kernel_fn(
           d, c, o, b, num_rows=size, config=launch, interpret=args.smoke,
           natural_order=True))
       timed_operands = (*operands, b)
-      if not args.smoke:
+      if not args.smoke and dtype == jnp.float32:
         torch_us = _torch_spmm_us(dense, np.asarray(b), working_set, config)
     else:
       x = jnp.asarray(rng.standard_normal((size, width), dtype=np.float32))
@@ -168,7 +199,7 @@ def main() -> None:
       if not args.smoke:
         torch_us = _torch_sddmm_us(dense, np.asarray(x), np.asarray(y), working_set, config)
     for name, launch in launches.items():
-      record = {"op": op, "sparsity": sparsity, "width": width, "launch": name,
+      record = {"op": op, "shape": shape, "sparsity": sparsity, "width": width, "launch": name,
                 "config": dataclasses.asdict(launch), "torch_us": torch_us}
       if time.monotonic() - start > args.budget_s:
         record["error"] = "skipped: time budget spent"
@@ -177,7 +208,7 @@ def main() -> None:
         try:
           result, out = structured_bench.time_jax(call(launch), timed_operands, working_set,
                                                   config)
-          out = out[:nse] if op == "sddmm" else out
+          out = (out[:nse] if op == "sddmm" else out).astype(jnp.float32)
           record["jsparse"] = result
           record["rel_err"] = float(jnp.max(jnp.abs(out - expected)) / jnp.max(jnp.abs(expected)))
         except Exception as error:  # noqa: BLE001 - record and go on
@@ -185,7 +216,7 @@ def main() -> None:
       records.append(record)
       us = record.get("jsparse", {}).get("median_us")
       short = {k: v for k, v in record["config"].items() if k != "num_stages"}
-      line = (f"| {op} | {sparsity} | {width} | {name} | {short} | "
+      line = (f"| {op} | {shape[0]}x{shape[1]} | {sparsity} | {width} | {name} | {short} | "
               f"{'%.1f' % us if us else record.get('error', '-')[:60]} | "
               f"{'%.1f' % torch_us if torch_us else '-'} | "
               f"{'%.2fx' % (torch_us / us) if us and torch_us else '-'} | "
