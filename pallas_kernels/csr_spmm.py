@@ -63,29 +63,46 @@ class SpmmConfig:
                        f"{self.prefetch!r}")
 
 
+# One-warp programs a launch needs to fill an H100/H200 (132 SMs, ~16 resident one-warp programs
+# each at these kernels' registers).
+ONE_WARP_MIN_PROGRAMS = 2048
+
+
 def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   """A heuristic config for an ``[M, K]`` matrix with ``nse`` stored entries times ``[K, n]``.
 
-  One warp a program. XLA launches a kernel that asks for dynamic shared memory with
-  ``CU_FUNC_CACHE_PREFER_SHARED``, which leaves ~23 KB of L1. On several warps, the final sum
-  across a tile's nonzero axis goes through shared memory; on one warp it takes shuffles only,
-  so the kernel runs with L1 at full size. There, the rows of B that neighbouring programs gather
-  hit: 50% L1 hits against 13%, and 39% fewer L2 reads (Nsight Compute, H200, s = 0.9, N = 128).
+  One warp a program where the launch allows it. XLA launches a kernel that asks for dynamic
+  shared memory with ``CU_FUNC_CACHE_PREFER_SHARED``, which leaves ~23 KB of L1. On several warps,
+  the final sum across a tile's nonzero axis goes through shared memory; on one warp it takes
+  shuffles only, so the kernel runs with L1 at full size. There, the rows of B that the programs
+  of one N tile gather (rows fastest in the launch) hit: 50% L1 hits against 13%, and 39% fewer
+  L2 reads (Nsight Compute, H200, s = 0.9, N = 128).
 
-  Measured on an H200 (2026-11-25, 4096 x 4096 uniform, float32; four warps -> one warp):
+  Measured on an H200 (2026-11-25, float32 4096 x 4096 uniform; four warps -> one warp):
   - s = 0.9, N = 128: 126-153 -> 87 us.
   - s = 0.5, N = 1024: 3568 -> 2245 us.
   - s = 0.98, N = 128: 37.5 -> 24.6 us.
   - s = 0.9, N = 32: 36.1 -> 29.5 us.
 
-  The N tile is capped at 64 columns (128 was slower everywhere). The nonzero step is 8 for
-  64-column tiles over rows of 256 entries or more (s = 0.7 / 0.9, N = 128: 5-7% faster than
-  16), else 16 (short rows, and N <= 32: 8 is 1.3-1.4x slower there). ``num_cols`` is accepted
-  for heuristics keyed on K; unused now.
+  The earlier four-warp launch (64 x 32 tiles) stays where one warp loses (bfloat16, MiniLM's
+  layers):
+  - Fewer than ``ONE_WARP_MIN_PROGRAMS`` programs (M x N tiles): one-warp programs leave SMs
+    idle. 384 x 1536 at 70%, N = 128: 35.7 us on one warp, 14.4 on four.
+  - Fewer than 1024 rows of 256 entries or more: an N tile's rows are too few to share L1, and
+    each one-warp program runs a long serial loop. 384 x 1536 at 70%, N = 4096: 346 against
+    201 us.
+
+  The N tile is capped at 64 columns (128 was slower everywhere). The one-warp nonzero step is 8
+  for 64-column tiles over rows of 256 entries or more (s = 0.7 / 0.9, N = 128: 5-7% faster than
+  16), else 16 (short rows, and N <= 32: 8 is 1.3-1.4x slower there). ``num_cols`` is accepted for
+  heuristics keyed on K; unused now.
   """
   del num_cols
   block_n = min(64, pl.next_power_of_2(max(n, 1)))
   mean_row = nse / max(num_rows, 1)
+  programs = num_rows * pl.cdiv(max(n, 1), block_n)
+  if programs < ONE_WARP_MIN_PROGRAMS or (num_rows < 1024 and mean_row >= 256):
+    return SpmmConfig(block_n=block_n, block_nnz=max(16, min(32, block_n // 2)), num_warps=4)
   block_nnz = 8 if block_n >= 64 and mean_row >= 256 else 16
   return SpmmConfig(block_n=block_n, block_nnz=block_nnz, num_warps=1, num_stages=2)
 

@@ -94,7 +94,7 @@ def test_choose_config_is_a_valid_config():
     for nse in (0, 4096 * 82, 4096 * 410):
       config = csr_spmm.choose_config(4096, 4096, n, nse)
       assert config.block_n <= max(16, pl.next_power_of_2(n)) and config.block_nnz >= 8
-      # One warp: the nonzero-axis sum takes shuffles, no shared memory (L1 keeps its size).
+      # One warp (no shared memory, L1 keeps its size) wherever 4096 rows fill the GPU.
       assert config.num_warps == 1 and config.block_n * config.block_nnz <= 1024
   # The H200 winners (2026-11-25, 4096 x 4096 float32): 64 x 8 for N = 128 at s = 0.9, 64 x 16
   # at s = 0.98 (82-entry rows), 32 x 16 for N = 32.
@@ -104,6 +104,13 @@ def test_choose_config_is_a_valid_config():
       block_n=64, block_nnz=16, num_warps=1)
   assert csr_spmm.choose_config(4096, 4096, 32, 4096 * 410) == csr_spmm.SpmmConfig(
       block_n=32, block_nnz=16, num_warps=1)
+  # Four warps (64 x 32) where one-warp programs would not fill the GPU (384 rows x 2 N tiles)
+  # or few rows are long (384 x 1536 at 70%: 1075 entries a row; H200 bf16 MiniLM layers).
+  four_warps = csr_spmm.SpmmConfig(block_n=64, block_nnz=32, num_warps=4)
+  assert csr_spmm.choose_config(384, 1536, 128, 384 * 154) == four_warps
+  assert csr_spmm.choose_config(384, 1536, 4096, 384 * 1075) == four_warps
+  assert csr_spmm.choose_config(384, 1536, 4096, 384 * 154).num_warps == 1
+  assert csr_spmm.choose_config(1536, 384, 4096, 1536 * 115).num_warps == 1
 
 
 def test_bad_arguments_name_the_argument():
