@@ -4,6 +4,10 @@ for a profiler to attach to (``csr_profile.sh`` runs it under Nsight Compute).
     python3 experiments/gpu_checks/csr_profile.py spmm 0.9 128 [prefetch [num_warps block_nnz]]
     python3 experiments/gpu_checks/csr_profile.py sputnik-spmm 0.9 128   # Sputnik's kernel
 
+    python3 experiments/gpu_checks/csr_profile.py nm-decode 4096 14336 [num_warps block_m]
+
+``nm-decode``: the 2:4 bfloat16 gathered decoding (N = 1) of a [M, K] weight, the launch
+``jsparse._gpu.structured.nm_config`` picks, with warps and block_m changed if given.
 ``sputnik-spmm`` needs the Sputnik build (``experiments/sputnik/build.sh``) and torch.
 """
 
@@ -24,7 +28,32 @@ from experiments.gpu_checks import csr_bench  # noqa: E402
 from pallas_kernels import csr_sddmm, csr_spmm  # noqa: E402
 
 
+def nm_decode(rows: int, cols: int, changes: dict) -> None:
+  from jsparse._gpu import structured
+  from jsparse.formats import NM
+  from pallas_kernels import nm_matmul
+  key = jax.random.key(0)
+  weights = jax.random.normal(key, (rows, cols), jnp.float32).astype(jnp.bfloat16)
+  matrix = NM.fromdense(weights, n=2, m=4)
+  x = jax.random.normal(jax.random.fold_in(key, 1), (cols, 1)).astype(jnp.bfloat16)
+  config = structured.nm_config(matrix.layout, 1)
+  if changes:
+    config = dataclasses.replace(config, **changes)
+    config = dataclasses.replace(config, num_splits=structured.decode_splits(
+        -(-rows // config.block_m), -(-cols // config.block_k)))
+  print("nm-decode", rows, cols, config, flush=True)
+  for _ in range(3):
+    jax.block_until_ready(nm_matmul.kernel_fn(
+        matrix.data, matrix.packed_indices, x, shape=matrix.shape, nm=(2, 4), config=config,
+        indices_packed=True))
+
+
 def main() -> None:
+  if sys.argv[1] == "nm-decode":
+    changes = ({"num_warps": int(sys.argv[4]), "block_m": int(sys.argv[5])}
+               if len(sys.argv) > 5 else {})
+    nm_decode(int(sys.argv[2]), int(sys.argv[3]), changes)
+    return
   op, sparsity, width = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
   prefetch = sys.argv[4] if len(sys.argv) > 4 else "none"
   changes = {"prefetch": prefetch}
