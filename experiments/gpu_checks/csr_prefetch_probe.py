@@ -58,6 +58,11 @@ def spmm_launches(shape: tuple[int, int], n: int, nse: int) -> dict[str, csr_spm
       "w2-nnz16": replace(base, num_warps=2, block_nnz=16),
       "w1-nnz16-bn128": replace(base, num_warps=1, block_nnz=16, block_n=128),
       "w1-nnz16-indices": replace(base, num_warps=1, block_nnz=16, prefetch="indices"),
+      # Round 3, around the one-warp default: narrower N tiles (more programs), two rows a
+      # program (their steps interleaved, both sums in the warp).
+      "bn32": replace(base, block_n=min(32, base.block_n)),
+      "rows2": replace(base, rows_per_program=2),
+      "bn32-rows2": replace(base, block_n=min(32, base.block_n), rows_per_program=2),
   }
 
 
@@ -137,6 +142,8 @@ def main() -> None:
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
   parser.add_argument("--plan", choices=("square", "minilm"), default="square")
+  parser.add_argument("--launches", nargs="*", default=None,
+                      help="only these launch names (default: all of the plan's)")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   args = parser.parse_args()
   dtype = jnp.dtype(args.dtype)
@@ -198,6 +205,8 @@ def main() -> None:
       timed_operands = (*operands, x, y)
       if not args.smoke:
         torch_us = _torch_sddmm_us(dense, np.asarray(x), np.asarray(y), working_set, config)
+    if args.launches:
+      launches = {k: v for k, v in launches.items() if k in args.launches}
     for name, launch in launches.items():
       record = {"op": op, "shape": shape, "sparsity": sparsity, "width": width, "launch": name,
                 "config": dataclasses.asdict(launch), "torch_us": torch_us}

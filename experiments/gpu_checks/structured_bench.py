@@ -107,11 +107,6 @@ NM_VARIANTS: dict[str, Callable[["Case"], nm_matmul.NmMatmulConfig]] = {
     "nm-gather-half-m": lambda c: _replace(c, block_m=max(8, _nm_default(c).block_m // 2)),
     # N = 1: wider K steps on 8 warps (more bytes in flight a program).
     "nm-gather-k256-w8": lambda c: _replace(c, block_k=256, num_warps=8),
-    # N = 1 on one or two warps: a kernel that needs no shared memory is launched without
-    # CU_FUNC_CACHE_PREFER_SHARED, so L1 keeps its size and holds X (28 KB at K = 14336).
-    "nm-gather-w1-m16": lambda c: _replace(c, num_warps=1, block_m=16),
-    "nm-gather-w1-m32": lambda c: _replace(c, num_warps=1, block_m=32),
-    "nm-gather-w2-m32": lambda c: _replace(c, num_warps=2, block_m=32),
     # The default launch with / without the next step's loads carried in the loop.
     "nm-prefetch": lambda c: _replace(c, prefetch=True),
     "nm-no-prefetch": lambda c: _replace(c, prefetch=False),
@@ -175,9 +170,6 @@ def listed_cases(smoke: bool) -> list[Case]:
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
   decode = [Case("nm", shape, n, 0.5) for shape in (wide, square, tall) for n in (1, 8, 16)]
   return decode + [
-      Case("nm", wide, 1, 0.5, "nm-gather-w1-m16"), Case("nm", wide, 1, 0.5, "nm-gather-w1-m32"),
-      Case("nm", wide, 1, 0.5, "nm-gather-w2-m32"), Case("nm", tall, 1, 0.5, "nm-gather-w1-m16"),
-      Case("nm", tall, 1, 0.5, "nm-gather-w1-m32"), Case("nm", square, 1, 0.5, "nm-gather-w1-m32"),
       Case("nm", square, 1024, 0.5),
       # Candidate launches: per-position dots for decoding (N = 16 and 8), then the prefill
       # tiles, then the gather's tiles.
