@@ -6,6 +6,11 @@ for a profiler to attach to (``csr_profile.sh`` runs it under Nsight Compute).
 
     python3 experiments/gpu_checks/csr_profile.py nm-decode 4096 14336 [num_warps block_m]
 
+    python3 experiments/gpu_checks/csr_profile.py tiled-gather 4096 14336 [num_warps tile_rows]
+
+``tiled-gather``: the tiled-bitmap gather kernel (N = 1, 16 x 64 tiles, 70% sparsity, bfloat16),
+the launch ``jsparse._gpu.structured.tiled_gather_config`` picks, warps and tile rows changed
+if given.
 ``nm-decode``: the 2:4 bfloat16 gathered decoding (N = 1) of a [M, K] weight, the launch
 ``jsparse._gpu.structured.nm_config`` picks, with warps and block_m changed if given.
 ``sputnik-spmm`` needs the Sputnik build (``experiments/sputnik/build.sh``) and torch.
@@ -48,7 +53,33 @@ def nm_decode(rows: int, cols: int, changes: dict) -> None:
         indices_packed=True))
 
 
+def tiled_gather_decode(rows: int, cols: int, changes: dict) -> None:
+  from jsparse._gpu import structured
+  from jsparse.formats import Tiled
+  from pallas_kernels import tiled_gather
+  key = jax.random.key(0)
+  values = jax.random.normal(key, (rows, cols), jnp.float32)
+  keep = jax.random.uniform(jax.random.fold_in(key, 2), (rows, cols)) >= 0.7
+  matrix = Tiled.fromdense(jnp.where(keep, values, 0).astype(jnp.bfloat16), tile_shape=(16, 64))
+  x = jax.random.normal(jax.random.fold_in(key, 1), (cols, 1)).astype(jnp.bfloat16)
+  config = structured.tiled_gather_config(matrix.layout, 1)
+  if changes:
+    config = dataclasses.replace(config, **changes)
+    config = dataclasses.replace(config, num_splits=structured.decode_splits(
+        -(-rows // (16 * config.tile_rows)), -(-cols // 64)))
+  print("tiled-gather", rows, cols, config, flush=True)
+  for _ in range(3):
+    jax.block_until_ready(tiled_gather.kernel_fn(
+        matrix.data, matrix.value_columns, matrix.bitmaps, matrix.row_offsets, x,
+        shape=matrix.shape, config=config))
+
+
 def main() -> None:
+  if sys.argv[1] == "tiled-gather":
+    changes = ({"num_warps": int(sys.argv[4]), "tile_rows": int(sys.argv[5])}
+               if len(sys.argv) > 5 else {})
+    tiled_gather_decode(int(sys.argv[2]), int(sys.argv[3]), changes)
+    return
   if sys.argv[1] == "nm-decode":
     changes = ({"num_warps": int(sys.argv[4]), "block_m": int(sys.argv[5])}
                if len(sys.argv) > 5 else {})

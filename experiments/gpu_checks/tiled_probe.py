@@ -60,6 +60,9 @@ GATHER = {
     "gather-r4": (4, 32, 4),
     "gather-r2-c16": (2, 16, 2),
     "gather-r2-w4": (2, 32, 4),
+    # One warp: no cross-warp sums, so maybe no shared memory and a full-size L1 for X.
+    "gather-r1-w1": (1, 32, 1),
+    "gather-r2-w1": (2, 32, 1),
 }
 
 
@@ -74,6 +77,10 @@ def gather_launch(name: str, shape, tile_shape, n: int) -> tiled_gather.TiledGat
 def plan(smoke: bool, name: str = "decode") -> list[tuple]:
   if smoke:
     return [((64, 256), 0.7, (16, 64), 8, ["default", "scan", "gather-r2"])]
+  if name == "gather-warps":
+    wide = (4096, 14336)
+    return [(wide, sparsity, (16, 64), 1, ["default", "gather-r2", "gather-r1-w1",
+                                           "gather-r2-w1"]) for sparsity in (0.7, 0.5, 0.9)]
   if name == "gather":
     wide, tall = (4096, 14336), (14336, 4096)
     every = ["default"] + list(GATHER)
@@ -114,7 +121,7 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("decode", "prefill", "gather"), default="decode",
+  parser.add_argument("--plan", choices=("decode", "prefill", "gather", "gather-warps"), default="decode",
                       help="decoding shapes (N <= 32), prefill (MiniLM's layers, N >= 128) or "
                       "the gather kernel against the expanding one (decoding)")
   args = parser.parse_args()
