@@ -1,12 +1,19 @@
 """CSR SpMM ``A @ B`` as a Pallas (Triton) kernel, Sputnik-style.
 
 One program computes one output row (or ``rows_per_program`` rows, their steps interleaved) and
-``block_n`` output columns (tiling over rows and an N tile). Programs take rows longest first (``_rows.rows_by_length``, power-of-two buckets) so
-that long rows start first and neighbouring programs do similar work. Each step reads
+``block_n`` output columns (tiling over rows and an N tile). Programs take rows longest first
+(``_rows.rows_by_length``, power-of-two buckets) so that long rows start first and neighbouring
+programs do similar work. Each step reads
 ``block_nnz`` column indices and values of the row and gathers the ``block_nnz`` matching rows of
 ``B`` as one ``[block_nnz, block_n]`` tile (each B row a contiguous, vectorizable load); the last
 step of a row is the masked residue. Products accumulate in float32 in a ``[block_nnz, block_n]``
-register tile, reduced once per row, so the inner loop is FMAs only.
+register tile, reduced once per row, so the inner loop is FMAs only (``fma.rn.f32`` through inline
+PTX: the Pallas lowering gives Triton no contractible multiply-add).
+
+Programs are one warp wherever the launch fills the GPU (``choose_config``). Then the final
+reduction needs no shared memory, and XLA launches the kernel without its prefer-shared cache
+setting, which would leave ~23 KB of L1. The rows of B that the programs of one N tile gather
+then hit in L1, as in Sputnik's 32-thread blocks (BUILD_NOTES.md, GPU section).
 
 References: T. Gale, M. Zaharia, C. Young, E. Elsen, "Sparse GPU Kernels for Deep Learning",
 SC20 (arXiv 2006.10901).
