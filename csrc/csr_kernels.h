@@ -146,12 +146,12 @@ inline bool UsesPairs(int64_t n) {
 // over alternate terms (8 of the 16 ymm registers), added at the end; the loop steps two terms at
 // a time. With one set each term's FMA waits on the one before (4 cycles of FMA latency on Zen 3,
 // about a term's time from L2). Loop nest alone, one thread, uniform random N = 32, thread CPU
-// time, medians of 400-600 calls, the two builds alternating (2-core EPYC, load 1.2-1.5), one
-// set -> two, ms: 2048 x 512 s = 0.95 0.117-0.120 (one round 0.088) -> 0.105-0.110, 512 x 2048
-// s = 0.95 0.178-0.180 -> 0.172-0.176, 512 x 512 s = 0.95 0.030-0.034 -> 0.026-0.033, 512 x 512
-// s = 0.7 0.151-0.155 -> 0.148-0.150; s = 0.9 even (2048 x 512 0.203-0.206 -> 0.199-0.209,
-// 512 x 2048 0.264-0.294 -> 0.261-0.276), s = 0.98 and 4096 x 4096 even within the noise. (An
-// earlier trial of two register sets through AccumulatePanel's per-term callback measured no
+// time, medians of 400-600 calls, the two builds alternating over 4-6 rounds (2-core EPYC, load
+// 1.2-1.5), one set -> two, ms: 2048 x 512 s = 0.95 0.117-0.120 (one round 0.088) ->
+// 0.105-0.110, 512 x 2048 s = 0.95 0.178-0.192 -> 0.172-0.185, 512 x 512 s = 0.95 0.030-0.034 ->
+// 0.026-0.033, s = 0.7 0.151-0.155 -> 0.148-0.150; s = 0.9 even (2048 x 512 0.203-0.206 ->
+// 0.199-0.223), s = 0.98 and 4096 x 4096 even within the noise (BUILD_NOTES.md has all runs).
+// (An earlier trial of two register sets through AccumulatePanel's per-term callback measured no
 // change; this loop takes the terms in pairs itself.)
 template <typename Value, bool kAddInto, typename Index>
 inline void CsrRowPairs(const CsrTerms<Value, Index>& terms, int64_t start, int64_t stop,

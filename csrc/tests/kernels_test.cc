@@ -122,8 +122,8 @@ void DenseProduct(const Dense& a, bool transpose, const Dense& b, std::vector<do
 
 template <typename Value, typename Index>
 void TestCsrAndCoo(std::mt19937& gen, const Executor& executor, double rtol,
-                   const std::string& label) {
-  const int64_t rows = 130, cols = 90, n = 70, depth = 19, pad = 3;
+                   const std::string& label, int64_t n = 70) {
+  const int64_t rows = 130, cols = 90, depth = 19, pad = 3;
   const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, 0.3));
   const Dense b = Rounded<Value>(RandomDense(gen, std::max(rows, cols), n, 1.0));
   std::vector<double> values;
@@ -334,13 +334,14 @@ void TestNm(std::mt19937& gen, const Executor& executor, double rtol, const std:
 // CsrKTile must pick the tile the case is for.
 template <typename Value, typename Index>
 void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
-                  const std::string& label, bool l1) {
+                  const std::string& label, bool l1, int64_t n = 70) {
   using Storage = typename Value::Storage;
-  const int64_t rows = 37, n = 70, row_bytes = n * sizeof(Storage);
+  const int64_t rows = 37, row_bytes = n * sizeof(Storage);
   const int64_t cols = (l1 ? 3 * kL1TileBytes : 5 * kTileBytes) / row_bytes + 61;
   // Dense enough that a row's run of terms in a tile repays tiling (kMinL1TileRunWork,
-  // kMinTileRunWork).
-  const double density = l1 ? 0.8 : 0.2;
+  // kMinTileRunWork): an L2 run's work scales with N, so narrower rows are denser (0.2 at N = 70;
+  // at N = 16 float64 with int64 indices 0.2 gives runs of ~3400 multiply-adds: untiled).
+  const double density = l1 ? 0.8 : std::min(0.9, 0.2 * 70 / static_cast<double>(n));
   const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, density));
   const Dense b = Rounded<Value>(RandomDense(gen, cols, n, 1.0));
   std::vector<double> expected, scale;
@@ -445,6 +446,14 @@ void TestAll(const char* name, double rtol) {
     for (bool l1 : {true, false}) {
       TestCsrTiled<Value, int32_t>(gen, *executor, rtol, label + " int32", l1);
       TestCsrTiled<Value, int64_t>(gen, *executor, rtol, label + " int64", l1);
+    }
+    // Rows of exactly four 32-byte vectors (N = 32 float32, 16 float64) take CsrRowPairs, untiled
+    // and tiled; bfloat16 at the same N keeps the general loop.
+    const int64_t four = 4 * Vector32<typename Value::Accum>::kLanes;
+    const std::string at_four = " n=" + std::to_string(four);
+    TestCsrAndCoo<Value, int32_t>(gen, *executor, rtol, label + " int32" + at_four, four);
+    for (bool l1 : {true, false}) {
+      TestCsrTiled<Value, int64_t>(gen, *executor, rtol, label + " int64" + at_four, l1, four);
     }
     TestBsr<Value, int32_t>(gen, *executor, rtol, label);
     TestNm<Value>(gen, *executor, rtol, label);
