@@ -68,6 +68,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--rounds", type=int, default=1,
                       help="measure every line of a case this many times, interleaved, keeping "
                       "each line's lowest median (a shared machine's slow spells); default 1")
+  parser.add_argument("--min-sample-ms", type=float,
+                      help="calibrate every timer's samples to last at least this long (default: "
+                      "the timing preset's, 2 ms quick / 5 ms full). On the 2-core CPU a jitted "
+                      "loop pays ~0.2-0.4 ms a sample that 2 ms samples do not amortize "
+                      "(experiments/results/cpu-amd-epyc-2c-2026-11-25-issue6-r4/README.md)")
   parser.add_argument("--timing", choices=("quick", "full"),
                       help="timing settings (default: the preset's); quick caps each "
                       "measurement at 0.2 s, full at 2 s")
@@ -155,6 +160,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     config = dataclasses.replace(config, repeats=args.repeats)
   if args.max_op_s:
     config = dataclasses.replace(config, max_op_s=args.max_op_s)
+  if args.min_sample_ms:
+    config = dataclasses.replace(config, min_sample_s=args.min_sample_ms / 1000)
   if not machine.on_gpu and args.max_foreign_cpu > 0:
     # The lines of a CPU run share the host with any other process (timing.CpuUsage).
     config = dataclasses.replace(config, max_foreign_cpu=args.max_foreign_cpu)

@@ -199,3 +199,8 @@ def test_shared_lines_are_measured_in_every_case_when_there_are_rounds():
   assert "shared_from" not in once[0] and once[1]["shared_from"] == once[0]["case"]
   each = runner.run_cases(cases, [dense], dataclasses.replace(settings, rounds=2))
   assert all("shared_from" not in r and len(r["round_medians_us"]) == 2 for r in each)
+
+
+def test_min_sample_ms_sets_every_timers_sample_length(tmp_path):
+  run.main([*TINY, "--lines", "dense-fp32", "--min-sample-ms", "7", "--out", str(tmp_path)])
+  assert json.loads((tmp_path / "run.json").read_text())["timing"]["min_sample_s"] == 0.007
