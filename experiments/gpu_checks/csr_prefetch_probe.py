@@ -76,6 +76,12 @@ def sddmm_launches(inner: int, nse: int) -> dict[str, csr_sddmm.SddmmConfig]:
       "w1-nnz32": replace(base, num_warps=1, block_nnz=32),
       "w2-nnz16": replace(base, num_warps=2, block_nnz=16),
       "w1-nnz16-indices": replace(base, num_warps=1, block_nnz=16, prefetch="indices"),
+      # Round 4: D in 4- or 8-wide chunks on one warp, so that a row's chunk sits in one lane
+      # (a 16-byte vector) and the sum over D stays in the lane: no layout change before the
+      # store, so maybe no shared memory and a full-size L1 for Y's rows (D <= 128 only: the
+      # chunks are unrolled).
+      "w1-d4-nnz32": replace(base, num_warps=1, block_nnz=32, block_d=4),
+      "w1-d8-nnz32": replace(base, num_warps=1, block_nnz=32, block_d=8),
   }
 
 
@@ -207,6 +213,8 @@ def main() -> None:
         torch_us = _torch_sddmm_us(dense, np.asarray(x), np.asarray(y), working_set, config)
     if args.launches:
       launches = {k: v for k, v in launches.items() if k in args.launches}
+    if op == "sddmm" and width > 128:
+      launches = {k: v for k, v in launches.items() if v.block_d >= 16}
     for name, launch in launches.items():
       record = {"op": op, "shape": shape, "sparsity": sparsity, "width": width, "launch": name,
                 "config": dataclasses.asdict(launch), "torch_us": torch_us}
