@@ -6,6 +6,8 @@ Used by attention_bench.py, attention_mgpu_bench.py and bsr_mgpu_bench.py.
 
 from __future__ import annotations
 
+import json
+import pathlib
 import time
 import traceback
 from typing import Any, Callable
@@ -86,3 +88,13 @@ class CompiledLoop:
     timer = self.timer.with_operands([operands])
     output = timer.run_once()
     return timer.measure(config), output
+
+
+def write_probe(outdir: pathlib.Path, stem: str, title: str, meta: dict, records: list[dict],
+                table: list[str]) -> None:
+  """A probe's outputs so far: OUTDIR/<stem>.jsonl (``meta`` then one record per launch) and
+  OUTDIR/<stem>.md (``title`` with the device and date, ``meta`` as a list, the table rows)."""
+  (outdir / f"{stem}.jsonl").write_text("\n".join(json.dumps(r) for r in [meta] + records) + "\n")
+  (outdir / f"{stem}.md").write_text(
+      f"# {title} ({meta['devices'][0]}, {meta['date'][:10]})\n\n"
+      + "\n".join(f"- {k}: {v}" for k, v in meta.items()) + "\n\n" + "\n".join(table) + "\n")

@@ -1,6 +1,7 @@
 """Which launch of the Pallas CSR SpMM and SDDMM is fastest? Times launch variants side by side
-on 4096x4096 uniform random, float32 (round 1: ``prefetch`` modes and Triton's pipeliner; round
-2: one or two warps a program).
+on 4096x4096 uniform random, float32 (round 1: ``prefetch`` modes and Triton's pipeliner, the
+latter through a private hook that marked every loop ``tt.num_stages``, removed after the round:
+see 7d01dac; round 2: one or two warps a program).
 
 Round 2's reason: XLA launches a kernel that asks for dynamic shared memory with
 ``CU_FUNC_CACHE_PREFER_SHARED``, which leaves ~23 KB of L1 on an H100/H200 (Nsight Compute:
@@ -38,7 +39,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import timing  # noqa: E402
-from experiments.gpu_checks import structured_bench  # noqa: E402
+from experiments.gpu_checks import bench_common, structured_bench  # noqa: E402
 from pallas_kernels import csr_sddmm, csr_spmm  # noqa: E402
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -83,35 +84,6 @@ def sddmm_launches(inner: int, nse: int) -> dict[str, csr_sddmm.SddmmConfig]:
       "w1-d4-nnz32": replace(base, num_warps=1, block_nnz=32, block_d=4),
       "w1-d8-nnz32": replace(base, num_warps=1, block_nnz=32, block_d=8),
   }
-
-
-_PIPELINE = {"stages": 0}
-
-
-def _install_loop_pipelining() -> None:
-  """While ``_PIPELINE["stages"]`` is set, every ``scf.for`` of a Pallas Triton module gets the
-  ``tt.num_stages`` attribute, which makes Triton's pipeliner take loops without a ``dot``
-  (jax 0.11.2 private hook; probe only)."""
-  from jax._src.lib.mlir import ir
-  from jax._src.pallas.triton import pallas_call_registration as registration
-  lower = registration.lowering.lower_jaxpr_to_triton_module
-
-  def mark(operation):
-    for region in operation.regions:
-      for block in region.blocks:
-        for child in block.operations:
-          if child.operation.name == "scf.for":
-            child.operation.attributes["tt.num_stages"] = ir.IntegerAttr.get(
-                ir.IntegerType.get_signless(32), _PIPELINE["stages"])
-          mark(child.operation)
-
-  def lower_and_mark(*args, **kwargs):
-    result = lower(*args, **kwargs)
-    if _PIPELINE["stages"]:
-      mark(result.module.operation)
-    return result
-
-  registration.lowering.lower_jaxpr_to_triton_module = lower_and_mark
 
 
 # Launches of the MiniLM plan: the default and what few-program launches might want instead.
@@ -166,8 +138,6 @@ def main() -> None:
             "\n|---|---|---|---|---|---|---|---|---|---|")
   print(header, flush=True)
   lines, records, start = [header], [], time.monotonic()
-  if not args.smoke:
-    _install_loop_pipelining()
   rng = np.random.default_rng(0)
   matrices = {}
   for op, sparsity, width, shape in plan(args.smoke, args.plan):
@@ -221,7 +191,6 @@ def main() -> None:
       if time.monotonic() - start > args.budget_s:
         record["error"] = "skipped: time budget spent"
       else:
-        _PIPELINE["stages"] = launch.num_stages if name.startswith("triton-") else 0
         try:
           result, out = structured_bench.time_jax(call(launch), timed_operands, working_set,
                                                   config)
@@ -240,11 +209,8 @@ def main() -> None:
               f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
       lines.append(line)
       print(line, flush=True)
-      (args.outdir / "csr_prefetch_probe.jsonl").write_text(
-          "\n".join(json.dumps(r) for r in [meta] + records) + "\n")
-      (args.outdir / "csr_prefetch_probe.md").write_text(
-          f"# CSR prefetch modes ({meta['devices'][0]}, {meta['date'][:10]})\n\n"
-          + "\n".join(f"- {k}: {v}" for k, v in meta.items()) + "\n\n" + "\n".join(lines) + "\n")
+      bench_common.write_probe(args.outdir, "csr_prefetch_probe", "CSR kernel launches", meta,
+                               records, lines)
 
 
 def _torch_spmm_us(dense, b, working_set, config) -> float | None:

@@ -29,7 +29,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from experiments import timing  # noqa: E402
-from experiments.gpu_checks import structured_bench  # noqa: E402
+from experiments.gpu_checks import bench_common, structured_bench  # noqa: E402
 from jsparse._gpu import structured  # noqa: E402
 from jsparse.formats import Tiled  # noqa: E402
 from pallas_kernels import tiled_gather, tiled_spmm  # noqa: E402
@@ -192,11 +192,8 @@ def main() -> None:
               f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
       lines.append(line)
       print(line, flush=True)
-      (args.outdir / "tiled_probe.jsonl").write_text(
-          "\n".join(json.dumps(r) for r in [meta] + records) + "\n")
-      (args.outdir / "tiled_probe.md").write_text(
-          f"# Tiled SpMM launches ({meta['devices'][0]}, {meta['date'][:10]})\n\n"
-          + "\n".join(f"- {k}: {v}" for k, v in meta.items()) + "\n\n" + "\n".join(lines) + "\n")
+      bench_common.write_probe(args.outdir, "tiled_probe", "Tiled SpMM launches", meta, records,
+                               lines)
 
 
 if __name__ == "__main__":
