@@ -86,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--budget-s", type=float, help="start no new case after this many seconds "
                       "(the rest are recorded as skipped; the results are still written)")
   args = parser.parse_args(argv)
+  if args.min_sample_ms is not None and args.min_sample_ms <= 0:
+    parser.error(f"--min-sample-ms must be > 0, got {args.min_sample_ms}")
   args.preset = args.preset or "quick"
   return args
 

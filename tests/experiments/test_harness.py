@@ -204,3 +204,6 @@ def test_shared_lines_are_measured_in_every_case_when_there_are_rounds():
 def test_min_sample_ms_sets_every_timers_sample_length(tmp_path):
   run.main([*TINY, "--lines", "dense-fp32", "--min-sample-ms", "7", "--out", str(tmp_path)])
   assert json.loads((tmp_path / "run.json").read_text())["timing"]["min_sample_s"] == 0.007
+
+  with pytest.raises(SystemExit):
+    run.parse_args([*TINY, "--min-sample-ms", "0"])

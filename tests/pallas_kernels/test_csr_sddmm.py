@@ -82,6 +82,8 @@ def test_bad_arguments_name_the_argument():
                         interpret=True)
   with pytest.raises(ValueError, match="block_d must be a power of two"):
     csr_sddmm.SddmmConfig(block_d=6)
+  with pytest.raises(ValueError, match="SddmmConfig.prefetch must be one of"):
+    csr_sddmm.SddmmConfig(prefetch="both")
 
 
 @pytest.mark.parametrize("prefetch,inner", [("indices", 16), ("tile", 16), ("tile", 40)],

@@ -128,6 +128,8 @@ def test_bad_arguments_name_the_argument():
     csr_spmm.kernel_fn(data, cols, offsets, b.astype(jnp.bfloat16), num_rows=2, interpret=True)
   with pytest.raises(ValueError, match="block_n must be a power of two"):
     csr_spmm.SpmmConfig(block_n=24)
+  with pytest.raises(ValueError, match="SpmmConfig.prefetch must be one of"):
+    csr_spmm.SpmmConfig(prefetch="both")
 
 
 @pytest.mark.skipif(not cases.INTERPRET, reason="interpret mode only (a GPU leaves memory as is)")
