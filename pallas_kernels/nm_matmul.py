@@ -59,7 +59,10 @@ class NmMatmulConfig:
   ``position_dots`` (block_k / m a power of two >= 16): the expansion as m per-position tiles and
   m dots (see the module docstring); for prefill.
   ``prefetch`` (with either of the two): step k + 1's values and positions are loaded before step
-  k's arithmetic, carried in the loop (Triton's pipelining covers ``dot`` operands only)."""
+  k's arithmetic, carried in the loop (Triton's pipelining covers ``dot`` operands only).
+  ``paired_values`` (``position_dots``, n = 2, 16-bit values): a group's two values are read as
+  one uint32 word ([block_m, block_k / m] words a step, one contiguous load) and split with a
+  shift, a truncation and a bitcast, instead of two loads with stride 2 of 16-bit values."""
 
   block_m: int = 64
   block_k: int = 128
@@ -69,6 +72,7 @@ class NmMatmulConfig:
   gather_column: bool = False
   position_dots: bool = False
   prefetch: bool = False
+  paired_values: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -86,6 +90,8 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
     return f"gather_column needs n a power of two for the Triton backend, got n={n}"
   if config.gather_column and config.position_dots:
     return "gather_column and position_dots exclude each other"
+  if config.paired_values and (n != 2 or not config.position_dots):
+    return f"paired_values needs n=2 and position_dots, got n={n}"
   if config.gather_column:  # no dot: powers of two only (Triton's tensor shapes)
     for name in ("block_m", "block_k", "block_n"):
       if not _common.is_power_of_two(getattr(config, name)):
@@ -141,6 +147,10 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     raise ValueError("config.gather_column and config.position_dots exclude each other")
   if config.prefetch and not (config.gather_column or config.position_dots):
     raise ValueError("config.prefetch needs config.gather_column or config.position_dots")
+  if config.paired_values and (n != 2 or not config.position_dots or data.dtype.itemsize != 2):
+    raise ValueError(f"config.paired_values needs n=2, config.position_dots and 16-bit values, "
+                     f"got n={n}, position_dots={config.position_dots}, data {data.dtype}")
+  value_dtype = data.dtype
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
   position_mask = (1 << bits) - 1
@@ -167,7 +177,9 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   words_per_row = indices.shape[1]
   if flat_indices:
     indices = indices.reshape(-1)
-  precision = _common.dot_precision(data.dtype)
+  precision = _common.dot_precision(value_dtype)
+  if config.paired_values:  # one uint32 word a group: slot 0 in the low half (little-endian)
+    data = jax.lax.bitcast_convert_type(data.reshape(padded_rows, -1, 2), jnp.uint32)
 
   def kernel(data_ref, indices_ref, dense_ref, out_ref):
     row_tile, col_tile = pl.program_id(0), pl.program_id(1)
@@ -252,8 +264,13 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       """The step's values (n [block_m, groups] arrays, one per slot) and positions as stored:
       each group's packed word [block_m, groups] (read at a computed flat index), or n byte
       arrays."""
-      values = tuple(data_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
-                     for slot in range(n))
+      if config.paired_values:
+        words = data_ref[rows, pl.ds(k_tile * groups, groups)]
+        values = tuple(jax.lax.bitcast_convert_type(half.astype(jnp.uint16), value_dtype)
+                       for half in (words & 0xFFFF, words >> 16))
+      else:
+        values = tuple(data_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
+                       for slot in range(n))
       if not flat_indices:
         return values, tuple(
             indices_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
@@ -279,7 +296,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       [block_m, groups] times X's rows p, p + m, ... of the step [groups, block_n]."""
       values, stored = loaded
       where = slot_positions(stored)
-      zero = jnp.zeros((), data_ref.dtype)
+      zero = jnp.zeros((), value_dtype)
       columns = pl.ds(col_tile * block_n, block_n)
       for position in range(m):
         # At most one slot of a group holds each position: one select a slot, no adds.
@@ -327,7 +344,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       acc = jax.lax.fori_loop(first, last, accumulate, acc)
     out_ref[...] = acc.astype(out_ref.dtype)
 
-  out_shape, out_spec = _common.split_k_output((padded_rows, num_padded_n), data.dtype,
+  out_shape, out_spec = _common.split_k_output((padded_rows, num_padded_n), value_dtype,
                                                num_splits, (block_m, block_n))
   whole = pl.no_block_spec
   out = pl.pallas_call(
@@ -341,7 +358,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       interpret=interpret,
       name="jsparse_nm_matmul",
   )(data, indices, dense)
-  return _common.sum_splits(out, data.dtype)[:num_rows, :num_n]
+  return _common.sum_splits(out, value_dtype)[:num_rows, :num_n]
 
 
 def reference_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *,

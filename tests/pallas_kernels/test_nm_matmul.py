@@ -176,6 +176,31 @@ def test_position_dots(n, m, packed, prefetch):
                         indices_packed=packed)
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, pytest.param(jnp.float16,
+                                                                marks=pytest.mark.slow)],
+                         ids=lambda d: jnp.dtype(d).name)
+def test_position_dots_paired_values(dtype):
+  # A group's two 16-bit values read as one uint32 word and split in registers; ragged rows and
+  # K (K = 200: 4 steps of 64 over 3 splits), an empty row, N = 20 over two column tiles.
+  rng = np.random.default_rng()
+  values = cases.random_values(rng, (40, 200), dtype)
+  values[5] = 0
+  matrix = jsparse.NM.fromdense(jnp.asarray(values, dtype), n=2, m=4)
+  dense64 = np.asarray(matrix.todense().astype(jnp.float32), np.float64)
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=16, num_splits=3,
+                                    position_dots=True, prefetch=True, paired_values=True)
+  b, b64 = cases.dense_operand(rng, (200, 20), dtype)
+  out = nm_matmul.kernel_fn(matrix.data, matrix.packed_indices, b, shape=matrix.shape, nm=(2, 4),
+                            config=config, indices_packed=True, interpret=cases.INTERPRET)
+  cases.check_spmm(out, dense64, b, b64, dtype)
+  assert nm_matmul.gpu_supported((2, 4), config) is True
+  assert "n=3" in nm_matmul.gpu_supported((3, 8), config)
+  with pytest.raises(ValueError, match="paired_values needs n=2, config.position_dots and 16-bit"):
+    nm_matmul.kernel_fn(matrix.data.astype(jnp.float32), matrix.packed_indices,
+                        b.astype(jnp.float32), shape=matrix.shape, nm=(2, 4), config=config,
+                        indices_packed=True)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not cases.INTERPRET, reason="m = 3 needs a tile of 6 columns: interpret only")
 def test_non_power_of_two_group_in_interpret_mode():

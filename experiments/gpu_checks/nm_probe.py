@@ -1,0 +1,148 @@
+"""Which launch of the 2:4 per-position-dot kernel is fastest for decoding with several columns
+(N = 8, 16)? Times named changes of the default launch side by side with dense ``jnp.dot``, in
+one run.
+
+For every weight shape and N (2:4 bfloat16, random values, packed positions): the launch
+``jsparse._gpu.structured.nm_config`` picks, then each named change of it (``CHANGES``), split-K
+recomputed for the new tiles as the default launch computes it; every result is checked against
+a float32 product of the same (rounded) weights before it is timed. Timing is
+``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
+
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--smoke]
+
+Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
+as it goes; launches past the budget are listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import pathlib
+import sys
+import time
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from experiments import timing  # noqa: E402
+from experiments.gpu_checks import bench_common, structured_bench  # noqa: E402
+from jsparse._gpu import structured  # noqa: E402
+from jsparse.formats import NM  # noqa: E402
+from jsparse.formats.layout import SparseLayout  # noqa: E402
+from pallas_kernels import nm_matmul  # noqa: E402
+
+BF16 = jnp.bfloat16
+
+# name -> changes of the default launch (split-K recomputed afterwards).
+CHANGES: dict[str, dict] = {
+    "default": {},
+    "k128": dict(block_k=128),
+    "k256": dict(block_k=256),
+    "k256-m32": dict(block_m=32, block_k=256),
+    "k128-m128-w8": dict(block_m=128, block_k=128, num_warps=8),
+    "k256-w8": dict(block_k=256, num_warps=8),
+    "paired": dict(paired_values=True),
+    "paired-k128": dict(paired_values=True, block_k=128),
+    "paired-k256": dict(paired_values=True, block_k=256),
+    "paired-k256-m32": dict(paired_values=True, block_m=32, block_k=256),
+    "paired-k128-m128-w8": dict(paired_values=True, block_m=128, block_k=128, num_warps=8),
+    "paired-k256-w8": dict(paired_values=True, block_k=256, num_warps=8),
+    "paired-k256-no-prefetch": dict(paired_values=True, block_k=256, prefetch=False),
+    "paired-k256-s2": dict(paired_values=True, block_k=256, num_stages=2),
+}
+
+
+def launch(shape: tuple[int, int], n: int, name: str) -> nm_matmul.NmMatmulConfig:
+  config = dataclasses.replace(
+      structured.nm_config(SparseLayout("nm", shape, nm=(2, 4)), n), **CHANGES[name])
+  return dataclasses.replace(config, num_splits=structured.decode_splits(
+      -(-shape[0] // config.block_m), -(-shape[1] // config.block_k)))
+
+
+def plan(smoke: bool) -> list[tuple[tuple[int, int], int, list[str]]]:
+  """(shape, N, launch names) in priority order."""
+  if smoke:
+    return [((64, 512), 16, ["default", "paired", "paired-k256"])]
+  wide, square, tall = (4096, 14336), (4096, 4096), (14336, 4096)
+  every = list(CHANGES)
+  return [(shape, n, every) for n in (16, 8) for shape in (wide, tall, square)]
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("outdir", type=pathlib.Path)
+  parser.add_argument("--budget-s", type=float, default=300.0)
+  parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
+  args = parser.parse_args()
+  args.outdir.mkdir(parents=True, exist_ok=True)
+  config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
+  if args.smoke:
+    config = timing.TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0,
+                                 max_inner=1)
+  meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+          "devices": [d.device_kind for d in jax.devices()], "jax": jax.__version__,
+          "timing": "JaxLoopTimer median us", "dtype": "bfloat16", "pattern": "2:4"}
+  print(json.dumps(meta), flush=True)
+  header = ("| W | N | launch | config | us | dense us | dense/this | W GB/s | rel err |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+  print(header, flush=True)
+  lines, records, start, dense_cache = [header], [], time.monotonic(), {}
+  key = jax.random.key(0)
+  matrices = {}
+  for shape, n, names in plan(args.smoke):
+    if shape not in matrices:
+      values = jax.random.normal(jax.random.fold_in(key, shape[0] * 7 + shape[1]), shape)
+      matrix = NM.fromdense(values.astype(BF16), n=2, m=4)
+      matrices = {shape: (matrix, matrix.todense().astype(jnp.float32))}
+    matrix, dense = matrices[shape]
+    x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
+    expected = jnp.dot(dense, x.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
+    weight_bytes = sum(int(a.size) * a.dtype.itemsize
+                       for a in (matrix.data, matrix.packed_indices))
+    working_set = weight_bytes + x.size * 2 + shape[0] * n * 2
+    if (shape, n) not in dense_cache:
+      dense_w = dense.astype(BF16)
+      dense_cache[(shape, n)], _ = structured_bench.time_jax(
+          lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16),
+          (dense_w, x), dense_w.size * 2 + x.size * 2 + shape[0] * n * 2, config)
+      del dense_w
+    dense_us = dense_cache[(shape, n)]["median_us"]
+    for name in names:
+      chosen = launch(shape, n, name)
+      record = {"shape": shape, "n": n, "launch": name, "config": dataclasses.asdict(chosen),
+                "dense": dense_cache[(shape, n)], "weight_bytes": weight_bytes}
+      if time.monotonic() - start > args.budget_s:
+        record["error"] = "skipped: time budget spent"
+      else:
+        fn = lambda a, v, chosen=chosen: nm_matmul.kernel_fn(
+            a.data, a.packed_indices, v, shape=a.shape, nm=(2, 4), config=chosen,
+            indices_packed=True, interpret=args.smoke)
+        try:
+          result, out = structured_bench.time_jax(fn, (matrix, x), working_set, config)
+          record["jsparse"] = result
+          record["rel_err"] = float(jnp.max(jnp.abs(out.astype(jnp.float32) - expected))
+                                    / jnp.max(jnp.abs(expected)))
+        except Exception as error:  # noqa: BLE001 - record and go on
+          record["error"] = f"{type(error).__name__}: {error}"[:400]
+      records.append(record)
+      us = record.get("jsparse", {}).get("median_us")
+      short = {k: v for k, v in record["config"].items()
+               if v != getattr(nm_matmul.NmMatmulConfig, k)}
+      line = (f"| {shape[0]}x{shape[1]} | {n} | {name} | {short} | "
+              f"{'%.1f' % us if us else record.get('error', '-')[:60]} | {dense_us:.1f} | "
+              f"{'%.2fx' % (dense_us / us) if us else '-'} | "
+              f"{'%.0f' % (weight_bytes / us / 1e3) if us else '-'} | "
+              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
+      lines.append(line)
+      print(line, flush=True)
+      bench_common.write_probe(args.outdir, "nm_probe", "2:4 decoding launches", meta, records,
+                               lines)
+
+
+if __name__ == "__main__":
+  main()
