@@ -62,7 +62,11 @@ class NmMatmulConfig:
   k's arithmetic, carried in the loop (Triton's pipelining covers ``dot`` operands only).
   ``paired_values`` (``position_dots``, n = 2, 16-bit values): a group's two values are read as
   one uint32 word ([block_m, block_k / m] words a step, one contiguous load) and split with a
-  shift, a truncation and a bitcast, instead of two loads with stride 2 of 16-bit values."""
+  shift, a truncation and a bitcast, instead of two loads with stride 2 of 16-bit values.
+  ``atomic_splits`` (split-K): every split adds its [block_m, block_n] float32 sums into one
+  zeroed float32 output with atomic adds, instead of writing [num_splits, M, N] partial sums
+  that a second pass adds; the order of the adds, so the last bits of the result, can change
+  from run to run."""
 
   block_m: int = 64
   block_k: int = 128
@@ -73,6 +77,7 @@ class NmMatmulConfig:
   position_dots: bool = False
   prefetch: bool = False
   paired_values: bool = False
+  atomic_splits: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -181,7 +186,10 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   if config.paired_values:  # one uint32 word a group: slot 0 in the low half (little-endian)
     data = jax.lax.bitcast_convert_type(data.reshape(padded_rows, -1, 2), jnp.uint32)
 
-  def kernel(data_ref, indices_ref, dense_ref, out_ref):
+  atomic = config.atomic_splits and num_splits > 1
+
+  def kernel(data_ref, indices_ref, dense_ref, *refs):
+    out_ref = refs[-1]  # with atomic adds, refs[0] is the zeroed input it aliases
     row_tile, col_tile = pl.program_id(0), pl.program_id(1)
     rows = pl.ds(row_tile * block_m, block_m)
     positions = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups, m), 2)
@@ -342,22 +350,36 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       acc, _ = jax.lax.fori_loop(first, last, prefetched, (acc, load(clamp(first))))
     else:
       acc = jax.lax.fori_loop(first, last, accumulate, acc)
-    out_ref[...] = acc.astype(out_ref.dtype)
+    if atomic:
+      plt.atomic_add(out_ref, (rows, pl.ds(col_tile * block_n, block_n)), acc)
+    else:
+      out_ref[...] = acc.astype(out_ref.dtype)
 
-  out_shape, out_spec = _common.split_k_output((padded_rows, num_padded_n), value_dtype,
-                                               num_splits, (block_m, block_n))
   whole = pl.no_block_spec
+  operands, in_specs, aliases = [data, indices, dense], [whole, whole, whole], {}
+  if atomic:
+    out_shape = jax.ShapeDtypeStruct((padded_rows, num_padded_n), jnp.float32)
+    out_spec = whole
+    operands.append(jnp.zeros(out_shape.shape, jnp.float32))
+    in_specs.append(whole)
+    aliases = {3: 0}
+  else:
+    out_shape, out_spec = _common.split_k_output((padded_rows, num_padded_n), value_dtype,
+                                                 num_splits, (block_m, block_n))
   out = pl.pallas_call(
       kernel,
       out_shape=out_shape,
       grid=(padded_rows // block_m, num_padded_n // block_n, num_splits),
-      in_specs=[whole, whole, whole],
+      in_specs=in_specs,
       out_specs=out_spec,
+      input_output_aliases=aliases,
       compiler_params=plt.CompilerParams(num_warps=config.num_warps,
                                          num_stages=config.num_stages),
       interpret=interpret,
       name="jsparse_nm_matmul",
-  )(data, indices, dense)
+  )(*operands)
+  if atomic:
+    return out[:num_rows, :num_n].astype(value_dtype)
   return _common.sum_splits(out, value_dtype)[:num_rows, :num_n]
 
 

@@ -8,6 +8,11 @@ for a profiler to attach to (``csr_profile.sh`` runs it under Nsight Compute).
 
     python3 experiments/gpu_checks/csr_profile.py tiled-gather 4096 14336 [num_warps tile_rows]
 
+    python3 experiments/gpu_checks/csr_profile.py nm-launch 4096 14336 16 paired-k128
+
+``nm-launch``: a 2:4 bfloat16 [M, K] weight times N columns with one of ``nm_probe.CHANGES``'
+launches.
+
 ``tiled-gather``: the tiled-bitmap gather kernel (N = 1, 16 x 64 tiles, 70% sparsity, bfloat16),
 the launch ``jsparse._gpu.structured.tiled_gather_config`` picks, warps and tile rows changed
 if given.
@@ -74,7 +79,26 @@ def tiled_gather_decode(rows: int, cols: int, changes: dict) -> None:
         shape=matrix.shape, config=config))
 
 
+def nm_launch(rows: int, cols: int, n: int, name: str) -> None:
+  from experiments.gpu_checks import nm_probe
+  from jsparse.formats import NM
+  from pallas_kernels import nm_matmul
+  key = jax.random.key(0)
+  weights = jax.random.normal(key, (rows, cols), jnp.float32).astype(jnp.bfloat16)
+  matrix = NM.fromdense(weights, n=2, m=4)
+  x = jax.random.normal(jax.random.fold_in(key, 1), (cols, n)).astype(jnp.bfloat16)
+  config = nm_probe.launch((rows, cols), n, name)
+  print("nm-launch", rows, cols, n, name, config, flush=True)
+  for _ in range(3):
+    jax.block_until_ready(nm_matmul.kernel_fn(
+        matrix.data, matrix.packed_indices, x, shape=matrix.shape, nm=(2, 4), config=config,
+        indices_packed=True))
+
+
 def main() -> None:
+  if sys.argv[1] == "nm-launch":
+    nm_launch(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    return
   if sys.argv[1] == "tiled-gather":
     changes = ({"num_warps": int(sys.argv[4]), "tile_rows": int(sys.argv[5])}
                if len(sys.argv) > 5 else {})

@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -54,23 +54,45 @@ CHANGES: dict[str, dict] = {
     "paired-k256-w8": dict(paired_values=True, block_k=256, num_warps=8),
     "paired-k256-no-prefetch": dict(paired_values=True, block_k=256, prefetch=False),
     "paired-k256-s2": dict(paired_values=True, block_k=256, num_stages=2),
+    # Round 2 (--plan refine): around paired-k128, the best of round 1 (H100, 2026-11-26).
+    "paired-k128-s2": dict(paired_values=True, block_k=128, num_stages=2),
+    "paired-k128-s1": dict(paired_values=True, block_k=128, num_stages=1),
+    "paired-k128-m32": dict(paired_values=True, block_k=128, block_m=32),
+    "paired-k128-w2": dict(paired_values=True, block_k=128, num_warps=2),
+    "paired-k128-splits-x2": dict(paired_values=True, block_k=128, splits_scale=2),
+    "paired-k128-splits-half": dict(paired_values=True, block_k=128, splits_scale=0.5),
+    "paired-k128-atomic": dict(paired_values=True, block_k=128, atomic_splits=True),
+    "paired-k128-atomic-splits-x2": dict(paired_values=True, block_k=128, atomic_splits=True,
+                                         splits_scale=2),
+    "paired-k256-s2-atomic": dict(paired_values=True, block_k=256, num_stages=2,
+                                  atomic_splits=True),
 }
+REFINE = ["default", "paired-k128", "paired-k128-s2", "paired-k128-s1", "paired-k128-m32",
+          "paired-k128-w2", "paired-k128-splits-x2", "paired-k128-splits-half",
+          "paired-k128-atomic", "paired-k128-atomic-splits-x2", "paired-k256-s2",
+          "paired-k256-s2-atomic"]
 
 
 def launch(shape: tuple[int, int], n: int, name: str) -> nm_matmul.NmMatmulConfig:
+  """The default launch for (shape, N) with the named change, split-K recomputed (and scaled by
+  the change's ``splits_scale``)."""
+  changes = dict(CHANGES[name])
+  scale = changes.pop("splits_scale", 1)
   config = dataclasses.replace(
-      structured.nm_config(SparseLayout("nm", shape, nm=(2, 4)), n), **CHANGES[name])
-  return dataclasses.replace(config, num_splits=structured.decode_splits(
-      -(-shape[0] // config.block_m), -(-shape[1] // config.block_k)))
+      structured.nm_config(SparseLayout("nm", shape, nm=(2, 4)), n), **changes)
+  splits = structured.decode_splits(-(-shape[0] // config.block_m),
+                                    -(-shape[1] // config.block_k))
+  return dataclasses.replace(config, num_splits=max(1, int(splits * scale)))
 
 
-def plan(smoke: bool) -> list[tuple[tuple[int, int], int, list[str]]]:
+def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, list[str]]]:
   """(shape, N, launch names) in priority order."""
   if smoke:
-    return [((64, 512), 16, ["default", "paired", "paired-k256"])]
+    return [((64, 512), 16, ["default", "paired", "paired-k256", "paired-k128-atomic"])]
   wide, square, tall = (4096, 14336), (4096, 4096), (14336, 4096)
-  every = list(CHANGES)
-  return [(shape, n, every) for n in (16, 8) for shape in (wide, tall, square)]
+  first_round = list(CHANGES)[:list(CHANGES).index("paired-k128-s2")]
+  names = REFINE if name == "refine" else first_round
+  return [(shape, n, names) for n in (16, 8) for shape in (wide, tall, square)]
 
 
 def main() -> None:
@@ -78,6 +100,8 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=300.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
+  parser.add_argument("--plan", choices=("sweep", "refine"), default="sweep",
+                      help="round 1's launches, or round 2's around paired-k128")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
@@ -94,7 +118,7 @@ def main() -> None:
   lines, records, start, dense_cache = [header], [], time.monotonic(), {}
   key = jax.random.key(0)
   matrices = {}
-  for shape, n, names in plan(args.smoke):
+  for shape, n, names in plan(args.smoke, args.plan):
     if shape not in matrices:
       values = jax.random.normal(jax.random.fold_in(key, shape[0] * 7 + shape[1]), shape)
       matrix = NM.fromdense(values.astype(BF16), n=2, m=4)

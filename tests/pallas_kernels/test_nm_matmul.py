@@ -176,19 +176,21 @@ def test_position_dots(n, m, packed, prefetch):
                         indices_packed=packed)
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16, pytest.param(jnp.float16,
-                                                                marks=pytest.mark.slow)],
-                         ids=lambda d: jnp.dtype(d).name)
-def test_position_dots_paired_values(dtype):
+@pytest.mark.parametrize("dtype,atomic", [
+    (jnp.bfloat16, True), pytest.param(jnp.float16, False, marks=pytest.mark.slow)],
+    ids=["bfloat16-atomic-splits", "float16"])
+def test_position_dots_paired_values(dtype, atomic):
   # A group's two 16-bit values read as one uint32 word and split in registers; ragged rows and
-  # K (K = 200: 4 steps of 64 over 3 splits), an empty row, N = 20 over two column tiles.
+  # K (K = 200: 4 steps of 64 over 3 splits, the last empty), an empty row, N = 20 over two
+  # column tiles; the splits' sums added atomically into one output, or as partial sums.
   rng = np.random.default_rng()
   values = cases.random_values(rng, (40, 200), dtype)
   values[5] = 0
   matrix = jsparse.NM.fromdense(jnp.asarray(values, dtype), n=2, m=4)
   dense64 = np.asarray(matrix.todense().astype(jnp.float32), np.float64)
   config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=16, num_splits=3,
-                                    position_dots=True, prefetch=True, paired_values=True)
+                                    position_dots=True, prefetch=True, paired_values=True,
+                                    atomic_splits=atomic)
   b, b64 = cases.dense_operand(rng, (200, 20), dtype)
   out = nm_matmul.kernel_fn(matrix.data, matrix.packed_indices, b, shape=matrix.shape, nm=(2, 4),
                             config=config, indices_packed=True, interpret=cases.INTERPRET)
