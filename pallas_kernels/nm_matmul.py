@@ -63,6 +63,9 @@ class NmMatmulConfig:
   ``paired_values`` (``position_dots``, n = 2, 16-bit values): a group's two values are read as
   one uint32 word ([block_m, block_k / m] words a step, one contiguous load) and split with a
   shift, a truncation and a bitcast, instead of two loads with stride 2 of 16-bit values.
+  ``joined_tile`` (``position_dots``, m a power of two): the m per-position tiles interleaved
+  with joins into W's dense [block_m, block_k] tile, multiplied by X's step rows in one dot (X
+  read contiguously, a direct ``dot`` operand), instead of m dots of K = block_k / m.
   ``atomic_splits`` (split-K): every split adds its [block_m, block_n] float32 sums into one
   zeroed float32 output with atomic adds, instead of writing [num_splits, M, N] partial sums
   that a second pass adds; the order of the adds, so the last bits of the result, can change
@@ -77,6 +80,7 @@ class NmMatmulConfig:
   position_dots: bool = False
   prefetch: bool = False
   paired_values: bool = False
+  joined_tile: bool = False
   atomic_splits: bool = False
   num_warps: int = 4
   num_stages: int = 3
@@ -97,6 +101,8 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
     return "gather_column and position_dots exclude each other"
   if config.paired_values and (n != 2 or not config.position_dots):
     return f"paired_values needs n=2 and position_dots, got n={n}"
+  if config.joined_tile and not config.position_dots:
+    return "joined_tile needs position_dots"
   if config.gather_column:  # no dot: powers of two only (Triton's tensor shapes)
     for name in ("block_m", "block_k", "block_n"):
       if not _common.is_power_of_two(getattr(config, name)):
@@ -155,6 +161,8 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   if config.paired_values and (n != 2 or not config.position_dots or data.dtype.itemsize != 2):
     raise ValueError(f"config.paired_values needs n=2, config.position_dots and 16-bit values, "
                      f"got n={n}, position_dots={config.position_dots}, data {data.dtype}")
+  if config.joined_tile and not config.position_dots:
+    raise ValueError("config.joined_tile needs config.position_dots")
   value_dtype = data.dtype
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
@@ -299,27 +307,50 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       return [((codes >> (slot * bits)) & position_mask).astype(jnp.int32)
               for slot in range(n)]
 
-    def position_products(k_tile, loaded, acc):
-      """``acc`` plus the step's product as m dots: W's values at in-group position p
-      [block_m, groups] times X's rows p, p + m, ... of the step [groups, block_n]."""
+    def position_tiles(loaded):
+      """m [block_m, groups] tiles: W's values at in-group position p of each group."""
       values, stored = loaded
       where = slot_positions(stored)
       zero = jnp.zeros((), value_dtype)
-      columns = pl.ds(col_tile * block_n, block_n)
+      tiles = []
       for position in range(m):
-        # At most one slot of a group holds each position: one select a slot, no adds.
+        # At most one slot of a group holds each position: one select a slot, no adds. Positions
+        # strictly increase within a group (the format's invariant), so slot s holds one of
+        # s ... m - n + s: other slots are not compared.
         tile = zero
-        for slot in range(n):
+        for slot in range(max(0, position - (m - n)), min(n, position + 1)):
           tile = jnp.where(where[slot] == position, values[slot], tile)
+        tiles.append(tile)
+      return tiles
+
+    def position_products(k_tile, loaded, acc):
+      """``acc`` plus the step's product as m dots: W's values at in-group position p
+      [block_m, groups] times X's rows p, p + m, ... of the step [groups, block_n]."""
+      columns = pl.ds(col_tile * block_n, block_n)
+      for position, tile in enumerate(position_tiles(loaded)):
         rhs = dense_ref[pl.ds(k_tile * block_k + position, groups, stride=m), columns]
         acc = acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
       return acc
+
+    def joined_products(k_tile, loaded, acc):
+      """``acc`` plus the step's product as one dot: the m per-position tiles interleaved into
+      W's dense [block_m, block_k] tile (joins, no reshape across threads) times X's
+      [block_k, block_n] rows of the step."""
+      def interleave(tiles):  # flat index 2f + j of join(evens, odds) is tiles[2f + j]
+        if len(tiles) == 1:
+          return tiles[0]
+        return jnp.stack([interleave(tiles[0::2]), interleave(tiles[1::2])], axis=-1)
+      tile = interleave(position_tiles(loaded)).reshape(block_m, block_k)
+      rhs = dense_ref[pl.ds(k_tile * block_k, block_k), pl.ds(col_tile * block_n, block_n)]
+      return acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
+
+    position_step = joined_products if config.joined_tile else position_products
 
     def accumulate(k_tile, acc):
       if config.gather_column:
         return gather_products(k_tile, gather_loads(k_tile), acc)
       if config.position_dots:
-        return position_products(k_tile, position_loads(k_tile), acc)
+        return position_step(k_tile, position_loads(k_tile), acc)
       k_rows = pl.ds(k_tile * block_k, block_k)
       if block_n == 1:
         column = dense_ref[k_rows, col_tile].astype(jnp.float32)
@@ -339,7 +370,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       # latency overlaps it; the last step reloads a valid step, unused. An empty split range
       # (first > last) runs no step.
       load, products = ((gather_loads, gather_products) if config.gather_column
-                        else (position_loads, position_products))
+                        else (position_loads, position_step))
       clamp = lambda k_tile: jnp.minimum(k_tile, num_steps - 1)  # noqa: E731
 
       def prefetched(k_tile, carry):

@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -67,6 +67,22 @@ CHANGES: dict[str, dict] = {
     "paired-k256-s2-atomic": dict(paired_values=True, block_k=256, num_stages=2,
                                   atomic_splits=True),
 }
+# Round 3 (--plan joined): the per-position tiles joined into one dense tile, one dot a step.
+JOINED = dict(paired_values=True, joined_tile=True)
+CHANGES.update({
+    "joined-k128": dict(JOINED, block_k=128),
+    "joined-k128-s2": dict(JOINED, block_k=128, num_stages=2),
+    "joined-k128-w2": dict(JOINED, block_k=128, num_warps=2),
+    "joined-k128-no-prefetch": dict(JOINED, block_k=128, prefetch=False),
+    "joined-k128-splits-half": dict(JOINED, block_k=128, splits_scale=0.5),
+    "joined-k256": dict(JOINED, block_k=256),
+    "joined-k256-s2": dict(JOINED, block_k=256, num_stages=2),
+    "joined-k64": dict(JOINED, block_k=64),
+    "joined-k128-m128-w8": dict(JOINED, block_k=128, block_m=128, num_warps=8),
+    "joined-k128-m32": dict(JOINED, block_k=128, block_m=32),
+})
+JOINED_PLAN = ["paired-k128", "paired-k128-s2", "paired-k128-splits-half"] + [
+    key for key in CHANGES if key.startswith("joined-")]
 REFINE = ["default", "paired-k128", "paired-k128-s2", "paired-k128-s1", "paired-k128-m32",
           "paired-k128-w2", "paired-k128-splits-x2", "paired-k128-splits-half",
           "paired-k128-atomic", "paired-k128-atomic-splits-x2", "paired-k256-s2",
@@ -88,10 +104,11 @@ def launch(shape: tuple[int, int], n: int, name: str) -> nm_matmul.NmMatmulConfi
 def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, list[str]]]:
   """(shape, N, launch names) in priority order."""
   if smoke:
-    return [((64, 512), 16, ["default", "paired", "paired-k256", "paired-k128-atomic"])]
+    return [((64, 512), 16, ["default", "paired", "paired-k256", "paired-k128-atomic",
+                             "joined-k128"])]
   wide, square, tall = (4096, 14336), (4096, 4096), (14336, 4096)
   first_round = list(CHANGES)[:list(CHANGES).index("paired-k128-s2")]
-  names = REFINE if name == "refine" else first_round
+  names = {"refine": REFINE, "joined": JOINED_PLAN}.get(name, first_round)
   return [(shape, n, names) for n in (16, 8) for shape in (wide, tall, square)]
 
 
@@ -100,8 +117,9 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=300.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("sweep", "refine"), default="sweep",
-                      help="round 1's launches, or round 2's around paired-k128")
+  parser.add_argument("--plan", choices=("sweep", "refine", "joined"), default="sweep",
+                      help="round 1's launches, round 2's around paired-k128, or round 3's "
+                      "joined tiles")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)

@@ -149,11 +149,11 @@ def test_gather_columns(packed, prefetch):
       (2, 4), dataclasses.replace(config, block_n=12))
 
 
-@pytest.mark.parametrize("n,m,packed,prefetch", [
-    (2, 4, True, True), pytest.param(2, 4, False, False, marks=pytest.mark.slow),
-    pytest.param(3, 8, True, False, marks=pytest.mark.slow)],
-    ids=["2:4-packed", "2:4-uint8", "3:8-packed"])
-def test_position_dots(n, m, packed, prefetch):
+@pytest.mark.parametrize("n,m,packed,prefetch,joined", [
+    (2, 4, True, True, False), pytest.param(2, 4, False, False, False, marks=pytest.mark.slow),
+    pytest.param(3, 8, True, False, False, marks=pytest.mark.slow), (3, 8, False, True, True)],
+    ids=["2:4-packed", "2:4-uint8", "3:8-packed", "3:8-uint8-joined"])
+def test_position_dots(n, m, packed, prefetch, joined):
   # Prefill's expansion as m per-position dots: ragged rows and K (K = 200 pads to 4 steps of
   # 64 for 2:4, over 3 splits of 2 steps, the last empty; 2 steps of 128 for 3:8, whose 9-bit
   # groups pack 2 a word), N = 20 over two column tiles.
@@ -161,7 +161,7 @@ def test_position_dots(n, m, packed, prefetch):
   matrix, dense64 = _nm_case(rng, (40, 200 if m == 4 else 256), n, m, jnp.bfloat16)
   indices = matrix.packed_indices if packed else matrix.indices
   config = nm_matmul.NmMatmulConfig(block_m=16, block_k=16 * m, block_n=16, num_splits=3,
-                                    position_dots=True, prefetch=prefetch)
+                                    position_dots=True, prefetch=prefetch, joined_tile=joined)
   b, b64 = cases.dense_operand(rng, (matrix.shape[1], 20), jnp.bfloat16)
   out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(n, m),
                             config=config, indices_packed=packed, interpret=cases.INTERPRET)
@@ -176,13 +176,15 @@ def test_position_dots(n, m, packed, prefetch):
                         indices_packed=packed)
 
 
-@pytest.mark.parametrize("dtype,atomic", [
-    (jnp.bfloat16, True), pytest.param(jnp.float16, False, marks=pytest.mark.slow)],
-    ids=["bfloat16-atomic-splits", "float16"])
-def test_position_dots_paired_values(dtype, atomic):
+@pytest.mark.parametrize("dtype,atomic,joined", [
+    (jnp.bfloat16, True, True), pytest.param(jnp.float16, False, False, marks=pytest.mark.slow),
+    pytest.param(jnp.bfloat16, False, True, marks=pytest.mark.slow)],
+    ids=["bfloat16-atomic-splits-joined", "float16", "bfloat16-joined"])
+def test_position_dots_paired_values(dtype, atomic, joined):
   # A group's two 16-bit values read as one uint32 word and split in registers; ragged rows and
   # K (K = 200: 4 steps of 64 over 3 splits, the last empty), an empty row, N = 20 over two
-  # column tiles; the splits' sums added atomically into one output, or as partial sums.
+  # column tiles; the splits' sums added atomically into one output, or as partial sums; the
+  # per-position tiles joined into one dense tile and one dot, or m dots.
   rng = np.random.default_rng()
   values = cases.random_values(rng, (40, 200), dtype)
   values[5] = 0
@@ -190,13 +192,15 @@ def test_position_dots_paired_values(dtype, atomic):
   dense64 = np.asarray(matrix.todense().astype(jnp.float32), np.float64)
   config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=16, num_splits=3,
                                     position_dots=True, prefetch=True, paired_values=True,
-                                    atomic_splits=atomic)
+                                    atomic_splits=atomic, joined_tile=joined)
   b, b64 = cases.dense_operand(rng, (200, 20), dtype)
   out = nm_matmul.kernel_fn(matrix.data, matrix.packed_indices, b, shape=matrix.shape, nm=(2, 4),
                             config=config, indices_packed=True, interpret=cases.INTERPRET)
   cases.check_spmm(out, dense64, b, b64, dtype)
   assert nm_matmul.gpu_supported((2, 4), config) is True
   assert "n=3" in nm_matmul.gpu_supported((3, 8), config)
+  assert "joined_tile needs position_dots" in nm_matmul.gpu_supported(
+      (2, 4), nm_matmul.NmMatmulConfig(joined_tile=True))
   with pytest.raises(ValueError, match="paired_values needs n=2, config.position_dots and 16-bit"):
     nm_matmul.kernel_fn(matrix.data.astype(jnp.float32), matrix.packed_indices,
                         b.astype(jnp.float32), shape=matrix.shape, nm=(2, 4), config=config,
