@@ -66,6 +66,11 @@ class NmMatmulConfig:
   ``joined_tile`` (``position_dots``, m a power of two): the m per-position tiles interleaved
   with joins into W's dense [block_m, block_k] tile, multiplied by X's step rows in one dot (X
   read contiguously, a direct ``dot`` operand), instead of m dots of K = block_k / m.
+  ``joined_codes`` (packed positions; ``position_dots`` or ``gather_column``): each of the
+  step's packed words (one contiguous [block_m, block_k / m / g] load, g groups a word) is
+  repeated g times with joins, and the gather's n positions a group joined side by side,
+  instead of a gather of each group's word at a computed address (``position_dots``) or a
+  broadcast over a third axis and a reshape (``gather_column``).
   ``atomic_splits`` (split-K): every split adds its [block_m, block_n] float32 sums into one
   zeroed float32 output with atomic adds, instead of writing [num_splits, M, N] partial sums
   that a second pass adds; the order of the adds, so the last bits of the result, can change
@@ -81,6 +86,7 @@ class NmMatmulConfig:
   prefetch: bool = False
   paired_values: bool = False
   joined_tile: bool = False
+  joined_codes: bool = False
   atomic_splits: bool = False
   num_warps: int = 4
   num_stages: int = 3
@@ -103,6 +109,8 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
     return f"paired_values needs n=2 and position_dots, got n={n}"
   if config.joined_tile and not config.position_dots:
     return "joined_tile needs position_dots"
+  if config.joined_codes and not (config.position_dots or config.gather_column):
+    return "joined_codes needs position_dots or gather_column"
   if config.gather_column:  # no dot: powers of two only (Triton's tensor shapes)
     for name in ("block_m", "block_k", "block_n"):
       if not _common.is_power_of_two(getattr(config, name)):
@@ -125,6 +133,17 @@ def packed_fits(nm: tuple[int, int], config: NmMatmulConfig) -> bool:
   except ValueError:
     return False
   return config.block_k % (nm[1] * per_word) == 0
+
+
+def _interleave(parts: list[jax.Array]) -> jax.Array:
+  """[..., len(parts)] with ``out[..., i] = parts[i]`` built with joins only (Triton keeps a
+  join's new axis in the thread's registers, so no data moves): len(parts) a power of two;
+  ``join(evens, odds)`` puts parts[2f + j] at flat index 2f + j."""
+  if len(parts) == 1:
+    return parts[0][..., None]
+  evens, odds = _interleave(parts[0::2]), _interleave(parts[1::2])
+  joined = jnp.stack([evens, odds], axis=-1)
+  return joined.reshape(*joined.shape[:-2], len(parts))
 
 
 def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: tuple[int, int],
@@ -163,6 +182,10 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
                      f"got n={n}, position_dots={config.position_dots}, data {data.dtype}")
   if config.joined_tile and not config.position_dots:
     raise ValueError("config.joined_tile needs config.position_dots")
+  if config.joined_codes and not (config.position_dots or config.gather_column):
+    raise ValueError("config.joined_codes needs config.position_dots or config.gather_column")
+  if config.joined_codes and not indices_packed:
+    raise ValueError("config.joined_codes needs packed positions (indices_packed=True)")
   value_dtype = data.dtype
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
@@ -186,7 +209,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   if config.gather_column:
     dense = dense.reshape(-1)  # gathered by flat index: row * num_padded_n + column
   # position_dots reads each group's word at a computed flat index (no in-register reshape).
-  flat_indices = indices_packed and config.position_dots
+  flat_indices = indices_packed and config.position_dots and not config.joined_codes
   words_per_row = indices.shape[1]
   if flat_indices:
     indices = indices.reshape(-1)
@@ -205,6 +228,11 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     def packed_words(k_tile):
       """[block_m, groups / per_word] uint32 words of the step's positions."""
       return indices_ref[rows, pl.ds(k_tile * (groups // per_word), groups // per_word)]
+
+    def repeat_words(words):
+      """[block_m, groups / per_word] words -> [block_m, groups], each repeated per_word times
+      (joins)."""
+      return _interleave([words] * per_word).reshape(block_m, groups)
 
     def packed_codes(k_tile, words=None):
       """[block_m, groups] codes of the step's groups (n positions of ``bits`` bits each)."""
@@ -257,7 +285,12 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       """``acc`` plus [block_m, block_n] float32: the step's kept values times X's entries at
       their columns."""
       values, stored = loaded
-      if indices_packed:
+      if indices_packed and config.joined_codes:
+        group = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups), 1)
+        codes = repeat_words(stored) >> ((group & (per_word - 1)) * (n * bits))
+        where = _interleave([(codes >> (slot * bits)) & position_mask
+                             for slot in range(n)]).reshape(block_m, groups * n)
+      elif indices_packed:
         slot_shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups, n), 2) * bits
         codes = packed_codes(k_tile, stored)
         where = ((codes[:, :, None] >> slot_shifts) & position_mask).reshape(block_m, groups * n)
@@ -287,6 +320,8 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       else:
         values = tuple(data_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
                        for slot in range(n))
+      if config.joined_codes:
+        return values, packed_words(k_tile)
       if not flat_indices:
         return values, tuple(
             indices_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
@@ -300,7 +335,9 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
 
     def slot_positions(stored):
       """n [block_m, groups] int32 arrays: slot s's position in each of the step's groups."""
-      if not flat_indices:
+      if config.joined_codes:
+        stored = repeat_words(stored)
+      elif not flat_indices:
         return [where.astype(jnp.int32) for where in stored]
       group = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 1)
       codes = stored >> ((group & (per_word - 1)) * (n * bits)).astype(jnp.uint32)
@@ -336,11 +373,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       """``acc`` plus the step's product as one dot: the m per-position tiles interleaved into
       W's dense [block_m, block_k] tile (joins, no reshape across threads) times X's
       [block_k, block_n] rows of the step."""
-      def interleave(tiles):  # flat index 2f + j of join(evens, odds) is tiles[2f + j]
-        if len(tiles) == 1:
-          return tiles[0]
-        return jnp.stack([interleave(tiles[0::2]), interleave(tiles[1::2])], axis=-1)
-      tile = interleave(position_tiles(loaded)).reshape(block_m, block_k)
+      tile = _interleave(position_tiles(loaded)).reshape(block_m, block_k)
       rhs = dense_ref[pl.ds(k_tile * block_k, block_k), pl.ds(col_tile * block_n, block_n)]
       return acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
 
