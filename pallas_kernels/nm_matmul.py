@@ -66,15 +66,7 @@ class NmMatmulConfig:
   ``joined_tile`` (``position_dots``, m a power of two): the m per-position tiles interleaved
   with joins into W's dense [block_m, block_k] tile, multiplied by X's step rows in one dot (X
   read contiguously, a direct ``dot`` operand), instead of m dots of K = block_k / m.
-  ``joined_codes`` (packed positions; ``position_dots`` or ``gather_column``): each of the
-  step's packed words (one contiguous [block_m, block_k / m / g] load, g groups a word) is
-  repeated g times with joins, and the gather's n positions a group joined side by side,
-  instead of a gather of each group's word at a computed address (``position_dots``) or a
-  broadcast over a third axis and a reshape (``gather_column``).
-  ``atomic_splits`` (split-K): every split adds its [block_m, block_n] float32 sums into one
-  zeroed float32 output with atomic adds, instead of writing [num_splits, M, N] partial sums
-  that a second pass adds; the order of the adds, so the last bits of the result, can change
-  from run to run."""
+  """
 
   block_m: int = 64
   block_k: int = 128
@@ -86,8 +78,6 @@ class NmMatmulConfig:
   prefetch: bool = False
   paired_values: bool = False
   joined_tile: bool = False
-  joined_codes: bool = False
-  atomic_splits: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -109,8 +99,6 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
     return f"paired_values needs n=2 and position_dots, got n={n}"
   if config.joined_tile and not config.position_dots:
     return "joined_tile needs position_dots"
-  if config.joined_codes and not (config.position_dots or config.gather_column):
-    return "joined_codes needs position_dots or gather_column"
   if config.gather_column:  # no dot: powers of two only (Triton's tensor shapes)
     for name in ("block_m", "block_k", "block_n"):
       if not _common.is_power_of_two(getattr(config, name)):
@@ -182,10 +170,6 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
                      f"got n={n}, position_dots={config.position_dots}, data {data.dtype}")
   if config.joined_tile and not config.position_dots:
     raise ValueError("config.joined_tile needs config.position_dots")
-  if config.joined_codes and not (config.position_dots or config.gather_column):
-    raise ValueError("config.joined_codes needs config.position_dots or config.gather_column")
-  if config.joined_codes and not indices_packed:
-    raise ValueError("config.joined_codes needs packed positions (indices_packed=True)")
   value_dtype = data.dtype
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
@@ -209,7 +193,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   if config.gather_column:
     dense = dense.reshape(-1)  # gathered by flat index: row * num_padded_n + column
   # position_dots reads each group's word at a computed flat index (no in-register reshape).
-  flat_indices = indices_packed and config.position_dots and not config.joined_codes
+  flat_indices = indices_packed and config.position_dots
   words_per_row = indices.shape[1]
   if flat_indices:
     indices = indices.reshape(-1)
@@ -217,10 +201,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   if config.paired_values:  # one uint32 word a group: slot 0 in the low half (little-endian)
     data = jax.lax.bitcast_convert_type(data.reshape(padded_rows, -1, 2), jnp.uint32)
 
-  atomic = config.atomic_splits and num_splits > 1
-
-  def kernel(data_ref, indices_ref, dense_ref, *refs):
-    out_ref = refs[-1]  # with atomic adds, refs[0] is the zeroed input it aliases
+  def kernel(data_ref, indices_ref, dense_ref, out_ref):
     row_tile, col_tile = pl.program_id(0), pl.program_id(1)
     rows = pl.ds(row_tile * block_m, block_m)
     positions = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups, m), 2)
@@ -228,11 +209,6 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
     def packed_words(k_tile):
       """[block_m, groups / per_word] uint32 words of the step's positions."""
       return indices_ref[rows, pl.ds(k_tile * (groups // per_word), groups // per_word)]
-
-    def repeat_words(words):
-      """[block_m, groups / per_word] words -> [block_m, groups], each repeated per_word times
-      (joins)."""
-      return _interleave([words] * per_word).reshape(block_m, groups)
 
     def packed_codes(k_tile, words=None):
       """[block_m, groups] codes of the step's groups (n positions of ``bits`` bits each)."""
@@ -285,12 +261,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       """``acc`` plus [block_m, block_n] float32: the step's kept values times X's entries at
       their columns."""
       values, stored = loaded
-      if indices_packed and config.joined_codes:
-        group = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups), 1)
-        codes = repeat_words(stored) >> ((group & (per_word - 1)) * (n * bits))
-        where = _interleave([(codes >> (slot * bits)) & position_mask
-                             for slot in range(n)]).reshape(block_m, groups * n)
-      elif indices_packed:
+      if indices_packed:
         slot_shifts = jax.lax.broadcasted_iota(jnp.uint32, (block_m, groups, n), 2) * bits
         codes = packed_codes(k_tile, stored)
         where = ((codes[:, :, None] >> slot_shifts) & position_mask).reshape(block_m, groups * n)
@@ -320,8 +291,6 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       else:
         values = tuple(data_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
                        for slot in range(n))
-      if config.joined_codes:
-        return values, packed_words(k_tile)
       if not flat_indices:
         return values, tuple(
             indices_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
@@ -335,9 +304,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
 
     def slot_positions(stored):
       """n [block_m, groups] int32 arrays: slot s's position in each of the step's groups."""
-      if config.joined_codes:
-        stored = repeat_words(stored)
-      elif not flat_indices:
+      if not flat_indices:
         return [where.astype(jnp.int32) for where in stored]
       group = jax.lax.broadcasted_iota(jnp.int32, (block_m, groups), 1)
       codes = stored >> ((group & (per_word - 1)) * (n * bits)).astype(jnp.uint32)
@@ -414,36 +381,22 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       acc, _ = jax.lax.fori_loop(first, last, prefetched, (acc, load(clamp(first))))
     else:
       acc = jax.lax.fori_loop(first, last, accumulate, acc)
-    if atomic:
-      plt.atomic_add(out_ref, (rows, pl.ds(col_tile * block_n, block_n)), acc)
-    else:
-      out_ref[...] = acc.astype(out_ref.dtype)
+    out_ref[...] = acc.astype(out_ref.dtype)
 
+  out_shape, out_spec = _common.split_k_output((padded_rows, num_padded_n), value_dtype,
+                                               num_splits, (block_m, block_n))
   whole = pl.no_block_spec
-  operands, in_specs, aliases = [data, indices, dense], [whole, whole, whole], {}
-  if atomic:
-    out_shape = jax.ShapeDtypeStruct((padded_rows, num_padded_n), jnp.float32)
-    out_spec = whole
-    operands.append(jnp.zeros(out_shape.shape, jnp.float32))
-    in_specs.append(whole)
-    aliases = {3: 0}
-  else:
-    out_shape, out_spec = _common.split_k_output((padded_rows, num_padded_n), value_dtype,
-                                                 num_splits, (block_m, block_n))
   out = pl.pallas_call(
       kernel,
       out_shape=out_shape,
       grid=(padded_rows // block_m, num_padded_n // block_n, num_splits),
-      in_specs=in_specs,
+      in_specs=[whole, whole, whole],
       out_specs=out_spec,
-      input_output_aliases=aliases,
       compiler_params=plt.CompilerParams(num_warps=config.num_warps,
                                          num_stages=config.num_stages),
       interpret=interpret,
       name="jsparse_nm_matmul",
-  )(*operands)
-  if atomic:
-    return out[:num_rows, :num_n].astype(value_dtype)
+  )(data, indices, dense)
   return _common.sum_splits(out, value_dtype)[:num_rows, :num_n]
 
 

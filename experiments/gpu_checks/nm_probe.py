@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|codes] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -61,11 +61,6 @@ CHANGES: dict[str, dict] = {
     "paired-k128-w2": dict(paired_values=True, block_k=128, num_warps=2),
     "paired-k128-splits-x2": dict(paired_values=True, block_k=128, splits_scale=2),
     "paired-k128-splits-half": dict(paired_values=True, block_k=128, splits_scale=0.5),
-    "paired-k128-atomic": dict(paired_values=True, block_k=128, atomic_splits=True),
-    "paired-k128-atomic-splits-x2": dict(paired_values=True, block_k=128, atomic_splits=True,
-                                         splits_scale=2),
-    "paired-k256-s2-atomic": dict(paired_values=True, block_k=256, num_stages=2,
-                                  atomic_splits=True),
 }
 # Round 3 (--plan joined): the per-position tiles joined into one dense tile, one dot a step.
 JOINED = dict(paired_values=True, joined_tile=True)
@@ -81,30 +76,14 @@ CHANGES.update({
     "joined-k128-m128-w8": dict(JOINED, block_k=128, block_m=128, num_warps=8),
     "joined-k128-m32": dict(JOINED, block_k=128, block_m=32),
 })
-# Round 4 (--plan codes): also the packed words read contiguously and repeated with joins.
-CODES = dict(JOINED, joined_codes=True)
-CHANGES.update({
-    "codes-k128": dict(CODES, block_k=128),
-    "codes-k128-m32": dict(CODES, block_k=128, block_m=32),
-    "codes-k128-w2": dict(CODES, block_k=128, num_warps=2),
-    "codes-k128-m32-w2": dict(CODES, block_k=128, block_m=32, num_warps=2),
-    "codes-k128-splits-half": dict(CODES, block_k=128, splits_scale=0.5),
-    "codes-k256": dict(CODES, block_k=256),
-    "codes-k256-m32": dict(CODES, block_k=256, block_m=32),
-    "codes-k128-m16": dict(CODES, block_k=128, block_m=16),
-    "codes-k128-m32-s2": dict(CODES, block_k=128, block_m=32, num_stages=2),
-})
-# N = 1 (the gather): packed words repeated with joins, positions joined side by side.
-CHANGES["gather-codes"] = dict(joined_codes=True)
-CODES_PLAN = ["joined-k128", "joined-k128-m32"] + [key for key in CHANGES
-                                                   if key.startswith("codes-")]
 JOINED_PLAN = ["paired-k128", "paired-k128-s2", "paired-k128-splits-half"] + [
     key for key in CHANGES if key.startswith("joined-")]
 
+# Round 2 also timed split-K by atomic adds (nm_matmul's atomic_splits at b1be33a, removed:
+# slower on 4096x4096) and round 4 packed words repeated with joins (joined_codes at af30dcb,
+# removed: slower everywhere); see experiments/results/h100-h200-2026-11-26-nm-decode.
 REFINE = ["default", "paired-k128", "paired-k128-s2", "paired-k128-s1", "paired-k128-m32",
-          "paired-k128-w2", "paired-k128-splits-x2", "paired-k128-splits-half",
-          "paired-k128-atomic", "paired-k128-atomic-splits-x2", "paired-k256-s2",
-          "paired-k256-s2-atomic"]
+          "paired-k128-w2", "paired-k128-splits-x2", "paired-k128-splits-half", "paired-k256-s2"]
 
 
 def launch(shape: tuple[int, int], n: int, name: str) -> nm_matmul.NmMatmulConfig:
@@ -122,16 +101,12 @@ def launch(shape: tuple[int, int], n: int, name: str) -> nm_matmul.NmMatmulConfi
 def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, list[str]]]:
   """(shape, N, launch names) in priority order."""
   if smoke:
-    return [((64, 512), 16, ["default", "paired", "paired-k256", "paired-k128-atomic",
-                             "joined-k128", "codes-k128"]),
-            ((64, 512), 1, ["default", "gather-codes"])]
+    return [((64, 512), 16, ["default", "paired", "paired-k256",
+                             "joined-k128"])]
   wide, square, tall = (4096, 14336), (4096, 4096), (14336, 4096)
   first_round = list(CHANGES)[:list(CHANGES).index("paired-k128-s2")]
-  names = {"refine": REFINE, "joined": JOINED_PLAN, "codes": CODES_PLAN}.get(name, first_round)
-  cases = [(shape, n, names) for n in (16, 8) for shape in (wide, tall, square)]
-  if name == "codes":  # and the N = 1 gather with joined codes
-    cases += [(shape, 1, ["default", "gather-codes"]) for shape in (wide, tall, square)]
-  return cases
+  names = {"refine": REFINE, "joined": JOINED_PLAN}.get(name, first_round)
+  return [(shape, n, names) for n in (16, 8) for shape in (wide, tall, square)]
 
 
 def main() -> None:
@@ -139,9 +114,9 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=300.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("sweep", "refine", "joined", "codes"), default="sweep",
+  parser.add_argument("--plan", choices=("sweep", "refine", "joined"), default="sweep",
                       help="round 1's launches, round 2's around paired-k128, or round 3's "
-                      "joined tiles, or round 4's joined codes")
+                      "joined tiles")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)

@@ -87,11 +87,15 @@ GATHER_PRODUCTS = 8192
 GATHER_MAX_N = 16
 # Largest block_k of the per-position-dot decoding launch (m <= 16: 256).
 MAX_POSITION_BLOCK_K = 256
+# K step of the joined-tile decoding launch (n = 2, 16-bit values, m <= 8).
+JOINED_BLOCK_K = 128
 
 
-def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
-  """The N:M launch for N columns of X: gathered decoding (N = 1, n a power of two), per-position
-  dots (other N <= 16, and prefill, N > 32), the expanding dot otherwise."""
+def nm_config(layout: SparseLayout, num_n: int,
+              dtype: Any = jnp.bfloat16) -> nm_matmul.NmMatmulConfig:
+  """The N:M launch for N columns of X (values of ``dtype``): gathered decoding (N = 1, n a
+  power of two), per-position tiles (other N <= 16: joined into one dot for n = 2 and 16-bit
+  values, else m dots; and prefill, N > 32), the expanding dot otherwise."""
   (num_rows, num_k), (n, m) = layout.shape, layout.nm
   position_block_k = max(64, 16 * m)  # per-position dots need block_k / m >= 16
   if num_n <= 32:
@@ -105,6 +109,18 @@ def nm_config(layout: SparseLayout, num_n: int) -> nm_matmul.NmMatmulConfig:
       splits = decode_splits(-(-num_rows // block_m), -(-num_k // block_k))
       return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=block_k, block_n=block_n,
                                       num_splits=splits, gather_column=True)
+    if (2 <= num_n <= GATHER_MAX_N and n == 2 and jnp.dtype(dtype).itemsize == 2
+        and _common.is_power_of_two(m) and JOINED_BLOCK_K // m >= 16):
+      # A group's two values as one uint32 load, the per-position tiles joined into the dense
+      # [32, 128] tile, one dot a step (experiments/results/h100-h200-2026-11-26-nm-decode). 2:4
+      # bf16 N = 8 / 16 on 4096x14336, 14336x4096, 4096x4096, against the 64x64 per-position
+      # dots below: H200 50.7 / 45.4, 50.1 / 48.4, 20.4 / 18.3 us (round 3: 99.8 / 101.0, 104.1
+      # / 102.0, 38.2 / 50.5 in round 2; dense 39-50 and 17-18 us).
+      block_m = 32
+      splits = decode_splits(-(-num_rows // block_m), -(-num_k // JOINED_BLOCK_K))
+      return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=JOINED_BLOCK_K, block_n=16,
+                                      num_splits=splits, position_dots=True, prefetch=True,
+                                      paired_values=True, joined_tile=True)
     if 2 <= num_n <= GATHER_MAX_N and position_block_k <= MAX_POSITION_BLOCK_K:
       # Per-position dots on 64x64 tiles, X padded to 16 columns: 2:4 bf16 N = 8 / 16 on
       # 4096x14336 105 / 105 us, on 4096x4096 (N = 16) 40.1 us, where the gather with several
@@ -190,7 +206,7 @@ def _spmm_bsr(data, col_indices, row_offsets, dense, *, interpret, layout, **unu
 
 def _spmm_nm(data, indices, packed_indices, dense, *, interpret, layout, **unused):
   # The packed positions (built with the matrix) when the launch reads whole words of them.
-  config = nm_config(layout, dense.shape[1])
+  config = nm_config(layout, dense.shape[1], data.dtype)
   packed = packed_indices.shape[-1] > 0 and nm_matmul.packed_fits(layout.nm, config)
   return nm_matmul.kernel_fn(data, packed_indices if packed else indices, dense,
                              shape=layout.shape, nm=layout.nm, config=config,

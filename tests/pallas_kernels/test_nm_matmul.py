@@ -108,17 +108,16 @@ def _ragged_two_four(rng, shape=(24, 100)):
   return matrix, np.asarray(matrix.todense().astype(jnp.float32), np.float64)
 
 
-@pytest.mark.parametrize("packed,joined", [
-    (False, False), pytest.param(True, False, marks=pytest.mark.slow), (True, True)],
-    ids=["uint8", "packed", "packed-joined-codes"])
-def test_gather_column(packed, joined):
+@pytest.mark.parametrize("packed", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["uint8", "packed"])
+def test_gather_column(packed):
   # No expansion: X gathered at each kept value's column. Two columns (one program column
   # each), split-K, an empty row.
   rng = np.random.default_rng()
   matrix, dense64 = _ragged_two_four(rng)
   indices = matrix.packed_indices if packed else matrix.indices
   config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=1, num_splits=2,
-                                    gather_column=True, joined_codes=joined)
+                                    gather_column=True)
   b, b64 = cases.dense_operand(rng, (100, 2), jnp.bfloat16)
   out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
                             config=config, indices_packed=packed, interpret=cases.INTERPRET)
@@ -177,17 +176,14 @@ def test_position_dots(n, m, packed, prefetch, joined):
                         indices_packed=packed)
 
 
-@pytest.mark.parametrize("dtype,atomic,joined", [
-    (jnp.bfloat16, True, True), pytest.param(jnp.float16, False, False, marks=pytest.mark.slow),
-    pytest.param(jnp.bfloat16, False, True, marks=pytest.mark.slow)],
-    ids=["bfloat16-atomic-splits-joined", "float16", "bfloat16-joined"])
-def test_position_dots_paired_values(dtype, atomic, joined):
-  # (joined: the per-position tiles joined into one dot, and the packed words read contiguously
-  # and repeated with joins.)
+@pytest.mark.parametrize("dtype,joined", [
+    (jnp.bfloat16, True), pytest.param(jnp.float16, False, marks=pytest.mark.slow),
+    pytest.param(jnp.float16, True, marks=pytest.mark.slow)],
+    ids=["bfloat16-joined", "float16", "float16-joined"])
+def test_position_dots_paired_values(dtype, joined):
   # A group's two 16-bit values read as one uint32 word and split in registers; ragged rows and
   # K (K = 200: 4 steps of 64 over 3 splits, the last empty), an empty row, N = 20 over two
-  # column tiles; the splits' sums added atomically into one output, or as partial sums; the
-  # per-position tiles joined into one dense tile and one dot, or m dots.
+  # column tiles; the per-position tiles joined into one dense tile and one dot, or m dots.
   rng = np.random.default_rng()
   values = cases.random_values(rng, (40, 200), dtype)
   values[5] = 0
@@ -195,21 +191,15 @@ def test_position_dots_paired_values(dtype, atomic, joined):
   dense64 = np.asarray(matrix.todense().astype(jnp.float32), np.float64)
   config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=16, num_splits=3,
                                     position_dots=True, prefetch=True, paired_values=True,
-                                    atomic_splits=atomic, joined_tile=joined,
-                                    joined_codes=joined)
+                                    joined_tile=joined)
   b, b64 = cases.dense_operand(rng, (200, 20), dtype)
   out = nm_matmul.kernel_fn(matrix.data, matrix.packed_indices, b, shape=matrix.shape, nm=(2, 4),
                             config=config, indices_packed=True, interpret=cases.INTERPRET)
   cases.check_spmm(out, dense64, b, b64, dtype)
   assert nm_matmul.gpu_supported((2, 4), config) is True
   assert "n=3" in nm_matmul.gpu_supported((3, 8), config)
-  assert "joined_codes needs position_dots or gather_column" in nm_matmul.gpu_supported(
-      (2, 4), nm_matmul.NmMatmulConfig(joined_codes=True))
   assert "joined_tile needs position_dots" in nm_matmul.gpu_supported(
       (2, 4), nm_matmul.NmMatmulConfig(joined_tile=True))
-  with pytest.raises(ValueError, match="joined_codes needs packed positions"):
-    nm_matmul.kernel_fn(matrix.data, matrix.indices, b, shape=matrix.shape, nm=(2, 4),
-                        config=dataclasses.replace(config, joined_codes=True))
   with pytest.raises(ValueError, match="paired_values needs n=2, config.position_dots and 16-bit"):
     nm_matmul.kernel_fn(matrix.data.astype(jnp.float32), matrix.packed_indices,
                         b.astype(jnp.float32), shape=matrix.shape, nm=(2, 4), config=config,
@@ -256,8 +246,12 @@ def test_reference_fn_and_config_checks():
                              prefetch=True, num_warps=8),
     nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=16, num_splits=4,
                              position_dots=True),
+    nm_matmul.NmMatmulConfig(block_m=32, block_k=128, block_n=16, num_splits=4,
+                             position_dots=True, prefetch=True, paired_values=True,
+                             joined_tile=True),
 ], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous",
-        "gather-column", "gather-columns", "position-dots", "position-dots-decode"])
+        "gather-column", "gather-columns", "position-dots", "position-dots-decode",
+        "joined-tile-decode"])
 @pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
   struct = jax.ShapeDtypeStruct
@@ -308,3 +302,9 @@ def test_auto_on_cuda_picks_the_packed_launches(num_n):
   config = structured.nm_config(layout, num_n)
   assert nm_matmul.packed_fits((2, 4), config)
   assert config.gather_column == (num_n == 1) and config.position_dots == (num_n > 1)
+  # Decoding with several columns: paired values and one joined tile (16-bit values only).
+  joined = 1 < num_n <= 16
+  assert config.paired_values == joined and config.joined_tile == joined
+  float32 = structured.nm_config(layout, num_n, jnp.float32)
+  assert not float32.paired_values and nm_matmul.gpu_supported((2, 4), float32) is True
+  assert nm_matmul.gpu_supported((2, 4), config) is True
