@@ -1,6 +1,6 @@
 """Which launch of the 2:4 per-position-dot kernel is fastest for decoding with several columns
-(N = 8, 16)? Times named changes of the default launch side by side with dense ``jnp.dot``, in
-one run.
+(N = 8, 16), and for prefill (``--plan prefill``)? Times named changes of the default launch side
+by side with dense ``jnp.dot``, in one run.
 
 For every weight shape and N (2:4 bfloat16, random values, packed positions): the launch
 ``jsparse._gpu.structured.nm_config`` picks, then each named change of it (``CHANGES``), split-K
@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -76,6 +76,20 @@ CHANGES.update({
     "joined-k128-m128-w8": dict(JOINED, block_k=128, block_m=128, num_warps=8),
     "joined-k128-m32": dict(JOINED, block_k=128, block_m=32),
 })
+# Prefill (--plan prefill, N >= 1024): the same two changes on the prefill launch (128 x 64
+# steps, 256 columns, 8 warps): m dots of K = 16 become one of K = block_k.
+CHANGES.update({
+    "pf-paired": dict(paired_values=True),
+    "pf-joined": dict(JOINED),
+    "pf-joined-k128": dict(JOINED, block_k=128),
+    "pf-joined-n128": dict(JOINED, block_n=128),
+    "pf-joined-k128-n128": dict(JOINED, block_k=128, block_n=128),
+    "pf-joined-n128-w4": dict(JOINED, block_n=128, num_warps=4),
+    "pf-joined-s4": dict(JOINED, num_stages=4),
+    "pf-joined-s2": dict(JOINED, num_stages=2),
+    "pf-joined-no-prefetch": dict(JOINED, prefetch=False),
+})
+PREFILL_PLAN = ["default"] + [key for key in CHANGES if key.startswith("pf-")]
 JOINED_PLAN = ["paired-k128", "paired-k128-s2", "paired-k128-splits-half"] + [
     key for key in CHANGES if key.startswith("joined-")]
 
@@ -95,6 +109,8 @@ def launch(shape: tuple[int, int], n: int, name: str) -> nm_matmul.NmMatmulConfi
       structured.nm_config(SparseLayout("nm", shape, nm=(2, 4)), n), **changes)
   splits = structured.decode_splits(-(-shape[0] // config.block_m),
                                     -(-shape[1] // config.block_k))
+  if n > 32:  # prefill: no split-K
+    return config
   return dataclasses.replace(config, num_splits=max(1, int(splits * scale)))
 
 
@@ -102,9 +118,13 @@ def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, l
   """(shape, N, launch names) in priority order."""
   if smoke:
     return [((64, 512), 16, ["default", "paired", "paired-k256",
-                             "joined-k128"])]
+                             "joined-k128"]),
+            ((64, 256), 64, ["default", "pf-joined"])]
   wide, square, tall = (4096, 14336), (4096, 4096), (14336, 4096)
   first_round = list(CHANGES)[:list(CHANGES).index("paired-k128-s2")]
+  if name == "prefill":
+    return [(square, 1024, PREFILL_PLAN), (tall, 1024, PREFILL_PLAN),
+            (square, 4096, PREFILL_PLAN), (wide, 1024, PREFILL_PLAN)]
   names = {"refine": REFINE, "joined": JOINED_PLAN}.get(name, first_round)
   return [(shape, n, names) for n in (16, 8) for shape in (wide, tall, square)]
 
@@ -114,9 +134,9 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=300.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("sweep", "refine", "joined"), default="sweep",
+  parser.add_argument("--plan", choices=("sweep", "refine", "joined", "prefill"), default="sweep",
                       help="round 1's launches, round 2's around paired-k128, or round 3's "
-                      "joined tiles")
+                      "joined tiles, or the prefill launches (N >= 1024)")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
