@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -88,8 +88,17 @@ CHANGES.update({
     "pf-joined-s4": dict(JOINED, num_stages=4),
     "pf-joined-s2": dict(JOINED, num_stages=2),
     "pf-joined-no-prefetch": dict(JOINED, prefetch=False),
+    # Round 2 of prefill (H100 round 1: paired values alone best, 7-24% under the default).
+    "pf-paired-k128": dict(paired_values=True, block_k=128),
+    "pf-paired-s4": dict(paired_values=True, num_stages=4),
+    "pf-paired-k128-s4": dict(paired_values=True, block_k=128, num_stages=4),
+    "pf-paired-k128-s2": dict(paired_values=True, block_k=128, num_stages=2),
+    "pf-paired-n128-w4": dict(paired_values=True, block_n=128, num_warps=4),
+    "pf-paired-m64-w4": dict(paired_values=True, block_m=64, num_warps=4),
 })
-PREFILL_PLAN = ["default"] + [key for key in CHANGES if key.startswith("pf-")]
+PREFILL_PLAN = ["default"] + [key for key in CHANGES
+                             if key.startswith("pf-") and not key.startswith("pf-paired-")]
+PREFILL2_PLAN = ["default", "pf-paired"] + [key for key in CHANGES if key.startswith("pf-paired-")]
 JOINED_PLAN = ["paired-k128", "paired-k128-s2", "paired-k128-splits-half"] + [
     key for key in CHANGES if key.startswith("joined-")]
 
@@ -122,9 +131,10 @@ def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, l
             ((64, 256), 64, ["default", "pf-joined"])]
   wide, square, tall = (4096, 14336), (4096, 4096), (14336, 4096)
   first_round = list(CHANGES)[:list(CHANGES).index("paired-k128-s2")]
-  if name == "prefill":
-    return [(square, 1024, PREFILL_PLAN), (tall, 1024, PREFILL_PLAN),
-            (square, 4096, PREFILL_PLAN), (wide, 1024, PREFILL_PLAN)]
+  if name in ("prefill", "prefill2"):
+    names = PREFILL_PLAN if name == "prefill" else PREFILL2_PLAN
+    return [(square, 1024, names), (tall, 1024, names), (square, 4096, names),
+            (wide, 1024, names)]
   names = {"refine": REFINE, "joined": JOINED_PLAN}.get(name, first_round)
   return [(shape, n, names) for n in (16, 8) for shape in (wide, tall, square)]
 
@@ -134,9 +144,9 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=300.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("sweep", "refine", "joined", "prefill"), default="sweep",
+  parser.add_argument("--plan", choices=("sweep", "refine", "joined", "prefill", "prefill2"), default="sweep",
                       help="round 1's launches, round 2's around paired-k128, or round 3's "
-                      "joined tiles, or the prefill launches (N >= 1024)")
+                      "joined tiles, or the prefill launches (N >= 1024; two rounds)")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
