@@ -95,7 +95,8 @@ def nm_config(layout: SparseLayout, num_n: int,
               dtype: Any = jnp.bfloat16) -> nm_matmul.NmMatmulConfig:
   """The N:M launch for N columns of X (values of ``dtype``): gathered decoding (N = 1, n a
   power of two), per-position tiles (other N <= 16: joined into one dot for n = 2 and 16-bit
-  values, else m dots; and prefill, N > 32), the expanding dot otherwise."""
+  values, else m dots; and prefill, N > 32, m dots, with paired values for n = 2 and 16-bit
+  values), the expanding dot otherwise."""
   (num_rows, num_k), (n, m) = layout.shape, layout.nm
   position_block_k = max(64, 16 * m)  # per-position dots need block_k / m >= 16
   if num_n <= 32:
@@ -138,6 +139,15 @@ def nm_config(layout: SparseLayout, num_n: int,
   # 4096x4096 2:4 bf16 N = 1024: 146.8 us with block_n 256, 220.0 with 128, 345.3 for the
   # reshaped expansion (dense 68.8 us). Prefetch: Triton pipelines X's loads (dot operands), not
   # W's, whose values go through the expansion first (394.8 us without it).
+  if n == 2 and jnp.dtype(dtype).itemsize == 2:
+    # Paired values (one uint32 load a group) on 64-row tiles and four warps. H100 2:4 bf16
+    # (experiments/results/h100-h200-2026-11-26-nm-decode/prefill2-h100): 4096x4096 @ 1024 /
+    # 4096, 14336x4096 and 4096x14336 @ 1024: 99.7 / 331.4, 316.8, 303.2 us against 126.8 /
+    # 450.9, 463.3, 431.0 for the launch below (dense 53.2 / 210.9, 212.0, 179.5). Joining the
+    # per-position tiles into one dot did not pay here (prefill round 1).
+    return nm_matmul.NmMatmulConfig(block_m=64, block_k=position_block_k, block_n=256,
+                                    position_dots=True, prefetch=True, paired_values=True,
+                                    num_warps=4, num_stages=3)
   return nm_matmul.NmMatmulConfig(block_m=128, block_k=position_block_k, block_n=256,
                                   position_dots=True, prefetch=True, num_warps=8, num_stages=3)
 

@@ -249,9 +249,11 @@ def test_reference_fn_and_config_checks():
     nm_matmul.NmMatmulConfig(block_m=32, block_k=128, block_n=16, num_splits=4,
                              position_dots=True, prefetch=True, paired_values=True,
                              joined_tile=True),
+    nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=256, position_dots=True,
+                             prefetch=True, paired_values=True),
 ], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous",
         "gather-column", "gather-columns", "position-dots", "position-dots-decode",
-        "joined-tile-decode"])
+        "joined-tile-decode", "paired-prefill"])
 @pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
   struct = jax.ShapeDtypeStruct
@@ -302,9 +304,10 @@ def test_auto_on_cuda_picks_the_packed_launches(num_n):
   config = structured.nm_config(layout, num_n)
   assert nm_matmul.packed_fits((2, 4), config)
   assert config.gather_column == (num_n == 1) and config.position_dots == (num_n > 1)
-  # Decoding with several columns: paired values and one joined tile (16-bit values only).
+  # Decoding with several columns: paired values and one joined tile; prefill: paired values
+  # (16-bit values only).
   joined = 1 < num_n <= 16
-  assert config.paired_values == joined and config.joined_tile == joined
+  assert config.paired_values == (num_n > 1) and config.joined_tile == joined
   float32 = structured.nm_config(layout, num_n, jnp.float32)
   assert not float32.paired_values and nm_matmul.gpu_supported((2, 4), float32) is True
   assert nm_matmul.gpu_supported((2, 4), config) is True
