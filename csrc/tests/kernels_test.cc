@@ -364,6 +364,48 @@ void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
   Expect(l1 ? tile == l1_tile : tile > l1_tile && tile < cols,
          label + " csr K tile " + std::to_string(tile) + (l1 ? " is L1's " : " is an L2 tile, not ") +
              std::to_string(l1_tile));
+  // A bad index (negative, at or past K; first, last or mid-row) in a matrix of the tiled shape
+  // gives the bad column's message and is not read through (the sanitizer build checks that);
+  // one row out of order (its first and last terms swapped) sends its chunk untiled, with the
+  // right product.
+  {
+    const auto data = ToStorage<Value>(values);
+    auto run = [&](const std::vector<Index>& cols_in, std::vector<Storage>* out) {
+      return CsrSpmm<Value, Index>(executor, data.data(), cols_in.data(), row_offsets.data(), rows,
+                                   cols, values.size(), rhs.data(), n, out->data());
+    };
+    struct Bad {
+      int64_t pos;
+      int64_t value;
+      const char* what;
+    };
+    const int64_t last = static_cast<int64_t>(row_offsets[rows]) - 1;
+    const int64_t middle = (row_offsets[3] + row_offsets[4]) / 2;
+    for (const Bad& bad : {Bad{0, -1, "first index -1"}, Bad{last, cols, "last index = cols"},
+                           Bad{middle, cols + 5, "middle index past cols"},
+                           Bad{middle, -7, "middle index -7"}}) {
+      std::vector<Index> broken = col_indices;
+      broken[bad.pos] = static_cast<Index>(bad.value);
+      auto out = Poisoned<Value>(rows * n);
+      const std::string message = run(broken, &out);
+      const std::string want = "col_indices[" + std::to_string(bad.pos) + "] = " +
+                               std::to_string(bad.value);
+      Expect(message.find(want) != std::string::npos,
+             label + " csr spmm tiled, " + bad.what + ": got '" + message + "'");
+    }
+    std::vector<Index> swapped = col_indices;
+    std::vector<double> swapped_values = values;
+    const int64_t first = row_offsets[5], end = row_offsets[6] - 1;
+    std::swap(swapped[first], swapped[end]);
+    std::swap(swapped_values[first], swapped_values[end]);
+    const auto swapped_data = ToStorage<Value>(swapped_values);
+    auto out = Poisoned<Value>(rows * n);
+    Expect(CsrSpmm<Value, Index>(executor, swapped_data.data(), swapped.data(), row_offsets.data(),
+                                 rows, cols, values.size(), rhs.data(), n, out.data()).empty(),
+           label + " csr spmm tiled, one row's ends swapped, ran");
+    ExpectClose<Value>(out, expected, scale, rtol,
+                       label + " csr spmm tiled, one row's ends swapped, l1=" + std::to_string(l1));
+  }
   for (bool shuffled : {false, true}) {
     if (shuffled) {
       for (int64_t r = 0; r < rows; ++r) {
@@ -386,6 +428,32 @@ void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
     ExpectClose<Value>(out, expected, scale, rtol,
                        label + " csr spmm K-tiled, l1=" + std::to_string(l1) + " shuffled=" + std::to_string(shuffled));
   }
+}
+
+// CsrNumChunks: fewer chunks only where they run K-tiled and would each read B few times over.
+void TestCsrNumChunks() {
+  struct Workers final : Executor {
+    int64_t num_workers() const override { return 1; }
+  } two_threads;
+  // 512 x 2048 at s = 0.7, N = 128 float32 (L1 tiles): B read 153 times over in all, so 9 chunks
+  // instead of 32.
+  const int64_t entries = 314768, work = entries * 128 + 512;
+  Expect(NumChunks(two_threads, work) == 32, "csr chunks: NumChunks gives 32");
+  Expect(CsrNumChunks(two_threads, work, entries, 512, 2048, 128, 4, 8) == 9,
+         "csr chunks: 512 x 2048 N = 128 takes 9");
+  // 4096 x 4096 at s = 0.7, N = 32: B read 1229 times over, 32 chunks kept.
+  const int64_t big = 5032940;
+  Expect(CsrNumChunks(two_threads, big * 32 + 4096, big, 4096, 4096, 32, 4, 8) == 32,
+         "csr chunks: 4096 x 4096 N = 32 keeps 32");
+  // Untiled (s = 0.98, N = 32, B in L2): NumChunks' count.
+  const int64_t sparse = 20972;
+  Expect(CsrNumChunks(two_threads, sparse * 32 + 512, sparse, 512, 2048, 32, 4, 8) ==
+             NumChunks(two_threads, sparse * 32 + 512),
+         "csr chunks: untiled keeps NumChunks'");
+  // Never fewer than 2 a thread: 64 x 2048 rows of 1400 terms, N = 128 (B read 43 times over).
+  const int64_t few = 64 * 1400;
+  Expect(CsrNumChunks(two_threads, few * 128 + 64, few, 64, 2048, 128, 4, 8) == 4,
+         "csr chunks: at least 2 a thread");
 }
 
 // Bad structure: each kernel returns a message naming the argument and reads nothing out of
@@ -465,6 +533,7 @@ void TestAll(const char* name, double rtol) {
 }  // namespace jsparse
 
 int main() {
+  jsparse::TestCsrNumChunks();
   jsparse::TestAll<jsparse::NativeValue<float>>("float32", 2e-6);
   jsparse::TestAll<jsparse::NativeValue<double>>("float64", 1e-12);
   jsparse::TestAll<jsparse::BFloat16Value>("bfloat16", 8e-3);
