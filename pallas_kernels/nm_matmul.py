@@ -62,7 +62,8 @@ class NmMatmulConfig:
   k's arithmetic, carried in the loop (Triton's pipelining covers ``dot`` operands only).
   ``paired_values`` (``position_dots``, n = 2, 16-bit values): a group's two values are read as
   one uint32 word ([block_m, block_k / m] words a step, one contiguous load) and split with a
-  shift, a truncation and a bitcast, instead of two loads with stride 2 of 16-bit values.
+  shift, a truncation and a bitcast, instead of two loads with stride 2 of 16-bit values; byte
+  positions (not packed) are read the same way, a group's two as one uint16.
   ``joined_tile`` (``position_dots``, m a power of two): the m per-position tiles interleaved
   with joins into W's dense [block_m, block_k] tile, multiplied by X's step rows in one dot (X
   read contiguously, a direct ``dot`` operand), instead of m dots of K = block_k / m.
@@ -200,6 +201,12 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   precision = _common.dot_precision(value_dtype)
   if config.paired_values:  # one uint32 word a group: slot 0 in the low half (little-endian)
     data = jax.lax.bitcast_convert_type(data.reshape(padded_rows, -1, 2), jnp.uint32)
+  # Byte positions with paired values: a group's two read as one uint16 (slot 0 low).
+  paired_positions = (config.paired_values and not indices_packed
+                      and jnp.dtype(indices.dtype).itemsize == 1)
+  if paired_positions:
+    indices = jax.lax.bitcast_convert_type(
+        indices.astype(jnp.uint8).reshape(padded_rows, -1, 2), jnp.uint16)
 
   def kernel(data_ref, indices_ref, dense_ref, out_ref):
     row_tile, col_tile = pl.program_id(0), pl.program_id(1)
@@ -291,6 +298,9 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       else:
         values = tuple(data_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
                        for slot in range(n))
+      if paired_positions:
+        pairs = indices_ref[rows, pl.ds(k_tile * groups, groups)]
+        return values, (pairs & 0xFF, pairs >> 8)
       if not flat_indices:
         return values, tuple(
             indices_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]

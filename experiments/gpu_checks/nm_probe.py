@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2|positions] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -96,6 +96,10 @@ CHANGES.update({
     "pf-paired-n128-w4": dict(paired_values=True, block_n=128, num_warps=4),
     "pf-paired-m64-w4": dict(paired_values=True, block_m=64, num_warps=4),
 })
+# Round 5 (--plan positions): the decoding default on byte positions (a group's two read as one
+# uint16, 2 bytes a group) instead of packed words (1/2 byte a group, gathered per group).
+CHANGES["default-uint8"] = {}
+POSITIONS_PLAN = ["default", "default-uint8"]
 PREFILL_PLAN = ["default"] + [key for key in CHANGES
                              if key.startswith("pf-") and not key.startswith("pf-paired-")]
 PREFILL2_PLAN = ["default", "pf-paired"] + [key for key in CHANGES if key.startswith("pf-paired-")]
@@ -127,10 +131,12 @@ def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, l
   """(shape, N, launch names) in priority order."""
   if smoke:
     return [((64, 512), 16, ["default", "paired", "paired-k256",
-                             "joined-k128"]),
+                             "joined-k128"]), ((64, 512), 8, ["default", "default-uint8"]),
             ((64, 256), 64, ["default", "pf-joined"])]
   wide, square, tall = (4096, 14336), (4096, 4096), (14336, 4096)
   first_round = list(CHANGES)[:list(CHANGES).index("paired-k128-s2")]
+  if name == "positions":
+    return [(shape, n, POSITIONS_PLAN) for n in (16, 8) for shape in (wide, tall, square)]
   if name in ("prefill", "prefill2"):
     names = PREFILL_PLAN if name == "prefill" else PREFILL2_PLAN
     return [(square, 1024, names), (tall, 1024, names), (square, 4096, names),
@@ -144,9 +150,10 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=300.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("sweep", "refine", "joined", "prefill", "prefill2"), default="sweep",
+  parser.add_argument("--plan", choices=("sweep", "refine", "joined", "prefill", "prefill2", "positions"), default="sweep",
                       help="round 1's launches, round 2's around paired-k128, or round 3's "
-                      "joined tiles, or the prefill launches (N >= 1024; two rounds)")
+                      "joined tiles, the prefill launches (N >= 1024; two rounds), or byte "
+                      "positions")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
@@ -171,8 +178,10 @@ def main() -> None:
     matrix, dense = matrices[shape]
     x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
     expected = jnp.dot(dense, x.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
-    weight_bytes = sum(int(a.size) * a.dtype.itemsize
-                       for a in (matrix.data, matrix.packed_indices))
+    def weight_bytes_of(name):
+      positions = matrix.indices if name.endswith("-uint8") else matrix.packed_indices
+      return sum(int(a.size) * a.dtype.itemsize for a in (matrix.data, positions))
+    weight_bytes = weight_bytes_of("default")
     working_set = weight_bytes + x.size * 2 + shape[0] * n * 2
     if (shape, n) not in dense_cache:
       dense_w = dense.astype(BF16)
@@ -183,14 +192,16 @@ def main() -> None:
     dense_us = dense_cache[(shape, n)]["median_us"]
     for name in names:
       chosen = launch(shape, n, name)
+      packed = not name.endswith("-uint8")
       record = {"shape": shape, "n": n, "launch": name, "config": dataclasses.asdict(chosen),
-                "dense": dense_cache[(shape, n)], "weight_bytes": weight_bytes}
+                "dense": dense_cache[(shape, n)], "weight_bytes": weight_bytes_of(name),
+                "indices_packed": packed}
       if time.monotonic() - start > args.budget_s:
         record["error"] = "skipped: time budget spent"
       else:
-        fn = lambda a, v, chosen=chosen: nm_matmul.kernel_fn(
-            a.data, a.packed_indices, v, shape=a.shape, nm=(2, 4), config=chosen,
-            indices_packed=True, interpret=args.smoke)
+        fn = lambda a, v, chosen=chosen, packed=packed: nm_matmul.kernel_fn(
+            a.data, a.packed_indices if packed else a.indices, v, shape=a.shape, nm=(2, 4),
+            config=chosen, indices_packed=packed, interpret=args.smoke)
         try:
           result, out = structured_bench.time_jax(fn, (matrix, x), working_set, config)
           record["jsparse"] = result
@@ -205,7 +216,7 @@ def main() -> None:
       line = (f"| {shape[0]}x{shape[1]} | {n} | {name} | {short} | "
               f"{'%.1f' % us if us else record.get('error', '-')[:60]} | {dense_us:.1f} | "
               f"{'%.2fx' % (dense_us / us) if us else '-'} | "
-              f"{'%.0f' % (weight_bytes / us / 1e3) if us else '-'} | "
+              f"{'%.0f' % (record['weight_bytes'] / us / 1e3) if us else '-'} | "
               f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
       lines.append(line)
       print(line, flush=True)

@@ -176,11 +176,13 @@ def test_position_dots(n, m, packed, prefetch, joined):
                         indices_packed=packed)
 
 
-@pytest.mark.parametrize("dtype,joined", [
-    (jnp.bfloat16, True), pytest.param(jnp.float16, False, marks=pytest.mark.slow),
-    pytest.param(jnp.float16, True, marks=pytest.mark.slow)],
-    ids=["bfloat16-joined", "float16", "float16-joined"])
-def test_position_dots_paired_values(dtype, joined):
+@pytest.mark.parametrize("dtype,joined,packed", [
+    (jnp.bfloat16, True, True), (jnp.bfloat16, True, False),
+    pytest.param(jnp.float16, False, True, marks=pytest.mark.slow),
+    pytest.param(jnp.float16, True, False, marks=pytest.mark.slow)],
+    ids=["bfloat16-joined", "bfloat16-joined-byte-positions", "float16",
+         "float16-joined-byte-positions"])
+def test_position_dots_paired_values(dtype, joined, packed):
   # A group's two 16-bit values read as one uint32 word and split in registers; ragged rows and
   # K (K = 200: 4 steps of 64 over 3 splits, the last empty), an empty row, N = 20 over two
   # column tiles; the per-position tiles joined into one dense tile and one dot, or m dots.
@@ -193,8 +195,10 @@ def test_position_dots_paired_values(dtype, joined):
                                     position_dots=True, prefetch=True, paired_values=True,
                                     joined_tile=joined)
   b, b64 = cases.dense_operand(rng, (200, 20), dtype)
-  out = nm_matmul.kernel_fn(matrix.data, matrix.packed_indices, b, shape=matrix.shape, nm=(2, 4),
-                            config=config, indices_packed=True, interpret=cases.INTERPRET)
+  # Byte positions (not packed): a group's two read as one uint16, like the values.
+  indices = matrix.packed_indices if packed else matrix.indices
+  out = nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
+                            config=config, indices_packed=packed, interpret=cases.INTERPRET)
   cases.check_spmm(out, dense64, b, b64, dtype)
   assert nm_matmul.gpu_supported((2, 4), config) is True
   assert "n=3" in nm_matmul.gpu_supported((3, 8), config)
