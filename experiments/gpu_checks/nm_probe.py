@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2|positions] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2|positions|gather] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -100,6 +100,18 @@ CHANGES.update({
 # uint16, 2 bytes a group) instead of packed words (1/2 byte a group, gathered per group).
 CHANGES["default-uint8"] = {}
 POSITIONS_PLAN = ["default", "default-uint8"]
+# Round 6 (--plan gather): the N = 1 gather's tiles and K slices.
+CHANGES.update({
+    "gather-splits-half": dict(splits_scale=0.5),
+    "gather-splits-x2": dict(splits_scale=2),
+    "gather-m32": dict(block_m=32),
+    "gather-m128": dict(block_m=128),
+    "gather-m128-w8": dict(block_m=128, num_warps=8),
+    "gather-k256": dict(block_k=256),
+    "gather-k64-m128": dict(block_k=64, block_m=128),
+    "gather-w2": dict(num_warps=2),
+})
+GATHER_PLAN = ["default"] + [key for key in CHANGES if key.startswith("gather-")]
 PREFILL_PLAN = ["default"] + [key for key in CHANGES
                              if key.startswith("pf-") and not key.startswith("pf-paired-")]
 PREFILL2_PLAN = ["default", "pf-paired"] + [key for key in CHANGES if key.startswith("pf-paired-")]
@@ -132,9 +144,12 @@ def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, l
   if smoke:
     return [((64, 512), 16, ["default", "paired", "paired-k256",
                              "joined-k128"]), ((64, 512), 8, ["default", "default-uint8"]),
+            ((64, 512), 1, ["default", "gather-m32"]),
             ((64, 256), 64, ["default", "pf-joined"])]
   wide, square, tall = (4096, 14336), (4096, 4096), (14336, 4096)
   first_round = list(CHANGES)[:list(CHANGES).index("paired-k128-s2")]
+  if name == "gather":
+    return [(shape, 1, GATHER_PLAN) for shape in (tall, wide, square)]
   if name == "positions":
     return [(shape, n, POSITIONS_PLAN) for n in (16, 8) for shape in (wide, tall, square)]
   if name in ("prefill", "prefill2"):
@@ -150,10 +165,11 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=300.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("sweep", "refine", "joined", "prefill", "prefill2", "positions"), default="sweep",
+  parser.add_argument("--plan", choices=("sweep", "refine", "joined", "prefill", "prefill2", "positions",
+                                               "gather"), default="sweep",
                       help="round 1's launches, round 2's around paired-k128, or round 3's "
                       "joined tiles, the prefill launches (N >= 1024; two rounds), or byte "
-                      "positions")
+                      "positions, or the N = 1 gather's tiles")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
