@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2|positions|gather] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2|prefill3|positions|gather] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import pathlib
 import sys
@@ -29,7 +28,6 @@ sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from experiments import timing  # noqa: E402
 from experiments.gpu_checks import bench_common, structured_bench  # noqa: E402
 from jsparse._gpu import structured  # noqa: E402
 from jsparse.formats import NM  # noqa: E402
@@ -95,6 +93,13 @@ CHANGES.update({
     "pf-paired-k128-s2": dict(paired_values=True, block_k=128, num_stages=2),
     "pf-paired-n128-w4": dict(paired_values=True, block_n=128, num_warps=4),
     "pf-paired-m64-w4": dict(paired_values=True, block_m=64, num_warps=4),
+    # Round 3 of prefill (--plan prefill3): around the new default (64-row tiles, 4 warps).
+    "pf3-k128": dict(block_k=128),
+    "pf3-k128-s2": dict(block_k=128, num_stages=2),
+    "pf3-s4": dict(num_stages=4),
+    "pf3-n128": dict(block_n=128),
+    "pf3-m32": dict(block_m=32),
+    "pf3-m128-w8": dict(block_m=128, num_warps=8),
 })
 # Round 5 (--plan positions): the decoding default on byte positions (a group's two read as one
 # uint16, 2 bytes a group) instead of packed words (1/2 byte a group, gathered per group).
@@ -115,6 +120,7 @@ GATHER_PLAN = ["default"] + [key for key in CHANGES if key.startswith("gather-")
 PREFILL_PLAN = ["default"] + [key for key in CHANGES
                              if key.startswith("pf-") and not key.startswith("pf-paired-")]
 PREFILL2_PLAN = ["default", "pf-paired"] + [key for key in CHANGES if key.startswith("pf-paired-")]
+PREFILL3_PLAN = ["default"] + [key for key in CHANGES if key.startswith("pf3-")]
 JOINED_PLAN = ["paired-k128", "paired-k128-s2", "paired-k128-splits-half"] + [
     key for key in CHANGES if key.startswith("joined-")]
 
@@ -152,8 +158,8 @@ def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, l
     return [(shape, 1, GATHER_PLAN) for shape in (tall, wide, square)]
   if name == "positions":
     return [(shape, n, POSITIONS_PLAN) for n in (16, 8) for shape in (wide, tall, square)]
-  if name in ("prefill", "prefill2"):
-    names = PREFILL_PLAN if name == "prefill" else PREFILL2_PLAN
+  if name in ("prefill", "prefill2", "prefill3"):
+    names = {"prefill": PREFILL_PLAN, "prefill2": PREFILL2_PLAN, "prefill3": PREFILL3_PLAN}[name]
     return [(square, 1024, names), (tall, 1024, names), (square, 4096, names),
             (wide, 1024, names)]
   names = {"refine": REFINE, "joined": JOINED_PLAN}.get(name, first_round)
@@ -165,20 +171,15 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=300.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("sweep", "refine", "joined", "prefill", "prefill2", "positions",
-                                               "gather"), default="sweep",
-                      help="round 1's launches, round 2's around paired-k128, or round 3's "
-                      "joined tiles, the prefill launches (N >= 1024; two rounds), or byte "
-                      "positions, or the N = 1 gather's tiles")
+  parser.add_argument("--plan", default="sweep",
+                      choices=("sweep", "refine", "joined", "prefill", "prefill2", "prefill3",
+                               "positions", "gather"),
+                      help="decoding rounds 1-3 (sweep, refine, joined), the prefill launches "
+                      "(N >= 1024; three rounds), byte positions, or the N = 1 gather's tiles")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
-  config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
-  if args.smoke:
-    config = timing.TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0,
-                                 max_inner=1)
-  meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-          "devices": [d.device_kind for d in jax.devices()], "jax": jax.__version__,
-          "timing": "JaxLoopTimer median us", "dtype": "bfloat16", "pattern": "2:4"}
+  config = bench_common.probe_timing(args.smoke)
+  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", plan=args.plan)
   print(json.dumps(meta), flush=True)
   header = ("| W | N | launch | config | us | dense us | dense/this | W GB/s | rel err |\n"
             "|---|---|---|---|---|---|---|---|---|")
@@ -212,19 +213,11 @@ def main() -> None:
       record = {"shape": shape, "n": n, "launch": name, "config": dataclasses.asdict(chosen),
                 "dense": dense_cache[(shape, n)], "weight_bytes": weight_bytes_of(name),
                 "indices_packed": packed}
-      if time.monotonic() - start > args.budget_s:
-        record["error"] = "skipped: time budget spent"
-      else:
-        fn = lambda a, v, chosen=chosen, packed=packed: nm_matmul.kernel_fn(
-            a.data, a.packed_indices if packed else a.indices, v, shape=a.shape, nm=(2, 4),
-            config=chosen, indices_packed=packed, interpret=args.smoke)
-        try:
-          result, out = structured_bench.time_jax(fn, (matrix, x), working_set, config)
-          record["jsparse"] = result
-          record["rel_err"] = float(jnp.max(jnp.abs(out.astype(jnp.float32) - expected))
-                                    / jnp.max(jnp.abs(expected)))
-        except Exception as error:  # noqa: BLE001 - record and go on
-          record["error"] = f"{type(error).__name__}: {error}"[:400]
+      fn = lambda a, v, chosen=chosen, packed=packed: nm_matmul.kernel_fn(
+          a.data, a.packed_indices if packed else a.indices, v, shape=a.shape, nm=(2, 4),
+          config=chosen, indices_packed=packed, interpret=args.smoke)
+      bench_common.time_checked(record, fn, (matrix, x), working_set, config, expected,
+                                skip=time.monotonic() - start > args.budget_s)
       records.append(record)
       us = record.get("jsparse", {}).get("median_us")
       short = {k: v for k, v in record["config"].items()
