@@ -1,11 +1,14 @@
 """What the GPU check scripts share: a row log under a deadline, a compiled timer reused across
-operands of one shape, and the CUDA runtime version.
+operands of one shape, the CUDA runtime version, and the launch probes' timing, header, checked
+timing of one launch and write-out.
 
-Used by attention_bench.py, attention_mgpu_bench.py and bsr_mgpu_bench.py.
+Used by attention_bench.py, attention_mgpu_bench.py and bsr_mgpu_bench.py (logs, timers) and
+by csr_prefetch_probe.py, tiled_probe.py and nm_probe.py (the probe helpers at the end).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import pathlib
 import time
@@ -98,3 +101,39 @@ def write_probe(outdir: pathlib.Path, stem: str, title: str, meta: dict, records
   (outdir / f"{stem}.md").write_text(
       f"# {title} ({meta['devices'][0]}, {meta['date'][:10]})\n\n"
       + "\n".join(f"- {k}: {v}" for k, v in meta.items()) + "\n\n" + "\n".join(table) + "\n")
+
+
+def probe_timing(smoke: bool) -> TimingConfig:
+  """The probes' timing: medians of 5 samples of >= 2 ms, at most 0.25 s a launch; one call
+  (smoke runs, interpret mode)."""
+  if smoke:
+    return TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0, max_inner=1)
+  return TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
+
+
+def probe_meta(**fields) -> dict:
+  """A probe's header record: the date, the devices, jax's version, the timing, ``fields``."""
+  import jax
+  return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+          "devices": [d.device_kind for d in jax.devices()], "jax": jax.__version__,
+          "timing": "JaxLoopTimer median us", **fields}
+
+
+def time_checked(record: dict, fn: Callable[..., Any], operands: tuple, working_set: int,
+                 config: TimingConfig, expected: Any, *, skip: bool,
+                 output: Callable[[Any], Any] = lambda out: out) -> None:
+  """Adds to ``record`` the launch's timing ("jsparse", ``structured_bench.time_jax``) and its
+  error against ``expected`` ("rel_err": max |output(out) - expected| / max |expected|); or
+  "error": skipped (``skip``, the budget is spent) or the exception it raised."""
+  import jax.numpy as jnp
+  from experiments.gpu_checks import structured_bench
+  if skip:
+    record["error"] = "skipped: time budget spent"
+    return
+  try:
+    result, out = structured_bench.time_jax(fn, operands, working_set, config)
+    out = output(out).astype(jnp.float32)
+    record["jsparse"] = result
+    record["rel_err"] = float(jnp.max(jnp.abs(out - expected)) / jnp.max(jnp.abs(expected)))
+  except Exception as error:  # noqa: BLE001 - record and go on
+    record["error"] = f"{type(error).__name__}: {error}"[:400]
