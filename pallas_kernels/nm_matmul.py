@@ -16,9 +16,12 @@ Two other paths avoid the [block_m, groups, m] -> [block_m, block_k] reshape of 
   entries of X's row at its column (the block_n entries of that row lie side by side), so the
   work per step is ``block_m * block_k / m * n * block_n`` multiply-adds and the bytes of W bound
   the time;
-- ``position_dots`` (prefill): W's tile is expanded as m [block_m, block_k / m] tiles, one per
-  in-group position p (compare-with-iota on the positions, all 2-D), each fed to ``dot`` with X's
-  rows p, p + m, p + 2m, ... of the step (a strided load): m dots of K = block_k / m.
+- ``position_dots`` (prefill; with ``joined_tile``, decoding with 2-16 columns): W's tile is
+  expanded as m [block_m, block_k / m] tiles, one per in-group position p (selects on the
+  positions, all 2-D), each fed to ``dot`` with X's rows p, p + m, p + 2m, ... of the step (a
+  strided load): m dots of K = block_k / m. ``joined_tile`` interleaves the m tiles with joins
+  (no data moves) into the dense [block_m, block_k] tile for one ``dot`` with X's contiguous
+  rows. ``paired_values`` reads a group's two 16-bit values (n = 2) as one uint32.
 
 Split-K (``num_splits > 1``): the grid is (row tiles, column tiles, splits); every split walks its
 own K slice and writes float32 partial sums, added afterwards. Decoding (N <= 32) is memory-bound,
