@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import pathlib
 import sys
@@ -38,7 +37,6 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import timing  # noqa: E402
 from experiments.gpu_checks import bench_common, structured_bench  # noqa: E402
 from pallas_kernels import csr_sddmm, csr_spmm  # noqa: E402
 
@@ -126,13 +124,8 @@ def main() -> None:
   args = parser.parse_args()
   dtype = jnp.dtype(args.dtype)
   args.outdir.mkdir(parents=True, exist_ok=True)
-  config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
-  if args.smoke:
-    config = timing.TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0,
-                                 max_inner=1)
-  meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-          "devices": [d.device_kind for d in jax.devices()], "jax": jax.__version__,
-          "timing": "JaxLoopTimer median us", "dtype": args.dtype, "plan": args.plan}
+  config = bench_common.probe_timing(args.smoke)
+  meta = bench_common.probe_meta(dtype=args.dtype, plan=args.plan)
   print(json.dumps(meta), flush=True)
   header = ("| op | M x K | s | N or D | launch | config | us | torch us | torch/this | rel err |"
             "\n|---|---|---|---|---|---|---|---|---|---|")
@@ -188,17 +181,10 @@ def main() -> None:
     for name, launch in launches.items():
       record = {"op": op, "shape": shape, "sparsity": sparsity, "width": width, "launch": name,
                 "config": dataclasses.asdict(launch), "torch_us": torch_us}
-      if time.monotonic() - start > args.budget_s:
-        record["error"] = "skipped: time budget spent"
-      else:
-        try:
-          result, out = structured_bench.time_jax(call(launch), timed_operands, working_set,
-                                                  config)
-          out = (out[:nse] if op == "sddmm" else out).astype(jnp.float32)
-          record["jsparse"] = result
-          record["rel_err"] = float(jnp.max(jnp.abs(out - expected)) / jnp.max(jnp.abs(expected)))
-        except Exception as error:  # noqa: BLE001 - record and go on
-          record["error"] = f"{type(error).__name__}: {error}"[:400]
+      bench_common.time_checked(
+          record, call(launch), timed_operands, working_set, config, expected,
+          skip=time.monotonic() - start > args.budget_s,
+          output=lambda out, op=op, nse=nse: out[:nse] if op == "sddmm" else out)
       records.append(record)
       us = record.get("jsparse", {}).get("median_us")
       short = {k: v for k, v in record["config"].items() if k != "num_stages"}

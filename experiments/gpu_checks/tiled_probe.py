@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import pathlib
 import sys
@@ -28,7 +27,6 @@ sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from experiments import timing  # noqa: E402
 from experiments.gpu_checks import bench_common, structured_bench  # noqa: E402
 from jsparse._gpu import structured  # noqa: E402
 from jsparse.formats import Tiled  # noqa: E402
@@ -126,13 +124,8 @@ def main() -> None:
                       "the gather kernel against the expanding one (decoding)")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
-  config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.002, max_total_s=0.25)
-  if args.smoke:
-    config = timing.TimingConfig(repeats=1, min_repeats=1, min_sample_s=0.0, max_total_s=0.0,
-                                 max_inner=1)
-  meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-          "devices": [d.device_kind for d in jax.devices()], "jax": jax.__version__,
-          "timing": "JaxLoopTimer median us", "dtype": "bfloat16"}
+  config = bench_common.probe_timing(args.smoke)
+  meta = bench_common.probe_meta(dtype="bfloat16", plan=args.plan)
   print(json.dumps(meta), flush=True)
   header = ("| W | sparsity | tile | N | launch | config | us | dense us | dense/this | W GB/s |"
             " rel err |\n|---|---|---|---|---|---|---|---|---|---|---|")
@@ -164,24 +157,16 @@ def main() -> None:
       record = {"shape": shape, "sparsity": sparsity, "tile_shape": tile_shape, "n": n,
                 "launch": name, "config": dataclasses.asdict(launch), "dense": dense_cache[
                     (shape, n)], "weight_bytes": weight_bytes}
-      if time.monotonic() - start > args.budget_s:
-        record["error"] = "skipped: time budget spent"
+      if name in GATHER:
+        fn = lambda a, v, launch=launch: tiled_gather.kernel_fn(
+            a.data, a.value_columns, a.bitmaps, a.row_offsets, v, shape=a.shape,
+            config=launch, interpret=args.smoke)
       else:
-        if name in GATHER:
-          fn = lambda a, v, launch=launch: tiled_gather.kernel_fn(
-              a.data, a.value_columns, a.bitmaps, a.row_offsets, v, shape=a.shape,
-              config=launch, interpret=args.smoke)
-        else:
-          fn = lambda a, v, launch=launch: tiled_spmm.kernel_fn(
-              a.data, a.bitmaps, a.row_offsets, v, shape=a.shape, config=launch,
-              interpret=args.smoke)
-        try:
-          result, out = structured_bench.time_jax(fn, (matrix, x), working_set, config)
-          record["jsparse"] = result
-          record["rel_err"] = float(jnp.max(jnp.abs(out.astype(jnp.float32) - expected))
-                                    / jnp.max(jnp.abs(expected)))
-        except Exception as error:  # noqa: BLE001 - record and go on
-          record["error"] = f"{type(error).__name__}: {error}"[:400]
+        fn = lambda a, v, launch=launch: tiled_spmm.kernel_fn(
+            a.data, a.bitmaps, a.row_offsets, v, shape=a.shape, config=launch,
+            interpret=args.smoke)
+      bench_common.time_checked(record, fn, (matrix, x), working_set, config, expected,
+                                skip=time.monotonic() - start > args.budget_s)
       records.append(record)
       us = record.get("jsparse", {}).get("median_us")
       short = {k: v for k, v in record["config"].items() if k != "ranks" or v != "popc"}
