@@ -137,3 +137,13 @@ def time_checked(record: dict, fn: Callable[..., Any], operands: tuple, working_
     record["rel_err"] = float(jnp.max(jnp.abs(out - expected)) / jnp.max(jnp.abs(expected)))
   except Exception as error:  # noqa: BLE001 - record and go on
     record["error"] = f"{type(error).__name__}: {error}"[:400]
+
+
+def result_cells(record: dict, dense_us: float, weight_bytes: int) -> str:
+  """A probe row's last cells from ``time_checked``'s record: median us (or the error), dense
+  us, dense / this, W GB/s (``weight_bytes`` over the median), relative error."""
+  us = record.get("jsparse", {}).get("median_us")
+  return (f"{'%.1f' % us if us else record.get('error', '-')[:60]} | {dense_us:.1f} | "
+          f"{'%.2fx' % (dense_us / us) if us else '-'} | "
+          f"{'%.0f' % (weight_bytes / us / 1e3) if us else '-'} | "
+          f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")

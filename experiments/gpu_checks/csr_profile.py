@@ -38,24 +38,34 @@ from experiments.gpu_checks import csr_bench  # noqa: E402
 from pallas_kernels import csr_sddmm, csr_spmm  # noqa: E402
 
 
-def nm_decode(rows: int, cols: int, changes: dict) -> None:
-  from jsparse._gpu import structured
+def _run_nm(rows: int, cols: int, num_n: int, config_of, label: str) -> None:
+  """Three calls of the N:M kernel on a 2:4 bfloat16 [rows, cols] weight (packed positions)
+  times ``num_n`` columns, with the launch ``config_of(matrix)`` gives."""
   from jsparse.formats import NM
   from pallas_kernels import nm_matmul
   key = jax.random.key(0)
   weights = jax.random.normal(key, (rows, cols), jnp.float32).astype(jnp.bfloat16)
   matrix = NM.fromdense(weights, n=2, m=4)
-  x = jax.random.normal(jax.random.fold_in(key, 1), (cols, 1)).astype(jnp.bfloat16)
-  config = structured.nm_config(matrix.layout, 1)
-  if changes:
-    config = dataclasses.replace(config, **changes)
-    config = dataclasses.replace(config, num_splits=structured.decode_splits(
-        -(-rows // config.block_m), -(-cols // config.block_k)))
-  print("nm-decode", rows, cols, config, flush=True)
+  x = jax.random.normal(jax.random.fold_in(key, 1), (cols, num_n)).astype(jnp.bfloat16)
+  config = config_of(matrix)
+  print(label, rows, cols, num_n, config, flush=True)
   for _ in range(3):
     jax.block_until_ready(nm_matmul.kernel_fn(
         matrix.data, matrix.packed_indices, x, shape=matrix.shape, nm=(2, 4), config=config,
         indices_packed=True))
+
+
+def nm_decode(rows: int, cols: int, changes: dict) -> None:
+  from jsparse._gpu import structured
+
+  def config_of(matrix):
+    config = structured.nm_config(matrix.layout, 1)
+    if not changes:
+      return config
+    config = dataclasses.replace(config, **changes)
+    return dataclasses.replace(config, num_splits=structured.decode_splits(
+        -(-rows // config.block_m), -(-cols // config.block_k)))
+  _run_nm(rows, cols, 1, config_of, "nm-decode")
 
 
 def tiled_gather_decode(rows: int, cols: int, changes: dict) -> None:
@@ -81,18 +91,8 @@ def tiled_gather_decode(rows: int, cols: int, changes: dict) -> None:
 
 def nm_launch(rows: int, cols: int, n: int, name: str) -> None:
   from experiments.gpu_checks import nm_probe
-  from jsparse.formats import NM
-  from pallas_kernels import nm_matmul
-  key = jax.random.key(0)
-  weights = jax.random.normal(key, (rows, cols), jnp.float32).astype(jnp.bfloat16)
-  matrix = NM.fromdense(weights, n=2, m=4)
-  x = jax.random.normal(jax.random.fold_in(key, 1), (cols, n)).astype(jnp.bfloat16)
-  config = nm_probe.launch((rows, cols), n, name)
-  print("nm-launch", rows, cols, n, name, config, flush=True)
-  for _ in range(3):
-    jax.block_until_ready(nm_matmul.kernel_fn(
-        matrix.data, matrix.packed_indices, x, shape=matrix.shape, nm=(2, 4), config=config,
-        indices_packed=True))
+  _run_nm(rows, cols, n, lambda matrix: nm_probe.launch((rows, cols), n, name),
+          f"nm-launch {name}")
 
 
 def main() -> None:

@@ -191,6 +191,7 @@ def main() -> None:
     if shape not in matrices:
       values = jax.random.normal(jax.random.fold_in(key, shape[0] * 7 + shape[1]), shape)
       matrix = NM.fromdense(values.astype(BF16), n=2, m=4)
+      # One weight at a time (plan cases of a shape are consecutive): frees the last one.
       matrices = {shape: (matrix, matrix.todense().astype(jnp.float32))}
     matrix, dense = matrices[shape]
     x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
@@ -219,14 +220,10 @@ def main() -> None:
       bench_common.time_checked(record, fn, (matrix, x), working_set, config, expected,
                                 skip=time.monotonic() - start > args.budget_s)
       records.append(record)
-      us = record.get("jsparse", {}).get("median_us")
       short = {k: v for k, v in record["config"].items()
                if v != getattr(nm_matmul.NmMatmulConfig, k)}
       line = (f"| {shape[0]}x{shape[1]} | {n} | {name} | {short} | "
-              f"{'%.1f' % us if us else record.get('error', '-')[:60]} | {dense_us:.1f} | "
-              f"{'%.2fx' % (dense_us / us) if us else '-'} | "
-              f"{'%.0f' % (record['weight_bytes'] / us / 1e3) if us else '-'} | "
-              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
+              + bench_common.result_cells(record, dense_us, record["weight_bytes"]))
       lines.append(line)
       print(line, flush=True)
       bench_common.write_probe(args.outdir, "nm_probe", "2:4 decoding launches", meta, records,

@@ -168,13 +168,9 @@ def main() -> None:
       bench_common.time_checked(record, fn, (matrix, x), working_set, config, expected,
                                 skip=time.monotonic() - start > args.budget_s)
       records.append(record)
-      us = record.get("jsparse", {}).get("median_us")
       short = {k: v for k, v in record["config"].items() if k != "ranks" or v != "popc"}
       line = (f"| {shape[0]}x{shape[1]} | {sparsity} | {tile_shape[0]}x{tile_shape[1]} | {n} | "
-              f"{name} | {short} | {'%.1f' % us if us else record.get('error', '-')[:60]} | "
-              f"{dense_us:.1f} | {'%.2fx' % (dense_us / us) if us else '-'} | "
-              f"{'%.0f' % (weight_bytes / us / 1e3) if us else '-'} | "
-              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
+              f"{name} | {short} | " + bench_common.result_cells(record, dense_us, weight_bytes))
       lines.append(line)
       print(line, flush=True)
       bench_common.write_probe(args.outdir, "tiled_probe", "Tiled SpMM launches", meta, records,
