@@ -99,6 +99,7 @@ def nm_config(layout: SparseLayout, num_n: int,
   values), the expanding dot otherwise."""
   (num_rows, num_k), (n, m) = layout.shape, layout.nm
   position_block_k = max(64, 16 * m)  # per-position dots need block_k / m >= 16
+  paired = n == 2 and jnp.dtype(dtype).itemsize == 2  # a group's values as one uint32 load
   if num_n <= 32:
     if num_n == 1 and _common.is_power_of_two(n):
       # No expansion: each kept value times X's entry at its column (H100, 2026-11-25, 2:4 bf16
@@ -110,13 +111,13 @@ def nm_config(layout: SparseLayout, num_n: int,
       splits = decode_splits(-(-num_rows // block_m), -(-num_k // block_k))
       return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=block_k, block_n=block_n,
                                       num_splits=splits, gather_column=True)
-    if (2 <= num_n <= GATHER_MAX_N and n == 2 and jnp.dtype(dtype).itemsize == 2
-        and _common.is_power_of_two(m) and JOINED_BLOCK_K // m >= 16):
-      # A group's two values as one uint32 load, the per-position tiles joined into the dense
-      # [32, 128] tile, one dot a step (experiments/results/h100-h200-2026-11-26-nm-decode). 2:4
-      # bf16 N = 8 / 16 on 4096x14336, 14336x4096, 4096x4096, against the 64x64 per-position
-      # dots below: H200 50.7 / 45.4, 50.1 / 48.4, 20.4 / 18.3 us (round 3: 99.8 / 101.0, 104.1
-      # / 102.0, 38.2 / 50.5 in round 2; dense 39-50 and 17-18 us).
+    if (2 <= num_n <= GATHER_MAX_N and paired and _common.is_power_of_two(m)
+        and JOINED_BLOCK_K // m >= 16):
+      # Paired values, the per-position tiles joined into the dense [32, 128] tile, one dot a
+      # step (experiments/results/h100-h200-2026-11-26-nm-decode). 2:4 bf16 N = 8 / 16 on
+      # 4096x14336, 14336x4096, 4096x4096, H200: 50.7 / 45.4, 50.1 / 48.4, 20.4 / 18.3 us
+      # (round 4); the 64x64 per-position dots below took 99.8 / 101.0, 104.1 / 102.0, 38.2 /
+      # 50.5 us in round 2 (dense 39-50 and 17-18 us in both).
       block_m = 32
       splits = decode_splits(-(-num_rows // block_m), -(-num_k // JOINED_BLOCK_K))
       return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=JOINED_BLOCK_K, block_n=16,
@@ -139,8 +140,8 @@ def nm_config(layout: SparseLayout, num_n: int,
   # 4096x4096 2:4 bf16 N = 1024: 146.8 us with block_n 256, 220.0 with 128, 345.3 for the
   # reshaped expansion (dense 68.8 us). Prefetch: Triton pipelines X's loads (dot operands), not
   # W's, whose values go through the expansion first (394.8 us without it).
-  if n == 2 and jnp.dtype(dtype).itemsize == 2:
-    # Paired values (one uint32 load a group) on 64-row tiles and four warps. H100 2:4 bf16
+  if paired:
+    # Paired values on 64-row tiles and four warps. H100 2:4 bf16
     # (experiments/results/h100-h200-2026-11-26-nm-decode/prefill2-h100): 4096x4096 @ 1024 /
     # 4096, 14336x4096 and 4096x14336 @ 1024: 99.7 / 331.4, 316.8, 303.2 us against 126.8 /
     # 450.9, 463.3, 431.0 for the launch below (dense 53.2 / 210.9, 212.0, 179.5). Joining the

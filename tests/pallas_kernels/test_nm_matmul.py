@@ -204,6 +204,9 @@ def test_position_dots_paired_values(dtype, joined, packed):
   assert "n=3" in nm_matmul.gpu_supported((3, 8), config)
   assert "joined_tile needs position_dots" in nm_matmul.gpu_supported(
       (2, 4), nm_matmul.NmMatmulConfig(joined_tile=True))
+  with pytest.raises(ValueError, match="config.joined_tile needs config.position_dots"):
+    nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
+                        config=nm_matmul.NmMatmulConfig(joined_tile=True))
   with pytest.raises(ValueError, match="paired_values needs n=2, config.position_dots and 16-bit"):
     nm_matmul.kernel_fn(matrix.data.astype(jnp.float32), matrix.packed_indices,
                         b.astype(jnp.float32), shape=matrix.shape, nm=(2, 4), config=config,
