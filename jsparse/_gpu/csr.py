@@ -2,7 +2,9 @@
 and sddmm on CSR matrices.
 
 Served: ``A @ B``, ``A @ x`` and SDDMM with float16, bfloat16 or float32 values (float32
-accumulation) and int32 indices. ``A.T @ B`` / ``A.T @ x`` (what gradients with respect to B need)
+accumulation) and int32 indices. SDDMM takes the row kernel (``csr_sddmm``) or, where
+``csr_sddmm_dense.prefers_dense`` expects it to be faster (dense patterns, long inner
+dimensions), the dense-tile kernel: X @ Y.T on the tensor cores, sampled at the pattern. ``A.T @ B`` / ``A.T @ x`` (what gradients with respect to B need)
 are not: ``"auto"`` falls back to the reference lowering and a forced ``impl="pallas"`` says why.
 The row schedule (rows longest first, in power-of-two length buckets) is computed inside the
 traced kernel call without a sort (one prefix sum and one scatter of M indices), unless the
@@ -17,7 +19,7 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 
 from jsparse._gpu import register_pallas
-from pallas_kernels import csr_sddmm, csr_spmm, csr_spmv
+from pallas_kernels import csr_sddmm, csr_sddmm_dense, csr_spmm, csr_spmv
 
 KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 
@@ -35,6 +37,11 @@ def _spmv(data, col_indices, row_offsets, vector, *, interpret, layout, **unused
 
 
 def _sddmm(col_indices, row_offsets, x, y, *, interpret, layout, **unused):
+  num_rows, num_cols = layout.shape
+  if csr_sddmm_dense.prefers_dense(num_rows, num_cols, x.shape[1], col_indices.shape[0],
+                                   x.dtype):
+    return csr_sddmm_dense.kernel_fn(col_indices, row_offsets, x, y, num_rows=num_rows,
+                                     interpret=interpret)
   return csr_sddmm.kernel_fn(col_indices, row_offsets, x, y, num_rows=layout.shape[0],
                              interpret=interpret,
                              natural_order=bool(layout.natural_row_order))

@@ -1,0 +1,152 @@
+"""Where does SDDMM through dense tiles beat the row kernel? Times, on 4096x4096 uniform random
+patterns, the row kernel (``csr_sddmm``, its default launch), the dense-tile kernel
+(``csr_sddmm_dense``: S = X @ Y.T on the tensor cores, then S at the pattern) in a few tile
+launches, and XLA's own dense product followed by the same gather (``jnp.dot`` at
+``Precision.HIGHEST``, and with the three-pass TF32 algorithm where XLA accepts it), so the
+dispatch rule in ``jsparse._gpu.csr`` can be set from measurements. The dense product alone
+(no gather) is timed too: the gather's share.
+
+Every output is checked against float64 (S64 = X64 @ Y64.T on the host, sampled) before it is
+timed; "rel err" is max |out - S64| / max |S64| over the stored entries. Timing is
+``structured_bench.time_jax`` (JaxLoopTimer medians, operand copies past the L2).
+
+    python3 experiments/gpu_checks/sddmm_dense_probe.py OUTDIR [--budget-s 200] [--smoke]
+
+Writes OUTDIR/sddmm_dense_probe.jsonl and .md, printing each row as it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+import sys
+import time
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.gpu_checks import bench_common, csr_prefetch_probe  # noqa: E402
+from pallas_kernels import csr_sddmm, csr_sddmm_dense  # noqa: E402
+
+SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.98, 0.99)
+INNER = (32, 128, 1024)
+
+
+def dense_launches(inner: int, dtype, mean_row: float
+                   ) -> dict[str, csr_sddmm_dense.DenseSddmmConfig]:
+  base = csr_sddmm_dense.choose_config(inner, dtype, mean_row)
+  replace = dataclasses.replace
+  launches = {
+      "dense-default": base,
+      "dense-128x64-w4": replace(base, block_n=64, num_warps=4),
+  }
+  if inner >= 64:
+    launches["dense-bd64-s2"] = replace(base, block_d=64, num_stages=2)
+  return launches
+
+
+def xla_sddmm(precision, sample_block: int):
+  """XLA's dense product, then the Pallas sampling kernel of csr_sddmm_dense."""
+  def fn(cols, offsets, x, y):
+    s = jnp.dot(x, y.T, precision=precision, preferred_element_type=jnp.float32)
+    values = csr_sddmm_dense.sample(s, cols, offsets, num_rows=x.shape[0], dtype=x.dtype,
+                                    block=sample_block)
+    stored = jnp.arange(cols.shape[0]) < offsets[-1]
+    return jnp.where(stored, values, 0)
+  return fn
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("outdir", type=pathlib.Path)
+  parser.add_argument("--budget-s", type=float, default=200.0)
+  parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
+  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  args = parser.parse_args()
+  dtype = jnp.dtype(args.dtype)
+  args.outdir.mkdir(parents=True, exist_ok=True)
+  config = bench_common.probe_timing(args.smoke)
+  meta = bench_common.probe_meta(dtype=args.dtype)
+  header = ("| s | D | line | config | us | rel err |\n|---|---|---|---|---|---|")
+  print(header, flush=True)
+  lines, records, start = [header], [], time.monotonic()
+  size = 96 if args.smoke else 4096
+  sparsities = (0.5, 0.9) if args.smoke else SPARSITIES
+  inners = (40,) if args.smoke else INNER
+  rng = np.random.default_rng(0)
+  patterns = {s: csr_prefetch_probe.random_csr(rng, (size, size), s) for s in sparsities}
+  for inner in inners:
+    x64 = rng.standard_normal((size, inner))
+    y64 = rng.standard_normal((size, inner))
+    x, y = jnp.asarray(x64, dtype), jnp.asarray(y64, dtype)
+    # The reference from the values actually stored in the timed dtype.
+    xr, yr = np.asarray(x.astype(jnp.float32), np.float64), np.asarray(y.astype(jnp.float32),
+                                                                          np.float64)
+    s64 = xr @ yr.T
+    working_set = 2 * size * inner * dtype.itemsize
+    for sparsity in sparsities:
+      _, _, cols, offsets = patterns[sparsity]
+      nse = cols.size
+      lines_for_inner = {"rows-default": None, **dense_launches(inner, dtype, nse / size),
+                         "xla-highest": jax.lax.Precision.HIGHEST}
+      if dtype == jnp.float32:
+        lines_for_inner["xla-tf32x3"] = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
+      rows = np.repeat(np.arange(size), np.diff(offsets))
+      expected = jnp.asarray(s64[rows, cols], jnp.float32)
+      operands = (jnp.asarray(cols), jnp.asarray(offsets), x, y)
+      for name, launch in lines_for_inner.items():
+        if name == "rows-default":
+          fn = lambda c, o, x, y: csr_sddmm.kernel_fn(c, o, x, y, num_rows=size,
+                                                      interpret=args.smoke, natural_order=True)
+          shown = dataclasses.asdict(csr_sddmm.choose_config(size, nse, inner))
+        elif name.startswith("dense"):
+          fn = lambda c, o, x, y, launch=launch: csr_sddmm_dense.kernel_fn(
+              c, o, x, y, num_rows=size, config=launch, interpret=args.smoke)
+          shown = {k: v for k, v in dataclasses.asdict(launch).items()}
+        else:
+          if args.smoke:
+            continue
+          block = csr_sddmm_dense.choose_config(inner, dtype, nse / size).sample_block
+          fn, shown = xla_sddmm(launch, block), str(launch)
+        record = {"sparsity": sparsity, "inner": inner, "nse": nse, "line": name,
+                  "config": shown}
+        bench_common.time_checked(record, fn, operands, working_set + nse * 8, config,
+                                  expected, skip=time.monotonic() - start > args.budget_s)
+        records.append(record)
+        us = record.get("jsparse", {}).get("median_us")
+        line = (f"| {sparsity} | {inner} | {name} | {shown} | "
+                f"{'%.1f' % us if us else record.get('error', '-')[:80]} | "
+                f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
+        lines.append(line)
+        print(line, flush=True)
+        bench_common.write_probe(args.outdir, "sddmm_dense_probe", "SDDMM: rows or dense tiles",
+                                 meta, records, lines)
+    # The dense product alone: what the sampling adds.
+    for name, launch in dense_launches(inner, dtype, 128.0).items():
+      if args.smoke or name != "dense-default":
+        continue
+      record = {"sparsity": None, "inner": inner, "line": f"{name}-product-only",
+                "config": dataclasses.asdict(launch)}
+      s_expected = jnp.asarray(s64, jnp.float32)
+      bench_common.time_checked(
+          record, lambda x, y, launch=launch: csr_sddmm_dense.dense_product(x, y, config=launch),
+          (x, y),
+          working_set, config, s_expected, skip=time.monotonic() - start > args.budget_s,
+          output=lambda out: out[:size, :size])
+      records.append(record)
+      us = record.get("jsparse", {}).get("median_us")
+      line = (f"| - | {inner} | {record['line']} | {record['config']} | "
+              f"{'%.1f' % us if us else record.get('error', '-')[:80]} | "
+              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
+      lines.append(line)
+      print(line, flush=True)
+      bench_common.write_probe(args.outdir, "sddmm_dense_probe", "SDDMM: rows or dense tiles",
+                               meta, records, lines)
+
+
+if __name__ == "__main__":
+  main()

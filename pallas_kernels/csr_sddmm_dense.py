@@ -1,0 +1,233 @@
+"""CSR SDDMM through dense tiles: ``S = X @ Y.T`` on the tensor cores, then S at the pattern.
+
+For patterns dense enough (or inner dimensions long enough) that the row kernel
+(``csr_sddmm``), which gathers one row of Y per stored entry, is bound by those gathers
+(nnz x D x 4 bytes through L2: 34 GB at 4096 x 4096, density 0.5, D = 1024), the product of
+every row of X with every row of Y costs less on the tensor cores than the gathers do. A program
+computes one ``[block_m, block_n]`` tile of S over D in ``block_d`` steps (Triton pipelines the
+loads of X's and Y's tiles, each read once per tile of S) and stores it; the stored entries are
+then read from S by a second kernel, one program a row: its column indices in chunks, S's row at
+those columns, stored to the row's positions (``nnz x 8`` bytes plus S's sectors; a
+``searchsorted`` of every position's row and a 2-D XLA gather in its place took 1.6 ms at
+4096 x 4096, density 0.5, on an H100). S is ``[M, N]`` float32: the caller
+(``jsparse._gpu.csr``) takes this path only where S fits its memory budget.
+
+float32 X and Y multiply as three TF32 products (``DotAlgorithmPreset.TF32_TF32_F32_X3``: each
+operand split into a TF32 high part and a TF32 remainder, the remainder-times-remainder term
+dropped), the split CUTLASS and cuBLAS use to emulate float32 on tensor cores: relative error
+about 1e-6 of the row's |x| . |y|, where one TF32 pass (Triton's float32 default) gives about
+1e-3. (Splitting X and Y once in XLA and issuing three plain TF32 products of the parts was no
+faster on an H100, 0.95-1.2x the time, and is not kept.) bfloat16/float16 multiply natively
+with float32 accumulation. In interpret mode float32 multiplies at ``Precision.HIGHEST`` (XLA's
+CPU backend has no TF32).
+
+Triton constraints (``gpu_supported``): block sizes powers of two >= 16.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plt
+
+from pallas_kernels import _common, _rows
+
+FLOAT32_ON_TENSOR_CORES = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseSddmmConfig:
+  """Tile of S per program (``block_m`` rows of X by ``block_n`` rows of Y), the inner-dimension
+  step ``block_d``, Triton launch parameters, and the stored entries the sampling kernel reads
+  per step (``sample_block``)."""
+
+  block_m: int = 128
+  block_n: int = 128
+  block_d: int = 32
+  num_warps: int = 8
+  num_stages: int = 3
+  sample_block: int = 128
+
+  def __post_init__(self):
+    for name in ("block_m", "block_n", "block_d", "sample_block"):
+      value = getattr(self, name)
+      if not _common.is_power_of_two(value):
+        raise ValueError(f"DenseSddmmConfig.{name} must be a power of two, got {value}")
+
+
+def gpu_supported(config: DenseSddmmConfig) -> bool | str:
+  """True when the Triton backend can compile this config, else the reason why not."""
+  return _common.check_dot_tiles(block_m=config.block_m, block_n=config.block_n,
+                                 block_d=config.block_d)
+
+
+def choose_config(inner: int, dtype, mean_row: float = 128.0) -> DenseSddmmConfig:
+  """128 x 128 tiles of S; the inner step is 32 float32 or 64 16-bit values (128 bytes a row),
+  or D rounded up to a power of two (>= 16) when D is shorter; the sampling step is the mean
+  stored entries of a row rounded up to a power of two, within [32, 256]."""
+  step = 32 if jnp.dtype(dtype) == jnp.float32 else 64
+  sample_block = min(256, max(32, pl.next_power_of_2(max(int(mean_row), 1))))
+  return DenseSddmmConfig(block_d=max(16, min(step, pl.next_power_of_2(max(inner, 1)))),
+                          sample_block=sample_block)
+
+
+# Which SDDMM kernel a call should take (``prefers_dense``): time models of the two paths with
+# constants fitted to an H100, 2026-11-26 (experiments/results/h100-2026-11-26-sddmm-dense/,
+# 4096 x 4096 uniform random, float32, D in {32, 128, 1024}, density 0.01-0.5; the models are
+# within about 25% of the measured times there and pick the faster path in all 18 cases, the
+# near-tie at density 0.3, D = 32 included: rows 104, dense 106 us).
+# The row kernel streams the gathered rows of Y: nnz x D x itemsize bytes at about 6.5 TB/s.
+ROW_KERNEL_BYTES_PER_US = 6.5e6
+# The dense path: the product (float32 as three TF32 passes: 34 GFLOP in 709 us at D = 1024;
+# 16-bit natively, assumed 6x that rate), S written (4 bytes an element, about 2 TB/s with the
+# product's own reads), then about 10 us per million stored entries sampled.
+DENSE_FLOAT32_FLOPS_PER_US = 48e6
+DENSE_16BIT_FLOPS_PER_US = 300e6
+PRODUCT_BYTES_PER_US = 2.0e6
+SAMPLE_US_PER_ENTRY = 1e-5
+# S is materialised: the dense path is never taken for a product larger than this.
+MAX_PRODUCT_BYTES = 1 << 30
+
+
+def prefers_dense(num_rows: int, num_cols: int, inner: int, nse: int, dtype) -> bool:
+  """Whether the dense-tile path is expected to beat the row kernel (``csr_sddmm``) for an
+  ``[num_rows, num_cols]`` pattern with ``nse`` stored positions and inner dimension ``inner``
+  (static shapes only; ``nse`` counts padding too), and S fits ``MAX_PRODUCT_BYTES``."""
+  elements = num_rows * num_cols
+  if elements * 4 > MAX_PRODUCT_BYTES or nse == 0 or inner == 0:
+    return False
+  itemsize = jnp.dtype(dtype).itemsize
+  flops_per_us = DENSE_FLOAT32_FLOPS_PER_US if itemsize == 4 else DENSE_16BIT_FLOPS_PER_US
+  dense_us = (2 * elements * inner / flops_per_us + 4 * elements / PRODUCT_BYTES_PER_US
+              + nse * SAMPLE_US_PER_ENTRY)
+  rows_us = nse * inner * itemsize / ROW_KERNEL_BYTES_PER_US
+  return dense_us < rows_us
+
+
+def _precision(dtype, interpret: bool):
+  if jnp.dtype(dtype) != jnp.float32:
+    return None
+  return jax.lax.Precision.HIGHEST if interpret else FLOAT32_ON_TENSOR_CORES
+
+
+def dense_product(x: jax.Array, y: jax.Array, *, config: DenseSddmmConfig,
+                  interpret: bool = False) -> jax.Array:
+  """``S = X @ Y.T`` in float32, ``[M', N']`` with M', N' the row counts of X and Y rounded up
+  to the tile (the extra rows and columns are products of zero padding).
+
+  Args:
+    x: ``[M, D]`` float32, bfloat16 or float16.
+    y: ``[N, D]`` of x's dtype.
+    config: tile sizes.
+    interpret: run in the Pallas interpreter (any platform).
+  """
+  block_m, block_n, block_d = config.block_m, config.block_n, config.block_d
+  inner = x.shape[1]
+  steps = pl.cdiv(inner, block_d)
+  xp = _common.pad_columns(_common.pad_rows(x, pl.cdiv(x.shape[0], block_m) * block_m), block_d)
+  yp = _common.pad_columns(_common.pad_rows(y, pl.cdiv(y.shape[0], block_n) * block_n), block_d)
+  precision = _precision(x.dtype, interpret)
+
+  def kernel(x_ref, y_ref, s_ref):
+    def step(d, acc):
+      xs = x_ref[:, pl.ds(d * block_d, block_d)]
+      ys = y_ref[:, pl.ds(d * block_d, block_d)]
+      return acc + jax.lax.dot_general(xs, ys, (((1,), (1,)), ((), ())), precision=precision,
+                                       preferred_element_type=jnp.float32)
+
+    s_ref[...] = jax.lax.fori_loop(0, steps, step,
+                                   jnp.zeros((block_m, block_n), jnp.float32))
+
+  return pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((xp.shape[0], yp.shape[0]), jnp.float32),
+      grid=(xp.shape[0] // block_m, yp.shape[0] // block_n),
+      in_specs=[pl.BlockSpec((block_m, xp.shape[1]), lambda i, j: (i, 0)),
+                pl.BlockSpec((block_n, yp.shape[1]), lambda i, j: (j, 0))],
+      out_specs=pl.BlockSpec((block_m, block_n), lambda i, j: (i, j)),
+      compiler_params=plt.CompilerParams(num_warps=config.num_warps,
+                                         num_stages=config.num_stages),
+      interpret=interpret,
+      name="jsparse_sddmm_dense_tiles",
+  )(xp, yp)
+
+
+def sample(product: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, *,
+           num_rows: int, dtype, block: int, interpret: bool = False) -> jax.Array:
+  """``values[pos] = product[row, col_indices[pos]]`` for every stored position of each row,
+  in ``dtype``; positions past ``row_offsets[num_rows]`` are not written (garbage).
+
+  One program a row walks its positions ``block`` at a time: the column indices (contiguous),
+  the product's row at those columns (a gather within one row of S), the values (contiguous).
+  """
+  nse = col_indices.shape[0]
+  last_column = product.shape[1] - 1
+
+  def kernel(offsets_ref, cols_ref, product_ref, out_ref):
+    row = pl.program_id(0)
+    start, end = offsets_ref[row], offsets_ref[row + 1]
+    lanes = jnp.arange(block, dtype=jnp.int32)
+
+    def step(i, carry):
+      positions = start + i * block + lanes
+      valid = positions < end
+      # Clamped: a traced, unvalidated column index cannot read outside S.
+      cols = jnp.clip(plt.load(cols_ref.at[positions], mask=valid, other=0), 0, last_column)
+      values = plt.load(product_ref.at[row, cols], mask=valid, other=0)
+      plt.store(out_ref.at[positions], values.astype(out_ref.dtype), mask=valid)
+      return carry
+
+    jax.lax.fori_loop(0, (end - start + block - 1) // block, step, 0)
+
+  whole = pl.no_block_spec
+  return pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((nse,), dtype),
+      grid=(num_rows,),
+      in_specs=[whole, whole, whole],
+      compiler_params=plt.CompilerParams(num_warps=max(1, min(4, block // 32)), num_stages=1),
+      interpret=interpret,
+      name="jsparse_sddmm_sample",
+  )(row_offsets, col_indices, product)
+
+
+@functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
+def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: jax.Array, *,
+              num_rows: int, config: DenseSddmmConfig | None = None,
+              interpret: bool = False) -> jax.Array:
+  """Stored values ``x[i] . y[j]`` at every stored ``(i, j)`` of a CSR pattern ``[M, N]``, from
+  the dense product (same contract as ``csr_sddmm.kernel_fn``).
+
+  Args:
+    col_indices: ``[nse]`` int32, the column (in ``[0, N)``) of each stored entry.
+    row_offsets: ``[M + 1]`` int32 CSR row offsets; positions ``>= row_offsets[M]`` are padding.
+    x: ``[M, D]`` float32, bfloat16 or float16.
+    y: ``[N, D]``, the same dtype as ``x``.
+    num_rows: ``M``.
+    config: tile sizes; ``choose_config`` when None.
+    interpret: run in Pallas interpret mode (any platform).
+
+  Returns:
+    ``[nse]`` in ``x``'s dtype (accumulated in float32); 0 at padding positions.
+  """
+  _rows.check_csr_operands(None, col_indices, row_offsets, num_rows)
+  _rows.check_value_dtype("x", x)
+  if x.ndim != 2 or x.shape[0] != num_rows:
+    raise ValueError(f"x must be [M, D] with M = {num_rows}, got shape {tuple(x.shape)}")
+  if y.ndim != 2 or y.shape[1] != x.shape[1] or y.dtype != x.dtype:
+    raise ValueError(f"y must be [N, D] with D = {x.shape[1]} and x's dtype {x.dtype}, got "
+                     f"{y.dtype} {tuple(y.shape)}")
+  nse, inner = col_indices.shape[0], x.shape[1]
+  if num_rows == 0 or nse == 0 or inner == 0 or y.shape[0] == 0:
+    return jnp.zeros((nse,), x.dtype)
+  config = config or choose_config(inner, x.dtype, nse / num_rows)
+  product = dense_product(x, y, config=config, interpret=interpret)
+  values = sample(product, col_indices, row_offsets, num_rows=num_rows, dtype=x.dtype,
+                  block=config.sample_block, interpret=interpret)
+  # Only stored positions were written; padding positions are 0.
+  stored = jnp.arange(nse, dtype=jnp.int32) < row_offsets[num_rows]
+  return jnp.where(stored, values, 0).astype(x.dtype)
