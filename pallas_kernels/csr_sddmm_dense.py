@@ -9,8 +9,9 @@ loads of X's and Y's tiles, each read once per tile of S) and stores it; the sto
 then read from S by a second kernel, one program a row: its column indices in chunks, S's row at
 those columns, stored to the row's positions (``nnz x 8`` bytes plus S's sectors; a
 ``searchsorted`` of every position's row and a 2-D XLA gather in its place took 1.6 ms at
-4096 x 4096, density 0.5, on an H100). S is ``[M, N]`` float32: the caller
-(``jsparse._gpu.csr``) takes this path only where S fits its memory budget.
+4096 x 4096, density 0.5, on an H100). S is float32 and is computed and sampled in chunks of
+rows of at most ``DenseSddmmConfig.chunk_bytes`` (256 MiB by default), so memory stays bounded
+for any M.
 
 float32 X and Y multiply as three TF32 products (``DotAlgorithmPreset.TF32_TF32_F32_X3``: each
 operand split into a TF32 high part and a TF32 remainder, the remainder-times-remainder term
@@ -42,8 +43,9 @@ FLOAT32_ON_TENSOR_CORES = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
 @dataclasses.dataclass(frozen=True)
 class DenseSddmmConfig:
   """Tile of S per program (``block_m`` rows of X by ``block_n`` rows of Y), the inner-dimension
-  step ``block_d``, Triton launch parameters, and the stored entries the sampling kernel reads
-  per step (``sample_block``)."""
+  step ``block_d``, Triton launch parameters, the stored entries the sampling kernel reads per
+  step (``sample_block``), and the most bytes of S computed at once (``chunk_bytes``: rows of S
+  are computed and sampled in chunks, at least ``block_m`` rows each)."""
 
   block_m: int = 128
   block_n: int = 128
@@ -51,12 +53,22 @@ class DenseSddmmConfig:
   num_warps: int = 8
   num_stages: int = 3
   sample_block: int = 128
+  chunk_bytes: int = 256 << 20
 
   def __post_init__(self):
     for name in ("block_m", "block_n", "block_d", "sample_block"):
       value = getattr(self, name)
       if not _common.is_power_of_two(value):
         raise ValueError(f"DenseSddmmConfig.{name} must be a power of two, got {value}")
+    if self.chunk_bytes < 1:
+      raise ValueError(f"DenseSddmmConfig.chunk_bytes must be >= 1, got {self.chunk_bytes}")
+
+  def chunk_rows(self, num_rows: int, num_cols: int) -> int:
+    """Rows of S per chunk: a multiple of ``block_m`` within ``chunk_bytes`` (at least one
+    tile row), no more than the rows rounded up to ``block_m``."""
+    padded_cols = pl.cdiv(max(num_cols, 1), self.block_n) * self.block_n
+    tiles = max(1, self.chunk_bytes // (4 * padded_cols * self.block_m))
+    return min(tiles * self.block_m, pl.cdiv(max(num_rows, 1), self.block_m) * self.block_m)
 
 
 def gpu_supported(config: DenseSddmmConfig) -> bool | str:
@@ -89,16 +101,18 @@ DENSE_FLOAT32_FLOPS_PER_US = 48e6
 DENSE_16BIT_FLOPS_PER_US = 300e6
 PRODUCT_BYTES_PER_US = 2.0e6
 SAMPLE_US_PER_ENTRY = 1e-5
-# S is materialised: the dense path is never taken for a product larger than this.
-MAX_PRODUCT_BYTES = 1 << 30
+# S is materialised a chunk of rows at a time; the dense path is not taken where even one tile
+# row of S (128 rows) would exceed this.
+MAX_TILE_ROW_BYTES = 256 << 20
 
 
 def prefers_dense(num_rows: int, num_cols: int, inner: int, nse: int, dtype) -> bool:
   """Whether the dense-tile path is expected to beat the row kernel (``csr_sddmm``) for an
   ``[num_rows, num_cols]`` pattern with ``nse`` stored positions and inner dimension ``inner``
-  (static shapes only; ``nse`` counts padding too), and S fits ``MAX_PRODUCT_BYTES``."""
+  (static shapes only; ``nse`` counts padding too), and a tile row of S fits
+  ``MAX_TILE_ROW_BYTES``."""
   elements = num_rows * num_cols
-  if elements * 4 > MAX_PRODUCT_BYTES or nse == 0 or inner == 0:
+  if 128 * num_cols * 4 > MAX_TILE_ROW_BYTES or nse == 0 or inner == 0:
     return False
   itemsize = jnp.dtype(dtype).itemsize
   flops_per_us = DENSE_FLOAT32_FLOPS_PER_US if itemsize == 4 else DENSE_16BIT_FLOPS_PER_US
@@ -156,18 +170,19 @@ def dense_product(x: jax.Array, y: jax.Array, *, config: DenseSddmmConfig,
   )(xp, yp)
 
 
-def sample(product: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, *,
-           num_rows: int, dtype, block: int, interpret: bool = False) -> jax.Array:
-  """``values[pos] = product[row, col_indices[pos]]`` for every stored position of each row,
-  in ``dtype``; positions past ``row_offsets[num_rows]`` are not written (garbage).
+def sample(product: jax.Array, col_indices: jax.Array, row_offsets: jax.Array,
+           values: jax.Array, *, block: int, interpret: bool = False) -> jax.Array:
+  """``values`` with ``values[pos] = product[i, col_indices[pos]]`` for every stored position of
+  each row ``i`` of ``row_offsets`` (``[R + 1]``, positions into ``values``; R = the product's
+  rows that are sampled), cast to ``values``' dtype; other positions are kept (``values`` is
+  updated in place).
 
   One program a row walks its positions ``block`` at a time: the column indices (contiguous),
   the product's row at those columns (a gather within one row of S), the values (contiguous).
   """
-  nse = col_indices.shape[0]
   last_column = product.shape[1] - 1
 
-  def kernel(offsets_ref, cols_ref, product_ref, out_ref):
+  def kernel(offsets_ref, cols_ref, product_ref, _, out_ref):
     row = pl.program_id(0)
     start, end = offsets_ref[row], offsets_ref[row + 1]
     lanes = jnp.arange(block, dtype=jnp.int32)
@@ -177,8 +192,8 @@ def sample(product: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, *
       valid = positions < end
       # Clamped: a traced, unvalidated column index cannot read outside S.
       cols = jnp.clip(plt.load(cols_ref.at[positions], mask=valid, other=0), 0, last_column)
-      values = plt.load(product_ref.at[row, cols], mask=valid, other=0)
-      plt.store(out_ref.at[positions], values.astype(out_ref.dtype), mask=valid)
+      sampled = plt.load(product_ref.at[row, cols], mask=valid, other=0)
+      plt.store(out_ref.at[positions], sampled.astype(out_ref.dtype), mask=valid)
       return carry
 
     jax.lax.fori_loop(0, (end - start + block - 1) // block, step, 0)
@@ -186,13 +201,14 @@ def sample(product: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, *
   whole = pl.no_block_spec
   return pl.pallas_call(
       kernel,
-      out_shape=jax.ShapeDtypeStruct((nse,), dtype),
-      grid=(num_rows,),
-      in_specs=[whole, whole, whole],
+      out_shape=jax.ShapeDtypeStruct(values.shape, values.dtype),
+      grid=(row_offsets.shape[0] - 1,),
+      in_specs=[whole, whole, whole, whole],
+      input_output_aliases={3: 0},
       compiler_params=plt.CompilerParams(num_warps=max(1, min(4, block // 32)), num_stages=1),
       interpret=interpret,
       name="jsparse_sddmm_sample",
-  )(row_offsets, col_indices, product)
+  )(row_offsets, col_indices, product, values)
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
@@ -225,9 +241,12 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   if num_rows == 0 or nse == 0 or inner == 0 or y.shape[0] == 0:
     return jnp.zeros((nse,), x.dtype)
   config = config or choose_config(inner, x.dtype, nse / num_rows)
-  product = dense_product(x, y, config=config, interpret=interpret)
-  values = sample(product, col_indices, row_offsets, num_rows=num_rows, dtype=x.dtype,
-                  block=config.sample_block, interpret=interpret)
-  # Only stored positions were written; padding positions are 0.
-  stored = jnp.arange(nse, dtype=jnp.int32) < row_offsets[num_rows]
-  return jnp.where(stored, values, 0).astype(x.dtype)
+  # Padding positions keep these zeros; every stored position is written by one chunk.
+  values = jnp.zeros((nse,), x.dtype)
+  chunk = config.chunk_rows(num_rows, y.shape[0])
+  for first in range(0, num_rows, chunk):  # static: shapes
+    last = min(first + chunk, num_rows)
+    product = dense_product(x[first:last], y, config=config, interpret=interpret)
+    values = sample(product, col_indices, row_offsets[first:last + 1], values,
+                    block=config.sample_block, interpret=interpret)
+  return values

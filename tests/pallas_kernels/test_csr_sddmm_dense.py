@@ -52,6 +52,26 @@ def test_sampling_steps(sample_block):
   _check(case, 24, jnp.float32, rng, config=config)
 
 
+def test_chunks_of_rows():
+  # S computed and sampled 16 rows at a time (one 16 x 16 tile row of a 29-column S is 2 KiB):
+  # 37 rows take three chunks, the last one short.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (37, 29), cases.ragged_lengths(rng, 37, 29), padding=2)
+  config = csr_sddmm_dense.DenseSddmmConfig(block_m=16, block_n=16, block_d=16, num_warps=4,
+                                            chunk_bytes=2048)
+  assert config.chunk_rows(37, 29) == 16
+  _check(case, 24, jnp.float32, rng, config=config)
+
+
+def test_chunk_rows():
+  config = csr_sddmm_dense.DenseSddmmConfig(chunk_bytes=256 << 20)
+  assert config.chunk_rows(4096, 4096) == 4096  # S is 64 MiB: one chunk
+  assert config.chunk_rows(32768, 32768) == 2048  # 256 MiB / (4 B x 32768 columns)
+  assert config.chunk_rows(100, 10 ** 9) == 128  # at least one tile row
+  with pytest.raises(ValueError, match="chunk_bytes must be >= 1"):
+    csr_sddmm_dense.DenseSddmmConfig(chunk_bytes=0)
+
+
 @pytest.mark.parametrize("shape,lengths,inner,padding", [
     ((5, 7), [0, 0, 0, 0, 0], 5, 4),  # nnz = 0 with padding stored
     ((5, 7), [0, 0, 0, 0, 0], 5, 0),  # nse = 0
@@ -115,8 +135,8 @@ def test_prefers_dense_on_the_measured_grid(inner, sparsity, expected):
 
 
 def test_prefers_dense_never_past_the_memory_budget_or_when_empty():
-  side = int((csr_sddmm_dense.MAX_PRODUCT_BYTES // 4) ** 0.5) + 1
-  assert not csr_sddmm_dense.prefers_dense(side, side, 4096, side * side, jnp.float32)
+  cols = csr_sddmm_dense.MAX_TILE_ROW_BYTES // (4 * 128) + 1
+  assert not csr_sddmm_dense.prefers_dense(128, cols, 4096, 128 * cols, jnp.float32)
   assert not csr_sddmm_dense.prefers_dense(4096, 4096, 1024, 0, jnp.float32)
   assert not csr_sddmm_dense.prefers_dense(4096, 4096, 0, 4096, jnp.float32)
 
