@@ -32,31 +32,56 @@ class SpmvConfig:
     block_nnz: nonzeros of each row consumed per step (a power of two).
     num_warps: Triton warps per program.
     num_stages: Triton software-pipelining stages.
+    prefetch: load the next step's column indices and values before this step's gather of x
+      (the loop has no ``dot``, so Triton does not pipeline it; without this each step's gather
+      waits on loads issued in the same step).
+    aligned_loads: Sputnik's row-offset memory alignment. A row's steps start at its first
+      position rounded down to a multiple of 16 bytes' worth of entries, and steps that stay
+      inside the arrays load without a mask, so the loads of values and indices are whole
+      16-byte vectors (a per-entry mask, or a start Triton cannot prove aligned, makes them
+      one 4-byte load an entry). Entries before the row's start or past its end are read and
+      zeroed. Excludes ``prefetch``.
   """
 
   rows_per_program: int = 4
   block_nnz: int = 128
   num_warps: int = 4
   num_stages: int = 2
+  prefetch: bool = False
+  aligned_loads: bool = False
 
   def __post_init__(self):
     for name in ("rows_per_program", "block_nnz"):
       value = getattr(self, name)
       if value < 1 or value & (value - 1):
         raise ValueError(f"SpmvConfig.{name} must be a power of two, got {value}")
+    if self.prefetch and self.aligned_loads:
+      raise ValueError("SpmvConfig.prefetch and aligned_loads exclude each other")
+
+
+# Launches of many rows (M >= LONG_LAUNCH_ROWS) with rows shorter than ALIGNED_MAX_MEAN_ROW take
+# aligned loads over 32-entry steps of 16 rows. H100, float32, 16384 x 16384 uniform random
+# (experiments/results/h100-2026-11-26-spmv/round2/), default -> this launch: s = 0.9 164.0 ->
+# 138.9 us, s = 0.98 65.1 -> 41.3, s = 0.99 35.3 -> 24.7; but s = 0.7 (rows of ~4900) 370 -> 388,
+# and at 4096 x 4096 s = 0.9 10.1 -> 13.2 (s = 0.98 even).
+LONG_LAUNCH_ROWS = 8192
+ALIGNED_MAX_MEAN_ROW = 4096
 
 
 def choose_config(num_rows: int, nse: int) -> SpmvConfig:
   """A heuristic config: the nonzero step near the mean row length (16 to 128), and enough rows
-  per program for a 512-element tile."""
+  per program for a 512-element tile; for many rows of moderate length, aligned loads over
+  32-entry steps of 16 rows (see ``LONG_LAUNCH_ROWS``)."""
   mean_row = nse / max(num_rows, 1)
+  if num_rows >= LONG_LAUNCH_ROWS and 32 <= mean_row < ALIGNED_MAX_MEAN_ROW:
+    return SpmvConfig(rows_per_program=16, block_nnz=32, aligned_loads=True)
   block_nnz = min(128, max(16, pl.next_power_of_2(max(int(mean_row), 1))))
   return SpmvConfig(rows_per_program=max(1, 512 // block_nnz), block_nnz=block_nnz)
 
 
 def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, num_rows: int,
-                 rows_per_program: int, block_nnz: int, natural_order: bool,
-                 fma_ptx: bool):
+                 rows_per_program: int, block_nnz: int, natural_order: bool, prefetch: bool,
+                 aligned_loads: bool, fma_ptx: bool):
   first = pl.program_id(0) * rows_per_program
   slots = first + jnp.arange(rows_per_program, dtype=jnp.int32)
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
@@ -67,19 +92,57 @@ def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, 
   starts = offsets_ref[rows]
   ends = offsets_ref[rows + 1]
   lanes = jnp.arange(block_nnz, dtype=jnp.int32)
+  zeros = jnp.zeros((rows_per_program, block_nnz), jnp.float32)
 
-  def step(index, acc):
-    positions = starts[:, None] + index * block_nnz + lanes[None, :]
-    valid = positions < ends[:, None]
-    cols = plgpu.load(cols_ref.at[positions], mask=valid, other=0)
-    values = plgpu.load(data_ref.at[positions], mask=valid, other=0)
+  def multiply(cols, values, valid, acc):
     gathered = plgpu.load(x_ref.at[cols], mask=valid, other=0)
     return _common.multiply_add(values.astype(jnp.float32), gathered.astype(jnp.float32), acc,
                                 ptx=fma_ptx)
 
+  if aligned_loads:
+    # 16 bytes of the narrower of values and indices; (start // align) * align is what lets
+    # Triton's alignment analysis prove the vectors aligned.
+    align = 16 // min(data_ref.dtype.itemsize, cols_ref.dtype.itemsize)
+    bases = (starts // align) * align
+    nse = data_ref.shape[0]
+
+    def aligned_entries(index, inside_arrays: bool):
+      positions = bases[:, None] + index * block_nnz + lanes[None, :]
+      valid = (positions >= starts[:, None]) & (positions < ends[:, None])
+      mask = None if inside_arrays else positions < nse
+      cols = plgpu.load(cols_ref.at[positions], mask=mask, other=None if inside_arrays else 0)
+      values = plgpu.load(data_ref.at[positions], mask=mask, other=None if inside_arrays else 0)
+      # Entries of neighbouring rows (or padding, or garbage) are zeroed: 0 * inf would be NaN.
+      return cols, jnp.where(valid, values, 0), valid
+
+    steps = (jnp.max(ends - bases) + block_nnz - 1) // block_nnz
+    # Steps whose loads stay inside the arrays for every row of the program run unmasked.
+    unmasked = jnp.clip((nse - jnp.max(bases)) // block_nnz, 0, steps)
+    acc = jax.lax.fori_loop(
+        0, unmasked, lambda index, acc: multiply(*aligned_entries(index, True), acc), zeros)
+    acc = jax.lax.fori_loop(
+        unmasked, steps, lambda index, acc: multiply(*aligned_entries(index, False), acc), acc)
+    out_ref[rows] = jnp.sum(acc, axis=1).astype(out_ref.dtype)
+    return
+
+  def entries(index):
+    """Step ``index``'s column indices, values and mask (0 past each row's end)."""
+    positions = starts[:, None] + index * block_nnz + lanes[None, :]
+    valid = positions < ends[:, None]
+    cols = plgpu.load(cols_ref.at[positions], mask=valid, other=0)
+    values = plgpu.load(data_ref.at[positions], mask=valid, other=0)
+    return cols, values, valid
+
   steps = (jnp.max(ends - starts) + block_nnz - 1) // block_nnz
-  acc = jax.lax.fori_loop(0, steps, step,
-                          jnp.zeros((rows_per_program, block_nnz), jnp.float32))
+  if prefetch:
+    def step(index, carry):
+      acc, current = carry
+      upcoming = entries(index + 1)  # masked past every row's end
+      return multiply(*current, acc), upcoming
+
+    acc, _ = jax.lax.fori_loop(0, steps, step, (zeros, entries(0)))
+  else:
+    acc = jax.lax.fori_loop(0, steps, lambda index, acc: multiply(*entries(index), acc), zeros)
   out_ref[rows] = jnp.sum(acc, axis=1).astype(out_ref.dtype)
 
 
@@ -121,6 +184,7 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, x
   kernel = functools.partial(_spmv_kernel, num_rows=num_rows,
                              rows_per_program=config.rows_per_program,
                              block_nnz=config.block_nnz, natural_order=natural_order,
+                             prefetch=config.prefetch, aligned_loads=config.aligned_loads,
                              fma_ptx=not interpret)
   return pl.pallas_call(
       kernel,

@@ -55,6 +55,52 @@ def test_natural_order_launch():
   _check(case, jnp.float32, rng, natural_order=True)
 
 
+@pytest.mark.parametrize("natural_order", [False, True], ids=["scheduled", "natural"])
+def test_prefetch(natural_order):
+  # The next step's entries are loaded a step early: past every row's end and, with no padding,
+  # past the stored entries (the last rows' prefetches fall off the arrays): masked.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (13, 10), cases.ragged_lengths(rng, 13, 10), padding=0)
+  _check(case, jnp.float32, rng, natural_order=natural_order,
+         config=csr_spmv.SpmvConfig(rows_per_program=4, block_nnz=4, prefetch=True))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("padding", [0, 5])
+def test_aligned_loads(dtype, padding):
+  # Rows start anywhere; loads start at the 16-byte boundary below (4 or 8 entries) and read
+  # neighbouring rows' entries, which must not count. With no padding the last program's final
+  # steps would run past the arrays: they take the masked loop. One row longer than 3 steps.
+  rng = np.random.default_rng()
+  lengths = cases.ragged_lengths(rng, 13, 40)
+  lengths[3] = 37
+  case = cases.random_csr(rng, (13, 40), lengths, padding=padding, dtype=dtype)
+  _check(case, dtype, rng,
+         config=csr_spmv.SpmvConfig(rows_per_program=4, block_nnz=8, aligned_loads=True))
+
+
+def test_aligned_loads_ignore_non_finite_neighbours():
+  # Stored values of other rows are read by a row's aligned loads; an inf there must not turn
+  # the row's sum into NaN.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (6, 8), [3, 1, 4, 2, 3, 2], padding=0)
+  data, col_indices, row_offsets = case.device(jnp.float32)
+  data = data.at[0].set(jnp.inf)  # row 0's first entry
+  x = jnp.asarray(rng.standard_normal(8), jnp.float32)
+  out = csr_spmv.kernel_fn(data, col_indices, row_offsets, x, num_rows=6, interpret=True,
+                           config=csr_spmv.SpmvConfig(rows_per_program=2, block_nnz=4,
+                                                      aligned_loads=True))
+  assert np.all(np.isfinite(np.asarray(out)[1:])), np.asarray(out)
+
+
+def test_choose_config_takes_aligned_loads_for_long_launches():
+  aligned = csr_spmv.choose_config(16384, int(16384 * 16384 * 0.02))
+  assert aligned.aligned_loads and aligned.block_nnz == 32 and aligned.rows_per_program == 16
+  # Long rows (s = 0.7 at 16384) and few rows keep the default launch.
+  assert not csr_spmv.choose_config(16384, int(16384 * 16384 * 0.3)).aligned_loads
+  assert not csr_spmv.choose_config(4096, int(4096 * 4096 * 0.1)).aligned_loads
+
+
 def test_bad_arguments_name_the_argument():
   data, cols, offsets = (jnp.ones(3, jnp.float32), jnp.zeros(3, jnp.int32),
                          jnp.array([0, 1, 3], jnp.int32))
@@ -66,11 +112,15 @@ def test_bad_arguments_name_the_argument():
                        interpret=True)
   with pytest.raises(ValueError, match="rows_per_program must be a power of two"):
     csr_spmv.SpmvConfig(rows_per_program=3)
+  with pytest.raises(ValueError, match="prefetch and aligned_loads exclude each other"):
+    csr_spmv.SpmvConfig(prefetch=True, aligned_loads=True)
 
 
-def test_lowers_to_triton_with_fused_multiply_adds(monkeypatch):
+@pytest.mark.parametrize("config", [None, csr_spmv.SpmvConfig(aligned_loads=True)],
+                         ids=["default", "aligned"])
+def test_lowers_to_triton_with_fused_multiply_adds(monkeypatch, config):
   from tests.pallas_kernels import structured_cases
   structured_cases.assert_lowers_to_triton_for_h100(
-      monkeypatch, lambda d, c, o, x: csr_spmv.kernel_fn(d, c, o, x, num_rows=64),
+      monkeypatch, lambda d, c, o, x: csr_spmv.kernel_fn(d, c, o, x, num_rows=64, config=config),
       jax.ShapeDtypeStruct((500,), jnp.float32), jax.ShapeDtypeStruct((500,), jnp.int32),
       jax.ShapeDtypeStruct((65,), jnp.int32), jax.ShapeDtypeStruct((96,), jnp.float32))
