@@ -95,10 +95,12 @@ def choose_config(inner: int, dtype, mean_row: float = 128.0) -> DenseSddmmConfi
 # The row kernel streams the gathered rows of Y: nnz x D x itemsize bytes at about 6.5 TB/s.
 ROW_KERNEL_BYTES_PER_US = 6.5e6
 # The dense path: the product (float32 as three TF32 passes: 34 GFLOP in 709 us at D = 1024;
-# 16-bit natively, assumed 6x that rate), S written (4 bytes an element, about 2 TB/s with the
-# product's own reads), then about 10 us per million stored entries sampled.
+# bfloat16 natively: 95 us, S's writes included), S written (4 bytes an element, about 2 TB/s with
+# the product's own reads), then about 10 us per million stored entries sampled. For bfloat16
+# (round3-bf16/) the models pick the faster path in 16 of the 18 cases; the other two cost 9%
+# (density 0.5, D = 32) and 4% (density 0.02, D = 1024).
 DENSE_FLOAT32_FLOPS_PER_US = 48e6
-DENSE_16BIT_FLOPS_PER_US = 300e6
+DENSE_16BIT_FLOPS_PER_US = 500e6
 PRODUCT_BYTES_PER_US = 2.0e6
 SAMPLE_US_PER_ENTRY = 1e-5
 # S is materialised a chunk of rows at a time; the dense path is not taken where even one tile
