@@ -113,9 +113,10 @@ inline int64_t CsrNumChunks(const Executor& executor, int64_t work, int64_t entr
 
 // Calls fn(a, rhs_row) for the terms at positions [start, stop) of a CSR row.
 //
-// No software prefetch: the rows of B that sorted rows read are in L2 (a K tile, or a B of at
-// most kTileBytes), where out-of-order execution hides the latency, and the prefetch's index load
-// and branch cost issue slots. Measured against prefetching 2 lines 8 terms ahead (2-core EPYC,
+// No software prefetch of B's rows: the rows of B that sorted rows read are in L2 (a K tile, or a
+// B of at most kTileBytes), where out-of-order execution hides the latency, and the prefetch's
+// index load and branch cost issue slots (A's runs in K-tiled chunks are prefetched instead:
+// kRunPrefetchRows). Measured against prefetching 2 lines 8 terms ahead (2-core EPYC,
 // load 2-3, best of 3-4 x 60 calls): one thread, 512 x 512 s = 0.9 N = 32 0.078-0.083 ->
 // 0.058-0.064 ms, 4096 x 4096 s = 0.7 N = 32 14.5 -> 13.0 ms, s = 0.9 N = 128 15.4 -> 14.6 ms,
 // 2048 x 512 s = 0.9 N = 128 0.97 -> 1.04 ms; two threads, 4096 x 4096 s = 0.7 N = 128 27.2 ->
@@ -244,12 +245,74 @@ void CsrSpmmRows(const CsrTerms<Value, Index>& terms, const Index* row_offsets, 
   }
 }
 
+// K-tiled chunks whose entries of A outgrow L2 ("streamed": kMinStreamedChunkBytes, 1.5 times
+// the 512 KiB L2 of a Zen 3 core; 4096 x 4096 at s = 0.7 and 0.8 on issue 6's grid, 1.26 MiB
+// and 840 KiB a chunk) differ in two ways (CsrSpmmRowsTiled<true>):
+// - Prefetch: a K-tiled chunk visits each row's run once a tile, 128 rows apart at 4096 x 4096:
+//   too many streams for the hardware prefetcher, so every run started with a miss to L3 or
+//   memory (A is 40 MB at s = 0.7), which out-of-order execution could not hide behind the
+//   run's ~400 cycles of arithmetic. Row i + kRunPrefetchRows's run in this tile starts where
+//   its run in the last tile ended; its lines are prefetched (the chunk's average run, + 2).
+// - Validation run by run instead of a separate scan of the chunk's indices before the product
+//   (ScanRowIndices: a second pass over 630 KiB of indices a chunk, from memory).
+// Loop nest alone (spmm_bench's matrices, two threads; each build's call alternating with the
+// other's in one process, 30-40 calls each, median ms; the old build's headers in a namespace of
+// their own), old -> new: 4096 x 4096 N = 32 s = 0.7 8.6 -> 6.9 and s = 0.8 6.5 -> 5.5 (load
+// 1.1); under a load of 2.1-2.6 (another process's compile on one core) s = 0.7 N = 32 17.0 ->
+// 11.9, s = 0.8 N = 32 10.6 -> 9.2, N = 128 32.8 -> 30.7, s = 0.7 N = 128 49 -> 45. Keeping the
+// scan as well: 12.7, 9.9, 31.3, 47.6 (the prefetch is most of the gain); the run checks with
+// the scan and without the prefetch cost 1-4%. Not streamed, as no steady gain showed: 4096 x
+// 4096 s = 0.9 N = 128 (537 KiB chunks; from -4% to +10% across three runs) and chunks that stay
+// cached (DLMC 512 x 512 and 2048 x 512 at s = 0.7, 70-80 KiB a chunk: the prefetch alone lost
+// up to 6% at N = 32, 0.130 -> 0.138 ms; the run checks lost 15% at N = 128, 0.40 -> 0.46 ms,
+// 2048 x 512 1.29 -> 1.48 ms, runs of ~20 terms). Rows 3 ahead, 4-10 lines a run whatever its
+// length, prefetching into L2 only (prefetcht1 / nta) measured the same; prefetching the next
+// tile's rows of B as well gained nothing.
+constexpr int64_t kMinStreamedChunkBytes = 768 << 10;
+constexpr int64_t kRunPrefetchRows = 2;
+
+// Whether a K-tiled chunk of `entries` entries of `entry_bytes` each runs streamed.
+inline bool CsrChunkStreamed(int64_t entries, int64_t entry_bytes) {
+  return entries * entry_bytes >= kMinStreamedChunkBytes;
+}
+
+// Brings `lines` cache lines from `address` on towards L1 (addresses past the array are fine:
+// a prefetch never faults; the address is formed as an integer, not by pointer arithmetic).
+inline void PrefetchLines(const void* address, int64_t lines) {
+  const uintptr_t start = reinterpret_cast<uintptr_t>(address);
+  for (int64_t line = 0; line < lines; ++line) {
+    __builtin_prefetch(reinterpret_cast<const void*>(start + 64 * line));
+  }
+}
+
+// Whether every index in [begin, end) lies in [low, high): one pass of min/max (vectorised).
+template <typename Index>
+inline bool RunInRange(const Index* indices, int64_t begin, int64_t end, int64_t low,
+                       int64_t high) {
+  if (begin >= end) return true;
+  Index least = indices[begin], most = indices[begin];
+  for (int64_t pos = begin + 1; pos < end; ++pos) {
+    least = std::min(least, indices[pos]);
+    most = std::max(most, indices[pos]);
+  }
+  return static_cast<int64_t>(least) >= low && static_cast<int64_t>(most) < high;
+}
+
 // The same rows, K split into tiles of `tile` columns: every row adds its terms of one tile
-// before any row moves to the next, so the tile's rows of B are read from L2 by all of them.
-// Column indices must be sorted within each row (a row's terms of a tile are then a run).
-// Float32/64 sums accumulate in `out` itself; bfloat16 in a float32 buffer.
-template <typename Value, typename Index>
-void CsrSpmmRowsTiled(const CsrTerms<Value, Index>& terms, const Index* row_offsets,
+// before any row moves to the next, so the tile's rows of B are read from L1/L2 by all of them.
+// Float32/64 sums accumulate in `out` itself; bfloat16 in a float32 buffer. Returns true.
+//
+// Unless kStreamed, column indices must have been checked and sorted within each row (a row's
+// terms of a tile are then a run). kStreamed (CsrChunkStreamed) prefetches the runs of row
+// i + kRunPrefetchRows and checks the indices itself, run by run, before it reads B through
+// them: a run (from where the row's last run ended, while indices are below the tile's end) must
+// hold only indices in [tile start, min(tile end, cols)), and the last tile must leave no row
+// with positions not taken. Sorted rows always pass (rows out of order only inside one tile pass
+// too: the same terms, summed in stored order). Otherwise -- an index out of range, or rows out
+// of order across tiles -- it returns false with `out` partly written, and the caller scans the
+// indices (for the message) and runs the chunk untiled.
+template <bool kStreamed, typename Value, typename Index>
+bool CsrSpmmRowsTiled(const CsrTerms<Value, Index>& terms, const Index* row_offsets,
                       int64_t first_row, int64_t last_row, int64_t cols, int64_t tile,
                       typename Value::Storage* out) {
   using Accum = typename Value::Accum;
@@ -265,8 +328,26 @@ void CsrSpmmRowsTiled(const CsrTerms<Value, Index>& terms, const Index* row_offs
   }
   std::fill(sums, sums + count * n, Accum(0));
   std::vector<int64_t> next(row_offsets + first_row, row_offsets + last_row);
+  const bool prefetch = kStreamed && count > kRunPrefetchRows;
+  int64_t index_lines = 0, value_lines = 0;
+  if constexpr (kStreamed) {
+    // Lines a run spans, from the chunk's average run, plus 2.
+    const int64_t entries = static_cast<int64_t>(row_offsets[last_row] - row_offsets[first_row]);
+    const int64_t run_terms =
+        entries * tile / std::max<int64_t>(1, cols) / std::max<int64_t>(1, count);
+    index_lines = std::min<int64_t>(16, run_terms * static_cast<int64_t>(sizeof(Index)) / 64 + 2);
+    value_lines =
+        std::min<int64_t>(16, run_terms * static_cast<int64_t>(sizeof(Storage)) / 64 + 2);
+  }
   for (int64_t tile_end = tile;; tile_end += tile) {
     for (int64_t i = 0; i < count; ++i) {
+      if (prefetch) {
+        // Row i + 2's run in this tile; past the last row, the first rows' runs in the next.
+        int64_t ahead = i + kRunPrefetchRows;
+        if (ahead >= count) ahead -= count;
+        PrefetchLines(terms.col_indices + next[ahead], index_lines);
+        PrefetchLines(terms.data + next[ahead], value_lines);
+      }
       const int64_t start = next[i], row_end = row_offsets[first_row + i + 1];
       // The row's run in this tile: strides of 8 sorted indices, then single steps (one index
       // at a time cost 13-20% of a single-thread 4096 x 4096 N = 32 product, s = 0.7-0.9).
@@ -277,6 +358,12 @@ void CsrSpmmRowsTiled(const CsrTerms<Value, Index>& terms, const Index* row_offs
       while (stop < row_end && static_cast<int64_t>(terms.col_indices[stop]) < tile_end) ++stop;
       next[i] = stop;
       if (stop > start) {
+        if constexpr (kStreamed) {
+          if (!RunInRange(terms.col_indices, start, stop, tile_end - tile,
+                          std::min(tile_end, cols))) {
+            return false;
+          }
+        }
         if constexpr (kPairsApply<Value>) {
           if (UsesPairs<Value>(n)) {
             CsrRowPairs<Value, true>(terms, start, stop, sums + i * n);
@@ -288,14 +375,22 @@ void CsrSpmmRowsTiled(const CsrTerms<Value, Index>& terms, const Index* row_offs
     }
     if (tile_end >= cols) break;
   }
+  if constexpr (kStreamed) {
+    for (int64_t i = 0; i < count; ++i) {
+      if (next[i] != static_cast<int64_t>(row_offsets[first_row + i + 1])) return false;
+    }
+  }
   if constexpr (!std::is_same_v<Accum, Storage>) {
     for (int64_t j = 0; j < count * n; ++j) out[first_row * n + j] = Value::Store(sums[j]);
   }
+  return true;
 }
 
-// out [rows, n] = A @ rhs, rhs [cols, n]. Rows are split across threads by nonzero count; each
-// chunk first checks its column indices (one vectorised pass), and, when they are sorted within
-// rows and B is larger than a tile, runs K-tiled.
+// out [rows, n] = A @ rhs, rhs [cols, n]. Rows are split across threads by nonzero count. A chunk
+// whose B is larger than a tile (CsrKTile) and whose rows are sorted runs K-tiled. Chunks whose
+// entries outgrow L2 (CsrChunkStreamed) check their column indices run by run as they go; the
+// others, and streamed chunks whose check fails, first check theirs in one vectorised pass
+// (ScanRowIndices).
 template <typename Value, typename Index>
 std::string CsrSpmm(const Executor& executor, const typename Value::Storage* data,
                     const Index* col_indices, const Index* row_offsets, int64_t rows,
@@ -310,10 +405,21 @@ std::string CsrSpmm(const Executor& executor, const typename Value::Storage* dat
   const auto bounds = SplitRowsByCost(row_offsets, rows, num_chunks, n);
   const CsrTerms<Value, Index> terms{data, col_indices, rhs, n};
   FirstFailure bad_column;
-  // The whole chunk runs in the ISA CallBestIsa picks, its index scan included (measured: the
+  // The whole chunk runs in the ISA CallBestIsa picks, its index checks included (measured: the
   // scan in the baseline ISA cost 0.03 ms more of 0.7 at 2048 x 512, s = 0.7).
   ParallelFor(executor, num_chunks, [&](int64_t chunk) { CallBestIsa([&] {
     const int64_t first_row = bounds[chunk], last_row = bounds[chunk + 1];
+    const int64_t entries = static_cast<int64_t>(row_offsets[last_row] - row_offsets[first_row]);
+    const int64_t tile = CsrKTile(cols, n, sizeof(*rhs), sizeof(*data) + sizeof(*col_indices),
+                                  entries, last_row - first_row);
+    // Streamed K-tiled chunks check their indices run by run as they go (CsrSpmmRowsTiled<true>);
+    // one that fails (a bad index, or rows out of order across tiles) is scanned and runs
+    // untiled.
+    const bool streamed = CsrChunkStreamed(entries, sizeof(*data) + sizeof(*col_indices));
+    if (tile > 0 && streamed &&
+        CsrSpmmRowsTiled<true>(terms, row_offsets, first_row, last_row, cols, tile, out)) {
+      return;
+    }
     bool sorted = false;
     const int64_t bad = ScanRowIndices(col_indices, row_offsets, first_row, last_row, cols,
                                        &sorted);
@@ -323,12 +429,8 @@ std::string CsrSpmm(const Executor& executor, const typename Value::Storage* dat
     }
     // Sorted rows may run K-tiled (CsrKTile); rows out of order cannot (a tile's terms would
     // not be a run).
-    const int64_t entries = static_cast<int64_t>(row_offsets[last_row] - row_offsets[first_row]);
-    const int64_t tile = sorted ? CsrKTile(cols, n, sizeof(*rhs), sizeof(*data) + sizeof(*col_indices),
-                                           entries, last_row - first_row)
-                                : 0;
-    if (tile > 0) {
-      CsrSpmmRowsTiled(terms, row_offsets, first_row, last_row, cols, tile, out);
+    if (tile > 0 && sorted && !streamed) {
+      CsrSpmmRowsTiled<false>(terms, row_offsets, first_row, last_row, cols, tile, out);
     } else {
       CsrSpmmRows(terms, row_offsets, first_row, last_row, out);
     }

@@ -327,21 +327,33 @@ void TestNm(std::mt19937& gen, const Executor& executor, double rtol, const std:
   ExpectClose<Value>(sampled, expected, scale, rtol, label + " nm sddmm");
 }
 
+// Runs a CsrSpmm call as one chunk on the calling thread, however large.
+struct OneChunkExecutor final : Executor {
+  int64_t min_parallel_work() const override { return std::numeric_limits<int64_t>::max(); }
+};
+
 // CSR SpMM with K wider than several tiles, so that the K-tiled path runs (a last partial tile,
 // empty rows, panels plus a scalar tail at N = 70), and again with the columns of every row
 // shuffled, which must take the untiled path and give the same product. Twice: L1 tiles (a B of
 // a few kL1TileBytes, dense rows) and L2 tiles (a B over kMaxL1TiledRhsBytes, sparser rows);
-// CsrKTile must pick the tile the case is for.
+// CsrKTile must pick the tile the case is for. `streamed`: enough rows, run as one chunk, that
+// the chunk is streamed (CsrChunkStreamed: prefetched runs, indices checked run by run, the
+// bad-index and out-of-order cases below through its checks).
 template <typename Value, typename Index>
-void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
-                  const std::string& label, bool l1, int64_t n = 70) {
+void TestCsrTiled(std::mt19937& gen, const Executor& given_executor, double rtol,
+                  const std::string& given_label, bool l1, int64_t n = 70, bool streamed = false) {
   using Storage = typename Value::Storage;
-  const int64_t rows = 37, row_bytes = n * sizeof(Storage);
+  const OneChunkExecutor one_chunk;
+  const Executor& executor = streamed ? one_chunk : given_executor;
+  const std::string label = given_label + (streamed ? " streamed" : "");
+  const int64_t rows = streamed ? (l1 ? 512 : 128) : 37, row_bytes = n * sizeof(Storage);
   const int64_t cols = (l1 ? 3 * kL1TileBytes : 5 * kTileBytes) / row_bytes + 61;
   // Dense enough that a row's run of terms in a tile repays tiling (kMinL1TileRunWork,
   // kMinTileRunWork): an L2 run's work scales with N, so narrower rows are denser (0.2 at N = 70;
   // at N = 16 float64 with int64 indices 0.2 gives runs of ~3400 multiply-adds: untiled).
-  const double density = l1 ? 0.8 : std::min(0.9, 0.2 * 70 / static_cast<double>(n));
+  // Streamed L2 chunks (more rows, so more entries a column) are denser, to keep runs as long.
+  const double density =
+      l1 ? 0.8 : std::min(0.9, (streamed ? 0.5 : 0.2) * 70 / static_cast<double>(n));
   const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, density));
   const Dense b = Rounded<Value>(RandomDense(gen, cols, n, 1.0));
   std::vector<double> expected, scale;
@@ -364,6 +376,10 @@ void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
   Expect(l1 ? tile == l1_tile : tile > l1_tile && tile < cols,
          label + " csr K tile " + std::to_string(tile) + (l1 ? " is L1's " : " is an L2 tile, not ") +
              std::to_string(l1_tile));
+  if (streamed) {
+    Expect(CsrChunkStreamed(static_cast<int64_t>(values.size()), sizeof(Storage) + sizeof(Index)),
+           label + " csr chunk streamed, " + std::to_string(values.size()) + " entries");
+  }
   // A bad index (negative, at or past K; first, last or mid-row) in a matrix of the tiled shape
   // gives the bad column's message and is not read through (the sanitizer build checks that);
   // one row out of order (its first and last terms swapped) sends its chunk untiled, with the
@@ -381,9 +397,12 @@ void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
     };
     const int64_t last = static_cast<int64_t>(row_offsets[rows]) - 1;
     const int64_t middle = (row_offsets[3] + row_offsets[4]) / 2;
+    const int64_t largest = static_cast<int64_t>(std::numeric_limits<Index>::max());
     for (const Bad& bad : {Bad{0, -1, "first index -1"}, Bad{last, cols, "last index = cols"},
                            Bad{middle, cols + 5, "middle index past cols"},
-                           Bad{middle, -7, "middle index -7"}}) {
+                           Bad{middle, -7, "middle index -7"},
+                           Bad{last, largest, "last index the largest Index"},
+                           Bad{middle, largest, "middle index the largest Index"}}) {
       std::vector<Index> broken = col_indices;
       broken[bad.pos] = static_cast<Index>(bad.value);
       auto out = Poisoned<Value>(rows * n);
@@ -405,6 +424,21 @@ void TestCsrTiled(std::mt19937& gen, const Executor& executor, double rtol,
            label + " csr spmm tiled, one row's ends swapped, ran");
     ExpectClose<Value>(out, expected, scale, rtol,
                        label + " csr spmm tiled, one row's ends swapped, l1=" + std::to_string(l1));
+    // Two neighbouring terms of a row swapped (out of order within one K tile): the run checks
+    // of the tiled loop accept them, and the product is the same.
+    std::vector<Index> neighbours = col_indices;
+    std::vector<double> neighbour_values = values;
+    const int64_t at = row_offsets[7] + 1;
+    std::swap(neighbours[at], neighbours[at + 1]);
+    std::swap(neighbour_values[at], neighbour_values[at + 1]);
+    const auto neighbour_data = ToStorage<Value>(neighbour_values);
+    auto out2 = Poisoned<Value>(rows * n);
+    Expect(CsrSpmm<Value, Index>(executor, neighbour_data.data(), neighbours.data(),
+                                 row_offsets.data(), rows, cols, values.size(), rhs.data(), n,
+                                 out2.data()).empty(),
+           label + " csr spmm tiled, two neighbours swapped, ran");
+    ExpectClose<Value>(out2, expected, scale, rtol,
+                       label + " csr spmm tiled, two neighbours swapped, l1=" + std::to_string(l1));
   }
   for (bool shuffled : {false, true}) {
     if (shuffled) {
@@ -524,6 +558,15 @@ void TestAll(const char* name, double rtol) {
       TestCsrTiled<Value, int64_t>(gen, *executor, rtol, label + " int64" + at_four, l1, four);
     }
     TestBsr<Value, int32_t>(gen, *executor, rtol, label);
+    if (executor == &serial) {
+      // Streamed K-tiled chunks (one chunk of 1.5-4 MB of entries); L2 tiles at N = 70 only
+      // (at N = 16-32 a streamed chunk's runs in an L2 tile are too short for tiles).
+      for (bool l1 : {true, false}) {
+        TestCsrTiled<Value, int32_t>(gen, serial, rtol, label + " int32", l1, 70, true);
+        TestCsrTiled<Value, int64_t>(gen, serial, rtol, label + " int64", l1, 70, true);
+      }
+      TestCsrTiled<Value, int64_t>(gen, serial, rtol, label + " int64" + at_four, true, four, true);
+    }
     TestNm<Value>(gen, *executor, rtol, label);
     TestInvalidStructure(*executor);
   }
