@@ -65,6 +65,19 @@ def check_csr_operands(data_or_none, col_indices: jax.Array, row_offsets: jax.Ar
                      f"{tuple(data_or_none.shape)}")
 
 
+def check_sddmm_operands(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array,
+                         y: jax.Array, num_rows: int) -> None:
+  """The SDDMM kernels' operands: a CSR pattern, X ``[M, D]`` and Y ``[N, D]`` of one float
+  dtype. Raises ValueError/TypeError naming the argument."""
+  check_csr_operands(None, col_indices, row_offsets, num_rows)
+  check_value_dtype("x", x)
+  if x.ndim != 2 or x.shape[0] != num_rows:
+    raise ValueError(f"x must be [M, D] with M = {num_rows}, got shape {tuple(x.shape)}")
+  if y.ndim != 2 or y.shape[1] != x.shape[1] or y.dtype != x.dtype:
+    raise ValueError(f"y must be [N, D] with D = {x.shape[1]} and x's dtype {x.dtype}, got "
+                     f"{y.dtype} {tuple(y.shape)}")
+
+
 def check_value_dtype(name: str, array: jax.Array) -> None:
   """Raises TypeError unless ``array`` is float16, bfloat16 or float32 (what the kernels store)."""
   if array.dtype not in (jnp.float16, jnp.bfloat16, jnp.float32):

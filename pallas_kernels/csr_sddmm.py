@@ -173,13 +173,7 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   Returns:
     ``[nse]`` in ``x``'s dtype (accumulated in float32); 0 at padding positions.
   """
-  _rows.check_csr_operands(None, col_indices, row_offsets, num_rows)
-  _rows.check_value_dtype("x", x)
-  if x.ndim != 2 or x.shape[0] != num_rows:
-    raise ValueError(f"x must be [M, D] with M = {num_rows}, got shape {tuple(x.shape)}")
-  if y.ndim != 2 or y.shape[1] != x.shape[1] or y.dtype != x.dtype:
-    raise ValueError(f"y must be [N, D] with D = {x.shape[1]} and x's dtype {x.dtype}, got "
-                     f"{y.dtype} {tuple(y.shape)}")
+  _rows.check_sddmm_operands(col_indices, row_offsets, x, y, num_rows)
   nse, inner = col_indices.shape[0], x.shape[1]
   if num_rows == 0 or nse == 0 or inner == 0:
     return jnp.zeros((nse,), x.dtype)

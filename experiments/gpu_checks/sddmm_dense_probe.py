@@ -72,6 +72,20 @@ def main() -> None:
   header = ("| s | D | line | config | us | rel err |\n|---|---|---|---|---|---|")
   print(header, flush=True)
   lines, records, start = [header], [], time.monotonic()
+
+  def emit(record: dict) -> None:
+    """Keeps, prints and writes out one timed line."""
+    records.append(record)
+    us = record.get("jsparse", {}).get("median_us")
+    line = (f"| {record['sparsity'] if record['sparsity'] is not None else '-'} | "
+            f"{record['inner']} | {record['line']} | {record['config']} | "
+            f"{'%.1f' % us if us else record.get('error', '-')[:80]} | "
+            f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
+    lines.append(line)
+    print(line, flush=True)
+    bench_common.write_probe(args.outdir, "sddmm_dense_probe", "SDDMM: rows or dense tiles",
+                             meta, records, lines)
+
   size = 96 if args.smoke else 4096
   sparsities = (0.5, 0.9) if args.smoke else SPARSITIES
   inners = (40,) if args.smoke else INNER
@@ -114,15 +128,7 @@ def main() -> None:
                   "config": shown}
         bench_common.time_checked(record, fn, operands, working_set + nse * 8, config,
                                   expected, skip=time.monotonic() - start > args.budget_s)
-        records.append(record)
-        us = record.get("jsparse", {}).get("median_us")
-        line = (f"| {sparsity} | {inner} | {name} | {shown} | "
-                f"{'%.1f' % us if us else record.get('error', '-')[:80]} | "
-                f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
-        lines.append(line)
-        print(line, flush=True)
-        bench_common.write_probe(args.outdir, "sddmm_dense_probe", "SDDMM: rows or dense tiles",
-                                 meta, records, lines)
+        emit(record)
     # The dense product alone: what the sampling adds.
     for name, launch in dense_launches(inner, dtype, 128.0).items():
       if args.smoke or name != "dense-default":
@@ -135,16 +141,7 @@ def main() -> None:
           (x, y),
           working_set, config, s_expected, skip=time.monotonic() - start > args.budget_s,
           output=lambda out: out[:size, :size])
-      records.append(record)
-      us = record.get("jsparse", {}).get("median_us")
-      line = (f"| - | {inner} | {record['line']} | {record['config']} | "
-              f"{'%.1f' % us if us else record.get('error', '-')[:80]} | "
-              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
-      lines.append(line)
-      print(line, flush=True)
-      bench_common.write_probe(args.outdir, "sddmm_dense_probe", "SDDMM: rows or dense tiles",
-                               meta, records, lines)
-
+      emit(record)
 
 if __name__ == "__main__":
   main()

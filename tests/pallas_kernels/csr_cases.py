@@ -105,3 +105,46 @@ def assert_close(actual: jax.Array, expected: np.ndarray, dtype, scale: np.ndarr
   error = np.abs(actual - expected)
   worst = np.unravel_index(np.argmax(error - tolerance), error.shape)
   assert np.all(error <= tolerance), f"error {error[worst]:.3g} > {tolerance[worst]:.3g} at {worst}"
+
+
+def assert_sddmm_argument_errors(kernel_fn) -> None:
+  """An SDDMM kernel_fn(col_indices, row_offsets, x, y, num_rows=, interpret=) rejects X and Y
+  of the wrong shapes with errors naming them."""
+  cols, offsets = jnp.zeros(3, jnp.int32), jnp.array([0, 1, 3], jnp.int32)
+  x = jnp.ones((2, 4), jnp.float32)
+  with pytest.raises(ValueError, match="x must be \\[M, D\\]"):
+    kernel_fn(cols, offsets, x[:1], jnp.ones((5, 4), jnp.float32), num_rows=2, interpret=True)
+  with pytest.raises(ValueError, match="y must be \\[N, D\\]"):
+    kernel_fn(cols, offsets, x, jnp.ones((5, 3), jnp.float32), num_rows=2, interpret=True)
+
+
+# Edge cases every SDDMM kernel takes: (shape, row lengths, D, padding).
+SDDMM_EDGE_CASES = [
+    pytest.param((5, 7), [0, 0, 0, 0, 0], 5, 4, id="nnz0"),  # nnz = 0 with padding stored
+    pytest.param((5, 7), [0, 0, 0, 0, 0], 5, 0, id="nse0"),  # nse = 0
+    pytest.param((1, 9), [9], 1, 0, id="one-row"),  # one full row, D = 1
+    pytest.param((20, 3), [3] * 10 + [0] * 10, 16, 2, id="tall-empty-rows"),  # empty rows below
+]
+
+
+def sddmm_operands(case: CsrCase, inner: int, dtype, rng: np.random.Generator):
+  """(col_indices, row_offsets, x, y) on the device and (x64, y64) for an SDDMM over ``case``'s
+  pattern with inner dimension ``inner``."""
+  _, col_indices, row_offsets = case.device(dtype)
+  x, x64 = dense_operand(rng, (case.shape[0], inner), dtype)
+  y, y64 = dense_operand(rng, (case.shape[1], inner), dtype)
+  return (col_indices, row_offsets, x, y), (x64, y64)
+
+
+def check_sddmm(out, case: CsrCase, x64: np.ndarray, y64: np.ndarray, dtype) -> None:
+  """``out`` [nse] against float64 dot products at the stored positions, 0 at padding."""
+  assert out.dtype == jnp.dtype(dtype)
+  nnz = int(case.row_offsets[-1])
+  rows = np.repeat(np.arange(case.shape[0]), np.diff(case.row_offsets))
+  cols = case.col_indices[:nnz]
+  expected = np.zeros(case.col_indices.shape[0])
+  expected[:nnz] = np.sum(x64[rows] * y64[cols], axis=1)
+  scale = np.zeros_like(expected)
+  scale[:nnz] = np.sum(np.abs(x64[rows] * y64[cols]), axis=1)
+  assert_close(out, expected, dtype, scale)
+  np.testing.assert_array_equal(np.asarray(out[nnz:], np.float64), 0.0)

@@ -15,25 +15,13 @@ SMALL = csr_sddmm.SddmmConfig(block_nnz=4, block_d=16)
 
 def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL,
            check_reference=False, natural_order=False):
-  _, col_indices, row_offsets = case.device(dtype)
-  x, x64 = cases.dense_operand(rng, (case.shape[0], inner), dtype)
-  y, y64 = cases.dense_operand(rng, (case.shape[1], inner), dtype)
-  out = csr_sddmm.kernel_fn(col_indices, row_offsets, x, y, num_rows=case.shape[0],
-                            config=config, interpret=cases.INTERPRET,
-                            natural_order=natural_order)
-  assert out.dtype == jnp.dtype(dtype)
-  nnz = int(case.row_offsets[-1])
-  rows = np.repeat(np.arange(case.shape[0]), np.diff(case.row_offsets))
-  cols = case.col_indices[:nnz]
-  expected = np.zeros(case.col_indices.shape[0])
-  expected[:nnz] = np.sum(x64[rows] * y64[cols], axis=1)
-  scale = np.zeros_like(expected)
-  scale[:nnz] = np.sum(np.abs(x64[rows] * y64[cols]), axis=1)
-  cases.assert_close(out, expected, dtype, scale)
+  operands, (x64, y64) = cases.sddmm_operands(case, inner, dtype, rng)
+  out = csr_sddmm.kernel_fn(*operands, num_rows=case.shape[0], config=config,
+                            interpret=cases.INTERPRET, natural_order=natural_order)
+  cases.check_sddmm(out, case, x64, y64, dtype)
   if check_reference:
-    reference = csr_sddmm.reference_fn(col_indices, row_offsets, x, y,
-                                       num_rows=case.shape[0])
-    cases.assert_close(reference, expected, dtype, scale)
+    reference = csr_sddmm.reference_fn(*operands, num_rows=case.shape[0])
+    cases.check_sddmm(reference, case, x64, y64, dtype)
 
 
 @pytest.mark.parametrize("dtype", cases.DTYPE_PARAMS)
@@ -46,11 +34,7 @@ def test_ragged_rows_with_padding(dtype, seed):
          check_reference=jnp.dtype(dtype) == jnp.float32)  # one dtype: compiles cost
 
 
-@pytest.mark.parametrize("shape,lengths,inner,padding", [
-    ((5, 7), [0, 0, 0, 0, 0], 5, 4),  # nnz = 0 with padding stored
-    ((5, 7), [0, 0, 0, 0, 0], 5, 0),  # nse = 0
-    ((1, 9), [9], 1, 0),  # one full row, D = 1
-], ids=["nnz0", "nse0", "one-row"])
+@pytest.mark.parametrize("shape,lengths,inner,padding", cases.SDDMM_EDGE_CASES)
 def test_edge_shapes(shape, lengths, inner, padding):
   rng = np.random.default_rng()
   _check(cases.random_csr(rng, shape, lengths, padding=padding), inner, jnp.float32, rng)
@@ -72,14 +56,7 @@ def test_natural_order_launch():
 
 
 def test_bad_arguments_name_the_argument():
-  cols, offsets = jnp.zeros(3, jnp.int32), jnp.array([0, 1, 3], jnp.int32)
-  x = jnp.ones((2, 4), jnp.float32)
-  with pytest.raises(ValueError, match="x must be \\[M, D\\]"):
-    csr_sddmm.kernel_fn(cols, offsets, x[:1], jnp.ones((5, 4), jnp.float32), num_rows=2,
-                        interpret=True)
-  with pytest.raises(ValueError, match="y must be \\[N, D\\]"):
-    csr_sddmm.kernel_fn(cols, offsets, x, jnp.ones((5, 3), jnp.float32), num_rows=2,
-                        interpret=True)
+  cases.assert_sddmm_argument_errors(csr_sddmm.kernel_fn)
   with pytest.raises(ValueError, match="block_d must be a power of two"):
     csr_sddmm.SddmmConfig(block_d=6)
   with pytest.raises(ValueError, match="SddmmConfig.prefetch must be one of"):

@@ -14,22 +14,11 @@ SMALL = csr_sddmm_dense.DenseSddmmConfig(block_m=16, block_n=16, block_d=16, num
 
 
 def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL):
-  _, col_indices, row_offsets = case.device(dtype)
-  x, x64 = cases.dense_operand(rng, (case.shape[0], inner), dtype)
-  y, y64 = cases.dense_operand(rng, (case.shape[1], inner), dtype)
-  out = csr_sddmm_dense.kernel_fn(col_indices, row_offsets, x, y, num_rows=case.shape[0],
-                                  config=config, interpret=cases.INTERPRET)
-  assert out.dtype == jnp.dtype(dtype)
-  nnz = int(case.row_offsets[-1])
-  rows = np.repeat(np.arange(case.shape[0]), np.diff(case.row_offsets))
-  cols = case.col_indices[:nnz]
-  expected = np.zeros(case.col_indices.shape[0])
-  expected[:nnz] = np.sum(x64[rows] * y64[cols], axis=1)
-  scale = np.zeros_like(expected)
-  scale[:nnz] = np.sum(np.abs(x64[rows] * y64[cols]), axis=1)
-  cases.assert_close(out, expected, dtype, scale)
-  # Padding positions are exactly 0 (they read S[0, 0], which is not 0 here).
-  np.testing.assert_array_equal(np.asarray(out[nnz:], np.float64), 0.0)
+  operands, (x64, y64) = cases.sddmm_operands(case, inner, dtype, rng)
+  out = csr_sddmm_dense.kernel_fn(*operands, num_rows=case.shape[0], config=config,
+                                  interpret=cases.INTERPRET)
+  # Padding positions must be exactly 0 (they are never written; S[0, 0] is not 0 here).
+  cases.check_sddmm(out, case, x64, y64, dtype)
 
 
 @pytest.mark.parametrize("dtype", cases.DTYPE_PARAMS)
@@ -72,12 +61,7 @@ def test_chunk_rows():
     csr_sddmm_dense.DenseSddmmConfig(chunk_bytes=0)
 
 
-@pytest.mark.parametrize("shape,lengths,inner,padding", [
-    ((5, 7), [0, 0, 0, 0, 0], 5, 4),  # nnz = 0 with padding stored
-    ((5, 7), [0, 0, 0, 0, 0], 5, 0),  # nse = 0
-    ((1, 9), [9], 1, 0),  # one full row, D = 1
-    ((20, 3), [3] * 10 + [0] * 10, 16, 2),  # tall, empty rows below, D one full step
-], ids=["nnz0", "nse0", "one-row", "tall-empty-rows"])
+@pytest.mark.parametrize("shape,lengths,inner,padding", cases.SDDMM_EDGE_CASES)
 def test_edge_shapes(shape, lengths, inner, padding):
   rng = np.random.default_rng()
   _check(cases.random_csr(rng, shape, lengths, padding=padding), inner, jnp.float32, rng)
@@ -99,14 +83,7 @@ def test_default_config_matches_the_row_kernel():
 
 
 def test_bad_arguments_name_the_argument():
-  cols, offsets = jnp.zeros(3, jnp.int32), jnp.array([0, 1, 3], jnp.int32)
-  x = jnp.ones((2, 4), jnp.float32)
-  with pytest.raises(ValueError, match="x must be \\[M, D\\]"):
-    csr_sddmm_dense.kernel_fn(cols, offsets, x[:1], jnp.ones((5, 4), jnp.float32), num_rows=2,
-                              interpret=True)
-  with pytest.raises(ValueError, match="y must be \\[N, D\\]"):
-    csr_sddmm_dense.kernel_fn(cols, offsets, x, jnp.ones((5, 3), jnp.float32), num_rows=2,
-                              interpret=True)
+  cases.assert_sddmm_argument_errors(csr_sddmm_dense.kernel_fn)
   with pytest.raises(ValueError, match="block_n must be a power of two"):
     csr_sddmm_dense.DenseSddmmConfig(block_n=48)
   assert "block_d=8" in csr_sddmm_dense.gpu_supported(
@@ -141,25 +118,25 @@ def test_prefers_dense_never_past_the_memory_budget_or_when_empty():
   assert not csr_sddmm_dense.prefers_dense(4096, 4096, 0, 4096, jnp.float32)
 
 
-def test_public_op_takes_the_dense_path_where_preferred(monkeypatch):
-  # jsparse.sddmm(impl="pallas") on a dense pattern with a long inner dimension reaches the
-  # dense-tile kernel (the dispatch in jsparse._gpu.csr), and its values are right.
-  import scipy.sparse
-  import jsparse
+def test_registered_wrapper_takes_the_dense_path_where_preferred(monkeypatch):
+  # The cuda lowering of sddmm on CSR (jsparse._gpu.csr._sddmm) reaches the dense-tile kernel
+  # for a dense pattern with a long inner dimension, and its values are right.
   from jsparse._gpu import csr as gpu_csr
+  from jsparse.formats.layout import SparseLayout
   calls = []
   original = csr_sddmm_dense.kernel_fn
   monkeypatch.setattr(gpu_csr.csr_sddmm_dense, "kernel_fn",
                       lambda *a, **k: calls.append(1) or original(*a, **k))
   rng = np.random.default_rng()
-  pattern = scipy.sparse.random(40, 24, density=0.6, format="csr", random_state=rng,
-                                dtype=np.float32)
-  a = jsparse.CSR.from_scipy(pattern)
-  x = jnp.asarray(rng.standard_normal((40, 256)), jnp.float32)
-  y = jnp.asarray(rng.standard_normal((24, 256)), jnp.float32)
-  out = jsparse.sddmm(a, x, y, impl="pallas")
+  case = cases.random_csr(rng, (40, 24), [14] * 40, padding=0)
+  assert csr_sddmm_dense.prefers_dense(40, 24, 256, 14 * 40, jnp.float32)
+  _, col_indices, row_offsets = case.device(jnp.float32)
+  x, x64 = cases.dense_operand(rng, (40, 256), jnp.float32)
+  y, y64 = cases.dense_operand(rng, (24, 256), jnp.float32)
+  values = gpu_csr._sddmm(col_indices, row_offsets, x, y, layout=SparseLayout("csr", (40, 24)),
+                          interpret=cases.INTERPRET, impl="pallas")
   assert calls, "the dense-tile kernel was not called"
-  coo = pattern.tocoo()
-  expected = np.sum(np.asarray(x, np.float64)[coo.row] * np.asarray(y, np.float64)[coo.col], 1)
-  dense_out = np.asarray(out.todense(), np.float64)[coo.row, coo.col]
-  np.testing.assert_allclose(dense_out, expected, rtol=1e-4, atol=1e-3)
+  rows = np.repeat(np.arange(40), 14)
+  expected = np.sum(x64[rows] * y64[case.col_indices], axis=1)
+  scale = np.sum(np.abs(x64[rows] * y64[case.col_indices]), axis=1)
+  cases.assert_close(values, expected, jnp.float32, scale)
