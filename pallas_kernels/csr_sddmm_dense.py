@@ -78,12 +78,19 @@ def gpu_supported(config: DenseSddmmConfig) -> bool | str:
 
 
 def choose_config(inner: int, dtype, mean_row: float = 128.0) -> DenseSddmmConfig:
-  """128 x 128 tiles of S; the inner step is 32 float32 or 64 16-bit values (128 bytes a row),
-  or D rounded up to a power of two (>= 16) when D is shorter; the sampling step is the mean
-  stored entries of a row rounded up to a power of two, within [32, 256]."""
-  step = 32 if jnp.dtype(dtype) == jnp.float32 else 64
+  """Tiles of S and the inner step by dtype, from the product-only launch sweep on an H100
+  (experiments/results/h100-2026-11-26-sddmm-dense/round4-products/, 4096 x 4096, D 128 / 1024):
+  float32 (3xTF32) 64 x 128 tiles, steps of 32, 4 warps, 3 stages (113 / 633 us; the 128 x 128,
+  8-warp launch took 132.5 / 694.6); 16-bit 128 x 128, steps of 32, 4 warps, 4 stages (42.0 /
+  92.9 us; 40.6-53.3 / 99.1-170.3 for the others). The inner step is D rounded up to a power of
+  two (>= 16) when D is shorter; the sampling step is the mean stored entries of a row rounded
+  up to a power of two, within [32, 256]."""
+  block_d = max(16, min(32, pl.next_power_of_2(max(inner, 1))))
   sample_block = min(256, max(32, pl.next_power_of_2(max(int(mean_row), 1))))
-  return DenseSddmmConfig(block_d=max(16, min(step, pl.next_power_of_2(max(inner, 1)))),
+  if jnp.dtype(dtype) == jnp.float32:
+    return DenseSddmmConfig(block_m=64, block_n=128, block_d=block_d, num_warps=4, num_stages=3,
+                            sample_block=sample_block)
+  return DenseSddmmConfig(block_m=128, block_n=128, block_d=block_d, num_warps=4, num_stages=4,
                           sample_block=sample_block)
 
 
@@ -94,8 +101,8 @@ def choose_config(inner: int, dtype, mean_row: float = 128.0) -> DenseSddmmConfi
 # near-tie at density 0.3, D = 32 included: rows 104, dense 106 us).
 # The row kernel streams the gathered rows of Y: nnz x D x itemsize bytes at about 6.5 TB/s.
 ROW_KERNEL_BYTES_PER_US = 6.5e6
-# The dense path: the product (float32 as three TF32 passes: 34 GFLOP in 709 us at D = 1024;
-# bfloat16 natively: 95 us, S's writes included), S written (4 bytes an element, about 2 TB/s with
+# The dense path: the product (float32 as three TF32 passes: 34 GFLOP in 709 us at D = 1024 with
+# round 2's tiles, 633 with round 4's; bfloat16 natively: 95 us, S's writes included), S written (4 bytes an element, about 2 TB/s with
 # the product's own reads), then about 10 us per million stored entries sampled. For bfloat16
 # (round3-bf16/) the models pick the faster path in 16 of the 18 cases; the other two cost 9%
 # (density 0.5, D = 32) and 4% (density 0.02, D = 1024).

@@ -49,6 +49,37 @@ def dense_launches(inner: int, dtype, mean_row: float
   return launches
 
 
+# Tile launches of the dense product alone (block_m, block_n, block_d, num_warps, num_stages).
+PRODUCT_LAUNCHES = ((128, 128, 32, 8, 3), (128, 128, 64, 8, 2), (128, 128, 16, 8, 4),
+                    (64, 128, 32, 4, 3), (128, 64, 32, 4, 4), (128, 256, 16, 8, 3),
+                    (256, 128, 16, 8, 3), (64, 64, 32, 4, 4), (128, 128, 32, 4, 4))
+
+
+def product_plan(args, dtype, config, emit, start) -> None:
+  """Times csr_sddmm_dense.dense_product alone over PRODUCT_LAUNCHES, checked against float64."""
+  size = 96 if args.smoke else 4096
+  rng = np.random.default_rng(0)
+  for inner in ((40,) if args.smoke else (1024, 128)):
+    x64, y64 = rng.standard_normal((size, inner)), rng.standard_normal((size, inner))
+    x, y = jnp.asarray(x64, dtype), jnp.asarray(y64, dtype)
+    expected = jnp.asarray(np.asarray(x.astype(jnp.float32), np.float64)
+                           @ np.asarray(y.astype(jnp.float32), np.float64).T, jnp.float32)
+    for bm, bn, bd, warps, stages in PRODUCT_LAUNCHES:
+      launch = csr_sddmm_dense.DenseSddmmConfig(block_m=bm, block_n=bn, block_d=bd,
+                                                num_warps=warps, num_stages=stages)
+      record = {"sparsity": None, "inner": inner, "line": "product",
+                "config": f"{bm}x{bn} bd{bd} w{warps} s{stages}"}
+      bench_common.time_checked(
+          record, lambda x, y, launch=launch: csr_sddmm_dense.dense_product(
+              x, y, config=launch, interpret=args.smoke), (x, y), 2 * x.nbytes, config,
+          expected, skip=time.monotonic() - start > args.budget_s,
+          output=lambda out: out[:size, :size])
+      us = record.get("jsparse", {}).get("median_us")
+      if us:
+        record["tflops"] = 2 * size * size * inner / us / 1e6
+      emit(record)
+
+
 def xla_sddmm(precision, sample_block: int):
   """XLA's dense product, then the Pallas sampling kernel of csr_sddmm_dense."""
   def fn(cols, offsets, x, y):
@@ -64,6 +95,9 @@ def main() -> None:
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
   parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  parser.add_argument("--plan", choices=("paths", "products"), default="paths",
+                      help="paths: both SDDMM paths per density; products: the dense product "
+                      "alone in PRODUCT_LAUNCHES (D = 128, 1024)")
   args = parser.parse_args()
   dtype = jnp.dtype(args.dtype)
   args.outdir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +120,9 @@ def main() -> None:
     bench_common.write_probe(args.outdir, "sddmm_dense_probe", "SDDMM: rows or dense tiles",
                              meta, records, lines)
 
+  if args.plan == "products":
+    product_plan(args, dtype, config, emit, start)
+    return
   size = 96 if args.smoke else 4096
   sparsities = (0.5, 0.9) if args.smoke else SPARSITIES
   inners = (40,) if args.smoke else INNER
