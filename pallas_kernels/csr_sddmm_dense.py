@@ -3,24 +3,14 @@
 For patterns dense enough (or inner dimensions long enough) that the row kernel
 (``csr_sddmm``), which gathers one row of Y per stored entry, is bound by those gathers
 (nnz x D x 4 bytes through L2: 34 GB at 4096 x 4096, density 0.5, D = 1024), the product of
-every row of X with every row of Y costs less on the tensor cores than the gathers do. A program
-computes one ``[block_m, block_n]`` tile of S over D in ``block_d`` steps (Triton pipelines the
-loads of X's and Y's tiles, each read once per tile of S) and stores it; the stored entries are
-then read from S by a second kernel, one program a row: its column indices in chunks, S's row at
+every row of X with every row of Y costs less on the tensor cores than the gathers do. S is
+computed by ``dense_product.product_nt`` (float32 as three TF32 passes, about float32's
+accuracy; see there) and stored; the stored entries are then read from S by a second kernel, one program a row: its column indices in chunks, S's row at
 those columns, stored to the row's positions (``nnz x 8`` bytes plus S's sectors; a
 ``searchsorted`` of every position's row and a 2-D XLA gather in its place took 1.6 ms at
 4096 x 4096, density 0.5, on an H100). S is float32 and is computed and sampled in chunks of
 rows of at most ``DenseSddmmConfig.chunk_bytes`` (256 MiB by default), so memory stays bounded
 for any M.
-
-float32 X and Y multiply as three TF32 products (``DotAlgorithmPreset.TF32_TF32_F32_X3``: each
-operand split into a TF32 high part and a TF32 remainder, the remainder-times-remainder term
-dropped), the split CUTLASS and cuBLAS use to emulate float32 on tensor cores: relative error
-about 1e-6 of the row's |x| . |y|, where one TF32 pass (Triton's float32 default) gives about
-1e-3. (Splitting X and Y once in XLA and issuing three plain TF32 products of the parts was no
-faster on an H100, 0.95-1.2x the time, and is not kept.) bfloat16/float16 multiply natively
-with float32 accumulation. In interpret mode float32 multiplies at ``Precision.HIGHEST`` (XLA's
-CPU backend has no TF32).
 
 Triton constraints (``gpu_supported``): block sizes powers of two >= 16.
 """
@@ -35,9 +25,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
-from pallas_kernels import _common, _rows
+from pallas_kernels import _common, _rows, dense_product
 
-FLOAT32_ON_TENSOR_CORES = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +52,12 @@ class DenseSddmmConfig:
     if self.chunk_bytes < 1:
       raise ValueError(f"DenseSddmmConfig.chunk_bytes must be >= 1, got {self.chunk_bytes}")
 
+  @property
+  def product(self) -> dense_product.ProductConfig:
+    """The launch of S's product."""
+    return dense_product.ProductConfig(self.block_m, self.block_n, self.block_d,
+                                       self.num_warps, self.num_stages)
+
   def chunk_rows(self, num_rows: int, num_cols: int) -> int:
     """Rows of S per chunk: a multiple of ``block_m`` within ``chunk_bytes`` (at least one
     tile row), no more than the rows rounded up to ``block_m``."""
@@ -78,20 +73,13 @@ def gpu_supported(config: DenseSddmmConfig) -> bool | str:
 
 
 def choose_config(inner: int, dtype, mean_row: float = 128.0) -> DenseSddmmConfig:
-  """Tiles of S and the inner step by dtype, from the product-only launch sweep on an H100
-  (experiments/results/h100-2026-11-26-sddmm-dense/round4-products/, 4096 x 4096, D 128 / 1024):
-  float32 (3xTF32) 64 x 128 tiles, steps of 32, 4 warps, 3 stages (113 / 633 us; the 128 x 128,
-  8-warp launch took 132.5 / 694.6); 16-bit 128 x 128, steps of 32, 4 warps, 4 stages (42.0 /
-  92.9 us; 40.6-53.3 / 99.1-170.3 for the others). The inner step is D rounded up to a power of
-  two (>= 16) when D is shorter; the sampling step is the mean stored entries of a row rounded
-  up to a power of two, within [32, 256]."""
-  block_d = max(16, min(32, pl.next_power_of_2(max(inner, 1))))
+  """S's product launch from ``dense_product.choose_config``; the sampling step is the mean
+  stored entries of a row rounded up to a power of two, within [32, 256]."""
+  product = dense_product.choose_config(inner, dtype)
   sample_block = min(256, max(32, pl.next_power_of_2(max(int(mean_row), 1))))
-  if jnp.dtype(dtype) == jnp.float32:
-    return DenseSddmmConfig(block_m=64, block_n=128, block_d=block_d, num_warps=4, num_stages=3,
-                            sample_block=sample_block)
-  return DenseSddmmConfig(block_m=128, block_n=128, block_d=block_d, num_warps=4, num_stages=4,
-                          sample_block=sample_block)
+  return DenseSddmmConfig(block_m=product.block_m, block_n=product.block_n,
+                          block_d=product.block_d, num_warps=product.num_warps,
+                          num_stages=product.num_stages, sample_block=sample_block)
 
 
 # Which SDDMM kernel a call should take (``prefers_dense``): time models of the two paths with
@@ -129,54 +117,6 @@ def prefers_dense(num_rows: int, num_cols: int, inner: int, nse: int, dtype) -> 
               + nse * SAMPLE_US_PER_ENTRY)
   rows_us = nse * inner * itemsize / ROW_KERNEL_BYTES_PER_US
   return dense_us < rows_us
-
-
-def _precision(dtype, interpret: bool):
-  if jnp.dtype(dtype) != jnp.float32:
-    return None
-  return jax.lax.Precision.HIGHEST if interpret else FLOAT32_ON_TENSOR_CORES
-
-
-def dense_product(x: jax.Array, y: jax.Array, *, config: DenseSddmmConfig,
-                  interpret: bool = False) -> jax.Array:
-  """``S = X @ Y.T`` in float32, ``[M', N']`` with M', N' the row counts of X and Y rounded up
-  to the tile (the extra rows and columns are products of zero padding).
-
-  Args:
-    x: ``[M, D]`` float32, bfloat16 or float16.
-    y: ``[N, D]`` of x's dtype.
-    config: tile sizes.
-    interpret: run in the Pallas interpreter (any platform).
-  """
-  block_m, block_n, block_d = config.block_m, config.block_n, config.block_d
-  inner = x.shape[1]
-  steps = pl.cdiv(inner, block_d)
-  xp = _common.pad_columns(_common.pad_rows(x, pl.cdiv(x.shape[0], block_m) * block_m), block_d)
-  yp = _common.pad_columns(_common.pad_rows(y, pl.cdiv(y.shape[0], block_n) * block_n), block_d)
-  precision = _precision(x.dtype, interpret)
-
-  def kernel(x_ref, y_ref, s_ref):
-    def step(d, acc):
-      xs = x_ref[:, pl.ds(d * block_d, block_d)]
-      ys = y_ref[:, pl.ds(d * block_d, block_d)]
-      return acc + jax.lax.dot_general(xs, ys, (((1,), (1,)), ((), ())), precision=precision,
-                                       preferred_element_type=jnp.float32)
-
-    s_ref[...] = jax.lax.fori_loop(0, steps, step,
-                                   jnp.zeros((block_m, block_n), jnp.float32))
-
-  return pl.pallas_call(
-      kernel,
-      out_shape=jax.ShapeDtypeStruct((xp.shape[0], yp.shape[0]), jnp.float32),
-      grid=(xp.shape[0] // block_m, yp.shape[0] // block_n),
-      in_specs=[pl.BlockSpec((block_m, xp.shape[1]), lambda i, j: (i, 0)),
-                pl.BlockSpec((block_n, yp.shape[1]), lambda i, j: (j, 0))],
-      out_specs=pl.BlockSpec((block_m, block_n), lambda i, j: (i, j)),
-      compiler_params=plt.CompilerParams(num_warps=config.num_warps,
-                                         num_stages=config.num_stages),
-      interpret=interpret,
-      name="jsparse_sddmm_dense_tiles",
-  )(xp, yp)
 
 
 def sample(product: jax.Array, col_indices: jax.Array, row_offsets: jax.Array,
@@ -249,7 +189,8 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   chunk = config.chunk_rows(num_rows, y.shape[0])
   for first in range(0, num_rows, chunk):  # static: shapes
     last = min(first + chunk, num_rows)
-    product = dense_product(x[first:last], y, config=config, interpret=interpret)
+    product = dense_product.product_nt(x[first:last], y, config=config.product,
+                                       interpret=interpret)
     values = sample(product, col_indices, row_offsets[first:last + 1], values,
                     block=config.sample_block, interpret=interpret)
   return values

@@ -30,7 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.gpu_checks import bench_common, csr_prefetch_probe  # noqa: E402
-from pallas_kernels import csr_sddmm, csr_sddmm_dense  # noqa: E402
+from pallas_kernels import csr_sddmm, csr_sddmm_dense, dense_product  # noqa: E402
 
 SPARSITIES = (0.5, 0.7, 0.9, 0.95, 0.98, 0.99)
 INNER = (32, 128, 1024)
@@ -56,7 +56,7 @@ PRODUCT_LAUNCHES = ((128, 128, 32, 8, 3), (128, 128, 64, 8, 2), (128, 128, 16, 8
 
 
 def product_plan(args, dtype, config, emit, start) -> None:
-  """Times csr_sddmm_dense.dense_product alone over PRODUCT_LAUNCHES, checked against float64."""
+  """Times dense_product.product_nt alone over PRODUCT_LAUNCHES, checked against float64."""
   size = 96 if args.smoke else 4096
   rng = np.random.default_rng(0)
   for inner in ((40,) if args.smoke else (1024, 128)):
@@ -70,8 +70,8 @@ def product_plan(args, dtype, config, emit, start) -> None:
       record = {"sparsity": None, "inner": inner, "line": "product",
                 "config": f"{bm}x{bn} bd{bd} w{warps} s{stages}"}
       bench_common.time_checked(
-          record, lambda x, y, launch=launch: csr_sddmm_dense.dense_product(
-              x, y, config=launch, interpret=args.smoke), (x, y), 2 * x.nbytes, config,
+          record, lambda x, y, launch=launch: dense_product.product_nt(
+              x, y, config=launch.product, interpret=args.smoke), (x, y), 2 * x.nbytes, config,
           expected, skip=time.monotonic() - start > args.budget_s,
           output=lambda out: out[:size, :size])
       us = record.get("jsparse", {}).get("median_us")
@@ -174,7 +174,8 @@ def main() -> None:
                 "config": dataclasses.asdict(launch)}
       s_expected = jnp.asarray(s64, jnp.float32)
       bench_common.time_checked(
-          record, lambda x, y, launch=launch: csr_sddmm_dense.dense_product(x, y, config=launch),
+          record, lambda x, y, launch=launch: dense_product.product_nt(x, y,
+                                                                       config=launch.product),
           (x, y),
           working_set, config, s_expected, skip=time.monotonic() - start > args.budget_s,
           output=lambda out: out[:size, :size])

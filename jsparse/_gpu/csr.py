@@ -2,14 +2,16 @@
 and sddmm on CSR matrices.
 
 Served: ``A @ B``, ``A @ x`` and SDDMM with float16, bfloat16 or float32 values (float32
-accumulation) and int32 indices. SDDMM takes the row kernel (``csr_sddmm``) or, where
-``csr_sddmm_dense.prefers_dense`` expects it to be faster (dense patterns, long inner
-dimensions), the dense-tile kernel: X @ Y.T on the tensor cores, sampled at the pattern. ``A.T @ B`` / ``A.T @ x`` (what gradients with respect to B need)
-are not: ``"auto"`` falls back to the reference lowering and a forced ``impl="pallas"`` says why.
-The row schedule (rows longest first, in power-of-two length buckets) is computed inside the
-traced kernel call without a sort (one prefix sum and one scatter of M indices), unless the
-matrix's layout says its rows already follow it (``natural_row_order``, checked on the host when
-the CSR matrix is built): then the kernels launch the rows in order.
+accumulation) and int32 indices. SpMM and SDDMM take the row kernels (``csr_spmm``,
+``csr_sddmm``) or, where ``csr_spmm_dense.prefers_dense`` / ``csr_sddmm_dense.prefers_dense``
+expect it to be faster (dense patterns, wide products), a dense-tile path on the tensor cores:
+A's rows expanded to dense, times B; or X @ Y.T sampled at the pattern. ``A.T @ B`` /
+``A.T @ x`` (what gradients with respect to B need) are not: ``"auto"`` falls back to the
+reference lowering and a forced ``impl="pallas"`` says why. The row schedule (rows longest
+first, in power-of-two length buckets) is computed inside the traced kernel call without a sort
+(one prefix sum and one scatter of M indices), unless the matrix's layout says its rows already
+follow it (``natural_row_order``, checked on the host when the CSR matrix is built): then the
+kernels launch the rows in order.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 
 from jsparse._gpu import register_pallas
-from pallas_kernels import csr_sddmm, csr_sddmm_dense, csr_spmm, csr_spmv
+from pallas_kernels import csr_sddmm, csr_sddmm_dense, csr_spmm, csr_spmm_dense, csr_spmv
 
 KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 
 
 def _spmm(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
+  num_rows, num_cols = layout.shape
+  if csr_spmm_dense.prefers_dense(num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype):
+    return csr_spmm_dense.kernel_fn(data, col_indices, row_offsets, dense, num_rows=num_rows,
+                                    interpret=interpret)
   return csr_spmm.kernel_fn(data, col_indices, row_offsets, dense, num_rows=layout.shape[0],
                             interpret=interpret,
                             natural_order=bool(layout.natural_row_order))

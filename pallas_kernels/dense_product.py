@@ -1,0 +1,116 @@
+"""``X @ Y.T`` in float32 on the tensor cores: the dense tiles behind the CSR kernels' dense paths.
+
+Where a pattern is dense enough, computing every product on the tensor cores costs less than
+gathering rows per stored entry on the CUDA cores: the SDDMM dense path (``csr_sddmm_dense``:
+S = X @ Y.T, then sampled at the pattern) and the SpMM dense path (``csr_spmm_dense``: A
+expanded to dense rows, then A @ B = A @ (B.T).T). A program computes one ``[block_m, block_n]``
+tile over the inner dimension in ``block_d`` steps (Triton pipelines the loads of X's and Y's
+tiles, each read once per output tile).
+
+float32 X and Y multiply as three TF32 products (``DotAlgorithmPreset.TF32_TF32_F32_X3``: each
+operand split into a TF32 high part and a TF32 remainder, the remainder-times-remainder term
+dropped), the split CUTLASS and cuBLAS use to emulate float32 on tensor cores: relative error
+about 1e-6 of |x| . |y| where one TF32 pass (Triton's float32 default) gives about 1e-3.
+(Splitting X and Y once in XLA and issuing three plain TF32 products of the parts was no faster
+on an H100, 0.95-1.2x the time, and is not kept.) bfloat16/float16 multiply natively with float32
+accumulation. In interpret mode float32 multiplies at ``Precision.HIGHEST`` (XLA's CPU backend
+has no TF32).
+
+Triton constraints (``gpu_supported``): tile sizes powers of two >= 16.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plt
+
+from pallas_kernels import _common
+
+FLOAT32_ON_TENSOR_CORES = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
+
+
+@dataclasses.dataclass(frozen=True)
+class ProductConfig:
+  """Output tile per program (``block_m`` rows of X by ``block_n`` rows of Y), the inner step
+  ``block_d``, and Triton launch parameters."""
+
+  block_m: int = 128
+  block_n: int = 128
+  block_d: int = 32
+  num_warps: int = 4
+  num_stages: int = 4
+
+  def __post_init__(self):
+    for name in ("block_m", "block_n", "block_d"):
+      value = getattr(self, name)
+      if not _common.is_power_of_two(value):
+        raise ValueError(f"ProductConfig.{name} must be a power of two, got {value}")
+
+
+def gpu_supported(config: ProductConfig) -> bool | str:
+  """True when the Triton backend can compile this config, else the reason why not."""
+  return _common.check_dot_tiles(block_m=config.block_m, block_n=config.block_n,
+                                 block_d=config.block_d)
+
+
+def choose_config(inner: int, dtype) -> ProductConfig:
+  """The launch by dtype, from the product-only sweep on an H100
+  (experiments/results/h100-2026-11-26-sddmm-dense/round4-products/, 4096 x 4096, D 128 / 1024):
+  float32 (3xTF32) 64 x 128 tiles, steps of 32, 4 warps, 3 stages (113 / 633 us; the 128 x 128,
+  8-warp launch took 132.5 / 694.6); 16-bit 128 x 128, steps of 32, 4 warps, 4 stages (42.0 /
+  92.9 us; 40.6-53.3 / 99.1-170.3 for the others). The inner step is D rounded up to a power of
+  two (>= 16) when D is shorter."""
+  block_d = max(16, min(32, pl.next_power_of_2(max(inner, 1))))
+  if jnp.dtype(dtype) == jnp.float32:
+    return ProductConfig(block_m=64, block_n=128, block_d=block_d, num_warps=4, num_stages=3)
+  return ProductConfig(block_m=128, block_n=128, block_d=block_d, num_warps=4, num_stages=4)
+
+
+def _precision(dtype, interpret: bool):
+  if jnp.dtype(dtype) != jnp.float32:
+    return None
+  return jax.lax.Precision.HIGHEST if interpret else FLOAT32_ON_TENSOR_CORES
+
+
+def product_nt(x: jax.Array, y: jax.Array, *, config: ProductConfig,
+               interpret: bool = False) -> jax.Array:
+  """``X @ Y.T`` in float32, ``[M', N']`` with M', N' the row counts of X and Y rounded up to the
+  tile (the extra rows and columns are products of zero padding).
+
+  Args:
+    x: ``[M, D]`` float32, bfloat16 or float16.
+    y: ``[N, D]`` of x's dtype.
+    config: the launch.
+    interpret: run in the Pallas interpreter (any platform).
+  """
+  block_m, block_n, block_d = config.block_m, config.block_n, config.block_d
+  steps = pl.cdiv(x.shape[1], block_d)
+  xp = _common.pad_columns(_common.pad_rows(x, pl.cdiv(x.shape[0], block_m) * block_m), block_d)
+  yp = _common.pad_columns(_common.pad_rows(y, pl.cdiv(y.shape[0], block_n) * block_n), block_d)
+  precision = _precision(x.dtype, interpret)
+
+  def kernel(x_ref, y_ref, out_ref):
+    def step(d, acc):
+      xs = x_ref[:, pl.ds(d * block_d, block_d)]
+      ys = y_ref[:, pl.ds(d * block_d, block_d)]
+      return acc + jax.lax.dot_general(xs, ys, (((1,), (1,)), ((), ())), precision=precision,
+                                       preferred_element_type=jnp.float32)
+
+    out_ref[...] = jax.lax.fori_loop(0, steps, step, jnp.zeros((block_m, block_n), jnp.float32))
+
+  return pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((xp.shape[0], yp.shape[0]), jnp.float32),
+      grid=(xp.shape[0] // block_m, yp.shape[0] // block_n),
+      in_specs=[pl.BlockSpec((block_m, xp.shape[1]), lambda i, j: (i, 0)),
+                pl.BlockSpec((block_n, yp.shape[1]), lambda i, j: (j, 0))],
+      out_specs=pl.BlockSpec((block_m, block_n), lambda i, j: (i, j)),
+      compiler_params=plt.CompilerParams(num_warps=config.num_warps,
+                                         num_stages=config.num_stages),
+      interpret=interpret,
+      name="jsparse_dense_product_nt",
+  )(xp, yp)
