@@ -2,10 +2,12 @@
 and sddmm on CSR matrices.
 
 Served: ``A @ B``, ``A @ x`` and SDDMM with float16, bfloat16 or float32 values (float32
-accumulation) and int32 indices. SpMM and SDDMM take the row kernels (``csr_spmm``,
-``csr_sddmm``) or, where ``csr_spmm_dense.prefers_dense`` / ``csr_sddmm_dense.prefers_dense``
-expect it to be faster (dense patterns, wide products), a dense-tile path on the tensor cores:
-A's rows expanded to dense, times B; or X @ Y.T sampled at the pattern. ``A.T @ B`` /
+accumulation) and int32 indices. SDDMM takes the row kernel (``csr_sddmm``) or, where
+``csr_sddmm_dense.prefers_dense`` expects it to be faster (dense patterns, long inner
+dimensions), X @ Y.T on the tensor cores sampled at the pattern. SpMM takes the row kernel
+(``csr_spmm``), or, with ``JSPARSE_CSR_SPMM_DENSE=1`` set and where
+``csr_spmm_dense.prefers_dense`` expects it to be faster, A's rows expanded to dense times B on
+the tensor cores (opt-in: see ``DENSE_SPMM_ENV_VAR``). ``A.T @ B`` /
 ``A.T @ x`` (what gradients with respect to B need) are not: ``"auto"`` falls back to the
 reference lowering and a forced ``impl="pallas"`` says why. The row schedule (rows longest
 first, in power-of-two length buckets) is computed inside the traced kernel call without a sort
@@ -16,6 +18,7 @@ kernels launch the rows in order.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import jax.numpy as jnp
@@ -26,9 +29,23 @@ from pallas_kernels import csr_sddmm, csr_sddmm_dense, csr_spmm, csr_spmm_dense,
 KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 
 
+# The SpMM dense-rows path is opt-in: set JSPARSE_CSR_SPMM_DENSE=1 (read when a call is lowered).
+# Alone it is 1.2-6x faster than the row kernel where ``prefers_dense`` picks it (H100,
+# experiments/results/h100-2026-11-26-spmm-dense/), but inside pruned MiniLM's jitted forward
+# pass (bfloat16, 8 x 512 tokens) it made the model slower: magnitude-90% 2.34 -> 4.60 ms,
+# magnitude-70% 4.20 -> 4.21 ms, its FFN layers' calls taking ~5x their time alone. Why is not
+# known yet (the compiled HLO shows one expansion and one product per call and no copies of
+# note), so the default stays the row kernel.
+DENSE_SPMM_ENV_VAR = "JSPARSE_CSR_SPMM_DENSE"
+
+
+def _dense_spmm_enabled() -> bool:
+  return os.environ.get(DENSE_SPMM_ENV_VAR, "") == "1"
+
+
 def _spmm(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
   num_rows, num_cols = layout.shape
-  if csr_spmm_dense.prefers_dense(num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype):
+  if _dense_spmm_enabled() and csr_spmm_dense.prefers_dense(num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype):
     return csr_spmm_dense.kernel_fn(data, col_indices, row_offsets, dense, num_rows=num_rows,
                                     interpret=interpret)
   return csr_spmm.kernel_fn(data, col_indices, row_offsets, dense, num_rows=layout.shape[0],

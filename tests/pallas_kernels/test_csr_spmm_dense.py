@@ -115,3 +115,25 @@ def test_lowers_to_triton(monkeypatch, dtype):
       lambda d, c, o, b: csr_spmm_dense.kernel_fn(d, c, o, b, num_rows=200),
       jax.ShapeDtypeStruct((500,), dtype), jax.ShapeDtypeStruct((500,), jnp.int32),
       jax.ShapeDtypeStruct((201,), jnp.int32), jax.ShapeDtypeStruct((96, 72), dtype))
+
+
+@pytest.mark.parametrize("enabled", [False, True], ids=["default", "opt-in"])
+def test_registered_wrapper_takes_the_dense_path_only_when_enabled(monkeypatch, enabled):
+  # jsparse._gpu.csr._spmm takes the dense rows only with JSPARSE_CSR_SPMM_DENSE=1 and where
+  # prefers_dense picks them (a dense 40 x 64 matrix times 256 columns); values right either way.
+  from jsparse._gpu import csr as gpu_csr
+  from jsparse.formats.layout import SparseLayout
+  monkeypatch.setenv(gpu_csr.DENSE_SPMM_ENV_VAR, "1" if enabled else "")
+  monkeypatch.setattr(gpu_csr.csr_spmm_dense, "prefers_dense", lambda *unused: True)
+  calls = []
+  original = csr_spmm_dense.kernel_fn
+  monkeypatch.setattr(gpu_csr.csr_spmm_dense, "kernel_fn",
+                      lambda *a, **k: calls.append(1) or original(*a, **k))
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (40, 64), [40] * 40, padding=0)
+  data, col_indices, row_offsets = case.device(jnp.float32)
+  b, b64 = cases.dense_operand(rng, (64, 256), jnp.float32)
+  out = gpu_csr._spmm(data, col_indices, row_offsets, b, layout=SparseLayout("csr", (40, 64)),
+                      interpret=cases.INTERPRET, transpose=False, impl="pallas")
+  assert bool(calls) is enabled
+  cases.check_product(out, case, b64, jnp.float32)

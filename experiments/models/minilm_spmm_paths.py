@@ -1,0 +1,98 @@
+"""Pruned MiniLM's CSR SpMMs on the GPU with the row kernel (the default) and with the opt-in
+dense-rows path (``JSPARSE_CSR_SPMM_DENSE=1``): for a magnitude-pruned variant (bfloat16, as
+``gpu_bench.sh``) and a token count, the whole forward pass's latency both ways
+(``minilm_pruning.latency``) and the Pallas kernels named in its compiled HLO with the dense path
+on; then each distinct pruned weight shape's ``jsparse.spmm(W, x.T)`` (the layer's call, impl
+"auto") both ways and the dense ``x @ W.T`` of the same weight, one JaxLoopTimer each. (Alone
+the dense path wins on the FFN shapes; inside the forward pass it lost, H100, 2026-11-26.)
+
+    python3 -P experiments/models/minilm_spmm_paths.py OUTDIR [--variant magnitude-70%]
+        [--shape 8x512]
+
+Writes OUTDIR/minilm_spmm_paths.json and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import pathlib
+import re
+import sys
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+import jsparse  # noqa: E402
+from experiments.models import minilm_pruning  # noqa: E402
+from pallas_kernels import csr_spmm_dense  # noqa: E402
+from experiments.timing import JaxLoopTimer, TimingConfig  # noqa: E402
+from jsparse._gpu import csr as gpu_csr  # noqa: E402
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("outdir", type=pathlib.Path)
+  parser.add_argument("--variant", default="magnitude-70%")
+  parser.add_argument("--shape", default="8x512")
+  args = parser.parse_args()
+  args.outdir.mkdir(parents=True, exist_ok=True)
+  batch, seq = map(int, args.shape.split("x"))
+  model, _ = minilm_pruning.build(args.variant, dtype=jnp.bfloat16)
+  ids = jnp.asarray(np.random.default_rng(0).integers(1000, 30000, size=(batch, seq)), jnp.int32)
+  graphdef, state = nnx.split(model)
+  env = gpu_csr.DENSE_SPMM_ENV_VAR
+
+  def with_dense_path(enabled: bool, fn):
+    previous = os.environ.get(env)
+    os.environ[env] = "1" if enabled else ""
+    jax.clear_caches()  # the choice is made when a call is lowered: no lowering may be reused
+    try:
+      return fn()
+    finally:
+      os.environ[env] = previous or ""
+
+  forward = jax.jit(lambda state, ids: nnx.merge(graphdef, state)(ids))
+  hlo = with_dense_path(True, lambda: forward.lower(state, ids).compile().as_text())
+  names = collections.Counter(re.findall(r"jsparse_[a-z_]+|_spmm_kernel|_spmv_kernel", hlo))
+  model_us = {
+      label: with_dense_path(enabled, lambda: minilm_pruning.latency(model, (batch, seq)))[
+          "median_s"] * 1e6
+      for label, enabled in (("row kernels (default)", False), ("dense rows (opt-in)", True))}
+  weights = {}
+  for path, value in nnx.iter_graph(model):
+    matrix = getattr(value, "matrix", None)
+    if isinstance(matrix, jsparse.CSR) and matrix.shape not in weights:
+      weights[matrix.shape] = matrix
+  config = TimingConfig(repeats=5, min_sample_s=0.02, max_total_s=0.5)
+  tokens = batch * seq
+  rng = np.random.default_rng(1)
+  layers = []
+  for shape, matrix in weights.items():
+    x = jnp.asarray(rng.standard_normal((tokens, shape[1])), matrix.data.dtype)
+    dense_w = jnp.asarray(matrix.todense(), matrix.data.dtype)
+    layer = {"shape": list(shape), "dtype": str(matrix.data.dtype),
+             "nse": int(matrix.data.shape[0]),
+             "prefers_dense": bool(csr_spmm_dense.prefers_dense(
+                 *shape, tokens, int(matrix.data.shape[0]), matrix.data.dtype))}
+    for label, enabled in (("rows_us", False), ("dense_rows_us", True)):
+      layer[label] = with_dense_path(enabled, lambda: JaxLoopTimer(
+          lambda m, x: jsparse.spmm(m, x.T).T, [(matrix, x)]).measure(config).median_us)
+    layer["dense_matmul_us"] = JaxLoopTimer(lambda w, x: x @ w.T, [(dense_w, x)]).measure(
+        config).median_us
+    layers.append(layer)
+  result = {"variant": args.variant, "shape": args.shape,
+            "hlo_kernel_names_with_dense_path": dict(names), "model_us": model_us,
+            "layers": layers, "devices": [d.device_kind for d in jax.devices()]}
+  (args.outdir / "minilm_spmm_paths.json").write_text(json.dumps(result, indent=1))
+  print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+  main()
