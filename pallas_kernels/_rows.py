@@ -6,8 +6,12 @@ work across the GPU's SMs (Gale et al., "Sparse GPU Kernels for Deep Learning", 
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import jax
 import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plt
 
 
 def rows_by_length(row_offsets: jax.Array, *, max_row_length: int) -> jax.Array:
@@ -97,3 +101,36 @@ def entry_rows(row_offsets: jax.Array, nse: int) -> jax.Array:
   positions = jnp.arange(nse, dtype=row_offsets.dtype)
   rows = jnp.searchsorted(row_offsets, positions, side="right").astype(jnp.int32) - 1
   return jnp.where(positions < row_offsets[-1], rows, row_offsets.shape[0] - 1)
+
+
+def row_steps_call(step: Callable, row_offsets: jax.Array, operands: Sequence[jax.Array],
+                   out: jax.Array, *, block: int, name: str, interpret: bool) -> jax.Array:
+  """``out`` updated in place by one Pallas program a row of ``row_offsets`` (``[R + 1]``),
+  each walking its row's positions ``block`` at a time: ``step(row, positions, valid, refs,
+  out_ref)`` for every step (``positions`` ``[block]`` int32, ``valid`` the ones before the row's
+  end, ``refs`` the refs of ``operands``, whole arrays). ``out`` is aliased to the result: what
+  no step writes keeps its value."""
+
+  def kernel(offsets_ref, *refs):
+    *operand_refs, _, out_ref = refs
+    row = pl.program_id(0)
+    start, end = offsets_ref[row], offsets_ref[row + 1]
+    lanes = jnp.arange(block, dtype=jnp.int32)
+
+    def body(i, carry):
+      positions = start + i * block + lanes
+      step(row, positions, positions < end, operand_refs, out_ref)
+      return carry
+
+    jax.lax.fori_loop(0, (end - start + block - 1) // block, body, 0)
+
+  return pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct(out.shape, out.dtype),
+      grid=(row_offsets.shape[0] - 1,),
+      in_specs=[pl.no_block_spec] * (len(operands) + 2),
+      input_output_aliases={len(operands) + 1: 0},
+      compiler_params=plt.CompilerParams(num_warps=max(1, min(4, block // 32)), num_stages=1),
+      interpret=interpret,
+      name=name,
+  )(row_offsets, *operands, out)

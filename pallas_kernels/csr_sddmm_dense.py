@@ -131,33 +131,15 @@ def sample(product: jax.Array, col_indices: jax.Array, row_offsets: jax.Array,
   """
   last_column = product.shape[1] - 1
 
-  def kernel(offsets_ref, cols_ref, product_ref, _, out_ref):
-    row = pl.program_id(0)
-    start, end = offsets_ref[row], offsets_ref[row + 1]
-    lanes = jnp.arange(block, dtype=jnp.int32)
+  def step(row, positions, valid, refs, out_ref):
+    cols_ref, product_ref = refs
+    # Clamped: a traced, unvalidated column index cannot read outside S.
+    cols = jnp.clip(plt.load(cols_ref.at[positions], mask=valid, other=0), 0, last_column)
+    sampled = plt.load(product_ref.at[row, cols], mask=valid, other=0)
+    plt.store(out_ref.at[positions], sampled.astype(out_ref.dtype), mask=valid)
 
-    def step(i, carry):
-      positions = start + i * block + lanes
-      valid = positions < end
-      # Clamped: a traced, unvalidated column index cannot read outside S.
-      cols = jnp.clip(plt.load(cols_ref.at[positions], mask=valid, other=0), 0, last_column)
-      sampled = plt.load(product_ref.at[row, cols], mask=valid, other=0)
-      plt.store(out_ref.at[positions], sampled.astype(out_ref.dtype), mask=valid)
-      return carry
-
-    jax.lax.fori_loop(0, (end - start + block - 1) // block, step, 0)
-
-  whole = pl.no_block_spec
-  return pl.pallas_call(
-      kernel,
-      out_shape=jax.ShapeDtypeStruct(values.shape, values.dtype),
-      grid=(row_offsets.shape[0] - 1,),
-      in_specs=[whole, whole, whole, whole],
-      input_output_aliases={3: 0},
-      compiler_params=plt.CompilerParams(num_warps=max(1, min(4, block // 32)), num_stages=1),
-      interpret=interpret,
-      name="jsparse_sddmm_sample",
-  )(row_offsets, col_indices, product, values)
+  return _rows.row_steps_call(step, row_offsets, (col_indices, product), values, block=block,
+                              name="jsparse_sddmm_sample", interpret=interpret)
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))

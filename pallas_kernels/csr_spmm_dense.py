@@ -115,34 +115,16 @@ def expand_rows(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array,
     raise ValueError(f"rows must have more than K = {num_cols} columns (a scratch column), got "
                      f"{rows.shape[1]}")
 
-  def kernel(offsets_ref, cols_ref, data_ref, _, out_ref):
-    row = pl.program_id(0)
-    start, end = offsets_ref[row], offsets_ref[row + 1]
-    lanes = jnp.arange(block, dtype=jnp.int32)
+  def step(row, positions, valid, refs, out_ref):
+    cols_ref, data_ref = refs
+    # Clamped: a traced, unvalidated column index cannot write outside the row's K columns.
+    cols = jnp.clip(plt.load(cols_ref.at[positions], mask=valid, other=0), 0, num_cols - 1)
+    cols = jnp.where(valid, cols, num_cols)
+    values = plt.load(data_ref.at[positions], mask=valid, other=0)
+    plt.store(out_ref.at[row, cols], values.astype(out_ref.dtype), mask=valid)
 
-    def step(i, carry):
-      positions = start + i * block + lanes
-      valid = positions < end
-      # Clamped: a traced, unvalidated column index cannot write outside the row's K columns.
-      cols = jnp.clip(plt.load(cols_ref.at[positions], mask=valid, other=0), 0, num_cols - 1)
-      cols = jnp.where(valid, cols, num_cols)
-      values = plt.load(data_ref.at[positions], mask=valid, other=0)
-      plt.store(out_ref.at[row, cols], values.astype(out_ref.dtype), mask=valid)
-      return carry
-
-    jax.lax.fori_loop(0, (end - start + block - 1) // block, step, 0)
-
-  whole = pl.no_block_spec
-  return pl.pallas_call(
-      kernel,
-      out_shape=jax.ShapeDtypeStruct(rows.shape, rows.dtype),
-      grid=(rows.shape[0],),
-      in_specs=[whole, whole, whole, whole],
-      input_output_aliases={3: 0},
-      compiler_params=plt.CompilerParams(num_warps=max(1, min(4, block // 32)), num_stages=1),
-      interpret=interpret,
-      name="jsparse_spmm_expand_rows",
-  )(row_offsets, col_indices, data, rows)
+  return _rows.row_steps_call(step, row_offsets, (col_indices, data), rows, block=block,
+                              name="jsparse_spmm_expand_rows", interpret=interpret)
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows", "config", "interpret"))
