@@ -1,10 +1,11 @@
 """CSR SDDMM (values ``X[i] . Y[j]`` at every stored ``(i, j)``) as a Pallas (Triton) kernel.
 
-One program handles one row ``i`` of the pattern (or ``rows_per_program`` rows, interleaved) (rows longest first in power-of-two buckets,
-``_rows.rows_by_length``). Each step takes ``block_nnz`` of the row's column indices, gathers the
-matching rows of ``Y`` as a ``[block_nnz, block_d]`` tile (contiguous along the inner dimension)
-and multiplies it with the row ``X[i]``; when ``D <= block_d`` the row of ``X`` is loaded once per
-program and reused for every step. Float32 accumulation.
+One program handles one row ``i`` of the pattern (or ``rows_per_program`` rows, interleaved) (rows
+longest first in power-of-two buckets, ``_rows.rows_by_length``). Each step takes ``block_nnz`` of
+the row's column indices, gathers the matching rows of ``Y`` as a ``[block_nnz, block_d]`` tile
+(contiguous along the inner dimension) and multiplies it with the row ``X[i]``; when ``D <=
+block_d`` the row of ``X`` is loaded once per program and reused for every step. Float32
+accumulation.
 
 References: T. Gale et al., "Sparse GPU Kernels for Deep Learning", SC20 (arXiv 2006.10901).
 """

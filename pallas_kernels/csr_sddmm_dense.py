@@ -1,18 +1,17 @@
 """CSR SDDMM through dense tiles: ``S = X @ Y.T`` on the tensor cores, then S at the pattern.
 
-For patterns dense enough (or inner dimensions long enough) that the row kernel
-(``csr_sddmm``), which gathers one row of Y per stored entry, is bound by those gathers
-(nnz x D x 4 bytes through L2: 34 GB at 4096 x 4096, density 0.5, D = 1024), the product of
-every row of X with every row of Y costs less on the tensor cores than the gathers do. S is
-computed by ``dense_product.product_nt`` (float32 as three TF32 passes, about float32's
-accuracy; see there) and stored; the stored entries are then read from S by a second kernel, one program a row: its column indices in chunks, S's row at
-those columns, stored to the row's positions (``nnz x 8`` bytes plus S's sectors; a
-``searchsorted`` of every position's row and a 2-D XLA gather in its place took 1.6 ms at
-4096 x 4096, density 0.5, on an H100). S is float32 and is computed and sampled in chunks of
-rows of at most ``DenseSddmmConfig.chunk_bytes`` (256 MiB by default), so memory stays bounded
-for any M.
+For patterns dense enough (or inner dimensions long enough) that the row kernel (``csr_sddmm``),
+which gathers one row of Y per stored entry, is bound by those gathers (nnz x D x 4 bytes through
+L2: 34 GB at 4096 x 4096, density 0.5, D = 1024), the product of every row of X with every row of Y
+costs less on the tensor cores than the gathers do. S is computed by ``dense_product.product_nt``
+(float32 as three TF32 passes, about float32's accuracy; see there) and stored; the stored entries
+are then read from S by a second kernel, one program a row: its column indices in chunks, S's row at
+those columns, stored to the row's positions (``nnz x 8`` bytes plus S's sectors; a ``searchsorted``
+of every position's row and a 2-D XLA gather in its place took 1.6 ms at 4096 x 4096, density 0.5,
+on an H100). S is float32 and is computed and sampled in chunks of rows of at most
+``DenseSddmmConfig.chunk_bytes`` (256 MiB by default), so memory stays bounded for any M.
 
-Triton constraints (``gpu_supported``): block sizes powers of two >= 16.
+Triton constraints (``gpu_supported``): those of ``dense_product``.
 """
 
 from __future__ import annotations
@@ -31,55 +30,39 @@ from pallas_kernels import _common, _rows, dense_product
 
 @dataclasses.dataclass(frozen=True)
 class DenseSddmmConfig:
-  """Tile of S per program (``block_m`` rows of X by ``block_n`` rows of Y), the inner-dimension
-  step ``block_d``, Triton launch parameters, the stored entries the sampling kernel reads per
-  step (``sample_block``), and the most bytes of S computed at once (``chunk_bytes``: rows of S
-  are computed and sampled in chunks, at least ``block_m`` rows each)."""
+  """The launch of S's product, the stored entries the sampling kernel reads per step
+  (``sample_block``), and the most bytes of S computed at once (``chunk_bytes``: rows of S are
+  computed and sampled in chunks, at least ``product.block_m`` rows each)."""
 
-  block_m: int = 128
-  block_n: int = 128
-  block_d: int = 32
-  num_warps: int = 8
-  num_stages: int = 3
+  product: dense_product.ProductConfig = dense_product.ProductConfig(num_warps=8, num_stages=3)
   sample_block: int = 128
   chunk_bytes: int = 256 << 20
 
   def __post_init__(self):
-    for name in ("block_m", "block_n", "block_d", "sample_block"):
-      value = getattr(self, name)
-      if not _common.is_power_of_two(value):
-        raise ValueError(f"DenseSddmmConfig.{name} must be a power of two, got {value}")
+    if not _common.is_power_of_two(self.sample_block):
+      raise ValueError(f"DenseSddmmConfig.sample_block must be a power of two, got "
+                       f"{self.sample_block}")
     if self.chunk_bytes < 1:
       raise ValueError(f"DenseSddmmConfig.chunk_bytes must be >= 1, got {self.chunk_bytes}")
 
-  @property
-  def product(self) -> dense_product.ProductConfig:
-    """The launch of S's product."""
-    return dense_product.ProductConfig(self.block_m, self.block_n, self.block_d,
-                                       self.num_warps, self.num_stages)
-
   def chunk_rows(self, num_rows: int, num_cols: int) -> int:
-    """Rows of S per chunk: a multiple of ``block_m`` within ``chunk_bytes`` (at least one
-    tile row), no more than the rows rounded up to ``block_m``."""
-    padded_cols = pl.cdiv(max(num_cols, 1), self.block_n) * self.block_n
-    tiles = max(1, self.chunk_bytes // (4 * padded_cols * self.block_m))
-    return min(tiles * self.block_m, pl.cdiv(max(num_rows, 1), self.block_m) * self.block_m)
+    """Rows of S per chunk (``dense_product.rows_per_chunk`` of S's padded float32 rows)."""
+    padded_cols = pl.cdiv(max(num_cols, 1), self.product.block_n) * self.product.block_n
+    return dense_product.rows_per_chunk(num_rows, 4 * padded_cols, self.product.block_m,
+                                        self.chunk_bytes)
 
 
 def gpu_supported(config: DenseSddmmConfig) -> bool | str:
   """True when the Triton backend can compile this config, else the reason why not."""
-  return _common.check_dot_tiles(block_m=config.block_m, block_n=config.block_n,
-                                 block_d=config.block_d)
+  return dense_product.gpu_supported(config.product)
 
 
 def choose_config(inner: int, dtype, mean_row: float = 128.0) -> DenseSddmmConfig:
   """S's product launch from ``dense_product.choose_config``; the sampling step is the mean
   stored entries of a row rounded up to a power of two, within [32, 256]."""
-  product = dense_product.choose_config(inner, dtype)
   sample_block = min(256, max(32, pl.next_power_of_2(max(int(mean_row), 1))))
-  return DenseSddmmConfig(block_m=product.block_m, block_n=product.block_n,
-                          block_d=product.block_d, num_warps=product.num_warps,
-                          num_stages=product.num_stages, sample_block=sample_block)
+  return DenseSddmmConfig(product=dense_product.choose_config(inner, dtype),
+                          sample_block=sample_block)
 
 
 # Which SDDMM kernel a call should take (``prefers_dense``): time models of the two paths with
@@ -89,13 +72,10 @@ def choose_config(inner: int, dtype, mean_row: float = 128.0) -> DenseSddmmConfi
 # near-tie at density 0.3, D = 32 included: rows 104, dense 106 us).
 # The row kernel streams the gathered rows of Y: nnz x D x itemsize bytes at about 6.5 TB/s.
 ROW_KERNEL_BYTES_PER_US = 6.5e6
-# The dense path: the product (float32 as three TF32 passes: 34 GFLOP in 709 us at D = 1024 with
-# round 2's tiles, 633 with round 4's; bfloat16 natively: 95 us, S's writes included), S written (4 bytes an element, about 2 TB/s with
-# the product's own reads), then about 10 us per million stored entries sampled. For bfloat16
-# (round3-bf16/) the models pick the faster path in 16 of the 18 cases; the other two cost 9%
-# (density 0.5, D = 32) and 4% (density 0.02, D = 1024).
-DENSE_FLOAT32_FLOPS_PER_US = 48e6
-DENSE_16BIT_FLOPS_PER_US = 500e6
+# The dense path: the product (``dense_product.modeled_us``), S written (4 bytes an element,
+# about 2 TB/s with the product's own reads), then about 10 us per million stored entries
+# sampled. For bfloat16 (round3-bf16/) the models pick the faster path in 16 of the 18 cases;
+# the other two cost 9% (density 0.5, D = 32) and 4% (density 0.02, D = 1024).
 PRODUCT_BYTES_PER_US = 2.0e6
 SAMPLE_US_PER_ENTRY = 1e-5
 # S is materialised a chunk of rows at a time; the dense path is not taken where even one tile
@@ -111,11 +91,9 @@ def prefers_dense(num_rows: int, num_cols: int, inner: int, nse: int, dtype) -> 
   elements = num_rows * num_cols
   if 128 * num_cols * 4 > MAX_TILE_ROW_BYTES or nse == 0 or inner == 0:
     return False
-  itemsize = jnp.dtype(dtype).itemsize
-  flops_per_us = DENSE_FLOAT32_FLOPS_PER_US if itemsize == 4 else DENSE_16BIT_FLOPS_PER_US
-  dense_us = (2 * elements * inner / flops_per_us + 4 * elements / PRODUCT_BYTES_PER_US
-              + nse * SAMPLE_US_PER_ENTRY)
-  rows_us = nse * inner * itemsize / ROW_KERNEL_BYTES_PER_US
+  dense_us = (dense_product.modeled_us(num_rows, num_cols, inner, dtype)
+              + 4 * elements / PRODUCT_BYTES_PER_US + nse * SAMPLE_US_PER_ENTRY)
+  rows_us = nse * inner * jnp.dtype(dtype).itemsize / ROW_KERNEL_BYTES_PER_US
   return dense_us < rows_us
 
 

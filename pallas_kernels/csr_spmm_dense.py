@@ -1,14 +1,13 @@
 """CSR SpMM through dense rows: A's rows expanded to dense, then ``A @ B`` on the tensor cores.
 
-Where A is dense enough and the product wide enough (on an H100: float32 4096 x 4096 at
-N = 1024 up to 80% sparsity, 1.2-2.7x faster than the row kernel; bfloat16 MiniLM layers at
-N = 4096, 2-6x), the row kernel (``csr_spmm``), which gathers a row of B per stored entry on the CUDA
-cores, costs more than the whole dense product on the tensor cores. This path writes A's stored
-values into zeroed dense rows (one program a row: its column indices and values in steps of
-``expand_block``, scattered into the row), then multiplies them with B through
-``dense_product.product_nt`` (A @ B = A @ (B.T).T; float32 as three TF32 passes, about
-float32's accuracy). A's dense rows are built and multiplied in chunks of at most
-``chunk_bytes``, so memory stays bounded for any M.
+Where A is dense enough and the product wide enough (on an H100: float32 4096 x 4096 at N = 1024 up
+to 80% sparsity, 1.2-2.7x faster than the row kernel; bfloat16 MiniLM layers at N = 4096, 2-6x), the
+row kernel (``csr_spmm``), which gathers a row of B per stored entry on the CUDA cores, costs more
+than the whole dense product on the tensor cores. This path writes A's stored values into zeroed
+dense rows (one program a row: its column indices and values in steps of ``expand_block``, scattered
+into the row), then multiplies them with B through ``dense_product.product_nt`` (A @ B = A @
+(B.T).T; float32 as three TF32 passes, about float32's accuracy). A's dense rows are built and
+multiplied in chunks of at most ``chunk_bytes``, so memory stays bounded for any M.
 
 The expansion stores each value at its column: a row's column indices must be distinct, which a
 CSR matrix validated when it was built guarantees (strictly increasing within rows); with a
@@ -49,9 +48,8 @@ class DenseSpmmConfig:
   def chunk_rows(self, num_rows: int, num_cols: int, itemsize: int) -> int:
     """Rows of A expanded per chunk: a multiple of the product's ``block_m`` within
     ``chunk_bytes``, no more than the rows rounded up to it."""
-    block_m = self.product.block_m
-    tiles = max(1, self.chunk_bytes // (itemsize * max(num_cols, 1) * block_m))
-    return min(tiles * block_m, pl.cdiv(max(num_rows, 1), block_m) * block_m)
+    return dense_product.rows_per_chunk(num_rows, itemsize * num_cols, self.product.block_m,
+                                        self.chunk_bytes)
 
 
 def choose_config(num_cols: int, dtype, mean_row: float) -> DenseSpmmConfig:
@@ -68,10 +66,8 @@ def choose_config(num_cols: int, dtype, mean_row: float) -> DenseSpmmConfig:
 # float32: 15.5 TB/s at density 0.5, N = 1024; 9.8 at N = 32).
 ROW_KERNEL_BYTES_PER_US = 12e6
 # The dense path: A's rows zeroed and filled (M x K x itemsize bytes written, about 10 us per
-# million entries scattered), B transposed, the product at the rates of csr_sddmm_dense's
-# models, its float32 result written and cast.
-DENSE_FLOAT32_FLOPS_PER_US = 48e6
-DENSE_16BIT_FLOPS_PER_US = 500e6
+# million entries scattered), B transposed, the product (``dense_product.modeled_us``), its
+# float32 result written and cast.
 WRITE_BYTES_PER_US = 2.0e6
 EXPAND_US_PER_ENTRY = 1e-5
 # Programs of one product tile row: a launch with fewer than this many output tiles leaves SMs
@@ -94,8 +90,7 @@ def prefers_dense(num_rows: int, num_cols: int, n: int, nse: int, dtype) -> bool
   product = dense_product.choose_config(num_cols, dtype)
   tiles = pl.cdiv(num_rows, product.block_m) * pl.cdiv(n, product.block_n)
   fill = min(1.0, tiles / FULL_LAUNCH_TILES)
-  flops_per_us = (DENSE_FLOAT32_FLOPS_PER_US if itemsize == 4 else DENSE_16BIT_FLOPS_PER_US)
-  dense_us = (2 * num_rows * num_cols * n / (flops_per_us * fill)
+  dense_us = (dense_product.modeled_us(num_rows, n, num_cols, dtype) / fill
               + (num_rows * num_cols * itemsize + num_cols * n * itemsize * 2
                  + num_rows * n * (4 + itemsize)) / WRITE_BYTES_PER_US
               + nse * EXPAND_US_PER_ENTRY)

@@ -1,10 +1,10 @@
 """CSR SpMV ``A @ x`` as a Pallas (Triton) kernel: memory-bound, several rows per program.
 
-One program reduces ``rows_per_program`` rows at once: rows are taken longest first in
-power-of-two buckets (``_rows.rows_by_length``), so rows that share a program differ in length by
-less than 2x and few lanes idle; each step reads a ``[rows_per_program, block_nnz]`` tile of values and column
-indices (contiguous within each row) and gathers the matching entries of ``x``. Float32
-accumulation in a register tile, reduced once per row.
+One program reduces ``rows_per_program`` rows at once: rows are taken longest first in power-of-two
+buckets (``_rows.rows_by_length``), so rows that share a program differ in length by less than 2x
+and few lanes idle; each step reads a ``[rows_per_program, block_nnz]`` tile of values and column
+indices (contiguous within each row) and gathers the matching entries of ``x``. Float32 accumulation
+in a register tile, reduced once per row.
 
 References: N. Bell, M. Garland, "Implementing sparse matrix-vector multiplication on
 throughput-oriented processors", SC09 (the CSR-vector kernel); T. Gale et al., SC20 (row swizzle).

@@ -70,6 +70,28 @@ def choose_config(inner: int, dtype) -> ProductConfig:
   return ProductConfig(block_m=128, block_n=128, block_d=block_d, num_warps=4, num_stages=4)
 
 
+# Modeled rates of ``product_nt`` for the dense paths' dispatch rules (H100, 2026-11-26,
+# experiments/results/h100-2026-11-26-sddmm-dense/: float32 as 3xTF32, 34 GFLOP in 709 us at
+# 4096 x 4096 x 1024 with round 2's tiles, 633 with round 4's; bfloat16 95 us, the output's
+# writes included).
+FLOAT32_FLOPS_PER_US = 48e6
+FLOAT16_FLOPS_PER_US = 500e6
+
+
+def modeled_us(num_rows: int, num_cols: int, inner: int, dtype) -> float:
+  """Modeled time of an ``[num_rows, inner] x [inner, num_cols]`` product in ``dtype`` that
+  fills the GPU (multiply-adds at the rates above)."""
+  rate = FLOAT32_FLOPS_PER_US if jnp.dtype(dtype).itemsize == 4 else FLOAT16_FLOPS_PER_US
+  return 2 * num_rows * num_cols * inner / rate
+
+
+def rows_per_chunk(num_rows: int, row_bytes: int, block_m: int, chunk_bytes: int) -> int:
+  """Rows of a materialised operand or result built at once: a multiple of ``block_m`` within
+  ``chunk_bytes`` (at least ``block_m``), no more than ``num_rows`` rounded up to ``block_m``."""
+  tiles = max(1, chunk_bytes // (max(row_bytes, 1) * block_m))
+  return min(tiles * block_m, pl.cdiv(max(num_rows, 1), block_m) * block_m)
+
+
 def _precision(dtype, interpret: bool):
   if jnp.dtype(dtype) != jnp.float32:
     return None
@@ -87,6 +109,12 @@ def product_nt(x: jax.Array, y: jax.Array, *, config: ProductConfig,
     config: the launch.
     interpret: run in the Pallas interpreter (any platform).
   """
+  if x.ndim != 2 or x.dtype not in (jnp.float32, jnp.bfloat16, jnp.float16):
+    raise ValueError(f"x must be [M, D] float32, bfloat16 or float16, got {x.dtype} "
+                     f"{tuple(x.shape)}")
+  if y.ndim != 2 or y.shape[1] != x.shape[1] or y.dtype != x.dtype:
+    raise ValueError(f"y must be [N, D] with D = {x.shape[1]} and x's dtype {x.dtype}, got "
+                     f"{y.dtype} {tuple(y.shape)}")
   block_m, block_n, block_d = config.block_m, config.block_n, config.block_d
   steps = pl.cdiv(x.shape[1], block_d)
   xp = _common.pad_columns(_common.pad_rows(x, pl.cdiv(x.shape[0], block_m) * block_m), block_d)

@@ -42,10 +42,11 @@ def dense_launches(inner: int, dtype, mean_row: float
   replace = dataclasses.replace
   launches = {
       "dense-default": base,
-      "dense-128x64-w4": replace(base, block_n=64, num_warps=4),
+      "dense-128x64-w4": replace(base, product=replace(base.product, block_n=64, num_warps=4)),
   }
   if inner >= 64:
-    launches["dense-bd64-s2"] = replace(base, block_d=64, num_stages=2)
+    launches["dense-bd64-s2"] = replace(base, product=replace(base.product, block_d=64,
+                                                              num_stages=2))
   return launches
 
 
@@ -65,13 +66,13 @@ def product_plan(args, dtype, config, emit, start) -> None:
     expected = jnp.asarray(np.asarray(x.astype(jnp.float32), np.float64)
                            @ np.asarray(y.astype(jnp.float32), np.float64).T, jnp.float32)
     for bm, bn, bd, warps, stages in PRODUCT_LAUNCHES:
-      launch = csr_sddmm_dense.DenseSddmmConfig(block_m=bm, block_n=bn, block_d=bd,
-                                                num_warps=warps, num_stages=stages)
+      launch = dense_product.ProductConfig(block_m=bm, block_n=bn, block_d=bd,
+                                           num_warps=warps, num_stages=stages)
       record = {"sparsity": None, "inner": inner, "line": "product",
                 "config": f"{bm}x{bn} bd{bd} w{warps} s{stages}"}
       bench_common.time_checked(
           record, lambda x, y, launch=launch: dense_product.product_nt(
-              x, y, config=launch.product, interpret=args.smoke), (x, y), 2 * x.nbytes, config,
+              x, y, config=launch, interpret=args.smoke), (x, y), 2 * x.nbytes, config,
           expected, skip=time.monotonic() - start > args.budget_s,
           output=lambda out: out[:size, :size])
       us = record.get("jsparse", {}).get("median_us")
@@ -155,7 +156,7 @@ def main() -> None:
         elif name.startswith("dense"):
           fn = lambda c, o, x, y, launch=launch: csr_sddmm_dense.kernel_fn(
               c, o, x, y, num_rows=size, config=launch, interpret=args.smoke)
-          shown = {k: v for k, v in dataclasses.asdict(launch).items()}
+          shown = dataclasses.asdict(launch)
         else:
           if args.smoke:
             continue

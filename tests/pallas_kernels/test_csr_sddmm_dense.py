@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pallas_kernels import csr_sddmm_dense
+from pallas_kernels import csr_sddmm_dense, dense_product
 from tests.pallas_kernels import csr_cases as cases
 
 # 16 x 16 tiles of S over D in steps of 16: the shapes below are not multiples of any of them.
-SMALL = csr_sddmm_dense.DenseSddmmConfig(block_m=16, block_n=16, block_d=16, num_warps=4)
+TILES = dense_product.ProductConfig(block_m=16, block_n=16, block_d=16, num_warps=4)
+SMALL = csr_sddmm_dense.DenseSddmmConfig(product=TILES)
 
 
 def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL):
@@ -36,7 +37,7 @@ def test_sampling_steps(sample_block):
   # Rows longer than one sampling step (16) and shorter.
   rng = np.random.default_rng()
   case = cases.random_csr(rng, (37, 29), cases.ragged_lengths(rng, 37, 29), padding=2)
-  config = csr_sddmm_dense.DenseSddmmConfig(block_m=16, block_n=16, block_d=16, num_warps=4,
+  config = csr_sddmm_dense.DenseSddmmConfig(product=TILES,
                                             sample_block=sample_block)
   _check(case, 24, jnp.float32, rng, config=config)
 
@@ -46,7 +47,7 @@ def test_chunks_of_rows():
   # 37 rows take three chunks, the last one short.
   rng = np.random.default_rng()
   case = cases.random_csr(rng, (37, 29), cases.ragged_lengths(rng, 37, 29), padding=2)
-  config = csr_sddmm_dense.DenseSddmmConfig(block_m=16, block_n=16, block_d=16, num_warps=4,
+  config = csr_sddmm_dense.DenseSddmmConfig(product=TILES,
                                             chunk_bytes=2048)
   assert config.chunk_rows(37, 29) == 16
   _check(case, 24, jnp.float32, rng, config=config)
@@ -85,9 +86,9 @@ def test_default_config_matches_the_row_kernel():
 def test_bad_arguments_name_the_argument():
   cases.assert_sddmm_argument_errors(csr_sddmm_dense.kernel_fn)
   with pytest.raises(ValueError, match="block_n must be a power of two"):
-    csr_sddmm_dense.DenseSddmmConfig(block_n=48)
+    csr_sddmm_dense.DenseSddmmConfig(product=dense_product.ProductConfig(block_n=48))
   assert "block_d=8" in csr_sddmm_dense.gpu_supported(
-      csr_sddmm_dense.DenseSddmmConfig(block_d=8))
+      csr_sddmm_dense.DenseSddmmConfig(product=dense_product.ProductConfig(block_d=8)))
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])

@@ -105,6 +105,14 @@ def test_bad_arguments_name_the_argument():
   with pytest.raises(ValueError, match="ProductConfig.block_d must be a power of two"):
     dense_product.ProductConfig(block_d=24)
   assert "block_n=8" in dense_product.gpu_supported(dense_product.ProductConfig(block_n=8))
+  x = jnp.ones((4, 8), jnp.float32)
+  with pytest.raises(ValueError, match="y must be \\[N, D\\] with D = 8"):
+    dense_product.product_nt(x, jnp.ones((4, 6), jnp.float32), config=SMALL.product)
+  with pytest.raises(ValueError, match="x must be \\[M, D\\] float32, bfloat16 or float16"):
+    dense_product.product_nt(x.astype(jnp.int32), x, config=SMALL.product)
+  with pytest.raises(ValueError, match="a scratch column"):
+    csr_spmm_dense.expand_rows(data, cols, offsets, jnp.zeros((2, 4), jnp.float32), num_cols=4,
+                               block=8, interpret=True)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
