@@ -103,6 +103,20 @@ def write_probe(outdir: pathlib.Path, stem: str, title: str, meta: dict, records
       + "\n".join(f"- {k}: {v}" for k, v in meta.items()) + "\n\n" + "\n".join(table) + "\n")
 
 
+def probe_arguments(doc: str, add=lambda parser: None):
+  """A probe's command line: OUTDIR (created), ``--budget-s`` and ``--smoke``, plus what ``add``
+  adds to the parser; the description is ``doc``'s first line. Returns the parsed arguments."""
+  import argparse
+  parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+  parser.add_argument("outdir", type=pathlib.Path)
+  parser.add_argument("--budget-s", type=float, default=200.0)
+  parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
+  add(parser)
+  args = parser.parse_args()
+  args.outdir.mkdir(parents=True, exist_ok=True)
+  return args
+
+
 def probe_timing(smoke: bool) -> TimingConfig:
   """The probes' timing: medians of 5 samples of >= 2 ms, at most 0.25 s a launch; one call
   (smoke runs, interpret mode)."""

@@ -17,7 +17,6 @@ Writes OUTDIR/sddmm_dense_probe.jsonl and .md, printing each row as it goes.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import pathlib
 import sys
@@ -91,17 +90,14 @@ def xla_sddmm(precision, sample_block: int):
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("outdir", type=pathlib.Path)
-  parser.add_argument("--budget-s", type=float, default=200.0)
-  parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-  parser.add_argument("--plan", choices=("paths", "products"), default="paths",
-                      help="paths: both SDDMM paths per density; products: the dense product "
-                      "alone in PRODUCT_LAUNCHES (D = 128, 1024)")
-  args = parser.parse_args()
+  def add(parser):
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--plan", choices=("paths", "products"), default="paths",
+                        help="paths: both SDDMM paths per density; products: the dense product "
+                        "alone in PRODUCT_LAUNCHES (D = 128, 1024)")
+
+  args = bench_common.probe_arguments(__doc__, add)
   dtype = jnp.dtype(args.dtype)
-  args.outdir.mkdir(parents=True, exist_ok=True)
   config = bench_common.probe_timing(args.smoke)
   meta = bench_common.probe_meta(dtype=args.dtype)
   header = ("| s | D | line | config | us | rel err |\n|---|---|---|---|---|---|")

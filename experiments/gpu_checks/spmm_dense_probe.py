@@ -14,7 +14,6 @@ Writes OUTDIR/spmm_dense_probe.jsonl and .md, printing each row as it goes.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 import time
@@ -43,12 +42,7 @@ def plan(smoke: bool) -> list[tuple[tuple[int, int], float, int, str]]:
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("outdir", type=pathlib.Path)
-  parser.add_argument("--budget-s", type=float, default=200.0)
-  parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  args = parser.parse_args()
-  args.outdir.mkdir(parents=True, exist_ok=True)
+  args = bench_common.probe_arguments(__doc__)
   config = bench_common.probe_timing(args.smoke)
   meta = bench_common.probe_meta()
   header = ("| A | s | N | dtype | line | us | rel err | picked |\n"

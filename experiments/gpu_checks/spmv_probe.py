@@ -14,7 +14,6 @@ Writes OUTDIR/spmv_probe.jsonl and OUTDIR/spmv_probe.md, printing each row as it
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import pathlib
 import sys
@@ -66,12 +65,7 @@ def uniform_csr(rng, size: int, sparsity: float):
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("outdir", type=pathlib.Path)
-  parser.add_argument("--budget-s", type=float, default=200.0)
-  parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  args = parser.parse_args()
-  args.outdir.mkdir(parents=True, exist_ok=True)
+  args = bench_common.probe_arguments(__doc__)
   config = bench_common.probe_timing(args.smoke)
   start = time.monotonic()
   copy_gbs = None
