@@ -99,7 +99,8 @@ def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, 
     return _common.multiply_add(values.astype(jnp.float32), gathered.astype(jnp.float32), acc,
                                 ptx=fma_ptx)
 
-  if aligned_loads:
+  def aligned_sum():
+    """The rows' sums over aligned steps (``SpmvConfig.aligned_loads``)."""
     # 16 bytes of the narrower of values and indices; (start // align) * align is what lets
     # Triton's alignment analysis prove the vectors aligned.
     align = 16 // min(data_ref.dtype.itemsize, cols_ref.dtype.itemsize)
@@ -120,10 +121,8 @@ def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, 
     unmasked = jnp.clip((nse - jnp.max(bases)) // block_nnz, 0, steps)
     acc = jax.lax.fori_loop(
         0, unmasked, lambda index, acc: multiply(*aligned_entries(index, True), acc), zeros)
-    acc = jax.lax.fori_loop(
+    return jax.lax.fori_loop(
         unmasked, steps, lambda index, acc: multiply(*aligned_entries(index, False), acc), acc)
-    out_ref[rows] = jnp.sum(acc, axis=1).astype(out_ref.dtype)
-    return
 
   def entries(index):
     """Step ``index``'s column indices, values and mask (0 past each row's end)."""
@@ -133,16 +132,19 @@ def _spmv_kernel(order_ref, offsets_ref, data_ref, cols_ref, x_ref, out_ref, *, 
     values = plgpu.load(data_ref.at[positions], mask=valid, other=0)
     return cols, values, valid
 
-  steps = (jnp.max(ends - starts) + block_nnz - 1) // block_nnz
-  if prefetch:
-    def step(index, carry):
-      acc, current = carry
-      upcoming = entries(index + 1)  # masked past every row's end
-      return multiply(*current, acc), upcoming
+  def prefetched_step(index, carry):
+    acc, current = carry
+    upcoming = entries(index + 1)  # masked past every row's end
+    return multiply(*current, acc), upcoming
 
-    acc, _ = jax.lax.fori_loop(0, steps, step, (zeros, entries(0)))
+  if aligned_loads:
+    acc = aligned_sum()
   else:
-    acc = jax.lax.fori_loop(0, steps, lambda index, acc: multiply(*entries(index), acc), zeros)
+    steps = (jnp.max(ends - starts) + block_nnz - 1) // block_nnz
+    if prefetch:
+      acc, _ = jax.lax.fori_loop(0, steps, prefetched_step, (zeros, entries(0)))
+    else:
+      acc = jax.lax.fori_loop(0, steps, lambda index, acc: multiply(*entries(index), acc), zeros)
   out_ref[rows] = jnp.sum(acc, axis=1).astype(out_ref.dtype)
 
 
