@@ -52,10 +52,17 @@ class TiledSpmmConfig:
   ranks: str = "popc"
   num_warps: int = 4
   num_stages: int = 3
+  # Software pipelining by hand ("popc" only): each loop step loads the bitmap words and offsets
+  # of the tile two steps ahead and issues the gather of the next tile's values before the
+  # current tile's dot, so the two dependent loads (words, then values) of a tile overlap the
+  # work of the tiles before it. Triton pipelines only loads that feed a dot directly.
+  pipelined: bool = False
 
   def __post_init__(self):
     if self.ranks not in RANKS:
       raise ValueError(f"ranks={self.ranks!r} must be one of {RANKS}")
+    if self.pipelined and self.ranks != "popc":
+      raise ValueError("pipelined=True needs ranks='popc'")
     if self.num_splits < 1:
       raise ValueError(f"num_splits={self.num_splits} must be >= 1")
 
@@ -99,26 +106,31 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
     bits_below = bit_of_column - 1
     word_of_column = columns // WORD_BITS
 
-    def expand_popc(tile_col):
-      """[tm, tk] dense tile, each value's rank from population counts (elementwise)."""
-      word = jnp.zeros((tm, tk), jnp.uint32)
+    def load_bits(tile_col):
+      """The tile row's bitmap words ([tm] each) and value offsets ([tm] int32) of one tile."""
+      words_of_rows = tuple(bitmaps_ref[tile_row, tile_col, :, w] for w in range(words))
+      return words_of_rows, row_offsets_ref[tile_row, tile_col, :].astype(jnp.int32)
+
+    def gather(words_of_rows, offsets):
+      """([tm, tk] values gathered at each element's rank, [tm, tk] bool: its bit is set); the
+      values of absent elements are read at position 0 and must be masked."""
+      word = jnp.broadcast_to(words_of_rows[0][:, None], (tm, tk))
       before = jnp.zeros((tm, tk), jnp.int32)
-      running = jnp.zeros((tm,), jnp.int32)
-      for w in range(words):
-        bits_w = bitmaps_ref[tile_row, tile_col, :, w]
-        if words == 1:
-          word = jnp.broadcast_to(bits_w[:, None], (tm, tk))
-          break
+      running = popcount(words_of_rows[0])
+      for w in range(1, words):
         in_word = word_of_column == w
-        word = jnp.where(in_word, bits_w[:, None], word)
+        word = jnp.where(in_word, words_of_rows[w][:, None], word)
         before = jnp.where(in_word, running[:, None], before)
         if w + 1 < words:
-          running = running + popcount(bits_w)
+          running = running + popcount(words_of_rows[w])
       present = (word & bit_of_column) != 0
-      offsets = row_offsets_ref[tile_row, tile_col, :].astype(jnp.int32)
       positions = offsets[:, None] + before + popcount(word & bits_below)
-      positions = jnp.where(present, positions, 0)
-      return jnp.where(present, data_ref[positions], jnp.zeros((), data_ref.dtype))
+      return data_ref[jnp.where(present, positions, 0)], present
+
+    def expand_popc(tile_col):
+      """[tm, tk] dense tile, each value's rank from population counts (elementwise)."""
+      values, present = gather(*load_bits(tile_col))
+      return jnp.where(present, values, jnp.zeros((), data_ref.dtype))
 
     shifts = jax.lax.broadcasted_iota(jnp.uint32, (tm, words, WORD_BITS), 2)
 
@@ -133,8 +145,15 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
 
     expand = expand_popc if config.ranks == "popc" else expand_scan
 
-    def accumulate(tile_col, acc):
-      tile = expand(tile_col)
+    def accumulate_pipelined(tile_col, carry):
+      acc, values, present, next_bits = carry
+      ahead = jnp.minimum(tile_col + 2, last - 1)
+      carry_next = gather(*next_bits) + (load_bits(ahead),)
+      tile = jnp.where(present, values, jnp.zeros((), data_ref.dtype))
+      return (accumulate(tile_col, acc, tile),) + carry_next
+
+    def accumulate(tile_col, acc, tile=None):
+      tile = expand(tile_col) if tile is None else tile
       rhs = dense_ref[pl.ds(tile_col * tk, tk), pl.ds(col_tile * block_n, block_n)]
       return acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
 
@@ -142,7 +161,15 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
       first, last = 0, grid_k
     else:
       first, last = _common.split_range(pl.program_id(2), grid_k, num_splits)
-    acc = jax.lax.fori_loop(first, last, accumulate, jnp.zeros((tm, block_n), jnp.float32))
+    acc = jnp.zeros((tm, block_n), jnp.float32)
+    if config.pipelined:
+      # An empty split (first == last) runs no step; its clamped loads stay in bounds.
+      start = jnp.minimum(first, grid_k - 1)
+      carry = (acc,) + gather(*load_bits(start)) + (
+          load_bits(jnp.minimum(start + 1, grid_k - 1)),)
+      acc = jax.lax.fori_loop(first, last, accumulate_pipelined, carry)[0]
+    else:
+      acc = jax.lax.fori_loop(first, last, accumulate, acc)
     out_ref[...] = acc.astype(out_ref.dtype)
 
   out_shape, out_spec = _common.split_k_output((grid_m * tm, dense.shape[1]), data.dtype,

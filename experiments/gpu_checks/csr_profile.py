@@ -10,6 +10,11 @@ for a profiler to attach to (``csr_profile.sh`` runs it under Nsight Compute).
 
     python3 experiments/gpu_checks/csr_profile.py nm-launch 4096 14336 16 paired-k128
 
+    python3 experiments/gpu_checks/csr_profile.py tiled 14336 4096 16 pipelined
+
+``tiled``: the expanding tiled-bitmap kernel (16 x 64 tiles, 70% sparsity, bfloat16) on a [M, K]
+weight times N columns, the decoding launch ``jsparse._gpu.structured.tiled_config`` picks
+changed by one of ``tiled_probe.CHANGES``.
 ``nm-launch``: a 2:4 bfloat16 [M, K] weight times N columns with one of ``nm_probe.CHANGES``'
 launches.
 
@@ -89,6 +94,20 @@ def tiled_gather_decode(rows: int, cols: int, changes: dict) -> None:
         shape=matrix.shape, config=config))
 
 
+def tiled_decode(rows: int, cols: int, n: int, name: str) -> None:
+  from experiments.gpu_checks import tiled_probe
+  from jsparse._gpu import structured
+  from pallas_kernels import tiled_spmm
+  key = jax.random.key(0)
+  matrix, _ = tiled_probe.weights(key, (rows, cols), 0.7, (16, 64))
+  x = jax.random.normal(jax.random.fold_in(key, 1), (cols, n)).astype(jnp.bfloat16)
+  config = tiled_probe.CHANGES[name](structured.tiled_config(matrix.layout, n))
+  print("tiled", rows, cols, n, config, flush=True)
+  for _ in range(3):
+    jax.block_until_ready(tiled_spmm.kernel_fn(
+        matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=matrix.shape, config=config))
+
+
 def nm_launch(rows: int, cols: int, n: int, name: str) -> None:
   from experiments.gpu_checks import nm_probe
   _run_nm(rows, cols, n, lambda matrix: nm_probe.launch((rows, cols), n, name),
@@ -98,6 +117,9 @@ def nm_launch(rows: int, cols: int, n: int, name: str) -> None:
 def main() -> None:
   if sys.argv[1] == "nm-launch":
     nm_launch(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    return
+  if sys.argv[1] == "tiled":
+    tiled_decode(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     return
   if sys.argv[1] == "tiled-gather":
     changes = ({"num_warps": int(sys.argv[4]), "tile_rows": int(sys.argv[5])}

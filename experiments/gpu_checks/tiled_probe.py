@@ -44,6 +44,11 @@ CHANGES = {
     "splits-half": lambda c: dataclasses.replace(c, num_splits=max(1, c.num_splits // 2)),
     "stages-1": lambda c: dataclasses.replace(c, num_stages=1),
     "w4": lambda c: dataclasses.replace(c, num_warps=4),
+    # Software pipelining by hand: words two tiles ahead, the next tile's gather before the dot.
+    "pipelined": lambda c: dataclasses.replace(c, pipelined=True),
+    "pipelined-w4": lambda c: dataclasses.replace(c, pipelined=True, num_warps=4),
+    "pipelined-splits-x2": lambda c: dataclasses.replace(c, pipelined=True,
+                                                         num_splits=2 * c.num_splits),
     # Prefill (N > 32): wider column tiles expand each W tile for more columns.
     "bn128": lambda c: dataclasses.replace(c, block_n=128),
     "bn128-w8": lambda c: dataclasses.replace(c, block_n=128, num_warps=8),
@@ -87,6 +92,14 @@ def plan(smoke: bool, name: str = "decode") -> list[tuple]:
             + [(tall, 0.7, (16, 64), 1, every)]
             + [(shape, sparsity, (16, 64), n, best) for sparsity in (0.5, 0.9, 0.3)
                for shape in (wide, tall) for n in (1, 8, 16)])
+  if name == "pipeline":
+    wide, tall = (4096, 14336), (14336, 4096)
+    both = ["default", "pipelined"]
+    return ([(shape, 0.7, (16, 64), 16, ["default", "pipelined", "pipelined-w4",
+                                         "pipelined-splits-x2"]) for shape in (wide, tall)]
+            + [(wide, 0.7, (16, 32), 16, both), (wide, 0.7, (32, 64), 16, both + ["pipelined-w4"])]
+            + [(shape, 0.7, (16, 64), n, both) for n in (1, 8, 32) for shape in (tall, wide)]
+            + [(tall, sparsity, (16, 64), 16, both) for sparsity in (0.5, 0.9)])
   if name == "prefill":
     # MiniLM's layer shapes ([out, in]) at its token counts, then a larger square weight.
     prefill = ["default", "bn128", "bn128-w8", "bn256-w8", "bn256-w8-s2"]
@@ -119,9 +132,10 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("decode", "prefill", "gather", "gather-warps"), default="decode",
+  parser.add_argument("--plan", choices=("decode", "prefill", "gather", "gather-warps", "pipeline"), default="decode",
                       help="decoding shapes (N <= 32), prefill (MiniLM's layers, N >= 128) or "
-                      "the gather kernel against the expanding one (decoding)")
+                      "the gather kernel against the expanding one (decoding), or the "
+                      "hand-pipelined loop against the default (decoding)")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = bench_common.probe_timing(args.smoke)

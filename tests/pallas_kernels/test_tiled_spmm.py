@@ -13,6 +13,8 @@ from tests.pallas_kernels import structured_cases as cases
 SMALL = tiled_spmm.TiledSpmmConfig(block_n=16)
 SPLIT = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2)
 SCAN = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=2, ranks="scan")
+# Three splits of 2 K tiles (last split 1 tile: the pipelined loop's clamped loads).
+PIPELINED = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=3, pipelined=True)
 
 
 def _run(matrix: jsparse.Tiled, b, config=SMALL):
@@ -32,6 +34,26 @@ def test_ragged_unstructured(dtype, seed, density):
   matrix = cases.tiled_matrix(dense64, dtype, (16, 64), nse=4000)
   b, b64 = cases.dense_operand(rng, (100, 8), dtype)
   cases.check_spmm(_run(matrix, b, SPLIT), dense64, b, b64, dtype)
+
+
+@pytest.mark.parametrize("tile_shape", [(16, 64), (16, 32), (32, 128)], ids=str)
+@pytest.mark.parametrize("splits", [1, 3])
+def test_pipelined(tile_shape, splits):
+  # 40 x 330: 6 K tiles of 64 (3 of 128, 11 of 32), the last ragged; empty rows; one split
+  # (prologue and loop over every tile) or three (two tiles each: the look-ahead loads clamp at
+  # the split's end; with 128-column tiles one split runs a single tile).
+  rng = np.random.default_rng()
+  dense64 = cases.sparse_dense(rng, (40, 330), 0.3, jnp.bfloat16)
+  dense64[[0, 17]] = 0
+  matrix = cases.tiled_matrix(dense64, jnp.bfloat16, tile_shape, nse=5000)
+  b, b64 = cases.dense_operand(rng, (330, 8), jnp.bfloat16)
+  config = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=splits, pipelined=True)
+  cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.bfloat16)
+
+
+def test_pipelined_needs_popc_ranks():
+  with pytest.raises(ValueError, match="pipelined=True needs ranks='popc'"):
+    tiled_spmm.TiledSpmmConfig(ranks="scan", pipelined=True)
 
 
 def test_popcount32_matches_numpy():
@@ -80,8 +102,8 @@ def test_gpu_supported_names_the_tile():
 
 
 @pytest.mark.parametrize("config", [
-    SPLIT, tiled_spmm.TiledSpmmConfig(block_n=256, num_warps=8, num_stages=2), SCAN],
-    ids=["decode-split", "prefill", "scan"])
+    SPLIT, tiled_spmm.TiledSpmmConfig(block_n=256, num_warps=8, num_stages=2), SCAN, PIPELINED],
+    ids=["decode-split", "prefill", "scan", "pipelined"])
 def test_lowers_to_triton_for_h100(monkeypatch, config):
   struct = jax.ShapeDtypeStruct
   cases.assert_lowers_to_triton_for_h100(
