@@ -31,6 +31,7 @@ WORD_BITS = 32
 
 
 RANKS = ("popc", "scan")
+ABSENT_READS = ("zero", "masked", "neighbour")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +58,18 @@ class TiledSpmmConfig:
   # current tile's dot, so the two dependent loads (words, then values) of a tile overlap the
   # work of the tiles before it. Triton pipelines only loads that feed a dot directly.
   pipelined: bool = False
+  # What the gather ("popc") does for an element whose bit is clear: "zero" reads data[0] and
+  # zeroes it with a select; "masked" predicates the lane off (no memory request, 0 loaded);
+  # "neighbour" reads the next stored value's position (clamped to the last), beside the
+  # present lanes' reads, then zeroes it. data[0] is far from the other lanes' values, so a
+  # warp's read touches one more cache line.
+  absent_reads: str = "zero"
 
   def __post_init__(self):
     if self.ranks not in RANKS:
       raise ValueError(f"ranks={self.ranks!r} must be one of {RANKS}")
+    if self.absent_reads not in ABSENT_READS:
+      raise ValueError(f"absent_reads={self.absent_reads!r} must be one of {ABSENT_READS}")
     if self.pipelined and self.ranks != "popc":
       raise ValueError("pipelined=True needs ranks='popc'")
     if self.num_splits < 1:
@@ -98,6 +107,7 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
   dense = _common.pad_columns(_common.pad_rows(dense, grid_k * tk), block_n)
   precision = _common.dot_precision(data.dtype)
   popcount = _common.popcount32 if interpret else _common.popcount32_ptx
+  last_value = data.shape[0] - 1
 
   def kernel(data_ref, bitmaps_ref, row_offsets_ref, dense_ref, out_ref):
     tile_row, col_tile = pl.program_id(0), pl.program_id(1)
@@ -113,7 +123,7 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
 
     def gather(words_of_rows, offsets):
       """([tm, tk] values gathered at each element's rank, [tm, tk] bool: its bit is set); the
-      values of absent elements are read at position 0 and must be masked."""
+      values of absent elements are zero with ``absent_reads="masked"``, else must be masked."""
       word = jnp.broadcast_to(words_of_rows[0][:, None], (tm, tk))
       before = jnp.zeros((tm, tk), jnp.int32)
       running = popcount(words_of_rows[0])
@@ -125,12 +135,20 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
           running = running + popcount(words_of_rows[w])
       present = (word & bit_of_column) != 0
       positions = offsets[:, None] + before + popcount(word & bits_below)
+      if config.absent_reads == "masked":
+        return plt.load(data_ref.at[positions], mask=present, other=0), present
+      if config.absent_reads == "neighbour":
+        return data_ref[jnp.minimum(positions, last_value)], present
       return data_ref[jnp.where(present, positions, 0)], present
+
+    def zero_absent(values, present):
+      if config.absent_reads == "masked":
+        return values
+      return jnp.where(present, values, jnp.zeros((), data_ref.dtype))
 
     def expand_popc(tile_col):
       """[tm, tk] dense tile, each value's rank from population counts (elementwise)."""
-      values, present = gather(*load_bits(tile_col))
-      return jnp.where(present, values, jnp.zeros((), data_ref.dtype))
+      return zero_absent(*gather(*load_bits(tile_col)))
 
     shifts = jax.lax.broadcasted_iota(jnp.uint32, (tm, words, WORD_BITS), 2)
 
@@ -149,8 +167,7 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
       acc, values, present, next_bits = carry
       ahead = jnp.minimum(tile_col + 2, last - 1)
       carry_next = gather(*next_bits) + (load_bits(ahead),)
-      tile = jnp.where(present, values, jnp.zeros((), data_ref.dtype))
-      return (accumulate(tile_col, acc, tile),) + carry_next
+      return (accumulate(tile_col, acc, zero_absent(values, present)),) + carry_next
 
     def accumulate(tile_col, acc, tile=None):
       tile = expand(tile_col) if tile is None else tile

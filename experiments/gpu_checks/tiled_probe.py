@@ -49,6 +49,14 @@ CHANGES = {
     "pipelined-w4": lambda c: dataclasses.replace(c, pipelined=True, num_warps=4),
     "pipelined-splits-x2": lambda c: dataclasses.replace(c, pipelined=True,
                                                          num_splits=2 * c.num_splits),
+    # Reads for elements whose bit is clear: none (masked lanes) or beside the present ones.
+    "masked": lambda c: dataclasses.replace(c, absent_reads="masked"),
+    "neighbour": lambda c: dataclasses.replace(c, absent_reads="neighbour"),
+    "pipelined-masked": lambda c: dataclasses.replace(c, pipelined=True, absent_reads="masked"),
+    "pipelined-neighbour": lambda c: dataclasses.replace(c, pipelined=True,
+                                                         absent_reads="neighbour"),
+    "pipelined-masked-splits-x2": lambda c: dataclasses.replace(
+        c, pipelined=True, absent_reads="masked", num_splits=2 * c.num_splits),
     # Prefill (N > 32): wider column tiles expand each W tile for more columns.
     "bn128": lambda c: dataclasses.replace(c, block_n=128),
     "bn128-w8": lambda c: dataclasses.replace(c, block_n=128, num_warps=8),
@@ -100,6 +108,17 @@ def plan(smoke: bool, name: str = "decode") -> list[tuple]:
             + [(wide, 0.7, (16, 32), 16, both), (wide, 0.7, (32, 64), 16, both + ["pipelined-w4"])]
             + [(shape, 0.7, (16, 64), n, both) for n in (1, 8, 32) for shape in (tall, wide)]
             + [(tall, sparsity, (16, 64), 16, both) for sparsity in (0.5, 0.9)])
+  if name == "absent":
+    wide, tall = (4096, 14336), (14336, 4096)
+    reads = ["default", "masked", "neighbour"]
+    piped = ["pipelined", "pipelined-masked", "pipelined-neighbour", "pipelined-masked-splits-x2"]
+    return ([(shape, 0.7, (16, 64), 16, reads + piped) for shape in (tall, wide)]
+            + [(wide, 0.7, (16, 32), 16, ["pipelined", "pipelined-masked",
+                                          "pipelined-neighbour"])]
+            + [(tall, 0.7, (16, 32), 16, reads + ["pipelined-masked"])]
+            + [(shape, 0.7, (16, 64), n, reads + ["pipelined-masked"]) for n in (1, 32)
+               for shape in (tall, wide)]
+            + [(tall, sparsity, (16, 64), 16, reads) for sparsity in (0.5, 0.9)])
   if name == "prefill":
     # MiniLM's layer shapes ([out, in]) at its token counts, then a larger square weight.
     prefill = ["default", "bn128", "bn128-w8", "bn256-w8", "bn256-w8-s2"]
@@ -132,10 +151,12 @@ def main() -> None:
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("decode", "prefill", "gather", "gather-warps", "pipeline"), default="decode",
+  parser.add_argument("--plan", choices=("decode", "prefill", "gather", "gather-warps", "pipeline",
+                                                 "absent"), default="decode",
                       help="decoding shapes (N <= 32), prefill (MiniLM's layers, N >= 128) or "
                       "the gather kernel against the expanding one (decoding), or the "
-                      "hand-pipelined loop against the default (decoding)")
+                      "hand-pipelined loop against the default (decoding), or the reads of "
+                      "absent elements (decoding)")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = bench_common.probe_timing(args.smoke)

@@ -37,8 +37,8 @@ def test_ragged_unstructured(dtype, seed, density):
 
 
 @pytest.mark.parametrize("tile_shape", [(16, 64), (16, 32), (32, 128)], ids=str)
-@pytest.mark.parametrize("splits", [1, 3])
-def test_pipelined(tile_shape, splits):
+@pytest.mark.parametrize("splits,absent_reads", [(1, "zero"), (3, "masked"), (3, "neighbour")])
+def test_pipelined(tile_shape, splits, absent_reads):
   # 40 x 330: 6 K tiles of 64 (3 of 128, 11 of 32), the last ragged; empty rows; one split
   # (prologue and loop over every tile) or three (two tiles each: the look-ahead loads clamp at
   # the split's end; with 128-column tiles one split runs a single tile).
@@ -47,8 +47,26 @@ def test_pipelined(tile_shape, splits):
   dense64[[0, 17]] = 0
   matrix = cases.tiled_matrix(dense64, jnp.bfloat16, tile_shape, nse=5000)
   b, b64 = cases.dense_operand(rng, (330, 8), jnp.bfloat16)
-  config = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=splits, pipelined=True)
+  config = tiled_spmm.TiledSpmmConfig(block_n=16, num_splits=splits, pipelined=True,
+                                      absent_reads=absent_reads)
   cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.bfloat16)
+
+
+@pytest.mark.parametrize("absent_reads", ["masked", "neighbour"])
+def test_absent_reads(absent_reads):
+  # The last element of the last tile row absent: its "neighbour" position is one past the last
+  # stored value (nse without padding) and is clamped (the interpreter would clamp it anyway; on
+  # the GPU the read would leave the buffer).
+  rng = np.random.default_rng()
+  dense64 = cases.sparse_dense(rng, (48, 192), 0.4, jnp.float32)
+  dense64[-1, -1] = 0
+  dense64[:, 0] = rng.standard_normal(48)  # data[0] is a real value, not a zero
+  matrix = cases.tiled_matrix(dense64, jnp.float32, (16, 64))
+  b, b64 = cases.dense_operand(rng, (192, 8), jnp.float32)
+  config = tiled_spmm.TiledSpmmConfig(block_n=16, absent_reads=absent_reads)
+  cases.check_spmm(_run(matrix, b, config), dense64, b, b64, jnp.float32)
+  with pytest.raises(ValueError, match="absent_reads='far'"):
+    tiled_spmm.TiledSpmmConfig(absent_reads="far")
 
 
 def test_pipelined_needs_popc_ranks():
@@ -102,8 +120,10 @@ def test_gpu_supported_names_the_tile():
 
 
 @pytest.mark.parametrize("config", [
-    SPLIT, tiled_spmm.TiledSpmmConfig(block_n=256, num_warps=8, num_stages=2), SCAN, PIPELINED],
-    ids=["decode-split", "prefill", "scan", "pipelined"])
+    SPLIT, tiled_spmm.TiledSpmmConfig(block_n=256, num_warps=8, num_stages=2), SCAN, PIPELINED,
+    tiled_spmm.TiledSpmmConfig(block_n=16, absent_reads="masked"),
+    tiled_spmm.TiledSpmmConfig(block_n=16, absent_reads="neighbour")],
+    ids=["decode-split", "prefill", "scan", "pipelined", "masked", "neighbour"])
 def test_lowers_to_triton_for_h100(monkeypatch, config):
   struct = jax.ShapeDtypeStruct
   cases.assert_lowers_to_triton_for_h100(
