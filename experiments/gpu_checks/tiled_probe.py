@@ -119,6 +119,10 @@ def plan(smoke: bool, name: str = "decode") -> list[tuple]:
             + [(shape, 0.7, (16, 64), n, reads + ["pipelined-masked"]) for n in (1, 32)
                for shape in (tall, wide)]
             + [(tall, sparsity, (16, 64), 16, reads) for sparsity in (0.5, 0.9)])
+  if name == "prefill-absent":
+    reads = ["default", "neighbour", "masked"]
+    return [((1536, 384), 0.7, (16, 64), 4096, reads), ((384, 1536), 0.7, (16, 64), 4096, reads),
+            ((1536, 384), 0.7, (16, 64), 128, reads), ((4096, 4096), 0.7, (16, 64), 1024, reads)]
   if name == "prefill":
     # MiniLM's layer shapes ([out, in]) at its token counts, then a larger square weight.
     prefill = ["default", "bn128", "bn128-w8", "bn256-w8", "bn256-w8-s2"]
@@ -152,7 +156,7 @@ def main() -> None:
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
   parser.add_argument("--plan", choices=("decode", "prefill", "gather", "gather-warps", "pipeline",
-                                                 "absent"), default="decode",
+                                                 "absent", "prefill-absent"), default="decode",
                       help="decoding shapes (N <= 32), prefill (MiniLM's layers, N >= 128) or "
                       "the gather kernel against the expanding one (decoding), or the "
                       "hand-pipelined loop against the default (decoding), or the reads of "

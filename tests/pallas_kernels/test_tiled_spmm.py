@@ -143,3 +143,19 @@ def test_public_spmm_and_spmv_through_the_kernel():
   cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
   cases.check_spmm(jsparse.spmv(matrix, b[:, 0], impl="pallas")[:, None], dense64, b[:, :1],
                    b64[:, :1], jnp.bfloat16)
+
+
+def test_decoding_launch_by_weight_shape():
+  # Wide weights (K > M) take the hand-pipelined loop, tall ones not; both read absent elements
+  # beside the present ones. Prefill (N > 32) keeps the plain loop.
+  from jsparse._gpu import structured
+  from jsparse.formats.layout import SparseLayout
+
+  def layout(shape):
+    return SparseLayout(format="tiled", shape=shape, block_shape=(16, 64))
+  wide = structured.tiled_config(layout((4096, 14336)), 16)
+  tall = structured.tiled_config(layout((14336, 4096)), 16)
+  prefill = structured.tiled_config(layout((4096, 14336)), 1024)
+  assert (wide.pipelined, wide.absent_reads) == (True, "neighbour")
+  assert (tall.pipelined, tall.absent_reads) == (False, "neighbour")
+  assert (prefill.pipelined, prefill.absent_reads) == (False, "zero")
