@@ -168,14 +168,18 @@ def tiled_config(layout: SparseLayout, num_n: int) -> tiled_spmm.TiledSpmmConfig
   # Two warps: 8 of a [16, 64] tile's elements a thread on four warps, 16 on two; H100 bf16 at
   # 70% sparsity, N = 16: 4096x14336 141 us (four warps 151), 14336x4096 131 (149); eight warps
   # 196 (experiments/results/h100-2026-11-25-tiled-popc/).
-  # Absent elements read beside the present ones, and on wide weights (K > M: long tile rows,
-  # few of them) the hand-pipelined loop. H100 bf16, 70% sparsity, [16, 64] tiles
-  # (experiments/results/h100-2026-11-26-tiled-pipeline/ round 2), us, default of the time ->
-  # this: 14336x4096 N = 1 / 16 / 32 100.4 / 101.2 / 104.8 -> 93.2 / 92.4 / 106.4 (50% N = 16
-  # 135.9 -> 96.9); 4096x14336 N = 16 146.3 -> 96.2 (pipelined alone 107.8). The kernel stays
-  # bound by its L1 traffic (a gathered load per element; ncu: L1/TEX 78% busy).
+  # Wide weights (K > M: long tile rows, few of them) take the hand-pipelined loop with absent
+  # elements' lanes masked off; tall ones the plain loop, absent elements read beside the
+  # present ones. H100 bf16, 70% sparsity, [16, 64] tiles, us, the launch of the time -> this
+  # (experiments/results/h100-2026-11-26-tiled-pipeline/, round 2): 4096x14336 N = 16 / 32
+  # 146.3 / 146.1 -> 99.3 / 110.1; 14336x4096 N = 1 / 16 / 32 100.4 / 101.2 / 104.8 -> 93.2 /
+  # 92.4 / 106.4 (50% N = 16: 135.9 -> 96.9). Pipelined with "neighbour" reads took 162-192 us
+  # at N = 32 on the wide weight (sweep run 1 there). The kernel stays bound by its L1 traffic:
+  # a gathered load and a shared-memory store (the dot operand's layout change) per element.
+  wide = num_k > num_rows
   return tiled_spmm.TiledSpmmConfig(block_n=_block_n(num_n, 32), num_splits=splits, num_warps=2,
-                                    absent_reads="neighbour", pipelined=num_k > num_rows)
+                                    absent_reads="masked" if wide else "neighbour",
+                                    pipelined=wide)
 
 
 def bsr_kernel_choice() -> str:
