@@ -64,6 +64,11 @@ class TiledSpmmConfig:
   # present lanes' reads, then zeroes it. data[0] is far from the other lanes' values, so a
   # warp's read touches one more cache line.
   absent_reads: str = "zero"
+  # N = 1 (block_n = 1) without a dot: each thread multiplies its elements of the expanded tile
+  # with X's entries and keeps float32 sums per element across the K steps (FMA through inline
+  # PTX); one sum across the tile row at the end. The dot's operand takes a layout change through
+  # shared memory every step (a store an element); this takes none.
+  fma_products: bool = False
 
   def __post_init__(self):
     if self.ranks not in RANKS:
@@ -72,12 +77,16 @@ class TiledSpmmConfig:
       raise ValueError(f"absent_reads={self.absent_reads!r} must be one of {ABSENT_READS}")
     if self.pipelined and self.ranks != "popc":
       raise ValueError("pipelined=True needs ranks='popc'")
+    if self.fma_products and self.block_n != 1:
+      raise ValueError(f"fma_products=True needs block_n=1 (N = 1), got {self.block_n}")
     if self.num_splits < 1:
       raise ValueError(f"num_splits={self.num_splits} must be >= 1")
 
 
 def gpu_supported(tile_shape: tuple[int, int], config: TiledSpmmConfig) -> bool | str:
   """True when the Triton backend can compile this call, else the reason why not."""
+  if config.fma_products:  # no dot: only the tile's sizes are constrained
+    return _common.check_dot_tiles(tm=tile_shape[0], tk=tile_shape[1])
   return _common.check_dot_tiles(tm=tile_shape[0], tk=tile_shape[1], block_n=config.block_n)
 
 
@@ -171,6 +180,10 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
 
     def accumulate(tile_col, acc, tile=None):
       tile = expand(tile_col) if tile is None else tile
+      if config.fma_products:
+        x = dense_ref[pl.ds(tile_col * tk, tk), col_tile].astype(jnp.float32)
+        return _common.multiply_add(tile.astype(jnp.float32), jnp.broadcast_to(x, (tm, tk)), acc,
+                                    ptx=not interpret)
       rhs = dense_ref[pl.ds(tile_col * tk, tk), pl.ds(col_tile * block_n, block_n)]
       return acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
 
@@ -178,7 +191,7 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
       first, last = 0, grid_k
     else:
       first, last = _common.split_range(pl.program_id(2), grid_k, num_splits)
-    acc = jnp.zeros((tm, block_n), jnp.float32)
+    acc = jnp.zeros((tm, tk) if config.fma_products else (tm, block_n), jnp.float32)
     if config.pipelined:
       # An empty split (first == last) runs no step; its clamped loads stay in bounds.
       start = jnp.minimum(first, grid_k - 1)
@@ -187,6 +200,8 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
       acc = jax.lax.fori_loop(first, last, accumulate_pipelined, carry)[0]
     else:
       acc = jax.lax.fori_loop(first, last, accumulate, acc)
+    if config.fma_products:
+      acc = jnp.sum(acc, axis=1, keepdims=True)
     out_ref[...] = acc.astype(out_ref.dtype)
 
   out_shape, out_spec = _common.split_k_output((grid_m * tm, dense.shape[1]), data.dtype,

@@ -57,6 +57,15 @@ CHANGES = {
                                                          absent_reads="neighbour"),
     "pipelined-masked-splits-x2": lambda c: dataclasses.replace(
         c, pipelined=True, absent_reads="masked", num_splits=2 * c.num_splits),
+    # N = 1 without a dot: FMAs into per-element float32 sums, one row sum at the end.
+    "fma": lambda c: dataclasses.replace(c, block_n=1, fma_products=True),
+    "fma-pipelined-masked": lambda c: dataclasses.replace(
+        c, block_n=1, fma_products=True, pipelined=True, absent_reads="masked"),
+    "fma-neighbour": lambda c: dataclasses.replace(
+        c, block_n=1, fma_products=True, pipelined=False, absent_reads="neighbour"),
+    "fma-w4": lambda c: dataclasses.replace(c, block_n=1, fma_products=True, num_warps=4),
+    "fma-splits-x2": lambda c: dataclasses.replace(c, block_n=1, fma_products=True,
+                                                   num_splits=2 * c.num_splits),
     # Prefill (N > 32): wider column tiles expand each W tile for more columns.
     "bn128": lambda c: dataclasses.replace(c, block_n=128),
     "bn128-w8": lambda c: dataclasses.replace(c, block_n=128, num_warps=8),
@@ -119,6 +128,14 @@ def plan(smoke: bool, name: str = "decode") -> list[tuple]:
             + [(shape, 0.7, (16, 64), n, reads + ["pipelined-masked"]) for n in (1, 32)
                for shape in (tall, wide)]
             + [(tall, sparsity, (16, 64), 16, reads) for sparsity in (0.5, 0.9)])
+  if name == "fma":
+    wide, tall = (4096, 14336), (14336, 4096)
+    every = ["default", "fma", "fma-pipelined-masked", "fma-neighbour", "fma-w4", "fma-splits-x2"]
+    return ([(shape, 0.7, (16, 64), 1, every + (["gather-r2"] if shape == wide else []))
+             for shape in (tall, wide)]
+            + [(tall, 0.7, (16, 32), 1, ["default", "fma", "fma-neighbour"])]
+            + [(shape, sparsity, (16, 64), 1, ["default", "fma", "fma-neighbour", "gather-r2"])
+               for sparsity in (0.5, 0.9) for shape in (tall, wide)])
   if name == "prefill-absent":
     reads = ["default", "neighbour", "masked"]
     return [((1536, 384), 0.7, (16, 64), 4096, reads), ((384, 1536), 0.7, (16, 64), 4096, reads),
@@ -156,7 +173,7 @@ def main() -> None:
   parser.add_argument("--budget-s", type=float, default=200.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
   parser.add_argument("--plan", choices=("decode", "prefill", "gather", "gather-warps", "pipeline",
-                                                 "absent", "prefill-absent"), default="decode",
+                                                 "absent", "prefill-absent", "fma"), default="decode",
                       help="decoding shapes (N <= 32), prefill (MiniLM's layers, N >= 128) or "
                       "the gather kernel against the expanding one (decoding), or the "
                       "hand-pipelined loop against the default (decoding), or the reads of "

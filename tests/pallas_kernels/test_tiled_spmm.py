@@ -69,6 +69,23 @@ def test_absent_reads(absent_reads):
     tiled_spmm.TiledSpmmConfig(absent_reads="far")
 
 
+@pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("pipelined,splits", [(False, 1), (True, 3)])
+def test_fma_products(dtype, pipelined, splits):
+  # N = 1 without a dot: ragged 40 x 330 (6 K tiles), empty rows, float32 sums per element.
+  rng = np.random.default_rng()
+  dense64 = cases.sparse_dense(rng, (40, 330), 0.3, dtype)
+  dense64[[0, 17]] = 0
+  matrix = cases.tiled_matrix(dense64, dtype, (16, 64), nse=5000)
+  b, b64 = cases.dense_operand(rng, (330, 1 if pipelined else 3), dtype)  # 3: a column a program
+  config = tiled_spmm.TiledSpmmConfig(block_n=1, num_splits=splits, pipelined=pipelined,
+                                      absent_reads="masked", fma_products=True)
+  cases.check_spmm(_run(matrix, b, config), dense64, b, b64, dtype)
+  assert tiled_spmm.gpu_supported((16, 64), config) is True
+  with pytest.raises(ValueError, match="fma_products=True needs block_n=1"):
+    tiled_spmm.TiledSpmmConfig(block_n=16, fma_products=True)
+
+
 def test_pipelined_needs_popc_ranks():
   with pytest.raises(ValueError, match="pipelined=True needs ranks='popc'"):
     tiled_spmm.TiledSpmmConfig(ranks="scan", pipelined=True)
@@ -122,8 +139,9 @@ def test_gpu_supported_names_the_tile():
 @pytest.mark.parametrize("config", [
     SPLIT, tiled_spmm.TiledSpmmConfig(block_n=256, num_warps=8, num_stages=2), SCAN, PIPELINED,
     tiled_spmm.TiledSpmmConfig(block_n=16, absent_reads="masked"),
-    tiled_spmm.TiledSpmmConfig(block_n=16, absent_reads="neighbour")],
-    ids=["decode-split", "prefill", "scan", "pipelined", "masked", "neighbour"])
+    tiled_spmm.TiledSpmmConfig(block_n=16, absent_reads="neighbour"),
+    tiled_spmm.TiledSpmmConfig(block_n=1, num_splits=2, pipelined=True, fma_products=True)],
+    ids=["decode-split", "prefill", "scan", "pipelined", "masked", "neighbour", "fma"])
 def test_lowers_to_triton_for_h100(monkeypatch, config):
   struct = jax.ShapeDtypeStruct
   cases.assert_lowers_to_triton_for_h100(
