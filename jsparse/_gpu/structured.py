@@ -177,6 +177,12 @@ def tiled_config(layout: SparseLayout, num_n: int) -> tiled_spmm.TiledSpmmConfig
   # at N = 32 on the wide weight (sweep run 1 there). The kernel stays bound by its L1 traffic:
   # a gathered load and a shared-memory store (the dot operand's layout change) per element.
   wide = num_k > num_rows
+  if wide and num_n == 1:
+    # No dot (so no layout change a step): FMAs into per-element sums (fma/ there: 4096x14336
+    # at sparsity 0.5 / 0.7 / 0.9 83.1 / 79.7 / 66.1 us; the dot launch 101.1 / 99.1 / 94.3).
+    # On 14336x4096 the same launch was mixed (0.7: 90.3 against 100.9; others not measured).
+    return tiled_spmm.TiledSpmmConfig(block_n=1, num_splits=splits, num_warps=2,
+                                      absent_reads="masked", pipelined=True, fma_products=True)
   return tiled_spmm.TiledSpmmConfig(block_n=_block_n(num_n, 32), num_splits=splits, num_warps=2,
                                     absent_reads="masked" if wide else "neighbour",
                                     pipelined=wide)
@@ -236,12 +242,15 @@ def _spmm_nm(data, indices, packed_indices, dense, *, interpret, layout, **unuse
 
 
 def tiled_gather_config(layout: SparseLayout, num_n: int) -> tiled_gather.TiledGatherConfig | None:
-  """The gather launch (no expansion) where it beats the expanding kernel, else None: one column
-  of X and K > M. H100 bf16 (experiments/results/h100-2026-11-25-tiled-popc/probe_gather.md),
-  two tile rows a program, against the expanding launch: 4096x14336 at sparsity 0.3 / 0.5 / 0.7
-  / 0.9: 162 / 146 / 83 / 82 us (171 / 160 / 132 / 153); 14336x4096: 179 / 164 / 91 / 131
-  (164 / 151 / 115 / 110), so not where M > K; at N = 8 / 16 the gathered [rows, chunk, N] rows
-  of X make it 4-20x slower."""
+  """The gather kernel's launch (no expansion) for one column of X and K > M, else None. Not the
+  default since 2026-11-26: the expanding kernel with FMA products (``tiled_config``) beat it on
+  4096x14336 at N = 1 (H100 bf16, experiments/results/h100-2026-11-26-tiled-pipeline/fma/:
+  sparsity 0.5 / 0.7 / 0.9 83.1 / 79.7 / 66.1 us against 113.9 / 76.4 / 82.2). Before that, two
+  tile rows a program against the expanding launch of the time
+  (experiments/results/h100-2026-11-25-tiled-popc/probe_gather.md): 4096x14336 at sparsity 0.3
+  / 0.5 / 0.7 / 0.9: 162 / 146 / 83 / 82 us (171 / 160 / 132 / 153); 14336x4096: 179 / 164 /
+  91 / 131 (164 / 151 / 115 / 110); at N = 8 / 16 the gathered [rows, chunk, N] rows of X make
+  it 4-20x slower."""
   (num_rows, num_k), (tm, tk) = layout.shape, layout.block_shape
   if num_n != 1 or num_k <= num_rows:
     return None
@@ -252,18 +261,11 @@ def tiled_gather_config(layout: SparseLayout, num_n: int) -> tiled_gather.TiledG
 
 
 def _tiled_supported(layout: SparseLayout, num_n: int) -> bool | str:
-  gather = tiled_gather_config(layout, num_n)
-  if gather is not None:
-    return tiled_gather.gpu_supported(layout.block_shape, gather)
   return tiled_spmm.gpu_supported(layout.block_shape, tiled_config(layout, num_n))
 
 
 def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, layout,
                 **unused):
-  gather = tiled_gather_config(layout, dense.shape[1])
-  if gather is not None:
-    return tiled_gather.kernel_fn(data, value_columns, bitmaps, row_offsets, dense,
-                                  shape=layout.shape, config=gather, interpret=interpret)
   return tiled_spmm.kernel_fn(data, bitmaps, row_offsets, dense, shape=layout.shape,
                               config=tiled_config(layout, dense.shape[1]), interpret=interpret)
 

@@ -177,3 +177,9 @@ def test_decoding_launch_by_weight_shape():
   assert (wide.pipelined, wide.absent_reads) == (True, "masked")
   assert (tall.pipelined, tall.absent_reads) == (False, "neighbour")
   assert (prefill.pipelined, prefill.absent_reads) == (False, "zero")
+  # N = 1: FMA products on wide weights only.
+  wide_one = structured.tiled_config(layout((4096, 14336)), 1)
+  tall_one = structured.tiled_config(layout((14336, 4096)), 1)
+  assert (wide_one.fma_products, wide_one.block_n, wide_one.pipelined) == (True, 1, True)
+  assert (tall_one.fma_products, tall_one.block_n) == (False, 16)
+  assert structured._tiled_supported(layout((4096, 14336)), 1) is True
