@@ -12,6 +12,10 @@ for a profiler to attach to (``csr_profile.sh`` runs it under Nsight Compute).
 
     python3 experiments/gpu_checks/csr_profile.py tiled 14336 4096 16 pipelined
 
+    python3 experiments/gpu_checks/csr_profile.py spmv 16384 0.7 w1
+
+``spmv``: the CSR SpMV on a uniform random [size, size] float32 matrix, one of
+``spmv_probe.launches(..., "one-warp")``.
 ``tiled``: the expanding tiled-bitmap kernel (16 x 64 tiles, 70% sparsity, bfloat16) on a [M, K]
 weight times N columns, the decoding launch ``jsparse._gpu.structured.tiled_config`` picks
 changed by one of ``tiled_probe.CHANGES``.
@@ -108,6 +112,20 @@ def tiled_decode(rows: int, cols: int, n: int, name: str) -> None:
         matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=matrix.shape, config=config))
 
 
+def spmv(size: int, sparsity: float, name: str) -> None:
+  from experiments.gpu_checks import spmv_probe
+  from pallas_kernels import csr_spmv
+  rng = np.random.default_rng(0)
+  data, cols, offsets = spmv_probe.uniform_csr(rng, size, sparsity)
+  x = jnp.asarray(rng.standard_normal(size, dtype=np.float32))
+  config = spmv_probe.launches(size, data.size, "one-warp")[name]
+  print("spmv", size, sparsity, config, flush=True)
+  operands = (jnp.asarray(data), jnp.asarray(cols), jnp.asarray(offsets))
+  for _ in range(3):
+    jax.block_until_ready(csr_spmv.kernel_fn(*operands, x, num_rows=size, config=config,
+                                             natural_order=True))
+
+
 def nm_launch(rows: int, cols: int, n: int, name: str) -> None:
   from experiments.gpu_checks import nm_probe
   _run_nm(rows, cols, n, lambda matrix: nm_probe.launch((rows, cols), n, name),
@@ -117,6 +135,9 @@ def nm_launch(rows: int, cols: int, n: int, name: str) -> None:
 def main() -> None:
   if sys.argv[1] == "nm-launch":
     nm_launch(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    return
+  if sys.argv[1] == "spmv":
+    spmv(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4])
     return
   if sys.argv[1] == "tiled":
     tiled_decode(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])

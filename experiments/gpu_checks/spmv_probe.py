@@ -8,6 +8,7 @@ Bytes of an SpMV: nnz x (4 + 4) (values, column indices) + (M + 1) x 4 (offsets)
 ``structured_bench.time_jax`` / ``time_torch`` (medians, operand copies past the L2).
 
     python3 experiments/gpu_checks/spmv_probe.py OUTDIR [--budget-s 200] [--smoke]
+        [--plan round2 | one-warp]
 
 Writes OUTDIR/spmv_probe.jsonl and OUTDIR/spmv_probe.md, printing each row as it goes.
 """
@@ -28,10 +29,28 @@ from experiments.gpu_checks import bench_common, structured_bench  # noqa: E402
 from pallas_kernels import csr_spmv  # noqa: E402
 
 
-def launches(num_rows: int, nse: int) -> dict[str, csr_spmv.SpmvConfig]:
+def launches(num_rows: int, nse: int, plan: str = "round2") -> dict[str, csr_spmv.SpmvConfig]:
   base = csr_spmv.choose_config(num_rows, nse)
   replace = dataclasses.replace
   aligned = replace(base, aligned_loads=True)
+  if plan == "one-warp":
+    # One warp a program: a row's sum needs only shuffles, so (if nothing else asks for shared
+    # memory) XLA's launch keeps the large L1 that the gathers of x (64 KiB at K = 16384) need.
+    plain = csr_spmv.SpmvConfig(rows_per_program=max(1, 512 // base.block_nnz),
+                                block_nnz=base.block_nnz)
+    return {
+        "default": base,
+        "w1": replace(base, num_warps=1),
+        "plain-w1": replace(plain, num_warps=1),
+        "aligned-w1": replace(aligned, num_warps=1),
+        "aligned-nnz32-r16-w1": csr_spmv.SpmvConfig(rows_per_program=16, block_nnz=32,
+                                                    aligned_loads=True, num_warps=1),
+        "aligned-nnz128-r4-w1": csr_spmv.SpmvConfig(rows_per_program=4, block_nnz=128,
+                                                    aligned_loads=True, num_warps=1),
+        "aligned-nnz256-r1-w1": csr_spmv.SpmvConfig(rows_per_program=1, block_nnz=256,
+                                                    aligned_loads=True, num_warps=1),
+        "nnz256-r1-w1": csr_spmv.SpmvConfig(rows_per_program=1, block_nnz=256, num_warps=1),
+    }
   return {
       "default": base,
       # Round 1 (no aligned loads) found every variant of these within ~10% of the default.
@@ -65,7 +84,9 @@ def uniform_csr(rng, size: int, sparsity: float):
 
 
 def main() -> None:
-  args = bench_common.probe_arguments(__doc__)
+  args = bench_common.probe_arguments(__doc__, lambda parser: parser.add_argument(
+      "--plan", choices=("round2", "one-warp"), default="round2",
+      help="round 2's aligned-load launches, or one warp a program"))
   config = bench_common.probe_timing(args.smoke)
   start = time.monotonic()
   copy_gbs = None
@@ -101,7 +122,7 @@ def main() -> None:
       torch_us = structured_bench.time_torch(
           lambda: (lambda a=a.clone(), xt=xt.clone(): torch.mv(a, xt)), bytes_moved,
           config)["median_us"]
-    for name, launch in launches(size, nse).items():
+    for name, launch in launches(size, nse, args.plan).items():
       record = {"size": size, "sparsity": sparsity, "nse": nse, "launch": name,
                 "config": dataclasses.asdict(launch), "torch_us": torch_us,
                 "bytes": bytes_moved}
