@@ -8,7 +8,7 @@ Bytes of an SpMV: nnz x (4 + 4) (values, column indices) + (M + 1) x 4 (offsets)
 ``structured_bench.time_jax`` / ``time_torch`` (medians, operand copies past the L2).
 
     python3 experiments/gpu_checks/spmv_probe.py OUTDIR [--budget-s 200] [--smoke]
-        [--plan round2 | one-warp]
+        [--plan round2 | one-warp | one-row]
 
 Writes OUTDIR/spmv_probe.jsonl and OUTDIR/spmv_probe.md, printing each row as it goes.
 """
@@ -33,6 +33,20 @@ def launches(num_rows: int, nse: int, plan: str = "round2") -> dict[str, csr_spm
   base = csr_spmv.choose_config(num_rows, nse)
   replace = dataclasses.replace
   aligned = replace(base, aligned_loads=True)
+  if plan == "one-row":
+    # One row a program (round one-warp: 256-entry steps on one warp streamed 16384 x 16384 at
+    # 0.72-0.85 of copy for s <= 0.98): step width, warps, prefetch.
+    one_row = csr_spmv.SpmvConfig(rows_per_program=1, block_nnz=256, num_warps=1)
+    return {
+        "default": base,
+        "nnz256-r1-w1": one_row,
+        "nnz128-r1-w1": replace(one_row, block_nnz=128),
+        "nnz512-r1-w1": replace(one_row, block_nnz=512),
+        "nnz512-r1-w2": replace(one_row, block_nnz=512, num_warps=2),
+        "nnz1024-r1-w4": replace(one_row, block_nnz=1024, num_warps=4),
+        "nnz256-r1-w1-prefetch": replace(one_row, prefetch=True),
+        "nnz256-r1-w1-stages1": replace(one_row, num_stages=1),
+    }
   if plan == "one-warp":
     # One warp a program: a row's sum needs only shuffles, so (if nothing else asks for shared
     # memory) XLA's launch keeps the large L1 that the gathers of x (64 KiB at K = 16384) need.
@@ -85,8 +99,8 @@ def uniform_csr(rng, size: int, sparsity: float):
 
 def main() -> None:
   args = bench_common.probe_arguments(__doc__, lambda parser: parser.add_argument(
-      "--plan", choices=("round2", "one-warp"), default="round2",
-      help="round 2's aligned-load launches, or one warp a program"))
+      "--plan", choices=("round2", "one-warp", "one-row"), default="round2",
+      help="round 2's aligned-load launches, one warp a program, or one row a program"))
   config = bench_common.probe_timing(args.smoke)
   start = time.monotonic()
   copy_gbs = None
@@ -103,6 +117,8 @@ def main() -> None:
   rng = np.random.default_rng(0)
   cases = ([(64, 0.7), (64, 0.98)] if args.smoke else
            [(16384, s) for s in (0.98, 0.99, 0.9, 0.7)] + [(4096, s) for s in (0.9, 0.98)])
+  if args.plan == "one-row" and not args.smoke:
+    cases += [(4096, 0.95), (4096, 0.7), (32768, 0.99), (8192, 0.98)]
   for size, sparsity in cases:
     data, cols, offsets = uniform_csr(rng, size, sparsity)
     x = rng.standard_normal(size, dtype=np.float32)
