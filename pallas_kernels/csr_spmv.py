@@ -68,11 +68,27 @@ LONG_LAUNCH_ROWS = 8192
 ALIGNED_MAX_MEAN_ROW = 4096
 
 
+# Rows of >= ONE_ROW_MIN_MEAN_ROW entries on average, in launches of >= ONE_ROW_MIN_ROWS rows,
+# take one row a program on one warp, in 512-entry steps: many small programs keep more loads in
+# flight. H100, float32, uniform random (experiments/results/h100-2026-11-26-spmv/one-row/), us,
+# the launch before -> this: 16384 x 16384 at s = 0.7 / 0.9 / 0.98 / 0.99 345.3 / 151.2 / 44.5 /
+# 26.2 -> 271.9 / 95.5 / 24.7 / 18.5 (cuSPARSE 219.3 / 81.9 / 26.6 / 22.7); 32768 x 32768 at
+# s = 0.99 144.2 -> 44.4 (cuSPARSE 67.8); 4096 x 4096 at s = 0.7 / 0.9 24.4 / 10.8 -> 21.2 / 9.4,
+# at s = 0.95 even (9.1 / 9.3), at s = 0.98 (82 entries a row) slower (7.1 / 8.4).
+# Two or four warps a row were 1.1-3x slower than one.
+ONE_ROW_MIN_MEAN_ROW = 128
+ONE_ROW_MIN_ROWS = 1024
+
+
 def choose_config(num_rows: int, nse: int) -> SpmvConfig:
-  """A heuristic config: the nonzero step near the mean row length (16 to 128), and enough rows
-  per program for a 512-element tile; for many rows of moderate length, aligned loads over
-  32-entry steps of 16 rows (see ``LONG_LAUNCH_ROWS``)."""
+  """A heuristic config: one row a program on one warp for launches of many rows with rows of
+  >= 128 entries on average (see ``ONE_ROW_MIN_MEAN_ROW``); else for many rows of moderate
+  length, aligned loads over 32-entry steps of 16 rows (see ``LONG_LAUNCH_ROWS``); else the
+  nonzero step near the mean row length (16 to 128), and enough rows per program for a
+  512-element tile."""
   mean_row = nse / max(num_rows, 1)
+  if num_rows >= ONE_ROW_MIN_ROWS and mean_row >= ONE_ROW_MIN_MEAN_ROW:
+    return SpmvConfig(rows_per_program=1, block_nnz=512, num_warps=1)
   if num_rows >= LONG_LAUNCH_ROWS and 32 <= mean_row < ALIGNED_MAX_MEAN_ROW:
     return SpmvConfig(rows_per_program=16, block_nnz=32, aligned_loads=True)
   block_nnz = min(128, max(16, pl.next_power_of_2(max(int(mean_row), 1))))

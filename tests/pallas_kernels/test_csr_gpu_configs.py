@@ -52,14 +52,16 @@ def test_sddmm_config(config):
   np.testing.assert_array_equal(np.asarray(values[stored:]), 0)
 
 
-def test_spmv_config():
-  # The config the timings use at 4096 x 4096 (mean rows 82 to 1229 all choose it).
+@pytest.mark.parametrize("config", [csr_spmv.choose_config(4096, 4096 * 82),
+                                    csr_spmv.choose_config(4096, 4096 * 410)],
+                         ids=["rows-a-program", "one-row"])
+def test_spmv_config(config):
+  # The configs the timings use at 4096 x 4096 (mean rows of 82; of 128 and more).
   rng = np.random.default_rng()
   case = _ragged(rng)
   data, col_indices, row_offsets = case.device(jnp.float32)
   x, x64 = cases.dense_operand(rng, (case.shape[1],), jnp.float32)
   out = csr_spmv.kernel_fn(data, col_indices, row_offsets, x, num_rows=case.shape[0],
-                           config=csr_spmv.choose_config(4096, 4096 * 82),
-                           interpret=cases.INTERPRET)
+                           config=config, interpret=cases.INTERPRET)
   dense = case.todense64()
   cases.assert_close(out, dense @ x64, jnp.float32, np.abs(dense) @ np.abs(x64))

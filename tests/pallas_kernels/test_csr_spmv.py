@@ -93,12 +93,32 @@ def test_aligned_loads_ignore_non_finite_neighbours():
   assert np.all(np.isfinite(np.asarray(out)[1:])), np.asarray(out)
 
 
-def test_choose_config_takes_aligned_loads_for_long_launches():
-  aligned = csr_spmv.choose_config(16384, int(16384 * 16384 * 0.02))
+def test_choose_config_by_rows_and_their_length():
+  # Many rows of >= 128 entries: one row a program on one warp (16384 at s = 0.7 / 0.99, 4096 at
+  # s = 0.9).
+  one_row = csr_spmv.SpmvConfig(rows_per_program=1, block_nnz=512, num_warps=1)
+  for size, density in ((16384, 0.3), (16384, 0.01), (4096, 0.1)):
+    assert csr_spmv.choose_config(size, int(size * size * density)) == one_row
+  # Many rows of 32-127 entries: aligned 32-entry steps of 16 rows (16384 at s = 0.995).
+  aligned = csr_spmv.choose_config(16384, int(16384 * 16384 * 0.005))
   assert aligned.aligned_loads and aligned.block_nnz == 32 and aligned.rows_per_program == 16
-  # Long rows (s = 0.7 at 16384) and few rows keep the default launch.
-  assert not csr_spmv.choose_config(16384, int(16384 * 16384 * 0.3)).aligned_loads
-  assert not csr_spmv.choose_config(4096, int(4096 * 4096 * 0.1)).aligned_loads
+  # Few rows, or shorter rows of fewer: the default launch.
+  assert csr_spmv.choose_config(512, 512 * 1000) == csr_spmv.SpmvConfig(rows_per_program=4,
+                                                                         block_nnz=128)
+  assert csr_spmv.choose_config(4096, 4096 * 82) == csr_spmv.SpmvConfig(rows_per_program=4,
+                                                                         block_nnz=128)
+
+
+@pytest.mark.parametrize("natural_order", [False, True], ids=["scheduled", "natural"])
+def test_one_row_a_program(natural_order):
+  # The one-row launch's shape of program on a small matrix: rows longer than one step (40 > 32),
+  # empty rows, no padding.
+  rng = np.random.default_rng()
+  lengths = cases.ragged_lengths(rng, 13, 50)
+  lengths[[2, 7]] = [47, 0]
+  case = cases.random_csr(rng, (13, 50), lengths, padding=0)
+  _check(case, jnp.float32, rng, natural_order=natural_order,
+         config=csr_spmv.SpmvConfig(rows_per_program=1, block_nnz=32, num_warps=1))
 
 
 def test_bad_arguments_name_the_argument():
