@@ -7,15 +7,18 @@ tile of its tile row it loads the bitmap words, finds for every element of the [
 whether its bit is set and its rank among the set bits of its tile row (the population count of
 the bits below it in its word plus those of the words before: elementwise, ``popc`` on the GPU),
 gathers the packed values at ``offset + rank``, and multiplies the dense tile with X's
-[tk, block_n] rows on the tensor cores (float32 accumulation).
+[tk, block_n] rows on the tensor cores (float32 accumulation), or, for one column of X
+(``fma_products``), with X's entries in float32 FMAs, summed across the tile row at the end.
 With ``num_splits > 1`` the grid gains a split axis: each split walks one slice of the tile row
 and writes float32 partial sums, added afterwards (decoding needs the extra programs).
-Bytes read from W: the nonzero values, 1 bit per element and one offset per tile row, which is what
-makes it faster than dense for skinny X (decoding, memory-bound).
+Bytes read from W: the nonzero values, 1 bit per element and one offset per tile row (at 70%
+sparsity bf16 0.39x the dense bytes). The expansion, a gathered load (and with a ``dot`` a
+shared-memory store) for every element, binds it instead: on an H100 it runs at 0.4-0.86x dense
+at decoding (experiments/results/h100-2026-11-26-tiled-pipeline/).
 
-Triton constraints (``gpu_supported``): tm, tk, block_n powers of two, tm and block_n >= 16.
+Triton constraints (``gpu_supported``): tm, tk, block_n powers of two, tm and block_n >= 16
+(block_n = 1 with ``fma_products``).
 """
-
 from __future__ import annotations
 
 import dataclasses
@@ -172,12 +175,6 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
 
     expand = expand_popc if config.ranks == "popc" else expand_scan
 
-    def accumulate_pipelined(tile_col, carry):
-      acc, values, present, next_bits = carry
-      ahead = jnp.minimum(tile_col + 2, last - 1)
-      carry_next = gather(*next_bits) + (load_bits(ahead),)
-      return (accumulate(tile_col, acc, zero_absent(values, present)),) + carry_next
-
     def accumulate(tile_col, acc, tile=None):
       tile = expand(tile_col) if tile is None else tile
       if config.fma_products:
@@ -186,6 +183,12 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
                                     ptx=not interpret)
       rhs = dense_ref[pl.ds(tile_col * tk, tk), pl.ds(col_tile * block_n, block_n)]
       return acc + jnp.dot(tile, rhs, precision=precision, preferred_element_type=jnp.float32)
+
+    def accumulate_pipelined(tile_col, carry):
+      acc, values, present, next_bits = carry
+      ahead = jnp.minimum(tile_col + 2, last - 1)
+      carry_next = gather(*next_bits) + (load_bits(ahead),)
+      return (accumulate(tile_col, acc, zero_absent(values, present)),) + carry_next
 
     if num_splits == 1:
       first, last = 0, grid_k
