@@ -6,7 +6,7 @@ pattern): the launch ``jsparse._gpu.structured.tiled_config`` picks, then each n
 it (``CHANGES``), every result checked against a float32 product before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/tiled_probe.py OUTDIR [--budget-s 200] [--plan prefill]
+    python3 experiments/gpu_checks/tiled_probe.py OUTDIR [--budget-s 200] [--plan PLAN]
         [--smoke]
 
 Writes OUTDIR/tiled_probe.jsonl (one record per launch) and OUTDIR/tiled_probe.md, printing each
@@ -15,7 +15,6 @@ row as it goes; launches past the budget are listed as skipped.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -37,7 +36,7 @@ BF16 = jnp.bfloat16
 # name -> change of the default launch (a function of it).
 CHANGES = {
     "default": lambda c: c,
-    "scan": lambda c: dataclasses.replace(c, ranks="scan"),
+    "scan": lambda c: dataclasses.replace(c, ranks="scan", pipelined=False),
     "w2": lambda c: dataclasses.replace(c, num_warps=2),
     "w8": lambda c: dataclasses.replace(c, num_warps=8),
     "splits-x2": lambda c: dataclasses.replace(c, num_splits=2 * c.num_splits),
@@ -66,11 +65,14 @@ CHANGES = {
     "fma-w4": lambda c: dataclasses.replace(c, block_n=1, fma_products=True, num_warps=4),
     "fma-splits-x2": lambda c: dataclasses.replace(c, block_n=1, fma_products=True,
                                                    num_splits=2 * c.num_splits),
-    # Prefill (N > 32): wider column tiles expand each W tile for more columns.
-    "bn128": lambda c: dataclasses.replace(c, block_n=128),
-    "bn128-w8": lambda c: dataclasses.replace(c, block_n=128, num_warps=8),
-    "bn256-w8": lambda c: dataclasses.replace(c, block_n=256, num_warps=8),
-    "bn256-w8-s2": lambda c: dataclasses.replace(c, block_n=256, num_warps=8, num_stages=2),
+    # Prefill (N > 32): wider column tiles expand each W tile for more columns (with a dot).
+    "bn128": lambda c: dataclasses.replace(c, block_n=128, fma_products=False),
+    "bn128-w8": lambda c: dataclasses.replace(c, block_n=128, num_warps=8,
+                                              fma_products=False),
+    "bn256-w8": lambda c: dataclasses.replace(c, block_n=256, num_warps=8,
+                                              fma_products=False),
+    "bn256-w8-s2": lambda c: dataclasses.replace(c, block_n=256, num_warps=8, num_stages=2,
+                                                 fma_products=False),
 }
 # name -> (tile rows a program, chunk, warps) of the gather kernel (tiled_gather: no expansion);
 # block_n is N rounded up to a power of two, split-K as the decoding launch picks it.
@@ -92,6 +94,19 @@ def gather_launch(name: str, shape, tile_shape, n: int) -> tiled_gather.TiledGat
   splits = structured.decode_splits(row_blocks, -(-shape[1] // tile_shape[1]))
   return tiled_gather.TiledGatherConfig(block_n=1 << (n - 1).bit_length(), tile_rows=tile_rows,
                                         chunk=chunk, num_splits=splits, num_warps=warps)
+
+# --plan: name -> what it compares.
+PLANS = {
+    "decode": "launch changes at decoding (N <= 32)",
+    "prefill": "prefill launches on MiniLM's layers (N >= 128)",
+    "gather": "the gather kernel against the expanding one (decoding)",
+    "gather-warps": "the gather kernel on one or two warps (N = 1)",
+    "pipeline": "the hand-pipelined loop against the default (decoding)",
+    "absent": "reads of absent elements, with and without pipelining (decoding)",
+    "prefill-absent": "reads of absent elements at prefill",
+    "fma": "FMA products against the dot at N = 1",
+}
+
 
 # (shape, sparsity, tile shape, N, changes), in priority order.
 def plan(smoke: bool, name: str = "decode") -> list[tuple]:
@@ -168,18 +183,9 @@ def weights(key, shape, sparsity, tile_shape):
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("outdir", type=pathlib.Path)
-  parser.add_argument("--budget-s", type=float, default=200.0)
-  parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
-  parser.add_argument("--plan", choices=("decode", "prefill", "gather", "gather-warps", "pipeline",
-                                                 "absent", "prefill-absent", "fma"), default="decode",
-                      help="decoding shapes (N <= 32), prefill (MiniLM's layers, N >= 128) or "
-                      "the gather kernel against the expanding one (decoding), or the "
-                      "hand-pipelined loop against the default (decoding), or the reads of "
-                      "absent elements (decoding)")
-  args = parser.parse_args()
-  args.outdir.mkdir(parents=True, exist_ok=True)
+  args = bench_common.probe_arguments(__doc__, lambda parser: parser.add_argument(
+      "--plan", choices=tuple(PLANS), default="decode",
+      help="; ".join(f"{name}: {what}" for name, what in PLANS.items())))
   config = bench_common.probe_timing(args.smoke)
   meta = bench_common.probe_meta(dtype="bfloat16", plan=args.plan)
   print(json.dumps(meta), flush=True)
