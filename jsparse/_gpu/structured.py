@@ -22,9 +22,11 @@ call is lowered) picks one per call:
   fewer than 64 rows, N not a multiple of 64 (SpMV, decoding), GPUs other than Hopper, interpret
   mode.
 
-Tiled SpMM has two kernels too: ``pallas_kernels.tiled_gather`` (each stored value times X's
-row at its column, no expansion) for one column of X where K > M (``tiled_gather_config``),
-``pallas_kernels.tiled_spmm`` (tiles expanded from their bitmaps, then ``dot``) otherwise.
+Tiled SpMM runs ``pallas_kernels.tiled_spmm`` (tiles expanded from their bitmaps, then a ``dot``,
+or float32 FMAs for one column of X on wide weights; ``tiled_config``).
+``pallas_kernels.tiled_gather`` (each stored value times X's row at its column, no expansion)
+was the default for one column of X where K > M until 2026-11-26; ``tiled_gather_config`` keeps
+its launch for probes.
 
 As for attention (``jsparse._gpu.attention``), the device check reads ``cuda_capability()`` when
 the call is lowered (lowering for CUDA on a host without one picks Triton), and the environment
