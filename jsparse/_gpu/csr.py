@@ -45,10 +45,11 @@ def _dense_spmm_enabled() -> bool:
 
 def _spmm(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
   num_rows, num_cols = layout.shape
-  if _dense_spmm_enabled() and csr_spmm_dense.prefers_dense(num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype):
+  if _dense_spmm_enabled() and csr_spmm_dense.prefers_dense(
+      num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype):
     return csr_spmm_dense.kernel_fn(data, col_indices, row_offsets, dense, num_rows=num_rows,
                                     interpret=interpret)
-  return csr_spmm.kernel_fn(data, col_indices, row_offsets, dense, num_rows=layout.shape[0],
+  return csr_spmm.kernel_fn(data, col_indices, row_offsets, dense, num_rows=num_rows,
                             interpret=interpret,
                             natural_order=bool(layout.natural_row_order))
 
