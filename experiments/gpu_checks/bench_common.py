@@ -153,11 +153,44 @@ def time_checked(record: dict, fn: Callable[..., Any], operands: tuple, working_
     record["error"] = f"{type(error).__name__}: {error}"[:400]
 
 
+def median_us(record: dict) -> float | None:
+  """The median of ``time_checked``'s timing, None when it did not run."""
+  return record.get("jsparse", {}).get("median_us")
+
+
+def time_cell(record: dict, width: int = 60) -> str:
+  """A table cell: the median us, or the first ``width`` characters of the error."""
+  us = median_us(record)
+  return "%.1f" % us if us else record.get("error", "-")[:width]
+
+
+def rel_err_cell(record: dict) -> str:
+  """A table cell: ``time_checked``'s relative error, or "-"."""
+  return "%.1e" % record["rel_err"] if "rel_err" in record else "-"
+
+
 def result_cells(record: dict, dense_us: float, weight_bytes: int) -> str:
   """A probe row's last cells from ``time_checked``'s record: median us (or the error), dense
   us, dense / this, W GB/s (``weight_bytes`` over the median), relative error."""
-  us = record.get("jsparse", {}).get("median_us")
-  return (f"{'%.1f' % us if us else record.get('error', '-')[:60]} | {dense_us:.1f} | "
+  us = median_us(record)
+  return (f"{time_cell(record)} | {dense_us:.1f} | "
           f"{'%.2fx' % (dense_us / us) if us else '-'} | "
-          f"{'%.0f' % (weight_bytes / us / 1e3) if us else '-'} | "
-          f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
+          f"{'%.0f' % (weight_bytes / us / 1e3) if us else '-'} | {rel_err_cell(record)} |")
+
+
+class ProbeTable:
+  """A probe's output as it goes: the header is printed at once; each ``add(record, row)`` keeps
+  the record and its table row, prints the row and rewrites OUTDIR/<stem>.jsonl and .md
+  (``write_probe``), so a run stopped early keeps what it measured."""
+
+  def __init__(self, outdir: pathlib.Path, stem: str, title: str, meta: dict, header: str):
+    self.outdir, self.stem, self.title, self.meta = outdir, stem, title, meta
+    self.records: list[dict] = []
+    self.lines = [header]
+    print(header, flush=True)
+
+  def add(self, record: dict, row: str) -> None:
+    self.records.append(record)
+    self.lines.append(row)
+    print(row, flush=True)
+    write_probe(self.outdir, self.stem, self.title, self.meta, self.records, self.lines)

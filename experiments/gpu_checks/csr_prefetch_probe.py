@@ -129,8 +129,9 @@ def main() -> None:
   print(json.dumps(meta), flush=True)
   header = ("| op | M x K | s | N or D | launch | config | us | torch us | torch/this | rel err |"
             "\n|---|---|---|---|---|---|---|---|---|---|")
-  print(header, flush=True)
-  lines, records, start = [header], [], time.monotonic()
+  table = bench_common.ProbeTable(args.outdir, "csr_prefetch_probe", "CSR kernel launches", meta,
+                                  header)
+  start = time.monotonic()
   rng = np.random.default_rng(0)
   matrices = {}
   for op, sparsity, width, shape in plan(args.smoke, args.plan):
@@ -185,18 +186,13 @@ def main() -> None:
           record, call(launch), timed_operands, working_set, config, expected,
           skip=time.monotonic() - start > args.budget_s,
           output=lambda out, op=op, nse=nse: out[:nse] if op == "sddmm" else out)
-      records.append(record)
-      us = record.get("jsparse", {}).get("median_us")
+      us = bench_common.median_us(record)
       short = {k: v for k, v in record["config"].items() if k != "num_stages"}
-      line = (f"| {op} | {shape[0]}x{shape[1]} | {sparsity} | {width} | {name} | {short} | "
-              f"{'%.1f' % us if us else record.get('error', '-')[:60]} | "
-              f"{'%.1f' % torch_us if torch_us else '-'} | "
-              f"{'%.2fx' % (torch_us / us) if us and torch_us else '-'} | "
-              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
-      lines.append(line)
-      print(line, flush=True)
-      bench_common.write_probe(args.outdir, "csr_prefetch_probe", "CSR kernel launches", meta,
-                               records, lines)
+      table.add(record, f"| {op} | {shape[0]}x{shape[1]} | {sparsity} | {width} | {name} | "
+                f"{short} | {bench_common.time_cell(record)} | "
+                f"{'%.1f' % torch_us if torch_us else '-'} | "
+                f"{'%.2fx' % (torch_us / us) if us and torch_us else '-'} | "
+                f"{bench_common.rel_err_cell(record)} |")
 
 
 def _torch_spmm_us(dense, b, working_set, config) -> float | None:

@@ -183,8 +183,8 @@ def main() -> None:
   print(json.dumps(meta), flush=True)
   header = ("| W | N | launch | config | us | dense us | dense/this | W GB/s | rel err |\n"
             "|---|---|---|---|---|---|---|---|---|")
-  print(header, flush=True)
-  lines, records, start, dense_cache = [header], [], time.monotonic(), {}
+  table = bench_common.ProbeTable(args.outdir, "nm_probe", "2:4 decoding launches", meta, header)
+  start, dense_cache = time.monotonic(), {}
   key = jax.random.key(0)
   matrices = {}
   for shape, n, names in plan(args.smoke, args.plan):
@@ -219,15 +219,10 @@ def main() -> None:
           config=chosen, indices_packed=packed, interpret=args.smoke)
       bench_common.time_checked(record, fn, (matrix, x), working_set, config, expected,
                                 skip=time.monotonic() - start > args.budget_s)
-      records.append(record)
       short = {k: v for k, v in record["config"].items()
                if v != getattr(nm_matmul.NmMatmulConfig, k)}
-      line = (f"| {shape[0]}x{shape[1]} | {n} | {name} | {short} | "
-              + bench_common.result_cells(record, dense_us, record["weight_bytes"]))
-      lines.append(line)
-      print(line, flush=True)
-      bench_common.write_probe(args.outdir, "nm_probe", "2:4 decoding launches", meta, records,
-                               lines)
+      table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {name} | {short} | "
+                + bench_common.result_cells(record, dense_us, record["weight_bytes"]))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def product_plan(args, dtype, config, emit, start) -> None:
               x, y, config=launch, interpret=args.smoke), (x, y), 2 * x.nbytes, config,
           expected, skip=time.monotonic() - start > args.budget_s,
           output=lambda out: out[:size, :size])
-      us = record.get("jsparse", {}).get("median_us")
+      us = bench_common.median_us(record)
       if us:
         record["tflops"] = 2 * size * size * inner / us / 1e6
       emit(record)
@@ -100,22 +100,16 @@ def main() -> None:
   dtype = jnp.dtype(args.dtype)
   config = bench_common.probe_timing(args.smoke)
   meta = bench_common.probe_meta(dtype=args.dtype)
-  header = ("| s | D | line | config | us | rel err |\n|---|---|---|---|---|---|")
-  print(header, flush=True)
-  lines, records, start = [header], [], time.monotonic()
+  table = bench_common.ProbeTable(args.outdir, "sddmm_dense_probe", "SDDMM: rows or dense tiles",
+                                  meta, "| s | D | line | config | us | rel err |\n"
+                                  "|---|---|---|---|---|---|")
+  start = time.monotonic()
 
   def emit(record: dict) -> None:
     """Keeps, prints and writes out one timed line."""
-    records.append(record)
-    us = record.get("jsparse", {}).get("median_us")
-    line = (f"| {record['sparsity'] if record['sparsity'] is not None else '-'} | "
-            f"{record['inner']} | {record['line']} | {record['config']} | "
-            f"{'%.1f' % us if us else record.get('error', '-')[:80]} | "
-            f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
-    lines.append(line)
-    print(line, flush=True)
-    bench_common.write_probe(args.outdir, "sddmm_dense_probe", "SDDMM: rows or dense tiles",
-                             meta, records, lines)
+    table.add(record, f"| {record['sparsity'] if record['sparsity'] is not None else '-'} | "
+              f"{record['inner']} | {record['line']} | {record['config']} | "
+              f"{bench_common.time_cell(record, 80)} | {bench_common.rel_err_cell(record)} |")
 
   if args.plan == "products":
     product_plan(args, dtype, config, emit, start)

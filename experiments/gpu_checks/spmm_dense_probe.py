@@ -47,8 +47,9 @@ def main() -> None:
   meta = bench_common.probe_meta()
   header = ("| A | s | N | dtype | line | us | rel err | picked |\n"
             "|---|---|---|---|---|---|---|---|")
-  print(header, flush=True)
-  lines, records, start = [header], [], time.monotonic()
+  table = bench_common.ProbeTable(args.outdir, "spmm_dense_probe", "SpMM: rows or dense rows",
+                                  meta, header)
+  start = time.monotonic()
   rng = np.random.default_rng(0)
   for shape, sparsity, n, dtype_name in plan(args.smoke):
     dtype = jnp.dtype(dtype_name)
@@ -78,16 +79,9 @@ def main() -> None:
                 "line": name, "nse": nse, "picked": "dense-rows" if picked else "rows"}
       bench_common.time_checked(record, fn, operands, working_set, config, expected,
                                 skip=time.monotonic() - start > args.budget_s)
-      records.append(record)
-      us = record.get("jsparse", {}).get("median_us")
-      line = (f"| {shape[0]}x{shape[1]} | {sparsity} | {n} | {dtype_name} | {name} | "
-              f"{'%.1f' % us if us else record.get('error', '-')[:60]} | "
-              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} | "
-              f"{record['picked']} |")
-      lines.append(line)
-      print(line, flush=True)
-      bench_common.write_probe(args.outdir, "spmm_dense_probe", "SpMM: rows or dense rows",
-                               meta, records, lines)
+      table.add(record, f"| {shape[0]}x{shape[1]} | {sparsity} | {n} | {dtype_name} | {name} | "
+                f"{bench_common.time_cell(record)} | {bench_common.rel_err_cell(record)} | "
+                f"{record['picked']} |")
 
 
 if __name__ == "__main__":

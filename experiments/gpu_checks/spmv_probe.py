@@ -112,8 +112,7 @@ def main() -> None:
   meta = bench_common.probe_meta(dtype="float32", copy_gbs=copy_gbs)
   header = ("| M = K | s | launch | config | us | GB/s | of copy | torch us | torch/this | "
             "rel err |\n|---|---|---|---|---|---|---|---|---|---|")
-  print(header, flush=True)
-  lines, records = [header], []
+  table = bench_common.ProbeTable(args.outdir, "spmv_probe", "CSR SpMV launches", meta, header)
   rng = np.random.default_rng(0)
   cases = ([(64, 0.7), (64, 0.98)] if args.smoke else
            [(16384, s) for s in (0.98, 0.99, 0.9, 0.7)] + [(4096, s) for s in (0.9, 0.98)])
@@ -147,21 +146,15 @@ def main() -> None:
               d, c, o, x, num_rows=size, config=launch, interpret=args.smoke,
               natural_order=True), operands, bytes_moved, config, expected,
           skip=time.monotonic() - start > args.budget_s)
-      records.append(record)
-      us = record.get("jsparse", {}).get("median_us")
+      us = bench_common.median_us(record)
       gbs = bytes_moved / us / 1e3 if us else None
       short = {k: v for k, v in record["config"].items() if k != "num_stages" or v != 2}
-      line = (f"| {size} | {sparsity} | {name} | {short} | "
-              f"{'%.1f' % us if us else record.get('error', '-')[:60]} | "
-              f"{'%.0f' % gbs if gbs else '-'} | "
-              f"{'%.2f' % (gbs / copy_gbs) if gbs and copy_gbs else '-'} | "
-              f"{'%.1f' % torch_us if torch_us else '-'} | "
-              f"{'%.2fx' % (torch_us / us) if us and torch_us else '-'} | "
-              f"{'%.1e' % record['rel_err'] if 'rel_err' in record else '-'} |")
-      lines.append(line)
-      print(line, flush=True)
-      bench_common.write_probe(args.outdir, "spmv_probe", "CSR SpMV launches", meta, records,
-                               lines)
+      table.add(record, f"| {size} | {sparsity} | {name} | {short} | "
+                f"{bench_common.time_cell(record)} | {'%.0f' % gbs if gbs else '-'} | "
+                f"{'%.2f' % (gbs / copy_gbs) if gbs and copy_gbs else '-'} | "
+                f"{'%.1f' % torch_us if torch_us else '-'} | "
+                f"{'%.2fx' % (torch_us / us) if us and torch_us else '-'} | "
+                f"{bench_common.rel_err_cell(record)} |")
 
 
 if __name__ == "__main__":

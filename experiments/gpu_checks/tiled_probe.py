@@ -191,8 +191,8 @@ def main() -> None:
   print(json.dumps(meta), flush=True)
   header = ("| W | sparsity | tile | N | launch | config | us | dense us | dense/this | W GB/s |"
             " rel err |\n|---|---|---|---|---|---|---|---|---|---|---|")
-  print(header, flush=True)
-  lines, records, start, dense_cache = [header], [], time.monotonic(), {}
+  table = bench_common.ProbeTable(args.outdir, "tiled_probe", "Tiled SpMM launches", meta, header)
+  start, dense_cache = time.monotonic(), {}
   key = jax.random.key(0)
   for shape, sparsity, tile_shape, n, names in plan(args.smoke, args.plan):
     matrix, dense = weights(jax.random.fold_in(key, hash((shape, sparsity)) % 1000), shape,
@@ -229,14 +229,10 @@ def main() -> None:
             interpret=args.smoke)
       bench_common.time_checked(record, fn, (matrix, x), working_set, config, expected,
                                 skip=time.monotonic() - start > args.budget_s)
-      records.append(record)
       short = {k: v for k, v in record["config"].items() if k != "ranks" or v != "popc"}
-      line = (f"| {shape[0]}x{shape[1]} | {sparsity} | {tile_shape[0]}x{tile_shape[1]} | {n} | "
-              f"{name} | {short} | " + bench_common.result_cells(record, dense_us, weight_bytes))
-      lines.append(line)
-      print(line, flush=True)
-      bench_common.write_probe(args.outdir, "tiled_probe", "Tiled SpMM launches", meta, records,
-                               lines)
+      table.add(record, f"| {shape[0]}x{shape[1]} | {sparsity} | {tile_shape[0]}x{tile_shape[1]} "
+                f"| {n} | {name} | {short} | "
+                + bench_common.result_cells(record, dense_us, weight_bytes))
 
 
 if __name__ == "__main__":
