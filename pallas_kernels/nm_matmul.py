@@ -413,6 +413,42 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
   return _common.sum_splits(out, value_dtype)[:num_rows, :num_n]
 
 
+def expand_fn(data: jax.Array, indices: jax.Array, *, shape: tuple[int, int], nm: tuple[int, int],
+              indices_packed: bool = False) -> jax.Array:
+  """W as a dense [M, K] array of data's dtype, in plain ``jax.numpy`` that XLA fuses into one
+  elementwise pass (no scatter): each of the m positions of a group takes the value of the slot
+  whose position equals it, or 0.
+
+  For prefill, where the product is compute-bound: W expanded once a call and multiplied by
+  XLA's dense product does the expansion once, where ``kernel_fn`` redoes it for every column
+  tile of X (see ``jsparse._gpu.structured``).
+
+  Args:
+    data: [M, K / m * n] kept values.
+    indices: uint8 positions [M, K / m * n], or with ``indices_packed`` the packed words
+      (``pack_indices``, uint32 [M, ceil(K / m / g)]).
+    shape: (M, K) of W, K a multiple of m.
+    nm: (n, m).
+    indices_packed: whether ``indices`` holds packed words.
+  """
+  n, m = nm
+  num_rows, groups = shape[0], shape[1] // m
+  values = data.reshape(num_rows, groups, n)
+  if indices_packed:
+    bits, per_word = packed_layout(nm)
+    words = jnp.repeat(indices, per_word, axis=1)[:, :groups]  # [M, groups], a group's word
+    shifts = ((jnp.arange(groups, dtype=jnp.uint32) % per_word)[:, None] * (n * bits)
+              + jnp.arange(n, dtype=jnp.uint32)[None, :] * bits)
+    positions = (words[:, :, None] >> shifts[None]) & jnp.uint32((1 << bits) - 1)
+  else:
+    positions = indices.reshape(num_rows, groups, n)
+  positions = positions.astype(jnp.int32)[..., None]  # [M, groups, n, 1]
+  slots = positions == jnp.arange(m, dtype=jnp.int32)  # [M, groups, n, m]
+  dense = jnp.sum(jnp.where(slots, values[..., None], jnp.zeros((), data.dtype)), axis=2,
+                  dtype=data.dtype)
+  return dense.reshape(num_rows, groups * m)
+
+
 def reference_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *,
                  shape: tuple[int, int], nm: tuple[int, int]) -> jax.Array:
   """The same product in plain ``jax.numpy`` (float32 accumulation), through the dense matrix."""

@@ -86,6 +86,37 @@ class TiledSpmmConfig:
       raise ValueError(f"num_splits={self.num_splits} must be >= 1")
 
 
+
+def _tile_values(data_ref, words_of_rows, offsets, *, tm: int, tk: int, popcount,
+                 absent_reads: str):
+  """One [tm, tk] tile's elements from its bitmap: ([tm, tk] values of ``data_ref`` gathered at
+  each element's rank, [tm, tk] bool, its bit set). ``words_of_rows``: the tile rows' bitmap
+  words (tk / 32 arrays [tm] uint32); ``offsets``: [tm] int32, each tile row's first value.
+  An element's rank is the population count of the bits below it in its word plus those of the
+  words before (elementwise). Absent elements' values are 0 with ``absent_reads="masked"``, else
+  whatever was read (see ``TiledSpmmConfig.absent_reads``): mask them."""
+  words = tk // WORD_BITS
+  columns = jax.lax.broadcasted_iota(jnp.int32, (tm, tk), 1)
+  bit_of_column = jnp.ones((), jnp.uint32) << (columns % WORD_BITS).astype(jnp.uint32)
+  word_of_column = columns // WORD_BITS
+  word = jnp.broadcast_to(words_of_rows[0][:, None], (tm, tk))
+  before = jnp.zeros((tm, tk), jnp.int32)
+  running = popcount(words_of_rows[0])
+  for w in range(1, words):
+    in_word = word_of_column == w
+    word = jnp.where(in_word, words_of_rows[w][:, None], word)
+    before = jnp.where(in_word, running[:, None], before)
+    if w + 1 < words:
+      running = running + popcount(words_of_rows[w])
+  present = (word & bit_of_column) != 0
+  positions = offsets[:, None] + before + popcount(word & (bit_of_column - 1))
+  if absent_reads == "masked":
+    return plt.load(data_ref.at[positions], mask=present, other=0), present
+  if absent_reads == "neighbour":
+    return data_ref[jnp.minimum(positions, data_ref.shape[0] - 1)], present
+  return data_ref[jnp.where(present, positions, 0)], present
+
+
 def gpu_supported(tile_shape: tuple[int, int], config: TiledSpmmConfig) -> bool | str:
   """True when the Triton backend can compile this call, else the reason why not."""
   if config.fma_products:  # no dot: only the tile's sizes are constrained
@@ -119,15 +150,9 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
   dense = _common.pad_columns(_common.pad_rows(dense, grid_k * tk), block_n)
   precision = _common.dot_precision(data.dtype)
   popcount = _common.popcount32 if interpret else _common.popcount32_ptx
-  last_value = data.shape[0] - 1
 
   def kernel(data_ref, bitmaps_ref, row_offsets_ref, dense_ref, out_ref):
     tile_row, col_tile = pl.program_id(0), pl.program_id(1)
-    columns = jax.lax.broadcasted_iota(jnp.int32, (tm, tk), 1)
-    bit_of_column = jnp.ones((), jnp.uint32) << (columns % WORD_BITS).astype(jnp.uint32)
-    bits_below = bit_of_column - 1
-    word_of_column = columns // WORD_BITS
-
     def load_bits(tile_col):
       """The tile row's bitmap words ([tm] each) and value offsets ([tm] int32) of one tile."""
       words_of_rows = tuple(bitmaps_ref[tile_row, tile_col, :, w] for w in range(words))
@@ -136,22 +161,8 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
     def gather(words_of_rows, offsets):
       """([tm, tk] values gathered at each element's rank, [tm, tk] bool: its bit is set); the
       values of absent elements are zero with ``absent_reads="masked"``, else must be masked."""
-      word = jnp.broadcast_to(words_of_rows[0][:, None], (tm, tk))
-      before = jnp.zeros((tm, tk), jnp.int32)
-      running = popcount(words_of_rows[0])
-      for w in range(1, words):
-        in_word = word_of_column == w
-        word = jnp.where(in_word, words_of_rows[w][:, None], word)
-        before = jnp.where(in_word, running[:, None], before)
-        if w + 1 < words:
-          running = running + popcount(words_of_rows[w])
-      present = (word & bit_of_column) != 0
-      positions = offsets[:, None] + before + popcount(word & bits_below)
-      if config.absent_reads == "masked":
-        return plt.load(data_ref.at[positions], mask=present, other=0), present
-      if config.absent_reads == "neighbour":
-        return data_ref[jnp.minimum(positions, last_value)], present
-      return data_ref[jnp.where(present, positions, 0)], present
+      return _tile_values(data_ref, words_of_rows, offsets, tm=tm, tk=tk, popcount=popcount,
+                          absent_reads=config.absent_reads)
 
     def zero_absent(values, present):
       if config.absent_reads == "masked":
@@ -222,6 +233,47 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
       name="jsparse_tiled_spmm",
   )(data, bitmaps, row_offsets, dense)
   return _common.sum_splits(out, data.dtype)[:shape[0], :num_n]
+
+
+def expand_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, *,
+              shape: tuple[int, int], interpret: bool = False) -> jax.Array:
+  """W as a dense [M, K] array of data's dtype: one program a [tm, tk] tile, its elements found
+  from the bitmap as in ``kernel_fn`` (absent ones masked off, written as 0) and stored.
+
+  For prefill, where the product is compute-bound: W expanded once a call and multiplied by
+  XLA's dense product does the expansion once, where ``kernel_fn`` redoes it for every column
+  tile of X on the CUDA cores beside the tensor cores (see ``jsparse._gpu.structured``).
+
+  Args:
+    data, bitmaps, row_offsets, shape: as ``kernel_fn``.
+    interpret: run in the Pallas interpreter (any platform).
+  """
+  grid_m, grid_k, tm, words = bitmaps.shape
+  tk = words * WORD_BITS
+  if data.shape[0] == 0:
+    return jnp.zeros(shape, data.dtype)
+  popcount = _common.popcount32 if interpret else _common.popcount32_ptx
+
+  def kernel(data_ref, bitmaps_ref, row_offsets_ref, out_ref):
+    tile_row, tile_col = pl.program_id(0), pl.program_id(1)
+    words_of_rows = tuple(bitmaps_ref[tile_row, tile_col, :, w] for w in range(words))
+    offsets = row_offsets_ref[tile_row, tile_col, :].astype(jnp.int32)
+    values, _ = _tile_values(data_ref, words_of_rows, offsets, tm=tm, tk=tk, popcount=popcount,
+                             absent_reads="masked")
+    out_ref[...] = values
+
+  whole = pl.no_block_spec
+  out = pl.pallas_call(
+      kernel,
+      out_shape=jax.ShapeDtypeStruct((grid_m * tm, grid_k * tk), data.dtype),
+      grid=(grid_m, grid_k),
+      in_specs=[whole, whole, whole],
+      out_specs=pl.BlockSpec((tm, tk), lambda i, j: (i, j)),
+      compiler_params=plt.CompilerParams(num_warps=4, num_stages=1),
+      interpret=interpret,
+      name="jsparse_tiled_expand",
+  )(data, bitmaps, row_offsets)
+  return out[:shape[0], :shape[1]]
 
 
 def reference_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense: jax.Array,

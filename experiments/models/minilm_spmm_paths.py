@@ -7,9 +7,11 @@ on; then each distinct pruned weight shape's ``jsparse.spmm(W, x.T)`` (the layer
 the dense path wins on the FFN shapes; inside the forward pass it lost, H100, 2026-11-26.)
 
     python3 -P experiments/models/minilm_spmm_paths.py OUTDIR [--variant magnitude-70%]
-        [--shape 8x512]
+        [--shape 8x512] [--profile]
 
-Writes OUTDIR/minilm_spmm_paths.json and prints it.
+Writes OUTDIR/minilm_spmm_paths.json and prints it. ``--profile`` also traces the timed loop of
+the forward pass both ways (``jax.profiler``) and adds, per way, the GPU kernels' summed time by
+name, their total busy time and the span of the trace (busy < span: the GPU waited).
 """
 
 from __future__ import annotations
@@ -36,11 +38,42 @@ from experiments.timing import JaxLoopTimer, TimingConfig  # noqa: E402
 from jsparse._gpu import csr as gpu_csr  # noqa: E402
 
 
+def kernel_profile(fn, operands: tuple, trace_dir: pathlib.Path, iterations: int = 4) -> dict:
+  """GPU kernel time of ``fn`` run ``iterations`` x 2 times in the timer's jitted loop, traced:
+  {"kernels": [(name, count, summed us)] longest first (top 40), "busy_us", "span_us"}."""
+  loop = JaxLoopTimer(fn, [operands], unroll=2)
+  loop.run_once()
+  with jax.profiler.trace(str(trace_dir)):
+    loop._call(iterations)
+  path = max(trace_dir.rglob("*.xplane.pb"), key=lambda p: p.stat().st_mtime)
+  profile = jax.profiler.ProfileData.from_file(str(path))
+  totals, counts, starts, ends = collections.Counter(), collections.Counter(), [], []
+  per_line = collections.Counter()
+  for plane in profile.planes:
+    if not plane.name.startswith("/device:GPU"):
+      continue
+    for line in plane.lines:
+      per_line[line.name] += sum(event.duration_ns for event in line.events) / 1e3
+      if "compute" not in line.name.lower():  # streams named "Stream #N(...,Compute)"
+        continue
+      for event in line.events:
+        totals[event.name] += event.duration_ns / 1e3
+        counts[event.name] += 1
+        starts.append(event.start_ns)
+        ends.append(event.end_ns)
+  kernels = [(name, counts[name], round(us, 1)) for name, us in totals.most_common(40)]
+  return {"kernels": kernels, "busy_us": round(sum(totals.values()), 1),
+          "span_us": round((max(ends) - min(starts)) / 1e3, 1) if starts else None,
+          "iterations": iterations * 2,
+          "per_line_us": {name: round(us, 1) for name, us in per_line.items()}}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--variant", default="magnitude-70%")
   parser.add_argument("--shape", default="8x512")
+  parser.add_argument("--profile", action="store_true")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   batch, seq = map(int, args.shape.split("x"))
@@ -65,6 +98,12 @@ def main() -> None:
       label: with_dense_path(enabled, lambda: minilm_pruning.latency(model, (batch, seq)))[
           "median_s"] * 1e6
       for label, enabled in (("row kernels (default)", False), ("dense rows (opt-in)", True))}
+  profiles = {}
+  if args.profile:
+    for label, enabled in (("rows", False), ("dense_rows", True)):
+      profiles[label] = with_dense_path(enabled, lambda: kernel_profile(
+          lambda state, ids: nnx.merge(graphdef, state)(ids), (state, ids),
+          args.outdir / f"trace-{label}"))
   weights = {}
   for path, value in nnx.iter_graph(model):
     matrix = getattr(value, "matrix", None)
@@ -89,7 +128,7 @@ def main() -> None:
     layers.append(layer)
   result = {"variant": args.variant, "shape": args.shape,
             "hlo_kernel_names_with_dense_path": dict(names), "model_us": model_us,
-            "layers": layers, "devices": [d.device_kind for d in jax.devices()]}
+            "layers": layers, "profiles": profiles, "devices": [d.device_kind for d in jax.devices()]}
   (args.outdir / "minilm_spmm_paths.json").write_text(json.dumps(result, indent=1))
   print(json.dumps(result, indent=1))
 

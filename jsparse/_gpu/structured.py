@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 
 from jsparse._gpu import cuda_capability, kernel_override, pick_kernel, register_pallas
@@ -234,7 +235,34 @@ def _spmm_bsr(data, col_indices, row_offsets, dense, *, interpret, layout, **unu
                             config=bsr_config(layout, dense.shape[1]), interpret=interpret)
 
 
+# Prefill through a dense W: from these many columns of X up, W is expanded to dense once a call
+# (``nm_matmul.expand_fn`` / ``tiled_spmm.expand_fn``) and multiplied by XLA's dense product,
+# instead of the fused kernels, which expand W on the CUDA cores again for every column tile of X
+# beside the tensor cores. H100 bf16 (experiments/results/h100-2026-11-26-prefill-expand/), us,
+# fused -> expanded (dense): 2:4 4096x4096 @ 1024 / 4096 96.8 / 344.9 -> 82.2 / 239.1 (66.0 /
+# 209.5), 14336x4096 @ 1024 322.3 -> 272.9 (216.4), 4096x14336 @ 1024 295.7 -> 233.1 (240.1);
+# tiled 70% 384x1536 / 384x384 @ 4096 53.3 / 17.9 -> 19.7 / 9.2 (17.3 / 7.9).
+EXPAND_MIN_N = {"nm": 512, "tiled": 128}
+
+
+def expands_to_dense(format: str, num_n: int) -> bool:
+  """Whether an ``A @ B`` of ``num_n`` columns in ``format`` ("nm" or "tiled") takes the
+  expanded path (``EXPAND_MIN_N``)."""
+  return num_n >= EXPAND_MIN_N[format]
+
+
+def _dense_product(weights: jax.Array, dense: jax.Array) -> jax.Array:
+  """``weights @ dense`` by XLA (cuBLAS): float32 accumulation, float32 inputs at HIGHEST."""
+  return jnp.dot(weights, dense, precision=_common.dot_precision(weights.dtype),
+                 preferred_element_type=jnp.float32).astype(weights.dtype)
+
+
 def _spmm_nm(data, indices, packed_indices, dense, *, interpret, layout, **unused):
+  if expands_to_dense("nm", dense.shape[1]):
+    packed = packed_indices.shape[-1] > 0
+    weights = nm_matmul.expand_fn(data, packed_indices if packed else indices,
+                                  shape=layout.shape, nm=layout.nm, indices_packed=packed)
+    return _dense_product(weights, dense)
   # The packed positions (built with the matrix) when the launch reads whole words of them.
   config = nm_config(layout, dense.shape[1], data.dtype)
   packed = packed_indices.shape[-1] > 0 and nm_matmul.packed_fits(layout.nm, config)
@@ -268,6 +296,10 @@ def _tiled_supported(layout: SparseLayout, num_n: int) -> bool | str:
 
 def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, layout,
                 **unused):
+  if expands_to_dense("tiled", dense.shape[1]):
+    weights = tiled_spmm.expand_fn(data, bitmaps, row_offsets, shape=layout.shape,
+                                   interpret=interpret)
+    return _dense_product(weights, dense)
   return tiled_spmm.kernel_fn(data, bitmaps, row_offsets, dense, shape=layout.shape,
                               config=tiled_config(layout, dense.shape[1]), interpret=interpret)
 

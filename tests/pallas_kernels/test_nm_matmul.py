@@ -318,3 +318,45 @@ def test_auto_on_cuda_picks_the_packed_launches(num_n):
   float32 = structured.nm_config(layout, num_n, jnp.float32)
   assert not float32.paired_values and nm_matmul.gpu_supported((2, 4), float32) is True
   assert nm_matmul.gpu_supported((2, 4), config) is True
+
+
+@pytest.mark.parametrize("n,m", [(2, 4), (1, 4), (3, 8), (5, 16)], ids=lambda v: str(v))
+@pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
+def test_expand_fn_is_the_dense_matrix(n, m, packed):
+  # Every kept value at its position, zeros elsewhere, exactly; 9 rows, K = 6 groups (not a
+  # multiple of a packed word's groups); one row all explicit zeros.
+  from jsparse.formats import nm as nm_format
+  if packed and not nm_format.packable((n, m)):
+    pytest.skip(f"{n}:{m} does not pack into words")
+  rng = np.random.default_rng()
+  values = cases.random_values(rng, (9, 6 * m), jnp.bfloat16)
+  values[4] = 0
+  matrix = jsparse.NM.fromdense(jnp.asarray(values, jnp.bfloat16), n=n, m=m)
+  expanded = nm_matmul.expand_fn(matrix.data, matrix.packed_indices if packed else matrix.indices,
+                                 shape=matrix.shape, nm=(n, m), indices_packed=packed)
+  assert expanded.shape == matrix.shape and expanded.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(expanded, np.float32),
+                                np.asarray(matrix.todense(), np.float32))
+
+
+@pytest.mark.skipif(not cases.pallas_registered("spmm", "nm"),
+                    reason="no pallas N:M kernel here (GPU, or JSPARSE_PALLAS_INTERPRET=1)")
+def test_public_spmm_prefill_expands_to_dense(monkeypatch):
+  # From EXPAND_MIN_N columns up, W is expanded once (from its packed positions) and multiplied
+  # by XLA's product; below, the fused kernel.
+  from jsparse._gpu import structured
+  monkeypatch.setitem(structured.EXPAND_MIN_N, "nm", 48)
+  calls = []
+  expand_fn, kernel_fn = nm_matmul.expand_fn, nm_matmul.kernel_fn
+  monkeypatch.setattr(nm_matmul, "expand_fn", lambda *a, **k: calls.append(
+      ("expand", k["indices_packed"])) or expand_fn(*a, **k))
+  monkeypatch.setattr(nm_matmul, "kernel_fn", lambda *a, **k: calls.append(
+      ("fused", k["indices_packed"])) or kernel_fn(*a, **k))
+  jax.clear_caches()
+  rng = np.random.default_rng()
+  for dtype in (jnp.bfloat16, jnp.float32):
+    matrix, dense64 = _nm_case(rng, (40, 136), 2, 4, dtype)
+    for num_n in (48, 20):
+      b, b64 = cases.dense_operand(rng, (136, num_n), dtype)
+      cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, dtype)
+  assert calls == [("expand", True), ("fused", True)] * 2

@@ -183,3 +183,53 @@ def test_decoding_launch_by_weight_shape():
   assert (wide_one.fma_products, wide_one.block_n, wide_one.pipelined) == (True, 1, True)
   assert (tall_one.fma_products, tall_one.block_n) == (False, 16)
   assert structured._tiled_supported(layout((4096, 14336)), 1) is True
+
+
+@pytest.mark.parametrize("dtype", cases.VALUE_DTYPES, ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("shape,tile_shape,density", [
+    ((40, 100), (16, 64), 0.3),  # not a multiple of the tiles; rows 3 and 20 empty; padding
+    ((16, 64), (16, 32), 0.0),  # nse = 0
+    ((33, 64), (32, 32), 1.0),  # full tiles, one row past them
+], ids=["ragged", "nse0", "full"])
+def test_expand_fn_is_the_dense_matrix(dtype, shape, tile_shape, density):
+  rng = np.random.default_rng()
+  dense64 = cases.sparse_dense(rng, shape, density, dtype)
+  dense64[[3 % shape[0], 20 % shape[0]]] = 0
+  nse = None if density == 0 else int(np.count_nonzero(dense64)) + 7  # padding after the values
+  matrix = cases.tiled_matrix(dense64, dtype, tile_shape, nse=nse)
+  expanded = tiled_spmm.expand_fn(matrix.data, matrix.bitmaps, matrix.row_offsets,
+                                  shape=matrix.shape, interpret=cases.INTERPRET)
+  assert expanded.shape == shape and expanded.dtype == jnp.dtype(dtype)
+  np.testing.assert_array_equal(np.asarray(expanded, np.float64),
+                                np.asarray(jnp.asarray(dense64, dtype), np.float64))
+
+
+def test_expand_fn_lowers_to_triton_for_h100(monkeypatch):
+  struct = jax.ShapeDtypeStruct
+  cases.assert_lowers_to_triton_for_h100(
+      monkeypatch, lambda data, bitmaps, offsets: tiled_spmm.expand_fn(
+          data, bitmaps, offsets, shape=(256, 1000)),
+      struct((5000,), jnp.bfloat16), struct((16, 16, 16, 2), jnp.uint32),
+      struct((16, 16, 16), jnp.int32))
+
+
+@pytest.mark.skipif(not cases.pallas_registered("spmm", "tiled"),
+                    reason="no pallas tiled kernel here (GPU, or JSPARSE_PALLAS_INTERPRET=1)")
+def test_public_spmm_prefill_expands_to_dense(monkeypatch):
+  # From EXPAND_MIN_N columns up, W is expanded once and multiplied by XLA's product.
+  from jsparse._gpu import structured
+  monkeypatch.setitem(structured.EXPAND_MIN_N, "tiled", 40)
+  calls = []
+  expand_fn, kernel_fn = tiled_spmm.expand_fn, tiled_spmm.kernel_fn
+  monkeypatch.setattr(tiled_spmm, "expand_fn",
+                      lambda *a, **k: calls.append("expand") or expand_fn(*a, **k))
+  monkeypatch.setattr(tiled_spmm, "kernel_fn",
+                      lambda *a, **k: calls.append("fused") or kernel_fn(*a, **k))
+  jax.clear_caches()
+  rng = np.random.default_rng()
+  dense64 = cases.sparse_dense(rng, (40, 100), 0.3, jnp.bfloat16)
+  matrix = cases.tiled_matrix(dense64, jnp.bfloat16, (16, 64))
+  for num_n in (40, 16):
+    b, b64 = cases.dense_operand(rng, (100, num_n), jnp.bfloat16)
+    cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
+  assert calls == ["expand", "fused"]
