@@ -98,6 +98,15 @@ def _precision(dtype, interpret: bool):
   return jax.lax.Precision.HIGHEST if interpret else FLOAT32_ON_TENSOR_CORES
 
 
+def xla_product(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``a @ b`` by XLA's dot (cuBLAS on a GPU), float32 accumulation, cast to a's dtype: float32
+  operands at ``Precision.HIGHEST``. The dense paths that expand a sparse A use it where XLA is
+  free to fold transposes of B and of the result into the product (a Pallas call takes its
+  operands row-major)."""
+  return jnp.dot(a, b, precision=_common.dot_precision(a.dtype),
+                 preferred_element_type=jnp.float32).astype(a.dtype)
+
+
 def product_nt(x: jax.Array, y: jax.Array, *, config: ProductConfig,
                interpret: bool = False) -> jax.Array:
   """``X @ Y.T`` in float32, ``[M', N']`` with M', N' the row counts of X and Y rounded up to the

@@ -3,8 +3,9 @@ it by XLA's dense product beat the fused kernels, which redo the expansion for e
 of X on the CUDA cores?
 
 For 2:4 (``nm_matmul.expand_fn``, XLA-fused), tiled-bitmap (``tiled_spmm.expand_fn``, Pallas) and
-CSR (``csr_spmm_dense.expand_rows``, Pallas) weights: the default lowering (``jsparse.spmm``),
-the fused kernel (N:M, tiled: ``structured.EXPAND_MIN_N`` raised past N), the expansion alone, the expansion then ``jnp.dot`` (float32 accumulation; float32 at HIGHEST),
+CSR (``csr_spmm_dense.dense_rows``, Pallas) weights: the default lowering (``jsparse.spmm``),
+the fused kernel (N:M, tiled: ``structured.EXPAND_MIN_N`` raised past N; CSR: the row kernel),
+the expansion alone, the expansion then ``jnp.dot`` (float32 accumulation; float32 at HIGHEST),
 and the dense product of the same W. Every result is checked against a float32 product first.
 
     python3 experiments/gpu_checks/prefill_probe.py OUTDIR [--budget-s 200] [--smoke]
@@ -15,6 +16,7 @@ Writes OUTDIR/prefill_probe.jsonl and .md, printing each row as it goes.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
 import time
@@ -27,7 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import jsparse  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
-from jsparse._gpu import structured  # noqa: E402
+from jsparse._gpu import csr as gpu_csr, structured  # noqa: E402
 from jsparse.formats import CSR, NM, Tiled  # noqa: E402
 from pallas_kernels import csr_spmm_dense, nm_matmul, tiled_spmm  # noqa: E402
 
@@ -73,11 +75,9 @@ def build(fmt: str, shape, sparsity: float, dtype, key, interpret: bool):
   matrix = CSR.fromdense(w)
 
   def expand(a):
-    config = csr_spmm_dense.choose_config(a.shape[1], a.data.dtype, 1)
-    return csr_spmm_dense.expand_rows(a.data, a.col_indices, a.row_offsets,
-                                      jnp.zeros((a.shape[0], a.shape[1] + 1), a.data.dtype),
-                                      num_cols=a.shape[1], block=config.expand_block,
-                                      interpret=interpret)[:, :-1]
+    config = csr_spmm_dense.choose_config(a.shape[1])
+    return csr_spmm_dense.dense_rows(a.data, a.col_indices, a.row_offsets, num_cols=a.shape[1],
+                                     config=config, interpret=interpret)[:, :a.shape[1]]
   return matrix, w, expand
 
 
@@ -114,12 +114,12 @@ def main() -> None:
     for line, (fn, operands, want) in lines.items():
       record = {"format": fmt, "shape": list(shape), "sparsity": sparsity, "n": n,
                 "dtype": jnp.dtype(dtype).name, "line": line}
-      if line == "fused kernel" and fmt == "csr":
-        continue  # CSR has no expanded default path
       # The fused kernels at any N: no expansion (the choice is made when the timed loop is
-      # compiled, inside time_checked).
-      fused = {"nm": 1 << 30, "tiled": 1 << 30} if line == "fused kernel" else {}
-      with mock.patch.dict(structured.EXPAND_MIN_N, fused):
+      # compiled, inside time_checked); CSR: the row kernel.
+      fused = line == "fused kernel"
+      with mock.patch.dict(structured.EXPAND_MIN_N,
+                           {"nm": 1 << 30, "tiled": 1 << 30} if fused else {}), \
+          mock.patch.dict(os.environ, {gpu_csr.SPMM_PATH_ENV_VAR: "rows"} if fused else {}):
         bench_common.time_checked(record, fn, operands, working_set, config, want,
                                   skip=time.monotonic() - start > args.budget_s)
       us = bench_common.median_us(record)

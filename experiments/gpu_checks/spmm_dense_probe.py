@@ -1,6 +1,6 @@
 """Where does SpMM through dense rows beat the row kernel? Times the CSR row kernel
 (``csr_spmm``, default launch), the dense-rows path (``csr_spmm_dense``: A's rows expanded, then
-A @ B on the tensor cores) and XLA's dense product of the same A (``jnp.dot``; float32 at
+A @ B by XLA's dot) and XLA's dense product of the same A (``jnp.dot``; float32 at
 ``Precision.HIGHEST``), on 4096x4096 uniform random matrices (float32) and MiniLM's layer shapes
 (bfloat16), and says which path ``csr_spmm_dense.prefers_dense`` picks.
 

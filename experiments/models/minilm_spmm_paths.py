@@ -1,16 +1,17 @@
-"""Pruned MiniLM's CSR SpMMs on the GPU with the row kernel (the default) and with the opt-in
-dense-rows path (``JSPARSE_CSR_SPMM_DENSE=1``): for a magnitude-pruned variant (bfloat16, as
-``gpu_bench.sh``) and a token count, the whole forward pass's latency both ways
-(``minilm_pruning.latency``) and the Pallas kernels named in its compiled HLO with the dense path
-on; then each distinct pruned weight shape's ``jsparse.spmm(W, x.T)`` (the layer's call, impl
-"auto") both ways and the dense ``x @ W.T`` of the same weight, one JaxLoopTimer each. (Alone
-the dense path wins on the FFN shapes; inside the forward pass it lost, H100, 2026-11-26.)
+"""Pruned MiniLM's CSR SpMMs on the GPU by path (``JSPARSE_CSR_SPMM_PATH``): for a
+magnitude-pruned variant (bfloat16, as ``gpu_bench.sh``) and a token count, the whole forward
+pass's latency with the row kernels only ("rows") and with the default choice per layer ("auto":
+dense rows where ``csr_spmm_dense.prefers_dense`` picks them; ``minilm_pruning.latency``), the
+Pallas kernels named in the compiled HLO under "auto"; then each distinct pruned weight shape's
+``jsparse.spmm(W, x.T)`` (the layer's call) on each path and the dense ``x @ W.T`` of the same
+weight, one JaxLoopTimer each. (The dense path through a Pallas product lost inside the forward
+pass though it won alone: H100, 2026-11-26, ``--profile`` found the transposes around it.)
 
     python3 -P experiments/models/minilm_spmm_paths.py OUTDIR [--variant magnitude-70%]
         [--shape 8x512] [--profile]
 
 Writes OUTDIR/minilm_spmm_paths.json and prints it. ``--profile`` also traces the timed loop of
-the forward pass both ways (``jax.profiler``) and adds, per way, the GPU kernels' summed time by
+the forward pass on both paths (``jax.profiler``) and adds, per way, the GPU kernels' summed time by
 name, their total busy time and the span of the trace (busy < span: the GPU waited).
 """
 
@@ -80,11 +81,11 @@ def main() -> None:
   model, _ = minilm_pruning.build(args.variant, dtype=jnp.bfloat16)
   ids = jnp.asarray(np.random.default_rng(0).integers(1000, 30000, size=(batch, seq)), jnp.int32)
   graphdef, state = nnx.split(model)
-  env = gpu_csr.DENSE_SPMM_ENV_VAR
+  env = gpu_csr.SPMM_PATH_ENV_VAR
 
-  def with_dense_path(enabled: bool, fn):
+  def with_path(path: str, fn):
     previous = os.environ.get(env)
-    os.environ[env] = "1" if enabled else ""
+    os.environ[env] = path
     jax.clear_caches()  # the choice is made when a call is lowered: no lowering may be reused
     try:
       return fn()
@@ -92,16 +93,17 @@ def main() -> None:
       os.environ[env] = previous or ""
 
   forward = jax.jit(lambda state, ids: nnx.merge(graphdef, state)(ids))
-  hlo = with_dense_path(True, lambda: forward.lower(state, ids).compile().as_text())
+  hlo = with_path("auto", lambda: forward.lower(state, ids).compile().as_text())
   names = collections.Counter(re.findall(r"jsparse_[a-z_]+|_spmm_kernel|_spmv_kernel", hlo))
   model_us = {
-      label: with_dense_path(enabled, lambda: minilm_pruning.latency(model, (batch, seq)))[
+      label: with_path(path, lambda: minilm_pruning.latency(model, (batch, seq)))[
           "median_s"] * 1e6
-      for label, enabled in (("row kernels (default)", False), ("dense rows (opt-in)", True))}
+      for label, path in (("row kernels", "rows"),
+                          ("auto (dense rows where preferred)", "auto"))}
   profiles = {}
   if args.profile:
-    for label, enabled in (("rows", False), ("dense_rows", True)):
-      profiles[label] = with_dense_path(enabled, lambda: kernel_profile(
+    for label in ("rows", "auto"):
+      profiles[label] = with_path(label, lambda: kernel_profile(
           lambda state, ids: nnx.merge(graphdef, state)(ids), (state, ids),
           args.outdir / f"trace-{label}"))
   weights = {}
@@ -120,8 +122,8 @@ def main() -> None:
              "nse": int(matrix.data.shape[0]),
              "prefers_dense": bool(csr_spmm_dense.prefers_dense(
                  *shape, tokens, int(matrix.data.shape[0]), matrix.data.dtype))}
-    for label, enabled in (("rows_us", False), ("dense_rows_us", True)):
-      layer[label] = with_dense_path(enabled, lambda: JaxLoopTimer(
+    for label, path in (("rows_us", "rows"), ("dense_rows_us", "dense")):
+      layer[label] = with_path(path, lambda: JaxLoopTimer(
           lambda m, x: jsparse.spmm(m, x.T).T, [(matrix, x)]).measure(config).median_us)
     layer["dense_matmul_us"] = JaxLoopTimer(lambda w, x: x @ w.T, [(dense_w, x)]).measure(
         config).median_us

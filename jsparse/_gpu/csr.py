@@ -5,11 +5,10 @@ Served: ``A @ B``, ``A @ x`` and SDDMM with float16, bfloat16 or float32 values 
 accumulation) and int32 indices. SDDMM takes the row kernel (``csr_sddmm``) or, where
 ``csr_sddmm_dense.prefers_dense`` expects it to be faster (dense patterns, long inner
 dimensions), X @ Y.T on the tensor cores sampled at the pattern. SpMM takes the row kernel
-(``csr_spmm``), or, with ``JSPARSE_CSR_SPMM_DENSE=1`` set and where
-``csr_spmm_dense.prefers_dense`` expects it to be faster, A's rows expanded to dense times B on
-the tensor cores (opt-in: see ``DENSE_SPMM_ENV_VAR``). ``A.T @ B`` /
-``A.T @ x`` (what gradients with respect to B need) are not: ``"auto"`` falls back to the
-reference lowering and a forced ``impl="pallas"`` says why. The row schedule (rows longest
+(``csr_spmm``) or, where ``csr_spmm_dense.prefers_dense`` expects it to be faster (dense
+patterns, wide B), A's rows expanded to dense times B by XLA's dot (``SPMM_PATH_ENV_VAR``
+overrides the choice). ``A.T @ B`` / ``A.T @ x`` (what gradients with respect to B need) are
+not: ``"auto"`` falls back to the reference lowering and a forced ``impl="pallas"`` says why. The row schedule (rows longest
 first, in power-of-two length buckets) is computed inside the traced kernel call without a sort
 (one prefix sum and one scatter of M indices), unless the matrix's layout says its rows already
 follow it (``natural_row_order``, checked on the host when the CSR matrix is built): then the
@@ -29,24 +28,34 @@ from pallas_kernels import csr_sddmm, csr_sddmm_dense, csr_spmm, csr_spmm_dense,
 KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 
 
-# The SpMM dense-rows path is opt-in: set JSPARSE_CSR_SPMM_DENSE=1 (read when a call is lowered).
-# Alone it is 1.2-6x faster than the row kernel where ``prefers_dense`` picks it (H100,
-# experiments/results/h100-2026-11-26-spmm-dense/), but inside pruned MiniLM's jitted forward
-# pass (bfloat16, 8 x 512 tokens) it made the model slower: magnitude-90% 2.34 -> 4.60 ms,
-# magnitude-70% 4.20 -> 4.21 ms, its FFN layers' calls taking ~5x their time alone. Why is not
-# known yet (the compiled HLO shows one expansion and one product per call and no copies of
-# note), so the default stays the row kernel.
-DENSE_SPMM_ENV_VAR = "JSPARSE_CSR_SPMM_DENSE"
+# Which SpMM path runs: "auto" (``csr_spmm_dense.prefers_dense`` picks), "rows" or "dense"
+# (read when a call is lowered). The dense path was opt-in until 2026-11-26: through a Pallas
+# product it made pruned MiniLM's forward pass slower (transposes around it); through XLA's dot
+# it is faster (H100 bf16, 8 x 512 tokens, magnitude 70% / 90%: 4157 / 2300 us with the row
+# kernels, 1419 / 1703 with the dense path; experiments/results/h100-2026-11-26-prefill-expand/).
+SPMM_PATH_ENV_VAR = "JSPARSE_CSR_SPMM_PATH"
+SPMM_PATHS = ("auto", "rows", "dense")
 
 
-def _dense_spmm_enabled() -> bool:
-  return os.environ.get(DENSE_SPMM_ENV_VAR, "") == "1"
+def spmm_path() -> str:
+  """``JSPARSE_CSR_SPMM_PATH`` ("auto" when unset or empty), checked."""
+  path = os.environ.get(SPMM_PATH_ENV_VAR, "") or "auto"
+  if path not in SPMM_PATHS:
+    raise ValueError(f"{SPMM_PATH_ENV_VAR} must be one of {SPMM_PATHS}, got {path!r}")
+  return path
+
+
+def takes_dense_path(num_rows: int, num_cols: int, n: int, nse: int, dtype) -> bool:
+  """Whether an SpMM of these static shapes runs through dense rows (``spmm_path``)."""
+  path = spmm_path()
+  if path == "auto":
+    return csr_spmm_dense.prefers_dense(num_rows, num_cols, n, nse, dtype)
+  return path == "dense"
 
 
 def _spmm(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
   num_rows, num_cols = layout.shape
-  if _dense_spmm_enabled() and csr_spmm_dense.prefers_dense(
-      num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype):
+  if takes_dense_path(num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype):
     return csr_spmm_dense.kernel_fn(data, col_indices, row_offsets, dense, num_rows=num_rows,
                                     interpret=interpret)
   return csr_spmm.kernel_fn(data, col_indices, row_offsets, dense, num_rows=num_rows,

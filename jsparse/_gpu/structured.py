@@ -42,12 +42,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import jax
 import jax.numpy as jnp
 
 from jsparse._gpu import cuda_capability, kernel_override, pick_kernel, register_pallas
 from jsparse.formats.layout import SparseLayout
-from pallas_kernels import _common, bsr_spmm, nm_matmul, tiled_gather, tiled_spmm
+from pallas_kernels import _common, bsr_spmm, dense_product, nm_matmul, tiled_gather, tiled_spmm
 
 KERNEL_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float32))
 BSR_KERNEL_ENV_VAR = "JSPARSE_BSR_KERNEL"
@@ -242,7 +241,7 @@ def _spmm_bsr(data, col_indices, row_offsets, dense, *, interpret, layout, **unu
 # fused -> expanded (dense): 2:4 4096x4096 @ 1024 / 4096 96.8 / 344.9 -> 82.2 / 239.1 (66.0 /
 # 209.5), 14336x4096 @ 1024 322.3 -> 272.9 (216.4), 4096x14336 @ 1024 295.7 -> 233.1 (240.1);
 # tiled 70% 384x1536 / 384x384 @ 4096 53.3 / 17.9 -> 19.7 / 9.2 (17.3 / 7.9).
-EXPAND_MIN_N = {"nm": 512, "tiled": 128}
+EXPAND_MIN_N = {"nm": 33, "tiled": 33}
 
 
 def expands_to_dense(format: str, num_n: int) -> bool:
@@ -251,18 +250,12 @@ def expands_to_dense(format: str, num_n: int) -> bool:
   return num_n >= EXPAND_MIN_N[format]
 
 
-def _dense_product(weights: jax.Array, dense: jax.Array) -> jax.Array:
-  """``weights @ dense`` by XLA (cuBLAS): float32 accumulation, float32 inputs at HIGHEST."""
-  return jnp.dot(weights, dense, precision=_common.dot_precision(weights.dtype),
-                 preferred_element_type=jnp.float32).astype(weights.dtype)
-
-
 def _spmm_nm(data, indices, packed_indices, dense, *, interpret, layout, **unused):
   if expands_to_dense("nm", dense.shape[1]):
     packed = packed_indices.shape[-1] > 0
     weights = nm_matmul.expand_fn(data, packed_indices if packed else indices,
                                   shape=layout.shape, nm=layout.nm, indices_packed=packed)
-    return _dense_product(weights, dense)
+    return dense_product.xla_product(weights, dense)
   # The packed positions (built with the matrix) when the launch reads whole words of them.
   config = nm_config(layout, dense.shape[1], data.dtype)
   packed = packed_indices.shape[-1] > 0 and nm_matmul.packed_fits(layout.nm, config)
@@ -299,7 +292,7 @@ def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, 
   if expands_to_dense("tiled", dense.shape[1]):
     weights = tiled_spmm.expand_fn(data, bitmaps, row_offsets, shape=layout.shape,
                                    interpret=interpret)
-    return _dense_product(weights, dense)
+    return dense_product.xla_product(weights, dense)
   return tiled_spmm.kernel_fn(data, bitmaps, row_offsets, dense, shape=layout.shape,
                               config=tiled_config(layout, dense.shape[1]), interpret=interpret)
 

@@ -10,11 +10,10 @@ from hypothesis import given, settings, strategies as st
 from pallas_kernels import csr_spmm_dense, dense_product
 from tests.pallas_kernels import csr_cases as cases
 
-# 16 x 16 output tiles over K in steps of 16, 8 entries an expansion step: the shapes below are
-# multiples of none of them.
-SMALL = csr_spmm_dense.DenseSpmmConfig(
-    product=dense_product.ProductConfig(block_m=16, block_n=16, block_d=16, num_warps=4),
-    expand_block=8)
+# 8 columns an expansion step: the shapes below are not multiples of it.
+SMALL = csr_spmm_dense.DenseSpmmConfig(block_cols=8)
+# dense_product (the SDDMM dense path's product): 16 x 16 output tiles over D in steps of 16.
+PRODUCT = dense_product.ProductConfig(block_m=16, block_n=16, block_d=16, num_warps=4)
 
 
 def _check(case: cases.CsrCase, n: int, dtype, rng, config=SMALL):
@@ -48,14 +47,35 @@ def test_edge_shapes(shape, lengths, n, padding):
 
 
 def test_chunks_of_rows():
-  # A's dense rows built 16 at a time (16 rows x 29 columns x 4 bytes < 2 KiB): 37 rows take
+  # A's dense rows built 16 at a time (16 rows x 32 columns x 4 bytes = 2 KiB): 37 rows take
   # three chunks, the last one short.
   rng = np.random.default_rng()
   case = cases.random_csr(rng, (37, 29), cases.ragged_lengths(rng, 37, 29), padding=1)
-  config = csr_spmm_dense.DenseSpmmConfig(product=SMALL.product, expand_block=8,
-                                          chunk_bytes=2048)
-  assert config.chunk_rows(37, 29, 4) == 16
+  config = csr_spmm_dense.DenseSpmmConfig(block_cols=8, chunk_bytes=2048)
+  assert config.chunk_rows(37, 32 * 4) == 16
   _check(case, 12, jnp.float32, rng, config=config)
+
+
+@pytest.mark.parametrize("dtype", cases.DTYPE_PARAMS)
+def test_dense_rows_every_element_and_duplicates(dtype):
+  # Every element of the [R, K'] rows is written (the kernel has no zero-filled input: on a GPU
+  # the output buffer starts as whatever memory held);
+  # a row of 40 entries over 70 columns takes steps with 8, 0 and several entries; a repeated
+  # column (an unvalidated matrix) is added, as the row kernel does.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (6, 70), [40, 0, 70, 1, 9, 0], padding=2, dtype=dtype)
+  data, col_indices, row_offsets = case.device(dtype)
+  rows = csr_spmm_dense.dense_rows(data, col_indices, row_offsets, num_cols=70, config=SMALL,
+                                   interpret=cases.INTERPRET)
+  assert rows.shape == (6, 72) and rows.dtype == jnp.dtype(dtype)
+  expected = np.zeros((6, 72))
+  expected[:, :70] = case.todense64()
+  np.testing.assert_array_equal(np.asarray(rows, np.float64), expected)
+  twice = csr_spmm_dense.dense_rows(jnp.asarray([1.0, 2.0, 4.0], dtype),
+                                    jnp.asarray([3, 3, 5], jnp.int32),
+                                    jnp.asarray([0, 3], jnp.int32), num_cols=8, config=SMALL,
+                                    interpret=cases.INTERPRET)
+  np.testing.assert_array_equal(np.asarray(twice, np.float64), [[0, 0, 0, 3, 0, 4, 0, 0]])
 
 
 def test_default_config():
@@ -68,7 +88,7 @@ def test_product_nt_against_float64():
   rng = np.random.default_rng()
   x, x64 = cases.dense_operand(rng, (21, 37), jnp.float32)
   y, y64 = cases.dense_operand(rng, (19, 37), jnp.float32)
-  out = dense_product.product_nt(x, y, config=SMALL.product, interpret=cases.INTERPRET)
+  out = dense_product.product_nt(x, y, config=PRODUCT, interpret=cases.INTERPRET)
   assert out.shape == (32, 32) and out.dtype == jnp.float32
   expected = x64 @ y64.T
   cases.assert_close(out[:21, :19], expected, jnp.float32, np.abs(x64) @ np.abs(y64).T)
@@ -76,8 +96,8 @@ def test_product_nt_against_float64():
 
 @pytest.mark.parametrize("inner,sparsity,n,expected", [
     # The H100 probe's faster path (experiments/results/h100-2026-11-26-spmm-dense/).
-    (4096, 0.5, 1024, True), (4096, 0.8, 1024, True), (4096, 0.5, 128, False),
-    (4096, 0.9, 1024, False), (4096, 0.9, 32, False), (4096, 0.98, 128, False),
+    (4096, 0.5, 1024, True), (4096, 0.8, 1024, True), (4096, 0.9, 1024, False),
+    (4096, 0.9, 32, False), (4096, 0.98, 128, False), (4096, 0.9, 128, False),
 ])
 def test_prefers_dense(inner, sparsity, n, expected):
   nse = int(4096 * inner * (1 - sparsity))
@@ -85,12 +105,15 @@ def test_prefers_dense(inner, sparsity, n, expected):
   assert not csr_spmm_dense.prefers_dense(4096, inner, n, 0, jnp.float32)
 
 
-@pytest.mark.parametrize("shape,n,expected", [
-    ((1536, 384), 4096, True), ((384, 1536), 4096, True), ((1536, 384), 128, False),
+@pytest.mark.parametrize("shape,sparsity,n,expected", [
+    ((1536, 384), 0.7, 4096, True), ((384, 1536), 0.9, 4096, True),
+    ((384, 384), 0.9, 4096, True), ((1536, 384), 0.7, 128, False),
+    ((384, 1536), 0.9, 128, False),
 ])
-def test_prefers_dense_minilm_layers_bfloat16(shape, n, expected):
-  # MiniLM's feed-forward weights at 70% sparsity: 8 x 512 tokens (N = 4096) and 1 x 128.
-  nse = int(shape[0] * shape[1] * 0.3)
+def test_prefers_dense_minilm_layers_bfloat16(shape, sparsity, n, expected):
+  # MiniLM's weights: 8 x 512 tokens (N = 4096) and 1 x 128 (H100: the row kernel 79-263 us on
+  # the feed-forward shapes at N = 4096, 35 us on 384 x 384 at 90%; 8.5-18 us at N = 128).
+  nse = int(shape[0] * shape[1] * (1 - sparsity))
   assert csr_spmm_dense.prefers_dense(*shape, n, nse, jnp.bfloat16) is expected
 
 
@@ -100,19 +123,16 @@ def test_bad_arguments_name_the_argument():
   with pytest.raises(ValueError, match="dense must be \\[K, N\\] of data's dtype"):
     csr_spmm_dense.kernel_fn(data, cols, offsets, jnp.ones((4, 2), jnp.bfloat16), num_rows=2,
                              interpret=True)
-  with pytest.raises(ValueError, match="expand_block must be a power of two"):
-    csr_spmm_dense.DenseSpmmConfig(expand_block=24)
+  with pytest.raises(ValueError, match="block_cols must be a power of two"):
+    csr_spmm_dense.DenseSpmmConfig(block_cols=24)
   with pytest.raises(ValueError, match="ProductConfig.block_d must be a power of two"):
     dense_product.ProductConfig(block_d=24)
   assert "block_n=8" in dense_product.gpu_supported(dense_product.ProductConfig(block_n=8))
   x = jnp.ones((4, 8), jnp.float32)
   with pytest.raises(ValueError, match="y must be \\[N, D\\] with D = 8"):
-    dense_product.product_nt(x, jnp.ones((4, 6), jnp.float32), config=SMALL.product)
+    dense_product.product_nt(x, jnp.ones((4, 6), jnp.float32), config=PRODUCT)
   with pytest.raises(ValueError, match="x must be \\[M, D\\] float32, bfloat16 or float16"):
-    dense_product.product_nt(x.astype(jnp.int32), x, config=SMALL.product)
-  with pytest.raises(ValueError, match="a scratch column"):
-    csr_spmm_dense.expand_rows(data, cols, offsets, jnp.zeros((2, 4), jnp.float32), num_cols=4,
-                               block=8, interpret=True)
+    dense_product.product_nt(x.astype(jnp.int32), x, config=PRODUCT)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
@@ -125,13 +145,14 @@ def test_lowers_to_triton(monkeypatch, dtype):
       jax.ShapeDtypeStruct((201,), jnp.int32), jax.ShapeDtypeStruct((96, 72), dtype))
 
 
-@pytest.mark.parametrize("enabled", [False, True], ids=["default", "opt-in"])
-def test_registered_wrapper_takes_the_dense_path_only_when_enabled(monkeypatch, enabled):
-  # jsparse._gpu.csr._spmm takes the dense rows only with JSPARSE_CSR_SPMM_DENSE=1 and where
-  # prefers_dense picks them (a dense 40 x 64 matrix times 256 columns); values right either way.
+@pytest.mark.parametrize("path,dense", [("", True), ("auto", True), ("rows", False),
+                                        ("dense", True)])
+def test_registered_wrapper_takes_the_path_chosen(monkeypatch, path, dense):
+  # jsparse._gpu.csr._spmm takes the dense rows where prefers_dense picks them (here: always),
+  # unless JSPARSE_CSR_SPMM_PATH says otherwise; values right either way.
   from jsparse._gpu import csr as gpu_csr
   from jsparse.formats.layout import SparseLayout
-  monkeypatch.setenv(gpu_csr.DENSE_SPMM_ENV_VAR, "1" if enabled else "")
+  monkeypatch.setenv(gpu_csr.SPMM_PATH_ENV_VAR, path)
   monkeypatch.setattr(gpu_csr.csr_spmm_dense, "prefers_dense", lambda *unused: True)
   calls = []
   original = csr_spmm_dense.kernel_fn
@@ -143,5 +164,12 @@ def test_registered_wrapper_takes_the_dense_path_only_when_enabled(monkeypatch, 
   b, b64 = cases.dense_operand(rng, (64, 256), jnp.float32)
   out = gpu_csr._spmm(data, col_indices, row_offsets, b, layout=SparseLayout("csr", (40, 64)),
                       interpret=cases.INTERPRET, transpose=False, impl="pallas")
-  assert bool(calls) is enabled
+  assert bool(calls) is dense
   cases.check_product(out, case, b64, jnp.float32)
+
+
+def test_bad_path_names_the_variable(monkeypatch):
+  from jsparse._gpu import csr as gpu_csr
+  monkeypatch.setenv(gpu_csr.SPMM_PATH_ENV_VAR, "fast")
+  with pytest.raises(ValueError, match="JSPARSE_CSR_SPMM_PATH must be one of"):
+    gpu_csr.takes_dense_path(64, 64, 64, 100, jnp.float32)
