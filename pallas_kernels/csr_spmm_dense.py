@@ -3,9 +3,8 @@
 Where A is dense enough and the product wide enough (on an H100: float32 4096 x 4096 at N = 1024 up
 to 80% sparsity; bfloat16 MiniLM layers at N = 4096), the row kernel (``csr_spmm``), which gathers a
 row of B per stored entry on the CUDA cores, costs more than the whole dense product on the tensor
-cores. This path writes A's rows dense (``dense_rows``: one Pallas program a row, which walks the
-row's columns ``block_cols`` at a time and builds each stretch from the row's next stored entries;
-every element is written once, no zero-fill), then multiplies them with B by XLA's dot
+cores. This path writes A's rows dense (``dense_rows``: one Pallas program a row, which stores
+zeros over its row, then each stored entry at its column), then multiplies them with B by XLA's dot
 (``dense_product.xla_product``: float32 at ``Precision.HIGHEST``). XLA's dot, unlike a Pallas
 product, takes B and the result in whatever layout its neighbours leave them: with a Pallas product
 (which needs row-major operands) the transposes around ``jsparse.nn``'s sparse linear layers
@@ -14,11 +13,11 @@ twice as long as with the row kernel (H100, 2026-11-26;
 experiments/results/h100-2026-11-26-prefill-expand/). A's dense rows are built and multiplied in
 chunks of at most ``chunk_bytes``, so memory stays bounded for any M.
 
-The expansion relies on CSR's invariant, column indices strictly increasing within each row (checked
-when a matrix is built from concrete arrays): entries out of order, or outside [0, K), are dropped;
-repeated columns (an unvalidated matrix) are added, as the row kernel does.
+The expansion stores each value at its column: a row's column indices must be distinct, which a
+CSR matrix validated when it was built guarantees (strictly increasing within rows); with a
+repeated column one of the values is kept, where the row kernel would add them.
 
-Triton constraints: ``block_cols`` a power of two.
+Triton constraints: ``block_cols`` and ``block_nnz`` powers of two.
 """
 
 from __future__ import annotations
@@ -36,18 +35,19 @@ from pallas_kernels import _common, _rows, dense_product
 
 @dataclasses.dataclass(frozen=True)
 class DenseSpmmConfig:
-  """The expansion's columns a step (``block_cols``, a power of two: a step compares as many stored
-  entries with as many columns), its Triton warps, and the most bytes of A's dense rows built at
-  once."""
+  """The expansion's zeros a store (``block_cols``) and entries a step (``block_nnz``), both
+  powers of two, its Triton warps, and the most bytes of A's dense rows built at once."""
 
-  block_cols: int = 64
+  block_cols: int = 256
+  block_nnz: int = 128
   num_warps: int = 4
   chunk_bytes: int = 256 << 20
 
   def __post_init__(self):
-    if not _common.is_power_of_two(self.block_cols):
-      raise ValueError(f"DenseSpmmConfig.block_cols must be a power of two, got "
-                       f"{self.block_cols}")
+    for name in ("block_cols", "block_nnz"):
+      if not _common.is_power_of_two(getattr(self, name)):
+        raise ValueError(f"DenseSpmmConfig.{name} must be a power of two, got "
+                         f"{getattr(self, name)}")
     if self.chunk_bytes < 1:
       raise ValueError(f"DenseSpmmConfig.chunk_bytes must be >= 1, got {self.chunk_bytes}")
 
@@ -57,8 +57,11 @@ class DenseSpmmConfig:
 
 
 def choose_config(num_cols: int) -> DenseSpmmConfig:
-  """64 columns a step; 32 for K <= 32."""
-  return DenseSpmmConfig(block_cols=32 if num_cols <= 32 else 64)
+  """Zeros 128 a store where K is a multiple of 128 but not of 256 (no padding: MiniLM's 384),
+  else 256 (64 for K <= 64); 128 entries a step."""
+  if num_cols <= 64:
+    return DenseSpmmConfig(block_cols=64)
+  return DenseSpmmConfig(block_cols=128 if num_cols % 256 == 128 else 256)
 
 
 # Which SpMM kernel a call should take (``prefers_dense``): time models of both paths, constants
@@ -95,31 +98,38 @@ def dense_rows(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, 
   ``col_indices``) as dense rows ``[R, K']`` of data's dtype, K = ``num_cols`` rounded up to
   ``config.block_cols`` (the extra columns 0).
 
-  A program walks its row's columns ``block_cols`` (C) at a time with a pointer into the row's
-  entries: each step loads the next C entries (at most C of them fall among C columns), puts each
-  whose column lies in the step's stretch at its place (a [C, C] compare and a sum over the
-  entries), stores the stretch, and moves the pointer past the entries before the stretch's end.
+  One program a row, in two passes: zeros over the row (``block_cols`` a store), a barrier, then
+  the row's entries (``block_nnz`` a step), each stored at its column. Lanes past the row's end
+  repeat its last entry (the same value to the same address), so no store is masked: the Pallas
+  interpreter runs a masked store as a read-modify-write of every lane, which could undo a valid
+  lane's write at a shared address. Column indices are clamped to [0, K): an unvalidated index
+  cannot write outside its row.
   """
-  block = config.block_cols
+  block, block_nnz = config.block_cols, config.block_nnz
   num_rows = row_offsets.shape[0] - 1
   padded_cols = pl.cdiv(num_cols, block) * block
 
   def kernel(offsets_ref, cols_ref, data_ref, out_ref):
     row = pl.program_id(0)
-    end = offsets_ref[row + 1]
-    lanes = jnp.arange(block, dtype=jnp.int32)
+    start, end = offsets_ref[row], offsets_ref[row + 1]
+    zeros = jnp.zeros((block,), out_ref.dtype)
 
-    def step(index, pointer):
-      positions = pointer + lanes
-      valid = positions < end
-      offsets = plt.load(cols_ref.at[positions], mask=valid, other=-1) - index * block
-      values = plt.load(data_ref.at[positions], mask=valid, other=0).astype(jnp.float32)
-      hits = valid[:, None] & (offsets[:, None] == lanes[None, :])  # [entries, columns]
-      stretch = jnp.sum(jnp.where(hits, values[:, None], 0.0), axis=0)
-      out_ref[row, pl.ds(index * block, block)] = stretch.astype(out_ref.dtype)
-      return pointer + jnp.sum(valid & (offsets < block), dtype=jnp.int32)
+    def zero_step(index, carry):
+      out_ref[row, pl.ds(index * block, block)] = zeros
+      return carry
 
-    jax.lax.fori_loop(0, padded_cols // block, step, offsets_ref[row])
+    jax.lax.fori_loop(0, padded_cols // block, zero_step, 0)
+    if not interpret:  # (the interpreter runs each store whole, in order, and has no barrier)
+      plt.debug_barrier()  # the zeros are stored before any entry (other threads write both)
+    lanes = jnp.arange(block_nnz, dtype=jnp.int32)
+
+    def entry_step(index, carry):
+      positions = jnp.minimum(start + index * block_nnz + lanes, end - 1)
+      cols = jnp.clip(cols_ref[positions], 0, num_cols - 1)
+      out_ref[row, cols] = data_ref[positions].astype(out_ref.dtype)
+      return carry
+
+    jax.lax.fori_loop(0, (end - start + block_nnz - 1) // block_nnz, entry_step, 0)
 
   return pl.pallas_call(
       kernel,

@@ -10,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 from pallas_kernels import csr_spmm_dense, dense_product
 from tests.pallas_kernels import csr_cases as cases
 
-# 8 columns an expansion step: the shapes below are not multiples of it.
-SMALL = csr_spmm_dense.DenseSpmmConfig(block_cols=8)
+# Zeros 8 a store, entries 4 a step: the shapes below are not multiples of them.
+SMALL = csr_spmm_dense.DenseSpmmConfig(block_cols=8, block_nnz=4)
 # dense_product (the SDDMM dense path's product): 16 x 16 output tiles over D in steps of 16.
 PRODUCT = dense_product.ProductConfig(block_m=16, block_n=16, block_d=16, num_warps=4)
 
@@ -51,7 +51,7 @@ def test_chunks_of_rows():
   # three chunks, the last one short.
   rng = np.random.default_rng()
   case = cases.random_csr(rng, (37, 29), cases.ragged_lengths(rng, 37, 29), padding=1)
-  config = csr_spmm_dense.DenseSpmmConfig(block_cols=8, chunk_bytes=2048)
+  config = csr_spmm_dense.DenseSpmmConfig(block_cols=8, block_nnz=4, chunk_bytes=2048)
   assert config.chunk_rows(37, 32 * 4) == 16
   _check(case, 12, jnp.float32, rng, config=config)
 
@@ -71,11 +71,12 @@ def test_dense_rows_every_element_and_duplicates(dtype):
   expected = np.zeros((6, 72))
   expected[:, :70] = case.todense64()
   np.testing.assert_array_equal(np.asarray(rows, np.float64), expected)
-  twice = csr_spmm_dense.dense_rows(jnp.asarray([1.0, 2.0, 4.0], dtype),
-                                    jnp.asarray([3, 3, 5], jnp.int32),
-                                    jnp.asarray([0, 3], jnp.int32), num_cols=8, config=SMALL,
-                                    interpret=cases.INTERPRET)
-  np.testing.assert_array_equal(np.asarray(twice, np.float64), [[0, 0, 0, 3, 0, 4, 0, 0]])
+  clamped = csr_spmm_dense.dense_rows(jnp.asarray([1.0, 2.0, 4.0], dtype),
+                                      jnp.asarray([-3, 3, 50], jnp.int32),
+                                      jnp.asarray([0, 3, 3], jnp.int32), num_cols=8,
+                                      config=SMALL, interpret=cases.INTERPRET)
+  np.testing.assert_array_equal(np.asarray(clamped, np.float64),
+                                [[1, 0, 0, 2, 0, 0, 0, 4], [0] * 8])
 
 
 def test_default_config():
@@ -125,6 +126,8 @@ def test_bad_arguments_name_the_argument():
                              interpret=True)
   with pytest.raises(ValueError, match="block_cols must be a power of two"):
     csr_spmm_dense.DenseSpmmConfig(block_cols=24)
+  with pytest.raises(ValueError, match="block_nnz must be a power of two"):
+    csr_spmm_dense.DenseSpmmConfig(block_nnz=3)
   with pytest.raises(ValueError, match="ProductConfig.block_d must be a power of two"):
     dense_product.ProductConfig(block_d=24)
   assert "block_n=8" in dense_product.gpu_supported(dense_product.ProductConfig(block_n=8))
