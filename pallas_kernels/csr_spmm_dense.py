@@ -69,10 +69,13 @@ def choose_config(num_cols: int) -> DenseSpmmConfig:
 # The row kernel: about 3 million products (stored entries x N) a microsecond, float32 and
 # bfloat16 alike (1.7-3.9 measured: the short rows of 384 x 384 at 90% the slowest).
 ROW_KERNEL_PRODUCTS_PER_US = 3e6
-# The dense path: the dense rows written (M x K bytes), the product
-# (``dense_product.modeled_us``), and a fixed cost: two launches, and XLA's product short of its
-# rate on small shapes (MiniLM's 1536 x 384 bf16 at N = 128: 9.9 us for 0.15 GFLOP).
+# The dense path: the dense rows written (M x K bytes) and their entries stored (4096 x 4096
+# float32: ~50 us at s = 0.9, ~120 at s = 0.5), the product (``dense_product.modeled_us``), and a
+# fixed cost: two launches, and XLA's product short of its rate on small shapes (MiniLM's 1536 x
+# 384 bf16 at N = 128: 9.9 us for 0.15 GFLOP). Modeled 217 / 184 us for 4096 x 4096 float32 at
+# s = 0.5 / 0.7, N = 128; measured 219 / 184.
 WRITE_BYTES_PER_US = 2.0e6
+EXPAND_US_PER_ENTRY = 1e-5
 DENSE_FIXED_US = 10.0
 # The dense path is taken when modeled at most this fraction of the row kernel's time.
 DENSE_MARGIN = 0.85
@@ -86,7 +89,8 @@ def prefers_dense(num_rows: int, num_cols: int, n: int, nse: int, dtype) -> bool
     return False
   itemsize = jnp.dtype(dtype).itemsize
   dense_us = (dense_product.modeled_us(num_rows, n, num_cols, dtype)
-              + num_rows * num_cols * itemsize / WRITE_BYTES_PER_US + DENSE_FIXED_US)
+              + num_rows * num_cols * itemsize / WRITE_BYTES_PER_US + nse * EXPAND_US_PER_ENTRY
+              + DENSE_FIXED_US)
   rows_us = nse * n / ROW_KERNEL_PRODUCTS_PER_US
   return dense_us < DENSE_MARGIN * rows_us
 
