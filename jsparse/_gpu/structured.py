@@ -22,6 +22,10 @@ call is lowered) picks one per call:
   fewer than 64 rows, N not a multiple of 64 (SpMV, decoding), GPUs other than Hopper, interpret
   mode.
 
+N:M and tiled SpMM with more than 32 columns of X (prefill, ``expands_to_dense``) expand W once
+to a dense array (``nm_matmul.expand_fn``, ``tiled_spmm.expand_fn``) and multiply it by XLA's dot;
+decoding (N <= 32) runs the fused kernels below.
+
 Tiled SpMM runs ``pallas_kernels.tiled_spmm`` (tiles expanded from their bitmaps, then a ``dot``,
 or float32 FMAs for one column of X on wide weights; ``tiled_config``).
 ``pallas_kernels.tiled_gather`` (each stored value times X's row at its column, no expansion)
@@ -237,10 +241,11 @@ def _spmm_bsr(data, col_indices, row_offsets, dense, *, interpret, layout, **unu
 # Prefill through a dense W: from these many columns of X up, W is expanded to dense once a call
 # (``nm_matmul.expand_fn`` / ``tiled_spmm.expand_fn``) and multiplied by XLA's dense product,
 # instead of the fused kernels, which expand W on the CUDA cores again for every column tile of X
-# beside the tensor cores. H100 bf16 (experiments/results/h100-2026-11-26-prefill-expand/), us,
-# fused -> expanded (dense): 2:4 4096x4096 @ 1024 / 4096 96.8 / 344.9 -> 82.2 / 239.1 (66.0 /
+# beside the tensor cores. H100 bf16 (experiments/results/h100-2026-11-26-prefill-expand/round1),
+# us, fused -> expanded (dense): 2:4 4096x4096 @ 1024 / 4096 96.8 / 344.9 -> 82.2 / 239.1 (66.0 /
 # 209.5), 14336x4096 @ 1024 322.3 -> 272.9 (216.4), 4096x14336 @ 1024 295.7 -> 233.1 (240.1);
-# tiled 70% 384x1536 / 384x384 @ 4096 53.3 / 17.9 -> 19.7 / 9.2 (17.3 / 7.9).
+# tiled 70% 384x1536 / 384x384 @ 4096 53.3 / 17.9 -> 19.7 / 9.2 (17.3 / 7.9). From N = 64 up
+# (crossover/) the expansion won or tied on every shape: every prefill launch (N > 32) expands.
 EXPAND_MIN_N = {"nm": 33, "tiled": 33}
 
 
