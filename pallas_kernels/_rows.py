@@ -69,6 +69,18 @@ def check_csr_operands(data_or_none, col_indices: jax.Array, row_offsets: jax.Ar
                      f"{tuple(data_or_none.shape)}")
 
 
+def check_spmm_operands(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array,
+                        dense: jax.Array, num_rows: int, *, dense_name: str) -> None:
+  """The CSR SpMM kernels' operands: a CSR matrix of a kernel value dtype and a 2-D dense
+  operand (called ``dense_name`` in the error) of data's dtype. Raises ValueError/TypeError
+  naming the argument."""
+  check_csr_operands(data, col_indices, row_offsets, num_rows)
+  check_value_dtype("data", data)
+  if dense.ndim != 2 or dense.dtype != data.dtype:
+    raise ValueError(f"{dense_name} must be 2-D [K, N] of data's dtype {data.dtype}, got "
+                     f"{dense.dtype} {tuple(dense.shape)}")
+
+
 def check_sddmm_operands(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array,
                          y: jax.Array, num_rows: int) -> None:
   """The SDDMM kernels' operands: a CSR pattern, X ``[M, D]`` and Y ``[N, D]`` of one float

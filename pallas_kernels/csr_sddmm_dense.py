@@ -79,7 +79,7 @@ ROW_KERNEL_BYTES_PER_US = 6.5e6
 PRODUCT_BYTES_PER_US = 2.0e6
 SAMPLE_US_PER_ENTRY = 1e-5
 # S is materialised a chunk of rows at a time; the dense path is not taken where even one tile
-# row of S (128 rows) would exceed this.
+# row of S (the product's ``block_m`` rows: 64 for float32, 128 for 16-bit) would exceed this.
 MAX_TILE_ROW_BYTES = 256 << 20
 
 
@@ -89,7 +89,8 @@ def prefers_dense(num_rows: int, num_cols: int, inner: int, nse: int, dtype) -> 
   (static shapes only; ``nse`` counts padding too), and a tile row of S fits
   ``MAX_TILE_ROW_BYTES``."""
   elements = num_rows * num_cols
-  if 128 * num_cols * 4 > MAX_TILE_ROW_BYTES or nse == 0 or inner == 0:
+  tile_rows = dense_product.choose_config(inner, dtype).block_m
+  if tile_rows * num_cols * 4 > MAX_TILE_ROW_BYTES or nse == 0 or inner == 0:
     return False
   dense_us = (dense_product.modeled_us(num_rows, num_cols, inner, dtype)
               + 4 * elements / PRODUCT_BYTES_PER_US + nse * SAMPLE_US_PER_ENTRY)

@@ -227,11 +227,8 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
   Returns:
     ``[M, N]`` in ``data``'s dtype, accumulated in float32.
   """
-  _rows.check_csr_operands(data, col_indices, row_offsets, num_rows)
-  _rows.check_value_dtype("data", data)
-  if b.ndim != 2 or b.dtype != data.dtype:
-    raise ValueError(f"b must be 2-D [K, N] of data's dtype {data.dtype}, got {b.dtype} "
-                     f"{tuple(b.shape)}")
+  _rows.check_spmm_operands(data, col_indices, row_offsets, b, num_rows,
+                            dense_name="b")
   n = b.shape[1]
   if num_rows == 0 or n == 0:
     return jnp.zeros((num_rows, n), data.dtype)

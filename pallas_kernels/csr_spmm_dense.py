@@ -164,11 +164,8 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, d
   Returns:
     ``[M, N]`` in data's dtype, accumulated in float32.
   """
-  _rows.check_csr_operands(data, col_indices, row_offsets, num_rows)
-  _rows.check_value_dtype("data", data)
-  if dense.ndim != 2 or dense.dtype != data.dtype:
-    raise ValueError(f"dense must be [K, N] of data's dtype {data.dtype}, got {dense.dtype} "
-                     f"{tuple(dense.shape)}")
+  _rows.check_spmm_operands(data, col_indices, row_offsets, dense, num_rows,
+                            dense_name="dense")
   num_cols, n = dense.shape
   nse = data.shape[0]
   if num_rows == 0 or nse == 0 or n == 0 or num_cols == 0:

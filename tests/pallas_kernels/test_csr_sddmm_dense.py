@@ -112,9 +112,13 @@ def test_prefers_dense_on_the_measured_grid(inner, sparsity, expected):
   assert csr_sddmm_dense.prefers_dense(4096, 4096, inner, nse, jnp.float32) is expected
 
 
-def test_prefers_dense_never_past_the_memory_budget_or_when_empty():
-  cols = csr_sddmm_dense.MAX_TILE_ROW_BYTES // (4 * 128) + 1
-  assert not csr_sddmm_dense.prefers_dense(128, cols, 4096, 128 * cols, jnp.float32)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+def test_prefers_dense_never_past_the_memory_budget_or_when_empty(dtype):
+  # One tile row of S is the product's block_m rows (64 for float32, 128 for 16-bit) of float32.
+  from pallas_kernels import dense_product
+  tile_rows = dense_product.choose_config(4096, dtype).block_m
+  cols = csr_sddmm_dense.MAX_TILE_ROW_BYTES // (4 * tile_rows) + 1
+  assert not csr_sddmm_dense.prefers_dense(128, cols, 4096, 128 * cols, dtype)
   assert not csr_sddmm_dense.prefers_dense(4096, 4096, 1024, 0, jnp.float32)
   assert not csr_sddmm_dense.prefers_dense(4096, 4096, 0, 4096, jnp.float32)
 

@@ -121,7 +121,7 @@ def test_prefers_dense_minilm_layers_bfloat16(shape, sparsity, n, expected):
 def test_bad_arguments_name_the_argument():
   data, cols, offsets = (jnp.ones(3, jnp.float32), jnp.zeros(3, jnp.int32),
                          jnp.array([0, 1, 3], jnp.int32))
-  with pytest.raises(ValueError, match="dense must be \\[K, N\\] of data's dtype"):
+  with pytest.raises(ValueError, match="dense must be 2-D \\[K, N\\] of data's dtype"):
     csr_spmm_dense.kernel_fn(data, cols, offsets, jnp.ones((4, 2), jnp.bfloat16), num_rows=2,
                              interpret=True)
   with pytest.raises(ValueError, match="block_cols must be a power of two"):
