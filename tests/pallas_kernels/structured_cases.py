@@ -57,6 +57,18 @@ def check_spmm(product, dense64: np.ndarray, b, b64: np.ndarray, dtype) -> None:
   assert_close(product, dense64 @ b64, dtype, np.abs(dense64) @ np.abs(b64))
 
 
+def record_calls(monkeypatch, module, names, detail=None) -> list:
+  """Wraps ``module.<name>`` for each of ``names``: every call appends ``name`` (or ``(name,
+  detail(kwargs))``) to the returned list, then runs the original."""
+  calls = []
+  for name in names:
+    def wrapper(*args, _name=name, _original=getattr(module, name), **kwargs):
+      calls.append(_name if detail is None else (_name, detail(kwargs)))
+      return _original(*args, **kwargs)
+    monkeypatch.setattr(module, name, wrapper)
+  return calls
+
+
 def pallas_registered(op: str, format: str) -> bool:
   """Whether ``impl="pallas"`` has a kernel for ``op`` on ``format`` on this platform (the CPU
   only with ``JSPARSE_PALLAS_INTERPRET=1`` set before jsparse was imported)."""

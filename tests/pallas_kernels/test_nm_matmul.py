@@ -346,12 +346,8 @@ def test_public_spmm_prefill_expands_to_dense(monkeypatch):
   # by XLA's product; below, the fused kernel.
   from jsparse._gpu import structured
   monkeypatch.setitem(structured.EXPAND_MIN_N, "nm", 48)
-  calls = []
-  expand_fn, kernel_fn = nm_matmul.expand_fn, nm_matmul.kernel_fn
-  monkeypatch.setattr(nm_matmul, "expand_fn", lambda *a, **k: calls.append(
-      ("expand", k["indices_packed"])) or expand_fn(*a, **k))
-  monkeypatch.setattr(nm_matmul, "kernel_fn", lambda *a, **k: calls.append(
-      ("fused", k["indices_packed"])) or kernel_fn(*a, **k))
+  calls = cases.record_calls(monkeypatch, nm_matmul, ("expand_fn", "kernel_fn"),
+                             lambda kwargs: kwargs["indices_packed"])
   jax.clear_caches()
   rng = np.random.default_rng()
   for dtype in (jnp.bfloat16, jnp.float32):
@@ -359,4 +355,4 @@ def test_public_spmm_prefill_expands_to_dense(monkeypatch):
     for num_n in (48, 20):
       b, b64 = cases.dense_operand(rng, (136, num_n), dtype)
       cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, dtype)
-  assert calls == [("expand", True), ("fused", True)] * 2
+  assert calls == [("expand_fn", True), ("kernel_fn", True)] * 2

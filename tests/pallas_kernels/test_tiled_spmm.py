@@ -219,12 +219,7 @@ def test_public_spmm_prefill_expands_to_dense(monkeypatch):
   # From EXPAND_MIN_N columns up, W is expanded once and multiplied by XLA's product.
   from jsparse._gpu import structured
   monkeypatch.setitem(structured.EXPAND_MIN_N, "tiled", 40)
-  calls = []
-  expand_fn, kernel_fn = tiled_spmm.expand_fn, tiled_spmm.kernel_fn
-  monkeypatch.setattr(tiled_spmm, "expand_fn",
-                      lambda *a, **k: calls.append("expand") or expand_fn(*a, **k))
-  monkeypatch.setattr(tiled_spmm, "kernel_fn",
-                      lambda *a, **k: calls.append("fused") or kernel_fn(*a, **k))
+  calls = cases.record_calls(monkeypatch, tiled_spmm, ("expand_fn", "kernel_fn"))
   jax.clear_caches()
   rng = np.random.default_rng()
   dense64 = cases.sparse_dense(rng, (40, 100), 0.3, jnp.bfloat16)
@@ -232,4 +227,4 @@ def test_public_spmm_prefill_expands_to_dense(monkeypatch):
   for num_n in (40, 16):
     b, b64 = cases.dense_operand(rng, (100, num_n), jnp.bfloat16)
     cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
-  assert calls == ["expand", "fused"]
+  assert calls == ["expand_fn", "kernel_fn"]
