@@ -67,16 +67,22 @@ def choose_config(num_cols: int) -> DenseSpmmConfig:
 # Which SpMM kernel a call should take (``prefers_dense``): time models of both paths, constants
 # from an H100, 2026-11-26 (experiments/results/h100-2026-11-26-prefill-expand/).
 # The row kernel: about 3 million products (stored entries x N) a microsecond, float32 and
-# bfloat16 alike (1.7-3.9 measured: the short rows of 384 x 384 at 90% the slowest).
+# bfloat16 alike (1.7-3.9 measured on its own), plus a fixed cost that counts inside a model:
+# there ``nn``'s layer call ``spmm(W, x.T).T`` also materialises B = x.T for it (pruned MiniLM,
+# 1 x 128 tokens: 14.5-26.4 us a layer where the products alone model 0.6-7.5).
 ROW_KERNEL_PRODUCTS_PER_US = 3e6
+ROW_FIXED_US = 8.0
 # The dense path: the dense rows written (M x K bytes) and their entries stored (4096 x 4096
 # float32: ~50 us at s = 0.9, ~120 at s = 0.5), the product (``dense_product.modeled_us``), and a
-# fixed cost: two launches, and XLA's product short of its rate on small shapes (MiniLM's 1536 x
-# 384 bf16 at N = 128: 9.9 us for 0.15 GFLOP). Modeled 217 / 184 us for 4096 x 4096 float32 at
-# s = 0.5 / 0.7, N = 128; measured 219 / 184.
+# fixed cost (two launches). Modeled 214 / 179 us for 4096 x 4096 float32 at s = 0.5 / 0.7,
+# N = 128; measured 219 / 184; MiniLM's layers at 1 x 128 tokens: 6.8-10.1 us.
 WRITE_BYTES_PER_US = 2.0e6
 EXPAND_US_PER_ENTRY = 1e-5
-DENSE_FIXED_US = 10.0
+DENSE_FIXED_US = 5.0
+# Below this many columns of B the row kernel always runs: the dense path writes and reads all
+# of A's M x K elements, more bytes than the row kernel's whole product when N is small (and not
+# measured there).
+DENSE_MIN_N = 64
 # The dense path is taken when modeled at most this fraction of the row kernel's time.
 DENSE_MARGIN = 0.85
 
@@ -85,13 +91,13 @@ def prefers_dense(num_rows: int, num_cols: int, n: int, nse: int, dtype) -> bool
   """Whether the dense path is expected to beat the row kernel (``csr_spmm``) for an
   ``[num_rows, num_cols]`` matrix with ``nse`` stored positions times ``[num_cols, n]`` (static
   shapes only; ``nse`` counts padding too)."""
-  if nse == 0 or n == 0 or num_rows == 0 or num_cols == 0:
+  if nse == 0 or n < DENSE_MIN_N or num_rows == 0 or num_cols == 0:
     return False
   itemsize = jnp.dtype(dtype).itemsize
   dense_us = (dense_product.modeled_us(num_rows, n, num_cols, dtype)
               + num_rows * num_cols * itemsize / WRITE_BYTES_PER_US + nse * EXPAND_US_PER_ENTRY
               + DENSE_FIXED_US)
-  rows_us = nse * n / ROW_KERNEL_PRODUCTS_PER_US
+  rows_us = nse * n / ROW_KERNEL_PRODUCTS_PER_US + ROW_FIXED_US
   return dense_us < DENSE_MARGIN * rows_us
 
 

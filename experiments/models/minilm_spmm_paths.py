@@ -1,10 +1,10 @@
 """Pruned MiniLM's CSR SpMMs on the GPU by path (``JSPARSE_CSR_SPMM_PATH``): for a
 magnitude-pruned variant (bfloat16, as ``gpu_bench.sh``) and a token count, the whole forward
-pass's latency with the row kernels only ("rows") and with the default choice per layer ("auto":
-dense rows where ``csr_spmm_dense.prefers_dense`` picks them; ``minilm_pruning.latency``), the
-Pallas kernels named in the compiled HLO under "auto"; then each distinct pruned weight shape's
-``jsparse.spmm(W, x.T)`` (the layer's call) on each path and the dense ``x @ W.T`` of the same
-weight, one JaxLoopTimer each. (The dense path through a Pallas product lost inside the forward
+pass's latency with the row kernels only ("rows"), with the default choice per layer ("auto":
+dense rows where ``csr_spmm_dense.prefers_dense`` picks them) and with dense rows in every layer
+("dense"; ``minilm_pruning.latency``), the Pallas kernels named in the compiled HLO under "auto";
+then each distinct pruned weight shape's ``jsparse.spmm(W, x.T)`` (the layer's call) on each path
+and the dense ``x @ W.T`` of the same weight, one JaxLoopTimer each. (The dense path through a Pallas product lost inside the forward
 pass though it won alone: H100, 2026-11-26, ``--profile`` found the transposes around it.)
 
     python3 -P experiments/models/minilm_spmm_paths.py OUTDIR [--variant magnitude-70%]
@@ -99,7 +99,8 @@ def main() -> None:
       label: with_path(path, lambda: minilm_pruning.latency(model, (batch, seq)))[
           "median_s"] * 1e6
       for label, path in (("row kernels", "rows"),
-                          ("auto (dense rows where preferred)", "auto"))}
+                          ("auto (dense rows where preferred)", "auto"),
+                          ("dense rows everywhere", "dense"))}
   profiles = {}
   if args.profile:
     for label in ("rows", "auto"):

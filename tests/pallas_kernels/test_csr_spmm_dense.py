@@ -99,6 +99,8 @@ def test_product_nt_against_float64():
     # The H100 probe's faster path (experiments/results/h100-2026-11-26-spmm-dense/).
     (4096, 0.5, 1024, True), (4096, 0.8, 1024, True), (4096, 0.9, 1024, False),
     (4096, 0.9, 32, False), (4096, 0.98, 128, False), (4096, 0.9, 128, False),
+    (4096, 0.5, 128, True), (4096, 0.7, 128, True), (4096, 0.8, 128, False),
+    (4096, 0.5, 32, False),  # N < DENSE_MIN_N: the row kernel always
 ])
 def test_prefers_dense(inner, sparsity, n, expected):
   nse = int(4096 * inner * (1 - sparsity))
@@ -108,12 +110,13 @@ def test_prefers_dense(inner, sparsity, n, expected):
 
 @pytest.mark.parametrize("shape,sparsity,n,expected", [
     ((1536, 384), 0.7, 4096, True), ((384, 1536), 0.9, 4096, True),
-    ((384, 384), 0.9, 4096, True), ((1536, 384), 0.7, 128, False),
-    ((384, 1536), 0.9, 128, False),
+    ((384, 384), 0.9, 4096, True), ((1536, 384), 0.7, 128, True),
+    ((384, 1536), 0.9, 128, True), ((384, 384), 0.9, 128, True), ((384, 384), 0.9, 32, False),
 ])
 def test_prefers_dense_minilm_layers_bfloat16(shape, sparsity, n, expected):
-  # MiniLM's weights: 8 x 512 tokens (N = 4096) and 1 x 128 (H100: the row kernel 79-263 us on
-  # the feed-forward shapes at N = 4096, 35 us on 384 x 384 at 90%; 8.5-18 us at N = 128).
+  # MiniLM's weights inside the model (the layer call spmm(W, x.T).T): 8 x 512 tokens (N = 4096)
+  # and 1 x 128 (H100: dense rows 6.8-10.1 us a layer at N = 128, the row kernel 14.5-26.4);
+  # below 64 columns the row kernel.
   nse = int(shape[0] * shape[1] * (1 - sparsity))
   assert csr_spmm_dense.prefers_dense(*shape, n, nse, jnp.bfloat16) is expected
 
