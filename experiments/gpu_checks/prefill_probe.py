@@ -117,8 +117,8 @@ def main() -> None:
       # The fused kernels at any N: no expansion (the choice is made when the timed loop is
       # compiled, inside time_checked); CSR: the row kernel.
       fused = line == "fused kernel"
-      with mock.patch.dict(structured.EXPAND_MIN_N,
-                           {"nm": 1 << 30, "tiled": 1 << 30} if fused else {}), \
+      with mock.patch.object(structured, "EXPAND_MIN_N",
+                             1 << 30 if fused else structured.EXPAND_MIN_N), \
           mock.patch.dict(os.environ, {gpu_csr.SPMM_PATH_ENV_VAR: "rows"} if fused else {}):
         bench_common.time_checked(record, fn, operands, working_set, config, want,
                                   skip=time.monotonic() - start > args.budget_s)

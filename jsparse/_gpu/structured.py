@@ -246,17 +246,17 @@ def _spmm_bsr(data, col_indices, row_offsets, dense, *, interpret, layout, **unu
 # 209.5), 14336x4096 @ 1024 322.3 -> 272.9 (216.4), 4096x14336 @ 1024 295.7 -> 233.1 (240.1);
 # tiled 70% 384x1536 / 384x384 @ 4096 53.3 / 17.9 -> 19.7 / 9.2 (17.3 / 7.9). From N = 64 up
 # (crossover/) the expansion won or tied on every shape: every prefill launch (N > 32) expands.
-EXPAND_MIN_N = {"nm": 33, "tiled": 33}
+EXPAND_MIN_N = 33
 
 
-def expands_to_dense(format: str, num_n: int) -> bool:
-  """Whether an ``A @ B`` of ``num_n`` columns in ``format`` ("nm" or "tiled") takes the
-  expanded path (``EXPAND_MIN_N``)."""
-  return num_n >= EXPAND_MIN_N[format]
+def expands_to_dense(num_n: int) -> bool:
+  """Whether an N:M or tiled ``A @ B`` of ``num_n`` columns takes the expanded path
+  (``EXPAND_MIN_N``)."""
+  return num_n >= EXPAND_MIN_N
 
 
 def _spmm_nm(data, indices, packed_indices, dense, *, interpret, layout, **unused):
-  if expands_to_dense("nm", dense.shape[1]):
+  if expands_to_dense(dense.shape[1]):
     packed = packed_indices.shape[-1] > 0
     weights = nm_matmul.expand_fn(data, packed_indices if packed else indices,
                                   shape=layout.shape, nm=layout.nm, indices_packed=packed)
@@ -294,7 +294,7 @@ def _tiled_supported(layout: SparseLayout, num_n: int) -> bool | str:
 
 def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, layout,
                 **unused):
-  if expands_to_dense("tiled", dense.shape[1]):
+  if expands_to_dense(dense.shape[1]):
     weights = tiled_spmm.expand_fn(data, bitmaps, row_offsets, shape=layout.shape,
                                    interpret=interpret)
     return dense_product.xla_product(weights, dense)

@@ -345,7 +345,7 @@ def test_public_spmm_prefill_expands_to_dense(monkeypatch):
   # From EXPAND_MIN_N columns up, W is expanded once (from its packed positions) and multiplied
   # by XLA's product; below, the fused kernel.
   from jsparse._gpu import structured
-  monkeypatch.setitem(structured.EXPAND_MIN_N, "nm", 48)
+  monkeypatch.setattr(structured, "EXPAND_MIN_N", 48)
   calls = cases.record_calls(monkeypatch, nm_matmul, ("expand_fn", "kernel_fn"),
                              lambda kwargs: kwargs["indices_packed"])
   jax.clear_caches()

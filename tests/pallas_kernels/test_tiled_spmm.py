@@ -218,7 +218,7 @@ def test_expand_fn_lowers_to_triton_for_h100(monkeypatch):
 def test_public_spmm_prefill_expands_to_dense(monkeypatch):
   # From EXPAND_MIN_N columns up, W is expanded once and multiplied by XLA's product.
   from jsparse._gpu import structured
-  monkeypatch.setitem(structured.EXPAND_MIN_N, "tiled", 40)
+  monkeypatch.setattr(structured, "EXPAND_MIN_N", 40)
   calls = cases.record_calls(monkeypatch, tiled_spmm, ("expand_fn", "kernel_fn"))
   jax.clear_caches()
   rng = np.random.default_rng()
