@@ -53,7 +53,7 @@ class DenseSpmmConfig:
 
   def chunk_rows(self, num_rows: int, row_bytes: int) -> int:
     """Rows of A expanded per chunk: within ``chunk_bytes`` (at least 1), at most ``num_rows``."""
-    return max(1, min(num_rows, self.chunk_bytes // max(row_bytes, 1)))
+    return dense_product.rows_per_chunk(num_rows, row_bytes, 1, self.chunk_bytes)
 
 
 def choose_config(num_cols: int) -> DenseSpmmConfig:
@@ -115,8 +115,12 @@ def dense_rows(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, 
   lane's write at a shared address. Column indices are clamped to [0, K): an unvalidated index
   cannot write outside its row.
   """
-  block, block_nnz = config.block_cols, config.block_nnz
   num_rows = row_offsets.shape[0] - 1
+  _rows.check_csr_operands(data, col_indices, row_offsets, num_rows)
+  _rows.check_value_dtype("data", data)
+  if num_cols < 1:
+    raise ValueError(f"num_cols must be >= 1, got {num_cols}")
+  block, block_nnz = config.block_cols, config.block_nnz
   padded_cols = pl.cdiv(num_cols, block) * block
 
   def kernel(offsets_ref, cols_ref, data_ref, out_ref):

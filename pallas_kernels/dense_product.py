@@ -102,7 +102,18 @@ def xla_product(a: jax.Array, b: jax.Array) -> jax.Array:
   """``a @ b`` by XLA's dot (cuBLAS on a GPU), float32 accumulation, cast to a's dtype: float32
   operands at ``Precision.HIGHEST``. The dense paths that expand a sparse A use it where XLA is
   free to fold transposes of B and of the result into the product (a Pallas call takes its
-  operands row-major)."""
+  operands row-major).
+
+  Args:
+    a: ``[M, K]`` float32, bfloat16 or float16.
+    b: ``[K, N]`` of a's dtype.
+  """
+  if a.ndim != 2 or a.dtype not in (jnp.float32, jnp.bfloat16, jnp.float16):
+    raise ValueError(f"a must be [M, K] float32, bfloat16 or float16, got {a.dtype} "
+                     f"{tuple(a.shape)}")
+  if b.ndim != 2 or b.shape[0] != a.shape[1] or b.dtype != a.dtype:
+    raise ValueError(f"b must be [K, N] with K = {a.shape[1]} and a's dtype {a.dtype}, got "
+                     f"{b.dtype} {tuple(b.shape)}")
   return jnp.dot(a, b, precision=_common.dot_precision(a.dtype),
                  preferred_element_type=jnp.float32).astype(a.dtype)
 

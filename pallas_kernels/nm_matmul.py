@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
-from pallas_kernels import _common
+from pallas_kernels import _common, _rows
 from pallas_kernels.nm_packing import pack_indices, packed_layout  # noqa: F401 (re-exported)
 
 
@@ -138,6 +138,31 @@ def _interleave(parts: list[jax.Array]) -> jax.Array:
   return joined.reshape(*joined.shape[:-2], len(parts))
 
 
+def check_operands(data: jax.Array, indices: jax.Array, *, shape: tuple[int, int],
+                   nm: tuple[int, int], indices_packed: bool) -> None:
+  """An N:M matrix's arrays for ``kernel_fn`` and ``expand_fn``: data [M, K / m * n] of a kernel
+  value dtype, K a multiple of m, and positions of the same shape (integers) or, packed, uint32
+  [M, ceil(K / m / g)]. Raises ValueError/TypeError naming the argument."""
+  n, m = nm
+  num_rows, num_k = shape
+  if not 0 < n <= m:
+    raise ValueError(f"nm must be (n, m) with 0 < n <= m, got {nm}")
+  if num_k % m:
+    raise ValueError(f"shape[1] = K = {num_k} must be a multiple of m = {m}")
+  _rows.check_value_dtype("data", data)
+  if data.shape != (num_rows, num_k // m * n):
+    raise ValueError(f"data must be [M, K / m * n] = {(num_rows, num_k // m * n)}, got "
+                     f"{tuple(data.shape)}")
+  if indices_packed:
+    words = -(-(num_k // m) // packed_layout(nm)[1])
+    if indices.dtype != jnp.uint32 or indices.shape != (num_rows, words):
+      raise ValueError(f"packed indices must be uint32 {(num_rows, words)}, got {indices.dtype} "
+                       f"{tuple(indices.shape)}")
+  elif not jnp.issubdtype(indices.dtype, jnp.integer) or indices.shape != data.shape:
+    raise ValueError(f"indices must be integers of data's shape {tuple(data.shape)}, got "
+                     f"{indices.dtype} {tuple(indices.shape)}")
+
+
 def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: tuple[int, int],
               nm: tuple[int, int], config: NmMatmulConfig = NmMatmulConfig(),
               indices_packed: bool = False, interpret: bool = False) -> jax.Array:
@@ -174,6 +199,7 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
                      f"got n={n}, position_dots={config.position_dots}, data {data.dtype}")
   if config.joined_tile and not config.position_dots:
     raise ValueError("config.joined_tile needs config.position_dots")
+  check_operands(data, indices, shape=shape, nm=nm, indices_packed=indices_packed)
   value_dtype = data.dtype
   groups = block_k // m
   bits, per_word = packed_layout(nm) if indices_packed else (0, 1)
@@ -431,6 +457,7 @@ def expand_fn(data: jax.Array, indices: jax.Array, *, shape: tuple[int, int], nm
     nm: (n, m).
     indices_packed: whether ``indices`` holds packed words.
   """
+  check_operands(data, indices, shape=shape, nm=nm, indices_packed=indices_packed)
   n, m = nm
   num_rows, groups = shape[0], shape[1] // m
   values = data.reshape(num_rows, groups, n)

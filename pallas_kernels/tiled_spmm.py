@@ -19,6 +19,7 @@ at decoding (experiments/results/h100-2026-11-26-tiled-pipeline/).
 Triton constraints (``gpu_supported``): tm, tk, block_n powers of two, tm and block_n >= 16
 (block_n = 1 with ``fma_products``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
-from pallas_kernels import _common
+from pallas_kernels import _common, _rows
 
 WORD_BITS = 32
 
@@ -86,6 +87,26 @@ class TiledSpmmConfig:
       raise ValueError(f"num_splits={self.num_splits} must be >= 1")
 
 
+def check_operands(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, *,
+                   shape: tuple[int, int]) -> None:
+  """A tiled matrix's arrays for ``kernel_fn`` and ``expand_fn``: data [nse] of a kernel value
+  dtype, bitmaps uint32 [Mt, Kt, tm, tk / 32], row_offsets integers [Mt, Kt, tm], and a shape
+  the tiles cover. Raises ValueError/TypeError naming the argument."""
+  _rows.check_value_dtype("data", data)
+  if data.ndim != 1:
+    raise ValueError(f"data must be 1-D [nse], got shape {tuple(data.shape)}")
+  if bitmaps.ndim != 4 or bitmaps.dtype != jnp.uint32:
+    raise ValueError(f"bitmaps must be uint32 [Mt, Kt, tm, tk / 32], got {bitmaps.dtype} "
+                     f"{tuple(bitmaps.shape)}")
+  grid_m, grid_k, tm, words = bitmaps.shape
+  if (not jnp.issubdtype(row_offsets.dtype, jnp.integer)
+      or row_offsets.shape != (grid_m, grid_k, tm)):
+    raise ValueError(f"row_offsets must be integers [Mt, Kt, tm] = {(grid_m, grid_k, tm)}, got "
+                     f"{row_offsets.dtype} {tuple(row_offsets.shape)}")
+  if not (0 <= shape[0] <= grid_m * tm and 0 <= shape[1] <= grid_k * words * WORD_BITS):
+    raise ValueError(f"shape {tuple(shape)} must lie within the tiles' "
+                     f"{(grid_m * tm, grid_k * words * WORD_BITS)}")
+
 
 def _tile_values(data_ref, words_of_rows, offsets, *, tm: int, tk: int, popcount,
                  absent_reads: str):
@@ -141,6 +162,7 @@ def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense
   Returns:
     [M, N] of data's dtype, accumulated in float32.
   """
+  check_operands(data, bitmaps, row_offsets, shape=shape)
   grid_m, grid_k, tm, words = bitmaps.shape
   tk = words * WORD_BITS
   num_n, block_n = dense.shape[1], config.block_n
@@ -248,6 +270,7 @@ def expand_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, *,
     data, bitmaps, row_offsets, shape: as ``kernel_fn``.
     interpret: run in the Pallas interpreter (any platform).
   """
+  check_operands(data, bitmaps, row_offsets, shape=shape)
   grid_m, grid_k, tm, words = bitmaps.shape
   tk = words * WORD_BITS
   if data.shape[0] == 0:

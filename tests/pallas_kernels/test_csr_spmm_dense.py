@@ -127,6 +127,16 @@ def test_bad_arguments_name_the_argument():
   with pytest.raises(ValueError, match="dense must be 2-D \\[K, N\\] of data's dtype"):
     csr_spmm_dense.kernel_fn(data, cols, offsets, jnp.ones((4, 2), jnp.bfloat16), num_rows=2,
                              interpret=True)
+  with pytest.raises(ValueError, match="col_indices must be 1-D"):
+    csr_spmm_dense.dense_rows(data, cols[None], offsets, num_cols=4, interpret=True)
+  with pytest.raises(TypeError, match="data must be float16, bfloat16 or float32"):
+    csr_spmm_dense.dense_rows(data.astype(jnp.int32), cols, offsets, num_cols=4, interpret=True)
+  with pytest.raises(ValueError, match="num_cols must be >= 1"):
+    csr_spmm_dense.dense_rows(data, cols, offsets, num_cols=0, interpret=True)
+  with pytest.raises(ValueError, match=r"b must be \[K, N\] with K = 8 and a's dtype"):
+    dense_product.xla_product(jnp.ones((4, 8), jnp.float32), jnp.ones((7, 2), jnp.float32))
+  with pytest.raises(ValueError, match=r"a must be \[M, K\] float32, bfloat16 or float16"):
+    dense_product.xla_product(jnp.ones((4, 8), jnp.int32), jnp.ones((8, 2), jnp.int32))
   with pytest.raises(ValueError, match="block_cols must be a power of two"):
     csr_spmm_dense.DenseSpmmConfig(block_cols=24)
   with pytest.raises(ValueError, match="block_nnz must be a power of two"):

@@ -356,3 +356,22 @@ def test_public_spmm_prefill_expands_to_dense(monkeypatch):
       b, b64 = cases.dense_operand(rng, (136, num_n), dtype)
       cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, dtype)
   assert calls == [("expand_fn", True), ("kernel_fn", True)] * 2
+
+
+def test_expand_fn_rejects_bad_arguments():
+  matrix = jsparse.NM.fromdense(jnp.ones((4, 16), jnp.bfloat16), n=2, m=4)
+  data, indices, packed = matrix.data, matrix.indices, matrix.packed_indices
+  expand = lambda *a, **k: nm_matmul.expand_fn(*a, **{"shape": (4, 16), "nm": (2, 4), **k})  # noqa: E731
+  with pytest.raises(ValueError, match=r"shape\[1\] = K = 18 must be a multiple of m = 4"):
+    expand(data, indices, shape=(4, 18))
+  with pytest.raises(ValueError, match=r"nm must be \(n, m\) with 0 < n <= m"):
+    expand(data, indices, nm=(5, 4))
+  with pytest.raises(ValueError, match=r"data must be \[M, K / m \* n\] = \(4, 8\)"):
+    expand(data[:, :6], indices)
+  with pytest.raises(TypeError, match="data must be float16, bfloat16 or float32"):
+    expand(data.astype(jnp.int32), indices)
+  with pytest.raises(ValueError, match="indices must be integers of data's shape"):
+    expand(data, indices.astype(jnp.float32))
+  with pytest.raises(ValueError, match=r"packed indices must be uint32 \(4, 1\)"):
+    expand(data, indices, indices_packed=True)
+  assert expand(data, packed, indices_packed=True).shape == (4, 16)

@@ -228,3 +228,19 @@ def test_public_spmm_prefill_expands_to_dense(monkeypatch):
     b, b64 = cases.dense_operand(rng, (100, num_n), jnp.bfloat16)
     cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
   assert calls == ["expand_fn", "kernel_fn"]
+
+
+def test_expand_fn_rejects_bad_arguments():
+  matrix = cases.tiled_matrix(np.ones((16, 64)), jnp.bfloat16, (16, 64))
+  data, bitmaps, offsets = matrix.data, matrix.bitmaps, matrix.row_offsets
+  expand = lambda *a, **k: tiled_spmm.expand_fn(*a, **{"shape": (16, 64), "interpret": True, **k})  # noqa: E731
+  with pytest.raises(TypeError, match="data must be float16, bfloat16 or float32"):
+    expand(data.astype(jnp.int32), bitmaps, offsets)
+  with pytest.raises(ValueError, match=r"data must be 1-D \[nse\]"):
+    expand(data[None], bitmaps, offsets)
+  with pytest.raises(ValueError, match=r"bitmaps must be uint32 \[Mt, Kt, tm, tk / 32\]"):
+    expand(data, bitmaps.astype(jnp.int32), offsets)
+  with pytest.raises(ValueError, match=r"row_offsets must be integers \[Mt, Kt, tm\]"):
+    expand(data, bitmaps, offsets[..., :8])
+  with pytest.raises(ValueError, match=r"shape \(17, 64\) must lie within the tiles' \(16, 64\)"):
+    expand(data, bitmaps, offsets, shape=(17, 64))
