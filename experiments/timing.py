@@ -334,7 +334,12 @@ class JaxLoopTimer(Timer):
     return out, time.perf_counter() - start
 
   def run_once(self) -> Any:
-    return self._call(1)[0]
+    return self.run(1)
+
+  def run(self, iterations: int) -> Any:
+    """The compiled loop run ``iterations`` times (each ``unroll`` ops per copy), blocking; its
+    last output (e.g. to trace a known number of ops with ``jax.profiler``)."""
+    return self._call(iterations)[0]
 
   def with_operands(self, operand_sets: Sequence[tuple]) -> "JaxLoopTimer":
     """A timer of the same compiled loop on other operands of the same shapes and dtypes (no

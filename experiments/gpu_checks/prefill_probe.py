@@ -31,7 +31,7 @@ import jsparse  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
 from jsparse._gpu import csr as gpu_csr, structured  # noqa: E402
 from jsparse.formats import CSR, NM, Tiled  # noqa: E402
-from pallas_kernels import csr_spmm_dense, nm_matmul, tiled_spmm  # noqa: E402
+from pallas_kernels import csr_spmm_dense, dense_product, nm_matmul, tiled_spmm  # noqa: E402
 
 BF16, F32 = jnp.bfloat16, jnp.float32
 
@@ -97,11 +97,7 @@ def main() -> None:
                                  interpret=args.smoke)
     x = jax.random.normal(jax.random.fold_in(key, 1000 + index), (shape[1], n), F32).astype(dtype)
     expected = jnp.dot(w.astype(F32), x.astype(F32), precision=jax.lax.Precision.HIGHEST)
-    precision = jax.lax.Precision.HIGHEST if dtype == F32 else None
-
-    def dot(a, b):
-      return jnp.dot(a, b, precision=precision, preferred_element_type=F32).astype(dtype)
-
+    dot = dense_product.xla_product
     lines = {
         "dense": (dot, (w, x), expected),
         "kernel (default)": (lambda a, b: jsparse.spmm(a, b), (matrix, x), expected),

@@ -3,16 +3,17 @@ magnitude-pruned variant (bfloat16, as ``gpu_bench.sh``) and a token count, the 
 pass's latency with the row kernels only ("rows"), with the default choice per layer ("auto":
 dense rows where ``csr_spmm_dense.prefers_dense`` picks them) and with dense rows in every layer
 ("dense"; ``minilm_pruning.latency``), the Pallas kernels named in the compiled HLO under "auto";
-then each distinct pruned weight shape's ``jsparse.spmm(W, x.T)`` (the layer's call) on each path
-and the dense ``x @ W.T`` of the same weight, one JaxLoopTimer each. (The dense path through a Pallas product lost inside the forward
-pass though it won alone: H100, 2026-11-26, ``--profile`` found the transposes around it.)
+then each distinct pruned weight shape's ``jsparse.spmm(W, x.T)`` (the layer's call) on each
+path and the dense ``x @ W.T`` of the same weight, one JaxLoopTimer each. (The dense path through
+a Pallas product lost inside the forward pass though it won alone: H100, 2026-11-26,
+``--profile`` found the transposes around it.)
 
     python3 -P experiments/models/minilm_spmm_paths.py OUTDIR [--variant magnitude-70%]
         [--shape 8x512] [--profile]
 
 Writes OUTDIR/minilm_spmm_paths.json and prints it. ``--profile`` also traces the timed loop of
-the forward pass on both paths (``jax.profiler``) and adds, per way, the GPU kernels' summed time by
-name, their total busy time and the span of the trace (busy < span: the GPU waited).
+the forward pass on both paths (``jax.profiler``) and adds, per way, the GPU kernels' summed time
+by name, their total busy time and the span of the trace (busy < span: the GPU waited).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import jsparse  # noqa: E402
+from experiments.gpu_checks import bench_common  # noqa: E402
 from experiments.models import minilm_pruning  # noqa: E402
 from pallas_kernels import csr_spmm_dense  # noqa: E402
 from experiments.timing import JaxLoopTimer, TimingConfig  # noqa: E402
@@ -45,7 +47,7 @@ def kernel_profile(fn, operands: tuple, trace_dir: pathlib.Path, iterations: int
   loop = JaxLoopTimer(fn, [operands], unroll=2)
   loop.run_once()
   with jax.profiler.trace(str(trace_dir)):
-    loop._call(iterations)
+    loop.run(iterations)
   path = max(trace_dir.rglob("*.xplane.pb"), key=lambda p: p.stat().st_mtime)
   profile = jax.profiler.ProfileData.from_file(str(path))
   totals, counts, starts, ends = collections.Counter(), collections.Counter(), [], []
@@ -92,8 +94,10 @@ def main() -> None:
     finally:
       os.environ[env] = previous or ""
 
-  forward = jax.jit(lambda state, ids: nnx.merge(graphdef, state)(ids))
-  hlo = with_path("auto", lambda: forward.lower(state, ids).compile().as_text())
+  def apply(state, ids):
+    return nnx.merge(graphdef, state)(ids)
+
+  hlo = with_path("auto", lambda: jax.jit(apply).lower(state, ids).compile().as_text())
   names = collections.Counter(re.findall(r"jsparse_[a-z_]+|_spmm_kernel|_spmv_kernel", hlo))
   model_us = {
       label: with_path(path, lambda: minilm_pruning.latency(model, (batch, seq)))[
@@ -105,8 +109,7 @@ def main() -> None:
   if args.profile:
     for label in ("rows", "auto"):
       profiles[label] = with_path(label, lambda: kernel_profile(
-          lambda state, ids: nnx.merge(graphdef, state)(ids), (state, ids),
-          args.outdir / f"trace-{label}"))
+          apply, (state, ids), args.outdir / f"trace-{label}"))
   weights = {}
   for path, value in nnx.iter_graph(model):
     matrix = getattr(value, "matrix", None)
@@ -129,9 +132,9 @@ def main() -> None:
     layer["dense_matmul_us"] = JaxLoopTimer(lambda w, x: x @ w.T, [(dense_w, x)]).measure(
         config).median_us
     layers.append(layer)
-  result = {"variant": args.variant, "shape": args.shape,
+  result = {**bench_common.probe_meta(variant=args.variant, shape=args.shape),
             "hlo_kernel_names_with_dense_path": dict(names), "model_us": model_us,
-            "layers": layers, "profiles": profiles, "devices": [d.device_kind for d in jax.devices()]}
+            "layers": layers, "profiles": profiles}
   (args.outdir / "minilm_spmm_paths.json").write_text(json.dumps(result, indent=1))
   print(json.dumps(result, indent=1))
 

@@ -133,3 +133,15 @@ def test_a_busy_measurement_keeps_the_least_loaded_attempt(monkeypatch):
                                quiet_attempts=3, quiet_pause_s=0.0)
   measured = _CountingTimer(0.01).measure(config)
   assert measured.attempts == 3 and measured.foreign_cpu == 0.5
+
+
+def test_loop_timer_runs_a_given_number_of_iterations():
+  # run(n) runs the compiled loop n times (unroll ops per copy each) and returns the last output.
+  rng = np.random.default_rng()
+  a = jnp.asarray(rng.standard_normal((4, 3)), jnp.float32)
+  calls = []
+  timer = timing.JaxLoopTimer(lambda x: jax.debug.callback(lambda: calls.append(1)) or -x,
+                              [(a,)], unroll=2)
+  np.testing.assert_array_equal(np.asarray(timer.run(3)), -np.asarray(a))
+  jax.effects_barrier()
+  assert len(calls) == 3 * 2
