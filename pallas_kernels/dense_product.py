@@ -98,6 +98,19 @@ def _precision(dtype, interpret: bool):
   return jax.lax.Precision.HIGHEST if interpret else FLOAT32_ON_TENSOR_CORES
 
 
+def _check_factors(a: jax.Array, b: jax.Array, a_named: tuple[str, str],
+                   b_named: tuple[str, str], *, inner: str, b_inner_axis: int) -> None:
+  """Raises ValueError unless ``a`` is 2-D float32/bfloat16/float16 and ``b`` 2-D of its dtype
+  whose axis ``b_inner_axis`` matches a's columns (``inner``), naming each by (name, layout)."""
+  (a_name, a_layout), (b_name, b_layout) = a_named, b_named
+  if a.ndim != 2 or a.dtype not in (jnp.float32, jnp.bfloat16, jnp.float16):
+    raise ValueError(f"{a_name} must be {a_layout} float32, bfloat16 or float16, got {a.dtype} "
+                     f"{tuple(a.shape)}")
+  if b.ndim != 2 or b.shape[b_inner_axis] != a.shape[1] or b.dtype != a.dtype:
+    raise ValueError(f"{b_name} must be {b_layout} with {inner} = {a.shape[1]} and {a_name}'s "
+                     f"dtype {a.dtype}, got {b.dtype} {tuple(b.shape)}")
+
+
 def xla_product(a: jax.Array, b: jax.Array) -> jax.Array:
   """``a @ b`` by XLA's dot (cuBLAS on a GPU), float32 accumulation, cast to a's dtype: float32
   operands at ``Precision.HIGHEST``. The dense paths that expand a sparse A use it where XLA is
@@ -108,12 +121,7 @@ def xla_product(a: jax.Array, b: jax.Array) -> jax.Array:
     a: ``[M, K]`` float32, bfloat16 or float16.
     b: ``[K, N]`` of a's dtype.
   """
-  if a.ndim != 2 or a.dtype not in (jnp.float32, jnp.bfloat16, jnp.float16):
-    raise ValueError(f"a must be [M, K] float32, bfloat16 or float16, got {a.dtype} "
-                     f"{tuple(a.shape)}")
-  if b.ndim != 2 or b.shape[0] != a.shape[1] or b.dtype != a.dtype:
-    raise ValueError(f"b must be [K, N] with K = {a.shape[1]} and a's dtype {a.dtype}, got "
-                     f"{b.dtype} {tuple(b.shape)}")
+  _check_factors(a, b, ("a", "[M, K]"), ("b", "[K, N]"), inner="K", b_inner_axis=0)
   return jnp.dot(a, b, precision=_common.dot_precision(a.dtype),
                  preferred_element_type=jnp.float32).astype(a.dtype)
 
@@ -129,12 +137,7 @@ def product_nt(x: jax.Array, y: jax.Array, *, config: ProductConfig,
     config: the launch.
     interpret: run in the Pallas interpreter (any platform).
   """
-  if x.ndim != 2 or x.dtype not in (jnp.float32, jnp.bfloat16, jnp.float16):
-    raise ValueError(f"x must be [M, D] float32, bfloat16 or float16, got {x.dtype} "
-                     f"{tuple(x.shape)}")
-  if y.ndim != 2 or y.shape[1] != x.shape[1] or y.dtype != x.dtype:
-    raise ValueError(f"y must be [N, D] with D = {x.shape[1]} and x's dtype {x.dtype}, got "
-                     f"{y.dtype} {tuple(y.shape)}")
+  _check_factors(x, y, ("x", "[M, D]"), ("y", "[N, D]"), inner="D", b_inner_axis=1)
   block_m, block_n, block_d = config.block_m, config.block_n, config.block_d
   steps = pl.cdiv(x.shape[1], block_d)
   xp = _common.pad_columns(_common.pad_rows(x, pl.cdiv(x.shape[0], block_m) * block_m), block_d)
