@@ -145,6 +145,15 @@ def gpu_supported(tile_shape: tuple[int, int], config: TiledSpmmConfig) -> bool 
   return _common.check_dot_tiles(tm=tile_shape[0], tk=tile_shape[1], block_n=config.block_n)
 
 
+def expand_supported(tile_shape: tuple[int, int]) -> bool | str:
+  """True when the Triton backend can compile ``expand_fn`` for tiles of ``tile_shape`` (no
+  dot: each side a power of two), else the reason why not."""
+  for name, size in zip(("tm", "tk"), tile_shape):
+    if not _common.is_power_of_two(size):
+      return f"{name}={size} must be a power of two for the Triton backend"
+  return True
+
+
 def kernel_fn(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, dense: jax.Array, *,
               shape: tuple[int, int], config: TiledSpmmConfig = TiledSpmmConfig(),
               interpret: bool = False) -> jax.Array:

@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2|prefill3|positions|gather|permute] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2|prefill3|positions|gather|permute|permute2] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -127,6 +127,10 @@ CHANGES.update({
     "permute-s2": dict(byte_permute=True, num_stages=2),
 })
 PERMUTE_PLAN = ["default"] + [key for key in CHANGES if key.startswith("permute")]
+# Round 8 (--plan permute2): two warps with and without the byte permutes, each launch timed
+# twice in alternation (round 7's two-warp launches were the fastest; is it the permutes?).
+CHANGES["joined-w2"] = dict(num_warps=2)
+PERMUTE2_PLAN = ["default", "joined-w2", "permute", "permute-w2"] * 2
 GATHER_PLAN = ["default"] + [key for key in CHANGES if key.startswith("gather-")]
 PREFILL_PLAN = ["default"] + [key for key in CHANGES
                              if key.startswith("pf-") and not key.startswith("pf-paired-")]
@@ -167,8 +171,9 @@ def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, l
   first_round = list(CHANGES)[:list(CHANGES).index("paired-k128-s2")]
   if name == "gather":
     return [(shape, 1, GATHER_PLAN) for shape in (tall, wide, square)]
-  if name == "permute":
-    return [(shape, n, PERMUTE_PLAN) for n in (16, 8, 4) for shape in (wide, tall, square)]
+  if name in ("permute", "permute2"):
+    names = PERMUTE_PLAN if name == "permute" else PERMUTE2_PLAN
+    return [(shape, n, names) for n in (16, 8, 4) for shape in (wide, tall, square)]
   if name == "positions":
     return [(shape, n, POSITIONS_PLAN) for n in (16, 8) for shape in (wide, tall, square)]
   if name in ("prefill", "prefill2", "prefill3"):
@@ -186,7 +191,7 @@ def main() -> None:
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
   parser.add_argument("--plan", default="sweep",
                       choices=("sweep", "refine", "joined", "prefill", "prefill2", "prefill3",
-                               "positions", "gather", "permute"),
+                               "positions", "gather", "permute", "permute2"),
                       help="decoding rounds 1-3 (sweep, refine, joined), the prefill launches "
                       "(N >= 1024; three rounds), byte positions, the N = 1 gather's tiles, or "
                       "byte-permuted decoding tiles")

@@ -24,7 +24,9 @@ call is lowered) picks one per call:
 
 N:M and tiled SpMM with more than 32 columns of X (prefill, ``expands_to_dense``) expand W once
 to a dense array (``nm_matmul.expand_fn``, ``tiled_spmm.expand_fn``) and multiply it by XLA's dot;
-decoding (N <= 32) runs the fused kernels below.
+decoding (N <= 32) runs the fused kernels below. Each path has its own support check: prefill
+takes any n:m (``expand_fn`` is plain jax.numpy) and tiles with power-of-two sides; decoding
+needs the fused kernels' Triton constraints for their launch.
 
 Tiled SpMM runs ``pallas_kernels.tiled_spmm`` (tiles expanded from their bitmaps, then a ``dot``,
 or float32 FMAs for one column of X on wide weights; ``tiled_config``).
@@ -288,7 +290,19 @@ def tiled_gather_config(layout: SparseLayout, num_n: int) -> tiled_gather.TiledG
                                         num_splits=splits, num_warps=2)
 
 
+def _nm_supported(layout: SparseLayout, num_n: int) -> bool | str:
+  """Prefill expands W with ``nm_matmul.expand_fn`` (plain jax.numpy: any n:m); decoding needs
+  the fused kernel's Triton constraints for ``nm_config``'s launch."""
+  if expands_to_dense(num_n):
+    return True
+  return nm_matmul.gpu_supported(layout.nm, nm_config(layout, num_n))
+
+
 def _tiled_supported(layout: SparseLayout, num_n: int) -> bool | str:
+  """Prefill needs ``tiled_spmm.expand_fn``'s constraints (tile sides powers of two); decoding
+  the fused kernel's for ``tiled_config``'s launch."""
+  if expands_to_dense(num_n):
+    return tiled_spmm.expand_supported(layout.block_shape)
   return tiled_spmm.gpu_supported(layout.block_shape, tiled_config(layout, num_n))
 
 
@@ -328,8 +342,7 @@ def _as_spmv(spmm_fn):
 _FAMILIES = {
     "bsr": (_spmm_bsr,
             lambda layout, n: bsr_spmm.gpu_supported(layout.block_shape, bsr_config(layout, n))),
-    "nm": (_spmm_nm,
-           lambda layout, n: nm_matmul.gpu_supported(layout.nm, nm_config(layout, n))),
+    "nm": (_spmm_nm, _nm_supported),
     "tiled": (_spmm_tiled, _tiled_supported),
 }
 

@@ -387,3 +387,37 @@ def test_expand_fn_rejects_bad_arguments():
   with pytest.raises(ValueError, match=r"packed indices must be uint32 \(4, 1\)"):
     expand(data, indices, indices_packed=True)
   assert expand(data, packed, indices_packed=True).shape == (4, 16)
+
+
+@pytest.mark.parametrize("num_n,supported", [(64, True), (8, False)])
+def test_cuda_support_is_checked_per_path(num_n, supported):
+  # 1:3 (m not a power of two): prefill expands W in plain jax.numpy, so the pallas lowering
+  # takes it; decoding needs the fused kernel's Triton constraints, so "auto" falls back to the
+  # reference lowering and a forced impl="pallas" says why.
+  from jsparse.formats.layout import SparseLayout
+  from jsparse.ops import registry
+  struct = jax.ShapeDtypeStruct
+  avals = [struct((64, 32), jnp.bfloat16), struct((64, 32), jnp.uint8),
+           struct((64, 0), jnp.uint32), struct((96, num_n), jnp.bfloat16)]
+  params = {"layout": SparseLayout("nm", (64, 96), nm=(1, 3)), "transpose": False}
+  kernel = registry.select_kernel("spmm", "nm", "cuda", "auto", avals, dict(params, impl="auto"))
+  assert (kernel is not None and kernel.impl == "pallas") == supported
+  if not supported:
+    with pytest.raises(NotImplementedError, match="m=3 must be a power of two"):
+      registry.select_kernel("spmm", "nm", "cuda", "pallas", avals, dict(params, impl="pallas"))
+
+
+@pytest.mark.skipif(not cases.pallas_registered("spmm", "nm"),
+                    reason="no pallas N:M kernel here (GPU, or JSPARSE_PALLAS_INTERPRET=1)")
+def test_public_spmm_prefill_of_any_pattern(monkeypatch):
+  # 1:3 and 3:8 through impl="pallas" at prefill: W expanded in jax.numpy, then XLA's product.
+  from jsparse._gpu import structured
+  monkeypatch.setattr(structured, "EXPAND_MIN_N", 40)
+  calls = cases.record_calls(monkeypatch, nm_matmul, ("expand_fn", "kernel_fn"))
+  jax.clear_caches()
+  rng = np.random.default_rng()
+  for n, m, shape in ((1, 3, (20, 45)), (3, 8, (33, 64))):
+    matrix, dense64 = _nm_case(rng, shape, n, m, jnp.bfloat16)
+    b, b64 = cases.dense_operand(rng, (shape[1], 40), jnp.bfloat16)
+    cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, jnp.bfloat16)
+  assert calls == ["expand_fn", "expand_fn"]

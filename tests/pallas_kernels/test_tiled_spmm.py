@@ -244,3 +244,26 @@ def test_expand_fn_rejects_bad_arguments():
     expand(data, bitmaps, offsets[..., :8])
   with pytest.raises(ValueError, match=r"shape \(17, 64\) must lie within the tiles' \(16, 64\)"):
     expand(data, bitmaps, offsets, shape=(17, 64))
+
+
+@pytest.mark.parametrize("tile_shape,num_n,supported", [
+    ((8, 64), 64, True), ((8, 64), 16, False), ((16, 96), 64, False), ((16, 96), 16, False)])
+def test_cuda_support_is_checked_per_path(tile_shape, num_n, supported):
+  # Prefill needs expand_fn's constraints (tile sides powers of two, no dot), decoding the fused
+  # kernel's (powers of two >= 16 for its dot).
+  from jsparse.formats.layout import SparseLayout
+  from jsparse.ops import registry
+  struct = jax.ShapeDtypeStruct
+  tm, tk = tile_shape
+  grid = (-(-64 // tm), -(-192 // tk))
+  avals = [struct((500,), jnp.bfloat16), struct((500,), jnp.int32),
+           struct((*grid, tm, tk // 32), jnp.uint32), struct((*grid, tm), jnp.int32),
+           struct((192, num_n), jnp.bfloat16)]
+  params = {"layout": SparseLayout("tiled", (64, 192), block_shape=tile_shape),
+            "transpose": False, "impl": "auto"}
+  kernel = registry.select_kernel("spmm", "tiled", "cuda", "auto", avals, params)
+  assert (kernel is not None and kernel.impl == "pallas") == supported
+  if tk == 96:
+    assert "tk=96 must be a power of two" in tiled_spmm.expand_supported(tile_shape)
+  else:
+    assert tiled_spmm.expand_supported(tile_shape) is True
