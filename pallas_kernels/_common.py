@@ -52,45 +52,6 @@ def popcount32_ptx(bits: jax.Array) -> jax.Array:
   return count
 
 
-def permute_half(words: jax.Array, selectors: jax.Array, half: int, *, ptx: bool) -> jax.Array:
-  """The 16-bit half picked by byte selectors from each uint32 word and a zero word: PTX's
-  ``prmt.b32 d, words, 0, selectors >> (8 * half)``, low half of d, as uint16.
-
-  Of ``selectors >> (8 * half)`` (uint32, same shape as ``words``) the low nibble picks the
-  result's low byte and the next nibble its high byte: 0-3 a byte of the word (0 lowest), 4-7
-  a zero byte. Nibble values 8-15 (PTX's sign replication) are not used here.
-
-  With ``ptx`` (the Triton backend on the GPU), one ``prmt.b32`` an element (plus a shift for
-  ``half`` > 0) through inline PTX; without (interpret mode), the same bytes with shifts and
-  selects.
-  """
-  if not 0 <= half < 4:
-    raise ValueError(f"half={half} must be in [0, 4)")
-  words = words.astype(jnp.uint32)
-  selectors = selectors.astype(jnp.uint32)
-  if not ptx:
-    nibbles = selectors >> jnp.uint32(8 * half)
-
-    def byte(nibble):
-      index = nibble & jnp.uint32(7)
-      picked = (words >> (jnp.minimum(index, jnp.uint32(3)) * jnp.uint32(8))) & jnp.uint32(0xFF)
-      return jnp.where(index < 4, picked, jnp.uint32(0))
-
-    return (byte(nibbles) | (byte(nibbles >> jnp.uint32(4)) << jnp.uint32(8))).astype(jnp.uint16)
-  from jax.experimental.pallas import triton as plt
-  shift = f"shr.b32 s, $2, {8 * half};" if half else "mov.b32 s, $2;"
-  # Triton's inline asm takes signless integers (BUILD_NOTES, "popc"): int32 in, int16 out.
-  # One result a call: the Pallas lowering of several results is broken in jax 0.11.2.
-  (out,) = plt.elementwise_inline_asm(
-      "{ .reg .b32 s, z, t; .reg .b16 unused; mov.b32 z, 0; " + shift
-      + " prmt.b32 t, $1, z, s; mov.b32 {$0, unused}, t; }",
-      args=[jax.lax.bitcast_convert_type(words, jnp.int32),
-            jax.lax.bitcast_convert_type(selectors, jnp.int32)],
-      constraints="=h,r,r", pack=1,
-      result_shape_dtypes=[jax.ShapeDtypeStruct(words.shape, jnp.int16)])
-  return jax.lax.bitcast_convert_type(out, jnp.uint16)
-
-
 def multiply_add(a: jax.Array, b: jax.Array, c: jax.Array, *, ptx: bool) -> jax.Array:
   """``a * b + c`` for float32 arrays of one shape.
 

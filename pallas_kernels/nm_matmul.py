@@ -21,9 +21,7 @@ Two other paths avoid the [block_m, groups, m] -> [block_m, block_k] reshape of 
   positions, all 2-D), each fed to ``dot`` with X's rows p, p + m, p + 2m, ... of the step (a
   strided load): m dots of K = block_k / m. ``joined_tile`` interleaves the m tiles with joins
   (no data moves) into the dense [block_m, block_k] tile for one ``dot`` with X's contiguous
-  rows. ``paired_values`` reads a group's two 16-bit values (n = 2) as one uint32;
-  ``byte_permute`` (2:4) builds the four per-position tiles from that word with four ``prmt``
-  byte permutes (selectors from the positions), not six compare-and-selects and a split.
+  rows. ``paired_values`` reads a group's two 16-bit values (n = 2) as one uint32.
 
 Split-K (``num_splits > 1``): the grid is (row tiles, column tiles, splits); every split walks its
 own K slice and writes float32 partial sums, added afterwards. Decoding (N <= 32) is memory-bound,
@@ -72,10 +70,6 @@ class NmMatmulConfig:
   ``joined_tile`` (``position_dots``, m a power of two): the m per-position tiles interleaved
   with joins into W's dense [block_m, block_k] tile, multiplied by X's step rows in one dot (X
   read contiguously, a direct ``dot`` operand), instead of m dots of K = block_k / m.
-  ``byte_permute`` (``paired_values``, 2:4): the four per-position tiles are the 16-bit halves
-  that ``prmt.b32`` picks from each group's value word and a zero word (``_common.permute_half``):
-  one selector word a group, 0x54545454 - 0x44 << 8 p0 - 0x22 << 8 p1 for positions p0 < p1
-  (byte pair 0x10 = the low value at position p0, 0x32 = the high one at p1, 0x54 = zero).
   """
 
   block_m: int = 64
@@ -88,7 +82,6 @@ class NmMatmulConfig:
   prefetch: bool = False
   paired_values: bool = False
   joined_tile: bool = False
-  byte_permute: bool = False
   num_warps: int = 4
   num_stages: int = 3
 
@@ -110,8 +103,6 @@ def gpu_supported(nm: tuple[int, int], config: NmMatmulConfig) -> bool | str:
     return f"paired_values needs n=2 and position_dots, got n={n}"
   if config.joined_tile and not config.position_dots:
     return "joined_tile needs position_dots"
-  if config.byte_permute and (nm != (2, 4) or not config.paired_values):
-    return f"byte_permute needs 2:4 and paired_values, got {n}:{m}"
   if config.gather_column:  # no dot: powers of two only (Triton's tensor shapes)
     for name in ("block_m", "block_k", "block_n"):
       if not _common.is_power_of_two(getattr(config, name)):
@@ -208,9 +199,6 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
                      f"got n={n}, position_dots={config.position_dots}, data {data.dtype}")
   if config.joined_tile and not config.position_dots:
     raise ValueError("config.joined_tile needs config.position_dots")
-  if config.byte_permute and (nm != (2, 4) or not config.paired_values):
-    raise ValueError(f"config.byte_permute needs nm=(2, 4) and config.paired_values, got "
-                     f"nm={nm}, paired_values={config.paired_values}")
   check_operands(data, indices, shape=shape, nm=nm, indices_packed=indices_packed)
   value_dtype = data.dtype
   groups = block_k // m
@@ -329,16 +317,13 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       return acc + jnp.sum(values.astype(jnp.float32)[:, :, None] * x, axis=1)
 
     def position_loads(k_tile):
-      """The step's values (n [block_m, groups] arrays, one per slot; with ``byte_permute``, the
-      groups' value words) and positions as stored: each group's packed word [block_m, groups]
-      (read at a computed flat index), or n byte arrays."""
+      """The step's values (n [block_m, groups] arrays, one per slot) and positions as stored:
+      each group's packed word [block_m, groups] (read at a computed flat index), or n byte
+      arrays."""
       if config.paired_values:
         words = data_ref[rows, pl.ds(k_tile * groups, groups)]
-        if config.byte_permute:
-          values = (words,)
-        else:
-          values = tuple(jax.lax.bitcast_convert_type(half.astype(jnp.uint16), value_dtype)
-                         for half in (words & 0xFFFF, words >> 16))
+        values = tuple(jax.lax.bitcast_convert_type(half.astype(jnp.uint16), value_dtype)
+                       for half in (words & 0xFFFF, words >> 16))
       else:
         values = tuple(data_ref[rows, pl.ds(k_tile * groups * n + slot, groups, stride=n)]
                        for slot in range(n))
@@ -365,21 +350,8 @@ def kernel_fn(data: jax.Array, indices: jax.Array, dense: jax.Array, *, shape: t
       return [((codes >> (slot * bits)) & position_mask).astype(jnp.int32)
               for slot in range(n)]
 
-    def permuted_tiles(loaded):
-      """``position_tiles`` for 2:4 by byte permutes of each group's value word (slot 0 in the
-      low half): a selector word a group from its two positions, then one ``prmt`` a position."""
-      (words,), stored = loaded
-      first, second = slot_positions(stored)
-      selectors = (jnp.int32(0x54545454) - (jnp.int32(0x44) << (first << 3))
-                   - (jnp.int32(0x22) << (second << 3)))
-      return [jax.lax.bitcast_convert_type(
-                  _common.permute_half(words, selectors, position, ptx=not interpret),
-                  value_dtype) for position in range(m)]
-
     def position_tiles(loaded):
       """m [block_m, groups] tiles: W's values at in-group position p of each group."""
-      if config.byte_permute:
-        return permuted_tiles(loaded)
       values, stored = loaded
       where = slot_positions(stored)
       zero = jnp.zeros((), value_dtype)

@@ -8,7 +8,7 @@ recomputed for the new tiles as the default launch computes it; every result is 
 a float32 product of the same (rounded) weights before it is timed. Timing is
 ``structured_bench.time_jax`` (the suite's JaxLoopTimer, operand copies past the L2).
 
-    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2|prefill3|positions|gather|permute|permute2] [--smoke]
+    python3 experiments/gpu_checks/nm_probe.py OUTDIR [--budget-s 300] [--plan refine|joined|prefill|prefill2|prefill3|positions|gather] [--smoke]
 
 Writes OUTDIR/nm_probe.jsonl (one record per launch) and OUTDIR/nm_probe.md, printing each row
 as it goes; launches past the budget are listed as skipped.
@@ -116,21 +116,9 @@ CHANGES.update({
     "gather-k64-m128": dict(block_k=64, block_m=128),
     "gather-w2": dict(num_warps=2),
 })
-# Round 7 (--plan permute, stop 22): the decoding default with the four per-position tiles built
-# by byte permutes (``byte_permute``: prmt through inline PTX) instead of compare-and-selects.
-CHANGES.update({
-    "permute": dict(byte_permute=True),
-    "permute-m64": dict(byte_permute=True, block_m=64),
-    "permute-k256": dict(byte_permute=True, block_k=256),
-    "permute-w2": dict(byte_permute=True, num_warps=2),
-    "permute-splits-x2": dict(byte_permute=True, splits_scale=2),
-    "permute-s2": dict(byte_permute=True, num_stages=2),
-})
-PERMUTE_PLAN = ["default"] + [key for key in CHANGES if key.startswith("permute")]
-# Round 8 (--plan permute2): two warps with and without the byte permutes, each launch timed
-# twice in alternation (round 7's two-warp launches were the fastest; is it the permutes?).
-CHANGES["joined-w2"] = dict(num_warps=2)
-PERMUTE2_PLAN = ["default", "joined-w2", "permute", "permute-w2"] * 2
+# Rounds 7 and 8 (--plan permute / permute2, stop 22) timed ``byte_permute`` (the per-position
+# tiles built by prmt through inline PTX), removed after them: no gain
+# (experiments/results/h100-2026-11-26-nm-permute; the code at c8df61e).
 GATHER_PLAN = ["default"] + [key for key in CHANGES if key.startswith("gather-")]
 PREFILL_PLAN = ["default"] + [key for key in CHANGES
                              if key.startswith("pf-") and not key.startswith("pf-paired-")]
@@ -165,15 +153,12 @@ def plan(smoke: bool, name: str = "sweep") -> list[tuple[tuple[int, int], int, l
   if smoke:
     return [((64, 512), 16, ["default", "paired", "paired-k256",
                              "joined-k128"]), ((64, 512), 8, ["default", "default-uint8"]),
-            ((64, 512), 1, ["default", "gather-m32"]), ((64, 512), 8, ["permute"]),
+            ((64, 512), 1, ["default", "gather-m32"]),
             ((64, 256), 64, ["default", "pf-joined"])]
   wide, square, tall = (4096, 14336), (4096, 4096), (14336, 4096)
   first_round = list(CHANGES)[:list(CHANGES).index("paired-k128-s2")]
   if name == "gather":
     return [(shape, 1, GATHER_PLAN) for shape in (tall, wide, square)]
-  if name in ("permute", "permute2"):
-    names = PERMUTE_PLAN if name == "permute" else PERMUTE2_PLAN
-    return [(shape, n, names) for n in (16, 8, 4) for shape in (wide, tall, square)]
   if name == "positions":
     return [(shape, n, POSITIONS_PLAN) for n in (16, 8) for shape in (wide, tall, square)]
   if name in ("prefill", "prefill2", "prefill3"):
@@ -191,10 +176,9 @@ def main() -> None:
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
   parser.add_argument("--plan", default="sweep",
                       choices=("sweep", "refine", "joined", "prefill", "prefill2", "prefill3",
-                               "positions", "gather", "permute", "permute2"),
+                               "positions", "gather"),
                       help="decoding rounds 1-3 (sweep, refine, joined), the prefill launches "
-                      "(N >= 1024; three rounds), byte positions, the N = 1 gather's tiles, or "
-                      "byte-permuted decoding tiles")
+                      "(N >= 1024; three rounds), byte positions, or the N = 1 gather's tiles")
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = bench_common.probe_timing(args.smoke)

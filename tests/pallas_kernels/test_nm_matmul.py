@@ -176,18 +176,16 @@ def test_position_dots(n, m, packed, prefetch, joined):
                         indices_packed=packed)
 
 
-@pytest.mark.parametrize("dtype,joined,packed,permute", [
-    (jnp.bfloat16, True, True, False), (jnp.bfloat16, True, False, False),
-    (jnp.bfloat16, True, True, True), (jnp.float16, False, False, True),
-    pytest.param(jnp.float16, False, True, False, marks=pytest.mark.slow),
-    pytest.param(jnp.float16, True, False, False, marks=pytest.mark.slow)],
-    ids=["bfloat16-joined", "bfloat16-joined-byte-positions", "bfloat16-joined-permuted",
-         "float16-permuted-byte-positions", "float16", "float16-joined-byte-positions"])
-def test_position_dots_paired_values(dtype, joined, packed, permute):
-  # A group's two 16-bit values read as one uint32 word and split in registers (or byte-permuted
-  # into the four positions); ragged rows and K (K = 200: 4 steps of 64 over 3 splits, the last
-  # empty), an empty row, N = 20 over two column tiles; the per-position tiles joined into one
-  # dense tile and one dot, or m dots.
+@pytest.mark.parametrize("dtype,joined,packed", [
+    (jnp.bfloat16, True, True), (jnp.bfloat16, True, False),
+    pytest.param(jnp.float16, False, True, marks=pytest.mark.slow),
+    pytest.param(jnp.float16, True, False, marks=pytest.mark.slow)],
+    ids=["bfloat16-joined", "bfloat16-joined-byte-positions", "float16",
+         "float16-joined-byte-positions"])
+def test_position_dots_paired_values(dtype, joined, packed):
+  # A group's two 16-bit values read as one uint32 word and split in registers; ragged rows and
+  # K (K = 200: 4 steps of 64 over 3 splits, the last empty), an empty row, N = 20 over two
+  # column tiles; the per-position tiles joined into one dense tile and one dot, or m dots.
   rng = np.random.default_rng()
   values = cases.random_values(rng, (40, 200), dtype)
   values[5] = 0
@@ -195,7 +193,7 @@ def test_position_dots_paired_values(dtype, joined, packed, permute):
   dense64 = np.asarray(matrix.todense().astype(jnp.float32), np.float64)
   config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=16, num_splits=3,
                                     position_dots=True, prefetch=True, paired_values=True,
-                                    joined_tile=joined, byte_permute=permute)
+                                    joined_tile=joined)
   b, b64 = cases.dense_operand(rng, (200, 20), dtype)
   # Byte positions (not packed): a group's two read as one uint16, like the values.
   indices = matrix.packed_indices if packed else matrix.indices
@@ -209,13 +207,6 @@ def test_position_dots_paired_values(dtype, joined, packed, permute):
   with pytest.raises(ValueError, match="config.joined_tile needs config.position_dots"):
     nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
                         config=nm_matmul.NmMatmulConfig(joined_tile=True))
-  assert "byte_permute needs 2:4" in nm_matmul.gpu_supported(
-      (2, 8), dataclasses.replace(config, block_k=128, byte_permute=True))
-  with pytest.raises(ValueError, match="config.byte_permute needs nm=.2, 4. and config.paired"):
-    nm_matmul.kernel_fn(matrix.data, indices, b, shape=matrix.shape, nm=(2, 4),
-                        config=dataclasses.replace(config, paired_values=False,
-                                                   byte_permute=True),
-                        indices_packed=packed)
   with pytest.raises(ValueError, match="paired_values needs n=2, config.position_dots and 16-bit"):
     nm_matmul.kernel_fn(matrix.data.astype(jnp.float32), matrix.packed_indices,
                         b.astype(jnp.float32), shape=matrix.shape, nm=(2, 4), config=config,
@@ -267,12 +258,9 @@ def test_reference_fn_and_config_checks():
                              joined_tile=True),
     nm_matmul.NmMatmulConfig(block_m=64, block_k=64, block_n=256, position_dots=True,
                              prefetch=True, paired_values=True),
-    nm_matmul.NmMatmulConfig(block_m=32, block_k=128, block_n=16, num_splits=4,
-                             position_dots=True, prefetch=True, paired_values=True,
-                             joined_tile=True, byte_permute=True),
 ], ids=["one-column-split", "dot-split", "prefill", "one-column-contiguous", "dot-contiguous",
         "gather-column", "gather-columns", "position-dots", "position-dots-decode",
-        "joined-tile-decode", "paired-prefill", "byte-permute-decode"])
+        "joined-tile-decode", "paired-prefill"])
 @pytest.mark.parametrize("packed", [False, True], ids=["uint8", "packed"])
 def test_lowers_to_triton_for_h100(monkeypatch, config, packed):
   struct = jax.ShapeDtypeStruct
