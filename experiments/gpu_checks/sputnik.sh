@@ -11,7 +11,8 @@
 #     case -> OUTDIR/smoke.log;
 # (3) the harness, SpMM and SDDMM on csr uniform/4096x4096, float32, the issue's sparsities and
 #     N / D in {32, 128, 1024}: jsparse-pallas, sputnik, sputnik-sddmm, torch-csr (cuSPARSE),
-#     torch-sampled-addmm (cuSPARSE SDDMM), dense-fp32 -> OUTDIR/results/, OUTDIR/run.log.
+#     torch-sampled-addmm (cuSPARSE SDDMM), dense-fp32 -> OUTDIR/results/, OUTDIR/run.log
+#     (other sources, sparsities, ops or lines through the SPUTNIK_* variables below).
 set -uo pipefail
 out=${1:?usage: sputnik.sh OUTDIR}
 total=${SPUTNIK_CHECK_BUDGET_S:-330}
@@ -41,10 +42,17 @@ grep -v "^ok " "$out/smoke.log" | tail -n 20
 budget=$(( total - SECONDS - 50 ))
 [ $budget -lt 30 ] && budget=30
 echo "harness: --budget-s $budget"
-python3 experiments/run.py --full --ops spmm sddmm --formats csr --dtypes float32 \
-  --sources uniform/4096x4096 --sparsities 0.5 0.7 0.9 0.95 0.98 0.99 --n 32 128 1024 \
-  --lines jsparse-pallas sputnik sputnik-sddmm torch-csr torch-sampled-addmm dense-fp32 \
-  --timing quick --budget-s "$budget" --out "$out/results" > "$out/run.log" 2>&1
+# SPUTNIK_SOURCES / SPUTNIK_SPARSITIES / SPUTNIK_OPS / SPUTNIK_LINES (word-split) replace the
+# issue's uniform grid, e.g. the DLMC subset (JSPARSE_DLMC_ROOT where ../shared is not beside
+# the checkout).
+read -r -a sources <<< "${SPUTNIK_SOURCES:-uniform/4096x4096}"
+read -r -a sparsities <<< "${SPUTNIK_SPARSITIES:-0.5 0.7 0.9 0.95 0.98 0.99}"
+read -r -a ops <<< "${SPUTNIK_OPS:-spmm sddmm}"
+read -r -a lines <<< "${SPUTNIK_LINES:-jsparse-pallas sputnik sputnik-sddmm torch-csr torch-sampled-addmm dense-fp32}"
+python3 experiments/run.py --full --ops "${ops[@]}" --formats csr --dtypes float32 \
+  --sources "${sources[@]}" --sparsities "${sparsities[@]}" --n 32 128 1024 \
+  --lines "${lines[@]}" --timing quick --budget-s "$budget" --out "$out/results" \
+  > "$out/run.log" 2>&1
 status=$?
 tr '\r' '\n' < "$out/run.log" | grep -v "%|" | tail -n 70
 python3 -c "import json, sys; print('unavailable:', json.load(open(sys.argv[1]))['unavailable_lines'])" \

@@ -186,11 +186,18 @@ def test_gpu_check_script_passes_valid_harness_arguments():
   import shlex
 
   from experiments import run
+  import re
   script = (REPO_ROOT / "experiments/gpu_checks/sputnik.sh").read_text()
   start = script.index("python3 experiments/run.py")
   command = script[start:script.index(" > ", start)].replace("\\\n", " ")
+  # The SPUTNIK_* variables unset: each array its default.
+  defaults = dict(re.findall(r'read -r -a (\w+) <<< "\$\{SPUTNIK_\w+:-([^}]*)\}"', script))
+  assert set(defaults) == {"sources", "sparsities", "ops", "lines"}
+  for name, default in defaults.items():
+    command = command.replace(f'"${{{name}[@]}}"', default)
   words = shlex.split(command.replace('"$budget"', "100").replace('"$out/results"', "/tmp/x"))
   args = run.parse_args(words[2:])
   known = {line.name for line in lines.all_lines()}
   assert set(args.lines) <= known and {"sputnik", "sputnik-sddmm", "torch-csr"} <= set(args.lines)
   assert args.ops == ["spmm", "sddmm"] and args.formats == ["csr"] and args.budget_s == 100
+  assert args.sources == ["uniform/4096x4096"] and len(args.sparsities) == 6
