@@ -336,6 +336,11 @@ class JaxLoopTimer(Timer):
   def run_once(self) -> Any:
     return self.run(1)
 
+  @property
+  def ops_per_iteration(self) -> int:
+    """Ops one loop iteration runs: ``unroll`` per operand copy."""
+    return len(self._sets) * self._unroll
+
   def run(self, iterations: int) -> Any:
     """The compiled loop run ``iterations`` times (each ``unroll`` ops per copy), blocking; its
     last output (e.g. to trace a known number of ops with ``jax.profiler``)."""
@@ -361,8 +366,7 @@ class JaxLoopTimer(Timer):
 
   def measure(self, config: TimingConfig) -> Measurement:
     copies = len(self._sets)
-
-    per_iteration = copies * self._unroll
+    per_iteration = self.ops_per_iteration
 
     def sample(inner: int) -> float:
       # One loop iteration runs the op ``unroll`` times per copy: scale to ``inner`` ops.

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import jsparse  # noqa: E402
+from experiments import profiling  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
 from experiments.models import minilm_pruning  # noqa: E402
 from pallas_kernels import csr_spmm_dense  # noqa: E402
@@ -42,33 +43,10 @@ from jsparse._gpu import csr as gpu_csr  # noqa: E402
 
 
 def kernel_profile(fn, operands: tuple, trace_dir: pathlib.Path, iterations: int = 4) -> dict:
-  """GPU kernel time of ``fn`` run ``iterations`` x 2 times in the timer's jitted loop, traced:
-  {"kernels": [(name, count, summed us)] longest first (top 40), "busy_us", "span_us"}."""
-  loop = JaxLoopTimer(fn, [operands], unroll=2)
-  loop.run_once()
-  with jax.profiler.trace(str(trace_dir)):
-    loop.run(iterations)
-  path = max(trace_dir.rglob("*.xplane.pb"), key=lambda p: p.stat().st_mtime)
-  profile = jax.profiler.ProfileData.from_file(str(path))
-  totals, counts, starts, ends = collections.Counter(), collections.Counter(), [], []
-  per_line = collections.Counter()
-  for plane in profile.planes:
-    if not plane.name.startswith("/device:GPU"):
-      continue
-    for line in plane.lines:
-      per_line[line.name] += sum(event.duration_ns for event in line.events) / 1e3
-      if "compute" not in line.name.lower():  # streams named "Stream #N(...,Compute)"
-        continue
-      for event in line.events:
-        totals[event.name] += event.duration_ns / 1e3
-        counts[event.name] += 1
-        starts.append(event.start_ns)
-        ends.append(event.end_ns)
-  kernels = [(name, counts[name], round(us, 1)) for name, us in totals.most_common(40)]
-  return {"kernels": kernels, "busy_us": round(sum(totals.values()), 1),
-          "span_us": round((max(ends) - min(starts)) / 1e3, 1) if starts else None,
-          "iterations": iterations * 2,
-          "per_line_us": {name: round(us, 1) for name, us in per_line.items()}}
+  """GPU kernel time of ``fn`` run ``iterations`` x 2 times in the timer's jitted loop, traced
+  (``experiments.profiling.loop_profile``; "iterations" counts the calls)."""
+  profile = profiling.loop_profile(JaxLoopTimer(fn, [operands], unroll=2), trace_dir, iterations)
+  return {**profile, "iterations": iterations * 2}
 
 
 def main() -> None:
