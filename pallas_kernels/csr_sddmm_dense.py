@@ -3,15 +3,16 @@
 For patterns dense enough (or inner dimensions long enough) that the row kernel (``csr_sddmm``),
 which gathers one row of Y per stored entry, is bound by those gathers (nnz x D x 4 bytes through
 L2: 34 GB at 4096 x 4096, density 0.5, D = 1024), the product of every row of X with every row of Y
-costs less on the tensor cores than the gathers do. S is computed by ``dense_product.product_nt``
-(float32 as three TF32 passes, about float32's accuracy; see there) and stored; the stored entries
+costs less on the tensor cores than the gathers do. S is computed by XLA's dot
+(``dense_product.xla_product_nt``: float32 as three TF32 passes, about float32's accuracy; the
+Pallas ``product_nt`` took 1.3-3.5x its time) and stored; the stored entries
 are then read from S by a second kernel, one program a row: its column indices in chunks, S's row at
 those columns, stored to the row's positions (``nnz x 8`` bytes plus S's sectors; a ``searchsorted``
 of every position's row and a 2-D XLA gather in its place took 1.6 ms at 4096 x 4096, density 0.5,
 on an H100). S is float32 and is computed and sampled in chunks of rows of at most
 ``DenseSddmmConfig.chunk_bytes`` (256 MiB by default), so memory stays bounded for any M.
 
-Triton constraints (``gpu_supported``): those of ``dense_product``.
+Triton constraints: ``sample_block`` a power of two (checked by ``DenseSddmmConfig``).
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ from pallas_kernels import _common, _rows, dense_product
 
 @dataclasses.dataclass(frozen=True)
 class DenseSddmmConfig:
-  """The launch of S's product, the stored entries the sampling kernel reads per step
-  (``sample_block``), and the most bytes of S computed at once (``chunk_bytes``: rows of S are
-  computed and sampled in chunks, at least ``product.block_m`` rows each)."""
+  """The stored entries the sampling kernel reads per step (``sample_block``), and the most
+  bytes of S computed at once (``chunk_bytes``: rows of S are computed and sampled in chunks of a
+  multiple of ``chunk_row_multiple`` rows, at least one such multiple)."""
 
-  product: dense_product.ProductConfig = dense_product.ProductConfig(num_warps=8, num_stages=3)
   sample_block: int = 128
   chunk_bytes: int = 256 << 20
+  chunk_row_multiple: int = 64
 
   def __post_init__(self):
     if not _common.is_power_of_two(self.sample_block):
@@ -44,25 +45,22 @@ class DenseSddmmConfig:
                        f"{self.sample_block}")
     if self.chunk_bytes < 1:
       raise ValueError(f"DenseSddmmConfig.chunk_bytes must be >= 1, got {self.chunk_bytes}")
+    if self.chunk_row_multiple < 1:
+      raise ValueError(f"DenseSddmmConfig.chunk_row_multiple must be >= 1, got "
+                       f"{self.chunk_row_multiple}")
 
   def chunk_rows(self, num_rows: int, num_cols: int) -> int:
-    """Rows of S per chunk (``dense_product.rows_per_chunk`` of S's padded float32 rows)."""
-    padded_cols = pl.cdiv(max(num_cols, 1), self.product.block_n) * self.product.block_n
-    return dense_product.rows_per_chunk(num_rows, 4 * padded_cols, self.product.block_m,
+    """Rows of S per chunk (``dense_product.rows_per_chunk`` of S's float32 rows)."""
+    return dense_product.rows_per_chunk(num_rows, 4 * max(num_cols, 1), self.chunk_row_multiple,
                                         self.chunk_bytes)
 
 
-def gpu_supported(config: DenseSddmmConfig) -> bool | str:
-  """True when the Triton backend can compile this config, else the reason why not."""
-  return dense_product.gpu_supported(config.product)
-
-
 def choose_config(inner: int, dtype, mean_row: float = 128.0) -> DenseSddmmConfig:
-  """S's product launch from ``dense_product.choose_config``; the sampling step is the mean
-  stored entries of a row rounded up to a power of two, within [32, 256]."""
+  """The sampling step: the mean stored entries of a row rounded up to a power of two, within
+  [32, 256] (``inner`` and ``dtype`` no longer change the launch: S's product is XLA's)."""
+  del inner, dtype
   sample_block = min(256, max(32, pl.next_power_of_2(max(int(mean_row), 1))))
-  return DenseSddmmConfig(product=dense_product.choose_config(inner, dtype),
-                          sample_block=sample_block)
+  return DenseSddmmConfig(sample_block=sample_block)
 
 
 # Which SDDMM kernel a call should take (``prefers_dense``): time models of the two paths with
@@ -78,8 +76,8 @@ ROW_KERNEL_BYTES_PER_US = 6.5e6
 # the other two cost 9% (density 0.5, D = 32) and 4% (density 0.02, D = 1024).
 PRODUCT_BYTES_PER_US = 2.0e6
 SAMPLE_US_PER_ENTRY = 1e-5
-# S is materialised a chunk of rows at a time; the dense path is not taken where even one tile
-# row of S (the product's ``block_m`` rows: 64 for float32, 128 for 16-bit) would exceed this.
+# S is materialised a chunk of rows at a time; the dense path is not taken where even the
+# smallest chunk (``DenseSddmmConfig.chunk_row_multiple`` rows of float32) would exceed this.
 MAX_TILE_ROW_BYTES = 256 << 20
 
 
@@ -87,9 +85,11 @@ def prefers_dense(num_rows: int, num_cols: int, inner: int, nse: int, dtype) -> 
   """Whether the dense-tile path is expected to beat the row kernel (``csr_sddmm``) for an
   ``[num_rows, num_cols]`` pattern with ``nse`` stored positions and inner dimension ``inner``
   (static shapes only; ``nse`` counts padding too), and a tile row of S fits
-  ``MAX_TILE_ROW_BYTES``."""
+  ``MAX_TILE_ROW_BYTES``. The dense path's product is modeled at ``dense_product.modeled_us``'s
+  rates (those of the Pallas product it used until 2026-11-26; XLA's 3xTF32 dot is 1.3-3.5x
+  faster, so the model leans to the row kernel near the crossover)."""
   elements = num_rows * num_cols
-  tile_rows = dense_product.choose_config(inner, dtype).block_m
+  tile_rows = DenseSddmmConfig().chunk_row_multiple
   if tile_rows * num_cols * 4 > MAX_TILE_ROW_BYTES or nse == 0 or inner == 0:
     return False
   dense_us = (dense_product.modeled_us(num_rows, num_cols, inner, dtype)
@@ -150,8 +150,7 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   chunk = config.chunk_rows(num_rows, y.shape[0])
   for first in range(0, num_rows, chunk):  # static: shapes
     last = min(first + chunk, num_rows)
-    product = dense_product.product_nt(x[first:last], y, config=config.product,
-                                       interpret=interpret)
+    product = dense_product.xla_product_nt(x[first:last], y, interpret=interpret)
     values = sample(product, col_indices, row_offsets[first:last + 1], values,
                     block=config.sample_block, interpret=interpret)
   return values

@@ -1,11 +1,13 @@
-"""``X @ Y.T`` in float32 on the tensor cores: the dense tiles behind the CSR kernels' dense paths.
+"""Dense products on the tensor cores behind the CSR kernels' dense paths.
 
 Where a pattern is dense enough, computing every product on the tensor cores costs less than
 gathering rows per stored entry on the CUDA cores: the SDDMM dense path (``csr_sddmm_dense``:
-S = X @ Y.T, then sampled at the pattern) and the SpMM dense path (``csr_spmm_dense``: A
-expanded to dense rows, then A @ B = A @ (B.T).T). A program computes one ``[block_m, block_n]``
-tile over the inner dimension in ``block_d`` steps (Triton pipelines the loads of X's and Y's
-tiles, each read once per output tile).
+S = X @ Y.T by ``xla_product_nt``, then sampled at the pattern) and the SpMM dense path
+(``csr_spmm_dense``: A expanded to dense rows, then ``xla_product``). Both are XLA's dot
+(cuBLAS): it was faster than the Pallas ``product_nt`` below on every shape measured, and inside
+a model XLA folds transposes into it. ``product_nt`` (one program a ``[block_m, block_n]`` tile
+over the inner dimension in ``block_d`` steps) stays as the probes' Pallas baseline; the
+library no longer calls it.
 
 float32 X and Y multiply as three TF32 products (``DotAlgorithmPreset.TF32_TF32_F32_X3``: each
 operand split into a TF32 high part and a TF32 remainder, the remainder-times-remainder term
@@ -124,6 +126,25 @@ def xla_product(a: jax.Array, b: jax.Array) -> jax.Array:
   _check_factors(a, b, ("a", "[M, K]"), ("b", "[K, N]"), inner="K", b_inner_axis=0)
   return jnp.dot(a, b, precision=_common.dot_precision(a.dtype),
                  preferred_element_type=jnp.float32).astype(a.dtype)
+
+
+def xla_product_nt(x: jax.Array, y: jax.Array, *, interpret: bool = False) -> jax.Array:
+  """``X @ Y.T`` ``[M, N]`` in float32 by XLA's dot (cuBLAS on a GPU): float32 operands as three
+  TF32 products (``FLOAT32_ON_TENSOR_CORES``; ``Precision.HIGHEST`` with ``interpret``, as XLA's
+  CPU backend has no TF32), 16-bit ones natively, float32 accumulation. The SDDMM dense path's
+  product: faster than ``product_nt`` on every measured shape (H100, 2026-11-26,
+  experiments/results/h100-2026-11-26-dlmc-harness/small-launch/: float32 512x512x1024 23.0 us
+  against 80.6, 4096x4096x1024 524 against 690; bfloat16 5.0-79.2 against 9.2-99.8), error within
+  3.2e-6 of max |S| against float64 (cuBLAS's float32 SGEMM: 1.3e-6).
+
+  Args:
+    x: ``[M, D]`` float32, bfloat16 or float16.
+    y: ``[N, D]`` of x's dtype.
+    interpret: run where TF32 is not available (the CPU).
+  """
+  _check_factors(x, y, ("x", "[M, D]"), ("y", "[N, D]"), inner="D", b_inner_axis=1)
+  return jnp.dot(x, y.T, precision=_precision(x.dtype, interpret),
+                 preferred_element_type=jnp.float32)
 
 
 def product_nt(x: jax.Array, y: jax.Array, *, config: ProductConfig,

@@ -37,16 +37,9 @@ INNER = (32, 128, 1024)
 
 def dense_launches(inner: int, dtype, mean_row: float
                    ) -> dict[str, csr_sddmm_dense.DenseSddmmConfig]:
-  base = csr_sddmm_dense.choose_config(inner, dtype, mean_row)
-  replace = dataclasses.replace
-  launches = {
-      "dense-default": base,
-      "dense-128x64-w4": replace(base, product=replace(base.product, block_n=64, num_warps=4)),
-  }
-  if inner >= 64:
-    launches["dense-bd64-s2"] = replace(base, product=replace(base.product, block_d=64,
-                                                              num_stages=2))
-  return launches
+  """The dense path's launch (S by XLA's dot since stop 22; rounds 1-4 also timed the Pallas
+  product's tiles here, see experiments/results/h100-2026-11-26-sddmm-dense/)."""
+  return {"dense-default": csr_sddmm_dense.choose_config(inner, dtype, mean_row)}
 
 
 # Tile launches of the dense product alone (block_m, block_n, block_d, num_warps, num_stages).
@@ -165,9 +158,7 @@ def main() -> None:
                 "config": dataclasses.asdict(launch)}
       s_expected = jnp.asarray(s64, jnp.float32)
       bench_common.time_checked(
-          record, lambda x, y, launch=launch: dense_product.product_nt(x, y,
-                                                                       config=launch.product),
-          (x, y),
+          record, lambda x, y: dense_product.xla_product_nt(x, y), (x, y),
           working_set, config, s_expected, skip=time.monotonic() - start > args.budget_s,
           output=lambda out: out[:size, :size])
       emit(record)

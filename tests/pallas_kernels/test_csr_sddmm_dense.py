@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pallas_kernels import csr_sddmm_dense, dense_product
+from pallas_kernels import csr_sddmm_dense
 from tests.pallas_kernels import csr_cases as cases
 
-# 16 x 16 tiles of S over D in steps of 16: the shapes below are not multiples of any of them.
-TILES = dense_product.ProductConfig(block_m=16, block_n=16, block_d=16, num_warps=4)
-SMALL = csr_sddmm_dense.DenseSddmmConfig(product=TILES)
+# Chunks of S in multiples of 16 rows: the shapes below are not multiples of it.
+SMALL = csr_sddmm_dense.DenseSddmmConfig(chunk_row_multiple=16)
 
 
 def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL):
@@ -27,7 +26,7 @@ def _check(case: cases.CsrCase, inner: int, dtype, rng, config=SMALL):
 @given(seed=st.integers(0, 2**32 - 1))
 def test_ragged_rows_with_padding(dtype, seed):
   rng = np.random.default_rng(seed)
-  # 37 x 29 takes 3 x 2 tiles of S, the last ones partly past the matrix; D = 40, 3 steps.
+  # 37 x 29, D = 40: one chunk of S (48 rows' worth), rows past the matrix never sampled.
   case = cases.random_csr(rng, (37, 29), cases.ragged_lengths(rng, 37, 29), padding=3)
   _check(case, 40, dtype, rng)
 
@@ -37,18 +36,16 @@ def test_sampling_steps(sample_block):
   # Rows longer than one sampling step (16) and shorter.
   rng = np.random.default_rng()
   case = cases.random_csr(rng, (37, 29), cases.ragged_lengths(rng, 37, 29), padding=2)
-  config = csr_sddmm_dense.DenseSddmmConfig(product=TILES,
-                                            sample_block=sample_block)
+  config = csr_sddmm_dense.DenseSddmmConfig(chunk_row_multiple=16, sample_block=sample_block)
   _check(case, 24, jnp.float32, rng, config=config)
 
 
 def test_chunks_of_rows():
-  # S computed and sampled 16 rows at a time (one 16 x 16 tile row of a 29-column S is 2 KiB):
-  # 37 rows take three chunks, the last one short.
+  # S computed and sampled 16 rows at a time (16 rows of a 29-column S are 1856 bytes, 32 would
+  # pass 2 KiB): 37 rows take three chunks, the last one short.
   rng = np.random.default_rng()
   case = cases.random_csr(rng, (37, 29), cases.ragged_lengths(rng, 37, 29), padding=2)
-  config = csr_sddmm_dense.DenseSddmmConfig(product=TILES,
-                                            chunk_bytes=2048)
+  config = csr_sddmm_dense.DenseSddmmConfig(chunk_row_multiple=16, chunk_bytes=2048)
   assert config.chunk_rows(37, 29) == 16
   _check(case, 24, jnp.float32, rng, config=config)
 
@@ -57,9 +54,11 @@ def test_chunk_rows():
   config = csr_sddmm_dense.DenseSddmmConfig(chunk_bytes=256 << 20)
   assert config.chunk_rows(4096, 4096) == 4096  # S is 64 MiB: one chunk
   assert config.chunk_rows(32768, 32768) == 2048  # 256 MiB / (4 B x 32768 columns)
-  assert config.chunk_rows(100, 10 ** 9) == 128  # at least one tile row
+  assert config.chunk_rows(100, 10 ** 9) == 64  # at least one multiple of 64 rows
   with pytest.raises(ValueError, match="chunk_bytes must be >= 1"):
     csr_sddmm_dense.DenseSddmmConfig(chunk_bytes=0)
+  with pytest.raises(ValueError, match="chunk_row_multiple must be >= 1"):
+    csr_sddmm_dense.DenseSddmmConfig(chunk_row_multiple=0)
 
 
 @pytest.mark.parametrize("shape,lengths,inner,padding", cases.SDDMM_EDGE_CASES)
@@ -85,15 +84,13 @@ def test_default_config_matches_the_row_kernel():
 
 def test_bad_arguments_name_the_argument():
   cases.assert_sddmm_argument_errors(csr_sddmm_dense.kernel_fn)
-  with pytest.raises(ValueError, match="block_n must be a power of two"):
-    csr_sddmm_dense.DenseSddmmConfig(product=dense_product.ProductConfig(block_n=48))
-  assert "block_d=8" in csr_sddmm_dense.gpu_supported(
-      csr_sddmm_dense.DenseSddmmConfig(product=dense_product.ProductConfig(block_d=8)))
+  with pytest.raises(ValueError, match="sample_block must be a power of two"):
+    csr_sddmm_dense.DenseSddmmConfig(sample_block=48)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
 def test_lowers_to_triton(monkeypatch, dtype):
-  # float32 lowers with the three-pass TF32 algorithm, 16-bit natively.
+  # XLA's dot for S (float32 as three TF32 passes, 16-bit natively), then the Triton sampling.
   from tests.pallas_kernels import structured_cases
   structured_cases.assert_lowers_to_triton_for_h100(
       monkeypatch,
@@ -114,9 +111,8 @@ def test_prefers_dense_on_the_measured_grid(inner, sparsity, expected):
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
 def test_prefers_dense_never_past_the_memory_budget_or_when_empty(dtype):
-  # One tile row of S is the product's block_m rows (64 for float32, 128 for 16-bit) of float32.
-  from pallas_kernels import dense_product
-  tile_rows = dense_product.choose_config(4096, dtype).block_m
+  # The smallest chunk of S is 64 rows of float32.
+  tile_rows = csr_sddmm_dense.DenseSddmmConfig().chunk_row_multiple
   cols = csr_sddmm_dense.MAX_TILE_ROW_BYTES // (4 * tile_rows) + 1
   assert not csr_sddmm_dense.prefers_dense(128, cols, 4096, 128 * cols, dtype)
   assert not csr_sddmm_dense.prefers_dense(4096, 4096, 1024, 0, jnp.float32)
