@@ -11,8 +11,8 @@ overrides the choice). ``A.T @ B`` / ``A.T @ x`` (what gradients with respect to
 not: ``"auto"`` falls back to the reference lowering and a forced ``impl="pallas"`` says why. The row schedule (rows longest
 first, in power-of-two length buckets) is computed inside the traced kernel call without a sort
 (one prefix sum and one scatter of M indices), unless the matrix's layout says its rows already
-follow it (``natural_row_order``, checked on the host when the CSR matrix is built): then the
-kernels launch the rows in order.
+follow it (``natural_row_order``, checked on the host when the CSR matrix is built) or the call
+is too small for it to pay (``launches_in_order``): then the kernels launch the rows in order.
 """
 
 from __future__ import annotations
@@ -53,20 +53,47 @@ def takes_dense_path(num_rows: int, num_cols: int, n: int, nse: int, dtype) -> b
   return path == "dense"
 
 
+# The row schedule (``_rows.rows_by_length``, computed in the call for a matrix whose rows were
+# not seen to need none) is four small XLA kernels, 10-15 us a call on an H100. On the DLMC
+# subset (512-2048 rows, float32, N or D 32 / 128, s 0.5-0.98; 72 SpMM and SDDMM cases) the row
+# kernels were faster in row order every time: 5.6-71.0 us against 17.8-78.3 us with the
+# schedule (experiments/results/h100-2026-11-26-dlmc-harness/small-launch/). The schedule is
+# computed only where the kernel's modeled time leaves room for it to pay.
+SCHEDULE_MIN_KERNEL_US = 100.0
+# Modeled rates of the row kernels (SpMV: bytes of values and indices streamed).
+SPMV_BYTES_PER_US = 2.0e6
+
+
+def launches_in_order(layout: Any, op: str, nse: int, width: int, itemsize: int) -> bool:
+  """Whether the row kernels launch the rows in order (no schedule): the layout says the rows
+  need none (``natural_row_order``), or the kernel's modeled time for ``op`` ("spmm", "spmv",
+  "sddmm"; ``width`` = N or D) is under ``SCHEDULE_MIN_KERNEL_US``."""
+  if layout.natural_row_order:
+    return True
+  if op == "spmm":
+    modeled_us = nse * width / csr_spmm_dense.ROW_KERNEL_PRODUCTS_PER_US
+  elif op == "spmv":
+    modeled_us = nse * (itemsize + 4) / SPMV_BYTES_PER_US
+  else:
+    modeled_us = nse * width * itemsize / csr_sddmm_dense.ROW_KERNEL_BYTES_PER_US
+  return modeled_us < SCHEDULE_MIN_KERNEL_US
+
+
 def _spmm(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
   num_rows, num_cols = layout.shape
   if takes_dense_path(num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype):
     return csr_spmm_dense.kernel_fn(data, col_indices, row_offsets, dense, num_rows=num_rows,
                                     interpret=interpret)
+  in_order = launches_in_order(layout, "spmm", data.shape[0], dense.shape[1],
+                               jnp.dtype(data.dtype).itemsize)
   return csr_spmm.kernel_fn(data, col_indices, row_offsets, dense, num_rows=num_rows,
-                            interpret=interpret,
-                            natural_order=bool(layout.natural_row_order))
+                            interpret=interpret, natural_order=in_order)
 
 
 def _spmv(data, col_indices, row_offsets, vector, *, interpret, layout, **unused):
+  in_order = launches_in_order(layout, "spmv", data.shape[0], 1, jnp.dtype(data.dtype).itemsize)
   return csr_spmv.kernel_fn(data, col_indices, row_offsets, vector, num_rows=layout.shape[0],
-                            interpret=interpret,
-                            natural_order=bool(layout.natural_row_order))
+                            interpret=interpret, natural_order=in_order)
 
 
 def _sddmm(col_indices, row_offsets, x, y, *, interpret, layout, **unused):
@@ -75,9 +102,10 @@ def _sddmm(col_indices, row_offsets, x, y, *, interpret, layout, **unused):
                                    x.dtype):
     return csr_sddmm_dense.kernel_fn(col_indices, row_offsets, x, y, num_rows=num_rows,
                                      interpret=interpret)
+  in_order = launches_in_order(layout, "sddmm", col_indices.shape[0], x.shape[1],
+                               jnp.dtype(x.dtype).itemsize)
   return csr_sddmm.kernel_fn(col_indices, row_offsets, x, y, num_rows=layout.shape[0],
-                             interpret=interpret,
-                             natural_order=bool(layout.natural_row_order))
+                             interpret=interpret, natural_order=in_order)
 
 
 def _check_arrays(values: Sequence[Any], indices: Sequence[Any]) -> bool | str:

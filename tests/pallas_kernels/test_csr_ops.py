@@ -113,3 +113,38 @@ def test_kernels_lower_to_triton_for_h100(kernel, width, monkeypatch):
       lowering_platforms=("cuda",))
   from jax.experimental.pallas import triton as plgpu
   assert plgpu.CUSTOM_CALL_TARGET_NAME in lowered.as_text()
+
+
+@pytest.mark.parametrize("op,nse,width,itemsize,in_order", [
+    # DLMC-sized calls: the schedule's ~10-15 us would exceed what it saves.
+    ("spmm", 524288, 128, 4, True), ("sddmm", 524288, 128, 4, True), ("spmv", 131072, 1, 4, True),
+    # Calls modeled past SCHEDULE_MIN_KERNEL_US keep the schedule.
+    ("spmm", 4096 * 4096 // 2, 1024, 4, False), ("sddmm", 4096 * 4096 // 10, 1024, 4, False),
+    ("spmv", 16384 * 16384 // 3, 1, 4, False)])
+def test_schedule_only_where_it_can_pay(op, nse, width, itemsize, in_order):
+  layout = SparseLayout("csr", (4096, 4096))
+  assert gpu_csr.launches_in_order(layout, op, nse, width, itemsize) is in_order
+  # A layout whose rows need no schedule launches in order whatever the size.
+  natural = SparseLayout("csr", (4096, 4096), natural_row_order=True)
+  assert gpu_csr.launches_in_order(natural, op, nse, width, itemsize) is True
+
+
+def test_wrappers_pass_the_launch_order(monkeypatch):
+  # What each wrapper hands the row kernel: in order for a small call on an unbalanced matrix,
+  # scheduled once the modeled kernel time passes the threshold.
+  seen = []
+  for module in (gpu_csr.csr_spmm, gpu_csr.csr_spmv, gpu_csr.csr_sddmm):
+    monkeypatch.setattr(module, "kernel_fn", lambda *a, natural_order, **k: seen.append(
+        natural_order))
+  monkeypatch.setattr(gpu_csr, "takes_dense_path", lambda *a: False)
+  monkeypatch.setattr(gpu_csr.csr_sddmm_dense, "prefers_dense", lambda *a: False)
+  layout = SparseLayout("csr", (8, 8))
+  s = jax.ShapeDtypeStruct
+  data, cols, offsets = s((20,), jnp.float32), s((20,), jnp.int32), s((9,), jnp.int32)
+  for threshold in (gpu_csr.SCHEDULE_MIN_KERNEL_US, 0.0):
+    monkeypatch.setattr(gpu_csr, "SCHEDULE_MIN_KERNEL_US", threshold)
+    gpu_csr._spmm(data, cols, offsets, s((8, 4), jnp.float32), interpret=True, layout=layout)
+    gpu_csr._spmv(data, cols, offsets, s((8,), jnp.float32), interpret=True, layout=layout)
+    gpu_csr._sddmm(cols, offsets, s((8, 4), jnp.float32), s((8, 4), jnp.float32),
+                   interpret=True, layout=layout)
+  assert seen == [True] * 3 + [False] * 3
