@@ -4,11 +4,14 @@
   ``dense_product.product_nt`` (float32 as three TF32 passes). Against XLA's dot at
   ``Precision.HIGHEST`` and with ``DotAlgorithmPreset.TF32_TF32_F32_X3``, float32 and bfloat16,
   on the DLMC shapes and 4096x4096; each checked against a float64 product (max |err| / max |S|).
+- ``--part sddmm-dense``: the whole SDDMM dense path (``csr_sddmm_dense.kernel_fn``) on
+  4096x4096 uniform patterns with S from XLA's dot and from the Pallas ``product_nt``, and the
+  kernels of each traced at one case (``experiments.profiling.loop_profile``).
 - ``--part schedule``: the CSR row kernels (SpMM, SDDMM) with the row schedule computed in the
   call (``natural_order=False``, what unbalanced matrices get) and without it (rows launched in
   order), on the DLMC subset's first matrix of each pruning and shape.
 
-    python3 -P experiments/gpu_checks/small_launch_probe.py OUTDIR [--part product schedule]
+    python3 -P experiments/gpu_checks/small_launch_probe.py OUTDIR [--part product schedule sddmm-dense]
         [--budget-s 240] [--smoke]
 
 Writes OUTDIR/small_launch_probe.jsonl and .md.
@@ -29,10 +32,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import problems  # noqa: E402
+from experiments import problems, profiling, timing  # noqa: E402
 from experiments.grid import Case  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
-from pallas_kernels import csr_sddmm, csr_spmm, dense_product  # noqa: E402
+from pallas_kernels import csr_sddmm, csr_sddmm_dense, csr_spmm, dense_product  # noqa: E402
 
 DLMC = [f"dlmc/{p}/{s}#0" for p in ("magnitude_pruning", "random_pruning")
         for s in ("512x512", "2048x512", "512x2048")]
@@ -77,6 +80,39 @@ def run_products(table, config, smoke, deadline):
                   f"{bench_common.time_cell(record)} | {bench_common.rel_err_cell(record)} |")
 
 
+def run_sddmm_dense(table, config, smoke, deadline, outdir):
+  xla_product_nt = dense_product.xla_product_nt
+
+  def pallas_product_nt(x, y, *, interpret=False):
+    tiles = dense_product.choose_config(x.shape[1], x.dtype)
+    return dense_product.product_nt(x, y, config=tiles, interpret=interpret)
+
+  grid = ([(0.5, 32)] if smoke else [(0.5, 128), (0.7, 128), (0.5, 1024), (0.5, 32)])
+  source = "uniform/64x64" if smoke else "uniform/4096x4096"
+  for sparsity, inner in grid:
+    problem = problems.build_problem(Case("sddmm", "csr", source, sparsity, inner, "float32"))
+    matrix = problem.matrix
+    cols, offsets = matrix.col_indices, matrix.row_offsets
+    x, y = (jnp.asarray(a) for a in problem.operands)
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(np.asarray(offsets)))
+    expected = jnp.sum(x[rows] * y[np.asarray(cols)], axis=1)
+    for name, product in (("xla", xla_product_nt), ("pallas", pallas_product_nt)):
+      dense_product.xla_product_nt = product  # what csr_sddmm_dense.kernel_fn calls
+      jax.clear_caches()  # kernel_fn is jitted: retrace it with this product
+      fn = jax.jit(lambda c, o, x, y: csr_sddmm_dense.kernel_fn(  # noqa: E731
+          c, o, x, y, num_rows=matrix.shape[0], interpret=smoke))
+      record = {"part": "sddmm-dense", "sparsity": sparsity, "inner": inner, "product": name}
+      bench_common.time_checked(record, fn, (cols, offsets, x, y), 1 << 20, config, expected,
+                                skip=time.monotonic() > deadline)
+      if not smoke and (sparsity, inner) == (0.5, 128):
+        record["profile"] = profiling.loop_profile(
+            timing.JaxLoopTimer(fn, [(cols, offsets, x, y)]), outdir / f"trace-{name}")
+      table.add(record, f"| sddmm dense path | {source} s={sparsity} D={inner} | float32 | "
+                f"S by {name} | {bench_common.time_cell(record)} | "
+                f"{bench_common.rel_err_cell(record)} |")
+    dense_product.xla_product_nt = xla_product_nt
+
+
 def run_schedule(table, config, smoke, deadline):
   cases = ([Case("spmm", "csr", "uniform/64x64", 0.9, 32, "float32")] if smoke else
            [Case(op, "csr", source, s, n, "float32") for source in DLMC
@@ -115,7 +151,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("outdir", type=pathlib.Path)
   parser.add_argument("--part", nargs="+", default=["product", "schedule"],
-                      choices=("product", "schedule"))
+                      choices=("product", "schedule", "sddmm-dense"))
   parser.add_argument("--budget-s", type=float, default=240.0)
   parser.add_argument("--smoke", action="store_true", help="tiny shapes, interpret mode")
   args = parser.parse_args()
@@ -131,6 +167,8 @@ def main() -> None:
     run_products(table, config, args.smoke, deadline)
   if "schedule" in args.part:
     run_schedule(table, config, args.smoke, deadline)
+  if "sddmm-dense" in args.part:
+    run_sddmm_dense(table, config, args.smoke, deadline, args.outdir)
 
 
 if __name__ == "__main__":
