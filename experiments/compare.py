@@ -61,6 +61,8 @@ def summary_rows(pairs: Sequence[tuple[tuple, float]]) -> list[tuple[str, int, f
     groups["all"].append(value)
     groups[f"s={sparsity:g}"].append(value)
     groups[f"N={n}"].append(value)
+  if not pairs:
+    return []
   order = (["all"] + sorted((g for g in groups if g.startswith("s=")), key=lambda g: float(g[2:]))
            + sorted((g for g in groups if g.startswith("N=")), key=lambda g: int(g[2:])))
   return [(g, len(groups[g]), geomean(groups[g]), min(groups[g]), max(groups[g])) for g in order]
@@ -72,6 +74,8 @@ def markdown(records: Sequence[dict], line: str, against: Sequence[str],
   out = []
   for other in against:
     pairs, unpaired = speedups(records, line, other, op)
+    if not pairs:
+      continue  # the other line did not run here
     out.append(f"### {line} over {other}" + (f" ({op})" if op else "")
                + f": {len(pairs)} cases" + (f", {unpaired} unpaired" if unpaired else ""))
     out.append("")
