@@ -69,6 +69,17 @@ def record_calls(monkeypatch, module, names, detail=None) -> list:
   return calls
 
 
+def record_prefill_calls(monkeypatch, module, expand_min_n: int, detail=None) -> list:
+  """``record_calls`` of ``module``'s ``expand_fn`` and ``kernel_fn`` with
+  ``jsparse._gpu.structured.EXPAND_MIN_N`` set to ``expand_min_n`` and jax's caches cleared (a
+  shape compiled before would not lower again)."""
+  from jsparse._gpu import structured
+  monkeypatch.setattr(structured, "EXPAND_MIN_N", expand_min_n)
+  calls = record_calls(monkeypatch, module, ("expand_fn", "kernel_fn"), detail)
+  jax.clear_caches()
+  return calls
+
+
 def pallas_registered(op: str, format: str) -> bool:
   """Whether ``impl="pallas"`` has a kernel for ``op`` on ``format`` on this platform (the CPU
   only with ``JSPARSE_PALLAS_INTERPRET=1`` set before jsparse was imported)."""

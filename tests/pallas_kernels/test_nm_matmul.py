@@ -344,11 +344,8 @@ def test_expand_fn_is_the_dense_matrix(n, m, packed):
 def test_public_spmm_prefill_expands_to_dense(monkeypatch):
   # From EXPAND_MIN_N columns up, W is expanded once (from its packed positions) and multiplied
   # by XLA's product; below, the fused kernel.
-  from jsparse._gpu import structured
-  monkeypatch.setattr(structured, "EXPAND_MIN_N", 48)
-  calls = cases.record_calls(monkeypatch, nm_matmul, ("expand_fn", "kernel_fn"),
-                             lambda kwargs: kwargs["indices_packed"])
-  jax.clear_caches()
+  calls = cases.record_prefill_calls(monkeypatch, nm_matmul, 48,
+                                     lambda kwargs: kwargs["indices_packed"])
   rng = np.random.default_rng()
   for dtype in (jnp.bfloat16, jnp.float32):
     matrix, dense64 = _nm_case(rng, (40, 136), 2, 4, dtype)
@@ -399,10 +396,7 @@ def test_cuda_support_is_checked_per_path(num_n, supported):
                     reason="no pallas N:M kernel here (GPU, or JSPARSE_PALLAS_INTERPRET=1)")
 def test_public_spmm_prefill_of_any_pattern(monkeypatch):
   # 1:3 and 3:8 through impl="pallas" at prefill: W expanded in jax.numpy, then XLA's product.
-  from jsparse._gpu import structured
-  monkeypatch.setattr(structured, "EXPAND_MIN_N", 40)
-  calls = cases.record_calls(monkeypatch, nm_matmul, ("expand_fn", "kernel_fn"))
-  jax.clear_caches()
+  calls = cases.record_prefill_calls(monkeypatch, nm_matmul, 40)
   rng = np.random.default_rng()
   for n, m, shape in ((1, 3, (20, 45)), (3, 8, (33, 64))):
     matrix, dense64 = _nm_case(rng, shape, n, m, jnp.bfloat16)

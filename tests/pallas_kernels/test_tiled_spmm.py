@@ -217,10 +217,7 @@ def test_expand_fn_lowers_to_triton_for_h100(monkeypatch):
                     reason="no pallas tiled kernel here (GPU, or JSPARSE_PALLAS_INTERPRET=1)")
 def test_public_spmm_prefill_expands_to_dense(monkeypatch):
   # From EXPAND_MIN_N columns up, W is expanded once and multiplied by XLA's product.
-  from jsparse._gpu import structured
-  monkeypatch.setattr(structured, "EXPAND_MIN_N", 40)
-  calls = cases.record_calls(monkeypatch, tiled_spmm, ("expand_fn", "kernel_fn"))
-  jax.clear_caches()
+  calls = cases.record_prefill_calls(monkeypatch, tiled_spmm, 40)
   rng = np.random.default_rng()
   dense64 = cases.sparse_dense(rng, (40, 100), 0.3, jnp.bfloat16)
   matrix = cases.tiled_matrix(dense64, jnp.bfloat16, (16, 64))
