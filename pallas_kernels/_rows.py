@@ -116,33 +116,63 @@ def entry_rows(row_offsets: jax.Array, nse: int) -> jax.Array:
 
 
 def row_steps_call(step: Callable, row_offsets: jax.Array, operands: Sequence[jax.Array],
-                   out: jax.Array, *, block: int, name: str, interpret: bool) -> jax.Array:
-  """``out`` updated in place by one Pallas program a row of ``row_offsets`` (``[R + 1]``),
-  each walking its row's positions ``block`` at a time: ``step(row, positions, valid, refs,
-  out_ref)`` for every step (``positions`` ``[block]`` int32, ``valid`` the ones before the row's
-  end, ``refs`` the refs of ``operands``, whole arrays). ``out`` is aliased to the result: what
-  no step writes keeps its value."""
+                   out: jax.Array | jax.ShapeDtypeStruct, *, block: int, name: str,
+                   interpret: bool) -> jax.Array:
+  """One Pallas program a row of ``row_offsets`` (``[R + 1]``), each walking its row's positions
+  ``block`` at a time: ``step(row, positions, valid, refs, out_ref)`` for every step
+  (``positions`` ``[block]`` int32, ``valid`` the ones before the row's end, ``refs`` the refs of
+  ``operands``, whole arrays).
+
+  ``out`` is either an array, updated in place (aliased to the result: what no step writes keeps
+  its value), or a ``jax.ShapeDtypeStruct`` ``[size]``: a new array written whole, the positions
+  from ``row_offsets[R]`` on set to zero by one more program (no zero-filled array to copy in
+  first)."""
+  fresh = isinstance(out, jax.ShapeDtypeStruct)
+  num_rows = row_offsets.shape[0] - 1
+  size = out.shape[0]
 
   def kernel(offsets_ref, *refs):
-    *operand_refs, _, out_ref = refs
+    out_ref = refs[-1]
+    operand_refs = refs[:len(operands)]
     row = pl.program_id(0)
-    start, end = offsets_ref[row], offsets_ref[row + 1]
     lanes = jnp.arange(block, dtype=jnp.int32)
 
-    def body(i, carry):
-      positions = start + i * block + lanes
-      step(row, positions, positions < end, operand_refs, out_ref)
-      return carry
+    def rows_program():
+      start, end = offsets_ref[row], offsets_ref[row + 1]
 
-    jax.lax.fori_loop(0, (end - start + block - 1) // block, body, 0)
+      def body(i, carry):
+        positions = start + i * block + lanes
+        step(row, positions, positions < end, operand_refs, out_ref)
+        return carry
 
+      jax.lax.fori_loop(0, (end - start + block - 1) // block, body, 0)
+
+    if not fresh:
+      rows_program()
+      return
+    pl.when(row < num_rows)(rows_program)
+
+    @pl.when(row == num_rows)
+    def _zero_tail():
+      tail = offsets_ref[num_rows]
+      zeros = jnp.zeros((block,), out_ref.dtype)
+
+      def body(i, carry):
+        # Lanes past the end all store 0 to the last position (inside the tail whenever the loop
+        # runs): no masked store, which interpret mode runs as a read-modify-write.
+        plt.store(out_ref.at[jnp.minimum(tail + i * block + lanes, size - 1)], zeros)
+        return carry
+
+      jax.lax.fori_loop(0, (size - tail + block - 1) // block, body, 0)
+
+  extra = (out,) if not fresh else ()
   return pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct(out.shape, out.dtype),
-      grid=(row_offsets.shape[0] - 1,),
-      in_specs=[pl.no_block_spec] * (len(operands) + 2),
-      input_output_aliases={len(operands) + 1: 0},
+      grid=(num_rows + (1 if fresh else 0),),
+      in_specs=[pl.no_block_spec] * (len(operands) + 1 + len(extra)),
+      input_output_aliases={} if fresh else {len(operands) + 1: 0},
       compiler_params=plt.CompilerParams(num_warps=max(1, min(4, block // 32)), num_stages=1),
       interpret=interpret,
       name=name,
-  )(row_offsets, *operands, out)
+  )(row_offsets, *operands, *extra)
