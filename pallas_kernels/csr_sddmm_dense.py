@@ -55,10 +55,9 @@ class DenseSddmmConfig:
                                         self.chunk_bytes)
 
 
-def choose_config(inner: int, dtype, mean_row: float = 128.0) -> DenseSddmmConfig:
+def choose_config(mean_row: float = 128.0) -> DenseSddmmConfig:
   """The sampling step: the mean stored entries of a row rounded up to a power of two, within
-  [32, 256] (``inner`` and ``dtype`` no longer change the launch: S's product is XLA's)."""
-  del inner, dtype
+  [32, 256] (S's product is XLA's, so nothing else is chosen)."""
   sample_block = min(256, max(32, pl.next_power_of_2(max(int(mean_row), 1))))
   return DenseSddmmConfig(sample_block=sample_block)
 
@@ -146,7 +145,7 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   nse, inner = col_indices.shape[0], x.shape[1]
   if num_rows == 0 or nse == 0 or inner == 0 or y.shape[0] == 0:
     return jnp.zeros((nse,), x.dtype)
-  config = config or choose_config(inner, x.dtype, nse / num_rows)
+  config = config or choose_config(nse / num_rows)
   chunk = config.chunk_rows(num_rows, y.shape[0])
   # One chunk (the usual case): the sampling writes every position itself, padding included,
   # into a new array. Several: each chunk updates the array in place, and padding keeps these

@@ -51,6 +51,10 @@ class DenseSpmmConfig:
     if self.chunk_bytes < 1:
       raise ValueError(f"DenseSpmmConfig.chunk_bytes must be >= 1, got {self.chunk_bytes}")
 
+  def padded_cols(self, num_cols: int) -> int:
+    """K rounded up to ``block_cols``: the width of the dense rows."""
+    return pl.cdiv(num_cols, self.block_cols) * self.block_cols
+
   def chunk_rows(self, num_rows: int, row_bytes: int) -> int:
     """Rows of A expanded per chunk: within ``chunk_bytes`` (at least 1), at most ``num_rows``."""
     return dense_product.rows_per_chunk(num_rows, row_bytes, 1, self.chunk_bytes)
@@ -121,7 +125,7 @@ def dense_rows(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, 
   if num_cols < 1:
     raise ValueError(f"num_cols must be >= 1, got {num_cols}")
   block, block_nnz = config.block_cols, config.block_nnz
-  padded_cols = pl.cdiv(num_cols, block) * block
+  padded_cols = config.padded_cols(num_cols)
 
   def kernel(offsets_ref, cols_ref, data_ref, out_ref):
     row = pl.program_id(0)
@@ -181,7 +185,7 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, d
   if num_rows == 0 or nse == 0 or n == 0 or num_cols == 0:
     return jnp.zeros((num_rows, n), data.dtype)
   config = config or choose_config(num_cols)
-  padded_cols = pl.cdiv(num_cols, config.block_cols) * config.block_cols
+  padded_cols = config.padded_cols(num_cols)
   b = _common.pad_rows(dense, padded_cols)  # zero rows meet the dense rows' extra columns
   chunk = config.chunk_rows(num_rows, padded_cols * data.dtype.itemsize)
   outputs = []

@@ -39,7 +39,7 @@ def dense_launches(inner: int, dtype, mean_row: float
                    ) -> dict[str, csr_sddmm_dense.DenseSddmmConfig]:
   """The dense path's launch (S by XLA's dot since stop 22; rounds 1-4 also timed the Pallas
   product's tiles here, see experiments/results/h100-2026-11-26-sddmm-dense/)."""
-  return {"dense-default": csr_sddmm_dense.choose_config(inner, dtype, mean_row)}
+  return {"dense-default": csr_sddmm_dense.choose_config(mean_row)}
 
 
 # Tile launches of the dense product alone (block_m, block_n, block_d, num_warps, num_stages).
@@ -143,7 +143,7 @@ def main() -> None:
         else:
           if args.smoke:
             continue
-          block = csr_sddmm_dense.choose_config(inner, dtype, nse / size).sample_block
+          block = csr_sddmm_dense.choose_config(nse / size).sample_block
           fn, shown = xla_sddmm(launch, block), str(launch)
         record = {"sparsity": sparsity, "inner": inner, "nse": nse, "line": name,
                   "config": shown}

@@ -80,6 +80,12 @@ def run_products(table, config, smoke, deadline):
                   f"{bench_common.time_cell(record)} | {bench_common.rel_err_cell(record)} |")
 
 
+def sddmm_expected(offsets, cols, x, y):
+  """float32 X[i] . Y[j] at every stored (i, j) of the CSR pattern."""
+  rows = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(np.asarray(offsets)))
+  return jnp.sum(x[rows] * y[np.asarray(cols)], axis=1)
+
+
 def run_sddmm_dense(table, config, smoke, deadline, outdir):
   xla_product_nt = dense_product.xla_product_nt
 
@@ -94,8 +100,7 @@ def run_sddmm_dense(table, config, smoke, deadline, outdir):
     matrix = problem.matrix
     cols, offsets = matrix.col_indices, matrix.row_offsets
     x, y = (jnp.asarray(a) for a in problem.operands)
-    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(np.asarray(offsets)))
-    expected = jnp.sum(x[rows] * y[np.asarray(cols)], axis=1)
+    expected = sddmm_expected(offsets, cols, x, y)
     for name, product in (("xla", xla_product_nt), ("pallas", pallas_product_nt)):
       dense_product.xla_product_nt = product  # what csr_sddmm_dense.kernel_fn calls
       jax.clear_caches()  # kernel_fn is jitted: retrace it with this product
@@ -141,8 +146,7 @@ def run_schedule(table, config, smoke, deadline, wide=False):
           d, c, o, b, num_rows=num_rows, natural_order=natural, interpret=smoke))
     else:
       x, y = (jnp.asarray(a) for a in problem.operands)
-      rows = np.repeat(np.arange(num_rows), np.diff(np.asarray(offsets)))
-      expected = jnp.sum(x[rows] * y[np.asarray(cols)], axis=1)
+      expected = sddmm_expected(offsets, cols, x, y)
       operands = (cols, offsets, x, y)
       make = lambda natural: (lambda c, o, x, y: csr_sddmm.kernel_fn(  # noqa: E731
           c, o, x, y, num_rows=num_rows, natural_order=natural, interpret=smoke))
