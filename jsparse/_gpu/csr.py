@@ -68,6 +68,8 @@ def launches_in_order(layout: Any, op: str, nse: int, width: int, itemsize: int)
   """Whether the row kernels launch the rows in order (no schedule): the layout says the rows
   need none (``natural_row_order``), or the kernel's modeled time for ``op`` ("spmm", "spmv",
   "sddmm"; ``width`` = N or D) is under ``SCHEDULE_MIN_KERNEL_US``."""
+  if op not in ("spmm", "spmv", "sddmm"):
+    raise ValueError(f"op must be 'spmm', 'spmv' or 'sddmm', got {op!r}")
   if layout.natural_row_order:
     return True
   if op == "spmm":

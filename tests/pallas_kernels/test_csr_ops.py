@@ -127,6 +127,8 @@ def test_schedule_only_where_it_can_pay(op, nse, width, itemsize, in_order):
   # A layout whose rows need no schedule launches in order whatever the size.
   natural = SparseLayout("csr", (4096, 4096), natural_row_order=True)
   assert gpu_csr.launches_in_order(natural, op, nse, width, itemsize) is True
+  with pytest.raises(ValueError, match="op must be 'spmm', 'spmv' or 'sddmm', got 'spmmv'"):
+    gpu_csr.launches_in_order(layout, "spmmv", nse, width, itemsize)
 
 
 def test_wrappers_pass_the_launch_order(monkeypatch):

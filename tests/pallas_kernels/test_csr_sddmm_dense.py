@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pallas_kernels import csr_sddmm_dense
+from pallas_kernels import csr_sddmm_dense, dense_product
 from tests.pallas_kernels import csr_cases as cases
 
 # Chunks of S in multiples of 16 rows: the shapes below are not multiples of it.
@@ -86,6 +86,14 @@ def test_bad_arguments_name_the_argument():
   cases.assert_sddmm_argument_errors(csr_sddmm_dense.kernel_fn)
   with pytest.raises(ValueError, match="sample_block must be a power of two"):
     csr_sddmm_dense.DenseSddmmConfig(sample_block=48)
+  # S's product (XLA's dot) names its factors too.
+  x = jnp.ones((4, 8), jnp.float32)
+  with pytest.raises(ValueError, match=r"y must be \[N, D\] with D = 8 and x's dtype float32"):
+    dense_product.xla_product_nt(x, jnp.ones((5, 7), jnp.float32), interpret=True)
+  with pytest.raises(ValueError, match=r"y must be \[N, D\] with D = 8 and x's dtype float32"):
+    dense_product.xla_product_nt(x, jnp.ones((5, 8), jnp.bfloat16), interpret=True)
+  with pytest.raises(ValueError, match=r"x must be \[M, D\] float32, bfloat16 or float16"):
+    dense_product.xla_product_nt(x.astype(jnp.int32), x.astype(jnp.int32), interpret=True)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
