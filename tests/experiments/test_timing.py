@@ -144,4 +144,6 @@ def test_loop_timer_runs_a_given_number_of_iterations():
                               [(a,)], unroll=2)
   np.testing.assert_array_equal(np.asarray(timer.run(3)), -np.asarray(a))
   jax.effects_barrier()
-  assert len(calls) == 3 * 2
+  assert len(calls) == 3 * timer.ops_per_iteration == 3 * 2
+  two_copies = timing.JaxLoopTimer(lambda x: -x, [(a,), (a + 1,)], unroll=2)
+  assert two_copies.ops_per_iteration == 4
