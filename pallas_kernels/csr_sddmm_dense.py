@@ -5,7 +5,7 @@ which gathers one row of Y per stored entry, is bound by those gathers (nnz x D 
 L2: 34 GB at 4096 x 4096, density 0.5, D = 1024), the product of every row of X with every row of Y
 costs less on the tensor cores than the gathers do. S is computed by XLA's dot
 (``dense_product.xla_product_nt``: float32 as three TF32 passes, about float32's accuracy; the
-Pallas ``product_nt`` took 1.3-3.5x its time) and stored; the stored entries
+Pallas ``product_nt`` took 1.3-3.5x its time, except 0.91x at 4096 x 4096 x 32) and stored; the stored entries
 are then read from S by a second kernel, one program a row: its column indices in chunks, S's row at
 those columns, stored to the row's positions (``nnz x 8`` bytes plus S's sectors; a ``searchsorted``
 of every position's row and a 2-D XLA gather in its place took 1.6 ms at 4096 x 4096, density 0.5,
@@ -85,8 +85,8 @@ def prefers_dense(num_rows: int, num_cols: int, inner: int, nse: int, dtype) -> 
   ``[num_rows, num_cols]`` pattern with ``nse`` stored positions and inner dimension ``inner``
   (static shapes only; ``nse`` counts padding too), and a tile row of S fits
   ``MAX_TILE_ROW_BYTES``. The dense path's product is modeled at ``dense_product.modeled_us``'s
-  rates (those of the Pallas product it used until 2026-11-26; XLA's 3xTF32 dot is 1.3-3.5x
-  faster, so the model leans to the row kernel near the crossover)."""
+  rates (those of the Pallas product it used until 2026-11-26; XLA's 3xTF32 dot is up to
+  3.5x faster, so the model leans to the row kernel near the crossover)."""
   elements = num_rows * num_cols
   tile_rows = DenseSddmmConfig().chunk_row_multiple
   if tile_rows * num_cols * 4 > MAX_TILE_ROW_BYTES or nse == 0 or inner == 0:
