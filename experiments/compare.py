@@ -34,13 +34,21 @@ def _case_key(record: dict) -> tuple:
           record["dtype"])
 
 
-def speedups(records: Sequence[dict], line: str, other: str,
-             op: str | None = None) -> tuple[list[tuple[tuple, float]], int]:
-  """([(case key, time(other) / time(line))], cases with only one of the two ok)."""
+METRICS = ("median_us", "kernel_median_us")
+
+
+def speedups(records: Sequence[dict], line: str, other: str, op: str | None = None,
+             metric: str = "median_us") -> tuple[list[tuple[tuple, float]], int]:
+  """([(case key, time(other) / time(line))], cases with only one of the two ok).
+
+  ``metric`` is the time compared: ``median_us`` (each line's wall-clock timer) or
+  ``kernel_median_us`` (device time per call from a profiler trace, ``--kernel-time`` runs);
+  a record without it counts as not ok."""
   times = collections.defaultdict(dict)
   for record in records:
-    if record.get("status") == "ok" and (op is None or record["op"] == op):
-      times[_case_key(record)][record["line"]] = record["median_us"]
+    if (record.get("status") == "ok" and (op is None or record["op"] == op)
+        and record.get(metric) is not None):
+      times[_case_key(record)][record["line"]] = record[metric]
   pairs, unpaired = [], 0
   for key, by_line in sorted(times.items()):
     if line in by_line and other in by_line:
@@ -69,14 +77,15 @@ def summary_rows(pairs: Sequence[tuple[tuple, float]]) -> list[tuple[str, int, f
 
 
 def markdown(records: Sequence[dict], line: str, against: Sequence[str],
-             op: str | None = None) -> str:
-  """One table per other line: speedup of ``line`` over it."""
+             op: str | None = None, metric: str = "median_us") -> str:
+  """One table per other line: speedup of ``line`` over it (by ``metric``)."""
   out = []
   for other in against:
-    pairs, unpaired = speedups(records, line, other, op)
+    pairs, unpaired = speedups(records, line, other, op, metric)
     if not pairs:
       continue  # the other line did not run here
     out.append(f"### {line} over {other}" + (f" ({op})" if op else "")
+               + (f", by {metric}" if metric != "median_us" else "")
                + f": {len(pairs)} cases" + (f", {unpaired} unpaired" if unpaired else ""))
     out.append("")
     out.append("| cases | n | geomean | min | max | faster in |")
@@ -101,9 +110,11 @@ def main(argv: Sequence[str] | None = None) -> str:
   parser.add_argument("--line", default="jsparse-pallas")
   parser.add_argument("--against", nargs="+", required=True)
   parser.add_argument("--op", default=None)
+  parser.add_argument("--metric", choices=METRICS, default="median_us",
+                      help="the time compared (kernel_median_us: --kernel-time runs)")
   parser.add_argument("--out", type=pathlib.Path, default=None)
   args = parser.parse_args(argv)
-  text = markdown(load(args.results), args.line, args.against, args.op)
+  text = markdown(load(args.results), args.line, args.against, args.op, args.metric)
   if args.out:
     args.out.write_text(text + "\n")
   print(text)

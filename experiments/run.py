@@ -68,6 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--rounds", type=int, default=1,
                       help="measure every line of a case this many times, interleaved, keeping "
                       "each line's lowest median (a shared machine's slow spells); default 1")
+  parser.add_argument("--kernel-time", action="store_true",
+                      help="GPU runs: also time each ok line's device activity per call from a "
+                      "profiler trace (experiments/kernel_time.py: the same method for every "
+                      "framework), recorded as kernel_median_us and the other kernel_* fields")
   parser.add_argument("--min-sample-ms", type=float,
                       help="calibrate every timer's samples to last at least this long (default: "
                       "the timing preset's, 2 ms quick / 5 ms full). On the 2-core CPU a jitted "
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
   settings = runner.RunSettings(machine, roof, config, int(max_gather_gb * 2**30),
                                 preset=args.preset,
                                 deadline=None if args.budget_s is None else start + args.budget_s,
-                                rounds=max(1, args.rounds))
+                                rounds=max(1, args.rounds), kernel_time=args.kernel_time)
   progress = Progress(len(cases))
   records: list[dict] = []
   interrupted = None
@@ -203,7 +207,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
       RESULTS_ROOT, args.device_label or machine.slug(), machine.date, args.preset)
   seconds = time.perf_counter() - start
   run_info = {"preset": args.preset, "machine": machine.asdict(), "roofline": roof.asdict(),
-              "timing": config.__dict__, "rounds": max(1, args.rounds), "sanity": checks,
+              "timing": config.__dict__, "rounds": max(1, args.rounds),
+              "kernel_time": args.kernel_time, "sanity": checks,
               "unavailable_lines": unavailable,
               "elapsed": f"{seconds:.0f} s", "phases": phases,
               "load_average": {"start": load_at_start, "end": os.getloadavg()}, "cases": len(cases),

@@ -29,7 +29,7 @@ import time
 import traceback
 from typing import Callable, Iterable, Sequence
 
-from experiments import check, timing
+from experiments import check, kernel_time, timing
 from experiments.grid import Case
 from experiments.lines import BASELINE, Line, NotApplicable
 from experiments.machine import Machine
@@ -56,6 +56,9 @@ class RunSettings:
   deadline: float | None = None
   # Measurements per line of a case, interleaved across its lines; the lowest median is kept.
   rounds: int = 1
+  # Also each "ok" line's device time per call, from a profiler trace (``kernel_time``; GPU
+  # runs): the ``kernel_*`` fields, one method for every framework.
+  kernel_time: bool = False
 
 
 def run_cases(cases: Sequence[Case], lines: Sequence[Line], settings: RunSettings,
@@ -201,10 +204,24 @@ def _measure(case: Case, line: Line, problem: Problem, expected: check.Reference
                    message=f"while timing: {_describe(error)}", **checked)
   record = _record(case, line, settings, problem, status="ok", **checked,
                    **_timing_fields(measurement, working_set, problem, settings))
+  if settings.kernel_time and not one_call:
+    record.update(_kernel_fields(prepared.timer, measurement, problem, settings))
   if timed is not None and settings.rounds > 1 and not one_call:
     record["round_medians_us"] = [measurement.median_us]
     timed.append((record, (prepared.timer, working_set, problem)))
   return record
+
+
+def _kernel_fields(timer: timing.Timer, measurement: timing.Measurement, problem: Problem,
+                   settings: RunSettings) -> dict:
+  """The ``kernel_*`` fields of an "ok" record, or ``kernel_error`` (the record stays "ok": its
+  wall-clock time stands)."""
+  try:
+    measured = kernel_time.measure(timer, calls=kernel_time.calls_for(measurement.median_us))
+  except Exception as error:
+    return {"kernel_error": _describe(error)}
+  return {**measured.record_fields(),
+          "kernel_roofline_fraction": settings.roofline.floor_us(problem) / measured.median_us}
 
 
 def _record(case: Case, line: Line, settings: RunSettings, problem: Problem | None,
@@ -239,6 +256,8 @@ def _reuse(measured: dict, case: Case, problem: Problem, settings: RunSettings) 
                 gflops=problem.flops / (measured["median_us"] * 1e3),
                 roofline_fraction=floor / measured["median_us"], shared_from=measured["case"],
                 peak_gflops=settings.roofline.matmul_gflops.get(case.dtype))
+  if "kernel_median_us" in measured:
+    record["kernel_roofline_fraction"] = floor / measured["kernel_median_us"]
   return record
 
 

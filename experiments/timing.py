@@ -195,6 +195,16 @@ class Timer:
   def measure(self, config: TimingConfig) -> Measurement:
     raise NotImplementedError
 
+  def launch(self, index: int = 0) -> Any:
+    """Issues one op on operand copy ``index % copies`` without waiting for it; returns a handle
+    for ``synchronize`` (the output, or None). Used to time each op's kernels alone
+    (``experiments.kernel_time``)."""
+    raise NotImplementedError
+
+  def synchronize(self, handle: Any) -> None:
+    """Waits until the op ``launch`` returned ``handle`` for has finished on the device."""
+    raise NotImplementedError
+
   def _measure_with(self, sample: Callable[[int], float], config: TimingConfig,
                     copies: int) -> Measurement:
     """Shared calibration and statistics; ``sample(inner)`` returns seconds for ``inner`` ops.
@@ -355,14 +365,26 @@ class JaxLoopTimer(Timer):
     timer._sets, timer._single = sets, None
     return timer
 
-  def run_single(self) -> tuple[Any, float]:
-    # A separate one-op program (compiled on first use, which the first call's time includes).
+  def _single_program(self) -> Any:
+    """The op alone as its own compiled program (compiled on first use)."""
     if self._single is None:
       with self._trace_context():
         self._single = jax.jit(self._fn).lower(*self._sets[0]).compile()
+    return self._single
+
+  def run_single(self) -> tuple[Any, float]:
+    # The first call's time includes the one-op program's compilation.
     start = time.perf_counter()
-    out = jax.block_until_ready(self._single(*self._sets[0]))
+    program = self._single_program()
+    out = jax.block_until_ready(program(*self._sets[0]))
     return out, time.perf_counter() - start
+
+  def launch(self, index: int = 0) -> Any:
+    """One op, as the one-op program (not the loop: no running sum, no loop kernels)."""
+    return self._single_program()(*self._sets[index % len(self._sets)])
+
+  def synchronize(self, handle: Any) -> None:
+    jax.block_until_ready(handle)
 
   def measure(self, config: TimingConfig) -> Measurement:
     copies = len(self._sets)
@@ -386,6 +408,12 @@ class JaxCallTimer(Timer):
 
   def run_once(self) -> Any:
     return jax.block_until_ready(self._fn(*self._operands))
+
+  def launch(self, index: int = 0) -> Any:
+    return self._fn(*self._operands)
+
+  def synchronize(self, handle: Any) -> None:
+    jax.block_until_ready(handle)
 
   def with_operands(self, operand_sets: Sequence[tuple]) -> "JaxCallTimer":
     """As ``JaxLoopTimer.with_operands`` (one operand set: the first is used)."""
@@ -417,6 +445,12 @@ class HostTimer(Timer):
     out = self._calls[0]()
     self._sync()
     return out
+
+  def launch(self, index: int = 0) -> Any:
+    return self._calls[index % len(self._calls)]()
+
+  def synchronize(self, handle: Any) -> None:
+    self._sync()
 
   def measure(self, config: TimingConfig) -> Measurement:
     calls = self._calls
@@ -451,6 +485,12 @@ class _EventTimer(Timer):
     out = self._calls[0]()
     self._synchronize()
     return out
+
+  def launch(self, index: int = 0) -> Any:
+    return self._calls[index % len(self._calls)]()
+
+  def synchronize(self, handle: Any) -> None:
+    self._synchronize()
 
   def measure(self, config: TimingConfig) -> Measurement:
     calls = self._calls

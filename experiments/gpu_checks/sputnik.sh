@@ -49,9 +49,11 @@ read -r -a sources <<< "${SPUTNIK_SOURCES:-uniform/4096x4096}"
 read -r -a sparsities <<< "${SPUTNIK_SPARSITIES:-0.5 0.7 0.9 0.95 0.98 0.99}"
 read -r -a ops <<< "${SPUTNIK_OPS:-spmm sddmm}"
 read -r -a lines <<< "${SPUTNIK_LINES:-jsparse-pallas sputnik sputnik-sddmm torch-csr torch-sampled-addmm dense-fp32}"
+# SPUTNIK_RUN_ARGS: more options for experiments/run.py, e.g. --kernel-time.
+read -r -a more <<< "${SPUTNIK_RUN_ARGS:-}"
 python3 experiments/run.py --full --ops "${ops[@]}" --formats csr --dtypes float32 \
   --sources "${sources[@]}" --sparsities "${sparsities[@]}" --n 32 128 1024 \
-  --lines "${lines[@]}" --timing quick --budget-s "$budget" --out "$out/results" \
+  --lines "${lines[@]}" --timing quick --budget-s "$budget" --out "$out/results" "${more[@]}" \
   > "$out/run.log" 2>&1
 status=$?
 tr '\r' '\n' < "$out/run.log" | grep -v "%|" | tail -n 70

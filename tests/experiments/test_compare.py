@@ -46,3 +46,13 @@ def test_main_writes_the_table_and_skips_lines_that_did_not_run(tmp_path):
   assert "### mine over theirs (spmm): 2 cases, 2 unpaired" in text
   assert "| all | 2 | 0.71x | 0.25x | 2.00x | 1 |" in text
   assert "absent" not in text and out.read_text().strip() == text.strip()
+
+
+def test_the_kernel_metric_pairs_records_that_have_it():
+  records = [dict(r, kernel_median_us=r["median_us"] / 2) for r in RECORDS]
+  records[0] = dict(RECORDS[0])  # mine, s = 0.9, N = 32: no kernel time
+  pairs, unpaired = compare.speedups(records, "mine", "theirs", op="spmm",
+                                     metric="kernel_median_us")
+  assert [value for _, value in pairs] == [0.25] and unpaired == 3
+  text = compare.markdown(records, "mine", ["theirs"], op="spmm", metric="kernel_median_us")
+  assert "by kernel_median_us" in text
