@@ -69,10 +69,45 @@ def choose_config(num_rows: int, nse: int, inner: int) -> SddmmConfig:
                      num_warps=4 if block_nnz * block_d <= 2048 else 8)
 
 
+# Lanes of the extra program that zeroes the padding positions.
+ZERO_BLOCK = 256
+
+
 def _sddmm_kernel(order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, inner: int,
                   block_nnz: int, block_d: int, num_rows: int, rows_per_program: int,
                   natural_order: bool, prefetch: str, fma_ptx: bool):
-  first = pl.program_id(0) * rows_per_program
+  """Programs ``0 .. P - 1`` compute rows; program ``P`` (the last) zeroes the padding
+  positions ``row_offsets[M] ..`` of the output (which is not zero-filled beforehand)."""
+  programs = pl.cdiv(num_rows, rows_per_program)
+  program = pl.program_id(0)
+
+  @pl.when(program == programs)
+  def _zero_padding():
+    tail, size = offsets_ref[num_rows], out_ref.shape[0]
+    lanes = jnp.arange(ZERO_BLOCK, dtype=jnp.int32)
+    zeros = jnp.zeros((ZERO_BLOCK,), out_ref.dtype)
+
+    def body(i, carry):
+      # Lanes past the end store 0 to the last position (padding whenever the loop runs): no
+      # masked store, which interpret mode runs as a read-modify-write.
+      plgpu.store(out_ref.at[jnp.minimum(tail + i * ZERO_BLOCK + lanes, size - 1)], zeros)
+      return carry
+
+    jax.lax.fori_loop(0, (size - tail + ZERO_BLOCK - 1) // ZERO_BLOCK, body, 0)
+
+  # program_id is read here, outside the branches (interpret mode lowers none inside a cond).
+  pl.when(program < programs)(functools.partial(
+      _sddmm_rows, program, order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, inner=inner,
+      block_nnz=block_nnz, block_d=block_d, num_rows=num_rows,
+      rows_per_program=rows_per_program, natural_order=natural_order, prefetch=prefetch,
+      fma_ptx=fma_ptx))
+
+
+def _sddmm_rows(program, order_ref, offsets_ref, cols_ref, x_ref, y_ref, out_ref, *, inner: int,
+                block_nnz: int, block_d: int, num_rows: int, rows_per_program: int,
+                natural_order: bool, prefetch: str, fma_ptx: bool):
+  """The stored values of program ``program``'s rows."""
+  first = program * rows_per_program
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same values to the same addresses.
   rows = _rows.launch_slots(first, rows_per_program, num_rows)
@@ -192,14 +227,15 @@ def kernel_fn(col_indices: jax.Array, row_offsets: jax.Array, x: jax.Array, y: j
   values = pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((nse,), x.dtype),
-      grid=(pl.cdiv(num_rows, config.rows_per_program),),
+      # One more program zeroes the padding positions, in place of a select over the output
+      # after the call (an XLA kernel of 1.1-2.0 us on the DLMC matrices, H100: as long as the
+      # row kernel on some of them; experiments/results/h100-2026-11-26-kernel-time/).
+      grid=(pl.cdiv(num_rows, config.rows_per_program) + 1,),
       compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
                                            num_stages=config.num_stages),
       interpret=interpret,
   )(row_order, row_offsets, col_indices, x, y)
-  # Programs write only the stored entries; padding positions are never touched.
-  stored = jnp.arange(nse, dtype=jnp.int32) < row_offsets[num_rows]
-  return jnp.where(stored, values, 0).astype(x.dtype)
+  return values
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows",))

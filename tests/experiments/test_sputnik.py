@@ -192,11 +192,13 @@ def test_gpu_check_script_passes_valid_harness_arguments():
   command = script[start:script.index(" > ", start)].replace("\\\n", " ")
   # The SPUTNIK_* variables unset: each array its default.
   defaults = dict(re.findall(r'read -r -a (\w+) <<< "\$\{SPUTNIK_\w+:-([^}]*)\}"', script))
-  assert set(defaults) == {"sources", "sparsities", "ops", "lines"}
+  assert set(defaults) == {"sources", "sparsities", "ops", "lines", "more"}
+  assert defaults["more"] == ""
   for name, default in defaults.items():
     command = command.replace(f'"${{{name}[@]}}"', default)
   words = shlex.split(command.replace('"$budget"', "100").replace('"$out/results"', "/tmp/x"))
   args = run.parse_args(words[2:])
+  assert not args.kernel_time and run.parse_args([*words[2:], "--kernel-time"]).kernel_time
   known = {line.name for line in lines.all_lines()}
   assert set(args.lines) <= known and {"sputnik", "sputnik-sddmm", "torch-csr"} <= set(args.lines)
   assert args.ops == ["spmm", "sddmm"] and args.formats == ["csr"] and args.budget_s == 100

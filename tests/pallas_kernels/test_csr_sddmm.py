@@ -94,3 +94,12 @@ def test_every_prefetch_mode_lowers_to_triton(monkeypatch, prefetch):
       lambda c, o, x, y: csr_sddmm.kernel_fn(c, o, x, y, num_rows=64, config=config),
       jax.ShapeDtypeStruct((500,), jnp.int32), jax.ShapeDtypeStruct((65,), jnp.int32),
       jax.ShapeDtypeStruct((64, 64), jnp.float32), jax.ShapeDtypeStruct((96, 64), jnp.float32))
+
+
+def test_padding_longer_than_a_zeroing_block_is_zeroed():
+  # The output is not zero-filled first: one extra program zeroes the padding, a block of
+  # ZERO_BLOCK positions at a time (here three blocks, the last one partial).
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (6, 9), cases.ragged_lengths(rng, 6, 9),
+                          padding=2 * csr_sddmm.ZERO_BLOCK + 7)
+  _check(case, 5, jnp.float32, rng)
