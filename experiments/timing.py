@@ -368,8 +368,12 @@ class JaxLoopTimer(Timer):
   def _single_program(self) -> Any:
     """The op alone as its own compiled program (compiled on first use)."""
     if self._single is None:
+      # A new function each time: jit's cache is keyed on the function, not on what the trace
+      # context or the environment changed (e.g. ``JSPARSE_CSR_SPMM_PATH``, read at lowering),
+      # so two timers of one ``fn`` would otherwise share the first one's program.
       with self._trace_context():
-        self._single = jax.jit(self._fn).lower(*self._sets[0]).compile()
+        self._single = jax.jit(lambda *operands: self._fn(*operands)).lower(
+            *self._sets[0]).compile()
     return self._single
 
   def run_single(self) -> tuple[Any, float]:

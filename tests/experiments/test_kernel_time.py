@@ -4,6 +4,7 @@ has no GPU to trace)."""
 
 import dataclasses
 import importlib.util
+import os
 import pathlib
 import sys
 
@@ -137,3 +138,17 @@ def test_harness_records_kernel_fields_or_the_reason_there_are_none(monkeypatch)
                                dataclasses.replace(settings, kernel_time=False))
   assert not any(key.startswith("kernel_") for key in record)
 
+
+
+def test_one_op_programs_of_one_function_are_traced_per_timer(monkeypatch):
+  # What a call lowers to can depend on the environment at trace time (JSPARSE_CSR_SPMM_PATH):
+  # a second timer of the same function must not reuse the first one's program.
+  def fn(x):
+    return x * float(os.environ["KERNEL_TIME_TEST_FACTOR"])
+  x = jnp.ones((3,), jnp.float32)
+  outs = []
+  for factor in ("2", "3"):
+    monkeypatch.setenv("KERNEL_TIME_TEST_FACTOR", factor)
+    timer = timing.JaxLoopTimer(fn, [(x,)])
+    outs.append(float(timer.launch()[0]))
+  assert outs == [2.0, 3.0]
