@@ -37,11 +37,11 @@ def plan(smoke: bool) -> list[tuple[tuple[int, int], float, int, str]]:
   """(W's shape, sparsity, N, dtype) in priority order."""
   if smoke:
     return [((48, 40), 0.7, 16, "float32")]
-  small = [(shape, s, n, "float32") for shape in ((512, 512), (2048, 512), (512, 2048))
-           for s in (0.7, 0.8, 0.9, 0.95, 0.98) for n in (128, 1024)]
-  minilm = [(shape, s, n, "bfloat16") for shape in ((384, 384), (1536, 384), (384, 1536))
-            for s in (0.7, 0.9) for n in (128, 4096)]
-  return minilm + small
+  minilm = [(shape, s, n, "bfloat16") for n in (128, 4096)
+            for shape in ((384, 384), (1536, 384), (384, 1536)) for s in (0.7, 0.9)]
+  small = [(shape, s, n, "float32") for n in (128, 1024)
+           for shape in ((512, 512), (2048, 512), (512, 2048)) for s in (0.7, 0.8, 0.9, 0.98)]
+  return minilm[:6] + small[:12] + minilm[6:] + small[12:]
 
 
 @contextlib.contextmanager
