@@ -71,11 +71,16 @@ def choose_config(num_cols: int) -> DenseSpmmConfig:
 # Which SpMM kernel a call should take (``prefers_dense``): time models of both paths, constants
 # from an H100, 2026-11-26 (experiments/results/h100-2026-11-26-prefill-expand/).
 # The row kernel: about 3 million products (stored entries x N) a microsecond, float32 and
-# bfloat16 alike (1.7-3.9 measured on its own), plus a fixed cost that counts inside a model:
-# there ``nn``'s layer call ``spmm(W, x.T).T`` also materialises B = x.T for it (pruned MiniLM,
-# 1 x 128 tokens: 14.5-26.4 us a layer where the products alone model 0.6-7.5).
+# bfloat16 alike (1.7-3.9 measured on its own), plus a fixed cost. Device time per call on an
+# H100 (experiments/results/h100-2026-11-26-kernel-time/spmm-path/, 24 shapes at N = 128): the op
+# alone pays 1.9-3.3 us beyond its products; ``nn``'s layer call ``spmm(W, x.T).T`` 2.4-2.9 us
+# more (x.T and the result's transpose materialised for the row kernel, folded into the dot on
+# the dense path), which this model cannot see. 4.0 sits between the two: on that probe's 32
+# cases the choice cost 433.8 us summed over the op alone (the faster path each time: 429.1;
+# 455.1 with the earlier 8.0, set when the row path still computed its schedule on every call)
+# and 495.3 over the layer calls (best 485.1; 495.9 with 8.0).
 ROW_KERNEL_PRODUCTS_PER_US = 3e6
-ROW_FIXED_US = 8.0
+ROW_FIXED_US = 4.0
 # The dense path: the dense rows written (M x K bytes) and their entries stored (4096 x 4096
 # float32: ~50 us at s = 0.9, ~120 at s = 0.5), the product (``dense_product.modeled_us``), and a
 # fixed cost (two launches). Modeled 214 / 179 us for 4096 x 4096 float32 at s = 0.5 / 0.7,
