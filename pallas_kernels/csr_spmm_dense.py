@@ -96,17 +96,19 @@ DENSE_MIN_N = 64
 DENSE_MARGIN = 0.85
 
 
-def prefers_dense(num_rows: int, num_cols: int, n: int, nse: int, dtype) -> bool:
+def prefers_dense(num_rows: int, num_cols: int, n: int, nse: int, dtype,
+                  row_extra_us: float = 0.0) -> bool:
   """Whether the dense path is expected to beat the row kernel (``csr_spmm``) for an
   ``[num_rows, num_cols]`` matrix with ``nse`` stored positions times ``[num_cols, n]`` (static
-  shapes only; ``nse`` counts padding too)."""
+  shapes only; ``nse`` counts padding too); ``row_extra_us``: what the call adds to the row
+  path only (e.g. transposes of its operand and result that the dense path folds into its dot)."""
   if nse == 0 or n < DENSE_MIN_N or num_rows == 0 or num_cols == 0:
     return False
   itemsize = jnp.dtype(dtype).itemsize
   dense_us = (dense_product.modeled_us(num_rows, n, num_cols, dtype)
               + num_rows * num_cols * itemsize / WRITE_BYTES_PER_US + nse * EXPAND_US_PER_ENTRY
               + DENSE_FIXED_US)
-  rows_us = nse * n / ROW_KERNEL_PRODUCTS_PER_US + ROW_FIXED_US
+  rows_us = nse * n / ROW_KERNEL_PRODUCTS_PER_US + ROW_FIXED_US + row_extra_us
   return dense_us < DENSE_MARGIN * rows_us
 
 

@@ -45,11 +45,25 @@ def spmm_path() -> str:
   return path
 
 
-def takes_dense_path(num_rows: int, num_cols: int, n: int, nse: int, dtype) -> bool:
-  """Whether an SpMM of these static shapes runs through dense rows (``spmm_path``)."""
+# What the row path of a layer call (``operand_transposed``: ``spmm(W, x.T).T``) pays beyond
+# the op alone: x.T and the result's transpose materialised, two more kernels. Their device time
+# is 2.4-2.9 us at MiniLM's shapes, N = 128 (H100, experiments/results/h100-2026-11-26-kernel-time/
+# spmm-path/); inside the forward pass each also costs its launch: MiniLM at 1 x 128 tokens,
+# bfloat16, took 329.8 us (90%) / 331.2 (70%) with the row path wherever the op alone favoured
+# it, against 271.6 / 303.8 with the dense path there (the same results' minilm/).
+OPERAND_TRANSPOSES_US = 4.0
+
+
+def takes_dense_path(num_rows: int, num_cols: int, n: int, nse: int, dtype,
+                     operand_transposed: bool = False) -> bool:
+  """Whether an SpMM of these static shapes runs through dense rows (``spmm_path``);
+  ``operand_transposed``: the layout's hint (the row path then also pays
+  ``OPERAND_TRANSPOSES_US``)."""
   path = spmm_path()
   if path == "auto":
-    return csr_spmm_dense.prefers_dense(num_rows, num_cols, n, nse, dtype)
+    return csr_spmm_dense.prefers_dense(
+        num_rows, num_cols, n, nse, dtype,
+        row_extra_us=OPERAND_TRANSPOSES_US if operand_transposed else 0.0)
   return path == "dense"
 
 
@@ -83,7 +97,8 @@ def launches_in_order(layout: Any, op: str, nse: int, width: int, itemsize: int)
 
 def _spmm(data, col_indices, row_offsets, dense, *, interpret, layout, **unused):
   num_rows, num_cols = layout.shape
-  if takes_dense_path(num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype):
+  if takes_dense_path(num_rows, num_cols, dense.shape[1], data.shape[0], data.dtype,
+                      bool(layout.operand_transposed)):
     return csr_spmm_dense.kernel_fn(data, col_indices, row_offsets, dense, num_rows=num_rows,
                                     interpret=interpret)
   in_order = launches_in_order(layout, "spmm", data.shape[0], dense.shape[1],

@@ -45,6 +45,11 @@ class SparseLayout:
       the GPU kernels' order, or balanced: ``_structure.rows_in_launch_order``), so the
       kernels launch them in order instead of computing the schedule each call; false when
       unknown. A ``LaunchHint``: layouts that differ only in it compare equal.
+    operand_transposed: a fact about the call, not the matrix: the product's dense operand B
+      is the transpose of a row-major array and its result is transposed back (a layer's
+      ``x @ W.T`` as ``spmm(W, x.T).T``: ``jsparse.ops.matmul_transposed``). A kernel needing B
+      row-major pays for both transposes, one that contracts through XLA's dot does not; the
+      GPU path choice weighs that. A ``LaunchHint``.
   """
 
   format: str
@@ -52,10 +57,12 @@ class SparseLayout:
   block_shape: tuple[int, int] | None = None
   nm: tuple[int, int] | None = None
   natural_row_order: LaunchHint = LaunchHint(False)
+  operand_transposed: LaunchHint = LaunchHint(False)
 
   def __post_init__(self):
-    if not isinstance(self.natural_row_order, LaunchHint):
-      object.__setattr__(self, "natural_row_order", LaunchHint(self.natural_row_order))
+    for name in ("natural_row_order", "operand_transposed"):
+      if not isinstance(getattr(self, name), LaunchHint):
+        object.__setattr__(self, name, LaunchHint(getattr(self, name)))
     if self.format not in FORMATS:
       raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
 

@@ -11,7 +11,7 @@ from flax import nnx
 from flax.nnx.nn import dtypes, initializers
 
 from jsparse.formats import SparseMatrix
-from jsparse.ops import spmm
+from jsparse.ops.spmm import matmul_transposed
 from jsparse.pruning import patterns
 from jsparse.pruning.masks import check_sparsity
 from jsparse.nn.sparse_weight import SparseWeight
@@ -20,10 +20,9 @@ default_kernel_init = initializers.lecun_normal()
 
 
 def sparse_matmul(x: jax.Array, matrix: SparseMatrix, *, impl: str) -> jax.Array:
-  """``x @ W.T`` for x [..., in] and a sparse W [out, in]: one SpMM, ``W @ x.T``, transposed."""
-  rows = x.reshape(-1, x.shape[-1])
-  out = spmm(matrix, rows.T, impl=impl).T
-  return out.reshape(*x.shape[:-1], matrix.shape[0])
+  """``x @ W.T`` for x [..., in] and a sparse W [out, in]: one SpMM, ``W @ x.T``, transposed
+  (``jsparse.ops.matmul_transposed``)."""
+  return matmul_transposed(x, matrix, impl=impl)
 
 
 class SparseLinear(nnx.Module):

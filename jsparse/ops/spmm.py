@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -10,6 +11,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching
 
 from jsparse.formats.base import SparseMatrix
+from jsparse.formats.layout import LaunchHint
 from jsparse.ops import _primitive, reference, registry
 from jsparse.ops.sddmm import sddmm_p
 
@@ -37,6 +39,29 @@ def spmm(A: SparseMatrix, B: Any, *, transpose_a: bool = False, impl: str = "aut
   dtype = _primitive.common_value_dtype(A=A, B=B)
   return spmm_p.bind(A.data.astype(dtype), *A.index_arrays, B.astype(dtype), layout=A.layout,
                      transpose=bool(transpose_a), impl=registry.check_impl(impl))
+
+
+def matmul_transposed(x: Any, A: SparseMatrix, *, impl: str = "auto") -> jax.Array:
+  """``x @ A.T`` for a dense x [..., K] and a sparse A [M, K] (a linear layer's ``x @ W.T``).
+
+  Computed as ``spmm(A, x.T).T`` over x's rows flattened, with the layout's
+  ``operand_transposed`` hint set: a GPU kernel that needs B row-major would pay for both
+  transposes, and the path choice counts them (``jsparse._gpu.csr``).
+
+  Returns:
+    dense [..., M] of the promoted dtype of A and x.
+  """
+  A = _primitive.check_sparse("A", A)
+  x = jnp.asarray(x)
+  if x.ndim < 1:
+    raise ValueError(f"x must have at least one dimension [..., K], got shape {x.shape}")
+  _primitive.check_length("x.shape[-1]", x.shape[-1], A.shape[1], "it must equal A.shape[1]")
+  rows = x.reshape(-1, x.shape[-1])
+  dtype = _primitive.common_value_dtype(A=A, B=rows)
+  layout = dataclasses.replace(A.layout, operand_transposed=LaunchHint(True))
+  product = spmm_p.bind(A.data.astype(dtype), *A.index_arrays, rows.T.astype(dtype),
+                        layout=layout, transpose=False, impl=registry.check_impl(impl))
+  return product.T.reshape(*x.shape[:-1], A.shape[0])
 
 
 def _spmm_abstract_eval(data, *operands, layout, transpose, impl):

@@ -83,3 +83,31 @@ def test_spmm_on_real_dlmc_matrices():
                                  atol=1e-10)
     np.testing.assert_allclose(jsparse.spmv(A, b[:, 0]), reference @ b[:, 0], rtol=1e-10,
                                atol=1e-10)
+
+
+@given(case=cases(formats=("csr", "bsr", "nm")), data=st.data())
+def test_matmul_transposed_is_x_times_a_transposed(case, data):
+  impl = data.draw(st.sampled_from(impls_for("spmm", case.matrix.format)))
+  x, x64 = case.operand(6, case.dense.shape[1])
+  x3 = x.reshape(2, 3, -1)
+  out = run_forced(impl, lambda: jax.jit(
+      lambda A, x: jsparse.ops.matmul_transposed(x, A, impl=impl))(case.matrix, x3))
+  if out is None:
+    return
+  assert out.shape == (2, 3, case.dense.shape[0]) and out.dtype == case.dtype
+  assert_close(out.reshape(6, -1), x64 @ case.dense.T, np.abs(x64) @ np.abs(case.dense.T),
+               case.dtype)
+
+
+def test_matmul_transposed_marks_the_call_and_checks_x():
+  dense = np.random.default_rng().standard_normal((5, 4)).astype(np.float32)
+  matrix = jsparse.CSR.fromdense(dense)
+  x = jnp.ones((3, 4), jnp.float32)
+  jaxpr = jax.make_jaxpr(lambda x: jsparse.ops.matmul_transposed(x, matrix))(x)
+  (call,) = [e for e in jaxpr.jaxpr.eqns if e.primitive is jsparse.ops.spmm_p]
+  assert call.params["layout"].operand_transposed
+  assert not matrix.layout.operand_transposed  # the matrix itself is unchanged
+  with pytest.raises(ValueError, match="x.shape\\[-1\\]"):
+    jsparse.ops.matmul_transposed(jnp.ones((3, 5)), matrix)
+  with pytest.raises(ValueError, match="x must have at least one dimension"):
+    jsparse.ops.matmul_transposed(jnp.float32(1.0), matrix)

@@ -127,6 +127,17 @@ def test_prefers_dense_minilm_layers_bfloat16(shape, sparsity, n, expected):
   assert csr_spmm_dense.prefers_dense(*shape, n, nse, jnp.bfloat16) is expected
 
 
+@pytest.mark.parametrize("shape,sparsity", [((384, 384), 0.7), ((384, 384), 0.9),
+                                             ((1536, 384), 0.9), ((384, 1536), 0.9)])
+def test_the_layer_call_takes_the_dense_path_at_128_tokens(shape, sparsity):
+  # The layer call (operand_transposed) also pays two transposes on the row path: MiniLM's
+  # layers at 1 x 128 tokens take the dense path, where the op alone takes the row kernel.
+  from jsparse._gpu import csr as gpu_csr
+  nse = int(shape[0] * shape[1] * (1 - sparsity))
+  assert not gpu_csr.takes_dense_path(*shape, 128, nse, jnp.bfloat16)
+  assert gpu_csr.takes_dense_path(*shape, 128, nse, jnp.bfloat16, operand_transposed=True)
+
+
 def test_bad_arguments_name_the_argument():
   data, cols, offsets = (jnp.ones(3, jnp.float32), jnp.zeros(3, jnp.int32),
                          jnp.array([0, 1, 3], jnp.int32))
@@ -175,7 +186,7 @@ def test_registered_wrapper_takes_the_path_chosen(monkeypatch, path, dense):
   from jsparse._gpu import csr as gpu_csr
   from jsparse.formats.layout import SparseLayout
   monkeypatch.setenv(gpu_csr.SPMM_PATH_ENV_VAR, path)
-  monkeypatch.setattr(gpu_csr.csr_spmm_dense, "prefers_dense", lambda *unused: True)
+  monkeypatch.setattr(gpu_csr.csr_spmm_dense, "prefers_dense", lambda *unused, **hints: True)
   calls = []
   original = csr_spmm_dense.kernel_fn
   monkeypatch.setattr(gpu_csr.csr_spmm_dense, "kernel_fn",
