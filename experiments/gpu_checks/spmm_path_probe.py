@@ -13,11 +13,11 @@ Writes OUTDIR/spmm_path_probe.jsonl and .md, printing each row as it goes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
 import sys
 import time
+from unittest import mock
 
 sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
 
@@ -42,20 +42,6 @@ def plan(smoke: bool) -> list[tuple[tuple[int, int], float, int, str]]:
   small = [(shape, s, n, "float32") for n in (128, 1024)
            for shape in ((512, 512), (2048, 512), (512, 2048)) for s in (0.7, 0.8, 0.9, 0.98)]
   return minilm[:6] + small[:12] + minilm[6:] + small[12:]
-
-
-@contextlib.contextmanager
-def spmm_path(path: str):
-  """``JSPARSE_CSR_SPMM_PATH`` set to ``path`` (read when a call is lowered) for the block."""
-  before = os.environ.get(gpu_csr.SPMM_PATH_ENV_VAR)
-  os.environ[gpu_csr.SPMM_PATH_ENV_VAR] = path
-  try:
-    yield
-  finally:
-    if before is None:
-      os.environ.pop(gpu_csr.SPMM_PATH_ENV_VAR)
-    else:
-      os.environ[gpu_csr.SPMM_PATH_ENV_VAR] = before
 
 
 def main() -> None:
@@ -89,7 +75,7 @@ def main() -> None:
           record["error"] = "skipped: time budget spent"
         else:
           try:
-            with spmm_path(path):
+            with mock.patch.dict(os.environ, {gpu_csr.SPMM_PATH_ENV_VAR: path}):
               timer = timing.JaxLoopTimer(fn, [operands])
               out = as_product(timer.launch()).astype(jnp.float32)
               record["rel_err"] = float(jnp.max(jnp.abs(out - expected))
