@@ -73,12 +73,12 @@ def choose_config(num_cols: int) -> DenseSpmmConfig:
 # The row kernel: about 3 million products (stored entries x N) a microsecond, float32 and
 # bfloat16 alike (1.7-3.9 measured on its own), plus a fixed cost. Device time per call on an
 # H100 (experiments/results/h100-2026-11-26-kernel-time/spmm-path/, 24 shapes at N = 128): the op
-# alone pays 1.9-3.3 us beyond its products; ``nn``'s layer call ``spmm(W, x.T).T`` 2.4-2.9 us
-# more (x.T and the result's transpose materialised for the row kernel, folded into the dot on
-# the dense path), which this model cannot see. 4.0 sits between the two: on that probe's 32
-# cases the choice cost 433.8 us summed over the op alone (the faster path each time: 429.1;
-# 455.1 with the earlier 8.0, set when the row path still computed its schedule on every call)
-# and 495.3 over the layer calls (best 485.1; 495.9 with 8.0).
+# alone pays 1.9-3.3 us beyond its products, hence 4.0. On that probe's 32 cases the choice cost
+# 433.8 us summed (the faster path each time: 429.1; 455.1 with the earlier 8.0, set when the row
+# path still computed its schedule on every call). A layer's call ``spmm(W, x.T).T`` pays 2.4-2.9
+# us more on the row path (x.T and the result's transpose materialised; the dense path folds
+# them into its dot): the caller says so (``row_extra_us``, from the layout's
+# ``operand_transposed`` hint in ``jsparse._gpu.csr``).
 ROW_KERNEL_PRODUCTS_PER_US = 3e6
 ROW_FIXED_US = 4.0
 # The dense path: the dense rows written (M x K bytes) and their entries stored (4096 x 4096

@@ -47,10 +47,11 @@ def spmm_path() -> str:
 
 # What the row path of a layer call (``operand_transposed``: ``spmm(W, x.T).T``) pays beyond
 # the op alone: x.T and the result's transpose materialised, two more kernels. Their device time
-# is 2.4-2.9 us at MiniLM's shapes, N = 128 (H100, experiments/results/h100-2026-11-26-kernel-time/
-# spmm-path/); inside the forward pass each also costs its launch: MiniLM at 1 x 128 tokens,
-# bfloat16, took 329.8 us (90%) / 331.2 (70%) with the row path wherever the op alone favoured
-# it, against 271.6 / 303.8 with the dense path there (the same results' minilm/).
+# is 2.4-2.9 us at MiniLM's shapes, N = 128 (H100; experiments/results/
+# h100-2026-11-26-kernel-time/spmm-path/). Inside the forward pass each also costs its launch:
+# MiniLM at 1 x 128 tokens, bfloat16, took 329.8 us (90%) / 331.2 (70%) with the row path
+# wherever the op alone favoured it (minilm-no-hint/ there), against 271.6 / 303.8 with the
+# dense path in those layers (stop 22).
 OPERAND_TRANSPOSES_US = 4.0
 
 
