@@ -26,13 +26,12 @@ excludes XLA's), from ``torch.profiler``.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
-import tempfile
 import time
 from typing import Callable, Sequence
 
 import numpy as np
 
+from experiments import profiling
 from experiments.timing import Timer
 
 # (start ns, end ns, name) of one device activity.
@@ -109,24 +108,10 @@ def summarize(groups: Sequence[Sequence[Interval]], backend: str, top: int = 4) 
 
 
 def jax_trace(run: Callable[[], None]) -> list[Interval]:
-  """Device activity of the GPU planes of a ``jax.profiler`` trace of ``run()``: every event on
-  a stream line ("Stream #N(...)"; the derived "XLA Ops" / "XLA Modules" lines repeat them)."""
-  import jax
-  with tempfile.TemporaryDirectory() as trace_dir:
-    with jax.profiler.trace(trace_dir):
-      run()
-    path = max(pathlib.Path(trace_dir).rglob("*.xplane.pb"), key=lambda p: p.stat().st_mtime)
-    profile = jax.profiler.ProfileData.from_file(str(path))
-    intervals = []
-    for plane in profile.planes:
-      if not plane.name.startswith("/device:GPU"):
-        continue
-      for line in plane.lines:
-        if not line.name.startswith("Stream"):
-          continue
-        intervals.extend((event.start_ns, event.start_ns + event.duration_ns, event.name)
-                         for event in line.events)
-  return intervals
+  """Device activity of a ``jax.profiler`` trace of ``run()``: every event on a GPU stream line
+  (``profiling.gpu_trace_lines``; the derived "XLA Ops" / "XLA Modules" lines repeat them)."""
+  return [event for (_, line), events in profiling.gpu_trace_lines(run).items()
+          if line.startswith("Stream") for event in events]
 
 
 def torch_trace(run: Callable[[], None]) -> list[Interval]:

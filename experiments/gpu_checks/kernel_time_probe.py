@@ -10,26 +10,13 @@ from __future__ import annotations
 import collections
 import pathlib
 import sys
-import tempfile
 
 sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
 
-import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import kernel_time, timing  # noqa: E402
-
-
-def jax_lines(run) -> dict:
-  """(plane, line) -> event count of a jax.profiler trace."""
-  with tempfile.TemporaryDirectory() as trace_dir:
-    with jax.profiler.trace(trace_dir):
-      run()
-    path = max(pathlib.Path(trace_dir).rglob("*.xplane.pb"))
-    profile = jax.profiler.ProfileData.from_file(str(path))
-    return {f"{plane.name} | {line.name}": sum(1 for _ in line.events)
-            for plane in profile.planes if "GPU" in plane.name for line in plane.lines}
+from experiments import kernel_time, profiling, timing  # noqa: E402
 
 
 def main() -> None:
@@ -61,8 +48,8 @@ def main() -> None:
       for _ in range(3):
         timer.synchronize(timer.launch())
     print(f"== {name}: jax.profiler lines", flush=True)
-    for line, count in jax_lines(run).items():
-      print(f"   {line}: {count}")
+    for (plane, line), events in profiling.gpu_trace_lines(run).items():
+      print(f"   {plane} | {line}: {len(events)}")
     try:
       names = collections.Counter(n for _, _, n in kernel_time.torch_trace(run))
       print(f"   torch.profiler: {sum(names.values())} activities {dict(names.most_common(3))}")

@@ -152,3 +152,45 @@ def test_one_op_programs_of_one_function_are_traced_per_timer(monkeypatch):
     timer = timing.JaxLoopTimer(fn, [(x,)])
     outs.append(float(timer.launch()[0]))
   assert outs == [2.0, 3.0]
+
+
+FAKE_LINES = {
+    ("/device:GPU:0", "Stream #14(Compute)"): [(0, 5_000, "k"), (10_000, 12_000, "sum")],
+    ("/device:GPU:0", "Stream #20(MemcpyD2H)"): [(13_000, 14_000, "MemcpyD2H")],
+    ("/device:GPU:0", "XLA Ops"): [(0, 5_000, "k"), (10_000, 12_000, "sum")],
+}
+
+
+def test_one_trace_reader_serves_the_loop_profile_and_kernel_time(monkeypatch):
+  from experiments import profiling
+  ran = []
+
+  def fake_trace(run, trace_dir=None):
+    run()
+    ran.append(trace_dir)
+    return FAKE_LINES
+  monkeypatch.setattr(profiling, "gpu_trace_lines", fake_trace)
+  # kernel_time: every stream line, not the derived "XLA Ops" line that repeats them.
+  assert sorted(kernel_time.jax_trace(lambda: None)) == [
+      (0, 5_000, "k"), (10_000, 12_000, "sum"), (13_000, 14_000, "MemcpyD2H")]
+
+  class _Loop:
+    def run_once(self):
+      ran.append("warm-up")
+
+    def run(self, iterations):
+      ran.append(iterations)
+  profile = profiling.loop_profile(_Loop(), pathlib.Path("/tmp/unused"), iterations=3)
+  # loop_profile: the compute streams' kernels only; every line's total.
+  assert profile["busy_us"] == 7.0 and profile["span_us"] == 12.0
+  assert profile["kernels"] == [("k", 1, 5.0), ("sum", 1, 2.0)]
+  assert profile["per_line_us"]["Stream #20(MemcpyD2H)"] == 1.0
+  assert ran[-3:] == ["warm-up", 3, pathlib.Path("/tmp/unused")]
+
+
+def test_gpu_trace_lines_runs_the_function_under_a_trace():
+  from experiments import profiling
+  calls = []
+  lines = profiling.gpu_trace_lines(lambda: calls.append(jnp.ones(3).block_until_ready()))
+  assert len(calls) == 1
+  assert all(plane.startswith("/device:GPU") for plane, _ in lines)  # none on a CPU-only host
