@@ -183,7 +183,10 @@ class Timer:
   method = "abstract"
 
   def run_once(self) -> Any:
-    raise NotImplementedError
+    """One op (the loop timer: one iteration), waited for; its output."""
+    out = self.launch(0)
+    self.synchronize(out)
+    return out
 
   def run_single(self) -> tuple[Any, float]:
     """One op, synchronised: (its output, wall seconds). ``run_once`` may run several ops (the
@@ -410,9 +413,6 @@ class JaxCallTimer(Timer):
     self._fn = jax.jit(fn).lower(*operands).compile()
     self._operands = operands
 
-  def run_once(self) -> Any:
-    return jax.block_until_ready(self._fn(*self._operands))
-
   def launch(self, index: int = 0) -> Any:
     return self._fn(*self._operands)
 
@@ -444,11 +444,6 @@ class HostTimer(Timer):
   def __init__(self, calls: Sequence[Callable[[], Any]], sync: Callable[[], None] = lambda: None):
     self._calls = list(calls)
     self._sync = sync
-
-  def run_once(self) -> Any:
-    out = self._calls[0]()
-    self._sync()
-    return out
 
   def launch(self, index: int = 0) -> Any:
     return self._calls[index % len(self._calls)]()
@@ -484,11 +479,6 @@ class _EventTimer(Timer):
   @staticmethod
   def _elapsed_s(start: Any, end: Any) -> float:
     raise NotImplementedError
-
-  def run_once(self) -> Any:
-    out = self._calls[0]()
-    self._synchronize()
-    return out
 
   def launch(self, index: int = 0) -> Any:
     return self._calls[index % len(self._calls)]()
