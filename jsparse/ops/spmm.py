@@ -57,7 +57,7 @@ def matmul_transposed(x: Any, A: SparseMatrix, *, impl: str = "auto") -> jax.Arr
     raise ValueError(f"x must have at least one dimension [..., K], got shape {x.shape}")
   _primitive.check_length("x.shape[-1]", x.shape[-1], A.shape[1], "it must equal A.shape[1]")
   rows = x.reshape(-1, x.shape[-1])
-  dtype = _primitive.common_value_dtype(A=A, B=rows)
+  dtype = _primitive.common_value_dtype(A=A, x=rows)
   layout = dataclasses.replace(A.layout, operand_transposed=LaunchHint(True))
   product = spmm_p.bind(A.data.astype(dtype), *A.index_arrays, rows.T.astype(dtype),
                         layout=layout, transpose=False, impl=registry.check_impl(impl))

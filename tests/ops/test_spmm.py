@@ -111,3 +111,7 @@ def test_matmul_transposed_marks_the_call_and_checks_x():
     jsparse.ops.matmul_transposed(jnp.ones((3, 5)), matrix)
   with pytest.raises(ValueError, match="x must have at least one dimension"):
     jsparse.ops.matmul_transposed(jnp.float32(1.0), matrix)
+  with pytest.raises(TypeError, match="x: complex64"):
+    jsparse.ops.matmul_transposed(np.ones((3, 4), np.complex64), matrix)
+  with pytest.raises(TypeError, match="A must be a jsparse sparse matrix"):
+    jsparse.ops.matmul_transposed(x, dense)
