@@ -51,6 +51,10 @@ class SpmmConfig:
       ``"indices"``, the next step's column indices and values (the gather of B no longer waits
       on a load issued in the same step); ``"tile"``, also the next step's gathered B tile
       (the step's FMAs use data loaded one step earlier; one more register tile).
+    substeps: tiles of ``block_nnz`` entries a step loads (a power of two; prefetch "none"
+      only) before any of their FMAs, all into one ``[block_nnz, block_n]`` accumulator: the
+      loads in flight of ``substeps * block_nnz`` entries at the registers of ``block_nnz``
+      (a larger ``block_nnz`` also grows the accumulator).
   """
 
   block_n: int = 64
@@ -59,15 +63,24 @@ class SpmmConfig:
   num_stages: int = 2
   rows_per_program: int = 1
   prefetch: str = "none"
+  substeps: int = 1
 
   def __post_init__(self):
-    for name in ("block_n", "block_nnz", "rows_per_program"):
+    for name in ("block_n", "block_nnz", "rows_per_program", "substeps"):
       value = getattr(self, name)
       if value < 1 or value & (value - 1):
         raise ValueError(f"SpmmConfig.{name} must be a power of two, got {value}")
     if self.prefetch not in PREFETCH_MODES:
       raise ValueError(f"SpmmConfig.prefetch must be one of {PREFETCH_MODES}, got "
                        f"{self.prefetch!r}")
+    if self.substeps > 1 and self.prefetch != "none":
+      raise ValueError(f"SpmmConfig.substeps > 1 needs prefetch 'none', got "
+                       f"{self.prefetch!r}")
+
+  @property
+  def entries_per_step(self) -> int:
+    """Entries of a row one step consumes: ``block_nnz * substeps``."""
+    return self.block_nnz * self.substeps
 
 
 # One-warp programs a launch needs to fill an H100/H200 (132 SMs, ~16 resident one-warp programs
@@ -99,10 +112,16 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
     each one-warp program runs a long serial loop. 384 x 1536 at 70%, N = 4096: 346 against
     201 us.
 
-  The N tile is capped at 64 columns (128 was slower everywhere). The one-warp nonzero step is 8
-  for 64-column tiles over rows of 256 entries or more (s = 0.7 / 0.9, N = 128: 5-7% faster than
-  16), else 16 (short rows, and N <= 32: 8 is 1.3-1.4x slower there). ``num_cols`` is accepted for
-  heuristics keyed on K; unused now.
+  The N tile is capped at 64 columns (128 was slower everywhere). On one warp:
+  - 64-column tiles take steps of two 8-entry tiles (``substeps``), four on rows of 256 entries or
+    more at N >= 1024. Measured on an H100 (2026-11-26, device time per call, float32, ten of
+    the cases where the kernel trailed Sputnik; experiments/results/h100-2026-11-26-spmm-substeps/):
+    8 x 2 took 0.89x the time of the earlier 16 x 1 / 8 x 1 steps (geometric mean; 0.83-1.03x),
+    more loads in flight at the registers of an 8-entry accumulator; 16 x 1 and 16 x 2, with
+    twice its accumulator, were slower. Uniform 4096 x 4096 s = 0.9, N = 1024 (410-entry rows):
+    561 -> 509 us with 8 x 4 (8 x 2: 578); at N = 128, 8 x 4 was 1.14x slower.
+  - Narrower tiles (N <= 32) keep 16-entry steps (8 was 1.3-1.4x slower there, H200).
+  ``num_cols`` is accepted for heuristics keyed on K; unused now.
   """
   del num_cols
   block_n = min(64, pl.next_power_of_2(max(n, 1)))
@@ -110,13 +129,15 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   programs = num_rows * pl.cdiv(max(n, 1), block_n)
   if programs < ONE_WARP_MIN_PROGRAMS or (num_rows < 1024 and mean_row >= 256):
     return SpmmConfig(block_n=block_n, block_nnz=max(16, min(32, block_n // 2)), num_warps=4)
-  block_nnz = 8 if block_n >= 64 and mean_row >= 256 else 16
-  return SpmmConfig(block_n=block_n, block_nnz=block_nnz, num_warps=1, num_stages=2)
+  if block_n < 64:
+    return SpmmConfig(block_n=block_n, block_nnz=16, num_warps=1, num_stages=2)
+  substeps = 4 if mean_row >= 256 and n >= 1024 else 2
+  return SpmmConfig(block_n=block_n, block_nnz=8, num_warps=1, num_stages=2, substeps=substeps)
 
 
 def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, block_nnz: int,
                  block_n: int, n: int, num_rows: int, rows_per_program: int,
-                 natural_order: bool, prefetch: str, fma_ptx: bool):
+                 natural_order: bool, prefetch: str, substeps: int, fma_ptx: bool):
   first = pl.program_id(0) * rows_per_program
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same values to the same addresses (no padded order or output).
@@ -174,9 +195,14 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
   def row_step(index, carry, start, end):
     if prefetch == "none":
       (acc,) = carry
-      cols, values = load_entries(index, start, end)
-      tile = load_tile(cols, valid_at(index, start, end))
-      return (accumulate(acc, values, tile),)
+      loaded = []
+      for offset in range(substeps):
+        sub = index * substeps + offset
+        cols, values = load_entries(sub, start, end)
+        loaded.append((values, load_tile(cols, valid_at(sub, start, end))))
+      for values, tile in loaded:  # every gather issued before the first FMA
+        acc = accumulate(acc, values, tile)
+      return (acc,)
     if prefetch == "indices":
       acc, cols, values = carry
       tile = load_tile(cols, valid_at(index, start, end))
@@ -194,7 +220,7 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
   longest = ends[0] - starts[0]
   for start, end in zip(starts[1:], ends[1:]):
     longest = jnp.maximum(longest, end - start)
-  steps = (longest + block_nnz - 1) // block_nnz
+  steps = (longest + block_nnz * substeps - 1) // (block_nnz * substeps)
   carries = jax.lax.fori_loop(0, steps, step, tuple(
       first_carry(start, end) for start, end in zip(starts, ends)))
   for row, carry in zip(rows, carries):
@@ -243,7 +269,7 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
   kernel = functools.partial(_spmm_kernel, block_nnz=config.block_nnz, block_n=config.block_n,
                              n=n, num_rows=num_rows, rows_per_program=config.rows_per_program,
                              natural_order=natural_order, prefetch=config.prefetch,
-                             fma_ptx=not interpret)
+                             substeps=config.substeps, fma_ptx=not interpret)
   return pl.pallas_call(
       kernel,
       out_shape=jax.ShapeDtypeStruct((num_rows, n), data.dtype),

@@ -80,6 +80,16 @@ def test_prefetch_modes(prefetch, rows_per_program):
       block_n=16, block_nnz=4, rows_per_program=rows_per_program, prefetch=prefetch))
 
 
+@pytest.mark.parametrize("rows_per_program", [1, 2])
+def test_substeps(rows_per_program):
+  # Four 4-entry tiles a step: rows end inside any of a step's tiles (their later tiles are
+  # masked whole), and rows of one program have different step counts.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (13, 40), cases.ragged_lengths(rng, 13, 40), padding=3)
+  _check(case, 20, jnp.float32, rng, config=csr_spmm.SpmmConfig(
+      block_n=16, block_nnz=4, rows_per_program=rows_per_program, substeps=4))
+
+
 def test_natural_order_launch():
   # Rows already longest bucket first (9 rows of 8-15 entries, then shorter, then empty): the
   # launch skips the schedule; 2 rows a program leave a spare slot.
@@ -96,12 +106,16 @@ def test_choose_config_is_a_valid_config():
       assert config.block_n <= max(16, pl.next_power_of_2(n)) and config.block_nnz >= 8
       # One warp (no shared memory, L1 keeps its size) wherever 4096 rows fill the GPU.
       assert config.num_warps == 1 and config.block_n * config.block_nnz <= 1024
-  # The H200 winners (2026-11-25, 4096 x 4096 float32): 64 x 8 for N = 128 at s = 0.9, 64 x 16
-  # at s = 0.98 (82-entry rows), 32 x 16 for N = 32.
+  # The H100 winners (2026-11-26, float32): steps of two 8-entry tiles on 64-column tiles, four
+  # for 410-entry rows at N = 1024; 32 x 16 for N = 32 (H200, 2026-11-25).
   assert csr_spmm.choose_config(4096, 4096, 128, 4096 * 410) == csr_spmm.SpmmConfig(
-      block_n=64, block_nnz=8, num_warps=1)
+      block_n=64, block_nnz=8, num_warps=1, substeps=2)
   assert csr_spmm.choose_config(4096, 4096, 128, 4096 * 82) == csr_spmm.SpmmConfig(
-      block_n=64, block_nnz=16, num_warps=1)
+      block_n=64, block_nnz=8, num_warps=1, substeps=2)
+  assert csr_spmm.choose_config(4096, 4096, 1024, 4096 * 410) == csr_spmm.SpmmConfig(
+      block_n=64, block_nnz=8, num_warps=1, substeps=4)
+  assert csr_spmm.choose_config(4096, 4096, 1024, 4096 * 82) == csr_spmm.SpmmConfig(
+      block_n=64, block_nnz=8, num_warps=1, substeps=2)
   assert csr_spmm.choose_config(4096, 4096, 32, 4096 * 410) == csr_spmm.SpmmConfig(
       block_n=32, block_nnz=16, num_warps=1)
   # Four warps (64 x 32) where one-warp programs would not fill the GPU (384 rows x 2 N tiles)
@@ -130,6 +144,10 @@ def test_bad_arguments_name_the_argument():
     csr_spmm.SpmmConfig(block_n=24)
   with pytest.raises(ValueError, match="SpmmConfig.prefetch must be one of"):
     csr_spmm.SpmmConfig(prefetch="both")
+  with pytest.raises(ValueError, match="SpmmConfig.substeps must be a power of two"):
+    csr_spmm.SpmmConfig(substeps=3)
+  with pytest.raises(ValueError, match="substeps > 1 needs prefetch 'none'"):
+    csr_spmm.SpmmConfig(substeps=2, prefetch="indices")
 
 
 @pytest.mark.skipif(not cases.INTERPRET, reason="interpret mode only (a GPU leaves memory as is)")
@@ -140,10 +158,11 @@ def test_interpret_mode_poisons_outputs():
   assert np.all(np.isnan(np.asarray(out)))
 
 
-@pytest.mark.parametrize("prefetch", csr_spmm.PREFETCH_MODES)
-def test_every_prefetch_mode_lowers_to_triton(monkeypatch, prefetch):
+@pytest.mark.parametrize("prefetch,substeps", [(mode, 1) for mode in csr_spmm.PREFETCH_MODES]
+                         + [("none", 4)])
+def test_every_prefetch_mode_lowers_to_triton(monkeypatch, prefetch, substeps):
   from tests.pallas_kernels import structured_cases
-  config = csr_spmm.SpmmConfig(block_n=32, block_nnz=16, prefetch=prefetch)
+  config = csr_spmm.SpmmConfig(block_n=32, block_nnz=16, prefetch=prefetch, substeps=substeps)
   structured_cases.assert_lowers_to_triton_for_h100(
       monkeypatch,
       lambda d, c, o, b: csr_spmm.kernel_fn(d, c, o, b, num_rows=64, config=config),

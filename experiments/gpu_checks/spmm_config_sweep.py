@@ -1,0 +1,119 @@
+"""Which row-kernel config is fastest where the CSR SpMM trails Sputnik? Times
+``pallas_kernels.csr_spmm.kernel_fn`` under a grid of ``SpmmConfig``s on the harness's own
+problems (``experiments.problems``: uniform 4096 x 4096 at s >= 0.9 and the DLMC cases that lost
+most in ``experiments/results/h100-2026-11-26-kernel-time/``), by device kernel time per call
+(``experiments.kernel_time``), the launch in row order (what the op takes on these matrices).
+
+Every config's output is checked against a float32 HIGHEST dense product first; a config that
+is wrong is recorded as such and not timed.
+
+    python3 -P experiments/gpu_checks/spmm_config_sweep.py OUTDIR [--budget-s 400] [--smoke]
+
+Writes OUTDIR/spmm_config_sweep.jsonl and .md (one row per case and config, the default config
+marked, each time also as a ratio to the default's), printing each row as it goes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+import time
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from experiments import kernel_time, problems, timing  # noqa: E402
+from experiments.gpu_checks import bench_common  # noqa: E402
+from experiments.grid import Case  # noqa: E402
+from pallas_kernels import csr_spmm  # noqa: E402
+
+
+def plan(smoke: bool) -> list[Case]:
+  """The cases, in priority order."""
+  if smoke:
+    return [Case("spmm", "csr", "uniform/64x48", 0.9, 16, "float32")]
+  uniform = [Case("spmm", "csr", "uniform/4096x4096", s, n, "float32")
+             for s, n in ((0.9, 1024), (0.95, 128), (0.9, 128), (0.98, 1024), (0.95, 1024),
+                          (0.98, 128))]
+  dlmc = [Case("spmm", "csr", f"dlmc/{source}", s, n, "float32") for source, s, n in (
+      ("magnitude_pruning/512x2048#0", 0.9, 1024),
+      ("magnitude_pruning/2048x512#0", 0.98, 128),
+      ("random_pruning/2048x512#0", 0.7, 128),
+      ("magnitude_pruning/512x512#0", 0.98, 1024))]
+  return uniform[:3] + dlmc[:2] + uniform[3:] + dlmc[2:]
+
+
+def configs(default: csr_spmm.SpmmConfig, smoke: bool) -> list[csr_spmm.SpmmConfig]:
+  """The default first, then one-warp variants of step size, sub-steps, rows a program and N
+  tile."""
+  if smoke:
+    return [default, dataclasses.replace(default, block_nnz=4, substeps=2)]
+  grid = [csr_spmm.SpmmConfig(block_n=64, block_nnz=nnz, num_warps=1, rows_per_program=rows,
+                              substeps=sub)
+          for nnz in (8, 16) for sub in (1, 2, 4) for rows in (1, 2)]
+  grid += [csr_spmm.SpmmConfig(block_n=32, block_nnz=nnz, num_warps=1, substeps=sub)
+           for nnz, sub in ((16, 1), (16, 2), (8, 4))]
+  grid.append(dataclasses.replace(default, prefetch="indices", substeps=1))
+  return [default] + [config for config in grid if config != default]
+
+
+def describe(config: csr_spmm.SpmmConfig) -> str:
+  return (f"n{config.block_n} nnz{config.block_nnz}x{config.substeps} r{config.rows_per_program}"
+          f" w{config.num_warps}{' pf-' + config.prefetch if config.prefetch != 'none' else ''}")
+
+
+def main() -> None:
+  args = bench_common.probe_arguments(__doc__)
+  meta = bench_common.probe_meta(kernel_time="experiments.kernel_time.measure, median us",
+                                 launch="row order (natural_order=True)")
+  header = ("| case | config | default | kernel us | / default | rel err |\n"
+            "|---|---|---|---|---|---|")
+  table = bench_common.ProbeTable(args.outdir, "spmm_config_sweep", "CSR SpMM row-kernel "
+                                  "configs", meta, header)
+  start = time.monotonic()
+  for case in plan(args.smoke):
+    problem = problems.build_problem(case)
+    matrix = problem.matrix
+    (b_host,) = problem.operands
+    data, col_indices, row_offsets = (jnp.asarray(matrix.data), jnp.asarray(matrix.col_indices),
+                                      jnp.asarray(matrix.row_offsets))
+    b = jnp.asarray(b_host)
+    expected = jnp.dot(jnp.asarray(matrix.todense(), jnp.float32), b,
+                       precision=jax.lax.Precision.HIGHEST)
+    num_rows = matrix.shape[0]
+    default = csr_spmm.choose_config(num_rows, matrix.shape[1], case.n, data.shape[0])
+    default_us = None
+    for config in configs(default, args.smoke):
+      record = {"case": case.key, "config": dataclasses.asdict(config),
+                "default": config == default, "nnz": problem.nnz}
+      if time.monotonic() - start > args.budget_s:
+        record["error"] = "skipped: time budget spent"
+      else:
+        try:
+          fn = jax.jit(lambda d, c, o, b, config=config: csr_spmm.kernel_fn(
+              d, c, o, b, num_rows=num_rows, config=config, natural_order=True,
+              interpret=args.smoke))
+          timer = timing.JaxLoopTimer(fn, [(data, col_indices, row_offsets, b)])
+          out = timer.launch().astype(jnp.float32)
+          record["rel_err"] = float(jnp.max(jnp.abs(out - expected))
+                                    / jnp.max(jnp.abs(expected)))
+          if not record["rel_err"] < 1e-4:
+            record["error"] = f"wrong: rel err {record['rel_err']:.1e}"
+          elif not args.smoke:
+            record.update(kernel_time.measure(timer).record_fields())
+        except Exception as error:  # noqa: BLE001 - record and go on
+          record["error"] = f"{type(error).__name__}: {error}"[:300]
+      kernel = record.get("kernel_median_us")
+      if config == default:
+        default_us = kernel
+      ratio = f"{kernel / default_us:.2f}" if kernel and default_us else "-"
+      table.add(record, f"| {case.key} | {describe(config)} | {'yes' if config == default else ''}"
+                f" | {'%.1f' % kernel if kernel else record.get('error', '-')[:60]} | {ratio} | "
+                f"{bench_common.rel_err_cell(record)} |")
+
+
+if __name__ == "__main__":
+  main()

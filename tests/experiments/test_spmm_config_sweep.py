@@ -1,0 +1,21 @@
+"""experiments/gpu_checks/spmm_config_sweep.py: the grid it times is made of distinct, valid
+configs with the default first (a bad config would fail only on the GPU, mid-run), and its cases
+name problems the harness can build."""
+
+from experiments.gpu_checks import spmm_config_sweep
+from pallas_kernels import csr_spmm
+
+
+def test_configs_are_distinct_with_the_default_first():
+  for default in (csr_spmm.choose_config(4096, 4096, 1024, 4096 * 410),
+                  csr_spmm.choose_config(2048, 512, 128, 2048 * 10)):
+    configs = spmm_config_sweep.configs(default, smoke=False)
+    assert configs[0] == default and len(set(configs)) == len(configs) > 10
+    assert any(config.substeps > 1 for config in configs)
+
+
+def test_cases_are_spmm_on_csr_at_the_issue_widths():
+  cases = spmm_config_sweep.plan(smoke=False)
+  assert len(set(cases)) == len(cases) == 10
+  assert all(case.op == "spmm" and case.format == "csr" and case.n in (128, 1024)
+             for case in cases)
