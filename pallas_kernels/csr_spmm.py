@@ -120,14 +120,23 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
     more loads in flight at the registers of an 8-entry accumulator; 16 x 1 and 16 x 2, with
     twice its accumulator, were slower. Uniform 4096 x 4096 s = 0.9, N = 1024 (410-entry rows):
     561 -> 509 us with 8 x 4 (8 x 2: 578); at N = 128, 8 x 4 was 1.14x slower.
-  - Narrower tiles (N <= 32) keep 16-entry steps (8 was 1.3-1.4x slower there, H200).
+  - 32-column tiles (17 <= N <= 32) take one warp on any launch but few long rows: 32-entry
+    steps on launches of fewer than 4096 programs, else 16 (same sweep, N = 32: on uniform
+    4096 x 4096 at s = 0.5-0.98, 16 x 1 was the fastest or within 1%; on DLMC 512 x 512,
+    512 x 2048 and 2048 x 512, 32 x 1 on one warp took 0.79-0.88x the time of 16 x 1, on four
+    warps for the 512-row launches).
+  - Narrower tiles (N <= 16) keep 16-entry steps.
   ``num_cols`` is accepted for heuristics keyed on K; unused now.
   """
   del num_cols
   block_n = min(64, pl.next_power_of_2(max(n, 1)))
   mean_row = nse / max(num_rows, 1)
   programs = num_rows * pl.cdiv(max(n, 1), block_n)
-  if programs < ONE_WARP_MIN_PROGRAMS or (num_rows < 1024 and mean_row >= 256):
+  few_long_rows = num_rows < 1024 and mean_row >= 256
+  if block_n == 32 and not few_long_rows:
+    block_nnz = 32 if programs < 2 * ONE_WARP_MIN_PROGRAMS else 16
+    return SpmmConfig(block_n=block_n, block_nnz=block_nnz, num_warps=1, num_stages=2)
+  if programs < ONE_WARP_MIN_PROGRAMS or few_long_rows:
     return SpmmConfig(block_n=block_n, block_nnz=max(16, min(32, block_n // 2)), num_warps=4)
   if block_n < 64:
     return SpmmConfig(block_n=block_n, block_nnz=16, num_warps=1, num_stages=2)

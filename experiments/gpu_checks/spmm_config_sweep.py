@@ -8,6 +8,9 @@ Every config's output is checked against a float32 HIGHEST dense product first; 
 is wrong is recorded as such and not timed.
 
     python3 -P experiments/gpu_checks/spmm_config_sweep.py OUTDIR [--budget-s 400] [--smoke]
+        [--narrow]
+
+``--narrow``: N = 32 instead (32-column tiles), uniform s = 0.5-0.98 and three DLMC matrices.
 
 Writes OUTDIR/spmm_config_sweep.jsonl and .md (one row per case and config, the default config
 marked, each time also as a ratio to the default's), printing each row as it goes.
@@ -31,10 +34,16 @@ from experiments.grid import Case  # noqa: E402
 from pallas_kernels import csr_spmm  # noqa: E402
 
 
-def plan(smoke: bool) -> list[Case]:
+def plan(smoke: bool, narrow: bool = False) -> list[Case]:
   """The cases, in priority order."""
   if smoke:
     return [Case("spmm", "csr", "uniform/64x48", 0.9, 16, "float32")]
+  if narrow:
+    return ([Case("spmm", "csr", "uniform/4096x4096", s, 32, "float32")
+             for s in (0.9, 0.7, 0.95, 0.5, 0.98)]
+            + [Case("spmm", "csr", f"dlmc/{source}", s, 32, "float32") for source, s in (
+                ("magnitude_pruning/2048x512#0", 0.9), ("magnitude_pruning/512x2048#0", 0.9),
+                ("random_pruning/512x512#0", 0.7))])
   uniform = [Case("spmm", "csr", "uniform/4096x4096", s, n, "float32")
              for s, n in ((0.9, 1024), (0.95, 128), (0.9, 128), (0.98, 1024), (0.95, 1024),
                           (0.98, 128))]
@@ -46,11 +55,18 @@ def plan(smoke: bool) -> list[Case]:
   return uniform[:3] + dlmc[:2] + uniform[3:] + dlmc[2:]
 
 
-def configs(default: csr_spmm.SpmmConfig, smoke: bool) -> list[csr_spmm.SpmmConfig]:
+def configs(default: csr_spmm.SpmmConfig, smoke: bool,
+            narrow: bool = False) -> list[csr_spmm.SpmmConfig]:
   """The default first, then one-warp variants of step size, sub-steps, rows a program and N
-  tile."""
+  tile (``narrow``: of 32-column tiles)."""
   if smoke:
     return [default, dataclasses.replace(default, block_nnz=4, substeps=2)]
+  if narrow:
+    grid = [csr_spmm.SpmmConfig(block_n=32, block_nnz=nnz, num_warps=1, substeps=sub,
+                                rows_per_program=rows)
+            for nnz, sub, rows in ((16, 1, 1), (16, 2, 1), (16, 4, 1), (8, 2, 1), (8, 4, 1),
+                                   (32, 1, 1), (16, 1, 2), (8, 2, 2))]
+    return [default] + [config for config in grid if config != default]
   grid = [csr_spmm.SpmmConfig(block_n=64, block_nnz=nnz, num_warps=1, rows_per_program=rows,
                               substeps=sub)
           for nnz in (8, 16) for sub in (1, 2, 4) for rows in (1, 2)]
@@ -66,7 +82,8 @@ def describe(config: csr_spmm.SpmmConfig) -> str:
 
 
 def main() -> None:
-  args = bench_common.probe_arguments(__doc__)
+  args = bench_common.probe_arguments(__doc__, lambda parser: parser.add_argument(
+      "--narrow", action="store_true", help="N = 32 cases and 32-column configs"))
   meta = bench_common.probe_meta(kernel_time="experiments.kernel_time.measure, median us",
                                  launch="row order (natural_order=True)")
   header = ("| case | config | default | kernel us | / default | rel err |\n"
@@ -74,7 +91,7 @@ def main() -> None:
   table = bench_common.ProbeTable(args.outdir, "spmm_config_sweep", "CSR SpMM row-kernel "
                                   "configs", meta, header)
   start = time.monotonic()
-  for case in plan(args.smoke):
+  for case in plan(args.smoke, args.narrow):
     problem = problems.build_problem(case)
     matrix = problem.matrix
     (b_host,) = problem.operands
@@ -86,7 +103,7 @@ def main() -> None:
     num_rows = matrix.shape[0]
     default = csr_spmm.choose_config(num_rows, matrix.shape[1], case.n, data.shape[0])
     default_us = None
-    for config in configs(default, args.smoke):
+    for config in configs(default, args.smoke, args.narrow):
       record = {"case": case.key, "config": dataclasses.asdict(config),
                 "default": config == default, "nnz": problem.nnz}
       if time.monotonic() - start > args.budget_s:

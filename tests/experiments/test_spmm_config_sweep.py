@@ -12,6 +12,10 @@ def test_configs_are_distinct_with_the_default_first():
     configs = spmm_config_sweep.configs(default, smoke=False)
     assert configs[0] == default and len(set(configs)) == len(configs) > 10
     assert any(config.substeps > 1 for config in configs)
+  default = csr_spmm.choose_config(4096, 4096, 32, 4096 * 410)
+  configs = spmm_config_sweep.configs(default, smoke=False, narrow=True)
+  assert configs[0] == default and len(set(configs)) == len(configs) > 5
+  assert all(config.block_n == 32 for config in configs)
 
 
 def test_cases_are_spmm_on_csr_at_the_issue_widths():
@@ -19,3 +23,5 @@ def test_cases_are_spmm_on_csr_at_the_issue_widths():
   assert len(set(cases)) == len(cases) == 10
   assert all(case.op == "spmm" and case.format == "csr" and case.n in (128, 1024)
              for case in cases)
+  narrow = spmm_config_sweep.plan(smoke=False, narrow=True)
+  assert len(set(narrow)) == len(narrow) and all(case.n == 32 for case in narrow)

@@ -107,7 +107,8 @@ def test_choose_config_is_a_valid_config():
       # One warp (no shared memory, L1 keeps its size) wherever 4096 rows fill the GPU.
       assert config.num_warps == 1 and config.block_n * config.block_nnz <= 1024
   # The H100 winners (2026-11-26, float32): steps of two 8-entry tiles on 64-column tiles, four
-  # for 410-entry rows at N = 1024; 32 x 16 for N = 32 (H200, 2026-11-25).
+  # for 410-entry rows at N = 1024; 32 x 16 for N = 32 on 4096 rows, 32 x 32 on one warp on
+  # launches of fewer than 4096 programs (DLMC's 512 and 2048 rows).
   assert csr_spmm.choose_config(4096, 4096, 128, 4096 * 410) == csr_spmm.SpmmConfig(
       block_n=64, block_nnz=8, num_warps=1, substeps=2)
   assert csr_spmm.choose_config(4096, 4096, 128, 4096 * 82) == csr_spmm.SpmmConfig(
@@ -118,6 +119,10 @@ def test_choose_config_is_a_valid_config():
       block_n=64, block_nnz=8, num_warps=1, substeps=2)
   assert csr_spmm.choose_config(4096, 4096, 32, 4096 * 410) == csr_spmm.SpmmConfig(
       block_n=32, block_nnz=16, num_warps=1)
+  for rows, cols, mean_row in ((512, 512, 154), (2048, 512, 51), (512, 2048, 205)):
+    assert csr_spmm.choose_config(rows, cols, 32, rows * mean_row) == csr_spmm.SpmmConfig(
+        block_n=32, block_nnz=32, num_warps=1)
+  assert csr_spmm.choose_config(512, 2048, 32, 512 * 614).num_warps == 4  # few long rows
   # Four warps (64 x 32) where one-warp programs would not fill the GPU (384 rows x 2 N tiles)
   # or few rows are long (384 x 1536 at 70%: 1075 entries a row; H200 bf16 MiniLM layers).
   four_warps = csr_spmm.SpmmConfig(block_n=64, block_nnz=32, num_warps=4)
