@@ -83,6 +83,14 @@ class Problem:
     rows = self.shape[0]
     return self.sparse_bytes() + inputs + rows * self.case.n * itemsize
 
+  def gathered_bytes(self) -> int:
+    """Bytes of dense rows that a CSR / COO kernel reads through the caches: a row of B (N
+    values) a stored entry for SpMM, a row of Y (D values) for SDDMM, one value of x for SpMV;
+    0 for BSR and N:M, whose kernels read dense tiles."""
+    if self.case.format not in ("csr", "coo"):
+      return 0
+    return self.nnz * self.case.n * self.dtype.itemsize
+
   def gather_bytes(self) -> int:
     """Bytes of the largest intermediate of a gather-based (reference) lowering: nnz x N float32
     for COO/CSR (twice for SDDMM), one B row-block per stored block for BSR, dense A for NM."""

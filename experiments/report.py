@@ -156,7 +156,9 @@ def markdown(records: Sequence[dict], run_info: dict) -> str:
       f"last-level cache {machine['cache_bytes'] / 2**20:.0f} MiB",
       "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(machine["versions"].items())),
       f"- measured roofline: copy bandwidth {roofline['bandwidth_gbs']:.1f} GB/s; dense matmul "
-      + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roofline["matmul_gflops"].items()),
+      + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roofline["matmul_gflops"].items())
+      + (f"; gather {roofline['gather_gbs']:.1f} GB/s (rows of B gathered through the caches)"
+         if roofline.get("gather_gbs") else ""),
       f"- timing: {run_info['timing']}; rounds per line {run_info.get('rounds', 1)} (the lowest "
       f"median kept); wall time of the run {run_info.get('elapsed', '?')}",
       f"- command: `{run_info.get('command', '')}`",

@@ -1,17 +1,27 @@
 """The machine's measured roofline, and each problem's floor under it.
 
-Two numbers are measured on the machine at the start of a run (not taken from a data sheet):
+Three numbers are measured on the machine at the start of a run (not taken from a data sheet):
 - copy bandwidth: bytes read + written per second by a large array copy (256 MiB on CPU, 1 GiB
   on GPU). On CPU both NumPy's ``copyto`` (one core, streaming) and an XLA elementwise op are
   timed and the higher is kept; on GPU ``jnp`` (XLA) alone.
 - dense matmul rate: ``jnp.dot`` of two square matrices (2048 on CPU, 8192 on GPU), float32 at
   ``Precision.HIGHEST`` and bfloat16, in GFLOP/s.
+- gather bandwidth (GPU only): rows of 64 float32 (256 bytes, a CSR SpMM's 64-column tile of B) gathered
+  at random from a 4096-row table (1 MiB: in the GPU's L2 or the CPU's caches, not in an SM's
+  L1) and summed 32 at a time, by one XLA fusion; bytes of rows gathered per second. A CSR kernel
+  that reads a row of B for every stored entry (SpMM; a row of Y for SDDMM) moves nnz x N
+  values through the caches whatever its DRAM traffic (issue 7: at s = 0.9, N = 128 on
+  4096 x 4096, 860 MB). On the CPU, XLA's gather runs on one thread (2.5 GB/s on the 2-core
+  dev machine), far below what the C++ kernels gather, so no gather floor is set there.
 
-A problem's floor is ``max(min_bytes / bandwidth, flops / rate[dtype])`` (see
-``Problem.min_bytes`` and ``Problem.flops``: useful work only, 2 * nnz * N). The fraction of the
-roofline a line reaches is ``floor / time``: 1 means as fast as moving the unavoidable bytes (or
-doing the useful flops at dense-matmul speed) allows. Dense lines are held to the same sparse
-floor, so their fraction shows how far dense compute is from the ideal sparse kernel.
+A problem's floor is the largest of ``min_bytes / bandwidth``, ``flops / rate[dtype]`` and
+``gathered_bytes / gather bandwidth`` (see ``Problem.min_bytes``, ``Problem.flops``: useful work
+only, 2 * nnz * N, and ``Problem.gathered_bytes``); ``binding_floor`` names it. The fraction of
+the roofline a line reaches is ``floor / time``: 1 means as fast as moving the unavoidable bytes
+(or doing the useful flops at dense-matmul speed, or gathering the rows at the measured rate)
+allows. Dense lines are held to the same sparse floor, so their fraction shows how far dense
+compute is from the ideal sparse kernel. The gather rate is XLA's on this pattern, not a
+hardware peak: a kernel whose gathers hit in L1 more often can pass it (a fraction above 1).
 """
 
 from __future__ import annotations
@@ -31,15 +41,32 @@ MEASURE_CONFIG = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.05
 
 @dataclasses.dataclass(frozen=True)
 class Roofline:
-  """Measured bandwidth (GB/s) and dense matmul rates (GFLOP/s per dtype name)."""
+  """Measured bandwidth (GB/s), dense matmul rates (GFLOP/s per dtype name) and gather
+  bandwidth (GB/s of rows gathered; None: not measured, no gather floor)."""
 
   bandwidth_gbs: float
   matmul_gflops: dict
   details: dict
+  gather_gbs: float | None = None
+
+  def floors_us(self, problem: Problem) -> dict[str, float]:
+    """The problem's time floors in us: "dram", "flops" and (where measured and the problem
+    gathers rows) "gather"."""
+    rate = self.matmul_gflops.get(problem.case.dtype, max(self.matmul_gflops.values()))
+    floors = {"dram": problem.min_bytes() / (self.bandwidth_gbs * 1e3),
+              "flops": problem.flops / (rate * 1e3)}
+    gathered = problem.gathered_bytes()
+    if self.gather_gbs and gathered:
+      floors["gather"] = gathered / (self.gather_gbs * 1e3)
+    return floors
 
   def floor_us(self, problem: Problem) -> float:
-    rate = self.matmul_gflops.get(problem.case.dtype, max(self.matmul_gflops.values()))
-    return max(problem.min_bytes() / (self.bandwidth_gbs * 1e3), problem.flops / (rate * 1e3))
+    return max(self.floors_us(problem).values())
+
+  def binding_floor(self, problem: Problem) -> str:
+    """Which floor ``floor_us`` is: "dram", "flops" or "gather"."""
+    floors = self.floors_us(problem)
+    return max(floors, key=floors.get)
 
   def asdict(self) -> dict:
     return dataclasses.asdict(self)
@@ -72,7 +99,27 @@ def measure(on_gpu: bool) -> Roofline:
     dot = timing.JaxCallTimer(lambda x, y, p=precision: jnp.dot(x, y, precision=p), (a, a))
     dot.run_once()
     rates[name] = 2 * size**3 / (dot.measure(MEASURE_CONFIG).median_us * 1e3)
-  return Roofline(bandwidth, rates, details)
+  return Roofline(bandwidth, rates, details,
+                  gather_gbs=measure_gather(details) if on_gpu else None)
+
+
+GATHER_TABLE_ROWS = 4096
+GATHER_ROW = 64
+GATHER_GROUP = 32
+
+
+def measure_gather(details: dict, count: int = 1 << 22) -> float:
+  """The gather bandwidth (module docstring) in GB/s of rows gathered, ``count`` rows (a
+  multiple of ``GATHER_GROUP``); notes its sizes in ``details``."""
+  details.update(gather_rows=count, gather_table_rows=GATHER_TABLE_ROWS,
+                 gather_row_bytes=GATHER_ROW * 4)
+  table = jax.random.normal(jax.random.key(1), (GATHER_TABLE_ROWS, GATHER_ROW), jnp.float32)
+  rows = jax.random.randint(jax.random.key(2), (count,), 0, GATHER_TABLE_ROWS, jnp.int32)
+  gather = timing.JaxCallTimer(
+      lambda t, r: t[r].reshape(-1, GATHER_GROUP, GATHER_ROW).sum(axis=1), (table, rows))
+  gather.run_once()
+  details["gather_gbs"] = _gbs(count * GATHER_ROW * 4, gather.measure(MEASURE_CONFIG))
+  return details["gather_gbs"]
 
 
 def _gbs(num_bytes: int, measurement: timing.Measurement) -> float:

@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
   roof = roofline.measure(machine.on_gpu)
   phases["roofline_s"] = time.perf_counter() - start
   print(f"  copy {roof.bandwidth_gbs:.1f} GB/s; matmul "
-        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roof.matmul_gflops.items()), flush=True)
+        + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in roof.matmul_gflops.items())
+        + (f"; gather {roof.gather_gbs:.1f} GB/s" if roof.gather_gbs else ""), flush=True)
   checks = [] if args.no_sanity else sanity.cross_check(machine)
   phases["sanity_s"] = time.perf_counter() - start - phases["roofline_s"]
 

@@ -233,13 +233,15 @@ def _record(case: Case, line: Line, settings: RunSettings, problem: Problem | No
     record.update(shape=list(problem.shape), nnz=problem.nnz,
                   actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
                   flops=problem.flops, min_bytes=problem.min_bytes(),
-                  floor_us=roofline.floor_us(problem))
+                  gathered_bytes=problem.gathered_bytes(), floor_us=roofline.floor_us(problem),
+                  binding_floor=roofline.binding_floor(problem))
   record.update(fields)
   if "method" in record:
     record["timing_method"] = record.pop("method")
   record.update(device=machine.device, platform=machine.platform, cpu_model=machine.cpu_model,
                 cpu_cores=machine.cpu_cores, versions=machine.versions, date=machine.date,
                 preset=settings.preset, bandwidth_gbs=roofline.bandwidth_gbs,
+                gather_gbs=roofline.gather_gbs,
                 peak_gflops=roofline.matmul_gflops.get(case.dtype))
   return record
 
@@ -252,8 +254,9 @@ def _reuse(measured: dict, case: Case, problem: Problem, settings: RunSettings) 
   record.update(case.asdict(), case=case.key, compute_dtype=measured["compute_dtype"],
                 shape=list(problem.shape), nnz=problem.nnz,
                 actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
-                flops=problem.flops, min_bytes=problem.min_bytes(), floor_us=floor,
-                gflops=problem.flops / (measured["median_us"] * 1e3),
+                flops=problem.flops, min_bytes=problem.min_bytes(),
+                gathered_bytes=problem.gathered_bytes(), floor_us=floor,
+                binding_floor=settings.roofline.binding_floor(problem), gflops=problem.flops / (measured["median_us"] * 1e3),
                 roofline_fraction=floor / measured["median_us"], shared_from=measured["case"],
                 peak_gflops=settings.roofline.matmul_gflops.get(case.dtype))
   if "kernel_median_us" in measured:
