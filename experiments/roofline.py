@@ -6,13 +6,14 @@ Three numbers are measured on the machine at the start of a run (not taken from 
   timed and the higher is kept; on GPU ``jnp`` (XLA) alone.
 - dense matmul rate: ``jnp.dot`` of two square matrices (2048 on CPU, 8192 on GPU), float32 at
   ``Precision.HIGHEST`` and bfloat16, in GFLOP/s.
-- gather bandwidth (GPU only): rows of 64 float32 (256 bytes, a CSR SpMM's 64-column tile of B) gathered
-  at random from a 4096-row table (1 MiB: in the GPU's L2 or the CPU's caches, not in an SM's
-  L1) and summed 32 at a time, by one XLA fusion; bytes of rows gathered per second. A CSR kernel
-  that reads a row of B for every stored entry (SpMM; a row of Y for SDDMM) moves nnz x N
-  values through the caches whatever its DRAM traffic (issue 7: at s = 0.9, N = 128 on
-  4096 x 4096, 860 MB). On the CPU, XLA's gather runs on one thread (2.5 GB/s on the 2-core
-  dev machine), far below what the C++ kernels gather, so no gather floor is set there.
+- gather bandwidth (GPU only): rows of 64 float32 (256 bytes, a CSR SpMM's 64-column tile of B)
+  gathered at random from a 4096-row table (1 MiB: in the GPU's L2, not in an SM's L1) and
+  summed, by a Pallas kernel that does only that (``experiments.gather_kernel``, the best of
+  8, 16 and 32 rows a load); bytes of rows gathered per second. A CSR kernel that reads a row of B for every stored entry (SpMM; a row
+  of Y for SDDMM) moves nnz x N values through the caches whatever its DRAM traffic (issue 7:
+  at s = 0.9, N = 128 on 4096 x 4096, 860 MB). XLA's own gather fused into a sum reached only
+  1.3 TB/s on an H100, below DRAM copy. On the CPU no gather floor is set (XLA's gather runs on
+  one thread there: 2.5 GB/s on the 2-core dev machine).
 
 A problem's floor is the largest of ``min_bytes / bandwidth``, ``flops / rate[dtype]`` and
 ``gathered_bytes / gather bandwidth`` (see ``Problem.min_bytes``, ``Problem.flops``: useful work
@@ -20,7 +21,7 @@ only, 2 * nnz * N, and ``Problem.gathered_bytes``); ``binding_floor`` names it. 
 the roofline a line reaches is ``floor / time``: 1 means as fast as moving the unavoidable bytes
 (or doing the useful flops at dense-matmul speed, or gathering the rows at the measured rate)
 allows. Dense lines are held to the same sparse floor, so their fraction shows how far dense
-compute is from the ideal sparse kernel. The gather rate is XLA's on this pattern, not a
+compute is from the ideal sparse kernel. The gather rate is the probe's on this pattern, not a
 hardware peak: a kernel whose gathers hit in L1 more often can pass it (a fraction above 1).
 """
 
@@ -105,20 +106,29 @@ def measure(on_gpu: bool) -> Roofline:
 
 GATHER_TABLE_ROWS = 4096
 GATHER_ROW = 64
-GATHER_GROUP = 32
 
 
-def measure_gather(details: dict, count: int = 1 << 22) -> float:
-  """The gather bandwidth (module docstring) in GB/s of rows gathered, ``count`` rows (a
-  multiple of ``GATHER_GROUP``); notes its sizes in ``details``."""
+GATHER_STEPS = (8, 16, 32)
+
+
+def measure_gather(details: dict, count: int = 1 << 22, interpret: bool = False) -> float:
+  """The gather bandwidth (module docstring) in GB/s of rows gathered: the best of the probe's
+  launches with ``GATHER_STEPS`` rows a load, ``count`` rows (a multiple of 512) each; notes
+  each rate and the sizes in ``details``."""
+  from experiments import gather_kernel
   details.update(gather_rows=count, gather_table_rows=GATHER_TABLE_ROWS,
-                 gather_row_bytes=GATHER_ROW * 4)
+                 gather_row_bytes=GATHER_ROW * 4, gather_method="experiments.gather_kernel")
   table = jax.random.normal(jax.random.key(1), (GATHER_TABLE_ROWS, GATHER_ROW), jnp.float32)
   rows = jax.random.randint(jax.random.key(2), (count,), 0, GATHER_TABLE_ROWS, jnp.int32)
-  gather = timing.JaxCallTimer(
-      lambda t, r: t[r].reshape(-1, GATHER_GROUP, GATHER_ROW).sum(axis=1), (table, rows))
-  gather.run_once()
-  details["gather_gbs"] = _gbs(count * GATHER_ROW * 4, gather.measure(MEASURE_CONFIG))
+  rates = {}
+  for step in GATHER_STEPS:
+    gather = timing.JaxCallTimer(
+        lambda t, r, step=step: gather_kernel.gather_sums(t, r, step=step, interpret=interpret),
+        (table, rows))
+    gather.run_once()
+    rates[step] = _gbs(count * GATHER_ROW * 4, gather.measure(MEASURE_CONFIG))
+  details["gather_gbs_by_step"] = rates
+  details["gather_gbs"] = max(rates.values())
   return details["gather_gbs"]
 
 

@@ -37,8 +37,24 @@ def test_no_gather_floor_unmeasured_or_for_tiled_formats():
   assert set(measured.floors_us(_problem(fmt="bsr"))) == {"dram", "flops"}
 
 
+def test_gather_kernel_sums_the_rows_it_gathers():
+  import jax.numpy as jnp
+  import numpy as np
+  from experiments import gather_kernel
+  rng = np.random.default_rng()
+  table = rng.standard_normal((50, 8)).astype(np.float32)
+  rows = rng.integers(0, 50, 4 * 32).astype(np.int32)
+  out = gather_kernel.gather_sums(jnp.asarray(table), jnp.asarray(rows), rows_per_program=32,
+                                  step=8, interpret=True)
+  expected = table.astype(np.float64)[rows].reshape(4, 32, 8).sum(axis=1)
+  np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="multiple of rows_per_program"):
+    gather_kernel.gather_sums(jnp.asarray(table), jnp.asarray(rows[:40]), rows_per_program=32,
+                              interpret=True)
+
+
 def test_measure_gather_counts_the_rows_it_gathers():
   details = {}
-  gbs = roofline.measure_gather(details, count=roofline.GATHER_GROUP * 64)
+  gbs = roofline.measure_gather(details, count=1024, interpret=True)
   assert gbs > 0 and details["gather_gbs"] == gbs
   assert details["gather_row_bytes"] == roofline.GATHER_ROW * 4
