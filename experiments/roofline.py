@@ -13,17 +13,21 @@ Three numbers are measured on the machine at the start of a run (not taken from 
   rows gathered per second. A CSR kernel that reads a row of B for every stored entry (SpMM; a row
   of Y for SDDMM) moves nnz x N values through the caches whatever its DRAM traffic (issue 7:
   at s = 0.9, N = 128 on 4096 x 4096, 860 MB). XLA's own gather fused into a sum reached only
-  1.3 TB/s on an H100, below DRAM copy. On the CPU no gather floor is set (XLA's gather runs on
-  one thread there: 2.5 GB/s on the 2-core dev machine).
+  1.3 TB/s on an H100, below DRAM copy. Not measured on the CPU (XLA's gather runs on one
+  thread there: 2.5 GB/s on the 2-core dev machine).
 
-A problem's floor is the largest of ``min_bytes / bandwidth``, ``flops / rate[dtype]`` and
-``gathered_bytes / gather bandwidth`` (see ``Problem.min_bytes``, ``Problem.flops``: useful work
-only, 2 * nnz * N, and ``Problem.gathered_bytes``); ``binding_floor`` names it. The fraction of
-the roofline a line reaches is ``floor / time``: 1 means as fast as moving the unavoidable bytes
-(or doing the useful flops at dense-matmul speed, or gathering the rows at the measured rate)
-allows. Dense lines are held to the same sparse floor, so their fraction shows how far dense
-compute is from the ideal sparse kernel. The gather rate is the probe's on this pattern, not a
-hardware peak: a kernel whose gathers hit in L1 more often can pass it (a fraction above 1).
+A problem's floor is the larger of ``min_bytes / bandwidth`` and ``flops / rate[dtype]`` (see
+``Problem.min_bytes`` and ``Problem.flops``: useful work only, 2 * nnz * N); ``binding_floor``
+names it. The fraction of the roofline a line reaches is ``floor / time``: 1 means as fast as
+moving the unavoidable bytes (or doing the useful flops at dense-matmul speed) allows. Dense
+lines are held to the same sparse floor, so their fraction shows how far dense compute is from
+the ideal sparse kernel.
+
+The gather bandwidth is measured and recorded (``gather_floor_us``: ``Problem.gathered_bytes``
+at that rate) but is not part of the floor: on an H100 (2026-11-26) the CSR SpMM kernels,
+jsparse's and Sputnik's, gathered up to 2x faster than the probe (uniform 4096 x 4096, s >= 0.9:
+median 1.4x), so it bounds nothing. Their rows hit in L1 more often than the probe's, for
+reasons not isolated.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class Roofline:
 
   def floors_us(self, problem: Problem) -> dict[str, float]:
     """The problem's time floors in us: "dram", "flops" and (where measured and the problem
-    gathers rows) "gather"."""
+    gathers rows) "gather", the last not a bound (module docstring)."""
     rate = self.matmul_gflops.get(problem.case.dtype, max(self.matmul_gflops.values()))
     floors = {"dram": problem.min_bytes() / (self.bandwidth_gbs * 1e3),
               "flops": problem.flops / (rate * 1e3)}
@@ -63,12 +67,18 @@ class Roofline:
     return floors
 
   def floor_us(self, problem: Problem) -> float:
-    return max(self.floors_us(problem).values())
+    """The binding floor: the larger of the DRAM and FLOP floors."""
+    floors = self.floors_us(problem)
+    return max(floors["dram"], floors["flops"])
 
   def binding_floor(self, problem: Problem) -> str:
-    """Which floor ``floor_us`` is: "dram", "flops" or "gather"."""
+    """Which floor ``floor_us`` is: "dram" or "flops"."""
     floors = self.floors_us(problem)
-    return max(floors, key=floors.get)
+    return "dram" if floors["dram"] >= floors["flops"] else "flops"
+
+  def gather_floor_us(self, problem: Problem) -> float | None:
+    """Rows gathered at the probe's rate, in us (None: not measured or no gather)."""
+    return self.floors_us(problem).get("gather")
 
   def asdict(self) -> dict:
     return dataclasses.asdict(self)
@@ -122,7 +132,8 @@ def measure_gather(details: dict, count: int = 1 << 22, interpret: bool = False)
   table = jax.random.normal(jax.random.key(1), (GATHER_TABLE_ROWS, GATHER_ROW), jnp.float32)
   # Sorted within each program's 512 rows, as a CSR row's columns are: programs running at once
   # sweep the table in step, and rows one program gathered are in L1 for its neighbours (the
-  # CSR SpMM gathered 2x faster than this probe with unsorted rows: 13 against 6.2 TB/s).
+  # CSR SpMM gathered 2x faster than this probe with unsorted rows, 13 against 6.2 TB/s; sorted,
+  # 7.0).
   rows = jnp.sort(jax.random.randint(jax.random.key(2), (count // 512, 512), 0,
                                      GATHER_TABLE_ROWS, jnp.int32), axis=1).reshape(-1)
   rates = {}

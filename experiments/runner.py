@@ -234,7 +234,8 @@ def _record(case: Case, line: Line, settings: RunSettings, problem: Problem | No
                   actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
                   flops=problem.flops, min_bytes=problem.min_bytes(),
                   gathered_bytes=problem.gathered_bytes(), floor_us=roofline.floor_us(problem),
-                  binding_floor=roofline.binding_floor(problem))
+                  binding_floor=roofline.binding_floor(problem),
+                  gather_floor_us=roofline.gather_floor_us(problem))
   record.update(fields)
   if "method" in record:
     record["timing_method"] = record.pop("method")
@@ -256,7 +257,8 @@ def _reuse(measured: dict, case: Case, problem: Problem, settings: RunSettings) 
                 actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
                 flops=problem.flops, min_bytes=problem.min_bytes(),
                 gathered_bytes=problem.gathered_bytes(), floor_us=floor,
-                binding_floor=settings.roofline.binding_floor(problem), gflops=problem.flops / (measured["median_us"] * 1e3),
+                binding_floor=settings.roofline.binding_floor(problem),
+                gather_floor_us=settings.roofline.gather_floor_us(problem), gflops=problem.flops / (measured["median_us"] * 1e3),
                 roofline_fraction=floor / measured["median_us"], shared_from=measured["case"],
                 peak_gflops=settings.roofline.matmul_gflops.get(case.dtype))
   if "kernel_median_us" in measured:
