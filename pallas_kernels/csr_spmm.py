@@ -55,6 +55,10 @@ class SpmmConfig:
       only) before any of their FMAs, all into one ``[block_nnz, block_n]`` accumulator: the
       loads in flight of ``substeps * block_nnz`` entries at the registers of ``block_nnz``
       (a larger ``block_nnz`` also grows the accumulator).
+    row_splits: programs a row's entries are split across (a power of two), each summing an
+      equal share into a float32 partial product ``[row_splits, M, N]`` that one XLA sum
+      reduces: launches of few, long rows (DLMC's 512-row matrices) otherwise run a few long
+      serial loops on an idle GPU. Deterministic (no atomics).
   """
 
   block_n: int = 64
@@ -64,9 +68,10 @@ class SpmmConfig:
   rows_per_program: int = 1
   prefetch: str = "none"
   substeps: int = 1
+  row_splits: int = 1
 
   def __post_init__(self):
-    for name in ("block_n", "block_nnz", "rows_per_program", "substeps"):
+    for name in ("block_n", "block_nnz", "rows_per_program", "substeps", "row_splits"):
       value = getattr(self, name)
       if value < 1 or value & (value - 1):
         raise ValueError(f"SpmmConfig.{name} must be a power of two, got {value}")
@@ -146,7 +151,8 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
 
 def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, block_nnz: int,
                  block_n: int, n: int, num_rows: int, rows_per_program: int,
-                 natural_order: bool, prefetch: str, substeps: int, fma_ptx: bool):
+                 natural_order: bool, prefetch: str, substeps: int, row_splits: int,
+                 fma_ptx: bool):
   first = pl.program_id(0) * rows_per_program
   # The last program's slots past row M - 1 repeat its first row: they compute and store the
   # same values to the same addresses (no padded order or output).
@@ -161,6 +167,16 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
   column_mask = columns < n if ragged_n else None
   starts = [offsets_ref[row] for row in rows]
   ends = [offsets_ref[row + 1] for row in rows]
+  if row_splits > 1:
+    # This program's share of each row: whole steps, the last share what is left (maybe none).
+    split = pl.program_id(2)
+    step_entries = block_nnz * substeps
+    shares = [(end - start + row_splits * step_entries - 1) // (row_splits * step_entries)
+              * step_entries for start, end in zip(starts, ends)]
+    starts, ends = ([jnp.minimum(start + split * share, end)
+                     for start, end, share in zip(starts, ends, shares)],
+                    [jnp.minimum(start + (split + 1) * share, end)
+                     for start, end, share in zip(starts, ends, shares)])
 
   def valid_at(index, start, end):
     return start + index * block_nnz + jnp.arange(block_nnz, dtype=jnp.int32) < end
@@ -233,8 +249,9 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
   carries = jax.lax.fori_loop(0, steps, step, tuple(
       first_carry(start, end) for start, end in zip(starts, ends)))
   for row, carry in zip(rows, carries):
-    plgpu.store(out_ref.at[row, pl.ds(n_start, block_n)],
-                jnp.sum(carry[0], axis=0).astype(out_ref.dtype),
+    target = (out_ref.at[pl.program_id(2), row, pl.ds(n_start, block_n)] if row_splits > 1
+              else out_ref.at[row, pl.ds(n_start, block_n)])
+    plgpu.store(target, jnp.sum(carry[0], axis=0).astype(out_ref.dtype),
                 mask=column_mask)  # None: every column in range
 
 
@@ -278,15 +295,20 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
   kernel = functools.partial(_spmm_kernel, block_nnz=config.block_nnz, block_n=config.block_n,
                              n=n, num_rows=num_rows, rows_per_program=config.rows_per_program,
                              natural_order=natural_order, prefetch=config.prefetch,
-                             substeps=config.substeps, fma_ptx=not interpret)
-  return pl.pallas_call(
+                             substeps=config.substeps, row_splits=config.row_splits,
+                             fma_ptx=not interpret)
+  grid = (pl.cdiv(num_rows, config.rows_per_program), pl.cdiv(n, config.block_n))
+  split = config.row_splits > 1
+  out = pl.pallas_call(
       kernel,
-      out_shape=jax.ShapeDtypeStruct((num_rows, n), data.dtype),
-      grid=(pl.cdiv(num_rows, config.rows_per_program), pl.cdiv(n, config.block_n)),
+      out_shape=(jax.ShapeDtypeStruct((config.row_splits, num_rows, n), jnp.float32) if split
+                 else jax.ShapeDtypeStruct((num_rows, n), data.dtype)),
+      grid=grid + ((config.row_splits,) if split else ()),
       compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
                                            num_stages=config.num_stages),
       interpret=interpret,
   )(row_order, row_offsets, data, col_indices, b)
+  return jnp.sum(out, axis=0).astype(data.dtype) if split else out
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows",))

@@ -11,6 +11,8 @@ is wrong is recorded as such and not timed.
         [--narrow]
 
 ``--narrow``: N = 32 instead (32-column tiles), uniform s = 0.5-0.98 and three DLMC matrices.
+``--long``: launches of few, long rows (DLMC's 512-row matrices, uniform s = 0.5 at N = 32),
+with each row's entries split over 1-8 programs (``SpmmConfig.row_splits``).
 
 Writes OUTDIR/spmm_config_sweep.jsonl and .md (one row per case and config, the default config
 marked, each time also as a ratio to the default's), printing each row as it goes.
@@ -34,10 +36,17 @@ from experiments.grid import Case  # noqa: E402
 from pallas_kernels import csr_spmm  # noqa: E402
 
 
-def plan(smoke: bool, narrow: bool = False) -> list[Case]:
+def plan(smoke: bool, narrow: bool = False, long: bool = False) -> list[Case]:
   """The cases, in priority order."""
   if smoke:
     return [Case("spmm", "csr", "uniform/64x48", 0.9, 16, "float32")]
+  if long:
+    return [Case("spmm", "csr", f"dlmc/{source}", s, n, "float32") for source, s, n in (
+        ("magnitude_pruning/512x2048#0", 0.8, 32), ("magnitude_pruning/512x2048#0", 0.8, 128),
+        ("magnitude_pruning/512x2048#0", 0.9, 32), ("random_pruning/512x2048#0", 0.8, 32),
+        ("magnitude_pruning/512x2048#0", 0.5, 32), ("random_pruning/512x2048#0", 0.9, 128),
+        ("random_pruning/512x512#0", 0.7, 128), ("magnitude_pruning/512x2048#0", 0.7, 1024))
+    ] + [Case("spmm", "csr", "uniform/4096x4096", 0.5, 32, "float32")]
   if narrow:
     return ([Case("spmm", "csr", "uniform/4096x4096", s, 32, "float32")
              for s in (0.9, 0.7, 0.95, 0.5, 0.98)]
@@ -55,12 +64,24 @@ def plan(smoke: bool, narrow: bool = False) -> list[Case]:
   return uniform[:3] + dlmc[:2] + uniform[3:] + dlmc[2:]
 
 
-def configs(default: csr_spmm.SpmmConfig, smoke: bool,
-            narrow: bool = False) -> list[csr_spmm.SpmmConfig]:
+def configs(default: csr_spmm.SpmmConfig, smoke: bool, narrow: bool = False,
+            long: bool = False) -> list[csr_spmm.SpmmConfig]:
   """The default first, then one-warp variants of step size, sub-steps, rows a program and N
   tile (``narrow``: of 32-column tiles)."""
   if smoke:
     return [default, dataclasses.replace(default, block_nnz=4, substeps=2)]
+  if long:
+    block_n = default.block_n
+    one_warp = csr_spmm.SpmmConfig(block_n=block_n, block_nnz=16 if block_n < 64 else 8,
+                                   substeps=1 if block_n < 64 else 2, num_warps=1)
+    four_warps = csr_spmm.SpmmConfig(block_n=block_n, block_nnz=max(16, min(32, block_n // 2)),
+                                     num_warps=4)
+    grid = [dataclasses.replace(base, row_splits=splits) for base in (one_warp, four_warps)
+            for splits in (1, 2, 4, 8)]
+    if block_n == 32:
+      grid += [csr_spmm.SpmmConfig(block_n=32, block_nnz=32, num_warps=1, row_splits=splits)
+               for splits in (1, 2, 4)]
+    return [default] + [config for config in grid if config != default]
   if narrow:
     grid = [csr_spmm.SpmmConfig(block_n=32, block_nnz=nnz, num_warps=1, substeps=sub,
                                 rows_per_program=rows)
@@ -78,12 +99,16 @@ def configs(default: csr_spmm.SpmmConfig, smoke: bool,
 
 def describe(config: csr_spmm.SpmmConfig) -> str:
   return (f"n{config.block_n} nnz{config.block_nnz}x{config.substeps} r{config.rows_per_program}"
-          f" w{config.num_warps}{' pf-' + config.prefetch if config.prefetch != 'none' else ''}")
+          f" w{config.num_warps}{' pf-' + config.prefetch if config.prefetch != 'none' else ''}"
+          f"{' split' + str(config.row_splits) if config.row_splits > 1 else ''}")
 
 
 def main() -> None:
-  args = bench_common.probe_arguments(__doc__, lambda parser: parser.add_argument(
-      "--narrow", action="store_true", help="N = 32 cases and 32-column configs"))
+  def add(parser):
+    parser.add_argument("--narrow", action="store_true", help="N = 32 cases and 32-column configs")
+    parser.add_argument("--long", action="store_true", help="few long rows, rows split")
+
+  args = bench_common.probe_arguments(__doc__, add)
   meta = bench_common.probe_meta(kernel_time="experiments.kernel_time.measure, median us",
                                  launch="row order (natural_order=True)")
   header = ("| case | config | default | kernel us | / default | rel err |\n"
@@ -91,7 +116,7 @@ def main() -> None:
   table = bench_common.ProbeTable(args.outdir, "spmm_config_sweep", "CSR SpMM row-kernel "
                                   "configs", meta, header)
   start = time.monotonic()
-  for case in plan(args.smoke, args.narrow):
+  for case in plan(args.smoke, args.narrow, args.long):
     problem = problems.build_problem(case)
     matrix = problem.matrix
     (b_host,) = problem.operands
@@ -103,7 +128,7 @@ def main() -> None:
     num_rows = matrix.shape[0]
     default = csr_spmm.choose_config(num_rows, matrix.shape[1], case.n, data.shape[0])
     default_us = None
-    for config in configs(default, args.smoke, args.narrow):
+    for config in configs(default, args.smoke, args.narrow, args.long):
       record = {"case": case.key, "config": dataclasses.asdict(config),
                 "default": config == default, "nnz": problem.nnz}
       if time.monotonic() - start > args.budget_s:

@@ -16,6 +16,10 @@ def test_configs_are_distinct_with_the_default_first():
   configs = spmm_config_sweep.configs(default, smoke=False, narrow=True)
   assert configs[0] == default and len(set(configs)) == len(configs) > 5
   assert all(config.block_n == 32 for config in configs)
+  default = csr_spmm.choose_config(512, 2048, 32, 512 * 410)
+  configs = spmm_config_sweep.configs(default, smoke=False, long=True)
+  assert configs[0] == default and len(set(configs)) == len(configs) > 5
+  assert {config.row_splits for config in configs} == {1, 2, 4, 8}
 
 
 def test_cases_are_spmm_on_csr_at_the_issue_widths():
@@ -25,3 +29,5 @@ def test_cases_are_spmm_on_csr_at_the_issue_widths():
              for case in cases)
   narrow = spmm_config_sweep.plan(smoke=False, narrow=True)
   assert len(set(narrow)) == len(narrow) and all(case.n == 32 for case in narrow)
+  long = spmm_config_sweep.plan(smoke=False, long=True)
+  assert len(set(long)) == len(long) and all(case.op == "spmm" for case in long)

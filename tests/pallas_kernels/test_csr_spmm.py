@@ -90,6 +90,19 @@ def test_substeps(rows_per_program):
       block_n=16, block_nnz=4, rows_per_program=rows_per_program, substeps=4))
 
 
+@pytest.mark.parametrize("dtype", cases.DTYPE_PARAMS)
+@pytest.mark.parametrize("row_splits,rows_per_program,substeps", [(2, 1, 1), (4, 2, 2)])
+def test_row_splits(dtype, row_splits, rows_per_program, substeps):
+  # A row's entries split over programs: shares of whole steps, the last ones short or empty
+  # (empty rows, rows shorter than one share), partial products summed in float32.
+  rng = np.random.default_rng()
+  case = cases.random_csr(rng, (13, 40), cases.ragged_lengths(rng, 13, 40), padding=3,
+                          dtype=dtype)
+  _check(case, 20, dtype, rng, config=csr_spmm.SpmmConfig(
+      block_n=16, block_nnz=4, rows_per_program=rows_per_program, substeps=substeps,
+      row_splits=row_splits))
+
+
 def test_natural_order_launch():
   # Rows already longest bucket first (9 rows of 8-15 entries, then shorter, then empty): the
   # launch skips the schedule; 2 rows a program leave a spare slot.
@@ -149,6 +162,8 @@ def test_bad_arguments_name_the_argument():
     csr_spmm.SpmmConfig(block_n=24)
   with pytest.raises(ValueError, match="SpmmConfig.prefetch must be one of"):
     csr_spmm.SpmmConfig(prefetch="both")
+  with pytest.raises(ValueError, match="SpmmConfig.row_splits must be a power of two"):
+    csr_spmm.SpmmConfig(row_splits=3)
   with pytest.raises(ValueError, match="SpmmConfig.substeps must be a power of two"):
     csr_spmm.SpmmConfig(substeps=3)
   with pytest.raises(ValueError, match="substeps > 1 needs prefetch 'none'"):
@@ -163,11 +178,13 @@ def test_interpret_mode_poisons_outputs():
   assert np.all(np.isnan(np.asarray(out)))
 
 
-@pytest.mark.parametrize("prefetch,substeps", [(mode, 1) for mode in csr_spmm.PREFETCH_MODES]
-                         + [("none", 4)])
-def test_every_prefetch_mode_lowers_to_triton(monkeypatch, prefetch, substeps):
+@pytest.mark.parametrize("prefetch,substeps,row_splits",
+                         [(mode, 1, 1) for mode in csr_spmm.PREFETCH_MODES]
+                         + [("none", 4, 1), ("none", 2, 4)])
+def test_every_prefetch_mode_lowers_to_triton(monkeypatch, prefetch, substeps, row_splits):
   from tests.pallas_kernels import structured_cases
-  config = csr_spmm.SpmmConfig(block_n=32, block_nnz=16, prefetch=prefetch, substeps=substeps)
+  config = csr_spmm.SpmmConfig(block_n=32, block_nnz=16, prefetch=prefetch, substeps=substeps,
+                               row_splits=row_splits)
   structured_cases.assert_lowers_to_triton_for_h100(
       monkeypatch,
       lambda d, c, o, b: csr_spmm.kernel_fn(d, c, o, b, num_rows=64, config=config),
