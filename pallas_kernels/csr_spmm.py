@@ -93,6 +93,14 @@ class SpmmConfig:
 ONE_WARP_MIN_PROGRAMS = 2048
 
 
+# The most bytes of float32 partial products (``row_splits`` x M x N) a chosen config makes.
+SPLIT_PARTIALS_BYTES = 32 << 20
+
+
+def _floor_power_of_two(value: int) -> int:
+  return 1 << max(value, 1).bit_length() - 1
+
+
 def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   """A heuristic config for an ``[M, K]`` matrix with ``nse`` stored entries times ``[K, n]``.
 
@@ -131,6 +139,13 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
     512 x 2048 and 2048 x 512, 32 x 1 on one warp took 0.79-0.88x the time of 16 x 1, on four
     warps for the 512-row launches).
   - Narrower tiles (N <= 16) keep 16-entry steps.
+  - Long rows on a launch of few programs (mean row >= 192 entries, and fewer than 2048
+    programs or fewer than 1024 rows) split each row over ``row_splits`` one-warp programs, about
+    48 entries a row each, up to 8 (H100, 2026-11-26, `--long` sweep, float32): DLMC
+    magnitude-pruned 512 x 2048 at s = 0.8, N = 32: 16.9 -> 7.2 us, N = 128: 23.8 -> 13.9; at
+    s = 0.5, N = 32: 21.8 -> 10.7; random-pruned s = 0.8, N = 32: 8.9 -> 6.8. Rows of 154 entries
+    (512 x 512 at s = 0.7, N = 128) were 6% slower split, hence 192. The partial products
+    stay within ``SPLIT_PARTIALS_BYTES`` (fewer splits on wide products).
   ``num_cols`` is accepted for heuristics keyed on K; unused now.
   """
   del num_cols
@@ -138,6 +153,11 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   mean_row = nse / max(num_rows, 1)
   programs = num_rows * pl.cdiv(max(n, 1), block_n)
   few_long_rows = num_rows < 1024 and mean_row >= 256
+  if block_n >= 32 and mean_row >= 192 and (programs < ONE_WARP_MIN_PROGRAMS or few_long_rows):
+    splits = min(8, 1 << (int(mean_row) // 48).bit_length() - 1,
+                 _floor_power_of_two(SPLIT_PARTIALS_BYTES // (num_rows * n * 4)))
+    return SpmmConfig(block_n=block_n, block_nnz=16 if block_n == 32 else 8, num_warps=1,
+                      num_stages=2, substeps=1 if block_n == 32 else 2, row_splits=splits)
   if block_n == 32 and not few_long_rows:
     block_nnz = 32 if programs < 2 * ONE_WARP_MIN_PROGRAMS else 16
     return SpmmConfig(block_n=block_n, block_nnz=block_nnz, num_warps=1, num_stages=2)

@@ -132,15 +132,22 @@ def test_choose_config_is_a_valid_config():
       block_n=64, block_nnz=8, num_warps=1, substeps=2)
   assert csr_spmm.choose_config(4096, 4096, 32, 4096 * 410) == csr_spmm.SpmmConfig(
       block_n=32, block_nnz=16, num_warps=1)
-  for rows, cols, mean_row in ((512, 512, 154), (2048, 512, 51), (512, 2048, 205)):
+  for rows, cols, mean_row in ((512, 512, 154), (2048, 512, 51), (2048, 512, 154)):
     assert csr_spmm.choose_config(rows, cols, 32, rows * mean_row) == csr_spmm.SpmmConfig(
         block_n=32, block_nnz=32, num_warps=1)
-  assert csr_spmm.choose_config(512, 2048, 32, 512 * 614).num_warps == 4  # few long rows
-  # Four warps (64 x 32) where one-warp programs would not fill the GPU (384 rows x 2 N tiles)
-  # or few rows are long (384 x 1536 at 70%: 1075 entries a row; H200 bf16 MiniLM layers).
+  # Long rows on few programs: each row over one-warp programs, ~48 entries a row each, <= 8
+  # (DLMC magnitude-pruned 512 x 2048, H100), fewer where the partial products would pass
+  # SPLIT_PARTIALS_BYTES.
+  for n, mean_row, splits in ((32, 614, 8), (32, 205, 4), (128, 410, 8), (1024, 614, 8)):
+    config = csr_spmm.choose_config(512, 2048, n, 512 * mean_row)
+    assert config.num_warps == 1 and config.row_splits == splits, (n, mean_row, config)
+  assert csr_spmm.choose_config(384, 1536, 4096, 384 * 1075).row_splits == 4
+  assert csr_spmm.choose_config(64, 1536, 1 << 16, 64 * 1075).row_splits == 2
+  assert csr_spmm.choose_config(512, 512, 128, 512 * 154).row_splits == 1  # 154-entry rows
+  # Four warps (64 x 32) where one-warp programs would not fill the GPU (384 rows x 2 N tiles;
+  # H200 bf16 MiniLM layers).
   four_warps = csr_spmm.SpmmConfig(block_n=64, block_nnz=32, num_warps=4)
   assert csr_spmm.choose_config(384, 1536, 128, 384 * 154) == four_warps
-  assert csr_spmm.choose_config(384, 1536, 4096, 384 * 1075) == four_warps
   assert csr_spmm.choose_config(384, 1536, 4096, 384 * 154).num_warps == 1
   assert csr_spmm.choose_config(1536, 384, 4096, 1536 * 115).num_warps == 1
 
