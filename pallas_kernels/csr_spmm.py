@@ -82,11 +82,6 @@ class SpmmConfig:
       raise ValueError(f"SpmmConfig.substeps > 1 needs prefetch 'none', got "
                        f"{self.prefetch!r}")
 
-  @property
-  def entries_per_step(self) -> int:
-    """Entries of a row one step consumes: ``block_nnz * substeps``."""
-    return self.block_nnz * self.substeps
-
 
 # One-warp programs a launch needs to fill an H100/H200 (132 SMs, ~16 resident one-warp programs
 # each at these kernels' registers).
@@ -117,13 +112,17 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   - s = 0.98, N = 128: 37.5 -> 24.6 us.
   - s = 0.9, N = 32: 36.1 -> 29.5 us.
 
-  The earlier four-warp launch (64 x 32 tiles) stays where one warp loses (bfloat16, MiniLM's
-  layers):
+  The earlier four-warp launch (64 x 32 tiles) stayed where one warp lost (H200, bfloat16,
+  MiniLM's layers, before row splits):
   - Fewer than ``ONE_WARP_MIN_PROGRAMS`` programs (M x N tiles): one-warp programs leave SMs
     idle. 384 x 1536 at 70%, N = 128: 35.7 us on one warp, 14.4 on four.
   - Fewer than 1024 rows of 256 entries or more: an N tile's rows are too few to share L1, and
     each one-warp program runs a long serial loop. 384 x 1536 at 70%, N = 4096: 346 against
     201 us.
+  Where rows average >= 192 entries, such launches now split rows over one-warp programs instead
+  (last item below; on an H100, 384 x 1536 at 70%, N = 128, bfloat16: 9.5 us split, 10.2 on
+  four warps). Four warps remain for launches of few programs with shorter rows, at N > 32 or
+  N <= 16.
 
   The N tile is capped at 64 columns (128 was slower everywhere). On one warp:
   - 64-column tiles take steps of two 8-entry tiles (``substeps``), four on rows of 256 entries or
