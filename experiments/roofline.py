@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import timing
+from experiments import gather_kernel, timing
 from experiments.problems import Problem
 
 MEASURE_CONFIG = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.05,
@@ -48,7 +48,7 @@ MEASURE_CONFIG = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.05
 @dataclasses.dataclass(frozen=True)
 class Roofline:
   """Measured bandwidth (GB/s), dense matmul rates (GFLOP/s per dtype name) and gather
-  bandwidth (GB/s of rows gathered; None: not measured, no gather floor)."""
+  bandwidth (GB/s of rows gathered; None where not measured)."""
 
   bandwidth_gbs: float
   matmul_gflops: dict
@@ -117,8 +117,6 @@ def measure(on_gpu: bool) -> Roofline:
 
 GATHER_TABLE_ROWS = 4096
 GATHER_ROW = 64
-
-
 GATHER_STEPS = (8, 16, 32)
 
 
@@ -126,14 +124,11 @@ def measure_gather(details: dict, count: int = 1 << 22, interpret: bool = False)
   """The gather bandwidth (module docstring) in GB/s of rows gathered: the best of the probe's
   launches with ``GATHER_STEPS`` rows a load, ``count`` rows (a multiple of 512) each; notes
   each rate and the sizes in ``details``."""
-  from experiments import gather_kernel
   details.update(gather_rows=count, gather_table_rows=GATHER_TABLE_ROWS,
                  gather_row_bytes=GATHER_ROW * 4, gather_method="experiments.gather_kernel")
   table = jax.random.normal(jax.random.key(1), (GATHER_TABLE_ROWS, GATHER_ROW), jnp.float32)
-  # Sorted within each program's 512 rows, as a CSR row's columns are: programs running at once
-  # sweep the table in step, and rows one program gathered are in L1 for its neighbours (the
-  # CSR SpMM gathered 2x faster than this probe with unsorted rows, 13 against 6.2 TB/s; sorted,
-  # 7.0).
+  # Sorted within each program's 512 rows, as a CSR row's columns are (H100: 6.2 TB/s unsorted,
+  # 7.0 sorted; the CSR SpMM kernels gathered up to 14-16).
   rows = jnp.sort(jax.random.randint(jax.random.key(2), (count // 512, 512), 0,
                                      GATHER_TABLE_ROWS, jnp.int32), axis=1).reshape(-1)
   rates = {}
