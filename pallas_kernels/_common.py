@@ -14,6 +14,11 @@ def is_power_of_two(value: int) -> bool:
   return value > 0 and value & (value - 1) == 0
 
 
+def floor_power_of_two(value: int) -> int:
+  """The largest power of two <= ``value`` (1 for ``value`` < 2)."""
+  return 1 << max(value, 1).bit_length() - 1
+
+
 def check_dot_tiles(**tiles: int) -> bool | str:
   """True when every named tile size is a power of two >= 16 (Triton's ``tl.dot``), else why not."""
   for name, size in tiles.items():

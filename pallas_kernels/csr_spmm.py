@@ -92,10 +92,6 @@ ONE_WARP_MIN_PROGRAMS = 2048
 SPLIT_PARTIALS_BYTES = 32 << 20
 
 
-def _floor_power_of_two(value: int) -> int:
-  return 1 << max(value, 1).bit_length() - 1
-
-
 def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   """A heuristic config for an ``[M, K]`` matrix with ``nse`` stored entries times ``[K, n]``.
 
@@ -153,8 +149,8 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   programs = num_rows * pl.cdiv(max(n, 1), block_n)
   few_long_rows = num_rows < 1024 and mean_row >= 256
   if block_n >= 32 and mean_row >= 192 and (programs < ONE_WARP_MIN_PROGRAMS or few_long_rows):
-    splits = min(8, 1 << (int(mean_row) // 48).bit_length() - 1,
-                 _floor_power_of_two(SPLIT_PARTIALS_BYTES // (num_rows * n * 4)))
+    splits = min(8, _common.floor_power_of_two(int(mean_row) // 48),
+                 _common.floor_power_of_two(SPLIT_PARTIALS_BYTES // (num_rows * n * 4)))
     return SpmmConfig(block_n=block_n, block_nnz=16 if block_n == 32 else 8, num_warps=1,
                       num_stages=2, substeps=1 if block_n == 32 else 2, row_splits=splits)
   if block_n == 32 and not few_long_rows:
