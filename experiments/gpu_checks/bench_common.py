@@ -133,22 +133,37 @@ def probe_meta(**fields) -> dict:
           "timing": "JaxLoopTimer median us", **fields}
 
 
+def rel_err(out: Any, expected: Any) -> float:
+  """max |out - expected| / max |expected|, in float32."""
+  import jax.numpy as jnp
+  out = jnp.asarray(out).astype(jnp.float32)
+  return float(jnp.max(jnp.abs(out - expected)) / jnp.max(jnp.abs(expected)))
+
+
+def launch_checked(record: dict, fn: Callable[..., Any], operands: tuple, expected: Any, *,
+                   output: Callable[[Any], Any] = lambda out: out) -> Any:
+  """``fn``'s one-op loop timer (``timing.JaxLoopTimer``), launched once, its error against
+  ``expected`` added to ``record`` ("rel_err", of ``output(out)``). Raises what ``fn`` raises."""
+  from experiments import timing
+  timer = timing.JaxLoopTimer(fn, [operands])
+  record["rel_err"] = rel_err(output(timer.launch()), expected)
+  return timer
+
+
 def time_checked(record: dict, fn: Callable[..., Any], operands: tuple, working_set: int,
                  config: TimingConfig, expected: Any, *, skip: bool,
                  output: Callable[[Any], Any] = lambda out: out) -> None:
   """Adds to ``record`` the launch's timing ("jsparse", ``structured_bench.time_jax``) and its
   error against ``expected`` ("rel_err": max |output(out) - expected| / max |expected|); or
   "error": skipped (``skip``, the budget is spent) or the exception it raised."""
-  import jax.numpy as jnp
   from experiments.gpu_checks import structured_bench
   if skip:
     record["error"] = "skipped: time budget spent"
     return
   try:
     result, out = structured_bench.time_jax(fn, operands, working_set, config)
-    out = output(out).astype(jnp.float32)
     record["jsparse"] = result
-    record["rel_err"] = float(jnp.max(jnp.abs(out - expected)) / jnp.max(jnp.abs(expected)))
+    record["rel_err"] = rel_err(output(out), expected)
   except Exception as error:  # noqa: BLE001 - record and go on
     record["error"] = f"{type(error).__name__}: {error}"[:400]
 

@@ -30,7 +30,7 @@ sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from experiments import kernel_time, problems, timing  # noqa: E402
+from experiments import kernel_time, problems  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
 from experiments.grid import Case  # noqa: E402
 from pallas_kernels import csr_spmm  # noqa: E402
@@ -138,10 +138,8 @@ def main() -> None:
           fn = jax.jit(lambda d, c, o, b, config=config: csr_spmm.kernel_fn(
               d, c, o, b, num_rows=num_rows, config=config, natural_order=True,
               interpret=args.smoke))
-          timer = timing.JaxLoopTimer(fn, [(data, col_indices, row_offsets, b)])
-          out = timer.launch().astype(jnp.float32)
-          record["rel_err"] = float(jnp.max(jnp.abs(out - expected))
-                                    / jnp.max(jnp.abs(expected)))
+          timer = bench_common.launch_checked(record, fn, (data, col_indices, row_offsets, b),
+                                              expected)
           if not record["rel_err"] < 1e-4:
             record["error"] = f"wrong: rel err {record['rel_err']:.1e}"
           elif not args.smoke:

@@ -26,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jsparse  # noqa: E402
-from experiments import kernel_time, timing  # noqa: E402
+from experiments import kernel_time  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
 from jsparse._gpu import csr as gpu_csr  # noqa: E402
 from jsparse.nn.linear import sparse_matmul  # noqa: E402
@@ -76,10 +76,8 @@ def main() -> None:
         else:
           try:
             with mock.patch.dict(os.environ, {gpu_csr.SPMM_PATH_ENV_VAR: path}):
-              timer = timing.JaxLoopTimer(fn, [operands])
-              out = as_product(timer.launch()).astype(jnp.float32)
-              record["rel_err"] = float(jnp.max(jnp.abs(out - expected))
-                                        / jnp.max(jnp.abs(expected)))
+              timer = bench_common.launch_checked(record, fn, operands, expected,
+                                                  output=as_product)
               record["loop_us"] = timer.measure(config).median_us
               if not args.smoke:
                 record.update(kernel_time.measure(timer).record_fields())
