@@ -230,12 +230,7 @@ def _record(case: Case, line: Line, settings: RunSettings, problem: Problem | No
   record = {**case.asdict(), "case": case.key, "line": line.name, "framework": line.framework,
             "compute_dtype": line.dtype_for(case), "status": status, "message": message}
   if problem is not None:
-    record.update(shape=list(problem.shape), nnz=problem.nnz,
-                  actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
-                  flops=problem.flops, min_bytes=problem.min_bytes(),
-                  gathered_bytes=problem.gathered_bytes(), floor_us=roofline.floor_us(problem),
-                  binding_floor=roofline.binding_floor(problem),
-                  gather_floor_us=roofline.gather_floor_us(problem))
+    record.update(_problem_fields(problem, roofline))
   record.update(fields)
   if "method" in record:
     record["timing_method"] = record.pop("method")
@@ -247,18 +242,24 @@ def _record(case: Case, line: Line, settings: RunSettings, problem: Problem | No
   return record
 
 
+def _problem_fields(problem: Problem, roofline) -> dict:
+  """A record's fields that follow from its problem: shape, work, bytes and floors."""
+  return dict(shape=list(problem.shape), nnz=problem.nnz,
+              actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
+              flops=problem.flops, min_bytes=problem.min_bytes(),
+              gathered_bytes=problem.gathered_bytes(), floor_us=roofline.floor_us(problem),
+              binding_floor=roofline.binding_floor(problem),
+              gather_floor_us=roofline.gather_floor_us(problem))
+
+
 def _reuse(measured: dict, case: Case, problem: Problem, settings: RunSettings) -> dict:
   """A shared line's record for another case of the same (op, shape, N): same time, this case's
   floor and fraction."""
   record = dict(measured)
-  floor = settings.roofline.floor_us(problem)
+  fields = _problem_fields(problem, settings.roofline)
+  floor = fields["floor_us"]
   record.update(case.asdict(), case=case.key, compute_dtype=measured["compute_dtype"],
-                shape=list(problem.shape), nnz=problem.nnz,
-                actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
-                flops=problem.flops, min_bytes=problem.min_bytes(),
-                gathered_bytes=problem.gathered_bytes(), floor_us=floor,
-                binding_floor=settings.roofline.binding_floor(problem),
-                gather_floor_us=settings.roofline.gather_floor_us(problem), gflops=problem.flops / (measured["median_us"] * 1e3),
+                **fields, gflops=problem.flops / (measured["median_us"] * 1e3),
                 roofline_fraction=floor / measured["median_us"], shared_from=measured["case"],
                 peak_gflops=settings.roofline.matmul_gflops.get(case.dtype))
   if "kernel_median_us" in measured:
