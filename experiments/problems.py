@@ -68,8 +68,9 @@ class Problem:
 
   def sparse_bytes(self) -> int:
     """Bytes of A's stored values and index arrays, as jsparse holds them."""
-    return int(sum(np.asarray(leaf).nbytes for leaf in (self.matrix.data,
-                                                      *self.matrix.index_arrays)))
+    # .nbytes of the arrays themselves: np.asarray would copy device arrays to the host, and
+    # every record asks for these bytes several times (its floors).
+    return int(sum(leaf.nbytes for leaf in (self.matrix.data, *self.matrix.index_arrays)))
 
   def min_bytes(self) -> int:
     """Least memory traffic of the op: A's values and indices read once, dense inputs read once,
@@ -78,7 +79,7 @@ class Problem:
     inputs = sum(operand.nbytes for operand in self.operands)
     if self.case.op == "sddmm":
       # The pattern's indices are read, its values are not: they are the output.
-      indices = self.sparse_bytes() - np.asarray(self.matrix.data).nbytes
+      indices = self.sparse_bytes() - self.matrix.data.nbytes
       return indices + inputs + self.nnz * itemsize
     rows = self.shape[0]
     return self.sparse_bytes() + inputs + rows * self.case.n * itemsize

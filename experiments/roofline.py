@@ -68,17 +68,23 @@ class Roofline:
 
   def floor_us(self, problem: Problem) -> float:
     """The binding floor: the larger of the DRAM and FLOP floors."""
-    floors = self.floors_us(problem)
-    return max(floors["dram"], floors["flops"])
+    return self.record_fields(problem)["floor_us"]
 
   def binding_floor(self, problem: Problem) -> str:
     """Which floor ``floor_us`` is: "dram" or "flops"."""
-    floors = self.floors_us(problem)
-    return "dram" if floors["dram"] >= floors["flops"] else "flops"
+    return self.record_fields(problem)["binding_floor"]
 
   def gather_floor_us(self, problem: Problem) -> float | None:
     """Rows gathered at the probe's rate, in us (None: not measured or no gather)."""
-    return self.floors_us(problem).get("gather")
+    return self.record_fields(problem)["gather_floor_us"]
+
+  def record_fields(self, problem: Problem) -> dict:
+    """``floor_us``, ``binding_floor`` and ``gather_floor_us`` of a problem, its floors
+    computed once."""
+    floors = self.floors_us(problem)
+    binding = "dram" if floors["dram"] >= floors["flops"] else "flops"
+    return {"floor_us": floors[binding], "binding_floor": binding,
+            "gather_floor_us": floors.get("gather")}
 
   def asdict(self) -> dict:
     return dataclasses.asdict(self)

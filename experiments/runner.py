@@ -247,9 +247,7 @@ def _problem_fields(problem: Problem, roofline) -> dict:
   return dict(shape=list(problem.shape), nnz=problem.nnz,
               actual_sparsity=problem.actual_sparsity, pattern=problem.pattern,
               flops=problem.flops, min_bytes=problem.min_bytes(),
-              gathered_bytes=problem.gathered_bytes(), floor_us=roofline.floor_us(problem),
-              binding_floor=roofline.binding_floor(problem),
-              gather_floor_us=roofline.gather_floor_us(problem))
+              gathered_bytes=problem.gathered_bytes(), **roofline.record_fields(problem))
 
 
 def _reuse(measured: dict, case: Case, problem: Problem, settings: RunSettings) -> dict:
