@@ -67,10 +67,10 @@ def plan(smoke: bool, narrow: bool = False, long: bool = False) -> list[Case]:
 def configs(default: csr_spmm.SpmmConfig, smoke: bool, narrow: bool = False,
             long: bool = False) -> list[csr_spmm.SpmmConfig]:
   """The default first, then one-warp variants of step size, sub-steps, rows a program and N
-  tile (``narrow``: of 32-column tiles)."""
+  tile (``narrow``: of 32-column tiles; ``long``: row splits of one- and four-warp launches)."""
   if smoke:
-    return [default, dataclasses.replace(default, block_nnz=4, substeps=2)]
-  if long:
+    grid = [dataclasses.replace(default, block_nnz=4, substeps=2)]
+  elif long:
     block_n = default.block_n
     one_warp = csr_spmm.SpmmConfig(block_n=block_n, block_nnz=16 if block_n < 64 else 8,
                                    substeps=1 if block_n < 64 else 2, num_warps=1)
@@ -81,19 +81,18 @@ def configs(default: csr_spmm.SpmmConfig, smoke: bool, narrow: bool = False,
     if block_n == 32:
       grid += [csr_spmm.SpmmConfig(block_n=32, block_nnz=32, num_warps=1, row_splits=splits)
                for splits in (1, 2, 4)]
-    return [default] + [config for config in grid if config != default]
-  if narrow:
+  elif narrow:
     grid = [csr_spmm.SpmmConfig(block_n=32, block_nnz=nnz, num_warps=1, substeps=sub,
                                 rows_per_program=rows)
             for nnz, sub, rows in ((16, 1, 1), (16, 2, 1), (16, 4, 1), (8, 2, 1), (8, 4, 1),
                                    (32, 1, 1), (16, 1, 2), (8, 2, 2))]
-    return [default] + [config for config in grid if config != default]
-  grid = [csr_spmm.SpmmConfig(block_n=64, block_nnz=nnz, num_warps=1, rows_per_program=rows,
-                              substeps=sub)
-          for nnz in (8, 16) for sub in (1, 2, 4) for rows in (1, 2)]
-  grid += [csr_spmm.SpmmConfig(block_n=32, block_nnz=nnz, num_warps=1, substeps=sub)
-           for nnz, sub in ((16, 1), (16, 2), (8, 4))]
-  grid.append(dataclasses.replace(default, prefetch="indices", substeps=1))
+  else:
+    grid = [csr_spmm.SpmmConfig(block_n=64, block_nnz=nnz, num_warps=1, rows_per_program=rows,
+                                substeps=sub)
+            for nnz in (8, 16) for sub in (1, 2, 4) for rows in (1, 2)]
+    grid += [csr_spmm.SpmmConfig(block_n=32, block_nnz=nnz, num_warps=1, substeps=sub)
+             for nnz, sub in ((16, 1), (16, 2), (8, 4))]
+    grid.append(dataclasses.replace(default, prefetch="indices", substeps=1))
   return [default] + [config for config in grid if config != default]
 
 
