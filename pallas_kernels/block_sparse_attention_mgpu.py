@@ -69,10 +69,12 @@ class MgpuAttentionConfig:
     block_kv: keys per step (multiple of 64) dividing the mask's ``bk``.
     max_concurrent_steps: shared-memory slots for K/V tiles in flight (>= 2).
     tiles_per_program: query tiles (of ``2 * block_q`` rows) one program runs one after the
-      other, its K/V slots shared across them: the memory warpgroup loads the next tile's first
-      K/V blocks while the compute warpgroups finish the last one (normalise, store O, load Q).
-      With few kept blocks per query tile (low density) a tile's fixed costs dominate; the
-      Hopper block already fills the SM's registers, so they cannot overlap across blocks.
+      other, its K/V slots shared across them. With more than one, Q has two shared-memory
+      buffers and O a buffer of its own: the memory warpgroup loads the next tile's Q (and its
+      first K/V blocks) while the compute warpgroups work on the current tile, and a tile's O
+      store is waited for only when the next tile's O is written. With few kept blocks per
+      query tile (low density) a tile's fixed costs (Q load, O store) dominate; the Hopper
+      block already fills the SM's registers, so they cannot overlap across blocks.
 
   A compute warpgroup holds ``block_q x block_kv`` float32 scores beside its ``block_q x D``
   accumulator in at most 232 registers a thread: ``block_q * block_kv`` above 64 * 128 spills.
@@ -96,9 +98,22 @@ class MgpuAttentionConfig:
       raise ValueError("MgpuAttentionConfig.tiles_per_program must be >= 1, got "
                        f"{self.tiles_per_program}")
 
+  @property
+  def q_buffers(self) -> int:
+    """Shared-memory Q tiles: two (the next tile's loading) with several tiles a program."""
+    return 2 if self.tiles_per_program > 1 else 1
+
+  @property
+  def separate_output(self) -> bool:
+    """O staged in a buffer of its own (several tiles a program), else in the tile's Q buffer
+    once the last Q @ K^T has read it."""
+    return self.tiles_per_program > 1
+
   def smem_bytes(self, head_dim: int, itemsize: int) -> int:
     """Shared memory of the Q/O tiles and the K/V slots."""
-    rows = COMPUTE_WARPGROUPS * self.block_q + 2 * self.max_concurrent_steps * self.block_kv
+    q_o_tiles = self.q_buffers + int(self.separate_output)
+    rows = (q_o_tiles * COMPUTE_WARPGROUPS * self.block_q
+            + 2 * self.max_concurrent_steps * self.block_kv)
     return rows * head_dim * itemsize
 
 
@@ -202,8 +217,8 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
   query head), one after the other; see the module docstring. ``scoped``: shared-memory tiles
   and barriers from ``_entry``. K/V steps are numbered across the program's tiles, so a step's
   slot and barrier phases follow on from the previous tile's."""
-  (qo_smem2, k_smem, v_smem), (k_barriers, v_barriers, q_barriers), consumed, schedule = scoped
-  k_consumed, v_consumed = consumed
+  ((q_smem, o_smem, k_smem, v_smem), (k_barriers, v_barriers, q_barriers),
+   (k_consumed, v_consumed, q_consumed), schedule) = scoped
   block_q, block_kv, slots = config.block_q, config.block_kv, config.max_concurrent_steps
   tiles_per_program = config.tiles_per_program
   bq, bk = block_size
@@ -248,25 +263,32 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
     plgpu.barrier_arrive(schedule)
     plgpu.barrier_wait(schedule)
 
+  def q_buffer_of(t):
+    """The Q buffer of the program's tile ``t`` (they alternate)."""
+    if config.q_buffers == 1:
+      return 0
+    if isinstance(t, int):
+      return t % 2
+    return lax.rem(t.astype(jnp.int32), jnp.int32(2))  # the loop index may be int64
+
   @pl.when(wg < COMPUTE_WARPGROUPS)
   def _compute_wg():
     plgpu.set_max_registers(COMPUTE_REGISTERS, action="increase")
-    qo_smem = qo_smem2.at[wg]
 
     def run_tile(t, first_step):
       """Tile ``t``, whose first K/V step is the program's ``first_step``; returns the next
-      tile's first step."""
+      tile's first step. Its Q comes from the memory warpgroup."""
       tile_start, key_start, total_steps, count_steps, tile_steps = tile_of(t)
       row_start = tile_start + wg * block_q
-      plgpu.copy_gmem_to_smem(q_ref.at[batch, pl.ds(row_start, block_q), q_head], qo_smem,
-                              q_barriers.at[wg])
+      q_buffer = q_buffer_of(t)
+      q_tile = q_smem.at[q_buffer].at[wg]
       # Counted while Q is on its way.
       if causal:
         num_steps = count_steps(row_start + block_q - 1 + offset)
         num_full = count_steps(row_start + offset - block_kv + 1)
       else:
         num_steps = num_full = total_steps
-      plgpu.barrier_wait(q_barriers.at[wg])
+      plgpu.barrier_wait(q_barriers.at[q_buffer * COMPUTE_WARPGROUPS + wg])
       row_max = plgpu.layout_cast(jnp.full((block_q,), -jnp.inf, jnp.float32),
                                   plgpu.Layout.WGMMA.reduce(1))
       row_sum = plgpu.layout_cast(jnp.full((block_q,), 0, jnp.float32),
@@ -285,7 +307,7 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
         slot = slot_of(first_step + kv_step)
 
         def compute_qk(acc_ref):
-          plgpu.wgmma(acc_ref, qo_smem, k_smem.at[slot].transpose((1, 0)))
+          plgpu.wgmma(acc_ref, q_tile, k_smem.at[slot].transpose((1, 0)))
           schedule_barrier()
           return acc_ref[...]
         scores = pl.run_scoped(compute_qk, plgpu.ACC((block_q, block_kv), jnp.float32))
@@ -359,26 +381,44 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
           schedule_barrier()
         lax.fori_loop(num_steps, tile_steps, release, None)
       acc, row_max, row_sum = carry
+      # Every Q @ K^T of the tile has completed (its scores were read): the buffer may take the
+      # Q of the tile after next.
+      plgpu.barrier_arrive(q_consumed.at[q_buffer])
       # Pairs with the other warpgroup's opening barrier of the next tile (or ends the last).
       pl.when(wg == 0)(schedule_barrier)
 
       row_sum = jnp.where(row_sum == 0.0, 1.0, row_sum)  # no visible key: 0 / 1
       acc /= lax.broadcast_in_dim(row_sum, (block_q, head_dim), [0])
-      qo_smem[...] = acc.astype(dtype)
+      if config.separate_output:
+        o_tile = o_smem.at[wg]
+        plgpu.wait_smem_to_gmem(0)  # the previous tile's O has left o_tile
+      else:
+        o_tile = q_tile
+      o_tile[...] = acc.astype(dtype)
       plgpu.commit_smem()
-      plgpu.copy_smem_to_gmem(qo_smem, out_ref.at[batch, pl.ds(row_start, block_q), q_head])
-      plgpu.wait_smem_to_gmem(0)  # qo_smem is the next tile's Q
+      plgpu.copy_smem_to_gmem(o_tile, out_ref.at[batch, pl.ds(row_start, block_q), q_head])
       return first_step + tile_steps
 
     if tiles_per_program == 1:
       run_tile(0, 0)
     else:
       lax.fori_loop(0, tiles_per_program, run_tile, jnp.int32(0))
+    plgpu.wait_smem_to_gmem(0)
 
   @pl.when(wg == COMPUTE_WARPGROUPS)
   def _memory_wg():
     plgpu.set_max_registers(MEMORY_REGISTERS, action="decrease")
     kv_head = lax.div(q_head, jnp.int32(heads_per_kv_head))
+
+    def issue_q(t):
+      """The Q rows of both compute warpgroups for the program's tile ``t``."""
+      tile_start, q_buffer = tile_of(t)[0], q_buffer_of(t)
+      for w in range(COMPUTE_WARPGROUPS):
+        plgpu.copy_gmem_to_smem(
+            q_ref.at[batch, pl.ds(tile_start + w * block_q, block_q), q_head],
+            q_smem.at[q_buffer].at[w], q_barriers.at[q_buffer * COMPUTE_WARPGROUPS + w])
+
+    issue_q(0)
 
     def issue(start, slot):
       keys = (batch, pl.ds(start, block_kv), kv_head)
@@ -422,6 +462,14 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
           @pl.when(step >= slots)
           def _():
             issue_after_release(start, step)
+
+        # The next tile's Q goes into the buffer of tile t - 1, once its last Q @ K^T is done
+        # (already so unless tile t has fewer steps than there are slots).
+        @pl.when(t >= 1)
+        def _():
+          plgpu.barrier_wait(q_consumed.at[q_buffer_of(t - 1)])
+
+        pl.when(t + 1 < tiles_per_program)(lambda: issue_q(t + 1))
         return first_step + tile_steps
       program_steps = lax.fori_loop(0, tiles_per_program, load_tile, jnp.int32(0))
 
@@ -432,6 +480,8 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
     def _(kv_step):
       plgpu.barrier_wait(k_consumed.at[slot_of(kv_step)])
       plgpu.barrier_wait(v_consumed.at[slot_of(kv_step)])
+
+    plgpu.barrier_wait(q_consumed.at[q_buffer_of(tiles_per_program - 1)])
 
 
 @functools.partial(jax.jit, static_argnames=("block_size", "causal", "scale", "config",
@@ -478,16 +528,23 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
   def entry(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref):
     # 128-byte swizzled tiles of 64 elements: the layout wgmma reads and TMA writes.
     transforms = (plgpu.TilingTransform((8, 64)), plgpu.SwizzleTransform(128))
-    tiles = (plgpu.SMEM((COMPUTE_WARPGROUPS, config.block_q, head_dim), dtype,
-                        transforms=transforms),
-             plgpu.SMEM((slots, config.block_kv, head_dim), dtype, transforms=transforms),
-             plgpu.SMEM((slots, config.block_kv, head_dim), dtype, transforms=transforms))
+    def smem(*shape):
+      return plgpu.SMEM(shape, dtype, transforms=transforms)
+    q_tiles = smem(config.q_buffers, COMPUTE_WARPGROUPS, config.block_q, head_dim)
+    # With one tile a program, O goes into the Q buffer (no buffer of its own: None).
+    o_tiles = (smem(COMPUTE_WARPGROUPS, config.block_q, head_dim) if config.separate_output
+               else None)
+    tiles = (q_tiles, o_tiles, smem(slots, config.block_kv, head_dim),
+             smem(slots, config.block_kv, head_dim))
+    q_loads = config.q_buffers * COMPUTE_WARPGROUPS
+    released = plgpu.Barrier(num_arrivals=COMPUTE_WARPGROUPS, num_barriers=slots)
     pl.run_scoped(
         lambda *scoped: kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, scoped),
         tiles,
         (plgpu.Barrier(num_barriers=slots), plgpu.Barrier(num_barriers=slots),
-         plgpu.Barrier(num_barriers=COMPUTE_WARPGROUPS)),
-        (plgpu.Barrier(num_arrivals=COMPUTE_WARPGROUPS, num_barriers=slots),) * 2,
+         plgpu.Barrier(num_barriers=q_loads)),
+        (released, released,
+         plgpu.Barrier(num_arrivals=COMPUTE_WARPGROUPS, num_barriers=config.q_buffers)),
         plgpu.Barrier(num_arrivals=COMPUTE_WARPGROUPS),
         collective_axes="wg")
 

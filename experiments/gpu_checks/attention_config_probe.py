@@ -56,7 +56,7 @@ def main() -> None:
                                                         replace=False)) for d in DENSITIES}
   masks["causal"] = kept_lists(lambda rng, i: np.arange(i + 1))
   device = jax.devices()[0].device_kind
-  start, times = time.monotonic(), {}
+  start, times, outputs = time.monotonic(), {}, {}
   with (args.outdir / "attention_config_probe.jsonl").open("w") as out:
     for head_dim in args.head_dims:
       key = jax.random.key(head_dim)
@@ -84,6 +84,16 @@ def main() -> None:
                   q, k, v, i, c, block_size=(BLOCK, BLOCK), causal=causal, config=launch)
               timers[causal] = (timing.JaxLoopTimer(fn, [operands]) if causal not in timers
                                 else timers[causal].with_operands([operands]))
+              out_now = jax.jit(fn)(*operands)
+              first = outputs.setdefault((head_dim, str(name)), out_now)
+              # Every launch against the first configuration's output (the compiled tests
+              # check the kernel against the float64 reference on smaller shapes).
+              record["max_abs_diff_vs_first"] = float(jnp.max(jnp.abs(
+                  out_now.astype(jnp.float32) - first.astype(jnp.float32))))
+              if not np.isfinite(record["max_abs_diff_vs_first"]) or (
+                  record["max_abs_diff_vs_first"] > 2e-2):
+                raise ValueError(f"output differs from the first configuration's by "
+                                 f"{record['max_abs_diff_vs_first']}")
               record.update(timers[causal].measure(config).asdict())
               times[(head_dim, record["config"], str(name))] = record["median_us"]
             except Exception as error:  # noqa: BLE001 - record and go on

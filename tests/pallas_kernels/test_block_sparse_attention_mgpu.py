@@ -107,6 +107,12 @@ CASES = {
     "causal_four_tiles_a_program_f16_d64": Case(
         1, 512, 512, 1, 1, 64, (128, 128), 0.7, True, True, jnp.float16,
         config=Config(block_q=64, block_kv=64, max_concurrent_steps=3, tiles_per_program=4)),
+    # Four tiles a program at head dim 128 (Q double-buffered, O in a buffer of its own), one
+    # 128-key step per kept block: tiles of 0-4 steps, fewer than the two slots in some, so the
+    # memory warpgroup waits for the previous tile's Q to be consumed before loading the next.
+    "four_tiles_few_steps_bf16_d128": Case(
+        1, 512, 512, 2, 2, 128, (128, 128), 0.3, True, False, jnp.bfloat16,
+        config=Config(tiles_per_program=4), empty_query_block=True),
     # Nothing kept anywhere: exactly zeros.
     "empty_f16_d64": Case(1, 128, 256, 2, 1, 64, (128, 128), 0.0, False, False, jnp.float16),
 }
