@@ -120,15 +120,34 @@ class MgpuAttentionConfig:
 # attention_mgpu's benchmark defaults (block_q 64, block_kv 128, 2 slots) at head dims 64 and
 # 128; block_kv 64 where the mask's key blocks are 64 wide.
 DEFAULT_CONFIGS = {64: MgpuAttentionConfig(64, 128, 2), 128: MgpuAttentionConfig(64, 128, 2)}
-def default_config(*, head_dim: int, block_size: tuple[int, int]) -> MgpuAttentionConfig:
-  """``DEFAULT_CONFIGS[head_dim]`` with ``block_kv`` reduced to the mask's ``bk`` if smaller.
+def default_config(*, head_dim: int, block_size: tuple[int, int], q_len: int | None = None,
+                   max_kept: int | None = None, causal: bool = False) -> MgpuAttentionConfig:
+  """``DEFAULT_CONFIGS[head_dim]`` with ``block_kv`` reduced to the mask's ``bk`` if smaller, and
+  the query tiles a program chosen from what the shapes say about the work per tile.
 
-  One query tile a program: on the H100 (batch 4 x 16 heads x 8192, 2026-11-25) two or four
-  tiles a program moved the time by -12% to +13% per density across three runs, with no
-  consistent sign (experiments/results/h100-2026-11-25-attention-tiles/)."""
+  Args:
+    head_dim, block_size: the call's head dim and mask blocks (bq, bk).
+    q_len: query rows; None keeps one tile a program.
+    max_kept: the kept-list width (``kv_block_indices.shape[-1]``): no tile has more kept blocks.
+    causal: causal calls keep one tile a program.
+
+  Tiles a program (H100, batch 4 x 16 heads x 8192, bf16, random masks of 3-64 kept blocks of
+  64, one run, experiments/results/h100-2026-11-26-attention-qprefetch/; time / one tile):
+  - causal: one (tiles of a program differ in length; 2 / 4 / 8 took 0.98-1.38x);
+  - head dim 64 with at most 8 K/V steps a tile: eight (0.85x at density 0.05, 0.92x at 0.1);
+  - otherwise two (0.90-1.01x; four and eight reached 1.13x at head dim 128).
+  The count is lowered to the largest power of two dividing the query tiles."""
   config = DEFAULT_CONFIGS.get(head_dim, DEFAULT_CONFIGS[128])
   block_kv = config.block_kv if block_size[1] % config.block_kv == 0 else 64
-  return dataclasses.replace(config, block_kv=block_kv)
+  config = dataclasses.replace(config, block_kv=block_kv)
+  if q_len is None or causal:
+    return config
+  max_steps = None if max_kept is None else max_kept * (block_size[1] // block_kv)
+  tiles = 8 if head_dim == 64 and max_steps is not None and max_steps <= 8 else 2
+  query_tiles = q_len // (COMPUTE_WARPGROUPS * config.block_q)
+  while tiles > 1 and (query_tiles == 0 or query_tiles % tiles):
+    tiles //= 2
+  return dataclasses.replace(config, tiles_per_program=tiles)
 
 
 def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size,
@@ -186,7 +205,9 @@ def supports(q, k, v, kv_block_indices, kv_block_counts, *, block_size: tuple[in
   why not (fall back to ``block_sparse_attention.kernel_fn``)."""
   try:
     if config is None:
-      config = default_config(head_dim=q.shape[-1], block_size=tuple(block_size))
+      config = default_config(head_dim=q.shape[-1], block_size=tuple(block_size),
+                              q_len=q.shape[1], max_kept=kv_block_indices.shape[-1],
+                              causal=causal)
     check_arguments(q, k, v, kv_block_indices, kv_block_counts, tuple(block_size), config)
   except (TypeError, ValueError) as error:
     return str(error)
@@ -503,7 +524,8 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
       ``block_kv``.
     causal: key j visible to query i only if j <= i + Sk - Sq (bottom-right aligned).
     scale: score scale, default 1/sqrt(D).
-    config: tiles; default ``default_config(head_dim=D, block_size=block_size)``.
+    config: tiles; default ``default_config`` of the call's head dim, mask blocks, query
+      length, kept-list width and causality.
     interpret: run in Mosaic GPU interpret mode (on the CPU; slow, small shapes): True, or
       ``plgpu.InterpretGPUParams`` (e.g. ``detect_races=True``).
 
@@ -514,7 +536,8 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
   batch, q_len, num_heads, head_dim = q.shape
   kv_len, kv_heads = k.shape[1], k.shape[2]
   if config is None:
-    config = default_config(head_dim=head_dim, block_size=block_size)
+    config = default_config(head_dim=head_dim, block_size=block_size, q_len=q_len,
+                            max_kept=kv_block_indices.shape[-1], causal=causal)
   check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size, config)
   scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
   dtype = q.dtype

@@ -31,12 +31,14 @@ NB = SEQ // BLOCK
 
 
 def kept_lists(choose) -> tuple[jax.Array, jax.Array]:
-  """int32 (indices [H, NB, NB], counts [H, NB]) from choose(rng, query block) -> kept blocks."""
+  """int32 (indices [H, NB, max_kept], counts [H, NB]) from choose(rng, query block) -> kept
+  blocks, padded with the last kept index to the largest count (as ``BlockMask.from_mask``)."""
   rng = np.random.default_rng(0)
-  indices = np.zeros((HEADS, NB, NB), np.int32)
+  kept_of = {(h, i): np.sort(np.asarray(choose(rng, i), np.int32))
+             for h, i in np.ndindex(HEADS, NB)}
   counts = np.zeros((HEADS, NB), np.int32)
-  for h, i in np.ndindex(HEADS, NB):
-    kept = np.sort(np.asarray(choose(rng, i), np.int32))
+  indices = np.zeros((HEADS, NB, max(kept.size for kept in kept_of.values())), np.int32)
+  for (h, i), kept in kept_of.items():
     counts[h, i] = kept.size
     indices[h, i, :kept.size] = kept
     indices[h, i, kept.size:] = kept[-1]

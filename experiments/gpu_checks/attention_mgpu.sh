@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Mosaic GPU block-sparse attention (issue 9): bash experiments/gpu_checks/attention_mgpu.sh OUTDIR [--smoke]
-# Budget: 250 s wall time on one H100, compilation included (tests capped at 90 s, ~60 s
-# expected; the benchmark gets the rest less 8 s, ~100 s expected: the previous run's 40 s plus
-# torch's import, SDPA, FlexAttention's compilations (~6 + 3 s at head dim 64, ~5 s at 128, more
-# on a cold inductor cache), the public op and the extra-slots line). Run through run_all.sh with
-# GPU_CHECK_LIMITS="[attention_mgpu]=270".
+# Budget: 330 s wall time on one H100, compilation included (tests capped at 90 s, ~60 s
+# expected; the benchmark gets the rest less 8 s: the kernel lines, torch's import, SDPA,
+# FlexAttention's compilations (~6 + 3 s at head dim 64, ~5 s at 128, more on a cold inductor
+# cache), the public op, the extra-slots lines and the tiles-a-program lines). Run through
+# run_all.sh with GPU_CHECK_LIMITS="[attention_mgpu]=350".
 #
 # 1. tests/pallas_kernels/test_block_sparse_attention_mgpu.py compiled on the GPU (the small
 #    interpret-mode cases run compiled there, plus the GPU-only larger cases: default configs at
@@ -26,7 +26,7 @@ out=${1:?usage: attention_mgpu.sh OUTDIR [--smoke]}
 mode=${2:-}
 mkdir -p "$out"
 start=$(date +%s)
-budget=250
+budget=330
 file=tests/pallas_kernels/test_block_sparse_attention_mgpu.py
 dispatch=tests/pallas_kernels/test_attention_dispatch.py
 tests=("$file" "$dispatch")

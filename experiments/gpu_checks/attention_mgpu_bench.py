@@ -14,8 +14,8 @@ per head dim, in this order under a deadline:
   ``scaled_dot_product_attention`` dense and causal; compiled FlexAttention
   (``torch.compile(flex_attention)``) on the same kept lists (as "full" blocks: no mask_mod
   inside them) at 0.5, 0.1, 0.05, 1.0, and causal (``create_block_mask``); this kernel with
-  several query tiles a program (``TILES`` at ``TILES_MASKS``: the next tile's K/V loads overlap
-  the end of the last); JAX's attention_mgpu dense last (float16, which it requires, q
+  the query tiles a program of ``TILES`` other than the default's for the mask (at
+  ``TILES_MASKS``: the next tile's Q and K/V loads overlap the current tile); JAX's attention_mgpu dense last (float16, which it requires, q
   pre-scaled by 1/sqrt(D): it applies no scale).
 A causal line runs even where ``supports()`` refuses it for the CUDA runtime (ptxas
 miscompilation, as attention_mgpu), noted in its row. Every output is checked before it is
@@ -57,7 +57,7 @@ from pallas_kernels import block_sparse_attention_mgpu as mgpu_attention
 DENSITIES = (1.0, 0.5, 0.1, 0.05)
 PUBLIC_OP_DENSITY = 0.1  # the public op's line (head dim 64)
 # Query tiles a program of the extra lines (``tiles_lines``) and the masks they run on.
-TILES = (1, 2, 4)
+TILES = (1, 2, 8)
 TILES_MASKS = (0.05, 0.1, 0.5, "causal")
 TOLERANCE = 0.03  # max |error| of a bf16 output of these shapes (cuDNN's is ~1e-3)
 # As attention_bench.py: samples of >= 20 ms (a JaxLoopTimer sample includes one dispatch).
@@ -105,9 +105,11 @@ times, outputs = {}, {}
 
 # -- masks --------------------------------------------------------------------------------------
 def kept_lists(density=None, causal=False):
-  """int32 (indices [H, NB, NB], counts [H, NB]): per head and query block
+  """int32 (indices [H, NB, max_kept], counts [H, NB]): per head and query block
   ``round(density * NB)`` random kept blocks (all blocks up to the diagonal when causal),
-  ascending, padded to NB with the last kept index."""
+  ascending, padded with the last kept index to the largest count (as
+  ``jsparse.BlockMask.from_mask`` compacts them; the Mosaic GPU kernel's default tiles a program
+  follow that width)."""
   dense = np.zeros((HEADS, NB, NB), bool)
   for h, i in np.ndindex(HEADS, NB):
     if causal:
@@ -115,7 +117,7 @@ def kept_lists(density=None, causal=False):
     else:
       dense[h, i, rng.choice(NB, max(1, round(density * NB)), replace=False)] = True
   counts = dense.sum(-1).astype(np.int32)
-  indices = np.zeros((HEADS, NB, NB), np.int32)
+  indices = np.zeros((HEADS, NB, counts.max()), np.int32)
   for h, i in np.ndindex(HEADS, NB):
     kept = np.flatnonzero(dense[h, i])
     indices[h, i, :kept.size] = kept
@@ -167,8 +169,10 @@ def targets():
            1.3, ">="),
           (f"D{d}", f"d={density}: this / (kept x this dense) (sparsity efficiency)",
            ratio(ours, kept * (dense or 0)), None, "")]
-    for tiles in TILES[1:]:
+    for tiles in TILES:
       for name in TILES_MASKS:
+        if (d, f"mgpu-tiles{tiles}", name) not in times:  # the default's count, or not run
+          continue
         rows.append((f"D{d}", f"{name}: this with {tiles} tiles a program / default "
                      f"(diagnostic)", ratio(t(f"mgpu-tiles{tiles}", name), t("mgpu", name)),
                      None, ""))
@@ -325,7 +329,10 @@ def sparse_lines(head_dim, operands, names):
     baseline = (head_dim, "cudnn", name) if name in (1.0, "causal") else None
     for line, fn, label in (("mgpu", mgpu_fn, "jsparse-mosaic-gpu"),
                             ("triton", triton_fn, "jsparse-triton")):
-      def run(line=line, fn=fn, args=args, name=name, baseline=baseline):
+      # One compilation per kept-list width: the masks are compacted to their largest count.
+      loop_key = (line, MASKS[name][0].shape)
+
+      def run(line=line, fn=fn, args=args, name=name, baseline=baseline, loop_key=loop_key):
         note = ""
         if line == "mgpu":
           reason = mgpu_attention.supports(*args, block_size=(BLOCK, BLOCK), causal=causal)
@@ -334,10 +341,10 @@ def sparse_lines(head_dim, operands, names):
           if reason is not True:  # run anyway: the output check shows whether it is wrong
             note = f"(supports() refuses: {reason})"
         first = time.time()
-        if line not in loops:
-          loops[line] = CompiledLoop(fn, args)
+        if loop_key not in loops:
+          loops[loop_key] = CompiledLoop(fn, args)
         compile_s = time.time() - first
-        fields = timed((head_dim, line, name), loops[line], args, reference_of=name,
+        fields = timed((head_dim, line, name), loops[loop_key], args, reference_of=name,
                        check_against=baseline if line == "mgpu" else (head_dim, "mgpu", name))
         fields["triton_over_this"] = ratio(times.get((head_dim, "triton", name)),
                                            times.get((head_dim, "mgpu", name)))
@@ -346,10 +353,9 @@ def sparse_lines(head_dim, operands, names):
             if (row.get("head_dim"), row.get("line"), row.get("mask")) == (
                 head_dim, "jsparse-mosaic-gpu", str(name)) and not row["error"]:
               row["triton_over_this"] = fields["triton_over_this"]
-        config = (mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK))
-                  if line == "mgpu" else triton_config)
+        config = (mgpu_config(head_dim, name) if line == "mgpu" else triton_config)
         return dict(**fields, compile_s=compile_s, config=dataclasses.asdict(config), note=note)
-      attempt(f"D{head_dim} {name}", label, 3 if line in loops else 12, run,
+      attempt(f"D{head_dim} {name}", label, 3 if loop_key in loops else 12, run,
               **info(head_dim, name))
 
 
@@ -397,30 +403,39 @@ def public_op_line(head_dim, operands, name):
   attempt(f"D{head_dim} {name}", "jsparse public op (pallas)", 12, run, **info(head_dim, name))
 
 
+def mgpu_config(head_dim, name):
+  """The Mosaic GPU kernel's default launch for the mask ``name`` (as ``kernel_fn`` picks it)."""
+  return mgpu_attention.default_config(
+      head_dim=head_dim, block_size=(BLOCK, BLOCK), q_len=SEQ,
+      max_kept=MASKS[name][0].shape[-1], causal=name == "causal")
+
+
 def tiles_lines(head_dim, operands):
-  """This kernel with ``tiles_per_program`` in ``TILES`` at ``TILES_MASKS``: several query tiles
-  a program, the memory warpgroup loading the next tile's K/V while the last one finishes (one
-  program per SM: a sparse tile's start and end are not hidden by another program's work)."""
-  default = mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK))
+  """This kernel with ``tiles_per_program`` in ``TILES`` at ``TILES_MASKS`` other than the
+  default's for the mask: several query tiles a program, the memory warpgroup loading the next
+  tile's Q and K/V while the current one computes (one program per SM: a sparse tile's start
+  and end are not hidden by another program's work)."""
   for tiles in TILES:
-    if tiles == default.tiles_per_program:
-      continue
-    config = dataclasses.replace(default, tiles_per_program=tiles)
     loops = {}
     for name in TILES_MASKS:
       causal = name == "causal"
+      default = mgpu_config(head_dim, name)
+      if tiles == default.tiles_per_program:
+        continue
+      config = dataclasses.replace(default, tiles_per_program=tiles)
       def run(name=name, causal=causal, config=config, tiles=tiles, loops=loops):
         args = (*operands, *MASKS[name])
         reason = mgpu_attention.supports(*args, block_size=(BLOCK, BLOCK), causal=causal,
                                          config=config)
         if reason is not True:
           raise ValueError(f"supports() refused: {reason}")
-        if causal not in loops:
-          loops[causal] = CompiledLoop(
+        loop_key = (causal, config, args[3].shape)  # one compilation per kept-list width
+        if loop_key not in loops:
+          loops[loop_key] = CompiledLoop(
               lambda q, k, v, i, c: mgpu_attention.kernel_fn(
                   q, k, v, i, c, block_size=(BLOCK, BLOCK), causal=causal, config=config,
                   interpret=SMOKE), args)
-        fields = timed((head_dim, f"mgpu-tiles{tiles}", name), loops[causal], args,
+        fields = timed((head_dim, f"mgpu-tiles{tiles}", name), loops[loop_key], args,
                        reference_of=name, check_against=(head_dim, "mgpu", name))
         fields["vs_default"] = ratio(fields["median_us"], times.get((head_dim, "mgpu", name)))
         return dict(**fields, config=dataclasses.asdict(config),

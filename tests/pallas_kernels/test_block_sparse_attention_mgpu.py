@@ -203,6 +203,25 @@ def test_default_config_follows_head_dim_and_mask_blocks():
   assert mgpu_attention.default_config(head_dim=128, block_size=(128, 128)).tiles_per_program == 1
 
 
+@pytest.mark.parametrize("head_dim, q_len, max_kept, block_size, causal, tiles", [
+    (64, 8192, 3, (128, 128), False, 8),    # few K/V steps a tile at head dim 64
+    (64, 8192, 8, (128, 128), False, 8),
+    (64, 8192, 9, (128, 128), False, 2),
+    (64, 8192, 5, (128, 256), False, 2),    # 5 kept blocks of two 128-key steps each
+    (128, 8192, 3, (128, 128), False, 2),   # head dim 128: two at every density
+    (64, 8192, 3, (128, 128), True, 1),     # causal: one
+    (64, 384, 3, (128, 128), False, 1),     # three query tiles: no power of two > 1 divides
+    (64, 512, 3, (128, 128), False, 4),     # four query tiles
+    (64, 8192, None, (128, 128), False, 2),  # width unknown
+])
+def test_default_tiles_per_program_follow_work_per_tile(head_dim, q_len, max_kept, block_size,
+                                                        causal, tiles):
+  config = mgpu_attention.default_config(head_dim=head_dim, block_size=block_size, q_len=q_len,
+                                         max_kept=max_kept, causal=causal)
+  assert config.tiles_per_program == tiles
+  assert config.smem_bytes(head_dim, 2) <= mgpu_attention.SMEM_BYTES
+
+
 def test_config_rejects_tiles_that_mosaic_cannot_use():
   with pytest.raises(ValueError, match="block_q must be a positive multiple of 64"):
     Config(block_q=32)
