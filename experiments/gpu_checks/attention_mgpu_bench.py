@@ -491,6 +491,8 @@ def flex_block_mask(name):
     return create_block_mask(lambda b, h, q_idx, kv_idx: q_idx >= kv_idx, None, None, SEQ, SEQ,
                              device="cuda", BLOCK_SIZE=BLOCK)
   indices, counts = MASKS[name]
+  # FlexAttention's lists span every key block: pad the compact ones with their last index.
+  indices = jnp.pad(indices, ((0, 0), (0, 0), (0, NB - indices.shape[-1])), mode="edge")
   full_indices = torch.from_dlpack(indices).unsqueeze(0).contiguous()  # [1, H, nqb, NB]
   full_counts = torch.from_dlpack(counts).unsqueeze(0).contiguous()  # [1, H, nqb]
   return BlockMask.from_kv_blocks(torch.zeros_like(full_counts), torch.zeros_like(full_indices),
