@@ -8,6 +8,7 @@ by csr_prefetch_probe.py, tiled_probe.py and nm_probe.py (the probe helpers at t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import pathlib
@@ -209,3 +210,43 @@ class ProbeTable:
     self.lines.append(row)
     print(row, flush=True)
     write_probe(self.outdir, self.stem, self.title, self.meta, self.records, self.lines)
+
+
+CONFIG_SWEEP_HEADER = ("| case | config | default | kernel us | / default | rel err |\n"
+                       "|---|---|---|---|---|---|")
+
+
+def sweep_configs(table: ProbeTable, case_key: str, configs: list[Any], default: Any,
+                  timer_of: Callable[[Any, dict], Any], describe: Callable[[Any], str], *,
+                  over_budget: Callable[[], bool], smoke: bool, fields: dict | None = None,
+                  max_rel_err: float = 1e-4) -> None:
+  """One case of a kernel-config sweep: for each config, ``timer_of(config, record)`` builds and
+  launches the config's one-op timer once (``launch_checked``, which adds "rel_err" to
+  ``record``); a config whose error is ``max_rel_err`` or more is recorded as wrong and not
+  timed, the others by device kernel time (``experiments.kernel_time``; not with ``smoke``).
+  Adds one ``CONFIG_SWEEP_HEADER`` row a config to ``table``, each time also as a ratio to the
+  default's (``default`` is in ``configs``)."""
+  from experiments import kernel_time
+  default_us = None
+  for config in configs:
+    label = config if isinstance(config, str) else describe(config)
+    record = {"case": case_key, "default": config == default, **(fields or {}),
+              "config": config if isinstance(config, str) else dataclasses.asdict(config)}
+    if over_budget():
+      record["error"] = "skipped: time budget spent"
+    else:
+      try:
+        timer = timer_of(config, record)
+        if not record["rel_err"] < max_rel_err:
+          record["error"] = f"wrong: rel err {record['rel_err']:.1e}"
+        elif not smoke:
+          record.update(kernel_time.measure(timer).record_fields())
+      except Exception as error:  # noqa: BLE001 - record and go on
+        record["error"] = f"{type(error).__name__}: {error}"[:300]
+    kernel = record.get("kernel_median_us")
+    if config == default:
+      default_us = kernel
+    ratio = f"{kernel / default_us:.2f}" if kernel and default_us else "-"
+    table.add(record, f"| {case_key} | {label} | {'yes' if config == default else ''} | "
+              f"{'%.1f' % kernel if kernel else record.get('error', '-')[:60]} | {ratio} | "
+              f"{rel_err_cell(record)} |")

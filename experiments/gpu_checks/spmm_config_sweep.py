@@ -30,7 +30,7 @@ sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from experiments import kernel_time, problems  # noqa: E402
+from experiments import problems  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
 from experiments.grid import Case  # noqa: E402
 from pallas_kernels import csr_spmm  # noqa: E402
@@ -110,48 +110,30 @@ def main() -> None:
   args = bench_common.probe_arguments(__doc__, add)
   meta = bench_common.probe_meta(kernel_time="experiments.kernel_time.measure, median us",
                                  launch="row order (natural_order=True)")
-  header = ("| case | config | default | kernel us | / default | rel err |\n"
-            "|---|---|---|---|---|---|")
   table = bench_common.ProbeTable(args.outdir, "spmm_config_sweep", "CSR SpMM row-kernel "
-                                  "configs", meta, header)
+                                  "configs", meta, bench_common.CONFIG_SWEEP_HEADER)
   start = time.monotonic()
   for case in plan(args.smoke, args.narrow, args.long):
     problem = problems.build_problem(case)
     matrix = problem.matrix
     (b_host,) = problem.operands
-    data, col_indices, row_offsets = (jnp.asarray(matrix.data), jnp.asarray(matrix.col_indices),
-                                      jnp.asarray(matrix.row_offsets))
-    b = jnp.asarray(b_host)
-    expected = jnp.dot(jnp.asarray(matrix.todense(), jnp.float32), b,
+    operands = (jnp.asarray(matrix.data), jnp.asarray(matrix.col_indices),
+                jnp.asarray(matrix.row_offsets), jnp.asarray(b_host))
+    expected = jnp.dot(jnp.asarray(matrix.todense(), jnp.float32), operands[3],
                        precision=jax.lax.Precision.HIGHEST)
     num_rows = matrix.shape[0]
-    default = csr_spmm.choose_config(num_rows, matrix.shape[1], case.n, data.shape[0])
-    default_us = None
-    for config in configs(default, args.smoke, args.narrow, args.long):
-      record = {"case": case.key, "config": dataclasses.asdict(config),
-                "default": config == default, "nnz": problem.nnz}
-      if time.monotonic() - start > args.budget_s:
-        record["error"] = "skipped: time budget spent"
-      else:
-        try:
-          fn = jax.jit(lambda d, c, o, b, config=config: csr_spmm.kernel_fn(
-              d, c, o, b, num_rows=num_rows, config=config, natural_order=True,
-              interpret=args.smoke))
-          timer = bench_common.launch_checked(record, fn, (data, col_indices, row_offsets, b),
-                                              expected)
-          if not record["rel_err"] < 1e-4:
-            record["error"] = f"wrong: rel err {record['rel_err']:.1e}"
-          elif not args.smoke:
-            record.update(kernel_time.measure(timer).record_fields())
-        except Exception as error:  # noqa: BLE001 - record and go on
-          record["error"] = f"{type(error).__name__}: {error}"[:300]
-      kernel = record.get("kernel_median_us")
-      if config == default:
-        default_us = kernel
-      ratio = f"{kernel / default_us:.2f}" if kernel and default_us else "-"
-      table.add(record, f"| {case.key} | {describe(config)} | {'yes' if config == default else ''}"
-                f" | {'%.1f' % kernel if kernel else record.get('error', '-')[:60]} | {ratio} | "
-                f"{bench_common.rel_err_cell(record)} |")
+    default = csr_spmm.choose_config(num_rows, matrix.shape[1], case.n, operands[0].shape[0])
+
+    def timer_of(config, record, num_rows=num_rows, operands=operands, expected=expected):
+      fn = jax.jit(lambda d, c, o, b: csr_spmm.kernel_fn(
+          d, c, o, b, num_rows=num_rows, config=config, natural_order=True,
+          interpret=args.smoke))
+      return bench_common.launch_checked(record, fn, operands, expected)
+
+    bench_common.sweep_configs(
+        table, case.key, configs(default, args.smoke, args.narrow, args.long), default,
+        timer_of, describe, over_budget=lambda: time.monotonic() - start > args.budget_s,
+        smoke=args.smoke, fields={"nnz": problem.nnz})
 
 
 if __name__ == "__main__":
