@@ -75,9 +75,6 @@ class MgpuAttentionConfig:
       store is waited for only when the next tile's O is written. With few kept blocks per
       query tile (low density) a tile's fixed costs (Q load, O store) dominate; the Hopper
       block already fills the SM's registers, so they cannot overlap across blocks.
-    alternate_warpgroups: attention_mgpu's schedule, the two compute warpgroups taking turns on
-      the tensor cores (one's softmax overlaps the other's products), kept in step by a barrier
-      twice a step; False lets each run its steps unsynchronised.
 
   A compute warpgroup holds ``block_q x block_kv`` float32 scores beside its ``block_q x D``
   accumulator in at most 232 registers a thread: ``block_q * block_kv`` above 64 * 128 spills.
@@ -87,7 +84,6 @@ class MgpuAttentionConfig:
   block_kv: int = 128
   max_concurrent_steps: int = 2
   tiles_per_program: int = 1
-  alternate_warpgroups: bool = True
 
   def __post_init__(self):
     for name in ("block_q", "block_kv"):
@@ -284,19 +280,9 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
       return step % slots
     return lax.rem(step, jnp.int32(slots))
 
-  alternate = config.alternate_warpgroups
-
-  def arrive_schedule():
-    if alternate:
-      plgpu.barrier_arrive(schedule)
-
-  def wait_schedule():
-    if alternate:
-      plgpu.barrier_wait(schedule)
-
   def schedule_barrier():
-    arrive_schedule()
-    wait_schedule()
+    plgpu.barrier_arrive(schedule)
+    plgpu.barrier_wait(schedule)
 
   def q_buffer_of(t):
     """The Q buffer of the program's tile ``t`` (they alternate)."""
@@ -374,9 +360,9 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
         row_sum += probs.sum(axis=1)
         acc, row_sum, new_max, probs_low = lax.optimization_barrier(
             (acc, row_sum, new_max, probs_low))
-        arrive_schedule()  # done with the softmax
+        plgpu.barrier_arrive(schedule)  # done with the softmax
         plgpu.barrier_wait(v_barriers.at[slot])
-        wait_schedule()  # the tensor cores are free
+        plgpu.barrier_wait(schedule)  # the tensor cores are free
 
         def wait_next_k():
           @pl.when(kv_step + 1 < num_steps)

@@ -113,12 +113,6 @@ CASES = {
     "four_tiles_few_steps_bf16_d128": Case(
         1, 512, 512, 2, 2, 128, (128, 128), 0.3, True, False, jnp.bfloat16,
         config=Config(tiles_per_program=4), empty_query_block=True),
-    # Causal with the compute warpgroups unsynchronised (no schedule barrier), two tiles a
-    # program.
-    "causal_unsynchronised_warpgroups_bf16_d64": Case(
-        1, 512, 512, 2, 1, 64, (128, 128), 0.6, True, True, jnp.bfloat16,
-        config=Config(block_q=64, block_kv=64, tiles_per_program=2,
-                      alternate_warpgroups=False)),
     # Nothing kept anywhere: exactly zeros.
     "empty_f16_d64": Case(1, 128, 256, 2, 1, 64, (128, 128), 0.0, False, False, jnp.float16),
 }
@@ -151,8 +145,6 @@ GPU_CASES = [
          config=Config(tiles_per_program=4), empty_query_block=True),
     Case(1, 2048, 2048, 4, 4, 128, (128, 128), 0.5, True, True, jnp.bfloat16,
          config=Config(tiles_per_program=2)),
-    Case(2, 2048, 2048, 8, 2, 64, (128, 128), 0.1, True, False, jnp.bfloat16,
-         config=Config(tiles_per_program=8, alternate_warpgroups=False)),
 ]
 
 
