@@ -115,6 +115,10 @@ CASES = {
         config=Config(tiles_per_program=4), empty_query_block=True),
     # Nothing kept anywhere: exactly zeros.
     "empty_f16_d64": Case(1, 128, 256, 2, 1, 64, (128, 128), 0.0, False, False, jnp.float16),
+    # Nothing kept, two query tiles: the default launch runs both in one program (two tiles of
+    # no step: the Q buffers and O stores still alternate).
+    "empty_two_tiles_default_f16_d64": Case(1, 256, 256, 2, 1, 64, (128, 128), 0.0, False, False,
+                                            jnp.float16),
 }
 
 
@@ -212,6 +216,7 @@ def test_default_config_follows_head_dim_and_mask_blocks():
     (64, 8192, 3, (128, 128), True, 1),     # causal: one
     (64, 384, 3, (128, 128), False, 1),     # three query tiles: no power of two > 1 divides
     (64, 512, 3, (128, 128), False, 4),     # four query tiles
+    (64, 256, 1, (128, 128), False, 2),     # two (the empty_two_tiles_default case)
     (64, 8192, None, (128, 128), False, 2),  # width unknown
 ])
 def test_default_tiles_per_program_follow_work_per_tile(head_dim, q_len, max_kept, block_size,
