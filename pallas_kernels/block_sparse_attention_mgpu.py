@@ -4,10 +4,11 @@ A port of JAX's FlashAttention-3 kernel (``jax.experimental.pallas.ops.gpu.atten
 the kept-block lists of ``block_sparse_attention`` (the Triton kernel, same contract): for query
 block ``i`` of mask head ``h`` the kept key blocks are ``kv_block_indices[h, i, :count]`` with
 ``count = kv_block_counts[h, i]``, ascending. Each program owns ``2 * block_q`` query rows of one
-(batch, query head) and runs three warpgroups: two compute warpgroups (``block_q`` rows each,
-wgmma from shared memory, online softmax in float32, base 2) and one memory warpgroup issuing TMA
-copies of K and V into ``max_concurrent_steps`` shared-memory slots, each slot released by the
-compute warpgroups through barriers. Both loops run over the kept key tiles only: step ``s``
+(batch, query head) (or ``tiles_per_program`` such tiles in turn) and runs three warpgroups:
+two compute warpgroups (``block_q`` rows each, wgmma from shared memory, online softmax in
+float32, base 2) and one memory warpgroup issuing TMA copies of each tile's Q and of K and V
+into ``max_concurrent_steps`` shared-memory slots, each slot released by the compute warpgroups
+through barriers. Both loops run over the kept key tiles only: step ``s``
 reads ``block_kv`` keys from
 ``kv_block_indices[h, i, s // subs] * bk + (s % subs) * block_kv`` (``subs = bk // block_kv``),
 a scalar load from the index table in global memory (one row per program, L1-resident after the
