@@ -32,7 +32,7 @@ NB = SEQ // BLOCK
 
 def kept_lists(choose) -> tuple[jax.Array, jax.Array]:
   """int32 (indices [H, NB, max_kept], counts [H, NB]) from choose(rng, query block) -> kept
-  blocks, padded with the last kept index to the largest count (as ``BlockMask.from_mask``)."""
+  blocks, padded with the last kept index to the largest count (as ``BlockMask.from_dense``)."""
   rng = np.random.default_rng(0)
   kept_of = {(h, i): np.sort(np.asarray(choose(rng, i), np.int32))
              for h, i in np.ndindex(HEADS, NB)}

@@ -108,7 +108,7 @@ def kept_lists(density=None, causal=False):
   """int32 (indices [H, NB, max_kept], counts [H, NB]): per head and query block
   ``round(density * NB)`` random kept blocks (all blocks up to the diagonal when causal),
   ascending, padded with the last kept index to the largest count (as
-  ``jsparse.BlockMask.from_mask`` compacts them; the Mosaic GPU kernel's default tiles a program
+  ``jsparse.BlockMask.from_dense`` compacts them; the Mosaic GPU kernel's default tiles a program
   follow that width)."""
   dense = np.zeros((HEADS, NB, NB), bool)
   for h, i in np.ndindex(HEADS, NB):

@@ -90,6 +90,8 @@ class BlockMask:
       max_kept: length of each list. Required when ``mask`` is traced (under ``jit``); rows
         keeping more blocks than this are truncated to their first ``max_kept`` there. From host
         data it defaults to the largest row count (at least 1), and a smaller value raises.
+        Keep it tight: on Hopper the attention kernel sizes its launch from it (query tiles a
+        program, ``block_sparse_attention_mgpu.default_config``).
 
     Returns:
       a ``BlockMask`` with int32 indices.
