@@ -13,6 +13,8 @@ is wrong is recorded as such and not timed.
 ``--narrow``: N = 32 instead (32-column tiles), uniform s = 0.5-0.98 and three DLMC matrices.
 ``--long``: launches of few, long rows (DLMC's 512-row matrices, uniform s = 0.5 at N = 32),
 with each row's entries split over 1-8 programs (``SpmmConfig.row_splits``).
+``--wide``: one-warp programs of 128 and 256 columns (Sputnik's kernel takes 256 columns a warp
+and hits L1 more: ``experiments/results/h100-2026-11-26-spmm-ncu/``) on uniform s >= 0.9.
 
 Writes OUTDIR/spmm_config_sweep.jsonl and .md (one row per case and config, the default config
 marked, each time also as a ratio to the default's), printing each row as it goes.
@@ -36,10 +38,15 @@ from experiments.grid import Case  # noqa: E402
 from pallas_kernels import csr_spmm  # noqa: E402
 
 
-def plan(smoke: bool, narrow: bool = False, long: bool = False) -> list[Case]:
+def plan(smoke: bool, narrow: bool = False, long: bool = False,
+         wide: bool = False) -> list[Case]:
   """The cases, in priority order."""
   if smoke:
     return [Case("spmm", "csr", "uniform/64x48", 0.9, 16, "float32")]
+  if wide:
+    return [Case("spmm", "csr", "uniform/4096x4096", s, n, "float32")
+            for s, n in ((0.9, 1024), (0.95, 1024), (0.9, 128), (0.95, 128), (0.98, 1024),
+                         (0.98, 128))]
   if long:
     return [Case("spmm", "csr", f"dlmc/{source}", s, n, "float32") for source, s, n in (
         ("magnitude_pruning/512x2048#0", 0.8, 32), ("magnitude_pruning/512x2048#0", 0.8, 128),
@@ -65,11 +72,18 @@ def plan(smoke: bool, narrow: bool = False, long: bool = False) -> list[Case]:
 
 
 def configs(default: csr_spmm.SpmmConfig, smoke: bool, narrow: bool = False,
-            long: bool = False) -> list[csr_spmm.SpmmConfig]:
+            long: bool = False, wide: bool = False) -> list[csr_spmm.SpmmConfig]:
   """The default first, then one-warp variants of step size, sub-steps, rows a program and N
-  tile (``narrow``: of 32-column tiles; ``long``: row splits of one- and four-warp launches)."""
+  tile (``narrow``: of 32-column tiles; ``long``: row splits of one- and four-warp launches;
+  ``wide``: 128- and 256-column tiles, on one warp and two)."""
   if smoke:
     grid = [dataclasses.replace(default, block_nnz=4, substeps=2)]
+  elif wide:
+    grid = [csr_spmm.SpmmConfig(block_n=n, block_nnz=nnz, num_warps=warps, substeps=sub)
+            for n, nnz, sub, warps in ((128, 8, 1, 1), (128, 8, 2, 1), (128, 4, 2, 1),
+                                       (128, 4, 4, 1), (128, 16, 1, 1), (256, 4, 1, 1),
+                                       (256, 4, 2, 1), (256, 8, 1, 1), (256, 2, 4, 1),
+                                       (256, 8, 1, 2), (256, 8, 2, 2), (128, 8, 2, 2))]
   elif long:
     block_n = default.block_n
     one_warp = csr_spmm.SpmmConfig(block_n=block_n, block_nnz=16 if block_n < 64 else 8,
@@ -106,6 +120,7 @@ def main() -> None:
   def add(parser):
     parser.add_argument("--narrow", action="store_true", help="N = 32 cases and 32-column configs")
     parser.add_argument("--long", action="store_true", help="few long rows, rows split")
+    parser.add_argument("--wide", action="store_true", help="128- and 256-column programs")
 
   args = bench_common.probe_arguments(__doc__, add)
   meta = bench_common.probe_meta(kernel_time="experiments.kernel_time.measure, median us",
@@ -113,7 +128,7 @@ def main() -> None:
   table = bench_common.ProbeTable(args.outdir, "spmm_config_sweep", "CSR SpMM row-kernel "
                                   "configs", meta, bench_common.CONFIG_SWEEP_HEADER)
   start = time.monotonic()
-  for case in plan(args.smoke, args.narrow, args.long):
+  for case in plan(args.smoke, args.narrow, args.long, args.wide):
     problem = problems.build_problem(case)
     matrix = problem.matrix
     (b_host,) = problem.operands
@@ -131,7 +146,8 @@ def main() -> None:
       return bench_common.launch_checked(record, fn, operands, expected)
 
     bench_common.sweep_configs(
-        table, case.key, configs(default, args.smoke, args.narrow, args.long), default,
+        table, case.key, configs(default, args.smoke, args.narrow, args.long, args.wide),
+        default,
         timer_of, describe, over_budget=lambda: time.monotonic() - start > args.budget_s,
         smoke=args.smoke, fields={"nnz": problem.nnz})
 

@@ -20,6 +20,10 @@ def test_configs_are_distinct_with_the_default_first():
   configs = spmm_config_sweep.configs(default, smoke=False, long=True)
   assert configs[0] == default and len(set(configs)) == len(configs) > 5
   assert {config.row_splits for config in configs} == {1, 2, 4, 8}
+  default = csr_spmm.choose_config(4096, 4096, 1024, 4096 * 410)
+  configs = spmm_config_sweep.configs(default, smoke=False, wide=True)
+  assert configs[0] == default and len(set(configs)) == len(configs) > 10
+  assert {config.block_n for config in configs[1:]} == {128, 256}
 
 
 def test_cases_are_spmm_on_csr_at_the_issue_widths():
@@ -31,3 +35,5 @@ def test_cases_are_spmm_on_csr_at_the_issue_widths():
   assert len(set(narrow)) == len(narrow) and all(case.n == 32 for case in narrow)
   long = spmm_config_sweep.plan(smoke=False, long=True)
   assert len(set(long)) == len(long) and all(case.op == "spmm" for case in long)
+  wide = spmm_config_sweep.plan(smoke=False, wide=True)
+  assert len(set(wide)) == len(wide) and all(case.sparsity >= 0.9 for case in wide)
