@@ -120,14 +120,21 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   four warps). Four warps remain for launches of few programs with shorter rows, at N > 32 or
   N <= 16.
 
-  The N tile is capped at 64 columns (128 was slower everywhere). On one warp:
-  - 64-column tiles take steps of two 8-entry tiles (``substeps``), four on rows of 256 entries or
-    more at N >= 1024. Measured on an H100 (2026-11-26, device time per call, float32, ten of
-    the cases where the kernel trailed Sputnik; experiments/results/h100-2026-11-26-spmm-substeps/):
-    8 x 2 took 0.89x the time of the earlier 16 x 1 / 8 x 1 steps (geometric mean; 0.83-1.03x),
-    more loads in flight at the registers of an 8-entry accumulator; 16 x 1 and 16 x 2, with
-    twice its accumulator, were slower. Uniform 4096 x 4096 s = 0.9, N = 1024 (410-entry rows):
-    561 -> 509 us with 8 x 4 (8 x 2: 578); at N = 128, 8 x 4 was 1.14x slower.
+  On one warp:
+  - 64-column tiles take steps of two 8-entry tiles (``substeps``). Measured on an H100
+    (2026-11-26, device time per call, float32, ten of the cases where the kernel trailed
+    Sputnik; experiments/results/h100-2026-11-26-spmm-substeps/): 8 x 2 took 0.89x the time of
+    the earlier 16 x 1 / 8 x 1 steps (geometric mean; 0.83-1.03x), more loads in flight at the
+    registers of an 8-entry accumulator; 16 x 1 and 16 x 2, with twice its accumulator, were
+    slower.
+  - Rows of 256 entries or more at N >= 256 take 128-column tiles of 8-entry steps (H100,
+    2026-11-26, ``spmm_config_sweep.py --wide`` and a rerun, uniform 4096 x 4096:
+    experiments/results/h100-2026-11-26-spmm-ncu/). Sputnik's warps take 256 columns and hit
+    L1 56% of the time, against 37% for 64-column tiles (Nsight Compute, s = 0.9, N = 1024).
+    At s = 0.9 (410-entry rows), N = 1024 / 512 / 256: 510 -> 374 / 273 -> 223 / 126 -> 109 us;
+    s = 0.8, N = 1024: 857 -> 766. Not at s = 0.95 (205-entry rows: 1.10x slower at N = 1024), nor
+    at N = 128 (1.00x), nor with sub-steps (8 x 4: 1.2-1.4x slower); 256-column tiles of 4
+    entries won only at s = 0.8.
   - 32-column tiles (17 <= N <= 32) take one warp on any launch but few long rows: 32-entry
     steps on launches of fewer than 4096 programs, else 16 (same sweep, N = 32: on uniform
     4096 x 4096 at s = 0.5-0.98, 16 x 1 was the fastest or within 1%; on DLMC 512 x 512,
@@ -160,8 +167,9 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
     return SpmmConfig(block_n=block_n, block_nnz=max(16, min(32, block_n // 2)), num_warps=4)
   if block_n < 64:
     return SpmmConfig(block_n=block_n, block_nnz=16, num_warps=1, num_stages=2)
-  substeps = 4 if mean_row >= 256 and n >= 1024 else 2
-  return SpmmConfig(block_n=block_n, block_nnz=8, num_warps=1, num_stages=2, substeps=substeps)
+  if mean_row >= 256 and n >= 256:
+    return SpmmConfig(block_n=128, block_nnz=8, num_warps=1, num_stages=2)
+  return SpmmConfig(block_n=block_n, block_nnz=8, num_warps=1, num_stages=2, substeps=2)
 
 
 def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, block_nnz: int,

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.gpu
 
 SPMM_CONFIGS = [(n, config) for (_, n), configs in csr_bench.SPMM_VARIANTS.items()
                 for config in configs]
-SPMM_CONFIGS += [(n, csr_spmm.choose_config(4096, 4096, n, nse)) for n in (32, 128)
+SPMM_CONFIGS += [(n, csr_spmm.choose_config(4096, 4096, n, nse)) for n in (32, 128, 1024)
                  for nse in (4096 * 82, 4096 * 410)]
 
 

@@ -119,15 +119,19 @@ def test_choose_config_is_a_valid_config():
       assert config.block_n <= max(16, pl.next_power_of_2(n)) and config.block_nnz >= 8
       # One warp (no shared memory, L1 keeps its size) wherever 4096 rows fill the GPU.
       assert config.num_warps == 1 and config.block_n * config.block_nnz <= 1024
-  # The H100 winners (2026-11-26, float32): steps of two 8-entry tiles on 64-column tiles, four
-  # for 410-entry rows at N = 1024; 32 x 16 for N = 32 on 4096 rows, 32 x 32 on one warp on
-  # launches of fewer than 4096 programs (DLMC's 512 and 2048 rows).
+  # The H100 winners (2026-11-26, float32): steps of two 8-entry tiles on 64-column tiles;
+  # 128-column tiles of 8-entry steps for rows of >= 256 entries at N >= 256; 32 x 16 for N = 32
+  # on 4096 rows, 32 x 32 on one warp on launches of fewer than 4096 programs (DLMC's 512 and
+  # 2048 rows).
   assert csr_spmm.choose_config(4096, 4096, 128, 4096 * 410) == csr_spmm.SpmmConfig(
       block_n=64, block_nnz=8, num_warps=1, substeps=2)
   assert csr_spmm.choose_config(4096, 4096, 128, 4096 * 82) == csr_spmm.SpmmConfig(
       block_n=64, block_nnz=8, num_warps=1, substeps=2)
-  assert csr_spmm.choose_config(4096, 4096, 1024, 4096 * 410) == csr_spmm.SpmmConfig(
-      block_n=64, block_nnz=8, num_warps=1, substeps=4)
+  wide = csr_spmm.SpmmConfig(block_n=128, block_nnz=8, num_warps=1)
+  for n in (256, 512, 1024):
+    assert csr_spmm.choose_config(4096, 4096, n, 4096 * 410) == wide
+  assert csr_spmm.choose_config(4096, 4096, 1024, 4096 * 205) == csr_spmm.SpmmConfig(
+      block_n=64, block_nnz=8, num_warps=1, substeps=2)
   assert csr_spmm.choose_config(4096, 4096, 1024, 4096 * 82) == csr_spmm.SpmmConfig(
       block_n=64, block_nnz=8, num_warps=1, substeps=2)
   assert csr_spmm.choose_config(4096, 4096, 32, 4096 * 410) == csr_spmm.SpmmConfig(
