@@ -13,8 +13,9 @@ is wrong is recorded as such and not timed.
 ``--narrow``: N = 32 instead (32-column tiles), uniform s = 0.5-0.98 and three DLMC matrices.
 ``--long``: launches of few, long rows (DLMC's 512-row matrices, uniform s = 0.5 at N = 32),
 with each row's entries split over 1-8 programs (``SpmmConfig.row_splits``).
-``--wide``: one-warp programs of 128 and 256 columns (Sputnik's kernel takes 256 columns a warp
-and hits L1 more: ``experiments/results/h100-2026-11-26-spmm-ncu/``) on uniform s >= 0.9.
+``--wide``: programs of 128 and 256 columns on one warp or two (Sputnik's kernel takes 256
+columns a warp and hits L1 more: ``experiments/results/h100-2026-11-26-spmm-ncu/``) on uniform
+s >= 0.9.
 
 Writes OUTDIR/spmm_config_sweep.jsonl and .md (one row per case and config, the default config
 marked, each time also as a ratio to the default's), printing each row as it goes.
@@ -147,8 +148,8 @@ def main() -> None:
 
     bench_common.sweep_configs(
         table, case.key, configs(default, args.smoke, args.narrow, args.long, args.wide),
-        default,
-        timer_of, describe, over_budget=lambda: time.monotonic() - start > args.budget_s,
+        default, timer_of, describe,
+        over_budget=lambda: time.monotonic() - start > args.budget_s,
         smoke=args.smoke, fields={"nnz": problem.nnz})
 
 
