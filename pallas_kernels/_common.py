@@ -86,21 +86,30 @@ def pad_rows(dense: jax.Array, rows: int) -> jax.Array:
   return jnp.pad(dense, ((0, extra), (0, 0))) if extra else dense
 
 
-def split_range(split: jax.Array, num_steps: int, num_splits: int) -> tuple[jax.Array, jax.Array]:
-  """``[first, last)`` of the K steps that split ``split`` (of ``num_splits``) walks."""
-  per_split = pl.cdiv(num_steps, num_splits)
+def split_range(split: jax.Array, num_steps: int | jax.Array,
+                num_splits: int) -> tuple[jax.Array, jax.Array]:
+  """``[first, last)`` of the K steps that split ``split`` (of ``num_splits``) walks;
+  ``num_steps`` may be traced (``//`` keeps its dtype, where ``pl.cdiv`` would not)."""
+  per_split = (num_steps + num_splits - 1) // num_splits
   first = split * per_split
   return first, jnp.minimum(first + per_split, num_steps)
 
 
-def split_k_output(shape: tuple[int, int], dtype, num_splits: int, block: tuple[int, int]):
-  """(out_shape, out_spec) of a kernel over a (rows, columns, splits) grid: with one split the
-  output itself, else float32 partial sums [num_splits, rows, columns] (see ``sum_splits``)."""
+def split_k_shape(shape: tuple[int, int], dtype, num_splits: int) -> jax.ShapeDtypeStruct:
+  """The output of a kernel whose splits write partial sums: with one split the output itself,
+  else float32 partial sums [num_splits, rows, columns] (see ``sum_splits``)."""
   if num_splits == 1:
-    return (jax.ShapeDtypeStruct(shape, dtype),
-            pl.BlockSpec(block, lambda i, j, s: (i, j)))
-  return (jax.ShapeDtypeStruct((num_splits, *shape), jnp.float32),
-          pl.BlockSpec((None, *block), lambda i, j, s: (s, i, j)))
+    return jax.ShapeDtypeStruct(shape, dtype)
+  return jax.ShapeDtypeStruct((num_splits, *shape), jnp.float32)
+
+
+def split_k_output(shape: tuple[int, int], dtype, num_splits: int, block: tuple[int, int]):
+  """(out_shape, out_spec) of a kernel over a (rows, columns, splits) grid (``split_k_shape``)."""
+  if num_splits == 1:
+    spec = pl.BlockSpec(block, lambda i, j, s: (i, j))
+  else:
+    spec = pl.BlockSpec((None, *block), lambda i, j, s: (s, i, j))
+  return split_k_shape(shape, dtype, num_splits), spec
 
 
 def sum_splits(out: jax.Array, dtype) -> jax.Array:

@@ -192,14 +192,13 @@ def _spmm_kernel(order_ref, offsets_ref, data_ref, cols_ref, b_ref, out_ref, *, 
   ends = [offsets_ref[row + 1] for row in rows]
   if row_splits > 1:
     # This program's share of each row: whole steps, the last share what is left (maybe none).
-    split = pl.program_id(2)
     step_entries = block_nnz * substeps
-    shares = [(end - start + row_splits * step_entries - 1) // (row_splits * step_entries)
-              * step_entries for start, end in zip(starts, ends)]
-    starts, ends = ([jnp.minimum(start + split * share, end)
-                     for start, end, share in zip(starts, ends, shares)],
-                    [jnp.minimum(start + (split + 1) * share, end)
-                     for start, end, share in zip(starts, ends, shares)])
+    shares = [_common.split_range(pl.program_id(2), (end - start + step_entries - 1)
+                                  // step_entries, row_splits) for start, end in zip(starts, ends)]
+    starts, ends = ([jnp.minimum(start + first * step_entries, end)
+                     for start, end, (first, _) in zip(starts, ends, shares)],
+                    [jnp.minimum(start + last * step_entries, end)
+                     for start, end, (_, last) in zip(starts, ends, shares)])
 
   def valid_at(index, start, end):
     return start + index * block_nnz + jnp.arange(block_nnz, dtype=jnp.int32) < end
@@ -324,14 +323,13 @@ def kernel_fn(data: jax.Array, col_indices: jax.Array, row_offsets: jax.Array, b
   split = config.row_splits > 1
   out = pl.pallas_call(
       kernel,
-      out_shape=(jax.ShapeDtypeStruct((config.row_splits, num_rows, n), jnp.float32) if split
-                 else jax.ShapeDtypeStruct((num_rows, n), data.dtype)),
+      out_shape=_common.split_k_shape((num_rows, n), data.dtype, config.row_splits),
       grid=grid + ((config.row_splits,) if split else ()),
       compiler_params=plgpu.CompilerParams(num_warps=config.num_warps,
                                            num_stages=config.num_stages),
       interpret=interpret,
   )(row_order, row_offsets, data, col_indices, b)
-  return jnp.sum(out, axis=0).astype(data.dtype) if split else out
+  return _common.sum_splits(out, data.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("num_rows",))
