@@ -45,6 +45,11 @@ def kept_lists(choose) -> tuple[jax.Array, jax.Array]:
   return jnp.asarray(indices), jnp.asarray(counts)
 
 
+def random_kept_lists(density: float) -> tuple[jax.Array, jax.Array]:
+  """``kept_lists`` of ``round(density * NB)`` (at least one) random key blocks per query block."""
+  return kept_lists(lambda rng, i: rng.choice(NB, max(1, round(density * NB)), replace=False))
+
+
 MASKS = {
     "all": lambda rng, i: np.arange(NB),
     "random half": lambda rng, i: rng.choice(NB, NB // 2, replace=False),

@@ -21,14 +21,13 @@ import jax.numpy as jnp  # noqa: E402
 
 from experiments.gpu_checks.attention_config_probe import parse_config  # noqa: E402
 from experiments.gpu_checks.attention_mask_probe import (  # noqa: E402
-    BATCH, BLOCK, HEADS, NB, SEQ, kept_lists)
+    BATCH, BLOCK, HEADS, SEQ, random_kept_lists)
 from pallas_kernels import block_sparse_attention_mgpu as mgpu_attention  # noqa: E402
 
 
 def main() -> None:
   head_dim, density = int(sys.argv[1]), float(sys.argv[2])
-  indices, counts = kept_lists(lambda rng, i: rng.choice(NB, max(1, round(density * NB)),
-                                                         replace=False))
+  indices, counts = random_kept_lists(density)
   q, k, v = (jax.random.normal(key, (BATCH, SEQ, HEADS, head_dim), jnp.bfloat16)
              for key in jax.random.split(jax.random.key(0), 3))
   config = mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK),
