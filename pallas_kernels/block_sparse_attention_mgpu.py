@@ -137,7 +137,13 @@ def default_config(*, head_dim: int, block_size: tuple[int, int], q_len: int | N
   - causal: one (tiles of a program differ in length; 2 / 4 / 8 took 0.98-1.38x);
   - head dim 64 with at most 8 K/V steps a tile: eight (0.85x at density 0.05, 0.92x at 0.1);
   - otherwise two (0.90-1.01x; four and eight reached 1.13x at head dim 128).
-  The count is lowered to the largest power of two dividing the query tiles."""
+  The count is lowered to the largest power of two dividing the query tiles.
+  Raises ValueError for a negative ``q_len`` or a ``max_kept`` below 1."""
+  if q_len is not None and (not isinstance(q_len, int) or q_len < 0):
+    raise ValueError(f"q_len must be a non-negative int or None, got {q_len!r}")
+  if max_kept is not None and (not isinstance(max_kept, int) or max_kept < 1):
+    raise ValueError(f"max_kept must be a positive int (the kept-list width) or None, got "
+                     f"{max_kept!r}")
   config = DEFAULT_CONFIGS.get(head_dim, DEFAULT_CONFIGS[128])
   block_kv = config.block_kv if block_size[1] % config.block_kv == 0 else 64
   config = dataclasses.replace(config, block_kv=block_kv)

@@ -227,6 +227,17 @@ def test_default_tiles_per_program_follow_work_per_tile(head_dim, q_len, max_kep
   assert config.smem_bytes(head_dim, 2) <= mgpu_attention.SMEM_BYTES
 
 
+@pytest.mark.parametrize("change, message", [
+    (dict(q_len=-128), r"q_len must be a non-negative int or None, got -128"),
+    (dict(q_len=8192.0), r"q_len must be a non-negative int or None, got 8192.0"),
+    (dict(max_kept=0), r"max_kept must be a positive int \(the kept-list width\) or None, got 0"),
+])
+def test_default_config_names_a_bad_shape_argument(change, message):
+  arguments = dict(head_dim=64, block_size=(128, 128), q_len=8192, max_kept=3) | change
+  with pytest.raises(ValueError, match=message):
+    mgpu_attention.default_config(**arguments)
+
+
 def test_config_rejects_tiles_that_mosaic_cannot_use():
   with pytest.raises(ValueError, match="block_q must be a positive multiple of 64"):
     Config(block_q=32)
