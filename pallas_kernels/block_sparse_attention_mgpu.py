@@ -261,21 +261,41 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
   mask_head = q_head if per_head_mask else 0
   offset = kv_len - q_len
 
-  def tile_of(t):
-    """(first row, key_start, total steps, program steps) of the program's tile ``t``."""
+  def tile_start_of(t):
+    """The first query row of the program's tile ``t``."""
     # Last query tile first: under causal masks it holds the longest programs, and starting
     # them first shortens the tail of the launch.
-    tile = (q_len // rows) - 1 - (lax.axis_index("q_seq") * tiles_per_program + t)
-    tile_start = tile * rows
-    q_block = lax.div(tile_start, jnp.int32(bq))
-    total_steps = counts_ref[mask_head, q_block] * subs
+    return ((q_len // rows) - 1 - (lax.axis_index("q_seq") * tiles_per_program + t)) * rows
 
+  def count_of(t):
+    """Tile ``t``'s kept-block count, a scalar load from global memory. A tile's count bounds
+    its step loops, so the warpgroups load it a tile ahead (``prefetched_count``): loaded at the
+    loop bound, its latency would open every tile."""
+    return counts_ref[mask_head, lax.div(tile_start_of(t), jnp.int32(bq))]
+
+  def prefetched_count(t):
+    """``count_of(t + 1)`` (``t``'s own for the last tile, unused), issued now."""
+    if isinstance(t, int):
+      return count_of(min(t + 1, tiles_per_program - 1))
+    return count_of(jnp.minimum(t + 1, tiles_per_program - 1))
+
+  def key_start_of(q_block):
+    """``key_start(step)``: the first key of query block ``q_block``'s K/V step ``step`` (a
+    scalar load of its kept-list entry from global memory)."""
     def key_start(step):
       if subs == 1:
         return indices_ref[mask_head, q_block, step] * bk
       return (indices_ref[mask_head, q_block, lax.div(step, jnp.int32(subs))] * bk
               + lax.rem(step, jnp.int32(subs)) * block_kv)
+    return key_start
 
+  def tile_of(t, count):
+    """(first row, key_start, total steps, step counter, steps to run) of the program's tile
+    ``t``, whose kept-block count is ``count``."""
+    tile_start = tile_start_of(t)
+    q_block = lax.div(tile_start, jnp.int32(bq))
+    total_steps = count * subs
+    key_start = key_start_of(q_block)
     count_steps = functools.partial(_count_steps, key_start, total_steps,
                                     max_steps=max_kept * subs)
     # Steps holding a key visible to some row of the tile (its last row sees the most).
@@ -303,10 +323,13 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
   def _compute_wg():
     plgpu.set_max_registers(COMPUTE_REGISTERS, action="increase")
 
-    def run_tile(t, first_step):
-      """Tile ``t``, whose first K/V step is the program's ``first_step``; returns the next
-      tile's first step. Its Q comes from the memory warpgroup."""
-      tile_start, key_start, total_steps, count_steps, tile_steps = tile_of(t)
+    def run_tile(t, carry):
+      """Tile ``t``, whose first K/V step is the program's ``first_step`` and whose kept-block
+      count is ``count``; returns the next tile's first step and count. Its Q comes from the
+      memory warpgroup."""
+      first_step, count = carry
+      next_count = prefetched_count(t)
+      tile_start, key_start, total_steps, count_steps, tile_steps = tile_of(t, count)
       row_start = tile_start + wg * block_q
       q_buffer = q_buffer_of(t)
       q_tile = q_smem.at[q_buffer].at[wg]
@@ -425,12 +448,12 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
       o_tile[...] = acc.astype(dtype)
       plgpu.commit_smem()
       plgpu.copy_smem_to_gmem(o_tile, out_ref.at[batch, pl.ds(row_start, block_q), q_head])
-      return first_step + tile_steps
+      return first_step + tile_steps, next_count
 
     if tiles_per_program == 1:
-      run_tile(0, 0)
+      run_tile(0, (0, count_of(0)))
     else:
-      lax.fori_loop(0, tiles_per_program, run_tile, jnp.int32(0))
+      lax.fori_loop(0, tiles_per_program, run_tile, (jnp.int32(0), count_of(0)))
     plgpu.wait_smem_to_gmem(0)
 
   @pl.when(wg == COMPUTE_WARPGROUPS)
@@ -440,7 +463,7 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
 
     def issue_q(t):
       """The Q rows of both compute warpgroups for the program's tile ``t``."""
-      tile_start, q_buffer = tile_of(t)[0], q_buffer_of(t)
+      tile_start, q_buffer = tile_start_of(t), q_buffer_of(t)
       for w in range(COMPUTE_WARPGROUPS):
         plgpu.copy_gmem_to_smem(
             q_ref.at[batch, pl.ds(tile_start + w * block_q, block_q), q_head],
@@ -463,7 +486,7 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
       plgpu.copy_gmem_to_smem(v_ref.at[keys], v_smem.at[slot], v_barriers.at[slot])
 
     if tiles_per_program == 1:
-      _, key_start, _, _, program_steps = tile_of(0)
+      _, key_start, _, _, program_steps = tile_of(0, count_of(0))
       # The first steps' keys are loaded before the step count is known (their list entries
       # exist even past the count), so the loads overlap rather than follow one another.
       first_starts = [key_start(jnp.int32(first))
@@ -475,13 +498,25 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
       def _(kv_step):
         issue_after_release(key_start(kv_step + slots), kv_step + slots)
     else:
-      def load_tile(t, first_step):
-        _, key_start, _, _, tile_steps = tile_of(t)
+      def first_key_of(t):
+        """The first key of the program's tile ``t``'s first step (the list entry exists even
+        for a tile with no step)."""
+        return key_start_of(lax.div(tile_start_of(t), jnp.int32(bq)))(jnp.int32(0))
 
-        @pl.loop(0, tile_steps)
-        def _(kv_step):
+      def load_tile(t, carry):
+        # Scalar loads run a step (a tile, for the next tile's count and first key) ahead of
+        # the copies that need them.
+        first_step, count, first_key = carry
+        next_count = prefetched_count(t)
+        next_first_key = first_key_of(jnp.minimum(t + 1, tiles_per_program - 1))
+        _, key_start, _, _, tile_steps = tile_of(t, count)
+
+        def load_step(kv_step, start):
+          upcoming = key_start(jnp.minimum(kv_step + 1, max_kept * subs - 1))
+          # Carried through the loop, the start loses what its product said about alignment
+          # (TMA's tiled copies need it).
+          start = pl.multiple_of(start, block_kv)
           step = first_step + kv_step
-          start = key_start(kv_step)
 
           @pl.when(step < slots)
           def _():
@@ -490,6 +525,9 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
           @pl.when(step >= slots)
           def _():
             issue_after_release(start, step)
+          return upcoming
+
+        lax.fori_loop(0, tile_steps, load_step, first_key)
 
         # The next tile's Q goes into the buffer of tile t - 1, once its last Q @ K^T is done
         # (already so unless tile t has fewer steps than there are slots).
@@ -498,8 +536,9 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
           plgpu.barrier_wait(q_consumed.at[q_buffer_of(t - 1)])
 
         pl.when(t + 1 < tiles_per_program)(lambda: issue_q(t + 1))
-        return first_step + tile_steps
-      program_steps = lax.fori_loop(0, tiles_per_program, load_tile, jnp.int32(0))
+        return first_step + tile_steps, next_count, next_first_key
+      program_steps, _, _ = lax.fori_loop(0, tiles_per_program, load_tile,
+                                          (jnp.int32(0), count_of(0), first_key_of(0)))
 
     # The last steps' releases, observed so that every barrier phase is (see ``release``); on
     # the GPU this only holds this warpgroup until the compute warpgroups finish, as the block

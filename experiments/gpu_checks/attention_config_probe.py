@@ -8,7 +8,9 @@ ratios. Masks as ``attention_mask_probe.py`` (random kept blocks per query block
         --configs "tiles_per_program=2" "tiles_per_program=2,max_concurrent_steps=3"
 
 Each configuration is ``default_config(head_dim, block_size)`` with the given fields
-replaced. Writes OUTDIR/attention_config_probe.jsonl; prints one line per (head dim, config,
+replaced. ``--alt-module FILE`` times each configuration a second time with the kernel module
+in FILE (another version of ``block_sparse_attention_mgpu.py``, e.g. the last commit's), in the
+same process on the same masks; its rows are labelled ``alt:<config>``. Writes OUTDIR/attention_config_probe.jsonl; prints one line per (head dim, config,
 mask) and a table of time ratios to the first configuration.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import pathlib
 import sys
@@ -49,7 +52,15 @@ def main() -> None:
   parser.add_argument("--configs", nargs="+", default=[""],
                       help='field changes of the default config, e.g. "tiles_per_program=2"')
   parser.add_argument("--budget-s", type=float, default=300.0)
+  parser.add_argument("--alt-module", type=pathlib.Path, default=None,
+                      help="another version of block_sparse_attention_mgpu.py to time too")
   args = parser.parse_args()
+  kernels = {"": mgpu_attention}
+  if args.alt_module is not None:
+    spec = importlib.util.spec_from_file_location("alt_attention_mgpu", args.alt_module)
+    kernels["alt:"] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels["alt:"])  # registered first: its dataclasses look it up
+  labels = [prefix + (text or "default") for text in args.configs for prefix in kernels]
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.02, max_total_s=0.5)
   masks = {d: random_kept_lists(d) for d in DENSITIES}
@@ -62,25 +73,28 @@ def main() -> None:
       q, k, v = (jax.random.normal(subkey, (BATCH, SEQ, HEADS, head_dim), jnp.bfloat16)
                  for subkey in jax.random.split(key, 3))
       default = mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK))
-      for text in args.configs:
+      for text, (prefix, kernel) in ((text, item) for text in args.configs
+                                     for item in kernels.items()):
         launch = dataclasses.replace(default, **parse_config(text))
         timers = {}
         for name, (indices, counts) in masks.items():
           causal = name == "causal"
           operands = (q, k, v, indices, counts)
-          record = {"device": device, "head_dim": head_dim, "config": text or "default",
+          record = {"device": device, "head_dim": head_dim,
+                    "config": prefix + (text or "default"),
                     "launch": dataclasses.asdict(launch), "mask": str(name),
                     "kept": float(counts.sum()) / (HEADS * NB * NB)}
           if time.monotonic() - start > args.budget_s:
             record["error"] = "skipped: budget spent"
           else:
             try:
-              reason = mgpu_attention.supports(*operands, block_size=(BLOCK, BLOCK),
+              reason = kernel.supports(*operands, block_size=(BLOCK, BLOCK),
                                                causal=causal, config=launch)
               if reason is not True:
                 raise ValueError(reason)
-              fn = lambda q, k, v, i, c, causal=causal, launch=launch: mgpu_attention.kernel_fn(
-                  q, k, v, i, c, block_size=(BLOCK, BLOCK), causal=causal, config=launch)
+              fn = lambda q, k, v, i, c, causal=causal, launch=launch, kernel=kernel: (
+                  kernel.kernel_fn(q, k, v, i, c, block_size=(BLOCK, BLOCK), causal=causal,
+                                   config=launch))
               # One compilation per causality and kept-list width (the lists are compacted to
               # their largest count, as BlockMask does).
               timer_key = (causal, indices.shape)
@@ -110,9 +124,8 @@ def main() -> None:
   print("\n| head dim | config | " + " | ".join(names) + " |")
   print("|---|---|" + "---|" * len(names))
   for head_dim in args.head_dims:
-    first = args.configs[0] or "default"
-    for text in args.configs:
-      label = text or "default"
+    first = labels[0]
+    for label in labels:
       cells = []
       for name in names:
         ours, ref = times.get((head_dim, label, name)), times.get((head_dim, first, name))
