@@ -204,6 +204,11 @@ def check_arguments(q, k, v, kv_block_indices, kv_block_counts, block_size) -> N
   if kv_block_indices.ndim != 3 or kv_block_indices.shape[1] != nqb:
     raise ValueError(f"kv_block_indices must be [Hm, ceil(Sq/bq)={nqb}, max_kept], got "
                      f"{kv_block_indices.shape}")
+  if kv_block_indices.shape[2] < 1:
+    # Both kernels read a tile's first entry before its count says whether it is used.
+    raise ValueError(f"kv_block_indices' kept-list width (last dim) must be at least 1 (pad an "
+                     f"empty mask's lists to one entry, as BlockMask does), got shape "
+                     f"{kv_block_indices.shape}")
   if kv_block_indices.shape[0] not in (1, num_heads):
     raise ValueError(f"kv_block_indices' mask heads must be 1 or Hq={num_heads}, got "
                      f"{kv_block_indices.shape[0]}")

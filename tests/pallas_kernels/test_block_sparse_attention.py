@@ -272,6 +272,7 @@ def test_config_rejects_tiles_that_triton_cannot_use():
     (dict(block_size=(16, 24)), "block_size must be two powers of two"),
     (dict(indices_shape=(1, 3, 2)), r"kv_block_indices must be \[Hm, ceil\(Sq/bq\)=2"),
     (dict(indices_shape=(3, 2, 2)), "mask heads must be 1 or Hq=2"),
+    (dict(indices_shape=(1, 2, 0)), r"kept-list width \(last dim\) must be at least 1"),
     (dict(counts_shape=(1, 3)), "kv_block_counts must be"),
     (dict(index_dtype=jnp.int64), "kv_block_indices must be int32"),
     (dict(config=bsa.AttentionConfig(block_q=16, block_k=32)), "does not tile block_size"),

@@ -264,6 +264,7 @@ def test_config_rejects_tiles_that_mosaic_cannot_use():
      "bytes of shared memory"),
     (dict(kv_heads=3), "multiple of k's heads"),  # the Triton kernel's checks come first
     (dict(index_dtype=jnp.int64), "kv_block_indices must be int32"),
+    (dict(max_kept=0, config=Config()), r"kv_block_indices' kept-list width .* at least 1"),
 ])
 def test_bad_arguments_are_refused_naming_them(change, message):
   head_dim = change.get("head_dim", 64)
@@ -272,7 +273,7 @@ def test_bad_arguments_are_refused_naming_them(change, message):
   block_size = change.get("block_size", (128, 128))
   q = jax.ShapeDtypeStruct((1, q_len, 2, head_dim), dtype)
   k = jax.ShapeDtypeStruct((1, kv_len, change.get("kv_heads", 1), head_dim), dtype)
-  indices = jax.ShapeDtypeStruct((1, -(-q_len // block_size[0]), 2),
+  indices = jax.ShapeDtypeStruct((1, -(-q_len // block_size[0]), change.get("max_kept", 2)),
                                  change.get("index_dtype", jnp.int32))
   counts = jax.ShapeDtypeStruct(indices.shape[:2], jnp.int32)
   reason = mgpu_attention.supports(q, k, k, indices, counts, block_size=block_size,
