@@ -8,9 +8,9 @@ ratios. Masks as ``attention_mask_probe.py`` (random kept blocks per query block
         --configs "tiles_per_program=2" "tiles_per_program=2,max_concurrent_steps=3"
 
 Each configuration is ``default_config(head_dim, block_size)`` with the given fields
-replaced. ``--alt-module FILE`` times each configuration a second time with the kernel module
-in FILE (another version of ``block_sparse_attention_mgpu.py``, e.g. the last commit's), in the
-same process on the same masks; its rows are labelled ``alt:<config>``. Writes OUTDIR/attention_config_probe.jsonl; prints one line per (head dim, config,
+replaced. ``--alt-module FILE [FILE ...]`` times each configuration again with the kernel module
+in each FILE (other versions of ``block_sparse_attention_mgpu.py``, e.g. the last commit's), in
+the same process on the same masks; their rows are labelled ``alt1:<config>``, ``alt2:...``. Writes OUTDIR/attention_config_probe.jsonl; prints one line per (head dim, config,
 mask) and a table of time ratios to the first configuration.
 """
 
@@ -52,14 +52,15 @@ def main() -> None:
   parser.add_argument("--configs", nargs="+", default=[""],
                       help='field changes of the default config, e.g. "tiles_per_program=2"')
   parser.add_argument("--budget-s", type=float, default=300.0)
-  parser.add_argument("--alt-module", type=pathlib.Path, default=None,
-                      help="another version of block_sparse_attention_mgpu.py to time too")
+  parser.add_argument("--alt-module", type=pathlib.Path, nargs="+", default=[],
+                      help="other versions of block_sparse_attention_mgpu.py to time too")
   args = parser.parse_args()
   kernels = {"": mgpu_attention}
-  if args.alt_module is not None:
-    spec = importlib.util.spec_from_file_location("alt_attention_mgpu", args.alt_module)
-    kernels["alt:"] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kernels["alt:"])  # registered first: its dataclasses look it up
+  for number, path in enumerate(args.alt_module, 1):
+    spec = importlib.util.spec_from_file_location(f"alt{number}_attention_mgpu", path)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # registered first: its dataclasses look it up
+    kernels[f"alt{number}:"] = module
   labels = [prefix + (text or "default") for text in args.configs for prefix in kernels]
   args.outdir.mkdir(parents=True, exist_ok=True)
   config = timing.TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.02, max_total_s=0.5)

@@ -113,6 +113,12 @@ CASES = {
     "four_tiles_few_steps_bf16_d128": Case(
         1, 512, 512, 2, 2, 128, (128, 128), 0.3, True, False, jnp.bfloat16,
         config=Config(tiles_per_program=4), empty_query_block=True),
+    # The default launch at head dim 64 on a sparse mask: eight tiles a program (the kept lists
+    # are short), some without a step between tiles with steps, so the warpgroups' schedule
+    # phases and the deferred O stores carry across empty tiles; per-head masks.
+    "eight_tiles_default_sparse_bf16_d64": Case(
+        1, 1024, 512, 2, 1, 64, (128, 128), 0.25, True, False, jnp.bfloat16,
+        empty_query_block=True),
     # Nothing kept anywhere: exactly zeros.
     "empty_f16_d64": Case(1, 128, 256, 2, 1, 64, (128, 128), 0.0, False, False, jnp.float16),
     # Nothing kept, two query tiles: the default launch runs both in one program (two tiles of
