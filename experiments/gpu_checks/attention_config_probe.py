@@ -10,8 +10,9 @@ ratios. Masks as ``attention_mask_probe.py`` (random kept blocks per query block
 Each configuration is ``default_config(head_dim, block_size)`` with the given fields
 replaced. ``--alt-module FILE [FILE ...]`` times each configuration again with the kernel module
 in each FILE (other versions of ``block_sparse_attention_mgpu.py``, e.g. the last commit's), in
-the same process on the same masks; their rows are labelled ``alt1:<config>``, ``alt2:...``. Writes OUTDIR/attention_config_probe.jsonl; prints one line per (head dim, config,
-mask) and a table of time ratios to the first configuration.
+the same process on the same masks; their rows are labelled ``alt1:<config>``, ``alt2:...``.
+Writes OUTDIR/attention_config_probe.jsonl; prints one line per (head dim, config, mask) and a
+table of time ratios to the first configuration.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def main() -> None:
             record["error"] = "skipped: budget spent"
           else:
             try:
-              reason = kernel.supports(*operands, block_size=(BLOCK, BLOCK),
-                                               causal=causal, config=launch)
+              reason = kernel.supports(*operands, block_size=(BLOCK, BLOCK), causal=causal,
+                                       config=launch)
               if reason is not True:
                 raise ValueError(reason)
               fn = lambda q, k, v, i, c, causal=causal, launch=launch, kernel=kernel: (
