@@ -267,17 +267,25 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
     # them first shortens the tail of the launch.
     return ((q_len // rows) - 1 - (lax.axis_index("q_seq") * tiles_per_program + t)) * rows
 
+  def q_block_of(t):
+    """The mask query block holding the program's tile ``t``."""
+    return lax.div(tile_start_of(t), jnp.int32(bq))
+
+  def next_tile(t):
+    """The tile after the program's tile ``t`` (traced), or the last tile itself: its loads
+    are issued a tile ahead, the last tile's unused."""
+    return jnp.minimum(t + 1, tiles_per_program - 1)
+
   def count_of(t):
     """Tile ``t``'s kept-block count, a scalar load from global memory. A tile's count bounds
     its step loops, so the warpgroups load it a tile ahead (``prefetched_count``): loaded at the
     loop bound, its latency would open every tile."""
-    return counts_ref[mask_head, lax.div(tile_start_of(t), jnp.int32(bq))]
+    return counts_ref[mask_head, q_block_of(t)]
 
-  def prefetched_count(t):
-    """``count_of(t + 1)`` (``t``'s own for the last tile, unused), issued now."""
-    if isinstance(t, int):
-      return count_of(min(t + 1, tiles_per_program - 1))
-    return count_of(jnp.minimum(t + 1, tiles_per_program - 1))
+  def prefetched_count(t, count):
+    """The count of the tile after tile ``t`` (whose count is ``count``), issued now; ``count``
+    itself with one tile a program."""
+    return count if tiles_per_program == 1 else count_of(next_tile(t))
 
   def key_start_of(q_block):
     """``key_start(step)``: the first key of query block ``q_block``'s K/V step ``step`` (a
@@ -293,9 +301,8 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
     """(first row, key_start, total steps, step counter, steps to run) of the program's tile
     ``t``, whose kept-block count is ``count``."""
     tile_start = tile_start_of(t)
-    q_block = lax.div(tile_start, jnp.int32(bq))
     total_steps = count * subs
-    key_start = key_start_of(q_block)
+    key_start = key_start_of(q_block_of(t))
     count_steps = functools.partial(_count_steps, key_start, total_steps,
                                     max_steps=max_kept * subs)
     # Steps holding a key visible to some row of the tile (its last row sees the most).
@@ -328,7 +335,7 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
       count is ``count``; returns the next tile's first step and count. Its Q comes from the
       memory warpgroup."""
       first_step, count = carry
-      next_count = prefetched_count(t)
+      next_count = prefetched_count(t, count)
       tile_start, key_start, total_steps, count_steps, tile_steps = tile_of(t, count)
       row_start = tile_start + wg * block_q
       q_buffer = q_buffer_of(t)
@@ -501,14 +508,14 @@ def _attention_kernel(indices_ref, counts_ref, q_ref, k_ref, v_ref, out_ref, sco
       def first_key_of(t):
         """The first key of the program's tile ``t``'s first step (the list entry exists even
         for a tile with no step)."""
-        return key_start_of(lax.div(tile_start_of(t), jnp.int32(bq)))(jnp.int32(0))
+        return key_start_of(q_block_of(t))(jnp.int32(0))
 
       def load_tile(t, carry):
         # Scalar loads run a step (a tile, for the next tile's count and first key) ahead of
         # the copies that need them.
         first_step, count, first_key = carry
-        next_count = prefetched_count(t)
-        next_first_key = first_key_of(jnp.minimum(t + 1, tiles_per_program - 1))
+        next_count = prefetched_count(t, count)
+        next_first_key = first_key_of(next_tile(t))
         _, key_start, _, _, tile_steps = tile_of(t, count)
 
         def load_step(kv_step, start):

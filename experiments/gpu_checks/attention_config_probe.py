@@ -74,10 +74,11 @@ def main() -> None:
       key = jax.random.key(head_dim)
       q, k, v = (jax.random.normal(subkey, (BATCH, SEQ, HEADS, head_dim), jnp.bfloat16)
                  for subkey in jax.random.split(key, 3))
-      default = mgpu_attention.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK))
       for text, (prefix, kernel) in ((text, item) for text in args.configs
                                      for item in kernels.items()):
-        launch = dataclasses.replace(default, **parse_config(text))
+        launch = dataclasses.replace(  # the kernel module's own config class
+            kernel.default_config(head_dim=head_dim, block_size=(BLOCK, BLOCK)),
+            **parse_config(text))
         timers = {}
         for name, (indices, counts) in masks.items():
           causal = name == "causal"

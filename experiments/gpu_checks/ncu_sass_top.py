@@ -22,7 +22,8 @@ SAMPLES = "Warp Stall Sampling (All Samples)"
 
 def read(path: str) -> list[tuple[str, str, float]]:
   """(address, SASS, stall samples) per instruction."""
-  rows = list(csv.reader(open(path, errors="replace")))
+  with open(path, errors="replace", newline="") as file:
+    rows = list(csv.reader(file))
   header_at = next(i for i, row in enumerate(rows) if SAMPLES in row)
   header = rows[header_at]
   address, source, samples = (header.index(name) for name in ("Address", "Source", SAMPLES))

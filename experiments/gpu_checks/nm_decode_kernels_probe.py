@@ -25,7 +25,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jsparse  # noqa: E402
-from experiments import kernel_time, timing  # noqa: E402
+from experiments import kernel_time  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
 
 BF16 = jnp.bfloat16
@@ -59,8 +59,8 @@ def main() -> None:
     dense_w = matrix.todense()
     for n in columns:
       x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
-      expected = np.asarray(jnp.dot(dense_w.astype(jnp.float32), x.astype(jnp.float32),
-                                    precision=jax.lax.Precision.HIGHEST))
+      expected = jnp.dot(dense_w.astype(jnp.float32), x.astype(jnp.float32),
+                         precision=jax.lax.Precision.HIGHEST)
       lines = {
           "dense": (lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16),
                     (dense_w, x)),
@@ -70,10 +70,8 @@ def main() -> None:
       for line, (fn, operands) in lines.items():
         record = {"shape": list(shape), "n": n, "line": line}
         try:
-          timer = timing.JaxLoopTimer(fn, [operands])
-          out = np.asarray(timer.launch(), np.float32)
-          error = float(np.abs(out - expected).max() / max(np.abs(expected).max(), 1e-30))
-          record["rel_err"] = error
+          timer = bench_common.launch_checked(record, fn, operands, expected)
+          error = record["rel_err"]
           if not np.isfinite(error) or error > 2e-2:
             raise ValueError(f"output differs from the float32 product: rel err {error:.2e}")
           if not args.smoke:
