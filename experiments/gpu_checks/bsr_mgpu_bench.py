@@ -1,7 +1,7 @@
 """Timings of the Mosaic GPU BSR SpMM kernel (issue 8), run by bsr_mgpu.sh.
 
 python3 -P experiments/gpu_checks/bsr_mgpu_bench.py OUTDIR --budget-s S [--ns 128,256,1024]
-  [--smoke]
+  [--timing kernel|loop] [--smoke]
 python3 -P experiments/gpu_checks/bsr_mgpu_bench.py OUTDIR --rerender OLD/bsr_mgpu.json
 
 bfloat16 ``A @ B``, A of 4096x4096 and 14336x4096 with random block masks (exactly
@@ -27,8 +27,12 @@ The blocks of every density are padded to the d = 0.5 count (padding past ``row_
 never read), so each JAX kernel compiles once per group. Every output is checked before it is
 timed: max |output - reference| / max |reference| against a float32 product of the same
 bfloat16 values (``jnp.dot(..., preferred_element_type=float32)``: exact products, float32
-sums). JAX timing: ``JaxLoopTimer`` medians (the op back to back in one jitted loop,
-device-side). Issue 8's BSR targets per case: time <= 1.3 x d x dense time + 5 us (MET / MISSED
+sums). Timing (``--timing``): ``kernel`` (the default): every line, JAX and torch alike, by device
+kernel time per call (``experiments.kernel_time``: each call alone in a CUPTI trace, no loop,
+no running sum, no dispatch), beside its wall-clock median (JAX: ``JaxLoopTimer``, the op back to
+back in one jitted loop; torch: CUDA events), which the rows keep; the targets use kernel time.
+``loop``: the wall-clock medians only (the method of runs before 2026-11-27, whose JAX lines carry
+the loop timer's floor of ~4.7 us an op on an H100). Issue 8's BSR targets per case: time <= 1.3 x d x dense time + 5 us (MET / MISSED
 for this kernel; the Triton kernel's verdict beside it; counted over N = 128 and 1024, the
 issue's cases), and this kernel >= 5x faster than torch's ``bsr_dense_mm``.
 Outputs, rewritten after every line (a killed run keeps what it measured): OUTDIR/bsr_mgpu.json
@@ -55,8 +59,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import jsparse
-from experiments import machine
+from experiments import kernel_time, machine
 from experiments.gpu_checks import bench_common
+from experiments.gpu_checks.bsr_masks import block_mask, bsr_operands
 from experiments.gpu_checks.bench_common import BenchLog, cuda_runtime
 from experiments.timing import TimingConfig, TorchCudaTimer
 from jsparse._gpu import structured
@@ -81,6 +86,9 @@ def parse_args():
   parser.add_argument("--budget-s", type=float, default=140.0)
   parser.add_argument("--ns", default=",".join(map(str, NS)),
                       help="comma-separated N (columns of B)")
+  parser.add_argument("--timing", choices=("kernel", "loop"), default="kernel",
+                      help="what the targets use: device kernel time per call (the default) or "
+                           "the wall-clock medians (smoke runs: loop)")
   parser.add_argument("--smoke", action="store_true")
   parser.add_argument("--rerender", metavar="JSON", default=None,
                       help="re-render an earlier run's bsr_mgpu.json (no timing)")
@@ -90,6 +98,7 @@ def parse_args():
 ARGS = parse_args()
 SMOKE = ARGS.smoke
 NS = tuple(int(n) for n in ARGS.ns.split(","))
+KERNEL_TIME = ARGS.timing == "kernel" and not SMOKE  # the interpreter has no kernels to trace
 if SMOKE:
   # N = 512: the two-warpgroup default and the one-warpgroup line, in the interpreter.
   SHAPES, NS, DENSITIES = ((256, 256),), (128, 512), (0.25, 0.5)
@@ -127,6 +136,23 @@ def case_name(shape, block_shape, num_n, density=None) -> str:
   return name if density is None else f"{name} d={density}"
 
 
+def line_us(row: dict) -> float | None:
+  """A row's time for the targets: its kernel time where it was measured, else its wall-clock
+  median (smoke runs, ``--timing loop``, runs before kernel time)."""
+  if row.get("error"):
+    return None
+  kernel_us = row.get("kernel_median_us")
+  return row["median_us"] if kernel_us is None else kernel_us
+
+
+def with_kernel_time(fields: dict, timer) -> dict:
+  """``fields`` plus the op's device kernel time (``kernel_*``) with ``KERNEL_TIME``."""
+  if KERNEL_TIME:
+    calls = kernel_time.calls_for(fields["median_us"])
+    fields.update(kernel_time.measure(timer, calls=calls).record_fields())
+  return fields
+
+
 def ratio(numerator, denominator):
   return numerator / denominator if numerator and denominator else None
 
@@ -152,7 +178,7 @@ def targets(rows_in=None):
     entry = by_case.setdefault(row["case"], dict(case=row["case"], n=row["n"],
                                                  density=row["density"], kept=row.get("kept"),
                                                  dense_us=row["dense_us"]))
-    time_us = None if row["error"] else row["median_us"]
+    time_us = line_us(row)
     if row.get("block_shape") is not None:
       entry.setdefault("shape", row["shape"])
       entry.setdefault("block_shape", row["block_shape"])
@@ -181,7 +207,9 @@ def targets(rows_in=None):
 
 def write_outputs() -> str:
   doc = dict(machine=ENV, cuda_runtime=cuda_runtime(), smoke=SMOKE,
-             timing=dataclasses.asdict(TIMING), tolerance=TOLERANCE, issue_ns=list(ISSUE_NS),
+             timing=dataclasses.asdict(TIMING),
+             targets_timing="kernel time" if KERNEL_TIME else "wall-clock medians",
+             tolerance=TOLERANCE, issue_ns=list(ISSUE_NS),
              target="time <= 1.3 x d x dense time + 5 us (d: kept block fraction)",
              targets=targets(), results=results)
   with open(f"{ARGS.out_dir}/bsr_mgpu.json", "w") as f:
@@ -210,6 +238,9 @@ def render(doc: dict, source: str | None = None) -> str:
   """The markdown of a run's JSON document (``source``: the file it was re-rendered from)."""
   env, smoke, target_rows, rows_in = doc["machine"], doc["smoke"], doc["targets"], doc["results"]
   timing = TimingConfig(**doc["timing"])
+  by_kernel = any(row.get("kernel_median_us") is not None for row in rows_in)
+  method = ("device kernel time per call (experiments.kernel_time, CUPTI; every line alike), "
+            "medians; beside it the wall-clock medians: " if by_kernel else "")
   issue_ns = tuple(doc.get("issue_ns") or (sorted({row["n"] for row in target_rows}) if smoke
                                            else (128, 1024)))
   versions = ", ".join(f"{k} {v}" for k, v in sorted(env["versions"].items()) if v)
@@ -222,7 +253,11 @@ def render(doc: dict, source: str | None = None) -> str:
     if r["error"]:
       lines.append(f"| {r['case']} | {r['line']} | - | - | - | - | {r['error'][:200]} |")
       continue
-    lines.append(f"| {r['case']} | {r['line']} | {fmt(r['median_us'], 1)} | "
+    kernel_range = ("-" if r.get("kernel_median_us") is None else
+                    f"{fmt(r.get('kernel_p10_us'), 1)}-{fmt(r.get('kernel_p90_us'), 1)}")
+    lines.append(f"| {r['case']} | {r['line']} | {fmt(r.get('kernel_median_us'), 1)} | "
+                 f"{kernel_range} | "
+                 f"{fmt(r['median_us'], 1)} | "
                  f"{fmt(r['p10_us'], 1)}-{fmt(r['p90_us'], 1)} | {fmt(r.get('rel_err'), 4)} | "
                  f"{r['check']} | {json.dumps(r.get('config'))} |")
   text = [
@@ -231,7 +266,8 @@ def render(doc: dict, source: str | None = None) -> str:
       *([f"Re-rendered from {source} (the timings of that run) with this revision's "
          "default_config selection.", ""] if source else []),
       f"Versions: {versions}; CUDA runtime {doc['cuda_runtime']}. bfloat16 A @ B, random block "
-      f"masks. {'JaxCallTimer (smoke)' if smoke else 'JaxLoopTimer'} medians (torch: "
+      f"masks. Targets by {method}"
+      f"{'JaxCallTimer (smoke)' if smoke else 'JaxLoopTimer'} medians (torch: "
       f"TorchCudaTimer, CUDA events), {timing}.", "",
       f"## Targets (issue 8: time <= 1.3 x d x dense + 5 us): {met} of {len(issue_rows)} MET "
       f"(N in {issue_ns}); >= {TORCH_SPEEDUP:g}x faster than torch bsr_dense_mm: {torch_met} of "
@@ -258,33 +294,10 @@ def render(doc: dict, source: str | None = None) -> str:
         for t in target_rows],
       "", "## Lines", "",
       "rel err: max |output - float32 product| / max |float32 product|.", "",
-      "| case | line | median us | p10-p90 | rel err | check | config |",
-      "|---|---|---|---|---|---|---|", *lines]
+      "| case | line | kernel us | kernel p10-p90 | wall median us | wall p10-p90 | rel err | "
+      "check | config |",
+      "|---|---|---|---|---|---|---|---|---|", *lines]
   return "\n".join(text)
-
-
-# -- operands -----------------------------------------------------------------------------------
-def block_mask(rng, shape, block_shape, density):
-  """bool [M / bm, K / bk] with exactly round(density x blocks) blocks kept."""
-  rows, cols = shape[0] // block_shape[0], shape[1] // block_shape[1]
-  keep = np.zeros(rows * cols, bool)
-  keep[rng.choice(rows * cols, max(1, round(density * rows * cols)), replace=False)] = True
-  return keep.reshape(rows, cols)
-
-
-def bsr_operands(key, keep, block_shape, nse):
-  """(data [nse, bm, bk] bf16, col_indices, row_offsets int32, A dense bf16 [M, K]): the kept
-  blocks in row-major order, then padding blocks up to ``nse`` (zeros, column 0)."""
-  bm, bk = block_shape
-  block_rows, block_cols = np.nonzero(keep)
-  kept = block_rows.size
-  data = jax.random.normal(key, (kept, bm, bk), BF16)
-  blocks = jnp.zeros((*keep.shape, bm, bk), BF16).at[block_rows, block_cols].set(data)
-  dense_a = blocks.transpose(0, 2, 1, 3).reshape(keep.shape[0] * bm, keep.shape[1] * bk)
-  data = jnp.concatenate([data, jnp.zeros((nse - kept, bm, bk), BF16)])
-  col_indices = jnp.asarray(np.concatenate([block_cols, np.zeros(nse - kept, int)]), jnp.int32)
-  row_offsets = jnp.asarray(np.concatenate([[0], np.cumsum(keep.sum(axis=1))]), jnp.int32)
-  return data, col_indices, row_offsets, dense_a
 
 
 def rel_err(output, expected) -> float:
@@ -300,13 +313,15 @@ class CompiledLoop(bench_common.CompiledLoop):
     super().__init__(fn, operands, per_call=SMOKE)
 
   def timed(self, operands, expected) -> dict:
-    """Times the op on ``operands`` and checks its output against ``expected``."""
+    """Times the op on ``operands`` (and its kernel time, ``with_kernel_time``) and checks its
+    output against ``expected``."""
     measurement, output = self.measure(operands, TIMING)
     error = rel_err(output, expected)
-    return dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
-                p90_us=measurement.p90_us, inner=measurement.inner,
-                repeats=measurement.repeats, timing=measurement.method, rel_err=error,
-                check="ok" if error <= TOLERANCE else f"FAILED (> {TOLERANCE})")
+    fields = dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
+                  p90_us=measurement.p90_us, inner=measurement.inner,
+                  repeats=measurement.repeats, timing=measurement.method, rel_err=error,
+                  check="ok" if error <= TOLERANCE else f"FAILED (> {TOLERANCE})")
+    return with_kernel_time(fields, self.timer.with_operands([operands]))
 
 
 def product(a, b):
@@ -318,7 +333,7 @@ def dense_line(shape, num_n, b):
   def run():
     a = jax.random.normal(jax.random.key(shape[0] + num_n), shape, BF16)
     fields = CompiledLoop(jnp.dot, (a, b)).timed((a, b), product(a, b))
-    dense_times[(shape, num_n)] = fields["median_us"]
+    dense_times[(shape, num_n)] = line_us(fields)
     return dict(**fields, config="jnp.dot bf16")
   attempt(f"{shape[0]}x{shape[1]} N{num_n}", "dense", 4, run, shape=shape, n=num_n,
           density=None)
@@ -339,12 +354,13 @@ def torch_line(case, prepare, shape, block_shape, kept_blocks, **extra):
     reference = torch.from_dlpack(expected)
     error = float((output.float() - reference).abs().max()
                   / reference.abs().max().clamp_min(1e-30))
-    return dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
-                p90_us=measurement.p90_us, inner=measurement.inner,
-                repeats=measurement.repeats, timing=measurement.method, rel_err=error,
-                check="ok" if error <= TOLERANCE else f"FAILED (> {TOLERANCE})",
-                config=f"torch.sparse._triton_ops.bsr_dense_mm, {block_shape[0]}x"
-                       f"{block_shape[1]} blocks, bfloat16")
+    fields = dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
+                  p90_us=measurement.p90_us, inner=measurement.inner,
+                  repeats=measurement.repeats, timing=measurement.method, rel_err=error,
+                  check="ok" if error <= TOLERANCE else f"FAILED (> {TOLERANCE})",
+                  config=f"torch.sparse._triton_ops.bsr_dense_mm, {block_shape[0]}x"
+                         f"{block_shape[1]} blocks, bfloat16")
+    return with_kernel_time(fields, timer)
   extra.update(shape=shape, block_shape=block_shape, kept_blocks=kept_blocks)
   if TORCH_SKIP:
     record(case=case, line="torch-bsr_dense_mm", error=TORCH_SKIP, **extra)
