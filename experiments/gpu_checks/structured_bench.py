@@ -12,13 +12,17 @@ order (round 4: 150 s for tests and timings together, N:M first):
   4096x14336, N = 1): one case each; then other N:M shapes (N = 4096, 14336x4096 prefill).
 Every jsparse result is checked against a float32 product of the same (rounded) matrix before it
 is timed (``rel_err``). Per-case errors are recorded and the run goes on; cases stop once the time
-budget is spent (the rest are listed as skipped); results are rewritten after every case. Timing:
+budget is spent (the rest are listed as skipped); results are rewritten after every case. Timing
+(``--timing``): ``kernel`` (the default on a GPU) reports every line, JAX and torch alike, by
+device kernel time per call (``experiments.kernel_time``: each call alone in a CUPTI trace, no
+Python dispatch, no loop), keeping each line's wall-clock median as ``wall_median_us``; ``loop``
+(smoke runs, and the runs before 2026-11-27) reports the wall-clock medians:
 ``timing.JaxLoopTimer`` (jitted fori_loop) for JAX, ``timing.TorchCudaTimer`` (CUDA events) for
-torch; operand copies rotate when the working set is near the 50 MiB L2 of the H100. Weights are
+torch. Operand copies rotate when the working set is near the 50 MiB L2 of the H100. Weights are
 drawn on the device (``jax.random``) so that building a 14336x4096 case costs little.
 
   python3 -P experiments/gpu_checks/structured_bench.py OUTDIR [--smoke] [--budget-s 90]
-      [--families bsr,nm,tiled] [--sparsities 0.3,0.4,0.5,0.7,0.8,0.9] [--ns 1,8,16,32]
+      [--timing kernel|loop] [--defaults-only] [--families bsr,nm,tiled] [--sparsities 0.3,0.4,0.5,0.7,0.8,0.9] [--ns 1,8,16,32]
 
 ``--families``: which case families run (default: all; the list above, filtered). ``--sparsities``
 / ``--ns``: the tiled family becomes a sweep (``tiled_sweep``) in place of its listed cases: every
@@ -45,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import timing
+from experiments import kernel_time, timing
 from jsparse.formats import BSR, NM, Tiled
 from jsparse.formats.layout import SparseLayout
 from pallas_kernels import bsr_spmm, nm_matmul, tiled_spmm
@@ -135,15 +139,17 @@ FAMILIES = ("bsr", "nm", "tiled")
 
 
 def cases(smoke: bool, families: tuple[str, ...] = FAMILIES,
-          sparsities: list[float] | None = None, ns: list[int] | None = None) -> list[Case]:
+          sparsities: list[float] | None = None, ns: list[int] | None = None,
+          variants: bool = True) -> list[Case]:
   """The listed cases (``listed_cases``) of ``families``; with ``sparsities`` or ``ns``, the tiled
-  sweep (``tiled_sweep``) where the first tiled case was, instead of the listed tiled cases."""
+  sweep (``tiled_sweep``) where the first tiled case was, instead of the listed tiled cases;
+  without ``variants``, the default launches only."""
   listed = listed_cases(smoke)
   if sparsities is not None or ns is not None:
     first = next(i for i, case in enumerate(listed) if case.family == "tiled")
     listed = (listed[:first] + tiled_sweep(smoke, sparsities or [0.7], ns or [1])
               + [case for case in listed[first:] if case.family != "tiled"])
-  return [case for case in listed if case.family in families]
+  return [case for case in listed if case.family in families and (variants or not case.variant)]
 
 
 def tiled_sweep(smoke: bool, sparsities: list[float], ns: list[int]) -> list[Case]:
@@ -287,12 +293,28 @@ def matrix_bytes(matrix, case: Case) -> int:
   return sum(int(a.size) * a.dtype.itemsize for a in arrays)
 
 
+# Whether lines report device kernel time (``--timing kernel``); set by ``main``.
+KERNEL_TIME = False
+
+
+def measured(timer: timing.Timer, config) -> dict:
+  """The timer's wall-clock measurement; with ``KERNEL_TIME`` its ``median_us`` (what the
+  targets and ratios read) is the device kernel time per call instead, the wall-clock median
+  kept as ``wall_median_us`` and the kernel fields (``kernel_*``) added."""
+  result = timer.measure(config).asdict()
+  if KERNEL_TIME:
+    fields = kernel_time.measure(timer, calls=kernel_time.calls_for(result["median_us"]))
+    result.update(fields.record_fields(), wall_median_us=result["median_us"],
+                  median_us=fields.median_us)
+  return result
+
+
 def time_jax(fn, operands: tuple, working_set: int, config) -> tuple[dict, Any]:
   copies = timing.operand_copies(working_set, L2_BYTES)
   sets = [operands] + [jax.tree_util.tree_map(jnp.copy, operands) for _ in range(copies - 1)]
   timer = timing.JaxLoopTimer(fn, sets)
   out = timer.run_once()
-  result = timer.measure(config).asdict()
+  result = measured(timer, config)
   result["cache"] = timing.cache_state(working_set, L2_BYTES, copies)
   return result, out
 
@@ -301,7 +323,7 @@ def time_torch(make_call: Callable[[], Callable[[], Any]], working_set: int, con
   copies = timing.operand_copies(working_set, L2_BYTES)
   timer = timing.TorchCudaTimer([make_call() for _ in range(copies)])
   timer.run_once()
-  result = timer.measure(config).asdict()
+  result = measured(timer, config)
   result["cache"] = timing.cache_state(working_set, L2_BYTES, copies)
   return result
 
@@ -475,13 +497,24 @@ def main() -> None:
   parser.add_argument("--sparsities", type=_floats, default=None,
                       help="tiled sweep sparsities, e.g. 0.3,0.4,0.5,0.7,0.8,0.9")
   parser.add_argument("--ns", type=_ints, default=None, help="tiled sweep N, e.g. 1,8,16,32")
+  parser.add_argument("--defaults-only", action="store_true",
+                      help="the default launches only (no VARIANTS cases)")
+  parser.add_argument("--timing", choices=("kernel", "loop"), default="kernel",
+                      help="device kernel time per call (default; smoke runs: loop) or the "
+                           "wall-clock medians")
   args = parser.parse_args()
-  all_cases = cases(args.smoke, args.families, args.sparsities, args.ns)
+  global KERNEL_TIME
+  KERNEL_TIME = args.timing == "kernel" and not args.smoke
+  all_cases = cases(args.smoke, args.families, args.sparsities, args.ns,
+                    variants=not args.defaults_only)
   args.outdir.mkdir(parents=True, exist_ok=True)
   meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
           "devices": [getattr(d, "device_kind", str(d)) for d in jax.devices()],
           "jax": jax.__version__, "dtype": "bfloat16", "smoke": args.smoke,
-          "timing": (f"jax: JaxLoopTimer (jitted fori_loop, {timing.UNROLL} calls an "
+          "timing": ("device kernel time per call (experiments.kernel_time, CUPTI), every "
+                     "line alike; median us (wall-clock medians in the JSON: wall_median_us)"
+                     if KERNEL_TIME else
+                     f"jax: JaxLoopTimer (jitted fori_loop, {timing.UNROLL} calls an "
                      "iteration), torch: CUDA events; median us"),
           "budget_s": args.budget_s,
           **({"families": ",".join(args.families)} if args.families != FAMILIES else {}),
