@@ -1,0 +1,213 @@
+// 2:4 structured sparse x dense products on the GPU's sparse tensor cores through cuSPARSELt,
+// as XLA FFI custom calls (platform "CUDA").
+//
+// Pallas cannot reach Hopper's sparse wgmma (BUILD_NOTES.md, "2:4 and the sparse tensor cores");
+// cuSPARSELt can. Built on a CUDA machine by `python -m jsparse._gpu.cusparselt build` (nvcc,
+// cuSPARSELt from the nvidia-cusparselt wheel, the FFI headers from jaxlib); never in CI.
+//
+// Layouts (all row-major): A [M, K] with 2 kept of every 4 along K, compressed once
+// (JsparseCusparseltCompress) into cuSPARSELt's opaque uint8 buffer; B [K, N]; C [M, N]; one
+// dtype for A, B and C (bfloat16 or float16), float32 accumulation.
+//
+// Plans (descriptors, algorithm, workspace size) depend on (M, K, N, dtype) and are built once
+// per process, cached behind a mutex; one cuSPARSELt handle per process.
+
+#include <cuda_runtime_api.h>
+#include <cusparseLt.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+std::string Status(const char* what, cusparseStatus_t status) {
+  return std::string("cuSPARSELt ") + what + " failed: " + cusparseLtGetErrorString(status) +
+         " (" + std::to_string(static_cast<int>(status)) + ")";
+}
+
+#define RETURN_IF_CUSPARSELT(call)                                         \
+  do {                                                                     \
+    cusparseStatus_t status_ = (call);                                     \
+    if (status_ != CUSPARSE_STATUS_SUCCESS)                                \
+      return ffi::Error(ffi::ErrorCode::kInternal, Status(#call, status_)); \
+  } while (0)
+
+struct Handle {
+  cusparseLtHandle_t handle;
+  cusparseStatus_t status;
+  Handle() { status = cusparseLtInit(&handle); }
+};
+
+// The process's handle (created on first use, on the current device).
+Handle& GetHandle() {
+  static Handle* handle = new Handle();
+  return *handle;
+}
+
+ffi::ErrorOr<cudaDataType> CudaType(ffi::DataType dtype) {
+  switch (dtype) {
+    case ffi::DataType::BF16:
+      return CUDA_R_16BF;
+    case ffi::DataType::F16:
+      return CUDA_R_16F;
+    default:
+      return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                        "cuSPARSELt products take bfloat16 or float16 operands");
+  }
+}
+
+// Descriptors of one product shape; the plan keeps pointers to them, so they live on the heap.
+struct Plan {
+  cusparseLtMatDescriptor_t a, b, c;
+  cusparseLtMatmulDescriptor_t matmul;
+  cusparseLtMatmulAlgSelection_t selection;
+  cusparseLtMatmulPlan_t plan;
+  size_t workspace = 0;
+};
+
+constexpr unsigned kAlignment = 16;
+
+ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type) {
+  cusparseLtHandle_t* handle = &GetHandle().handle;
+  const auto order = CUSPARSE_ORDER_ROW;
+  const auto op = CUSPARSE_OPERATION_NON_TRANSPOSE;
+  RETURN_IF_CUSPARSELT(cusparseLtStructuredDescriptorInit(handle, &p.a, m, k, k, kAlignment, type,
+                                                          order, CUSPARSELT_SPARSITY_50_PERCENT));
+  RETURN_IF_CUSPARSELT(
+      cusparseLtDenseDescriptorInit(handle, &p.b, k, n, n, kAlignment, type, order));
+  RETURN_IF_CUSPARSELT(
+      cusparseLtDenseDescriptorInit(handle, &p.c, m, n, n, kAlignment, type, order));
+  RETURN_IF_CUSPARSELT(cusparseLtMatmulDescriptorInit(handle, &p.matmul, op, op, &p.a, &p.b, &p.c,
+                                                      &p.c, CUSPARSE_COMPUTE_32F));
+  RETURN_IF_CUSPARSELT(cusparseLtMatmulAlgSelectionInit(handle, &p.selection, &p.matmul,
+                                                        CUSPARSELT_MATMUL_ALG_DEFAULT));
+  RETURN_IF_CUSPARSELT(cusparseLtMatmulPlanInit(handle, &p.plan, &p.matmul, &p.selection));
+  RETURN_IF_CUSPARSELT(cusparseLtMatmulGetWorkspace(handle, &p.plan, &p.workspace));
+  return ffi::Error::Success();
+}
+
+// The cached plan of (m, k, n, type), built on first use.
+ffi::ErrorOr<Plan*> GetPlan(int64_t m, int64_t k, int64_t n, cudaDataType type) {
+  static std::mutex mutex;
+  static auto* plans = new std::map<std::tuple<int64_t, int64_t, int64_t, int>,
+                                    std::unique_ptr<Plan>>();
+  if (GetHandle().status != CUSPARSE_STATUS_SUCCESS)
+    return ffi::Error(ffi::ErrorCode::kInternal, Status("cusparseLtInit", GetHandle().status));
+  std::lock_guard<std::mutex> lock(mutex);
+  auto key = std::make_tuple(m, k, n, static_cast<int>(type));
+  auto found = plans->find(key);
+  if (found != plans->end()) return found->second.get();
+  auto plan = std::make_unique<Plan>();
+  ffi::Error error = InitPlan(*plan, m, k, n, type);
+  if (error.failure()) return error;
+  Plan* raw = plan.get();
+  (*plans)[key] = std::move(plan);
+  return raw;
+}
+
+// Compressed bytes of an [m, k] matrix (and the scratch its compression needs); the plan of any
+// N serves (the compressed layout depends on A alone): N = 16.
+ffi::ErrorOr<std::pair<size_t, size_t>> CompressedSize(int64_t m, int64_t k, cudaDataType type) {
+  auto plan = GetPlan(m, k, 16, type);
+  if (plan.has_error()) return plan.error();
+  size_t size = 0, scratch = 0;
+  cusparseStatus_t status =
+      cusparseLtSpMMACompressedSize(&GetHandle().handle, &(*plan)->plan, &size, &scratch);
+  if (status != CUSPARSE_STATUS_SUCCESS)
+    return ffi::Error(ffi::ErrorCode::kInternal, Status("cusparseLtSpMMACompressedSize", status));
+  return std::make_pair(size, scratch);
+}
+
+ffi::Error CompressImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer dense,
+                        ffi::Result<ffi::AnyBuffer> compressed) {
+  auto dims = dense.dimensions();
+  if (dims.size() != 2)
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "dense A must be [M, K]");
+  auto type = CudaType(dense.element_type());
+  if (type.has_error()) return type.error();
+  auto sizes = CompressedSize(dims[0], dims[1], *type);
+  if (sizes.has_error()) return sizes.error();
+  if (compressed->size_bytes() != sizes->first)
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "compressed buffer is " + std::to_string(compressed->size_bytes()) +
+                          " bytes; cuSPARSELt needs " + std::to_string(sizes->first));
+  auto buffer = scratch.Allocate(sizes->second > 0 ? sizes->second : 1);
+  if (!buffer.has_value())
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted, "no scratch for the compression");
+  auto plan = GetPlan(dims[0], dims[1], 16, *type);
+  if (plan.has_error()) return plan.error();
+  RETURN_IF_CUSPARSELT(cusparseLtSpMMACompress(&GetHandle().handle, &(*plan)->plan,
+                                               dense.untyped_data(), compressed->untyped_data(),
+                                               *buffer, stream));
+  return ffi::Error::Success();
+}
+
+ffi::Error MatmulImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
+                      ffi::AnyBuffer compressed, ffi::AnyBuffer dense,
+                      ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k) {
+  auto dims = dense.dimensions();
+  if (dims.size() != 2 || dims[0] != k)
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "dense B must be [K, N]");
+  const int64_t n = dims[1];
+  auto type = CudaType(dense.element_type());
+  if (type.has_error()) return type.error();
+  auto plan = GetPlan(m, k, n, *type);
+  if (plan.has_error()) return plan.error();
+  void* workspace = nullptr;
+  if ((*plan)->workspace > 0) {
+    auto allocated = scratch.Allocate((*plan)->workspace);
+    if (!allocated.has_value())
+      return ffi::Error(ffi::ErrorCode::kResourceExhausted, "no scratch for the workspace");
+    workspace = *allocated;
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  RETURN_IF_CUSPARSELT(cusparseLtMatmul(&GetHandle().handle, &(*plan)->plan, &alpha,
+                                        compressed.untyped_data(), dense.untyped_data(), &beta,
+                                        out->untyped_data(), out->untyped_data(), workspace,
+                                        &stream, 1));
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseCusparseltCompress, CompressImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Ctx<ffi::ScratchAllocator>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseCusparseltMatmul, MatmulImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Ctx<ffi::ScratchAllocator>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("m")
+                                  .Attr<int64_t>("k"));
+
+// Host query for the tracer: bytes of the compressed [m, k] matrix of dtype 0 = bfloat16,
+// 1 = float16 (0 on failure, the message in `error`, up to `error_size` bytes).
+extern "C" size_t jsparse_cusparselt_compressed_size(int64_t m, int64_t k, int dtype, char* error,
+                                                     size_t error_size) {
+  auto sizes = CompressedSize(m, k, dtype == 0 ? CUDA_R_16BF : CUDA_R_16F);
+  if (sizes.has_error()) {
+    std::string message = sizes.error().message();
+    if (error_size > 0) {
+      size_t length = message.size() < error_size - 1 ? message.size() : error_size - 1;
+      message.copy(error, length);
+      error[length] = '\0';
+    }
+    return 0;
+  }
+  return sizes->first;
+}

@@ -1,0 +1,112 @@
+"""2:4 products through jsparse's cuSPARSELt custom call (``jsparse._gpu.cusparselt``) against
+dense ``jnp.dot``, jsparse's default 2:4 path (``jsparse.spmm`` on an ``NM`` matrix) and torch's
+``to_sparse_semi_structured`` (cuSPARSELt as torch drives it), all by device kernel time per call
+(``experiments.kernel_time``), on issue 8's shapes: W 4096x4096, 14336x4096, 4096x14336, bf16;
+N = 1, 8, 16 (decoding) and 1024, 4096 (prefill).
+
+    python3 -P experiments/gpu_checks/cusparselt_probe.py OUTDIR [--budget-s 300]
+
+Builds the library first (nvcc). Each output is checked against a float32 HIGHEST product of
+the same 2:4 weights before it is timed. Writes OUTDIR/cusparselt_probe.jsonl and .md.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import jsparse  # noqa: E402
+from experiments import kernel_time, timing  # noqa: E402
+from experiments.gpu_checks import bench_common  # noqa: E402
+from jsparse._gpu import cusparselt  # noqa: E402
+
+BF16 = jnp.bfloat16
+SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336))
+COLUMNS = (1, 8, 16, 1024, 4096)
+TOLERANCE = 2e-2
+
+
+def torch_timer(w_dense, x):
+  """torch's cuSPARSELt product on the same values (N padded to 8, as torch needs)."""
+  import torch
+  from torch.sparse import to_sparse_semi_structured
+  w = torch.from_dlpack(w_dense)
+  a = to_sparse_semi_structured(w)
+  xt = torch.from_dlpack(x)
+  if xt.shape[1] % 8:
+    xt = torch.nn.functional.pad(xt, (0, -xt.shape[1] % 8))
+  return timing.TorchCudaTimer([lambda: torch.mm(a, xt)])
+
+
+def main() -> None:
+  args = bench_common.probe_arguments(__doc__)
+  started = time.monotonic()
+  library = cusparselt.build(verbose=True)
+  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", library=str(library),
+                                 kernel_time="experiments.kernel_time.measure, median us")
+  header = ("| W | N | line | kernel us | dense / this | wall us | rel err |\n"
+            "|---|---|---|---|---|---|---|")
+  table = bench_common.ProbeTable(args.outdir, "cusparselt_probe", "2:4 through cuSPARSELt",
+                                  meta, header)
+  key = jax.random.key(0)
+  for shape in SHAPES:
+    matrix = jsparse.NM.fromdense(
+        jax.random.normal(jax.random.fold_in(key, shape[0] + 3 * shape[1]), shape).astype(BF16),
+        n=2, m=4)
+    w = matrix.todense()
+    start = time.monotonic()
+    compressed = cusparselt.compress(w)
+    jax.block_until_ready(compressed.data)
+    compress_s = time.monotonic() - start
+    for n in COLUMNS:
+      if time.monotonic() - started > args.budget_s:
+        table.add({"shape": shape, "n": n, "error": "skipped: budget"},
+                  f"| {shape[0]}x{shape[1]} | {n} | - | skipped | | | |")
+        continue
+      x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
+      expected = jnp.dot(w.astype(jnp.float32), x.astype(jnp.float32),
+                         precision=jax.lax.Precision.HIGHEST)
+      lines = {
+          "dense": (lambda a, v: jnp.dot(a, v, preferred_element_type=jnp.float32).astype(BF16),
+                    (w, x)),
+          "jsparse-cusparselt": (cusparselt.matmul, (compressed, x)),
+          "jsparse-nm-default": (lambda a, v: jsparse.spmm(a, v, impl="pallas"), (matrix, x)),
+      }
+      dense_us = None
+      for line, (fn, operands) in list(lines.items()) + [("torch-cusparselt", (None, None))]:
+        record = {"shape": list(shape), "n": n, "line": line,
+                  "compress_s": round(compress_s, 3)}
+        try:
+          if line == "torch-cusparselt":
+            timer = torch_timer(w, x)
+            out = timer.run_once()
+            import torch
+            record["rel_err"] = float((out[:, :n].float() - torch.from_dlpack(expected)).abs().max()
+                                      / torch.from_dlpack(expected).abs().max())
+          else:
+            timer = bench_common.launch_checked(record, fn, operands, expected)
+          if not record["rel_err"] < TOLERANCE:
+            raise ValueError(f"wrong: rel err {record['rel_err']:.2e}")
+          wall = timer.measure(bench_common.probe_timing(False))
+          record["wall_median_us"] = wall.median_us
+          record.update(kernel_time.measure(timer, calls=kernel_time.calls_for(
+              wall.median_us)).record_fields())
+        except Exception as failure:  # noqa: BLE001 - record and go on
+          record["error"] = f"{type(failure).__name__}: {failure}"[:300]
+        us = record.get("kernel_median_us")
+        if line == "dense":
+          dense_us = us
+        ratio = f"{dense_us / us:.2f}x" if us and dense_us else "-"
+        table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {line} | "
+                  f"{f'{us:.1f}' if us else record.get('error', '-')[:80]} | {ratio} | "
+                  f"{record.get('wall_median_us', 0):.1f} | {record.get('rel_err', float('nan')):.1e} |")
+
+
+if __name__ == "__main__":
+  main()

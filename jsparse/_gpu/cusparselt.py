@@ -1,0 +1,191 @@
+"""2:4 sparse x dense products on the GPU's sparse tensor cores through cuSPARSELt.
+
+Pallas cannot emit Hopper's sparse ``wgmma`` (BUILD_NOTES.md); NVIDIA's cuSPARSELt can. This
+module builds ``csrc/cuda/cusparselt_ffi.cc`` into a shared library with ``nvcc`` (against the
+``nvidia-cusparselt`` wheel that torch installs and jaxlib's XLA FFI headers), registers its two
+handlers as ``jax.ffi`` targets for the CUDA platform, and wraps them:
+
+- ``compress(w)``: a dense [M, K] bfloat16/float16 matrix with at most 2 nonzeros in every group
+  of 4 along K -> ``CompressedNM``, cuSPARSELt's opaque compressed copy (uint8, on the device).
+  Compress once per weight; the compressed layout is specific to the GPU.
+- ``matmul(a, x)``: ``CompressedNM`` [M, K] @ x [K, N] -> [M, N] of x's dtype, float32
+  accumulation. Runs under ``jit``; plans are cached per (M, K, N, dtype) in the library.
+
+GPU-only and optional: nothing here runs in CI (no GPU, no nvcc). ``available()`` says whether
+the library can be loaded (or why not); ``build()`` compiles it (``python -m
+jsparse._gpu.cusparselt build``). The library goes to ``$JSPARSE_CUSPARSELT_DIR`` or
+``~/.cache/jsparse``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SOURCE = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "cuda" / "cusparselt_ffi.cc"
+LIBRARY_NAME = "libjsparse_cusparselt.so"
+TARGETS = {"jsparse_cusparselt_compress": "JsparseCusparseltCompress",
+           "jsparse_cusparselt_matmul": "JsparseCusparseltMatmul"}
+DTYPES = {jnp.dtype(jnp.bfloat16): 0, jnp.dtype(jnp.float16): 1}
+# cuSPARSELt's 16-bit row-major products: M and K multiples of 16 (A), N padded to 16 here.
+MULTIPLE = 16
+
+
+def library_dir() -> pathlib.Path:
+  return pathlib.Path(os.environ.get("JSPARSE_CUSPARSELT_DIR")
+                      or pathlib.Path.home() / ".cache" / "jsparse")
+
+
+def cusparselt_root() -> pathlib.Path:
+  """The ``nvidia-cusparselt`` wheel's folder (include/, lib/)."""
+  import nvidia.cusparselt  # the wheel torch depends on
+  return pathlib.Path(list(nvidia.cusparselt.__path__)[0])
+
+
+def build(verbose: bool = False) -> pathlib.Path:
+  """Compiles the library with nvcc (sm_90); returns its path. Raises RuntimeError with the
+  compiler's output on failure."""
+  nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+  root = cusparselt_root()
+  out = library_dir() / LIBRARY_NAME
+  out.parent.mkdir(parents=True, exist_ok=True)
+  command = [nvcc, "-O2", "-std=c++17", "-shared", "-Xcompiler", "-fPIC",
+             "-gencode", "arch=compute_90,code=sm_90",
+             f"-I{jax.ffi.include_dir()}", f"-I{root / 'include'}", str(SOURCE),
+             f"-L{root / 'lib'}", "-l:libcusparseLt.so.0", "-Xlinker", f"-rpath={root / 'lib'}",
+             "-lcudart", "-o", str(out)]
+  result = subprocess.run(command, capture_output=True, text=True)
+  if verbose or result.returncode:
+    print(" ".join(command), result.stdout, result.stderr, sep="\n", file=sys.stderr)
+  if result.returncode:
+    raise RuntimeError(f"building {out} failed (nvcc exit {result.returncode}):\n"
+                       f"{result.stderr[-3000:]}")
+  return out
+
+
+@functools.lru_cache(maxsize=None)
+def load() -> ctypes.CDLL:
+  """The library (built first if missing), its handlers registered as jax.ffi targets."""
+  path = library_dir() / LIBRARY_NAME
+  if not path.exists():
+    build()
+  library = ctypes.CDLL(str(path))
+  for target, symbol in TARGETS.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                platform="CUDA")
+  library.jsparse_cusparselt_compressed_size.restype = ctypes.c_size_t
+  library.jsparse_cusparselt_compressed_size.argtypes = [
+      ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+  return library
+
+
+def available() -> bool | str:
+  """True when a CUDA device is visible and the library loads (building it if needed), else
+  why not."""
+  if not any(device.platform == "gpu" for device in jax.devices()):
+    return "no CUDA device visible to JAX"
+  try:
+    load()
+  except Exception as error:  # noqa: BLE001 - the reason is the answer
+    return f"{type(error).__name__}: {str(error)[:500]}"
+  return True
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class CompressedNM:
+  """cuSPARSELt's compressed copy of a 2:4 matrix.
+
+  Attributes:
+    data: uint8 [bytes] on the device, opaque (cuSPARSELt's layout for this GPU).
+    shape: (M, K) of the dense matrix.
+    dtype: its dtype (bfloat16 or float16).
+  """
+
+  data: jax.Array
+  shape: tuple[int, int] = dataclasses.field(metadata=dict(static=True))
+  dtype: Any = dataclasses.field(metadata=dict(static=True))
+
+
+def compressed_size(shape: tuple[int, int], dtype: Any) -> int:
+  """Bytes of the compressed copy of an [M, K] matrix of ``dtype`` (asks the library)."""
+  error = ctypes.create_string_buffer(512)
+  size = load().jsparse_cusparselt_compressed_size(int(shape[0]), int(shape[1]),
+                                                   DTYPES[jnp.dtype(dtype)], error, 512)
+  if size == 0:
+    raise ValueError(f"cuSPARSELt refuses an {shape[0]}x{shape[1]} {jnp.dtype(dtype)} matrix: "
+                     f"{error.value.decode(errors='replace')}")
+  return int(size)
+
+
+def check_two_four(w: Any, name: str = "w") -> None:
+  """Raises ValueError naming ``name`` unless w (concrete, [M, K]) keeps at most 2 nonzeros in
+  every group of 4 consecutive entries of a row."""
+  values = np.asarray(w)
+  groups = (values.reshape(values.shape[0], -1, 4) != 0).sum(axis=-1)
+  if (groups > 2).any():
+    row, group = np.argwhere(groups > 2)[0]
+    raise ValueError(f"{name} is not 2:4 sparse along K: row {row}, columns {4 * group}.."
+                     f"{4 * group + 3} hold {groups[row, group]} nonzeros (at most 2 of every 4)")
+
+
+def _check_matrix(w: Any, name: str) -> None:
+  if jnp.ndim(w) != 2:
+    raise ValueError(f"{name} must be 2-D [M, K], got shape {jnp.shape(w)}")
+  if jnp.dtype(w.dtype) not in DTYPES:
+    raise TypeError(f"{name} must be bfloat16 or float16 for cuSPARSELt, got {w.dtype}")
+  m, k = w.shape
+  if m % MULTIPLE or k % MULTIPLE:
+    raise ValueError(f"{name}'s shape {tuple(w.shape)} must be multiples of {MULTIPLE} for "
+                     "cuSPARSELt")
+
+
+def compress(w: jax.Array) -> CompressedNM:
+  """cuSPARSELt's compressed copy of ``w`` [M, K] (bfloat16/float16, 2:4 along K).
+
+  A concrete ``w`` is checked on the host (``check_two_four``); a traced one cannot be, and
+  entries beyond 2 of a group would be dropped silently by the compression.
+  Raises ValueError/TypeError naming ``w``."""
+  _check_matrix(w, "w")
+  if not isinstance(w, jax.core.Tracer):
+    check_two_four(w)
+  size = compressed_size(w.shape, w.dtype)
+  data = jax.ffi.ffi_call("jsparse_cusparselt_compress",
+                          jax.ShapeDtypeStruct((size,), jnp.uint8))(w)
+  return CompressedNM(data, tuple(w.shape), jnp.dtype(w.dtype))
+
+
+def matmul(a: CompressedNM, x: jax.Array) -> jax.Array:
+  """``A @ x``: A the compressed [M, K], x [K, N] of A's dtype -> [M, N] of that dtype (float32
+  accumulation). N is padded to a multiple of 16 for the call (a copy of x when it is not).
+  Raises ValueError/TypeError naming ``x``."""
+  m, k = a.shape
+  if jnp.ndim(x) != 2 or x.shape[0] != k:
+    raise ValueError(f"x must be [K, N] with K = {k}, got shape {jnp.shape(x)}")
+  if jnp.dtype(x.dtype) != jnp.dtype(a.dtype):
+    raise TypeError(f"x must have the compressed matrix's dtype {a.dtype}, got {x.dtype}")
+  n = x.shape[1]
+  padded = -(-n // MULTIPLE) * MULTIPLE
+  if padded != n:
+    x = jnp.pad(x, ((0, 0), (0, padded - n)))
+  out = jax.ffi.ffi_call("jsparse_cusparselt_matmul", jax.ShapeDtypeStruct((m, padded), x.dtype))(
+      a.data, x, m=np.int64(m), k=np.int64(k))
+  return out if padded == n else out[:, :n]
+
+
+if __name__ == "__main__":
+  if sys.argv[1:] == ["build"]:
+    print(build(verbose=True))
+  else:
+    raise SystemExit("usage: python -m jsparse._gpu.cusparselt build")

@@ -1,0 +1,60 @@
+"""jsparse._gpu.cusparselt: 2:4 products through cuSPARSELt against a float64 product of the
+same weights. The products need a CUDA GPU (and nvcc to build the library, done on first use);
+the argument checks run anywhere."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jsparse._gpu import cusparselt
+
+
+def two_four(rng, shape, dtype):
+  """A random [M, K] matrix of dtype with exactly 2 nonzeros (exact in dtype) per group of 4
+  along K, some rows empty; and its float64 copy."""
+  values = rng.integers(-8, 9, size=shape).astype(np.float64) / 4
+  values[values == 0] = 0.5
+  keep = np.zeros((shape[0], shape[1] // 4, 4), bool)
+  order = rng.random((shape[0], shape[1] // 4, 4)).argsort(axis=-1)[..., :2]
+  np.put_along_axis(keep, order, True, axis=-1)
+  w64 = np.where(keep.reshape(shape), values, 0.0)
+  w64[:2] = 0.0  # empty rows
+  return jnp.asarray(w64, dtype), w64
+
+
+def test_bad_arguments_are_refused_naming_them():
+  with pytest.raises(ValueError, match="w must be 2-D"):
+    cusparselt.compress(jnp.zeros((16,), jnp.bfloat16))
+  with pytest.raises(TypeError, match="w must be bfloat16 or float16"):
+    cusparselt.compress(jnp.zeros((16, 16), jnp.float32))
+  with pytest.raises(ValueError, match="multiples of 16"):
+    cusparselt.compress(jnp.zeros((16, 24), jnp.bfloat16))
+  bad = np.zeros((16, 16), np.float32)
+  bad[3, 4:7] = 1.0
+  with pytest.raises(ValueError, match="row 3, columns 4..7 hold 3 nonzeros"):
+    cusparselt.check_two_four(bad)
+  fake = cusparselt.CompressedNM(jnp.zeros((8,), jnp.uint8), (32, 64), jnp.dtype(jnp.bfloat16))
+  with pytest.raises(ValueError, match="x must be \\[K, N\\] with K = 64"):
+    cusparselt.matmul(fake, jnp.zeros((32, 8), jnp.bfloat16))
+  with pytest.raises(TypeError, match="x must have the compressed matrix's dtype"):
+    cusparselt.matmul(fake, jnp.zeros((64, 8), jnp.float16))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape, n, dtype", [
+    ((64, 128), 16, jnp.bfloat16), ((128, 256), 1, jnp.bfloat16), ((256, 64), 40, jnp.float16),
+    ((1024, 2048), 1024, jnp.bfloat16)])
+def test_matmul_matches_float64_product(shape, n, dtype):
+  assert cusparselt.available() is True, cusparselt.available()
+  rng = np.random.default_rng()
+  w, w64 = two_four(rng, shape, dtype)
+  x64 = rng.integers(-4, 5, size=(shape[1], n)).astype(np.float64) / 2
+  x = jnp.asarray(x64, dtype)
+  compressed = cusparselt.compress(w)
+  out = jax.jit(cusparselt.matmul)(compressed, x)
+  assert out.shape == (shape[0], n) and out.dtype == jnp.dtype(dtype)
+  expected = w64 @ x64
+  error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
+  assert error < 1e-2, error
+  assert not np.asarray(out[:2]).any()  # the empty rows
