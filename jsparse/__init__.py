@@ -9,8 +9,9 @@ from jsparse import sharding
 from jsparse.sharding import ShardedSparse, shard, unshard
 from jsparse import _cpu  # registers the C++ CPU kernels (when built) with the op registry
 from jsparse import _gpu  # registers the Pallas GPU kernels with the op registry
+from jsparse._gpu import cusparselt  # 2:4 on the sparse tensor cores (GPU only; built on use)
 
 __version__ = "0.1.0"
 
-__all__ = ["BSR", "BlockMask", "COO", "CSR", "NM", "SparseMatrix", "block_sparse_attention", "io",
-           "sddmm", "shard", "ShardedSparse", "sharding", "spmm", "spmv", "Tiled", "unshard"]
+__all__ = ["BSR", "BlockMask", "COO", "CSR", "NM", "SparseMatrix", "block_sparse_attention",
+           "cusparselt", "io", "sddmm", "shard", "ShardedSparse", "sharding", "spmm", "spmv", "Tiled", "unshard"]

@@ -32,9 +32,10 @@ kernel time per call (``experiments.kernel_time``: each call alone in a CUPTI tr
 no running sum, no dispatch), beside its wall-clock median (JAX: ``JaxLoopTimer``, the op back to
 back in one jitted loop; torch: CUDA events), which the rows keep; the targets use kernel time.
 ``loop``: the wall-clock medians only (the method of runs before 2026-11-27, whose JAX lines carry
-the loop timer's floor of ~4.7 us an op on an H100). Issue 8's BSR targets per case: time <= 1.3 x d x dense time + 5 us (MET / MISSED
-for this kernel; the Triton kernel's verdict beside it; counted over N = 128 and 1024, the
-issue's cases), and this kernel >= 5x faster than torch's ``bsr_dense_mm``.
+the loop timer's floor of ~4.7 us an op on an H100). Issue 8's BSR targets per case: time <=
+1.3 x d x dense time + 5 us (MET / MISSED for this kernel; the Triton kernel's verdict beside
+it; counted over N = 128 and 1024, the issue's cases), and this kernel >= 5x faster than torch's
+``bsr_dense_mm``.
 Outputs, rewritten after every line (a killed run keeps what it measured): OUTDIR/bsr_mgpu.json
 (every row, machine, versions, CUDA runtime, timing, date) and OUTDIR/bsr_mgpu.md (the targets
 table, then every line); the table is printed at the end.

@@ -2,7 +2,7 @@
 dense ``jnp.dot``, jsparse's default 2:4 path (``jsparse.spmm`` on an ``NM`` matrix) and torch's
 ``to_sparse_semi_structured`` (cuSPARSELt as torch drives it), all by device kernel time per call
 (``experiments.kernel_time``), on issue 8's shapes: W 4096x4096, 14336x4096, 4096x14336, bf16;
-N = 1, 8, 16 (decoding) and 1024, 4096 (prefill).
+N = 1024, 4096 (prefill), then 16 and 1 (decoding).
 
     python3 -P experiments/gpu_checks/cusparselt_probe.py OUTDIR [--budget-s 300]
 
@@ -28,7 +28,7 @@ from jsparse._gpu import cusparselt  # noqa: E402
 
 BF16 = jnp.bfloat16
 SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336))
-COLUMNS = (1, 8, 16, 1024, 4096)
+COLUMNS = (1024, 4096, 16, 1)
 TOLERANCE = 2e-2
 
 
@@ -105,7 +105,8 @@ def main() -> None:
         ratio = f"{dense_us / us:.2f}x" if us and dense_us else "-"
         table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {line} | "
                   f"{f'{us:.1f}' if us else record.get('error', '-')[:80]} | {ratio} | "
-                  f"{record.get('wall_median_us', 0):.1f} | {record.get('rel_err', float('nan')):.1e} |")
+                  f"{record.get('wall_median_us', 0):.1f} | "
+                  f"{record.get('rel_err', float('nan')):.1e} |")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ torch. Operand copies rotate when the working set is near the 50 MiB L2 of the H
 drawn on the device (``jax.random``) so that building a 14336x4096 case costs little.
 
   python3 -P experiments/gpu_checks/structured_bench.py OUTDIR [--smoke] [--budget-s 90]
-      [--timing kernel|loop] [--defaults-only] [--families bsr,nm,tiled] [--sparsities 0.3,0.4,0.5,0.7,0.8,0.9] [--ns 1,8,16,32]
+      [--timing kernel|loop] [--defaults-only] [--families bsr,nm,tiled]
+      [--sparsities 0.3,0.4,0.5,0.7,0.8,0.9] [--ns 1,8,16,32]
 
 ``--families``: which case families run (default: all; the list above, filtered). ``--sparsities``
 / ``--ns``: the tiled family becomes a sweep (``tiled_sweep``) in place of its listed cases: every

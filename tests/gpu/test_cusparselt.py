@@ -4,6 +4,8 @@ the argument checks run anywhere."""
 
 import jax
 import jax.numpy as jnp
+
+import jsparse
 import numpy as np
 import pytest
 
@@ -58,3 +60,24 @@ def test_matmul_matches_float64_product(shape, n, dtype):
   error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
   assert error < 1e-2, error
   assert not np.asarray(out[:2]).any()  # the empty rows
+
+
+@pytest.mark.gpu
+def test_from_nm_and_vmap_over_x():
+  assert cusparselt.available() is True, cusparselt.available()
+  rng = np.random.default_rng()
+  w, w64 = two_four(rng, (128, 256), jnp.bfloat16)
+  matrix = jsparse.NM.fromdense(w, n=2, m=4)
+  compressed = jsparse.cusparselt.from_nm(matrix)
+  x64 = rng.integers(-4, 5, size=(3, 256, 24)).astype(np.float64) / 2
+  out = jax.jit(jax.vmap(cusparselt.matmul, in_axes=(None, 0)))(compressed,
+                                                               jnp.asarray(x64, jnp.bfloat16))
+  expected = np.einsum("mk,bkn->bmn", w64, x64)
+  error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
+  assert out.shape == (3, 128, 24) and error < 1e-2, error
+
+
+def test_from_nm_refuses_other_patterns():
+  matrix = jsparse.NM.fromdense(jnp.ones((16, 16), jnp.bfloat16), n=1, m=4)
+  with pytest.raises(ValueError, match="matrix must be 2:4 for cuSPARSELt, got 1:4"):
+    cusparselt.from_nm(matrix)
