@@ -22,9 +22,12 @@ miscompilation, as attention_mgpu), noted in its row. Every output is checked be
 timed: max |error| against the dense masked reference
 (``reference_fn`` in float32) on batch 0, heads 0-1 (the whole problem's scores would not fit),
 and max |difference| from cuDNN (dense and causal lines, SDPA), this kernel (the Triton,
-public-op, FlexAttention and extra-config lines) on the whole output. Timing: ``JaxLoopTimer``
-(device-side: the op back to back in one jitted loop, medians), as attention_bench.py; torch
-lines ``TorchCudaTimer`` (CUDA events), as attention_bench.py.
+public-op, FlexAttention and extra-config lines) on the whole output. Timing (``--timing``):
+``kernel`` (the default) times every line, JAX and torch alike, by device kernel time per call
+(``experiments.kernel_time``: each call alone in a CUPTI trace, no Python dispatch), keeping
+each line's wall-clock median (``wall_median_us``); ``loop`` (smoke runs, and the runs before
+2026-11-27) uses the wall-clock medians: ``JaxLoopTimer`` (the op back to back in one jitted
+loop), torch lines ``TorchCudaTimer`` (CUDA events), as attention_bench.py.
 Outputs, rewritten after every line (a killed run keeps what it measured):
 OUTDIR/attention_mgpu.json (every row, machine, versions, CUDA runtime, timing, date) and
 OUTDIR/attention_mgpu.md (the issue's targets, MET / MISSED, then a table with times, ratios to
@@ -47,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import machine
+from experiments import kernel_time, machine
 from experiments.gpu_checks import bench_common
 from experiments.gpu_checks.bench_common import BenchLog, cuda_runtime
 from experiments.timing import TimingConfig, TorchCudaTimer
@@ -60,6 +63,8 @@ PUBLIC_OP_DENSITY = 0.1  # the public op's line (head dim 64)
 TILES = (1, 2, 8)
 TILES_MASKS = (0.05, 0.1, 0.5, "causal")
 TOLERANCE = 0.03  # max |error| of a bf16 output of these shapes (cuDNN's is ~1e-3)
+KERNEL_TIME_NOTE = ("Times: device kernel time per call (experiments.kernel_time), medians; "
+                    "the JSON's wall_median_us: ")
 # As attention_bench.py: samples of >= 20 ms (a JaxLoopTimer sample includes one dispatch).
 TIMING = TimingConfig(repeats=5, min_repeats=3, min_sample_s=0.02, max_total_s=0.3)
 
@@ -69,11 +74,15 @@ def parse_args():
   parser.add_argument("out_dir")
   parser.add_argument("--budget-s", type=float, default=150.0)
   parser.add_argument("--smoke", action="store_true")
+  parser.add_argument("--timing", choices=("kernel", "loop"), default="kernel",
+                      help="what the targets use: device kernel time per call (default; smoke "
+                           "runs: loop) or the wall-clock medians")
   return parser.parse_args()
 
 
 ARGS = parse_args()
 SMOKE = ARGS.smoke
+KERNEL_TIME = ARGS.timing == "kernel" and not SMOKE  # the interpreter has no kernels to trace
 if SMOKE:  # the public op's pallas lowering on the CPU (interpret mode); read by ``import jsparse``
   os.environ["JSPARSE_PALLAS_INTERPRET"] = "1"
 
@@ -225,6 +234,7 @@ def write_outputs():
       f"{', SMOKE (CPU interpret)' if SMOKE else ''})", "",
       f"Versions: {versions}; CUDA runtime {cuda_runtime()}. bf16, batch {BATCH}, {HEADS} query "
       f"and kv heads, seq {SEQ}, {BLOCK}x{BLOCK} mask blocks. "
+      f"{KERNEL_TIME_NOTE if KERNEL_TIME else ''}"
       f"{'JaxCallTimer (smoke)' if SMOKE else 'JaxLoopTimer'} medians, {TIMING}.",
       "", "## Targets (issue 9)", "", "| case | check | ratio |", "|---|---|---|",
       *target_lines, "", "## Lines", "",
@@ -270,15 +280,27 @@ def reference_error(output, operands, name):
   return max_diff(output[:1, :, :REF_HEADS], expected)
 
 
-def timed(key, loop, operands, *, check_against=None, reference_of=None):
-  """Checks, then times one line: fields for ``record``."""
-  measurement, output = loop.measure(operands)
-  times[key] = measurement.median_us
-  outputs[key] = output
-  head_dim, _, name = key
+def timing_fields(measurement, timer) -> dict:
+  """A line's timing fields: its wall-clock measurement; with ``KERNEL_TIME`` its ``median_us``
+  (what ``times``, the ratios and the targets read) is the device kernel time per call
+  (``experiments.kernel_time``), the wall-clock median kept as ``wall_median_us``."""
   fields = dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
                 p90_us=measurement.p90_us, inner=measurement.inner,
                 repeats=measurement.repeats, timing=measurement.method)
+  if KERNEL_TIME:
+    kernel = kernel_time.measure(timer, calls=kernel_time.calls_for(measurement.median_us))
+    fields.update(kernel.record_fields(), wall_median_us=measurement.median_us,
+                  median_us=kernel.median_us)
+  return fields
+
+
+def timed(key, loop, operands, *, check_against=None, reference_of=None):
+  """Checks, then times one line: fields for ``record``."""
+  measurement, output = loop.measure(operands)
+  fields = timing_fields(measurement, loop.timer.with_operands([operands]))
+  times[key] = fields["median_us"]
+  outputs[key] = output
+  head_dim, _, name = key
   errors = []
   if reference_of is not None:
     fields["max_abs_err_vs_reference"] = reference_error(output, operands[:3], reference_of)
@@ -289,7 +311,7 @@ def timed(key, loop, operands, *, check_against=None, reference_of=None):
     errors.append(fields["max_abs_diff_vs_baseline"])
   fields["check"] = "ok" if all(e <= TOLERANCE for e in errors) else f"FAILED (> {TOLERANCE})"
   cudnn = times.get((head_dim, "cudnn", "causal" if name == "causal" else 1.0))
-  fields["vs_cudnn"] = ratio(measurement.median_us, cudnn)
+  fields["vs_cudnn"] = ratio(fields["median_us"], cudnn)
   return fields
 
 
@@ -450,12 +472,9 @@ def torch_timed(key, fn, *, check_against):
   """Times a torch call (CUDA events); its [B, H, S, D] output against a JAX [B, S, H, D] one."""
   timer = TorchCudaTimer([fn])
   output = timer.run_once()
-  measurement = timer.measure(TIMING)
-  times[key] = measurement.median_us
+  fields = timing_fields(timer.measure(TIMING), timer)
+  times[key] = fields["median_us"]
   head_dim, _, name = key
-  fields = dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
-                p90_us=measurement.p90_us, inner=measurement.inner,
-                repeats=measurement.repeats, timing=measurement.method)
   ours = outputs.get(check_against)
   if ours is not None:
     fields["max_abs_diff_vs_baseline"] = float(
@@ -464,7 +483,7 @@ def torch_timed(key, fn, *, check_against):
     fields["check"] = ("ok" if fields["max_abs_diff_vs_baseline"] <= TOLERANCE
                        else f"FAILED (> {TOLERANCE})")
   cudnn = times.get((head_dim, "cudnn", "causal" if name == "causal" else 1.0))
-  fields["vs_cudnn"] = ratio(measurement.median_us, cudnn)
+  fields["vs_cudnn"] = ratio(fields["median_us"], cudnn)
   return fields
 
 
