@@ -21,7 +21,8 @@ and at N = 1024 on 14336x4096, it took 0.80-0.93x dense's time; it beat ``jspars
 GPU-only and optional: nothing here runs in CI (no GPU, no nvcc). ``available()`` says whether
 the library can be loaded (or why not); ``build()`` compiles it (``python -m
 jsparse._gpu.cusparselt build``). The library goes to ``$JSPARSE_CUSPARSELT_DIR`` or
-``~/.cache/jsparse``.
+``~/.cache/jsparse``, named by a hash of its source. One GPU a process: the cuSPARSELt handle and
+the plans belong to the device that is current at the first call.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import hashlib
 import os
 import pathlib
 import shutil
@@ -41,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 
 SOURCE = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "cuda" / "cusparselt_ffi.cc"
-LIBRARY_NAME = "libjsparse_cusparselt.so"
 TARGETS = {"jsparse_cusparselt_compress": "JsparseCusparseltCompress",
            "jsparse_cusparselt_matmul": "JsparseCusparseltMatmul"}
 DTYPES = {jnp.dtype(jnp.bfloat16): 0, jnp.dtype(jnp.float16): 1}
@@ -52,6 +53,17 @@ MULTIPLE = 16
 def library_dir() -> pathlib.Path:
   return pathlib.Path(os.environ.get("JSPARSE_CUSPARSELT_DIR")
                       or pathlib.Path.home() / ".cache" / "jsparse")
+
+
+def library_path() -> pathlib.Path:
+  """Where the library built from the current source lives: its file name carries a hash of
+  ``SOURCE``, so an edited source is rebuilt rather than an old build loaded. Raises
+  FileNotFoundError without the source (an installed package: build from a source checkout)."""
+  if not SOURCE.exists():
+    raise FileNotFoundError(f"{SOURCE} not found: the cuSPARSELt library is built from a source "
+                            "checkout of jsparse")
+  digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+  return library_dir() / f"libjsparse_cusparselt-{digest}.so"
 
 
 def cusparselt_root() -> pathlib.Path:
@@ -65,7 +77,7 @@ def build(verbose: bool = False) -> pathlib.Path:
   compiler's output on failure."""
   nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
   root = cusparselt_root()
-  out = library_dir() / LIBRARY_NAME
+  out = library_path()
   out.parent.mkdir(parents=True, exist_ok=True)
   command = [nvcc, "-O2", "-std=c++17", "-shared", "-Xcompiler", "-fPIC",
              "-gencode", "arch=compute_90,code=sm_90",
@@ -84,7 +96,7 @@ def build(verbose: bool = False) -> pathlib.Path:
 @functools.lru_cache(maxsize=None)
 def load() -> ctypes.CDLL:
   """The library (built first if missing), its handlers registered as jax.ffi targets."""
-  path = library_dir() / LIBRARY_NAME
+  path = library_path()
   if not path.exists():
     build()
   library = ctypes.CDLL(str(path))

@@ -81,3 +81,12 @@ def test_from_nm_refuses_other_patterns():
   matrix = jsparse.NM.fromdense(jnp.ones((16, 16), jnp.bfloat16), n=1, m=4)
   with pytest.raises(ValueError, match="matrix must be 2:4 for cuSPARSELt, got 1:4"):
     cusparselt.from_nm(matrix)
+
+
+def test_library_is_named_by_its_source(tmp_path, monkeypatch):
+  monkeypatch.setenv("JSPARSE_CUSPARSELT_DIR", str(tmp_path))
+  path = cusparselt.library_path()
+  assert path.parent == tmp_path and path.name.startswith("libjsparse_cusparselt-")
+  monkeypatch.setattr(cusparselt, "SOURCE", tmp_path / "missing.cc")
+  with pytest.raises(FileNotFoundError, match="source checkout"):
+    cusparselt.library_path()
