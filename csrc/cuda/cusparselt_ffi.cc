@@ -10,7 +10,9 @@
 // dtype for A, B and C (bfloat16 or float16), float32 accumulation.
 //
 // Plans (descriptors, algorithm, workspace size) depend on (M, K, N, dtype) and are built once
-// per process, cached behind a mutex; one cuSPARSELt handle per process.
+// per process, cached behind a mutex; one cuSPARSELt handle per process. A product may name
+// cuSPARSELt's algorithm (config ID; attribute alg, -1: the library's default); each choice has
+// its own plan.
 
 #include <cuda_runtime_api.h>
 #include <cusparseLt.h>
@@ -75,7 +77,13 @@ struct Plan {
 
 constexpr unsigned kAlignment = 16;
 
-ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type) {
+// A launch choice: cuSPARSELt's algorithm (config ID), -1 for its default.
+struct Choice {
+  int64_t alg = -1;
+};
+
+ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type,
+                    Choice choice) {
   cusparseLtHandle_t* handle = &GetHandle().handle;
   const auto order = CUSPARSE_ORDER_ROW;
   const auto op = CUSPARSE_OPERATION_NON_TRANSPOSE;
@@ -89,24 +97,30 @@ ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type)
                                                       &p.c, CUSPARSE_COMPUTE_32F));
   RETURN_IF_CUSPARSELT(cusparseLtMatmulAlgSelectionInit(handle, &p.selection, &p.matmul,
                                                         CUSPARSELT_MATMUL_ALG_DEFAULT));
+  if (choice.alg >= 0) {
+    int alg = static_cast<int>(choice.alg);
+    RETURN_IF_CUSPARSELT(cusparseLtMatmulAlgSetAttribute(
+        handle, &p.selection, CUSPARSELT_MATMUL_ALG_CONFIG_ID, &alg, sizeof(alg)));
+  }
   RETURN_IF_CUSPARSELT(cusparseLtMatmulPlanInit(handle, &p.plan, &p.matmul, &p.selection));
   RETURN_IF_CUSPARSELT(cusparseLtMatmulGetWorkspace(handle, &p.plan, &p.workspace));
   return ffi::Error::Success();
 }
 
-// The cached plan of (m, k, n, type), built on first use.
-ffi::ErrorOr<Plan*> GetPlan(int64_t m, int64_t k, int64_t n, cudaDataType type) {
+// The cached plan of (m, k, n, type, choice), built on first use.
+ffi::ErrorOr<Plan*> GetPlan(int64_t m, int64_t k, int64_t n, cudaDataType type,
+                            Choice choice = Choice()) {
   static std::mutex mutex;
-  static auto* plans = new std::map<std::tuple<int64_t, int64_t, int64_t, int>,
+  static auto* plans = new std::map<std::tuple<int64_t, int64_t, int64_t, int, int64_t>,
                                     std::unique_ptr<Plan>>();
   if (GetHandle().status != CUSPARSE_STATUS_SUCCESS)
     return ffi::Error(ffi::ErrorCode::kInternal, Status("cusparseLtInit", GetHandle().status));
   std::lock_guard<std::mutex> lock(mutex);
-  auto key = std::make_tuple(m, k, n, static_cast<int>(type));
+  auto key = std::make_tuple(m, k, n, static_cast<int>(type), choice.alg);
   auto found = plans->find(key);
   if (found != plans->end()) return found->second.get();
   auto plan = std::make_unique<Plan>();
-  ffi::Error error = InitPlan(*plan, m, k, n, type);
+  ffi::Error error = InitPlan(*plan, m, k, n, type, choice);
   if (error.failure()) return error;
   Plan* raw = plan.get();
   (*plans)[key] = std::move(plan);
@@ -152,14 +166,14 @@ ffi::Error CompressImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
 
 ffi::Error MatmulImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
                       ffi::AnyBuffer compressed, ffi::AnyBuffer dense,
-                      ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k) {
+                      ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t alg) {
   auto dims = dense.dimensions();
   if (dims.size() != 2 || dims[0] != k)
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "dense B must be [K, N]");
   const int64_t n = dims[1];
   auto type = CudaType(dense.element_type());
   if (type.has_error()) return type.error();
-  auto plan = GetPlan(m, k, n, *type);
+  auto plan = GetPlan(m, k, n, *type, Choice{alg});
   if (plan.has_error()) return plan.error();
   void* workspace = nullptr;
   if ((*plan)->workspace > 0) {
@@ -193,7 +207,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseCusparseltMatmul, MatmulImpl,
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<int64_t>("m")
-                                  .Attr<int64_t>("k"));
+                                  .Attr<int64_t>("k")
+                                  .Attr<int64_t>("alg"));
 
 // Host query for the tracer: bytes of the compressed [m, k] matrix of dtype 0 = bfloat16,
 // 1 = float16 (0 on failure, the message in `error`, up to `error_size` bytes).
@@ -210,4 +225,18 @@ extern "C" size_t jsparse_cusparselt_compressed_size(int64_t m, int64_t k, int d
     return 0;
   }
   return sizes->first;
+}
+
+// Host query: how many algorithms (config IDs 0 .. count - 1) cuSPARSELt offers for an
+// [m, k] x [k, n] product of dtype 0 = bfloat16, 1 = float16: its CONFIG_MAX_ID (on the H100 the
+// ID equal to it was refused as an invalid value); -1 on failure.
+extern "C" int jsparse_cusparselt_alg_count(int64_t m, int64_t k, int64_t n, int dtype) {
+  auto plan = GetPlan(m, k, n, dtype == 0 ? CUDA_R_16BF : CUDA_R_16F);
+  if (plan.has_error()) return -1;
+  int max_id = -1;
+  if (cusparseLtMatmulAlgGetAttribute(&GetHandle().handle, &(*plan)->selection,
+                                      CUSPARSELT_MATMUL_ALG_CONFIG_MAX_ID, &max_id,
+                                      sizeof(max_id)) != CUSPARSE_STATUS_SUCCESS)
+    return -1;
+  return max_id;
 }

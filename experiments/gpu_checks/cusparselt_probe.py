@@ -1,10 +1,14 @@
 """2:4 products through jsparse's cuSPARSELt custom call (``jsparse._gpu.cusparselt``) against
-dense ``jnp.dot``, jsparse's default 2:4 path (``jsparse.spmm`` on an ``NM`` matrix) and torch's
+dense ``jnp.dot``, the same with the algorithm ``autotune`` picks, jsparse's default 2:4 path
+(``jsparse.spmm`` on an ``NM`` matrix) and torch's
 ``to_sparse_semi_structured`` (cuSPARSELt as torch drives it), all by device kernel time per call
 (``experiments.kernel_time``), on issue 8's shapes: W 4096x4096, 14336x4096, 4096x14336, bf16;
 N = 1024, 4096 (prefill), then 16 and 1 (decoding).
 
-    python3 -P experiments/gpu_checks/cusparselt_probe.py OUTDIR [--budget-s 300]
+    python3 -P experiments/gpu_checks/cusparselt_probe.py OUTDIR [--budget-s 300] [--algs]
+
+``--algs``: instead, every algorithm cuSPARSELt offers at prefill (N = 1024 on the three weights,
+N = 4096 on 4096x4096), against dense (OUTDIR/cusparselt_algs.jsonl, .md).
 
 Builds the library first (nvcc). Each output is checked against a float32 HIGHEST product of
 the same 2:4 weights before it is timed. Writes OUTDIR/cusparselt_probe.jsonl and .md.
@@ -12,6 +16,7 @@ the same 2:4 weights before it is timed. Writes OUTDIR/cusparselt_probe.jsonl an
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import sys
 import time
@@ -44,8 +49,60 @@ def torch_timer(w_dense, x):
   return timing.TorchCudaTimer([lambda: torch.mm(a, xt)])
 
 
+def algs_main(args) -> None:
+  """``--algs``: at prefill, every algorithm cuSPARSELt offers (``alg`` 0 .. ``alg_count`` - 1),
+  each against dense and the default launch."""
+  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", plan="algs",
+                                 kernel_time="experiments.kernel_time.measure, median us")
+  table = bench_common.ProbeTable(args.outdir, "cusparselt_algs", "cuSPARSELt algorithms",
+                                  meta, "| W | N | launch | kernel us | dense / this | rel err |\n"
+                                  "|---|---|---|---|---|---|")
+  started = time.monotonic()
+  key = jax.random.key(0)
+  for shape, n in ((4096, 4096), 1024), ((4096, 14336), 1024), ((14336, 4096), 1024), \
+                  ((4096, 4096), 4096):
+    matrix = jsparse.NM.fromdense(
+        jax.random.normal(jax.random.fold_in(key, shape[0] + 3 * shape[1]), shape).astype(BF16),
+        n=2, m=4)
+    w = matrix.todense()
+    compressed = cusparselt.compress(w)
+    x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
+    expected = jnp.dot(w.astype(jnp.float32), x.astype(jnp.float32),
+                       precision=jax.lax.Precision.HIGHEST)
+    launches = [("dense", lambda a, v: jnp.dot(a, v, preferred_element_type=jnp.float32
+                                               ).astype(BF16), (w, x)),
+                ("default", cusparselt.matmul, (compressed, x))]
+    launches += [(f"alg {alg}", functools.partial(cusparselt.matmul, alg=alg), (compressed, x))
+                 for alg in range(cusparselt.alg_count(*shape, n, BF16))]
+    dense_us = None
+    for name, fn, operands in launches:
+      record = {"shape": list(shape), "n": n, "launch": name}
+      if time.monotonic() - started > args.budget_s:
+        record["error"] = "skipped: budget"
+      else:
+        try:
+          timer = bench_common.launch_checked(record, fn, operands, expected)
+          if not record["rel_err"] < TOLERANCE:
+            raise ValueError(f"wrong: rel err {record['rel_err']:.2e}")
+          record.update(kernel_time.measure(timer).record_fields())
+        except Exception as failure:  # noqa: BLE001 - record and go on
+          record["error"] = f"{type(failure).__name__}: {failure}"[:300]
+      us = record.get("kernel_median_us")
+      dense_us = us if name == "dense" else dense_us
+      ratio = f"{dense_us / us:.2f}x" if us and dense_us else "-"
+      table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {name} | "
+                f"{f'{us:.1f}' if us else record.get('error', '-')[:80]} | {ratio} | "
+                f"{record.get('rel_err', float('nan')):.1e} |")
+
+
 def main() -> None:
-  args = bench_common.probe_arguments(__doc__)
+  args = bench_common.probe_arguments(
+      __doc__, lambda parser: parser.add_argument(
+          "--algs", action="store_true", help="every cuSPARSELt algorithm at prefill"))
+  if args.algs:
+    cusparselt.build(verbose=True)
+    algs_main(args)
+    return
   started = time.monotonic()
   library = cusparselt.build(verbose=True)
   meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", library=str(library),
@@ -76,6 +133,9 @@ def main() -> None:
           "dense": (lambda a, v: jnp.dot(a, v, preferred_element_type=jnp.float32).astype(BF16),
                     (w, x)),
           "jsparse-cusparselt": (cusparselt.matmul, (compressed, x)),
+          "jsparse-cusparselt-autotuned": (
+              functools.partial(cusparselt.matmul, alg=cusparselt.autotune(compressed, n)),
+              (compressed, x)),
           "jsparse-nm-default": (lambda a, v: jsparse.spmm(a, v, impl="pallas"), (matrix, x)),
       }
       dense_us = None

@@ -13,10 +13,13 @@ handlers as ``jax.ffi`` targets for the CUDA platform, and wraps them:
   accumulation. Runs under ``jit`` and ``vmap`` (over x, one call per batch entry); plans are
   cached per (M, K, N, dtype) in the library. No autodiff: for inference.
 
-When to use it (H100, experiments/results/h100-2026-11-27-cusparselt/): prefill. At N = 4096,
-and at N = 1024 on 14336x4096, it took 0.80-0.93x dense's time; it beat ``jsparse.spmm`` on the
-``NM`` matrix (expand, then XLA's dot) on every prefill shape. For decoding (N <= 16),
-``jsparse.spmm``'s Pallas kernels are faster.
+- ``autotune(a, n)``: times every algorithm cuSPARSELt offers for the shape (eagerly) and
+  records the fastest for ``matmul``; without it, prefill (N >= 1024) takes algorithm 3.
+
+When to use it (H100, experiments/results/h100-2026-11-27-cusparselt/): prefill. At N = 1024
+and 4096 on 4096x4096, 14336x4096 and 4096x14336 bf16 weights it ran 1.34-1.54x faster than
+dense and beat ``jsparse.spmm`` on the ``NM`` matrix (expand, then XLA's dot) everywhere. For
+decoding (N <= 16), ``jsparse.spmm``'s Pallas kernels are faster.
 
 GPU-only and optional: nothing here runs in CI (no GPU, no nvcc). ``available()`` says whether
 the library can be loaded (or why not); ``build()`` compiles it (``python -m
@@ -193,10 +196,68 @@ def from_nm(matrix: Any) -> CompressedNM:
   return compress(matrix.todense())
 
 
-def matmul(a: CompressedNM, x: jax.Array) -> jax.Array:
+def alg_count(m: int, k: int, n: int, dtype: Any) -> int:
+  """How many algorithms (config IDs 0 .. count - 1) cuSPARSELt offers for an [m, k] x [k, n]
+  product of ``dtype``."""
+  library = load()
+  library.jsparse_cusparselt_alg_count.restype = ctypes.c_int
+  library.jsparse_cusparselt_alg_count.argtypes = [ctypes.c_int64, ctypes.c_int64,
+                                                   ctypes.c_int64, ctypes.c_int]
+  found = library.jsparse_cusparselt_alg_count(m, k, n, DTYPES[jnp.dtype(dtype)])
+  if found < 1:
+    raise ValueError(f"cuSPARSELt has no algorithm for {m}x{k} @ {k}x{n} {jnp.dtype(dtype)}")
+  return int(found)
+
+
+# Algorithms chosen by ``autotune``, per (M, K, N, dtype): ``matmul`` uses them.
+_TUNED: dict[tuple[int, int, int, str], int] = {}
+# Without a tuned choice, prefill (N >= PREFILL_MIN_N) takes PREFILL_ALG, decoding the library's
+# default. H100, bf16 (experiments/results/h100-2026-11-27-cusparselt/algs/): algorithm 3 took
+# 0.69-0.79x dense's time on 4096x4096 @ 1024 / 4096, 4096x14336 and 14336x4096 @ 1024, within
+# 1.10x of each shape's best; the library's default, 0.81-1.28x.
+PREFILL_ALG = 3
+PREFILL_MIN_N = 1024
+
+
+def default_alg(m: int, k: int, n: int, dtype: Any) -> int | None:
+  """The algorithm ``matmul`` uses for a shape when none is given: ``autotune``'s choice, else
+  ``PREFILL_ALG`` at N >= ``PREFILL_MIN_N``, else None (the library's default)."""
+  tuned = _TUNED.get((m, k, n, jnp.dtype(dtype).name))
+  if tuned is not None:
+    return tuned
+  return PREFILL_ALG if n >= PREFILL_MIN_N else None
+
+
+def autotune(a: CompressedNM, n: int, *, calls: int = 5) -> int:
+  """Times every algorithm cuSPARSELt offers for ``a`` @ [K, n] (eagerly, on random x, the
+  median of ``calls`` runs each after a warm-up) and records the fastest for ``matmul``.
+  Returns it. Call outside ``jit``, once per shape."""
+  import time
+  m, k = a.shape
+  padded = -(-n // MULTIPLE) * MULTIPLE
+  x = jax.random.normal(jax.random.key(0), (k, padded)).astype(a.dtype)
+  best, best_s = None, float("inf")
+  for alg in range(alg_count(m, k, padded, a.dtype)):
+    run = jax.jit(functools.partial(matmul, alg=alg))
+    jax.block_until_ready(run(a, x))
+    times = []
+    for _ in range(calls):
+      start = time.perf_counter()
+      jax.block_until_ready(run(a, x))
+      times.append(time.perf_counter() - start)
+    if sorted(times)[calls // 2] < best_s:
+      best, best_s = alg, sorted(times)[calls // 2]
+  _TUNED[(m, k, padded, jnp.dtype(a.dtype).name)] = best
+  return best
+
+
+def matmul(a: CompressedNM, x: jax.Array, *, alg: int | None = None) -> jax.Array:
   """``A @ x``: A the compressed [M, K], x [K, N] of A's dtype -> [M, N] of that dtype (float32
-  accumulation), by cuSPARSELt's default algorithm. N is padded to a multiple of 16 for the call
-  (a copy of x when it is not). Raises ValueError/TypeError naming ``x``."""
+  accumulation). N is padded to a multiple of 16 for the call (a copy of x when it is not).
+  ``alg``: cuSPARSELt's algorithm (0 .. ``alg_count`` - 1); None takes ``default_alg``.
+  Raises ValueError/TypeError naming ``x`` or ``alg``."""
+  if alg is not None and (not isinstance(alg, int) or alg < 0):
+    raise ValueError(f"alg must be None or an int >= 0, got {alg!r}")
   m, k = a.shape
   if jnp.ndim(x) != 2 or x.shape[0] != k:
     raise ValueError(f"x must be [K, N] with K = {k}, got shape {jnp.shape(x)}")
@@ -204,10 +265,13 @@ def matmul(a: CompressedNM, x: jax.Array) -> jax.Array:
     raise TypeError(f"x must have the compressed matrix's dtype {a.dtype}, got {x.dtype}")
   n = x.shape[1]
   padded = -(-n // MULTIPLE) * MULTIPLE
+  if alg is None:
+    alg = default_alg(m, k, padded, a.dtype)
   if padded != n:
     x = jnp.pad(x, ((0, 0), (0, padded - n)))
   out = jax.ffi.ffi_call("jsparse_cusparselt_matmul", jax.ShapeDtypeStruct((m, padded), x.dtype),
-                         vmap_method="sequential")(a.data, x, m=np.int64(m), k=np.int64(k))
+                         vmap_method="sequential")(
+      a.data, x, m=np.int64(m), k=np.int64(k), alg=np.int64(-1 if alg is None else alg))
   return out if padded == n else out[:, :n]
 
 

@@ -41,6 +41,15 @@ def test_bad_arguments_are_refused_naming_them():
     cusparselt.matmul(fake, jnp.zeros((32, 8), jnp.bfloat16))
   with pytest.raises(TypeError, match="x must have the compressed matrix's dtype"):
     cusparselt.matmul(fake, jnp.zeros((64, 8), jnp.float16))
+  with pytest.raises(ValueError, match="alg must be None or an int >= 0"):
+    cusparselt.matmul(fake, jnp.zeros((64, 8), jnp.bfloat16), alg=-1)
+
+
+def test_default_algorithm_prefers_a_tuned_choice(monkeypatch):
+  monkeypatch.setattr(cusparselt, "_TUNED", {(256, 512, 2048, "bfloat16"): 5})
+  assert cusparselt.default_alg(256, 512, 2048, jnp.bfloat16) == 5
+  assert cusparselt.default_alg(256, 512, 1024, jnp.bfloat16) == cusparselt.PREFILL_ALG
+  assert cusparselt.default_alg(256, 512, 16, jnp.bfloat16) is None
 
 
 @pytest.mark.gpu
@@ -60,6 +69,25 @@ def test_matmul_matches_float64_product(shape, n, dtype):
   error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
   assert error < 1e-2, error
   assert not np.asarray(out[:2]).any()  # the empty rows
+
+
+@pytest.mark.gpu
+def test_every_algorithm_gives_the_product_and_autotune_picks_one():
+  assert cusparselt.available() is True, cusparselt.available()
+  rng = np.random.default_rng()
+  w, w64 = two_four(rng, (256, 512), jnp.bfloat16)
+  x64 = rng.integers(-4, 5, size=(512, 128)).astype(np.float64) / 2
+  x = jnp.asarray(x64, jnp.bfloat16)
+  compressed = cusparselt.compress(w)
+  expected = w64 @ x64
+  count = cusparselt.alg_count(256, 512, 128, jnp.bfloat16)
+  assert count >= 1
+  for alg in range(count):
+    out = cusparselt.matmul(compressed, x, alg=alg)
+    error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
+    assert error < 1e-2, (alg, error)
+  chosen = cusparselt.autotune(compressed, 128, calls=3)
+  assert 0 <= chosen < count and cusparselt.default_alg(256, 512, 128, jnp.bfloat16) == chosen
 
 
 @pytest.mark.gpu
@@ -84,9 +112,15 @@ def test_from_nm_refuses_other_patterns():
 
 
 def test_library_is_named_by_its_source(tmp_path, monkeypatch):
+  # The installed package (what CI imports) holds no csrc/: the source is made here.
   monkeypatch.setenv("JSPARSE_CUSPARSELT_DIR", str(tmp_path))
-  path = cusparselt.library_path()
-  assert path.parent == tmp_path and path.name.startswith("libjsparse_cusparselt-")
+  source = tmp_path / "cusparselt_ffi.cc"
+  monkeypatch.setattr(cusparselt, "SOURCE", source)
+  source.write_text("// one version")
+  first = cusparselt.library_path()
+  assert first.parent == tmp_path and first.name.startswith("libjsparse_cusparselt-")
+  source.write_text("// another version")
+  assert cusparselt.library_path() != first
   monkeypatch.setattr(cusparselt, "SOURCE", tmp_path / "missing.cc")
   with pytest.raises(FileNotFoundError, match="source checkout"):
     cusparselt.library_path()
