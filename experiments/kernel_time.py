@@ -168,3 +168,14 @@ def measure(timer: Timer, calls: int = 15, gap_s: float = 0.002, warmup: int = 2
 def calls_for(op_us: float, budget_s: float = 0.5, most: int = 15, least: int = 5) -> int:
   """Calls to trace for an op of ``op_us`` within about ``budget_s`` (``least`` at the least)."""
   return int(max(least, min(most, budget_s * 1e6 / max(op_us, 1.0))))
+
+
+def as_median(fields: dict, timer: Timer) -> dict:
+  """A line's timing ``fields`` (its wall-clock ``median_us``) with the op's kernel time made
+  their ``median_us``: the kernel fields (``kernel_*``, ``calls_for`` the wall median) added and
+  the wall-clock median kept as ``wall_median_us``. For check scripts whose ratios and targets
+  read ``median_us``."""
+  kernel = measure(timer, calls=calls_for(fields["median_us"]))
+  fields.update(kernel.record_fields(), wall_median_us=fields["median_us"],
+                median_us=kernel.median_us)
+  return fields

@@ -9,10 +9,9 @@
 // (JsparseCusparseltCompress) into cuSPARSELt's opaque uint8 buffer; B [K, N]; C [M, N]; one
 // dtype for A, B and C (bfloat16 or float16), float32 accumulation.
 //
-// Plans (descriptors, algorithm, workspace size) depend on (M, K, N, dtype) and are built once
-// per process, cached behind a mutex; one cuSPARSELt handle per process. A product may name
-// cuSPARSELt's algorithm (config ID; attribute alg, -1: the library's default); each choice has
-// its own plan.
+// Plans (descriptors, algorithm, workspace size) depend on (M, K, N, dtype, algorithm) and are
+// built once per process, cached behind a mutex; one cuSPARSELt handle per process. A product
+// may name cuSPARSELt's algorithm (config ID; attribute alg, -1: the library's default).
 
 #include <cuda_runtime_api.h>
 #include <cusparseLt.h>
@@ -127,14 +126,16 @@ ffi::ErrorOr<Plan*> GetPlan(int64_t m, int64_t k, int64_t n, cudaDataType type,
   return raw;
 }
 
-// Compressed bytes of an [m, k] matrix (and the scratch its compression needs); the plan of any
-// N serves (the compressed layout depends on A alone): N = 16.
-ffi::ErrorOr<std::pair<size_t, size_t>> CompressedSize(int64_t m, int64_t k, cudaDataType type) {
-  auto plan = GetPlan(m, k, 16, type);
-  if (plan.has_error()) return plan.error();
+// The plan compressions use: the compressed layout depends on A alone, so any N serves (16).
+ffi::ErrorOr<Plan*> CompressionPlan(int64_t m, int64_t k, cudaDataType type) {
+  return GetPlan(m, k, 16, type);
+}
+
+// Compressed bytes of the plan's A (and the scratch its compression needs).
+ffi::ErrorOr<std::pair<size_t, size_t>> CompressedSize(Plan* plan) {
   size_t size = 0, scratch = 0;
   cusparseStatus_t status =
-      cusparseLtSpMMACompressedSize(&GetHandle().handle, &(*plan)->plan, &size, &scratch);
+      cusparseLtSpMMACompressedSize(&GetHandle().handle, &plan->plan, &size, &scratch);
   if (status != CUSPARSE_STATUS_SUCCESS)
     return ffi::Error(ffi::ErrorCode::kInternal, Status("cusparseLtSpMMACompressedSize", status));
   return std::make_pair(size, scratch);
@@ -147,7 +148,9 @@ ffi::Error CompressImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
     return ffi::Error(ffi::ErrorCode::kInvalidArgument, "dense A must be [M, K]");
   auto type = CudaType(dense.element_type());
   if (type.has_error()) return type.error();
-  auto sizes = CompressedSize(dims[0], dims[1], *type);
+  auto plan = CompressionPlan(dims[0], dims[1], *type);
+  if (plan.has_error()) return plan.error();
+  auto sizes = CompressedSize(*plan);
   if (sizes.has_error()) return sizes.error();
   if (compressed->size_bytes() != sizes->first)
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
@@ -156,8 +159,6 @@ ffi::Error CompressImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
   auto buffer = scratch.Allocate(sizes->second > 0 ? sizes->second : 1);
   if (!buffer.has_value())
     return ffi::Error(ffi::ErrorCode::kResourceExhausted, "no scratch for the compression");
-  auto plan = GetPlan(dims[0], dims[1], 16, *type);
-  if (plan.has_error()) return plan.error();
   RETURN_IF_CUSPARSELT(cusparseLtSpMMACompress(&GetHandle().handle, &(*plan)->plan,
                                                dense.untyped_data(), compressed->untyped_data(),
                                                *buffer, stream));
@@ -214,7 +215,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseCusparseltMatmul, MatmulImpl,
 // 1 = float16 (0 on failure, the message in `error`, up to `error_size` bytes).
 extern "C" size_t jsparse_cusparselt_compressed_size(int64_t m, int64_t k, int dtype, char* error,
                                                      size_t error_size) {
-  auto sizes = CompressedSize(m, k, dtype == 0 ? CUDA_R_16BF : CUDA_R_16F);
+  auto plan = CompressionPlan(m, k, dtype == 0 ? CUDA_R_16BF : CUDA_R_16F);
+  auto sizes = plan.has_error() ? ffi::ErrorOr<std::pair<size_t, size_t>>(plan.error())
+                                : CompressedSize(*plan);
   if (sizes.has_error()) {
     std::string message = sizes.error().message();
     if (error_size > 0) {

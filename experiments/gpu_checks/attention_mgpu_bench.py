@@ -287,11 +287,7 @@ def timing_fields(measurement, timer) -> dict:
   fields = dict(median_us=measurement.median_us, p10_us=measurement.p10_us,
                 p90_us=measurement.p90_us, inner=measurement.inner,
                 repeats=measurement.repeats, timing=measurement.method)
-  if KERNEL_TIME:
-    kernel = kernel_time.measure(timer, calls=kernel_time.calls_for(measurement.median_us))
-    fields.update(kernel.record_fields(), wall_median_us=measurement.median_us,
-                  median_us=kernel.median_us)
-  return fields
+  return kernel_time.as_median(fields, timer) if KERNEL_TIME else fields
 
 
 def timed(key, loop, operands, *, check_against=None, reference_of=None):

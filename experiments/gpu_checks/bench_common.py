@@ -141,6 +141,23 @@ def rel_err(out: Any, expected: Any) -> float:
   return float(jnp.max(jnp.abs(out - expected)) / jnp.max(jnp.abs(expected)))
 
 
+def dense_bf16(w: Any, x: Any) -> Any:
+  """The bf16 probes' dense baseline: ``w @ x`` accumulated in float32, cast to bfloat16."""
+  import jax.numpy as jnp
+  return jnp.dot(w, x, preferred_element_type=jnp.float32).astype(jnp.bfloat16)
+
+
+def bf16_columns_and_reference(key: Any, w: Any, n: int) -> tuple[Any, Any]:
+  """(x: [K, n] bfloat16 normal draws keyed by ``n``, the float32 HIGHEST product ``w @ x``)
+  for a weight ``w`` [M, K]."""
+  import jax
+  import jax.numpy as jnp
+  x = jax.random.normal(jax.random.fold_in(key, n), (w.shape[1], n)).astype(jnp.bfloat16)
+  expected = jnp.dot(w.astype(jnp.float32), x.astype(jnp.float32),
+                     precision=jax.lax.Precision.HIGHEST)
+  return x, expected
+
+
 def launch_checked(record: dict, fn: Callable[..., Any], operands: tuple, expected: Any, *,
                    output: Callable[[Any], Any] = lambda out: out) -> Any:
   """``fn``'s one-op loop timer (``timing.JaxLoopTimer``), launched once, its error against

@@ -37,16 +37,50 @@ COLUMNS = (1024, 4096, 16, 1)
 TOLERANCE = 2e-2
 
 
-def torch_timer(w_dense, x):
-  """torch's cuSPARSELt product on the same values (N padded to 8, as torch needs)."""
+def two_four_weight(key, shape):
+  """(the ``NM`` 2:4 matrix of a random bf16 [M, K] weight, its dense bf16 copy)."""
+  values = jax.random.normal(jax.random.fold_in(key, shape[0] + 3 * shape[1]), shape)
+  matrix = jsparse.NM.fromdense(values.astype(BF16), n=2, m=4)
+  return matrix, matrix.todense()
+
+
+def torch_timer(record, w_dense, x, expected):
+  """torch's cuSPARSELt product on the same values (N padded to 8, as torch needs), its error
+  against ``expected`` added to ``record`` as ``launch_checked`` does for the JAX lines."""
   import torch
   from torch.sparse import to_sparse_semi_structured
-  w = torch.from_dlpack(w_dense)
-  a = to_sparse_semi_structured(w)
+  a = to_sparse_semi_structured(torch.from_dlpack(w_dense))
   xt = torch.from_dlpack(x)
   if xt.shape[1] % 8:
     xt = torch.nn.functional.pad(xt, (0, -xt.shape[1] % 8))
-  return timing.TorchCudaTimer([lambda: torch.mm(a, xt)])
+  timer = timing.TorchCudaTimer([lambda: torch.mm(a, xt)])
+  reference = torch.from_dlpack(expected)
+  out = timer.run_once()[:, :x.shape[1]].float()
+  record["rel_err"] = float((out - reference).abs().max() / reference.abs().max())
+  return timer
+
+
+def time_line(record, make_timer, *, wall: bool) -> None:
+  """Adds to ``record`` the launch's kernel time (and with ``wall`` its wall-clock median), or
+  its ``error``: ``make_timer(record)`` returns the launched, checked timer."""
+  try:
+    timer = make_timer(record)
+    if not record["rel_err"] < TOLERANCE:
+      raise ValueError(f"wrong: rel err {record['rel_err']:.2e}")
+    calls = 15
+    if wall:
+      record["wall_median_us"] = timer.measure(bench_common.probe_timing(False)).median_us
+      calls = kernel_time.calls_for(record["wall_median_us"])
+    record.update(kernel_time.measure(timer, calls=calls).record_fields())
+  except Exception as failure:  # noqa: BLE001 - record and go on
+    record["error"] = f"{type(failure).__name__}: {failure}"[:300]
+
+
+def kernel_cells(record, dense_us) -> str:
+  """"kernel us | dense / this" cells of a row (the error in the first where it failed)."""
+  us = record.get("kernel_median_us")
+  ratio = f"{dense_us / us:.2f}x" if us and dense_us else "-"
+  return f"{f'{us:.1f}' if us else record.get('error', '-')[:80]} | {ratio}"
 
 
 def algs_main(args) -> None:
@@ -61,16 +95,10 @@ def algs_main(args) -> None:
   key = jax.random.key(0)
   for shape, n in ((4096, 4096), 1024), ((4096, 14336), 1024), ((14336, 4096), 1024), \
                   ((4096, 4096), 4096):
-    matrix = jsparse.NM.fromdense(
-        jax.random.normal(jax.random.fold_in(key, shape[0] + 3 * shape[1]), shape).astype(BF16),
-        n=2, m=4)
-    w = matrix.todense()
+    _, w = two_four_weight(key, shape)
     compressed = cusparselt.compress(w)
-    x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
-    expected = jnp.dot(w.astype(jnp.float32), x.astype(jnp.float32),
-                       precision=jax.lax.Precision.HIGHEST)
-    launches = [("dense", lambda a, v: jnp.dot(a, v, preferred_element_type=jnp.float32
-                                               ).astype(BF16), (w, x)),
+    x, expected = bench_common.bf16_columns_and_reference(key, w, n)
+    launches = [("dense", bench_common.dense_bf16, (w, x)),
                 ("default", cusparselt.matmul, (compressed, x))]
     launches += [(f"alg {alg}", functools.partial(cusparselt.matmul, alg=alg), (compressed, x))
                  for alg in range(cusparselt.alg_count(*shape, n, BF16))]
@@ -80,31 +108,22 @@ def algs_main(args) -> None:
       if time.monotonic() - started > args.budget_s:
         record["error"] = "skipped: budget"
       else:
-        try:
-          timer = bench_common.launch_checked(record, fn, operands, expected)
-          if not record["rel_err"] < TOLERANCE:
-            raise ValueError(f"wrong: rel err {record['rel_err']:.2e}")
-          record.update(kernel_time.measure(timer).record_fields())
-        except Exception as failure:  # noqa: BLE001 - record and go on
-          record["error"] = f"{type(failure).__name__}: {failure}"[:300]
-      us = record.get("kernel_median_us")
-      dense_us = us if name == "dense" else dense_us
-      ratio = f"{dense_us / us:.2f}x" if us and dense_us else "-"
+        time_line(record, functools.partial(bench_common.launch_checked, fn=fn,
+                                            operands=operands, expected=expected), wall=False)
+      dense_us = record.get("kernel_median_us") if name == "dense" else dense_us
       table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {name} | "
-                f"{f'{us:.1f}' if us else record.get('error', '-')[:80]} | {ratio} | "
-                f"{record.get('rel_err', float('nan')):.1e} |")
+                f"{kernel_cells(record, dense_us)} | {bench_common.rel_err_cell(record)} |")
 
 
 def main() -> None:
   args = bench_common.probe_arguments(
       __doc__, lambda parser: parser.add_argument(
           "--algs", action="store_true", help="every cuSPARSELt algorithm at prefill"))
-  if args.algs:
-    cusparselt.build(verbose=True)
-    algs_main(args)
-    return
   started = time.monotonic()
   library = cusparselt.build(verbose=True)
+  if args.algs:
+    algs_main(args)
+    return
   meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", library=str(library),
                                  kernel_time="experiments.kernel_time.measure, median us")
   header = ("| W | N | line | kernel us | dense / this | wall us | rel err |\n"
@@ -113,10 +132,7 @@ def main() -> None:
                                   meta, header)
   key = jax.random.key(0)
   for shape in SHAPES:
-    matrix = jsparse.NM.fromdense(
-        jax.random.normal(jax.random.fold_in(key, shape[0] + 3 * shape[1]), shape).astype(BF16),
-        n=2, m=4)
-    w = matrix.todense()
+    matrix, w = two_four_weight(key, shape)
     start = time.monotonic()
     compressed = cusparselt.compress(w)
     jax.block_until_ready(compressed.data)
@@ -126,47 +142,28 @@ def main() -> None:
         table.add({"shape": shape, "n": n, "error": "skipped: budget"},
                   f"| {shape[0]}x{shape[1]} | {n} | - | skipped | | | |")
         continue
-      x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
-      expected = jnp.dot(w.astype(jnp.float32), x.astype(jnp.float32),
-                         precision=jax.lax.Precision.HIGHEST)
+      x, expected = bench_common.bf16_columns_and_reference(key, w, n)
       lines = {
-          "dense": (lambda a, v: jnp.dot(a, v, preferred_element_type=jnp.float32).astype(BF16),
-                    (w, x)),
+          "dense": (bench_common.dense_bf16, (w, x)),
           "jsparse-cusparselt": (cusparselt.matmul, (compressed, x)),
           "jsparse-cusparselt-autotuned": (
               functools.partial(cusparselt.matmul, alg=cusparselt.autotune(compressed, n)),
               (compressed, x)),
           "jsparse-nm-default": (lambda a, v: jsparse.spmm(a, v, impl="pallas"), (matrix, x)),
       }
+      timers = {line: functools.partial(bench_common.launch_checked, fn=fn, operands=operands,
+                                        expected=expected)
+                for line, (fn, operands) in lines.items()}
+      timers["torch-cusparselt"] = lambda record: torch_timer(record, w, x, expected)
       dense_us = None
-      for line, (fn, operands) in list(lines.items()) + [("torch-cusparselt", (None, None))]:
+      for line, make_timer in timers.items():
         record = {"shape": list(shape), "n": n, "line": line,
                   "compress_s": round(compress_s, 3)}
-        try:
-          if line == "torch-cusparselt":
-            timer = torch_timer(w, x)
-            out = timer.run_once()
-            import torch
-            record["rel_err"] = float((out[:, :n].float() - torch.from_dlpack(expected)).abs().max()
-                                      / torch.from_dlpack(expected).abs().max())
-          else:
-            timer = bench_common.launch_checked(record, fn, operands, expected)
-          if not record["rel_err"] < TOLERANCE:
-            raise ValueError(f"wrong: rel err {record['rel_err']:.2e}")
-          wall = timer.measure(bench_common.probe_timing(False))
-          record["wall_median_us"] = wall.median_us
-          record.update(kernel_time.measure(timer, calls=kernel_time.calls_for(
-              wall.median_us)).record_fields())
-        except Exception as failure:  # noqa: BLE001 - record and go on
-          record["error"] = f"{type(failure).__name__}: {failure}"[:300]
-        us = record.get("kernel_median_us")
-        if line == "dense":
-          dense_us = us
-        ratio = f"{dense_us / us:.2f}x" if us and dense_us else "-"
+        time_line(record, make_timer, wall=True)
+        dense_us = record.get("kernel_median_us") if line == "dense" else dense_us
         table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {line} | "
-                  f"{f'{us:.1f}' if us else record.get('error', '-')[:80]} | {ratio} | "
-                  f"{record.get('wall_median_us', 0):.1f} | "
-                  f"{record.get('rel_err', float('nan')):.1e} |")
+                  f"{kernel_cells(record, dense_us)} | {record.get('wall_median_us', 0):.1f} | "
+                  f"{bench_common.rel_err_cell(record)} |")
 
 
 if __name__ == "__main__":

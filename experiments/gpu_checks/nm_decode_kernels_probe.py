@@ -58,12 +58,9 @@ def main() -> None:
     matrix = jsparse.NM.fromdense(values.astype(BF16), n=2, m=4)
     dense_w = matrix.todense()
     for n in columns:
-      x = jax.random.normal(jax.random.fold_in(key, n), (shape[1], n)).astype(BF16)
-      expected = jnp.dot(dense_w.astype(jnp.float32), x.astype(jnp.float32),
-                         precision=jax.lax.Precision.HIGHEST)
+      x, expected = bench_common.bf16_columns_and_reference(key, dense_w, n)
       lines = {
-          "dense": (lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16),
-                    (dense_w, x)),
+          "dense": (bench_common.dense_bf16, (dense_w, x)),
           "jsparse-nm": (lambda a, v: jsparse.spmm(a, v, impl="pallas"), (matrix, x)),
       }
       dense_us = None

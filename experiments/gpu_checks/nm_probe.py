@@ -207,7 +207,7 @@ def main() -> None:
     if (shape, n) not in dense_cache:
       dense_w = dense.astype(BF16)
       dense_cache[(shape, n)], _ = structured_bench.time_jax(
-          lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16),
+          bench_common.dense_bf16,
           (dense_w, x), dense_w.size * 2 + x.size * 2 + shape[0] * n * 2, config)
       del dense_w
     dense_us = dense_cache[(shape, n)]["median_us"]

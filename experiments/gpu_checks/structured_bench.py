@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import kernel_time, timing
+from experiments.gpu_checks import bench_common
 from jsparse.formats import BSR, NM, Tiled
 from jsparse.formats.layout import SparseLayout
 from pallas_kernels import bsr_spmm, nm_matmul, tiled_spmm
@@ -303,11 +304,7 @@ def measured(timer: timing.Timer, config) -> dict:
   targets and ratios read) is the device kernel time per call instead, the wall-clock median
   kept as ``wall_median_us`` and the kernel fields (``kernel_*``) added."""
   result = timer.measure(config).asdict()
-  if KERNEL_TIME:
-    fields = kernel_time.measure(timer, calls=kernel_time.calls_for(result["median_us"]))
-    result.update(fields.record_fields(), wall_median_us=result["median_us"],
-                  median_us=fields.median_us)
-  return result
+  return kernel_time.as_median(result, timer) if KERNEL_TIME else result
 
 
 def time_jax(fn, operands: tuple, working_set: int, config) -> tuple[dict, Any]:
@@ -375,7 +372,7 @@ def run_case(case: Case, row: dict, built: dict, dense_cache: dict, key: jax.Arr
   if shapes not in dense_cache:  # the dense time depends on the shapes only
     wj = dense.astype(BF16)
     dense_cache[shapes], _ = time_jax(
-        lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16), (wj, x),
+        bench_common.dense_bf16, (wj, x),
         wj.size * 2 + x.size * 2 + out_bytes, config)
   row["dense"] = dense_cache[shapes]
   bound = target_us(case, row["dense"]["median_us"])

@@ -208,7 +208,7 @@ def main() -> None:
     working_set = max(expand_bytes, gather_bytes) + x.size * 2 + shape[0] * n * 2
     if (shape, n) not in dense_cache:
       dense_cache[(shape, n)], _ = structured_bench.time_jax(
-          lambda w, v: jnp.dot(w, v, preferred_element_type=jnp.float32).astype(BF16),
+          bench_common.dense_bf16,
           (dense, x), dense.size * 2 + x.size * 2 + shape[0] * n * 2, config)
     dense_us = dense_cache[(shape, n)]["median_us"]
     base = structured.tiled_config(matrix.layout, n)

@@ -9,10 +9,9 @@ handlers as ``jax.ffi`` targets for the CUDA platform, and wraps them:
   of 4 along K -> ``CompressedNM``, cuSPARSELt's opaque compressed copy (uint8, on the device).
   Compress once per weight; the compressed layout is specific to the GPU.
 - ``from_nm(matrix)``: the same from a 2:4 ``jsparse.NM`` matrix (expanded, then compressed).
-- ``matmul(a, x)``: ``CompressedNM`` [M, K] @ x [K, N] -> [M, N] of x's dtype, float32
-  accumulation. Runs under ``jit`` and ``vmap`` (over x, one call per batch entry); plans are
-  cached per (M, K, N, dtype) in the library. No autodiff: for inference.
-
+- ``matmul(a, x, alg=None)``: ``CompressedNM`` [M, K] @ x [K, N] -> [M, N] of x's dtype,
+  float32 accumulation. Runs under ``jit`` and ``vmap`` (over x, one call per batch entry);
+  plans are cached per (M, K, N, dtype, algorithm) in the library. No autodiff: for inference.
 - ``autotune(a, n)``: times every algorithm cuSPARSELt offers for the shape (eagerly) and
   records the fastest for ``matmul``; without it, prefill (N >= 1024) takes algorithm 3.
 
@@ -39,11 +38,14 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from pallas_kernels import _common
 
 SOURCE = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "cuda" / "cusparselt_ffi.cc"
 TARGETS = {"jsparse_cusparselt_compress": "JsparseCusparseltCompress",
@@ -109,6 +111,9 @@ def load() -> ctypes.CDLL:
   library.jsparse_cusparselt_compressed_size.restype = ctypes.c_size_t
   library.jsparse_cusparselt_compressed_size.argtypes = [
       ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+  library.jsparse_cusparselt_alg_count.restype = ctypes.c_int
+  library.jsparse_cusparselt_alg_count.argtypes = [ctypes.c_int64, ctypes.c_int64,
+                                                   ctypes.c_int64, ctypes.c_int]
   return library
 
 
@@ -196,14 +201,15 @@ def from_nm(matrix: Any) -> CompressedNM:
   return compress(matrix.todense())
 
 
+def padded_columns(n: int) -> int:
+  """The N a product of ``n`` columns runs at: ``n`` rounded up to a multiple of 16."""
+  return -(-n // MULTIPLE) * MULTIPLE
+
+
 def alg_count(m: int, k: int, n: int, dtype: Any) -> int:
   """How many algorithms (config IDs 0 .. count - 1) cuSPARSELt offers for an [m, k] x [k, n]
   product of ``dtype``."""
-  library = load()
-  library.jsparse_cusparselt_alg_count.restype = ctypes.c_int
-  library.jsparse_cusparselt_alg_count.argtypes = [ctypes.c_int64, ctypes.c_int64,
-                                                   ctypes.c_int64, ctypes.c_int]
-  found = library.jsparse_cusparselt_alg_count(m, k, n, DTYPES[jnp.dtype(dtype)])
+  found = load().jsparse_cusparselt_alg_count(m, k, n, DTYPES[jnp.dtype(dtype)])
   if found < 1:
     raise ValueError(f"cuSPARSELt has no algorithm for {m}x{k} @ {k}x{n} {jnp.dtype(dtype)}")
   return int(found)
@@ -229,14 +235,17 @@ def default_alg(m: int, k: int, n: int, dtype: Any) -> int | None:
 
 
 def autotune(a: CompressedNM, n: int, *, calls: int = 5) -> int:
-  """Times every algorithm cuSPARSELt offers for ``a`` @ [K, n] (eagerly, on random x, the
-  median of ``calls`` runs each after a warm-up) and records the fastest for ``matmul``.
-  Returns it. Call outside ``jit``, once per shape."""
-  import time
+  """Times every algorithm cuSPARSELt offers for ``a`` @ [K, n] (eagerly, on random x: the
+  median wall time of ``calls`` runs each after a warm-up, dispatch included alike) and records
+  the fastest for ``matmul``. Returns it. Call outside ``jit``, once per shape.
+  Raises ValueError naming ``n`` or ``calls`` when not a positive int."""
+  for name, value in (("n", n), ("calls", calls)):
+    if not isinstance(value, int) or value < 1:
+      raise ValueError(f"{name} must be a positive int, got {value!r}")
   m, k = a.shape
-  padded = -(-n // MULTIPLE) * MULTIPLE
+  padded = padded_columns(n)
   x = jax.random.normal(jax.random.key(0), (k, padded)).astype(a.dtype)
-  best, best_s = None, float("inf")
+  medians = []
   for alg in range(alg_count(m, k, padded, a.dtype)):
     run = jax.jit(functools.partial(matmul, alg=alg))
     jax.block_until_ready(run(a, x))
@@ -245,8 +254,8 @@ def autotune(a: CompressedNM, n: int, *, calls: int = 5) -> int:
       start = time.perf_counter()
       jax.block_until_ready(run(a, x))
       times.append(time.perf_counter() - start)
-    if sorted(times)[calls // 2] < best_s:
-      best, best_s = alg, sorted(times)[calls // 2]
+    medians.append(float(np.median(times)))
+  best = int(np.argmin(medians))
   _TUNED[(m, k, padded, jnp.dtype(a.dtype).name)] = best
   return best
 
@@ -264,11 +273,13 @@ def matmul(a: CompressedNM, x: jax.Array, *, alg: int | None = None) -> jax.Arra
   if jnp.dtype(x.dtype) != jnp.dtype(a.dtype):
     raise TypeError(f"x must have the compressed matrix's dtype {a.dtype}, got {x.dtype}")
   n = x.shape[1]
-  padded = -(-n // MULTIPLE) * MULTIPLE
+  padded = padded_columns(n)
   if alg is None:
     alg = default_alg(m, k, padded, a.dtype)
-  if padded != n:
-    x = jnp.pad(x, ((0, 0), (0, padded - n)))
+  elif alg >= (count := alg_count(m, k, padded, a.dtype)):
+    raise ValueError(f"alg must be below {count} (cuSPARSELt's algorithms for {m}x{k} @ "
+                     f"{k}x{padded}), got {alg}")
+  x = _common.pad_columns(x, MULTIPLE)
   out = jax.ffi.ffi_call("jsparse_cusparselt_matmul", jax.ShapeDtypeStruct((m, padded), x.dtype),
                          vmap_method="sequential")(
       a.data, x, m=np.int64(m), k=np.int64(k), alg=np.int64(-1 if alg is None else alg))

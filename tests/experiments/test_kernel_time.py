@@ -19,6 +19,7 @@ if importlib.util.find_spec("experiments") is None:  # `python -P -m pytest`: ro
 from experiments import grid, kernel_time, lines, machine, roofline, runner, timing  # noqa: E402
 
 GAP_NS = 2_000_000
+_MEASURE = kernel_time.measure
 
 
 def _calls(per_call, start=1_000):
@@ -95,6 +96,15 @@ def test_measure_uses_the_first_backend_that_finds_every_call(monkeypatch):
     kernel_time.measure(_FakeTimer(), calls=5, gap_s=0.0001, backends=("short",))
   with pytest.raises(ValueError, match="calls must be >= 1"):
     kernel_time.measure(_FakeTimer(), calls=0)
+
+
+def test_as_median_makes_kernel_time_the_median_and_keeps_the_wall_clock(monkeypatch):
+  monkeypatch.setitem(kernel_time.TRACERS, "jax-profiler", _tracer([4.0] * 15))
+  monkeypatch.setattr(kernel_time, "measure",  # short gaps: a fast test
+                      lambda timer, calls: _MEASURE(timer, calls=calls, gap_s=1e-4))
+  fields = kernel_time.as_median({"median_us": 9.5, "p10_us": 9.0}, _FakeTimer())
+  assert fields["median_us"] == pytest.approx(4.0) and fields["wall_median_us"] == 9.5
+  assert fields["kernel_median_us"] == pytest.approx(4.0) and fields["p10_us"] == 9.0
 
 
 def test_calls_for_bounds_the_trace():

@@ -43,6 +43,11 @@ def test_bad_arguments_are_refused_naming_them():
     cusparselt.matmul(fake, jnp.zeros((64, 8), jnp.float16))
   with pytest.raises(ValueError, match="alg must be None or an int >= 0"):
     cusparselt.matmul(fake, jnp.zeros((64, 8), jnp.bfloat16), alg=-1)
+  for n in (0, 2.5):
+    with pytest.raises(ValueError, match="n must be a positive int"):
+      cusparselt.autotune(fake, n)
+  with pytest.raises(ValueError, match="calls must be a positive int"):
+    cusparselt.autotune(fake, 8, calls=0)
 
 
 def test_default_algorithm_prefers_a_tuned_choice(monkeypatch):
@@ -86,6 +91,8 @@ def test_every_algorithm_gives_the_product_and_autotune_picks_one():
     out = cusparselt.matmul(compressed, x, alg=alg)
     error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
     assert error < 1e-2, (alg, error)
+  with pytest.raises(ValueError, match=f"alg must be below {count}"):
+    cusparselt.matmul(compressed, x, alg=count)
   chosen = cusparselt.autotune(compressed, 128, calls=3)
   assert 0 <= chosen < count and cusparselt.default_alg(256, 512, 128, jnp.bfloat16) == chosen
 
