@@ -76,9 +76,13 @@ struct Plan {
 
 constexpr unsigned kAlignment = 16;
 
-// A launch choice: cuSPARSELt's algorithm (config ID), -1 for its default.
+// A launch choice: cuSPARSELt's algorithm (config ID), -1 for its default; and the layout of the
+// dense operand and result: B [K, N] and C [M, N] row-major, or with `tokens_major` B given as
+// X [N, K] row-major (op T) and C written as Y [N, M] row-major (C column-major), so that a
+// layer's Y = X @ A^T needs no transposes around the call (as torch's _cslt_sparse_mm does).
 struct Choice {
   int64_t alg = -1;
+  bool tokens_major = false;
 };
 
 ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type,
@@ -88,12 +92,20 @@ ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type,
   const auto op = CUSPARSE_OPERATION_NON_TRANSPOSE;
   RETURN_IF_CUSPARSELT(cusparseLtStructuredDescriptorInit(handle, &p.a, m, k, k, kAlignment, type,
                                                           order, CUSPARSELT_SPARSITY_50_PERCENT));
-  RETURN_IF_CUSPARSELT(
-      cusparseLtDenseDescriptorInit(handle, &p.b, k, n, n, kAlignment, type, order));
-  RETURN_IF_CUSPARSELT(
-      cusparseLtDenseDescriptorInit(handle, &p.c, m, n, n, kAlignment, type, order));
-  RETURN_IF_CUSPARSELT(cusparseLtMatmulDescriptorInit(handle, &p.matmul, op, op, &p.a, &p.b, &p.c,
-                                                      &p.c, CUSPARSE_COMPUTE_32F));
+  if (choice.tokens_major) {
+    RETURN_IF_CUSPARSELT(
+        cusparseLtDenseDescriptorInit(handle, &p.b, n, k, k, kAlignment, type, order));
+    RETURN_IF_CUSPARSELT(cusparseLtDenseDescriptorInit(handle, &p.c, m, n, m, kAlignment, type,
+                                                       CUSPARSE_ORDER_COL));
+  } else {
+    RETURN_IF_CUSPARSELT(
+        cusparseLtDenseDescriptorInit(handle, &p.b, k, n, n, kAlignment, type, order));
+    RETURN_IF_CUSPARSELT(
+        cusparseLtDenseDescriptorInit(handle, &p.c, m, n, n, kAlignment, type, order));
+  }
+  const auto op_b = choice.tokens_major ? CUSPARSE_OPERATION_TRANSPOSE : op;
+  RETURN_IF_CUSPARSELT(cusparseLtMatmulDescriptorInit(handle, &p.matmul, op, op_b, &p.a, &p.b,
+                                                      &p.c, &p.c, CUSPARSE_COMPUTE_32F));
   RETURN_IF_CUSPARSELT(cusparseLtMatmulAlgSelectionInit(handle, &p.selection, &p.matmul,
                                                         CUSPARSELT_MATMUL_ALG_DEFAULT));
   if (choice.alg >= 0) {
@@ -110,12 +122,12 @@ ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type,
 ffi::ErrorOr<Plan*> GetPlan(int64_t m, int64_t k, int64_t n, cudaDataType type,
                             Choice choice = Choice()) {
   static std::mutex mutex;
-  static auto* plans = new std::map<std::tuple<int64_t, int64_t, int64_t, int, int64_t>,
+  static auto* plans = new std::map<std::tuple<int64_t, int64_t, int64_t, int, int64_t, bool>,
                                     std::unique_ptr<Plan>>();
   if (GetHandle().status != CUSPARSE_STATUS_SUCCESS)
     return ffi::Error(ffi::ErrorCode::kInternal, Status("cusparseLtInit", GetHandle().status));
   std::lock_guard<std::mutex> lock(mutex);
-  auto key = std::make_tuple(m, k, n, static_cast<int>(type), choice.alg);
+  auto key = std::make_tuple(m, k, n, static_cast<int>(type), choice.alg, choice.tokens_major);
   auto found = plans->find(key);
   if (found != plans->end()) return found->second.get();
   auto plan = std::make_unique<Plan>();
@@ -167,14 +179,16 @@ ffi::Error CompressImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
 
 ffi::Error MatmulImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
                       ffi::AnyBuffer compressed, ffi::AnyBuffer dense,
-                      ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t alg) {
+                      ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t alg,
+                      int64_t tokens_major) {
   auto dims = dense.dimensions();
-  if (dims.size() != 2 || dims[0] != k)
-    return ffi::Error(ffi::ErrorCode::kInvalidArgument, "dense B must be [K, N]");
-  const int64_t n = dims[1];
+  if (dims.size() != 2 || dims[tokens_major ? 1 : 0] != k)
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      tokens_major ? "dense X must be [N, K]" : "dense B must be [K, N]");
+  const int64_t n = dims[tokens_major ? 0 : 1];
   auto type = CudaType(dense.element_type());
   if (type.has_error()) return type.error();
-  auto plan = GetPlan(m, k, n, *type, Choice{alg});
+  auto plan = GetPlan(m, k, n, *type, Choice{alg, tokens_major != 0});
   if (plan.has_error()) return plan.error();
   void* workspace = nullptr;
   if ((*plan)->workspace > 0) {
@@ -209,7 +223,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseCusparseltMatmul, MatmulImpl,
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<int64_t>("m")
                                   .Attr<int64_t>("k")
-                                  .Attr<int64_t>("alg"));
+                                  .Attr<int64_t>("alg")
+                                  .Attr<int64_t>("tokens_major"));
 
 // Host query for the tracer: bytes of the compressed [m, k] matrix of dtype 0 = bfloat16,
 // 1 = float16 (0 on failure, the message in `error`, up to `error_size` bytes).
@@ -231,10 +246,13 @@ extern "C" size_t jsparse_cusparselt_compressed_size(int64_t m, int64_t k, int d
 }
 
 // Host query: how many algorithms (config IDs 0 .. count - 1) cuSPARSELt offers for an
-// [m, k] x [k, n] product of dtype 0 = bfloat16, 1 = float16: its CONFIG_MAX_ID (on the H100 the
+// [m, k] x [k, n] product of dtype 0 = bfloat16, 1 = float16 (layout as Choice::tokens_major):
+// its CONFIG_MAX_ID (on the H100 the
 // ID equal to it was refused as an invalid value); -1 on failure.
-extern "C" int jsparse_cusparselt_alg_count(int64_t m, int64_t k, int64_t n, int dtype) {
-  auto plan = GetPlan(m, k, n, dtype == 0 ? CUDA_R_16BF : CUDA_R_16F);
+extern "C" int jsparse_cusparselt_alg_count(int64_t m, int64_t k, int64_t n, int dtype,
+                                           int tokens_major) {
+  auto plan =
+      GetPlan(m, k, n, dtype == 0 ? CUDA_R_16BF : CUDA_R_16F, Choice{-1, tokens_major != 0});
   if (plan.has_error()) return -1;
   int max_id = -1;
   if (cusparseLtMatmulAlgGetAttribute(&GetHandle().handle, &(*plan)->selection,

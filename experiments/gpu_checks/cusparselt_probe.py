@@ -10,6 +10,18 @@ N = 1024, 4096 (prefill), then 16 and 1 (decoding).
 ``--algs``: instead, every algorithm cuSPARSELt offers at prefill (N = 1024 on the three weights,
 N = 4096 on 4096x4096), against dense (OUTDIR/cusparselt_algs.jsonl, .md).
 
+``--crossover``: instead, where cuSPARSELt overtakes the Pallas N:M kernels (what
+``cusparselt.ROUTE_MIN_N`` is set from): N = 16 .. 2048 on the three weights, lines dense,
+cuSPARSELt with its default algorithm and with algorithm 3, ``jsparse.spmm`` on the ``NM``
+matrix (Pallas) and on the ``CompressedNM`` (routed by N) (OUTDIR/cusparselt_crossover.*).
+``--shapes 4096x14336`` limits it to some weights.
+
+``--layer``: instead, a linear layer's product ``x [N, K] @ W.T`` on MiniLM's weight shapes
+(384x384, 1536x384, 384x1536) and 4096x4096 at N = 128 and 4096: dense, ``jsparse.ops.
+matmul_transposed`` on the NM matrix (Pallas), cuSPARSELt through ``matmul`` with a transpose
+on each side, and through ``matmul_transposed`` (tokens-major: no transposes) with its default
+and its autotuned algorithm (OUTDIR/cusparselt_layer.*).
+
 Builds the library first (nvcc). Each output is checked against a float32 HIGHEST product of
 the same 2:4 weights before it is timed. Writes OUTDIR/cusparselt_probe.jsonl and .md.
 """
@@ -115,14 +127,113 @@ def algs_main(args) -> None:
                 f"{kernel_cells(record, dense_us)} | {bench_common.rel_err_cell(record)} |")
 
 
+CROSSOVER_COLUMNS = (16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+def crossover_main(args) -> None:
+  """``--crossover``: cuSPARSELt against the Pallas N:M kernels from decoding to prefill."""
+  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", plan="crossover",
+                                 route_min_n=cusparselt.ROUTE_MIN_N,
+                                 kernel_time="experiments.kernel_time.measure, median us")
+  table = bench_common.ProbeTable(args.outdir, "cusparselt_crossover",
+                                  "cuSPARSELt against the Pallas N:M kernels by N", meta,
+                                  "| W | N | line | kernel us | dense / this | rel err |\n"
+                                  "|---|---|---|---|---|---|")
+  started = time.monotonic()
+  key = jax.random.key(0)
+  for shape in args.shapes or SHAPES:
+    matrix, w = two_four_weight(key, shape)
+    routed = cusparselt.from_nm(matrix)
+    for n in CROSSOVER_COLUMNS:
+      x, expected = bench_common.bf16_columns_and_reference(key, w, n)
+      lines = [("dense", bench_common.dense_bf16, (w, x)),
+               ("cusparselt-default-alg", functools.partial(cusparselt.matmul, alg=None)
+                if n < cusparselt.PREFILL_MIN_N else None, (routed, x)),
+               ("cusparselt-alg3", functools.partial(cusparselt.matmul, alg=3), (routed, x)),
+               ("spmm-nm-pallas", lambda a, v: jsparse.spmm(a, v, impl="pallas"), (matrix, x)),
+               ("spmm-compressed-routed", jsparse.spmm, (routed, x))]
+      dense_us = None
+      for line, fn, operands in lines:
+        if fn is None:  # the default is algorithm 3 from PREFILL_MIN_N up
+          continue
+        record = {"shape": list(shape), "n": n, "line": line}
+        if time.monotonic() - started > args.budget_s:
+          record["error"] = "skipped: budget"
+        else:
+          time_line(record, functools.partial(bench_common.launch_checked, fn=fn,
+                                              operands=operands, expected=expected), wall=False)
+        dense_us = record.get("kernel_median_us") if line == "dense" else dense_us
+        table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {line} | "
+                  f"{kernel_cells(record, dense_us)} | {bench_common.rel_err_cell(record)} |")
+
+
+LAYER_SHAPES = ((384, 384), (1536, 384), (384, 1536), (4096, 4096))
+LAYER_TOKENS = (128, 4096)
+
+
+def layer_main(args) -> None:
+  """``--layer``: ``x @ W.T`` with x [N, K] tokens-major, as a linear layer calls it."""
+  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", plan="layer",
+                                 kernel_time="experiments.kernel_time.measure, median us")
+  table = bench_common.ProbeTable(args.outdir, "cusparselt_layer",
+                                  "A layer's x @ W.T: cuSPARSELt layouts against dense", meta,
+                                  "| W | N | line | kernel us | dense / this | rel err |\n"
+                                  "|---|---|---|---|---|---|")
+  started = time.monotonic()
+  key = jax.random.key(0)
+  dense_layer = lambda w, x: jnp.dot(x, w.T, preferred_element_type=jnp.float32).astype(BF16)  # noqa: E731
+  for shape in LAYER_SHAPES:
+    matrix, w = two_four_weight(key, shape)
+    compressed = cusparselt.from_nm(matrix)
+    for n in LAYER_TOKENS:
+      columns, expected = bench_common.bf16_columns_and_reference(key, w, n)
+      x, expected = jnp.asarray(columns.T), expected.T  # tokens-major, contiguous
+      tuned = cusparselt.autotune(compressed, n, tokens_major=True)
+      lines = [("dense", dense_layer, (w, x)),
+               ("spmm-nm-pallas", lambda a, v: jsparse.ops.matmul_transposed(v, a, impl="pallas"),
+                (matrix, x)),
+               ("cusparselt-transposes", lambda c, v: cusparselt.matmul(c, v.T).T,
+                (compressed, x)),
+               ("cusparselt-tokens-major", lambda c, v: cusparselt.matmul_transposed(v, c),
+                (compressed, x)),
+               (f"cusparselt-tokens-major-alg{tuned}",
+                functools.partial(lambda c, v, alg: cusparselt.matmul_transposed(v, c, alg=alg),
+                                  alg=tuned), (compressed, x))]
+      dense_us = None
+      for line, fn, operands in lines:
+        record = {"shape": list(shape), "n": n, "line": line}
+        if time.monotonic() - started > args.budget_s:
+          record["error"] = "skipped: budget"
+        else:
+          time_line(record, functools.partial(bench_common.launch_checked, fn=fn,
+                                              operands=operands, expected=expected), wall=False)
+        dense_us = record.get("kernel_median_us") if line == "dense" else dense_us
+        table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {line} | "
+                  f"{kernel_cells(record, dense_us)} | {bench_common.rel_err_cell(record)} |")
+
+
 def main() -> None:
-  args = bench_common.probe_arguments(
-      __doc__, lambda parser: parser.add_argument(
-          "--algs", action="store_true", help="every cuSPARSELt algorithm at prefill"))
+  def options(parser):
+    parser.add_argument("--algs", action="store_true", help="every cuSPARSELt algorithm at prefill")
+    parser.add_argument("--crossover", action="store_true",
+                        help="cuSPARSELt against the Pallas N:M kernels by N")
+    parser.add_argument("--shapes", type=lambda text: [tuple(map(int, shape.split("x")))
+                                                       for shape in text.split(",")],
+                        help="--crossover's weights, e.g. 4096x14336")
+    parser.add_argument("--layer", action="store_true",
+                        help="a layer's x @ W.T through each cuSPARSELt layout")
+
+  args = bench_common.probe_arguments(__doc__, options)
   started = time.monotonic()
   library = cusparselt.build(verbose=True)
   if args.algs:
     algs_main(args)
+    return
+  if args.crossover:
+    crossover_main(args)
+    return
+  if args.layer:
+    layer_main(args)
     return
   meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", library=str(library),
                                  kernel_time="experiments.kernel_time.measure, median us")

@@ -14,6 +14,7 @@ import argparse
 import ast
 import datetime
 import json
+import math
 import pathlib
 import sys
 import sysconfig
@@ -35,6 +36,9 @@ VARIANTS = {
     "magnitude-70%": dict(method="magnitude", sparsity=0.7),
     "magnitude-90%": dict(method="magnitude", sparsity=0.9),
     "2:4": dict(method="nm", nm=(2, 4)),
+    # The same weights compressed for the sparse tensor cores (cuSPARSELt; GPU, bf16/f16 only):
+    # calls of >= jsparse.cusparselt.ROUTE_MIN_N tokens run there, shorter ones as "2:4".
+    "2:4-sparse-cores": dict(method="nm", nm=(2, 4)),
     "block16x16-50%": dict(method="block", sparsity=0.5, block_shape=(16, 16)),
     # 64x64 blocks: the Mosaic GPU BSR kernel's shape on Hopper (bm a multiple of 64).
     "block64x64-50%": dict(method="block", sparsity=0.5, block_shape=(64, 64)),
@@ -71,6 +75,9 @@ def build(variant: str, impl: str = "auto", dtype=None):
     state = nnx.state(model, nnx.Param)
     nnx.update(model, jax.tree.map(
         lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, state))
+  if variant.endswith("-sparse-cores"):
+    from jsparse.nn import use_sparse_tensor_cores
+    use_sparse_tensor_cores(model)
   return model, report
 
 
@@ -186,7 +193,9 @@ def latency(model, shape, *, repeats: int = 3) -> dict:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("outdir", type=pathlib.Path)
-  parser.add_argument("--variants", default=",".join(VARIANTS))
+  parser.add_argument("--variants", default=",".join(
+      name for name in VARIANTS if not name.endswith("-sparse-cores")),  # GPU-only
+      help="comma-separated, of: " + ", ".join(VARIANTS))
   parser.add_argument("--finetune-steps", type=int, default=0)
   parser.add_argument("--finetune-variants", default="")
   parser.add_argument("--latency", default="", help="comma-separated shapes, e.g. 1x128,32x128")
@@ -221,7 +230,14 @@ def main() -> None:
               **quality(model, dense_embeddings, tok)})
       for name in args.latency.split(",") if args.latency else []:
         if variant in latency_variants:
-          emit({**info, "kind": "latency", **latency(model, SHAPES[name], repeats=args.repeats)})
+          tuned = {}
+          if variant.endswith("-sparse-cores"):  # cuSPARSELt's fastest algorithm per layer shape
+            from jsparse.nn import tune_sparse_tensor_cores
+            tuned = {"cusparselt_algs": {f"{m}x{k}": alg for (m, k), alg in
+                                         tune_sparse_tensor_cores(model, math.prod(SHAPES[name])
+                                                                  ).items()}}
+          emit({**info, "kind": "latency", **tuned,
+                **latency(model, SHAPES[name], repeats=args.repeats)})
       if args.finetune_steps and variant in args.finetune_variants.split(","):
         start = time.perf_counter()
         student = minilm.load(impl=args.impl)

@@ -8,12 +8,17 @@ handlers as ``jax.ffi`` targets for the CUDA platform, and wraps them:
 - ``compress(w)``: a dense [M, K] bfloat16/float16 matrix with at most 2 nonzeros in every group
   of 4 along K -> ``CompressedNM``, cuSPARSELt's opaque compressed copy (uint8, on the device).
   Compress once per weight; the compressed layout is specific to the GPU.
-- ``from_nm(matrix)``: the same from a 2:4 ``jsparse.NM`` matrix (expanded, then compressed).
+- ``from_nm(matrix)``: the same from a 2:4 ``jsparse.NM`` matrix (expanded, then compressed),
+  holding the matrix too: ``jsparse.spmm`` on it then routes each call, cuSPARSELt from
+  ``ROUTE_MIN_N`` columns up and the NM matrix's Pallas kernels below
+  (``jsparse.ops.compressed_nm``).
 - ``matmul(a, x, alg=None)``: ``CompressedNM`` [M, K] @ x [K, N] -> [M, N] of x's dtype,
-  float32 accumulation. Runs under ``jit`` and ``vmap`` (over x, one call per batch entry);
-  plans are cached per (M, K, N, dtype, algorithm) in the library. No autodiff: for inference.
+  float32 accumulation; ``matmul_transposed(x, a)``: x [N, K] @ A.T -> [N, M] (a layer's
+  product, no transposes around the call). Both run under ``jit`` and ``vmap`` (over x, one
+  call per batch entry); plans are cached per (M, K, N, dtype, algorithm, layout) in the
+  library. No autodiff: for inference.
 - ``autotune(a, n)``: times every algorithm cuSPARSELt offers for the shape (eagerly) and
-  records the fastest for ``matmul``; without it, prefill (N >= 1024) takes algorithm 3.
+  records the fastest for the products; without it, N >= ``PREFILL_MIN_N`` takes algorithm 3.
 
 When to use it (H100, experiments/results/h100-2026-11-27-cusparselt/): prefill. At N = 1024
 and 4096 on 4096x4096, 14336x4096 and 4096x14336 bf16 weights it ran 1.34-1.54x faster than
@@ -45,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jsparse.formats.compressed_nm import CompressedNM
 from pallas_kernels import _common
 
 SOURCE = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "cuda" / "cusparselt_ffi.cc"
@@ -113,7 +119,7 @@ def load() -> ctypes.CDLL:
       ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
   library.jsparse_cusparselt_alg_count.restype = ctypes.c_int
   library.jsparse_cusparselt_alg_count.argtypes = [ctypes.c_int64, ctypes.c_int64,
-                                                   ctypes.c_int64, ctypes.c_int]
+                                                   ctypes.c_int64, ctypes.c_int, ctypes.c_int]
   return library
 
 
@@ -127,22 +133,6 @@ def available() -> bool | str:
   except Exception as error:  # noqa: BLE001 - the reason is the answer
     return f"{type(error).__name__}: {str(error)[:500]}"
   return True
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class CompressedNM:
-  """cuSPARSELt's compressed copy of a 2:4 matrix.
-
-  Attributes:
-    data: uint8 [bytes] on the device, opaque (cuSPARSELt's layout for this GPU).
-    shape: (M, K) of the dense matrix.
-    dtype: its dtype (bfloat16 or float16).
-  """
-
-  data: jax.Array
-  shape: tuple[int, int] = dataclasses.field(metadata=dict(static=True))
-  dtype: Any = dataclasses.field(metadata=dict(static=True))
 
 
 def compressed_size(shape: tuple[int, int], dtype: Any) -> int:
@@ -183,22 +173,28 @@ def compress(w: jax.Array) -> CompressedNM:
 
   A concrete ``w`` is checked on the host (``check_two_four``); a traced one cannot be, and
   entries beyond 2 of a group would be dropped silently by the compression.
-  Raises ValueError/TypeError naming ``w``."""
+  Raises ValueError/TypeError naming ``w``; RuntimeError without a GPU or the library."""
   _check_matrix(w, "w")
   if not isinstance(w, jax.core.Tracer):
     check_two_four(w)
+  verdict = available()
+  if verdict is not True:
+    raise RuntimeError(f"compress needs cuSPARSELt on a CUDA GPU, which is not available: "
+                       f"{verdict}")
   size = compressed_size(w.shape, w.dtype)
   data = jax.ffi.ffi_call("jsparse_cusparselt_compress", jax.ShapeDtypeStruct((size,), jnp.uint8),
                           vmap_method="sequential")(w)
   return CompressedNM(data, tuple(w.shape), jnp.dtype(w.dtype))
 
 
-def from_nm(matrix: Any) -> CompressedNM:
-  """``compress`` of a 2:4 ``jsparse.NM`` matrix (bfloat16/float16 values). Raises ValueError
-  for another n:m."""
+def from_nm(matrix: Any, *, keep_matrix: bool = True) -> CompressedNM:
+  """``compress`` of a 2:4 ``jsparse.NM`` matrix (bfloat16/float16 values), holding ``matrix``
+  too unless ``keep_matrix=False`` (then ``jsparse.spmm`` has no decoding path but cuSPARSELt's,
+  and no CPU path). Raises ValueError for another n:m."""
   if (matrix.n, matrix.m) != (2, 4):
     raise ValueError(f"matrix must be 2:4 for cuSPARSELt, got {matrix.n}:{matrix.m}")
-  return compress(matrix.todense())
+  compressed = compress(matrix.todense())
+  return dataclasses.replace(compressed, matrix=matrix if keep_matrix else None)
 
 
 def padded_columns(n: int) -> int:
@@ -206,38 +202,48 @@ def padded_columns(n: int) -> int:
   return -(-n // MULTIPLE) * MULTIPLE
 
 
-def alg_count(m: int, k: int, n: int, dtype: Any) -> int:
+def alg_count(m: int, k: int, n: int, dtype: Any, *, tokens_major: bool = False) -> int:
   """How many algorithms (config IDs 0 .. count - 1) cuSPARSELt offers for an [m, k] x [k, n]
-  product of ``dtype``."""
-  found = load().jsparse_cusparselt_alg_count(m, k, n, DTYPES[jnp.dtype(dtype)])
+  product of ``dtype`` (``tokens_major``: the layout of ``matmul_transposed``)."""
+  found = load().jsparse_cusparselt_alg_count(m, k, n, DTYPES[jnp.dtype(dtype)],
+                                              int(tokens_major))
   if found < 1:
     raise ValueError(f"cuSPARSELt has no algorithm for {m}x{k} @ {k}x{n} {jnp.dtype(dtype)}")
   return int(found)
 
 
-# Algorithms chosen by ``autotune``, per (M, K, N, dtype): ``matmul`` uses them.
-_TUNED: dict[tuple[int, int, int, str], int] = {}
-# Without a tuned choice, prefill (N >= PREFILL_MIN_N) takes PREFILL_ALG, decoding the library's
-# default. H100, bf16 (experiments/results/h100-2026-11-27-cusparselt/algs/): algorithm 3 took
-# 0.69-0.79x dense's time on 4096x4096 @ 1024 / 4096, 4096x14336 and 14336x4096 @ 1024, within
-# 1.10x of each shape's best; the library's default, 0.81-1.28x.
+# Algorithms chosen by ``autotune``, per (M, K, N, dtype, tokens_major): the products use them.
+_TUNED: dict[tuple[int, int, int, str, bool], int] = {}
+# Without a tuned choice, N >= PREFILL_MIN_N takes PREFILL_ALG, smaller N the library's default.
+# H100, bf16: algorithm 3 took 0.69-0.79x dense's time on 4096x4096 @ 1024 / 4096, 4096x14336 and
+# 14336x4096 @ 1024, within 1.10x of each shape's best; the library's default, 0.81-1.28x
+# (experiments/results/h100-2026-11-27-cusparselt/algs/). At N = 512 algorithm 3 was faster than
+# the default on 4096x4096 and 14336x4096 (0.88x, 0.84x its time), at N <= 256 mostly slower
+# (h100-2026-11-27-cusparselt-routing/crossover/).
 PREFILL_ALG = 3
-PREFILL_MIN_N = 1024
+PREFILL_MIN_N = 512
+# ``jsparse.spmm`` on a CompressedNM that holds its NM matrix runs on cuSPARSELt from this many
+# columns of B up, on the matrix's Pallas kernels below (jsparse.ops.compressed_nm.route). H100,
+# bf16, the three weights above: at N = 16 the Pallas kernels were faster (12.6 / 38.7 / 35.8 us
+# against cuSPARSELt's 18.0 / 46.3 / 60.4), from N = 32 to 2048 cuSPARSELt was (the Pallas path
+# expands W and runs a dense product there, 0.31-0.82x dense).
+ROUTE_MIN_N = 17
 
 
-def default_alg(m: int, k: int, n: int, dtype: Any) -> int | None:
-  """The algorithm ``matmul`` uses for a shape when none is given: ``autotune``'s choice, else
+def default_alg(m: int, k: int, n: int, dtype: Any, *, tokens_major: bool = False) -> int | None:
+  """The algorithm the products use for a shape when none is given: ``autotune``'s choice, else
   ``PREFILL_ALG`` at N >= ``PREFILL_MIN_N``, else None (the library's default)."""
-  tuned = _TUNED.get((m, k, n, jnp.dtype(dtype).name))
+  tuned = _TUNED.get((m, k, n, jnp.dtype(dtype).name, bool(tokens_major)))
   if tuned is not None:
     return tuned
   return PREFILL_ALG if n >= PREFILL_MIN_N else None
 
 
-def autotune(a: CompressedNM, n: int, *, calls: int = 5) -> int:
-  """Times every algorithm cuSPARSELt offers for ``a`` @ [K, n] (eagerly, on random x: the
-  median wall time of ``calls`` runs each after a warm-up, dispatch included alike) and records
-  the fastest for ``matmul``. Returns it. Call outside ``jit``, once per shape.
+def autotune(a: CompressedNM, n: int, *, calls: int = 5, tokens_major: bool = False) -> int:
+  """Times every algorithm cuSPARSELt offers for ``a`` @ [K, n] (with ``tokens_major``, the
+  ``matmul_transposed`` of [n, K]) eagerly, on random x: the median wall time of ``calls`` runs
+  each after a warm-up, dispatch included alike; records the fastest for the products and
+  returns it. Call outside ``jit``, once per shape.
   Raises ValueError naming ``n`` or ``calls`` when not a positive int."""
   for name, value in (("n", n), ("calls", calls)):
     if not isinstance(value, int) or value < 1:
@@ -245,9 +251,12 @@ def autotune(a: CompressedNM, n: int, *, calls: int = 5) -> int:
   m, k = a.shape
   padded = padded_columns(n)
   x = jax.random.normal(jax.random.key(0), (k, padded)).astype(a.dtype)
+  product = matmul
+  if tokens_major:
+    x, product = x.T, lambda a, x, alg: matmul_transposed(x, a, alg=alg)
   medians = []
-  for alg in range(alg_count(m, k, padded, a.dtype)):
-    run = jax.jit(functools.partial(matmul, alg=alg))
+  for alg in range(alg_count(m, k, padded, a.dtype, tokens_major=tokens_major)):
+    run = jax.jit(functools.partial(product, alg=alg))
     jax.block_until_ready(run(a, x))
     times = []
     for _ in range(calls):
@@ -256,8 +265,46 @@ def autotune(a: CompressedNM, n: int, *, calls: int = 5) -> int:
       times.append(time.perf_counter() - start)
     medians.append(float(np.median(times)))
   best = int(np.argmin(medians))
-  _TUNED[(m, k, padded, jnp.dtype(a.dtype).name)] = best
+  _TUNED[(m, k, padded, jnp.dtype(a.dtype).name, bool(tokens_major))] = best
   return best
+
+
+def _product(a: CompressedNM, operand: jax.Array, *, alg: int | None,
+             tokens_major: bool) -> jax.Array:
+  """The custom call on a checked operand: x [K, N] -> [M, N], or tokens-major x [N, K] ->
+  [N, M]; N padded to a multiple of 16 for the call and the padding cut off."""
+  if alg is not None and (not isinstance(alg, int) or alg < 0):
+    raise ValueError(f"alg must be None or an int >= 0, got {alg!r}")
+  m, k = a.shape
+  n = operand.shape[0 if tokens_major else 1]
+  padded = padded_columns(n)
+  if alg is None:
+    alg = default_alg(m, k, padded, a.dtype, tokens_major=tokens_major)
+  elif alg >= (count := alg_count(m, k, padded, a.dtype, tokens_major=tokens_major)):
+    raise ValueError(f"alg must be below {count} (cuSPARSELt's algorithms for {m}x{k} @ "
+                     f"{k}x{padded}), got {alg}")
+  if tokens_major:
+    operand = jnp.pad(operand, ((0, padded - n), (0, 0)))
+    out_shape = (padded, m)
+  else:
+    operand = _common.pad_columns(operand, MULTIPLE)
+    out_shape = (m, padded)
+  out = jax.ffi.ffi_call("jsparse_cusparselt_matmul",
+                         jax.ShapeDtypeStruct(out_shape, operand.dtype),
+                         vmap_method="sequential")(
+      a.data, operand, m=np.int64(m), k=np.int64(k), alg=np.int64(-1 if alg is None else alg),
+      tokens_major=np.int64(tokens_major))
+  if padded == n:
+    return out
+  return out[:n] if tokens_major else out[:, :n]
+
+
+def _check_operand(a: CompressedNM, x: Any, k_axis: int, what: str) -> None:
+  k = a.shape[1]
+  if jnp.ndim(x) != 2 or x.shape[k_axis] != k:
+    raise ValueError(f"x must be {what} with K = {k}, got shape {jnp.shape(x)}")
+  if jnp.dtype(x.dtype) != jnp.dtype(a.dtype):
+    raise TypeError(f"x must have the compressed matrix's dtype {a.dtype}, got {x.dtype}")
 
 
 def matmul(a: CompressedNM, x: jax.Array, *, alg: int | None = None) -> jax.Array:
@@ -265,25 +312,17 @@ def matmul(a: CompressedNM, x: jax.Array, *, alg: int | None = None) -> jax.Arra
   accumulation). N is padded to a multiple of 16 for the call (a copy of x when it is not).
   ``alg``: cuSPARSELt's algorithm (0 .. ``alg_count`` - 1); None takes ``default_alg``.
   Raises ValueError/TypeError naming ``x`` or ``alg``."""
-  if alg is not None and (not isinstance(alg, int) or alg < 0):
-    raise ValueError(f"alg must be None or an int >= 0, got {alg!r}")
-  m, k = a.shape
-  if jnp.ndim(x) != 2 or x.shape[0] != k:
-    raise ValueError(f"x must be [K, N] with K = {k}, got shape {jnp.shape(x)}")
-  if jnp.dtype(x.dtype) != jnp.dtype(a.dtype):
-    raise TypeError(f"x must have the compressed matrix's dtype {a.dtype}, got {x.dtype}")
-  n = x.shape[1]
-  padded = padded_columns(n)
-  if alg is None:
-    alg = default_alg(m, k, padded, a.dtype)
-  elif alg >= (count := alg_count(m, k, padded, a.dtype)):
-    raise ValueError(f"alg must be below {count} (cuSPARSELt's algorithms for {m}x{k} @ "
-                     f"{k}x{padded}), got {alg}")
-  x = _common.pad_columns(x, MULTIPLE)
-  out = jax.ffi.ffi_call("jsparse_cusparselt_matmul", jax.ShapeDtypeStruct((m, padded), x.dtype),
-                         vmap_method="sequential")(
-      a.data, x, m=np.int64(m), k=np.int64(k), alg=np.int64(-1 if alg is None else alg))
-  return out if padded == n else out[:, :n]
+  _check_operand(a, x, 0, "[K, N]")
+  return _product(a, x, alg=alg, tokens_major=False)
+
+
+def matmul_transposed(x: jax.Array, a: CompressedNM, *, alg: int | None = None) -> jax.Array:
+  """``x @ A.T``: x [N, K] of A's dtype (N tokens, row-major) -> [N, M], a linear layer's
+  product, with no transposes around the call: cuSPARSELt reads x as the transposed operand and
+  writes the result column-major. Otherwise as ``matmul`` (N padded to 16, ``alg``).
+  Raises ValueError/TypeError naming ``x`` or ``alg``."""
+  _check_operand(a, x, 1, "[N, K]")
+  return _product(a, x, alg=alg, tokens_major=True)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ learned attention masks and transformer blocks. Importing this module imports fl
 from jsparse.nn.attention import BlockSparseAttention
 from jsparse.nn.conv import SparseConv
 from jsparse.nn.learned_mask import LearnedBlockMask
-from jsparse.nn.linear import SparseLinear
+from jsparse.nn.linear import SparseLinear, tune_sparse_tensor_cores, use_sparse_tensor_cores
 from jsparse.nn.sparse_weight import SparseWeight, SparsityPattern
 from jsparse.nn.transformer import SparseTransformerBlock
 
 __all__ = ["BlockSparseAttention", "LearnedBlockMask", "SparseConv", "SparseLinear",
-           "SparseTransformerBlock", "SparseWeight", "SparsityPattern"]
+           "SparseTransformerBlock", "SparseWeight", "SparsityPattern",
+           "tune_sparse_tensor_cores", "use_sparse_tensor_cores"]

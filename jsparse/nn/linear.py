@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 from flax.nnx.nn import dtypes, initializers
 
-from jsparse.formats import SparseMatrix
+from jsparse.formats import CompressedNM, SparseMatrix
 from jsparse.ops.spmm import matmul_transposed
 from jsparse.pruning import patterns
 from jsparse.pruning.masks import check_sparsity
@@ -19,7 +19,12 @@ from jsparse.nn.sparse_weight import SparseWeight
 default_kernel_init = initializers.lecun_normal()
 
 
-def sparse_matmul(x: jax.Array, matrix: SparseMatrix, *, impl: str) -> jax.Array:
+class SparseCoreCopy(nnx.Variable):
+  """cuSPARSELt's compressed bytes of a 2:4 weight (``jsparse.CompressedNM.data``): inference
+  state, never trained."""
+
+
+def sparse_matmul(x: jax.Array, matrix: SparseMatrix | CompressedNM, *, impl: str) -> jax.Array:
   """``x @ W.T`` for x [..., in] and a sparse W [out, in]: one SpMM, ``W @ x.T``, transposed
   (``jsparse.ops.matmul_transposed``)."""
   return matmul_transposed(x, matrix, impl=impl)
@@ -36,6 +41,8 @@ class SparseLinear(nnx.Module):
   Attributes:
     weight: ``SparseWeight`` (``weight.values`` the ``nnx.Param``, ``weight.matrix`` the matrix).
     bias: ``nnx.Param`` [out_features] or None.
+    sparse_core: ``SparseCoreCopy`` of the 2:4 weight for the sparse tensor cores, or None
+      (``use_sparse_tensor_cores``).
   """
 
   def __init__(self, in_features: int, out_features: int, *, format: str = "csr",
@@ -69,6 +76,7 @@ class SparseLinear(nnx.Module):
                                       method=method, nm=nm, block_shape=block_shape, rngs=rngs)
     self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) if use_bias
                  else nnx.data(None))
+    self.sparse_core = nnx.data(None)
     self.in_features = in_features
     self.out_features = out_features
     self.use_bias = use_bias
@@ -109,6 +117,31 @@ class SparseLinear(nnx.Module):
     matrix = self.weight.matrix
     return 1.0 - matrix.data.size / (self.in_features * self.out_features)
 
+  def use_sparse_tensor_cores(self, enable: bool = True) -> None:
+    """Holds cuSPARSELt's compressed copy of the current 2:4 weight (``enable=False`` drops it).
+
+    With it, calls whose inputs have the weight's dtype (bfloat16/float16) and at least
+    ``jsparse.cusparselt.ROUTE_MIN_N`` rows of tokens (prefill) run on the GPU's sparse tensor
+    cores; shorter calls (decoding) keep the Pallas N:M kernels (``jsparse.ops.compressed_nm``).
+    For inference: the copy is not differentiable and is not updated when the values change
+    (training, loading a checkpoint); call this again afterwards. Needs a CUDA GPU and the
+    cuSPARSELt library (``jsparse.cusparselt.available()``).
+
+    Raises:
+      ValueError: the weight is not 2:4 N:M, or not bfloat16/float16 (cast the parameters
+        first), or the shape is not a multiple of 16.
+    """
+    if not enable:
+      self.sparse_core = nnx.data(None)
+      return
+    matrix = self.weight.matrix
+    if self.format != "nm" or (matrix.n, matrix.m) != (2, 4):
+      nm = f" {matrix.n}:{matrix.m}" if self.format == "nm" else ""
+      raise ValueError(f"the sparse tensor cores need a 2:4 N:M weight, this layer's is "
+                       f"{self.format}{nm}")
+    from jsparse._gpu import cusparselt
+    self.sparse_core = SparseCoreCopy(cusparselt.from_nm(matrix, keep_matrix=False).data)
+
   def __call__(self, inputs: jax.Array) -> jax.Array:
     """[..., in_features] -> [..., out_features], in ``dtype`` (else the promoted input dtype)."""
     if inputs.shape[-1] != self.in_features:
@@ -117,7 +150,11 @@ class SparseLinear(nnx.Module):
     values = self.weight.values[...]
     bias = self.bias[...] if self.bias is not None else None
     inputs, values, bias = dtypes.promote_dtype((inputs, values, bias), dtype=self.dtype)
-    y = sparse_matmul(inputs, self.weight.matrix.with_data(values), impl=self.impl)
+    matrix = self.weight.matrix.with_data(values)
+    if self.sparse_core is not None:
+      stored = self.weight.values[...]
+      matrix = CompressedNM(self.sparse_core[...], matrix.shape, stored.dtype, matrix=matrix)
+    y = sparse_matmul(inputs, matrix, impl=self.impl)
     if bias is not None:
       y = y + bias
     return y
@@ -134,3 +171,35 @@ def make_linear(in_features: int, out_features: int, *, sparse: dict | None, use
                       param_dtype=param_dtype, rngs=rngs)
   return SparseLinear(in_features, out_features, use_bias=use_bias, dtype=dtype,
                       param_dtype=param_dtype, rngs=rngs, **sparse)
+
+
+def use_sparse_tensor_cores(model: nnx.Module, enable: bool = True) -> int:
+  """``SparseLinear.use_sparse_tensor_cores(enable)`` on every 2:4 ``SparseLinear`` in
+  ``model`` (after casting the parameters to bfloat16/float16, before inference). Returns how
+  many layers it set."""
+  layers = [module for _, module in nnx.iter_graph(model)
+            if isinstance(module, SparseLinear) and module.format == "nm"
+            and (module.weight.matrix.n, module.weight.matrix.m) == (2, 4)]
+  for layer in layers:
+    layer.use_sparse_tensor_cores(enable)
+  return len(layers)
+
+
+def tune_sparse_tensor_cores(model: nnx.Module, tokens: int) -> dict[tuple[int, int], int]:
+  """``jsparse.cusparselt.autotune`` of every distinct weight shape [out, in] that ``model``'s
+  layers hold compressed (``use_sparse_tensor_cores``), for calls of ``tokens`` rows: the
+  products then use the fastest algorithm. Eager (outside ``jit``), once per token count.
+  Returns the algorithm chosen per shape; empty below ``ROUTE_MIN_N`` tokens (those calls do
+  not reach cuSPARSELt)."""
+  from jsparse._gpu import cusparselt
+  chosen: dict[tuple[int, int], int] = {}
+  if tokens < cusparselt.ROUTE_MIN_N:
+    return chosen
+  for _, module in nnx.iter_graph(model):
+    if not isinstance(module, SparseLinear) or module.sparse_core is None:
+      continue
+    shape = (module.out_features, module.in_features)
+    if shape not in chosen:
+      compressed = CompressedNM(module.sparse_core[...], shape, module.weight.values[...].dtype)
+      chosen[shape] = cusparselt.autotune(compressed, tokens, tokens_major=True)
+  return chosen

@@ -51,9 +51,12 @@ def test_bad_arguments_are_refused_naming_them():
 
 
 def test_default_algorithm_prefers_a_tuned_choice(monkeypatch):
-  monkeypatch.setattr(cusparselt, "_TUNED", {(256, 512, 2048, "bfloat16"): 5})
+  monkeypatch.setattr(cusparselt, "_TUNED", {(256, 512, 2048, "bfloat16", False): 5,
+                                             (256, 512, 2048, "bfloat16", True): 6})
   assert cusparselt.default_alg(256, 512, 2048, jnp.bfloat16) == 5
-  assert cusparselt.default_alg(256, 512, 1024, jnp.bfloat16) == cusparselt.PREFILL_ALG
+  assert cusparselt.default_alg(256, 512, 2048, jnp.bfloat16, tokens_major=True) == 6
+  assert cusparselt.default_alg(256, 512, cusparselt.PREFILL_MIN_N,
+                                jnp.bfloat16) == cusparselt.PREFILL_ALG
   assert cusparselt.default_alg(256, 512, 16, jnp.bfloat16) is None
 
 
@@ -98,6 +101,27 @@ def test_every_algorithm_gives_the_product_and_autotune_picks_one():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("n", [1, 40, 1024])
+def test_matmul_transposed_matches_float64_product(n):
+  assert cusparselt.available() is True, cusparselt.available()
+  rng = np.random.default_rng()
+  w, w64 = two_four(rng, (256, 512), jnp.bfloat16)
+  compressed = cusparselt.compress(w)
+  x64 = rng.integers(-4, 5, size=(n, 512)).astype(np.float64) / 2
+  out = jax.jit(cusparselt.matmul_transposed)(jnp.asarray(x64, jnp.bfloat16), compressed)
+  expected = x64 @ w64.T
+  error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
+  assert out.shape == (n, 256) and error < 1e-2, error
+  assert not np.asarray(out[:, :2]).any()  # the empty rows of w
+  count = cusparselt.alg_count(256, 512, cusparselt.padded_columns(n), jnp.bfloat16,
+                               tokens_major=True)
+  for alg in range(count):
+    out = cusparselt.matmul_transposed(jnp.asarray(x64, jnp.bfloat16), compressed, alg=alg)
+    error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
+    assert error < 1e-2, (alg, error)
+
+
+@pytest.mark.gpu
 def test_from_nm_and_vmap_over_x():
   assert cusparselt.available() is True, cusparselt.available()
   rng = np.random.default_rng()
@@ -110,6 +134,44 @@ def test_from_nm_and_vmap_over_x():
   expected = np.einsum("mk,bkn->bmn", w64, x64)
   error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
   assert out.shape == (3, 128, 24) and error < 1e-2, error
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("n", [16, cusparselt.ROUTE_MIN_N, 1024])
+def test_spmm_on_compressed_routes_by_columns_and_matches_float64(n):
+  assert cusparselt.available() is True, cusparselt.available()
+  rng = np.random.default_rng()
+  w, w64 = two_four(rng, (256, 512), jnp.bfloat16)
+  A = cusparselt.from_nm(jsparse.NM.fromdense(w))
+  x64 = rng.integers(-4, 5, size=(512, n)).astype(np.float64) / 2
+  x = jnp.asarray(x64, jnp.bfloat16)
+  run = jax.jit(jsparse.spmm)
+  hlo = run.lower(A, x).compile().as_text()
+  assert ("jsparse_cusparselt_matmul" in hlo) == (n >= cusparselt.ROUTE_MIN_N)
+  out = run(A, x)
+  expected = w64 @ x64
+  error = np.abs(np.asarray(out, np.float64) - expected).max() / np.abs(expected).max()
+  assert out.shape == (256, n) and error < 1e-2, error
+
+
+@pytest.mark.gpu
+def test_sparse_linear_on_the_sparse_tensor_cores():
+  from flax import nnx
+  from jsparse.nn import SparseLinear, use_sparse_tensor_cores
+  assert cusparselt.available() is True, cusparselt.available()
+  model = nnx.Sequential(SparseLinear(512, 256, format="nm", param_dtype=jnp.bfloat16,
+                                      rngs=nnx.Rngs(0)))
+  rng = np.random.default_rng()
+  # 1202 tokens (padded to 1216 for cuSPARSELt), 40 (its default algorithm), 8 (Pallas).
+  inputs = [jnp.asarray(rng.standard_normal((2, tokens, 512)), jnp.bfloat16)
+            for tokens in (601, 20, 4)]
+  before = [model(x) for x in inputs]
+  assert use_sparse_tensor_cores(model) == 1
+  forward = nnx.jit(lambda model, x: model(x))
+  for x, before in zip(inputs, before):
+    after = np.asarray(forward(model, x), np.float64)
+    before = np.asarray(before, np.float64)
+    assert np.abs(after - before).max() <= 2e-2 * np.abs(before).max()
 
 
 def test_from_nm_refuses_other_patterns():

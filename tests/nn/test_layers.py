@@ -54,6 +54,39 @@ def test_sparse_linear_constructor_and_dtypes():
   assert random.weight.values[...].size == 64
 
 
+def test_sparse_linear_sparse_tensor_cores_routing(monkeypatch):
+  """With a compressed copy held, short calls keep the N:M matrix's path and long ones go to
+  cuSPARSELt (replaced here by a marker: no GPU); the copy is state that nnx.split carries."""
+  from jsparse._gpu import cusparselt
+  from jsparse.nn.linear import SparseCoreCopy
+  layer = SparseLinear(64, 32, format="nm", nm=(2, 4), param_dtype=jnp.bfloat16,
+                       rngs=nnx.Rngs(0))
+  monkeypatch.setattr(cusparselt, "available", lambda: "no CUDA device visible to JAX")
+  with pytest.raises(RuntimeError, match="compress needs cuSPARSELt on a CUDA GPU"):
+    layer.use_sparse_tensor_cores()
+  short = _x(1, 3, 64).astype(jnp.bfloat16)
+  before = layer(short)
+  layer.sparse_core = SparseCoreCopy(jnp.arange(8, dtype=jnp.uint8))
+  monkeypatch.setattr(cusparselt, "available", lambda: True)
+  monkeypatch.setattr(cusparselt, "matmul_transposed",
+                      lambda x, a, alg=None: jnp.full((x.shape[0], a.shape[0]), 1000, x.dtype))
+  graphdef, state = nnx.split(layer)
+  forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+  np.testing.assert_array_equal(np.asarray(forward(state, short)), np.asarray(before))
+  long = jnp.ones((2, cusparselt.ROUTE_MIN_N, 64), jnp.bfloat16)
+  bias = np.asarray(layer.bias[...], np.float32)
+  np.testing.assert_allclose(np.asarray(forward(state, long)[0, 0], np.float32), 1000 + bias,
+                             rtol=1e-2)
+  layer.use_sparse_tensor_cores(False)
+  assert layer.sparse_core is None
+  csr = SparseLinear(64, 32, format="csr", rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="need a 2:4 N:M weight, this layer's is csr"):
+    csr.use_sparse_tensor_cores()
+  one_four = SparseLinear(64, 32, format="nm", nm=(1, 4), rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="this layer's is nm 1:4"):
+    one_four.use_sparse_tensor_cores()
+
+
 @pytest.mark.parametrize("padding,strides", [("SAME", 1), (((1, 0), (2, 1)), (2, 1))])
 def test_sparse_conv_equals_pruned_dense_conv(padding, strides):
   conv = nnx.Conv(3, 8, (3, 2), strides=strides, padding=padding, rngs=nnx.Rngs(0), **F64)

@@ -1,0 +1,37 @@
+"""CompressedNM: a 2:4 matrix held in cuSPARSELt's compressed layout for the sparse tensor cores."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+
+from jsparse.formats.nm import NM
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class CompressedNM:
+  """cuSPARSELt's compressed copy of a 2:4 [M, K] matrix, optionally with the ``NM`` matrix it
+  was built from.
+
+  Built on the GPU by ``jsparse.cusparselt.compress`` / ``from_nm`` (the bytes are specific to
+  the GPU that made them). ``jsparse.spmm(A, B)`` on it runs the product on the sparse tensor
+  cores through cuSPARSELt where that is the fast path (prefill: N >=
+  ``jsparse.cusparselt.ROUTE_MIN_N``), and on ``matrix`` (the Pallas kernels, or the reference
+  lowering on the CPU) elsewhere. For inference: the compressed copy is not differentiable and is
+  not updated when ``matrix.data`` changes; compress again after changing the weights.
+
+  Attributes:
+    data: uint8 [bytes] on the device, opaque (cuSPARSELt's layout for this GPU).
+    shape: (M, K) of the dense matrix, static.
+    dtype: its dtype (bfloat16 or float16), static.
+    matrix: the same matrix as a 2:4 ``NM`` of ``dtype`` (decoding, transposed products, the CPU),
+      or None when only the compressed copy is held.
+  """
+
+  data: jax.Array
+  shape: tuple[int, int] = dataclasses.field(metadata=dict(static=True))
+  dtype: Any = dataclasses.field(metadata=dict(static=True))
+  matrix: NM | None = None
