@@ -76,13 +76,18 @@ struct Plan {
 
 constexpr unsigned kAlignment = 16;
 
-// A launch choice: cuSPARSELt's algorithm (config ID), -1 for its default; and the layout of the
-// dense operand and result: B [K, N] and C [M, N] row-major, or with `tokens_major` B given as
-// X [N, K] row-major (op T) and C written as Y [N, M] row-major (C column-major), so that a
-// layer's Y = X @ A^T needs no transposes around the call (as torch's _cslt_sparse_mm does).
+// The layout of the dense operand and the result.
+//   kRowMajor: B [K, N] and C [M, N] row-major (C = A B).
+//   kTokensMajor: B given as X [N, K] row-major, read transposed (op T), and C written
+//     column-major, i.e. Y [N, M] row-major: a layer's Y = X A^T with no transposes around the
+//     call (the layout torch's _cslt_sparse_mm uses).
+//   kTokensMajorColumns: the same memory, X described as a column-major [K, N] B (op N).
+enum Layout : int64_t { kRowMajor = 0, kTokensMajor = 1, kTokensMajorColumns = 2 };
+
+// A launch choice: cuSPARSELt's algorithm (config ID), -1 for its default; and the layout.
 struct Choice {
   int64_t alg = -1;
-  bool tokens_major = false;
+  int64_t layout = kRowMajor;
 };
 
 ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type,
@@ -92,18 +97,24 @@ ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type,
   const auto op = CUSPARSE_OPERATION_NON_TRANSPOSE;
   RETURN_IF_CUSPARSELT(cusparseLtStructuredDescriptorInit(handle, &p.a, m, k, k, kAlignment, type,
                                                           order, CUSPARSELT_SPARSITY_50_PERCENT));
-  if (choice.tokens_major) {
-    RETURN_IF_CUSPARSELT(
-        cusparseLtDenseDescriptorInit(handle, &p.b, n, k, k, kAlignment, type, order));
-    RETURN_IF_CUSPARSELT(cusparseLtDenseDescriptorInit(handle, &p.c, m, n, m, kAlignment, type,
-                                                       CUSPARSE_ORDER_COL));
-  } else {
+  auto op_b = op;
+  if (choice.layout == kRowMajor) {
     RETURN_IF_CUSPARSELT(
         cusparseLtDenseDescriptorInit(handle, &p.b, k, n, n, kAlignment, type, order));
     RETURN_IF_CUSPARSELT(
         cusparseLtDenseDescriptorInit(handle, &p.c, m, n, n, kAlignment, type, order));
+  } else {
+    if (choice.layout == kTokensMajor) {
+      RETURN_IF_CUSPARSELT(
+          cusparseLtDenseDescriptorInit(handle, &p.b, n, k, k, kAlignment, type, order));
+      op_b = CUSPARSE_OPERATION_TRANSPOSE;
+    } else {
+      RETURN_IF_CUSPARSELT(cusparseLtDenseDescriptorInit(handle, &p.b, k, n, k, kAlignment, type,
+                                                         CUSPARSE_ORDER_COL));
+    }
+    RETURN_IF_CUSPARSELT(cusparseLtDenseDescriptorInit(handle, &p.c, m, n, m, kAlignment, type,
+                                                       CUSPARSE_ORDER_COL));
   }
-  const auto op_b = choice.tokens_major ? CUSPARSE_OPERATION_TRANSPOSE : op;
   RETURN_IF_CUSPARSELT(cusparseLtMatmulDescriptorInit(handle, &p.matmul, op, op_b, &p.a, &p.b,
                                                       &p.c, &p.c, CUSPARSE_COMPUTE_32F));
   RETURN_IF_CUSPARSELT(cusparseLtMatmulAlgSelectionInit(handle, &p.selection, &p.matmul,
@@ -122,12 +133,12 @@ ffi::Error InitPlan(Plan& p, int64_t m, int64_t k, int64_t n, cudaDataType type,
 ffi::ErrorOr<Plan*> GetPlan(int64_t m, int64_t k, int64_t n, cudaDataType type,
                             Choice choice = Choice()) {
   static std::mutex mutex;
-  static auto* plans = new std::map<std::tuple<int64_t, int64_t, int64_t, int, int64_t, bool>,
+  static auto* plans = new std::map<std::tuple<int64_t, int64_t, int64_t, int, int64_t, int64_t>,
                                     std::unique_ptr<Plan>>();
   if (GetHandle().status != CUSPARSE_STATUS_SUCCESS)
     return ffi::Error(ffi::ErrorCode::kInternal, Status("cusparseLtInit", GetHandle().status));
   std::lock_guard<std::mutex> lock(mutex);
-  auto key = std::make_tuple(m, k, n, static_cast<int>(type), choice.alg, choice.tokens_major);
+  auto key = std::make_tuple(m, k, n, static_cast<int>(type), choice.alg, choice.layout);
   auto found = plans->find(key);
   if (found != plans->end()) return found->second.get();
   auto plan = std::make_unique<Plan>();
@@ -177,32 +188,40 @@ ffi::Error CompressImpl(cudaStream_t stream, ffi::ScratchAllocator scratch, ffi:
   return ffi::Error::Success();
 }
 
-ffi::Error MatmulImpl(cudaStream_t stream, ffi::ScratchAllocator scratch,
-                      ffi::AnyBuffer compressed, ffi::AnyBuffer dense,
-                      ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t alg,
-                      int64_t tokens_major) {
+// The product. Its plan is made on the host while tracing (jsparse_cusparselt_workspace_size),
+// and its workspace is an output XLA allocates, so the call holds no allocation or plan set-up
+// and can be captured in XLA's command buffers (CUDA graphs) with the kernels around it.
+ffi::Error MatmulImpl(cudaStream_t stream, ffi::AnyBuffer compressed, ffi::AnyBuffer dense,
+                      ffi::Result<ffi::AnyBuffer> out, ffi::Result<ffi::AnyBuffer> workspace,
+                      int64_t m, int64_t k, int64_t alg, int64_t layout) {
   auto dims = dense.dimensions();
+  const bool tokens_major = layout != kRowMajor;
   if (dims.size() != 2 || dims[tokens_major ? 1 : 0] != k)
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       tokens_major ? "dense X must be [N, K]" : "dense B must be [K, N]");
   const int64_t n = dims[tokens_major ? 0 : 1];
   auto type = CudaType(dense.element_type());
   if (type.has_error()) return type.error();
-  auto plan = GetPlan(m, k, n, *type, Choice{alg, tokens_major != 0});
+  auto plan = GetPlan(m, k, n, *type, Choice{alg, layout});
   if (plan.has_error()) return plan.error();
-  void* workspace = nullptr;
-  if ((*plan)->workspace > 0) {
-    auto allocated = scratch.Allocate((*plan)->workspace);
-    if (!allocated.has_value())
-      return ffi::Error(ffi::ErrorCode::kResourceExhausted, "no scratch for the workspace");
-    workspace = *allocated;
-  }
+  if (workspace->size_bytes() < (*plan)->workspace)
+    return ffi::Error(ffi::ErrorCode::kInvalidArgument,
+                      "workspace is " + std::to_string(workspace->size_bytes()) +
+                          " bytes; the plan needs " + std::to_string((*plan)->workspace));
   const float alpha = 1.0f, beta = 0.0f;
   RETURN_IF_CUSPARSELT(cusparseLtMatmul(&GetHandle().handle, &(*plan)->plan, &alpha,
                                         compressed.untyped_data(), dense.untyped_data(), &beta,
-                                        out->untyped_data(), out->untyped_data(), workspace,
-                                        &stream, 1));
+                                        out->untyped_data(), out->untyped_data(),
+                                        workspace->untyped_data(), &stream, 1));
   return ffi::Error::Success();
+}
+
+// Copies `message` into the caller's buffer of `size` bytes (cut to fit, NUL-terminated).
+void CopyMessage(const std::string& message, char* buffer, size_t size) {
+  if (size == 0) return;
+  size_t length = message.size() < size - 1 ? message.size() : size - 1;
+  message.copy(buffer, length);
+  buffer[length] = '\0';
 }
 
 }  // namespace
@@ -217,14 +236,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseCusparseltCompress, CompressImpl,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseCusparseltMatmul, MatmulImpl,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::PlatformStream<cudaStream_t>>()
-                                  .Ctx<ffi::ScratchAllocator>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>()
                                   .Attr<int64_t>("m")
                                   .Attr<int64_t>("k")
                                   .Attr<int64_t>("alg")
-                                  .Attr<int64_t>("tokens_major"));
+                                  .Attr<int64_t>("layout"),
+                              {ffi::Traits::kCmdBufferCompatible});
 
 // Host query for the tracer: bytes of the compressed [m, k] matrix of dtype 0 = bfloat16,
 // 1 = float16 (0 on failure, the message in `error`, up to `error_size` bytes).
@@ -234,25 +254,19 @@ extern "C" size_t jsparse_cusparselt_compressed_size(int64_t m, int64_t k, int d
   auto sizes = plan.has_error() ? ffi::ErrorOr<std::pair<size_t, size_t>>(plan.error())
                                 : CompressedSize(*plan);
   if (sizes.has_error()) {
-    std::string message = sizes.error().message();
-    if (error_size > 0) {
-      size_t length = message.size() < error_size - 1 ? message.size() : error_size - 1;
-      message.copy(error, length);
-      error[length] = '\0';
-    }
+    CopyMessage(sizes.error().message(), error, error_size);
     return 0;
   }
   return sizes->first;
 }
 
 // Host query: how many algorithms (config IDs 0 .. count - 1) cuSPARSELt offers for an
-// [m, k] x [k, n] product of dtype 0 = bfloat16, 1 = float16 (layout as Choice::tokens_major):
-// its CONFIG_MAX_ID (on the H100 the
-// ID equal to it was refused as an invalid value); -1 on failure.
+// [m, k] x [k, n] product of dtype 0 = bfloat16, 1 = float16 in `layout`: its CONFIG_MAX_ID (on
+// the H100 the ID equal to it was refused as an invalid value); -1 on failure.
 extern "C" int jsparse_cusparselt_alg_count(int64_t m, int64_t k, int64_t n, int dtype,
-                                           int tokens_major) {
+                                           int64_t layout) {
   auto plan =
-      GetPlan(m, k, n, dtype == 0 ? CUDA_R_16BF : CUDA_R_16F, Choice{-1, tokens_major != 0});
+      GetPlan(m, k, n, dtype == 0 ? CUDA_R_16BF : CUDA_R_16F, Choice{-1, layout});
   if (plan.has_error()) return -1;
   int max_id = -1;
   if (cusparseLtMatmulAlgGetAttribute(&GetHandle().handle, &(*plan)->selection,
@@ -260,4 +274,17 @@ extern "C" int jsparse_cusparselt_alg_count(int64_t m, int64_t k, int64_t n, int
                                       sizeof(max_id)) != CUSPARSE_STATUS_SUCCESS)
     return -1;
   return max_id;
+}
+
+// Host query made while tracing a product: builds (and caches) its plan, returns the bytes of
+// workspace it needs (-1 on failure, the message in `error`, up to `error_size` bytes).
+extern "C" int64_t jsparse_cusparselt_workspace_size(int64_t m, int64_t k, int64_t n, int dtype,
+                                                     int64_t alg, int64_t layout, char* error,
+                                                     size_t error_size) {
+  auto plan = GetPlan(m, k, n, dtype == 0 ? CUDA_R_16BF : CUDA_R_16F, Choice{alg, layout});
+  if (plan.has_error()) {
+    CopyMessage(plan.error().message(), error, error_size);
+    return -1;
+  }
+  return static_cast<int64_t>((*plan)->workspace);
 }

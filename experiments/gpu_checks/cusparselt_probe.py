@@ -20,7 +20,8 @@ matrix (Pallas) and on the ``CompressedNM`` (routed by N) (OUTDIR/cusparselt_cro
 (384x384, 1536x384, 384x1536) and 4096x4096 at N = 128 and 4096: dense, ``jsparse.ops.
 matmul_transposed`` on the NM matrix (Pallas), cuSPARSELt through ``matmul`` with a transpose
 on each side, and through ``matmul_transposed`` (tokens-major: no transposes) with its default
-and its autotuned algorithm (OUTDIR/cusparselt_layer.*).
+and its autotuned algorithm, and with x described as a column-major operand
+(OUTDIR/cusparselt_layer.*).
 
 Builds the library first (nvcc). Each output is checked against a float32 HIGHEST product of
 the same 2:4 weights before it is timed. Writes OUTDIR/cusparselt_probe.jsonl and .md.
@@ -168,6 +169,16 @@ def crossover_main(args) -> None:
 
 
 LAYER_SHAPES = ((384, 384), (1536, 384), (384, 1536), (4096, 4096))
+
+
+def tokens_major_columns(compressed, x):
+  """``matmul_transposed`` with x described to cuSPARSELt as a column-major [K, N] operand."""
+  previous = cusparselt.tokens_major_layout
+  cusparselt.tokens_major_layout = cusparselt.TOKENS_MAJOR_COLUMNS
+  try:
+    return cusparselt.matmul_transposed(x, compressed)
+  finally:
+    cusparselt.tokens_major_layout = previous
 LAYER_TOKENS = (128, 4096)
 
 
@@ -182,7 +193,7 @@ def layer_main(args) -> None:
   started = time.monotonic()
   key = jax.random.key(0)
   dense_layer = lambda w, x: jnp.dot(x, w.T, preferred_element_type=jnp.float32).astype(BF16)  # noqa: E731
-  for shape in LAYER_SHAPES:
+  for shape in args.shapes or LAYER_SHAPES:
     matrix, w = two_four_weight(key, shape)
     compressed = cusparselt.from_nm(matrix)
     for n in LAYER_TOKENS:
@@ -196,6 +207,7 @@ def layer_main(args) -> None:
                 (compressed, x)),
                ("cusparselt-tokens-major", lambda c, v: cusparselt.matmul_transposed(v, c),
                 (compressed, x)),
+               ("cusparselt-tokens-major-columns", tokens_major_columns, (compressed, x)),
                (f"cusparselt-tokens-major-alg{tuned}",
                 functools.partial(lambda c, v, alg: cusparselt.matmul_transposed(v, c, alg=alg),
                                   alg=tuned), (compressed, x))]
@@ -219,7 +231,7 @@ def main() -> None:
                         help="cuSPARSELt against the Pallas N:M kernels by N")
     parser.add_argument("--shapes", type=lambda text: [tuple(map(int, shape.split("x")))
                                                        for shape in text.split(",")],
-                        help="--crossover's weights, e.g. 4096x14336")
+                        help="the weights of --crossover or --layer, e.g. 4096x14336")
     parser.add_argument("--layer", action="store_true",
                         help="a layer's x @ W.T through each cuSPARSELt layout")
 

@@ -119,7 +119,11 @@ def load() -> ctypes.CDLL:
       ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
   library.jsparse_cusparselt_alg_count.restype = ctypes.c_int
   library.jsparse_cusparselt_alg_count.argtypes = [ctypes.c_int64, ctypes.c_int64,
-                                                   ctypes.c_int64, ctypes.c_int, ctypes.c_int]
+                                                   ctypes.c_int64, ctypes.c_int, ctypes.c_int64]
+  library.jsparse_cusparselt_workspace_size.restype = ctypes.c_int64
+  library.jsparse_cusparselt_workspace_size.argtypes = [
+      ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_int64,
+      ctypes.c_int64, ctypes.c_char_p, ctypes.c_size_t]
   return library
 
 
@@ -206,7 +210,7 @@ def alg_count(m: int, k: int, n: int, dtype: Any, *, tokens_major: bool = False)
   """How many algorithms (config IDs 0 .. count - 1) cuSPARSELt offers for an [m, k] x [k, n]
   product of ``dtype`` (``tokens_major``: the layout of ``matmul_transposed``)."""
   found = load().jsparse_cusparselt_alg_count(m, k, n, DTYPES[jnp.dtype(dtype)],
-                                              int(tokens_major))
+                                              _layout(tokens_major))
   if found < 1:
     raise ValueError(f"cuSPARSELt has no algorithm for {m}x{k} @ {k}x{n} {jnp.dtype(dtype)}")
   return int(found)
@@ -228,6 +232,11 @@ PREFILL_MIN_N = 512
 # against cuSPARSELt's 18.0 / 46.3 / 60.4), from N = 32 to 2048 cuSPARSELt was (the Pallas path
 # expands W and runs a dense product there, 0.31-0.82x dense).
 ROUTE_MIN_N = 17
+# ... and only for weights of at least this many entries (M * K). A layer's x @ W.T on the H100
+# (h100-2026-11-27-cusparselt-routing/layer/): on MiniLM's 384x384, 1536x384 and 384x1536
+# weights cuSPARSELt took 1.0-1.9x the Pallas path's time at N = 128 and 0.96-1.2x at 4096; on
+# 4096x4096 0.47x at 128 and 0.60x at 4096.
+ROUTE_MIN_WEIGHT = 2048 * 2048
 
 
 def default_alg(m: int, k: int, n: int, dtype: Any, *, tokens_major: bool = False) -> int | None:
@@ -269,6 +278,30 @@ def autotune(a: CompressedNM, n: int, *, calls: int = 5, tokens_major: bool = Fa
   return best
 
 
+# The custom call's layouts (csrc/cuda/cusparselt_ffi.cc, enum Layout): B [K, N] row-major; or
+# tokens-major X [N, K] row-major, read as a transposed row-major operand (TOKENS_MAJOR, what
+# matmul_transposed uses) or as a column-major one (TOKENS_MAJOR_COLUMNS: the same memory,
+# another description cuSPARSELt may run differently; the layer probe compares them).
+ROW_MAJOR, TOKENS_MAJOR, TOKENS_MAJOR_COLUMNS = 0, 1, 2
+tokens_major_layout = TOKENS_MAJOR
+
+
+def _layout(tokens_major: bool) -> int:
+  return tokens_major_layout if tokens_major else ROW_MAJOR
+
+
+def workspace_size(m: int, k: int, n: int, dtype: Any, alg: int | None, layout: int) -> int:
+  """Bytes of workspace the product's plan needs; builds the plan (on the host, while tracing),
+  so that the call itself only launches. Raises ValueError with cuSPARSELt's message."""
+  error = ctypes.create_string_buffer(512)
+  size = load().jsparse_cusparselt_workspace_size(m, k, n, DTYPES[jnp.dtype(dtype)],
+                                                  -1 if alg is None else alg, layout, error, 512)
+  if size < 0:
+    raise ValueError(f"cuSPARSELt has no plan for {m}x{k} @ {k}x{n} {jnp.dtype(dtype)} "
+                     f"(algorithm {alg}, layout {layout}): {error.value.decode(errors='replace')}")
+  return int(size)
+
+
 def _product(a: CompressedNM, operand: jax.Array, *, alg: int | None,
              tokens_major: bool) -> jax.Array:
   """The custom call on a checked operand: x [K, N] -> [M, N], or tokens-major x [N, K] ->
@@ -289,11 +322,14 @@ def _product(a: CompressedNM, operand: jax.Array, *, alg: int | None,
   else:
     operand = _common.pad_columns(operand, MULTIPLE)
     out_shape = (m, padded)
-  out = jax.ffi.ffi_call("jsparse_cusparselt_matmul",
-                         jax.ShapeDtypeStruct(out_shape, operand.dtype),
-                         vmap_method="sequential")(
+  layout = _layout(tokens_major)
+  workspace = workspace_size(m, k, padded, a.dtype, alg, layout)
+  out, _ = jax.ffi.ffi_call("jsparse_cusparselt_matmul",
+                            (jax.ShapeDtypeStruct(out_shape, operand.dtype),
+                             jax.ShapeDtypeStruct((max(workspace, 1),), jnp.uint8)),
+                            vmap_method="sequential")(
       a.data, operand, m=np.int64(m), k=np.int64(k), alg=np.int64(-1 if alg is None else alg),
-      tokens_major=np.int64(tokens_major))
+      layout=np.int64(layout))
   if padded == n:
     return out
   return out[:n] if tokens_major else out[:, :n]

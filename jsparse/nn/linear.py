@@ -189,8 +189,8 @@ def tune_sparse_tensor_cores(model: nnx.Module, tokens: int) -> dict[tuple[int, 
   """``jsparse.cusparselt.autotune`` of every distinct weight shape [out, in] that ``model``'s
   layers hold compressed (``use_sparse_tensor_cores``), for calls of ``tokens`` rows: the
   products then use the fastest algorithm. Eager (outside ``jit``), once per token count.
-  Returns the algorithm chosen per shape; empty below ``ROUTE_MIN_N`` tokens (those calls do
-  not reach cuSPARSELt)."""
+  Returns the algorithm chosen per shape; shapes whose calls of ``tokens`` rows do not reach
+  cuSPARSELt (``jsparse.ops.compressed_nm.route``) are left out."""
   from jsparse._gpu import cusparselt
   chosen: dict[tuple[int, int], int] = {}
   if tokens < cusparselt.ROUTE_MIN_N:
@@ -199,7 +199,7 @@ def tune_sparse_tensor_cores(model: nnx.Module, tokens: int) -> dict[tuple[int, 
     if not isinstance(module, SparseLinear) or module.sparse_core is None:
       continue
     shape = (module.out_features, module.in_features)
-    if shape not in chosen:
+    if shape not in chosen and shape[0] * shape[1] >= cusparselt.ROUTE_MIN_WEIGHT:
       compressed = CompressedNM(module.sparse_core[...], shape, module.weight.values[...].dtype)
       chosen[shape] = cusparselt.autotune(compressed, tokens, tokens_major=True)
   return chosen

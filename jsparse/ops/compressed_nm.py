@@ -24,7 +24,8 @@ def route(A: CompressedNM, num_columns: int, dtype: Any, *, transpose_a: bool,
 
   Under ``impl="auto"`` the sparse tensor cores take the call when it is not transposed, B has
   A's dtype, the default backend is a GPU on which the cuSPARSELt library loads, and B has at
-  least ``ROUTE_MIN_N`` columns (or A holds no matrix to fall back to).
+  least ``ROUTE_MIN_N`` columns and A at least ``ROUTE_MIN_WEIGHT`` entries (or A holds no
+  matrix to fall back to).
 
   Raises:
     ValueError: ``impl`` is unknown, or the call needs the matrix and A holds none, or
@@ -47,8 +48,9 @@ def route(A: CompressedNM, num_columns: int, dtype: Any, *, transpose_a: bool,
     if reasons:
       raise ValueError(f"impl='cusparselt' cannot run this product: {'; '.join(reasons)}")
     return "cusparselt"
+  large = A.shape[0] * A.shape[1] >= cusparselt.ROUTE_MIN_WEIGHT
   if impl == "auto" and not reasons and (
-      A.matrix is None or num_columns >= cusparselt.ROUTE_MIN_N):
+      A.matrix is None or (num_columns >= cusparselt.ROUTE_MIN_N and large)):
     return "cusparselt"
   if A.matrix is None:
     why = "; ".join(reasons) or f"impl={impl!r} runs on the NM matrix"

@@ -138,8 +138,9 @@ def test_from_nm_and_vmap_over_x():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("n", [16, cusparselt.ROUTE_MIN_N, 1024])
-def test_spmm_on_compressed_routes_by_columns_and_matches_float64(n):
+def test_spmm_on_compressed_routes_by_columns_and_matches_float64(n, monkeypatch):
   assert cusparselt.available() is True, cusparselt.available()
+  monkeypatch.setattr(cusparselt, "ROUTE_MIN_WEIGHT", 256 * 512)  # this test's weight
   rng = np.random.default_rng()
   w, w64 = two_four(rng, (256, 512), jnp.bfloat16)
   A = cusparselt.from_nm(jsparse.NM.fromdense(w))
@@ -155,10 +156,11 @@ def test_spmm_on_compressed_routes_by_columns_and_matches_float64(n):
 
 
 @pytest.mark.gpu
-def test_sparse_linear_on_the_sparse_tensor_cores():
+def test_sparse_linear_on_the_sparse_tensor_cores(monkeypatch):
   from flax import nnx
   from jsparse.nn import SparseLinear, use_sparse_tensor_cores
   assert cusparselt.available() is True, cusparselt.available()
+  monkeypatch.setattr(cusparselt, "ROUTE_MIN_WEIGHT", 256 * 512)  # this test's weight
   model = nnx.Sequential(SparseLinear(512, 256, format="nm", param_dtype=jnp.bfloat16,
                                       rngs=nnx.Rngs(0)))
   rng = np.random.default_rng()

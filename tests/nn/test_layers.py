@@ -68,6 +68,7 @@ def test_sparse_linear_sparse_tensor_cores_routing(monkeypatch):
   before = layer(short)
   layer.sparse_core = SparseCoreCopy(jnp.arange(8, dtype=jnp.uint8))
   monkeypatch.setattr(cusparselt, "available", lambda: True)
+  monkeypatch.setattr(cusparselt, "ROUTE_MIN_WEIGHT", 1)
   monkeypatch.setattr(cusparselt, "matmul_transposed",
                       lambda x, a, alg=None: jnp.full((x.shape[0], a.shape[0]), 1000, x.dtype))
   graphdef, state = nnx.split(layer)

@@ -34,8 +34,9 @@ def no_sparse_cores(monkeypatch):
 
 @pytest.fixture
 def fake_sparse_cores(monkeypatch):
-  """cuSPARSELt reported available; its products return 1000 everywhere, so the path taken
-  shows in the result. Returns the list of (M, K, N) they were called with."""
+  """cuSPARSELt reported available and routed to from 32x64 weights up; its products return 1000
+  everywhere, so the path taken shows in the result. Returns the list of (M, K, N) they were
+  called with."""
   calls = []
 
   def fake_matmul(a, x, alg=None):
@@ -47,6 +48,7 @@ def fake_sparse_cores(monkeypatch):
     return jnp.full((x.shape[0], a.shape[0]), 1000, x.dtype)
 
   monkeypatch.setattr(cusparselt, "available", lambda: True)
+  monkeypatch.setattr(cusparselt, "ROUTE_MIN_WEIGHT", 32 * 64)  # these tests' small matrices
   monkeypatch.setattr(cusparselt, "matmul", fake_matmul)
   monkeypatch.setattr(cusparselt, "matmul_transposed", fake_matmul_transposed)
   return calls
@@ -142,3 +144,8 @@ def test_route_is_the_documented_rule(fake_sparse_cores):
   assert route(cusparselt.ROUTE_MIN_N, jnp.float16) == "matrix"
   assert route(cusparselt.ROUTE_MIN_N, transpose_a=True) == "matrix"
   assert route(cusparselt.ROUTE_MIN_N, impl="pallas") == "matrix"
+  small, _ = two_four((16, 64))  # below ROUTE_MIN_WEIGHT
+  assert compressed_nm.route(compressed(small), 4096, jnp.bfloat16, transpose_a=False,
+                             impl="auto") == "matrix"
+  assert compressed_nm.route(compressed(small, keep=False), 4096, jnp.bfloat16,
+                             transpose_a=False, impl="auto") == "cusparselt"
