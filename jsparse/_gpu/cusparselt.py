@@ -232,11 +232,12 @@ PREFILL_MIN_N = 512
 # against cuSPARSELt's 18.0 / 46.3 / 60.4), from N = 32 to 2048 cuSPARSELt was (the Pallas path
 # expands W and runs a dense product there, 0.31-0.82x dense).
 ROUTE_MIN_N = 17
-# ... and only for weights of at least this many entries (M * K). A layer's x @ W.T on the H100
-# (h100-2026-11-27-cusparselt-routing/layer/): on MiniLM's 384x384, 1536x384 and 384x1536
-# weights cuSPARSELt took 1.0-1.9x the Pallas path's time at N = 128 and 0.96-1.2x at 4096; on
-# 4096x4096 0.47x at 128 and 0.60x at 4096.
-ROUTE_MIN_WEIGHT = 2048 * 2048
+# ... and only for weights of at least this many entries (M * K). A layer's x @ W.T on the H100,
+# cuSPARSELt's time over the Pallas path's (h100-2026-11-27-cusparselt-routing/run3, run4):
+# MiniLM's 384x384, 1536x384 and 384x1536 weights 0.99-1.9 at N = 128, 0.96-1.2 at 4096;
+# 1024x1024 0.94 / 0.95; 1024x4096 1.04 / 0.61; 4096x1024, 2048x2048 0.79-0.90 / 0.74-0.90;
+# 4096x4096 0.47 / 0.60.
+ROUTE_MIN_WEIGHT = 1024 * 1024
 
 
 def default_alg(m: int, k: int, n: int, dtype: Any, *, tokens_major: bool = False) -> int | None:
@@ -248,24 +249,33 @@ def default_alg(m: int, k: int, n: int, dtype: Any, *, tokens_major: bool = Fals
   return PREFILL_ALG if n >= PREFILL_MIN_N else None
 
 
-def autotune(a: CompressedNM, n: int, *, calls: int = 5, tokens_major: bool = False) -> int:
+def autotune(a: CompressedNM, n: int, *, calls: int = 5, repeat: int = 10,
+             tokens_major: bool = False) -> int:
   """Times every algorithm cuSPARSELt offers for ``a`` @ [K, n] (with ``tokens_major``, the
-  ``matmul_transposed`` of [n, K]) eagerly, on random x: the median wall time of ``calls`` runs
-  each after a warm-up, dispatch included alike; records the fastest for the products and
-  returns it. Call outside ``jit``, once per shape.
-  Raises ValueError naming ``n`` or ``calls`` when not a positive int."""
-  for name, value in (("n", n), ("calls", calls)):
+  ``matmul_transposed`` of [n, K]) on random x, records the fastest for the products and
+  returns it. Each timing is the median over ``calls`` of one jitted loop of ``repeat``
+  dependent products (x nudged by each result), so that dispatch, which exceeds short kernels
+  (an H100's products at N = 128 take 20-60 us), is paid once per loop rather than per product.
+  Call outside ``jit``, once per shape.
+  Raises ValueError naming ``n``, ``calls`` or ``repeat`` when not a positive int."""
+  for name, value in (("n", n), ("calls", calls), ("repeat", repeat)):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f"{name} must be a positive int, got {value!r}")
   m, k = a.shape
   padded = padded_columns(n)
   x = jax.random.normal(jax.random.key(0), (k, padded)).astype(a.dtype)
-  product = matmul
   if tokens_major:
-    x, product = x.T, lambda a, x, alg: matmul_transposed(x, a, alg=alg)
+    x = x.T
+
+  def loop(a, x, alg):
+    def body(_, x):
+      out = matmul_transposed(x, a, alg=alg) if tokens_major else matmul(a, x, alg=alg)
+      return x + (out[0, 0] * 0).astype(x.dtype)  # a dependence: the products run in turn
+    return jax.lax.fori_loop(0, repeat, body, x)
+
   medians = []
   for alg in range(alg_count(m, k, padded, a.dtype, tokens_major=tokens_major)):
-    run = jax.jit(functools.partial(product, alg=alg))
+    run = jax.jit(functools.partial(loop, alg=alg))
     jax.block_until_ready(run(a, x))
     times = []
     for _ in range(calls):

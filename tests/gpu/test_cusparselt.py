@@ -48,6 +48,10 @@ def test_bad_arguments_are_refused_naming_them():
       cusparselt.autotune(fake, n)
   with pytest.raises(ValueError, match="calls must be a positive int"):
     cusparselt.autotune(fake, 8, calls=0)
+  with pytest.raises(ValueError, match="repeat must be a positive int"):
+    cusparselt.autotune(fake, 8, repeat=0)
+  with pytest.raises(ValueError, match="x must be \\[N, K\\] with K = 64"):
+    cusparselt.matmul_transposed(jnp.zeros((8, 32), jnp.bfloat16), fake)
 
 
 def test_default_algorithm_prefers_a_tuned_choice(monkeypatch):
