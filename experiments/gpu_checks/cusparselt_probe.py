@@ -96,15 +96,42 @@ def kernel_cells(record, dense_us) -> str:
   return f"{f'{us:.1f}' if us else record.get('error', '-')[:80]} | {ratio}"
 
 
+LINE_HEADER = ("| W | N | {} | kernel us | dense / this | rel err |\n"
+               "|---|---|---|---|---|---|")
+
+
+def kernel_table(args, name: str, title: str, plan: str, column: str = "line", **meta):
+  """The kernel-time table OUTDIR/``name``.jsonl / .md of one mode."""
+  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", plan=plan,
+                                 kernel_time="experiments.kernel_time.measure, median us",
+                                 **meta)
+  return bench_common.ProbeTable(args.outdir, name, title, meta, LINE_HEADER.format(column))
+
+
+def time_lines(table, lines, *, shape, n, expected, deadline: float, column: str = "line"):
+  """Times each ``(name, fn, operands)`` of ``lines`` (None ``fn``: skipped) against
+  ``expected`` by kernel time, each row's ratio to the "dense" line; lines past ``deadline``
+  (``time.monotonic()``) are recorded as skipped."""
+  dense_us = None
+  for name, fn, operands in lines:
+    if fn is None:
+      continue
+    record = {"shape": list(shape), "n": n, column: name}
+    if time.monotonic() > deadline:
+      record["error"] = "skipped: budget"
+    else:
+      time_line(record, functools.partial(bench_common.launch_checked, fn=fn,
+                                          operands=operands, expected=expected), wall=False)
+    dense_us = record.get("kernel_median_us") if name == "dense" else dense_us
+    table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {name} | "
+              f"{kernel_cells(record, dense_us)} | {bench_common.rel_err_cell(record)} |")
+
+
 def algs_main(args) -> None:
   """``--algs``: at prefill, every algorithm cuSPARSELt offers (``alg`` 0 .. ``alg_count`` - 1),
   each against dense and the default launch."""
-  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", plan="algs",
-                                 kernel_time="experiments.kernel_time.measure, median us")
-  table = bench_common.ProbeTable(args.outdir, "cusparselt_algs", "cuSPARSELt algorithms",
-                                  meta, "| W | N | launch | kernel us | dense / this | rel err |\n"
-                                  "|---|---|---|---|---|---|")
-  started = time.monotonic()
+  table = kernel_table(args, "cusparselt_algs", "cuSPARSELt algorithms", "algs", "launch")
+  deadline = time.monotonic() + args.budget_s
   key = jax.random.key(0)
   for shape, n in ((4096, 4096), 1024), ((4096, 14336), 1024), ((14336, 4096), 1024), \
                   ((4096, 4096), 4096):
@@ -115,17 +142,8 @@ def algs_main(args) -> None:
                 ("default", cusparselt.matmul, (compressed, x))]
     launches += [(f"alg {alg}", functools.partial(cusparselt.matmul, alg=alg), (compressed, x))
                  for alg in range(cusparselt.alg_count(*shape, n, BF16))]
-    dense_us = None
-    for name, fn, operands in launches:
-      record = {"shape": list(shape), "n": n, "launch": name}
-      if time.monotonic() - started > args.budget_s:
-        record["error"] = "skipped: budget"
-      else:
-        time_line(record, functools.partial(bench_common.launch_checked, fn=fn,
-                                            operands=operands, expected=expected), wall=False)
-      dense_us = record.get("kernel_median_us") if name == "dense" else dense_us
-      table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {name} | "
-                f"{kernel_cells(record, dense_us)} | {bench_common.rel_err_cell(record)} |")
+    time_lines(table, launches, shape=shape, n=n, expected=expected, deadline=deadline,
+               column="launch")
 
 
 CROSSOVER_COLUMNS = (16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -133,14 +151,10 @@ CROSSOVER_COLUMNS = (16, 32, 64, 128, 256, 512, 1024, 2048)
 
 def crossover_main(args) -> None:
   """``--crossover``: cuSPARSELt against the Pallas N:M kernels from decoding to prefill."""
-  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", plan="crossover",
-                                 route_min_n=cusparselt.ROUTE_MIN_N,
-                                 kernel_time="experiments.kernel_time.measure, median us")
-  table = bench_common.ProbeTable(args.outdir, "cusparselt_crossover",
-                                  "cuSPARSELt against the Pallas N:M kernels by N", meta,
-                                  "| W | N | line | kernel us | dense / this | rel err |\n"
-                                  "|---|---|---|---|---|---|")
-  started = time.monotonic()
+  table = kernel_table(args, "cusparselt_crossover",
+                       "cuSPARSELt against the Pallas N:M kernels by N", "crossover",
+                       route_min_n=cusparselt.ROUTE_MIN_N)
+  deadline = time.monotonic() + args.budget_s
   key = jax.random.key(0)
   for shape in args.shapes or SHAPES:
     matrix, w = two_four_weight(key, shape)
@@ -153,19 +167,8 @@ def crossover_main(args) -> None:
                ("cusparselt-alg3", functools.partial(cusparselt.matmul, alg=3), (routed, x)),
                ("spmm-nm-pallas", lambda a, v: jsparse.spmm(a, v, impl="pallas"), (matrix, x)),
                ("spmm-compressed-routed", jsparse.spmm, (routed, x))]
-      dense_us = None
-      for line, fn, operands in lines:
-        if fn is None:  # the default is algorithm 3 from PREFILL_MIN_N up
-          continue
-        record = {"shape": list(shape), "n": n, "line": line}
-        if time.monotonic() - started > args.budget_s:
-          record["error"] = "skipped: budget"
-        else:
-          time_line(record, functools.partial(bench_common.launch_checked, fn=fn,
-                                              operands=operands, expected=expected), wall=False)
-        dense_us = record.get("kernel_median_us") if line == "dense" else dense_us
-        table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {line} | "
-                  f"{kernel_cells(record, dense_us)} | {bench_common.rel_err_cell(record)} |")
+      # (the default algorithm is algorithm 3 from PREFILL_MIN_N up: no line of its own there)
+      time_lines(table, lines, shape=shape, n=n, expected=expected, deadline=deadline)
 
 
 LAYER_SHAPES = ((384, 384), (1536, 384), (384, 1536), (4096, 4096))
@@ -184,13 +187,9 @@ LAYER_TOKENS = (128, 4096)
 
 def layer_main(args) -> None:
   """``--layer``: ``x @ W.T`` with x [N, K] tokens-major, as a linear layer calls it."""
-  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", plan="layer",
-                                 kernel_time="experiments.kernel_time.measure, median us")
-  table = bench_common.ProbeTable(args.outdir, "cusparselt_layer",
-                                  "A layer's x @ W.T: cuSPARSELt layouts against dense", meta,
-                                  "| W | N | line | kernel us | dense / this | rel err |\n"
-                                  "|---|---|---|---|---|---|")
-  started = time.monotonic()
+  table = kernel_table(args, "cusparselt_layer",
+                       "A layer's x @ W.T: cuSPARSELt layouts against dense", "layer")
+  deadline = time.monotonic() + args.budget_s
   key = jax.random.key(0)
   dense_layer = lambda w, x: jnp.dot(x, w.T, preferred_element_type=jnp.float32).astype(BF16)  # noqa: E731
   for shape in args.shapes or LAYER_SHAPES:
@@ -211,17 +210,7 @@ def layer_main(args) -> None:
                (f"cusparselt-tokens-major-alg{tuned}",
                 functools.partial(lambda c, v, alg: cusparselt.matmul_transposed(v, c, alg=alg),
                                   alg=tuned), (compressed, x))]
-      dense_us = None
-      for line, fn, operands in lines:
-        record = {"shape": list(shape), "n": n, "line": line}
-        if time.monotonic() - started > args.budget_s:
-          record["error"] = "skipped: budget"
-        else:
-          time_line(record, functools.partial(bench_common.launch_checked, fn=fn,
-                                              operands=operands, expected=expected), wall=False)
-        dense_us = record.get("kernel_median_us") if line == "dense" else dense_us
-        table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {line} | "
-                  f"{kernel_cells(record, dense_us)} | {bench_common.rel_err_cell(record)} |")
+      time_lines(table, lines, shape=shape, n=n, expected=expected, deadline=deadline)
 
 
 def main() -> None:
