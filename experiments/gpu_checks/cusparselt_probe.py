@@ -11,8 +11,9 @@ N = 1024, 4096 (prefill), then 16 and 1 (decoding).
 N = 4096 on 4096x4096), against dense (OUTDIR/cusparselt_algs.jsonl, .md).
 
 ``--crossover``: instead, where cuSPARSELt overtakes the Pallas N:M kernels (what
-``cusparselt.ROUTE_MIN_N`` is set from): N = 16 .. 2048 on the three weights, lines dense,
-cuSPARSELt with its default algorithm and with algorithm 3, ``jsparse.spmm`` on the ``NM``
+``cusparselt.ROUTE_MIN_N`` is set from): N = 16 .. 2048 (``--columns``) on the three weights,
+lines dense, cuSPARSELt with its default algorithm, with algorithm 3 and with the one
+``autotune`` picks, ``jsparse.spmm`` on the ``NM``
 matrix (Pallas) and on the ``CompressedNM`` (routed by N) (OUTDIR/cusparselt_crossover.*).
 ``--shapes 4096x14336`` limits it to some weights.
 
@@ -159,9 +160,12 @@ def crossover_main(args) -> None:
   for shape in args.shapes or SHAPES:
     matrix, w = two_four_weight(key, shape)
     routed = cusparselt.from_nm(matrix)
-    for n in CROSSOVER_COLUMNS:
+    for n in args.columns or CROSSOVER_COLUMNS:
       x, expected = bench_common.bf16_columns_and_reference(key, w, n)
+      tuned = cusparselt.autotune(routed, n)
       lines = [("dense", bench_common.dense_bf16, (w, x)),
+               (f"cusparselt-autotuned-alg{tuned}",
+                functools.partial(cusparselt.matmul, alg=tuned), (routed, x)),
                ("cusparselt-default-alg", functools.partial(cusparselt.matmul, alg=None)
                 if n < cusparselt.PREFILL_MIN_N else None, (routed, x)),
                ("cusparselt-alg3", functools.partial(cusparselt.matmul, alg=3), (routed, x)),
@@ -221,6 +225,8 @@ def main() -> None:
     parser.add_argument("--shapes", type=lambda text: [tuple(map(int, shape.split("x")))
                                                        for shape in text.split(",")],
                         help="the weights of --crossover or --layer, e.g. 4096x14336")
+    parser.add_argument("--columns", type=lambda text: [int(n) for n in text.split(",")],
+                        help="--crossover's N, e.g. 8,16,32")
     parser.add_argument("--layer", action="store_true",
                         help="a layer's x @ W.T through each cuSPARSELt layout")
 

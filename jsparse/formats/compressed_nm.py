@@ -35,3 +35,16 @@ class CompressedNM:
   shape: tuple[int, int] = dataclasses.field(metadata=dict(static=True))
   dtype: Any = dataclasses.field(metadata=dict(static=True))
   matrix: NM | None = None
+
+  def todense(self) -> jax.Array:
+    """The dense [M, K] matrix, from ``matrix``. Raises ValueError when only the compressed
+    bytes are held (cuSPARSELt's layout is opaque)."""
+    if self.matrix is None:
+      raise ValueError("this CompressedNM holds only cuSPARSELt's opaque bytes; build it with "
+                       "jsparse.cusparselt.from_nm(matrix) to keep the matrix")
+    return self.matrix.todense()
+
+  def __matmul__(self, other: Any) -> jax.Array:
+    """``A @ B``: ``jsparse.spmm(A, B)``."""
+    from jsparse.ops.spmm import spmm
+    return spmm(self, other)

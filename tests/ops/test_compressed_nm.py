@@ -123,6 +123,17 @@ def test_compress_without_a_gpu_says_so(no_sparse_cores):
     cusparselt.from_nm(matrix)
 
 
+def test_todense_and_the_matmul_operator(no_sparse_cores):
+  matrix, dense = two_four((32, 64))
+  A = compressed(matrix)
+  np.testing.assert_array_equal(np.asarray(A.todense(), np.float64), dense)
+  b64 = np.random.default_rng(3).integers(-4, 5, size=(64, 3)).astype(np.float64) / 2
+  np.testing.assert_allclose(np.asarray(A @ jnp.asarray(b64, jnp.bfloat16), np.float64),
+                             dense @ b64, rtol=1e-2, atol=1e-2)
+  with pytest.raises(ValueError, match="holds only cuSPARSELt's opaque bytes"):
+    compressed(matrix, keep=False).todense()
+
+
 def test_is_a_pytree_that_jit_and_vmap_carry(no_sparse_cores):
   matrix, dense = two_four((32, 64))
   A = compressed(matrix)
