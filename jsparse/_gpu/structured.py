@@ -24,7 +24,8 @@ call is lowered) picks one per call:
 
 N:M and tiled SpMM with more than 32 columns of X (prefill, ``expands_to_dense``) expand W once
 to a dense array (``nm_matmul.expand_fn``, ``tiled_spmm.expand_fn``) and multiply it by XLA's dot;
-decoding (N <= 32) runs the fused kernels below. Each path has its own support check: prefill
+decoding (N <= 32) runs the fused kernels below. 2:4-like N:M with 16-bit values keeps the fused
+joined-tile kernel up to ``JOINED_MAX_N`` = 128 columns (``nm_expands``). Each path has its own support check: prefill
 takes any n:m (``expand_fn`` is plain jax.numpy) and tiles with power-of-two sides; decoding
 needs the fused kernels' Triton constraints for their launch.
 
@@ -93,21 +94,61 @@ def decode_splits(row_tiles: int, num_steps: int) -> int:
 # Gathered decoding (``gather_column``): block_m * kept values a step * block_n products a step.
 GATHER_PRODUCTS = 8192
 GATHER_MAX_N = 16
+# The joined-tile launch (2:4-like n = 2 with 16-bit values) serves 2 .. JOINED_MAX_N columns,
+# with a column tile of 16, 32 or 64 (``joined_block_n``), instead of the other fused launches
+# and of W's expansion for N > 32 (``nm_expands``). H100, 2:4 bf16, kernel time
+# (experiments/results/h100-2026-11-27-nm-skinny/), us at N = 32 / 64 / 128 on 14336x4096:
+# column tile 32: 42.9 (dense 49.7; the launch used before, 95.5); tile 64: 57.2 (dense 50.3,
+# expansion 124.5), 114.8 (dense 47.4, expansion 123.6); 4096x14336 alike, 4096x4096 0.66 / 0.79
+# / 0.49x dense against the old 0.31 / 0.45 / 0.48x.
+JOINED_MAX_N = 128
 # Largest block_k of the per-position-dot decoding launch (m <= 16: 256).
 MAX_POSITION_BLOCK_K = 256
 # K step of the joined-tile decoding launch (n = 2, 16-bit values, m <= 8).
 JOINED_BLOCK_K = 128
 
 
+def joined_applies(layout: SparseLayout, num_n: int, dtype: Any) -> bool:
+  """Whether ``nm_config`` gives N columns of X the joined-tile launch: 2 <= N <=
+  ``JOINED_MAX_N``, n = 2 with 16-bit values (paired), m a power of two with
+  ``JOINED_BLOCK_K / m >= 16``."""
+  n, m = layout.nm
+  return (2 <= num_n <= JOINED_MAX_N and n == 2 and jnp.dtype(dtype).itemsize == 2
+          and _common.is_power_of_two(m) and JOINED_BLOCK_K // m >= 16)
+
+
+def joined_block_n(num_n: int) -> int:
+  """The joined-tile launch's column tile for N columns: 16, 32 or 64."""
+  return 16 if num_n <= 16 else 32 if num_n <= 32 else 64
+
+
+def nm_expands(layout: SparseLayout, num_n: int, dtype: Any) -> bool:
+  """Whether an N:M ``A @ B`` of ``num_n`` columns expands W to dense (``expands_to_dense``),
+  unless the joined-tile launch serves it."""
+  return expands_to_dense(num_n) and not joined_applies(layout, num_n, dtype)
+
+
 def nm_config(layout: SparseLayout, num_n: int,
               dtype: Any = jnp.bfloat16) -> nm_matmul.NmMatmulConfig:
   """The N:M launch for N columns of X (values of ``dtype``): gathered decoding (N = 1, n a
-  power of two), per-position tiles (other N <= 16: joined into one dot for n = 2 and 16-bit
-  values, else m dots; and prefill, N > 32, m dots, with paired values for n = 2 and 16-bit
-  values), the expanding dot otherwise."""
+  power of two), the joined tile (``joined_applies``: N = 2 .. ``JOINED_MAX_N``, n = 2 and
+  16-bit values), per-position tiles (other N <= 16, m dots; and prefill, N > 32, m dots, with
+  paired values for n = 2 and 16-bit values), the expanding dot otherwise."""
   (num_rows, num_k), (n, m) = layout.shape, layout.nm
   position_block_k = max(64, 16 * m)  # per-position dots need block_k / m >= 16
   paired = n == 2 and jnp.dtype(dtype).itemsize == 2  # a group's values as one uint32 load
+  if joined_applies(layout, num_n, dtype):
+    # Paired values, the per-position tiles joined into the dense [32, 128] tile, one dot a
+    # step (experiments/results/h100-h200-2026-11-26-nm-decode). 2:4 bf16 N = 8 / 16 on
+    # 4096x14336, 14336x4096, 4096x4096, H200: 50.7 / 45.4, 50.1 / 48.4, 20.4 / 18.3 us
+    # (round 4); the 64x64 per-position dots below took 99.8 / 101.0, 104.1 / 102.0, 38.2 /
+    # 50.5 us in round 2 (dense 39-50 and 17-18 us in both). Wider N: JOINED_MAX_N.
+    block_m = 32
+    splits = decode_splits(-(-num_rows // block_m), -(-num_k // JOINED_BLOCK_K))
+    return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=JOINED_BLOCK_K,
+                                    block_n=joined_block_n(num_n), num_splits=splits,
+                                    position_dots=True, prefetch=True, paired_values=True,
+                                    joined_tile=True)
   if num_n <= 32:
     if num_n == 1 and _common.is_power_of_two(n):
       # No expansion: each kept value times X's entry at its column (H100, 2026-11-25, 2:4 bf16
@@ -119,18 +160,6 @@ def nm_config(layout: SparseLayout, num_n: int,
       splits = decode_splits(-(-num_rows // block_m), -(-num_k // block_k))
       return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=block_k, block_n=block_n,
                                       num_splits=splits, gather_column=True)
-    if (2 <= num_n <= GATHER_MAX_N and paired and _common.is_power_of_two(m)
-        and JOINED_BLOCK_K // m >= 16):
-      # Paired values, the per-position tiles joined into the dense [32, 128] tile, one dot a
-      # step (experiments/results/h100-h200-2026-11-26-nm-decode). 2:4 bf16 N = 8 / 16 on
-      # 4096x14336, 14336x4096, 4096x4096, H200: 50.7 / 45.4, 50.1 / 48.4, 20.4 / 18.3 us
-      # (round 4); the 64x64 per-position dots below took 99.8 / 101.0, 104.1 / 102.0, 38.2 /
-      # 50.5 us in round 2 (dense 39-50 and 17-18 us in both).
-      block_m = 32
-      splits = decode_splits(-(-num_rows // block_m), -(-num_k // JOINED_BLOCK_K))
-      return nm_matmul.NmMatmulConfig(block_m=block_m, block_k=JOINED_BLOCK_K, block_n=16,
-                                      num_splits=splits, position_dots=True, prefetch=True,
-                                      paired_values=True, joined_tile=True)
     if 2 <= num_n <= GATHER_MAX_N and position_block_k <= MAX_POSITION_BLOCK_K:
       # Per-position dots on 64x64 tiles, X padded to 16 columns: 2:4 bf16 N = 8 / 16 on
       # 4096x14336 105 / 105 us, on 4096x4096 (N = 16) 40.1 us, where the gather with several
@@ -258,7 +287,7 @@ def expands_to_dense(num_n: int) -> bool:
 
 
 def _spmm_nm(data, indices, packed_indices, dense, *, interpret, layout, **unused):
-  if expands_to_dense(dense.shape[1]):
+  if nm_expands(layout, dense.shape[1], data.dtype):
     packed = packed_indices.shape[-1] > 0
     weights = nm_matmul.expand_fn(data, packed_indices if packed else indices,
                                   shape=layout.shape, nm=layout.nm, indices_packed=packed)
@@ -290,15 +319,15 @@ def tiled_gather_config(layout: SparseLayout, num_n: int) -> tiled_gather.TiledG
                                         num_splits=splits, num_warps=2)
 
 
-def _nm_supported(layout: SparseLayout, num_n: int) -> bool | str:
+def _nm_supported(layout: SparseLayout, num_n: int, dtype: Any) -> bool | str:
   """Prefill expands W with ``nm_matmul.expand_fn`` (plain jax.numpy: any n:m); decoding needs
   the fused kernel's Triton constraints for ``nm_config``'s launch."""
-  if expands_to_dense(num_n):
+  if nm_expands(layout, num_n, dtype):
     return True
-  return nm_matmul.gpu_supported(layout.nm, nm_config(layout, num_n))
+  return nm_matmul.gpu_supported(layout.nm, nm_config(layout, num_n, dtype))
 
 
-def _tiled_supported(layout: SparseLayout, num_n: int) -> bool | str:
+def _tiled_supported(layout: SparseLayout, num_n: int, dtype: Any) -> bool | str:
   """Prefill needs ``tiled_spmm.expand_fn``'s constraints (tile sides powers of two); decoding
   the fused kernel's for ``tiled_config``'s launch."""
   if expands_to_dense(num_n):
@@ -326,7 +355,7 @@ def _supports(gpu_check: Callable[[SparseLayout, int], bool | str]):
     if dtype not in KERNEL_DTYPES:
       return f"values must be float16, bfloat16 or float32, got {dtype}"
     dense = avals[-1]
-    return gpu_check(params["layout"], dense.shape[1] if dense.ndim == 2 else 1)
+    return gpu_check(params["layout"], dense.shape[1] if dense.ndim == 2 else 1, dtype)
 
   return supports
 
@@ -341,7 +370,8 @@ def _as_spmv(spmm_fn):
 
 _FAMILIES = {
     "bsr": (_spmm_bsr,
-            lambda layout, n: bsr_spmm.gpu_supported(layout.block_shape, bsr_config(layout, n))),
+            lambda layout, n, dtype: bsr_spmm.gpu_supported(layout.block_shape,
+                                                            bsr_config(layout, n))),
     "nm": (_spmm_nm, _nm_supported),
     "tiled": (_spmm_tiled, _tiled_supported),
 }

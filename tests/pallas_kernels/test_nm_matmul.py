@@ -176,13 +176,15 @@ def test_position_dots(n, m, packed, prefetch, joined):
                         indices_packed=packed)
 
 
-@pytest.mark.parametrize("dtype,joined,packed", [
-    (jnp.bfloat16, True, True), (jnp.bfloat16, True, False),
-    pytest.param(jnp.float16, False, True, marks=pytest.mark.slow),
-    pytest.param(jnp.float16, True, False, marks=pytest.mark.slow)],
-    ids=["bfloat16-joined", "bfloat16-joined-byte-positions", "float16",
-         "float16-joined-byte-positions"])
-def test_position_dots_paired_values(dtype, joined, packed):
+@pytest.mark.parametrize("dtype,joined,packed,block_n", [
+    (jnp.bfloat16, True, True, 16), (jnp.bfloat16, True, False, 16),
+    (jnp.bfloat16, True, True, 32), pytest.param(jnp.bfloat16, True, True, 64,
+                                                 marks=pytest.mark.slow),
+    pytest.param(jnp.float16, False, True, 16, marks=pytest.mark.slow),
+    pytest.param(jnp.float16, True, False, 16, marks=pytest.mark.slow)],
+    ids=["bfloat16-joined", "bfloat16-joined-byte-positions", "bfloat16-joined-32-columns",
+         "bfloat16-joined-64-columns", "float16", "float16-joined-byte-positions"])
+def test_position_dots_paired_values(dtype, joined, packed, block_n):
   # A group's two 16-bit values read as one uint32 word and split in registers; ragged rows and
   # K (K = 200: 4 steps of 64 over 3 splits, the last empty), an empty row, N = 20 over two
   # column tiles; the per-position tiles joined into one dense tile and one dot, or m dots.
@@ -191,7 +193,7 @@ def test_position_dots_paired_values(dtype, joined, packed):
   values[5] = 0
   matrix = jsparse.NM.fromdense(jnp.asarray(values, dtype), n=2, m=4)
   dense64 = np.asarray(matrix.todense().astype(jnp.float32), np.float64)
-  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=16, num_splits=3,
+  config = nm_matmul.NmMatmulConfig(block_m=16, block_k=64, block_n=block_n, num_splits=3,
                                     position_dots=True, prefetch=True, paired_values=True,
                                     joined_tile=joined)
   b, b64 = cases.dense_operand(rng, (200, 20), dtype)
@@ -294,7 +296,7 @@ def test_public_spmm_and_spmv_through_the_kernel(monkeypatch):
   assert calls == [(jnp.dtype(jnp.uint32), True, False), (jnp.dtype(jnp.uint32), True, True)]
 
 
-@pytest.mark.parametrize("num_n", [1, 8, 16, 1024])
+@pytest.mark.parametrize("num_n", [1, 8, 16, 24, 64, 128, 1024])
 def test_auto_on_cuda_picks_the_packed_launches(num_n):
   # What impl="auto" lowers to on a GPU (the registry's choice, no GPU needed): the pallas
   # kernel, with the gather (N = 1) or per-position dots (other N) on packed positions.
@@ -311,10 +313,14 @@ def test_auto_on_cuda_picks_the_packed_launches(num_n):
   config = structured.nm_config(layout, num_n)
   assert nm_matmul.packed_fits((2, 4), config)
   assert config.gather_column == (num_n == 1) and config.position_dots == (num_n > 1)
-  # Decoding with several columns: paired values and one joined tile; prefill: paired values
-  # (16-bit values only).
-  joined = 1 < num_n <= 16
+  # Several columns (up to JOINED_MAX_N): paired values and one joined tile of 16, 32 or 64
+  # columns; prefill: paired values (16-bit values only).
+  joined = 1 < num_n <= structured.JOINED_MAX_N
   assert config.paired_values == (num_n > 1) and config.joined_tile == joined
+  if joined:
+    assert config.block_n == {8: 16, 16: 16, 24: 32, 64: 64, 128: 64}[num_n]
+  assert structured.nm_expands(layout, num_n, jnp.bfloat16) == (num_n == 1024)
+  assert structured.nm_expands(layout, num_n, jnp.float32) == (num_n > 32)
   float32 = structured.nm_config(layout, num_n, jnp.float32)
   assert not float32.paired_values and nm_matmul.gpu_supported((2, 4), float32) is True
   assert nm_matmul.gpu_supported((2, 4), config) is True
@@ -347,12 +353,16 @@ def test_public_spmm_prefill_expands_to_dense(monkeypatch):
   calls = cases.record_prefill_calls(monkeypatch, nm_matmul, 48,
                                      lambda kwargs: kwargs["indices_packed"])
   rng = np.random.default_rng()
-  for dtype in (jnp.bfloat16, jnp.float32):
+  # bfloat16 2:4 keeps the fused joined-tile kernel up to JOINED_MAX_N columns.
+  from jsparse._gpu import structured
+  for dtype, columns in ((jnp.bfloat16, (structured.JOINED_MAX_N + 2, 48, 20)),
+                         (jnp.float32, (48, 20))):
     matrix, dense64 = _nm_case(rng, (40, 136), 2, 4, dtype)
-    for num_n in (48, 20):
+    for num_n in columns:
       b, b64 = cases.dense_operand(rng, (136, num_n), dtype)
       cases.check_spmm(jsparse.spmm(matrix, b, impl="pallas"), dense64, b, b64, dtype)
-  assert calls == [("expand_fn", True), ("kernel_fn", True)] * 2
+  assert calls == [("expand_fn", True), ("kernel_fn", True), ("kernel_fn", True),
+                   ("expand_fn", True), ("kernel_fn", True)]
 
 
 def test_expand_fn_rejects_bad_arguments():
