@@ -13,9 +13,9 @@ or an ``nnx.Linear``. Weights are random (time does not depend on their values).
 
 Each (variant, tokens) is timed as one jit-compiled forward pass: ``experiments.kernel_time``
 (device busy time of one call, no dispatch) and ``JaxLoopTimer`` (back-to-back passes in a
-jitted loop); tokens 1, 16, 128, 1024, 4096 (decoding to prefill).
+jitted loop); tokens 1, 16, 32, 64, 128, 1024, 4096 (decoding to prefill).
 
-    python3 -P experiments/models/mlp_block.py OUTDIR [--tokens 1,16,128,1024,4096]
+    python3 -P experiments/models/mlp_block.py OUTDIR [--tokens 1,16,32,64,128,1024,4096]
 
 Writes OUTDIR/mlp_block.jsonl and mlp_block.md (device, versions, date). GPU only for the
 sparse-cores variant.
@@ -86,7 +86,7 @@ def measure(model: MLP, tokens: int, variant: str) -> dict:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("outdir", type=pathlib.Path)
-  parser.add_argument("--tokens", default="1,16,128,1024,4096")
+  parser.add_argument("--tokens", default="1,16,32,64,128,1024,4096")
   parser.add_argument("--variants", default=",".join(VARIANTS))
   args = parser.parse_args()
   args.outdir.mkdir(parents=True, exist_ok=True)

@@ -228,10 +228,12 @@ PREFILL_ALG = 3
 PREFILL_MIN_N = 512
 # ``jsparse.spmm`` on a CompressedNM that holds its NM matrix runs on cuSPARSELt from this many
 # columns of B up, on the matrix's Pallas kernels below (jsparse.ops.compressed_nm.route). H100,
-# bf16, the three weights above: at N = 16 the Pallas kernels were faster (12.6 / 38.7 / 35.8 us
-# against cuSPARSELt's 18.0 / 46.3 / 60.4), from N = 32 to 2048 cuSPARSELt was (the Pallas path
-# expands W and runs a dense product there, 0.31-0.82x dense).
-ROUTE_MIN_N = 17
+# bf16, the three weights above, kernel us: at N = 16 the Pallas kernels were faster (12.6 / 38.7
+# / 35.8 against cuSPARSELt's 18.0 / 46.3 / 60.4); at N = 32 too since their joined tile covers
+# 32 columns (15.6 / 42.9 / 40.3 against 18.7 / 43.4 / 57.3, h100-2026-11-27-nm-skinny/); from
+# N = 64 cuSPARSELt was faster on two of the three (17.8 / 44.2 / 61.1 against 22.0 / 57.2 /
+# 54.6) and from 128 on all (h100-2026-11-27-cusparselt-routing/).
+ROUTE_MIN_N = 33
 # ... and only for weights of at least this many entries (M * K). A layer's x @ W.T on the H100,
 # cuSPARSELt's time over the Pallas path's (h100-2026-11-27-cusparselt-routing/run3, run4):
 # MiniLM's 384x384, 1536x384 and 384x1536 weights 0.99-1.9 at N = 128, 0.96-1.2 at 4096;
