@@ -122,7 +122,8 @@ class SparseLinear(nnx.Module):
 
     With it, calls whose inputs have the weight's dtype (bfloat16/float16) and at least
     ``jsparse.cusparselt.ROUTE_MIN_N`` rows of tokens (prefill) run on the GPU's sparse tensor
-    cores; shorter calls (decoding) keep the Pallas N:M kernels (``jsparse.ops.compressed_nm``).
+    cores when the weight has at least ``ROUTE_MIN_WEIGHT`` entries; shorter calls (decoding)
+    and smaller weights keep the Pallas N:M kernels (``jsparse.ops.compressed_nm.route``).
     For inference: the copy is not differentiable and is not updated when the values change
     (training, loading a checkpoint); call this again afterwards. Needs a CUDA GPU and the
     cuSPARSELt library (``jsparse.cusparselt.available()``).
