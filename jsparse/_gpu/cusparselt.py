@@ -127,9 +127,11 @@ def load() -> ctypes.CDLL:
   return library
 
 
+@functools.lru_cache(maxsize=None)
 def available() -> bool | str:
   """True when a CUDA device is visible and the library loads (building it if needed), else
-  why not."""
+  why not. Decided once a process: every ``jsparse.spmm`` on a ``CompressedNM`` asks, and a
+  failed build is not retried on each call."""
   if not any(device.platform == "gpu" for device in jax.devices()):
     return "no CUDA device visible to JAX"
   try:
