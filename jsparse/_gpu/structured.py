@@ -327,9 +327,9 @@ def _nm_supported(layout: SparseLayout, num_n: int, dtype: Any) -> bool | str:
   return nm_matmul.gpu_supported(layout.nm, nm_config(layout, num_n, dtype))
 
 
-def _tiled_supported(layout: SparseLayout, num_n: int, dtype: Any) -> bool | str:
+def _tiled_supported(layout: SparseLayout, num_n: int, dtype: Any = None) -> bool | str:
   """Prefill needs ``tiled_spmm.expand_fn``'s constraints (tile sides powers of two); decoding
-  the fused kernel's for ``tiled_config``'s launch."""
+  the fused kernel's for ``tiled_config``'s launch (``dtype`` does not matter)."""
   if expands_to_dense(num_n):
     return tiled_spmm.expand_supported(layout.block_shape)
   return tiled_spmm.gpu_supported(layout.block_shape, tiled_config(layout, num_n))
