@@ -13,6 +13,6 @@ from jsparse._gpu import cusparselt  # 2:4 on the sparse tensor cores (GPU only;
 
 __version__ = "0.1.0"
 
-__all__ = ["BSR", "BlockMask", "COO", "CompressedNM", "CSR", "NM", "SparseMatrix", "block_sparse_attention",
-           "cusparselt", "io", "sddmm", "shard", "ShardedSparse", "sharding", "spmm", "spmv",
-           "Tiled", "unshard"]
+__all__ = ["BSR", "BlockMask", "COO", "CompressedNM", "CSR", "NM", "SparseMatrix",
+           "block_sparse_attention", "cusparselt", "io", "sddmm", "shard", "ShardedSparse",
+           "sharding", "spmm", "spmv", "Tiled", "unshard"]

@@ -3,7 +3,8 @@ operands of one shape, the CUDA runtime version, and the launch probes' timing, 
 timing of one launch and write-out.
 
 Used by attention_bench.py, attention_mgpu_bench.py and bsr_mgpu_bench.py (logs, timers) and
-by csr_prefetch_probe.py, tiled_probe.py and nm_probe.py (the probe helpers at the end).
+by csr_prefetch_probe.py, tiled_probe.py, nm_probe.py, cusparselt_probe.py and
+nm_skinny_probe.py (the probe helpers at the end).
 """
 
 from __future__ import annotations
@@ -227,6 +228,67 @@ class ProbeTable:
     self.lines.append(row)
     print(row, flush=True)
     write_probe(self.outdir, self.stem, self.title, self.meta, self.records, self.lines)
+
+
+KERNEL_LINE_HEADER = ("| W | N | {} | kernel us | dense / this | rel err |\n"
+                      "|---|---|---|---|---|---|")
+
+
+def kernel_line_table(outdir: pathlib.Path, stem: str, title: str, column: str = "line",
+                      **meta) -> ProbeTable:
+  """A probe table of lines timed by kernel time (``time_kernel_lines``), bf16 2:4 weights."""
+  meta = probe_meta(dtype="bfloat16", pattern="2:4",
+                    kernel_time="experiments.kernel_time.measure, median us", **meta)
+  return ProbeTable(outdir, stem, title, meta, KERNEL_LINE_HEADER.format(column))
+
+
+def time_line(record: dict, make_timer: Callable[[dict], Any], *, tolerance: float,
+              wall: bool = False, trace: bool = True) -> None:
+  """Adds to ``record`` the launch's kernel time (``experiments.kernel_time``; with ``wall``
+  its wall-clock median too; without ``trace``, only the check), or its ``error``:
+  ``make_timer(record)`` returns the launched timer with ``record["rel_err"]`` set, which must
+  be below ``tolerance``."""
+  from experiments import kernel_time
+  try:
+    timer = make_timer(record)
+    if not record["rel_err"] < tolerance:
+      raise ValueError(f"wrong: rel err {record['rel_err']:.2e}")
+    if not trace:
+      return
+    calls = 15
+    if wall:
+      record["wall_median_us"] = timer.measure(probe_timing(False)).median_us
+      calls = kernel_time.calls_for(record["wall_median_us"])
+    record.update(kernel_time.measure(timer, calls=calls).record_fields())
+  except Exception as failure:  # noqa: BLE001 - record and go on
+    record["error"] = f"{type(failure).__name__}: {failure}"[:300]
+
+
+def kernel_cells(record: dict, dense_us: float | None) -> str:
+  """"kernel us | dense / this" cells of a row (the error in the first where it failed)."""
+  us = record.get("kernel_median_us")
+  ratio = f"{dense_us / us:.2f}x" if us and dense_us else "-"
+  return f"{f'{us:.1f}' if us else record.get('error', '-')[:80]} | {ratio}"
+
+
+def time_kernel_lines(table: ProbeTable, lines, *, shape, n: int, expected: Any, deadline: float,
+                      tolerance: float, column: str = "line", trace: bool = True) -> None:
+  """Checks and times each ``(name, fn, operands)`` of ``lines`` (None ``fn``: left out)
+  against ``expected`` (``launch_checked``, ``time_line``), each row's ratio to the "dense"
+  line; lines past ``deadline`` (``time.monotonic()``) are recorded as skipped."""
+  dense_us = None
+  for name, fn, operands in lines:
+    if fn is None:
+      continue
+    record = {"shape": list(shape), "n": n, column: name}
+    if time.monotonic() > deadline:
+      record["error"] = "skipped: budget"
+    else:
+      time_line(record, lambda record, fn=fn, operands=operands: launch_checked(
+          record, fn, operands, expected), tolerance=tolerance, trace=trace)
+    dense_us = record.get("kernel_median_us") if name == "dense" else dense_us
+    table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {name} | "
+              f"{kernel_cells(record, dense_us)} | {rel_err_cell(record)} |")
 
 
 CONFIG_SWEEP_HEADER = ("| case | config | default | kernel us | / default | rel err |\n"

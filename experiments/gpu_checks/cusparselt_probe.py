@@ -41,7 +41,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import jsparse  # noqa: E402
-from experiments import kernel_time, timing  # noqa: E402
+from experiments import timing  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
 from jsparse._gpu import cusparselt  # noqa: E402
 
@@ -74,64 +74,11 @@ def torch_timer(record, w_dense, x, expected):
   return timer
 
 
-def time_line(record, make_timer, *, wall: bool) -> None:
-  """Adds to ``record`` the launch's kernel time (and with ``wall`` its wall-clock median), or
-  its ``error``: ``make_timer(record)`` returns the launched, checked timer."""
-  try:
-    timer = make_timer(record)
-    if not record["rel_err"] < TOLERANCE:
-      raise ValueError(f"wrong: rel err {record['rel_err']:.2e}")
-    calls = 15
-    if wall:
-      record["wall_median_us"] = timer.measure(bench_common.probe_timing(False)).median_us
-      calls = kernel_time.calls_for(record["wall_median_us"])
-    record.update(kernel_time.measure(timer, calls=calls).record_fields())
-  except Exception as failure:  # noqa: BLE001 - record and go on
-    record["error"] = f"{type(failure).__name__}: {failure}"[:300]
-
-
-def kernel_cells(record, dense_us) -> str:
-  """"kernel us | dense / this" cells of a row (the error in the first where it failed)."""
-  us = record.get("kernel_median_us")
-  ratio = f"{dense_us / us:.2f}x" if us and dense_us else "-"
-  return f"{f'{us:.1f}' if us else record.get('error', '-')[:80]} | {ratio}"
-
-
-LINE_HEADER = ("| W | N | {} | kernel us | dense / this | rel err |\n"
-               "|---|---|---|---|---|---|")
-
-
-def kernel_table(args, name: str, title: str, plan: str, column: str = "line", **meta):
-  """The kernel-time table OUTDIR/``name``.jsonl / .md of one mode."""
-  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4", plan=plan,
-                                 kernel_time="experiments.kernel_time.measure, median us",
-                                 **meta)
-  return bench_common.ProbeTable(args.outdir, name, title, meta, LINE_HEADER.format(column))
-
-
-def time_lines(table, lines, *, shape, n, expected, deadline: float, column: str = "line"):
-  """Times each ``(name, fn, operands)`` of ``lines`` (None ``fn``: skipped) against
-  ``expected`` by kernel time, each row's ratio to the "dense" line; lines past ``deadline``
-  (``time.monotonic()``) are recorded as skipped."""
-  dense_us = None
-  for name, fn, operands in lines:
-    if fn is None:
-      continue
-    record = {"shape": list(shape), "n": n, column: name}
-    if time.monotonic() > deadline:
-      record["error"] = "skipped: budget"
-    else:
-      time_line(record, functools.partial(bench_common.launch_checked, fn=fn,
-                                          operands=operands, expected=expected), wall=False)
-    dense_us = record.get("kernel_median_us") if name == "dense" else dense_us
-    table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {name} | "
-              f"{kernel_cells(record, dense_us)} | {bench_common.rel_err_cell(record)} |")
-
-
 def algs_main(args) -> None:
   """``--algs``: at prefill, every algorithm cuSPARSELt offers (``alg`` 0 .. ``alg_count`` - 1),
   each against dense and the default launch."""
-  table = kernel_table(args, "cusparselt_algs", "cuSPARSELt algorithms", "algs", "launch")
+  table = bench_common.kernel_line_table(args.outdir, "cusparselt_algs", "cuSPARSELt algorithms",
+                                         "launch", plan="algs")
   deadline = time.monotonic() + args.budget_s
   key = jax.random.key(0)
   for shape, n in ((4096, 4096), 1024), ((4096, 14336), 1024), ((14336, 4096), 1024), \
@@ -143,8 +90,8 @@ def algs_main(args) -> None:
                 ("default", cusparselt.matmul, (compressed, x))]
     launches += [(f"alg {alg}", functools.partial(cusparselt.matmul, alg=alg), (compressed, x))
                  for alg in range(cusparselt.alg_count(*shape, n, BF16))]
-    time_lines(table, launches, shape=shape, n=n, expected=expected, deadline=deadline,
-               column="launch")
+    bench_common.time_kernel_lines(table, launches, shape=shape, n=n, expected=expected,
+                                   deadline=deadline, tolerance=TOLERANCE, column="launch")
 
 
 CROSSOVER_COLUMNS = (16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -152,9 +99,9 @@ CROSSOVER_COLUMNS = (16, 32, 64, 128, 256, 512, 1024, 2048)
 
 def crossover_main(args) -> None:
   """``--crossover``: cuSPARSELt against the Pallas N:M kernels from decoding to prefill."""
-  table = kernel_table(args, "cusparselt_crossover",
-                       "cuSPARSELt against the Pallas N:M kernels by N", "crossover",
-                       route_min_n=cusparselt.ROUTE_MIN_N)
+  table = bench_common.kernel_line_table(
+      args.outdir, "cusparselt_crossover", "cuSPARSELt against the Pallas N:M kernels by N",
+      plan="crossover", route_min_n=cusparselt.ROUTE_MIN_N)
   deadline = time.monotonic() + args.budget_s
   key = jax.random.key(0)
   for shape in args.shapes or SHAPES:
@@ -172,30 +119,33 @@ def crossover_main(args) -> None:
                ("spmm-nm-pallas", lambda a, v: jsparse.spmm(a, v, impl="pallas"), (matrix, x)),
                ("spmm-compressed-routed", jsparse.spmm, (routed, x))]
       # (the default algorithm is algorithm 3 from PREFILL_MIN_N up: no line of its own there)
-      time_lines(table, lines, shape=shape, n=n, expected=expected, deadline=deadline)
+      bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
+                                     deadline=deadline, tolerance=TOLERANCE)
 
 
 LAYER_SHAPES = ((384, 384), (1536, 384), (384, 1536), (4096, 4096))
 
 
+def dense_layer(w, x):
+  """The layer's dense ``x @ w.T``, float32 accumulation, bf16 out."""
+  return jnp.dot(x, w.T, preferred_element_type=jnp.float32).astype(BF16)
+
+
 def tokens_major_columns(compressed, x):
   """``matmul_transposed`` with x described to cuSPARSELt as a column-major [K, N] operand."""
-  previous = cusparselt.tokens_major_layout
-  cusparselt.tokens_major_layout = cusparselt.TOKENS_MAJOR_COLUMNS
-  try:
-    return cusparselt.matmul_transposed(x, compressed)
-  finally:
-    cusparselt.tokens_major_layout = previous
+  return cusparselt._product(compressed, x, alg=None, layout=cusparselt.TOKENS_MAJOR_COLUMNS)
+
+
 LAYER_TOKENS = (128, 4096)
 
 
 def layer_main(args) -> None:
   """``--layer``: ``x @ W.T`` with x [N, K] tokens-major, as a linear layer calls it."""
-  table = kernel_table(args, "cusparselt_layer",
-                       "A layer's x @ W.T: cuSPARSELt layouts against dense", "layer")
+  table = bench_common.kernel_line_table(
+      args.outdir, "cusparselt_layer", "A layer's x @ W.T: cuSPARSELt layouts against dense",
+      plan="layer")
   deadline = time.monotonic() + args.budget_s
   key = jax.random.key(0)
-  dense_layer = lambda w, x: jnp.dot(x, w.T, preferred_element_type=jnp.float32).astype(BF16)  # noqa: E731
   for shape in args.shapes or LAYER_SHAPES:
     matrix, w = two_four_weight(key, shape)
     compressed = cusparselt.from_nm(matrix)
@@ -214,7 +164,8 @@ def layer_main(args) -> None:
                (f"cusparselt-tokens-major-alg{tuned}",
                 functools.partial(lambda c, v, alg: cusparselt.matmul_transposed(v, c, alg=alg),
                                   alg=tuned), (compressed, x))]
-      time_lines(table, lines, shape=shape, n=n, expected=expected, deadline=deadline)
+      bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
+                                     deadline=deadline, tolerance=TOLERANCE)
 
 
 def main() -> None:
@@ -277,10 +228,11 @@ def main() -> None:
       for line, make_timer in timers.items():
         record = {"shape": list(shape), "n": n, "line": line,
                   "compress_s": round(compress_s, 3)}
-        time_line(record, make_timer, wall=True)
+        bench_common.time_line(record, make_timer, tolerance=TOLERANCE, wall=True)
         dense_us = record.get("kernel_median_us") if line == "dense" else dense_us
         table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {line} | "
-                  f"{kernel_cells(record, dense_us)} | {record.get('wall_median_us', 0):.1f} | "
+                  f"{bench_common.kernel_cells(record, dense_us)} | "
+                  f"{record.get('wall_median_us', 0):.1f} | "
                   f"{bench_common.rel_err_cell(record)} |")
 
 

@@ -28,7 +28,6 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import jsparse  # noqa: E402
-from experiments import kernel_time  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
 from jsparse._gpu import structured  # noqa: E402
 from pallas_kernels import nm_matmul  # noqa: E402
@@ -51,11 +50,8 @@ def joined(matrix, x, *, block_n: int, interpret: bool):
 def main() -> None:
   args = bench_common.probe_arguments(__doc__)
   shapes, columns = (((64, 256),), (24,)) if args.smoke else (SHAPES, COLUMNS)
-  meta = bench_common.probe_meta(dtype="bfloat16", pattern="2:4",
-                                 kernel_time="experiments.kernel_time.measure, median us")
-  table = bench_common.ProbeTable(args.outdir, "nm_skinny", "2:4 with a few dozen columns",
-                                  meta, "| W | N | line | kernel us | dense / this | rel err |\n"
-                                  "|---|---|---|---|---|---|")
+  table = bench_common.kernel_line_table(args.outdir, "nm_skinny",
+                                         "2:4 with a few dozen columns")
   deadline = time.monotonic() + args.budget_s
   key = jax.random.key(0)
   for shape in shapes:
@@ -69,25 +65,10 @@ def main() -> None:
       lines += [(f"joined-bn{block_n}",
                  functools.partial(joined, block_n=block_n, interpret=args.smoke), (matrix, x))
                 for block_n in BLOCK_NS]
-      dense_us = None
-      for name, fn, operands in lines:
-        record = {"shape": list(shape), "n": n, "line": name}
-        try:
-          if time.monotonic() > deadline:
-            raise TimeoutError("skipped: budget")
-          timer = bench_common.launch_checked(record, fn, operands, expected)
-          if not record["rel_err"] < TOLERANCE:
-            raise ValueError(f"wrong: rel err {record['rel_err']:.2e}")
-          if not args.smoke:
-            record.update(kernel_time.measure(timer).record_fields())
-        except Exception as failure:  # noqa: BLE001 - record and go on
-          record["error"] = f"{type(failure).__name__}: {failure}"[:300]
-        us = record.get("kernel_median_us")
-        dense_us = us if name == "dense" else dense_us
-        ratio = f"{dense_us / us:.2f}x" if us and dense_us else "-"
-        cell = f"{us:.1f}" if us else record.get("error", "checked" if args.smoke else "-")[:80]
-        table.add(record, f"| {shape[0]}x{shape[1]} | {n} | {name} | {cell} | {ratio} | "
-                  f"{bench_common.rel_err_cell(record)} |")
+      # Smoke runs (interpret mode, CPU) only check: the interpreter has no kernels to trace.
+      bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
+                                     deadline=deadline, tolerance=TOLERANCE,
+                                     trace=not args.smoke)
 
 
 if __name__ == "__main__":

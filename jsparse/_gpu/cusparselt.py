@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jsparse.formats.compressed_nm import CompressedNM
+from jsparse.formats.nm import first_overfull_group
 from pallas_kernels import _common
 
 SOURCE = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "cuda" / "cusparselt_ffi.cc"
@@ -155,12 +156,11 @@ def compressed_size(shape: tuple[int, int], dtype: Any) -> int:
 def check_two_four(w: Any, name: str = "w") -> None:
   """Raises ValueError naming ``name`` unless w (concrete, [M, K]) keeps at most 2 nonzeros in
   every group of 4 consecutive entries of a row."""
-  values = np.asarray(w)
-  groups = (values.reshape(values.shape[0], -1, 4) != 0).sum(axis=-1)
-  if (groups > 2).any():
-    row, group = np.argwhere(groups > 2)[0]
+  overfull = first_overfull_group(w, 2, 4)
+  if overfull is not None:
+    row, group, count = overfull
     raise ValueError(f"{name} is not 2:4 sparse along K: row {row}, columns {4 * group}.."
-                     f"{4 * group + 3} hold {groups[row, group]} nonzeros (at most 2 of every 4)")
+                     f"{4 * group + 3} hold {count} nonzeros (at most 2 of every 4)")
 
 
 def _check_matrix(w: Any, name: str) -> None:
@@ -183,6 +183,11 @@ def compress(w: jax.Array) -> CompressedNM:
   _check_matrix(w, "w")
   if not isinstance(w, jax.core.Tracer):
     check_two_four(w)
+  return _compress(w)
+
+
+def _compress(w: jax.Array) -> CompressedNM:
+  """``compress`` of a checked ``w`` whose 2:4 pattern holds."""
   verdict = available()
   if verdict is not True:
     raise RuntimeError(f"compress needs cuSPARSELt on a CUDA GPU, which is not available: "
@@ -199,7 +204,10 @@ def from_nm(matrix: Any, *, keep_matrix: bool = True) -> CompressedNM:
   and no CPU path). Raises ValueError for another n:m."""
   if (matrix.n, matrix.m) != (2, 4):
     raise ValueError(f"matrix must be 2:4 for cuSPARSELt, got {matrix.n}:{matrix.m}")
-  compressed = compress(matrix.todense())
+  dense = matrix.todense()
+  _check_matrix(dense, "matrix")
+  # An NM matrix holds the pattern by construction: no host copy of it to check.
+  compressed = _compress(dense)
   return dataclasses.replace(compressed, matrix=matrix if keep_matrix else None)
 
 
@@ -225,7 +233,7 @@ _TUNED: dict[tuple[int, int, int, str, bool], int] = {}
 # 14336x4096 @ 1024, within 1.10x of each shape's best; the library's default, 0.81-1.28x
 # (experiments/results/h100-2026-11-27-cusparselt/algs/). At N = 512 algorithm 3 was faster than
 # the default on 4096x4096 and 14336x4096 (0.88x, 0.84x its time), at N <= 256 mostly slower
-# (h100-2026-11-27-cusparselt-routing/crossover/).
+# (h100-2026-11-27-cusparselt-routing/run1/crossover/).
 PREFILL_ALG = 3
 PREFILL_MIN_N = 512
 # ``jsparse.spmm`` on a CompressedNM that holds its NM matrix runs on cuSPARSELt from this many
@@ -295,13 +303,12 @@ def autotune(a: CompressedNM, n: int, *, calls: int = 5, repeat: int = 10,
 # The custom call's layouts (csrc/cuda/cusparselt_ffi.cc, enum Layout): B [K, N] row-major; or
 # tokens-major X [N, K] row-major, read as a transposed row-major operand (TOKENS_MAJOR, what
 # matmul_transposed uses) or as a column-major one (TOKENS_MAJOR_COLUMNS: the same memory,
-# another description cuSPARSELt may run differently; the layer probe compares them).
+# another description; the layer probe measured both alike, H100 2026-11-27).
 ROW_MAJOR, TOKENS_MAJOR, TOKENS_MAJOR_COLUMNS = 0, 1, 2
-tokens_major_layout = TOKENS_MAJOR
 
 
 def _layout(tokens_major: bool) -> int:
-  return tokens_major_layout if tokens_major else ROW_MAJOR
+  return TOKENS_MAJOR if tokens_major else ROW_MAJOR
 
 
 def workspace_size(m: int, k: int, n: int, dtype: Any, alg: int | None, layout: int) -> int:
@@ -317,11 +324,12 @@ def workspace_size(m: int, k: int, n: int, dtype: Any, alg: int | None, layout: 
 
 
 def _product(a: CompressedNM, operand: jax.Array, *, alg: int | None,
-             tokens_major: bool) -> jax.Array:
-  """The custom call on a checked operand: x [K, N] -> [M, N], or tokens-major x [N, K] ->
-  [N, M]; N padded to a multiple of 16 for the call and the padding cut off."""
+             layout: int) -> jax.Array:
+  """The custom call on a checked operand: x [K, N] -> [M, N] (``ROW_MAJOR``), or tokens-major
+  x [N, K] -> [N, M]; N padded to a multiple of 16 for the call and the padding cut off."""
   if alg is not None and (not isinstance(alg, int) or alg < 0):
     raise ValueError(f"alg must be None or an int >= 0, got {alg!r}")
+  tokens_major = layout != ROW_MAJOR
   m, k = a.shape
   n = operand.shape[0 if tokens_major else 1]
   padded = padded_columns(n)
@@ -331,12 +339,11 @@ def _product(a: CompressedNM, operand: jax.Array, *, alg: int | None,
     raise ValueError(f"alg must be below {count} (cuSPARSELt's algorithms for {m}x{k} @ "
                      f"{k}x{padded}), got {alg}")
   if tokens_major:
-    operand = jnp.pad(operand, ((0, padded - n), (0, 0)))
+    operand = _common.pad_rows(operand, padded)
     out_shape = (padded, m)
   else:
     operand = _common.pad_columns(operand, MULTIPLE)
     out_shape = (m, padded)
-  layout = _layout(tokens_major)
   workspace = workspace_size(m, k, padded, a.dtype, alg, layout)
   out, _ = jax.ffi.ffi_call("jsparse_cusparselt_matmul",
                             (jax.ShapeDtypeStruct(out_shape, operand.dtype),
@@ -363,7 +370,7 @@ def matmul(a: CompressedNM, x: jax.Array, *, alg: int | None = None) -> jax.Arra
   ``alg``: cuSPARSELt's algorithm (0 .. ``alg_count`` - 1); None takes ``default_alg``.
   Raises ValueError/TypeError naming ``x`` or ``alg``."""
   _check_operand(a, x, 0, "[K, N]")
-  return _product(a, x, alg=alg, tokens_major=False)
+  return _product(a, x, alg=alg, layout=ROW_MAJOR)
 
 
 def matmul_transposed(x: jax.Array, a: CompressedNM, *, alg: int | None = None) -> jax.Array:
@@ -372,7 +379,7 @@ def matmul_transposed(x: jax.Array, a: CompressedNM, *, alg: int | None = None) 
   writes the result column-major. Otherwise as ``matmul`` (N padded to 16, ``alg``).
   Raises ValueError/TypeError naming ``x`` or ``alg``."""
   _check_operand(a, x, 1, "[N, K]")
-  return _product(a, x, alg=alg, tokens_major=True)
+  return _product(a, x, alg=alg, layout=TOKENS_MAJOR)
 
 
 if __name__ == "__main__":

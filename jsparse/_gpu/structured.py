@@ -25,9 +25,9 @@ call is lowered) picks one per call:
 N:M and tiled SpMM with more than 32 columns of X (prefill, ``expands_to_dense``) expand W once
 to a dense array (``nm_matmul.expand_fn``, ``tiled_spmm.expand_fn``) and multiply it by XLA's dot;
 decoding (N <= 32) runs the fused kernels below. 2:4-like N:M with 16-bit values keeps the fused
-joined-tile kernel up to ``JOINED_MAX_N`` = 128 columns (``nm_expands``). Each path has its own support check: prefill
-takes any n:m (``expand_fn`` is plain jax.numpy) and tiles with power-of-two sides; decoding
-needs the fused kernels' Triton constraints for their launch.
+joined-tile kernel up to ``JOINED_MAX_N`` = 128 columns (``nm_expands``). Each path has its own
+support check: prefill takes any n:m (``expand_fn`` is plain jax.numpy) and tiles with
+power-of-two sides; decoding needs the fused kernels' Triton constraints for their launch.
 
 Tiled SpMM runs ``pallas_kernels.tiled_spmm`` (tiles expanded from their bitmaps, then a ``dot``,
 or float32 FMAs for one column of X on wide weights; ``tiled_config``).

@@ -6,7 +6,9 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
+from jsparse.formats import validation
 from jsparse.formats.nm import NM
 
 
@@ -35,6 +37,22 @@ class CompressedNM:
   shape: tuple[int, int] = dataclasses.field(metadata=dict(static=True))
   dtype: Any = dataclasses.field(metadata=dict(static=True))
   matrix: NM | None = None
+
+  def __post_init__(self):
+    # Static fields only: ``data`` and the matrix's arrays may be tracers or placeholders
+    # when JAX rebuilds the pytree.
+    shape = validation.check_shape_2d(self.shape)
+    object.__setattr__(self, "shape", shape)
+    if jnp.dtype(self.dtype) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+      raise TypeError(f"dtype must be bfloat16 or float16 (cuSPARSELt's 2:4 operands), got "
+                      f"{self.dtype}")
+    object.__setattr__(self, "dtype", jnp.dtype(self.dtype))
+    if self.matrix is not None:
+      if not isinstance(self.matrix, NM):
+        raise TypeError(f"matrix must be a jsparse.NM or None, got {type(self.matrix).__name__}")
+      if (self.matrix.n, self.matrix.m) != (2, 4) or tuple(self.matrix.shape) != shape:
+        raise ValueError(f"matrix must be 2:4 of shape {shape}, got {self.matrix.n}:"
+                         f"{self.matrix.m} of shape {tuple(self.matrix.shape)}")
 
   def todense(self) -> jax.Array:
     """The dense [M, K] matrix, from ``matrix``. Raises ValueError when only the compressed

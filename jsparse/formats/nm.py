@@ -118,12 +118,11 @@ class NM(SparseMatrix):
     if not prune:
       if not validation.is_concrete(x):
         raise ValueError("prune=False checks the N:M pattern on the host and needs a concrete x")
-      counts = np.count_nonzero(np.asarray(groups), axis=-1)
-      if (counts > n).any():
-        row, group = (int(i) for i in np.argwhere(counts > n)[0])
+      overfull = first_overfull_group(x, n, m)
+      if overfull is not None:
+        row, group, count = overfull
         raise ValueError(f"x does not hold the {n}:{m} pattern: row {row}, group {group} "
-                         f"(columns {group * m}:{(group + 1) * m}) has {counts[row, group]} "
-                         f"nonzeros > n={n}")
+                         f"(columns {group * m}:{(group + 1) * m}) has {count} nonzeros > n={n}")
     # lax.top_k returns the lower index first among equal magnitudes.
     _, kept = jax.lax.top_k(jnp.abs(groups).astype(jnp.promote_types(x.dtype, jnp.float32)), n)
     kept = jnp.sort(kept, axis=-1)
@@ -158,6 +157,18 @@ class NM(SparseMatrix):
 
   def tocoo(self) -> COO:
     return self.tocsr().tocoo()
+
+
+def first_overfull_group(x: Any, n: int, m: int) -> tuple[int, int, int] | None:
+  """``(row, group, nonzeros)`` of the first group of m consecutive columns of a concrete
+  [M, K] ``x`` (K a multiple of m) holding more than n nonzeros, or None when every group
+  holds the n:m pattern. Read on the host."""
+  values = np.asarray(x)
+  counts = np.count_nonzero(values.reshape(values.shape[0], -1, m), axis=-1)
+  if not (counts > n).any():
+    return None
+  row, group = (int(i) for i in np.argwhere(counts > n)[0])
+  return row, group, int(counts[row, group])
 
 
 def packed_positions(indices: Any, nm: tuple[int, int]) -> jax.Array:

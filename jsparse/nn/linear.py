@@ -111,6 +111,14 @@ class SparseLinear(nnx.Module):
                rngs=nnx.Rngs(seed))
 
   @property
+  def two_four(self) -> bool:
+    """Whether the weight is 2:4 N:M (what the sparse tensor cores take)."""
+    if self.format != "nm":
+      return False
+    matrix = self.weight.matrix
+    return (matrix.n, matrix.m) == (2, 4)
+
+  @property
   def sparsity(self) -> float:
     """Fraction of the [out, in] weight not stored (BSR: explicit zeros inside kept blocks count
     as stored)."""
@@ -136,7 +144,7 @@ class SparseLinear(nnx.Module):
       self.sparse_core = nnx.data(None)
       return
     matrix = self.weight.matrix
-    if self.format != "nm" or (matrix.n, matrix.m) != (2, 4):
+    if not self.two_four:
       nm = f" {matrix.n}:{matrix.m}" if self.format == "nm" else ""
       raise ValueError(f"the sparse tensor cores need a 2:4 N:M weight, this layer's is "
                        f"{self.format}{nm}")
@@ -149,12 +157,12 @@ class SparseLinear(nnx.Module):
       raise ValueError(f"inputs must have last axis in_features={self.in_features}, got shape "
                        f"{inputs.shape}")
     values = self.weight.values[...]
+    stored_dtype = values.dtype  # the compressed copy's
     bias = self.bias[...] if self.bias is not None else None
     inputs, values, bias = dtypes.promote_dtype((inputs, values, bias), dtype=self.dtype)
     matrix = self.weight.matrix.with_data(values)
     if self.sparse_core is not None:
-      stored = self.weight.values[...]
-      matrix = CompressedNM(self.sparse_core[...], matrix.shape, stored.dtype, matrix=matrix)
+      matrix = CompressedNM(self.sparse_core[...], matrix.shape, stored_dtype, matrix=matrix)
     y = sparse_matmul(inputs, matrix, impl=self.impl)
     if bias is not None:
       y = y + bias
@@ -179,8 +187,7 @@ def use_sparse_tensor_cores(model: nnx.Module, enable: bool = True) -> int:
   ``model`` (after casting the parameters to bfloat16/float16, before inference). Returns how
   many layers it set."""
   layers = [module for _, module in nnx.iter_graph(model)
-            if isinstance(module, SparseLinear) and module.format == "nm"
-            and (module.weight.matrix.n, module.weight.matrix.m) == (2, 4)]
+            if isinstance(module, SparseLinear) and module.two_four]
   for layer in layers:
     layer.use_sparse_tensor_cores(enable)
   return len(layers)
@@ -191,16 +198,21 @@ def tune_sparse_tensor_cores(model: nnx.Module, tokens: int) -> dict[tuple[int, 
   layers hold compressed (``use_sparse_tensor_cores``), for calls of ``tokens`` rows: the
   products then use the fastest algorithm. Eager (outside ``jit``), once per token count.
   Returns the algorithm chosen per shape; shapes whose calls of ``tokens`` rows do not reach
-  cuSPARSELt (``jsparse.ops.compressed_nm.route``) are left out."""
+  cuSPARSELt (``jsparse.ops.compressed_nm.route``) are left out.
+  Raises ValueError naming ``tokens`` when it is not a positive int."""
   from jsparse._gpu import cusparselt
+  from jsparse.ops.compressed_nm import route
+  if not isinstance(tokens, (int, np.integer)) or tokens < 1:
+    raise ValueError(f"tokens must be a positive int, got {tokens!r}")
   chosen: dict[tuple[int, int], int] = {}
-  if tokens < cusparselt.ROUTE_MIN_N:
-    return chosen
   for _, module in nnx.iter_graph(model):
     if not isinstance(module, SparseLinear) or module.sparse_core is None:
       continue
     shape = (module.out_features, module.in_features)
-    if shape not in chosen and shape[0] * shape[1] >= cusparselt.ROUTE_MIN_WEIGHT:
-      compressed = CompressedNM(module.sparse_core[...], shape, module.weight.values[...].dtype)
-      chosen[shape] = cusparselt.autotune(compressed, tokens, tokens_major=True)
+    values = module.weight.values[...]
+    compressed = CompressedNM(module.sparse_core[...], shape, values.dtype,
+                              matrix=module.weight.matrix)
+    if shape not in chosen and route(compressed, int(tokens), values.dtype, transpose_a=False,
+                                     impl="auto") == "cusparselt":
+      chosen[shape] = cusparselt.autotune(compressed, int(tokens), tokens_major=True)
   return chosen

@@ -78,6 +78,10 @@ def test_sparse_linear_sparse_tensor_cores_routing(monkeypatch):
   bias = np.asarray(layer.bias[...], np.float32)
   np.testing.assert_allclose(np.asarray(forward(state, long)[0, 0], np.float32), 1000 + bias,
                              rtol=1e-2)
+  from jsparse.nn import tune_sparse_tensor_cores
+  for tokens in (0, 2.5):
+    with pytest.raises(ValueError, match="tokens must be a positive int"):
+      tune_sparse_tensor_cores(layer, tokens)
   layer.use_sparse_tensor_cores(False)
   assert layer.sparse_core is None
   csr = SparseLinear(64, 32, format="csr", rngs=nnx.Rngs(0))

@@ -117,6 +117,23 @@ def test_bad_calls_are_refused_naming_the_argument(no_sparse_cores):
     jsparse.spmm(compressed(matrix, keep=False), jnp.ones((64, 4), jnp.bfloat16))
 
 
+def test_constructor_checks_its_static_fields():
+  matrix, _ = two_four((32, 64))
+  data = jnp.arange(16, dtype=jnp.uint8)
+  with pytest.raises(TypeError, match="dtype must be bfloat16 or float16"):
+    jsparse.CompressedNM(data, (32, 64), jnp.float32)
+  with pytest.raises(ValueError, match="shape must be a pair"):
+    jsparse.CompressedNM(data, (32, 64, 1), jnp.bfloat16)
+  with pytest.raises(ValueError, match=r"matrix must be 2:4 of shape \(16, 64\), got 2:4 of "
+                     r"shape \(32, 64\)"):
+    jsparse.CompressedNM(data, (16, 64), jnp.bfloat16, matrix=matrix)
+  one_four = jsparse.NM.fromdense(jnp.ones((32, 64), jnp.bfloat16), n=1, m=4)
+  with pytest.raises(ValueError, match="matrix must be 2:4 .* got 1:4"):
+    jsparse.CompressedNM(data, (32, 64), jnp.bfloat16, matrix=one_four)
+  with pytest.raises(TypeError, match="matrix must be a jsparse.NM or None, got CSR"):
+    jsparse.CompressedNM(data, (32, 64), jnp.bfloat16, matrix=matrix.tocsr())
+
+
 def test_compress_without_a_gpu_says_so(no_sparse_cores):
   matrix, _ = two_four((32, 64))
   with pytest.raises(RuntimeError, match="compress needs cuSPARSELt on a CUDA GPU"):
