@@ -1,7 +1,7 @@
 """jsparse: sparse arrays and sparse kernels for deep-learning inference in JAX."""
 
 from jsparse import io
-from jsparse.formats import BSR, COO, CSR, NM, CompressedNM, SparseMatrix, Tiled
+from jsparse.formats import BSR, COO, CSR, NM, CompressedNM, MmaNM, SparseMatrix, Tiled
 from jsparse.formats.block_mask import BlockMask
 from jsparse.ops import sddmm, spmm, spmv
 from jsparse.ops.attention import block_sparse_attention
@@ -13,6 +13,6 @@ from jsparse._gpu import cusparselt  # 2:4 on the sparse tensor cores (GPU only;
 
 __version__ = "0.1.0"
 
-__all__ = ["BSR", "BlockMask", "COO", "CompressedNM", "CSR", "NM", "SparseMatrix",
+__all__ = ["BSR", "BlockMask", "COO", "CompressedNM", "CSR", "MmaNM", "NM", "SparseMatrix",
            "block_sparse_attention", "cusparselt", "io", "sddmm", "shard", "ShardedSparse",
            "sharding", "spmm", "spmv", "Tiled", "unshard"]

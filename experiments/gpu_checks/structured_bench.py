@@ -5,6 +5,8 @@ order (round 4: 150 s for tests and timings together, N:M first):
 - 2:4 decoding, the default launch (``jsparse._gpu.structured._spmm_nm``: the matrix's packed
   positions, gathered X, no expansion) at N = 1, 8, 16 on 4096x14336, 4096x4096, 14336x4096, vs
   dense ``jnp.dot`` and torch ``to_sparse_semi_structured`` (cuSPARSELt);
+- 2:4 decoding on the sparse tensor cores: ``jsparse.spmm`` on a ``jsparse.MmaNM`` (the mma.sp
+  kernel, case variant "mma", run with the defaults) on the same shapes;
 - 2:4 prefill (N = 1024) on 4096x4096, default (per-position dots, 128x64x128);
 - candidate N:M launches per shape (NM_VARIANTS: per-position dots for decoding, other gather
   tiles, the expanding dot, prefill tiles), so that one run says which wins;
@@ -134,10 +136,13 @@ class Case:
   shape: tuple[int, int]
   n: int
   density: float  # of blocks (BSR), of values (2:4: 0.5; tiled: 1 - sparsity)
-  variant: str = ""  # a VARIANTS key, or "" for the configuration jsparse._gpu picks
+  variant: str = ""  # a VARIANTS key, MMA, or "" for the configuration jsparse._gpu picks
 
 
 FAMILIES = ("bsr", "nm", "tiled")
+# The variant of 2:4 cases run as ``jsparse.spmm`` on an ``MmaNM`` (the mma.sp decoding kernel):
+# a path of the library, so it runs with the defaults too.
+MMA = "mma"
 
 
 def cases(smoke: bool, families: tuple[str, ...] = FAMILIES,
@@ -151,7 +156,8 @@ def cases(smoke: bool, families: tuple[str, ...] = FAMILIES,
     first = next(i for i, case in enumerate(listed) if case.family == "tiled")
     listed = (listed[:first] + tiled_sweep(smoke, sparsities or [0.7], ns or [1])
               + [case for case in listed[first:] if case.family != "tiled"])
-  return [case for case in listed if case.family in families and (variants or not case.variant)]
+  return [case for case in listed if case.family in families
+          and (variants or case.variant in ("", MMA))]
 
 
 def tiled_sweep(smoke: bool, sparsities: list[float], ns: list[int]) -> list[Case]:
@@ -177,6 +183,7 @@ def listed_cases(smoke: bool) -> list[Case]:
             Case("bsr", (64, 64), 32, 0.5), Case("tiled", (64, 128), 8, 0.3)]
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
   decode = [Case("nm", shape, n, 0.5) for shape in (wide, square, tall) for n in (1, 8, 16)]
+  decode += [Case("nm", shape, n, 0.5, MMA) for shape in (wide, square, tall) for n in (1, 8, 16)]
   return decode + [
       Case("nm", square, 1024, 0.5),
       # Candidate launches: per-position dots for decoding (N = 16 and 8), then the prefill
@@ -236,6 +243,9 @@ def kernel(case: Case, interpret: bool) -> Callable[..., jax.Array]:
   jsparse._gpu would pick (N:M: its registered lowering itself)."""
   from jsparse._gpu import structured
   variant = VARIANTS.get(case.variant)
+  if case.variant == MMA:  # the matrix is an MmaNM (run_case)
+    import jsparse
+    return lambda a, x: jsparse.spmm(a, x, impl="mma")
   if case.family == "nm" and not case.variant:
     return lambda a, x: structured._spmm_nm(a.data, a.indices, a.packed_indices, x,
                                             interpret=interpret, layout=a.layout)
@@ -269,6 +279,9 @@ def config_of(case: Case, matrix) -> dict:
   from jsparse._gpu import structured
   if case.variant in VARIANTS:
     return dataclasses.asdict(VARIANTS[case.variant])
+  if case.variant == MMA:
+    from jsparse._gpu import sparse_mma
+    return {"kernel": "mma.sp", **dataclasses.asdict(sparse_mma.default_config(case.n))}
   if case.family == "nm":
     config, packed = nm_launch(case)
     return {**dataclasses.asdict(config), "indices_packed": packed}
@@ -285,7 +298,7 @@ def matrix_bytes(matrix, case: Case) -> int:
   """Bytes of W the case's kernel reads (N:M: values and one of its two position arrays; tiled:
   values, offsets and the bitmaps, or the values' columns where the gather kernel runs)."""
   arrays = jax.tree_util.tree_leaves(matrix)
-  if case.family == "nm":
+  if case.family == "nm" and case.variant != MMA:
     arrays = [matrix.data, matrix.packed_indices if nm_launch(case)[1] else matrix.indices]
   if case.family == "tiled":
     from jsparse._gpu import structured
@@ -357,6 +370,9 @@ def run_case(case: Case, row: dict, built: dict, dense_cache: dict, key: jax.Arr
     built.clear()  # one weight matrix on the device at a time
     built[weight_key] = weights(jax.random.fold_in(key, len(dense_cache) + 1000), case)
   matrix, dense = built[weight_key]
+  if case.variant == MMA:
+    from jsparse.formats import MmaNM
+    matrix = MmaNM.from_nm(matrix)
   x = jax.random.normal(jax.random.fold_in(key, case.n), (case.shape[1], case.n)).astype(BF16)
   expected = jnp.dot(dense, x.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
   out_bytes = case.shape[0] * case.n * 2

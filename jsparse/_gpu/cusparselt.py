@@ -37,11 +37,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
-import hashlib
-import os
 import pathlib
-import shutil
-import subprocess
 import sys
 import time
 from typing import Any
@@ -50,11 +46,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jsparse._gpu import nvcc
 from jsparse.formats.compressed_nm import CompressedNM
 from jsparse.formats.nm import first_overfull_group
 from pallas_kernels import _common
 
-SOURCE = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "cuda" / "cusparselt_ffi.cc"
+SOURCE = nvcc.SOURCE_DIR / "cusparselt_ffi.cc"
 TARGETS = {"jsparse_cusparselt_compress": "JsparseCusparseltCompress",
            "jsparse_cusparselt_matmul": "JsparseCusparseltMatmul"}
 DTYPES = {jnp.dtype(jnp.bfloat16): 0, jnp.dtype(jnp.float16): 1}
@@ -62,20 +59,10 @@ DTYPES = {jnp.dtype(jnp.bfloat16): 0, jnp.dtype(jnp.float16): 1}
 MULTIPLE = 16
 
 
-def library_dir() -> pathlib.Path:
-  return pathlib.Path(os.environ.get("JSPARSE_CUSPARSELT_DIR")
-                      or pathlib.Path.home() / ".cache" / "jsparse")
-
-
 def library_path() -> pathlib.Path:
-  """Where the library built from the current source lives: its file name carries a hash of
-  ``SOURCE``, so an edited source is rebuilt rather than an old build loaded. Raises
+  """Where the library built from the current source lives (``nvcc.library_path``). Raises
   FileNotFoundError without the source (an installed package: build from a source checkout)."""
-  if not SOURCE.exists():
-    raise FileNotFoundError(f"{SOURCE} not found: the cuSPARSELt library is built from a source "
-                            "checkout of jsparse")
-  digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
-  return library_dir() / f"libjsparse_cusparselt-{digest}.so"
+  return nvcc.library_path(SOURCE, "jsparse_cusparselt")
 
 
 def cusparselt_root() -> pathlib.Path:
@@ -85,24 +72,12 @@ def cusparselt_root() -> pathlib.Path:
 
 
 def build(verbose: bool = False) -> pathlib.Path:
-  """Compiles the library with nvcc (sm_90); returns its path. Raises RuntimeError with the
-  compiler's output on failure."""
-  nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+  """Compiles the library with nvcc (sm_90) against the cuSPARSELt wheel; returns its path.
+  Raises RuntimeError with the compiler's output on failure."""
   root = cusparselt_root()
-  out = library_path()
-  out.parent.mkdir(parents=True, exist_ok=True)
-  command = [nvcc, "-O2", "-std=c++17", "-shared", "-Xcompiler", "-fPIC",
-             "-gencode", "arch=compute_90,code=sm_90",
-             f"-I{jax.ffi.include_dir()}", f"-I{root / 'include'}", str(SOURCE),
-             f"-L{root / 'lib'}", "-l:libcusparseLt.so.0", "-Xlinker", f"-rpath={root / 'lib'}",
-             "-lcudart", "-o", str(out)]
-  result = subprocess.run(command, capture_output=True, text=True)
-  if verbose or result.returncode:
-    print(" ".join(command), result.stdout, result.stderr, sep="\n", file=sys.stderr)
-  if result.returncode:
-    raise RuntimeError(f"building {out} failed (nvcc exit {result.returncode}):\n"
-                       f"{result.stderr[-3000:]}")
-  return out
+  return nvcc.build(SOURCE, library_path(),
+                    [f"-I{root / 'include'}", f"-L{root / 'lib'}", "-l:libcusparseLt.so.0",
+                     "-Xlinker", f"-rpath={root / 'lib'}"], verbose=verbose)
 
 
 @functools.lru_cache(maxsize=None)

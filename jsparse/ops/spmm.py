@@ -12,8 +12,9 @@ from jax.interpreters import ad, batching
 
 from jsparse.formats.base import SparseMatrix
 from jsparse.formats.compressed_nm import CompressedNM
+from jsparse.formats.mma_nm import MmaNM
 from jsparse.formats.layout import LaunchHint
-from jsparse.ops import _primitive, compressed_nm, reference, registry
+from jsparse.ops import _primitive, compressed_nm, mma_nm, reference, registry
 from jsparse.ops.sddmm import sddmm_p
 
 spmm_p = Primitive("jsparse_spmm")
@@ -23,12 +24,14 @@ def spmm(A: SparseMatrix, B: Any, *, transpose_a: bool = False, impl: str = "aut
   """Sparse-dense matrix product ``A @ B`` (``A.T @ B`` with ``transpose_a``).
 
   Args:
-    A: sparse [M, K] matrix (COO, CSR, BSR, NM or Tiled), or a ``CompressedNM`` (2:4 on the
-      sparse tensor cores, ``jsparse.ops.compressed_nm``).
+    A: sparse [M, K] matrix (COO, CSR, BSR, NM or Tiled), or a ``CompressedNM`` or ``MmaNM``
+      (2:4 on the sparse tensor cores through cuSPARSELt or jsparse's decoding kernel:
+      ``jsparse.ops.compressed_nm``, ``jsparse.ops.mma_nm``).
     B: dense [K, N] array ([M, N] with ``transpose_a``).
     transpose_a: multiply by the transpose of A (how ``x @ A`` and the gradient are computed).
     impl: ``"auto"`` (fastest registered backend), ``"reference"``, ``"ffi"`` or ``"pallas"``
-      (and ``"cusparselt"`` for a ``CompressedNM``).
+      (``"cusparselt"`` for a ``CompressedNM``; ``"auto"``, ``"mma"`` or ``"reference"`` for an
+      ``MmaNM``).
 
   Returns:
     dense [M, N] ([K, N] with ``transpose_a``), of the promoted dtype of A and B. Half-precision
@@ -36,6 +39,8 @@ def spmm(A: SparseMatrix, B: Any, *, transpose_a: bool = False, impl: str = "aut
   """
   if isinstance(A, CompressedNM):
     return compressed_nm.spmm(A, B, transpose_a=bool(transpose_a), impl=impl)
+  if isinstance(A, MmaNM):
+    return mma_nm.spmm(A, B, transpose_a=bool(transpose_a), impl=impl)
   A = _primitive.check_sparse("A", A)
   B = _primitive.check_dense("B", B, 2, "[K, N]")
   contracted = A.shape[0] if transpose_a else A.shape[1]
@@ -58,6 +63,8 @@ def matmul_transposed(x: Any, A: SparseMatrix, *, impl: str = "auto") -> jax.Arr
   """
   if isinstance(A, CompressedNM):
     return compressed_nm.matmul_transposed(x, A, impl=impl)
+  if isinstance(A, MmaNM):
+    return mma_nm.matmul_transposed(x, A, impl=impl)
   A = _primitive.check_sparse("A", A)
   x = jnp.asarray(x)
   if x.ndim < 1:

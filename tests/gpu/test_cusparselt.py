@@ -188,6 +188,7 @@ def test_from_nm_refuses_other_patterns():
 
 def test_library_is_named_by_its_source(tmp_path, monkeypatch):
   # The installed package (what CI imports) holds no csrc/: the source is made here.
+  monkeypatch.delenv("JSPARSE_CUDA_LIB_DIR", raising=False)
   monkeypatch.setenv("JSPARSE_CUSPARSELT_DIR", str(tmp_path))
   source = tmp_path / "cusparselt_ffi.cc"
   monkeypatch.setattr(cusparselt, "SOURCE", source)

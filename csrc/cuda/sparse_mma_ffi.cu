@@ -1,0 +1,364 @@
+// 2:4 sparse x skinny dense products (LLM decoding, N <= 32) on the sparse tensor cores through
+// warp-level `mma.sp` (sm_80+; Hopper runs it), as an XLA FFI custom call (platform "CUDA").
+//
+// Pallas cannot emit `mma.sp` (BUILD_NOTES.md, "GPU: sparse tensor cores from Pallas"), and
+// cuSPARSELt's kernels are slower than dense at N <= 16. Decoding is memory-bound: what matters
+// is streaming the weight's bytes (half the values plus 4 bits of positions a group of 4) at
+// the copy bandwidth, with little arithmetic between loads. Here the weight is stored once in
+// the registers' order (jsparse/_gpu/sparse_mma.py, `pack`), so each lane loads its operands
+// of two k32 steps with two 16-byte loads and one metadata word, and the tensor cores do the
+// expansion that the Pallas kernels do with selects.
+//
+// Layouts (W [M, K], 2 kept in every group of 4 along K; Mt = ceil(M / 16) row tiles,
+// P = ceil(K / 64) pairs of k32 steps):
+//   values uint4 [Mt, P, 2 (step), 32 (lane), 1]: lane (g = lane / 4, t = lane % 4) holds the
+//     A fragment of mma.m16n8k32: word 0 row g group t, word 1 row g + 8 group t, word 2 row g
+//     group t + 4, word 3 row g + 8 group t + 4 (the step's 8 groups of 4 columns), each word
+//     the group's two kept values, the lower position in the low half;
+//   meta uint32 [Mt, P, 32]: lanes t = 0, 1 of each quad hold step 0's metadata (sparsity
+//     selector 0), lanes t = 2, 3 step 1's (selector 1), in the order `pack` writes;
+//   x: [K, N] (layout 0) or [N, K] (layout 1, "tokens-major": a layer's activations);
+//   out: [M, N] (layout 0) or [N, M] (layout 1); one dtype for W, x and out (bfloat16 or
+//   float16), float32 accumulation.
+// A block of `warps` warps computes `m_tiles` row tiles; its warps split the K pairs and sum
+// their partial tiles in shared memory. `staged` (-1: where x's rows are 16-byte aligned)
+// routes x through shared memory (see Stage). Built by `python -m jsparse._gpu.sparse_mma build`
+// (nvcc) on a CUDA machine; never in CI.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// Metadata of an all-zero padding group: positions 0 and 1 (0b0100 a group), a valid pattern.
+constexpr uint32_t kPaddingMeta = 0x44444444u;
+
+template <bool kBf16, int kSelector>
+__device__ __forceinline__ void MmaSp(float (&d)[4], const uint4& a, const uint32_t (&b)[4],
+                                      uint32_t e) {
+  if constexpr (kBf16) {
+    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]),
+          "r"(e), "n"(kSelector));
+  } else {
+    asm("mma.sp::ordered_metadata.sync.aligned.m16n8k32.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9,%10,%11}, {%0,%1,%2,%3}, %12, %13;"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b[0]), "r"(b[1]), "r"(b[2]), "r"(b[3]),
+          "r"(e), "n"(kSelector));
+  }
+}
+
+// x[n, k] and x[n, k + 1] as one word (k in the low half); 0 outside [N, K].
+template <bool kTokensMajor>
+__device__ __forceinline__ uint32_t LoadPair(const uint16_t* __restrict__ x, int n, int k, int K,
+                                             int N) {
+  if (n >= N || k >= K) return 0u;
+  if constexpr (kTokensMajor) {
+    return __ldg(reinterpret_cast<const uint32_t*>(x + static_cast<size_t>(n) * K + k));
+  } else {
+    const uint32_t lo = __ldg(x + static_cast<size_t>(k) * N + n);
+    const uint32_t hi = __ldg(x + static_cast<size_t>(k + 1) * N + n);
+    return lo | (hi << 16);
+  }
+}
+
+template <bool kBf16>
+__device__ __forceinline__ uint16_t Store16(float value) {
+  if constexpr (kBf16) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(value));
+  } else {
+    return __half_as_ushort(__float2half_rn(value));
+  }
+}
+
+// Staging (the "staged" launches): x's 64 columns of a pair go through a per-warp shared buffer,
+// copied in with 16-byte loads and read back as B fragments with ldmatrix (.trans for [K, N]).
+// Loading the fragments from global memory directly takes four 4-byte loads a step and an
+// n-tile, each touching 8 rows of x: L1 wavefronts, not DRAM, then bound N >= 16.
+// Buffer rows: tokens-major, one per column n (64 k + 8 padding); [K, N], one per k (the
+// n-tiles' 8 * kNTiles values, padded by 8 when that is not 16 bytes, so that the 8 rows an
+// ldmatrix reads fall in distinct banks).
+template <int kNTiles, bool kTokensMajor>
+struct Stage {
+  static constexpr int kRowStride = kTokensMajor ? 64 + 8 : kNTiles * 8 + (kNTiles > 1 ? 8 : 0);
+  static constexpr int kElems = (kTokensMajor ? kNTiles * 8 : 64) * kRowStride;
+  static constexpr int kPieces = 2 * kNTiles;  // 16-byte pieces a lane copies a pair
+};
+
+__device__ __forceinline__ void LdMatrix(uint32_t (&b)[4], const uint16_t* row, bool trans) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  if (trans) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(address));
+  } else {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(address));
+  }
+}
+
+constexpr int kUnroll = 2;  // pairs loaded before their products
+
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, bool kStaged>
+__global__ void SparseMmaKernel(const uint4* __restrict__ values,
+                                const uint32_t* __restrict__ meta,
+                                const uint16_t* __restrict__ x, uint16_t* __restrict__ out, int M,
+                                int K, int N, int P, int pairs_per_warp) {
+  using S = Stage<kNTiles, kTokensMajor>;
+  // [warps][kMTiles * 16][kNTiles * 8] float partial tiles, then (staged) [warps][kUnroll][S]
+  extern __shared__ __align__(16) unsigned char shared[];
+  constexpr int kRows = kMTiles * 16, kCols = kNTiles * 8;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int m_tiles = (M + 15) >> 4;
+  const int tile0 = blockIdx.x * kMTiles;
+  float* partial = reinterpret_cast<float*>(shared);
+  uint16_t* stage = reinterpret_cast<uint16_t*>(shared + warps * kRows * kCols * sizeof(float)) +
+                    warp * kUnroll * S::kElems;
+
+  float acc[kMTiles][kNTiles][4];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
+
+  const int p_begin = warp * pairs_per_warp;
+  const int p_end = min(P, p_begin + pairs_per_warp);
+  for (int p0 = p_begin; p0 < p_end; p0 += kUnroll) {
+    uint4 a[kUnroll][kMTiles][2];
+    uint32_t e[kUnroll][kMTiles];
+    uint32_t b[kUnroll][2][kNTiles][4];
+    uint4 pieces[kUnroll][kStaged ? S::kPieces : 1];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int p = p0 + u;
+      const bool live = p < p_end;
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        // A tile past the last is a copy of the last; its rows are not written.
+        const size_t base = static_cast<size_t>(min(tile0 + mt, m_tiles - 1)) * P + p;
+#pragma unroll
+        for (int s = 0; s < 2; ++s)
+          a[u][mt][s] = live ? __ldg(values + (base * 2 + s) * 32 + lane) : make_uint4(0, 0, 0, 0);
+        e[u][mt] = live ? __ldg(meta + base * 32 + lane) : kPaddingMeta;
+      }
+      if constexpr (kStaged) {
+#pragma unroll
+        for (int i = 0; i < S::kPieces; ++i) {
+          const int piece = i * 32 + lane;
+          // tokens-major: column n = piece / 8, k offset 8 * (piece % 8); [K, N]: row k =
+          // piece / kNTiles, columns 8 * (piece % kNTiles).
+          const int n = kTokensMajor ? piece >> 3 : (piece % kNTiles) * 8;
+          const int k = p * 64 + (kTokensMajor ? (piece & 7) * 8 : piece / kNTiles);
+          const bool valid = live && n < N && k < K;
+          const uint16_t* source = kTokensMajor ? x + static_cast<size_t>(n) * K + k
+                                                : x + static_cast<size_t>(k) * N + n;
+          pieces[u][i] = valid ? __ldg(reinterpret_cast<const uint4*>(source))
+                               : make_uint4(0, 0, 0, 0);
+        }
+      } else {
+#pragma unroll
+        for (int s = 0; s < 2; ++s)
+#pragma unroll
+          for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+              b[u][s][nt][j] =
+                  live ? LoadPair<kTokensMajor>(x, nt * 8 + g, p * 64 + s * 32 + 2 * t + 8 * j,
+                                                K, N)
+                       : 0u;
+      }
+    }
+    if constexpr (kStaged) {
+      __syncwarp();  // the last iteration's ldmatrix reads are done
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+        for (int i = 0; i < S::kPieces; ++i) {
+          const int piece = i * 32 + lane;
+          const int offset = kTokensMajor
+                                 ? (piece >> 3) * S::kRowStride + (piece & 7) * 8
+                                 : (piece / kNTiles) * S::kRowStride + (piece % kNTiles) * 8;
+          *reinterpret_cast<uint4*>(stage + u * S::kElems + offset) = pieces[u][i];
+        }
+      __syncwarp();
+      // ldmatrix.x4: lane supplies row (lane % 8) of matrix (lane / 8) = k block 8 * j of the
+      // step; fragment register j then holds x[n = g][k = 8 j + 2 t, + 1] of the step.
+      const int row = lane & 7, block = lane >> 3;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+        for (int s = 0; s < 2; ++s)
+#pragma unroll
+          for (int nt = 0; nt < kNTiles; ++nt) {
+            const int offset = kTokensMajor
+                                   ? (nt * 8 + row) * S::kRowStride + s * 32 + block * 8
+                                   : (s * 32 + block * 8 + row) * S::kRowStride + nt * 8;
+            LdMatrix(b[u][s][nt], stage + u * S::kElems + offset, !kTokensMajor);
+          }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt) {
+          MmaSp<kBf16, 0>(acc[mt][nt], a[u][mt][0], b[u][0][nt], e[u][mt]);
+          MmaSp<kBf16, 1>(acc[mt][nt], a[u][mt][1], b[u][1][nt], e[u][mt]);
+        }
+  }
+
+  // C fragment: acc[.][.][0, 1] at row g, columns 2t, 2t + 1; [2, 3] at row g + 8.
+  float* mine = partial + warp * kRows * kCols;
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        mine[(mt * 16 + g + 8 * (i >> 1)) * kCols + nt * 8 + 2 * t + (i & 1)] = acc[mt][nt][i];
+  __syncthreads();
+  for (int i = threadIdx.x; i < kRows * kCols; i += blockDim.x) {
+    // Rows fastest for the [N, M] output (coalesced along M), columns fastest for [M, N].
+    const int r = kTokensMajor ? i % kRows : i / kCols;
+    const int c = kTokensMajor ? i / kRows : i % kCols;
+    const int row = tile0 * 16 + r;
+    if (row >= M || c >= N) continue;
+    float sum = 0.f;
+    for (int w = 0; w < warps; ++w) sum += partial[(w * kRows + r) * kCols + c];
+    out[kTokensMajor ? static_cast<size_t>(c) * M + row : static_cast<size_t>(row) * N + c] =
+        Store16<kBf16>(sum);
+  }
+}
+
+struct Launch {
+  const void* values;
+  const void* meta;
+  const void* x;
+  void* out;
+  int m, k, n, pairs, warps;
+};
+
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, bool kStaged>
+cudaError_t Run(cudaStream_t stream, const Launch& l) {
+  using S = Stage<kNTiles, kTokensMajor>;
+  auto kernel = SparseMmaKernel<kBf16, kNTiles, kMTiles, kTokensMajor, kStaged>;
+  const int m_tiles = (l.m + 15) / 16;
+  const int blocks = (m_tiles + kMTiles - 1) / kMTiles;
+  const int pairs_per_warp = (l.pairs + l.warps - 1) / l.warps;
+  const size_t shared =
+      static_cast<size_t>(l.warps) *
+      (kMTiles * 16 * kNTiles * 8 * sizeof(float) + (kStaged ? kUnroll * S::kElems * 2 : 0));
+  if (shared > 48 * 1024) {
+    const cudaError_t error = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+    if (error != cudaSuccess) return error;
+  }
+  kernel<<<blocks, l.warps * 32, shared, stream>>>(
+      static_cast<const uint4*>(l.values), static_cast<const uint32_t*>(l.meta),
+      static_cast<const uint16_t*>(l.x), static_cast<uint16_t*>(l.out), l.m, l.k, l.n, l.pairs,
+      pairs_per_warp);
+  return cudaGetLastError();
+}
+
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor>
+cudaError_t ByStaging(cudaStream_t stream, const Launch& l, bool staged) {
+  return staged ? Run<kBf16, kNTiles, kMTiles, kTokensMajor, true>(stream, l)
+                : Run<kBf16, kNTiles, kMTiles, kTokensMajor, false>(stream, l);
+}
+
+template <bool kBf16, int kNTiles, int kMTiles>
+cudaError_t ByLayout(cudaStream_t stream, const Launch& l, bool tokens_major, bool staged) {
+  return tokens_major ? ByStaging<kBf16, kNTiles, kMTiles, true>(stream, l, staged)
+                      : ByStaging<kBf16, kNTiles, kMTiles, false>(stream, l, staged);
+}
+
+template <bool kBf16, int kNTiles>
+cudaError_t ByMTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bool staged,
+                     int m_tiles) {
+  return m_tiles == 1 ? ByLayout<kBf16, kNTiles, 1>(stream, l, tokens_major, staged)
+                      : ByLayout<kBf16, kNTiles, 2>(stream, l, tokens_major, staged);
+}
+
+template <bool kBf16>
+cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bool staged,
+                     int m_tiles) {
+  if (l.n <= 8) return ByMTiles<kBf16, 1>(stream, l, tokens_major, staged, m_tiles);
+  if (l.n <= 16) return ByMTiles<kBf16, 2>(stream, l, tokens_major, staged, m_tiles);
+  return ByMTiles<kBf16, 4>(stream, l, tokens_major, staged, m_tiles);
+}
+
+ffi::Error Invalid(const std::string& message) {
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jsparse sparse_mma: " + message);
+}
+
+ffi::Error MatmulImpl(cudaStream_t stream, ffi::AnyBuffer values, ffi::AnyBuffer meta,
+                      ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k,
+                      int64_t tokens_major, int64_t m_tiles, int64_t warps, int64_t staged) {
+  const ffi::DataType dtype = x.element_type();
+  if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
+    return Invalid("x must be bfloat16 or float16");
+  if (out->element_type() != dtype) return Invalid("out must have x's dtype");
+  const auto dims = x.dimensions();
+  if (dims.size() != 2) return Invalid("x must be 2-D");
+  const int64_t n = tokens_major ? dims[0] : dims[1];
+  const int64_t x_k = tokens_major ? dims[1] : dims[0];
+  if (x_k != k) return Invalid("x's contraction size " + std::to_string(x_k) + " != K " +
+                               std::to_string(k));
+  if (n < 1 || n > 32) return Invalid("N must be 1..32, got " + std::to_string(n));
+  if (m < 1 || k < 4 || k % 4) return Invalid("bad shape");
+  if (m_tiles != 1 && m_tiles != 2) return Invalid("m_tiles must be 1 or 2");
+  // Staging copies 16-byte pieces: rows of x must start 16-byte aligned.
+  const bool stageable = tokens_major ? k % 8 == 0 : n % 8 == 0;
+  if (staged == 1 && !stageable)
+    return Invalid(tokens_major ? "staged launches need K % 8 == 0" : "staged launches need N % 8 == 0");
+  const bool stage = staged == 1 || (staged < 0 && stageable);
+  if (warps < 1 || warps > 8) return Invalid("warps must be 1..8");
+  const int64_t tiles = (m + 15) / 16, pairs = (k + 63) / 64;
+  if (values.size_bytes() != static_cast<size_t>(tiles * pairs * 2 * 32 * 16))
+    return Invalid("values hold " + std::to_string(values.size_bytes()) + " bytes, expected " +
+                   std::to_string(tiles * pairs * 2 * 32 * 16));
+  if (meta.size_bytes() != static_cast<size_t>(tiles * pairs * 32 * 4))
+    return Invalid("meta has the wrong size");
+  if (out->element_count() != static_cast<size_t>(m * n)) return Invalid("out has the wrong size");
+  const Launch launch{values.untyped_data(), meta.untyped_data(), x.untyped_data(),
+                      out->untyped_data(), static_cast<int>(m), static_cast<int>(k),
+                      static_cast<int>(n), static_cast<int>(pairs), static_cast<int>(warps)};
+  const cudaError_t error =
+      dtype == ffi::DataType::BF16
+          ? ByNTiles<true>(stream, launch, tokens_major != 0, stage, m_tiles)
+          : ByNTiles<false>(stream, launch, tokens_major != 0, stage, m_tiles);
+  if (error != cudaSuccess)
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      std::string("sparse_mma launch failed: ") + cudaGetErrorString(error));
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseSparseMmaMatmul, MatmulImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("m")
+                                  .Attr<int64_t>("k")
+                                  .Attr<int64_t>("tokens_major")
+                                  .Attr<int64_t>("m_tiles")
+                                  .Attr<int64_t>("warps")
+                                  .Attr<int64_t>("staged"),
+                              {ffi::Traits::kCmdBufferCompatible});

@@ -1,0 +1,56 @@
+"""Building jsparse's CUDA custom-call libraries with nvcc on a GPU machine (never in CI).
+
+Each library is built from one source file under ``csrc/cuda`` into ``$JSPARSE_CUDA_LIB_DIR``
+(or ``$JSPARSE_CUSPARSELT_DIR``, its older name, or ``~/.cache/jsparse``), named by a hash of
+the source, so an edited source is rebuilt rather than an old build loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from typing import Sequence
+
+import jax
+
+SOURCE_DIR = pathlib.Path(__file__).resolve().parents[2] / "csrc" / "cuda"
+
+
+def library_dir() -> pathlib.Path:
+  return pathlib.Path(os.environ.get("JSPARSE_CUDA_LIB_DIR")
+                      or os.environ.get("JSPARSE_CUSPARSELT_DIR")
+                      or pathlib.Path.home() / ".cache" / "jsparse")
+
+
+def library_path(source: pathlib.Path, stem: str) -> pathlib.Path:
+  """Where the library ``stem`` built from ``source`` lives (its name carries a hash of the
+  source). Raises FileNotFoundError without the source (an installed package: build from a
+  source checkout)."""
+  if not source.exists():
+    raise FileNotFoundError(f"{source} not found: jsparse's CUDA libraries are built from a "
+                            "source checkout")
+  digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+  return library_dir() / f"lib{stem}-{digest}.so"
+
+
+def build(source: pathlib.Path, out: pathlib.Path, flags: Sequence[str] = (),
+          verbose: bool = False) -> pathlib.Path:
+  """Compiles ``source`` into the shared library ``out`` for sm_90 with the XLA FFI headers
+  (and ``flags``: include dirs, libraries); returns ``out``. Raises RuntimeError with the
+  compiler's output on failure."""
+  nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+  out.parent.mkdir(parents=True, exist_ok=True)
+  command = [nvcc, "-O2", "-std=c++17", "-shared", "-Xcompiler", "-fPIC",
+             "-gencode", "arch=compute_90,code=sm_90", f"-I{jax.ffi.include_dir()}",
+             str(source), *flags, "-lcudart", "-o", str(out)]
+  result = subprocess.run(command, capture_output=True, text=True)
+  if verbose or result.returncode:
+    print(" ".join(command), result.stdout, result.stderr, sep="\n", file=sys.stderr)
+  if result.returncode:
+    raise RuntimeError(f"building {out} failed (nvcc exit {result.returncode}):\n"
+                       f"{result.stderr[-3000:]}")
+  return out

@@ -1,0 +1,78 @@
+"""jsparse._gpu.sparse_mma: the mma.sp decoding kernel against float64, on a CUDA GPU (built
+with nvcc on first use). Skipped where JAX sees no GPU."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jsparse
+from jsparse._gpu import sparse_mma
+
+from tests.formats.test_mma_nm import random_nm
+
+pytestmark = pytest.mark.gpu
+
+# Ragged: M not a multiple of 16 (and 1), K not of 64 (and of 8), one group.
+SHAPES = [(16, 64), (40, 100), (1, 64), (33, 4), (300, 1000), (256, 4096)]
+COLUMNS = [1, 3, 8, 9, 16, 17, 32]
+
+
+def float64_product(matrix, x):
+  return np.asarray(matrix.todense(), np.float64) @ np.asarray(x, np.float64)
+
+
+def check(out, expected):
+  scale = max(np.abs(expected).max(), 1.0)
+  assert np.isfinite(np.asarray(out, np.float64)).all()
+  np.testing.assert_allclose(np.asarray(out, np.float64), expected, atol=2e-2 * scale, rtol=0)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_public_op_both_layouts(shape, dtype):
+  matrix = random_nm(sum(shape), shape, dtype)
+  packed = jsparse.MmaNM.from_nm(matrix)
+  for n in COLUMNS:
+    x = jnp.asarray(np.random.default_rng(n).standard_normal((shape[1], n)), dtype)
+    expected = float64_product(matrix, x)
+    out = jsparse.spmm(packed, x, impl="mma")
+    assert out.shape == (shape[0], n) and out.dtype == jnp.dtype(dtype)
+    check(out, expected)
+    check(jsparse.ops.matmul_transposed(x.T, packed, impl="mma").T, expected)
+
+
+@pytest.mark.parametrize("config", [sparse_mma.SparseMmaConfig(1, 8, False),
+                                    sparse_mma.SparseMmaConfig(2, 8, True),
+                                    sparse_mma.SparseMmaConfig(1, 3, None),
+                                    sparse_mma.SparseMmaConfig(2, 1, None)])
+def test_launches(config):
+  shape = (72, 520)  # K % 8 == 0: tokens-major staging; 520 = 8 pairs + a partial one
+  matrix = random_nm(11, shape, jnp.bfloat16)
+  packed = jsparse.MmaNM.from_nm(matrix)
+  for n in (1, 8, 16, 24, 32):
+    x = jnp.asarray(np.random.default_rng(n).standard_normal((shape[1], n)), jnp.bfloat16)
+    expected = float64_product(matrix, x)
+    check(sparse_mma.matmul(packed, x.T, tokens_major=True, config=config).T, expected)
+    if config.staged is not True or n % 8 == 0:
+      check(sparse_mma.matmul(packed, x, config=config), expected)
+
+
+def test_staging_refuses_unaligned_rows():
+  packed = jsparse.MmaNM.from_nm(random_nm(12, (16, 100), jnp.bfloat16))
+  with pytest.raises(Exception, match="staged launches need K % 8 == 0"):
+    jax.block_until_ready(sparse_mma.matmul(packed, jnp.ones((4, 100), jnp.bfloat16),
+                                            tokens_major=True,
+                                            config=sparse_mma.SparseMmaConfig(staged=True)))
+
+
+def test_jit_vmap_and_zero_matrix():
+  matrix = random_nm(13, (64, 256), jnp.bfloat16)
+  packed = jsparse.MmaNM.from_nm(matrix)
+  xs = jnp.asarray(np.random.default_rng(0).standard_normal((3, 256, 8)), jnp.bfloat16)
+  out = jax.jit(jax.vmap(lambda x: jsparse.spmm(packed, x, impl="mma")))(xs)
+  for i in range(3):
+    check(out[i], float64_product(matrix, xs[i]))
+  zero = jsparse.MmaNM.from_nm(jsparse.NM.fromdense(jnp.zeros((32, 128), jnp.bfloat16)))
+  out = jsparse.spmm(zero, jnp.ones((128, 8), jnp.bfloat16), impl="mma")
+  assert not np.asarray(out, np.float32).any()

@@ -1,0 +1,131 @@
+"""jsparse.spmm on an MmaNM: which calls go to the mma.sp kernel, and the dense path's results
+against float64 (the kernel itself: tests/gpu/test_sparse_mma.py)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jsparse
+from jsparse._gpu import sparse_mma
+from jsparse.ops import mma_nm
+
+from tests.formats.test_mma_nm import random_nm
+
+
+def float64_product(matrix, b, transpose_a=False):
+  dense = np.asarray(matrix.todense(), np.float64)
+  return (dense.T if transpose_a else dense) @ np.asarray(b, np.float64)
+
+
+@pytest.mark.parametrize("shape,n", [((40, 100), 3), ((16, 64), 1), ((1, 64), 17)])
+@pytest.mark.parametrize("transpose_a", [False, True])
+def test_dense_path_matches_float64(shape, n, transpose_a):
+  matrix = random_nm(5, shape, jnp.bfloat16)
+  packed = jsparse.MmaNM.from_nm(matrix)
+  rows = shape[0] if transpose_a else shape[1]
+  b = jnp.asarray(np.random.default_rng(n).standard_normal((rows, n)), jnp.bfloat16)
+  out = jax.jit(lambda a, b: jsparse.spmm(a, b, transpose_a=transpose_a))(packed, b)
+  assert out.dtype == jnp.bfloat16 and out.shape == (shape[1] if transpose_a else shape[0], n)
+  np.testing.assert_allclose(np.asarray(out, np.float64),
+                             float64_product(matrix, b, transpose_a), rtol=2e-2, atol=2e-2)
+
+
+def test_promoted_dtype_vmap_and_layer_product():
+  matrix = random_nm(6, (24, 32), jnp.float16)
+  packed = jsparse.MmaNM.from_nm(matrix)
+  b = jnp.asarray(np.random.default_rng(0).standard_normal((3, 32, 5)), jnp.float32)
+  out = jax.vmap(lambda b: packed @ b)(b)
+  assert out.dtype == jnp.float32
+  for i in range(3):
+    np.testing.assert_allclose(np.asarray(out[i]), float64_product(matrix, b[i]), rtol=1e-5,
+                               atol=1e-5)
+  x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 3, 32)), jnp.float16)
+  y = jsparse.ops.matmul_transposed(x, packed)
+  assert y.shape == (2, 3, 24)
+  np.testing.assert_allclose(np.asarray(y, np.float64),
+                             np.asarray(x, np.float64) @ np.asarray(matrix.todense(),
+                                                                    np.float64).T,
+                             rtol=1e-2, atol=1e-2)
+
+
+class KernelMarker:
+  """Stands in for the CUDA kernel: records each call and computes it densely."""
+
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, a, x, *, tokens_major=False, config=None):
+    self.calls.append((tuple(x.shape), tokens_major))
+    dense = a.todense().astype(jnp.float32)
+    if tokens_major:
+      return (x.astype(jnp.float32) @ dense.T).astype(x.dtype)
+    return (dense @ x.astype(jnp.float32)).astype(x.dtype)
+
+
+@pytest.fixture
+def kernel(monkeypatch):
+  marker = KernelMarker()
+  monkeypatch.setattr(sparse_mma, "available", lambda: True)
+  monkeypatch.setattr(sparse_mma, "matmul", marker)
+  return marker
+
+
+def test_routing_to_the_kernel(kernel):
+  matrix = random_nm(7, (48, 128), jnp.bfloat16)
+  packed = jsparse.MmaNM.from_nm(matrix)
+  for n, expected_call in ((1, ((1, 128), True)), (3, ((128, 8), False)),
+                           (16, ((128, 16), False)), (20, ((128, 24), False))):
+    b = jnp.asarray(np.random.default_rng(n).standard_normal((128, n)), jnp.bfloat16)
+    out = jsparse.spmm(packed, b)
+    assert kernel.calls[-1] == expected_call and out.shape == (48, n)
+    np.testing.assert_allclose(np.asarray(out, np.float64), float64_product(matrix, b),
+                               rtol=2e-2, atol=2e-2)
+  x = jnp.ones((2, 4, 128), jnp.bfloat16)
+  assert jsparse.ops.matmul_transposed(x, packed).shape == (2, 4, 48)
+  assert kernel.calls[-1] == ((8, 128), True)
+  count = len(kernel.calls)
+  jsparse.spmm(packed, jnp.ones((128, 33), jnp.bfloat16))  # more columns than the kernel takes
+  jsparse.spmm(packed, jnp.ones((128, 4), jnp.float32))  # another dtype
+  jsparse.spmm(packed, jnp.ones((48, 4), jnp.bfloat16), transpose_a=True)
+  jsparse.spmm(packed, jnp.ones((128, 4), jnp.bfloat16), impl="reference")
+  assert len(kernel.calls) == count
+
+
+def test_forcing_the_kernel_says_why_it_cannot(kernel):
+  packed = jsparse.MmaNM.from_nm(random_nm(8, (16, 64), jnp.bfloat16))
+  with pytest.raises(ValueError, match="B has 40 columns"):
+    jsparse.spmm(packed, jnp.ones((64, 40), jnp.bfloat16), impl="mma")
+  with pytest.raises(ValueError, match="B's dtype float32 differs"):
+    jsparse.spmm(packed, jnp.ones((64, 4), jnp.float32), impl="mma")
+  with pytest.raises(ValueError, match="transpose_a"):
+    jsparse.spmm(packed, jnp.ones((16, 4), jnp.bfloat16), transpose_a=True, impl="mma")
+
+
+def test_without_a_gpu_auto_uses_the_dense_path_and_mma_is_refused():
+  packed = jsparse.MmaNM.from_nm(random_nm(9, (16, 64), jnp.bfloat16))
+  if sparse_mma.available() is True:
+    pytest.skip("a GPU with the kernel is present")
+  assert mma_nm.route(packed, 8, jnp.bfloat16, transpose_a=False, impl="auto") == "reference"
+  with pytest.raises(ValueError, match="the kernel is not available"):
+    jsparse.spmm(packed, jnp.ones((64, 8), jnp.bfloat16), impl="mma")
+
+
+def test_bad_arguments_name_themselves():
+  packed = jsparse.MmaNM.from_nm(random_nm(10, (16, 64), jnp.bfloat16))
+  with pytest.raises(ValueError, match="impl must be one of"):
+    jsparse.spmm(packed, jnp.ones((64, 8), jnp.bfloat16), impl="pallas")
+  with pytest.raises(ValueError, match=r"B.shape\[0\] = 63 must equal A.shape\[1\] = 64"):
+    jsparse.spmm(packed, jnp.ones((63, 8), jnp.bfloat16))
+  with pytest.raises(ValueError, match="B must be 2-D"):
+    jsparse.spmm(packed, jnp.ones((64,), jnp.bfloat16))
+  with pytest.raises(ValueError, match=r"x must be \[..., K\] with K = A.shape\[1\] = 64"):
+    jsparse.ops.matmul_transposed(jnp.ones((2, 60), jnp.bfloat16), packed)
+  with pytest.raises(TypeError, match="x must have A's dtype"):
+    sparse_mma.matmul(packed, jnp.ones((64, 8), jnp.float32))
+  with pytest.raises(ValueError, match="the mma.sp kernel takes 1..32"):
+    sparse_mma.matmul(packed, jnp.ones((64, 33), jnp.bfloat16))
+  with pytest.raises(ValueError, match="m_tiles must be 1 or 2"):
+    sparse_mma.SparseMmaConfig(m_tiles=3)
+  with pytest.raises(ValueError, match="warps must be 1..8"):
+    sparse_mma.SparseMmaConfig(warps=9)
