@@ -9,7 +9,9 @@ or an ``nnx.Linear``. Weights are random (time does not depend on their values).
 - ``2:4``: ``SparseLinear(format="nm")``, the Pallas N:M kernels (``jsparse.spmm``);
 - ``2:4-sparse-cores``: the same layers after ``jsparse.nn.use_sparse_tensor_cores`` (and
   ``tune_sparse_tensor_cores`` per token count): cuSPARSELt where ``jsparse.ops.compressed_nm``
-  routes the call, the Pallas kernels elsewhere.
+  routes the call, the Pallas kernels elsewhere;
+- ``2:4-mma``: the same weights as ``jsparse.MmaNM`` (``MmaLinear``), the mma.sp decoding kernel
+  through ``jsparse.ops.matmul_transposed`` (up to 32 tokens; the dense expansion beyond).
 
 Each (variant, tokens) is timed as one jit-compiled forward pass: ``experiments.kernel_time``
 (device busy time of one call, no dispatch) and ``JaxLoopTimer`` (back-to-back passes in a
@@ -35,19 +37,33 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
+import jsparse  # noqa: E402
 from experiments import kernel_time  # noqa: E402
 from experiments.timing import JaxLoopTimer, TimingConfig  # noqa: E402
 from jsparse.nn import SparseLinear, tune_sparse_tensor_cores, use_sparse_tensor_cores  # noqa: E402
 
 HIDDEN, INTERMEDIATE = 4096, 14336
-VARIANTS = ("dense", "2:4", "2:4-sparse-cores")
+VARIANTS = ("dense", "2:4", "2:4-sparse-cores", "2:4-mma")
+
+
+class MmaLinear(nnx.Module):
+  """A 2:4 ``SparseLinear``'s weight held as a ``jsparse.MmaNM`` (no bias): x @ W.T."""
+
+  def __init__(self, layer: SparseLinear):
+    matrix = jsparse.MmaNM.from_nm(layer.weight.matrix.with_data(layer.weight.values[...]))
+    self.values, self.meta = nnx.Variable(matrix.values), nnx.Variable(matrix.meta)
+    self.shape, self.dtype = matrix.shape, matrix.dtype
+
+  def __call__(self, x):
+    matrix = jsparse.MmaNM(self.values[...], self.meta[...], self.shape, self.dtype)
+    return jsparse.ops.matmul_transposed(x, matrix)
 
 
 class MLP(nnx.Module):
   """SwiGLU MLP: [..., hidden] -> [..., hidden]."""
 
   def __init__(self, variant: str, rngs: nnx.Rngs):
-    def linear(n_in, n_out):
+    def linear(n_in, n_out):  # 2:4-mma converts the 2:4 layers (build)
       if variant == "dense":
         return nnx.Linear(n_in, n_out, use_bias=False, dtype=jnp.bfloat16,
                           param_dtype=jnp.bfloat16, rngs=rngs)
@@ -65,6 +81,9 @@ def build(variant: str) -> MLP:
   model = MLP(variant, nnx.Rngs(0))
   if variant.endswith("-sparse-cores"):
     use_sparse_tensor_cores(model)
+  if variant == "2:4-mma":
+    model.gate, model.up, model.down = (MmaLinear(model.gate), MmaLinear(model.up),
+                                        MmaLinear(model.down))
   return model
 
 

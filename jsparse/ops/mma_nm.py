@@ -51,7 +51,7 @@ def route(A: MmaNM, num_columns: int, dtype: Any, *, transpose_a: bool, impl: st
 def _reference(A: MmaNM, B: jax.Array, transpose_a: bool) -> jax.Array:
   dtype = jnp.promote_types(A.dtype, B.dtype)
   dense = A.todense()
-  product = jnp.dot(dense.T if transpose_a else dense, B,
+  product = jnp.dot(dense.T if transpose_a else dense, B, precision=jax.lax.Precision.HIGHEST,
                     preferred_element_type=jnp.promote_types(dtype, jnp.float32))
   return product.astype(dtype)
 
