@@ -83,13 +83,7 @@ def build(verbose: bool = False) -> pathlib.Path:
 @functools.lru_cache(maxsize=None)
 def load() -> ctypes.CDLL:
   """The library (built first if missing), its handlers registered as jax.ffi targets."""
-  path = library_path()
-  if not path.exists():
-    build()
-  library = ctypes.CDLL(str(path))
-  for target, symbol in TARGETS.items():
-    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
-                                platform="CUDA")
+  library = nvcc.load(library_path(), build, TARGETS)
   library.jsparse_cusparselt_compressed_size.restype = ctypes.c_size_t
   library.jsparse_cusparselt_compressed_size.argtypes = [
       ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
@@ -108,13 +102,7 @@ def available() -> bool | str:
   """True when a CUDA device is visible and the library loads (building it if needed), else
   why not. Decided once a process: every ``jsparse.spmm`` on a ``CompressedNM`` asks, and a
   failed build is not retried on each call."""
-  if not any(device.platform == "gpu" for device in jax.devices()):
-    return "no CUDA device visible to JAX"
-  try:
-    load()
-  except Exception as error:  # noqa: BLE001 - the reason is the answer
-    return f"{type(error).__name__}: {str(error)[:500]}"
-  return True
+  return nvcc.availability(load)
 
 
 def compressed_size(shape: tuple[int, int], dtype: Any) -> int:

@@ -7,13 +7,14 @@ the source, so an edited source is rebuilt rather than an old build loaded.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 
@@ -54,3 +55,28 @@ def build(source: pathlib.Path, out: pathlib.Path, flags: Sequence[str] = (),
     raise RuntimeError(f"building {out} failed (nvcc exit {result.returncode}):\n"
                        f"{result.stderr[-3000:]}")
   return out
+
+
+def load(path: pathlib.Path, build_library: Callable[[], object],
+         targets: dict[str, str]) -> ctypes.CDLL:
+  """The library at ``path`` (``build_library()`` first when it is missing), its handlers
+  registered as CUDA ``jax.ffi`` targets (``targets``: target name -> exported symbol)."""
+  if not path.exists():
+    build_library()
+  library = ctypes.CDLL(str(path))
+  for target, symbol in targets.items():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                platform="CUDA")
+  return library
+
+
+def availability(load_library: Callable[[], object]) -> bool | str:
+  """True when a CUDA device is visible and ``load_library()`` succeeds (building the library
+  if needed), else why not."""
+  if not any(device.platform == "gpu" for device in jax.devices()):
+    return "no CUDA device visible to JAX"
+  try:
+    load_library()
+  except Exception as error:  # noqa: BLE001 - the reason is the answer
+    return f"{type(error).__name__}: {str(error)[:500]}"
+  return True

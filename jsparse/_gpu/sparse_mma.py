@@ -66,26 +66,14 @@ def build(verbose: bool = False) -> pathlib.Path:
 @functools.lru_cache(maxsize=None)
 def load() -> ctypes.CDLL:
   """The library (built first if missing), its handler registered as a jax.ffi target."""
-  path = library_path()
-  if not path.exists():
-    build()
-  library = ctypes.CDLL(str(path))
-  jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.JsparseSparseMmaMatmul),
-                              platform="CUDA")
-  return library
+  return nvcc.load(library_path(), build, {TARGET: "JsparseSparseMmaMatmul"})
 
 
 @functools.lru_cache(maxsize=None)
 def available() -> bool | str:
   """True when a CUDA device is visible and the library loads (building it if needed), else
   why not; decided once a process."""
-  if not any(device.platform == "gpu" for device in jax.devices()):
-    return "no CUDA device visible to JAX"
-  try:
-    load()
-  except Exception as error:  # noqa: BLE001 - the reason is the answer
-    return f"{type(error).__name__}: {str(error)[:500]}"
-  return True
+  return nvcc.availability(load)
 
 
 def default_config(n: int) -> SparseMmaConfig:
