@@ -7,6 +7,10 @@ order (round 4: 150 s for tests and timings together, N:M first):
   dense ``jnp.dot`` and torch ``to_sparse_semi_structured`` (cuSPARSELt);
 - 2:4 decoding on the sparse tensor cores: ``jsparse.spmm`` on a ``jsparse.MmaNM`` (the mma.sp
   kernel, case variant "mma", run with the defaults) on the same shapes;
+- 2:4 as the library routes it (case variant "routed", run with the defaults):
+  ``jsparse.spmm`` on ``jsparse.cusparselt.from_nm(matrix)``, a ``CompressedNM`` holding the
+  matrix and its ``MmaNM`` copy (mma.sp at decoding, cuSPARSELt at prefill), at N = 1, 8, 16
+  and N = 1024, 4096 on the three weights, with torch's cuSPARSELt line timed beside it;
 - 2:4 prefill (N = 1024) on 4096x4096, default (per-position dots, 128x64x128);
 - candidate N:M launches per shape (NM_VARIANTS: per-position dots for decoding, other gather
   tiles, the expanding dot, prefill tiles), so that one run says which wins;
@@ -143,6 +147,9 @@ FAMILIES = ("bsr", "nm", "tiled")
 # The variant of 2:4 cases run as ``jsparse.spmm`` on an ``MmaNM`` (the mma.sp decoding kernel):
 # a path of the library, so it runs with the defaults too.
 MMA = "mma"
+# ... and as ``jsparse.spmm`` on a ``CompressedNM`` (the library's routing between paths).
+ROUTED = "routed"
+LIBRARY_PATHS = ("", MMA, ROUTED)
 
 
 def cases(smoke: bool, families: tuple[str, ...] = FAMILIES,
@@ -157,7 +164,7 @@ def cases(smoke: bool, families: tuple[str, ...] = FAMILIES,
     listed = (listed[:first] + tiled_sweep(smoke, sparsities or [0.7], ns or [1])
               + [case for case in listed[first:] if case.family != "tiled"])
   return [case for case in listed if case.family in families
-          and (variants or case.variant in ("", MMA))]
+          and (variants or case.variant in LIBRARY_PATHS)]
 
 
 def tiled_sweep(smoke: bool, sparsities: list[float], ns: list[int]) -> list[Case]:
@@ -184,6 +191,8 @@ def listed_cases(smoke: bool) -> list[Case]:
   square, tall, wide = (4096, 4096), (14336, 4096), (4096, 14336)
   decode = [Case("nm", shape, n, 0.5) for shape in (wide, square, tall) for n in (1, 8, 16)]
   decode += [Case("nm", shape, n, 0.5, MMA) for shape in (wide, square, tall) for n in (1, 8, 16)]
+  decode += [Case("nm", shape, n, 0.5, ROUTED) for shape in (wide, square, tall)
+             for n in (1, 8, 16, 1024, 4096)]
   return decode + [
       Case("nm", square, 1024, 0.5),
       # Candidate launches: per-position dots for decoding (N = 16 and 8), then the prefill
@@ -243,9 +252,9 @@ def kernel(case: Case, interpret: bool) -> Callable[..., jax.Array]:
   jsparse._gpu would pick (N:M: its registered lowering itself)."""
   from jsparse._gpu import structured
   variant = VARIANTS.get(case.variant)
-  if case.variant == MMA:  # the matrix is an MmaNM (run_case)
+  if case.variant in (MMA, ROUTED):  # the matrix is an MmaNM / CompressedNM (run_case)
     import jsparse
-    return lambda a, x: jsparse.spmm(a, x, impl="mma")
+    return lambda a, x: jsparse.spmm(a, x, impl="mma" if case.variant == MMA else "auto")
   if case.family == "nm" and not case.variant:
     return lambda a, x: structured._spmm_nm(a.data, a.indices, a.packed_indices, x,
                                             interpret=interpret, layout=a.layout)
@@ -282,6 +291,13 @@ def config_of(case: Case, matrix) -> dict:
   if case.variant == MMA:
     from jsparse._gpu import sparse_mma
     return {"kernel": "mma.sp", **dataclasses.asdict(sparse_mma.default_config(case.n))}
+  if case.variant == ROUTED:
+    from jsparse._gpu import cusparselt
+    from jsparse.ops import compressed_nm
+    path = compressed_nm.route(matrix, case.n, BF16, transpose_a=False, impl="auto")
+    alg = (cusparselt.default_alg(*matrix.shape, cusparselt.padded_columns(case.n), BF16)
+           if path == "cusparselt" else None)
+    return {"path": path, "cusparselt_alg": alg}
   if case.family == "nm":
     config, packed = nm_launch(case)
     return {**dataclasses.asdict(config), "indices_packed": packed}
@@ -298,7 +314,13 @@ def matrix_bytes(matrix, case: Case) -> int:
   """Bytes of W the case's kernel reads (N:M: values and one of its two position arrays; tiled:
   values, offsets and the bitmaps, or the values' columns where the gather kernel runs)."""
   arrays = jax.tree_util.tree_leaves(matrix)
-  if case.family == "nm" and case.variant != MMA:
+  if case.variant == ROUTED:  # the bytes of the path the call takes
+    from jsparse.ops import compressed_nm
+    path = compressed_nm.route(matrix, case.n, BF16, transpose_a=False, impl="auto")
+    arrays = {"mma": [matrix.mma.values, matrix.mma.meta] if matrix.mma else [],
+              "cusparselt": [matrix.data],
+              "matrix": [matrix.matrix.data, matrix.matrix.packed_indices]}[path]
+  elif case.family == "nm" and case.variant != MMA:
     arrays = [matrix.data, matrix.packed_indices if nm_launch(case)[1] else matrix.indices]
   if case.family == "tiled":
     from jsparse._gpu import structured
@@ -342,7 +364,8 @@ def time_torch(make_call: Callable[[], Callable[[], Any]], working_set: int, con
 def torch_baseline(case: Case, dense: jax.Array, x: jax.Array) -> Callable[[], Callable] | None:
   """A factory of torch calls (one per operand copy) for the case's torch line, or None."""
   import torch
-  if case.family == "tiled" or case.variant or not torch.cuda.is_available():
+  if (case.family == "tiled" or case.variant not in ("", ROUTED)
+      or not torch.cuda.is_available()):
     return None
   w = torch.from_numpy(np.array(dense)).to("cuda", torch.bfloat16)
   xt = torch.from_numpy(np.array(x.astype(jnp.float32))).to("cuda", torch.bfloat16)
@@ -373,6 +396,9 @@ def run_case(case: Case, row: dict, built: dict, dense_cache: dict, key: jax.Arr
   if case.variant == MMA:
     from jsparse.formats import MmaNM
     matrix = MmaNM.from_nm(matrix)
+  if case.variant == ROUTED:
+    from jsparse._gpu import cusparselt
+    matrix = cusparselt.from_nm(matrix)
   x = jax.random.normal(jax.random.fold_in(key, case.n), (case.shape[1], case.n)).astype(BF16)
   expected = jnp.dot(dense, x.astype(jnp.float32), precision=jax.lax.Precision.HIGHEST)
   out_bytes = case.shape[0] * case.n * 2

@@ -48,6 +48,7 @@ import numpy as np
 
 from jsparse._gpu import nvcc
 from jsparse.formats.compressed_nm import CompressedNM
+from jsparse.formats.mma_nm import MmaNM
 from jsparse.formats.nm import first_overfull_group
 from pallas_kernels import _common
 
@@ -161,17 +162,20 @@ def _compress(w: jax.Array) -> CompressedNM:
   return CompressedNM(data, tuple(w.shape), jnp.dtype(w.dtype))
 
 
-def from_nm(matrix: Any, *, keep_matrix: bool = True) -> CompressedNM:
+def from_nm(matrix: Any, *, keep_matrix: bool = True, decoding: bool = True) -> CompressedNM:
   """``compress`` of a 2:4 ``jsparse.NM`` matrix (bfloat16/float16 values), holding ``matrix``
-  too unless ``keep_matrix=False`` (then ``jsparse.spmm`` has no decoding path but cuSPARSELt's,
-  and no CPU path). Raises ValueError for another n:m."""
+  too unless ``keep_matrix=False`` (then ``jsparse.spmm`` has no Pallas path and no CPU path),
+  and with ``decoding`` its ``jsparse.MmaNM`` copy (calls of up to
+  ``sparse_mma.ROUTE_MAX_N`` columns then run jsparse's mma.sp kernel; 0.56x the dense
+  weight's bytes more). Raises ValueError for another n:m."""
   if (matrix.n, matrix.m) != (2, 4):
     raise ValueError(f"matrix must be 2:4 for cuSPARSELt, got {matrix.n}:{matrix.m}")
   dense = matrix.todense()
   _check_matrix(dense, "matrix")
   # An NM matrix holds the pattern by construction: no host copy of it to check.
   compressed = _compress(dense)
-  return dataclasses.replace(compressed, matrix=matrix if keep_matrix else None)
+  return dataclasses.replace(compressed, matrix=matrix if keep_matrix else None,
+                             mma=MmaNM.from_nm(matrix) if decoding else None)
 
 
 def padded_columns(n: int) -> int:

@@ -36,6 +36,12 @@ from jsparse.formats.mma_nm import MmaNM
 SOURCE = nvcc.SOURCE_DIR / "sparse_mma_ffi.cu"
 TARGET = "jsparse_sparse_mma_matmul"
 MAX_N = 32
+# A ``CompressedNM`` holding an ``MmaNM`` copy sends calls of up to this many columns to the
+# kernel (jsparse.ops.compressed_nm.route). H100, bf16, kernel time: 1.67-1.94x dense at N = 1, 8,
+# 16 on 14336x4096 and 4096x14336 (Pallas: 1.11-1.46x); Llama-3-8B's MLP block 1.65x / 1.47x at
+# 8 / 16 tokens, but 0.96x at 32, where the Pallas path took 1.04x
+# (experiments/results/h100-2026-11-27-sparse-mma/).
+ROUTE_MAX_N = 16
 
 
 @dataclasses.dataclass(frozen=True)

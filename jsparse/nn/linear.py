@@ -10,7 +10,7 @@ import numpy as np
 from flax import nnx
 from flax.nnx.nn import dtypes, initializers
 
-from jsparse.formats import CompressedNM, SparseMatrix
+from jsparse.formats import CompressedNM, MmaNM, SparseMatrix
 from jsparse.ops.spmm import matmul_transposed
 from jsparse.pruning import patterns
 from jsparse.pruning.masks import check_sparsity
@@ -43,6 +43,8 @@ class SparseLinear(nnx.Module):
     bias: ``nnx.Param`` [out_features] or None.
     sparse_core: ``SparseCoreCopy`` of the 2:4 weight for the sparse tensor cores, or None
       (``use_sparse_tensor_cores``).
+    sparse_core_values, sparse_core_meta: ``SparseCoreCopy`` of the weight's ``jsparse.MmaNM``
+      arrays (the mma.sp decoding kernel), or None.
   """
 
   def __init__(self, in_features: int, out_features: int, *, format: str = "csr",
@@ -77,6 +79,8 @@ class SparseLinear(nnx.Module):
     self.bias = (nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) if use_bias
                  else nnx.data(None))
     self.sparse_core = nnx.data(None)
+    self.sparse_core_values = nnx.data(None)
+    self.sparse_core_meta = nnx.data(None)
     self.in_features = in_features
     self.out_features = out_features
     self.use_bias = use_bias
@@ -125,13 +129,15 @@ class SparseLinear(nnx.Module):
     matrix = self.weight.matrix
     return 1.0 - matrix.data.size / (self.in_features * self.out_features)
 
-  def use_sparse_tensor_cores(self, enable: bool = True) -> None:
-    """Holds cuSPARSELt's compressed copy of the current 2:4 weight (``enable=False`` drops it).
+  def use_sparse_tensor_cores(self, enable: bool = True, *, decoding: bool = True) -> None:
+    """Holds cuSPARSELt's compressed copy of the current 2:4 weight and, with ``decoding``, its
+    ``jsparse.MmaNM`` copy (``enable=False`` drops both).
 
-    With it, calls whose inputs have the weight's dtype (bfloat16/float16) and at least
-    ``jsparse.cusparselt.ROUTE_MIN_N`` rows of tokens (prefill) run on the GPU's sparse tensor
-    cores when the weight has at least ``ROUTE_MIN_WEIGHT`` entries; shorter calls (decoding)
-    and smaller weights keep the Pallas N:M kernels (``jsparse.ops.compressed_nm.route``).
+    With them, calls whose inputs have the weight's dtype (bfloat16/float16) run on the GPU's
+    sparse tensor cores: through cuSPARSELt with at least ``jsparse.cusparselt.ROUTE_MIN_N``
+    rows of tokens (prefill) when the weight has at least ``ROUTE_MIN_WEIGHT`` entries, through
+    jsparse's mma.sp kernel with at most ``jsparse._gpu.sparse_mma.ROUTE_MAX_N`` rows
+    (decoding); other calls keep the Pallas N:M kernels (``jsparse.ops.compressed_nm.route``).
     For inference: the copy is not differentiable and is not updated when the values change
     (training, loading a checkpoint); call this again afterwards. Needs a CUDA GPU and the
     cuSPARSELt library (``jsparse.cusparselt.available()``).
@@ -142,6 +148,8 @@ class SparseLinear(nnx.Module):
     """
     if not enable:
       self.sparse_core = nnx.data(None)
+      self.sparse_core_values = nnx.data(None)
+      self.sparse_core_meta = nnx.data(None)
       return
     matrix = self.weight.matrix
     if not self.two_four:
@@ -149,7 +157,14 @@ class SparseLinear(nnx.Module):
       raise ValueError(f"the sparse tensor cores need a 2:4 N:M weight, this layer's is "
                        f"{self.format}{nm}")
     from jsparse._gpu import cusparselt
-    self.sparse_core = SparseCoreCopy(cusparselt.from_nm(matrix, keep_matrix=False).data)
+    compressed = cusparselt.from_nm(matrix, keep_matrix=False, decoding=decoding)
+    self.sparse_core = SparseCoreCopy(compressed.data)
+    if compressed.mma is None:
+      self.sparse_core_values = nnx.data(None)
+      self.sparse_core_meta = nnx.data(None)
+    else:
+      self.sparse_core_values = SparseCoreCopy(compressed.mma.values)
+      self.sparse_core_meta = SparseCoreCopy(compressed.mma.meta)
 
   def __call__(self, inputs: jax.Array) -> jax.Array:
     """[..., in_features] -> [..., out_features], in ``dtype`` (else the promoted input dtype)."""
@@ -162,7 +177,12 @@ class SparseLinear(nnx.Module):
     inputs, values, bias = dtypes.promote_dtype((inputs, values, bias), dtype=self.dtype)
     matrix = self.weight.matrix.with_data(values)
     if self.sparse_core is not None:
-      matrix = CompressedNM(self.sparse_core[...], matrix.shape, stored_dtype, matrix=matrix)
+      mma = None
+      if self.sparse_core_values is not None:
+        mma = MmaNM(self.sparse_core_values[...], self.sparse_core_meta[...], matrix.shape,
+                    stored_dtype)
+      matrix = CompressedNM(self.sparse_core[...], matrix.shape, stored_dtype, matrix=matrix,
+                            mma=mma)
     y = sparse_matmul(inputs, matrix, impl=self.impl)
     if bias is not None:
       y = y + bias
@@ -182,14 +202,15 @@ def make_linear(in_features: int, out_features: int, *, sparse: dict | None, use
                       param_dtype=param_dtype, rngs=rngs, **sparse)
 
 
-def use_sparse_tensor_cores(model: nnx.Module, enable: bool = True) -> int:
-  """``SparseLinear.use_sparse_tensor_cores(enable)`` on every 2:4 ``SparseLinear`` in
-  ``model`` (after casting the parameters to bfloat16/float16, before inference). Returns how
-  many layers it set."""
+def use_sparse_tensor_cores(model: nnx.Module, enable: bool = True, *,
+                            decoding: bool = True) -> int:
+  """``SparseLinear.use_sparse_tensor_cores(enable, decoding=decoding)`` on every 2:4
+  ``SparseLinear`` in ``model`` (after casting the parameters to bfloat16/float16, before
+  inference). Returns how many layers it set."""
   layers = [module for _, module in nnx.iter_graph(model)
             if isinstance(module, SparseLinear) and module.two_four]
   for layer in layers:
-    layer.use_sparse_tensor_cores(enable)
+    layer.use_sparse_tensor_cores(enable, decoding=decoding)
   return len(layers)
 
 

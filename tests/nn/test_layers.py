@@ -78,12 +78,25 @@ def test_sparse_linear_sparse_tensor_cores_routing(monkeypatch):
   bias = np.asarray(layer.bias[...], np.float32)
   np.testing.assert_allclose(np.asarray(forward(state, long)[0, 0], np.float32), 1000 + bias,
                              rtol=1e-2)
+  # With the MmaNM copy held too, short calls go to the mma.sp kernel (a marker here).
+  from jsparse._gpu import sparse_mma
+  from jsparse.formats import MmaNM
+  mma = MmaNM.from_nm(layer.weight.matrix.with_data(layer.weight.values[...]))
+  layer.sparse_core_values = SparseCoreCopy(mma.values)
+  layer.sparse_core_meta = SparseCoreCopy(mma.meta)
+  monkeypatch.setattr(sparse_mma, "available", lambda: True)
+  monkeypatch.setattr(sparse_mma, "matmul", lambda a, x, tokens_major=False, config=None:
+                      jnp.full((x.shape[0], a.shape[0]), 2000, x.dtype))
+  graphdef, state = nnx.split(layer)
+  out = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))(state, short)
+  np.testing.assert_allclose(np.asarray(out[0, 0], np.float32), 2000 + bias, rtol=1e-2)
   from jsparse.nn import tune_sparse_tensor_cores
   for tokens in (0, 2.5):
     with pytest.raises(ValueError, match="tokens must be a positive int"):
       tune_sparse_tensor_cores(layer, tokens)
   layer.use_sparse_tensor_cores(False)
-  assert layer.sparse_core is None
+  assert layer.sparse_core is None and layer.sparse_core_values is None
+  assert layer.sparse_core_meta is None
   csr = SparseLinear(64, 32, format="csr", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="need a 2:4 N:M weight, this layer's is csr"):
     csr.use_sparse_tensor_cores()

@@ -19,10 +19,12 @@ def two_four(shape=(32, 64), dtype=jnp.bfloat16, seed=0):
   return matrix, np.asarray(matrix.todense(), np.float64)
 
 
-def compressed(matrix, keep=True):
-  """A CompressedNM whose bytes are never read here (cuSPARSELt's call is replaced)."""
+def compressed(matrix, keep=True, mma=False):
+  """A CompressedNM whose bytes are never read here (cuSPARSELt's call is replaced), with the
+  matrix's MmaNM copy when ``mma``."""
   return jsparse.CompressedNM(jnp.arange(16, dtype=jnp.uint8), matrix.shape, matrix.dtype,
-                              matrix=matrix if keep else None)
+                              matrix=matrix if keep else None,
+                              mma=jsparse.MmaNM.from_nm(matrix) if mma else None)
 
 
 @pytest.fixture
@@ -117,6 +119,49 @@ def test_bad_calls_are_refused_naming_the_argument(no_sparse_cores):
     jsparse.spmm(compressed(matrix, keep=False), jnp.ones((64, 4), jnp.bfloat16))
 
 
+@pytest.fixture
+def fake_mma_kernel(monkeypatch):
+  """The mma.sp kernel reported available; its products return 2000 everywhere. Returns the
+  list of (x shape, tokens_major) it was called with."""
+  from jsparse._gpu import sparse_mma
+  calls = []
+
+  def fake(a, x, *, tokens_major=False, config=None):
+    calls.append((tuple(x.shape), tokens_major))
+    shape = (x.shape[0], a.shape[0]) if tokens_major else (a.shape[0], x.shape[1])
+    return jnp.full(shape, 2000, x.dtype)
+
+  monkeypatch.setattr(sparse_mma, "available", lambda: True)
+  monkeypatch.setattr(sparse_mma, "matmul", fake)
+  return calls
+
+
+def test_decoding_goes_to_the_mma_kernel(fake_sparse_cores, fake_mma_kernel):
+  from jsparse._gpu import sparse_mma
+  matrix, dense = two_four((32, 64))
+  A = compressed(matrix, mma=True)
+  for n in (1, 8, sparse_mma.ROUTE_MAX_N):
+    assert float(jsparse.spmm(A, jnp.ones((64, n), jnp.bfloat16))[0, 0]) == 2000
+  out = jsparse.ops.matmul_transposed(jnp.ones((2, 3, 64), jnp.bfloat16), A)
+  assert out.shape == (2, 3, 32) and float(out[0, 0, 0]) == 2000
+  assert fake_mma_kernel[-1] == ((6, 64), True)
+  count = len(fake_mma_kernel)
+  # Between the two: the matrix; prefill: cuSPARSELt; transposed or float32: the matrix.
+  middle = jsparse.spmm(A, jnp.ones((64, sparse_mma.ROUTE_MAX_N + 1), jnp.bfloat16))
+  assert float(middle[0, 0]) == pytest.approx(dense[0].sum(), rel=1e-2)
+  wide = jnp.ones((64, cusparselt.ROUTE_MIN_N), jnp.bfloat16)
+  assert float(jsparse.spmm(A, wide)[0, 0]) == 1000
+  jsparse.spmm(A, jnp.ones((32, 4), jnp.bfloat16), transpose_a=True)
+  jsparse.spmm(A, jnp.ones((64, 4), jnp.float32))
+  assert len(fake_mma_kernel) == count
+  # Forced: the kernel up to its MAX_N; without the copy, a clear error.
+  assert float(jsparse.spmm(A, jnp.ones((64, 24), jnp.bfloat16), impl="mma")[0, 0]) == 2000
+  with pytest.raises(ValueError, match="impl='mma' needs A's MmaNM copy"):
+    jsparse.spmm(compressed(matrix), jnp.ones((64, 4), jnp.bfloat16), impl="mma")
+  with pytest.raises(ValueError, match="impl='mma' cannot run this product: transpose_a"):
+    jsparse.spmm(A, jnp.ones((32, 4), jnp.bfloat16), transpose_a=True, impl="mma")
+
+
 def test_constructor_checks_its_static_fields():
   matrix, _ = two_four((32, 64))
   data = jnp.arange(16, dtype=jnp.uint8)
@@ -132,6 +177,11 @@ def test_constructor_checks_its_static_fields():
     jsparse.CompressedNM(data, (32, 64), jnp.bfloat16, matrix=one_four)
   with pytest.raises(TypeError, match="matrix must be a jsparse.NM or None, got CSR"):
     jsparse.CompressedNM(data, (32, 64), jnp.bfloat16, matrix=matrix.tocsr())
+  with pytest.raises(TypeError, match="mma must be a jsparse.MmaNM or None, got NM"):
+    jsparse.CompressedNM(data, (32, 64), jnp.bfloat16, mma=matrix)
+  half = jsparse.MmaNM.from_nm(jsparse.NM.fromdense(jnp.ones((32, 64), jnp.float16)))
+  with pytest.raises(ValueError, match=r"mma must be of shape \(32, 64\) and dtype bfloat16"):
+    jsparse.CompressedNM(data, (32, 64), jnp.bfloat16, mma=half)
 
 
 def test_compress_without_a_gpu_says_so(no_sparse_cores):
