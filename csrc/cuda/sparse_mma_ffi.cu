@@ -94,6 +94,35 @@ struct Stage {
   static constexpr int kRowStride = kTokensMajor ? 64 + 8 : kNTiles * 8 + (kNTiles > 1 ? 8 : 0);
   static constexpr int kElems = (kTokensMajor ? kNTiles * 8 : 64) * kRowStride;
   static constexpr int kPieces = 2 * kNTiles;  // 16-byte pieces a lane copies a pair
+
+  // Piece i of ``lane`` for columns [64 p, 64 p + 64) of x (zeros outside [N, K] or when not
+  // ``live``): tokens-major, column n = piece / 8 at k offset 8 * (piece % 8); [K, N], row k =
+  // piece / kNTiles at columns 8 * (piece % kNTiles).
+  __device__ static __forceinline__ uint4 Load(const uint16_t* __restrict__ x, int i, int lane,
+                                               int p, int K, int N, bool live) {
+    const int piece = i * 32 + lane;
+    const int n = kTokensMajor ? piece >> 3 : (piece % kNTiles) * 8;
+    const int k = p * 64 + (kTokensMajor ? (piece & 7) * 8 : piece / kNTiles);
+    const uint16_t* source = kTokensMajor ? x + static_cast<size_t>(n) * K + k
+                                          : x + static_cast<size_t>(k) * N + n;
+    return live && n < N && k < K ? __ldg(reinterpret_cast<const uint4*>(source))
+                                  : make_uint4(0, 0, 0, 0);
+  }
+
+  // Where piece i of ``lane`` goes in the buffer (elements).
+  __device__ static __forceinline__ int StoreOffset(int i, int lane) {
+    const int piece = i * 32 + lane;
+    return kTokensMajor ? (piece >> 3) * kRowStride + (piece & 7) * 8
+                        : (piece / kNTiles) * kRowStride + (piece % kNTiles) * 8;
+  }
+
+  // The row ``lane`` gives ldmatrix.x4 for k32 step s and n-tile nt: row (lane % 8) of matrix
+  // (lane / 8) = k block 8 j of the step; register j then holds x[n = g][k = 8 j + 2 t, + 1].
+  __device__ static __forceinline__ int FragmentOffset(int s, int nt, int lane) {
+    const int row = lane & 7, block = lane >> 3;
+    return kTokensMajor ? (nt * 8 + row) * kRowStride + s * 32 + block * 8
+                        : (s * 32 + block * 8 + row) * kRowStride + nt * 8;
+  }
 };
 
 __device__ __forceinline__ void LdMatrix(uint32_t (&b)[4], const uint16_t* row, bool trans) {
@@ -104,6 +133,39 @@ __device__ __forceinline__ void LdMatrix(uint32_t (&b)[4], const uint16_t* row, 
   } else {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3]) : "r"(address));
+  }
+}
+
+// The block's warps' [kMTiles * 16, kNTiles * 8] tiles summed in shared memory (``partial``:
+// [warps][rows][cols] floats) and written to out rows row0.. (< M), columns < N: [M, N], or
+// [N, M] tokens-major. C fragment: acc[.][.][0, 1] at row g, columns 2t, 2t + 1; [2, 3] at
+// row g + 8.
+template <bool kBf16, int kMTiles, int kNTiles, bool kTokensMajor>
+__device__ __forceinline__ void ReduceAndStore(const float (&acc)[kMTiles][kNTiles][4],
+                                               float* partial, uint16_t* __restrict__ out,
+                                               int row0, int M, int N) {
+  constexpr int kRows = kMTiles * 16, kCols = kNTiles * 8;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  float* mine = partial + warp * kRows * kCols;
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        mine[(mt * 16 + g + 8 * (i >> 1)) * kCols + nt * 8 + 2 * t + (i & 1)] = acc[mt][nt][i];
+  __syncthreads();
+  for (int i = threadIdx.x; i < kRows * kCols; i += blockDim.x) {
+    // Rows fastest for the [N, M] output (coalesced along M), columns fastest for [M, N].
+    const int r = kTokensMajor ? i % kRows : i / kCols;
+    const int c = kTokensMajor ? i / kRows : i % kCols;
+    const int row = row0 + r;
+    if (row >= M || c >= N) continue;
+    float sum = 0.f;
+    for (int w = 0; w < warps; ++w) sum += partial[(w * kRows + r) * kCols + c];
+    out[kTokensMajor ? static_cast<size_t>(c) * M + row : static_cast<size_t>(row) * N + c] =
+        Store16<kBf16>(sum);
   }
 }
 
@@ -156,18 +218,7 @@ __global__ void SparseMmaKernel(const uint4* __restrict__ values,
       }
       if constexpr (kStaged) {
 #pragma unroll
-        for (int i = 0; i < S::kPieces; ++i) {
-          const int piece = i * 32 + lane;
-          // tokens-major: column n = piece / 8, k offset 8 * (piece % 8); [K, N]: row k =
-          // piece / kNTiles, columns 8 * (piece % kNTiles).
-          const int n = kTokensMajor ? piece >> 3 : (piece % kNTiles) * 8;
-          const int k = p * 64 + (kTokensMajor ? (piece & 7) * 8 : piece / kNTiles);
-          const bool valid = live && n < N && k < K;
-          const uint16_t* source = kTokensMajor ? x + static_cast<size_t>(n) * K + k
-                                                : x + static_cast<size_t>(k) * N + n;
-          pieces[u][i] = valid ? __ldg(reinterpret_cast<const uint4*>(source))
-                               : make_uint4(0, 0, 0, 0);
-        }
+        for (int i = 0; i < S::kPieces; ++i) pieces[u][i] = S::Load(x, i, lane, p, K, N, live);
       } else {
 #pragma unroll
         for (int s = 0; s < 2; ++s)
@@ -186,28 +237,18 @@ __global__ void SparseMmaKernel(const uint4* __restrict__ values,
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
-        for (int i = 0; i < S::kPieces; ++i) {
-          const int piece = i * 32 + lane;
-          const int offset = kTokensMajor
-                                 ? (piece >> 3) * S::kRowStride + (piece & 7) * 8
-                                 : (piece / kNTiles) * S::kRowStride + (piece % kNTiles) * 8;
-          *reinterpret_cast<uint4*>(stage + u * S::kElems + offset) = pieces[u][i];
-        }
+        for (int i = 0; i < S::kPieces; ++i)
+          *reinterpret_cast<uint4*>(stage + u * S::kElems + S::StoreOffset(i, lane)) =
+              pieces[u][i];
       __syncwarp();
-      // ldmatrix.x4: lane supplies row (lane % 8) of matrix (lane / 8) = k block 8 * j of the
-      // step; fragment register j then holds x[n = g][k = 8 j + 2 t, + 1] of the step.
-      const int row = lane & 7, block = lane >> 3;
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
         for (int s = 0; s < 2; ++s)
 #pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt) {
-            const int offset = kTokensMajor
-                                   ? (nt * 8 + row) * S::kRowStride + s * 32 + block * 8
-                                   : (s * 32 + block * 8 + row) * S::kRowStride + nt * 8;
-            LdMatrix(b[u][s][nt], stage + u * S::kElems + offset, !kTokensMajor);
-          }
+          for (int nt = 0; nt < kNTiles; ++nt)
+            LdMatrix(b[u][s][nt], stage + u * S::kElems + S::FragmentOffset(s, nt, lane),
+                     !kTokensMajor);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
@@ -220,27 +261,7 @@ __global__ void SparseMmaKernel(const uint4* __restrict__ values,
         }
   }
 
-  // C fragment: acc[.][.][0, 1] at row g, columns 2t, 2t + 1; [2, 3] at row g + 8.
-  float* mine = partial + warp * kRows * kCols;
-#pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-        mine[(mt * 16 + g + 8 * (i >> 1)) * kCols + nt * 8 + 2 * t + (i & 1)] = acc[mt][nt][i];
-  __syncthreads();
-  for (int i = threadIdx.x; i < kRows * kCols; i += blockDim.x) {
-    // Rows fastest for the [N, M] output (coalesced along M), columns fastest for [M, N].
-    const int r = kTokensMajor ? i % kRows : i / kCols;
-    const int c = kTokensMajor ? i / kRows : i % kCols;
-    const int row = tile0 * 16 + r;
-    if (row >= M || c >= N) continue;
-    float sum = 0.f;
-    for (int w = 0; w < warps; ++w) sum += partial[(w * kRows + r) * kCols + c];
-    out[kTokensMajor ? static_cast<size_t>(c) * M + row : static_cast<size_t>(row) * N + c] =
-        Store16<kBf16>(sum);
-  }
+  ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor>(acc, partial, out, tile0 * 16, M, N);
 }
 
 struct Launch {
@@ -300,6 +321,168 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
   return ByMTiles<kBf16, 4>(stream, l, tokens_major, staged, m_tiles);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Unstructured sparse weights on the dense tensor cores ("load as sparse, compute as dense"),
+// reading jsparse.Tiled with 16x64 tiles: data [nse] (values packed tile by tile, row by row,
+// in column order), bitmaps uint32 [Mt, Kt, 16, 2] (bit b of word w of a tile row marks column
+// 32 w + b), row_offsets int32 [Mt, Kt, 16] (position in data of each tile row's first value).
+// A block takes one row tile; its warps split the K tiles. For each tile a warp copies the
+// tile's packed values into shared memory (16-byte loads from an aligned start) and stages x's
+// 64 columns as the 2:4 kernel does; each lane then builds its A fragments of the four k16
+// steps (rows g and g + 8, columns 2t, 2t + 1, 2t + 8, 2t + 9 of a step) from its rows' bitmaps:
+// a value's place in the row is the popc of the bits below it.
+constexpr int kTileValues = 16 * 64 + 8;  // a tile's values from an 8-aligned start
+
+template <bool kBf16>
+__device__ __forceinline__ void Mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  if constexpr (kBf16) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// The two values of a row at bit positions c, c + 1 of ``bits`` (zero where the bit is clear):
+// the row's values start at ``base`` in ``values``.
+__device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bits, int base,
+                                            int c) {
+  const int below = __popc(bits & ((1u << c) - 1u));
+  const uint32_t first = (bits >> c) & 1u, second = (bits >> (c + 1)) & 1u;
+  const uint32_t lo = first ? values[base + below] : 0u;
+  const uint32_t hi = second ? values[base + below + first] : 0u;
+  return lo | (hi << 16);
+}
+
+template <bool kBf16, int kNTiles, bool kTokensMajor>
+__global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
+                               const uint32_t* __restrict__ bitmaps,
+                               const int32_t* __restrict__ row_offsets,
+                               const uint16_t* __restrict__ x, uint16_t* __restrict__ out, int M,
+                               int K, int N, int k_tiles, int tiles_per_warp, int64_t nse) {
+  using S = Stage<kNTiles, kTokensMajor>;
+  // [warps][16][kNTiles * 8] float partial tiles, then [warps][S::kElems + kTileValues]
+  extern __shared__ __align__(16) unsigned char shared[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  float* partial = reinterpret_cast<float*>(shared);
+  uint16_t* stage = reinterpret_cast<uint16_t*>(shared + warps * 16 * kNTiles * 8 * sizeof(float)) +
+                    warp * (S::kElems + kTileValues);
+  uint16_t* values = stage + S::kElems;
+
+  float acc[1][kNTiles][4];
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[0][nt][i] = 0.f;
+
+  const int j_begin = warp * tiles_per_warp;
+  const int j_end = min(k_tiles, j_begin + tiles_per_warp);
+  for (int j = j_begin; j < j_end; ++j) {
+    const size_t tile = static_cast<size_t>(blockIdx.x) * k_tiles + j;
+    uint4 pieces[S::kPieces];
+#pragma unroll
+    for (int i = 0; i < S::kPieces; ++i) pieces[i] = S::Load(x, i, lane, j, K, N, true);
+    const uint2 low = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + g) * 2));
+    const uint2 high = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + g + 8) * 2));
+    const uint2 last = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + 15) * 2));
+    const int start = __ldg(row_offsets + tile * 16);
+    const int end = __ldg(row_offsets + tile * 16 + 15) + __popc(last.x) + __popc(last.y);
+    const int aligned = start & ~7;
+    const int base_low = __ldg(row_offsets + tile * 16 + g) - aligned;
+    const int base_high = __ldg(row_offsets + tile * 16 + g + 8) - aligned;
+    __syncwarp();  // the last tile's reads of the buffers are done
+    for (int q = lane; q * 8 < end - aligned; q += 32) {
+      const int64_t first = static_cast<int64_t>(aligned) + q * 8;
+      uint4 chunk;
+      if (first + 8 <= nse) {
+        chunk = __ldg(reinterpret_cast<const uint4*>(data + first));
+      } else {  // the array's last, partial piece
+        __align__(16) uint16_t tail[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) tail[e] = first + e < nse ? data[first + e] : 0;
+        chunk = *reinterpret_cast<const uint4*>(tail);
+      }
+      *reinterpret_cast<uint4*>(values + q * 8) = chunk;
+    }
+#pragma unroll
+    for (int i = 0; i < S::kPieces; ++i)
+      *reinterpret_cast<uint4*>(stage + S::StoreOffset(i, lane)) = pieces[i];
+    __syncwarp();
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {  // columns 32 half .. 32 half + 31: word ``half``
+      const uint32_t bits_low = half ? low.y : low.x, bits_high = half ? high.y : high.x;
+      const int row_low = base_low + (half ? __popc(low.x) : 0);
+      const int row_high = base_high + (half ? __popc(high.x) : 0);
+      uint32_t b[kNTiles][4];
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt)
+        LdMatrix(b[nt], stage + S::FragmentOffset(half, nt, lane), !kTokensMajor);
+#pragma unroll
+      for (int step = 0; step < 2; ++step) {  // k16 steps of the word
+        const int c = step * 16 + 2 * t;
+        const uint32_t a[4] = {RowPair(values, bits_low, row_low, c),
+                               RowPair(values, bits_high, row_high, c),
+                               RowPair(values, bits_low, row_low, c + 8),
+                               RowPair(values, bits_high, row_high, c + 8)};
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt)
+          Mma16816<kBf16>(acc[0][nt], a, b[nt][2 * step], b[nt][2 * step + 1]);
+      }
+    }
+  }
+  ReduceAndStore<kBf16, 1, kNTiles, kTokensMajor>(acc, partial, out, blockIdx.x * 16, M, N);
+}
+
+struct TiledLaunch {
+  const void* data;
+  const void* bitmaps;
+  const void* row_offsets;
+  const void* x;
+  void* out;
+  int m, k, n, k_tiles, warps;
+  int64_t nse;
+};
+
+template <bool kBf16, int kNTiles, bool kTokensMajor>
+cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
+  using S = Stage<kNTiles, kTokensMajor>;
+  auto kernel = TiledMmaKernel<kBf16, kNTiles, kTokensMajor>;
+  const int m_tiles = (l.m + 15) / 16;
+  const int tiles_per_warp = (l.k_tiles + l.warps - 1) / l.warps;
+  const size_t shared = static_cast<size_t>(l.warps) *
+                        (16 * kNTiles * 8 * sizeof(float) + (S::kElems + kTileValues) * 2);
+  if (shared > 48 * 1024) {
+    const cudaError_t error = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+    if (error != cudaSuccess) return error;
+  }
+  kernel<<<m_tiles, l.warps * 32, shared, stream>>>(
+      static_cast<const uint16_t*>(l.data), static_cast<const uint32_t*>(l.bitmaps),
+      static_cast<const int32_t*>(l.row_offsets), static_cast<const uint16_t*>(l.x),
+      static_cast<uint16_t*>(l.out), l.m, l.k, l.n, l.k_tiles, tiles_per_warp, l.nse);
+  return cudaGetLastError();
+}
+
+template <bool kBf16, int kNTiles>
+cudaError_t TiledByLayout(cudaStream_t stream, const TiledLaunch& l, bool tokens_major) {
+  return tokens_major ? RunTiled<kBf16, kNTiles, true>(stream, l)
+                      : RunTiled<kBf16, kNTiles, false>(stream, l);
+}
+
+template <bool kBf16>
+cudaError_t TiledByNTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens_major) {
+  if (l.n <= 8) return TiledByLayout<kBf16, 1>(stream, l, tokens_major);
+  if (l.n <= 16) return TiledByLayout<kBf16, 2>(stream, l, tokens_major);
+  return TiledByLayout<kBf16, 4>(stream, l, tokens_major);
+}
+
 ffi::Error Invalid(const std::string& message) {
   return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jsparse sparse_mma: " + message);
 }
@@ -346,6 +529,48 @@ ffi::Error MatmulImpl(cudaStream_t stream, ffi::AnyBuffer values, ffi::AnyBuffer
   return ffi::Error::Success();
 }
 
+
+ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffer bitmaps,
+                           ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
+                           ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k,
+                           int64_t tokens_major, int64_t warps) {
+  const ffi::DataType dtype = x.element_type();
+  if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
+    return Invalid("x must be bfloat16 or float16");
+  if (data.element_type() != dtype || out->element_type() != dtype)
+    return Invalid("data and out must have x's dtype");
+  if (bitmaps.element_type() != ffi::DataType::U32 || row_offsets.element_type() != ffi::DataType::S32)
+    return Invalid("bitmaps must be uint32 and row_offsets int32");
+  const auto dims = x.dimensions();
+  if (dims.size() != 2) return Invalid("x must be 2-D");
+  const int64_t n = tokens_major ? dims[0] : dims[1];
+  const int64_t x_k = tokens_major ? dims[1] : dims[0];
+  if (x_k != k) return Invalid("x's contraction size does not match K");
+  if (n < 1 || n > 32) return Invalid("N must be 1..32, got " + std::to_string(n));
+  if (tokens_major ? k % 8 : n % 8)
+    return Invalid(tokens_major ? "tokens-major x needs K % 8 == 0" : "x [K, N] needs N % 8 == 0");
+  if (warps < 1 || warps > 8) return Invalid("warps must be 1..8");
+  const int64_t m_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
+  const auto bitmap_dims = bitmaps.dimensions();
+  if (bitmap_dims.size() != 4 || bitmap_dims[0] != m_tiles || bitmap_dims[1] != k_tiles ||
+      bitmap_dims[2] != 16 || bitmap_dims[3] != 2)
+    return Invalid("bitmaps must be [ceil(M / 16), ceil(K / 64), 16, 2] (16x64 tiles)");
+  if (row_offsets.element_count() != static_cast<size_t>(m_tiles * k_tiles * 16))
+    return Invalid("row_offsets must be [ceil(M / 16), ceil(K / 64), 16]");
+  if (out->element_count() != static_cast<size_t>(m * n)) return Invalid("out has the wrong size");
+  const TiledLaunch launch{data.untyped_data(), bitmaps.untyped_data(), row_offsets.untyped_data(),
+                           x.untyped_data(), out->untyped_data(), static_cast<int>(m),
+                           static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
+                           static_cast<int>(warps), static_cast<int64_t>(data.element_count())};
+  const cudaError_t error = dtype == ffi::DataType::BF16
+                                ? TiledByNTiles<true>(stream, launch, tokens_major != 0)
+                                : TiledByNTiles<false>(stream, launch, tokens_major != 0);
+  if (error != cudaSuccess)
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      std::string("tiled mma launch failed: ") + cudaGetErrorString(error));
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseSparseMmaMatmul, MatmulImpl,
@@ -361,4 +586,18 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseSparseMmaMatmul, MatmulImpl,
                                   .Attr<int64_t>("m_tiles")
                                   .Attr<int64_t>("warps")
                                   .Attr<int64_t>("staged"),
+                              {ffi::Traits::kCmdBufferCompatible});
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledMmaMatmul, TiledMatmulImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("m")
+                                  .Attr<int64_t>("k")
+                                  .Attr<int64_t>("tokens_major")
+                                  .Attr<int64_t>("warps"),
                               {ffi::Traits::kCmdBufferCompatible});

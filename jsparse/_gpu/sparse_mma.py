@@ -10,6 +10,10 @@ the sparse tensor cores do the expansion: the weight is stored once in the order
 block's warps split K and sum their tiles in shared memory.
 
 - The weight: ``jsparse.MmaNM`` (``jsparse.formats.mma_nm``, ``MmaNM.from_nm(matrix)``).
+- ``tiled_matmul``: the same for unstructured weights held as ``jsparse.Tiled`` with 16x64
+  tiles ("load as sparse, compute as dense"): each tile's packed values and bitmaps are expanded
+  into the dense ``mma.m16n8k16`` A fragments in registers. ``jsparse.spmm`` on such a matrix
+  runs it on the GPU for 1..``MAX_N`` columns (``jsparse._gpu.structured``).
 - ``matmul(a, x)``: A [M, K] @ x [K, N] -> [M, N]; with ``tokens_major``, x [N, K] -> [N, M]
   (a layer's x @ A.T). bfloat16 or float16 (A's and x's dtype alike), float32 accumulation;
   N <= ``MAX_N``. ``jsparse.spmm`` on an ``MmaNM`` calls it (``jsparse.ops.mma_nm``).
@@ -25,16 +29,20 @@ import dataclasses
 import functools
 import pathlib
 import sys
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jsparse._gpu import nvcc
-from jsparse.formats.mma_nm import MmaNM
+from jsparse.formats.mma_nm import DTYPES, MmaNM
 
 SOURCE = nvcc.SOURCE_DIR / "sparse_mma_ffi.cu"
 TARGET = "jsparse_sparse_mma_matmul"
+TILED_TARGET = "jsparse_tiled_mma_matmul"
+# jsparse.Tiled matrices the tiled kernel reads: 16x64 tiles.
+TILED_TILE_SHAPE = (16, 64)
 MAX_N = 32
 # A ``CompressedNM`` holding an ``MmaNM`` copy sends calls of up to this many columns to the
 # kernel (jsparse.ops.compressed_nm.route). H100, bf16, kernel time: 1.67-1.94x dense at N = 1, 8,
@@ -72,7 +80,8 @@ def build(verbose: bool = False) -> pathlib.Path:
 @functools.lru_cache(maxsize=None)
 def load() -> ctypes.CDLL:
   """The library (built first if missing), its handler registered as a jax.ffi target."""
-  return nvcc.load(library_path(), build, {TARGET: "JsparseSparseMmaMatmul"})
+  return nvcc.load(library_path(), build, {TARGET: "JsparseSparseMmaMatmul",
+                                          TILED_TARGET: "JsparseTiledMmaMatmul"})
 
 
 @functools.lru_cache(maxsize=None)
@@ -116,6 +125,48 @@ def matmul(a: MmaNM, x: jax.Array, *, tokens_major: bool = False,
       a.values, a.meta, x, m=np.int64(m), k=np.int64(k), tokens_major=np.int64(tokens_major),
       m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
       staged=np.int64(-1 if config.staged is None else int(config.staged)))
+
+
+def tiled_applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: Any,
+                  x_dtype: Any, n: int) -> bool:
+  """Whether ``tiled_matmul`` takes a product of a Tiled [M, K] matrix by n columns: 16x64
+  tiles, bfloat16/float16 values and x alike, 1 <= n <= ``MAX_N``, the library available."""
+  return (tuple(tile_shape) == TILED_TILE_SHAPE and jnp.dtype(dtype) in DTYPES
+          and jnp.dtype(x_dtype) == jnp.dtype(dtype) and 1 <= n <= MAX_N
+          and available() is True)
+
+
+def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
+                 shape: tuple[int, int], warps: int = 8) -> jax.Array:
+  """A @ x for a ``jsparse.Tiled`` A [M, K] with 16x64 tiles (its ``data``, ``bitmaps``,
+  ``row_offsets``) and x [K, N] of A's dtype (bfloat16/float16), N <= ``MAX_N``: [M, N].
+  x goes in as it is when N % 8 == 0; one column or K % 8 == 0 tokens-major (x.T); otherwise
+  padded to a multiple of 8 columns."""
+  m, k = shape
+  n = x.shape[1]
+  if jnp.dtype(data.dtype) not in DTYPES or x.dtype != data.dtype:
+    raise TypeError(f"data and x must be bfloat16 or float16 alike, got {data.dtype}, {x.dtype}")
+  if tuple(bitmaps.shape[2:]) != (16, 2):
+    raise ValueError(f"the tiled kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
+  if not 1 <= n <= MAX_N:
+    raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
+  load()
+  offsets = row_offsets.astype(jnp.int32)
+
+  def call(operand, tokens_major):
+    columns = operand.shape[0] if tokens_major else operand.shape[1]
+    out_shape = (columns, m) if tokens_major else (m, columns)
+    return jax.ffi.ffi_call(TILED_TARGET, jax.ShapeDtypeStruct(out_shape, x.dtype),
+                            vmap_method="sequential")(
+        data, bitmaps, offsets, operand, m=np.int64(m), k=np.int64(k),
+        tokens_major=np.int64(tokens_major), warps=np.int64(warps))
+
+  if n % 8 == 0:
+    return call(x, False)
+  if k % 8 == 0:
+    return call(x.T, True).T
+  padded = -(-n // 8) * 8
+  return call(jnp.pad(x, ((0, 0), (0, padded - n))), False)[:, :n]
 
 
 if __name__ == "__main__":

@@ -337,6 +337,12 @@ def _tiled_supported(layout: SparseLayout, num_n: int, dtype: Any = None) -> boo
 
 def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, layout,
                 **unused):
+  from jsparse._gpu import sparse_mma  # a CUDA library, built with nvcc on first use
+  if not interpret and sparse_mma.tiled_applies(layout.shape, layout.block_shape, data.dtype,
+                                                dense.dtype, dense.shape[1]):
+    # Decoding on the dense tensor cores through a CUDA kernel: the Pallas kernels' per-element
+    # expansion binds them at 0.5-0.8x dense (BUILD_NOTES.md, "Tiled SpMM").
+    return sparse_mma.tiled_matmul(data, bitmaps, row_offsets, dense, shape=layout.shape)
   if expands_to_dense(dense.shape[1]):
     weights = tiled_spmm.expand_fn(data, bitmaps, row_offsets, shape=layout.shape,
                                    interpret=interpret)

@@ -76,3 +76,35 @@ def test_jit_vmap_and_zero_matrix():
   zero = jsparse.MmaNM.from_nm(jsparse.NM.fromdense(jnp.zeros((32, 128), jnp.bfloat16)))
   out = jsparse.spmm(zero, jnp.ones((128, 8), jnp.bfloat16), impl="mma")
   assert not np.asarray(out, np.float32).any()
+
+
+def random_tiled(seed, shape, density, dtype):
+  """A jsparse.Tiled (16x64 tiles) of random values at ``density``, a few rows empty."""
+  rng = np.random.default_rng(seed)
+  w = rng.standard_normal(shape).astype(np.float32) * (rng.random(shape) < density)
+  if shape[0] > 2:
+    w[1] = 0.0
+  return jsparse.Tiled.fromdense(jnp.asarray(w, dtype), tile_shape=(16, 64))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("density", [0.3, 0.05, 1.0])
+def test_tiled_kernel_through_the_public_op(shape, density):
+  from jsparse._gpu import structured  # noqa: F401 - registers the lowering that routes here
+  for dtype in (jnp.bfloat16, jnp.float16):
+    matrix = random_tiled(sum(shape), shape, density, dtype)
+    assert sparse_mma.tiled_applies(shape, matrix.tile_shape, dtype, dtype, 8)
+    for n in COLUMNS:
+      x = jnp.asarray(np.random.default_rng(n).standard_normal((shape[1], n)), dtype)
+      expected = np.asarray(matrix.todense(), np.float64) @ np.asarray(x, np.float64)
+      check(jsparse.spmm(matrix, x, impl="pallas"), expected)
+      check(sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets, x,
+                                    shape=shape, warps=3), expected)
+      check(jsparse.ops.matmul_transposed(x.T, matrix, impl="pallas").T, expected)
+
+
+def test_tiled_kernel_zero_matrix():
+  matrix = jsparse.Tiled.fromdense(jnp.zeros((48, 256), jnp.bfloat16), tile_shape=(16, 64))
+  out = sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets,
+                                jnp.ones((256, 8), jnp.bfloat16), shape=(48, 256))
+  assert out.shape == (48, 8) and not np.asarray(out, np.float32).any()
