@@ -302,6 +302,10 @@ def config_of(case: Case, matrix) -> dict:
     config, packed = nm_launch(case)
     return {**dataclasses.asdict(config), "indices_packed": packed}
   if case.family == "tiled":
+    from jsparse._gpu import sparse_mma
+    if not case.variant and sparse_mma.tiled_applies(case.shape, matrix.tile_shape,
+                                                     matrix.dtype, BF16, case.n):
+      return {"kernel": "tiled_mma (CUDA)", "warps": 8}
     gather = structured.tiled_gather_config(matrix.layout, case.n)
     if gather is not None:
       return {"kernel": "tiled_gather", **dataclasses.asdict(gather)}
@@ -324,7 +328,11 @@ def matrix_bytes(matrix, case: Case) -> int:
     arrays = [matrix.data, matrix.packed_indices if nm_launch(case)[1] else matrix.indices]
   if case.family == "tiled":
     from jsparse._gpu import structured
-    gather = not case.variant and structured.tiled_gather_config(matrix.layout, case.n)
+    from jsparse._gpu import sparse_mma
+    cuda = not case.variant and sparse_mma.tiled_applies(case.shape, matrix.tile_shape,
+                                                         matrix.dtype, BF16, case.n)
+    gather = (not case.variant and not cuda
+              and structured.tiled_gather_config(matrix.layout, case.n))
     arrays = [matrix.data, matrix.row_offsets,
               matrix.value_columns if gather else matrix.bitmaps]
   return sum(int(a.size) * a.dtype.itemsize for a in arrays)

@@ -87,20 +87,22 @@ def random_tiled(seed, shape, density, dtype):
   return jsparse.Tiled.fromdense(jnp.asarray(w, dtype), tile_shape=(16, 64))
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("density", [0.3, 0.05, 1.0])
-def test_tiled_kernel_through_the_public_op(shape, density):
+# K = 64 with 8 warps: warps without tiles; 40x100: K % 8 != 0 (x padded, never tokens-major).
+@pytest.mark.parametrize("shape,density,dtype", [
+    ((16, 64), 0.3, jnp.bfloat16), ((40, 100), 0.3, jnp.float16), ((1, 64), 1.0, jnp.bfloat16),
+    ((33, 4), 0.5, jnp.bfloat16), ((300, 1000), 0.05, jnp.bfloat16),
+    ((256, 4096), 0.3, jnp.bfloat16), ((130, 640), 1.0, jnp.float16)])
+def test_tiled_kernel_through_the_public_op(shape, density, dtype):
   from jsparse._gpu import structured  # noqa: F401 - registers the lowering that routes here
-  for dtype in (jnp.bfloat16, jnp.float16):
-    matrix = random_tiled(sum(shape), shape, density, dtype)
-    assert sparse_mma.tiled_applies(shape, matrix.tile_shape, dtype, dtype, 8)
-    for n in COLUMNS:
-      x = jnp.asarray(np.random.default_rng(n).standard_normal((shape[1], n)), dtype)
-      expected = np.asarray(matrix.todense(), np.float64) @ np.asarray(x, np.float64)
-      check(jsparse.spmm(matrix, x, impl="pallas"), expected)
-      check(sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets, x,
-                                    shape=shape, warps=3), expected)
-      check(jsparse.ops.matmul_transposed(x.T, matrix, impl="pallas").T, expected)
+  matrix = random_tiled(sum(shape), shape, density, dtype)
+  assert sparse_mma.tiled_applies(shape, matrix.tile_shape, dtype, dtype, 8)
+  for n in (1, 3, 16, 32):
+    x = jnp.asarray(np.random.default_rng(n).standard_normal((shape[1], n)), dtype)
+    expected = np.asarray(matrix.todense(), np.float64) @ np.asarray(x, np.float64)
+    check(jsparse.spmm(matrix, x, impl="pallas"), expected)
+    check(sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets, x,
+                                  shape=shape, warps=3), expected)
+    check(jsparse.ops.matmul_transposed(x.T, matrix, impl="pallas").T, expected)
 
 
 def test_tiled_kernel_zero_matrix():
