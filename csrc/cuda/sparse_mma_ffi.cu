@@ -360,48 +360,6 @@ __device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bit
   return lo | (hi << 16);
 }
 
-// A tile's bitmaps and offsets as a lane needs them: rows g and g + 8, and where the tile's
-// packed values start and end.
-struct TileMeta {
-  uint2 low, high;     // bitmaps of rows g, g + 8
-  int aligned, end;    // first value rounded down to a multiple of 8; one past the last
-  int base_low, base_high;  // rows g, g + 8's first values, from ``aligned``
-};
-
-__device__ __forceinline__ TileMeta LoadTileMeta(const uint32_t* __restrict__ bitmaps,
-                                                 const int32_t* __restrict__ row_offsets,
-                                                 size_t tile, int g) {
-  TileMeta meta;
-  meta.low = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + g) * 2));
-  meta.high = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + g + 8) * 2));
-  const uint2 last = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + 15) * 2));
-  const int start = __ldg(row_offsets + tile * 16);
-  meta.aligned = start & ~7;
-  meta.end = __ldg(row_offsets + tile * 16 + 15) + __popc(last.x) + __popc(last.y);
-  meta.base_low = __ldg(row_offsets + tile * 16 + g) - meta.aligned;
-  meta.base_high = __ldg(row_offsets + tile * 16 + g + 8) - meta.aligned;
-  return meta;
-}
-
-constexpr int kTilePieces = (kTileValues + 8 * 32 - 1) / (8 * 32);  // 16-byte pieces a lane
-
-// Piece i of ``lane`` of a tile's packed values (8 values from meta.aligned + 8 (32 i + lane));
-// the array's last, partial piece is read value by value.
-__device__ __forceinline__ uint4 LoadValues(const uint16_t* __restrict__ data, const TileMeta& meta,
-                                            int i, int lane, int64_t nse) {
-  const int q = i * 32 + lane;
-  if (q * 8 >= meta.end - meta.aligned) return make_uint4(0, 0, 0, 0);
-  const int64_t first = static_cast<int64_t>(meta.aligned) + q * 8;
-  if (first + 8 <= nse) return __ldg(reinterpret_cast<const uint4*>(data + first));
-  __align__(16) uint16_t tail[8];
-#pragma unroll
-  for (int e = 0; e < 8; ++e) tail[e] = first + e < nse ? data[first + e] : 0;
-  return *reinterpret_cast<const uint4*>(tail);
-}
-
-// Software-pipelined over a warp's tiles: the bitmaps and offsets two tiles ahead, the packed
-// values and x's pieces one tile ahead, so that each tile's dependent loads (offsets, then the
-// values they locate) are in flight while the previous tile is multiplied.
 template <bool kBf16, int kNTiles, bool kTokensMajor>
 __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                const uint32_t* __restrict__ bitmaps,
@@ -426,41 +384,42 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
 
   const int j_begin = warp * tiles_per_warp;
   const int j_end = min(k_tiles, j_begin + tiles_per_warp);
-  const size_t row_tile = static_cast<size_t>(blockIdx.x) * k_tiles;
-  // A tile index past the warp's range loads an in-range tile (never used).
-  auto tile_of = [&](int j) { return row_tile + min(j < j_end ? j : j_begin, k_tiles - 1); };
-  TileMeta meta = LoadTileMeta(bitmaps, row_offsets, tile_of(j_begin), g);
-  TileMeta next = LoadTileMeta(bitmaps, row_offsets, tile_of(j_begin + 1), g);
-  uint4 held[kTilePieces], pieces[S::kPieces];
-  if (j_begin < j_end) {
-#pragma unroll
-    for (int i = 0; i < kTilePieces; ++i) held[i] = LoadValues(data, meta, i, lane, nse);
-#pragma unroll
-    for (int i = 0; i < S::kPieces; ++i) pieces[i] = S::Load(x, i, lane, j_begin, K, N, true);
-  }
   for (int j = j_begin; j < j_end; ++j) {
-    const TileMeta after = LoadTileMeta(bitmaps, row_offsets, tile_of(j + 2), g);
-    __syncwarp();  // the last tile's reads of the buffers are done
+    const size_t tile = static_cast<size_t>(blockIdx.x) * k_tiles + j;
+    uint4 pieces[S::kPieces];
 #pragma unroll
-    for (int i = 0; i < kTilePieces; ++i)
-      if ((i * 32 + lane) * 8 < meta.end - meta.aligned)
-        *reinterpret_cast<uint4*>(values + (i * 32 + lane) * 8) = held[i];
+    for (int i = 0; i < S::kPieces; ++i) pieces[i] = S::Load(x, i, lane, j, K, N, true);
+    const uint2 low = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + g) * 2));
+    const uint2 high = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + g + 8) * 2));
+    const uint2 last = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + 15) * 2));
+    const int start = __ldg(row_offsets + tile * 16);
+    const int end = __ldg(row_offsets + tile * 16 + 15) + __popc(last.x) + __popc(last.y);
+    const int aligned = start & ~7;
+    const int base_low = __ldg(row_offsets + tile * 16 + g) - aligned;
+    const int base_high = __ldg(row_offsets + tile * 16 + g + 8) - aligned;
+    __syncwarp();  // the last tile's reads of the buffers are done
+    for (int q = lane; q * 8 < end - aligned; q += 32) {
+      const int64_t first = static_cast<int64_t>(aligned) + q * 8;
+      uint4 chunk;
+      if (first + 8 <= nse) {
+        chunk = __ldg(reinterpret_cast<const uint4*>(data + first));
+      } else {  // the array's last, partial piece
+        __align__(16) uint16_t tail[8];
+#pragma unroll
+        for (int e = 0; e < 8; ++e) tail[e] = first + e < nse ? data[first + e] : 0;
+        chunk = *reinterpret_cast<const uint4*>(tail);
+      }
+      *reinterpret_cast<uint4*>(values + q * 8) = chunk;
+    }
 #pragma unroll
     for (int i = 0; i < S::kPieces; ++i)
       *reinterpret_cast<uint4*>(stage + S::StoreOffset(i, lane)) = pieces[i];
     __syncwarp();
-    const bool more = j + 1 < j_end;
-#pragma unroll
-    for (int i = 0; i < kTilePieces; ++i)
-      held[i] = more ? LoadValues(data, next, i, lane, nse) : make_uint4(0, 0, 0, 0);
-#pragma unroll
-    for (int i = 0; i < S::kPieces; ++i) pieces[i] = S::Load(x, i, lane, j + 1, K, N, more);
 #pragma unroll
     for (int half = 0; half < 2; ++half) {  // columns 32 half .. 32 half + 31: word ``half``
-      const uint32_t bits_low = half ? meta.low.y : meta.low.x;
-      const uint32_t bits_high = half ? meta.high.y : meta.high.x;
-      const int row_low = meta.base_low + (half ? __popc(meta.low.x) : 0);
-      const int row_high = meta.base_high + (half ? __popc(meta.high.x) : 0);
+      const uint32_t bits_low = half ? low.y : low.x, bits_high = half ? high.y : high.x;
+      const int row_low = base_low + (half ? __popc(low.x) : 0);
+      const int row_high = base_high + (half ? __popc(high.x) : 0);
       uint32_t b[kNTiles][4];
 #pragma unroll
       for (int nt = 0; nt < kNTiles; ++nt)
@@ -477,8 +436,6 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
           Mma16816<kBf16>(acc[0][nt], a, b[nt][2 * step], b[nt][2 * step + 1]);
       }
     }
-    meta = next;
-    next = after;
   }
   ReduceAndStore<kBf16, 1, kNTiles, kTokensMajor>(acc, partial, out, blockIdx.x * 16, M, N);
 }
