@@ -16,14 +16,18 @@
 //     group t + 4, word 3 row g + 8 group t + 4 (the step's 8 groups of 4 columns), each word
 //     the group's two kept values, the lower position in the low half;
 //   meta uint32 [Mt, P, 32]: lanes t = 0, 1 of each quad hold step 0's metadata (sparsity
-//     selector 0), lanes t = 2, 3 step 1's (selector 1), in the order `pack` writes;
+//     selector 0), lanes t = 2, 3 step 1's (selector 1), in the order jsparse/formats/mma_nm.py `pack` writes;
 //   x: [K, N] (layout 0) or [N, K] (layout 1, "tokens-major": a layer's activations);
 //   out: [M, N] (layout 0) or [N, M] (layout 1); one dtype for W, x and out (bfloat16 or
 //   float16), float32 accumulation.
 // A block of `warps` warps computes `m_tiles` row tiles; its warps split the K pairs and sum
 // their partial tiles in shared memory. `staged` (-1: where x's rows are 16-byte aligned)
-// routes x through shared memory (see Stage). Built by `python -m jsparse._gpu.sparse_mma build`
-// (nvcc) on a CUDA machine; never in CI.
+// routes x through shared memory (see Stage).
+//
+// The second handler (JsparseTiledMmaMatmul, TiledMmaKernel below) multiplies unstructured
+// weights held as jsparse.Tiled (16x64 tiles) on the dense tensor cores, with the same staging
+// and epilogue. Built by `python -m jsparse._gpu.sparse_mma build` (nvcc) on a CUDA machine;
+// never in CI.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -506,7 +510,8 @@ ffi::Error MatmulImpl(cudaStream_t stream, ffi::AnyBuffer values, ffi::AnyBuffer
   // Staging copies 16-byte pieces: rows of x must start 16-byte aligned.
   const bool stageable = tokens_major ? k % 8 == 0 : n % 8 == 0;
   if (staged == 1 && !stageable)
-    return Invalid(tokens_major ? "staged launches need K % 8 == 0" : "staged launches need N % 8 == 0");
+    return Invalid(tokens_major ? "staged launches need K % 8 == 0"
+                                : "staged launches need N % 8 == 0");
   const bool stage = staged == 1 || (staged < 0 && stageable);
   if (warps < 1 || warps > 8) return Invalid("warps must be 1..8");
   const int64_t tiles = (m + 15) / 16, pairs = (k + 63) / 64;
@@ -539,7 +544,8 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
     return Invalid("x must be bfloat16 or float16");
   if (data.element_type() != dtype || out->element_type() != dtype)
     return Invalid("data and out must have x's dtype");
-  if (bitmaps.element_type() != ffi::DataType::U32 || row_offsets.element_type() != ffi::DataType::S32)
+  if (bitmaps.element_type() != ffi::DataType::U32 ||
+      row_offsets.element_type() != ffi::DataType::S32)
     return Invalid("bitmaps must be uint32 and row_offsets int32");
   const auto dims = x.dimensions();
   if (dims.size() != 2) return Invalid("x must be 2-D");

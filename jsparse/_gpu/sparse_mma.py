@@ -1,12 +1,13 @@
-"""2:4 products for decoding (N <= 32 columns) on the sparse tensor cores, through warp-level
-``mma.sp`` in a CUDA custom call (``csrc/cuda/sparse_mma_ffi.cu``).
+"""Sparse products for decoding (N <= 32 columns) on the tensor cores through warp-level ``mma``
+in CUDA custom calls (``csrc/cuda/sparse_mma_ffi.cu``): 2:4 weights on the sparse tensor cores
+(``mma.sp``), unstructured ``Tiled`` weights expanded into dense fragments.
 
 Decoding multiplies a large weight by a few columns: the time is the weight's bytes over the
 memory bandwidth. A 2:4 weight holds half the values plus 4 bits of positions a group of 4
 (0.56x dense's bytes). The Pallas kernels expand it to dense tiles with selects and are bound by
 that arithmetic (BUILD_NOTES.md); cuSPARSELt's kernels are slower than dense at N <= 16. Here
 the sparse tensor cores do the expansion: the weight is stored once in the order of the
-``mma.m16n8k32`` registers (``pack``), each lane streams its operands with 16-byte loads, and a
+``mma.m16n8k32`` registers (``MmaNM.from_nm``), each lane streams its operands with 16-byte loads, and a
 block's warps split K and sum their tiles in shared memory.
 
 - The weight: ``jsparse.MmaNM`` (``jsparse.formats.mma_nm``, ``MmaNM.from_nm(matrix)``).
