@@ -140,10 +140,11 @@ def tiled_applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: An
 def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
                  shape: tuple[int, int], warps: int = 8) -> jax.Array:
   """A @ x for a ``jsparse.Tiled`` A [M, K] with 16x64 tiles (its ``data``, ``bitmaps``,
-  ``row_offsets``) and x [K, N] of A's dtype (bfloat16/float16), N <= ``MAX_N``: [M, N].
-  x goes in as it is when N % 8 == 0; one column or K % 8 == 0 tokens-major (x.T); otherwise
-  padded to a multiple of 8 columns."""
+  ``row_offsets``) and x [K, N] of A's dtype (bfloat16/float16), N <= ``MAX_N``: [M, N]
+  (x laid out by ``staged_product``). Raises ValueError/TypeError naming what is wrong."""
   m, k = shape
+  if jnp.ndim(x) != 2 or x.shape[0] != k:
+    raise ValueError(f"x must be [K, N] with K = {k}, got shape {jnp.shape(x)}")
   n = x.shape[1]
   if jnp.dtype(data.dtype) not in DTYPES or x.dtype != data.dtype:
     raise TypeError(f"data and x must be bfloat16 or float16 alike, got {data.dtype}, {x.dtype}")
@@ -162,12 +163,25 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
         data, bitmaps, offsets, operand, m=np.int64(m), k=np.int64(k),
         tokens_major=np.int64(tokens_major), warps=np.int64(warps))
 
-  if n % 8 == 0:
-    return call(x, False)
-  if k % 8 == 0:
-    return call(x.T, True).T
-  padded = -(-n // 8) * 8
-  return call(jnp.pad(x, ((0, 0), (0, padded - n))), False)[:, :n]
+  return staged_product(x, call)
+
+
+# Both kernels stage x through shared memory in rows of 16 bytes (8 values).
+STAGED_COLUMNS = 8
+
+
+def staged_product(x: jax.Array, call) -> jax.Array:
+  """A kernel's product with x [K, N], x laid out so that the kernel stages it: one column as
+  a row (tokens-major, no copy) when K is a multiple of ``STAGED_COLUMNS``; other N not a
+  multiple of it padded to one; else as it is. ``call(operand, tokens_major)`` launches the
+  kernel ([M, N'] out, or [N, M] tokens-major). Returns [M, N]."""
+  k, n = x.shape
+  if n == 1 and k % STAGED_COLUMNS == 0:
+    return call(x.reshape(1, k), True).reshape(-1, 1)
+  if n % STAGED_COLUMNS:
+    padded = -(-n // STAGED_COLUMNS) * STAGED_COLUMNS
+    return call(jnp.pad(x, ((0, 0), (0, padded - n))), False)[:, :n]
+  return call(x, False)
 
 
 if __name__ == "__main__":

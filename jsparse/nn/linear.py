@@ -20,8 +20,9 @@ default_kernel_init = initializers.lecun_normal()
 
 
 class SparseCoreCopy(nnx.Variable):
-  """cuSPARSELt's compressed bytes of a 2:4 weight (``jsparse.CompressedNM.data``): inference
-  state, never trained."""
+  """A 2:4 weight's copy for the sparse tensor cores (cuSPARSELt's compressed bytes,
+  ``jsparse.CompressedNM.data``, or an ``jsparse.MmaNM``'s values / meta): inference state,
+  never trained."""
 
 
 def sparse_matmul(x: jax.Array, matrix: SparseMatrix | CompressedNM, *, impl: str) -> jax.Array:

@@ -89,6 +89,15 @@ def check_dense(name: str, array: Any, ndim: int, what: str) -> jax.Array:
   return array
 
 
+def check_layer_input(x: Any, k: int) -> jax.Array:
+  """x [..., K] of a layer's product ``x @ A.T`` as an array; raises ValueError naming x when
+  its last axis is not A's K."""
+  x = jnp.asarray(x)
+  if x.ndim < 1 or x.shape[-1] != k:
+    raise ValueError(f"x must be [..., K] with K = A.shape[1] = {k}, got shape {x.shape}")
+  return x
+
+
 def common_value_dtype(**arrays: Any) -> jnp.dtype:
   """The promoted dtype of the named operands; it must be float16/bfloat16/float32/float64."""
   dtype = jnp.result_type(*(jnp.dtype(a.dtype) for a in arrays.values()))

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jsparse.formats.compressed_nm import CompressedNM
-from jsparse.ops import mma_nm
+from jsparse.ops import _primitive, mma_nm
 
 # "cusparselt" forces cuSPARSELt, "mma" the mma.sp kernel on the held MmaNM; the others run on
 # the held NM matrix.
@@ -81,9 +81,7 @@ def spmm(A: CompressedNM, B: Any, *, transpose_a: bool, impl: str) -> jax.Array:
   from jsparse._gpu import cusparselt
   from jsparse.ops.spmm import spmm as spmm_on_matrix
 
-  B = jnp.asarray(B)
-  if B.ndim != 2:
-    raise ValueError(f"B must be 2-D [K, N], got shape {B.shape}")
+  B = _primitive.check_dense("B", B, 2, "[K, N]")
   path = route(A, B.shape[1], B.dtype, transpose_a=transpose_a, impl=impl)
   if path == "cusparselt":
     return cusparselt.matmul(A, B)
@@ -97,10 +95,7 @@ def matmul_transposed(x: Any, A: CompressedNM, *, impl: str) -> jax.Array:
   from jsparse._gpu import cusparselt
   from jsparse.ops.spmm import matmul_transposed as matmul_transposed_on_matrix
 
-  x = jnp.asarray(x)
-  if x.ndim < 1 or x.shape[-1] != A.shape[1]:
-    raise ValueError(f"x must be [..., K] with K = A.shape[1] = {A.shape[1]}, got shape "
-                     f"{x.shape}")
+  x = _primitive.check_layer_input(x, A.shape[1])
   rows = x.reshape(-1, x.shape[-1])
   path = route(A, rows.shape[0], x.dtype, transpose_a=False, impl=impl)
   if path == "cusparselt":

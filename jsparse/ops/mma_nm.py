@@ -14,11 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from jsparse.formats.mma_nm import MmaNM
+from jsparse.ops import _primitive
 
 # "mma" forces the kernel; "reference" the dense expansion.
 IMPLS = ("auto", "mma", "reference")
-# Columns of B the kernel stages through shared memory in 16-byte rows: others are padded.
-STAGED_COLUMNS = 8
 
 
 def route(A: MmaNM, num_columns: int, dtype: Any, *, transpose_a: bool, impl: str) -> str:
@@ -56,31 +55,18 @@ def _reference(A: MmaNM, B: jax.Array, transpose_a: bool) -> jax.Array:
   return product.astype(dtype)
 
 
-def _kernel_columns(A: MmaNM, B: jax.Array) -> jax.Array:
-  """The kernel on B [K, N] -> [M, N]: one column as a row (tokens-major, no copy); other N
-  not a multiple of ``STAGED_COLUMNS`` padded to one, so that B goes through shared memory."""
-  from jsparse._gpu import sparse_mma
-
-  n = B.shape[1]
-  if n == 1:
-    return sparse_mma.matmul(A, B.reshape(1, -1), tokens_major=True).reshape(-1, 1)
-  padded = -(-n // STAGED_COLUMNS) * STAGED_COLUMNS
-  if padded != n and padded <= sparse_mma.MAX_N:
-    return sparse_mma.matmul(A, jnp.pad(B, ((0, 0), (0, padded - n))))[:, :n]
-  return sparse_mma.matmul(A, B)
-
-
 def spmm(A: MmaNM, B: Any, *, transpose_a: bool, impl: str) -> jax.Array:
   """``A @ B`` (``A.T @ B``) for ``jsparse.spmm``: B [K, N] ([M, N]) -> [M, N] ([K, N])."""
-  B = jnp.asarray(B)
-  if B.ndim != 2:
-    raise ValueError(f"B must be 2-D [K, N], got shape {B.shape}")
+  from jsparse._gpu import sparse_mma
+
+  B = _primitive.check_dense("B", B, 2, "[K, N]")
   contracted = A.shape[0] if transpose_a else A.shape[1]
   if B.shape[0] != contracted:
     raise ValueError(f"B.shape[0] = {B.shape[0]} must equal A.shape"
                      f"[{0 if transpose_a else 1}] = {contracted}")
   if route(A, B.shape[1], B.dtype, transpose_a=transpose_a, impl=impl) == "mma":
-    return _kernel_columns(A, B)
+    return sparse_mma.staged_product(
+        B, lambda operand, tokens_major: sparse_mma.matmul(A, operand, tokens_major=tokens_major))
   return _reference(A, B, transpose_a)
 
 
@@ -89,10 +75,7 @@ def matmul_transposed(x: Any, A: MmaNM, *, impl: str) -> jax.Array:
   transposes around the kernel)."""
   from jsparse._gpu import sparse_mma
 
-  x = jnp.asarray(x)
-  if x.ndim < 1 or x.shape[-1] != A.shape[1]:
-    raise ValueError(f"x must be [..., K] with K = A.shape[1] = {A.shape[1]}, got shape "
-                     f"{x.shape}")
+  x = _primitive.check_layer_input(x, A.shape[1])
   rows = x.reshape(-1, x.shape[-1])
   if route(A, rows.shape[0], x.dtype, transpose_a=False, impl=impl) == "mma":
     out = sparse_mma.matmul(A, rows, tokens_major=True)
