@@ -55,7 +55,8 @@ class MmaLinear(nnx.Module):
     self.shape, self.dtype = matrix.shape, matrix.dtype
 
   def __call__(self, x):
-    matrix = jsparse.MmaNM(self.values[...], self.meta[...], self.shape, self.dtype)
+    matrix = jsparse.MmaNM(self.values[...], self.meta[...], self.shape, self.dtype,
+                           validate=False)  # built by from_nm
     return jsparse.ops.matmul_transposed(x, matrix)
 
 

@@ -29,7 +29,6 @@ def tiles(shape: tuple[int, int]) -> tuple[int, int]:
   return -(-m // ROWS), -(-k // COLUMNS)
 
 
-@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class MmaNM:
   """A 2:4 [M, K] matrix (bfloat16/float16) in the order ``mma.m16n8k32``'s registers take it.
@@ -48,14 +47,19 @@ class MmaNM:
       (lanes t = 0, 1 of a quad step 0, lanes 2, 3 step 1).
     shape: (M, K), static; K a multiple of 4. Padding (rows to 16, columns to 64) is zeros.
     dtype: bfloat16 or float16, static.
+
+  The constructor's ``validate`` checks on the host that every group's two positions increase
+  (what ``mma.sp::ordered_metadata`` needs; anything else is undefined on the GPU). None: when
+  the arrays are concrete. ``from_nm`` and JAX's rebuilding of the pytree skip it.
   """
 
   values: jax.Array
   meta: jax.Array
-  shape: tuple[int, int] = dataclasses.field(metadata=dict(static=True))
-  dtype: Any = dataclasses.field(metadata=dict(static=True))
+  shape: tuple[int, int]
+  dtype: Any
+  validate: dataclasses.InitVar[bool | None] = None
 
-  def __post_init__(self):
+  def __post_init__(self, validate: bool | None):
     shape = validation.check_shape_2d(self.shape)
     object.__setattr__(self, "shape", shape)
     if shape[1] % 4:
@@ -71,6 +75,8 @@ class MmaNM:
           tuple(array.shape) != expected or jnp.dtype(array.dtype) != jnp.uint32):
         raise ValueError(f"{name} must be uint32 {expected} for shape {shape}, got "
                          f"{array.dtype} {tuple(array.shape)}")
+    if validation.should_validate(validate, self.values, self.meta):
+      _check_positions(self.meta)
 
   @classmethod
   def from_nm(cls, matrix: NM) -> "MmaNM":
@@ -84,7 +90,8 @@ class MmaNM:
       raise TypeError(f"matrix must hold bfloat16 or float16 values for mma.sp, got "
                       f"{matrix.dtype}")
     values, meta = pack(matrix.data, matrix.indices, matrix.shape)
-    return cls(values, meta, tuple(matrix.shape), matrix.dtype)
+    # An NM matrix's positions increase in every group by construction.
+    return cls(values, meta, tuple(matrix.shape), matrix.dtype, validate=False)
 
   @classmethod
   def fromdense(cls, x: Any, *, prune: bool = True) -> "MmaNM":
@@ -99,6 +106,24 @@ class MmaNM:
     """``A @ B``: ``jsparse.spmm(A, B)``."""
     from jsparse.ops.spmm import spmm
     return spmm(self, other)
+
+
+jax.tree_util.register_pytree_node(
+    MmaNM, lambda a: ((a.values, a.meta), (a.shape, a.dtype)),
+    lambda aux, children: MmaNM(*children, *aux, validate=False))
+
+
+def _check_positions(meta: Any) -> None:
+  """Raises ValueError naming ``meta`` unless every group's two positions (4 bits a group:
+  first in bits 0-1, second in bits 2-3) satisfy first < second."""
+  nibbles = (np.asarray(meta)[..., None] >> (4 * np.arange(8, dtype=np.uint32))) & 0xF
+  first, second = nibbles & 3, nibbles >> 2
+  bad = np.argwhere(first >= second)
+  if bad.size:
+    tile, pair, lane, group = (int(i) for i in bad[0])
+    raise ValueError(f"meta[{tile}, {pair}, {lane}] holds positions ({first[tuple(bad[0])]}, "
+                     f"{second[tuple(bad[0])]}) for its group {group}: each group's two kept "
+                     "positions must increase (0 <= first < second <= 3)")
 
 
 def _padded_groups(data: Any, indices: Any, shape: tuple[int, int]):

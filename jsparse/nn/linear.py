@@ -181,7 +181,7 @@ class SparseLinear(nnx.Module):
       mma = None
       if self.sparse_core_values is not None:
         mma = MmaNM(self.sparse_core_values[...], self.sparse_core_meta[...], matrix.shape,
-                    stored_dtype)
+                    stored_dtype, validate=False)  # built by MmaNM.from_nm
       matrix = CompressedNM(self.sparse_core[...], matrix.shape, stored_dtype, matrix=matrix,
                             mma=mma)
     y = sparse_matmul(inputs, matrix, impl=self.impl)

@@ -98,6 +98,23 @@ def test_bad_input_is_refused_naming_it():
     jsparse.MmaNM(packed.values, packed.meta, (16, 62), jnp.bfloat16)
 
 
+def test_positions_that_do_not_increase_are_refused_naming_meta():
+  packed = jsparse.MmaNM.from_nm(random_nm(4, (16, 64), jnp.bfloat16))
+  meta = np.asarray(packed.meta).copy()
+  meta[0, 0, 5] = (meta[0, 0, 5] & ~np.uint32(0xF0)) | np.uint32(0b0110 << 4)  # (2, 1)
+  with pytest.raises(ValueError, match=r"meta\[0, 0, 5\] holds positions \(2, 1\) for its "
+                     r"group 1: each group's two kept positions must increase"):
+    jsparse.MmaNM(packed.values, meta, (16, 64), jnp.bfloat16)
+  meta[0, 0, 5] = np.uint32(0)  # (0, 0): invalid for mma.sp
+  with pytest.raises(ValueError, match="must increase"):
+    jsparse.MmaNM(packed.values, meta, (16, 64), jnp.bfloat16)
+  jsparse.MmaNM(packed.values, meta, (16, 64), jnp.bfloat16, validate=False)  # asked not to
+  assert jsparse.MmaNM(packed.values, packed.meta, (16, 64), jnp.bfloat16).shape == (16, 64)
+  with pytest.raises(ValueError, match="validate=True needs concrete arrays"):
+    jax.jit(lambda v, m: jsparse.MmaNM(v, m, (16, 64), jnp.bfloat16, validate=True).values)(
+        packed.values, packed.meta)
+
+
 def test_fromdense_prunes_to_two_of_four():
   w = jnp.asarray(np.random.default_rng(2).standard_normal((16, 32)), jnp.bfloat16)
   packed = jsparse.MmaNM.fromdense(w)

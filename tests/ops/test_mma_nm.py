@@ -125,7 +125,29 @@ def test_bad_arguments_name_themselves():
     sparse_mma.matmul(packed, jnp.ones((64, 8), jnp.float32))
   with pytest.raises(ValueError, match="the mma.sp kernel takes 1..32"):
     sparse_mma.matmul(packed, jnp.ones((64, 33), jnp.bfloat16))
+  with pytest.raises(TypeError, match="a must be a jsparse.MmaNM"):
+    sparse_mma.matmul(jnp.ones((16, 64), jnp.bfloat16), jnp.ones((64, 8), jnp.bfloat16))
+  with pytest.raises(ValueError, match="x must be 2-D"):
+    sparse_mma.matmul(packed, jnp.ones((64,), jnp.bfloat16))
+  with pytest.raises(ValueError, match="x's contraction size 60 does not match A's K = 64"):
+    sparse_mma.matmul(packed, jnp.ones((60, 8), jnp.bfloat16))
   with pytest.raises(ValueError, match="m_tiles must be 1 or 2"):
     sparse_mma.SparseMmaConfig(m_tiles=3)
   with pytest.raises(ValueError, match="warps must be 1..8"):
     sparse_mma.SparseMmaConfig(warps=9)
+
+
+def test_tiled_kernel_refuses_bad_arguments_naming_them():
+  tiled = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 64))
+  arrays = (tiled.data, tiled.bitmaps, tiled.row_offsets)
+  with pytest.raises(ValueError, match=r"x must be \[K, N\] with K = 128, got shape \(64, 8\)"):
+    sparse_mma.tiled_matmul(*arrays, jnp.ones((64, 8), jnp.bfloat16), shape=(32, 128))
+  with pytest.raises(TypeError, match="data and x must be bfloat16 or float16 alike"):
+    sparse_mma.tiled_matmul(*arrays, jnp.ones((128, 8), jnp.float32), shape=(32, 128))
+  with pytest.raises(ValueError, match="x has 33 columns; the tiled kernel takes 1..32"):
+    sparse_mma.tiled_matmul(*arrays, jnp.ones((128, 33), jnp.bfloat16), shape=(32, 128))
+  wide = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 128))
+  with pytest.raises(ValueError, match="the tiled kernel reads 16x64 tiles"):
+    sparse_mma.tiled_matmul(wide.data, wide.bitmaps, wide.row_offsets,
+                            jnp.ones((128, 8), jnp.bfloat16), shape=(32, 128))
+  assert not sparse_mma.tiled_applies((32, 128), (16, 128), jnp.bfloat16, jnp.bfloat16, 8)
