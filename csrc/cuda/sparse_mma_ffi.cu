@@ -99,18 +99,26 @@ struct Stage {
   static constexpr int kElems = (kTokensMajor ? kNTiles * 8 : 64) * kRowStride;
   static constexpr int kPieces = 2 * kNTiles;  // 16-byte pieces a lane copies a pair
 
-  // Piece i of ``lane`` for columns [64 p, 64 p + 64) of x (zeros outside [N, K] or when not
-  // ``live``): tokens-major, column n = piece / 8 at k offset 8 * (piece % 8); [K, N], row k =
-  // piece / kNTiles at columns 8 * (piece % kNTiles).
-  __device__ static __forceinline__ uint4 Load(const uint16_t* __restrict__ x, int i, int lane,
-                                               int p, int K, int N, bool live) {
+  // Where piece i of ``lane`` for columns [64 p, 64 p + 64) of x comes from, and whether it lies
+  // inside [N, K] (``inside``): tokens-major, column n = piece / 8 at k offset 8 * (piece % 8);
+  // [K, N], row k = piece / kNTiles at columns 8 * (piece % kNTiles).
+  __device__ static __forceinline__ const uint16_t* Source(const uint16_t* __restrict__ x, int i,
+                                                           int lane, int p, int K, int N,
+                                                           bool& inside) {
     const int piece = i * 32 + lane;
     const int n = kTokensMajor ? piece >> 3 : (piece % kNTiles) * 8;
     const int k = p * 64 + (kTokensMajor ? (piece & 7) * 8 : piece / kNTiles);
-    const uint16_t* source = kTokensMajor ? x + static_cast<size_t>(n) * K + k
-                                          : x + static_cast<size_t>(k) * N + n;
-    return live && n < N && k < K ? __ldg(reinterpret_cast<const uint4*>(source))
-                                  : make_uint4(0, 0, 0, 0);
+    inside = n < N && k < K;
+    return kTokensMajor ? x + static_cast<size_t>(n) * K + k : x + static_cast<size_t>(k) * N + n;
+  }
+
+  // Piece i of ``lane`` (zeros outside [N, K] or when not ``live``).
+  __device__ static __forceinline__ uint4 Load(const uint16_t* __restrict__ x, int i, int lane,
+                                               int p, int K, int N, bool live) {
+    bool inside;
+    const uint16_t* source = Source(x, i, lane, p, K, N, inside);
+    return live && inside ? __ldg(reinterpret_cast<const uint4*>(source))
+                          : make_uint4(0, 0, 0, 0);
   }
 
   // Where piece i of ``lane`` goes in the buffer (elements).
@@ -328,14 +336,24 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 // ---------------------------------------------------------------------------------------------
 // Unstructured sparse weights on the dense tensor cores ("load as sparse, compute as dense"),
 // reading jsparse.Tiled with 16x64 tiles: data [nse] (values packed tile by tile, row by row,
-// in column order), bitmaps uint32 [Mt, Kt, 16, 2] (bit b of word w of a tile row marks column
-// 32 w + b), row_offsets int32 [Mt, Kt, 16] (position in data of each tile row's first value).
-// A block takes one row tile; its warps split the K tiles. For each tile a warp copies the
-// tile's packed values into shared memory (16-byte loads from an aligned start) and stages x's
-// 64 columns as the 2:4 kernel does; each lane then builds its A fragments of the four k16
-// steps (rows g and g + 8, columns 2t, 2t + 1, 2t + 8, 2t + 9 of a step) from its rows' bitmaps:
-// a value's place in the row is the popc of the bits below it.
+// in column order; tiles in row-major order, so a tile's values end where the next tile's
+// begin), bitmaps uint32 [Mt, Kt, 16, 2] (bit b of word w of a tile row marks column 32 w + b),
+// row_offsets int32 [Mt, Kt, 16] (position in data of each tile row's first value; the kernel
+// reads each tile's first only).
+//
+// A block takes kMTiles row tiles; its warps split the K tiles. A warp walks its K tiles through
+// a ring of kStages shared-memory slots filled by cp.async (kStages - 1 tiles in flight while it
+// multiplies one: decoding is bound by how many bytes are in flight, not by arithmetic). A slot
+// holds x's 64 columns (staged as the 2:4 kernel stages them, shared by the kMTiles row tiles)
+// and, per row tile, its 16 rows' bitmaps and its packed values (16-byte copies from an aligned
+// start). The tiles' starts come from one load per lane (lane l: tile l of the warp's next
+// kLanes - 1), so no load waits on another. Each lane then finds its rows' first values by a
+// scan of the rows' bit counts, builds its A fragments of the four k16 steps (rows g and g + 8,
+// columns 2t, 2t + 1, 2t + 8, 2t + 9 of a step; a value's place in its row is the popc of the
+// bits below it) and multiplies on the dense tensor cores (mma.m16n8k16).
 constexpr int kTileValues = 16 * 64 + 8;  // a tile's values from an 8-aligned start
+constexpr int kBitmapElems = 16 * 2 * 2;  // a tile's bitmaps, in uint16 elements (128 bytes)
+constexpr int kTileSlot = kBitmapElems + kTileValues;
 
 template <bool kBf16>
 __device__ __forceinline__ void Mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
@@ -353,6 +371,25 @@ __device__ __forceinline__ void Mma16816(float (&d)[4], const uint32_t (&a)[4], 
   }
 }
 
+// 16 bytes from global to shared memory without passing through registers; the bytes past
+// ``source_bytes`` (0..16) are zero-filled and not read.
+__device__ __forceinline__ void CpAsync16(void* destination, const void* source,
+                                          int source_bytes) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(destination));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+               :: "r"(address), "l"(source), "r"(source_bytes) : "memory");
+}
+
+__device__ __forceinline__ void CpAsyncCommit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+// Waits until at most kPending of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;" :: "n"(kPending) : "memory");
+}
+
 // The two values of a row at bit positions c, c + 1 of ``bits`` (zero where the bit is clear):
 // the row's values start at ``base`` in ``values``.
 __device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bits, int base,
@@ -364,84 +401,143 @@ __device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bit
   return lo | (hi << 16);
 }
 
-template <bool kBf16, int kNTiles, bool kTokensMajor>
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
 __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                const uint32_t* __restrict__ bitmaps,
                                const int32_t* __restrict__ row_offsets,
                                const uint16_t* __restrict__ x, uint16_t* __restrict__ out, int M,
                                int K, int N, int k_tiles, int tiles_per_warp, int64_t nse) {
   using S = Stage<kNTiles, kTokensMajor>;
-  // [warps][16][kNTiles * 8] float partial tiles, then [warps][S::kElems + kTileValues]
+  constexpr int kSlot = S::kElems + kMTiles * kTileSlot;  // uint16 elements
+  constexpr int kLanes = 32 / kMTiles;  // lanes holding one row tile's starts
+  // [warps][kStages][kSlot] uint16 ring slots; after the loop, the epilogue's float partials.
   extern __shared__ __align__(16) unsigned char shared[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  float* partial = reinterpret_cast<float*>(shared);
-  uint16_t* stage = reinterpret_cast<uint16_t*>(shared + warps * 16 * kNTiles * 8 * sizeof(float)) +
-                    warp * (S::kElems + kTileValues);
-  uint16_t* values = stage + S::kElems;
+  const int m_tiles = (M + 15) >> 4;
+  const int tile_row0 = blockIdx.x * kMTiles;
+  uint16_t* ring = reinterpret_cast<uint16_t*>(shared) + warp * kStages * kSlot;
 
-  float acc[1][kNTiles][4];
+  float acc[kMTiles][kNTiles][4];
 #pragma unroll
-  for (int nt = 0; nt < kNTiles; ++nt)
+  for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) acc[0][nt][i] = 0.f;
+    for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
 
+  const int64_t all_tiles = static_cast<int64_t>(m_tiles) * k_tiles;
   const int j_begin = warp * tiles_per_warp;
   const int j_end = min(k_tiles, j_begin + tiles_per_warp);
-  for (int j = j_begin; j < j_end; ++j) {
-    const size_t tile = static_cast<size_t>(blockIdx.x) * k_tiles + j;
-    uint4 pieces[S::kPieces];
-#pragma unroll
-    for (int i = 0; i < S::kPieces; ++i) pieces[i] = S::Load(x, i, lane, j, K, N, true);
-    const uint2 low = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + g) * 2));
-    const uint2 high = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + g + 8) * 2));
-    const uint2 last = __ldg(reinterpret_cast<const uint2*>(bitmaps + (tile * 16 + 15) * 2));
-    const int start = __ldg(row_offsets + tile * 16);
-    const int end = __ldg(row_offsets + tile * 16 + 15) + __popc(last.x) + __popc(last.y);
-    const int aligned = start & ~7;
-    const int base_low = __ldg(row_offsets + tile * 16 + g) - aligned;
-    const int base_high = __ldg(row_offsets + tile * 16 + g + 8) - aligned;
-    __syncwarp();  // the last tile's reads of the buffers are done
-    for (int q = lane; q * 8 < end - aligned; q += 32) {
-      const int64_t first = static_cast<int64_t>(aligned) + q * 8;
-      uint4 chunk;
-      if (first + 8 <= nse) {
-        chunk = __ldg(reinterpret_cast<const uint4*>(data + first));
-      } else {  // the array's last, partial piece
-        __align__(16) uint16_t tail[8];
-#pragma unroll
-        for (int e = 0; e < 8; ++e) tail[e] = first + e < nse ? data[first + e] : 0;
-        chunk = *reinterpret_cast<const uint4*>(tail);
-      }
-      *reinterpret_cast<uint4*>(values + q * 8) = chunk;
+  // Lane mt * kLanes + l: row tile mt's tile (j + l); a row tile past the last repeats the last
+  // (its rows are not written).
+  const int my_row = min(tile_row0 + lane / kLanes, m_tiles - 1);
+  for (int j0 = j_begin; j0 < j_end; j0 += kLanes - 1) {
+    const int count = min(kLanes - 1, j_end - j0);
+    int my_start = 0;
+    {
+      const int l = lane % kLanes;
+      const int64_t tile = static_cast<int64_t>(my_row) * k_tiles + j0 + l;
+      if (l <= count) my_start = tile < all_tiles ? __ldg(row_offsets + tile * 16)
+                                                  : static_cast<int>(nse);
     }
+    // Starts copies of step jj (K tile j0 + jj) into its slot; a no-op past the last.
+    auto issue = [&](int jj) {
+      if (jj >= count) return;
+      uint16_t* slot = ring + (jj % kStages) * kSlot;
+      const int j = j0 + jj;
 #pragma unroll
-    for (int i = 0; i < S::kPieces; ++i)
-      *reinterpret_cast<uint4*>(stage + S::StoreOffset(i, lane)) = pieces[i];
-    __syncwarp();
+      for (int i = 0; i < S::kPieces; ++i) {
+        bool inside;
+        const uint16_t* source = S::Source(x, i, lane, j, K, N, inside);
+        CpAsync16(slot + S::StoreOffset(i, lane), inside ? source : x, inside ? 16 : 0);
+      }
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {  // columns 32 half .. 32 half + 31: word ``half``
-      const uint32_t bits_low = half ? low.y : low.x, bits_high = half ? high.y : high.x;
-      const int row_low = base_low + (half ? __popc(low.x) : 0);
-      const int row_high = base_high + (half ? __popc(high.x) : 0);
-      uint32_t b[kNTiles][4];
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        uint16_t* tile_slot = slot + S::kElems + mt * kTileSlot;
+        const int row = min(tile_row0 + mt, m_tiles - 1);
+        const int64_t tile = static_cast<int64_t>(row) * k_tiles + j;
+        if (lane < 8) CpAsync16(tile_slot + lane * 8, bitmaps + tile * 32 + lane * 4, 16);
+        const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
+        // A tile holds at most 16 x 64 values (the array's end may carry padding).
+        const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
+                            start + 16 * 64);
+        const int aligned = start & ~7;
+        for (int q = lane; q * 8 < end - aligned; q += 32) {
+          const int64_t first = static_cast<int64_t>(aligned) + q * 8;
+          const int64_t left = nse - first;  // > 0: first < end <= nse
+          CpAsync16(tile_slot + kBitmapElems + q * 8, data + first,
+                    left >= 8 ? 16 : static_cast<int>(left) * 2);
+        }
+      }
+    };
 #pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt)
-        LdMatrix(b[nt], stage + S::FragmentOffset(half, nt, lane), !kTokensMajor);
+    for (int s = 0; s < kStages - 1; ++s) {
+      issue(s);
+      CpAsyncCommit();
+    }
+    for (int jj = 0; jj < count; ++jj) {
+      issue(jj + kStages - 1);  // into the slot that step jj - 1 read
+      CpAsyncCommit();
+      CpAsyncWait<kStages - 1>();  // step jj's group has landed
+      __syncwarp();
+      const uint16_t* slot = ring + (jj % kStages) * kSlot;
+      uint32_t low[kMTiles][2], high[kMTiles][2];
+      int base_low[kMTiles], base_high[kMTiles];
 #pragma unroll
-      for (int step = 0; step < 2; ++step) {  // k16 steps of the word
-        const int c = step * 16 + 2 * t;
-        const uint32_t a[4] = {RowPair(values, bits_low, row_low, c),
-                               RowPair(values, bits_high, row_high, c),
-                               RowPair(values, bits_low, row_low, c + 8),
-                               RowPair(values, bits_high, row_high, c + 8)};
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        const uint16_t* tile_slot = slot + S::kElems + mt * kTileSlot;
+        const uint32_t* bits = reinterpret_cast<const uint32_t*>(tile_slot);
+        // Row r = lane % 16's first value: an exclusive scan of the rows' bit counts (both
+        // half-warps compute it), from the tile's start within the 8-aligned copy.
+        const int r = lane & 15;
+        const int mine = __popc(bits[2 * r]) + __popc(bits[2 * r + 1]);
+        int inclusive = mine;
+#pragma unroll
+        for (int d = 1; d < 16; d <<= 1) {
+          const int below = __shfl_up_sync(0xffffffffu, inclusive, d);
+          if (r >= d) inclusive += below;
+        }
+        const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
+        const int shift = kBitmapElems + (start & 7);
+        base_low[mt] = shift + __shfl_sync(0xffffffffu, inclusive - mine, g);
+        base_high[mt] = shift + __shfl_sync(0xffffffffu, inclusive - mine, g + 8);
+        low[mt][0] = bits[2 * g];
+        low[mt][1] = bits[2 * g + 1];
+        high[mt][0] = bits[2 * (g + 8)];
+        high[mt][1] = bits[2 * (g + 8) + 1];
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {  // columns 32 half .. 32 half + 31: word ``half``
+        uint32_t b[kNTiles][4];
 #pragma unroll
         for (int nt = 0; nt < kNTiles; ++nt)
-          Mma16816<kBf16>(acc[0][nt], a, b[nt][2 * step], b[nt][2 * step + 1]);
+          LdMatrix(b[nt], slot + S::FragmentOffset(half, nt, lane), !kTokensMajor);
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          const uint16_t* values = slot + S::kElems + mt * kTileSlot;
+          const uint32_t bits_low = low[mt][half], bits_high = high[mt][half];
+          const int row_low = base_low[mt] + (half ? __popc(low[mt][0]) : 0);
+          const int row_high = base_high[mt] + (half ? __popc(high[mt][0]) : 0);
+#pragma unroll
+          for (int step = 0; step < 2; ++step) {  // k16 steps of the word
+            const int c = step * 16 + 2 * t;
+            const uint32_t a[4] = {RowPair(values, bits_low, row_low, c),
+                                   RowPair(values, bits_high, row_high, c),
+                                   RowPair(values, bits_low, row_low, c + 8),
+                                   RowPair(values, bits_high, row_high, c + 8)};
+#pragma unroll
+            for (int nt = 0; nt < kNTiles; ++nt)
+              Mma16816<kBf16>(acc[mt][nt], a, b[nt][2 * step], b[nt][2 * step + 1]);
+          }
+        }
       }
+      __syncwarp();  // this slot's reads are done before step jj + 1 refills it
     }
   }
-  ReduceAndStore<kBf16, 1, kNTiles, kTokensMajor>(acc, partial, out, blockIdx.x * 16, M, N);
+  __syncthreads();  // every warp's ring is done: the epilogue reuses the memory
+  ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor>(
+      acc, reinterpret_cast<float*>(shared), out, tile_row0 * 16, M, N);
 }
 
 struct TiledLaunch {
@@ -454,58 +550,89 @@ struct TiledLaunch {
   int64_t nse;
 };
 
-template <bool kBf16, int kNTiles, bool kTokensMajor>
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
 cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
   using S = Stage<kNTiles, kTokensMajor>;
-  auto kernel = TiledMmaKernel<kBf16, kNTiles, kTokensMajor>;
-  const int m_tiles = (l.m + 15) / 16;
+  auto kernel = TiledMmaKernel<kBf16, kNTiles, kMTiles, kTokensMajor, kStages>;
+  const int blocks = ((l.m + 15) / 16 + kMTiles - 1) / kMTiles;
   const int tiles_per_warp = (l.k_tiles + l.warps - 1) / l.warps;
-  const size_t shared = static_cast<size_t>(l.warps) *
-                        (16 * kNTiles * 8 * sizeof(float) + (S::kElems + kTileValues) * 2);
+  const size_t ring = static_cast<size_t>(kStages) * (S::kElems + kMTiles * kTileSlot) * 2;
+  const size_t partials = static_cast<size_t>(kMTiles) * 16 * kNTiles * 8 * sizeof(float);
+  const size_t shared = static_cast<size_t>(l.warps) * (ring > partials ? ring : partials);
   if (shared > 48 * 1024) {
     const cudaError_t error = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
     if (error != cudaSuccess) return error;
   }
-  kernel<<<m_tiles, l.warps * 32, shared, stream>>>(
+  kernel<<<blocks, l.warps * 32, shared, stream>>>(
       static_cast<const uint16_t*>(l.data), static_cast<const uint32_t*>(l.bitmaps),
       static_cast<const int32_t*>(l.row_offsets), static_cast<const uint16_t*>(l.x),
       static_cast<uint16_t*>(l.out), l.m, l.k, l.n, l.k_tiles, tiles_per_warp, l.nse);
   return cudaGetLastError();
 }
 
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor>
+cudaError_t TiledByStages(cudaStream_t stream, const TiledLaunch& l, int stages) {
+  switch (stages) {
+    case 1: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 1>(stream, l);
+    case 2: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 2>(stream, l);
+    case 3: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 3>(stream, l);
+    default: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 4>(stream, l);
+  }
+}
+
+template <bool kBf16, int kNTiles, int kMTiles>
+cudaError_t TiledByLayout(cudaStream_t stream, const TiledLaunch& l, bool tokens_major,
+                          int stages) {
+  return tokens_major ? TiledByStages<kBf16, kNTiles, kMTiles, true>(stream, l, stages)
+                      : TiledByStages<kBf16, kNTiles, kMTiles, false>(stream, l, stages);
+}
+
 template <bool kBf16, int kNTiles>
-cudaError_t TiledByLayout(cudaStream_t stream, const TiledLaunch& l, bool tokens_major) {
-  return tokens_major ? RunTiled<kBf16, kNTiles, true>(stream, l)
-                      : RunTiled<kBf16, kNTiles, false>(stream, l);
+cudaError_t TiledByMTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens_major,
+                          int m_tiles, int stages) {
+  return m_tiles == 1 ? TiledByLayout<kBf16, kNTiles, 1>(stream, l, tokens_major, stages)
+                      : TiledByLayout<kBf16, kNTiles, 2>(stream, l, tokens_major, stages);
 }
 
 template <bool kBf16>
-cudaError_t TiledByNTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens_major) {
-  if (l.n <= 8) return TiledByLayout<kBf16, 1>(stream, l, tokens_major);
-  if (l.n <= 16) return TiledByLayout<kBf16, 2>(stream, l, tokens_major);
-  return TiledByLayout<kBf16, 4>(stream, l, tokens_major);
+cudaError_t TiledByNTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens_major,
+                          int m_tiles, int stages) {
+  if (l.n <= 8) return TiledByMTiles<kBf16, 1>(stream, l, tokens_major, m_tiles, stages);
+  if (l.n <= 16) return TiledByMTiles<kBf16, 2>(stream, l, tokens_major, m_tiles, stages);
+  return TiledByMTiles<kBf16, 4>(stream, l, tokens_major, m_tiles, stages);
 }
 
 ffi::Error Invalid(const std::string& message) {
   return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jsparse sparse_mma: " + message);
 }
 
-ffi::Error MatmulImpl(cudaStream_t stream, ffi::AnyBuffer values, ffi::AnyBuffer meta,
-                      ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k,
-                      int64_t tokens_major, int64_t m_tiles, int64_t warps, int64_t staged) {
+// x's checks both handlers make: bfloat16/float16, 2-D, contraction size k, 1..32 columns
+// (stored in ``n``), and out of x's dtype with m x n elements.
+ffi::Error CheckX(const ffi::AnyBuffer& x, const ffi::Result<ffi::AnyBuffer>& out, int64_t m,
+                  int64_t k, int64_t tokens_major, int64_t& n) {
   const ffi::DataType dtype = x.element_type();
   if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
     return Invalid("x must be bfloat16 or float16");
   if (out->element_type() != dtype) return Invalid("out must have x's dtype");
   const auto dims = x.dimensions();
   if (dims.size() != 2) return Invalid("x must be 2-D");
-  const int64_t n = tokens_major ? dims[0] : dims[1];
+  n = tokens_major ? dims[0] : dims[1];
   const int64_t x_k = tokens_major ? dims[1] : dims[0];
-  if (x_k != k) return Invalid("x's contraction size " + std::to_string(x_k) + " != K " +
-                               std::to_string(k));
+  if (x_k != k)
+    return Invalid("x's contraction size " + std::to_string(x_k) + " != K " + std::to_string(k));
   if (n < 1 || n > 32) return Invalid("N must be 1..32, got " + std::to_string(n));
+  if (out->element_count() != static_cast<size_t>(m * n)) return Invalid("out has the wrong size");
+  return ffi::Error::Success();
+}
+
+ffi::Error MatmulImpl(cudaStream_t stream, ffi::AnyBuffer values, ffi::AnyBuffer meta,
+                      ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k,
+                      int64_t tokens_major, int64_t m_tiles, int64_t warps, int64_t staged) {
   if (m < 1 || k < 4 || k % 4) return Invalid("bad shape");
+  int64_t n = 0;
+  if (ffi::Error error = CheckX(x, out, m, k, tokens_major, n); error.failure()) return error;
+  const ffi::DataType dtype = x.element_type();
   if (m_tiles != 1 && m_tiles != 2) return Invalid("m_tiles must be 1 or 2");
   // Staging copies 16-byte pieces: rows of x must start 16-byte aligned.
   const bool stageable = tokens_major ? k % 8 == 0 : n % 8 == 0;
@@ -520,7 +647,6 @@ ffi::Error MatmulImpl(cudaStream_t stream, ffi::AnyBuffer values, ffi::AnyBuffer
                    std::to_string(tiles * pairs * 2 * 32 * 16));
   if (meta.size_bytes() != static_cast<size_t>(tiles * pairs * 32 * 4))
     return Invalid("meta has the wrong size");
-  if (out->element_count() != static_cast<size_t>(m * n)) return Invalid("out has the wrong size");
   const Launch launch{values.untyped_data(), meta.untyped_data(), x.untyped_data(),
                       out->untyped_data(), static_cast<int>(m), static_cast<int>(k),
                       static_cast<int>(n), static_cast<int>(pairs), static_cast<int>(warps)};
@@ -538,39 +664,35 @@ ffi::Error MatmulImpl(cudaStream_t stream, ffi::AnyBuffer values, ffi::AnyBuffer
 ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffer bitmaps,
                            ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                            ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k,
-                           int64_t tokens_major, int64_t warps) {
+                           int64_t tokens_major, int64_t m_tiles, int64_t warps,
+                           int64_t stages) {
+  if (m < 1 || k < 1) return Invalid("bad shape");
+  int64_t n = 0;
+  if (ffi::Error error = CheckX(x, out, m, k, tokens_major, n); error.failure()) return error;
   const ffi::DataType dtype = x.element_type();
-  if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
-    return Invalid("x must be bfloat16 or float16");
-  if (data.element_type() != dtype || out->element_type() != dtype)
-    return Invalid("data and out must have x's dtype");
+  if (data.element_type() != dtype) return Invalid("data must have x's dtype");
   if (bitmaps.element_type() != ffi::DataType::U32 ||
       row_offsets.element_type() != ffi::DataType::S32)
     return Invalid("bitmaps must be uint32 and row_offsets int32");
-  const auto dims = x.dimensions();
-  if (dims.size() != 2) return Invalid("x must be 2-D");
-  const int64_t n = tokens_major ? dims[0] : dims[1];
-  const int64_t x_k = tokens_major ? dims[1] : dims[0];
-  if (x_k != k) return Invalid("x's contraction size does not match K");
-  if (n < 1 || n > 32) return Invalid("N must be 1..32, got " + std::to_string(n));
   if (tokens_major ? k % 8 : n % 8)
     return Invalid(tokens_major ? "tokens-major x needs K % 8 == 0" : "x [K, N] needs N % 8 == 0");
   if (warps < 1 || warps > 8) return Invalid("warps must be 1..8");
-  const int64_t m_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
+  if (m_tiles != 1 && m_tiles != 2) return Invalid("m_tiles must be 1 or 2");
+  if (stages < 1 || stages > 4) return Invalid("stages must be 1..4");
+  const int64_t row_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
   const auto bitmap_dims = bitmaps.dimensions();
-  if (bitmap_dims.size() != 4 || bitmap_dims[0] != m_tiles || bitmap_dims[1] != k_tiles ||
+  if (bitmap_dims.size() != 4 || bitmap_dims[0] != row_tiles || bitmap_dims[1] != k_tiles ||
       bitmap_dims[2] != 16 || bitmap_dims[3] != 2)
     return Invalid("bitmaps must be [ceil(M / 16), ceil(K / 64), 16, 2] (16x64 tiles)");
-  if (row_offsets.element_count() != static_cast<size_t>(m_tiles * k_tiles * 16))
+  if (row_offsets.element_count() != static_cast<size_t>(row_tiles * k_tiles * 16))
     return Invalid("row_offsets must be [ceil(M / 16), ceil(K / 64), 16]");
-  if (out->element_count() != static_cast<size_t>(m * n)) return Invalid("out has the wrong size");
   const TiledLaunch launch{data.untyped_data(), bitmaps.untyped_data(), row_offsets.untyped_data(),
                            x.untyped_data(), out->untyped_data(), static_cast<int>(m),
                            static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
                            static_cast<int>(warps), static_cast<int64_t>(data.element_count())};
   const cudaError_t error = dtype == ffi::DataType::BF16
-                                ? TiledByNTiles<true>(stream, launch, tokens_major != 0)
-                                : TiledByNTiles<false>(stream, launch, tokens_major != 0);
+          ? TiledByNTiles<true>(stream, launch, tokens_major != 0, m_tiles, stages)
+          : TiledByNTiles<false>(stream, launch, tokens_major != 0, m_tiles, stages);
   if (error != cudaSuccess)
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("tiled mma launch failed: ") + cudaGetErrorString(error));
@@ -605,5 +727,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledMmaMatmul, TiledMatmulImpl,
                                   .Attr<int64_t>("m")
                                   .Attr<int64_t>("k")
                                   .Attr<int64_t>("tokens_major")
-                                  .Attr<int64_t>("warps"),
+                                  .Attr<int64_t>("m_tiles")
+                                  .Attr<int64_t>("warps")
+                                  .Attr<int64_t>("stages"),
                               {ffi::Traits::kCmdBufferCompatible});

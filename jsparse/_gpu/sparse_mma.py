@@ -137,11 +137,52 @@ def tiled_applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: An
           and available() is True)
 
 
+@dataclasses.dataclass(frozen=True)
+class TiledMmaConfig:
+  """A launch of the tiled kernel: ``m_tiles`` row tiles of 16 a block (1 or 2, sharing x's
+  staged columns), ``warps`` warps a block splitting the K tiles (1-8), ``stages`` shared-memory
+  slots a warp cycles its K tiles through (1-4; ``stages - 1`` tiles' copies in flight while it
+  multiplies one)."""
+  m_tiles: int = 1
+  warps: int = 8
+  stages: int = 3
+
+  def __post_init__(self):
+    if self.m_tiles not in (1, 2):
+      raise ValueError(f"m_tiles must be 1 or 2, got {self.m_tiles}")
+    if not 1 <= self.warps <= 8:
+      raise ValueError(f"warps must be 1..8, got {self.warps}")
+    if not 1 <= self.stages <= 4:
+      raise ValueError(f"stages must be 1..4, got {self.stages}")
+
+  def shared_bytes(self, n: int, tokens_major: bool) -> int:
+    """Shared memory a block of this launch takes for n columns (the kernel's ring: per warp
+    and stage, x's staged 64 columns plus each row tile's bitmaps and values; as RunTiled in
+    csrc/cuda/sparse_mma_ffi.cu computes it)."""
+    n_tiles = 1 if n <= 8 else 2 if n <= 16 else 4
+    x_elems = (n_tiles * 8 * 72 if tokens_major
+               else 64 * (n_tiles * 8 + (8 if n_tiles > 1 else 0)))
+    tile_elems = 16 * 2 * 2 + 16 * 64 + 8
+    ring = self.stages * (x_elems + self.m_tiles * tile_elems) * 2
+    partials = self.m_tiles * 16 * n_tiles * 8 * 4
+    return self.warps * max(ring, partials)
+
+
+# Shared memory one block may take on sm_90 (227 KiB).
+MAX_SHARED_BYTES = 227 * 1024
+
+
+def default_tiled_config(n: int) -> TiledMmaConfig:
+  """The tiled kernel's launch for n columns."""
+  return TiledMmaConfig(m_tiles=1 if n <= 8 else 2, warps=8, stages=3 if n <= 8 else 2)
+
+
 def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
-                 shape: tuple[int, int], warps: int = 8) -> jax.Array:
+                 shape: tuple[int, int], config: TiledMmaConfig | None = None) -> jax.Array:
   """A @ x for a ``jsparse.Tiled`` A [M, K] with 16x64 tiles (its ``data``, ``bitmaps``,
   ``row_offsets``) and x [K, N] of A's dtype (bfloat16/float16), N <= ``MAX_N``: [M, N]
-  (x laid out by ``staged_product``). Raises ValueError/TypeError naming what is wrong."""
+  (x laid out by ``staged_product``). ``config``: None for ``default_tiled_config(N)``.
+  Raises ValueError/TypeError naming what is wrong."""
   m, k = shape
   if jnp.ndim(x) != 2 or x.shape[0] != k:
     raise ValueError(f"x must be [K, N] with K = {k}, got shape {jnp.shape(x)}")
@@ -152,6 +193,11 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
     raise ValueError(f"the tiled kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
   if not 1 <= n <= MAX_N:
     raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
+  config = config or default_tiled_config(n)
+  for tokens_major in (False, True):
+    if config.shared_bytes(n, tokens_major) > MAX_SHARED_BYTES:
+      raise ValueError(f"config {config} takes {config.shared_bytes(n, tokens_major)} bytes of "
+                       f"shared memory at N = {n}, more than a block may ({MAX_SHARED_BYTES})")
   load()
   offsets = row_offsets.astype(jnp.int32)
 
@@ -161,7 +207,8 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
     return jax.ffi.ffi_call(TILED_TARGET, jax.ShapeDtypeStruct(out_shape, x.dtype),
                             vmap_method="sequential")(
         data, bitmaps, offsets, operand, m=np.int64(m), k=np.int64(k),
-        tokens_major=np.int64(tokens_major), warps=np.int64(warps))
+        tokens_major=np.int64(tokens_major), m_tiles=np.int64(config.m_tiles),
+        warps=np.int64(config.warps), stages=np.int64(config.stages))
 
   return staged_product(x, call)
 

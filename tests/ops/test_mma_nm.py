@@ -151,3 +151,23 @@ def test_tiled_kernel_refuses_bad_arguments_naming_them():
     sparse_mma.tiled_matmul(wide.data, wide.bitmaps, wide.row_offsets,
                             jnp.ones((128, 8), jnp.bfloat16), shape=(32, 128))
   assert not sparse_mma.tiled_applies((32, 128), (16, 128), jnp.bfloat16, jnp.bfloat16, 8)
+
+
+def test_tiled_launch_configs_are_checked():
+  with pytest.raises(ValueError, match="stages must be 1..4"):
+    sparse_mma.TiledMmaConfig(stages=5)
+  with pytest.raises(ValueError, match="m_tiles must be 1 or 2"):
+    sparse_mma.TiledMmaConfig(m_tiles=4)
+  with pytest.raises(ValueError, match="warps must be 1..8"):
+    sparse_mma.TiledMmaConfig(warps=0)
+  # Every default launch fits a block's shared memory; four stages of two row tiles at 32
+  # columns do not, and the call says so before it reaches the GPU.
+  for n in range(1, sparse_mma.MAX_N + 1):
+    config = sparse_mma.default_tiled_config(n)
+    assert config.shared_bytes(n, False) <= sparse_mma.MAX_SHARED_BYTES
+    assert config.shared_bytes(n, True) <= sparse_mma.MAX_SHARED_BYTES
+  tiled = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 64))
+  with pytest.raises(ValueError, match="bytes of shared memory at N = 32"):
+    sparse_mma.tiled_matmul(tiled.data, tiled.bitmaps, tiled.row_offsets,
+                            jnp.ones((128, 32), jnp.bfloat16), shape=(32, 128),
+                            config=sparse_mma.TiledMmaConfig(2, 8, 4))

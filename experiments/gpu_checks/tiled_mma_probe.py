@@ -1,0 +1,114 @@
+"""Which launch of the CUDA tiled kernel (``jsparse._gpu.sparse_mma.tiled_matmul``) is fastest,
+and is every launch right? Issue 8's unstructured decoding shapes, in one run.
+
+1. Checks every launch of ``CONFIGS`` against a float64 product on ragged shapes (M not a
+   multiple of 16 and odd row-tile counts, K not of 64, more K tiles a warp than its lanes hold
+   starts for, empty rows), N = 1, 9, 16, 32, bfloat16 and float16 (``checks.md``).
+2. Times, by device kernel time per call (``experiments.kernel_time``; one copy of the operands,
+   so working sets under the L2's 50 MB run partly warm: this ranks launches, the suite's
+   ``structured_bench.py`` gives the reported numbers), weights 4096x14336 and 14336x4096 at
+   sparsity 0.5 / 0.7 / 0.9 and N = 1, 8, 16, 32: dense ``jnp.dot`` and each launch
+   (``tiled_mma.md``).
+
+    python3 -P experiments/gpu_checks/tiled_mma_probe.py OUTDIR [--budget-s 300]
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jsparse  # noqa: E402
+from experiments.gpu_checks import bench_common  # noqa: E402
+from jsparse._gpu import sparse_mma  # noqa: E402
+
+Config = sparse_mma.TiledMmaConfig
+CONFIGS = (Config(1, 8, 1), Config(1, 8, 2), Config(1, 8, 3), Config(1, 8, 4), Config(1, 4, 4),
+           Config(2, 8, 2), Config(2, 8, 3), Config(2, 4, 4), Config(2, 4, 3))
+SHAPES = ((4096, 14336), (14336, 4096))
+SPARSITIES = (0.7, 0.5, 0.9)
+COLUMNS = (1, 8, 16, 32)
+# (M, K, warps of the launch checked there): 40 rows = 3 row tiles (odd, for m_tiles = 2);
+# 70 K tiles on one warp walk three rounds of starts.
+CHECK_SHAPES = ((40, 100), (1, 64), (33, 4480), (300, 1000), (16, 64))
+CHECK_COLUMNS = (1, 9, 16, 32)
+TOLERANCE = 2e-2
+
+
+def random_tiled(rng, shape, density, dtype):
+  w = rng.standard_normal(shape).astype(np.float32) * (rng.random(shape) < density)
+  if shape[0] > 2:
+    w[1] = 0.0
+  return jsparse.Tiled.fromdense(jnp.asarray(w, dtype), tile_shape=(16, 64))
+
+
+def fits(config, n):
+  return all(config.shared_bytes(n, t) <= sparse_mma.MAX_SHARED_BYTES for t in (False, True))
+
+
+def run_checks(outdir: pathlib.Path) -> int:
+  rng = np.random.default_rng(0)
+  rows, failures = [], 0
+  for shape in CHECK_SHAPES:
+    for dtype in (jnp.bfloat16, jnp.float16):
+      matrix = random_tiled(rng, shape, 0.3, dtype)
+      dense = np.asarray(matrix.todense(), np.float64)
+      for n in CHECK_COLUMNS:
+        x = jnp.asarray(rng.standard_normal((shape[1], n)), dtype)
+        expected = dense @ np.asarray(x, np.float64)
+        for config in CONFIGS + (Config(1, 1, 2), Config(2, 1, 4)):
+          if not fits(config, n):
+            continue
+          try:
+            out = np.asarray(sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps,
+                                                     matrix.row_offsets, x, shape=shape,
+                                                     config=config), np.float64)
+            err = float(np.abs(out - expected).max() / max(np.abs(expected).max(), 1.0))
+            ok = np.isfinite(out).all() and err < TOLERANCE
+          except Exception as error:  # noqa: BLE001 - record and go on
+            err, ok = f"{type(error).__name__}: {error}"[:120], False
+          failures += not ok
+          rows.append(f"| {shape} | {jnp.dtype(dtype).name} | {n} | {config} | {err} | "
+                      f"{'ok' if ok else 'WRONG'} |")
+  (outdir / "checks.md").write_text(
+      "| shape | dtype | N | config | rel err | |\n|---|---|---|---|---|---|\n"
+      + "\n".join(rows) + "\n")
+  print(f"checks: {len(rows)} launches, {failures} wrong", flush=True)
+  return failures
+
+
+def main() -> None:
+  args = bench_common.probe_arguments(__doc__)
+  started = time.monotonic()
+  sparse_mma.build(verbose=True)
+  print(f"built in {time.monotonic() - started:.1f} s", flush=True)
+  run_checks(args.outdir)
+  table = bench_common.kernel_line_table(args.outdir, "tiled_mma", "tiled decoding launches",
+                                         pattern="uniform random, 16x64 tiles")
+  deadline = time.monotonic() + args.budget_s
+  key = jax.random.key(0)
+  for sparsity in SPARSITIES:
+    for shape in SHAPES:
+      matrix = random_tiled(np.random.default_rng(shape[0]), shape, 1 - sparsity, jnp.bfloat16)
+      w = matrix.todense()
+      for n in COLUMNS:
+        x, expected = bench_common.bf16_columns_and_reference(key, w, n)
+        lines = [("dense", bench_common.dense_bf16, (w, x))]
+        lines += [(f"s{sparsity} m{c.m_tiles}-w{c.warps}-st{c.stages}",
+                   lambda d, b, o, v, c=c: sparse_mma.tiled_matmul(d, b, o, v, shape=shape,
+                                                                   config=c),
+                   (matrix.data, matrix.bitmaps, matrix.row_offsets, x))
+                  for c in CONFIGS if fits(c, n)]
+        bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
+                                       deadline=deadline, tolerance=TOLERANCE)
+
+
+if __name__ == "__main__":
+  main()
