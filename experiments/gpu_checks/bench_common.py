@@ -235,9 +235,10 @@ KERNEL_LINE_HEADER = ("| W | N | {} | kernel us | dense / this | rel err |\n"
 
 
 def kernel_line_table(outdir: pathlib.Path, stem: str, title: str, column: str = "line",
-                      **meta) -> ProbeTable:
-  """A probe table of lines timed by kernel time (``time_kernel_lines``), bf16 2:4 weights."""
-  meta = probe_meta(dtype="bfloat16", pattern="2:4",
+                      pattern: str = "2:4", **meta) -> ProbeTable:
+  """A probe table of lines timed by kernel time (``time_kernel_lines``), bf16 weights of
+  ``pattern``."""
+  meta = probe_meta(dtype="bfloat16", pattern=pattern,
                     kernel_time="experiments.kernel_time.measure, median us", **meta)
   return ProbeTable(outdir, stem, title, meta, KERNEL_LINE_HEADER.format(column))
 
