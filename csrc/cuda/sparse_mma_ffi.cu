@@ -341,24 +341,19 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 // row_offsets int32 [Mt, Kt, 16] (position in data of each tile row's first value; the kernel
 // reads each tile's first only).
 //
-// A block takes kMTiles row tiles; its warps split the K tiles. Decoding is bound by how many
-// bytes are in flight, not by arithmetic, so a warp keeps up to ``slots`` steps (one K tile of
-// the kMTiles row tiles) of copies in flight through cp.async while it multiplies the oldest:
-// - a slot per step holds x's 64 columns (staged as the 2:4 kernel stages them, shared by the
-//   row tiles; tokens-major, only x's N rows: lanes reading rows past them read a zero row) and
-//   each row tile's 16 bitmaps;
-// - the steps' packed values (16-byte copies from an 8-aligned start) go to a ring of ``ring``
-//   values, each at the next free place; a step waits to be issued while the ring lacks room.
-//   Sized by the values a tile really holds rather than a dense tile's worst case, the ring
-//   keeps several steps in flight at any sparsity.
-// The tiles' starts come from one load per lane (lane mt * kLanes + l: row tile mt's tile l of
-// the warp's next kLanes - 1), so no load waits on another. Each lane finds its rows' first
-// values by a scan of the rows' bit counts, builds its A fragments of the four k16 steps (rows
-// g and g + 8, columns 2t, 2t + 1, 2t + 8, 2t + 9 of a step; a value's place in its row is the
-// popc of the bits below it) and multiplies on the dense tensor cores (mma.m16n8k16).
-constexpr int kTileMaxValues = 16 * 64 + 8;  // a tile's values from an 8-aligned start
-constexpr int kBitmapElems = 16 * 2 * 2;     // a tile's bitmaps, in uint16 elements (128 bytes)
-constexpr int kMaxSlots = 8;
+// A block takes kMTiles row tiles; its warps split the K tiles. A warp walks its K tiles through
+// a ring of kStages shared-memory slots filled by cp.async (kStages - 1 tiles in flight while it
+// multiplies one: decoding is bound by how many bytes are in flight, not by arithmetic). A slot
+// holds x's 64 columns (staged as the 2:4 kernel stages them, shared by the kMTiles row tiles)
+// and, per row tile, its 16 rows' bitmaps and its packed values (16-byte copies from an aligned
+// start). The tiles' starts come from one load per lane (lane l: tile l of the warp's next
+// kLanes - 1), so no load waits on another. Each lane then finds its rows' first values by a
+// scan of the rows' bit counts, builds its A fragments of the four k16 steps (rows g and g + 8,
+// columns 2t, 2t + 1, 2t + 8, 2t + 9 of a step; a value's place in its row is the popc of the
+// bits below it) and multiplies on the dense tensor cores (mma.m16n8k16).
+constexpr int kTileValues = 16 * 64 + 8;  // a tile's values from an 8-aligned start
+constexpr int kBitmapElems = 16 * 2 * 2;  // a tile's bitmaps, in uint16 elements (128 bytes)
+constexpr int kTileSlot = kBitmapElems + kTileValues;
 
 template <bool kBf16>
 __device__ __forceinline__ void Mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
@@ -389,19 +384,10 @@ __device__ __forceinline__ void CpAsyncCommit() {
   asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-// Waits until at most ``pending`` (0..kMaxSlots - 1) of this thread's committed groups are
-// still in flight.
-__device__ __forceinline__ void CpAsyncWait(int pending) {
-  switch (pending) {
-    case 0: asm volatile("cp.async.wait_group 0;" ::: "memory"); break;
-    case 1: asm volatile("cp.async.wait_group 1;" ::: "memory"); break;
-    case 2: asm volatile("cp.async.wait_group 2;" ::: "memory"); break;
-    case 3: asm volatile("cp.async.wait_group 3;" ::: "memory"); break;
-    case 4: asm volatile("cp.async.wait_group 4;" ::: "memory"); break;
-    case 5: asm volatile("cp.async.wait_group 5;" ::: "memory"); break;
-    case 6: asm volatile("cp.async.wait_group 6;" ::: "memory"); break;
-    default: asm volatile("cp.async.wait_group 7;" ::: "memory"); break;
-  }
+// Waits until at most kPending of this thread's committed groups are still in flight.
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;" :: "n"(kPending) : "memory");
 }
 
 // The two values of a row at bit positions c, c + 1 of ``bits`` (zero where the bit is clear):
@@ -415,45 +401,22 @@ __device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bit
   return lo | (hi << 16);
 }
 
-// Shared memory of one warp, in uint16 elements: a zero row (tokens-major), ``slots`` slots of
-// x's staged rows and the row tiles' bitmaps, the values ring.
-template <int kNTiles, int kMTiles, bool kTokensMajor>
-struct TiledWarpMemory {
-  using S = Stage<kNTiles, kTokensMajor>;
-  static constexpr int kZeroElems = kTokensMajor ? S::kRowStride : 0;
-  __host__ __device__ static int XRows(int n) {
-    return kTokensMajor ? (n < kNTiles * 8 ? n : kNTiles * 8) : 64;
-  }
-  __host__ __device__ static int SlotElems(int n) {
-    return XRows(n) * S::kRowStride + kMTiles * kBitmapElems;
-  }
-  __host__ __device__ static int Elems(int n, int slots, int ring) {
-    return kZeroElems + slots * SlotElems(n) + ring;
-  }
-};
-
-template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor>
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
 __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                const uint32_t* __restrict__ bitmaps,
                                const int32_t* __restrict__ row_offsets,
                                const uint16_t* __restrict__ x, uint16_t* __restrict__ out, int M,
-                               int K, int N, int k_tiles, int tiles_per_warp, int64_t nse,
-                               int slots, int ring) {
+                               int K, int N, int k_tiles, int tiles_per_warp, int64_t nse) {
   using S = Stage<kNTiles, kTokensMajor>;
-  using Memory = TiledWarpMemory<kNTiles, kMTiles, kTokensMajor>;
+  constexpr int kSlot = S::kElems + kMTiles * kTileSlot;  // uint16 elements
   constexpr int kLanes = 32 / kMTiles;  // lanes holding one row tile's starts
-  // [warps][Memory::Elems] uint16; after the loop, the epilogue's float partials.
+  // [warps][kStages][kSlot] uint16 ring slots; after the loop, the epilogue's float partials.
   extern __shared__ __align__(16) unsigned char shared[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int m_tiles = (M + 15) >> 4;
   const int tile_row0 = blockIdx.x * kMTiles;
-  const int x_rows = Memory::XRows(N);
-  const int x_elems = x_rows * S::kRowStride, slot_elems = Memory::SlotElems(N);
-  uint16_t* zero = reinterpret_cast<uint16_t*>(shared) + warp * Memory::Elems(N, slots, ring);
-  uint16_t* slot0 = zero + Memory::kZeroElems;
-  uint16_t* values_ring = slot0 + slots * slot_elems;
-  for (int i = lane; i < Memory::kZeroElems; i += 32) zero[i] = 0;  // seen after a __syncwarp
+  uint16_t* ring = reinterpret_cast<uint16_t*>(shared) + warp * kStages * kSlot;
 
   float acc[kMTiles][kNTiles][4];
 #pragma unroll
@@ -466,7 +429,8 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
   const int64_t all_tiles = static_cast<int64_t>(m_tiles) * k_tiles;
   const int j_begin = warp * tiles_per_warp;
   const int j_end = min(k_tiles, j_begin + tiles_per_warp);
-  // A row tile past the last repeats the last (its rows are not written).
+  // Lane mt * kLanes + l: row tile mt's tile (j + l); a row tile past the last repeats the last
+  // (its rows are not written).
   const int my_row = min(tile_row0 + lane / kLanes, m_tiles - 1);
   for (int j0 = j_begin; j0 < j_end; j0 += kLanes - 1) {
     const int count = min(kLanes - 1, j_end - j0);
@@ -477,83 +441,55 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       if (l <= count) my_start = tile < all_tiles ? __ldg(row_offsets + tile * 16)
                                                   : static_cast<int>(nse);
     }
-    // Row tile mt's tile of step jj: its start in data and the values its copy takes (from
-    // the 8-aligned start, a multiple of 8; a tile holds at most 16 x 64 values, and the
-    // array's end may carry padding).
-    auto start_of = [&](int jj, int mt) {
-      return __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
-    };
-    auto copied = [&](int jj, int mt) {
-      const int start = start_of(jj, mt);
-      const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
-                          start + 16 * 64);
-      return (end - (start & ~7) + 7) & ~7;
-    };
-    auto step_values = [&](int jj) {
-      int total = 0;
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt) total += copied(jj, mt);
-      return total;
-    };
-    int issued = 0, consumed = 0;
-    int head = 0, tail = 0;  // ring positions (growing; the place is position % ring)
-    int my_place = 0;        // lane jj: where step jj's values start (a ring position)
-    // Starts step ``issued``'s copies if a slot and the ring have room; warp-uniform.
-    auto try_issue = [&]() {
-      if (issued >= count || issued - consumed >= slots) return false;
-      if (issued == consumed) head = tail = 0;  // an empty ring: one step always fits
-      const int jj = issued, need = step_values(jj);
-      int place = head;
-      if (place % ring + need > ring) place += ring - place % ring;  // wrap to the ring's start
-      if (place + need - tail > ring) return false;
-      uint16_t* slot = slot0 + (jj % slots) * slot_elems;
+    // Starts copies of step jj (K tile j0 + jj) into its slot; a no-op past the last.
+    auto issue = [&](int jj) {
+      if (jj >= count) return;
+      uint16_t* slot = ring + (jj % kStages) * kSlot;
       const int j = j0 + jj;
 #pragma unroll
       for (int i = 0; i < S::kPieces; ++i) {
         bool inside;
         const uint16_t* source = S::Source(x, i, lane, j, K, N, inside);
-        if (!kTokensMajor || ((i * 32 + lane) >> 3) < x_rows)
-          CpAsync16(slot + S::StoreOffset(i, lane), inside ? source : x, inside ? 16 : 0);
+        CpAsync16(slot + S::StoreOffset(i, lane), inside ? source : x, inside ? 16 : 0);
       }
-      uint16_t* values = values_ring + place % ring;
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
+        uint16_t* tile_slot = slot + S::kElems + mt * kTileSlot;
         const int row = min(tile_row0 + mt, m_tiles - 1);
         const int64_t tile = static_cast<int64_t>(row) * k_tiles + j;
-        if (lane < 8)
-          CpAsync16(slot + x_elems + mt * kBitmapElems + lane * 8, bitmaps + tile * 32 + lane * 4,
-                    16);
-        const int aligned = start_of(jj, mt) & ~7, size = copied(jj, mt);
-        for (int q = lane; q * 8 < size; q += 32) {
+        if (lane < 8) CpAsync16(tile_slot + lane * 8, bitmaps + tile * 32 + lane * 4, 16);
+        const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
+        // A tile holds at most 16 x 64 values (the array's end may carry padding).
+        const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
+                            start + 16 * 64);
+        const int aligned = start & ~7;
+        for (int q = lane; q * 8 < end - aligned; q += 32) {
           const int64_t first = static_cast<int64_t>(aligned) + q * 8;
-          const int64_t left = nse - first;  // > 0: first < the tile's end <= nse
-          CpAsync16(values + q * 8, data + first, left >= 8 ? 16 : static_cast<int>(left) * 2);
+          const int64_t left = nse - first;  // > 0: first < end <= nse
+          CpAsync16(tile_slot + kBitmapElems + q * 8, data + first,
+                    left >= 8 ? 16 : static_cast<int>(left) * 2);
         }
-        values += size;
       }
-      CpAsyncCommit();
-      my_place = lane == jj ? place : my_place;
-      head = place + need;
-      ++issued;
-      return true;
     };
-    for (; consumed < count; ++consumed) {
-      while (try_issue()) {
-      }
-      CpAsyncWait(issued - consumed - 1);  // step ``consumed``'s group has landed
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+      issue(s);
+      CpAsyncCommit();
+    }
+    for (int jj = 0; jj < count; ++jj) {
+      issue(jj + kStages - 1);  // into the slot that step jj - 1 read
+      CpAsyncCommit();
+      CpAsyncWait<kStages - 1>();  // step jj's group has landed
       __syncwarp();
-      const uint16_t* slot = slot0 + (consumed % slots) * slot_elems;
-      const int place = __shfl_sync(0xffffffffu, my_place, consumed);
-      const uint16_t* values[kMTiles];
+      const uint16_t* slot = ring + (jj % kStages) * kSlot;
       uint32_t low[kMTiles][2], high[kMTiles][2];
       int base_low[kMTiles], base_high[kMTiles];
-      int offset = place % ring;
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        const uint32_t* bits = reinterpret_cast<const uint32_t*>(slot + x_elems +
-                                                                 mt * kBitmapElems);
+        const uint16_t* tile_slot = slot + S::kElems + mt * kTileSlot;
+        const uint32_t* bits = reinterpret_cast<const uint32_t*>(tile_slot);
         // Row r = lane % 16's first value: an exclusive scan of the rows' bit counts (both
-        // half-warps compute it), from the tile's start within its 8-aligned copy.
+        // half-warps compute it), from the tile's start within the 8-aligned copy.
         const int r = lane & 15;
         const int mine = __popc(bits[2 * r]) + __popc(bits[2 * r + 1]);
         int inclusive = mine;
@@ -562,50 +498,44 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
           const int below = __shfl_up_sync(0xffffffffu, inclusive, d);
           if (r >= d) inclusive += below;
         }
-        const int shift = start_of(consumed, mt) & 7;
+        const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
+        const int shift = kBitmapElems + (start & 7);
         base_low[mt] = shift + __shfl_sync(0xffffffffu, inclusive - mine, g);
         base_high[mt] = shift + __shfl_sync(0xffffffffu, inclusive - mine, g + 8);
         low[mt][0] = bits[2 * g];
         low[mt][1] = bits[2 * g + 1];
         high[mt][0] = bits[2 * (g + 8)];
         high[mt][1] = bits[2 * (g + 8) + 1];
-        values[mt] = values_ring + offset;
-        offset += copied(consumed, mt);
       }
 #pragma unroll
       for (int half = 0; half < 2; ++half) {  // columns 32 half .. 32 half + 31: word ``half``
         uint32_t b[kNTiles][4];
 #pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt) {
-          const int fragment = S::FragmentOffset(half, nt, lane);
-          // Tokens-major, x's row n = 8 nt + lane % 8 past its N rows reads the zero row.
-          const bool zero_row = kTokensMajor && nt * 8 + (lane & 7) >= x_rows;
-          LdMatrix(b[nt], zero_row ? zero + fragment % S::kRowStride : slot + fragment,
-                   !kTokensMajor);
-        }
+        for (int nt = 0; nt < kNTiles; ++nt)
+          LdMatrix(b[nt], slot + S::FragmentOffset(half, nt, lane), !kTokensMajor);
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
+          const uint16_t* values = slot + S::kElems + mt * kTileSlot;
           const uint32_t bits_low = low[mt][half], bits_high = high[mt][half];
           const int row_low = base_low[mt] + (half ? __popc(low[mt][0]) : 0);
           const int row_high = base_high[mt] + (half ? __popc(high[mt][0]) : 0);
 #pragma unroll
           for (int step = 0; step < 2; ++step) {  // k16 steps of the word
             const int c = step * 16 + 2 * t;
-            const uint32_t a[4] = {RowPair(values[mt], bits_low, row_low, c),
-                                   RowPair(values[mt], bits_high, row_high, c),
-                                   RowPair(values[mt], bits_low, row_low, c + 8),
-                                   RowPair(values[mt], bits_high, row_high, c + 8)};
+            const uint32_t a[4] = {RowPair(values, bits_low, row_low, c),
+                                   RowPair(values, bits_high, row_high, c),
+                                   RowPair(values, bits_low, row_low, c + 8),
+                                   RowPair(values, bits_high, row_high, c + 8)};
 #pragma unroll
             for (int nt = 0; nt < kNTiles; ++nt)
               Mma16816<kBf16>(acc[mt][nt], a, b[nt][2 * step], b[nt][2 * step + 1]);
           }
         }
       }
-      __syncwarp();  // this step's reads are done before its slot and values are refilled
-      tail = place + step_values(consumed);
+      __syncwarp();  // this slot's reads are done before step jj + 1 refills it
     }
   }
-  __syncthreads();  // every warp's copies are consumed: the epilogue reuses the memory
+  __syncthreads();  // every warp's ring is done: the epilogue reuses the memory
   ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor>(
       acc, reinterpret_cast<float*>(shared), out, tile_row0 * 16, M, N);
 }
@@ -616,27 +546,19 @@ struct TiledLaunch {
   const void* row_offsets;
   const void* x;
   void* out;
-  int m, k, n, k_tiles, warps, slots, ring;
+  int m, k, n, k_tiles, warps;
   int64_t nse;
 };
 
-// Shared memory of a block: its warps' memory, or the epilogue's partials where larger.
-template <int kNTiles, int kMTiles, bool kTokensMajor>
-size_t TiledSharedBytes(int warps, int n, int slots, int ring) {
-  const size_t memory =
-      static_cast<size_t>(TiledWarpMemory<kNTiles, kMTiles, kTokensMajor>::Elems(n, slots, ring)) *
-      2;
-  const size_t partials = static_cast<size_t>(kMTiles) * 16 * kNTiles * 8 * sizeof(float);
-  return static_cast<size_t>(warps) * (memory > partials ? memory : partials);
-}
-
-template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor>
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
 cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
-  auto kernel = TiledMmaKernel<kBf16, kNTiles, kMTiles, kTokensMajor>;
+  using S = Stage<kNTiles, kTokensMajor>;
+  auto kernel = TiledMmaKernel<kBf16, kNTiles, kMTiles, kTokensMajor, kStages>;
   const int blocks = ((l.m + 15) / 16 + kMTiles - 1) / kMTiles;
   const int tiles_per_warp = (l.k_tiles + l.warps - 1) / l.warps;
-  const size_t shared =
-      TiledSharedBytes<kNTiles, kMTiles, kTokensMajor>(l.warps, l.n, l.slots, l.ring);
+  const size_t ring = static_cast<size_t>(kStages) * (S::kElems + kMTiles * kTileSlot) * 2;
+  const size_t partials = static_cast<size_t>(kMTiles) * 16 * kNTiles * 8 * sizeof(float);
+  const size_t shared = static_cast<size_t>(l.warps) * (ring > partials ? ring : partials);
   if (shared > 48 * 1024) {
     const cudaError_t error = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
@@ -645,30 +567,40 @@ cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
   kernel<<<blocks, l.warps * 32, shared, stream>>>(
       static_cast<const uint16_t*>(l.data), static_cast<const uint32_t*>(l.bitmaps),
       static_cast<const int32_t*>(l.row_offsets), static_cast<const uint16_t*>(l.x),
-      static_cast<uint16_t*>(l.out), l.m, l.k, l.n, l.k_tiles, tiles_per_warp, l.nse, l.slots,
-      l.ring);
+      static_cast<uint16_t*>(l.out), l.m, l.k, l.n, l.k_tiles, tiles_per_warp, l.nse);
   return cudaGetLastError();
 }
 
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor>
+cudaError_t TiledByStages(cudaStream_t stream, const TiledLaunch& l, int stages) {
+  switch (stages) {
+    case 1: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 1>(stream, l);
+    case 2: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 2>(stream, l);
+    case 3: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 3>(stream, l);
+    default: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 4>(stream, l);
+  }
+}
+
 template <bool kBf16, int kNTiles, int kMTiles>
-cudaError_t TiledByLayout(cudaStream_t stream, const TiledLaunch& l, bool tokens_major) {
-  return tokens_major ? RunTiled<kBf16, kNTiles, kMTiles, true>(stream, l)
-                      : RunTiled<kBf16, kNTiles, kMTiles, false>(stream, l);
+cudaError_t TiledByLayout(cudaStream_t stream, const TiledLaunch& l, bool tokens_major,
+                          int stages) {
+  return tokens_major ? TiledByStages<kBf16, kNTiles, kMTiles, true>(stream, l, stages)
+                      : TiledByStages<kBf16, kNTiles, kMTiles, false>(stream, l, stages);
 }
 
 template <bool kBf16, int kNTiles>
 cudaError_t TiledByMTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens_major,
-                          int m_tiles) {
-  return m_tiles == 1 ? TiledByLayout<kBf16, kNTiles, 1>(stream, l, tokens_major)
-                      : TiledByLayout<kBf16, kNTiles, 2>(stream, l, tokens_major);
+                          int m_tiles, int stages) {
+  return m_tiles == 1 ? TiledByLayout<kBf16, kNTiles, 1>(stream, l, tokens_major, stages)
+                      : TiledByLayout<kBf16, kNTiles, 2>(stream, l, tokens_major, stages);
 }
 
 template <bool kBf16>
 cudaError_t TiledByNTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens_major,
-                          int m_tiles) {
-  if (l.n <= 8) return TiledByMTiles<kBf16, 1>(stream, l, tokens_major, m_tiles);
-  if (l.n <= 16) return TiledByMTiles<kBf16, 2>(stream, l, tokens_major, m_tiles);
-  return TiledByMTiles<kBf16, 4>(stream, l, tokens_major, m_tiles);
+                          int m_tiles, int stages) {
+  if (l.n <= 8) return TiledByMTiles<kBf16, 1>(stream, l, tokens_major, m_tiles, stages);
+  if (l.n <= 16) return TiledByMTiles<kBf16, 2>(stream, l, tokens_major, m_tiles, stages);
+  return TiledByMTiles<kBf16, 4>(stream, l, tokens_major, m_tiles, stages);
 }
 
 ffi::Error Invalid(const std::string& message) {
@@ -733,7 +665,7 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
                            ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                            ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k,
                            int64_t tokens_major, int64_t m_tiles, int64_t warps,
-                           int64_t slots, int64_t ring) {
+                           int64_t stages) {
   if (m < 1 || k < 1) return Invalid("bad shape");
   int64_t n = 0;
   if (ffi::Error error = CheckX(x, out, m, k, tokens_major, n); error.failure()) return error;
@@ -746,9 +678,7 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
     return Invalid(tokens_major ? "tokens-major x needs K % 8 == 0" : "x [K, N] needs N % 8 == 0");
   if (warps < 1 || warps > 8) return Invalid("warps must be 1..8");
   if (m_tiles != 1 && m_tiles != 2) return Invalid("m_tiles must be 1 or 2");
-  if (slots < 1 || slots > kMaxSlots) return Invalid("slots must be 1..8");
-  if (ring < m_tiles * kTileMaxValues || ring % 8 || ring > (1 << 20))
-    return Invalid("ring must be a multiple of 8 holding m_tiles dense tiles (m_tiles * 1032)");
+  if (stages < 1 || stages > 4) return Invalid("stages must be 1..4");
   const int64_t row_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
   const auto bitmap_dims = bitmaps.dimensions();
   if (bitmap_dims.size() != 4 || bitmap_dims[0] != row_tiles || bitmap_dims[1] != k_tiles ||
@@ -759,11 +689,10 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
   const TiledLaunch launch{data.untyped_data(), bitmaps.untyped_data(), row_offsets.untyped_data(),
                            x.untyped_data(), out->untyped_data(), static_cast<int>(m),
                            static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
-                           static_cast<int>(warps), static_cast<int>(slots),
-                           static_cast<int>(ring), static_cast<int64_t>(data.element_count())};
+                           static_cast<int>(warps), static_cast<int64_t>(data.element_count())};
   const cudaError_t error = dtype == ffi::DataType::BF16
-          ? TiledByNTiles<true>(stream, launch, tokens_major != 0, m_tiles)
-          : TiledByNTiles<false>(stream, launch, tokens_major != 0, m_tiles);
+          ? TiledByNTiles<true>(stream, launch, tokens_major != 0, m_tiles, stages)
+          : TiledByNTiles<false>(stream, launch, tokens_major != 0, m_tiles, stages);
   if (error != cudaSuccess)
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("tiled mma launch failed: ") + cudaGetErrorString(error));
@@ -800,6 +729,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledMmaMatmul, TiledMatmulImpl,
                                   .Attr<int64_t>("tokens_major")
                                   .Attr<int64_t>("m_tiles")
                                   .Attr<int64_t>("warps")
-                                  .Attr<int64_t>("slots")
-                                  .Attr<int64_t>("ring"),
+                                  .Attr<int64_t>("stages"),
                               {ffi::Traits::kCmdBufferCompatible});

@@ -137,44 +137,35 @@ def tiled_applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: An
           and available() is True)
 
 
-# Values of one dense 16x64 tile copied from an 8-aligned start (the ring must hold a step's).
-TILE_MAX_VALUES = 16 * 64 + 8
-MAX_SLOTS = 8
-
-
 @dataclasses.dataclass(frozen=True)
 class TiledMmaConfig:
   """A launch of the tiled kernel: ``m_tiles`` row tiles of 16 a block (1 or 2, sharing x's
-  staged columns), ``warps`` warps a block splitting the K tiles (1-8), ``slots``: steps (one
-  K tile of the row tiles) whose copies a warp keeps in flight (1-8), ``ring``: values its
-  ring of packed values holds (a multiple of 8, at least ``m_tiles`` dense tiles, 1032 each)."""
+  staged columns), ``warps`` warps a block splitting the K tiles (1-8), ``stages`` shared-memory
+  slots a warp cycles its K tiles through (1-4; ``stages - 1`` tiles' copies in flight while it
+  multiplies one)."""
   m_tiles: int = 1
   warps: int = 8
-  slots: int = 8
-  ring: int = 4096
+  stages: int = 3
 
   def __post_init__(self):
     if self.m_tiles not in (1, 2):
       raise ValueError(f"m_tiles must be 1 or 2, got {self.m_tiles}")
     if not 1 <= self.warps <= 8:
       raise ValueError(f"warps must be 1..8, got {self.warps}")
-    if not 1 <= self.slots <= MAX_SLOTS:
-      raise ValueError(f"slots must be 1..{MAX_SLOTS}, got {self.slots}")
-    if self.ring % 8 or self.ring < self.m_tiles * TILE_MAX_VALUES:
-      raise ValueError(f"ring must be a multiple of 8 holding {self.m_tiles} dense tile(s) "
-                       f"(>= {self.m_tiles * TILE_MAX_VALUES} values), got {self.ring}")
+    if not 1 <= self.stages <= 4:
+      raise ValueError(f"stages must be 1..4, got {self.stages}")
 
   def shared_bytes(self, n: int, tokens_major: bool) -> int:
-    """Shared memory a block of this launch takes for n columns: per warp, a zero row
-    (tokens-major), ``slots`` slots of x's staged rows and the row tiles' bitmaps, and the
-    ring (as TiledWarpMemory in csrc/cuda/sparse_mma_ffi.cu lays it out)."""
+    """Shared memory a block of this launch takes for n columns (the kernel's ring: per warp
+    and stage, x's staged 64 columns plus each row tile's bitmaps and values; as RunTiled in
+    csrc/cuda/sparse_mma_ffi.cu computes it)."""
     n_tiles = 1 if n <= 8 else 2 if n <= 16 else 4
-    row_stride = 72 if tokens_major else n_tiles * 8 + (8 if n_tiles > 1 else 0)
-    x_rows = min(n, n_tiles * 8) if tokens_major else 64
-    slot = x_rows * row_stride + self.m_tiles * 16 * 2 * 2
-    memory = ((row_stride if tokens_major else 0) + self.slots * slot + self.ring) * 2
+    x_elems = (n_tiles * 8 * 72 if tokens_major
+               else 64 * (n_tiles * 8 + (8 if n_tiles > 1 else 0)))
+    tile_elems = 16 * 2 * 2 + 16 * 64 + 8
+    ring = self.stages * (x_elems + self.m_tiles * tile_elems) * 2
     partials = self.m_tiles * 16 * n_tiles * 8 * 4
-    return self.warps * max(memory, partials)
+    return self.warps * max(ring, partials)
 
 
 # Shared memory one block may take on sm_90 (227 KiB).
@@ -182,10 +173,12 @@ MAX_SHARED_BYTES = 227 * 1024
 
 
 def default_tiled_config(n: int) -> TiledMmaConfig:
-  """The tiled kernel's launch for n columns."""
-  if n <= 8:
-    return TiledMmaConfig(m_tiles=1, warps=8, slots=8 if n == 1 else 4, ring=4096)
-  return TiledMmaConfig(m_tiles=2, warps=8, slots=4 if n <= 16 else 3, ring=4096)
+  """The tiled kernel's launch for n columns: two slots (one tile's copies in flight while a
+  warp multiplies another), two row tiles a block from two column tiles (N > 8) up, where they
+  halve x's staging. H100, bf16, 70% sparsity, kernel time, over stages 1-4, m_tiles 1-2 and 4
+  or 8 warps: fastest or within 3% of it at N = 1, 8, 16, 32 on 4096x14336 and 14336x4096
+  (experiments/results/h100-2026-11-27-tiled-cpasync/)."""
+  return TiledMmaConfig(m_tiles=1 if n <= 8 else 2, warps=8, stages=2)
 
 
 def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
@@ -219,7 +212,7 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
                             vmap_method="sequential")(
         data, bitmaps, offsets, operand, m=np.int64(m), k=np.int64(k),
         tokens_major=np.int64(tokens_major), m_tiles=np.int64(config.m_tiles),
-        warps=np.int64(config.warps), slots=np.int64(config.slots), ring=np.int64(config.ring))
+        warps=np.int64(config.warps), stages=np.int64(config.stages))
 
   return staged_product(x, call)
 

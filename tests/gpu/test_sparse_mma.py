@@ -101,20 +101,19 @@ def test_tiled_kernel_through_the_public_op(shape, density, dtype):
     expected = np.asarray(matrix.todense(), np.float64) @ np.asarray(x, np.float64)
     check(jsparse.spmm(matrix, x, impl="pallas"), expected)
     check(sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets, x,
-                                  shape=shape, config=sparse_mma.TiledMmaConfig(2, 3, 2, 2064)),
+                                  shape=shape, config=sparse_mma.TiledMmaConfig(2, 3, 2)),
           expected)
     check(jsparse.ops.matmul_transposed(x.T, matrix, impl="pallas").T, expected)
 
 
-# The smallest ring (a step's dense tiles) with up to 8 slots makes steps wait for room.
-@pytest.mark.parametrize("config,density", [
-    (sparse_mma.TiledMmaConfig(1, 8, 1, 1032), 0.2), (sparse_mma.TiledMmaConfig(1, 1, 8, 1032), 0.9),
-    (sparse_mma.TiledMmaConfig(2, 1, 3, 2064), 0.5), (sparse_mma.TiledMmaConfig(2, 4, 8, 4096), 0.2),
-    (sparse_mma.TiledMmaConfig(1, 2, 8, 8192), 1.0)])
-def test_tiled_launches(config, density):
+@pytest.mark.parametrize("config", [sparse_mma.TiledMmaConfig(1, 8, 1),
+                                    sparse_mma.TiledMmaConfig(1, 1, 4),
+                                    sparse_mma.TiledMmaConfig(2, 1, 3),
+                                    sparse_mma.TiledMmaConfig(2, 4, 2)])
+def test_tiled_launches(config):
   # 3 row tiles (odd, for two a block); 70 K tiles: one warp walks its tiles in three rounds.
   shape = (40, 64 * 70)
-  matrix = random_tiled(7, shape, density, jnp.bfloat16)
+  matrix = random_tiled(7, shape, 0.2, jnp.bfloat16)
   for n in (1, 8, 16, 32):
     x = jnp.asarray(np.random.default_rng(n).standard_normal((shape[1], n)), jnp.bfloat16)
     expected = np.asarray(matrix.todense(), np.float64) @ np.asarray(x, np.float64)

@@ -154,16 +154,14 @@ def test_tiled_kernel_refuses_bad_arguments_naming_them():
 
 
 def test_tiled_launch_configs_are_checked():
-  with pytest.raises(ValueError, match="slots must be 1..8"):
-    sparse_mma.TiledMmaConfig(slots=9)
-  with pytest.raises(ValueError, match=r"ring must be a multiple of 8 holding 2 dense tile\(s\)"):
-    sparse_mma.TiledMmaConfig(m_tiles=2, ring=2000)
+  with pytest.raises(ValueError, match="stages must be 1..4"):
+    sparse_mma.TiledMmaConfig(stages=5)
   with pytest.raises(ValueError, match="m_tiles must be 1 or 2"):
     sparse_mma.TiledMmaConfig(m_tiles=4)
   with pytest.raises(ValueError, match="warps must be 1..8"):
     sparse_mma.TiledMmaConfig(warps=0)
-  # Every default launch fits a block's shared memory; eight slots of two row tiles at 32
-  # columns with a large ring do not, and the call says so before it reaches the GPU.
+  # Every default launch fits a block's shared memory; four stages of two row tiles at 32
+  # columns do not, and the call says so before it reaches the GPU.
   for n in range(1, sparse_mma.MAX_N + 1):
     config = sparse_mma.default_tiled_config(n)
     assert config.shared_bytes(n, False) <= sparse_mma.MAX_SHARED_BYTES
@@ -172,4 +170,4 @@ def test_tiled_launch_configs_are_checked():
   with pytest.raises(ValueError, match="bytes of shared memory at N = 32"):
     sparse_mma.tiled_matmul(tiled.data, tiled.bitmaps, tiled.row_offsets,
                             jnp.ones((128, 32), jnp.bfloat16), shape=(32, 128),
-                            config=sparse_mma.TiledMmaConfig(2, 8, 8, 8192))
+                            config=sparse_mma.TiledMmaConfig(2, 8, 4))
