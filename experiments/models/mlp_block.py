@@ -1,5 +1,5 @@
-"""An LLM's MLP block with 2:4 weights, end to end: dense vs 2:4 on the Pallas kernels vs 2:4 on
-the sparse tensor cores (issue 8).
+"""An LLM's MLP block with 2:4 or unstructured weights, end to end: dense vs 2:4 on the Pallas
+kernels vs 2:4 on the sparse tensor cores vs tiled unstructured weights (issue 8).
 
 The block is Llama-3-8B's SwiGLU MLP in bfloat16: ``down(silu(gate(x)) * up(x))`` with gate and
 up 4096 -> 14336 and down 14336 -> 4096, each a ``jsparse.nn.SparseLinear`` (2:4, magnitude)
@@ -11,7 +11,10 @@ or an ``nnx.Linear``. Weights are random (time does not depend on their values).
   ``tune_sparse_tensor_cores`` per token count): cuSPARSELt where ``jsparse.ops.compressed_nm``
   routes the call, the Pallas kernels elsewhere;
 - ``2:4-mma``: the same weights as ``jsparse.MmaNM`` (``MmaLinear``), the mma.sp decoding kernel
-  through ``jsparse.ops.matmul_transposed`` (up to 32 tokens; the dense expansion beyond).
+  through ``jsparse.ops.matmul_transposed`` (up to 32 tokens; the dense expansion beyond);
+- ``tiled-70%`` / ``tiled-90%``: ``SparseLinear(format="tiled")``, magnitude-pruned to that
+  sparsity, 16x64 bitmap tiles: the CUDA tiled kernel up to 32 tokens on a GPU, the Pallas
+  tiled kernels beyond.
 
 Each (variant, tokens) is timed as one jit-compiled forward pass: ``experiments.kernel_time``
 (device busy time of one call, no dispatch) and ``JaxLoopTimer`` (back-to-back passes in a
@@ -43,7 +46,7 @@ from experiments.timing import JaxLoopTimer, TimingConfig  # noqa: E402
 from jsparse.nn import SparseLinear, tune_sparse_tensor_cores, use_sparse_tensor_cores  # noqa: E402
 
 HIDDEN, INTERMEDIATE = 4096, 14336
-VARIANTS = ("dense", "2:4", "2:4-sparse-cores", "2:4-mma")
+VARIANTS = ("dense", "2:4", "2:4-sparse-cores", "2:4-mma", "tiled-70%", "tiled-90%")
 
 
 class MmaLinear(nnx.Module):
@@ -68,6 +71,11 @@ class MLP(nnx.Module):
       if variant == "dense":
         return nnx.Linear(n_in, n_out, use_bias=False, dtype=jnp.bfloat16,
                           param_dtype=jnp.bfloat16, rngs=rngs)
+      if variant.startswith("tiled-"):
+        return SparseLinear(n_in, n_out, format="tiled",
+                            sparsity=float(variant.removeprefix("tiled-").rstrip("%")) / 100,
+                            use_bias=False, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16,
+                            rngs=rngs)
       return SparseLinear(n_in, n_out, format="nm", nm=(2, 4), use_bias=False,
                           dtype=jnp.bfloat16, param_dtype=jnp.bfloat16, rngs=rngs)
     self.gate = linear(HIDDEN, INTERMEDIATE)
