@@ -390,12 +390,13 @@ __device__ __forceinline__ void CpAsyncWait() {
   asm volatile("cp.async.wait_group %0;" :: "n"(kPending) : "memory");
 }
 
-// The two values of a row at bit positions c, c + 1 of ``bits`` (zero where the bit is clear):
-// the row's values start at ``base`` in ``values``.
-__device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bits, int base,
-                                            int c) {
-  const int below = __popc(bits & ((1u << c) - 1u));
-  const uint32_t first = (bits >> c) & 1u, second = (bits >> (c + 1)) & 1u;
+// The two values of a row at bit positions kC, kC + 1 of ``bits`` (zero where the bit is
+// clear), ``bits`` shifted so that bit 0 is the lane's first column (2t) and ``base`` the place
+// in ``values`` of the row's first value at or after it: the masks and shifts are constants.
+template <int kC>
+__device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bits, int base) {
+  const int below = kC ? __popc(bits & ((1u << kC) - 1u)) : 0;
+  const uint32_t first = (bits >> kC) & 1u, second = (bits >> (kC + 1)) & 1u;
   const uint32_t lo = first ? values[base + below] : 0u;
   const uint32_t hi = second ? values[base + below + first] : 0u;
   return lo | (hi << 16);
@@ -417,6 +418,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
   const int m_tiles = (M + 15) >> 4;
   const int tile_row0 = blockIdx.x * kMTiles;
   uint16_t* ring = reinterpret_cast<uint16_t*>(shared) + warp * kStages * kSlot;
+  const uint32_t lane_mask = (1u << (2 * t)) - 1u;  // a word's bits below the lane's columns
 
   float acc[kMTiles][kNTiles][4];
 #pragma unroll
@@ -516,19 +518,26 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
           const uint16_t* values = slot + S::kElems + mt * kTileSlot;
-          const uint32_t bits_low = low[mt][half], bits_high = high[mt][half];
-          const int row_low = base_low[mt] + (half ? __popc(low[mt][0]) : 0);
-          const int row_high = base_high[mt] + (half ? __popc(high[mt][0]) : 0);
+          // The lane's columns of the word are 2t + {0, 1, 8, 9, 16, 17, 24, 25}: shifted by
+          // 2t, its rows' bits and first places serve the four pairs with constant masks.
+          const uint32_t bits_low = low[mt][half] >> (2 * t);
+          const uint32_t bits_high = high[mt][half] >> (2 * t);
+          const int row_low = base_low[mt] + (half ? __popc(low[mt][0]) : 0) +
+                              __popc(low[mt][half] & lane_mask);
+          const int row_high = base_high[mt] + (half ? __popc(high[mt][0]) : 0) +
+                               __popc(high[mt][half] & lane_mask);
+          const uint32_t a0[4] = {RowPair<0>(values, bits_low, row_low),
+                                  RowPair<0>(values, bits_high, row_high),
+                                  RowPair<8>(values, bits_low, row_low),
+                                  RowPair<8>(values, bits_high, row_high)};
+          const uint32_t a1[4] = {RowPair<16>(values, bits_low, row_low),
+                                  RowPair<16>(values, bits_high, row_high),
+                                  RowPair<24>(values, bits_low, row_low),
+                                  RowPair<24>(values, bits_high, row_high)};
 #pragma unroll
-          for (int step = 0; step < 2; ++step) {  // k16 steps of the word
-            const int c = step * 16 + 2 * t;
-            const uint32_t a[4] = {RowPair(values, bits_low, row_low, c),
-                                   RowPair(values, bits_high, row_high, c),
-                                   RowPair(values, bits_low, row_low, c + 8),
-                                   RowPair(values, bits_high, row_high, c + 8)};
-#pragma unroll
-            for (int nt = 0; nt < kNTiles; ++nt)
-              Mma16816<kBf16>(acc[mt][nt], a, b[nt][2 * step], b[nt][2 * step + 1]);
+          for (int nt = 0; nt < kNTiles; ++nt) {  // the word's two k16 steps
+            Mma16816<kBf16>(acc[mt][nt], a0, b[nt][0], b[nt][1]);
+            Mma16816<kBf16>(acc[mt][nt], a1, b[nt][2], b[nt][3]);
           }
         }
       }
@@ -676,7 +685,7 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
     return Invalid("bitmaps must be uint32 and row_offsets int32");
   if (tokens_major ? k % 8 : n % 8)
     return Invalid(tokens_major ? "tokens-major x needs K % 8 == 0" : "x [K, N] needs N % 8 == 0");
-  if (warps < 1 || warps > 8) return Invalid("warps must be 1..8");
+  if (warps < 1 || warps > 16) return Invalid("warps must be 1..16");
   if (m_tiles != 1 && m_tiles != 2) return Invalid("m_tiles must be 1 or 2");
   if (stages < 1 || stages > 4) return Invalid("stages must be 1..4");
   const int64_t row_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;

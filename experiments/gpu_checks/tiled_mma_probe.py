@@ -30,8 +30,8 @@ from experiments.gpu_checks import bench_common  # noqa: E402
 from jsparse._gpu import sparse_mma  # noqa: E402
 
 Config = sparse_mma.TiledMmaConfig
-CONFIGS = (Config(1, 8, 1), Config(1, 8, 2), Config(1, 8, 3), Config(1, 8, 4), Config(1, 4, 4),
-           Config(2, 8, 2), Config(2, 8, 3), Config(2, 4, 4), Config(2, 4, 3))
+CONFIGS = (Config(1, 8, 2), Config(1, 16, 2), Config(1, 16, 3), Config(1, 8, 3), Config(2, 8, 2),
+           Config(2, 4, 2), Config(2, 16, 1), Config(1, 16, 1))
 SHAPES = ((4096, 14336), (14336, 4096))
 SPARSITIES = (0.7, 0.5, 0.9)
 COLUMNS = (1, 8, 16, 32)

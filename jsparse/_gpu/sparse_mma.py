@@ -140,7 +140,7 @@ def tiled_applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: An
 @dataclasses.dataclass(frozen=True)
 class TiledMmaConfig:
   """A launch of the tiled kernel: ``m_tiles`` row tiles of 16 a block (1 or 2, sharing x's
-  staged columns), ``warps`` warps a block splitting the K tiles (1-8), ``stages`` shared-memory
+  staged columns), ``warps`` warps a block splitting the K tiles (1-16), ``stages`` shared-memory
   slots a warp cycles its K tiles through (1-4; ``stages - 1`` tiles' copies in flight while it
   multiplies one)."""
   m_tiles: int = 1
@@ -150,8 +150,8 @@ class TiledMmaConfig:
   def __post_init__(self):
     if self.m_tiles not in (1, 2):
       raise ValueError(f"m_tiles must be 1 or 2, got {self.m_tiles}")
-    if not 1 <= self.warps <= 8:
-      raise ValueError(f"warps must be 1..8, got {self.warps}")
+    if not 1 <= self.warps <= 16:
+      raise ValueError(f"warps must be 1..16, got {self.warps}")
     if not 1 <= self.stages <= 4:
       raise ValueError(f"stages must be 1..4, got {self.stages}")
 

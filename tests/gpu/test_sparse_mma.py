@@ -109,7 +109,8 @@ def test_tiled_kernel_through_the_public_op(shape, density, dtype):
 @pytest.mark.parametrize("config", [sparse_mma.TiledMmaConfig(1, 8, 1),
                                     sparse_mma.TiledMmaConfig(1, 1, 4),
                                     sparse_mma.TiledMmaConfig(2, 1, 3),
-                                    sparse_mma.TiledMmaConfig(2, 4, 2)])
+                                    sparse_mma.TiledMmaConfig(2, 4, 2),
+                                    sparse_mma.TiledMmaConfig(2, 16, 1)])
 def test_tiled_launches(config):
   # 3 row tiles (odd, for two a block); 70 K tiles: one warp walks its tiles in three rounds.
   shape = (40, 64 * 70)

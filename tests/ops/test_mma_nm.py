@@ -158,7 +158,7 @@ def test_tiled_launch_configs_are_checked():
     sparse_mma.TiledMmaConfig(stages=5)
   with pytest.raises(ValueError, match="m_tiles must be 1 or 2"):
     sparse_mma.TiledMmaConfig(m_tiles=4)
-  with pytest.raises(ValueError, match="warps must be 1..8"):
+  with pytest.raises(ValueError, match="warps must be 1..16"):
     sparse_mma.TiledMmaConfig(warps=0)
   # Every default launch fits a block's shared memory; four stages of two row tiles at 32
   # columns do not, and the call says so before it reaches the GPU.
