@@ -173,12 +173,16 @@ MAX_SHARED_BYTES = 227 * 1024
 
 
 def default_tiled_config(n: int) -> TiledMmaConfig:
-  """The tiled kernel's launch for n columns: two slots (one tile's copies in flight while a
-  warp multiplies another), two row tiles a block from two column tiles (N > 8) up, where they
-  halve x's staging. H100, bf16, 70% sparsity, kernel time, over stages 1-4, m_tiles 1-2 and 4
-  or 8 warps: fastest or within 3% of it at N = 1, 8, 16, 32 on 4096x14336 and 14336x4096
-  (experiments/results/h100-2026-11-27-tiled-cpasync/)."""
-  return TiledMmaConfig(m_tiles=1 if n <= 8 else 2, warps=8, stages=2)
+  """The tiled kernel's launch for n columns: 16 warps a block (a wide weight's few row tiles
+  then still fill the GPU); up to 8 columns one row tile a block and two slots (one tile's
+  copies in flight while a warp multiplies another); from 9 columns two row tiles sharing x's
+  staging, one slot (two slots of two row tiles leave one block an SM). H100, bf16, kernel
+  time: the fastest launch of the probe or within 3% of it at 50%, 70% and 90% sparsity, N = 1,
+  8, 16, 32, on 4096x14336 and 14336x4096 but for 14336x4096 at N <= 8 (up to 0.5 us slower
+  than 8 warps) (experiments/results/h100-2026-11-27-tiled-cpasync/probe-w16/)."""
+  if n <= 8:
+    return TiledMmaConfig(m_tiles=1, warps=16, stages=2)
+  return TiledMmaConfig(m_tiles=2, warps=16, stages=1)
 
 
 def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
