@@ -2,8 +2,9 @@
 is it right, which metadata layout does the hardware read, and how fast is it against dense and
 the Pallas decoding kernels?
 
-1. Builds the library (nvcc) and runs one small product with each metadata layout ``pack``
-   knows; the first whose result matches float32 is used below (``layouts.md``).
+1. Builds the library (nvcc). (Stop 29's run also tried two metadata layouts and kept the one
+   the hardware reads, "pair_rows", now the only one ``jsparse.formats.mma_nm.pack`` writes:
+   ``experiments/results/h100-2026-11-27-sparse-mma/probe-unstaged/layouts.md``.)
 2. Checks the kernel against a float32 HIGHEST product on ragged shapes (M not a multiple of 16,
    K not of 64, one row tile, nnz = 0 rows), N = 1..32, both x layouts, bfloat16 and float16 and
    several launches (``checks.md``).
@@ -29,6 +30,7 @@ import jax.numpy as jnp  # noqa: E402
 import jsparse  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
 from jsparse._gpu import sparse_mma  # noqa: E402
+from jsparse.formats.mma_nm import MmaNM  # noqa: E402
 
 SHAPES = ((4096, 4096), (14336, 4096), (4096, 14336))
 COLUMNS = (1, 8, 16)
@@ -47,12 +49,11 @@ def two_four(key, shape, dtype, empty_rows=True):
   return jsparse.NM.fromdense(w.astype(dtype), n=2, m=4)
 
 
-def product(matrix, x, layout, tokens_major, config):
-  values, meta = sparse_mma.pack(matrix.data, matrix.indices, matrix.shape, layout)
+def product(matrix, x, tokens_major, config):
+  packed = MmaNM.from_nm(matrix)
   if tokens_major:
-    return sparse_mma.matmul(values, meta, x.T, shape=matrix.shape, tokens_major=True,
-                             config=config).T
-  return sparse_mma.matmul(values, meta, x, shape=matrix.shape, config=config)
+    return sparse_mma.matmul(packed, x.T, tokens_major=True, config=config).T
+  return sparse_mma.matmul(packed, x, config=config)
 
 
 def reference(matrix, x):
@@ -60,26 +61,14 @@ def reference(matrix, x):
                  precision=jax.lax.Precision.HIGHEST)
 
 
-def find_layout(outdir: pathlib.Path) -> str | None:
-  lines, chosen = ["| layout | rel err |", "|---|---|"], None
-  key = jax.random.key(1)
-  matrix = two_four(key, (32, 128), jnp.bfloat16, empty_rows=False)
-  x = jax.random.normal(jax.random.fold_in(key, 2), (128, 8)).astype(jnp.bfloat16)
-  for layout in ("pair_rows", "rows"):
-    try:
-      err = bench_common.rel_err(product(matrix, x, layout, False, None), reference(matrix, x))
-      cell = f"{err:.2e}"
-      if err < TOLERANCE and chosen is None:
-        chosen = layout
-    except Exception as error:  # noqa: BLE001
-      cell = f"{type(error).__name__}: {error}"[:300]
-    lines.append(f"| {layout} | {cell} |")
-    print(lines[-1], flush=True)
-  (outdir / "layouts.md").write_text("\n".join(lines) + f"\n\nchosen: {chosen}\n")
-  return chosen
+def build_library() -> None:
+  """Builds the CUDA library with nvcc (both kernels), printing how long it took."""
+  started = time.monotonic()
+  sparse_mma.build(verbose=True)
+  print(f"built in {time.monotonic() - started:.1f} s", flush=True)
 
 
-def run_checks(outdir: pathlib.Path, layout: str) -> int:
+def run_checks(outdir: pathlib.Path) -> int:
   rows, failures = [], 0
   key = jax.random.key(7)
   configs = (None, sparse_mma.SparseMmaConfig(2, 8, False), sparse_mma.SparseMmaConfig(1, 3),
@@ -95,8 +84,7 @@ def run_checks(outdir: pathlib.Path, layout: str) -> int:
             if dtype == jnp.float16 and config is not None:
               continue
             try:
-              err = bench_common.rel_err(product(matrix, x, layout, tokens_major, config),
-                                         expected)
+              err = bench_common.rel_err(product(matrix, x, tokens_major, config), expected)
               ok = bool(err < TOLERANCE)
             except Exception as error:  # noqa: BLE001
               err, ok = f"{type(error).__name__}: {error}"[:200], False
@@ -114,36 +102,29 @@ def run_checks(outdir: pathlib.Path, layout: str) -> int:
 
 def main() -> None:
   args = bench_common.probe_arguments(__doc__)
-  started = time.monotonic()
-  sparse_mma.build(verbose=True)
-  print(f"built in {time.monotonic() - started:.1f} s", flush=True)
-  layout = find_layout(args.outdir)
-  if layout is None:
-    sys.exit("no metadata layout matched")
-  run_checks(args.outdir, layout)
-  table = bench_common.kernel_line_table(args.outdir, "sparse_mma", "2:4 decoding on mma.sp",
-                                         layout=layout)
+  build_library()
+  run_checks(args.outdir)
+  table = bench_common.kernel_line_table(args.outdir, "sparse_mma", "2:4 decoding on mma.sp")
   deadline = time.monotonic() + args.budget_s
   key = jax.random.key(0)
   for shape in SHAPES:
     matrix = two_four(jax.random.fold_in(key, shape[0] + 3 * shape[1]), shape, jnp.bfloat16,
                       empty_rows=False)
     w = matrix.todense()
-    values, meta = sparse_mma.pack(matrix.data, matrix.indices, shape, layout)
+    packed = MmaNM.from_nm(matrix)
     for n in COLUMNS:
       x, expected = bench_common.bf16_columns_and_reference(key, w, n)
       lines = [("dense", bench_common.dense_bf16, (w, x)),
                ("spmm-pallas", lambda a, v: jsparse.spmm(a, v, impl="pallas"), (matrix, x))]
       lines += [(f"mma-m{c.m_tiles}-w{c.warps}{'-staged' if c.staged else ''}",
-                 lambda v, e, x, c=c: sparse_mma.matmul(v, e, x, shape=shape, config=c),
-                 (values, meta, x)) for c in CONFIGS]
+                 lambda a, x, c=c: sparse_mma.matmul(a, x, config=c), (packed, x))
+                for c in CONFIGS]
       bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
                                      deadline=deadline, tolerance=TOLERANCE)
       bench_common.time_kernel_lines(
           table, [(f"mma-tokens-major-m{c.m_tiles}-w{c.warps}{'-staged' if c.staged else ''}",
-                   lambda v, e, xt, c=c: sparse_mma.matmul(v, e, xt, shape=shape,
-                                                           tokens_major=True, config=c),
-                   (values, meta, x.T)) for c in CONFIGS],
+                   lambda a, xt, c=c: sparse_mma.matmul(a, xt, tokens_major=True, config=c),
+                   (packed, x.T)) for c in CONFIGS],
           shape=shape, n=n, expected=expected.T, deadline=deadline, tolerance=TOLERANCE)
 
 

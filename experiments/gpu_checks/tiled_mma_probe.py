@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 
 import jsparse  # noqa: E402
 from experiments.gpu_checks import bench_common  # noqa: E402
+from experiments.gpu_checks.sparse_mma_probe import build_library  # noqa: E402
 from jsparse._gpu import sparse_mma  # noqa: E402
 
 Config = sparse_mma.TiledMmaConfig
@@ -86,9 +87,7 @@ def run_checks(outdir: pathlib.Path) -> int:
 
 def main() -> None:
   args = bench_common.probe_arguments(__doc__)
-  started = time.monotonic()
-  sparse_mma.build(verbose=True)
-  print(f"built in {time.monotonic() - started:.1f} s", flush=True)
+  build_library()
   run_checks(args.outdir)
   table = bench_common.kernel_line_table(args.outdir, "tiled_mma", "tiled decoding launches",
                                          pattern="uniform random, 16x64 tiles")
