@@ -11,6 +11,9 @@ and is every launch right? Issue 8's unstructured decoding shapes, in one run.
    (``tiled_mma.md``).
 
     python3 -P experiments/gpu_checks/tiled_mma_probe.py OUTDIR [--budget-s 300]
+        [--sparsities 0.7,0.9] [--columns 1,8] [--configs 1-16-2,2-8-1] [--no-checks]
+
+(``--configs``: launches as m_tiles-warps-stages, in place of ``CONFIGS``.)
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def fits(config, n):
   return all(config.shared_bytes(n, t) <= sparse_mma.MAX_SHARED_BYTES for t in (False, True))
 
 
-def run_checks(outdir: pathlib.Path) -> int:
+def run_checks(outdir: pathlib.Path, configs) -> int:
   rng = np.random.default_rng(0)
   rows, failures = [], 0
   for shape in CHECK_SHAPES:
@@ -64,7 +67,7 @@ def run_checks(outdir: pathlib.Path) -> int:
       for n in CHECK_COLUMNS:
         x = jnp.asarray(rng.standard_normal((shape[1], n)), dtype)
         expected = dense @ np.asarray(x, np.float64)
-        for config in CONFIGS + (Config(1, 1, 2), Config(2, 1, 4)):
+        for config in configs + (Config(1, 1, 2), Config(2, 1, 4)):
           if not fits(config, n):
             continue
           try:
@@ -85,26 +88,37 @@ def run_checks(outdir: pathlib.Path) -> int:
   return failures
 
 
+def arguments(parser) -> None:
+  parser.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)))
+  parser.add_argument("--columns", default=",".join(map(str, COLUMNS)))
+  parser.add_argument("--configs", default="",
+                      help="m_tiles-warps-stages launches, comma-separated (default: CONFIGS)")
+  parser.add_argument("--no-checks", action="store_true")
+
+
 def main() -> None:
-  args = bench_common.probe_arguments(__doc__)
+  args = bench_common.probe_arguments(__doc__, arguments)
+  configs = (tuple(Config(*map(int, c.split("-"))) for c in args.configs.split(","))
+             if args.configs else CONFIGS)
   build_library()
-  run_checks(args.outdir)
+  if not args.no_checks:
+    run_checks(args.outdir, configs)
   table = bench_common.kernel_line_table(args.outdir, "tiled_mma", "tiled decoding launches",
                                          pattern="uniform random, 16x64 tiles")
   deadline = time.monotonic() + args.budget_s
   key = jax.random.key(0)
-  for sparsity in SPARSITIES:
+  for sparsity in map(float, args.sparsities.split(",")):
     for shape in SHAPES:
       matrix = random_tiled(np.random.default_rng(shape[0]), shape, 1 - sparsity, jnp.bfloat16)
       w = matrix.todense()
-      for n in COLUMNS:
+      for n in map(int, args.columns.split(",")):
         x, expected = bench_common.bf16_columns_and_reference(key, w, n)
         lines = [("dense", bench_common.dense_bf16, (w, x))]
         lines += [(f"s{sparsity} m{c.m_tiles}-w{c.warps}-st{c.stages}",
                    lambda d, b, o, v, c=c: sparse_mma.tiled_matmul(d, b, o, v, shape=shape,
                                                                    config=c),
                    (matrix.data, matrix.bitmaps, matrix.row_offsets, x))
-                  for c in CONFIGS if fits(c, n)]
+                  for c in configs if fits(c, n)]
         bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
                                        deadline=deadline, tolerance=TOLERANCE)
 
