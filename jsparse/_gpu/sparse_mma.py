@@ -172,24 +172,32 @@ class TiledMmaConfig:
 MAX_SHARED_BYTES = 227 * 1024
 
 
-def default_tiled_config(n: int) -> TiledMmaConfig:
-  """The tiled kernel's launch for n columns: 16 warps a block (a wide weight's few row tiles
-  then still fill the GPU); up to 8 columns one row tile a block and two slots (one tile's
-  copies in flight while a warp multiplies another); from 9 columns two row tiles sharing x's
-  staging, one slot (two slots of two row tiles leave one block an SM). H100, bf16, kernel
-  time: the fastest of the probe's eight launches, or within 4% of it, in all 24 cells (50%,
-  70%, 90% sparsity x N = 1, 8, 16, 32 x 4096x14336, 14336x4096)
-  (experiments/results/h100-2026-11-27-tiled-cpasync/probe-w16/)."""
+# Blocks of two row tiles from which 9-16 columns take 8 warps a block rather than 16 (three
+# blocks an H100 SM; 14336 rows: 448 blocks).
+MANY_BLOCKS = 3 * 132
+
+
+def default_tiled_config(n: int, m: int | None = None) -> TiledMmaConfig:
+  """The tiled kernel's launch for n columns of an [m, K] matrix: 16 warps a block (a wide
+  weight's few row tiles then still fill the GPU); up to 8 columns one row tile a block and two
+  slots (one tile's copies in flight while a warp multiplies another); from 9 columns two row
+  tiles sharing x's staging, one slot (two slots of two row tiles leave one block an SM), and
+  at 9-16 columns 8 warps where there are ``MANY_BLOCKS`` blocks or more. H100, bf16, kernel
+  time: the fastest of the probe's launches, or within 4% of it, in all 24 cells (50%, 70%, 90%
+  sparsity x N = 1, 8, 16, 32 x 4096x14336, 14336x4096); 8 warps at 14336x4096, N = 16: 53.0
+  us against 58.6 with 16 (4096x14336: 61.1 against 51.9)
+  (experiments/results/h100-2026-11-27-tiled-cpasync/probe-w16/, probe-n16/)."""
   if n <= 8:
     return TiledMmaConfig(m_tiles=1, warps=16, stages=2)
-  return TiledMmaConfig(m_tiles=2, warps=16, stages=1)
+  many = m is not None and -(-m // 32) >= MANY_BLOCKS
+  return TiledMmaConfig(m_tiles=2, warps=8 if n <= 16 and many else 16, stages=1)
 
 
 def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
                  shape: tuple[int, int], config: TiledMmaConfig | None = None) -> jax.Array:
   """A @ x for a ``jsparse.Tiled`` A [M, K] with 16x64 tiles (its ``data``, ``bitmaps``,
   ``row_offsets``) and x [K, N] of A's dtype (bfloat16/float16), N <= ``MAX_N``: [M, N]
-  (x laid out by ``staged_product``). ``config``: None for ``default_tiled_config(N)``.
+  (x laid out by ``staged_product``). ``config``: None for ``default_tiled_config(N, M)``.
   Raises ValueError/TypeError naming what is wrong."""
   m, k = shape
   if jnp.ndim(x) != 2 or x.shape[0] != k:
@@ -201,7 +209,7 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
     raise ValueError(f"the tiled kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
   if not 1 <= n <= MAX_N:
     raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
-  config = config or default_tiled_config(n)
+  config = config or default_tiled_config(n, m)
   for tokens_major in (False, True):
     if config.shared_bytes(n, tokens_major) > MAX_SHARED_BYTES:
       raise ValueError(f"config {config} takes {config.shared_bytes(n, tokens_major)} bytes of "

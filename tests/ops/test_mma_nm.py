@@ -163,11 +163,20 @@ def test_tiled_launch_configs_are_checked():
   # Every default launch fits a block's shared memory; four stages of two row tiles at 32
   # columns do not, and the call says so before it reaches the GPU.
   for n in range(1, sparse_mma.MAX_N + 1):
-    config = sparse_mma.default_tiled_config(n)
-    assert config.shared_bytes(n, False) <= sparse_mma.MAX_SHARED_BYTES
-    assert config.shared_bytes(n, True) <= sparse_mma.MAX_SHARED_BYTES
+    for m in (None, 16, 14336):
+      config = sparse_mma.default_tiled_config(n, m)
+      assert config.shared_bytes(n, False) <= sparse_mma.MAX_SHARED_BYTES
+      assert config.shared_bytes(n, True) <= sparse_mma.MAX_SHARED_BYTES
   tiled = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 64))
   with pytest.raises(ValueError, match="bytes of shared memory at N = 32"):
     sparse_mma.tiled_matmul(tiled.data, tiled.bitmaps, tiled.row_offsets,
                             jnp.ones((128, 32), jnp.bfloat16), shape=(32, 128),
                             config=sparse_mma.TiledMmaConfig(2, 8, 4))
+
+
+def test_tiled_default_launch_follows_the_shape():
+  assert sparse_mma.default_tiled_config(1, 14336) == sparse_mma.TiledMmaConfig(1, 16, 2)
+  assert sparse_mma.default_tiled_config(16, 4096) == sparse_mma.TiledMmaConfig(2, 16, 1)
+  assert sparse_mma.default_tiled_config(16, 14336) == sparse_mma.TiledMmaConfig(2, 8, 1)
+  assert sparse_mma.default_tiled_config(32, 14336) == sparse_mma.TiledMmaConfig(2, 16, 1)
+  assert sparse_mma.default_tiled_config(16) == sparse_mma.TiledMmaConfig(2, 16, 1)
