@@ -341,9 +341,9 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 // row_offsets int32 [Mt, Kt, 16] (position in data of each tile row's first value; the kernel
 // reads each tile's first only).
 //
-// A block takes kMTiles row tiles; its warps split the K tiles. A warp walks its K tiles through
-// a ring of kStages shared-memory slots filled by cp.async (kStages - 1 tiles in flight while it
-// multiplies one: decoding is bound by how many bytes are in flight, not by arithmetic). A slot
+// A block (1-16 warps) takes kMTiles row tiles; its warps split the K tiles. A warp walks its K
+// tiles through a ring of kStages shared-memory slots filled by cp.async (kStages - 1 tiles in
+// flight while it multiplies one, without holding them in registers). A slot
 // holds x's 64 columns (staged as the 2:4 kernel stages them, shared by the kMTiles row tiles)
 // and, per row tile, its 16 rows' bitmaps and its packed values (16-byte copies from an aligned
 // start). The tiles' starts come from one load per lane (lane l: tile l of the warp's next
@@ -351,6 +351,9 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 // scan of the rows' bit counts, builds its A fragments of the four k16 steps (rows g and g + 8,
 // columns 2t, 2t + 1, 2t + 8, 2t + 9 of a step; a value's place in its row is the popc of the
 // bits below it) and multiplies on the dense tensor cores (mma.m16n8k16).
+// What bounds it (Nsight Compute, H100, 70% sparsity): that expansion, ~440 warp instructions
+// and ~90 shared-memory wavefronts a tile whatever the density, not the bytes
+// (experiments/results/h100-2026-11-27-tiled-cpasync/).
 constexpr int kTileValues = 16 * 64 + 8;  // a tile's values from an 8-aligned start
 constexpr int kBitmapElems = 16 * 2 * 2;  // a tile's bitmaps, in uint16 elements (128 bytes)
 constexpr int kTileSlot = kBitmapElems + kTileValues;
