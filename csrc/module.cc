@@ -14,6 +14,7 @@ XLA_FFI_DECLARE_HANDLER_SYMBOL(JsparseBsrSpmm);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(JsparseBsrSddmm);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(JsparseNmSpmm);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(JsparseNmSddmm);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(JsparseTiledSpmm);
 
 namespace nb = nanobind;
 
@@ -39,6 +40,7 @@ NB_MODULE(_jsparse_cpu, m) {
         targets["jsparse_bsr_sddmm"] = EncapsulateFfiHandler(JsparseBsrSddmm);
         targets["jsparse_nm_spmm"] = EncapsulateFfiHandler(JsparseNmSpmm);
         targets["jsparse_nm_sddmm"] = EncapsulateFfiHandler(JsparseNmSddmm);
+        targets["jsparse_tiled_spmm"] = EncapsulateFfiHandler(JsparseTiledSpmm);
         return targets;
       },
       "Returns {FFI target name: PyCapsule of its XLA FFI handler} for the CPU platform.");

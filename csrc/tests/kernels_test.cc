@@ -19,6 +19,7 @@
 #include "coo_kernels.h"
 #include "csr_kernels.h"
 #include "nm_kernels.h"
+#include "tiled_kernels.h"
 
 namespace jsparse {
 namespace {
@@ -327,6 +328,45 @@ void TestNm(std::mt19937& gen, const Executor& executor, double rtol, const std:
   ExpectClose<Value>(sampled, expected, scale, rtol, label + " nm sddmm");
 }
 
+// Tiled SpMM: a ragged [45, 150] matrix in 16x64 tiles (a last partial tile each way, empty
+// rows), its values followed by NaN padding that must never be read; 70 columns.
+template <typename Value, typename Index>
+void TestTiled(std::mt19937& gen, const Executor& executor, double rtol,
+               const std::string& label) {
+  const int64_t rows = 45, cols = 150, n = 70, tm = 16, words = 2, tk = 32 * words;
+  const Dense a = Rounded<Value>(RandomDense(gen, rows, cols, 0.3));
+  const TileGrid grid{(rows + tm - 1) / tm, (cols + tk - 1) / tk, tm, words};
+  std::vector<uint32_t> bitmaps(grid.tile_rows * grid.tile_cols * tm * words, 0u);
+  std::vector<Index> offsets(grid.tile_rows * grid.tile_cols * tm, 0);
+  std::vector<double> values;
+  for (int64_t i = 0; i < grid.tile_rows; ++i) {
+    for (int64_t j = 0; j < grid.tile_cols; ++j) {
+      for (int64_t r = 0; r < tm; ++r) {
+        const int64_t index = (i * grid.tile_cols + j) * tm + r, row = i * tm + r;
+        offsets[index] = static_cast<Index>(values.size());
+        for (int64_t c = 0; c < tk && row < rows && j * tk + c < cols; ++c) {
+          const double v = a.at(row, j * tk + c);
+          if (v == 0.0) continue;
+          bitmaps[index * words + c / 32] |= 1u << (c % 32);
+          values.push_back(v);
+        }
+      }
+    }
+  }
+  auto data = ToStorage<Value>(values);
+  for (int p = 0; p < 5; ++p) data.push_back(Value::Store(std::numeric_limits<float>::quiet_NaN()));
+  const Dense rhs = Rounded<Value>(RandomDense(gen, cols, n, 1.0));
+  const auto rhs_storage = ToStorage<Value>(rhs.values);
+  std::vector<double> expected, scale;
+  DenseProduct(a, false, rhs, &expected, &scale);
+  auto out = Poisoned<Value>(rows * n);
+  Expect(TiledSpmm<Value, Index>(executor, data.data(), bitmaps.data(), offsets.data(), rows,
+                                 cols, static_cast<int64_t>(data.size()), grid,
+                                 rhs_storage.data(), n, out.data()).empty(),
+         label + " tiled spmm ran");
+  ExpectClose<Value>(out, expected, scale, rtol, label + " tiled spmm");
+}
+
 // Runs a CsrSpmm call as one chunk on the calling thread, however large.
 struct OneChunkExecutor final : Executor {
   int64_t min_parallel_work() const override { return std::numeric_limits<int64_t>::max(); }
@@ -533,6 +573,20 @@ void TestInvalidStructure(const Executor& executor) {
   Expect(contains(NmSpmm<F>(executor, nm_data.data(), nm_indices.data(), 2, 1, NmPattern{2, 4},
                             nm_rhs.data(), 3, nm_out.data()), "indices[1, 1] = 7"),
          "nm spmm bad index");
+  // One 2x32 tile over a [2, 20] matrix: a bit at column 25, then a row running past nse.
+  const TileGrid grid{1, 1, 2, 1};
+  const std::vector<uint32_t> past_k{1u << 25, 0u}, past_nse{0u, 0b111u};
+  const std::vector<int32_t> tile_offsets{0, 2};
+  std::vector<float> tiled_rhs(20 * 3, 1.0f), tiled_out(2 * 3);
+  Expect(contains(TiledSpmm<F, int32_t>(executor, data.data(), past_k.data(), tile_offsets.data(),
+                                        2, 20, 4, grid, tiled_rhs.data(), 3, tiled_out.data()),
+                  "bitmaps[0, 0, 0] marks a column at or past K = 20"),
+         "tiled spmm bit past K");
+  Expect(contains(TiledSpmm<F, int32_t>(executor, data.data(), past_nse.data(),
+                                        tile_offsets.data(), 2, 20, 4, grid, tiled_rhs.data(), 3,
+                                        tiled_out.data()),
+                  "row_offsets[0, 0, 1] = 2: the tile row's values run outside data"),
+         "tiled spmm values past nse");
 }
 
 template <typename Value>
@@ -568,6 +622,8 @@ void TestAll(const char* name, double rtol) {
       TestCsrTiled<Value, int64_t>(gen, serial, rtol, label + " int64" + at_four, true, four, true);
     }
     TestNm<Value>(gen, *executor, rtol, label);
+    TestTiled<Value, int32_t>(gen, *executor, rtol, label + " int32");
+    TestTiled<Value, int64_t>(gen, *executor, rtol, label + " int64");
     TestInvalidStructure(*executor);
   }
 }

@@ -28,16 +28,19 @@ AVAILABLE: bool = _jsparse_cpu is not None
 
 
 FORMATS = ("coo", "csr", "bsr", "nm")
+# Formats with an SpMM / SpMV kernel only (A @ B; their SDDMM and A.T @ B run the reference).
+SPMM_ONLY_FORMATS = ("tiled",)
 
 
 def _register(extension: types.ModuleType) -> None:
   for target_name, capsule in extension.registrations().items():
     jax.ffi.register_ffi_target(target_name, capsule, platform="cpu")
-  for fmt in FORMATS:
+  for fmt in FORMATS + SPMM_ONLY_FORMATS:
     registry.register_kernel("spmm", fmt, platform="cpu", impl="ffi", fn=spmm.spmm_ffi,
                              supports=spmm.spmm_supports)
     registry.register_kernel("spmv", fmt, platform="cpu", impl="ffi", fn=spmm.spmv_ffi,
                              supports=spmm.spmv_supports)
+  for fmt in FORMATS:
     registry.register_kernel("sddmm", fmt, platform="cpu", impl="ffi", fn=sddmm.sddmm_ffi,
                              supports=sddmm.sddmm_supports)
 

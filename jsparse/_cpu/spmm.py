@@ -1,4 +1,4 @@
-"""``jax.ffi`` wrappers of the C++ SpMM kernels (``csrc/{csr,coo,bsr,nm}.cc``), SpMV included.
+"""``jax.ffi`` wrappers of the C++ SpMM kernels (``csrc/{csr,coo,bsr,nm,tiled}.cc``), SpMV included.
 
 The functions here know arrays and a layout, nothing of jsparse's types; ``jsparse/_cpu``
 registers them with ``jsparse.ops.registry`` when the compiled extension is present. Invalid
@@ -17,7 +17,7 @@ from jsparse._cpu import _support
 if TYPE_CHECKING:
   from jsparse.formats.layout import SparseLayout
 
-TARGETS = {fmt: f"jsparse_{fmt}_spmm" for fmt in ("coo", "csr", "bsr", "nm")}
+TARGETS = {fmt: f"jsparse_{fmt}_spmm" for fmt in ("coo", "csr", "bsr", "nm", "tiled")}
 
 
 def spmm_ffi(data: jax.Array, *operands: jax.Array, layout: SparseLayout, transpose: bool,
@@ -25,11 +25,13 @@ def spmm_ffi(data: jax.Array, *operands: jax.Array, layout: SparseLayout, transp
   """``A @ B`` (``A.T @ B`` with ``transpose``) with the C++ kernel of ``layout.format``.
 
   Args:
-    data: A's stored values: [nse] (COO, CSR), [nse, bm, bk] (BSR) or [M, K / m * n] (NM);
-      float32, float64 or bfloat16.
+    data: A's stored values: [nse] (COO, CSR, Tiled), [nse, bm, bk] (BSR) or [M, K / m * n]
+      (NM); float32, float64 or bfloat16.
     *operands: A's index arrays in the format's order (COO: row_indices, col_indices; CSR, BSR:
       col_indices, row_offsets; int32 or int64. NM: indices, uint8, and packed_indices, which
-      these kernels drop), then B: [K, N] ([M, N] with ``transpose``), of data's dtype.
+      these kernels drop. Tiled: value_columns, which they drop, bitmaps uint32 and
+      row_offsets int32 or int64), then B: [K, N] ([M, N] with ``transpose``, not for Tiled),
+      of data's dtype.
     layout: A's static structure, shape (M, K).
     transpose: compute ``A.T @ B``.
     impl: the implementation the registry chose; unused here.
@@ -60,6 +62,8 @@ def spmm_supports(avals: Sequence[Any], params: dict) -> bool | str:
     params: the primitive's parameters (``layout``, ``transpose``, ``impl``).
   """
   data, *index_avals, dense = avals
+  if params["layout"].format == "tiled" and params["transpose"]:
+    return "the tiled kernel computes A @ B only (A.T @ B runs the reference)"
   return _support.check_operands(params["layout"].format, index_avals,
                                  {"data": data, "B": dense})
 
@@ -81,5 +85,7 @@ def spmv_ffi(data: jax.Array, *operands: jax.Array, layout: SparseLayout, transp
 def spmv_supports(avals: Sequence[Any], params: dict) -> bool | str:
   """Whether ``spmv_ffi`` serves a call: True, or the reason it does not."""
   data, *index_avals, vector = avals
+  if params["layout"].format == "tiled" and params["transpose"]:
+    return "the tiled kernel computes A @ x only (A.T @ x runs the reference)"
   return _support.check_operands(params["layout"].format, index_avals,
                                  {"data": data, "x": vector})
