@@ -30,13 +30,20 @@ def _spmm(matrix, b, impl="ffi"):
   return jax.jit(lambda A, B: jsparse.spmm(A, B, impl=impl))(matrix, b)
 
 
-# Ragged shapes (not multiples of the tile), one row, one tile, tiles 256 wide, an empty matrix.
-@pytest.mark.parametrize("shape, tile_shape, density", [
-    ((40, 100), (16, 64), 0.3), ((1, 300), (16, 64), 0.5), ((16, 64), (16, 64), 0.9),
-    ((33, 300), (8, 32), 0.2), ((70, 520), (16, 128), 0.1), ((9, 600), (4, 256), 0.4),
-    ((20, 40), (16, 64), 0.0)])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float64])
-@pytest.mark.parametrize("columns", [1, 5, 70])
+# Ragged shapes (not multiples of the tile), one row, one tile, tiles 256 wide, an empty matrix;
+# each dtype and column count on several of them.
+F32, BF16, F64 = jnp.float32, jnp.bfloat16, jnp.float64
+
+
+@pytest.mark.parametrize("shape, tile_shape, density, dtype, columns", [
+    ((40, 100), (16, 64), 0.3, F32, 1), ((40, 100), (16, 64), 0.3, BF16, 70),
+    ((40, 100), (16, 64), 0.3, F64, 5), ((1, 300), (16, 64), 0.5, F32, 70),
+    ((1, 300), (16, 64), 0.5, BF16, 1), ((16, 64), (16, 64), 0.9, F64, 70),
+    ((16, 64), (16, 64), 0.9, F32, 5), ((33, 300), (8, 32), 0.2, BF16, 5),
+    ((33, 300), (8, 32), 0.2, F32, 70), ((70, 520), (16, 128), 0.1, F64, 1),
+    ((70, 520), (16, 128), 0.1, BF16, 70), ((9, 600), (4, 256), 0.4, F32, 1),
+    ((9, 600), (4, 256), 0.4, F64, 70), ((20, 40), (16, 64), 0.0, BF16, 5),
+    ((20, 40), (16, 64), 0.0, F32, 1)])
 def test_spmm_matches_float64_reference(shape, tile_shape, density, dtype, columns):
   rng = np.random.default_rng()
   matrix, dense = random_tiled(rng, shape, density, dtype, tile_shape,
