@@ -53,10 +53,6 @@ def random_tiled(rng, shape, density, dtype):
   return jsparse.Tiled.fromdense(jnp.asarray(w, dtype), tile_shape=(16, 64))
 
 
-def fits(config, n):
-  return all(config.shared_bytes(n, t) <= sparse_mma.MAX_SHARED_BYTES for t in (False, True))
-
-
 def run_checks(outdir: pathlib.Path, configs) -> int:
   rng = np.random.default_rng(0)
   rows, failures = [], 0
@@ -68,7 +64,7 @@ def run_checks(outdir: pathlib.Path, configs) -> int:
         x = jnp.asarray(rng.standard_normal((shape[1], n)), dtype)
         expected = dense @ np.asarray(x, np.float64)
         for config in configs + (Config(1, 1, 2), Config(2, 1, 4)):
-          if not fits(config, n):
+          if not config.fits(n, shape[1]):
             continue
           try:
             out = np.asarray(sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps,
@@ -118,7 +114,7 @@ def main() -> None:
                    lambda d, b, o, v, c=c: sparse_mma.tiled_matmul(d, b, o, v, shape=shape,
                                                                    config=c),
                    (matrix.data, matrix.bitmaps, matrix.row_offsets, x))
-                  for c in configs if fits(c, n)]
+                  for c in configs if c.fits(n, shape[1])]
         bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
                                        deadline=deadline, tolerance=TOLERANCE)
 

@@ -167,6 +167,11 @@ class TiledMmaConfig:
     partials = self.m_tiles * 16 * n_tiles * 8 * 4
     return self.warps * max(ring, partials)
 
+  def fits(self, n: int, k: int) -> bool:
+    """Whether a block of this launch fits in shared memory for x [K, N] laid out as
+    ``staged_product`` lays it out."""
+    return self.shared_bytes(n, staged_tokens_major(k, n)) <= MAX_SHARED_BYTES
+
 
 # Shared memory one block may take on sm_90 (227 KiB).
 MAX_SHARED_BYTES = 227 * 1024
@@ -187,6 +192,8 @@ def default_tiled_config(n: int, m: int | None = None) -> TiledMmaConfig:
   sparsity x N = 1, 8, 16, 32 x 4096x14336, 14336x4096); 8 warps at 14336x4096, N = 16: 53.0
   us against 58.6 with 16 (4096x14336: 61.1 against 51.9)
   (experiments/results/h100-2026-11-27-tiled-cpasync/probe-w16/, probe-n16/)."""
+  if not 1 <= n <= MAX_N:
+    raise ValueError(f"n must be 1..{MAX_N} (the tiled kernel's columns), got {n}")
   if n <= 8:
     return TiledMmaConfig(m_tiles=1, warps=16, stages=2)
   many = m is not None and -(-m // 32) >= MANY_BLOCKS
@@ -210,10 +217,10 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
   if not 1 <= n <= MAX_N:
     raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
   config = config or default_tiled_config(n, m)
-  for tokens_major in (False, True):
-    if config.shared_bytes(n, tokens_major) > MAX_SHARED_BYTES:
-      raise ValueError(f"config {config} takes {config.shared_bytes(n, tokens_major)} bytes of "
-                       f"shared memory at N = {n}, more than a block may ({MAX_SHARED_BYTES})")
+  if not config.fits(n, k):
+    used = config.shared_bytes(n, staged_tokens_major(k, n))
+    raise ValueError(f"config {config} takes {used} bytes of shared memory at N = {n}, more "
+                     f"than a block may ({MAX_SHARED_BYTES})")
   load()
   offsets = row_offsets.astype(jnp.int32)
 
@@ -233,13 +240,19 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
 STAGED_COLUMNS = 8
 
 
+def staged_tokens_major(k: int, n: int) -> bool:
+  """Whether ``staged_product`` hands a kernel x [K, N] tokens-major (as [N, K]): one column
+  and K a multiple of ``STAGED_COLUMNS``."""
+  return n == 1 and k % STAGED_COLUMNS == 0
+
+
 def staged_product(x: jax.Array, call) -> jax.Array:
   """A kernel's product with x [K, N], x laid out so that the kernel stages it: one column as
   a row (tokens-major, no copy) when K is a multiple of ``STAGED_COLUMNS``; other N not a
   multiple of it padded to one; else as it is. ``call(operand, tokens_major)`` launches the
   kernel ([M, N'] out, or [N, M] tokens-major). Returns [M, N]."""
   k, n = x.shape
-  if n == 1 and k % STAGED_COLUMNS == 0:
+  if staged_tokens_major(k, n):
     return call(x.reshape(1, k), True).reshape(-1, 1)
   if n % STAGED_COLUMNS:
     padded = -(-n // STAGED_COLUMNS) * STAGED_COLUMNS

@@ -165,6 +165,7 @@ def test_tiled_launch_configs_are_checked():
   for n in range(1, sparse_mma.MAX_N + 1):
     for m in (None, 16, 14336):
       config = sparse_mma.default_tiled_config(n, m)
+      assert config.fits(n, 4096) and config.fits(n, 100)
       assert config.shared_bytes(n, False) <= sparse_mma.MAX_SHARED_BYTES
       assert config.shared_bytes(n, True) <= sparse_mma.MAX_SHARED_BYTES
   tiled = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 64))
@@ -180,3 +181,6 @@ def test_tiled_default_launch_follows_the_shape():
   assert sparse_mma.default_tiled_config(16, 14336) == sparse_mma.TiledMmaConfig(2, 8, 1)
   assert sparse_mma.default_tiled_config(32, 14336) == sparse_mma.TiledMmaConfig(2, 16, 1)
   assert sparse_mma.default_tiled_config(16) == sparse_mma.TiledMmaConfig(2, 16, 1)
+  for n in (0, sparse_mma.MAX_N + 1):
+    with pytest.raises(ValueError, match=r"n must be 1..32 \(the tiled kernel's columns\)"):
+      sparse_mma.default_tiled_config(n)
