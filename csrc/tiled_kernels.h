@@ -23,9 +23,6 @@ struct TileGrid {
   int64_t tile_cols;     // Kt
   int64_t tm;            // rows of a tile
   int64_t words;         // uint32 words of a tile row (tk = 32 words)
-  int64_t TileRowIndex(int64_t row, int64_t j) const {  // into row_offsets, tm-major
-    return ((row / tm) * tile_cols + j) * tm + row % tm;
-  }
 };
 
 inline std::string TiledPositionName(const TileGrid& grid, int64_t tile_row_index) {
@@ -48,28 +45,36 @@ std::string TiledSpmm(const Executor& executor, const typename Value::Storage* d
   ParallelFor(executor, num_chunks, [&](int64_t chunk) {
     CallBestIsa([&] {
       for (int64_t row = rows * chunk / num_chunks; row < rows * (chunk + 1) / num_chunks; ++row) {
-        // Check the row's tiles first: their columns within cols, their values within data.
+        // The row's tile row in tile column j: index base + j tm of row_offsets (and of
+        // bitmaps' rows of words).
+        const int64_t base = (row / grid.tm) * grid.tile_cols * grid.tm + row % grid.tm;
+        // Check them first: values within data, and in the last tile column (the only one that
+        // can reach past K) no bit at or past cols.
         for (int64_t j = 0; j < grid.tile_cols; ++j) {
-          const int64_t index = grid.TileRowIndex(row, j);
+          const int64_t index = base + j * grid.tm;
           const uint32_t* bits = bitmaps + index * grid.words;
           int64_t count = 0;
-          for (int64_t w = 0; w < grid.words; ++w) {
-            count += __builtin_popcount(bits[w]);
-            const int64_t first = j * tk + 32 * w;  // bits at columns >= cols must be clear
-            if (first + 32 > cols && (first >= cols ? bits[w] : bits[w] >> (cols - first))) {
-              bad_column.Report(index);
-              return;
-            }
-          }
+          for (int64_t w = 0; w < grid.words; ++w) count += __builtin_popcount(bits[w]);
           const int64_t start = static_cast<int64_t>(row_offsets[index]);
           if (start < 0 || start + count > nse) {
             bad_offset.Report(index);
             return;
           }
         }
+        if (grid.tile_cols > 0) {
+          const int64_t last = base + (grid.tile_cols - 1) * grid.tm;
+          for (int64_t w = 0; w < grid.words; ++w) {
+            const int64_t first = (grid.tile_cols - 1) * tk + 32 * w;
+            const uint32_t word = bitmaps[last * grid.words + w];
+            if (first + 32 > cols && (first >= cols ? word : word >> (cols - first))) {
+              bad_column.Report(last);
+              return;
+            }
+          }
+        }
         AccumulateRow<Value>(n_cols, [&](const auto& add) {
           for (int64_t j = 0; j < grid.tile_cols; ++j) {
-            const int64_t index = grid.TileRowIndex(row, j);
+            const int64_t index = base + j * grid.tm;
             const uint32_t* bits = bitmaps + index * grid.words;
             int64_t position = static_cast<int64_t>(row_offsets[index]);
             for (int64_t w = 0; w < grid.words; ++w) {

@@ -62,10 +62,8 @@ def spmm_supports(avals: Sequence[Any], params: dict) -> bool | str:
     params: the primitive's parameters (``layout``, ``transpose``, ``impl``).
   """
   data, *index_avals, dense = avals
-  if params["layout"].format == "tiled" and params["transpose"]:
-    return "the tiled kernel computes A @ B only (A.T @ B runs the reference)"
-  return _support.check_operands(params["layout"].format, index_avals,
-                                 {"data": data, "B": dense})
+  return _transpose_refusal(params, "B") or _support.check_operands(
+      params["layout"].format, index_avals, {"data": data, "B": dense})
 
 
 def spmv_ffi(data: jax.Array, *operands: jax.Array, layout: SparseLayout, transpose: bool,
@@ -85,7 +83,12 @@ def spmv_ffi(data: jax.Array, *operands: jax.Array, layout: SparseLayout, transp
 def spmv_supports(avals: Sequence[Any], params: dict) -> bool | str:
   """Whether ``spmv_ffi`` serves a call: True, or the reason it does not."""
   data, *index_avals, vector = avals
+  return _transpose_refusal(params, "x") or _support.check_operands(
+      params["layout"].format, index_avals, {"data": data, "x": vector})
+
+
+def _transpose_refusal(params: dict, operand: str) -> str | None:
+  """Why a transposed product has no kernel (the tiled format computes A @ B only), or None."""
   if params["layout"].format == "tiled" and params["transpose"]:
-    return "the tiled kernel computes A @ x only (A.T @ x runs the reference)"
-  return _support.check_operands(params["layout"].format, index_avals,
-                                 {"data": data, "x": vector})
+    return f"the tiled kernel computes A @ {operand} only (A.T @ {operand} runs the reference)"
+  return None
