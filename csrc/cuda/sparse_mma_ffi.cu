@@ -150,11 +150,11 @@ __device__ __forceinline__ void LdMatrix(uint32_t (&b)[4], const uint16_t* row, 
 
 // The block's warps' [kMTiles * 16, kNTiles * 8] tiles summed in shared memory (``partial``:
 // [warps][rows][cols] floats) and written to out rows row0.. (< M), columns < N: [M, N], or
-// [N, M] tokens-major. C fragment: acc[.][.][0, 1] at row g, columns 2t, 2t + 1; [2, 3] at
-// row g + 8.
-template <bool kBf16, int kMTiles, int kNTiles, bool kTokensMajor>
+// [N, M] tokens-major; ``Out`` uint16_t (x's dtype) or float (a split of K's partial sums).
+// C fragment: acc[.][.][0, 1] at row g, columns 2t, 2t + 1; [2, 3] at row g + 8.
+template <bool kBf16, int kMTiles, int kNTiles, bool kTokensMajor, typename Out = uint16_t>
 __device__ __forceinline__ void ReduceAndStore(const float (&acc)[kMTiles][kNTiles][4],
-                                               float* partial, uint16_t* __restrict__ out,
+                                               float* partial, Out* __restrict__ out,
                                                int row0, int M, int N) {
   constexpr int kRows = kMTiles * 16, kCols = kNTiles * 8;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
@@ -176,8 +176,9 @@ __device__ __forceinline__ void ReduceAndStore(const float (&acc)[kMTiles][kNTil
     if (row >= M || c >= N) continue;
     float sum = 0.f;
     for (int w = 0; w < warps; ++w) sum += partial[(w * kRows + r) * kCols + c];
-    out[kTokensMajor ? static_cast<size_t>(c) * M + row : static_cast<size_t>(row) * N + c] =
-        Store16<kBf16>(sum);
+    Out& place =
+        out[kTokensMajor ? static_cast<size_t>(c) * M + row : static_cast<size_t>(row) * N + c];
+    if constexpr (sizeof(Out) == 2) place = Store16<kBf16>(sum); else place = sum;
   }
 }
 
@@ -341,7 +342,9 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 // row_offsets int32 [Mt, Kt, 16] (position in data of each tile row's first value; the kernel
 // reads each tile's first only).
 //
-// A block (1-16 warps) takes kMTiles row tiles; its warps split the K tiles. A warp walks its K
+// A block (1-16 warps) takes kMTiles (1, 2 or 4) row tiles and, where K is split over
+// gridDim.y blocks (a wide weight's few row tiles then still fill the GPU; each split writes
+// float32 partial sums that the caller adds), one split's K tiles; its warps split those. A warp walks its K
 // tiles through a ring of kStages shared-memory slots filled by cp.async (kStages - 1 tiles in
 // flight while it multiplies one, without holding them in registers). A slot
 // holds x's 64 columns (staged as the 2:4 kernel stages them, shared by the kMTiles row tiles)
@@ -354,9 +357,8 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 // What bounds it (Nsight Compute, H100, 70% sparsity): that expansion, ~440 warp instructions
 // and ~90 shared-memory wavefronts a tile whatever the density, not the bytes
 // (experiments/results/h100-2026-11-27-tiled-cpasync/).
-constexpr int kTileValues = 16 * 64 + 8;  // a tile's values from an 8-aligned start
+constexpr int kTileCapacity = 16 * 64;  // the most values a tile holds
 constexpr int kBitmapElems = 16 * 2 * 2;  // a tile's bitmaps, in uint16 elements (128 bytes)
-constexpr int kTileSlot = kBitmapElems + kTileValues;
 
 template <bool kBf16>
 __device__ __forceinline__ void Mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
@@ -405,14 +407,38 @@ __device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bit
   return lo | (hi << 16);
 }
 
+// A row tile's A fragments of one 32-column word (``half``) of its 16x64 tile: ``values`` the
+// tile's packed values (in shared memory, or in global memory for a tile past the slot's
+// capacity), ``bits_*`` the lane's rows' words shifted by 2t and ``row_*`` the place of each
+// row's first value at or after column 2t.
+__device__ __forceinline__ void ExpandWord(const uint16_t* values, uint32_t bits_low,
+                                           uint32_t bits_high, int row_low, int row_high,
+                                           uint32_t (&a0)[4], uint32_t (&a1)[4]) {
+  a0[0] = RowPair<0>(values, bits_low, row_low);
+  a0[1] = RowPair<0>(values, bits_high, row_high);
+  a0[2] = RowPair<8>(values, bits_low, row_low);
+  a0[3] = RowPair<8>(values, bits_high, row_high);
+  a1[0] = RowPair<16>(values, bits_low, row_low);
+  a1[1] = RowPair<16>(values, bits_high, row_high);
+  a1[2] = RowPair<24>(values, bits_low, row_low);
+  a1[3] = RowPair<24>(values, bits_high, row_high);
+}
+
+// ``capacity``: the values a row tile's slot holds (a multiple of 8, at most kTileCapacity); its
+// slot is kBitmapElems + capacity + 8 elements (the copy starts at the 8-aligned place at or
+// before the tile's first value). A tile holding more is not copied: its warp reads its values
+// from global memory (slower, still right), so a capacity sized to a matrix's typical tile
+// trades nothing but speed for the shared memory it saves.
 template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
 __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                const uint32_t* __restrict__ bitmaps,
                                const int32_t* __restrict__ row_offsets,
-                               const uint16_t* __restrict__ x, uint16_t* __restrict__ out, int M,
-                               int K, int N, int k_tiles, int tiles_per_warp, int64_t nse) {
+                               const uint16_t* __restrict__ x, void* __restrict__ out, int M,
+                               int K, int N, int k_tiles, int tiles_per_warp, int64_t nse,
+                               int capacity, int tiles_per_split) {
   using S = Stage<kNTiles, kTokensMajor>;
-  constexpr int kSlot = S::kElems + kMTiles * kTileSlot;  // uint16 elements
+  const int tile_slot = kBitmapElems + capacity + 8;  // uint16 elements
+  const int kSlot = S::kElems + kMTiles * tile_slot;
   constexpr int kLanes = 32 / kMTiles;  // lanes holding one row tile's starts
   // [warps][kStages][kSlot] uint16 ring slots; after the loop, the epilogue's float partials.
   extern __shared__ __align__(16) unsigned char shared[];
@@ -432,8 +458,10 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
 
   const int64_t all_tiles = static_cast<int64_t>(m_tiles) * k_tiles;
-  const int j_begin = warp * tiles_per_warp;
-  const int j_end = min(k_tiles, j_begin + tiles_per_warp);
+  // Block (x, y) takes K tiles [y * tiles_per_split, + tiles_per_split); its warps split them.
+  const int split_end = min(k_tiles, (blockIdx.y + 1) * tiles_per_split);
+  const int j_begin = blockIdx.y * tiles_per_split + warp * tiles_per_warp;
+  const int j_end = min(split_end, j_begin + tiles_per_warp);
   // Lane mt * kLanes + l: row tile mt's tile (j + l); a row tile past the last repeats the last
   // (its rows are not written).
   const int my_row = min(tile_row0 + lane / kLanes, m_tiles - 1);
@@ -459,19 +487,20 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       }
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        uint16_t* tile_slot = slot + S::kElems + mt * kTileSlot;
+        uint16_t* tile_values = slot + S::kElems + mt * tile_slot;
         const int row = min(tile_row0 + mt, m_tiles - 1);
         const int64_t tile = static_cast<int64_t>(row) * k_tiles + j;
-        if (lane < 8) CpAsync16(tile_slot + lane * 8, bitmaps + tile * 32 + lane * 4, 16);
+        if (lane < 8) CpAsync16(tile_values + lane * 8, bitmaps + tile * 32 + lane * 4, 16);
         const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
         // A tile holds at most 16 x 64 values (the array's end may carry padding).
         const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
-                            start + 16 * 64);
+                            start + kTileCapacity);
+        if (end - start > capacity) continue;  // read from global memory (ExpandWord)
         const int aligned = start & ~7;
         for (int q = lane; q * 8 < end - aligned; q += 32) {
           const int64_t first = static_cast<int64_t>(aligned) + q * 8;
           const int64_t left = nse - first;  // > 0: first < end <= nse
-          CpAsync16(tile_slot + kBitmapElems + q * 8, data + first,
+          CpAsync16(tile_values + kBitmapElems + q * 8, data + first,
                     left >= 8 ? 16 : static_cast<int>(left) * 2);
         }
       }
@@ -488,11 +517,12 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       __syncwarp();
       const uint16_t* slot = ring + (jj % kStages) * kSlot;
       uint32_t low[kMTiles][2], high[kMTiles][2];
-      int base_low[kMTiles], base_high[kMTiles];
+      int base_low[kMTiles], base_high[kMTiles], start[kMTiles];
+      bool in_slot[kMTiles];
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        const uint16_t* tile_slot = slot + S::kElems + mt * kTileSlot;
-        const uint32_t* bits = reinterpret_cast<const uint32_t*>(tile_slot);
+        const uint16_t* tile_values = slot + S::kElems + mt * tile_slot;
+        const uint32_t* bits = reinterpret_cast<const uint32_t*>(tile_values);
         // Row r = lane % 16's first value: an exclusive scan of the rows' bit counts (both
         // half-warps compute it), from the tile's start within the 8-aligned copy.
         const int r = lane & 15;
@@ -503,10 +533,12 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
           const int below = __shfl_up_sync(0xffffffffu, inclusive, d);
           if (r >= d) inclusive += below;
         }
-        const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
-        const int shift = kBitmapElems + (start & 7);
-        base_low[mt] = shift + __shfl_sync(0xffffffffu, inclusive - mine, g);
-        base_high[mt] = shift + __shfl_sync(0xffffffffu, inclusive - mine, g + 8);
+        start[mt] = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
+        const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
+                            start[mt] + kTileCapacity);
+        in_slot[mt] = end - start[mt] <= capacity;  // as issue() decided
+        base_low[mt] = __shfl_sync(0xffffffffu, inclusive - mine, g);
+        base_high[mt] = __shfl_sync(0xffffffffu, inclusive - mine, g + 8);
         low[mt][0] = bits[2 * g];
         low[mt][1] = bits[2 * g + 1];
         high[mt][0] = bits[2 * (g + 8)];
@@ -520,7 +552,6 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
           LdMatrix(b[nt], slot + S::FragmentOffset(half, nt, lane), !kTokensMajor);
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
-          const uint16_t* values = slot + S::kElems + mt * kTileSlot;
           // The lane's columns of the word are 2t + {0, 1, 8, 9, 16, 17, 24, 25}: shifted by
           // 2t, its rows' bits and first places serve the four pairs with constant masks.
           const uint32_t bits_low = low[mt][half] >> (2 * t);
@@ -529,14 +560,12 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                               __popc(low[mt][half] & lane_mask);
           const int row_high = base_high[mt] + (half ? __popc(high[mt][0]) : 0) +
                                __popc(high[mt][half] & lane_mask);
-          const uint32_t a0[4] = {RowPair<0>(values, bits_low, row_low),
-                                  RowPair<0>(values, bits_high, row_high),
-                                  RowPair<8>(values, bits_low, row_low),
-                                  RowPair<8>(values, bits_high, row_high)};
-          const uint32_t a1[4] = {RowPair<16>(values, bits_low, row_low),
-                                  RowPair<16>(values, bits_high, row_high),
-                                  RowPair<24>(values, bits_low, row_low),
-                                  RowPair<24>(values, bits_high, row_high)};
+          uint32_t a0[4], a1[4];
+          if (in_slot[mt])  // the branch is the warp's: each call keeps its address space
+            ExpandWord(slot + S::kElems + mt * tile_slot + kBitmapElems + (start[mt] & 7),
+                       bits_low, bits_high, row_low, row_high, a0, a1);
+          else
+            ExpandWord(data + start[mt], bits_low, bits_high, row_low, row_high, a0, a1);
 #pragma unroll
           for (int nt = 0; nt < kNTiles; ++nt) {  // the word's two k16 steps
             Mma16816<kBf16>(acc[mt][nt], a0, b[nt][0], b[nt][1]);
@@ -548,8 +577,13 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
     }
   }
   __syncthreads();  // every warp's ring is done: the epilogue reuses the memory
-  ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor>(
-      acc, reinterpret_cast<float*>(shared), out, tile_row0 * 16, M, N);
+  if (gridDim.y == 1)
+    ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor>(
+        acc, reinterpret_cast<float*>(shared), static_cast<uint16_t*>(out), tile_row0 * 16, M, N);
+  else  // this split's float32 partial sums: out [splits][M, N] (or [splits][N, M])
+    ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor, float>(
+        acc, reinterpret_cast<float*>(shared),
+        static_cast<float*>(out) + static_cast<size_t>(blockIdx.y) * M * N, tile_row0 * 16, M, N);
 }
 
 struct TiledLaunch {
@@ -560,6 +594,7 @@ struct TiledLaunch {
   void* out;
   int m, k, n, k_tiles, warps;
   int64_t nse;
+  int capacity, k_splits;
 };
 
 template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
@@ -567,8 +602,10 @@ cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
   using S = Stage<kNTiles, kTokensMajor>;
   auto kernel = TiledMmaKernel<kBf16, kNTiles, kMTiles, kTokensMajor, kStages>;
   const int blocks = ((l.m + 15) / 16 + kMTiles - 1) / kMTiles;
-  const int tiles_per_warp = (l.k_tiles + l.warps - 1) / l.warps;
-  const size_t ring = static_cast<size_t>(kStages) * (S::kElems + kMTiles * kTileSlot) * 2;
+  const int tiles_per_split = (l.k_tiles + l.k_splits - 1) / l.k_splits;
+  const int tiles_per_warp = (tiles_per_split + l.warps - 1) / l.warps;
+  const size_t ring =
+      static_cast<size_t>(kStages) * (S::kElems + kMTiles * (kBitmapElems + l.capacity + 8)) * 2;
   const size_t partials = static_cast<size_t>(kMTiles) * 16 * kNTiles * 8 * sizeof(float);
   const size_t shared = static_cast<size_t>(l.warps) * (ring > partials ? ring : partials);
   if (shared > 48 * 1024) {
@@ -576,10 +613,10 @@ cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
     if (error != cudaSuccess) return error;
   }
-  kernel<<<blocks, l.warps * 32, shared, stream>>>(
+  kernel<<<dim3(blocks, l.k_splits), l.warps * 32, shared, stream>>>(
       static_cast<const uint16_t*>(l.data), static_cast<const uint32_t*>(l.bitmaps),
-      static_cast<const int32_t*>(l.row_offsets), static_cast<const uint16_t*>(l.x),
-      static_cast<uint16_t*>(l.out), l.m, l.k, l.n, l.k_tiles, tiles_per_warp, l.nse);
+      static_cast<const int32_t*>(l.row_offsets), static_cast<const uint16_t*>(l.x), l.out, l.m,
+      l.k, l.n, l.k_tiles, tiles_per_warp, l.nse, l.capacity, tiles_per_split);
   return cudaGetLastError();
 }
 
@@ -603,8 +640,11 @@ cudaError_t TiledByLayout(cudaStream_t stream, const TiledLaunch& l, bool tokens
 template <bool kBf16, int kNTiles>
 cudaError_t TiledByMTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens_major,
                           int m_tiles, int stages) {
-  return m_tiles == 1 ? TiledByLayout<kBf16, kNTiles, 1>(stream, l, tokens_major, stages)
-                      : TiledByLayout<kBf16, kNTiles, 2>(stream, l, tokens_major, stages);
+  switch (m_tiles) {
+    case 1: return TiledByLayout<kBf16, kNTiles, 1>(stream, l, tokens_major, stages);
+    case 2: return TiledByLayout<kBf16, kNTiles, 2>(stream, l, tokens_major, stages);
+    default: return TiledByLayout<kBf16, kNTiles, 4>(stream, l, tokens_major, stages);
+  }
 }
 
 template <bool kBf16>
@@ -620,13 +660,16 @@ ffi::Error Invalid(const std::string& message) {
 }
 
 // x's checks both handlers make: bfloat16/float16, 2-D, contraction size k, 1..32 columns
-// (stored in ``n``), and out of x's dtype with m x n elements.
+// (stored in ``n``), and out of x's dtype with m x n elements, or with ``splits`` > 1 (K split
+// over blocks) float32 with splits x m x n.
 ffi::Error CheckX(const ffi::AnyBuffer& x, const ffi::Result<ffi::AnyBuffer>& out, int64_t m,
-                  int64_t k, int64_t tokens_major, int64_t& n) {
+                  int64_t k, int64_t tokens_major, int64_t& n, int64_t splits = 1) {
   const ffi::DataType dtype = x.element_type();
   if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
     return Invalid("x must be bfloat16 or float16");
-  if (out->element_type() != dtype) return Invalid("out must have x's dtype");
+  if (splits == 1 && out->element_type() != dtype) return Invalid("out must have x's dtype");
+  if (splits > 1 && out->element_type() != ffi::DataType::F32)
+    return Invalid("out must be float32 when K is split");
   const auto dims = x.dimensions();
   if (dims.size() != 2) return Invalid("x must be 2-D");
   n = tokens_major ? dims[0] : dims[1];
@@ -634,7 +677,8 @@ ffi::Error CheckX(const ffi::AnyBuffer& x, const ffi::Result<ffi::AnyBuffer>& ou
   if (x_k != k)
     return Invalid("x's contraction size " + std::to_string(x_k) + " != K " + std::to_string(k));
   if (n < 1 || n > 32) return Invalid("N must be 1..32, got " + std::to_string(n));
-  if (out->element_count() != static_cast<size_t>(m * n)) return Invalid("out has the wrong size");
+  if (out->element_count() != static_cast<size_t>(splits * m * n))
+    return Invalid("out has the wrong size");
   return ffi::Error::Success();
 }
 
@@ -677,10 +721,12 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
                            ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                            ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k,
                            int64_t tokens_major, int64_t m_tiles, int64_t warps,
-                           int64_t stages) {
+                           int64_t stages, int64_t capacity, int64_t k_splits) {
   if (m < 1 || k < 1) return Invalid("bad shape");
+  if (k_splits < 1 || k_splits > 16) return Invalid("k_splits must be 1..16");
   int64_t n = 0;
-  if (ffi::Error error = CheckX(x, out, m, k, tokens_major, n); error.failure()) return error;
+  if (ffi::Error error = CheckX(x, out, m, k, tokens_major, n, k_splits); error.failure())
+    return error;
   const ffi::DataType dtype = x.element_type();
   if (data.element_type() != dtype) return Invalid("data must have x's dtype");
   if (bitmaps.element_type() != ffi::DataType::U32 ||
@@ -689,8 +735,10 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
   if (tokens_major ? k % 8 : n % 8)
     return Invalid(tokens_major ? "tokens-major x needs K % 8 == 0" : "x [K, N] needs N % 8 == 0");
   if (warps < 1 || warps > 16) return Invalid("warps must be 1..16");
-  if (m_tiles != 1 && m_tiles != 2) return Invalid("m_tiles must be 1 or 2");
+  if (m_tiles != 1 && m_tiles != 2 && m_tiles != 4) return Invalid("m_tiles must be 1, 2 or 4");
   if (stages < 1 || stages > 4) return Invalid("stages must be 1..4");
+  if (capacity < 8 || capacity > kTileCapacity || capacity % 8)
+    return Invalid("capacity must be a multiple of 8 in 8..1024, got " + std::to_string(capacity));
   const int64_t row_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
   const auto bitmap_dims = bitmaps.dimensions();
   if (bitmap_dims.size() != 4 || bitmap_dims[0] != row_tiles || bitmap_dims[1] != k_tiles ||
@@ -701,7 +749,8 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
   const TiledLaunch launch{data.untyped_data(), bitmaps.untyped_data(), row_offsets.untyped_data(),
                            x.untyped_data(), out->untyped_data(), static_cast<int>(m),
                            static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
-                           static_cast<int>(warps), static_cast<int64_t>(data.element_count())};
+                           static_cast<int>(warps), static_cast<int64_t>(data.element_count()),
+                           static_cast<int>(capacity), static_cast<int>(k_splits)};
   const cudaError_t error = dtype == ffi::DataType::BF16
           ? TiledByNTiles<true>(stream, launch, tokens_major != 0, m_tiles, stages)
           : TiledByNTiles<false>(stream, launch, tokens_major != 0, m_tiles, stages);
@@ -741,5 +790,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledMmaMatmul, TiledMatmulImpl,
                                   .Attr<int64_t>("tokens_major")
                                   .Attr<int64_t>("m_tiles")
                                   .Attr<int64_t>("warps")
-                                  .Attr<int64_t>("stages"),
+                                  .Attr<int64_t>("stages")
+                                  .Attr<int64_t>("capacity")
+                                  .Attr<int64_t>("k_splits"),
                               {ffi::Traits::kCmdBufferCompatible});

@@ -4,7 +4,8 @@
 # Builds the library (nvcc, ~30-45 s), runs the kernel's GPU tests (tests/gpu/test_sparse_mma.py,
 # the 2:4 public-op shapes cut to one; ~60-120 s; OUTDIR/tests.log), then
 # - probe: experiments/gpu_checks/tiled_mma_probe.py (every launch checked on ragged shapes,
-#   launches timed side by side; OUTDIR/probe/);
+#   launches timed side by side; OUTDIR/probe/; PROBE_ARGS, e.g. "--columns 16,32 --configs
+#   2-8-1,2-8-2-a", are passed on to it);
 # - sweep (default): structured_bench.py --families tiled over sparsity 30-90% x N = 1, 8, 16,
 #   32 on 4096x14336 and 14336x4096, the default launch, operand copies rotated past the L2
 #   (OUTDIR/sweep/).
@@ -24,7 +25,7 @@ echo "tests rc $? at ${SECONDS} s"; tail -2 "$out/tests.log"
 left=$((580 - SECONDS))
 if [ "$what" = probe ]; then
   timeout -k 3 "$left" python3 -P experiments/gpu_checks/tiled_mma_probe.py "$out/probe" \
-    --budget-s $((left - 90)) > "$out/probe.log" 2>&1
+    --budget-s $((left - 90)) ${PROBE_ARGS:-} > "$out/probe.log" 2>&1
 else
   timeout -k 3 "$left" python3 -P experiments/gpu_checks/structured_bench.py "$out/sweep" \
     --families tiled --defaults-only --sparsities 0.7,0.5,0.3,0.4,0.8,0.9 --ns 1,8,16,32 \

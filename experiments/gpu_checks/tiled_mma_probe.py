@@ -13,7 +13,9 @@ and is every launch right? Issue 8's unstructured decoding shapes, in one run.
     python3 -P experiments/gpu_checks/tiled_mma_probe.py OUTDIR [--budget-s 300]
         [--sparsities 0.7,0.9] [--columns 1,8] [--configs 1-16-2,2-8-1] [--no-checks]
 
-(``--configs``: launches as m_tiles-warps-stages, in place of ``CONFIGS``.)
+(``--configs``: launches as m_tiles-warps-stages[-capacity[-k_splits]], in place of
+``CONFIGS``; capacity a number of values, or ``a`` for ``sparse_mma.tile_capacity`` of the
+matrix's mean tile; left out, a full tile and one split.)
 """
 
 from __future__ import annotations
@@ -46,6 +48,32 @@ CHECK_COLUMNS = (1, 9, 16, 32)
 TOLERANCE = 2e-2
 
 
+def parse_config(spec: str):
+  """``m-w-s``, ``m-w-s-c`` or ``m-w-s-c-k`` (c: values, or ``a`` for the matrix's
+  ``tile_capacity``; k: K splits): a function of the matrix giving its launch."""
+  fields = spec.split("-")
+  m_tiles, warps, stages = map(int, fields[:3])
+  capacity = fields[3] if len(fields) > 3 else str(sparse_mma.TILE_VALUES)
+  k_splits = int(fields[4]) if len(fields) > 4 else 1
+
+  def resolve(matrix):
+    c = (auto_capacity(matrix) if capacity == "a" else int(capacity))
+    return Config(m_tiles, warps, stages, c, k_splits)
+  resolve.label = spec
+  return resolve
+
+
+def auto_capacity(matrix) -> int:
+  tiles = matrix.bitmaps.shape[0] * matrix.bitmaps.shape[1]
+  return sparse_mma.tile_capacity(min(matrix.data.shape[0] / tiles, sparse_mma.TILE_VALUES))
+
+
+def fixed(config):
+  resolve = lambda matrix: config  # noqa: E731
+  resolve.label = f"{config.m_tiles}-{config.warps}-{config.stages}"
+  return resolve
+
+
 def random_tiled(rng, shape, density, dtype):
   w = rng.standard_normal(shape).astype(np.float32) * (rng.random(shape) < density)
   if shape[0] > 2:
@@ -63,7 +91,10 @@ def run_checks(outdir: pathlib.Path, configs) -> int:
       for n in CHECK_COLUMNS:
         x = jnp.asarray(rng.standard_normal((shape[1], n)), dtype)
         expected = dense @ np.asarray(x, np.float64)
-        for config in configs + (Config(1, 1, 2), Config(2, 1, 4)):
+        for resolve in configs + (fixed(Config(1, 1, 2)), fixed(Config(2, 1, 4)),
+                                  parse_config("1-2-2-8"), parse_config("2-3-2-a"),
+                                  parse_config("4-3-2-a-3")):
+          config = resolve(matrix)
           if not config.fits(n, shape[1]):
             continue
           try:
@@ -94,8 +125,8 @@ def arguments(parser) -> None:
 
 def main() -> None:
   args = bench_common.probe_arguments(__doc__, arguments)
-  configs = (tuple(Config(*map(int, c.split("-"))) for c in args.configs.split(","))
-             if args.configs else CONFIGS)
+  configs = (tuple(parse_config(c) for c in args.configs.split(","))
+             if args.configs else tuple(fixed(c) for c in CONFIGS))
   build_library()
   if not args.no_checks:
     run_checks(args.outdir, configs)
@@ -110,11 +141,12 @@ def main() -> None:
       for n in map(int, args.columns.split(",")):
         x, expected = bench_common.bf16_columns_and_reference(key, w, n)
         lines = [("dense", bench_common.dense_bf16, (w, x))]
-        lines += [(f"s{sparsity} m{c.m_tiles}-w{c.warps}-st{c.stages}",
+        launches = [(resolve.label, resolve(matrix)) for resolve in configs]
+        lines += [(f"s{sparsity} {label} (c{c.capacity})",
                    lambda d, b, o, v, c=c: sparse_mma.tiled_matmul(d, b, o, v, shape=shape,
                                                                    config=c),
                    (matrix.data, matrix.bitmaps, matrix.row_offsets, x))
-                  for c in configs if c.fits(n, shape[1])]
+                  for label, c in launches if c.fits(n, shape[1])]
         bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
                                        deadline=deadline, tolerance=TOLERANCE)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import math
 import pathlib
 import sys
 from typing import Any
@@ -137,23 +138,40 @@ def tiled_applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: An
           and available() is True)
 
 
+# The most values a 16x64 tile holds.
+TILE_VALUES = 16 * 64
+
+
 @dataclasses.dataclass(frozen=True)
 class TiledMmaConfig:
-  """A launch of the tiled kernel: ``m_tiles`` row tiles of 16 a block (1 or 2, sharing x's
-  staged columns), ``warps`` warps a block splitting the K tiles (1-16), ``stages`` shared-memory
-  slots a warp cycles its K tiles through (1-4; ``stages - 1`` tiles' copies in flight while it
-  multiplies one)."""
+  """A launch of the tiled kernel: ``m_tiles`` row tiles of 16 a block (1, 2 or 4, sharing x's
+  staged columns; 4 with at most 8 warps, for its registers), ``warps`` warps a block splitting
+  its K tiles (1-16), ``stages`` shared-memory slots a warp cycles its K tiles through (1-4;
+  ``stages - 1`` tiles' copies in flight while it multiplies one), ``capacity`` the values a row
+  tile's slot holds (a multiple of 8, 8..1024): a tile holding more is read from global memory
+  instead (right, slower), so a capacity near a matrix's typical tile (``tile_capacity``) only
+  saves shared memory; ``k_splits`` blocks splitting K for each group of row tiles (1-16; more
+  than 1 writes float32 partial sums that ``tiled_matmul`` adds)."""
   m_tiles: int = 1
   warps: int = 8
   stages: int = 3
+  capacity: int = TILE_VALUES
+  k_splits: int = 1
 
   def __post_init__(self):
-    if self.m_tiles not in (1, 2):
-      raise ValueError(f"m_tiles must be 1 or 2, got {self.m_tiles}")
+    if self.m_tiles not in (1, 2, 4):
+      raise ValueError(f"m_tiles must be 1, 2 or 4, got {self.m_tiles}")
     if not 1 <= self.warps <= 16:
       raise ValueError(f"warps must be 1..16, got {self.warps}")
+    if self.m_tiles == 4 and self.warps > 8:
+      raise ValueError(f"m_tiles = 4 takes at most 8 warps (its registers), got {self.warps}")
+    if not 1 <= self.k_splits <= 16:
+      raise ValueError(f"k_splits must be 1..16, got {self.k_splits}")
     if not 1 <= self.stages <= 4:
       raise ValueError(f"stages must be 1..4, got {self.stages}")
+    if not (8 <= self.capacity <= TILE_VALUES and self.capacity % 8 == 0):
+      raise ValueError(f"capacity must be a multiple of 8 in 8..{TILE_VALUES}, "
+                       f"got {self.capacity}")
 
   def shared_bytes(self, n: int, tokens_major: bool) -> int:
     """Shared memory a block of this launch takes for n columns (the kernel's ring: per warp
@@ -162,7 +180,7 @@ class TiledMmaConfig:
     n_tiles = 1 if n <= 8 else 2 if n <= 16 else 4
     x_elems = (n_tiles * 8 * 72 if tokens_major
                else 64 * (n_tiles * 8 + (8 if n_tiles > 1 else 0)))
-    tile_elems = 16 * 2 * 2 + 16 * 64 + 8
+    tile_elems = 16 * 2 * 2 + self.capacity + 8
     ring = self.stages * (x_elems + self.m_tiles * tile_elems) * 2
     partials = self.m_tiles * 16 * n_tiles * 8 * 4
     return self.warps * max(ring, partials)
@@ -224,16 +242,34 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
   load()
   offsets = row_offsets.astype(jnp.int32)
 
+  splits = config.k_splits
+
   def call(operand, tokens_major):
     columns = operand.shape[0] if tokens_major else operand.shape[1]
     out_shape = (columns, m) if tokens_major else (m, columns)
-    return jax.ffi.ffi_call(TILED_TARGET, jax.ShapeDtypeStruct(out_shape, x.dtype),
-                            vmap_method="sequential")(
+    # Split K: each split's float32 partial sums, added here.
+    result = (jax.ShapeDtypeStruct(out_shape, x.dtype) if splits == 1
+              else jax.ShapeDtypeStruct((splits,) + out_shape, jnp.float32))
+    out = jax.ffi.ffi_call(TILED_TARGET, result, vmap_method="sequential")(
         data, bitmaps, offsets, operand, m=np.int64(m), k=np.int64(k),
         tokens_major=np.int64(tokens_major), m_tiles=np.int64(config.m_tiles),
-        warps=np.int64(config.warps), stages=np.int64(config.stages))
+        warps=np.int64(config.warps), stages=np.int64(config.stages),
+        capacity=np.int64(config.capacity), k_splits=np.int64(splits))
+    return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
   return staged_product(x, call)
+
+
+def tile_capacity(mean_values: float) -> int:
+  """A slot capacity for tiles holding ``mean_values`` values on average (0..1024): the mean
+  plus six standard deviations of a tile whose 1024 entries are kept independently, plus 8,
+  rounded up to 8. A uniformly pruned matrix then overflows a slot about once in 10^9 tiles;
+  a tile that does is read from global memory. Raises ValueError outside 0..1024."""
+  if not 0 <= mean_values <= TILE_VALUES:
+    raise ValueError(f"mean_values must be in 0..{TILE_VALUES}, got {mean_values}")
+  p = mean_values / TILE_VALUES
+  bound = mean_values + 6.0 * math.sqrt(TILE_VALUES * p * (1.0 - p)) + 8.0
+  return int(min(TILE_VALUES, 8 * math.ceil(bound / 8)))
 
 
 # Both kernels stage x through shared memory in rows of 16 bytes (8 values).

@@ -156,10 +156,23 @@ def test_tiled_kernel_refuses_bad_arguments_naming_them():
 def test_tiled_launch_configs_are_checked():
   with pytest.raises(ValueError, match="stages must be 1..4"):
     sparse_mma.TiledMmaConfig(stages=5)
-  with pytest.raises(ValueError, match="m_tiles must be 1 or 2"):
-    sparse_mma.TiledMmaConfig(m_tiles=4)
+  with pytest.raises(ValueError, match="m_tiles must be 1, 2 or 4, got 3"):
+    sparse_mma.TiledMmaConfig(m_tiles=3)
+  with pytest.raises(ValueError, match=r"m_tiles = 4 takes at most 8 warps \(its registers\)"):
+    sparse_mma.TiledMmaConfig(m_tiles=4, warps=16)
+  with pytest.raises(ValueError, match="k_splits must be 1..16, got 0"):
+    sparse_mma.TiledMmaConfig(k_splits=0)
   with pytest.raises(ValueError, match="warps must be 1..16"):
     sparse_mma.TiledMmaConfig(warps=0)
+  for capacity in (0, 12, 1032):
+    with pytest.raises(ValueError, match=f"capacity must be a multiple of 8 in 8..1024, "
+                                         f"got {capacity}"):
+      sparse_mma.TiledMmaConfig(capacity=capacity)
+  # A slot's values are the capacity plus 8 (the copy's aligned start): smaller slots, less
+  # shared memory, by exactly the values left out.
+  full, small = sparse_mma.TiledMmaConfig(2, 8, 2), sparse_mma.TiledMmaConfig(2, 8, 2, 384)
+  # 8 warps x 2 stages x 2 row tiles x 640 values x 2 bytes
+  assert full.shared_bytes(16, False) - small.shared_bytes(16, False) == 8 * 2 * 2 * 640 * 2
   # Every default launch fits a block's shared memory; four stages of two row tiles at 32
   # columns do not, and the call says so before it reaches the GPU.
   for n in range(1, sparse_mma.MAX_N + 1):
@@ -173,6 +186,19 @@ def test_tiled_launch_configs_are_checked():
     sparse_mma.tiled_matmul(tiled.data, tiled.bitmaps, tiled.row_offsets,
                             jnp.ones((128, 32), jnp.bfloat16), shape=(32, 128),
                             config=sparse_mma.TiledMmaConfig(2, 8, 4))
+
+
+def test_tile_capacity_covers_uniform_tiles():
+  # Mean plus six standard deviations plus 8, rounded up to 8; a full or empty tile is exact.
+  assert sparse_mma.tile_capacity(1024) == 1024
+  assert sparse_mma.tile_capacity(0) == 8
+  assert sparse_mma.tile_capacity(1024 * 0.3) == 408  # 307.2 + 6 * 14.66 + 8 = 403.2
+  rng = np.random.default_rng(0)
+  for density in (0.1, 0.3, 0.5, 0.7):
+    counts = (rng.random((20000, 1024)) < density).sum(axis=1)
+    assert counts.max() <= sparse_mma.tile_capacity(1024 * density) - 8
+  with pytest.raises(ValueError, match="mean_values must be in 0..1024, got 1025"):
+    sparse_mma.tile_capacity(1025)
 
 
 def test_tiled_default_launch_follows_the_shape():
