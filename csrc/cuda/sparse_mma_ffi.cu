@@ -428,7 +428,9 @@ __device__ __forceinline__ void ExpandWord(const uint16_t* values, uint32_t bits
 // slot is kBitmapElems + capacity + 8 elements (the copy starts at the 8-aligned place at or
 // before the tile's first value). A tile holding more is not copied: its warp reads its values
 // from global memory (slower, still right), so a capacity sized to a matrix's typical tile
-// trades nothing but speed for the shared memory it saves.
+// trades nothing but speed for the shared memory it saves. Only four-row-tile launches
+// (kBounded) take a capacity below a full tile: the fallback's second copy of the expansion
+// cost one- and two-row-tile launches 4-7% (H100), where smaller slots gained nothing.
 template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
 __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                const uint32_t* __restrict__ bitmaps,
@@ -437,7 +439,8 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                int K, int N, int k_tiles, int tiles_per_warp, int64_t nse,
                                int capacity, int tiles_per_split) {
   using S = Stage<kNTiles, kTokensMajor>;
-  const int tile_slot = kBitmapElems + capacity + 8;  // uint16 elements
+  constexpr bool kBounded = kMTiles == 4;
+  const int tile_slot = kBitmapElems + (kBounded ? capacity : kTileCapacity) + 8;  // uint16s
   const int kSlot = S::kElems + kMTiles * tile_slot;
   constexpr int kLanes = 32 / kMTiles;  // lanes holding one row tile's starts
   // [warps][kStages][kSlot] uint16 ring slots; after the loop, the epilogue's float partials.
@@ -495,7 +498,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
         // A tile holds at most 16 x 64 values (the array's end may carry padding).
         const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
                             start + kTileCapacity);
-        if (end - start > capacity) continue;  // read from global memory (ExpandWord)
+        if (kBounded && end - start > capacity) continue;  // read from global memory
         const int aligned = start & ~7;
         for (int q = lane; q * 8 < end - aligned; q += 32) {
           const int64_t first = static_cast<int64_t>(aligned) + q * 8;
@@ -536,7 +539,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
         start[mt] = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
         const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
                             start[mt] + kTileCapacity);
-        in_slot[mt] = end - start[mt] <= capacity;  // as issue() decided
+        in_slot[mt] = !kBounded || end - start[mt] <= capacity;  // as issue() decided
         base_low[mt] = __shfl_sync(0xffffffffu, inclusive - mine, g);
         base_high[mt] = __shfl_sync(0xffffffffu, inclusive - mine, g + 8);
         low[mt][0] = bits[2 * g];
@@ -561,7 +564,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
           const int row_high = base_high[mt] + (half ? __popc(high[mt][0]) : 0) +
                                __popc(high[mt][half] & lane_mask);
           uint32_t a0[4], a1[4];
-          if (in_slot[mt])  // the branch is the warp's: each call keeps its address space
+          if (!kBounded || in_slot[mt])  // the warp's branch: each call keeps its address space
             ExpandWord(slot + S::kElems + mt * tile_slot + kBitmapElems + (start[mt] & 7),
                        bits_low, bits_high, row_low, row_high, a0, a1);
           else
@@ -739,6 +742,8 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
   if (stages < 1 || stages > 4) return Invalid("stages must be 1..4");
   if (capacity < 8 || capacity > kTileCapacity || capacity % 8)
     return Invalid("capacity must be a multiple of 8 in 8..1024, got " + std::to_string(capacity));
+  if (capacity != kTileCapacity && m_tiles != 4)
+    return Invalid("a capacity below 1024 needs m_tiles = 4");
   const int64_t row_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
   const auto bitmap_dims = bitmaps.dimensions();
   if (bitmap_dims.size() != 4 || bitmap_dims[0] != row_tiles || bitmap_dims[1] != k_tiles ||

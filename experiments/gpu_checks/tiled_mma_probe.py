@@ -92,7 +92,7 @@ def run_checks(outdir: pathlib.Path, configs) -> int:
         x = jnp.asarray(rng.standard_normal((shape[1], n)), dtype)
         expected = dense @ np.asarray(x, np.float64)
         for resolve in configs + (fixed(Config(1, 1, 2)), fixed(Config(2, 1, 4)),
-                                  parse_config("1-2-2-8"), parse_config("2-3-2-a"),
+                                  parse_config("4-2-2-8"), parse_config("4-3-2-a"),
                                   parse_config("4-3-2-a-3")):
           config = resolve(matrix)
           if not config.fits(n, shape[1]):

@@ -148,9 +148,9 @@ class TiledMmaConfig:
   staged columns; 4 with at most 8 warps, for its registers), ``warps`` warps a block splitting
   its K tiles (1-16), ``stages`` shared-memory slots a warp cycles its K tiles through (1-4;
   ``stages - 1`` tiles' copies in flight while it multiplies one), ``capacity`` the values a row
-  tile's slot holds (a multiple of 8, 8..1024): a tile holding more is read from global memory
-  instead (right, slower), so a capacity near a matrix's typical tile (``tile_capacity``) only
-  saves shared memory; ``k_splits`` blocks splitting K for each group of row tiles (1-16; more
+  tile's slot holds (a multiple of 8, 8..1024; below 1024 with ``m_tiles = 4`` only): a tile
+  holding more is read from global memory instead (right, slower), so a capacity near a
+  matrix's typical tile (``tile_capacity``) only saves shared memory; ``k_splits`` blocks splitting K for each group of row tiles (1-16; more
   than 1 writes float32 partial sums that ``tiled_matmul`` adds)."""
   m_tiles: int = 1
   warps: int = 8
@@ -172,6 +172,9 @@ class TiledMmaConfig:
     if not (8 <= self.capacity <= TILE_VALUES and self.capacity % 8 == 0):
       raise ValueError(f"capacity must be a multiple of 8 in 8..{TILE_VALUES}, "
                        f"got {self.capacity}")
+    if self.capacity != TILE_VALUES and self.m_tiles != 4:
+      raise ValueError(f"a capacity below {TILE_VALUES} needs m_tiles = 4 (got m_tiles = "
+                       f"{self.m_tiles}, capacity = {self.capacity})")
 
   def shared_bytes(self, n: int, tokens_major: bool) -> int:
     """Shared memory a block of this launch takes for n columns (the kernel's ring: per warp
@@ -200,29 +203,37 @@ MAX_SHARED_BYTES = 227 * 1024
 MANY_BLOCKS = 3 * 132
 
 
-def default_tiled_config(n: int, m: int | None = None) -> TiledMmaConfig:
-  """The tiled kernel's launch for n columns of an [m, K] matrix: 16 warps a block (a wide
-  weight's few row tiles then still fill the GPU); up to 8 columns one row tile a block and two
-  slots (one tile's copies in flight while a warp multiplies another); from 9 columns two row
-  tiles sharing x's staging, one slot (two slots of two row tiles leave one block an SM), and
-  at 9-16 columns 8 warps where there are ``MANY_BLOCKS`` blocks or more. H100, bf16, kernel
-  time: the fastest of the probe's launches, or within 4% of it, in all 24 cells (50%, 70%, 90%
-  sparsity x N = 1, 8, 16, 32 x 4096x14336, 14336x4096); 8 warps at 14336x4096, N = 16: 53.0
-  us against 58.6 with 16 (4096x14336: 61.1 against 51.9)
-  (experiments/results/h100-2026-11-27-tiled-cpasync/probe-w16/, probe-n16/)."""
+def default_tiled_config(n: int, m: int | None = None,
+                         tile_fill: float | None = None) -> TiledMmaConfig:
+  """The tiled kernel's launch for n columns of an [m, K] matrix whose 16x64 tiles hold
+  ``tile_fill`` values on average (None: unknown): 16 warps a block (a wide weight's few row
+  tiles then still fill the GPU); up to 8 columns one row tile a block and two slots (one
+  tile's copies in flight while a warp multiplies another); from 9 columns two row tiles sharing
+  x's staging, one slot (two slots of two row tiles leave one block an SM); at 9-16 columns,
+  where two row tiles a block make ``MANY_BLOCKS`` blocks or more, four row tiles on 8 warps
+  with slots of ``tile_capacity(tile_fill)`` values. H100, bf16, kernel time: the fastest of
+  the probe's launches, or within 4% of it, in all 24 cells (50%, 70%, 90% sparsity x N = 1, 8,
+  16, 32 x 4096x14336, 14336x4096) but 4096x14336 at N = 16, 70% (52.4 us; 48.7 with K split
+  in four) (experiments/results/h100-2026-11-27-tiled-cpasync/probe-w16/, probe-n16/;
+  experiments/results/h100-2026-11-27-tiled-split/): four row tiles at 14336x4096, N = 16, 70%:
+  49.2 us against 55.0 with two on 8 warps and 60.7 on 16."""
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the tiled kernel's columns), got {n}")
   if n <= 8:
     return TiledMmaConfig(m_tiles=1, warps=16, stages=2)
   many = m is not None and -(-m // 32) >= MANY_BLOCKS
-  return TiledMmaConfig(m_tiles=2, warps=8 if n <= 16 and many else 16, stages=1)
+  if n <= 16 and many:
+    capacity = TILE_VALUES if tile_fill is None else tile_capacity(tile_fill)
+    return TiledMmaConfig(m_tiles=4, warps=8, stages=1, capacity=capacity)
+  return TiledMmaConfig(m_tiles=2, warps=16, stages=1)
 
 
 def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
                  shape: tuple[int, int], config: TiledMmaConfig | None = None) -> jax.Array:
   """A @ x for a ``jsparse.Tiled`` A [M, K] with 16x64 tiles (its ``data``, ``bitmaps``,
   ``row_offsets``) and x [K, N] of A's dtype (bfloat16/float16), N <= ``MAX_N``: [M, N]
-  (x laid out by ``staged_product``). ``config``: None for ``default_tiled_config(N, M)``.
+  (x laid out by ``staged_product``). ``config``: None for ``default_tiled_config(N, M, the
+  mean values a tile)``.
   Raises ValueError/TypeError naming what is wrong."""
   m, k = shape
   if jnp.ndim(x) != 2 or x.shape[0] != k:
@@ -234,7 +245,7 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
     raise ValueError(f"the tiled kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
   if not 1 <= n <= MAX_N:
     raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
-  config = config or default_tiled_config(n, m)
+  config = config or default_tiled_config(n, m, mean_tile_fill(data, bitmaps))
   if not config.fits(n, k):
     used = config.shared_bytes(n, staged_tokens_major(k, n))
     raise ValueError(f"config {config} takes {used} bytes of shared memory at N = {n}, more "
@@ -258,6 +269,13 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
     return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
   return staged_product(x, call)
+
+
+def mean_tile_fill(data: jax.Array, bitmaps: jax.Array) -> float:
+  """The values a tile of a Tiled matrix (its ``data`` [nse], ``bitmaps`` [Mt, Kt, ...]) holds
+  on average, from the shapes alone (so under jit too; padding past the last value counts)."""
+  tiles = max(bitmaps.shape[0] * bitmaps.shape[1], 1)
+  return min(data.shape[0] / tiles, TILE_VALUES)
 
 
 def tile_capacity(mean_values: float) -> int:

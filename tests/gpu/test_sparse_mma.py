@@ -112,13 +112,13 @@ def test_tiled_kernel_through_the_public_op(shape, density, dtype):
                                     sparse_mma.TiledMmaConfig(2, 4, 2),
                                     sparse_mma.TiledMmaConfig(2, 16, 1),
                                     # every tile past the slot (read from global memory):
-                                    sparse_mma.TiledMmaConfig(1, 8, 2, capacity=8),
+                                    sparse_mma.TiledMmaConfig(4, 8, 2, capacity=8),
                                     # about half the tiles past it (mean 205 values):
-                                    sparse_mma.TiledMmaConfig(2, 4, 2, capacity=208),
+                                    sparse_mma.TiledMmaConfig(4, 4, 1, capacity=208),
                                     # four row tiles (3 here: one past the last), K split:
                                     sparse_mma.TiledMmaConfig(4, 8, 2, capacity=208, k_splits=3),
                                     sparse_mma.TiledMmaConfig(4, 2, 1, k_splits=2),
-                                    sparse_mma.TiledMmaConfig(1, 16, 2, k_splits=16)])
+                                    sparse_mma.TiledMmaConfig(1, 8, 2, k_splits=16)])
 def test_tiled_launches(config):
   # 3 row tiles (odd, for two a block); 70 K tiles: one warp walks its tiles in three rounds.
   shape = (40, 64 * 70)

@@ -170,9 +170,11 @@ def test_tiled_launch_configs_are_checked():
       sparse_mma.TiledMmaConfig(capacity=capacity)
   # A slot's values are the capacity plus 8 (the copy's aligned start): smaller slots, less
   # shared memory, by exactly the values left out.
-  full, small = sparse_mma.TiledMmaConfig(2, 8, 2), sparse_mma.TiledMmaConfig(2, 8, 2, 384)
-  # 8 warps x 2 stages x 2 row tiles x 640 values x 2 bytes
-  assert full.shared_bytes(16, False) - small.shared_bytes(16, False) == 8 * 2 * 2 * 640 * 2
+  full, small = sparse_mma.TiledMmaConfig(4, 8, 2), sparse_mma.TiledMmaConfig(4, 8, 2, 384)
+  # 8 warps x 2 stages x 4 row tiles x 640 values x 2 bytes
+  assert full.shared_bytes(16, False) - small.shared_bytes(16, False) == 8 * 2 * 4 * 640 * 2
+  with pytest.raises(ValueError, match="a capacity below 1024 needs m_tiles = 4"):
+    sparse_mma.TiledMmaConfig(2, 8, 2, 384)
   # Every default launch fits a block's shared memory; four stages of two row tiles at 32
   # columns do not, and the call says so before it reaches the GPU.
   for n in range(1, sparse_mma.MAX_N + 1):
@@ -204,7 +206,9 @@ def test_tile_capacity_covers_uniform_tiles():
 def test_tiled_default_launch_follows_the_shape():
   assert sparse_mma.default_tiled_config(1, 14336) == sparse_mma.TiledMmaConfig(1, 16, 2)
   assert sparse_mma.default_tiled_config(16, 4096) == sparse_mma.TiledMmaConfig(2, 16, 1)
-  assert sparse_mma.default_tiled_config(16, 14336) == sparse_mma.TiledMmaConfig(2, 8, 1)
+  assert sparse_mma.default_tiled_config(16, 14336) == sparse_mma.TiledMmaConfig(4, 8, 1)
+  assert (sparse_mma.default_tiled_config(16, 14336, 1024 * 0.3)
+          == sparse_mma.TiledMmaConfig(4, 8, 1, capacity=408))
   assert sparse_mma.default_tiled_config(32, 14336) == sparse_mma.TiledMmaConfig(2, 16, 1)
   assert sparse_mma.default_tiled_config(16) == sparse_mma.TiledMmaConfig(2, 16, 1)
   for n in (0, sparse_mma.MAX_N + 1):
