@@ -344,10 +344,10 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 //
 // A block (1-16 warps) takes kMTiles (1, 2 or 4) row tiles and, where K is split over
 // gridDim.y blocks (a wide weight's few row tiles then still fill the GPU; each split writes
-// float32 partial sums that the caller adds), one split's K tiles; its warps split those. A warp walks its K
-// tiles through a ring of kStages shared-memory slots filled by cp.async (kStages - 1 tiles in
-// flight while it multiplies one, without holding them in registers). A slot
-// holds x's 64 columns (staged as the 2:4 kernel stages them, shared by the kMTiles row tiles)
+// float32 partial sums that the caller adds), one split's K tiles; its warps split those. A
+// warp walks its K tiles through a ring of kStages shared-memory slots filled by cp.async
+// (kStages - 1 tiles in flight while it multiplies one, without holding them in registers). A
+// slot holds x's 64 columns (staged as the 2:4 kernel stages them, shared by the kMTiles row tiles)
 // and, per row tile, its 16 rows' bitmaps and its packed values (16-byte copies from an aligned
 // start). The tiles' starts come from one load per lane (lane l: tile l of the warp's next
 // kLanes - 1), so no load waits on another. Each lane then finds its rows' first values by a

@@ -150,8 +150,9 @@ class TiledMmaConfig:
   ``stages - 1`` tiles' copies in flight while it multiplies one), ``capacity`` the values a row
   tile's slot holds (a multiple of 8, 8..1024; below 1024 with ``m_tiles = 4`` only): a tile
   holding more is read from global memory instead (right, slower), so a capacity near a
-  matrix's typical tile (``tile_capacity``) only saves shared memory; ``k_splits`` blocks splitting K for each group of row tiles (1-16; more
-  than 1 writes float32 partial sums that ``tiled_matmul`` adds)."""
+  matrix's typical tile (``tile_capacity``) only saves shared memory; ``k_splits`` blocks
+  splitting K for each group of row tiles (1-16; more than 1 writes float32 partial sums that
+  ``tiled_matmul`` adds)."""
   m_tiles: int = 1
   warps: int = 8
   stages: int = 3
