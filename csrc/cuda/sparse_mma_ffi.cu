@@ -347,9 +347,9 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 // float32 partial sums that the caller adds), one split's K tiles; its warps split those. A
 // warp walks its K tiles through a ring of kStages shared-memory slots filled by cp.async
 // (kStages - 1 tiles in flight while it multiplies one, without holding them in registers). A
-// slot holds x's 64 columns (staged as the 2:4 kernel stages them, shared by the kMTiles row tiles)
-// and, per row tile, its 16 rows' bitmaps and its packed values (16-byte copies from an aligned
-// start). The tiles' starts come from one load per lane (lane l: tile l of the warp's next
+// slot holds x's 64 columns (staged as the 2:4 kernel stages them, shared by the kMTiles row
+// tiles) and, per row tile, its 16 rows' bitmaps and its packed values (16-byte copies from an
+// aligned start). The tiles' starts come from one load per lane (lane l: tile l of the warp's next
 // kLanes - 1), so no load waits on another. Each lane then finds its rows' first values by a
 // scan of the rows' bit counts, builds its A fragments of the four k16 steps (rows g and g + 8,
 // columns 2t, 2t + 1, 2t + 8, 2t + 9 of a step; a value's place in its row is the popc of the
@@ -441,15 +441,15 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
   using S = Stage<kNTiles, kTokensMajor>;
   constexpr bool kBounded = kMTiles == 4;
   const int tile_slot = kBitmapElems + (kBounded ? capacity : kTileCapacity) + 8;  // uint16s
-  const int kSlot = S::kElems + kMTiles * tile_slot;
+  const int slot_elems = S::kElems + kMTiles * tile_slot;
   constexpr int kLanes = 32 / kMTiles;  // lanes holding one row tile's starts
-  // [warps][kStages][kSlot] uint16 ring slots; after the loop, the epilogue's float partials.
+  // [warps][kStages][slot_elems] uint16 ring slots; after the loop, the epilogue's float partials.
   extern __shared__ __align__(16) unsigned char shared[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int m_tiles = (M + 15) >> 4;
   const int tile_row0 = blockIdx.x * kMTiles;
-  uint16_t* ring = reinterpret_cast<uint16_t*>(shared) + warp * kStages * kSlot;
+  uint16_t* ring = reinterpret_cast<uint16_t*>(shared) + warp * kStages * slot_elems;
   const uint32_t lane_mask = (1u << (2 * t)) - 1u;  // a word's bits below the lane's columns
 
   float acc[kMTiles][kNTiles][4];
@@ -480,7 +480,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
     // Starts copies of step jj (K tile j0 + jj) into its slot; a no-op past the last.
     auto issue = [&](int jj) {
       if (jj >= count) return;
-      uint16_t* slot = ring + (jj % kStages) * kSlot;
+      uint16_t* slot = ring + (jj % kStages) * slot_elems;
       const int j = j0 + jj;
 #pragma unroll
       for (int i = 0; i < S::kPieces; ++i) {
@@ -518,7 +518,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       CpAsyncCommit();
       CpAsyncWait<kStages - 1>();  // step jj's group has landed
       __syncwarp();
-      const uint16_t* slot = ring + (jj % kStages) * kSlot;
+      const uint16_t* slot = ring + (jj % kStages) * slot_elems;
       uint32_t low[kMTiles][2], high[kMTiles][2];
       int base_low[kMTiles], base_high[kMTiles], start[kMTiles];
       bool in_slot[kMTiles];
