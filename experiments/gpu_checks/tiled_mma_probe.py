@@ -64,8 +64,7 @@ def parse_config(spec: str):
 
 
 def auto_capacity(matrix) -> int:
-  tiles = matrix.bitmaps.shape[0] * matrix.bitmaps.shape[1]
-  return sparse_mma.tile_capacity(min(matrix.data.shape[0] / tiles, sparse_mma.TILE_VALUES))
+  return sparse_mma.tile_capacity(sparse_mma.mean_tile_fill(matrix.data, matrix.bitmaps))
 
 
 def fixed(config):

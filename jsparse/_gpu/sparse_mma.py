@@ -220,6 +220,9 @@ def default_tiled_config(n: int, m: int | None = None,
   49.2 us against 55.0 with two on 8 warps and 60.7 on 16."""
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the tiled kernel's columns), got {n}")
+  if tile_fill is not None and not 0 <= tile_fill <= TILE_VALUES:
+    raise ValueError(f"tile_fill must be in 0..{TILE_VALUES} (values a 16x64 tile), "
+                     f"got {tile_fill}")
   if n <= 8:
     return TiledMmaConfig(m_tiles=1, warps=16, stages=2)
   many = m is not None and -(-m // 32) >= MANY_BLOCKS
@@ -246,7 +249,7 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
     raise ValueError(f"the tiled kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
   if not 1 <= n <= MAX_N:
     raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
-  config = config or default_tiled_config(n, m, mean_tile_fill(data, bitmaps))
+  config = config or default_tiled_launch(data, bitmaps, m, n)
   if not config.fits(n, k):
     used = config.shared_bytes(n, staged_tokens_major(k, n))
     raise ValueError(f"config {config} takes {used} bytes of shared memory at N = {n}, more "
@@ -272,9 +275,19 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
   return staged_product(x, call)
 
 
+def default_tiled_launch(data: jax.Array, bitmaps: jax.Array, m: int, n: int) -> TiledMmaConfig:
+  """The launch ``tiled_matmul`` takes without a config: ``default_tiled_config`` for n columns
+  of a Tiled [m, K] matrix with this ``data`` and ``bitmaps`` (their shapes only)."""
+  return default_tiled_config(n, m, mean_tile_fill(data, bitmaps))
+
+
 def mean_tile_fill(data: jax.Array, bitmaps: jax.Array) -> float:
-  """The values a tile of a Tiled matrix (its ``data`` [nse], ``bitmaps`` [Mt, Kt, ...]) holds
-  on average, from the shapes alone (so under jit too; padding past the last value counts)."""
+  """The values a tile of a Tiled matrix (its ``data`` [nse], ``bitmaps`` [Mt, Kt, tm, words])
+  holds on average, from the shapes alone (so under jit too; padding past the last value
+  counts), at most 1024. Raises ValueError unless data is 1-D and bitmaps 4-D."""
+  if jnp.ndim(data) != 1 or jnp.ndim(bitmaps) != 4:
+    raise ValueError(f"data must be [nse] and bitmaps [Mt, Kt, tm, words], got shapes "
+                     f"{jnp.shape(data)} and {jnp.shape(bitmaps)}")
   tiles = max(bitmaps.shape[0] * bitmaps.shape[1], 1)
   return min(data.shape[0] / tiles, TILE_VALUES)
 

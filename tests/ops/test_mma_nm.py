@@ -203,6 +203,18 @@ def test_tile_capacity_covers_uniform_tiles():
     sparse_mma.tile_capacity(1025)
 
 
+def test_mean_tile_fill_reads_the_shapes():
+  tiled = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 64))
+  # 32 values over 2 x 2 tiles.
+  assert sparse_mma.mean_tile_fill(tiled.data, tiled.bitmaps) == 32 / 4
+  assert (sparse_mma.default_tiled_launch(tiled.data, tiled.bitmaps, 32, 16)
+          == sparse_mma.default_tiled_config(16, 32, 8.0))
+  with pytest.raises(ValueError, match=r"bitmaps \[Mt, Kt, tm, words\], got shapes"):
+    sparse_mma.mean_tile_fill(tiled.data, tiled.bitmaps[0])
+  with pytest.raises(ValueError, match="tile_fill must be in 0..1024"):
+    sparse_mma.default_tiled_config(16, 14336, -1.0)
+
+
 def test_tiled_default_launch_follows_the_shape():
   assert sparse_mma.default_tiled_config(1, 14336) == sparse_mma.TiledMmaConfig(1, 16, 2)
   assert sparse_mma.default_tiled_config(16, 4096) == sparse_mma.TiledMmaConfig(2, 16, 1)
