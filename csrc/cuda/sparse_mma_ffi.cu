@@ -121,6 +121,20 @@ struct Stage {
                           : make_uint4(0, 0, 0, 0);
   }
 
+  // Piece i of ``lane`` in K tile 0, for a loop that advances it a K tile at a time by
+  // ``StepElems(N)``: its element offset in x (-1 where its column n >= N) and its k (a piece
+  // of K tile p is inside [N, K] iff its offset is >= 0 and its k < K - 64 p). 32-bit offsets:
+  // the handler keeps x below 2^31 elements.
+  __device__ static __forceinline__ void FirstPiece(int i, int lane, int K, int N, int& offset,
+                                                    int& k) {
+    const int piece = i * 32 + lane;
+    const int n = kTokensMajor ? piece >> 3 : (piece % kNTiles) * 8;
+    k = kTokensMajor ? (piece & 7) * 8 : piece / kNTiles;
+    offset = n >= N ? -1 : kTokensMajor ? n * K + k : k * N + n;
+  }
+
+  __device__ static __forceinline__ int StepElems(int N) { return kTokensMajor ? 64 : 64 * N; }
+
   // Where piece i of ``lane`` goes in the buffer (elements).
   __device__ static __forceinline__ int StoreOffset(int i, int lane) {
     const int piece = i * 32 + lane;
@@ -385,6 +399,13 @@ __device__ __forceinline__ void CpAsync16(void* destination, const void* source,
                :: "r"(address), "l"(source), "r"(source_bytes) : "memory");
 }
 
+// 16 bytes from global to shared memory, all read (no zero fill: no source-size operand).
+__device__ __forceinline__ void CpAsync16(void* destination, const void* source) {
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(destination));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;"
+               :: "r"(address), "l"(source) : "memory");
+}
+
 __device__ __forceinline__ void CpAsyncCommit() {
   asm volatile("cp.async.commit_group;" ::: "memory");
 }
@@ -396,15 +417,17 @@ __device__ __forceinline__ void CpAsyncWait() {
 }
 
 // The two values of a row at bit positions kC, kC + 1 of ``bits`` (zero where the bit is
-// clear), ``bits`` shifted so that bit 0 is the lane's first column (2t) and ``base`` the place
-// in ``values`` of the row's first value at or after it: the masks and shifts are constants.
+// clear), ``bits`` shifted so that bit 0 is the lane's first column (2t) and ``row`` pointing at
+// the row's first value at or after it: the masks and shifts are constants. The halves are
+// joined by one byte permute (prmt), not a shift and an or.
 template <int kC>
-__device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bits, int base) {
+__device__ __forceinline__ uint32_t RowPair(const uint16_t* row, uint32_t bits) {
   const int below = kC ? __popc(bits & ((1u << kC) - 1u)) : 0;
   const uint32_t first = (bits >> kC) & 1u, second = (bits >> (kC + 1)) & 1u;
-  const uint32_t lo = first ? values[base + below] : 0u;
-  const uint32_t hi = second ? values[base + below + first] : 0u;
-  return lo | (hi << 16);
+  const uint16_t* place = row + below;
+  const uint32_t lo = first ? place[0] : 0u;
+  const uint32_t hi = second ? place[first] : 0u;
+  return __byte_perm(lo, hi, 0x5410);
 }
 
 // A row tile's A fragments of one 32-column word (``half``) of its 16x64 tile: ``values`` the
@@ -414,14 +437,16 @@ __device__ __forceinline__ uint32_t RowPair(const uint16_t* values, uint32_t bit
 __device__ __forceinline__ void ExpandWord(const uint16_t* values, uint32_t bits_low,
                                            uint32_t bits_high, int row_low, int row_high,
                                            uint32_t (&a0)[4], uint32_t (&a1)[4]) {
-  a0[0] = RowPair<0>(values, bits_low, row_low);
-  a0[1] = RowPair<0>(values, bits_high, row_high);
-  a0[2] = RowPair<8>(values, bits_low, row_low);
-  a0[3] = RowPair<8>(values, bits_high, row_high);
-  a1[0] = RowPair<16>(values, bits_low, row_low);
-  a1[1] = RowPair<16>(values, bits_high, row_high);
-  a1[2] = RowPair<24>(values, bits_low, row_low);
-  a1[3] = RowPair<24>(values, bits_high, row_high);
+  const uint16_t* low = values + row_low;
+  const uint16_t* high = values + row_high;
+  a0[0] = RowPair<0>(low, bits_low);
+  a0[1] = RowPair<0>(high, bits_high);
+  a0[2] = RowPair<8>(low, bits_low);
+  a0[3] = RowPair<8>(high, bits_high);
+  a1[0] = RowPair<16>(low, bits_low);
+  a1[1] = RowPair<16>(high, bits_high);
+  a1[2] = RowPair<24>(low, bits_low);
+  a1[3] = RowPair<24>(high, bits_high);
 }
 
 // ``capacity``: the values a row tile's slot holds (a multiple of 8, at most kTileCapacity); its
@@ -468,6 +493,17 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
   // Lane mt * kLanes + l: row tile mt's tile (j + l); a row tile past the last repeats the last
   // (its rows are not written).
   const int my_row = min(tile_row0 + lane / kLanes, m_tiles - 1);
+  int x_offset[S::kPieces], x_k[S::kPieces], x_store[S::kPieces];
+#pragma unroll
+  for (int i = 0; i < S::kPieces; ++i) {
+    S::FirstPiece(i, lane, K, N, x_offset[i], x_k[i]);
+    x_store[i] = S::StoreOffset(i, lane);
+  }
+  int bitmap_row[kMTiles];  // row tile mt's first bitmap word, plus this lane's piece
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+    bitmap_row[mt] = min(tile_row0 + mt, m_tiles - 1) * k_tiles * 32 + (lane & 7) * 4;
+  const int values_end = static_cast<int>(nse);
   for (int j0 = j_begin; j0 < j_end; j0 += kLanes - 1) {
     const int count = min(kLanes - 1, j_end - j0);
     int my_start = 0;
@@ -477,34 +513,42 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       if (l <= count) my_start = tile < all_tiles ? __ldg(row_offsets + tile * 16)
                                                   : static_cast<int>(nse);
     }
-    // Starts copies of step jj (K tile j0 + jj) into its slot; a no-op past the last.
+    // Starts copies of step jj (K tile j0 + jj) into its slot; a no-op past the last. All
+    // offsets are 32-bit (the handler bounds the arrays), the per-lane parts hoisted out of
+    // the K loop: at one row tile, N = 1, the 64-bit version took ~220 of the ~530 warp
+    // instructions a tile.
     auto issue = [&](int jj) {
       if (jj >= count) return;
       uint16_t* slot = ring + (jj % kStages) * slot_elems;
       const int j = j0 + jj;
+      const int k_limit = K - 64 * j, x_step = j * S::StepElems(N);
+      // Pieces of columns n >= N are not copied: their stale values reach only output
+      // columns n >= N, never stored. Those past K are zero-filled (a zero of W times a stale
+      // NaN would not be zero).
 #pragma unroll
       for (int i = 0; i < S::kPieces; ++i) {
-        bool inside;
-        const uint16_t* source = S::Source(x, i, lane, j, K, N, inside);
-        CpAsync16(slot + S::StoreOffset(i, lane), inside ? source : x, inside ? 16 : 0);
+        if (x_offset[i] < 0) continue;
+        const bool inside = x_k[i] < k_limit;
+        CpAsync16(slot + x_store[i], x + (inside ? x_offset[i] + x_step : 0), inside ? 16 : 0);
       }
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
         uint16_t* tile_values = slot + S::kElems + mt * tile_slot;
-        const int row = min(tile_row0 + mt, m_tiles - 1);
-        const int64_t tile = static_cast<int64_t>(row) * k_tiles + j;
-        if (lane < 8) CpAsync16(tile_values + lane * 8, bitmaps + tile * 32 + lane * 4, 16);
+        if (lane < 8) CpAsync16(tile_values + lane * 8, bitmaps + bitmap_row[mt] + j * 32, 16);
         const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
         // A tile holds at most 16 x 64 values (the array's end may carry padding).
         const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
                             start + kTileCapacity);
         if (kBounded && end - start > capacity) continue;  // read from global memory
         const int aligned = start & ~7;
-        for (int q = lane; q * 8 < end - aligned; q += 32) {
-          const int64_t first = static_cast<int64_t>(aligned) + q * 8;
-          const int64_t left = nse - first;  // > 0: first < end <= nse
-          CpAsync16(tile_values + kBitmapElems + q * 8, data + first,
-                    left >= 8 ? 16 : static_cast<int>(left) * 2);
+#pragma unroll 1
+        for (int first = aligned + lane * 8; first < end; first += 256) {
+          const int left = values_end - first;  // > 0: first < end <= values_end
+          uint16_t* destination = tile_values + kBitmapElems + (first - aligned);
+          if (left >= 8)
+            CpAsync16(destination, data + first);
+          else  // the array's last values
+            CpAsync16(destination, data + first, left * 2);
         }
       }
     };
@@ -744,6 +788,11 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
     return Invalid("capacity must be a multiple of 8 in 8..1024, got " + std::to_string(capacity));
   if (capacity != kTileCapacity && m_tiles != 4)
     return Invalid("a capacity below 1024 needs m_tiles = 4");
+  // The kernel's offsets are 32-bit (a value's place may run 256 past the last).
+  constexpr int64_t kMaxElements = (int64_t{1} << 31) - 1024;
+  if (data.element_count() > kMaxElements || bitmaps.element_count() > kMaxElements ||
+      x.element_count() > kMaxElements)
+    return Invalid("data, bitmaps and x must each hold fewer than 2^31 - 1024 elements");
   const int64_t row_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
   const auto bitmap_dims = bitmaps.dimensions();
   if (bitmap_dims.size() != 4 || bitmap_dims[0] != row_tiles || bitmap_dims[1] != k_tiles ||
