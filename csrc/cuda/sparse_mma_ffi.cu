@@ -449,48 +449,6 @@ __device__ __forceinline__ void ExpandWord(const uint16_t* values, uint32_t bits
   a1[3] = RowPair<24>(high, bits_high);
 }
 
-// The scatter expansion (kScatter): each lane owns one bitmap word of a 16x64 tile (lane l:
-// row l / 2, columns 32 (l % 2) ..) and writes its set bits' values into a zeroed dense tile in
-// shared memory (rows kDenseStride apart: 16-byte aligned, and ldmatrix's eight rows fall in
-// distinct banks), which ldmatrix then reads as A fragments. Its cost follows the stored values
-// (the warp runs as many steps as its fullest word has bits), where ExpandWord's follows the
-// tile's 1024 places (16 pairs a lane).
-constexpr int kDenseStride = 64 + 8;
-constexpr int kDenseElems = 16 * kDenseStride;
-
-// Writes the values of ``word``'s set bits (``values``: the first of them, in bit order) to the
-// row at shared-memory address ``row`` (bytes), place [bit]; the other places keep their zeros.
-// About 8 instructions a value (SASS, sm_90): the store is addressed from the row's 32-bit
-// shared address, the loads from one pointer walking down.
-__device__ __forceinline__ void ScatterWord(const uint16_t* values, uint32_t word,
-                                            uint32_t row) {
-  const uint16_t* value = values + __popc(word);  // one past the last
-  while (word) {  // the highest bit first (its value is the last), two bits a trip
-    int bit = 31 - __clz(word);
-    word ^= 1u << bit;
-    asm volatile("st.shared.u16 [%0], %1;" :: "r"(row + 2 * bit), "h"(*--value) : "memory");
-    if (!word) break;
-    bit = 31 - __clz(word);
-    word ^= 1u << bit;
-    asm volatile("st.shared.u16 [%0], %1;" :: "r"(row + 2 * bit), "h"(*--value) : "memory");
-  }
-}
-
-// Zeroes the 16x64 part of a dense tile (four 16-byte stores a lane).
-__device__ __forceinline__ void ZeroDense(uint16_t* dense, int lane) {
-#pragma unroll
-  for (int q = lane; q < 128; q += 32)
-    *reinterpret_cast<uint4*>(dense + (q >> 3) * kDenseStride + (q & 7) * 8) =
-        make_uint4(0, 0, 0, 0);
-}
-
-// ldmatrix.x4 without transpose: the A fragment (16x16 at ``dense`` + column k0) for
-// mma.m16n8k16, each lane giving row lane % 16 at column k0 + 8 (lane / 16).
-__device__ __forceinline__ void LdMatrixA(uint32_t (&a)[4], const uint16_t* dense, int k0,
-                                          int lane) {
-  LdMatrix(a, dense + (lane & 15) * kDenseStride + k0 + (lane >> 4) * 8, false);
-}
-
 // ``capacity``: the values a row tile's slot holds (a multiple of 8, at most kTileCapacity); its
 // slot is kBitmapElems + capacity + 8 elements (the copy starts at the 8-aligned place at or
 // before the tile's first value). A tile holding more is not copied: its warp reads its values
@@ -498,7 +456,7 @@ __device__ __forceinline__ void LdMatrixA(uint32_t (&a)[4], const uint16_t* dens
 // trades nothing but speed for the shared memory it saves. Only four-row-tile launches
 // (kBounded) take a capacity below a full tile: the fallback's second copy of the expansion
 // cost one- and two-row-tile launches 4-7% (H100), where smaller slots gained nothing.
-template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages, bool kScatter>
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
 __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                const uint32_t* __restrict__ bitmaps,
                                const int32_t* __restrict__ row_offsets,
@@ -517,13 +475,6 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
   const int m_tiles = (M + 15) >> 4;
   const int tile_row0 = blockIdx.x * kMTiles;
   uint16_t* ring = reinterpret_cast<uint16_t*>(shared) + warp * kStages * slot_elems;
-  // kScatter: the warp's kMTiles dense tiles, after every warp's ring.
-  uint16_t* dense = reinterpret_cast<uint16_t*>(shared) +
-                    (blockDim.x >> 5) * kStages * slot_elems + warp * kMTiles * kDenseElems;
-  if constexpr (kScatter) {
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) ZeroDense(dense + mt * kDenseElems, lane);
-  }
   const uint32_t lane_mask = (1u << (2 * t)) - 1u;  // a word's bits below the lane's columns
 
   float acc[kMTiles][kNTiles][4];
@@ -590,19 +541,14 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                             start + kTileCapacity);
         if (kBounded && end - start > capacity) continue;  // read from global memory
         const int aligned = start & ~7;
-        const int pieces = (end - aligned + 7) >> 3;  // 16-byte pieces from ``aligned``
-        uint16_t* destination = tile_values + kBitmapElems + lane * 8;
-        const uint16_t* source = data + aligned + lane * 8;
-        if (aligned + pieces * 8 <= values_end) {  // every tile but the array's last ones
 #pragma unroll 1
-          for (int q = lane; q < pieces; q += 32, destination += 256, source += 256)
-            CpAsync16(destination, source);
-        } else {
-#pragma unroll 1
-          for (int q = lane; q < pieces; q += 32, destination += 256, source += 256) {
-            const int left = values_end - (aligned + q * 8);  // > 0: aligned + 8 q < end
-            CpAsync16(destination, source, left >= 8 ? 16 : left * 2);
-          }
+        for (int first = aligned + lane * 8; first < end; first += 256) {
+          const int left = values_end - first;  // > 0: first < end <= values_end
+          uint16_t* destination = tile_values + kBitmapElems + (first - aligned);
+          if (left >= 8)
+            CpAsync16(destination, data + first);
+          else  // the array's last values
+            CpAsync16(destination, data + first, left * 2);
         }
       }
     };
@@ -617,107 +563,60 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       CpAsyncWait<kStages - 1>();  // step jj's group has landed
       __syncwarp();
       const uint16_t* slot = ring + (jj % kStages) * slot_elems;
-      if constexpr (kScatter) {
+      uint32_t low[kMTiles][2], high[kMTiles][2];
+      int base_low[kMTiles], base_high[kMTiles], start[kMTiles];
+      bool in_slot[kMTiles];
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        const uint16_t* tile_values = slot + S::kElems + mt * tile_slot;
+        const uint32_t* bits = reinterpret_cast<const uint32_t*>(tile_values);
+        // Row r = lane % 16's first value: an exclusive scan of the rows' bit counts (both
+        // half-warps compute it), from the tile's start within the 8-aligned copy.
+        const int r = lane & 15;
+        const int mine = __popc(bits[2 * r]) + __popc(bits[2 * r + 1]);
+        int inclusive = mine;
+#pragma unroll
+        for (int d = 1; d < 16; d <<= 1) {
+          const int below = __shfl_up_sync(0xffffffffu, inclusive, d);
+          if (r >= d) inclusive += below;
+        }
+        start[mt] = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
+        const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
+                            start[mt] + kTileCapacity);
+        in_slot[mt] = !kBounded || end - start[mt] <= capacity;  // as issue() decided
+        base_low[mt] = __shfl_sync(0xffffffffu, inclusive - mine, g);
+        base_high[mt] = __shfl_sync(0xffffffffu, inclusive - mine, g + 8);
+        low[mt][0] = bits[2 * g];
+        low[mt][1] = bits[2 * g + 1];
+        high[mt][0] = bits[2 * (g + 8)];
+        high[mt][1] = bits[2 * (g + 8) + 1];
+      }
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {  // columns 32 half .. 32 half + 31: word ``half``
+        uint32_t b[kNTiles][4];
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt)
+          LdMatrix(b[nt], slot + S::FragmentOffset(half, nt, lane), !kTokensMajor);
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
-          const uint16_t* tile_values = slot + S::kElems + mt * tile_slot;
-          // Word ``lane``'s first value: an exclusive scan of the words' bit counts.
-          const uint32_t word = reinterpret_cast<const uint32_t*>(tile_values)[lane];
-          const int mine = __popc(word);
-          int inclusive = mine;
-#pragma unroll
-          for (int d = 1; d < 32; d <<= 1) {
-            const int below = __shfl_up_sync(0xffffffffu, inclusive, d);
-            if (lane >= d) inclusive += below;
-          }
-          const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
-          const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
-                              start + kTileCapacity);
-          const uint32_t row = static_cast<uint32_t>(__cvta_generic_to_shared(
-              dense + mt * kDenseElems + (lane >> 1) * kDenseStride + (lane & 1) * 32));
-          if (!kBounded || end - start <= capacity)  // as issue() decided
-            ScatterWord(tile_values + kBitmapElems + (start & 7) + inclusive - mine, word, row);
+          // The lane's columns of the word are 2t + {0, 1, 8, 9, 16, 17, 24, 25}: shifted by
+          // 2t, its rows' bits and first places serve the four pairs with constant masks.
+          const uint32_t bits_low = low[mt][half] >> (2 * t);
+          const uint32_t bits_high = high[mt][half] >> (2 * t);
+          const int row_low = base_low[mt] + (half ? __popc(low[mt][0]) : 0) +
+                              __popc(low[mt][half] & lane_mask);
+          const int row_high = base_high[mt] + (half ? __popc(high[mt][0]) : 0) +
+                               __popc(high[mt][half] & lane_mask);
+          uint32_t a0[4], a1[4];
+          if (!kBounded || in_slot[mt])  // the warp's branch: each call keeps its address space
+            ExpandWord(slot + S::kElems + mt * tile_slot + kBitmapElems + (start[mt] & 7),
+                       bits_low, bits_high, row_low, row_high, a0, a1);
           else
-            ScatterWord(data + start + inclusive - mine, word, row);
-        }
-        __syncwarp();  // the dense tiles are written
+            ExpandWord(data + start[mt], bits_low, bits_high, row_low, row_high, a0, a1);
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          uint32_t b[kNTiles][4];
-#pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt)
-            LdMatrix(b[nt], slot + S::FragmentOffset(half, nt, lane), !kTokensMajor);
-#pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-            uint32_t a0[4], a1[4];
-            LdMatrixA(a0, dense + mt * kDenseElems, 32 * half, lane);
-            LdMatrixA(a1, dense + mt * kDenseElems, 32 * half + 16, lane);
-#pragma unroll
-            for (int nt = 0; nt < kNTiles; ++nt) {
-              Mma16816<kBf16>(acc[mt][nt], a0, b[nt][0], b[nt][1]);
-              Mma16816<kBf16>(acc[mt][nt], a1, b[nt][2], b[nt][3]);
-            }
-          }
-        }
-        __syncwarp();  // every lane's fragments are loaded: zero the tiles for the next step
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) ZeroDense(dense + mt * kDenseElems, lane);
-      } else {
-        uint32_t low[kMTiles][2], high[kMTiles][2];
-        int base_low[kMTiles], base_high[kMTiles], start[kMTiles];
-        bool in_slot[kMTiles];
-  #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          const uint16_t* tile_values = slot + S::kElems + mt * tile_slot;
-          const uint32_t* bits = reinterpret_cast<const uint32_t*>(tile_values);
-          // Row r = lane % 16's first value: an exclusive scan of the rows' bit counts (both
-          // half-warps compute it), from the tile's start within the 8-aligned copy.
-          const int r = lane & 15;
-          const int mine = __popc(bits[2 * r]) + __popc(bits[2 * r + 1]);
-          int inclusive = mine;
-  #pragma unroll
-          for (int d = 1; d < 16; d <<= 1) {
-            const int below = __shfl_up_sync(0xffffffffu, inclusive, d);
-            if (r >= d) inclusive += below;
-          }
-          start[mt] = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
-          const int end = min(__shfl_sync(0xffffffffu, my_start, mt * kLanes + jj + 1),
-                              start[mt] + kTileCapacity);
-          in_slot[mt] = !kBounded || end - start[mt] <= capacity;  // as issue() decided
-          base_low[mt] = __shfl_sync(0xffffffffu, inclusive - mine, g);
-          base_high[mt] = __shfl_sync(0xffffffffu, inclusive - mine, g + 8);
-          low[mt][0] = bits[2 * g];
-          low[mt][1] = bits[2 * g + 1];
-          high[mt][0] = bits[2 * (g + 8)];
-          high[mt][1] = bits[2 * (g + 8) + 1];
-        }
-  #pragma unroll
-        for (int half = 0; half < 2; ++half) {  // columns 32 half .. 32 half + 31: word ``half``
-          uint32_t b[kNTiles][4];
-  #pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt)
-            LdMatrix(b[nt], slot + S::FragmentOffset(half, nt, lane), !kTokensMajor);
-  #pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-            // The lane's columns of the word are 2t + {0, 1, 8, 9, 16, 17, 24, 25}: shifted by
-            // 2t, its rows' bits and first places serve the four pairs with constant masks.
-            const uint32_t bits_low = low[mt][half] >> (2 * t);
-            const uint32_t bits_high = high[mt][half] >> (2 * t);
-            const int row_low = base_low[mt] + (half ? __popc(low[mt][0]) : 0) +
-                                __popc(low[mt][half] & lane_mask);
-            const int row_high = base_high[mt] + (half ? __popc(high[mt][0]) : 0) +
-                                 __popc(high[mt][half] & lane_mask);
-            uint32_t a0[4], a1[4];
-            if (!kBounded || in_slot[mt])  // the warp's branch: each call keeps its address space
-              ExpandWord(slot + S::kElems + mt * tile_slot + kBitmapElems + (start[mt] & 7),
-                         bits_low, bits_high, row_low, row_high, a0, a1);
-            else
-              ExpandWord(data + start[mt], bits_low, bits_high, row_low, row_high, a0, a1);
-  #pragma unroll
-            for (int nt = 0; nt < kNTiles; ++nt) {  // the word's two k16 steps
-              Mma16816<kBf16>(acc[mt][nt], a0, b[nt][0], b[nt][1]);
-              Mma16816<kBf16>(acc[mt][nt], a1, b[nt][2], b[nt][3]);
-            }
+          for (int nt = 0; nt < kNTiles; ++nt) {  // the word's two k16 steps
+            Mma16816<kBf16>(acc[mt][nt], a0, b[nt][0], b[nt][1]);
+            Mma16816<kBf16>(acc[mt][nt], a1, b[nt][2], b[nt][3]);
           }
         }
       }
@@ -743,19 +642,17 @@ struct TiledLaunch {
   int m, k, n, k_tiles, warps;
   int64_t nse;
   int capacity, k_splits;
-  bool scatter;
 };
 
-template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages, bool kScatter>
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
 cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
   using S = Stage<kNTiles, kTokensMajor>;
-  auto kernel = TiledMmaKernel<kBf16, kNTiles, kMTiles, kTokensMajor, kStages, kScatter>;
+  auto kernel = TiledMmaKernel<kBf16, kNTiles, kMTiles, kTokensMajor, kStages>;
   const int blocks = ((l.m + 15) / 16 + kMTiles - 1) / kMTiles;
   const int tiles_per_split = (l.k_tiles + l.k_splits - 1) / l.k_splits;
   const int tiles_per_warp = (tiles_per_split + l.warps - 1) / l.warps;
   const size_t ring =
-      static_cast<size_t>(kStages) * (S::kElems + kMTiles * (kBitmapElems + l.capacity + 8)) * 2 +
-      (kScatter ? static_cast<size_t>(kMTiles) * kDenseElems * 2 : 0);
+      static_cast<size_t>(kStages) * (S::kElems + kMTiles * (kBitmapElems + l.capacity + 8)) * 2;
   const size_t partials = static_cast<size_t>(kMTiles) * 16 * kNTiles * 8 * sizeof(float);
   const size_t shared = static_cast<size_t>(l.warps) * (ring > partials ? ring : partials);
   if (shared > 48 * 1024) {
@@ -772,17 +669,11 @@ cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
 
 template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor>
 cudaError_t TiledByStages(cudaStream_t stream, const TiledLaunch& l, int stages) {
-  const bool scatter = l.scatter;
   switch (stages) {
-    case 1: return scatter ? RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 1, true>(stream, l)
-                           : RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 1, false>(stream, l);
-    case 2: return scatter ? RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 2, true>(stream, l)
-                           : RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 2, false>(stream, l);
-    case 3: return scatter ? RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 3, true>(stream, l)
-                           : RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 3, false>(stream, l);
-    default: return scatter
-                 ? RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 4, true>(stream, l)
-                 : RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 4, false>(stream, l);
+    case 1: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 1>(stream, l);
+    case 2: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 2>(stream, l);
+    case 3: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 3>(stream, l);
+    default: return RunTiled<kBf16, kNTiles, kMTiles, kTokensMajor, 4>(stream, l);
   }
 }
 
@@ -877,8 +768,7 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
                            ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                            ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k,
                            int64_t tokens_major, int64_t m_tiles, int64_t warps,
-                           int64_t stages, int64_t capacity, int64_t k_splits,
-                           int64_t scatter) {
+                           int64_t stages, int64_t capacity, int64_t k_splits) {
   if (m < 1 || k < 1) return Invalid("bad shape");
   if (k_splits < 1 || k_splits > 16) return Invalid("k_splits must be 1..16");
   int64_t n = 0;
@@ -894,7 +784,6 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
   if (warps < 1 || warps > 16) return Invalid("warps must be 1..16");
   if (m_tiles != 1 && m_tiles != 2 && m_tiles != 4) return Invalid("m_tiles must be 1, 2 or 4");
   if (stages < 1 || stages > 4) return Invalid("stages must be 1..4");
-  if (scatter != 0 && scatter != 1) return Invalid("scatter must be 0 or 1");
   if (capacity < 8 || capacity > kTileCapacity || capacity % 8)
     return Invalid("capacity must be a multiple of 8 in 8..1024, got " + std::to_string(capacity));
   if (capacity != kTileCapacity && m_tiles != 4)
@@ -915,8 +804,7 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
                            x.untyped_data(), out->untyped_data(), static_cast<int>(m),
                            static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
                            static_cast<int>(warps), static_cast<int64_t>(data.element_count()),
-                           static_cast<int>(capacity), static_cast<int>(k_splits),
-                           scatter != 0};
+                           static_cast<int>(capacity), static_cast<int>(k_splits)};
   const cudaError_t error = dtype == ffi::DataType::BF16
           ? TiledByNTiles<true>(stream, launch, tokens_major != 0, m_tiles, stages)
           : TiledByNTiles<false>(stream, launch, tokens_major != 0, m_tiles, stages);
@@ -958,6 +846,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledMmaMatmul, TiledMatmulImpl,
                                   .Attr<int64_t>("warps")
                                   .Attr<int64_t>("stages")
                                   .Attr<int64_t>("capacity")
-                                  .Attr<int64_t>("k_splits")
-                                  .Attr<int64_t>("scatter"),
+                                  .Attr<int64_t>("k_splits"),
                               {ffi::Traits::kCmdBufferCompatible});

@@ -13,9 +13,9 @@ and is every launch right? Issue 8's unstructured decoding shapes, in one run.
     python3 -P experiments/gpu_checks/tiled_mma_probe.py OUTDIR [--budget-s 300]
         [--sparsities 0.7,0.9] [--columns 1,8] [--configs 1-16-2,2-8-1] [--no-checks]
 
-(``--configs``: launches as m_tiles-warps-stages[-capacity[-k_splits]][x], in place of
+(``--configs``: launches as m_tiles-warps-stages[-capacity[-k_splits]], in place of
 ``CONFIGS``; capacity a number of values, or ``a`` for ``sparse_mma.tile_capacity`` of the
-matrix's mean tile; left out, a full tile and one split; ``x``: the scatter expansion.)
+matrix's mean tile; left out, a full tile and one split.)
 """
 
 from __future__ import annotations
@@ -50,17 +50,15 @@ TOLERANCE = 2e-2
 
 def parse_config(spec: str):
   """``m-w-s``, ``m-w-s-c`` or ``m-w-s-c-k`` (c: values, or ``a`` for the matrix's
-  ``tile_capacity``; k: K splits), with a trailing ``x`` for the scatter expansion: a function
-  of the matrix giving its launch."""
-  scatter = spec.endswith("x")
-  fields = spec.removesuffix("x").split("-")
+  ``tile_capacity``; k: K splits): a function of the matrix giving its launch."""
+  fields = spec.split("-")
   m_tiles, warps, stages = map(int, fields[:3])
   capacity = fields[3] if len(fields) > 3 else str(sparse_mma.TILE_VALUES)
   k_splits = int(fields[4]) if len(fields) > 4 else 1
 
   def resolve(matrix):
     c = (auto_capacity(matrix) if capacity == "a" else int(capacity))
-    return Config(m_tiles, warps, stages, c, k_splits, scatter)
+    return Config(m_tiles, warps, stages, c, k_splits)
   resolve.label = spec
   return resolve
 

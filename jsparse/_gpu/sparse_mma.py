@@ -152,16 +152,12 @@ class TiledMmaConfig:
   holding more is read from global memory instead (right, slower), so a capacity near a
   matrix's typical tile (``tile_capacity``) only saves shared memory; ``k_splits`` blocks
   splitting K for each group of row tiles (1-16; more than 1 writes float32 partial sums that
-  ``tiled_matmul`` adds); ``scatter`` the expansion: False, each lane builds its 16 A-fragment
-  pairs of a tile (a popc and two shared loads a pair, whatever the tile holds); True, each lane
-  writes one bitmap word's values into a zeroed dense tile in shared memory that ldmatrix reads
-  (work per stored value; a 16x72 bf16 tile per row tile and warp)."""
+  ``tiled_matmul`` adds)."""
   m_tiles: int = 1
   warps: int = 8
   stages: int = 3
   capacity: int = TILE_VALUES
   k_splits: int = 1
-  scatter: bool = False
 
   def __post_init__(self):
     if self.m_tiles not in (1, 2, 4):
@@ -177,8 +173,6 @@ class TiledMmaConfig:
     if not (8 <= self.capacity <= TILE_VALUES and self.capacity % 8 == 0):
       raise ValueError(f"capacity must be a multiple of 8 in 8..{TILE_VALUES}, "
                        f"got {self.capacity}")
-    if not isinstance(self.scatter, bool):
-      raise ValueError(f"scatter must be a bool, got {self.scatter!r}")
     if self.capacity != TILE_VALUES and self.m_tiles != 4:
       raise ValueError(f"a capacity below {TILE_VALUES} needs m_tiles = 4 (got m_tiles = "
                        f"{self.m_tiles}, capacity = {self.capacity})")
@@ -192,8 +186,6 @@ class TiledMmaConfig:
                else 64 * (n_tiles * 8 + (8 if n_tiles > 1 else 0)))
     tile_elems = 16 * 2 * 2 + self.capacity + 8
     ring = self.stages * (x_elems + self.m_tiles * tile_elems) * 2
-    if self.scatter:  # each row tile's dense 16x72 tile
-      ring += self.m_tiles * DENSE_TILE_ELEMS * 2
     partials = self.m_tiles * 16 * n_tiles * 8 * 4
     return self.warps * max(ring, partials)
 
@@ -202,9 +194,6 @@ class TiledMmaConfig:
     ``staged_product`` lays it out."""
     return self.shared_bytes(n, staged_tokens_major(k, n)) <= MAX_SHARED_BYTES
 
-
-# A scatter launch's dense tile (16 rows of 64 + 8 padding elements; kDenseElems in the kernel).
-DENSE_TILE_ELEMS = 16 * 72
 
 # Shared memory one block may take on sm_90 (227 KiB).
 MAX_SHARED_BYTES = 227 * 1024
@@ -280,8 +269,7 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
         data, bitmaps, offsets, operand, m=np.int64(m), k=np.int64(k),
         tokens_major=np.int64(tokens_major), m_tiles=np.int64(config.m_tiles),
         warps=np.int64(config.warps), stages=np.int64(config.stages),
-        capacity=np.int64(config.capacity), k_splits=np.int64(splits),
-        scatter=np.int64(config.scatter))
+        capacity=np.int64(config.capacity), k_splits=np.int64(splits))
     return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
   return staged_product(x, call)

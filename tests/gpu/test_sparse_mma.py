@@ -118,15 +118,7 @@ def test_tiled_kernel_through_the_public_op(shape, density, dtype):
                                     # four row tiles (3 here: one past the last), K split:
                                     sparse_mma.TiledMmaConfig(4, 8, 2, capacity=208, k_splits=3),
                                     sparse_mma.TiledMmaConfig(4, 2, 1, k_splits=2),
-                                    sparse_mma.TiledMmaConfig(1, 8, 2, k_splits=16),
-                                    # the scatter expansion: one and two row tiles, several
-                                    # slots; four with tiles past the slot; K split:
-                                    sparse_mma.TiledMmaConfig(1, 16, 2, scatter=True),
-                                    sparse_mma.TiledMmaConfig(2, 3, 3, scatter=True),
-                                    sparse_mma.TiledMmaConfig(4, 4, 1, capacity=208,
-                                                              scatter=True),
-                                    sparse_mma.TiledMmaConfig(1, 8, 2, k_splits=5,
-                                                              scatter=True)])
+                                    sparse_mma.TiledMmaConfig(1, 8, 2, k_splits=16)])
 def test_tiled_launches(config):
   # 3 row tiles (odd, for two a block); 70 K tiles: one warp walks its tiles in three rounds.
   shape = (40, 64 * 70)

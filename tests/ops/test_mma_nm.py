@@ -175,11 +175,6 @@ def test_tiled_launch_configs_are_checked():
   assert full.shared_bytes(16, False) - small.shared_bytes(16, False) == 8 * 2 * 4 * 640 * 2
   with pytest.raises(ValueError, match="a capacity below 1024 needs m_tiles = 4"):
     sparse_mma.TiledMmaConfig(2, 8, 2, 384)
-  with pytest.raises(ValueError, match="scatter must be a bool, got 1"):
-    sparse_mma.TiledMmaConfig(scatter=1)
-  # The scatter expansion adds one dense 16x72 tile a row tile and warp.
-  scatter = sparse_mma.TiledMmaConfig(4, 8, 2, 384, scatter=True)
-  assert scatter.shared_bytes(16, True) - small.shared_bytes(16, True) == 8 * 4 * 16 * 72 * 2
   # Every default launch fits a block's shared memory; four stages of two row tiles at 32
   # columns do not, and the call says so before it reaches the GPU.
   for n in range(1, sparse_mma.MAX_N + 1):
