@@ -541,14 +541,19 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                             start + kTileCapacity);
         if (kBounded && end - start > capacity) continue;  // read from global memory
         const int aligned = start & ~7;
+        const int pieces = (end - aligned + 7) >> 3;  // 16-byte pieces from ``aligned``
+        uint16_t* destination = tile_values + kBitmapElems + lane * 8;
+        const uint16_t* source = data + aligned + lane * 8;
+        if (aligned + pieces * 8 <= values_end) {  // every tile but the array's last ones
 #pragma unroll 1
-        for (int first = aligned + lane * 8; first < end; first += 256) {
-          const int left = values_end - first;  // > 0: first < end <= values_end
-          uint16_t* destination = tile_values + kBitmapElems + (first - aligned);
-          if (left >= 8)
-            CpAsync16(destination, data + first);
-          else  // the array's last values
-            CpAsync16(destination, data + first, left * 2);
+          for (int q = lane; q < pieces; q += 32, destination += 256, source += 256)
+            CpAsync16(destination, source);
+        } else {
+#pragma unroll 1
+          for (int q = lane; q < pieces; q += 32, destination += 256, source += 256) {
+            const int left = values_end - (aligned + q * 8);  // > 0: aligned + 8 q < end
+            CpAsync16(destination, source, left >= 8 ? 16 : left * 2);
+          }
         }
       }
     };
