@@ -368,9 +368,10 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 // scan of the rows' bit counts, builds its A fragments of the four k16 steps (rows g and g + 8,
 // columns 2t, 2t + 1, 2t + 8, 2t + 9 of a step; a value's place in its row is the popc of the
 // bits below it) and multiplies on the dense tensor cores (mma.m16n8k16).
-// What bounds it (Nsight Compute, H100, 70% sparsity): that expansion, ~440 warp instructions
-// and ~90 shared-memory wavefronts a tile whatever the density, not the bytes
-// (experiments/results/h100-2026-11-27-tiled-cpasync/).
+// What bounds it: instructions, not bytes. Nsight Compute (H100, 70% sparsity) counted ~440
+// warp instructions a tile (experiments/results/h100-2026-11-27-tiled-cpasync/). The N = 1
+// launch's SASS loop is ~330 a tile since the copies' issue was cut (it was 529), ~190 of them
+// the expansion, whatever the density (experiments/results/h100-2026-11-27-tiled-issue/).
 constexpr int kTileCapacity = 16 * 64;  // the most values a tile holds
 constexpr int kBitmapElems = 16 * 2 * 2;  // a tile's bitmaps, in uint16 elements (128 bytes)
 

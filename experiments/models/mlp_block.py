@@ -141,7 +141,8 @@ def main() -> None:
     for record in records:
       out.write(json.dumps({**meta, **record}) + "\n")
   dense = {r["tokens"]: r.get("kernel_median_us") for r in records if r["variant"] == "dense"}
-  lines = [f"# MLP block with 2:4 weights ({meta['device']}, {meta['date'][:10]})", "",
+  variants = ", ".join(dict.fromkeys(r["variant"] for r in records))
+  lines = [f"# MLP block: {variants} ({meta['device']}, {meta['date'][:10]})", "",
            *(f"- {key}: {value}" for key, value in meta.items()), "",
            "| variant | tokens | kernel us | dense / this | loop us |", "|---|---|---|---|---|"]
   for r in records:
