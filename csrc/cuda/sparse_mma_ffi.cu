@@ -33,6 +33,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -467,7 +468,11 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
   using S = Stage<kNTiles, kTokensMajor>;
   constexpr bool kBounded = kMTiles == 4;
   const int tile_slot = kBitmapElems + (kBounded ? capacity : kTileCapacity) + 8;  // uint16s
-  const int slot_elems = S::kElems + kMTiles * tile_slot;
+  // x's staged columns: tokens-major, a row each of the N (< 8 kNTiles) that exist; ldmatrix's
+  // rows past them read row N - 1, whose products reach only outputs never stored.
+  const int x_rows = kTokensMajor ? min(N, kNTiles * 8) : 0;
+  const int x_elems = kTokensMajor ? x_rows * S::kRowStride : S::kElems;
+  const int slot_elems = x_elems + kMTiles * tile_slot;
   constexpr int kLanes = 32 / kMTiles;  // lanes holding one row tile's starts
   // [warps][kStages][slot_elems] uint16 ring slots; after the loop, the epilogue's float partials.
   extern __shared__ __align__(16) unsigned char shared[];
@@ -534,7 +539,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       }
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        uint16_t* tile_values = slot + S::kElems + mt * tile_slot;
+        uint16_t* tile_values = slot + x_elems + mt * tile_slot;
         if (lane < 8) CpAsync16(tile_values + lane * 8, bitmaps + bitmap_row[mt] + j * 32, 16);
         const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
         // A tile holds at most 16 x 64 values (the array's end may carry padding).
@@ -574,7 +579,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       bool in_slot[kMTiles];
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        const uint16_t* tile_values = slot + S::kElems + mt * tile_slot;
+        const uint16_t* tile_values = slot + x_elems + mt * tile_slot;
         const uint32_t* bits = reinterpret_cast<const uint32_t*>(tile_values);
         // Row r = lane % 16's first value: an exclusive scan of the rows' bit counts (both
         // half-warps compute it), from the tile's start within the 8-aligned copy.
@@ -602,7 +607,10 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
         uint32_t b[kNTiles][4];
 #pragma unroll
         for (int nt = 0; nt < kNTiles; ++nt)
-          LdMatrix(b[nt], slot + S::FragmentOffset(half, nt, lane), !kTokensMajor);
+          LdMatrix(b[nt], slot + (kTokensMajor ? min(nt * 8 + (lane & 7), x_rows - 1) *
+                                                     S::kRowStride + half * 32 + (lane >> 3) * 8
+                                               : S::FragmentOffset(half, nt, lane)),
+                   !kTokensMajor);
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
           // The lane's columns of the word are 2t + {0, 1, 8, 9, 16, 17, 24, 25}: shifted by
@@ -615,7 +623,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                __popc(high[mt][half] & lane_mask);
           uint32_t a0[4], a1[4];
           if (!kBounded || in_slot[mt])  // the warp's branch: each call keeps its address space
-            ExpandWord(slot + S::kElems + mt * tile_slot + kBitmapElems + (start[mt] & 7),
+            ExpandWord(slot + x_elems + mt * tile_slot + kBitmapElems + (start[mt] & 7),
                        bits_low, bits_high, row_low, row_high, a0, a1);
           else
             ExpandWord(data + start[mt], bits_low, bits_high, row_low, row_high, a0, a1);
@@ -657,8 +665,9 @@ cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
   const int blocks = ((l.m + 15) / 16 + kMTiles - 1) / kMTiles;
   const int tiles_per_split = (l.k_tiles + l.k_splits - 1) / l.k_splits;
   const int tiles_per_warp = (tiles_per_split + l.warps - 1) / l.warps;
+  const int x_elems = kTokensMajor ? std::min(l.n, kNTiles * 8) * S::kRowStride : S::kElems;
   const size_t ring =
-      static_cast<size_t>(kStages) * (S::kElems + kMTiles * (kBitmapElems + l.capacity + 8)) * 2;
+      static_cast<size_t>(kStages) * (x_elems + kMTiles * (kBitmapElems + l.capacity + 8)) * 2;
   const size_t partials = static_cast<size_t>(kMTiles) * 16 * kNTiles * 8 * sizeof(float);
   const size_t shared = static_cast<size_t>(l.warps) * (ring > partials ? ring : partials);
   if (shared > 48 * 1024) {

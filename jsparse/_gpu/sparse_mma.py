@@ -179,10 +179,10 @@ class TiledMmaConfig:
 
   def shared_bytes(self, n: int, tokens_major: bool) -> int:
     """Shared memory a block of this launch takes for n columns (the kernel's ring: per warp
-    and stage, x's staged 64 columns plus each row tile's bitmaps and values; as RunTiled in
-    csrc/cuda/sparse_mma_ffi.cu computes it)."""
+    and stage, x's staged 64 columns (tokens-major: of the n that exist) plus each row tile's
+    bitmaps and values; as RunTiled in csrc/cuda/sparse_mma_ffi.cu computes it)."""
     n_tiles = 1 if n <= 8 else 2 if n <= 16 else 4
-    x_elems = (n_tiles * 8 * 72 if tokens_major
+    x_elems = (min(n, n_tiles * 8) * 72 if tokens_major  # a row a column that exists
                else 64 * (n_tiles * 8 + (8 if n_tiles > 1 else 0)))
     tile_elems = 16 * 2 * 2 + self.capacity + 8
     ring = self.stages * (x_elems + self.m_tiles * tile_elems) * 2

@@ -175,6 +175,12 @@ def test_tiled_launch_configs_are_checked():
   assert full.shared_bytes(16, False) - small.shared_bytes(16, False) == 8 * 2 * 4 * 640 * 2
   with pytest.raises(ValueError, match="a capacity below 1024 needs m_tiles = 4"):
     sparse_mma.TiledMmaConfig(2, 8, 2, 384)
+  # Tokens-major x stages a 72-element row for each of the N columns that exist (at most 8 a
+  # column tile): one at N = 1, where [K, N] x stages 64 rows of 8.
+  one = sparse_mma.TiledMmaConfig(1, 16, 2)
+  assert one.shared_bytes(1, True) == 16 * 2 * (72 + 64 + 1024 + 8) * 2
+  assert one.shared_bytes(8, True) == 16 * 2 * (8 * 72 + 64 + 1024 + 8) * 2
+  assert one.shared_bytes(8, False) == 16 * 2 * (64 * 8 + 64 + 1024 + 8) * 2
   # Every default launch fits a block's shared memory; four stages of two row tiles at 32
   # columns do not, and the call says so before it reaches the GPU.
   for n in range(1, sparse_mma.MAX_N + 1):
