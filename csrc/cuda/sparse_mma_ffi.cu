@@ -33,7 +33,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -100,15 +99,22 @@ struct Stage {
   static constexpr int kElems = (kTokensMajor ? kNTiles * 8 : 64) * kRowStride;
   static constexpr int kPieces = 2 * kNTiles;  // 16-byte pieces a lane copies a pair
 
+  // Piece i of ``lane`` within a K tile: tokens-major, column n = piece / 8 at k offset
+  // 8 * (piece % 8); [K, N], row k = piece / kNTiles at columns 8 * (piece % kNTiles).
+  __device__ static __forceinline__ void Piece(int i, int lane, int& n, int& k) {
+    const int piece = i * 32 + lane;
+    n = kTokensMajor ? piece >> 3 : (piece % kNTiles) * 8;
+    k = kTokensMajor ? (piece & 7) * 8 : piece / kNTiles;
+  }
+
   // Where piece i of ``lane`` for columns [64 p, 64 p + 64) of x comes from, and whether it lies
-  // inside [N, K] (``inside``): tokens-major, column n = piece / 8 at k offset 8 * (piece % 8);
-  // [K, N], row k = piece / kNTiles at columns 8 * (piece % kNTiles).
+  // inside [N, K] (``inside``).
   __device__ static __forceinline__ const uint16_t* Source(const uint16_t* __restrict__ x, int i,
                                                            int lane, int p, int K, int N,
                                                            bool& inside) {
-    const int piece = i * 32 + lane;
-    const int n = kTokensMajor ? piece >> 3 : (piece % kNTiles) * 8;
-    const int k = p * 64 + (kTokensMajor ? (piece & 7) * 8 : piece / kNTiles);
+    int n, k;
+    Piece(i, lane, n, k);
+    k += p * 64;
     inside = n < N && k < K;
     return kTokensMajor ? x + static_cast<size_t>(n) * K + k : x + static_cast<size_t>(k) * N + n;
   }
@@ -128,13 +134,21 @@ struct Stage {
   // the handler keeps x below 2^31 elements.
   __device__ static __forceinline__ void FirstPiece(int i, int lane, int K, int N, int& offset,
                                                     int& k) {
-    const int piece = i * 32 + lane;
-    const int n = kTokensMajor ? piece >> 3 : (piece % kNTiles) * 8;
-    k = kTokensMajor ? (piece & 7) * 8 : piece / kNTiles;
+    int n;
+    Piece(i, lane, n, k);
     offset = n >= N ? -1 : kTokensMajor ? n * K + k : k * N + n;
   }
 
   __device__ static __forceinline__ int StepElems(int N) { return kTokensMajor ? 64 : 64 * N; }
+
+  // The tiled kernel's staged x: tokens-major, a row for each of the N columns that exist (at
+  // most kNTiles * 8; FragmentOffset's rows past them read the last); in elements.
+  __host__ __device__ static __forceinline__ int TiledColumns(int N) {
+    return N < kNTiles * 8 ? N : kNTiles * 8;
+  }
+  __host__ __device__ static __forceinline__ int TiledElems(int N) {
+    return kTokensMajor ? TiledColumns(N) * kRowStride : kElems;
+  }
 
   // Where piece i of ``lane`` goes in the buffer (elements).
   __device__ static __forceinline__ int StoreOffset(int i, int lane) {
@@ -145,9 +159,12 @@ struct Stage {
 
   // The row ``lane`` gives ldmatrix.x4 for k32 step s and n-tile nt: row (lane % 8) of matrix
   // (lane / 8) = k block 8 j of the step; register j then holds x[n = g][k = 8 j + 2 t, + 1].
-  __device__ static __forceinline__ int FragmentOffset(int s, int nt, int lane) {
+  // Tokens-major, columns past ``columns`` read the last one (its products reach only outputs
+  // never stored).
+  __device__ static __forceinline__ int FragmentOffset(int s, int nt, int lane,
+                                                       int columns = kNTiles * 8) {
     const int row = lane & 7, block = lane >> 3;
-    return kTokensMajor ? (nt * 8 + row) * kRowStride + s * 32 + block * 8
+    return kTokensMajor ? min(nt * 8 + row, columns - 1) * kRowStride + s * 32 + block * 8
                         : (s * 32 + block * 8 + row) * kRowStride + nt * 8;
   }
 };
@@ -468,10 +485,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
   using S = Stage<kNTiles, kTokensMajor>;
   constexpr bool kBounded = kMTiles == 4;
   const int tile_slot = kBitmapElems + (kBounded ? capacity : kTileCapacity) + 8;  // uint16s
-  // x's staged columns: tokens-major, a row each of the N (< 8 kNTiles) that exist; ldmatrix's
-  // rows past them read row N - 1, whose products reach only outputs never stored.
-  const int x_rows = kTokensMajor ? min(N, kNTiles * 8) : 0;
-  const int x_elems = kTokensMajor ? x_rows * S::kRowStride : S::kElems;
+  const int x_elems = S::TiledElems(N);  // x's staged columns
   const int slot_elems = x_elems + kMTiles * tile_slot;
   constexpr int kLanes = 32 / kMTiles;  // lanes holding one row tile's starts
   // [warps][kStages][slot_elems] uint16 ring slots; after the loop, the epilogue's float partials.
@@ -607,9 +621,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
         uint32_t b[kNTiles][4];
 #pragma unroll
         for (int nt = 0; nt < kNTiles; ++nt)
-          LdMatrix(b[nt], slot + (kTokensMajor ? min(nt * 8 + (lane & 7), x_rows - 1) *
-                                                     S::kRowStride + half * 32 + (lane >> 3) * 8
-                                               : S::FragmentOffset(half, nt, lane)),
+          LdMatrix(b[nt], slot + S::FragmentOffset(half, nt, lane, S::TiledColumns(N)),
                    !kTokensMajor);
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
@@ -665,9 +677,8 @@ cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
   const int blocks = ((l.m + 15) / 16 + kMTiles - 1) / kMTiles;
   const int tiles_per_split = (l.k_tiles + l.k_splits - 1) / l.k_splits;
   const int tiles_per_warp = (tiles_per_split + l.warps - 1) / l.warps;
-  const int x_elems = kTokensMajor ? std::min(l.n, kNTiles * 8) * S::kRowStride : S::kElems;
   const size_t ring =
-      static_cast<size_t>(kStages) * (x_elems + kMTiles * (kBitmapElems + l.capacity + 8)) * 2;
+      static_cast<size_t>(kStages) * (S::TiledElems(l.n) + kMTiles * (kBitmapElems + l.capacity + 8)) * 2;
   const size_t partials = static_cast<size_t>(kMTiles) * 16 * kNTiles * 8 * sizeof(float);
   const size_t shared = static_cast<size_t>(l.warps) * (ring > partials ? ring : partials);
   if (shared > 48 * 1024) {

@@ -180,7 +180,10 @@ class TiledMmaConfig:
   def shared_bytes(self, n: int, tokens_major: bool) -> int:
     """Shared memory a block of this launch takes for n columns (the kernel's ring: per warp
     and stage, x's staged 64 columns (tokens-major: of the n that exist) plus each row tile's
-    bitmaps and values; as RunTiled in csrc/cuda/sparse_mma_ffi.cu computes it)."""
+    bitmaps and values; as RunTiled in csrc/cuda/sparse_mma_ffi.cu computes it). Raises
+    ValueError for n outside 1..``MAX_N``."""
+    if not 1 <= n <= MAX_N:
+      raise ValueError(f"n must be 1..{MAX_N} (the tiled kernel's columns), got {n}")
     n_tiles = 1 if n <= 8 else 2 if n <= 16 else 4
     x_elems = (min(n, n_tiles * 8) * 72 if tokens_major  # a row a column that exists
                else 64 * (n_tiles * 8 + (8 if n_tiles > 1 else 0)))

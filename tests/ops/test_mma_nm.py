@@ -181,6 +181,10 @@ def test_tiled_launch_configs_are_checked():
   assert one.shared_bytes(1, True) == 16 * 2 * (72 + 64 + 1024 + 8) * 2
   assert one.shared_bytes(8, True) == 16 * 2 * (8 * 72 + 64 + 1024 + 8) * 2
   assert one.shared_bytes(8, False) == 16 * 2 * (64 * 8 + 64 + 1024 + 8) * 2
+  for n in (0, 33):
+    with pytest.raises(ValueError, match=f"n must be 1..32 \\(the tiled kernel's columns\\), "
+                                         f"got {n}"):
+      one.fits(n, 4096)
   # Every default launch fits a block's shared memory; four stages of two row tiles at 32
   # columns do not, and the call says so before it reaches the GPU.
   for n in range(1, sparse_mma.MAX_N + 1):
