@@ -388,8 +388,9 @@ cudaError_t ByNTiles(cudaStream_t stream, const Launch& l, bool tokens_major, bo
 // bits below it) and multiplies on the dense tensor cores (mma.m16n8k16).
 // What bounds it: instructions, not bytes. Nsight Compute (H100, 70% sparsity) counted ~440
 // warp instructions a tile (experiments/results/h100-2026-11-27-tiled-cpasync/). The N = 1
-// launch's SASS loop is ~330 a tile since the copies' issue was cut (it was 529), ~190 of them
-// the expansion, whatever the density (experiments/results/h100-2026-11-27-tiled-issue/).
+// launch's SASS loop body is 373 instructions a tile since the copies' issue was cut (it was
+// 530), 258 of them after the wait for the copies, mostly the expansion, whatever the density
+// (experiments/results/h100-2026-11-27-tiled-issue/sass/).
 constexpr int kTileCapacity = 16 * 64;  // the most values a tile holds
 constexpr int kBitmapElems = 16 * 2 * 2;  // a tile's bitmaps, in uint16 elements (128 bytes)
 
@@ -535,8 +536,8 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
     }
     // Starts copies of step jj (K tile j0 + jj) into its slot; a no-op past the last. All
     // offsets are 32-bit (the handler bounds the arrays), the per-lane parts hoisted out of
-    // the K loop: at one row tile, N = 1, the 64-bit version took 218 of the loop body's 529
-    // SASS instructions a tile.
+    // the K loop: at one row tile, N = 1, the 64-bit version took 228 of the loop body's 530
+    // SASS instructions a tile (115 of 373 now).
     auto issue = [&](int jj) {
       if (jj >= count) return;
       uint16_t* slot = ring + (jj % kStages) * slot_elems;
