@@ -184,14 +184,17 @@ __device__ __forceinline__ void LdMatrix(uint32_t (&b)[4], const uint16_t* row, 
 // [warps][rows][cols] floats) and written to out rows row0.. (< M), columns < N: [M, N], or
 // [N, M] tokens-major; ``Out`` uint16_t (x's dtype) or float (a split of K's partial sums).
 // C fragment: acc[.][.][0, 1] at row g, columns 2t, 2t + 1; [2, 3] at row g + 8.
-template <bool kBf16, int kMTiles, int kNTiles, bool kTokensMajor, typename Out = uint16_t>
+// With ``kGroup`` > 1, warp w holds rows [(w % kGroup) * kMTiles * 16, + kMTiles * 16) of the
+// block's kGroup * kMTiles * 16, and the warps w / kGroup = 0, 1, .. (K splits) are summed.
+template <bool kBf16, int kMTiles, int kNTiles, bool kTokensMajor, typename Out = uint16_t,
+          int kGroup = 1>
 __device__ __forceinline__ void ReduceAndStore(const float (&acc)[kMTiles][kNTiles][4],
                                                float* partial, Out* __restrict__ out,
                                                int row0, int M, int N) {
-  constexpr int kRows = kMTiles * 16, kCols = kNTiles * 8;
+  constexpr int kRows = kMTiles * 16 * kGroup, kCols = kNTiles * 8;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;
-  float* mine = partial + warp * kRows * kCols;
+  float* mine = partial + warp * (kRows / kGroup) * kCols;  // its rows of group warp / kGroup
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
@@ -207,7 +210,7 @@ __device__ __forceinline__ void ReduceAndStore(const float (&acc)[kMTiles][kNTil
     const int row = row0 + r;
     if (row >= M || c >= N) continue;
     float sum = 0.f;
-    for (int w = 0; w < warps; ++w) sum += partial[(w * kRows + r) * kCols + c];
+    for (int w = 0; w < warps / kGroup; ++w) sum += partial[(w * kRows + r) * kCols + c];
     Out& place =
         out[kTokensMajor ? static_cast<size_t>(c) * M + row : static_cast<size_t>(row) * N + c];
     if constexpr (sizeof(Out) == 2) place = Store16<kBf16>(sum); else place = sum;
@@ -430,6 +433,12 @@ __device__ __forceinline__ void CpAsyncCommit() {
   asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
+// Waits at named barrier ``id`` (1..15; 0 is __syncthreads') for ``threads`` threads (whole
+// warps) of the block.
+__device__ __forceinline__ void GroupBarrier(int id, unsigned threads) {
+  asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(threads) : "memory");
+}
+
 // Waits until at most kPending of this thread's committed groups are still in flight.
 template <int kPending>
 __device__ __forceinline__ void CpAsyncWait() {
@@ -476,7 +485,14 @@ __device__ __forceinline__ void ExpandWord(const uint16_t* values, uint32_t bits
 // trades nothing but speed for the shared memory it saves. Only four-row-tile launches
 // (kBounded) take a capacity below a full tile: the fallback's second copy of the expansion
 // cost one- and two-row-tile launches 4-7% (H100), where smaller slots gained nothing.
-template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
+//
+// ``kGroup`` > 1 ([K, N] x, two or three slots): the block's warps form groups of kGroup that
+// take the same K tiles for kGroup different row-tile sets and stage x's columns once for the
+// group, each warp copying 1 / kGroup of the pieces; the group meets at a named barrier once a
+// step (after its copies landed, before the slot read last step is refilled). At N >= 16 x's
+// staging, not W's bytes, is most of what a tile copies (stop 31: one row tile a block took
+// 1.5x the time of two); sharing it cuts those copies by kGroup.
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages, int kGroup = 1>
 __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                const uint32_t* __restrict__ bitmaps,
                                const int32_t* __restrict__ row_offsets,
@@ -484,18 +500,31 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                int K, int N, int k_tiles, int tiles_per_warp, int64_t nse,
                                int capacity, int tiles_per_split) {
   using S = Stage<kNTiles, kTokensMajor>;
+  static_assert(kGroup == 1 || (kStages >= 2 && !kTokensMajor),
+                "x shared by a group of warps: [K, N] x, two slots or more");
+  constexpr int kXPieces = (S::kPieces + kGroup - 1) / kGroup;  // x's pieces a lane copies
   constexpr bool kBounded = kMTiles == 4;
   const int tile_slot = kBitmapElems + (kBounded ? capacity : kTileCapacity) + 8;  // uint16s
   const int x_elems = S::TiledElems(N);  // x's staged columns
-  const int slot_elems = x_elems + kMTiles * tile_slot;
+  const int w_elems = kMTiles * tile_slot;  // a warp's row tiles
   constexpr int kLanes = 32 / kMTiles;  // lanes holding one row tile's starts
-  // [warps][kStages][slot_elems] uint16 ring slots; after the loop, the epilogue's float partials.
+  // kGroup 1: [warps][kStages][x_elems + w_elems] uint16 ring slots; else [groups][kStages]
+  // [x_elems], then [warps][kStages][w_elems]. After the loop, the epilogue's float partials.
   extern __shared__ __align__(16) unsigned char shared[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int member = warp % kGroup, group = warp / kGroup;  // group: the warps sharing x
   const int g = lane >> 2, t = lane & 3;
   const int m_tiles = (M + 15) >> 4;
-  const int tile_row0 = blockIdx.x * kMTiles;
-  uint16_t* ring = reinterpret_cast<uint16_t*>(shared) + warp * kStages * slot_elems;
+  const int tile_row0 = (blockIdx.x * kGroup + member) * kMTiles;
+  uint16_t* const base = reinterpret_cast<uint16_t*>(shared);
+  uint16_t* const x_ring = kGroup == 1 ? base + warp * kStages * (x_elems + w_elems)
+                                       : base + group * kStages * x_elems;
+  uint16_t* const w_ring =
+      kGroup == 1 ? x_ring + x_elems
+                  : base + ((blockDim.x >> 5) / kGroup) * kStages * x_elems + warp * kStages * w_elems;
+  const int x_step = kGroup == 1 ? x_elems + w_elems : x_elems;  // from one slot to the next
+  const int w_step = kGroup == 1 ? x_elems + w_elems : w_elems;
+  const unsigned group_threads = kGroup * 32;
   const uint32_t lane_mask = (1u << (2 * t)) - 1u;  // a word's bits below the lane's columns
 
   float acc[kMTiles][kNTiles][4];
@@ -509,16 +538,20 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
   const int64_t all_tiles = static_cast<int64_t>(m_tiles) * k_tiles;
   // Block (x, y) takes K tiles [y * tiles_per_split, + tiles_per_split); its warps split them.
   const int split_end = min(k_tiles, (blockIdx.y + 1) * tiles_per_split);
-  const int j_begin = blockIdx.y * tiles_per_split + warp * tiles_per_warp;
+  const int j_begin = blockIdx.y * tiles_per_split + group * tiles_per_warp;
   const int j_end = min(split_end, j_begin + tiles_per_warp);
   // Lane mt * kLanes + l: row tile mt's tile (j + l); a row tile past the last repeats the last
   // (its rows are not written).
   const int my_row = min(tile_row0 + lane / kLanes, m_tiles - 1);
-  int x_offset[S::kPieces], x_k[S::kPieces], x_store[S::kPieces];
+  int x_offset[kXPieces], x_k[kXPieces], x_store[kXPieces];
 #pragma unroll
-  for (int i = 0; i < S::kPieces; ++i) {
-    S::FirstPiece(i, lane, K, N, x_offset[i], x_k[i]);
-    x_store[i] = S::StoreOffset(i, lane);
+  for (int i = 0; i < kXPieces; ++i) {  // pieces member, member + kGroup, .. (-1: none)
+    const int piece = i * kGroup + member;
+    x_offset[i] = -1, x_k[i] = 0, x_store[i] = 0;
+    if (kGroup == 1 || piece < S::kPieces) {
+      S::FirstPiece(piece, lane, K, N, x_offset[i], x_k[i]);
+      x_store[i] = S::StoreOffset(piece, lane);
+    }
   }
   int bitmap_row[kMTiles];  // row tile mt's first bitmap word, plus this lane's piece
 #pragma unroll
@@ -540,21 +573,23 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
     // SASS instructions a tile (115 of 373 now).
     auto issue = [&](int jj) {
       if (jj >= count) return;
-      uint16_t* slot = ring + (jj % kStages) * slot_elems;
+      uint16_t* x_slot = x_ring + (jj % kStages) * x_step;
+      uint16_t* w_slot = w_ring + (jj % kStages) * w_step;
       const int j = j0 + jj;
-      const int k_limit = K - 64 * j, x_step = j * S::StepElems(N);
+      const int k_limit = K - 64 * j, x_advance = j * S::StepElems(N);
       // Pieces of columns n >= N are not copied: their stale values reach only output
       // columns n >= N, never stored. Those past K are zero-filled (a zero of W times a stale
       // NaN would not be zero).
 #pragma unroll
-      for (int i = 0; i < S::kPieces; ++i) {
+      for (int i = 0; i < kXPieces; ++i) {
         if (x_offset[i] < 0) continue;
         const bool inside = x_k[i] < k_limit;
-        CpAsync16(slot + x_store[i], x + (inside ? x_offset[i] + x_step : 0), inside ? 16 : 0);
+        CpAsync16(x_slot + x_store[i], x + (inside ? x_offset[i] + x_advance : 0),
+                  inside ? 16 : 0);
       }
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        uint16_t* tile_values = slot + x_elems + mt * tile_slot;
+        uint16_t* tile_values = w_slot + mt * tile_slot;
         if (lane < 8) CpAsync16(tile_values + lane * 8, bitmaps + bitmap_row[mt] + j * 32, 16);
         const int start = __shfl_sync(0xffffffffu, my_start, mt * kLanes + jj);
         // A tile holds at most 16 x 64 values (the array's end may carry padding).
@@ -578,23 +613,34 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
         }
       }
     };
+    // Shared x: the group's last round read its slots before this one's first copies.
+    if constexpr (kGroup > 1) GroupBarrier(1 + group, group_threads);
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
       issue(s);
       CpAsyncCommit();
     }
     for (int jj = 0; jj < count; ++jj) {
-      issue(jj + kStages - 1);  // into the slot that step jj - 1 read
-      CpAsyncCommit();
-      CpAsyncWait<kStages - 1>();  // step jj's group has landed
-      __syncwarp();
-      const uint16_t* slot = ring + (jj % kStages) * slot_elems;
+      if constexpr (kGroup == 1) {
+        issue(jj + kStages - 1);  // into the slot that step jj - 1 read
+        CpAsyncCommit();
+        CpAsyncWait<kStages - 1>();  // step jj's group has landed
+        __syncwarp();
+      } else {
+        CpAsyncWait<kStages - 2>();  // this thread's copies of step jj have landed
+        // ... and every group member's; and all have read step jj - 1's slot, refilled now.
+        GroupBarrier(1 + group, group_threads);
+        issue(jj + kStages - 1);
+        CpAsyncCommit();
+      }
+      const uint16_t* x_slot = x_ring + (jj % kStages) * x_step;
+      const uint16_t* w_slot = w_ring + (jj % kStages) * w_step;
       uint32_t low[kMTiles][2], high[kMTiles][2];
       int base_low[kMTiles], base_high[kMTiles], start[kMTiles];
       bool in_slot[kMTiles];
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        const uint16_t* tile_values = slot + x_elems + mt * tile_slot;
+        const uint16_t* tile_values = w_slot + mt * tile_slot;
         const uint32_t* bits = reinterpret_cast<const uint32_t*>(tile_values);
         // Row r = lane % 16's first value: an exclusive scan of the rows' bit counts (both
         // half-warps compute it), from the tile's start within the 8-aligned copy.
@@ -622,7 +668,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
         uint32_t b[kNTiles][4];
 #pragma unroll
         for (int nt = 0; nt < kNTiles; ++nt)
-          LdMatrix(b[nt], slot + S::FragmentOffset(half, nt, lane, S::TiledColumns(N)),
+          LdMatrix(b[nt], x_slot + S::FragmentOffset(half, nt, lane, S::TiledColumns(N)),
                    !kTokensMajor);
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
@@ -636,7 +682,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                __popc(high[mt][half] & lane_mask);
           uint32_t a0[4], a1[4];
           if (!kBounded || in_slot[mt])  // the warp's branch: each call keeps its address space
-            ExpandWord(slot + x_elems + mt * tile_slot + kBitmapElems + (start[mt] & 7),
+            ExpandWord(w_slot + mt * tile_slot + kBitmapElems + (start[mt] & 7),
                        bits_low, bits_high, row_low, row_high, a0, a1);
           else
             ExpandWord(data + start[mt], bits_low, bits_high, row_low, row_high, a0, a1);
@@ -647,17 +693,18 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
           }
         }
       }
-      __syncwarp();  // this slot's reads are done before step jj + 1 refills it
+      if constexpr (kGroup == 1) __syncwarp();  // reads done before step jj + 1 refills the slot
     }
   }
   __syncthreads();  // every warp's ring is done: the epilogue reuses the memory
+  const int block_row0 = blockIdx.x * kGroup * kMTiles * 16;
   if (gridDim.y == 1)
-    ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor>(
-        acc, reinterpret_cast<float*>(shared), static_cast<uint16_t*>(out), tile_row0 * 16, M, N);
+    ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor, uint16_t, kGroup>(
+        acc, reinterpret_cast<float*>(shared), static_cast<uint16_t*>(out), block_row0, M, N);
   else  // this split's float32 partial sums: out [splits][M, N] (or [splits][N, M])
-    ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor, float>(
+    ReduceAndStore<kBf16, kMTiles, kNTiles, kTokensMajor, float, kGroup>(
         acc, reinterpret_cast<float*>(shared),
-        static_cast<float*>(out) + static_cast<size_t>(blockIdx.y) * M * N, tile_row0 * 16, M, N);
+        static_cast<float*>(out) + static_cast<size_t>(blockIdx.y) * M * N, block_row0, M, N);
 }
 
 struct TiledLaunch {
@@ -671,17 +718,20 @@ struct TiledLaunch {
   int capacity, k_splits;
 };
 
-template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages>
+template <bool kBf16, int kNTiles, int kMTiles, bool kTokensMajor, int kStages, int kGroup = 1>
 cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
   using S = Stage<kNTiles, kTokensMajor>;
-  auto kernel = TiledMmaKernel<kBf16, kNTiles, kMTiles, kTokensMajor, kStages>;
-  const int blocks = ((l.m + 15) / 16 + kMTiles - 1) / kMTiles;
+  auto kernel = TiledMmaKernel<kBf16, kNTiles, kMTiles, kTokensMajor, kStages, kGroup>;
+  const int blocks = ((l.m + 15) / 16 + kMTiles * kGroup - 1) / (kMTiles * kGroup);
+  const int groups = l.warps / kGroup;  // the handler checks that kGroup divides warps
   const int tiles_per_split = (l.k_tiles + l.k_splits - 1) / l.k_splits;
-  const int tiles_per_warp = (tiles_per_split + l.warps - 1) / l.warps;
-  const size_t ring =
-      static_cast<size_t>(kStages) * (S::TiledElems(l.n) + kMTiles * (kBitmapElems + l.capacity + 8)) * 2;
-  const size_t partials = static_cast<size_t>(kMTiles) * 16 * kNTiles * 8 * sizeof(float);
-  const size_t shared = static_cast<size_t>(l.warps) * (ring > partials ? ring : partials);
+  const int tiles_per_warp = (tiles_per_split + groups - 1) / groups;
+  // The ring (as the kernel lays it out) and the epilogue's partials share the memory.
+  const size_t x_elems = S::TiledElems(l.n), w_elems = kMTiles * (kBitmapElems + l.capacity + 8);
+  const size_t ring = kStages * (groups * x_elems + l.warps * w_elems) * 2;
+  const size_t partials =
+      static_cast<size_t>(l.warps) * kMTiles * 16 * kNTiles * 8 * sizeof(float);
+  const size_t shared = ring > partials ? ring : partials;
   if (shared > 48 * 1024) {
     const cudaError_t error = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
@@ -711,9 +761,23 @@ cudaError_t TiledByLayout(cudaStream_t stream, const TiledLaunch& l, bool tokens
                       : TiledByStages<kBf16, kNTiles, kMTiles, false>(stream, l, stages);
 }
 
+// Launches whose groups of ``x_sharing`` (2 or 4) warps share x: [K, N] x, m_tiles 1 or 2,
+// stages 2 or 3 (the handler checks).
+template <bool kBf16, int kNTiles, int kMTiles>
+cudaError_t TiledShared(cudaStream_t stream, const TiledLaunch& l, int x_sharing, int stages) {
+  if (x_sharing == 2)
+    return stages == 2 ? RunTiled<kBf16, kNTiles, kMTiles, false, 2, 2>(stream, l)
+                       : RunTiled<kBf16, kNTiles, kMTiles, false, 3, 2>(stream, l);
+  return stages == 2 ? RunTiled<kBf16, kNTiles, kMTiles, false, 2, 4>(stream, l)
+                     : RunTiled<kBf16, kNTiles, kMTiles, false, 3, 4>(stream, l);
+}
+
 template <bool kBf16, int kNTiles>
 cudaError_t TiledByMTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens_major,
-                          int m_tiles, int stages) {
+                          int m_tiles, int stages, int x_sharing) {
+  if (x_sharing > 1)
+    return m_tiles == 1 ? TiledShared<kBf16, kNTiles, 1>(stream, l, x_sharing, stages)
+                        : TiledShared<kBf16, kNTiles, 2>(stream, l, x_sharing, stages);
   switch (m_tiles) {
     case 1: return TiledByLayout<kBf16, kNTiles, 1>(stream, l, tokens_major, stages);
     case 2: return TiledByLayout<kBf16, kNTiles, 2>(stream, l, tokens_major, stages);
@@ -723,10 +787,12 @@ cudaError_t TiledByMTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens
 
 template <bool kBf16>
 cudaError_t TiledByNTiles(cudaStream_t stream, const TiledLaunch& l, bool tokens_major,
-                          int m_tiles, int stages) {
-  if (l.n <= 8) return TiledByMTiles<kBf16, 1>(stream, l, tokens_major, m_tiles, stages);
-  if (l.n <= 16) return TiledByMTiles<kBf16, 2>(stream, l, tokens_major, m_tiles, stages);
-  return TiledByMTiles<kBf16, 4>(stream, l, tokens_major, m_tiles, stages);
+                          int m_tiles, int stages, int x_sharing) {
+  if (l.n <= 8)
+    return TiledByMTiles<kBf16, 1>(stream, l, tokens_major, m_tiles, stages, x_sharing);
+  if (l.n <= 16)
+    return TiledByMTiles<kBf16, 2>(stream, l, tokens_major, m_tiles, stages, x_sharing);
+  return TiledByMTiles<kBf16, 4>(stream, l, tokens_major, m_tiles, stages, x_sharing);
 }
 
 ffi::Error Invalid(const std::string& message) {
@@ -795,7 +861,8 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
                            ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                            ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k,
                            int64_t tokens_major, int64_t m_tiles, int64_t warps,
-                           int64_t stages, int64_t capacity, int64_t k_splits) {
+                           int64_t stages, int64_t capacity, int64_t k_splits,
+                           int64_t x_sharing) {
   if (m < 1 || k < 1) return Invalid("bad shape");
   if (k_splits < 1 || k_splits > 16) return Invalid("k_splits must be 1..16");
   int64_t n = 0;
@@ -815,6 +882,12 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
     return Invalid("capacity must be a multiple of 8 in 8..1024, got " + std::to_string(capacity));
   if (capacity != kTileCapacity && m_tiles != 4)
     return Invalid("a capacity below 1024 needs m_tiles = 4");
+  if (x_sharing != 1 && x_sharing != 2 && x_sharing != 4)
+    return Invalid("x_sharing must be 1, 2 or 4, got " + std::to_string(x_sharing));
+  if (x_sharing > 1 && (tokens_major || m_tiles == 4 || stages < 2 || stages > 3 ||
+                        warps % x_sharing))
+    return Invalid("x_sharing > 1 needs x [K, N], m_tiles 1 or 2, stages 2 or 3 and warps a "
+                   "multiple of it");
   // The kernel's offsets are 32-bit (a value's place may run 256 past the last).
   constexpr int64_t kMaxElements = (int64_t{1} << 31) - 1024;
   if (data.element_count() > kMaxElements || bitmaps.element_count() > kMaxElements ||
@@ -833,8 +906,8 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
                            static_cast<int>(warps), static_cast<int64_t>(data.element_count()),
                            static_cast<int>(capacity), static_cast<int>(k_splits)};
   const cudaError_t error = dtype == ffi::DataType::BF16
-          ? TiledByNTiles<true>(stream, launch, tokens_major != 0, m_tiles, stages)
-          : TiledByNTiles<false>(stream, launch, tokens_major != 0, m_tiles, stages);
+          ? TiledByNTiles<true>(stream, launch, tokens_major != 0, m_tiles, stages, x_sharing)
+          : TiledByNTiles<false>(stream, launch, tokens_major != 0, m_tiles, stages, x_sharing);
   if (error != cudaSuccess)
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("tiled mma launch failed: ") + cudaGetErrorString(error));
@@ -873,5 +946,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledMmaMatmul, TiledMatmulImpl,
                                   .Attr<int64_t>("warps")
                                   .Attr<int64_t>("stages")
                                   .Attr<int64_t>("capacity")
-                                  .Attr<int64_t>("k_splits"),
+                                  .Attr<int64_t>("k_splits")
+                                  .Attr<int64_t>("x_sharing"),
                               {ffi::Traits::kCmdBufferCompatible});

@@ -13,9 +13,10 @@ and is every launch right? Issue 8's unstructured decoding shapes, in one run.
     python3 -P experiments/gpu_checks/tiled_mma_probe.py OUTDIR [--budget-s 300]
         [--sparsities 0.7,0.9] [--columns 1,8] [--configs 1-16-2,2-8-1] [--no-checks]
 
-(``--configs``: launches as m_tiles-warps-stages[-capacity[-k_splits]], in place of
-``CONFIGS``; capacity a number of values, or ``a`` for ``sparse_mma.tile_capacity`` of the
-matrix's mean tile; left out, a full tile and one split.)
+(``--configs``: launches as m_tiles-warps-stages[-capacity[-k_splits[-x_sharing]]], in place
+of ``CONFIGS``; capacity a number of values, or ``a`` for ``sparse_mma.tile_capacity`` of the
+matrix's mean tile; left out, a full tile, one split and x staged a warp. Launches sharing x
+are skipped at N = 1, which reaches the kernel tokens-major.)
 """
 
 from __future__ import annotations
@@ -49,22 +50,31 @@ TOLERANCE = 2e-2
 
 
 def parse_config(spec: str):
-  """``m-w-s``, ``m-w-s-c`` or ``m-w-s-c-k`` (c: values, or ``a`` for the matrix's
-  ``tile_capacity``; k: K splits): a function of the matrix giving its launch."""
+  """``m-w-s``, ``m-w-s-c``, ``m-w-s-c-k`` or ``m-w-s-c-k-x`` (c: values, or ``a`` for the
+  matrix's ``tile_capacity``; k: K splits; x: warps sharing x's staging): a function of the
+  matrix giving its launch."""
   fields = spec.split("-")
   m_tiles, warps, stages = map(int, fields[:3])
   capacity = fields[3] if len(fields) > 3 else str(sparse_mma.TILE_VALUES)
   k_splits = int(fields[4]) if len(fields) > 4 else 1
+  x_sharing = int(fields[5]) if len(fields) > 5 else 1
 
   def resolve(matrix):
     c = (auto_capacity(matrix) if capacity == "a" else int(capacity))
-    return Config(m_tiles, warps, stages, c, k_splits)
+    return Config(m_tiles, warps, stages, c, k_splits, x_sharing)
   resolve.label = spec
   return resolve
 
 
 def auto_capacity(matrix) -> int:
   return sparse_mma.tile_capacity(sparse_mma.mean_tile_fill(matrix.data, matrix.bitmaps))
+
+
+def takes(config, n: int, k: int) -> bool:
+  """Whether ``tiled_matmul`` takes this launch for x [k, n]: it fits, and x shared between
+  warps is not handed over tokens-major."""
+  return config.fits(n, k) and not (config.x_sharing > 1
+                                    and sparse_mma.staged_tokens_major(k, n))
 
 
 def fixed(config):
@@ -94,7 +104,7 @@ def run_checks(outdir: pathlib.Path, configs) -> int:
                                   parse_config("4-2-2-8"), parse_config("4-3-2-a"),
                                   parse_config("4-3-2-a-3")):
           config = resolve(matrix)
-          if not config.fits(n, shape[1]):
+          if not takes(config, n, shape[1]):
             continue
           try:
             out = np.asarray(sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps,
@@ -145,7 +155,7 @@ def main() -> None:
                    lambda d, b, o, v, c=c: sparse_mma.tiled_matmul(d, b, o, v, shape=shape,
                                                                    config=c),
                    (matrix.data, matrix.bitmaps, matrix.row_offsets, x))
-                  for label, c in launches if c.fits(n, shape[1])]
+                  for label, c in launches if takes(c, n, shape[1])]
         bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
                                        deadline=deadline, tolerance=TOLERANCE)
 

@@ -152,12 +152,16 @@ class TiledMmaConfig:
   holding more is read from global memory instead (right, slower), so a capacity near a
   matrix's typical tile (``tile_capacity``) only saves shared memory; ``k_splits`` blocks
   splitting K for each group of row tiles (1-16; more than 1 writes float32 partial sums that
-  ``tiled_matmul`` adds)."""
+  ``tiled_matmul`` adds), ``x_sharing`` warps (1, 2 or 4) that take the same K tiles for
+  different row tiles and stage x's columns once between them (more than 1: x [K, N], so N > 1;
+  ``m_tiles`` 1 or 2, ``stages`` 2 or 3, ``warps`` a multiple of it; a block then computes
+  ``m_tiles * x_sharing`` row tiles)."""
   m_tiles: int = 1
   warps: int = 8
   stages: int = 3
   capacity: int = TILE_VALUES
   k_splits: int = 1
+  x_sharing: int = 1
 
   def __post_init__(self):
     if self.m_tiles not in (1, 2, 4):
@@ -176,21 +180,29 @@ class TiledMmaConfig:
     if self.capacity != TILE_VALUES and self.m_tiles != 4:
       raise ValueError(f"a capacity below {TILE_VALUES} needs m_tiles = 4 (got m_tiles = "
                        f"{self.m_tiles}, capacity = {self.capacity})")
+    if self.x_sharing not in (1, 2, 4):
+      raise ValueError(f"x_sharing must be 1, 2 or 4, got {self.x_sharing}")
+    if self.x_sharing > 1 and (self.m_tiles == 4 or self.stages not in (2, 3)
+                               or self.warps % self.x_sharing):
+      raise ValueError(f"x_sharing = {self.x_sharing} needs m_tiles 1 or 2, stages 2 or 3 and "
+                       f"warps a multiple of it (got m_tiles = {self.m_tiles}, stages = "
+                       f"{self.stages}, warps = {self.warps})")
 
   def shared_bytes(self, n: int, tokens_major: bool) -> int:
-    """Shared memory a block of this launch takes for n columns (the kernel's ring: per warp
-    and stage, x's staged 64 columns (tokens-major: of the n that exist) plus each row tile's
-    bitmaps and values; as RunTiled in csrc/cuda/sparse_mma_ffi.cu computes it). Raises
-    ValueError for n outside 1..``MAX_N``."""
+    """Shared memory a block of this launch takes for n columns (the kernel's ring: per stage,
+    x's staged 64 columns (tokens-major: of the n that exist) for each group of ``x_sharing``
+    warps, plus each warp's row tiles' bitmaps and values; as RunTiled in
+    csrc/cuda/sparse_mma_ffi.cu computes it). Raises ValueError for n outside 1..``MAX_N``."""
     if not 1 <= n <= MAX_N:
       raise ValueError(f"n must be 1..{MAX_N} (the tiled kernel's columns), got {n}")
     n_tiles = 1 if n <= 8 else 2 if n <= 16 else 4
     x_elems = (min(n, n_tiles * 8) * 72 if tokens_major  # a row a column that exists
                else 64 * (n_tiles * 8 + (8 if n_tiles > 1 else 0)))
     tile_elems = 16 * 2 * 2 + self.capacity + 8
-    ring = self.stages * (x_elems + self.m_tiles * tile_elems) * 2
-    partials = self.m_tiles * 16 * n_tiles * 8 * 4
-    return self.warps * max(ring, partials)
+    groups = self.warps // self.x_sharing
+    ring = self.stages * (groups * x_elems + self.warps * self.m_tiles * tile_elems) * 2
+    partials = self.warps * self.m_tiles * 16 * n_tiles * 8 * 4
+    return max(ring, partials)
 
   def fits(self, n: int, k: int) -> bool:
     """Whether a block of this launch fits in shared memory for x [K, N] laid out as
@@ -202,45 +214,43 @@ class TiledMmaConfig:
 MAX_SHARED_BYTES = 227 * 1024
 
 
-# Blocks of two row tiles from which 9-16 columns take 8 warps a block rather than 16 (three
-# blocks an H100 SM; 14336 rows: 448 blocks).
-MANY_BLOCKS = 3 * 132
+# Streaming multiprocessors of an H100 / H200 SXM: the blocks a launch of one block an SM fills.
+GPU_SMS = 132
 
 
-def default_tiled_config(n: int, m: int | None = None,
-                         tile_fill: float | None = None) -> TiledMmaConfig:
-  """The tiled kernel's launch for n columns of an [m, K] matrix whose 16x64 tiles hold
-  ``tile_fill`` values on average (None: unknown): 16 warps a block (a wide weight's few row
-  tiles then still fill the GPU); up to 8 columns one row tile a block and two slots (one
-  tile's copies in flight while a warp multiplies another); from 9 columns two row tiles sharing
-  x's staging, one slot (two slots of two row tiles leave one block an SM); at 9-16 columns,
-  where two row tiles a block make ``MANY_BLOCKS`` blocks or more, four row tiles on 8 warps
-  with slots of ``tile_capacity(tile_fill)`` values. H100, bf16, kernel time: the fastest of
-  the probe's launches, or within 4% of it, in all 24 cells (50%, 70%, 90% sparsity x N = 1, 8,
-  16, 32 x 4096x14336, 14336x4096) but 4096x14336 at N = 16, 70% (52.4 us; 48.7 with K split
-  in four) (experiments/results/h100-2026-11-27-tiled-cpasync/probe-w16/, probe-n16/;
-  experiments/results/h100-2026-11-27-tiled-split/): four row tiles at 14336x4096, N = 16, 70%:
-  49.2 us against 55.0 with two on 8 warps and 60.7 on 16."""
+def default_tiled_config(n: int, m: int | None = None, k: int | None = None) -> TiledMmaConfig:
+  """The tiled kernel's launch for n columns of an [m, k] matrix (None: unknown).
+  - Up to 8 columns: one row tile a warp, 16 warps a block (a wide weight's few row tiles then
+    still fill the GPU), two slots (one tile's copies in flight while a warp multiplies
+    another).
+  - From 9 columns: two row tiles a warp, two slots, 16 warps in groups of four that share
+    x's staged columns (a block: 8 row tiles, 128 rows). K is split over
+    ``GPU_SMS // blocks`` blocks (at most 16, and at least 16 K tiles a split where k is known),
+    so that a weight of few row tiles still fills the GPU with its one block an SM.
+  H100, bf16, kernel time, 70% and 40% sparsity (experiments/results/h100-2026-11-27-tiled-
+  shared-x/probe/): at N = 16 / 32, 4096x14336 (K split in four) 36.1 / 42.6 us at 70%
+  against 49.1 / 52.8 for stop 32's launch (two row tiles, one slot, x staged a warp);
+  14336x4096 39.7 / 47.1 against 47.1 / 66.7. At N = 8 one row tile a warp stays fastest
+  (31.9 against 33.3 us on 4096x14336)."""
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the tiled kernel's columns), got {n}")
-  if tile_fill is not None and not 0 <= tile_fill <= TILE_VALUES:
-    raise ValueError(f"tile_fill must be in 0..{TILE_VALUES} (values a 16x64 tile), "
-                     f"got {tile_fill}")
   if n <= 8:
     return TiledMmaConfig(m_tiles=1, warps=16, stages=2)
-  many = m is not None and -(-m // 32) >= MANY_BLOCKS
-  if n <= 16 and many:
-    capacity = TILE_VALUES if tile_fill is None else tile_capacity(tile_fill)
-    return TiledMmaConfig(m_tiles=4, warps=8, stages=1, capacity=capacity)
-  return TiledMmaConfig(m_tiles=2, warps=16, stages=1)
+  shared = TiledMmaConfig(m_tiles=2, warps=16, stages=2, x_sharing=4)
+  if m is None:
+    return shared
+  blocks = -(-m // (16 * shared.m_tiles * shared.x_sharing))
+  splits = max(1, min(16, GPU_SMS // blocks))
+  if k is not None:
+    splits = max(1, min(splits, -(-k // 64) // 16))
+  return dataclasses.replace(shared, k_splits=splits)
 
 
 def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
                  shape: tuple[int, int], config: TiledMmaConfig | None = None) -> jax.Array:
   """A @ x for a ``jsparse.Tiled`` A [M, K] with 16x64 tiles (its ``data``, ``bitmaps``,
   ``row_offsets``) and x [K, N] of A's dtype (bfloat16/float16), N <= ``MAX_N``: [M, N]
-  (x laid out by ``staged_product``). ``config``: None for ``default_tiled_config(N, M, the
-  mean values a tile)``.
+  (x laid out by ``staged_product``). ``config``: None for ``default_tiled_config(N, M, K)``.
   Raises ValueError/TypeError naming what is wrong."""
   m, k = shape
   if jnp.ndim(x) != 2 or x.shape[0] != k:
@@ -252,7 +262,10 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
     raise ValueError(f"the tiled kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
   if not 1 <= n <= MAX_N:
     raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
-  config = config or default_tiled_launch(data, bitmaps, m, n)
+  config = config or default_tiled_config(n, m, k)
+  if config.x_sharing > 1 and staged_tokens_major(k, n):
+    raise ValueError(f"config {config}: x_sharing > 1 stages x [K, N], but one column is "
+                     f"handed over tokens-major; use x_sharing = 1 for N = 1")
   if not config.fits(n, k):
     used = config.shared_bytes(n, staged_tokens_major(k, n))
     raise ValueError(f"config {config} takes {used} bytes of shared memory at N = {n}, more "
@@ -272,16 +285,11 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
         data, bitmaps, offsets, operand, m=np.int64(m), k=np.int64(k),
         tokens_major=np.int64(tokens_major), m_tiles=np.int64(config.m_tiles),
         warps=np.int64(config.warps), stages=np.int64(config.stages),
-        capacity=np.int64(config.capacity), k_splits=np.int64(splits))
+        capacity=np.int64(config.capacity), k_splits=np.int64(splits),
+        x_sharing=np.int64(config.x_sharing))
     return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
   return staged_product(x, call)
-
-
-def default_tiled_launch(data: jax.Array, bitmaps: jax.Array, m: int, n: int) -> TiledMmaConfig:
-  """The launch ``tiled_matmul`` takes without a config: ``default_tiled_config`` for n columns
-  of a Tiled [m, K] matrix with this ``data`` and ``bitmaps`` (their shapes only)."""
-  return default_tiled_config(n, m, mean_tile_fill(data, bitmaps))
 
 
 def mean_tile_fill(data: jax.Array, bitmaps: jax.Array) -> float:

@@ -130,6 +130,24 @@ def test_tiled_launches(config):
                                   shape=shape, config=config), expected)
 
 
+# Groups of warps sharing x's staging: 3 row tiles against blocks of 2-8 (warps past the last
+# row tile), 70 K tiles over 2-8 groups, K splits; 19 row tiles with K % 64 != 0 in float16.
+@pytest.mark.parametrize("config", [sparse_mma.TiledMmaConfig(2, 16, 2, x_sharing=4),
+                                    sparse_mma.TiledMmaConfig(1, 8, 3, x_sharing=2),
+                                    sparse_mma.TiledMmaConfig(1, 16, 2, x_sharing=4),
+                                    sparse_mma.TiledMmaConfig(2, 8, 3, x_sharing=2),
+                                    sparse_mma.TiledMmaConfig(2, 4, 2, k_splits=3, x_sharing=4)])
+@pytest.mark.parametrize("shape,dtype", [((40, 64 * 70), jnp.bfloat16),
+                                         ((300, 1000), jnp.float16)])
+def test_tiled_shared_x_launches(config, shape, dtype):
+  matrix = random_tiled(sum(shape), shape, 0.2, dtype)
+  for n in (3, 8, 16, 32):
+    x = jnp.asarray(np.random.default_rng(n).standard_normal((shape[1], n)), dtype)
+    expected = np.asarray(matrix.todense(), np.float64) @ np.asarray(x, np.float64)
+    check(sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets, x,
+                                  shape=shape, config=config), expected)
+
+
 def test_tiled_kernel_zero_matrix():
   matrix = jsparse.Tiled.fromdense(jnp.zeros((48, 256), jnp.bfloat16), tile_shape=(16, 64))
   out = sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets,

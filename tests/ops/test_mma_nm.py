@@ -1,6 +1,8 @@
 """jsparse.spmm on an MmaNM: which calls go to the mma.sp kernel, and the dense path's results
 against float64 (the kernel itself: tests/gpu/test_sparse_mma.py)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -181,6 +183,22 @@ def test_tiled_launch_configs_are_checked():
   assert one.shared_bytes(1, True) == 16 * 2 * (72 + 64 + 1024 + 8) * 2
   assert one.shared_bytes(8, True) == 16 * 2 * (8 * 72 + 64 + 1024 + 8) * 2
   assert one.shared_bytes(8, False) == 16 * 2 * (64 * 8 + 64 + 1024 + 8) * 2
+  # x shared by groups of x_sharing warps: one x ring a group, W's slots a warp as before.
+  shared = sparse_mma.TiledMmaConfig(2, 16, 2, x_sharing=4)
+  assert shared.shared_bytes(32, False) == 2 * (4 * 64 * 40 + 16 * 2 * (64 + 1024 + 8)) * 2
+  assert (sparse_mma.TiledMmaConfig(2, 16, 2).shared_bytes(32, False)
+          - shared.shared_bytes(32, False) == 2 * 12 * 64 * 40 * 2)
+  with pytest.raises(ValueError, match="x_sharing must be 1, 2 or 4, got 3"):
+    sparse_mma.TiledMmaConfig(x_sharing=3)
+  for bad in (dict(m_tiles=4, warps=8, stages=2), dict(warps=6, stages=2),
+              dict(warps=8, stages=1), dict(warps=8, stages=4)):
+    with pytest.raises(ValueError, match="x_sharing = 4 needs m_tiles 1 or 2, stages 2 or 3"):
+      sparse_mma.TiledMmaConfig(x_sharing=4, **bad)
+  tiled = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 64))
+  with pytest.raises(ValueError, match="use x_sharing = 1 for N = 1"):
+    sparse_mma.tiled_matmul(tiled.data, tiled.bitmaps, tiled.row_offsets,
+                            jnp.ones((128, 1), jnp.bfloat16), shape=(32, 128),
+                            config=sparse_mma.TiledMmaConfig(1, 8, 2, x_sharing=2))
   for n in (0, 33):
     with pytest.raises(ValueError, match=f"n must be 1..32 \\(the tiled kernel's columns\\), "
                                          f"got {n}"):
@@ -217,22 +235,24 @@ def test_mean_tile_fill_reads_the_shapes():
   tiled = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 64))
   # 32 values over 2 x 2 tiles.
   assert sparse_mma.mean_tile_fill(tiled.data, tiled.bitmaps) == 32 / 4
-  assert (sparse_mma.default_tiled_launch(tiled.data, tiled.bitmaps, 32, 16)
-          == sparse_mma.default_tiled_config(16, 32, 8.0))
   with pytest.raises(ValueError, match=r"bitmaps \[Mt, Kt, tm, words\], got shapes"):
     sparse_mma.mean_tile_fill(tiled.data, tiled.bitmaps[0])
-  with pytest.raises(ValueError, match="tile_fill must be in 0..1024"):
-    sparse_mma.default_tiled_config(16, 14336, -1.0)
 
 
 def test_tiled_default_launch_follows_the_shape():
   assert sparse_mma.default_tiled_config(1, 14336) == sparse_mma.TiledMmaConfig(1, 16, 2)
-  assert sparse_mma.default_tiled_config(16, 4096) == sparse_mma.TiledMmaConfig(2, 16, 1)
-  assert sparse_mma.default_tiled_config(16, 14336) == sparse_mma.TiledMmaConfig(4, 8, 1)
-  assert (sparse_mma.default_tiled_config(16, 14336, 1024 * 0.3)
-          == sparse_mma.TiledMmaConfig(4, 8, 1, capacity=408))
-  assert sparse_mma.default_tiled_config(32, 14336) == sparse_mma.TiledMmaConfig(2, 16, 1)
-  assert sparse_mma.default_tiled_config(16) == sparse_mma.TiledMmaConfig(2, 16, 1)
+  assert sparse_mma.default_tiled_config(8, 4096) == sparse_mma.TiledMmaConfig(1, 16, 2)
+  # From 9 columns groups of four warps share x; blocks of 128 rows, K split to fill 132 SMs:
+  # 4096 rows make 32 blocks (four splits), 14336 rows 112 (one).
+  shared = sparse_mma.TiledMmaConfig(2, 16, 2, x_sharing=4)
+  assert sparse_mma.default_tiled_config(9) == shared
+  assert sparse_mma.default_tiled_config(16, 4096, 14336) == dataclasses.replace(shared, k_splits=4)
+  assert sparse_mma.default_tiled_config(32, 4096) == dataclasses.replace(shared, k_splits=4)
+  assert sparse_mma.default_tiled_config(32, 14336, 4096) == shared
+  # A few rows: at most 16 splits, each of at least 16 K tiles where K is known.
+  assert sparse_mma.default_tiled_config(16, 16).k_splits == 16
+  assert sparse_mma.default_tiled_config(16, 16, 64 * 64).k_splits == 4
+  assert sparse_mma.default_tiled_config(16, 16, 100).k_splits == 1
   for n in (0, sparse_mma.MAX_N + 1):
     with pytest.raises(ValueError, match=r"n must be 1..32 \(the tiled kernel's columns\)"):
       sparse_mma.default_tiled_config(n)
