@@ -306,7 +306,8 @@ def config_of(case: Case, matrix) -> dict:
     if not case.variant and sparse_mma.tiled_applies(case.shape, matrix.tile_shape,
                                                      matrix.dtype, BF16, case.n):
       return {"kernel": "tiled_mma (CUDA)",
-              **dataclasses.asdict(sparse_mma.default_tiled_config(case.n, *case.shape))}
+              **dataclasses.asdict(sparse_mma.default_tiled_config(
+                  case.n, *case.shape, sparse_mma.mean_tile_fill(matrix.data, matrix.bitmaps)))}
     gather = structured.tiled_gather_config(matrix.layout, case.n)
     if gather is not None:
       return {"kernel": "tiled_gather", **dataclasses.asdict(gather)}

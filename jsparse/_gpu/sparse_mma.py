@@ -218,11 +218,22 @@ MAX_SHARED_BYTES = 227 * 1024
 GPU_SMS = 132
 
 
-def default_tiled_config(n: int, m: int | None = None, k: int | None = None) -> TiledMmaConfig:
-  """The tiled kernel's launch for n columns of an [m, k] matrix (None: unknown).
+# The mean values a 16x64 tile holds (of 1024) from which 2-8 columns share x's staging
+# between pairs of warps (sparsity about 45% and below).
+SHARE_X_MIN_FILL = 560
+
+
+def default_tiled_config(n: int, m: int | None = None, k: int | None = None,
+                         tile_fill: float | None = None) -> TiledMmaConfig:
+  """The tiled kernel's launch for n columns of an [m, k] matrix whose 16x64 tiles hold
+  ``tile_fill`` values on average (None: unknown).
   - Up to 8 columns: one row tile a warp, 16 warps a block (a wide weight's few row tiles then
     still fill the GPU), two slots (one tile's copies in flight while a warp multiplies
-    another).
+    another); from 2 columns and tiles of ``SHARE_X_MIN_FILL`` values, x staged once for each
+    pair of warps. N = 8, H100 probe (experiments/results/h100-2026-11-27-tiled-shared-x/
+    probe-n8/): sharing took 0.89x / 0.88x / 0.93x the time at 30% / 40% / 50% sparsity on
+    4096x14336 and 0.96x / 0.97x at 30% / 40% on 14336x4096, but 1.03-1.07x from 70% on the
+    first and from 50% on the second.
   - From 9 columns: two row tiles a warp, two slots, 16 warps in groups of four that share
     x's staged columns (a block: 8 row tiles, 128 rows). K is split over
     ``GPU_SMS // blocks`` blocks (at most 16, and at least 16 K tiles a split where k is known),
@@ -234,8 +245,12 @@ def default_tiled_config(n: int, m: int | None = None, k: int | None = None) -> 
   (31.9 against 33.3 us on 4096x14336)."""
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the tiled kernel's columns), got {n}")
+  if tile_fill is not None and not 0 <= tile_fill <= TILE_VALUES:
+    raise ValueError(f"tile_fill must be in 0..{TILE_VALUES} (values a 16x64 tile), "
+                     f"got {tile_fill}")
   if n <= 8:
-    return TiledMmaConfig(m_tiles=1, warps=16, stages=2)
+    full = tile_fill is not None and tile_fill >= SHARE_X_MIN_FILL
+    return TiledMmaConfig(m_tiles=1, warps=16, stages=2, x_sharing=2 if n > 1 and full else 1)
   shared = TiledMmaConfig(m_tiles=2, warps=16, stages=2, x_sharing=4)
   if m is None:
     return shared
@@ -250,7 +265,8 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
                  shape: tuple[int, int], config: TiledMmaConfig | None = None) -> jax.Array:
   """A @ x for a ``jsparse.Tiled`` A [M, K] with 16x64 tiles (its ``data``, ``bitmaps``,
   ``row_offsets``) and x [K, N] of A's dtype (bfloat16/float16), N <= ``MAX_N``: [M, N]
-  (x laid out by ``staged_product``). ``config``: None for ``default_tiled_config(N, M, K)``.
+  (x laid out by ``staged_product``). ``config``: None for ``default_tiled_config(N, M, K, the
+  mean values a tile)``.
   Raises ValueError/TypeError naming what is wrong."""
   m, k = shape
   if jnp.ndim(x) != 2 or x.shape[0] != k:
@@ -262,7 +278,7 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
     raise ValueError(f"the tiled kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
   if not 1 <= n <= MAX_N:
     raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
-  config = config or default_tiled_config(n, m, k)
+  config = config or default_tiled_config(n, m, k, mean_tile_fill(data, bitmaps))
   if config.x_sharing > 1 and staged_tokens_major(k, n):
     raise ValueError(f"config {config}: x_sharing > 1 stages x [K, N], but one column is "
                      f"handed over tokens-major; use x_sharing = 1 for N = 1")

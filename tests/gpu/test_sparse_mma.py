@@ -148,6 +148,27 @@ def test_tiled_shared_x_launches(config, shape, dtype):
                                   shape=shape, config=config), expected)
 
 
+# tiled_matmul hands x over tokens-major ([N, K]) only at N = 1; the handler takes any N, so
+# the kernel's tokens-major staging of 2-32 columns is checked through the FFI target itself.
+@pytest.mark.parametrize("config", [sparse_mma.TiledMmaConfig(1, 16, 2),
+                                    sparse_mma.TiledMmaConfig(2, 3, 2),
+                                    sparse_mma.TiledMmaConfig(4, 8, 1, capacity=208)])
+def test_tiled_tokens_major_columns(config):
+  shape = (40, 64 * 70)
+  matrix = random_tiled(11, shape, 0.2, jnp.bfloat16)
+  sparse_mma.load()
+  for n in (2, 8, 13, 16, 32):
+    x = jnp.asarray(np.random.default_rng(n).standard_normal((n, shape[1])), jnp.bfloat16)
+    out = jax.ffi.ffi_call(sparse_mma.TILED_TARGET,
+                           jax.ShapeDtypeStruct((n, shape[0]), jnp.bfloat16))(
+        matrix.data, matrix.bitmaps, matrix.row_offsets.astype(jnp.int32), x,
+        m=np.int64(shape[0]), k=np.int64(shape[1]), tokens_major=np.int64(1),
+        m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
+        stages=np.int64(config.stages), capacity=np.int64(config.capacity),
+        k_splits=np.int64(1), x_sharing=np.int64(1))
+    check(out.T, float64_product(matrix, x.T))
+
+
 def test_tiled_kernel_zero_matrix():
   matrix = jsparse.Tiled.fromdense(jnp.zeros((48, 256), jnp.bfloat16), tile_shape=(16, 64))
   out = sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets,

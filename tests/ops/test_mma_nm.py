@@ -242,6 +242,15 @@ def test_mean_tile_fill_reads_the_shapes():
 def test_tiled_default_launch_follows_the_shape():
   assert sparse_mma.default_tiled_config(1, 14336) == sparse_mma.TiledMmaConfig(1, 16, 2)
   assert sparse_mma.default_tiled_config(8, 4096) == sparse_mma.TiledMmaConfig(1, 16, 2)
+  # 2-8 columns of tiles holding SHARE_X_MIN_FILL values or more: pairs of warps share x.
+  fill = sparse_mma.SHARE_X_MIN_FILL
+  assert (sparse_mma.default_tiled_config(8, 4096, 14336, fill)
+          == sparse_mma.TiledMmaConfig(1, 16, 2, x_sharing=2))
+  assert sparse_mma.default_tiled_config(2, None, None, 1024).x_sharing == 2
+  assert sparse_mma.default_tiled_config(8, 4096, 14336, fill - 1).x_sharing == 1
+  assert sparse_mma.default_tiled_config(1, 4096, 14336, 1024).x_sharing == 1
+  with pytest.raises(ValueError, match="tile_fill must be in 0..1024"):
+    sparse_mma.default_tiled_config(8, 4096, 14336, -1.0)
   # From 9 columns groups of four warps share x; blocks of 128 rows, K split to fill 132 SMs:
   # 4096 rows make 32 blocks (four splits), 14336 rows 112 (one).
   shared = sparse_mma.TiledMmaConfig(2, 16, 2, x_sharing=4)
