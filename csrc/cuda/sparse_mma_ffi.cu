@@ -26,7 +26,7 @@
 //
 // The second handler (JsparseTiledMmaMatmul, TiledMmaKernel below) multiplies unstructured
 // weights held as jsparse.Tiled (16x64 tiles) on the dense tensor cores, with the same staging
-// and epilogue. Built by `python -m jsparse._gpu.sparse_mma build` (nvcc) on a CUDA machine;
+// and epilogue; groups of warps may share x's staged columns (``x_sharing``). Built by `python -m jsparse._gpu.sparse_mma build` (nvcc) on a CUDA machine;
 // never in CI.
 
 #include <cuda_bf16.h>
@@ -497,7 +497,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
                                const uint32_t* __restrict__ bitmaps,
                                const int32_t* __restrict__ row_offsets,
                                const uint16_t* __restrict__ x, void* __restrict__ out, int M,
-                               int K, int N, int k_tiles, int tiles_per_warp, int64_t nse,
+                               int K, int N, int k_tiles, int tiles_per_group, int64_t nse,
                                int capacity, int tiles_per_split) {
   using S = Stage<kNTiles, kTokensMajor>;
   static_assert(kGroup == 1 || (kStages >= 2 && !kTokensMajor),
@@ -536,10 +536,11 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
 
   const int64_t all_tiles = static_cast<int64_t>(m_tiles) * k_tiles;
-  // Block (x, y) takes K tiles [y * tiles_per_split, + tiles_per_split); its warps split them.
+  // Block (x, y) takes K tiles [y * tiles_per_split, + tiles_per_split); its groups of kGroup
+  // warps (kGroup 1: its warps) split them.
   const int split_end = min(k_tiles, (blockIdx.y + 1) * tiles_per_split);
-  const int j_begin = blockIdx.y * tiles_per_split + group * tiles_per_warp;
-  const int j_end = min(split_end, j_begin + tiles_per_warp);
+  const int j_begin = blockIdx.y * tiles_per_split + group * tiles_per_group;
+  const int j_end = min(split_end, j_begin + tiles_per_group);
   // Lane mt * kLanes + l: row tile mt's tile (j + l); a row tile past the last repeats the last
   // (its rows are not written).
   const int my_row = min(tile_row0 + lane / kLanes, m_tiles - 1);
@@ -570,7 +571,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
     // Starts copies of step jj (K tile j0 + jj) into its slot; a no-op past the last. All
     // offsets are 32-bit (the handler bounds the arrays), the per-lane parts hoisted out of
     // the K loop: at one row tile, N = 1, the 64-bit version took 228 of the loop body's 530
-    // SASS instructions a tile (115 of 373 now).
+    // SASS instructions a tile (115 of 364 now).
     auto issue = [&](int jj) {
       if (jj >= count) return;
       uint16_t* x_slot = x_ring + (jj % kStages) * x_step;
@@ -725,7 +726,7 @@ cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
   const int blocks = ((l.m + 15) / 16 + kMTiles * kGroup - 1) / (kMTiles * kGroup);
   const int groups = l.warps / kGroup;  // the handler checks that kGroup divides warps
   const int tiles_per_split = (l.k_tiles + l.k_splits - 1) / l.k_splits;
-  const int tiles_per_warp = (tiles_per_split + groups - 1) / groups;
+  const int tiles_per_group = (tiles_per_split + groups - 1) / groups;
   // The ring (as the kernel lays it out) and the epilogue's partials share the memory.
   const size_t x_elems = S::TiledElems(l.n), w_elems = kMTiles * (kBitmapElems + l.capacity + 8);
   const size_t ring = kStages * (groups * x_elems + l.warps * w_elems) * 2;
@@ -740,7 +741,7 @@ cudaError_t RunTiled(cudaStream_t stream, const TiledLaunch& l) {
   kernel<<<dim3(blocks, l.k_splits), l.warps * 32, shared, stream>>>(
       static_cast<const uint16_t*>(l.data), static_cast<const uint32_t*>(l.bitmaps),
       static_cast<const int32_t*>(l.row_offsets), static_cast<const uint16_t*>(l.x), l.out, l.m,
-      l.k, l.n, l.k_tiles, tiles_per_warp, l.nse, l.capacity, tiles_per_split);
+      l.k, l.n, l.k_tiles, tiles_per_group, l.nse, l.capacity, tiles_per_split);
   return cudaGetLastError();
 }
 

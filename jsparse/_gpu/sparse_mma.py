@@ -241,8 +241,8 @@ def default_tiled_config(n: int, m: int | None = None, k: int | None = None,
   H100, bf16, kernel time, 70% and 40% sparsity (experiments/results/h100-2026-11-27-tiled-
   shared-x/probe/): at N = 16 / 32, 4096x14336 (K split in four) 36.1 / 42.6 us at 70%
   against 49.1 / 52.8 for stop 32's launch (two row tiles, one slot, x staged a warp);
-  14336x4096 39.7 / 47.1 against 47.1 / 66.7. At N = 8 one row tile a warp stays fastest
-  (31.9 against 33.3 us on 4096x14336)."""
+  14336x4096 39.7 / 47.1 against 47.1 / 66.7. At N = 8 and 70%, the launch of 9+ columns
+  (K split in four) took 33.3 us on 4096x14336 against 31.9 for one row tile a warp."""
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the tiled kernel's columns), got {n}")
   if tile_fill is not None and not 0 <= tile_fill <= TILE_VALUES:
