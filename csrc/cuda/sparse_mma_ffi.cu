@@ -459,6 +459,24 @@ __device__ __forceinline__ uint32_t RowPair(const uint16_t* row, uint32_t bits) 
   return __byte_perm(lo, hi, 0x5410);
 }
 
+// RowPair for values in shared memory, from the 32-bit shared address of ``row``'s first value:
+// the loads and their predicates in PTX, each address one multiply-add from the row's.
+template <int kC>
+__device__ __forceinline__ uint32_t RowPairShared(uint32_t row, uint32_t bits) {
+  const uint32_t place = row + (kC ? 2u * __popc(bits & ((1u << kC) - 1u)) : 0u);
+  const uint32_t next = place + 2u * ((bits >> kC) & 1u);
+  uint32_t lo = 0u, hi = 0u;
+  asm volatile(
+      "{ .reg .pred p, q; .reg .b32 t;\n"
+      " and.b32 t, %2, %4; setp.ne.b32 p, t, 0;\n"
+      " and.b32 t, %2, %5; setp.ne.b32 q, t, 0;\n"
+      " @p ld.shared.u16 %0, [%3];\n"
+      " @q ld.shared.u16 %1, [%6];\n}"
+      : "+r"(lo), "+r"(hi)
+      : "r"(bits), "r"(place), "n"(1u << kC), "n"(2u << kC), "r"(next));
+  return __byte_perm(lo, hi, 0x5410);
+}
+
 // A row tile's A fragments of one 32-column word (``half``) of its 16x64 tile: ``values`` the
 // tile's packed values (in shared memory, or in global memory for a tile past the slot's
 // capacity), ``bits_*`` the lane's rows' words shifted by 2t and ``row_*`` the place of each
@@ -476,6 +494,21 @@ __device__ __forceinline__ void ExpandWord(const uint16_t* values, uint32_t bits
   a1[1] = RowPair<16>(high, bits_high);
   a1[2] = RowPair<24>(low, bits_low);
   a1[3] = RowPair<24>(high, bits_high);
+}
+
+// ExpandWord for values in shared memory at 32-bit shared address ``values``.
+__device__ __forceinline__ void ExpandWordShared(uint32_t values, uint32_t bits_low,
+                                                 uint32_t bits_high, int row_low, int row_high,
+                                                 uint32_t (&a0)[4], uint32_t (&a1)[4]) {
+  const uint32_t low = values + 2u * row_low, high = values + 2u * row_high;
+  a0[0] = RowPairShared<0>(low, bits_low);
+  a0[1] = RowPairShared<0>(high, bits_high);
+  a0[2] = RowPairShared<8>(low, bits_low);
+  a0[3] = RowPairShared<8>(high, bits_high);
+  a1[0] = RowPairShared<16>(low, bits_low);
+  a1[1] = RowPairShared<16>(high, bits_high);
+  a1[2] = RowPairShared<24>(low, bits_low);
+  a1[3] = RowPairShared<24>(high, bits_high);
 }
 
 // ``capacity``: the values a row tile's slot holds (a multiple of 8, at most kTileCapacity); its
@@ -682,9 +715,15 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
           const int row_high = base_high[mt] + (half ? __popc(high[mt][0]) : 0) +
                                __popc(high[mt][half] & lane_mask);
           uint32_t a0[4], a1[4];
-          if (!kBounded || in_slot[mt])  // the warp's branch: each call keeps its address space
-            ExpandWord(w_slot + mt * tile_slot + kBitmapElems + (start[mt] & 7),
-                       bits_low, bits_high, row_low, row_high, a0, a1);
+          const uint16_t* slot_values = w_slot + mt * tile_slot + kBitmapElems + (start[mt] & 7);
+          // At 25-32 columns the PTX loads cut the loop body 12-22% (the default launch's, two
+          // row tiles: 822 -> 725 SASS instructions a trip); elsewhere they changed it -8% to
+          // +3% (N = 1: 364 -> 370), so those launches keep the C++ loads.
+          if (kNTiles == 4 && (!kBounded || in_slot[mt]))
+            ExpandWordShared(static_cast<uint32_t>(__cvta_generic_to_shared(slot_values)),
+                             bits_low, bits_high, row_low, row_high, a0, a1);
+          else if (!kBounded || in_slot[mt])  // the warp's branch: each keeps its address space
+            ExpandWord(slot_values, bits_low, bits_high, row_low, row_high, a0, a1);
           else
             ExpandWord(data + start[mt], bits_low, bits_high, row_low, row_high, a0, a1);
 #pragma unroll
