@@ -717,8 +717,9 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
           uint32_t a0[4], a1[4];
           const uint16_t* slot_values = w_slot + mt * tile_slot + kBitmapElems + (start[mt] & 7);
           // At 25-32 columns the PTX loads cut the loop body 12-22% (the default launch's, two
-          // row tiles: 822 -> 725 SASS instructions a trip); elsewhere they changed it -8% to
-          // +3% (N = 1: 364 -> 370), so those launches keep the C++ loads.
+          // row tiles: 822 -> 725 SASS instructions a trip); in launches of two or more slots
+          // at 1-16 columns they changed it -2% to +2% (N = 1: 364 -> 370), so those keep the
+          // C++ loads.
           if (kNTiles == 4 && (!kBounded || in_slot[mt]))
             ExpandWordShared(static_cast<uint32_t>(__cvta_generic_to_shared(slot_values)),
                              bits_low, bits_high, row_low, row_high, a0, a1);
