@@ -496,7 +496,8 @@ __device__ __forceinline__ void ExpandWord(const uint16_t* values, uint32_t bits
   a1[3] = RowPair<24>(high, bits_high);
 }
 
-// ExpandWord for values in shared memory at 32-bit shared address ``values``.
+// ExpandWord for values in shared memory at 32-bit shared address ``values``. (One template
+// for both forms compiled the C++-load kernels to other SASS than the GPU-tested build's.)
 __device__ __forceinline__ void ExpandWordShared(uint32_t values, uint32_t bits_low,
                                                  uint32_t bits_high, int row_low, int row_high,
                                                  uint32_t (&a0)[4], uint32_t (&a1)[4]) {
