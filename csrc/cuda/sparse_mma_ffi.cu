@@ -497,7 +497,7 @@ __device__ __forceinline__ void ExpandWord(const uint16_t* values, uint32_t bits
 }
 
 // ExpandWord for values in shared memory at 32-bit shared address ``values``. (One template
-// for both forms compiled the C++-load kernels to other SASS than the GPU-tested build's.)
+// for both forms compiled the C++-load kernels' loops longer: N = 1 364 -> 369 instructions.)
 __device__ __forceinline__ void ExpandWordShared(uint32_t values, uint32_t bits_low,
                                                  uint32_t bits_high, int row_low, int row_high,
                                                  uint32_t (&a0)[4], uint32_t (&a1)[4]) {
@@ -544,6 +544,7 @@ __global__ void TiledMmaKernel(const uint16_t* __restrict__ data,
   constexpr int kLanes = 32 / kMTiles;  // lanes holding one row tile's starts
   // kGroup 1: [warps][kStages][x_elems + w_elems] uint16 ring slots; else [groups][kStages]
   // [x_elems], then [warps][kStages][w_elems]. After the loop, the epilogue's float partials.
+  // (The second layout for both compiled the N = 1 loop to 373 SASS instructions, not 364.)
   extern __shared__ __align__(16) unsigned char shared[];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int member = warp % kGroup, group = warp / kGroup;  // group: the warps sharing x

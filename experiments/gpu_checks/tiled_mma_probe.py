@@ -71,10 +71,8 @@ def auto_capacity(matrix) -> int:
 
 
 def takes(config, n: int, k: int) -> bool:
-  """Whether ``tiled_matmul`` takes this launch for x [k, n]: it fits, and x shared between
-  warps is not handed over tokens-major."""
-  return config.fits(n, k) and not (config.x_sharing > 1
-                                    and sparse_mma.staged_tokens_major(k, n))
+  """Whether ``tiled_matmul`` takes this launch for x [k, n]."""
+  return config.fits(n, k) and config.stages_x(n, k)
 
 
 def fixed(config):

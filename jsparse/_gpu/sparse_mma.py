@@ -204,6 +204,12 @@ class TiledMmaConfig:
     partials = self.warps * self.m_tiles * 16 * n_tiles * 8 * 4
     return max(ring, partials)
 
+  def stages_x(self, n: int, k: int) -> bool:
+    """Whether the kernel can stage x [k, n] for this launch as ``staged_product`` hands it
+    over: x shared between warps (``x_sharing`` > 1) needs x [K, N], and one column with
+    K % 8 == 0 comes tokens-major."""
+    return self.x_sharing == 1 or not staged_tokens_major(k, n)
+
   def fits(self, n: int, k: int) -> bool:
     """Whether a block of this launch fits in shared memory for x [K, N] laid out as
     ``staged_product`` lays it out."""
@@ -279,7 +285,7 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
   if not 1 <= n <= MAX_N:
     raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
   config = config or default_tiled_config(n, m, k, mean_tile_fill(data, bitmaps))
-  if config.x_sharing > 1 and staged_tokens_major(k, n):
+  if not config.stages_x(n, k):
     raise ValueError(f"config {config}: x_sharing > 1 stages x [K, N], but one column is "
                      f"handed over tokens-major; use x_sharing = 1 for N = 1")
   if not config.fits(n, k):

@@ -169,6 +169,31 @@ def test_tiled_tokens_major_columns(config):
     check(out.T, float64_product(matrix, x.T))
 
 
+def test_tiled_handler_refuses_bad_sharing():
+  # The FFI handler checks what TiledMmaConfig checks in Python, for direct calls of the target.
+  shape = (32, 128)
+  matrix = random_tiled(5, shape, 0.3, jnp.bfloat16)
+  sparse_mma.load()
+
+  def call(x, tokens_major, x_sharing, warps=8):
+    n = x.shape[0] if tokens_major else x.shape[1]
+    out_shape = (n, shape[0]) if tokens_major else (shape[0], n)
+    return jax.block_until_ready(jax.ffi.ffi_call(
+        sparse_mma.TILED_TARGET, jax.ShapeDtypeStruct(out_shape, jnp.bfloat16))(
+        matrix.data, matrix.bitmaps, matrix.row_offsets.astype(jnp.int32), x,
+        m=np.int64(shape[0]), k=np.int64(shape[1]), tokens_major=np.int64(tokens_major),
+        m_tiles=np.int64(1), warps=np.int64(warps), stages=np.int64(2),
+        capacity=np.int64(1024), k_splits=np.int64(1), x_sharing=np.int64(x_sharing)))
+
+  x = jnp.ones((shape[1], 8), jnp.bfloat16)
+  with pytest.raises(Exception, match="x_sharing must be 1, 2 or 4, got 3"):
+    call(x, False, 3)
+  with pytest.raises(Exception, match="x_sharing > 1 needs x \\[K, N\\]"):
+    call(x.T, True, 2)
+  with pytest.raises(Exception, match="x_sharing > 1 needs x \\[K, N\\]"):
+    call(x, False, 4, warps=6)
+
+
 def test_tiled_kernel_zero_matrix():
   matrix = jsparse.Tiled.fromdense(jnp.zeros((48, 256), jnp.bfloat16), tile_shape=(16, 64))
   out = sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets,

@@ -194,6 +194,9 @@ def test_tiled_launch_configs_are_checked():
               dict(warps=8, stages=1), dict(warps=8, stages=4)):
     with pytest.raises(ValueError, match="x_sharing = 4 needs m_tiles 1 or 2, stages 2 or 3"):
       sparse_mma.TiledMmaConfig(x_sharing=4, **bad)
+  pair = sparse_mma.TiledMmaConfig(1, 8, 2, x_sharing=2)
+  assert not pair.stages_x(1, 128) and pair.stages_x(1, 100) and pair.stages_x(8, 128)
+  assert sparse_mma.TiledMmaConfig(1, 8, 2).stages_x(1, 128)
   tiled = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 64))
   with pytest.raises(ValueError, match="use x_sharing = 1 for N = 1"):
     sparse_mma.tiled_matmul(tiled.data, tiled.bitmaps, tiled.row_offsets,
