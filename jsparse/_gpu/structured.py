@@ -337,7 +337,13 @@ def _tiled_supported(layout: SparseLayout, num_n: int, dtype: Any = None) -> boo
 
 def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, layout,
                 **unused):
-  from jsparse._gpu import sparse_mma  # a CUDA library, built with nvcc on first use
+  from jsparse._gpu import sparse_mma, tiled_gemv  # CUDA libraries, built with nvcc on first use
+  n = dense.shape[1]
+  if (not interpret and n <= tiled_gemv.ROUTE_MAX_N
+      and tiled_gemv.applies(layout.shape, layout.block_shape, data.dtype, dense.dtype, n)):
+    # Decoding at batch 1 on the CUDA cores: one FMA a stored value, where the tensor-core
+    # kernel expands every element of a tile (BUILD_NOTES.md, "tiled gemv").
+    return tiled_gemv.gemv(data, bitmaps, row_offsets, dense, shape=layout.shape)
   if not interpret and sparse_mma.tiled_applies(layout.shape, layout.block_shape, data.dtype,
                                                 dense.dtype, dense.shape[1]):
     # Decoding on the dense tensor cores through a CUDA kernel: the Pallas kernels' per-element

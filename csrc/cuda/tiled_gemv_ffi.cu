@@ -1,0 +1,363 @@
+// Unstructured sparse weights (jsparse.Tiled, 16x64 tiles) times 1-4 columns on the CUDA cores,
+// as an XLA FFI custom call (platform "CUDA"): LLM decoding at batch 1-4.
+//
+// Why not the tensor cores here (TiledMmaKernel in sparse_mma_ffi.cu): an mma fragment needs
+// every element of a 16x64 tile expanded, 16 fragment pairs a lane whatever the density, and
+// Nsight Compute showed that kernel bound by issuing those instructions at N = 1 (363 warp
+// instructions a tile, 79% of issue slots busy on the H100). On the CUDA cores a product costs
+// per stored value, not per element: one column needs one FMA a value.
+//
+// Layout of W (jsparse.Tiled, see jsparse/formats/tiled.py): Mt x Kt tiles of 16 x 64, tile
+// (i, j) at i * Kt + j; bitmaps uint32 [Mt, Kt, 16, 2] (row r's columns 32 w + b at bit b of
+// word w); row_offsets int32 [Mt, Kt, 16], the place in ``data`` of each tile row's first value;
+// data [nse] bfloat16/float16, a row's values in column order.
+//
+// The kernel: lane l of a warp owns word l of a tile (row l / 2, columns 32 (l % 2) ..
+// 32 (l % 2) + 31) and walks its set bits from the highest, reading its values two at a time
+// (one 4-byte load from the L1 cache a pair) and multiplying each by x's value at its column,
+// staged in shared memory as float32. A block of ``warps`` warps computes ``m_tiles`` row tiles
+// (warps / m_tiles warps a row tile, taking its K tiles in turn) for one split of K (grid.y),
+// and sums its warps' rows in shared memory. Each warp loads its next tile's bitmap word and
+// row start one tile ahead, and prefetches the next tile's values (kPrefetch: 0 none, 1 into
+// L1, 2 into L2).
+//
+// x: [K, N] (N = 1: also [N, K]: the same bytes); out: [M, N] of x's dtype, or with k_splits
+// > 1 float32 partial sums [k_splits, M, N] (the caller adds them).
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int kMaxWarps = 16;
+
+template <bool kBf16>
+__device__ __forceinline__ float LowValue(uint32_t pair) {
+  if constexpr (kBf16) return __uint_as_float(pair << 16);
+  else return __half2float(__ushort_as_half(static_cast<unsigned short>(pair & 0xffffu)));
+}
+
+template <bool kBf16>
+__device__ __forceinline__ float HighValue(uint32_t pair) {
+  if constexpr (kBf16) return __uint_as_float(pair & 0xffff0000u);
+  else return __half2float(__ushort_as_half(static_cast<unsigned short>(pair >> 16)));
+}
+
+template <bool kBf16>
+__device__ __forceinline__ uint16_t FromFloat(float value) {
+  if constexpr (kBf16) return __bfloat16_as_ushort(__float2bfloat16_rn(value));
+  else return __half_as_ushort(__float2half_rn(value));
+}
+
+// The place of the highest set bit of a nonzero word (one instruction: FLO).
+__device__ __forceinline__ int HighestBit(uint32_t word) {
+  int bit;
+  asm("bfind.u32 %0, %1;" : "=r"(bit) : "r"(word));
+  return bit;
+}
+
+template <int kPrefetch>
+__device__ __forceinline__ void Prefetch(const void* address) {
+  if constexpr (kPrefetch == 1) asm volatile("prefetch.global.L1 [%0];" :: "l"(address));
+  if constexpr (kPrefetch == 2) asm volatile("prefetch.global.L2 [%0];" :: "l"(address));
+}
+
+// x's staging in shared memory, float32, a tile's 64 columns at a time: word 0's 32 columns,
+// 16 floats of padding, word 1's, so that a lane of word 0 and one of word 1 reading the same
+// bit's column hit different banks (16 apart); each column's kN values together.
+template <int kN>
+struct XStage {
+  static constexpr int kWordStride = 32 * kN + 16;  // floats from word 0's columns to word 1's
+  static constexpr int kTileStride = 2 * kWordStride;
+  __device__ static int Place(int column) {  // column within the split
+    return (column >> 6) * kTileStride + ((column >> 5) & 1) * kWordStride + (column & 31) * kN;
+  }
+};
+
+// x's kN staged values at bit ``bit`` of a word whose columns start at 32-bit shared address
+// ``word`` (one load: ld.shared.f32, .v2 or .v4).
+template <int kN>
+struct Column {
+  float v[kN];
+};
+
+template <int kN>
+__device__ __forceinline__ Column<kN> LoadColumn(uint32_t word, int bit) {
+  Column<kN> c;
+  const uint32_t address = word + static_cast<uint32_t>(bit) * (4 * kN);
+  if constexpr (kN == 4)
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(c.v[0]), "=f"(c.v[1]), "=f"(c.v[2]), "=f"(c.v[3]) : "r"(address));
+  else if constexpr (kN == 2)
+    asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(c.v[0]), "=f"(c.v[1]) : "r"(address));
+  else
+    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(c.v[0]) : "r"(address));
+  return c;
+}
+
+template <int kN>
+__device__ __forceinline__ void Fma(float (&acc)[kN], float value, const Column<kN>& c) {
+#pragma unroll
+  for (int n = 0; n < kN; ++n) acc[n] = fmaf(value, c.v[n], acc[n]);
+}
+
+// Adds one lane's word to its sums: ``bits`` the word (column b of the word at bit b), its
+// values data[begin .. end) in column order, ``word`` the 32-bit shared address of x's staged
+// columns of the word. The values are read as aligned 4-byte pairs from the highest place
+// down, one pair a trip (not unrolled: the lanes' trip counts differ, and an unrolled loop's
+// remainder paths diverge); a lone value at either end takes its pair's one half. (A pair's
+// other half may lie one value past the array's end, inside the allocation's 4-byte alignment.)
+template <bool kBf16, int kN>
+__device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pairs, uint32_t bits,
+                                               int begin, int end, uint32_t word,
+                                               float (&acc_high)[kN], float (&acc_low)[kN]) {
+  if ((end & 1) && end > begin) {  // end - 1 even: the low half of its pair
+    const int bit = HighestBit(bits);
+    bits ^= 1u << bit;
+    Fma<kN>(acc_low, LowValue<kBf16>(__ldg(pairs + (end >> 1))), LoadColumn<kN>(word, bit));
+    --end;
+  }
+  const uint32_t* pair = pairs + (end >> 1) - 1;  // holds values end - 2 (low) and end - 1
+  int left = (end - begin) >> 1;  // whole pairs
+#pragma unroll 1
+  for (; left > 0; --left, --pair) {
+    const uint32_t both = __ldg(pair);
+    const int high = HighestBit(bits);
+    bits ^= 1u << high;
+    const int low = HighestBit(bits);
+    bits ^= 1u << low;
+    Fma<kN>(acc_high, HighValue<kBf16>(both), LoadColumn<kN>(word, high));
+    Fma<kN>(acc_low, LowValue<kBf16>(both), LoadColumn<kN>(word, low));
+  }
+  if (bits) {  // one value left, at begin (odd): the high half of its pair
+    Fma<kN>(acc_high, HighValue<kBf16>(__ldg(pair)), LoadColumn<kN>(word, HighestBit(bits)));
+  }
+}
+
+template <bool kBf16, int kN, int kPrefetch>
+__global__ void __launch_bounds__(kMaxWarps * 32)
+TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ bitmaps,
+                const int32_t* __restrict__ row_offsets, const uint16_t* __restrict__ x,
+                void* __restrict__ out, int M, int K, int N, int k_tiles, int tiles_per_split,
+                int m_tiles) {
+  extern __shared__ __align__(16) float xs[];  // the split's columns, laid out by XStage<kN>
+  __shared__ float partial[kMaxWarps][16][kN];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warps = blockDim.x >> 5;
+  const int split = blockIdx.y;
+  const int tile_begin = split * tiles_per_split;
+  const int tile_end = min(tile_begin + tiles_per_split, k_tiles);
+  const int column0 = tile_begin * 64;
+  const int columns = max(tile_end - tile_begin, 0) * 64;
+  // x's columns of this split as float32 (zero past K and past N).
+  for (int i = threadIdx.x; i < columns * kN; i += blockDim.x) {
+    const int column = column0 + i / kN, n = i % kN;
+    float value = 0.f;
+    if (column < K && n < N) value = LowValue<kBf16>(x[static_cast<size_t>(column) * N + n]);
+    xs[XStage<kN>::Place(i / kN) + n] = value;
+  }
+  __syncthreads();
+
+  const int per_row = warps / m_tiles;  // the handler checks that m_tiles divides warps
+  const int row_tile = blockIdx.x * m_tiles + warp % m_tiles;
+  const int row_tiles = (M + 15) >> 4;
+  const uint32_t* pairs = reinterpret_cast<const uint32_t*>(data);
+  float acc_high[kN], acc_low[kN];
+#pragma unroll
+  for (int n = 0; n < kN; ++n) acc_high[n] = acc_low[n] = 0.f;
+  const int first_tile = tile_begin + warp / m_tiles;
+  if (row_tile < row_tiles && first_tile < tile_end) {
+    // Running pointers to the lane's word and row start of the warp's next tile, and the
+    // shared address of x's columns of the lane's word: a tile's step adds a constant.
+    const size_t first = static_cast<size_t>(row_tile) * k_tiles + first_tile;
+    const uint32_t* bitmap = bitmaps + first * 32 + lane;
+    const int32_t* row_start = row_offsets + first * 16 + (lane >> 1);
+    uint32_t word = static_cast<uint32_t>(__cvta_generic_to_shared(
+        xs + XStage<kN>::Place((first_tile - tile_begin) * 64 + (lane & 1) * 32)));
+    const uint32_t word_step = per_row * XStage<kN>::kTileStride * 4;
+    uint32_t bits = __ldg(bitmap);
+    int start = __ldg(row_start);
+    for (int left = (tile_end - 1 - first_tile) / per_row; left >= 0; --left) {
+      uint32_t next_bits = 0u;
+      int next_start = 0;
+      if (left > 0) {  // the warp's next tile: its word and row start, its values prefetched
+        bitmap += per_row * 32;
+        row_start += per_row * 16;
+        next_bits = __ldg(bitmap);
+        next_start = __ldg(row_start);
+        if constexpr (kPrefetch != 0) {
+          // From the tile's first row's start to at most 64 values past its last row's.
+          const int tile_first = __shfl_sync(0xffffffffu, next_start, 0);
+          const int tile_last = __shfl_sync(0xffffffffu, next_start, 31) + 64;
+          const int line = ((tile_first >> 6) + lane) * 64;  // 128-byte lines of 64 values
+          if (line < tile_last) Prefetch<kPrefetch>(data + line);  // (offsets < 2^31 - 1024)
+        }
+      }
+      const uint32_t partner = __shfl_xor_sync(0xffffffffu, bits, 1);
+      const int begin = start + ((lane & 1) ? __popc(partner) : 0);
+      AccumulateWord<kBf16, kN>(pairs, bits, begin, begin + __popc(bits), word, acc_high,
+                                acc_low);
+      bits = next_bits;
+      start = next_start;
+      word += word_step;
+    }
+  }
+  // A row's two lanes, then the warps of a row tile.
+#pragma unroll
+  for (int n = 0; n < kN; ++n) {
+    float sum = acc_high[n] + acc_low[n];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    if ((lane & 1) == 0) partial[warp][lane >> 1][n] = sum;
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < m_tiles * 16 * N; i += blockDim.x) {
+    const int mt = i / (16 * N), r = (i / N) % 16, n = i % N;
+    const int row = (blockIdx.x * m_tiles + mt) * 16 + r;
+    if (row >= M) continue;
+    float sum = 0.f;
+    for (int w = mt; w < warps; w += m_tiles) sum += partial[w][r][n];
+    if (gridDim.y == 1)
+      static_cast<uint16_t*>(out)[static_cast<size_t>(row) * N + n] = FromFloat<kBf16>(sum);
+    else
+      static_cast<float*>(out)[(static_cast<size_t>(split) * M + row) * N + n] = sum;
+  }
+}
+
+struct GemvLaunch {
+  const void* data;
+  const void* bitmaps;
+  const void* row_offsets;
+  const void* x;
+  void* out;
+  int m, k, n, k_tiles, warps, m_tiles, k_splits;
+};
+
+template <bool kBf16, int kN, int kPrefetch>
+cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l, size_t shared) {
+  auto kernel = TiledGemvKernel<kBf16, kN, kPrefetch>;
+  if (shared > 48 * 1024) {
+    const cudaError_t error = cudaFuncSetAttribute(
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
+    if (error != cudaSuccess) return error;
+  }
+  const int row_tiles = (l.m + 15) / 16;
+  const int blocks = (row_tiles + l.m_tiles - 1) / l.m_tiles;
+  const int tiles_per_split = (l.k_tiles + l.k_splits - 1) / l.k_splits;
+  kernel<<<dim3(blocks, l.k_splits), l.warps * 32, shared, stream>>>(
+      static_cast<const uint16_t*>(l.data), static_cast<const uint32_t*>(l.bitmaps),
+      static_cast<const int32_t*>(l.row_offsets), static_cast<const uint16_t*>(l.x), l.out, l.m,
+      l.k, l.n, l.k_tiles, tiles_per_split, l.m_tiles);
+  return cudaGetLastError();
+}
+
+template <bool kBf16, int kN>
+cudaError_t ByPrefetch(cudaStream_t stream, const GemvLaunch& l, size_t shared, int prefetch) {
+  switch (prefetch) {
+    case 0: return RunGemv<kBf16, kN, 0>(stream, l, shared);
+    case 1: return RunGemv<kBf16, kN, 1>(stream, l, shared);
+    default: return RunGemv<kBf16, kN, 2>(stream, l, shared);
+  }
+}
+
+template <bool kBf16>
+cudaError_t ByColumns(cudaStream_t stream, const GemvLaunch& l, size_t shared, int prefetch) {
+  if (l.n == 1) return ByPrefetch<kBf16, 1>(stream, l, shared, prefetch);
+  if (l.n == 2) return ByPrefetch<kBf16, 2>(stream, l, shared, prefetch);
+  return ByPrefetch<kBf16, 4>(stream, l, shared, prefetch);
+}
+
+ffi::Error Invalid(const std::string& message) {
+  return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jsparse tiled_gemv: " + message);
+}
+
+// The float32 values a column of x takes in shared memory: 1, 2, or 4 for N = 3..4.
+int StagedWidth(int64_t n) { return n == 1 ? 1 : n == 2 ? 2 : 4; }
+
+ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffer bitmaps,
+                         ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
+                         ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t m_tiles,
+                         int64_t warps, int64_t k_splits, int64_t prefetch) {
+  if (m < 1 || k < 1) return Invalid("bad shape: M and K must be >= 1");
+  const ffi::DataType dtype = x.element_type();
+  if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
+    return Invalid("x must be bfloat16 or float16");
+  if (data.element_type() != dtype) return Invalid("data must have x's dtype");
+  if (bitmaps.element_type() != ffi::DataType::U32 ||
+      row_offsets.element_type() != ffi::DataType::S32)
+    return Invalid("bitmaps must be uint32 and row_offsets int32");
+  const auto x_dims = x.dimensions();
+  if (x_dims.size() != 2 || x_dims[0] != k)
+    return Invalid("x must be [K, N] with K = " + std::to_string(k));
+  const int64_t n = x_dims[1];
+  if (n < 1 || n > 4) return Invalid("N must be 1..4, got " + std::to_string(n));
+  if (warps < 1 || warps > kMaxWarps) return Invalid("warps must be 1..16");
+  if (m_tiles < 1 || warps % m_tiles)
+    return Invalid("m_tiles must divide warps, got m_tiles = " + std::to_string(m_tiles) +
+                   ", warps = " + std::to_string(warps));
+  if (k_splits < 1 || k_splits > 64) return Invalid("k_splits must be 1..64");
+  if (prefetch < 0 || prefetch > 2) return Invalid("prefetch must be 0, 1 or 2");
+  const bool split = k_splits > 1;
+  if (out->element_type() != (split ? ffi::DataType::F32 : dtype))
+    return Invalid(split ? "out must be float32 when K is split" : "out must have x's dtype");
+  if (out->element_count() != static_cast<size_t>(k_splits * m * n))
+    return Invalid("out has the wrong size");
+  // Offsets are 32-bit.
+  constexpr int64_t kMaxElements = (int64_t{1} << 31) - 1024;
+  if (data.element_count() > kMaxElements || bitmaps.element_count() > kMaxElements)
+    return Invalid("data and bitmaps must each hold fewer than 2^31 - 1024 elements");
+  if (reinterpret_cast<uintptr_t>(data.untyped_data()) % 4)
+    return Invalid("data must be 4-byte aligned (values are read in pairs)");
+  const int64_t row_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
+  const auto bitmap_dims = bitmaps.dimensions();
+  if (bitmap_dims.size() != 4 || bitmap_dims[0] != row_tiles || bitmap_dims[1] != k_tiles ||
+      bitmap_dims[2] != 16 || bitmap_dims[3] != 2)
+    return Invalid("bitmaps must be [ceil(M / 16), ceil(K / 64), 16, 2] (16x64 tiles)");
+  if (row_offsets.element_count() != static_cast<size_t>(row_tiles * k_tiles * 16))
+    return Invalid("row_offsets must be [ceil(M / 16), ceil(K / 64), 16]");
+  const int64_t tiles_per_split = (k_tiles + k_splits - 1) / k_splits;
+  const size_t shared =  // XStage's layout
+      static_cast<size_t>(tiles_per_split) * (64 * StagedWidth(n) + 32) * sizeof(float);
+  constexpr size_t kMaxShared = 227 * 1024 - kMaxWarps * 16 * 4 * 4;  // less the partials
+  if (shared > kMaxShared)
+    return Invalid("a split of K stages " + std::to_string(shared) + " bytes of x, more than " +
+                   std::to_string(kMaxShared) + ": use more k_splits");
+  const GemvLaunch launch{data.untyped_data(), bitmaps.untyped_data(), row_offsets.untyped_data(),
+                          x.untyped_data(), out->untyped_data(), static_cast<int>(m),
+                          static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
+                          static_cast<int>(warps), static_cast<int>(m_tiles),
+                          static_cast<int>(k_splits)};
+  const cudaError_t error =
+      dtype == ffi::DataType::BF16
+          ? ByColumns<true>(stream, launch, shared, static_cast<int>(prefetch))
+          : ByColumns<false>(stream, launch, shared, static_cast<int>(prefetch));
+  if (error != cudaSuccess)
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      std::string("tiled gemv launch failed: ") + cudaGetErrorString(error));
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledGemv, TiledGemvImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<cudaStream_t>>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>()
+                                  .Attr<int64_t>("m")
+                                  .Attr<int64_t>("k")
+                                  .Attr<int64_t>("m_tiles")
+                                  .Attr<int64_t>("warps")
+                                  .Attr<int64_t>("k_splits")
+                                  .Attr<int64_t>("prefetch"),
+                              {ffi::Traits::kCmdBufferCompatible});

@@ -1,0 +1,133 @@
+"""The CUDA-core tiled kernel (``jsparse._gpu.tiled_gemv.gemv``) against the tensor-core one
+(``sparse_mma.tiled_matmul``) and dense, for 1-4 columns; every launch checked first.
+
+1. Checks the default launch and ``CHECK_CONFIGS`` against a float64 product on
+   ragged shapes (M not a multiple of 16, K not of 64, one row, empty rows, an all-zero matrix),
+   N = 1..4, bfloat16 and float16 (``checks.md``).
+2. Times, by device kernel time per call (``experiments.kernel_time``; one copy of the operands,
+   so this ranks launches: ``structured_bench.py`` gives the reported numbers), weights
+   4096x14336 and 14336x4096 at ``--sparsities`` and ``--columns``: dense ``jnp.dot``, the
+   tensor-core kernel's default launch and each gemv launch (``tiled_gemv.md``).
+
+    python3 -P experiments/gpu_checks/tiled_gemv_probe.py OUTDIR [--budget-s 300]
+        [--sparsities 0.7,0.9] [--columns 1,2,4] [--configs 1-16-1-l1,2-16-1-none]
+        [--no-checks]
+
+(``--configs``: m_tiles-warps-k_splits-prefetch launches; ``default`` for ``default_config``.)
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.gpu_checks import bench_common  # noqa: E402
+from experiments.gpu_checks.tiled_mma_probe import random_tiled  # noqa: E402
+from jsparse._gpu import sparse_mma, tiled_gemv  # noqa: E402
+
+Config = tiled_gemv.TiledGemvConfig
+CONFIGS = "default,1-16-1-l1,1-16-1-none,1-16-1-l2,2-16-1-l1,1-8-1-l1,4-16-1-l1"
+SHAPES = ((4096, 14336), (14336, 4096))
+SPARSITIES = (0.7, 0.5, 0.9)
+COLUMNS = (1, 2, 4)
+CHECK_CONFIGS = ("default", "1-1-1-none", "3-3-2-l1", "2-4-5-l2", "16-16-1-l1")
+CHECK_SHAPES = ((40, 100), (1, 64), (33, 4480), (300, 1000), (16, 64), (17, 2))
+TOLERANCE = 2e-2
+
+
+def parse_config(spec: str):
+  """``m-w-k-prefetch`` or ``default``: a function of (n, m, k) giving the launch."""
+  if spec == "default":
+    resolve = tiled_gemv.default_config
+  else:
+    m_tiles, warps, k_splits, prefetch = spec.split("-")
+    config = Config(int(m_tiles), int(warps), int(k_splits), prefetch)
+    resolve = lambda n, m, k: config  # noqa: E731
+  resolve.label = spec
+  return resolve
+
+
+def run_checks(outdir: pathlib.Path) -> int:
+  """The default launch and ``CHECK_CONFIGS`` on ``CHECK_SHAPES`` (the timed launches are
+  checked where they are timed)."""
+  rng = np.random.default_rng(0)
+  configs = tuple(parse_config(c) for c in CHECK_CONFIGS)
+  rows, failures = [], 0
+  for shape in CHECK_SHAPES:
+    for dtype in (jnp.bfloat16, jnp.float16):
+      for density in ((0.3, 0.0) if shape == CHECK_SHAPES[0] else (0.3,)):
+        matrix = random_tiled(rng, shape, density, dtype)
+        dense = np.asarray(matrix.todense(), np.float64)
+        for n in (1, 2, 3, 4):
+          x = jnp.asarray(rng.standard_normal((shape[1], n)), dtype)
+          expected = dense @ np.asarray(x, np.float64)
+          for resolve in configs:
+            config = resolve(n, *shape)
+            if not config.fits(n, shape[1]):
+              continue
+            try:
+              out = np.asarray(tiled_gemv.gemv(matrix.data, matrix.bitmaps, matrix.row_offsets,
+                                               x, shape=shape, config=config), np.float64)
+              err = float(np.abs(out - expected).max() / max(np.abs(expected).max(), 1.0))
+              ok = out.shape == expected.shape and np.isfinite(out).all() and err < TOLERANCE
+            except Exception as error:  # noqa: BLE001 - record and go on
+              err, ok = f"{type(error).__name__}: {error}"[:120], False
+            failures += not ok
+            rows.append(f"| {shape} | {density} | {jnp.dtype(dtype).name} | {n} | {config} | "
+                        f"{err} | {'ok' if ok else 'WRONG'} |")
+  (outdir / "checks.md").write_text(
+      "| shape | density | dtype | N | config | rel err | |\n|---|---|---|---|---|---|---|\n"
+      + "\n".join(rows) + "\n")
+  print(f"checks: {len(rows)} launches, {failures} wrong", flush=True)
+  return failures
+
+
+def arguments(parser) -> None:
+  parser.add_argument("--sparsities", default=",".join(map(str, SPARSITIES)))
+  parser.add_argument("--columns", default=",".join(map(str, COLUMNS)))
+  parser.add_argument("--configs", default=CONFIGS)
+  parser.add_argument("--no-checks", action="store_true")
+
+
+def main() -> None:
+  args = bench_common.probe_arguments(__doc__, arguments)
+  configs = tuple(parse_config(c) for c in args.configs.split(","))
+  tiled_gemv.build()
+  if not args.no_checks:
+    run_checks(args.outdir)
+  table = bench_common.kernel_line_table(args.outdir, "tiled_gemv", "tiled gemv launches",
+                                         pattern="uniform random, 16x64 tiles")
+  deadline = time.monotonic() + args.budget_s
+  key = jax.random.key(0)
+  for sparsity in map(float, args.sparsities.split(",")):
+    for shape in SHAPES:
+      matrix = random_tiled(np.random.default_rng(shape[0]), shape, 1 - sparsity, jnp.bfloat16)
+      w = matrix.todense()
+      operands = (matrix.data, matrix.bitmaps, matrix.row_offsets)
+      for n in map(int, args.columns.split(",")):
+        x, expected = bench_common.bf16_columns_and_reference(key, w, n)
+        lines = [("dense", bench_common.dense_bf16, (w, x)),
+                 (f"s{sparsity} tiled_mma",
+                  lambda d, b, o, v: sparse_mma.tiled_matmul(d, b, o, v, shape=shape),
+                  operands + (x,))]
+        for resolve in configs:
+          config = resolve(n, *shape)
+          if config.fits(n, shape[1]):
+            lines.append((f"s{sparsity} gemv {resolve.label} ({config.m_tiles}-{config.warps}-"
+                          f"{config.k_splits}-{config.prefetch})",
+                          lambda d, b, o, v, c=config: tiled_gemv.gemv(d, b, o, v, shape=shape,
+                                                                       config=c),
+                          operands + (x,)))
+        bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
+                                       deadline=deadline, tolerance=TOLERANCE)
+
+
+if __name__ == "__main__":
+  main()

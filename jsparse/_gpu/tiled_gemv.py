@@ -1,0 +1,167 @@
+"""Unstructured ``jsparse.Tiled`` weights (16x64 tiles) times 1-4 columns on the CUDA cores, in
+a CUDA custom call (``csrc/cuda/tiled_gemv_ffi.cu``): LLM decoding at batch 1-4.
+
+The tensor-core kernel (``sparse_mma.tiled_matmul``) expands every element of a tile into mma
+fragments whatever its density, and at one column it is bound by issuing those instructions
+(H100: 363 warp instructions a tile, 79% of issue slots busy). Here a lane walks one bitmap
+word's set bits and does one FMA a stored value a column, so the work follows the values.
+
+- ``gemv(data, bitmaps, row_offsets, x, shape=...)``: A [M, K] @ x [K, N] -> [M, N] for
+  N = 1..``MAX_N``, bfloat16/float16 (A's and x's dtype alike), float32 accumulation.
+- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, prefetching).
+
+GPU-only (built for sm_90): ``available()`` says whether the library loads (building it with
+nvcc if needed); ``python -m jsparse._gpu.tiled_gemv build`` builds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+import sys
+from typing import Any
+
+import ctypes
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jsparse._gpu import nvcc
+from jsparse.formats.mma_nm import DTYPES
+
+SOURCE = nvcc.SOURCE_DIR / "tiled_gemv_ffi.cu"
+TARGET = "jsparse_tiled_gemv"
+TILE_SHAPE = (16, 64)
+MAX_N = 4
+MAX_WARPS = 16
+# Shared memory a block may take on sm_90, less the kernel's static partial sums.
+MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS * 16 * 4 * 4
+# ``jsparse.spmm`` on a Tiled matrix (16x64 tiles, bf16/f16) sends products of up to this many
+# columns here on a CUDA GPU, more to ``sparse_mma.tiled_matmul`` (jsparse._gpu.structured).
+ROUTE_MAX_N = 1
+# Prefetching of a warp's next tile's values: none, into L1, into L2.
+PREFETCH = {"none": 0, "l1": 1, "l2": 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class TiledGemvConfig:
+  """A launch: a block of ``warps`` warps (1-16) computes ``m_tiles`` row tiles of 16 (a
+  divisor of ``warps``; ``warps // m_tiles`` warps take each row tile's K tiles in turn) for
+  one of ``k_splits`` splits of K (1-64; more than 1 writes float32 partial sums that ``gemv``
+  adds); ``prefetch``: each warp prefetches its next tile's values (``PREFETCH``)."""
+  m_tiles: int = 1
+  warps: int = 16
+  k_splits: int = 1
+  prefetch: str = "l1"
+
+  def __post_init__(self):
+    if not 1 <= self.warps <= MAX_WARPS:
+      raise ValueError(f"warps must be 1..{MAX_WARPS}, got {self.warps}")
+    if self.m_tiles < 1 or self.warps % self.m_tiles:
+      raise ValueError(f"m_tiles must divide warps, got m_tiles = {self.m_tiles}, "
+                       f"warps = {self.warps}")
+    if not 1 <= self.k_splits <= 64:
+      raise ValueError(f"k_splits must be 1..64, got {self.k_splits}")
+    if self.prefetch not in PREFETCH:
+      raise ValueError(f"prefetch must be one of {sorted(PREFETCH)}, got {self.prefetch!r}")
+
+  def shared_bytes(self, n: int, k: int) -> int:
+    """Dynamic shared memory a block takes for x [k, n]: its split's K tiles of x as float32,
+    1, 2 or 4 values a column, 16 floats of padding a 32-column word (as the kernel's XStage
+    lays them out). Raises ValueError for n outside 1..``MAX_N`` or k < 1."""
+    if not 1 <= n <= MAX_N:
+      raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
+    if k < 1:
+      raise ValueError(f"k must be >= 1, got {k}")
+    width = 1 if n == 1 else 2 if n == 2 else 4
+    k_tiles = -(-k // 64)
+    return -(-k_tiles // self.k_splits) * (64 * width + 32) * 4
+
+  def fits(self, n: int, k: int) -> bool:
+    return self.shared_bytes(n, k) <= MAX_SHARED_BYTES
+
+
+def library_path() -> pathlib.Path:
+  return nvcc.library_path(SOURCE, "jsparse_tiled_gemv")
+
+
+def build(verbose: bool = False) -> pathlib.Path:
+  """Compiles the library with nvcc (sm_90); returns its path."""
+  return nvcc.build(SOURCE, library_path(), verbose=verbose)
+
+
+@functools.lru_cache(maxsize=None)
+def load() -> ctypes.CDLL:
+  """The library (built first if missing), its handler registered as a jax.ffi target."""
+  return nvcc.load(library_path(), build, {TARGET: "JsparseTiledGemv"})
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> bool | str:
+  """True when a CUDA device is visible and the library loads (building it if needed), else
+  why not; decided once a process."""
+  return nvcc.availability(load)
+
+
+def applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: Any, x_dtype: Any,
+            n: int) -> bool:
+  """Whether ``gemv`` takes a product of a Tiled [M, K] matrix by n columns: 16x64 tiles,
+  bfloat16/float16 values and x alike, 1 <= n <= ``MAX_N``, the library available."""
+  return (tuple(tile_shape) == TILE_SHAPE and jnp.dtype(dtype) in DTYPES
+          and jnp.dtype(x_dtype) == jnp.dtype(dtype) and 1 <= n <= MAX_N
+          and available() is True)
+
+
+def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
+  """The launch for x [k, n] and an [m, k] weight: 16 warps a block; one row tile a block
+  where that makes at most 512 blocks, else as many as keep it there (at most 16); K split
+  only as far as x's staging must be for shared memory."""
+  if not 1 <= n <= MAX_N:
+    raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
+  row_tiles = -(-m // 16)
+  m_tiles = 1
+  while m_tiles < MAX_WARPS and -(-row_tiles // m_tiles) > 512:
+    m_tiles *= 2
+  config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS)
+  while not config.fits(n, k):
+    config = dataclasses.replace(config, k_splits=config.k_splits + 1)
+  return config
+
+
+def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Array, *,
+         shape: tuple[int, int], config: TiledGemvConfig | None = None) -> jax.Array:
+  """A @ x for a ``jsparse.Tiled`` A [M, K] with 16x64 tiles (its ``data``, ``bitmaps``,
+  ``row_offsets``) and x [K, N] of A's dtype (bfloat16/float16), 1 <= N <= ``MAX_N``:
+  [M, N]. ``config``: None for ``default_config(N, M, K)``. Raises ValueError/TypeError naming
+  what is wrong."""
+  m, k = shape
+  if jnp.ndim(x) != 2 or x.shape[0] != k:
+    raise ValueError(f"x must be [K, N] with K = {k}, got shape {jnp.shape(x)}")
+  n = x.shape[1]
+  if jnp.dtype(data.dtype) not in DTYPES or x.dtype != data.dtype:
+    raise TypeError(f"data and x must be bfloat16 or float16 alike, got {data.dtype}, {x.dtype}")
+  if tuple(bitmaps.shape[2:]) != (16, 2):
+    raise ValueError(f"the gemv kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
+  if not 1 <= n <= MAX_N:
+    raise ValueError(f"x has {n} columns; the gemv kernel takes 1..{MAX_N}")
+  config = config or default_config(n, m, k)
+  if not config.fits(n, k):
+    raise ValueError(f"config {config} stages {config.shared_bytes(n, k)} bytes of x at "
+                     f"K = {k}, more than a block may ({MAX_SHARED_BYTES}): raise k_splits")
+  load()
+  splits = config.k_splits
+  result = (jax.ShapeDtypeStruct((m, n), x.dtype) if splits == 1
+            else jax.ShapeDtypeStruct((splits, m, n), jnp.float32))
+  out = jax.ffi.ffi_call(TARGET, result, vmap_method="sequential")(
+      data, bitmaps, row_offsets.astype(jnp.int32), x, m=np.int64(m), k=np.int64(k),
+      m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
+      k_splits=np.int64(splits), prefetch=np.int64(PREFETCH[config.prefetch]))
+  return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
+
+
+if __name__ == "__main__":
+  if sys.argv[1:] == ["build"]:
+    print(build(verbose=True))
+  else:
+    sys.exit("usage: python -m jsparse._gpu.tiled_gemv build")
