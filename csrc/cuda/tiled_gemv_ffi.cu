@@ -70,37 +70,97 @@ __device__ __forceinline__ void Prefetch(const void* address) {
   if constexpr (kPrefetch == 2) asm volatile("prefetch.global.L2 [%0];" :: "l"(address));
 }
 
-// x's staging in shared memory, float32, a tile's 64 columns at a time: word 0's 32 columns,
-// 16 floats of padding, word 1's, so that a lane of word 0 and one of word 1 reading the same
-// bit's column hit different banks (16 apart); each column's kN values together.
-template <int kN>
+// x's staging in shared memory, as float32 or (kHalf) in x's 16-bit dtype, a tile's 64 columns
+// at a time: word 0's 32 columns, then word 1's 16 banks further on (64 bytes of padding where
+// a word's columns fill a multiple of 32 banks), so that a lane of word 0 and one of word 1
+// reading the same bit's column hit different banks; each column's kN values together. (Half
+// the bytes: more blocks an SM where x's staging bounds them, for one conversion a value read.)
+template <int kN, bool kHalf>
 struct XStage {
-  static constexpr int kWordStride = 32 * kN + 16;  // floats from word 0's columns to word 1's
-  static constexpr int kTileStride = 2 * kWordStride;
-  __device__ static int Place(int column) {  // column within the split
-    return (column >> 6) * kTileStride + ((column >> 5) & 1) * kWordStride + (column & 31) * kN;
+  static constexpr int kElement = kHalf ? 2 : 4;  // bytes
+  static constexpr int kColumn = kN * kElement;  // bytes a column
+  static constexpr int kWordBytes =  // from word 0's columns to word 1's
+      32 * kColumn + ((32 * kColumn) % 128 == 0 ? 64 : 0);
+  static constexpr int kTileBytes = 2 * kWordBytes;
+  __device__ static int Place(int column) {  // byte offset of a column within the split
+    return (column >> 6) * kTileBytes + ((column >> 5) & 1) * kWordBytes + (column & 31) * kColumn;
   }
 };
 
 // x's kN staged values at bit ``bit`` of a word whose columns start at 32-bit shared address
-// ``word`` (one load: ld.shared.f32, .v2 or .v4).
+// ``word`` (one load: ld.shared of 2-16 bytes).
 template <int kN>
 struct Column {
   float v[kN];
 };
 
-template <int kN>
+template <bool kBf16, int kN, bool kHalf>
 __device__ __forceinline__ Column<kN> LoadColumn(uint32_t word, int bit) {
   Column<kN> c;
-  const uint32_t address = word + static_cast<uint32_t>(bit) * (4 * kN);
-  if constexpr (kN == 4)
+  const uint32_t address = word + static_cast<uint32_t>(bit) * XStage<kN, kHalf>::kColumn;
+  if constexpr (kHalf) {
+    uint32_t raw[(kN + 1) / 2];
+    if constexpr (kN == 4)
+      asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(raw[0]), "=r"(raw[1]) : "r"(address));
+    else if constexpr (kN == 2)
+      asm volatile("ld.shared.u32 %0, [%1];" : "=r"(raw[0]) : "r"(address));
+    else
+      asm volatile("ld.shared.u16 %0, [%1];" : "=r"(raw[0]) : "r"(address));
+#pragma unroll
+    for (int n = 0; n < kN; ++n)
+      c.v[n] = n % 2 ? HighValue<kBf16>(raw[n / 2]) : LowValue<kBf16>(raw[n / 2]);
+  } else if constexpr (kN == 4) {
     asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
                  : "=f"(c.v[0]), "=f"(c.v[1]), "=f"(c.v[2]), "=f"(c.v[3]) : "r"(address));
-  else if constexpr (kN == 2)
+  } else if constexpr (kN == 2) {
     asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(c.v[0]), "=f"(c.v[1]) : "r"(address));
-  else
+  } else {
     asm volatile("ld.shared.f32 %0, [%1];" : "=f"(c.v[0]) : "r"(address));
+  }
   return c;
+}
+
+// Stores x's value ``raw`` (16 bits of x's dtype) at byte ``place`` of the staging.
+template <bool kBf16, bool kHalf>
+__device__ __forceinline__ void StageValue(unsigned char* xs, int place, uint32_t raw) {
+  if constexpr (kHalf) *reinterpret_cast<uint16_t*>(xs + place) = static_cast<uint16_t>(raw);
+  else *reinterpret_cast<float*>(xs + place) = LowValue<kBf16>(raw);
+}
+
+// Stages x's columns [column0, column0 + columns) (x [K, N], N <= kN) in XStage's layout, zero
+// past K and at n >= N. x's elements are read flat, 16 bytes a load where aligned, several
+// loads in flight a thread.
+template <bool kBf16, int kN, bool kHalf>
+__device__ __forceinline__ void StageX(unsigned char* xs, const uint16_t* __restrict__ x,
+                                      int column0, int columns, int K, int N) {
+  using X = XStage<kN, kHalf>;
+  const int valid = max(min(column0 + columns, K) - column0, 0);  // columns inside K
+  for (int i = threadIdx.x; i < (columns - valid) * kN; i += blockDim.x)
+    StageValue<kBf16, kHalf>(xs, X::Place(valid + i / kN) + (i % kN) * X::kElement, 0u);
+  if (N < kN)
+    for (int i = threadIdx.x; i < valid * (kN - N); i += blockDim.x)
+      StageValue<kBf16, kHalf>(
+          xs, X::Place(i / (kN - N)) + (N + i % (kN - N)) * X::kElement, 0u);
+  const uint16_t* source = x + static_cast<size_t>(column0) * N;
+  const int count = valid * N;  // x's elements to stage, flat: element e is column e / N
+  auto put = [&](int e, uint32_t raw) {
+    const int column = kN == 1 ? e : e / N, n = kN == 1 ? 0 : e % N;
+    StageValue<kBf16, kHalf>(xs, X::Place(column) + n * X::kElement, raw);
+  };
+  int scalar_from = 0;
+  if ((reinterpret_cast<uintptr_t>(source) & 15) == 0) {
+    const int vectors = count / 8;
+#pragma unroll 4
+    for (int v = threadIdx.x; v < vectors; v += blockDim.x) {
+      const uint4 q = __ldg(reinterpret_cast<const uint4*>(source) + v);
+      const uint32_t words[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+      for (int j = 0; j < 8; ++j) put(8 * v + j, j % 2 ? words[j / 2] >> 16 : words[j / 2]);
+    }
+    scalar_from = vectors * 8;
+  }
+#pragma unroll 4
+  for (int e = scalar_from + threadIdx.x; e < count; e += blockDim.x) put(e, __ldg(source + e));
 }
 
 template <int kN>
@@ -115,14 +175,15 @@ __device__ __forceinline__ void Fma(float (&acc)[kN], float value, const Column<
 // down, one pair a trip (not unrolled: the lanes' trip counts differ, and an unrolled loop's
 // remainder paths diverge); a lone value at either end takes its pair's one half. (A pair's
 // other half may lie one value past the array's end, inside the allocation's 4-byte alignment.)
-template <bool kBf16, int kN>
+template <bool kBf16, int kN, bool kHalf>
 __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pairs, uint32_t bits,
                                                int begin, int end, uint32_t word,
                                                float (&acc_high)[kN], float (&acc_low)[kN]) {
   if ((end & 1) && end > begin) {  // end - 1 even: the low half of its pair
     const int bit = HighestBit(bits);
     bits ^= 1u << bit;
-    Fma<kN>(acc_low, LowValue<kBf16>(__ldg(pairs + (end >> 1))), LoadColumn<kN>(word, bit));
+    Fma<kN>(acc_low, LowValue<kBf16>(__ldg(pairs + (end >> 1))),
+            LoadColumn<kBf16, kN, kHalf>(word, bit));
     --end;
   }
   const uint32_t* pair = pairs + (end >> 1) - 1;  // holds values end - 2 (low) and end - 1
@@ -134,57 +195,57 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
     bits ^= 1u << high;
     const int low = HighestBit(bits);
     bits ^= 1u << low;
-    Fma<kN>(acc_high, HighValue<kBf16>(both), LoadColumn<kN>(word, high));
-    Fma<kN>(acc_low, LowValue<kBf16>(both), LoadColumn<kN>(word, low));
+    Fma<kN>(acc_high, HighValue<kBf16>(both), LoadColumn<kBf16, kN, kHalf>(word, high));
+    Fma<kN>(acc_low, LowValue<kBf16>(both), LoadColumn<kBf16, kN, kHalf>(word, low));
   }
   if (bits) {  // one value left, at begin (odd): the high half of its pair
-    Fma<kN>(acc_high, HighValue<kBf16>(__ldg(pair)), LoadColumn<kN>(word, HighestBit(bits)));
+    Fma<kN>(acc_high, HighValue<kBf16>(__ldg(pair)),
+            LoadColumn<kBf16, kN, kHalf>(word, HighestBit(bits)));
   }
 }
 
-template <bool kBf16, int kN, int kPrefetch>
+template <bool kBf16, int kN, bool kHalf, int kPrefetch>
 __global__ void __launch_bounds__(kMaxWarps * 32)
 TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ bitmaps,
                 const int32_t* __restrict__ row_offsets, const uint16_t* __restrict__ x,
                 void* __restrict__ out, int M, int K, int N, int k_tiles, int tiles_per_split,
                 int m_tiles) {
-  extern __shared__ __align__(16) float xs[];  // the split's columns, laid out by XStage<kN>
+  using X = XStage<kN, kHalf>;
+  extern __shared__ __align__(16) unsigned char xs[];  // the split's columns, laid out by X
   __shared__ float partial[kMaxWarps][16][kN];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int warps = blockDim.x >> 5;
   const int split = blockIdx.y;
   const int tile_begin = split * tiles_per_split;
   const int tile_end = min(tile_begin + tiles_per_split, k_tiles);
-  const int column0 = tile_begin * 64;
-  const int columns = max(tile_end - tile_begin, 0) * 64;
-  // x's columns of this split as float32 (zero past K and past N).
-  for (int i = threadIdx.x; i < columns * kN; i += blockDim.x) {
-    const int column = column0 + i / kN, n = i % kN;
-    float value = 0.f;
-    if (column < K && n < N) value = LowValue<kBf16>(x[static_cast<size_t>(column) * N + n]);
-    xs[XStage<kN>::Place(i / kN) + n] = value;
-  }
-  __syncthreads();
-
   const int per_row = warps / m_tiles;  // the handler checks that m_tiles divides warps
   const int row_tile = blockIdx.x * m_tiles + warp % m_tiles;
   const int row_tiles = (M + 15) >> 4;
+  const int first_tile = tile_begin + warp / m_tiles;
+  const bool works = row_tile < row_tiles && first_tile < tile_end;
+  // Running pointers to the lane's word and row start of the warp's next tile: a tile's step
+  // adds a constant. The first tile's are loaded before x is staged, to land meanwhile.
+  const size_t first = static_cast<size_t>(row_tile) * k_tiles + first_tile;
+  const uint32_t* bitmap = bitmaps + first * 32 + lane;
+  const int32_t* row_start = row_offsets + first * 16 + (lane >> 1);
+  uint32_t bits = 0u;
+  int start = 0;
+  if (works) {
+    bits = __ldg(bitmap);
+    start = __ldg(row_start);
+  }
+  StageX<kBf16, kN, kHalf>(xs, x, tile_begin * 64, max(tile_end - tile_begin, 0) * 64, K, N);
+  __syncthreads();
+
   const uint32_t* pairs = reinterpret_cast<const uint32_t*>(data);
   float acc_high[kN], acc_low[kN];
 #pragma unroll
   for (int n = 0; n < kN; ++n) acc_high[n] = acc_low[n] = 0.f;
-  const int first_tile = tile_begin + warp / m_tiles;
-  if (row_tile < row_tiles && first_tile < tile_end) {
-    // Running pointers to the lane's word and row start of the warp's next tile, and the
-    // shared address of x's columns of the lane's word: a tile's step adds a constant.
-    const size_t first = static_cast<size_t>(row_tile) * k_tiles + first_tile;
-    const uint32_t* bitmap = bitmaps + first * 32 + lane;
-    const int32_t* row_start = row_offsets + first * 16 + (lane >> 1);
+  if (works) {
+    // The shared address of x's columns of the lane's word.
     uint32_t word = static_cast<uint32_t>(__cvta_generic_to_shared(
-        xs + XStage<kN>::Place((first_tile - tile_begin) * 64 + (lane & 1) * 32)));
-    const uint32_t word_step = per_row * XStage<kN>::kTileStride * 4;
-    uint32_t bits = __ldg(bitmap);
-    int start = __ldg(row_start);
+        xs + X::Place((first_tile - tile_begin) * 64 + (lane & 1) * 32)));
+    const uint32_t word_step = per_row * X::kTileBytes;
     for (int left = (tile_end - 1 - first_tile) / per_row; left >= 0; --left) {
       uint32_t next_bits = 0u;
       int next_start = 0;
@@ -203,8 +264,8 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
       }
       const uint32_t partner = __shfl_xor_sync(0xffffffffu, bits, 1);
       const int begin = start + ((lane & 1) ? __popc(partner) : 0);
-      AccumulateWord<kBf16, kN>(pairs, bits, begin, begin + __popc(bits), word, acc_high,
-                                acc_low);
+      AccumulateWord<kBf16, kN, kHalf>(pairs, bits, begin, begin + __popc(bits), word,
+                                       acc_high, acc_low);
       bits = next_bits;
       start = next_start;
       word += word_step;
@@ -240,9 +301,11 @@ struct GemvLaunch {
   int m, k, n, k_tiles, warps, m_tiles, k_splits;
 };
 
-template <bool kBf16, int kN, int kPrefetch>
-cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l, size_t shared) {
-  auto kernel = TiledGemvKernel<kBf16, kN, kPrefetch>;
+template <bool kBf16, int kN, bool kHalf, int kPrefetch>
+cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
+  auto kernel = TiledGemvKernel<kBf16, kN, kHalf, kPrefetch>;
+  const size_t shared = static_cast<size_t>((l.k_tiles + l.k_splits - 1) / l.k_splits) *
+                        XStage<kN, kHalf>::kTileBytes;
   if (shared > 48 * 1024) {
     const cudaError_t error = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
@@ -258,33 +321,43 @@ cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l, size_t shared) {
   return cudaGetLastError();
 }
 
-template <bool kBf16, int kN>
-cudaError_t ByPrefetch(cudaStream_t stream, const GemvLaunch& l, size_t shared, int prefetch) {
+template <bool kBf16, int kN, bool kHalf>
+cudaError_t ByPrefetch(cudaStream_t stream, const GemvLaunch& l, int prefetch) {
   switch (prefetch) {
-    case 0: return RunGemv<kBf16, kN, 0>(stream, l, shared);
-    case 1: return RunGemv<kBf16, kN, 1>(stream, l, shared);
-    default: return RunGemv<kBf16, kN, 2>(stream, l, shared);
+    case 0: return RunGemv<kBf16, kN, kHalf, 0>(stream, l);
+    case 1: return RunGemv<kBf16, kN, kHalf, 1>(stream, l);
+    default: return RunGemv<kBf16, kN, kHalf, 2>(stream, l);
   }
 }
 
+template <bool kBf16, int kN>
+cudaError_t ByStaging(cudaStream_t stream, const GemvLaunch& l, bool half_x, int prefetch) {
+  return half_x ? ByPrefetch<kBf16, kN, true>(stream, l, prefetch)
+                : ByPrefetch<kBf16, kN, false>(stream, l, prefetch);
+}
+
 template <bool kBf16>
-cudaError_t ByColumns(cudaStream_t stream, const GemvLaunch& l, size_t shared, int prefetch) {
-  if (l.n == 1) return ByPrefetch<kBf16, 1>(stream, l, shared, prefetch);
-  if (l.n == 2) return ByPrefetch<kBf16, 2>(stream, l, shared, prefetch);
-  return ByPrefetch<kBf16, 4>(stream, l, shared, prefetch);
+cudaError_t ByColumns(cudaStream_t stream, const GemvLaunch& l, bool half_x, int prefetch) {
+  if (l.n == 1) return ByStaging<kBf16, 1>(stream, l, half_x, prefetch);
+  if (l.n == 2) return ByStaging<kBf16, 2>(stream, l, half_x, prefetch);
+  return ByStaging<kBf16, 4>(stream, l, half_x, prefetch);
 }
 
 ffi::Error Invalid(const std::string& message) {
   return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jsparse tiled_gemv: " + message);
 }
 
-// The float32 values a column of x takes in shared memory: 1, 2, or 4 for N = 3..4.
-int StagedWidth(int64_t n) { return n == 1 ? 1 : n == 2 ? 2 : 4; }
+// The bytes of shared memory x's staging takes a K tile (XStage's layout).
+size_t StagedTileBytes(int64_t n, bool half_x) {
+  const int width = n == 1 ? 1 : n == 2 ? 2 : 4;  // values a column (N = 3: 4)
+  const int word = 32 * width * (half_x ? 2 : 4);
+  return 2 * (word + (word % 128 == 0 ? 64 : 0));
+}
 
 ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffer bitmaps,
                          ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                          ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t m_tiles,
-                         int64_t warps, int64_t k_splits, int64_t prefetch) {
+                         int64_t warps, int64_t k_splits, int64_t prefetch, int64_t half_x) {
   if (m < 1 || k < 1) return Invalid("bad shape: M and K must be >= 1");
   const ffi::DataType dtype = x.element_type();
   if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
@@ -323,8 +396,7 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
   if (row_offsets.element_count() != static_cast<size_t>(row_tiles * k_tiles * 16))
     return Invalid("row_offsets must be [ceil(M / 16), ceil(K / 64), 16]");
   const int64_t tiles_per_split = (k_tiles + k_splits - 1) / k_splits;
-  const size_t shared =  // XStage's layout
-      static_cast<size_t>(tiles_per_split) * (64 * StagedWidth(n) + 32) * sizeof(float);
+  const size_t shared = static_cast<size_t>(tiles_per_split) * StagedTileBytes(n, half_x != 0);
   constexpr size_t kMaxShared = 227 * 1024 - kMaxWarps * 16 * 4 * 4;  // less the partials
   if (shared > kMaxShared)
     return Invalid("a split of K stages " + std::to_string(shared) + " bytes of x, more than " +
@@ -336,8 +408,8 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
                           static_cast<int>(k_splits)};
   const cudaError_t error =
       dtype == ffi::DataType::BF16
-          ? ByColumns<true>(stream, launch, shared, static_cast<int>(prefetch))
-          : ByColumns<false>(stream, launch, shared, static_cast<int>(prefetch));
+          ? ByColumns<true>(stream, launch, half_x != 0, static_cast<int>(prefetch))
+          : ByColumns<false>(stream, launch, half_x != 0, static_cast<int>(prefetch));
   if (error != cudaSuccess)
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("tiled gemv launch failed: ") + cudaGetErrorString(error));
@@ -359,5 +431,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledGemv, TiledGemvImpl,
                                   .Attr<int64_t>("m_tiles")
                                   .Attr<int64_t>("warps")
                                   .Attr<int64_t>("k_splits")
-                                  .Attr<int64_t>("prefetch"),
+                                  .Attr<int64_t>("prefetch")
+                                  .Attr<int64_t>("half_x"),
                               {ffi::Traits::kCmdBufferCompatible});

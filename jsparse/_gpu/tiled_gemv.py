@@ -49,11 +49,15 @@ class TiledGemvConfig:
   """A launch: a block of ``warps`` warps (1-16) computes ``m_tiles`` row tiles of 16 (a
   divisor of ``warps``; ``warps // m_tiles`` warps take each row tile's K tiles in turn) for
   one of ``k_splits`` splits of K (1-64; more than 1 writes float32 partial sums that ``gemv``
-  adds); ``prefetch``: each warp prefetches its next tile's values (``PREFETCH``)."""
+  adds); ``prefetch``: each warp prefetches its next tile's values (``PREFETCH``);
+  ``half_x``: x staged in shared memory in its own 16-bit dtype rather than as float32 (half
+  the memory, so more blocks an SM where x's staging bounds them; one more conversion a value
+  read)."""
   m_tiles: int = 1
   warps: int = 16
   k_splits: int = 1
   prefetch: str = "l1"
+  half_x: bool = False
 
   def __post_init__(self):
     if not 1 <= self.warps <= MAX_WARPS:
@@ -67,16 +71,18 @@ class TiledGemvConfig:
       raise ValueError(f"prefetch must be one of {sorted(PREFETCH)}, got {self.prefetch!r}")
 
   def shared_bytes(self, n: int, k: int) -> int:
-    """Dynamic shared memory a block takes for x [k, n]: its split's K tiles of x as float32,
-    1, 2 or 4 values a column, 16 floats of padding a 32-column word (as the kernel's XStage
-    lays them out). Raises ValueError for n outside 1..``MAX_N`` or k < 1."""
+    """Dynamic shared memory a block takes for x [k, n]: its split's K tiles of x as float32
+    (``half_x``: 16-bit), 1, 2 or 4 values a column, 64 bytes of padding after a 32-column
+    word that fills a multiple of 128 bytes (as the kernel's XStage lays them out). Raises ValueError for n outside 1..``MAX_N`` or
+    k < 1."""
     if not 1 <= n <= MAX_N:
       raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
     if k < 1:
       raise ValueError(f"k must be >= 1, got {k}")
     width = 1 if n == 1 else 2 if n == 2 else 4
     k_tiles = -(-k // 64)
-    return -(-k_tiles // self.k_splits) * (64 * width + 32) * 4
+    word = 32 * width * (2 if self.half_x else 4)
+    return -(-k_tiles // self.k_splits) * 2 * (word + (64 if word % 128 == 0 else 0))
 
   def fits(self, n: int, k: int) -> bool:
     return self.shared_bytes(n, k) <= MAX_SHARED_BYTES
@@ -156,7 +162,8 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   out = jax.ffi.ffi_call(TARGET, result, vmap_method="sequential")(
       data, bitmaps, row_offsets.astype(jnp.int32), x, m=np.int64(m), k=np.int64(k),
       m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
-      k_splits=np.int64(splits), prefetch=np.int64(PREFETCH[config.prefetch]))
+      k_splits=np.int64(splits), prefetch=np.int64(PREFETCH[config.prefetch]),
+      half_x=np.int64(config.half_x))
   return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
 
