@@ -204,8 +204,11 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
   }
 }
 
+// Registers capped for four blocks of 16 warps an SM at one column (32 a thread: nvcc spills
+// none), three at 2-4 columns (40; 12 bytes spilled at 32). Uncapped, the staging's unrolled
+// loads took 59, two blocks an SM.
 template <bool kBf16, int kN, bool kHalf, int kPrefetch>
-__global__ void __launch_bounds__(kMaxWarps * 32)
+__global__ void __launch_bounds__(kMaxWarps * 32, kN == 1 ? 4 : 3)
 TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ bitmaps,
                 const int32_t* __restrict__ row_offsets, const uint16_t* __restrict__ x,
                 void* __restrict__ out, int M, int K, int N, int k_tiles, int tiles_per_split,

@@ -119,17 +119,27 @@ def applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: Any, x_d
           and available() is True)
 
 
+# Blocks of one launch from which row tiles are grouped into fewer, bigger blocks.
+MAX_BLOCKS = 264
+# Shared memory a block's x staging may take as float32 and still leave room for four blocks an
+# SM (the register cap's occupancy at one column).
+FLOAT_X_MAX_BYTES = 227 * 1024 // 4 - 1024
+
+
 def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
-  """The launch for x [k, n] and an [m, k] weight: 16 warps a block; one row tile a block
-  where that makes at most 512 blocks, else as many as keep it there (at most 16); K split
-  only as far as x's staging must be for shared memory."""
+  """The launch for x [k, n] and an [m, k] weight: 16 warps a block, no prefetching; the
+  fewest row tiles a block (a power of two) that keep the launch at ``MAX_BLOCKS`` blocks
+  (4096 rows: 1, 256 blocks; 14336 rows: 4, 224 blocks); x staged float32 where that leaves
+  room for four blocks an SM, else 16-bit; K split only as far as shared memory needs."""
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
   row_tiles = -(-m // 16)
   m_tiles = 1
-  while m_tiles < MAX_WARPS and -(-row_tiles // m_tiles) > 512:
+  while m_tiles < MAX_WARPS and -(-row_tiles // m_tiles) > MAX_BLOCKS:
     m_tiles *= 2
-  config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS)
+  config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS, prefetch="none")
+  if config.shared_bytes(n, k) > FLOAT_X_MAX_BYTES:
+    config = dataclasses.replace(config, half_x=True)
   while not config.fits(n, k):
     config = dataclasses.replace(config, k_splits=config.k_splits + 1)
   return config
