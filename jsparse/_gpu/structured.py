@@ -339,10 +339,11 @@ def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, 
                 **unused):
   from jsparse._gpu import sparse_mma, tiled_gemv  # CUDA libraries, built with nvcc on first use
   n = dense.shape[1]
-  if (not interpret and n <= tiled_gemv.ROUTE_MAX_N
+  if (not interpret and tiled_gemv.routes(n, sparse_mma.mean_tile_fill(data, bitmaps))
       and tiled_gemv.applies(layout.shape, layout.block_shape, data.dtype, dense.dtype, n)):
-    # Decoding at batch 1 on the CUDA cores: one FMA a stored value, where the tensor-core
-    # kernel expands every element of a tile (BUILD_NOTES.md, "tiled gemv").
+    # Decoding at batch 1-2 on the CUDA cores where tiles are sparse enough: one FMA a stored
+    # value, where the tensor-core kernel expands every element of a tile (BUILD_NOTES.md,
+    # "tiled gemv").
     return tiled_gemv.gemv(data, bitmaps, row_offsets, dense, shape=layout.shape)
   if not interpret and sparse_mma.tiled_applies(layout.shape, layout.block_shape, data.dtype,
                                                 dense.dtype, dense.shape[1]):

@@ -37,9 +37,14 @@ MAX_N = 4
 MAX_WARPS = 16
 # Shared memory a block may take on sm_90, less the kernel's static partial sums.
 MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS * 16 * 4 * 4
-# ``jsparse.spmm`` on a Tiled matrix (16x64 tiles, bf16/f16) sends products of up to this many
-# columns here on a CUDA GPU, more to ``sparse_mma.tiled_matmul`` (jsparse._gpu.structured).
-ROUTE_MAX_N = 1
+# ``jsparse.spmm`` on a Tiled matrix (16x64 tiles, bf16/f16) on a CUDA GPU sends products of n
+# columns here where its tiles hold at most ``ROUTE_MAX_FILL[n]`` values on average, the rest
+# to the tensor-core kernel (``sparse_mma.tiled_matmul``; jsparse._gpu.structured). H100, bf16,
+# kernel time, 4096x14336 / 14336x4096 (experiments/results/h100-2026-11-27-tiled-gemv/):
+# one column at 70% sparsity (307 values a tile) 30.0 / 25.7 us against 30.3 / 31.2, at 50%
+# 42.0 / 34.4 against 34.0 / 35.3; two at 80% 29.7 / 23.9 against 31.9 / 33.3, at 70% 37.3 /
+# 32.3 against 34.4 / 35.4; four at 90% 33.6 / 23.7 against 31.6 / 32.6 (not routed).
+ROUTE_MAX_FILL = {1: 330, 2: 210}
 # Prefetching of a warp's next tile's values: none, into L1, into L2.
 PREFETCH = {"none": 0, "l1": 1, "l2": 2}
 
@@ -126,19 +131,29 @@ MAX_BLOCKS = 264
 FLOAT_X_MAX_BYTES = 227 * 1024 // 4 - 1024
 
 
+def routes(n: int, tile_fill: float) -> bool:
+  """Whether ``jsparse.spmm`` sends a product of n columns by a Tiled matrix whose 16x64 tiles
+  hold ``tile_fill`` values on average here (``ROUTE_MAX_FILL``)."""
+  return tile_fill <= ROUTE_MAX_FILL.get(n, -1)
+
+
 def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
-  """The launch for x [k, n] and an [m, k] weight: 16 warps a block, no prefetching; the
-  fewest row tiles a block (a power of two) that keep the launch at ``MAX_BLOCKS`` blocks
-  (4096 rows: 1, 256 blocks; 14336 rows: 4, 224 blocks); x staged float32 where that leaves
-  room for four blocks an SM, else 16-bit; K split only as far as shared memory needs."""
+  """The launch for x [k, n] and an [m, k] weight: 16 warps a block, no prefetching.
+  - One column: a row tile a block, x staged 16-bit (H100, 70% sparsity: 30.0 / 25.7 us on
+    4096x14336 / 14336x4096, against 32.1 / 26.5 float32 and 31.3 for four row tiles on
+    14336x4096).
+  - 2-4 columns: the fewest row tiles a block (a power of two) that keep the launch at
+    ``MAX_BLOCKS`` blocks (4096 rows: 1, 256 blocks; 14336 rows: 4, 224 blocks); x staged
+    float32 where that leaves room for four blocks an SM, else 16-bit.
+  K split only as far as shared memory needs."""
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
   row_tiles = -(-m // 16)
   m_tiles = 1
-  while m_tiles < MAX_WARPS and -(-row_tiles // m_tiles) > MAX_BLOCKS:
+  while n > 1 and m_tiles < MAX_WARPS and -(-row_tiles // m_tiles) > MAX_BLOCKS:
     m_tiles *= 2
   config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS, prefetch="none")
-  if config.shared_bytes(n, k) > FLOAT_X_MAX_BYTES:
+  if n == 1 or config.shared_bytes(n, k) > FLOAT_X_MAX_BYTES:
     config = dataclasses.replace(config, half_x=True)
   while not config.fits(n, k):
     config = dataclasses.replace(config, k_splits=config.k_splits + 1)

@@ -96,10 +96,12 @@ def test_handler_refuses_bad_launches_naming_them():
 
 
 def test_public_op_takes_it_for_few_columns():
-  from jsparse._gpu import structured  # noqa: F401 - registers the lowering that routes here
+  from jsparse._gpu import sparse_mma, structured  # noqa: F401 - registers the routing lowering
   shape = (300, 1000)
-  matrix = random_tiled(9, shape, 0.3, jnp.bfloat16)
-  for n in range(1, tiled_gemv.ROUTE_MAX_N + 1):
+  matrix = random_tiled(9, shape, 0.1, jnp.bfloat16)
+  fill = sparse_mma.mean_tile_fill(matrix.data, matrix.bitmaps)
+  for n in tiled_gemv.ROUTE_MAX_FILL:
+    assert tiled_gemv.routes(n, fill)
     x = columns(n, shape[1], n, jnp.bfloat16)
     check(jsparse.spmm(matrix, x, impl="pallas"), expected_product(matrix, x))
     check(jsparse.ops.matmul_transposed(x.T, matrix, impl="pallas").T,
