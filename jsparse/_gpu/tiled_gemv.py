@@ -124,6 +124,8 @@ def applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: Any, x_d
           and available() is True)
 
 
+# Streaming multiprocessors of an H100 / H200 SXM.
+GPU_SMS = 132
 # Blocks of one launch from which row tiles are grouped into fewer, bigger blocks.
 MAX_BLOCKS = 264
 # Shared memory a block's x staging may take as float32 and still leave room for four blocks an
@@ -145,7 +147,10 @@ def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
   - 2-4 columns: the fewest row tiles a block (a power of two) that keep the launch at
     ``MAX_BLOCKS`` blocks (4096 rows: 1, 256 blocks; 14336 rows: 4, 224 blocks); x staged
     float32 where that leaves room for four blocks an SM, else 16-bit.
-  K split only as far as shared memory needs."""
+  At one column K is split (float32 partial sums, then their sum; up to four ways, 16 K tiles
+  a split at least) where the launch has fewer than ``4 * GPU_SMS`` blocks of 16 warps, the
+  warps four blocks an SM hold (4096x14336, 70%: 25.9 us split in two against 29.7); and
+  further wherever shared memory needs it."""
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
   row_tiles = -(-m // 16)
@@ -155,6 +160,9 @@ def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
   config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS, prefetch="none")
   if n == 1 or config.shared_bytes(n, k) > FLOAT_X_MAX_BYTES:
     config = dataclasses.replace(config, half_x=True)
+  if n == 1:
+    splits = max(1, min(4, 4 * GPU_SMS // row_tiles, -(-k // 64) // 16))
+    config = dataclasses.replace(config, k_splits=splits)
   while not config.fits(n, k):
     config = dataclasses.replace(config, k_splits=config.k_splits + 1)
   return config
