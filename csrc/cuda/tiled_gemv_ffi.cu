@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -94,8 +95,23 @@ struct Column {
   float v[kN];
 };
 
-template <bool kBf16, int kN, bool kHalf>
+// Where x's values are read from (the launch's ``x_source``): staged in shared memory as
+// float32 or in x's 16-bit dtype, or straight from global memory through the L1 cache (one
+// column only: no staging, no barrier before the first tile).
+constexpr int kXFloat = 0, kXHalf = 1, kXGlobal = 2;
+
+// x's value at bit ``bit`` of a word whose columns start at generic address ``word`` (global).
+template <bool kBf16, int kN, int kX>
+__device__ __forceinline__ Column<kN> LoadColumn(uint64_t word, int bit) {
+  static_assert(kX == kXGlobal && kN == 1, "x read from global memory: one column");
+  Column<kN> c;
+  c.v[0] = LowValue<kBf16>(__ldg(reinterpret_cast<const unsigned short*>(word) + bit));
+  return c;
+}
+
+template <bool kBf16, int kN, int kX>
 __device__ __forceinline__ Column<kN> LoadColumn(uint32_t word, int bit) {
+  constexpr bool kHalf = kX == kXHalf;
   Column<kN> c;
   const uint32_t address = word + static_cast<uint32_t>(bit) * XStage<kN, kHalf>::kColumn;
   if constexpr (kHalf) {
@@ -175,45 +191,52 @@ __device__ __forceinline__ void Fma(float (&acc)[kN], float value, const Column<
 // down, one pair a trip (not unrolled: the lanes' trip counts differ, and an unrolled loop's
 // remainder paths diverge); a lone value at either end takes its pair's one half. (A pair's
 // other half may lie one value past the array's end, inside the allocation's 4-byte alignment.)
-template <bool kBf16, int kN, bool kHalf>
+template <bool kBf16, int kN, int kX, typename Word>
 __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pairs, uint32_t bits,
-                                               int begin, int end, uint32_t word,
+                                               int begin, int end, Word word,
                                                float (&acc_high)[kN], float (&acc_low)[kN]) {
-  if ((end & 1) && end > begin) {  // end - 1 even: the low half of its pair
-    const int bit = HighestBit(bits);
-    bits ^= 1u << bit;
-    Fma<kN>(acc_low, LowValue<kBf16>(__ldg(pairs + (end >> 1))),
-            LoadColumn<kBf16, kN, kHalf>(word, bit));
-    --end;
-  }
+  // The loads are issued a step ahead of their use: the lone value at the top with the first
+  // pair, each later pair while the one before it is multiplied.
+  const bool lone_top = (end & 1) && end > begin;  // end - 1 even: the low half of its pair
+  const uint32_t top = lone_top ? __ldg(pairs + (end >> 1)) : 0u;
+  if (lone_top) --end;
   const uint32_t* pair = pairs + (end >> 1) - 1;  // holds values end - 2 (low) and end - 1
   int left = (end - begin) >> 1;  // whole pairs
+  const bool lone_bottom = (end - begin) & 1;  // begin odd: the high half of its pair
+  uint32_t both = left > 0 ? __ldg(pair) : 0u;
+  if (lone_top) {
+    const int bit = HighestBit(bits);
+    bits ^= 1u << bit;
+    Fma<kN>(acc_low, LowValue<kBf16>(top), LoadColumn<kBf16, kN, kX>(word, bit));
+  }
 #pragma unroll 1
-  for (; left > 0; --left, --pair) {
-    const uint32_t both = __ldg(pair);
+  for (; left > 0; --left) {
+    const uint32_t current = both;
+    --pair;
+    if (left > 1 || lone_bottom) both = __ldg(pair);  // the next pair, or the lone value
     const int high = HighestBit(bits);
     bits ^= 1u << high;
     const int low = HighestBit(bits);
     bits ^= 1u << low;
-    Fma<kN>(acc_high, HighValue<kBf16>(both), LoadColumn<kBf16, kN, kHalf>(word, high));
-    Fma<kN>(acc_low, LowValue<kBf16>(both), LoadColumn<kBf16, kN, kHalf>(word, low));
+    Fma<kN>(acc_high, HighValue<kBf16>(current), LoadColumn<kBf16, kN, kX>(word, high));
+    Fma<kN>(acc_low, LowValue<kBf16>(current), LoadColumn<kBf16, kN, kX>(word, low));
   }
-  if (bits) {  // one value left, at begin (odd): the high half of its pair
-    Fma<kN>(acc_high, HighValue<kBf16>(__ldg(pair)),
-            LoadColumn<kBf16, kN, kHalf>(word, HighestBit(bits)));
+  if (lone_bottom) {
+    if (end - begin == 1) both = __ldg(pair);  // (no pair before it loaded it)
+    Fma<kN>(acc_high, HighValue<kBf16>(both), LoadColumn<kBf16, kN, kX>(word, HighestBit(bits)));
   }
 }
 
 // Registers capped for four blocks of 16 warps an SM at one column (32 a thread: nvcc spills
 // none), three at 2-4 columns (40; 12 bytes spilled at 32). Uncapped, the staging's unrolled
 // loads took 59, two blocks an SM.
-template <bool kBf16, int kN, bool kHalf, int kPrefetch>
+template <bool kBf16, int kN, int kX, int kPrefetch>
 __global__ void __launch_bounds__(kMaxWarps * 32, kN == 1 ? 4 : 3)
 TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ bitmaps,
                 const int32_t* __restrict__ row_offsets, const uint16_t* __restrict__ x,
                 void* __restrict__ out, int M, int K, int N, int k_tiles, int tiles_per_split,
                 int m_tiles) {
-  using X = XStage<kN, kHalf>;
+  using X = XStage<kN, kX == kXHalf>;
   extern __shared__ __align__(16) unsigned char xs[];  // the split's columns, laid out by X
   __shared__ float partial[kMaxWarps][16][kN];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -237,18 +260,28 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
     bits = __ldg(bitmap);
     start = __ldg(row_start);
   }
-  StageX<kBf16, kN, kHalf>(xs, x, tile_begin * 64, max(tile_end - tile_begin, 0) * 64, K, N);
-  __syncthreads();
+  if constexpr (kX != kXGlobal) {
+    StageX<kBf16, kN, kX == kXHalf>(xs, x, tile_begin * 64, max(tile_end - tile_begin, 0) * 64,
+                                     K, N);
+    __syncthreads();
+  }
 
   const uint32_t* pairs = reinterpret_cast<const uint32_t*>(data);
   float acc_high[kN], acc_low[kN];
 #pragma unroll
   for (int n = 0; n < kN; ++n) acc_high[n] = acc_low[n] = 0.f;
   if (works) {
-    // The shared address of x's columns of the lane's word.
-    uint32_t word = static_cast<uint32_t>(__cvta_generic_to_shared(
-        xs + X::Place((first_tile - tile_begin) * 64 + (lane & 1) * 32)));
-    const uint32_t word_step = per_row * X::kTileBytes;
+    // The address of x's columns of the lane's word: 32-bit shared, or generic (global).
+    using Word = std::conditional_t<kX == kXGlobal, uint64_t, uint32_t>;
+    Word word, word_step;
+    if constexpr (kX == kXGlobal) {
+      word = reinterpret_cast<uint64_t>(x + first_tile * 64 + (lane & 1) * 32);
+      word_step = per_row * 64 * sizeof(uint16_t);
+    } else {
+      word = static_cast<uint32_t>(__cvta_generic_to_shared(
+          xs + X::Place((first_tile - tile_begin) * 64 + (lane & 1) * 32)));
+      word_step = per_row * X::kTileBytes;
+    }
     for (int left = (tile_end - 1 - first_tile) / per_row; left >= 0; --left) {
       uint32_t next_bits = 0u;
       int next_start = 0;
@@ -267,8 +300,8 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
       }
       const uint32_t partner = __shfl_xor_sync(0xffffffffu, bits, 1);
       const int begin = start + ((lane & 1) ? __popc(partner) : 0);
-      AccumulateWord<kBf16, kN, kHalf>(pairs, bits, begin, begin + __popc(bits), word,
-                                       acc_high, acc_low);
+      AccumulateWord<kBf16, kN, kX>(pairs, bits, begin, begin + __popc(bits), word, acc_high,
+                                    acc_low);
       bits = next_bits;
       start = next_start;
       word += word_step;
@@ -304,11 +337,12 @@ struct GemvLaunch {
   int m, k, n, k_tiles, warps, m_tiles, k_splits;
 };
 
-template <bool kBf16, int kN, bool kHalf, int kPrefetch>
+template <bool kBf16, int kN, int kX, int kPrefetch>
 cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
-  auto kernel = TiledGemvKernel<kBf16, kN, kHalf, kPrefetch>;
-  const size_t shared = static_cast<size_t>((l.k_tiles + l.k_splits - 1) / l.k_splits) *
-                        XStage<kN, kHalf>::kTileBytes;
+  auto kernel = TiledGemvKernel<kBf16, kN, kX, kPrefetch>;
+  const size_t shared = kX == kXGlobal ? 0 :
+      static_cast<size_t>((l.k_tiles + l.k_splits - 1) / l.k_splits) *
+      XStage<kN, kX == kXHalf>::kTileBytes;
   if (shared > 48 * 1024) {
     const cudaError_t error = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
@@ -324,26 +358,28 @@ cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
   return cudaGetLastError();
 }
 
-template <bool kBf16, int kN, bool kHalf>
+template <bool kBf16, int kN, int kX>
 cudaError_t ByPrefetch(cudaStream_t stream, const GemvLaunch& l, int prefetch) {
   switch (prefetch) {
-    case 0: return RunGemv<kBf16, kN, kHalf, 0>(stream, l);
-    case 1: return RunGemv<kBf16, kN, kHalf, 1>(stream, l);
-    default: return RunGemv<kBf16, kN, kHalf, 2>(stream, l);
+    case 0: return RunGemv<kBf16, kN, kX, 0>(stream, l);
+    case 1: return RunGemv<kBf16, kN, kX, 1>(stream, l);
+    default: return RunGemv<kBf16, kN, kX, 2>(stream, l);
   }
 }
 
 template <bool kBf16, int kN>
-cudaError_t ByStaging(cudaStream_t stream, const GemvLaunch& l, bool half_x, int prefetch) {
-  return half_x ? ByPrefetch<kBf16, kN, true>(stream, l, prefetch)
-                : ByPrefetch<kBf16, kN, false>(stream, l, prefetch);
+cudaError_t BySource(cudaStream_t stream, const GemvLaunch& l, int x_source, int prefetch) {
+  if constexpr (kN == 1)
+    if (x_source == kXGlobal) return ByPrefetch<kBf16, kN, kXGlobal>(stream, l, prefetch);
+  return x_source == kXHalf ? ByPrefetch<kBf16, kN, kXHalf>(stream, l, prefetch)
+                            : ByPrefetch<kBf16, kN, kXFloat>(stream, l, prefetch);
 }
 
 template <bool kBf16>
-cudaError_t ByColumns(cudaStream_t stream, const GemvLaunch& l, bool half_x, int prefetch) {
-  if (l.n == 1) return ByStaging<kBf16, 1>(stream, l, half_x, prefetch);
-  if (l.n == 2) return ByStaging<kBf16, 2>(stream, l, half_x, prefetch);
-  return ByStaging<kBf16, 4>(stream, l, half_x, prefetch);
+cudaError_t ByColumns(cudaStream_t stream, const GemvLaunch& l, int x_source, int prefetch) {
+  if (l.n == 1) return BySource<kBf16, 1>(stream, l, x_source, prefetch);
+  if (l.n == 2) return BySource<kBf16, 2>(stream, l, x_source, prefetch);
+  return BySource<kBf16, 4>(stream, l, x_source, prefetch);
 }
 
 ffi::Error Invalid(const std::string& message) {
@@ -360,7 +396,7 @@ size_t StagedTileBytes(int64_t n, bool half_x) {
 ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffer bitmaps,
                          ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                          ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t m_tiles,
-                         int64_t warps, int64_t k_splits, int64_t prefetch, int64_t half_x) {
+                         int64_t warps, int64_t k_splits, int64_t prefetch, int64_t x_source) {
   if (m < 1 || k < 1) return Invalid("bad shape: M and K must be >= 1");
   const ffi::DataType dtype = x.element_type();
   if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
@@ -380,6 +416,10 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
                    ", warps = " + std::to_string(warps));
   if (k_splits < 1 || k_splits > 64) return Invalid("k_splits must be 1..64");
   if (prefetch < 0 || prefetch > 2) return Invalid("prefetch must be 0, 1 or 2");
+  if (x_source < kXFloat || x_source > kXGlobal) return Invalid("x_source must be 0, 1 or 2");
+  if (x_source == kXGlobal && n != 1)
+    return Invalid("x read from global memory (x_source 2) needs N = 1, got " +
+                   std::to_string(n));
   const bool split = k_splits > 1;
   if (out->element_type() != (split ? ffi::DataType::F32 : dtype))
     return Invalid(split ? "out must be float32 when K is split" : "out must have x's dtype");
@@ -399,7 +439,8 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
   if (row_offsets.element_count() != static_cast<size_t>(row_tiles * k_tiles * 16))
     return Invalid("row_offsets must be [ceil(M / 16), ceil(K / 64), 16]");
   const int64_t tiles_per_split = (k_tiles + k_splits - 1) / k_splits;
-  const size_t shared = static_cast<size_t>(tiles_per_split) * StagedTileBytes(n, half_x != 0);
+  const size_t shared = x_source == kXGlobal ? 0 :
+      static_cast<size_t>(tiles_per_split) * StagedTileBytes(n, x_source == kXHalf);
   constexpr size_t kMaxShared = 227 * 1024 - kMaxWarps * 16 * 4 * 4;  // less the partials
   if (shared > kMaxShared)
     return Invalid("a split of K stages " + std::to_string(shared) + " bytes of x, more than " +
@@ -411,8 +452,8 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
                           static_cast<int>(k_splits)};
   const cudaError_t error =
       dtype == ffi::DataType::BF16
-          ? ByColumns<true>(stream, launch, half_x != 0, static_cast<int>(prefetch))
-          : ByColumns<false>(stream, launch, half_x != 0, static_cast<int>(prefetch));
+          ? ByColumns<true>(stream, launch, static_cast<int>(x_source), static_cast<int>(prefetch))
+          : ByColumns<false>(stream, launch, static_cast<int>(x_source), static_cast<int>(prefetch));
   if (error != cudaSuccess)
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("tiled gemv launch failed: ") + cudaGetErrorString(error));
@@ -435,5 +476,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledGemv, TiledGemvImpl,
                                   .Attr<int64_t>("warps")
                                   .Attr<int64_t>("k_splits")
                                   .Attr<int64_t>("prefetch")
-                                  .Attr<int64_t>("half_x"),
+                                  .Attr<int64_t>("x_source"),
                               {ffi::Traits::kCmdBufferCompatible});

@@ -37,19 +37,21 @@ CONFIGS = "default,1-16-1-l1,1-16-1-none,1-16-1-l2,2-16-1-l1,1-8-1-l1,4-16-1-l1"
 SHAPES = ((4096, 14336), (14336, 4096))
 SPARSITIES = (0.7, 0.5, 0.9)
 COLUMNS = (1, 2, 4)
-CHECK_CONFIGS = ("default", "1-1-1-none", "3-3-2-l1-h", "2-4-5-l2", "16-16-1-l1-h")
+CHECK_CONFIGS = ("default", "1-1-1-none", "3-3-2-l1-h", "2-4-5-l2", "16-16-1-l1-h",
+                 "1-16-2-none-g")
 CHECK_SHAPES = ((40, 100), (1, 64), (33, 4480), (300, 1000), (16, 64), (17, 2))
 TOLERANCE = 2e-2
 
 
 def parse_config(spec: str):
-  """``m-w-k-prefetch[-h]`` (h: x staged 16-bit) or ``default``: a function of (n, m, k)
-  giving the launch."""
+  """``m-w-k-prefetch[-h|-g]`` (h: x staged 16-bit; g: x read from global memory) or
+  ``default``: a function of (n, m, k) giving the launch."""
   if spec == "default":
     resolve = tiled_gemv.default_config
   else:
-    m_tiles, warps, k_splits, prefetch, *half = spec.split("-")
-    config = Config(int(m_tiles), int(warps), int(k_splits), prefetch, half == ["h"])
+    m_tiles, warps, k_splits, prefetch, *source = spec.split("-")
+    x_source = {(): "float32", ("h",): "16-bit", ("g",): "global"}[tuple(source)]
+    config = Config(int(m_tiles), int(warps), int(k_splits), prefetch, x_source)
     resolve = lambda n, m, k: config  # noqa: E731
   resolve.label = spec
   return resolve
@@ -122,7 +124,7 @@ def main() -> None:
           config = resolve(n, *shape)
           if config.fits(n, shape[1]):
             lines.append((f"s{sparsity} gemv {resolve.label} ({config.m_tiles}-{config.warps}-"
-                          f"{config.k_splits}-{config.prefetch}{'-h' if config.half_x else ''})",
+                          f"{config.k_splits}-{config.prefetch}-{config.x_source})",
                           lambda d, b, o, v, c=config: tiled_gemv.gemv(d, b, o, v, shape=shape,
                                                                        config=c),
                           operands + (x,)))

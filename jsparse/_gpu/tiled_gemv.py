@@ -47,6 +47,8 @@ MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS * 16 * 4 * 4
 ROUTE_MAX_FILL = {1: 330, 2: 210}
 # Prefetching of a warp's next tile's values: none, into L1, into L2.
 PREFETCH = {"none": 0, "l1": 1, "l2": 2}
+# Where the kernel reads x from (its ``x_source`` attribute).
+X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +57,15 @@ class TiledGemvConfig:
   divisor of ``warps``; ``warps // m_tiles`` warps take each row tile's K tiles in turn) for
   one of ``k_splits`` splits of K (1-64; more than 1 writes float32 partial sums that ``gemv``
   adds); ``prefetch``: each warp prefetches its next tile's values (``PREFETCH``);
-  ``half_x``: x staged in shared memory in its own 16-bit dtype rather than as float32 (half
-  the memory, so more blocks an SM where x's staging bounds them; one more conversion a value
-  read)."""
+  ``x_source``: where the kernel reads x from (``X_SOURCES``): staged in shared memory as
+  float32, or in x's own 16-bit dtype (half the memory, so more blocks an SM where x's staging
+  bounds them; one more conversion a value read), or (one column only) from global memory
+  through the L1 cache, unstaged."""
   m_tiles: int = 1
   warps: int = 16
   k_splits: int = 1
   prefetch: str = "l1"
-  half_x: bool = False
+  x_source: str = "float32"
 
   def __post_init__(self):
     if not 1 <= self.warps <= MAX_WARPS:
@@ -74,23 +77,30 @@ class TiledGemvConfig:
       raise ValueError(f"k_splits must be 1..64, got {self.k_splits}")
     if self.prefetch not in PREFETCH:
       raise ValueError(f"prefetch must be one of {sorted(PREFETCH)}, got {self.prefetch!r}")
+    if self.x_source not in X_SOURCES:
+      raise ValueError(f"x_source must be one of {sorted(X_SOURCES)}, got {self.x_source!r}")
 
   def shared_bytes(self, n: int, k: int) -> int:
     """Dynamic shared memory a block takes for x [k, n]: its split's K tiles of x as float32
-    (``half_x``: 16-bit), 1, 2 or 4 values a column, 64 bytes of padding after a 32-column
-    word that fills a multiple of 128 bytes (as the kernel's XStage lays them out). Raises ValueError for n outside 1..``MAX_N`` or
-    k < 1."""
+    or 16-bit (``x_source``; none when read from global memory), 1, 2 or 4 values a column,
+    64 bytes of padding after a 32-column word that fills a multiple of 128 bytes (as the
+    kernel's XStage lays them out). Raises ValueError for n outside 1..``MAX_N`` or k < 1."""
     if not 1 <= n <= MAX_N:
       raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
     if k < 1:
       raise ValueError(f"k must be >= 1, got {k}")
+    if self.x_source == "global":
+      return 0
     width = 1 if n == 1 else 2 if n == 2 else 4
     k_tiles = -(-k // 64)
-    word = 32 * width * (2 if self.half_x else 4)
+    word = 32 * width * (2 if self.x_source == "16-bit" else 4)
     return -(-k_tiles // self.k_splits) * 2 * (word + (64 if word % 128 == 0 else 0))
 
   def fits(self, n: int, k: int) -> bool:
-    return self.shared_bytes(n, k) <= MAX_SHARED_BYTES
+    """Whether the kernel takes this launch for x [k, n]: x's staging fits in shared memory,
+    and x is read from global memory only at one column."""
+    return (self.shared_bytes(n, k) <= MAX_SHARED_BYTES
+            and (self.x_source != "global" or n == 1))
 
 
 def library_path() -> pathlib.Path:
@@ -159,7 +169,7 @@ def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
     m_tiles *= 2
   config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS, prefetch="none")
   if n == 1 or config.shared_bytes(n, k) > FLOAT_X_MAX_BYTES:
-    config = dataclasses.replace(config, half_x=True)
+    config = dataclasses.replace(config, x_source="16-bit")
   if n == 1:
     splits = max(1, min(4, 4 * GPU_SMS // row_tiles, -(-k // 64) // 16))
     config = dataclasses.replace(config, k_splits=splits)
@@ -186,6 +196,9 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
     raise ValueError(f"x has {n} columns; the gemv kernel takes 1..{MAX_N}")
   config = config or default_config(n, m, k)
   if not config.fits(n, k):
+    if config.x_source == "global" and n != 1:
+      raise ValueError(f"config {config}: x is read from global memory at one column only, "
+                       f"got {n}")
     raise ValueError(f"config {config} stages {config.shared_bytes(n, k)} bytes of x at "
                      f"K = {k}, more than a block may ({MAX_SHARED_BYTES}): raise k_splits")
   load()
@@ -196,7 +209,7 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
       data, bitmaps, row_offsets.astype(jnp.int32), x, m=np.int64(m), k=np.int64(k),
       m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
       k_splits=np.int64(splits), prefetch=np.int64(PREFETCH[config.prefetch]),
-      half_x=np.int64(config.half_x))
+      x_source=np.int64(X_SOURCES[config.x_source]))
   return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
 
