@@ -65,6 +65,14 @@ __device__ __forceinline__ int HighestBit(uint32_t word) {
   return bit;
 }
 
+// 1 << bit in one instruction (BMSK), with no register holding the constant 1: under the
+// register cap nvcc rematerialized that constant in the loop, once a value.
+__device__ __forceinline__ uint32_t BitMask(int bit) {
+  uint32_t mask;
+  asm("bmsk.clamp.b32 %0, %1, 1;" : "=r"(mask) : "r"(bit));
+  return mask;
+}
+
 template <int kPrefetch>
 __device__ __forceinline__ void Prefetch(const void* address) {
   if constexpr (kPrefetch == 1) asm volatile("prefetch.global.L1 [%0];" :: "l"(address));
@@ -206,7 +214,7 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
   uint32_t both = left > 0 ? __ldg(pair) : 0u;
   if (lone_top) {
     const int bit = HighestBit(bits);
-    bits ^= 1u << bit;
+    bits ^= BitMask(bit);
     Fma<kN>(acc_low, LowValue<kBf16>(top), LoadColumn<kBf16, kN, kX>(word, bit));
   }
 #pragma unroll 1
@@ -215,9 +223,9 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
     --pair;
     if (left > 1 || lone_bottom) both = __ldg(pair);  // the next pair, or the lone value
     const int high = HighestBit(bits);
-    bits ^= 1u << high;
+    bits ^= BitMask(high);
     const int low = HighestBit(bits);
-    bits ^= 1u << low;
+    bits ^= BitMask(low);
     Fma<kN>(acc_high, HighValue<kBf16>(current), LoadColumn<kBf16, kN, kX>(word, high));
     Fma<kN>(acc_low, LowValue<kBf16>(current), LoadColumn<kBf16, kN, kX>(word, low));
   }
