@@ -38,7 +38,10 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int kMaxWarps = 16;
+// Warps a block: up to 32 at one column (a wide weight's few row tiles then fill the GPU
+// without splitting K), 16 at 2-4 (their registers).
+template <int kN>
+__host__ __device__ constexpr int MaxWarps() { return kN == 1 ? 32 : 16; }
 
 template <bool kBf16>
 __device__ __forceinline__ float LowValue(uint32_t pair) {
@@ -235,18 +238,18 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
   }
 }
 
-// Registers capped for four blocks of 16 warps an SM at one column (32 a thread: nvcc spills
-// none), three at 2-4 columns (40; 12 bytes spilled at 32). Uncapped, the staging's unrolled
-// loads took 59, two blocks an SM.
+// Registers capped for 64 warps an SM at one column (two blocks of 32 warps or four of 16; 32
+// registers a thread, nvcc spills none), three blocks of 16 at 2-4 columns (40; 12 bytes
+// spilled at 32). Uncapped, the staging's unrolled loads took 59, two blocks of 16 an SM.
 template <bool kBf16, int kN, int kX, int kPrefetch>
-__global__ void __launch_bounds__(kMaxWarps * 32, kN == 1 ? 4 : 3)
+__global__ void __launch_bounds__(MaxWarps<kN>() * 32, kN == 1 ? 2 : 3)
 TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ bitmaps,
                 const int32_t* __restrict__ row_offsets, const uint16_t* __restrict__ x,
                 void* __restrict__ out, int M, int K, int N, int k_tiles, int tiles_per_split,
                 int m_tiles) {
   using X = XStage<kN, kX == kXHalf>;
   extern __shared__ __align__(16) unsigned char xs[];  // the split's columns, laid out by X
-  __shared__ float partial[kMaxWarps][16][kN];
+  __shared__ float partial[MaxWarps<kN>()][16][kN];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int warps = blockDim.x >> 5;
   const int split = blockIdx.y;
@@ -418,7 +421,9 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
     return Invalid("x must be [K, N] with K = " + std::to_string(k));
   const int64_t n = x_dims[1];
   if (n < 1 || n > 4) return Invalid("N must be 1..4, got " + std::to_string(n));
-  if (warps < 1 || warps > kMaxWarps) return Invalid("warps must be 1..16");
+  if (warps < 1 || warps > (n == 1 ? 32 : 16))
+    return Invalid("warps must be 1..32 at N = 1, 1..16 at N = 2..4, got " +
+                   std::to_string(warps));
   if (m_tiles < 1 || warps % m_tiles)
     return Invalid("m_tiles must divide warps, got m_tiles = " + std::to_string(m_tiles) +
                    ", warps = " + std::to_string(warps));
@@ -449,7 +454,7 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
   const int64_t tiles_per_split = (k_tiles + k_splits - 1) / k_splits;
   const size_t shared = x_source == kXGlobal ? 0 :
       static_cast<size_t>(tiles_per_split) * StagedTileBytes(n, x_source == kXHalf);
-  constexpr size_t kMaxShared = 227 * 1024 - kMaxWarps * 16 * 4 * 4;  // less the partials
+  constexpr size_t kMaxShared = 227 * 1024 - 16 * 16 * 4 * 4;  // less the partials (N > 1)
   if (shared > kMaxShared)
     return Invalid("a split of K stages " + std::to_string(shared) + " bytes of x, more than " +
                    std::to_string(kMaxShared) + ": use more k_splits");

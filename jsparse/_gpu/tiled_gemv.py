@@ -34,9 +34,11 @@ SOURCE = nvcc.SOURCE_DIR / "tiled_gemv_ffi.cu"
 TARGET = "jsparse_tiled_gemv"
 TILE_SHAPE = (16, 64)
 MAX_N = 4
-MAX_WARPS = 16
+# Warps a block: up to 32 at one column, 16 at 2-4 (their registers).
+MAX_WARPS = 32
+MAX_WARPS_MULTI = 16
 # Shared memory a block may take on sm_90, less the kernel's static partial sums.
-MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS * 16 * 4 * 4
+MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS_MULTI * 16 * 4 * 4
 # ``jsparse.spmm`` on a Tiled matrix (16x64 tiles, bf16/f16) on a CUDA GPU sends products of n
 # columns here where its tiles hold at most ``ROUTE_MAX_FILL[n]`` values on average, the rest
 # to the tensor-core kernel (``sparse_mma.tiled_matmul``; jsparse._gpu.structured). H100, bf16,
@@ -53,7 +55,7 @@ X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
 
 @dataclasses.dataclass(frozen=True)
 class TiledGemvConfig:
-  """A launch: a block of ``warps`` warps (1-16) computes ``m_tiles`` row tiles of 16 (a
+  """A launch: a block of ``warps`` warps (1-32 at one column, 1-16 at more) computes ``m_tiles`` row tiles of 16 (a
   divisor of ``warps``; ``warps // m_tiles`` warps take each row tile's K tiles in turn) for
   one of ``k_splits`` splits of K (1-64; more than 1 writes float32 partial sums that ``gemv``
   adds); ``prefetch``: each warp prefetches its next tile's values (``PREFETCH``);
@@ -98,9 +100,10 @@ class TiledGemvConfig:
 
   def fits(self, n: int, k: int) -> bool:
     """Whether the kernel takes this launch for x [k, n]: x's staging fits in shared memory,
-    and x is read from global memory only at one column."""
+    and x is read from global memory and more than ``MAX_WARPS_MULTI`` warps a block run
+    only at one column."""
     return (self.shared_bytes(n, k) <= MAX_SHARED_BYTES
-            and (self.x_source != "global" or n == 1))
+            and (n == 1 or (self.x_source != "global" and self.warps <= MAX_WARPS_MULTI)))
 
 
 def library_path() -> pathlib.Path:
@@ -165,9 +168,9 @@ def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
     raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
   row_tiles = -(-m // 16)
   m_tiles = 1
-  while n > 1 and m_tiles < MAX_WARPS and -(-row_tiles // m_tiles) > MAX_BLOCKS:
+  while n > 1 and m_tiles < MAX_WARPS_MULTI and -(-row_tiles // m_tiles) > MAX_BLOCKS:
     m_tiles *= 2
-  config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS, prefetch="none")
+  config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS_MULTI, prefetch="none")
   if n == 1 or config.shared_bytes(n, k) > FLOAT_X_MAX_BYTES:
     config = dataclasses.replace(config, x_source="16-bit")
   if n == 1:
@@ -196,9 +199,9 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
     raise ValueError(f"x has {n} columns; the gemv kernel takes 1..{MAX_N}")
   config = config or default_config(n, m, k)
   if not config.fits(n, k):
-    if config.x_source == "global" and n != 1:
-      raise ValueError(f"config {config}: x is read from global memory at one column only, "
-                       f"got {n}")
+    if n != 1 and (config.x_source == "global" or config.warps > MAX_WARPS_MULTI):
+      raise ValueError(f"config {config}: x read from global memory, and more than "
+                       f"{MAX_WARPS_MULTI} warps a block, take one column only, got {n}")
     raise ValueError(f"config {config} stages {config.shared_bytes(n, k)} bytes of x at "
                      f"K = {k}, more than a block may ({MAX_SHARED_BYTES}): raise k_splits")
   load()

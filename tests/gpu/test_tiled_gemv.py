@@ -46,11 +46,12 @@ def test_default_launch_against_float64(shape, density, dtype):
                                     Config(3, 3, 2, "l2"), Config(16, 16, 1, "l1", "16-bit"),
                                     Config(1, 8, 7, "none", "16-bit"), Config(2, 4, 64, "l1"),
                                     Config(1, 16, 1, "none", "16-bit"),
-                                    Config(2, 8, 3, "l1", "global")])
+                                    Config(2, 8, 3, "l1", "global"),
+                                    Config(2, 32, 1, "none", "16-bit")])
 def test_launches(config):
   shape = (40, 64 * 70)
   matrix = random_tiled(3, shape, 0.3, jnp.bfloat16)
-  for n in (1, 2, 4) if config.x_source != "global" else (1,):
+  for n in (1, 2, 4) if config.fits(4, shape[1]) else (1,):
     x = columns(n, shape[1], n, jnp.bfloat16)
     check(tiled_gemv.gemv(matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=shape,
                           config=config), expected_product(matrix, x))
@@ -94,6 +95,8 @@ def test_handler_refuses_bad_launches_naming_them():
     call(x, prefetch=3)
   with pytest.raises(Exception, match="x read from global memory \\(x_source 2\\) needs N = 1"):
     call(jnp.ones((shape[1], 2), jnp.bfloat16), x_source=2)
+  with pytest.raises(Exception, match="warps must be 1..32 at N = 1, 1..16 at N = 2..4, got 32"):
+    call(jnp.ones((shape[1], 2), jnp.bfloat16), warps=32)
   with pytest.raises(Exception, match="x_source must be 0, 1 or 2"):
     call(x, x_source=3)
   with pytest.raises(Exception, match="data must have x's dtype"):
