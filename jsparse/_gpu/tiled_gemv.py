@@ -153,29 +153,33 @@ def routes(n: int, tile_fill: float) -> bool:
 
 
 def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
-  """The launch for x [k, n] and an [m, k] weight: 16 warps a block, no prefetching.
-  - One column: a row tile a block, x staged 16-bit (H100, 70% sparsity: 30.0 / 25.7 us on
-    4096x14336 / 14336x4096, against 32.1 / 26.5 float32 and 31.3 for four row tiles on
-    14336x4096).
-  - 2-4 columns: the fewest row tiles a block (a power of two) that keep the launch at
-    ``MAX_BLOCKS`` blocks (4096 rows: 1, 256 blocks; 14336 rows: 4, 224 blocks); x staged
-    float32 where that leaves room for four blocks an SM, else 16-bit.
-  At one column K is split (float32 partial sums, then their sum; up to four ways, 16 K tiles
-  a split at least) where the launch has fewer than ``4 * GPU_SMS`` blocks of 16 warps, the
-  warps four blocks an SM hold (4096x14336, 70%: 25.9 us split in two against 29.7); and
-  further wherever shared memory needs it."""
+  """The launch for x [k, n] and an [m, k] weight, no prefetching.
+  - One column: a row tile a block, x staged 16-bit; 32 warps a block where there are at most
+    ``2 * GPU_SMS`` row tiles (two blocks an SM), else 16; K split (float32 partial sums, then
+    their sum; up to four ways, at least 16 K tiles a split) where fewer than ``GPU_SMS`` row
+    tiles would leave SMs without a block. H100, 70% sparsity (experiments/results/h100-2026-
+    11-27-tiled-gemv/): 4096x14336 23.8 us with 32 warps, 25.2 with 16 and K split in two, 26.9
+    with 16; 14336x4096 24.6 us with 16 warps, 30.6 with 32 and 26.7 with 32 on two row tiles.
+  - 2-4 columns: 16 warps a block, the fewest row tiles a block (a power of two) that keep the
+    launch at ``MAX_BLOCKS`` blocks (4096 rows: 1, 256 blocks; 14336 rows: 4, 224 blocks); x
+    staged float32 where that leaves room for four blocks an SM, else 16-bit.
+  K split further wherever x's staging needs it to fit in shared memory."""
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
   row_tiles = -(-m // 16)
-  m_tiles = 1
-  while n > 1 and m_tiles < MAX_WARPS_MULTI and -(-row_tiles // m_tiles) > MAX_BLOCKS:
-    m_tiles *= 2
-  config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS_MULTI, prefetch="none")
-  if n == 1 or config.shared_bytes(n, k) > FLOAT_X_MAX_BYTES:
-    config = dataclasses.replace(config, x_source="16-bit")
   if n == 1:
-    splits = max(1, min(4, 4 * GPU_SMS // row_tiles, -(-k // 64) // 16))
-    config = dataclasses.replace(config, k_splits=splits)
+    config = TiledGemvConfig(m_tiles=1, warps=MAX_WARPS if row_tiles <= 2 * GPU_SMS else 16,
+                             prefetch="none", x_source="16-bit")
+    if row_tiles < GPU_SMS:
+      splits = max(1, min(4, 2 * GPU_SMS // row_tiles, -(-k // 64) // 16))
+      config = dataclasses.replace(config, k_splits=splits)
+  else:
+    m_tiles = 1
+    while m_tiles < MAX_WARPS_MULTI and -(-row_tiles // m_tiles) > MAX_BLOCKS:
+      m_tiles *= 2
+    config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS_MULTI, prefetch="none")
+    if config.shared_bytes(n, k) > FLOAT_X_MAX_BYTES:
+      config = dataclasses.replace(config, x_source="16-bit")
   while not config.fits(n, k):
     config = dataclasses.replace(config, k_splits=config.k_splits + 1)
   return config
