@@ -14,15 +14,20 @@
 //
 // The kernel: lane l of a warp owns word l of a tile (row l / 2, columns 32 (l % 2) ..
 // 32 (l % 2) + 31) and walks its set bits from the highest, reading its values two at a time
-// (one 4-byte load from the L1 cache a pair) and multiplying each by x's value at its column,
-// staged in shared memory as float32. A block of ``warps`` warps computes ``m_tiles`` row tiles
+// (one 4-byte load from the L1 cache a pair, issued a step ahead of its use) and multiplying
+// each by x's value at its column: staged in shared memory as float32 or 16-bit, or read from
+// global memory (``x_source``). A block of ``warps`` warps computes ``m_tiles`` row tiles
 // (warps / m_tiles warps a row tile, taking its K tiles in turn) for one split of K (grid.y),
 // and sums its warps' rows in shared memory. Each warp loads its next tile's bitmap word and
-// row start one tile ahead, and prefetches the next tile's values (kPrefetch: 0 none, 1 into
-// L1, 2 into L2).
+// row start one tile ahead, and may prefetch the next tile's values (kPrefetch: 0 none, 1 into
+// L1, 2 into L2; none was fastest on the H100).
 //
-// x: [K, N] (N = 1: also [N, K]: the same bytes); out: [M, N] of x's dtype, or with k_splits
-// > 1 float32 partial sums [k_splits, M, N] (the caller adds them).
+// What bounds it (H100, 70% sparsity): ~250 warp instructions a tile, 23 a pair of values in
+// the loop; and a warp runs as many trips as its fullest word needs (experiments/results/
+// h100-2026-11-27-tiled-gemv/).
+//
+// x: [K, N]; out: [M, N] of x's dtype, or with k_splits > 1 float32 partial sums
+// [k_splits, M, N] (the caller adds them).
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -463,10 +468,10 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
                           static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
                           static_cast<int>(warps), static_cast<int>(m_tiles),
                           static_cast<int>(k_splits)};
-  const cudaError_t error =
-      dtype == ffi::DataType::BF16
-          ? ByColumns<true>(stream, launch, static_cast<int>(x_source), static_cast<int>(prefetch))
-          : ByColumns<false>(stream, launch, static_cast<int>(x_source), static_cast<int>(prefetch));
+  const int source = static_cast<int>(x_source), ahead = static_cast<int>(prefetch);
+  const cudaError_t error = dtype == ffi::DataType::BF16
+                                ? ByColumns<true>(stream, launch, source, ahead)
+                                : ByColumns<false>(stream, launch, source, ahead);
   if (error != cudaSuccess)
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("tiled gemv launch failed: ") + cudaGetErrorString(error));

@@ -55,10 +55,11 @@ X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
 
 @dataclasses.dataclass(frozen=True)
 class TiledGemvConfig:
-  """A launch: a block of ``warps`` warps (1-32 at one column, 1-16 at more) computes ``m_tiles`` row tiles of 16 (a
-  divisor of ``warps``; ``warps // m_tiles`` warps take each row tile's K tiles in turn) for
-  one of ``k_splits`` splits of K (1-64; more than 1 writes float32 partial sums that ``gemv``
-  adds); ``prefetch``: each warp prefetches its next tile's values (``PREFETCH``);
+  """A launch: a block of ``warps`` warps (1-32 at one column, 1-16 at more) computes
+  ``m_tiles`` row tiles of 16 (a divisor of ``warps``; ``warps // m_tiles`` warps take each row
+  tile's K tiles in turn) for one of ``k_splits`` splits of K (1-64; more than 1 writes float32
+  partial sums that ``gemv`` adds); ``prefetch``: each warp prefetches its next tile's values
+  (``PREFETCH``; none was fastest on the H100);
   ``x_source``: where the kernel reads x from (``X_SOURCES``): staged in shared memory as
   float32, or in x's own 16-bit dtype (half the memory, so more blocks an SM where x's staging
   bounds them; one more conversion a value read), or (one column only) from global memory
@@ -66,7 +67,7 @@ class TiledGemvConfig:
   m_tiles: int = 1
   warps: int = 16
   k_splits: int = 1
-  prefetch: str = "l1"
+  prefetch: str = "none"
   x_source: str = "float32"
 
   def __post_init__(self):
