@@ -14,7 +14,8 @@ block's warps split K and sum their tiles in shared memory.
 - ``tiled_matmul``: the same for unstructured weights held as ``jsparse.Tiled`` with 16x64
   tiles ("load as sparse, compute as dense"): each tile's packed values and bitmaps are expanded
   into the dense ``mma.m16n8k16`` A fragments in registers. ``jsparse.spmm`` on such a matrix
-  runs it on the GPU for 1..``MAX_N`` columns (``jsparse._gpu.structured``).
+  runs it on the GPU for 1..``MAX_N`` columns, except 1-2 columns of sparse tiles, which take
+  the CUDA-core kernel ``jsparse._gpu.tiled_gemv`` (``jsparse._gpu.structured``).
 - ``matmul(a, x)``: A [M, K] @ x [K, N] -> [M, N]; with ``tokens_major``, x [N, K] -> [N, M]
   (a layer's x @ A.T). bfloat16 or float16 (A's and x's dtype alike), float32 accumulation;
   N <= ``MAX_N``. ``jsparse.spmm`` on an ``MmaNM`` calls it (``jsparse.ops.mma_nm``).

@@ -29,8 +29,11 @@ joined-tile kernel up to ``JOINED_MAX_N`` = 128 columns (``nm_expands``). Each p
 support check: prefill takes any n:m (``expand_fn`` is plain jax.numpy) and tiles with
 power-of-two sides; decoding needs the fused kernels' Triton constraints for their launch.
 
-Tiled SpMM runs ``pallas_kernels.tiled_spmm`` (tiles expanded from their bitmaps, then a ``dot``,
-or float32 FMAs for one column of X on wide weights; ``tiled_config``).
+Tiled SpMM with 16x64 bf16/f16 tiles and at most 32 columns on a CUDA GPU runs the CUDA kernels:
+``tiled_gemv.gemv`` (CUDA cores) at 1-2 columns of sparse enough tiles (``tiled_gemv.routes``),
+else ``sparse_mma.tiled_matmul`` (tensor cores). Elsewhere it runs ``pallas_kernels.tiled_spmm``
+(tiles expanded from their bitmaps, then a ``dot``, or float32 FMAs for one column of X on wide
+weights; ``tiled_config``).
 ``pallas_kernels.tiled_gather`` (each stored value times X's row at its column, no expansion)
 was the default for one column of X where K > M until 2026-11-26; ``tiled_gather_config`` keeps
 its launch for probes.
