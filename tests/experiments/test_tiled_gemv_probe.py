@@ -1,0 +1,22 @@
+"""experiments/gpu_checks/tiled_gemv_probe.py's launch specs (the GPU timing itself runs on a
+device only)."""
+
+import pytest
+
+from experiments.gpu_checks.tiled_gemv_probe import CHECK_CONFIGS, parse_config
+from jsparse._gpu import tiled_gemv
+
+
+def test_specs_name_every_launch_field():
+  assert parse_config("2-16-3-l1")(1, 64, 64) == tiled_gemv.TiledGemvConfig(2, 16, 3, "l1")
+  assert parse_config("1-32-1-none-h")(1, 64, 64).x_source == "16-bit"
+  assert parse_config("1-32-1-none-g")(1, 64, 64).x_source == "global"
+  assert parse_config("default")(2, 14336, 4096) == tiled_gemv.default_config(2, 14336, 4096)
+  assert parse_config("4-16-1-none").label == "4-16-1-none"
+  with pytest.raises(KeyError):
+    parse_config("1-16-1-none-x")
+
+
+def test_checked_launches_are_valid():
+  for spec in CHECK_CONFIGS:
+    assert isinstance(parse_config(spec)(1, 40, 100), tiled_gemv.TiledGemvConfig)
