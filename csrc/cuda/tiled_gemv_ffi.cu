@@ -81,10 +81,6 @@ __device__ __forceinline__ uint32_t BitMask(int bit) {
   return mask;
 }
 
-// Prefetching (the launch's ``prefetch``): none; the next tile's values into L1 or L2; or
-// (kAhead) the next tile's first value loads issued into registers before this tile's walk.
-constexpr int kAhead = 3;
-
 template <int kPrefetch>
 __device__ __forceinline__ void Prefetch(const void* address) {
   if constexpr (kPrefetch == 1) asm volatile("prefetch.global.L1 [%0];" :: "l"(address));
@@ -205,44 +201,29 @@ __device__ __forceinline__ void Fma(float (&acc)[kN], float value, const Column<
   for (int n = 0; n < kN; ++n) acc[n] = fmaf(value, c.v[n], acc[n]);
 }
 
-// A word's first loads (its values data[begin .. end)): the lone value at the top, the low
-// half of its pair, when end is odd; and the highest pair below it, or the word holding a lone
-// value at begin.
-struct FirstLoads {
-  uint32_t top, both;
-};
-
-__device__ __forceinline__ FirstLoads IssueFirstLoads(const uint32_t* __restrict__ pairs,
-                                                      int begin, int end) {
-  const bool lone_top = (end & 1) && end > begin;
-  FirstLoads loads{lone_top ? __ldg(pairs + (end >> 1)) : 0u, 0u};
-  if (lone_top) --end;
-  if (end > begin) loads.both = __ldg(pairs + (end >> 1) - 1);
-  return loads;
-}
-
 // Adds one lane's word to its sums: ``bits`` the word (column b of the word at bit b), its
-// values data[begin .. end) in column order, ``word`` the address of x's columns of the word
-// (32-bit shared, or generic), ``first`` its first loads (IssueFirstLoads). The values are read
-// as aligned 4-byte pairs from the highest place down, one pair a trip, each pair's load issued
-// while the one above it is multiplied (the loop is not unrolled: the lanes' trip counts
-// differ, and an unrolled loop's remainder paths diverge); a lone value at either end takes
-// its pair's one half. (A pair's other half may lie one value past the array's end, inside the
-// allocation's 4-byte alignment.)
+// values data[begin .. end) in column order, ``word`` the 32-bit shared address of x's staged
+// columns of the word. The values are read as aligned 4-byte pairs from the highest place
+// down, one pair a trip (not unrolled: the lanes' trip counts differ, and an unrolled loop's
+// remainder paths diverge); a lone value at either end takes its pair's one half. (A pair's
+// other half may lie one value past the array's end, inside the allocation's 4-byte alignment.)
 template <bool kBf16, int kN, int kX, typename Word>
 __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pairs, uint32_t bits,
-                                               int begin, int end, Word word, FirstLoads first,
+                                               int begin, int end, Word word,
                                                float (&acc_high)[kN], float (&acc_low)[kN]) {
+  // The loads are issued a step ahead of their use: the lone value at the top with the first
+  // pair, each later pair while the one before it is multiplied.
   const bool lone_top = (end & 1) && end > begin;  // end - 1 even: the low half of its pair
+  const uint32_t top = lone_top ? __ldg(pairs + (end >> 1)) : 0u;
   if (lone_top) --end;
   const uint32_t* pair = pairs + (end >> 1) - 1;  // holds values end - 2 (low) and end - 1
   int left = (end - begin) >> 1;  // whole pairs
   const bool lone_bottom = (end - begin) & 1;  // begin odd: the high half of its pair
-  uint32_t both = first.both;
+  uint32_t both = left > 0 ? __ldg(pair) : 0u;
   if (lone_top) {
     const int bit = HighestBit(bits);
     bits ^= BitMask(bit);
-    Fma<kN>(acc_low, LowValue<kBf16>(first.top), LoadColumn<kBf16, kN, kX>(word, bit));
+    Fma<kN>(acc_low, LowValue<kBf16>(top), LoadColumn<kBf16, kN, kX>(word, bit));
   }
 #pragma unroll 1
   for (; left > 0; --left) {
@@ -256,8 +237,10 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
     Fma<kN>(acc_high, HighValue<kBf16>(current), LoadColumn<kBf16, kN, kX>(word, high));
     Fma<kN>(acc_low, LowValue<kBf16>(current), LoadColumn<kBf16, kN, kX>(word, low));
   }
-  if (lone_bottom)  // ``both``: its word, loaded by the last trip or with the first loads
+  if (lone_bottom) {
+    if (end - begin == 1) both = __ldg(pair);  // (no pair before it loaded it)
     Fma<kN>(acc_high, HighValue<kBf16>(both), LoadColumn<kBf16, kN, kX>(word, HighestBit(bits)));
+  }
 }
 
 // Registers capped for 64 warps an SM at one column (two blocks of 32 warps or four of 16; 32
@@ -315,72 +298,29 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
           xs + X::Place((first_tile - tile_begin) * 64 + (lane & 1) * 32)));
       word_step = per_row * X::kTileBytes;
     }
-    const int odd = lane & 1;
-    int left = (tile_end - 1 - first_tile) / per_row;  // the warp's tiles after this one
-    if constexpr (kPrefetch == kAhead) {
-      // The next tile's first value loads are issued before this tile's walk, from its word
-      // and row start, loaded a tile earlier still.
-      int begin = start + (odd ? __popc(__shfl_xor_sync(0xffffffffu, bits, 1)) : 0);
-      int end = begin + __popc(bits);
-      FirstLoads first = IssueFirstLoads(pairs, begin, end);
+    for (int left = (tile_end - 1 - first_tile) / per_row; left >= 0; --left) {
       uint32_t next_bits = 0u;
       int next_start = 0;
-      if (left > 0) {
+      if (left > 0) {  // the warp's next tile: its word and row start, its values prefetched
         bitmap += per_row * 32;
         row_start += per_row * 16;
         next_bits = __ldg(bitmap);
         next_start = __ldg(row_start);
-      }
-      for (; left >= 0; --left) {
-        uint32_t later_bits = 0u;
-        int later_start = 0;
-        if (left > 1) {  // the tile after the next: its word and row start
-          bitmap += per_row * 32;
-          row_start += per_row * 16;
-          later_bits = __ldg(bitmap);
-          later_start = __ldg(row_start);
+        if constexpr (kPrefetch != 0) {
+          // From the tile's first row's start to at most 64 values past its last row's.
+          const int tile_first = __shfl_sync(0xffffffffu, next_start, 0);
+          const int tile_last = __shfl_sync(0xffffffffu, next_start, 31) + 64;
+          const int line = ((tile_first >> 6) + lane) * 64;  // 128-byte lines of 64 values
+          if (line < tile_last) Prefetch<kPrefetch>(data + line);  // (offsets < 2^31 - 1024)
         }
-        int next_begin = 0, next_end = 0;
-        FirstLoads next_first{0u, 0u};
-        if (left > 0) {
-          next_begin = next_start + (odd ? __popc(__shfl_xor_sync(0xffffffffu, next_bits, 1)) : 0);
-          next_end = next_begin + __popc(next_bits);
-          next_first = IssueFirstLoads(pairs, next_begin, next_end);
-        }
-        AccumulateWord<kBf16, kN, kX>(pairs, bits, begin, end, word, first, acc_high, acc_low);
-        bits = next_bits;
-        begin = next_begin;
-        end = next_end;
-        first = next_first;
-        next_bits = later_bits;
-        next_start = later_start;
-        word += word_step;
       }
-    } else {
-      for (; left >= 0; --left) {
-        uint32_t next_bits = 0u;
-        int next_start = 0;
-        if (left > 0) {  // the warp's next tile: its word and row start, its values prefetched
-          bitmap += per_row * 32;
-          row_start += per_row * 16;
-          next_bits = __ldg(bitmap);
-          next_start = __ldg(row_start);
-          if constexpr (kPrefetch != 0) {
-            // From the tile's first row's start to at most 64 values past its last row's.
-            const int tile_first = __shfl_sync(0xffffffffu, next_start, 0);
-            const int tile_last = __shfl_sync(0xffffffffu, next_start, 31) + 64;
-            const int line = ((tile_first >> 6) + lane) * 64;  // 128-byte lines of 64 values
-            if (line < tile_last) Prefetch<kPrefetch>(data + line);  // (offsets < 2^31 - 1024)
-          }
-        }
-        const int begin = start + (odd ? __popc(__shfl_xor_sync(0xffffffffu, bits, 1)) : 0);
-        const int end = begin + __popc(bits);
-        AccumulateWord<kBf16, kN, kX>(pairs, bits, begin, end, word,
-                                      IssueFirstLoads(pairs, begin, end), acc_high, acc_low);
-        bits = next_bits;
-        start = next_start;
-        word += word_step;
-      }
+      const uint32_t partner = __shfl_xor_sync(0xffffffffu, bits, 1);
+      const int begin = start + ((lane & 1) ? __popc(partner) : 0);
+      AccumulateWord<kBf16, kN, kX>(pairs, bits, begin, begin + __popc(bits), word, acc_high,
+                                    acc_low);
+      bits = next_bits;
+      start = next_start;
+      word += word_step;
     }
   }
   // A row's two lanes, then the warps of a row tile.
@@ -439,8 +379,7 @@ cudaError_t ByPrefetch(cudaStream_t stream, const GemvLaunch& l, int prefetch) {
   switch (prefetch) {
     case 0: return RunGemv<kBf16, kN, kX, 0>(stream, l);
     case 1: return RunGemv<kBf16, kN, kX, 1>(stream, l);
-    case 2: return RunGemv<kBf16, kN, kX, 2>(stream, l);
-    default: return RunGemv<kBf16, kN, kX, kAhead>(stream, l);
+    default: return RunGemv<kBf16, kN, kX, 2>(stream, l);
   }
 }
 
@@ -494,7 +433,7 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
     return Invalid("m_tiles must divide warps, got m_tiles = " + std::to_string(m_tiles) +
                    ", warps = " + std::to_string(warps));
   if (k_splits < 1 || k_splits > 64) return Invalid("k_splits must be 1..64");
-  if (prefetch < 0 || prefetch > kAhead) return Invalid("prefetch must be 0, 1, 2 or 3");
+  if (prefetch < 0 || prefetch > 2) return Invalid("prefetch must be 0, 1 or 2");
   if (x_source < kXFloat || x_source > kXGlobal) return Invalid("x_source must be 0, 1 or 2");
   if (x_source == kXGlobal && n != 1)
     return Invalid("x read from global memory (x_source 2) needs N = 1, got " +

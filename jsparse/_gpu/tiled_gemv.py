@@ -47,9 +47,8 @@ MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS_MULTI * 16 * 4 * 4
 # 42.0 / 34.4 against 34.0 / 35.3; two at 80% 29.7 / 23.9 against 31.9 / 33.3, at 70% 37.3 /
 # 32.3 against 34.4 / 35.4; four at 90% 33.6 / 23.7 against 31.6 / 32.6 (not routed).
 ROUTE_MAX_FILL = {1: 330, 2: 210}
-# Prefetching of a warp's next tile's values: none, into L1, into L2, or (ahead) the next
-# tile's first value loads issued into registers before this tile's walk.
-PREFETCH = {"none": 0, "l1": 1, "l2": 2, "ahead": 3}
+# Prefetching of a warp's next tile's values: none, into L1, into L2.
+PREFETCH = {"none": 0, "l1": 1, "l2": 2}
 # Where the kernel reads x from (its ``x_source`` attribute).
 X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
 

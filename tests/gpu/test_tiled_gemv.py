@@ -47,9 +47,7 @@ def test_default_launch_against_float64(shape, density, dtype):
                                     Config(1, 8, 7, "none", "16-bit"), Config(2, 4, 64, "l1"),
                                     Config(1, 16, 1, "none", "16-bit"),
                                     Config(2, 8, 3, "l1", "global"),
-                                    Config(2, 32, 1, "none", "16-bit"),
-                                    Config(1, 16, 2, "ahead", "16-bit"),
-                                    Config(3, 3, 1, "ahead", "float32")])
+                                    Config(2, 32, 1, "none", "16-bit")])
 def test_launches(config):
   shape = (40, 64 * 70)
   matrix = random_tiled(3, shape, 0.3, jnp.bfloat16)
@@ -93,8 +91,8 @@ def test_handler_refuses_bad_launches_naming_them():
     call(x, m_tiles=3)
   with pytest.raises(Exception, match="N must be 1..4, got 5"):
     call(jnp.ones((shape[1], 5), jnp.bfloat16))
-  with pytest.raises(Exception, match="prefetch must be 0, 1, 2 or 3"):
-    call(x, prefetch=4)
+  with pytest.raises(Exception, match="prefetch must be 0, 1 or 2"):
+    call(x, prefetch=3)
   with pytest.raises(Exception, match="x read from global memory \\(x_source 2\\) needs N = 1"):
     call(jnp.ones((shape[1], 2), jnp.bfloat16), x_source=2)
   with pytest.raises(Exception, match="warps must be 1..32 at N = 1, 1..16 at N = 2..4, got 32"):
