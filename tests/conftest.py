@@ -5,7 +5,15 @@ Profiles: ``dev`` (default, quick) and ``thorough``; pick one with the environme
 ``JSPARSE_HYPOTHESIS_PROFILE``.
 """
 
+import importlib.util
 import os
+import pathlib
+import sys
+
+# `python -P -m pytest` (the README's and CI's command) leaves the repository root off sys.path;
+# the tests of experiments/ import it as a package, whichever test file runs first.
+if importlib.util.find_spec("experiments") is None:
+  sys.path.append(str(pathlib.Path(__file__).resolve().parents[1]))
 
 # Eight host CPU devices for the sharding tests (meshes of 1-8 devices). XLA reads the flag when
 # JAX starts its CPU backend, so it is set before jax is imported; it changes nothing on a GPU.
