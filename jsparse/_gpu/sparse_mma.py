@@ -130,13 +130,48 @@ def matmul(a: MmaNM, x: jax.Array, *, tokens_major: bool = False,
       staged=np.int64(-1 if config.staged is None else int(config.staged)))
 
 
+def tiled_operands_match(tile_shape: tuple[int, int], dtype: Any, x_dtype: Any) -> bool:
+  """Whether the CUDA tiled kernels (this one and ``jsparse._gpu.tiled_gemv``) read a Tiled
+  matrix of ``tile_shape`` and ``dtype`` times x of ``x_dtype``: 16x64 tiles, bfloat16/float16
+  values and x alike."""
+  return (tuple(tile_shape) == TILED_TILE_SHAPE and jnp.dtype(dtype) in DTYPES
+          and jnp.dtype(x_dtype) == jnp.dtype(dtype))
+
+
 def tiled_applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: Any,
                   x_dtype: Any, n: int) -> bool:
   """Whether ``tiled_matmul`` takes a product of a Tiled [M, K] matrix by n columns: 16x64
   tiles, bfloat16/float16 values and x alike, 1 <= n <= ``MAX_N``, the library available."""
-  return (tuple(tile_shape) == TILED_TILE_SHAPE and jnp.dtype(dtype) in DTYPES
-          and jnp.dtype(x_dtype) == jnp.dtype(dtype) and 1 <= n <= MAX_N
+  return (tiled_operands_match(tile_shape, dtype, x_dtype) and 1 <= n <= MAX_N
           and available() is True)
+
+
+def check_tiled_product(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array,
+                        x: jax.Array, shape: tuple[int, int], max_n: int, kernel: str) -> int:
+  """The checks the CUDA tiled kernels (``kernel``: its name in the messages) make of A @ x for
+  a Tiled A [M, K] (``data`` [nse], ``bitmaps`` [ceil(M / 16), ceil(K / 64), 16, 2],
+  ``row_offsets`` [ceil(M / 16), ceil(K / 64), 16]) and x [K, N], 1 <= N <= ``max_n``; returns
+  N. Raises ValueError/TypeError naming the argument that is wrong."""
+  m, k = shape
+  if jnp.ndim(x) != 2 or x.shape[0] != k:
+    raise ValueError(f"x must be [K, N] with K = {k}, got shape {jnp.shape(x)}")
+  n = x.shape[1]
+  if jnp.dtype(data.dtype) not in DTYPES or x.dtype != data.dtype:
+    raise TypeError(f"data and x must be bfloat16 or float16 alike, got {data.dtype}, {x.dtype}")
+  if jnp.ndim(data) != 1:
+    raise ValueError(f"data must be 1-D [nse], got shape {jnp.shape(data)}")
+  if tuple(bitmaps.shape[2:]) != (16, 2):
+    raise ValueError(f"the {kernel} kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
+  grid = (-(-m // 16), -(-k // 64))
+  if tuple(bitmaps.shape) != grid + (16, 2):
+    raise ValueError(f"bitmaps must be [ceil(M / 16), ceil(K / 64), 16, 2] = "
+                     f"{list(grid + (16, 2))} for shape {tuple(shape)}, got {bitmaps.shape}")
+  if tuple(row_offsets.shape) != grid + (16,):
+    raise ValueError(f"row_offsets must be [ceil(M / 16), ceil(K / 64), 16] = "
+                     f"{list(grid + (16,))} for shape {tuple(shape)}, got {row_offsets.shape}")
+  if not 1 <= n <= max_n:
+    raise ValueError(f"x has {n} columns; the {kernel} kernel takes 1..{max_n}")
+  return n
 
 
 # The most values a 16x64 tile holds.
@@ -276,15 +311,7 @@ def tiled_matmul(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x:
   mean values a tile)``.
   Raises ValueError/TypeError naming what is wrong."""
   m, k = shape
-  if jnp.ndim(x) != 2 or x.shape[0] != k:
-    raise ValueError(f"x must be [K, N] with K = {k}, got shape {jnp.shape(x)}")
-  n = x.shape[1]
-  if jnp.dtype(data.dtype) not in DTYPES or x.dtype != data.dtype:
-    raise TypeError(f"data and x must be bfloat16 or float16 alike, got {data.dtype}, {x.dtype}")
-  if tuple(bitmaps.shape[2:]) != (16, 2):
-    raise ValueError(f"the tiled kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
-  if not 1 <= n <= MAX_N:
-    raise ValueError(f"x has {n} columns; the tiled kernel takes 1..{MAX_N}")
+  n = check_tiled_product(data, bitmaps, row_offsets, x, shape, MAX_N, "tiled")
   config = config or default_tiled_config(n, m, k, mean_tile_fill(data, bitmaps))
   if not config.stages_x(n, k):
     raise ValueError(f"config {config}: x_sharing > 1 stages x [K, N], but one column is "

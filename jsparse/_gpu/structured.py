@@ -349,7 +349,7 @@ def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, 
     # "tiled gemv").
     return tiled_gemv.gemv(data, bitmaps, row_offsets, dense, shape=layout.shape)
   if not interpret and sparse_mma.tiled_applies(layout.shape, layout.block_shape, data.dtype,
-                                                dense.dtype, dense.shape[1]):
+                                                dense.dtype, n):
     # Decoding on the dense tensor cores through a CUDA kernel: the Pallas kernels' per-element
     # expansion binds them at 0.5-0.8x dense (BUILD_NOTES.md, "Tiled SpMM").
     return sparse_mma.tiled_matmul(data, bitmaps, row_offsets, dense, shape=layout.shape)

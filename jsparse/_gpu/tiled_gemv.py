@@ -27,12 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jsparse._gpu import nvcc
-from jsparse.formats.mma_nm import DTYPES
+from jsparse._gpu import nvcc, sparse_mma
 
 SOURCE = nvcc.SOURCE_DIR / "tiled_gemv_ffi.cu"
 TARGET = "jsparse_tiled_gemv"
-TILE_SHAPE = (16, 64)
 MAX_N = 4
 # Warps a block: up to 32 at one column, 16 at 2-4 (their registers).
 MAX_WARPS = 32
@@ -133,13 +131,10 @@ def applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: Any, x_d
             n: int) -> bool:
   """Whether ``gemv`` takes a product of a Tiled [M, K] matrix by n columns: 16x64 tiles,
   bfloat16/float16 values and x alike, 1 <= n <= ``MAX_N``, the library available."""
-  return (tuple(tile_shape) == TILE_SHAPE and jnp.dtype(dtype) in DTYPES
-          and jnp.dtype(x_dtype) == jnp.dtype(dtype) and 1 <= n <= MAX_N
+  return (sparse_mma.tiled_operands_match(tile_shape, dtype, x_dtype) and 1 <= n <= MAX_N
           and available() is True)
 
 
-# Streaming multiprocessors of an H100 / H200 SXM.
-GPU_SMS = 132
 # Blocks of one launch from which row tiles are grouped into fewer, bigger blocks.
 MAX_BLOCKS = 264
 # Shared memory a block's x staging may take as float32 and still leave room for four blocks an
@@ -156,11 +151,12 @@ def routes(n: int, tile_fill: float) -> bool:
 def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
   """The launch for x [k, n] and an [m, k] weight, no prefetching.
   - One column: a row tile a block, x staged 16-bit; 32 warps a block where there are at most
-    ``2 * GPU_SMS`` row tiles (two blocks an SM), else 16; K split (float32 partial sums, then
-    their sum; up to four ways, at least 16 K tiles a split) where fewer than ``GPU_SMS`` row
-    tiles would leave SMs without a block. H100, 70% sparsity (experiments/results/h100-2026-
-    11-27-tiled-gemv/): 4096x14336 23.8 us with 32 warps, 25.2 with 16 and K split in two, 26.9
-    with 16; 14336x4096 24.6 us with 16 warps, 30.6 with 32 and 26.7 with 32 on two row tiles.
+    ``2 * GPU_SMS`` row tiles (two blocks an SM; ``sparse_mma.GPU_SMS``), else 16; K split
+    (float32 partial sums, then their sum; up to four ways, at least 16 K tiles a split) where
+    fewer than ``GPU_SMS`` row tiles would leave SMs without a block. H100, 70% sparsity
+    (experiments/results/h100-2026-11-27-tiled-gemv/): 4096x14336 23.8 us with 32 warps, 25.2
+    with 16 and K split in two, 26.9 with 16; 14336x4096 24.6 us with 16 warps, 30.6 with 32
+    and 26.7 with 32 on two row tiles.
   - 2-4 columns: 16 warps a block, the fewest row tiles a block (a power of two) that keep the
     launch at ``MAX_BLOCKS`` blocks (4096 rows: 1, 256 blocks; 14336 rows: 4, 224 blocks); x
     staged float32 where that leaves room for four blocks an SM, else 16-bit.
@@ -168,11 +164,12 @@ def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
   if not 1 <= n <= MAX_N:
     raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
   row_tiles = -(-m // 16)
+  sms = sparse_mma.GPU_SMS
   if n == 1:
-    config = TiledGemvConfig(m_tiles=1, warps=MAX_WARPS if row_tiles <= 2 * GPU_SMS else 16,
+    config = TiledGemvConfig(m_tiles=1, warps=MAX_WARPS if row_tiles <= 2 * sms else 16,
                              prefetch="none", x_source="16-bit")
-    if row_tiles < GPU_SMS:
-      splits = max(1, min(4, 2 * GPU_SMS // row_tiles, -(-k // 64) // 16))
+    if row_tiles < sms:
+      splits = max(1, min(4, 2 * sms // row_tiles, -(-k // 64) // 16))
       config = dataclasses.replace(config, k_splits=splits)
   else:
     m_tiles = 1
@@ -193,15 +190,7 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   [M, N]. ``config``: None for ``default_config(N, M, K)``. Raises ValueError/TypeError naming
   what is wrong."""
   m, k = shape
-  if jnp.ndim(x) != 2 or x.shape[0] != k:
-    raise ValueError(f"x must be [K, N] with K = {k}, got shape {jnp.shape(x)}")
-  n = x.shape[1]
-  if jnp.dtype(data.dtype) not in DTYPES or x.dtype != data.dtype:
-    raise TypeError(f"data and x must be bfloat16 or float16 alike, got {data.dtype}, {x.dtype}")
-  if tuple(bitmaps.shape[2:]) != (16, 2):
-    raise ValueError(f"the gemv kernel reads 16x64 tiles; bitmaps are {bitmaps.shape}")
-  if not 1 <= n <= MAX_N:
-    raise ValueError(f"x has {n} columns; the gemv kernel takes 1..{MAX_N}")
+  n = sparse_mma.check_tiled_product(data, bitmaps, row_offsets, x, shape, MAX_N, "gemv")
   config = config or default_config(n, m, k)
   if not config.fits(n, k):
     if n != 1 and (config.x_source == "global" or config.warps > MAX_WARPS_MULTI):

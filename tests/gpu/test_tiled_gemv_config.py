@@ -99,3 +99,20 @@ def staging_too_big():
   tiled_gemv.gemv(matrix.data, matrix.bitmaps, matrix.row_offsets,
                   jnp.ones((shape[1], 4), jnp.bfloat16), shape=shape,
                   config=Config(x_source="float32"))
+
+
+def test_gemv_refuses_operands_that_do_not_match_the_shape():
+  matrix = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16), tile_shape=(16, 64))
+  x = jnp.ones((128, 1), jnp.bfloat16)
+  with pytest.raises(ValueError, match=r"bitmaps must be \[ceil\(M / 16\), ceil\(K / 64\), 16, 2\]"
+                                       r" = \[2, 2, 16, 2\] for shape \(32, 128\)"):
+    tiled_gemv.gemv(matrix.data, matrix.bitmaps[:1], matrix.row_offsets, x, shape=(32, 128))
+  with pytest.raises(ValueError, match=r"row_offsets must be \[ceil\(M / 16\), ceil\(K / 64\), "
+                                       r"16\] = \[2, 2, 16\]"):
+    tiled_gemv.gemv(matrix.data, matrix.bitmaps, matrix.row_offsets[..., :8], x, shape=(32, 128))
+  with pytest.raises(ValueError, match=r"data must be 1-D \[nse\]"):
+    tiled_gemv.gemv(matrix.data[:, None], matrix.bitmaps, matrix.row_offsets, x,
+                    shape=(32, 128))
+  # A shape the bitmaps do not cover (more rows than their tiles hold):
+  with pytest.raises(ValueError, match="bitmaps must be"):
+    tiled_gemv.gemv(matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=(48, 128))
