@@ -88,6 +88,17 @@ def random_tiled(rng, shape, density, dtype):
   return jsparse.Tiled.fromdense(jnp.asarray(w, dtype), tile_shape=(16, 64))
 
 
+def check_launch(launch, expected: np.ndarray) -> tuple[float | str, bool]:
+  """(error relative to ``expected``'s largest magnitude, or why ``launch()`` failed; whether
+  its output has ``expected``'s shape, is finite and within ``TOLERANCE``)."""
+  try:
+    out = np.asarray(launch(), np.float64)
+    err = float(np.abs(out - expected).max() / max(np.abs(expected).max(), 1.0))
+    return err, bool(out.shape == expected.shape and np.isfinite(out).all() and err < TOLERANCE)
+  except Exception as error:  # noqa: BLE001 - record and go on
+    return f"{type(error).__name__}: {error}"[:120], False
+
+
 def run_checks(outdir: pathlib.Path, configs) -> int:
   rng = np.random.default_rng(0)
   rows, failures = [], 0
@@ -104,14 +115,9 @@ def run_checks(outdir: pathlib.Path, configs) -> int:
           config = resolve(matrix)
           if not takes(config, n, shape[1]):
             continue
-          try:
-            out = np.asarray(sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps,
-                                                     matrix.row_offsets, x, shape=shape,
-                                                     config=config), np.float64)
-            err = float(np.abs(out - expected).max() / max(np.abs(expected).max(), 1.0))
-            ok = np.isfinite(out).all() and err < TOLERANCE
-          except Exception as error:  # noqa: BLE001 - record and go on
-            err, ok = f"{type(error).__name__}: {error}"[:120], False
+          err, ok = check_launch(lambda: sparse_mma.tiled_matmul(
+              matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=shape, config=config),
+              expected)
           failures += not ok
           rows.append(f"| {shape} | {jnp.dtype(dtype).name} | {n} | {config} | {err} | "
                       f"{'ok' if ok else 'WRONG'} |")

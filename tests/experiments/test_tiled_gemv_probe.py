@@ -20,3 +20,16 @@ def test_specs_name_every_launch_field():
 def test_checked_launches_are_valid():
   for spec in CHECK_CONFIGS:
     assert isinstance(parse_config(spec)(1, 40, 100), tiled_gemv.TiledGemvConfig)
+
+
+def test_check_launch_flags_wrong_shapes_values_and_failures():
+  import numpy as np
+
+  from experiments.gpu_checks.tiled_mma_probe import check_launch
+  expected = np.arange(6.0).reshape(3, 2) - 2.0
+  assert check_launch(lambda: expected + 1e-4, expected)[1]
+  assert not check_launch(lambda: expected + 1.0, expected)[1]
+  assert not check_launch(lambda: expected[:2], expected)[1]
+  assert not check_launch(lambda: np.full((3, 2), np.nan), expected)[1]
+  err, ok = check_launch(lambda: 1 / 0, expected)
+  assert not ok and err.startswith("ZeroDivisionError")
