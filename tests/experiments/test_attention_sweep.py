@@ -3,13 +3,6 @@ ConfigTable (specialised entries only past the margin) and its source text, whic
 the same table when pasted."""
 
 import dataclasses
-import importlib.util
-import pathlib
-import sys
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("experiments") is None:  # `python -P -m pytest`: root not on sys.path
-  sys.path.append(str(REPO_ROOT))
 
 from experiments.gpu_checks import attention_sweep as sweep  # noqa: E402
 from pallas_kernels import block_sparse_attention as bsa  # noqa: E402

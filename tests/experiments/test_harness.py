@@ -4,15 +4,9 @@ line with a wrong result is reported "wrong" and not timed."""
 import dataclasses
 import importlib.util
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("experiments") is None:  # `python -P -m pytest`: root not on sys.path
-  sys.path.append(str(REPO_ROOT))
 
 from experiments import grid, lines, machine, roofline, run, runner, timing  # noqa: E402
 

@@ -3,18 +3,12 @@ intervals, the backend fallback, and the harness's kernel_* fields (with a scrip
 has no GPU to trace)."""
 
 import dataclasses
-import importlib.util
 import os
 import pathlib
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("experiments") is None:  # `python -P -m pytest`: root not on sys.path
-  sys.path.append(str(REPO_ROOT))
 
 from experiments import grid, kernel_time, lines, machine, roofline, runner, timing  # noqa: E402
 
@@ -147,7 +141,6 @@ def test_harness_records_kernel_fields_or_the_reason_there_are_none(monkeypatch)
   (record,) = runner.run_cases([case], [lines.DenseLine("float32")],
                                dataclasses.replace(settings, kernel_time=False))
   assert not any(key.startswith("kernel_") for key in record)
-
 
 
 def test_one_op_programs_of_one_function_are_traced_per_timer(monkeypatch):

@@ -1,13 +1,6 @@
 """experiments/merge.py: several results folders into one, later parts winning."""
 
-import importlib.util
 import json
-import pathlib
-import sys
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("experiments") is None:  # `python -P -m pytest`: root not on sys.path
-  sys.path.append(str(REPO_ROOT))
 
 from experiments import merge  # noqa: E402
 

@@ -2,17 +2,13 @@
 errors, the device-array checks (on stand-in objects with ``__cuda_array_interface__``), the
 shim's size guards (when the library is built here), and when the lines apply."""
 
-import importlib.util
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 import scipy.sparse
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("experiments") is None:  # `python -P -m pytest`: root not on sys.path
-  sys.path.append(str(REPO_ROOT))
 
 from experiments import lines, machine  # noqa: E402
 from experiments.grid import Case  # noqa: E402

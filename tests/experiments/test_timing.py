@@ -1,20 +1,13 @@
 """experiments/timing.py: the in-loop timer keeps every unrolled call, and agrees with per-call
 timing on an op whose cost dwarfs dispatch."""
 
-import importlib.util
 import os
-import pathlib
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("experiments") is None:  # `python -P -m pytest`: root not on sys.path
-  sys.path.append(str(REPO_ROOT))
 
 from experiments import timing  # noqa: E402
 
