@@ -19,8 +19,9 @@
 // global memory (``x_source``). A block of ``warps`` warps computes ``m_tiles`` row tiles
 // (warps / m_tiles warps a row tile, taking its K tiles in turn) for one split of K (grid.y),
 // and sums its warps' rows in shared memory. Each warp loads its next tile's bitmap word and
-// row start one tile ahead, and may prefetch the next tile's values (kPrefetch: 0 none, 1 into
-// L1, 2 into L2; none was fastest on the H100).
+// row start one tile ahead (prefetching the next tile's values into L1 or L2 as well was slower
+// on the H100). A lane's word starts at its row's start (kScan false), or at the tile's first
+// row's start plus a warp scan of the words' bit counts (kScan: one offset read a tile, not 16).
 //
 // What bounds it (H100, 70% sparsity): ~250 warp instructions a tile, 23 a pair of values in
 // the loop; and a warp runs as many trips as its fullest word needs (experiments/results/
@@ -79,12 +80,6 @@ __device__ __forceinline__ uint32_t BitMask(int bit) {
   uint32_t mask;
   asm("bmsk.clamp.b32 %0, %1, 1;" : "=r"(mask) : "r"(bit));
   return mask;
-}
-
-template <int kPrefetch>
-__device__ __forceinline__ void Prefetch(const void* address) {
-  if constexpr (kPrefetch == 1) asm volatile("prefetch.global.L1 [%0];" :: "l"(address));
-  if constexpr (kPrefetch == 2) asm volatile("prefetch.global.L2 [%0];" :: "l"(address));
 }
 
 // x's staging in shared memory, as float32 or (kHalf) in x's 16-bit dtype, a tile's 64 columns
@@ -201,18 +196,31 @@ __device__ __forceinline__ void Fma(float (&acc)[kN], float value, const Column<
   for (int n = 0; n < kN; ++n) acc[n] = fmaf(value, c.v[n], acc[n]);
 }
 
+// One pair's two values at the two highest set bits of ``bits`` (which loses them).
+template <bool kBf16, int kN, int kX, typename Word>
+__device__ __forceinline__ void AccumulatePair(uint32_t both, uint32_t& bits, Word word,
+                                               float (&acc_high)[kN], float (&acc_low)[kN]) {
+  const int high = HighestBit(bits);
+  bits ^= BitMask(high);
+  const int low = HighestBit(bits);
+  bits ^= BitMask(low);
+  Fma<kN>(acc_high, HighValue<kBf16>(both), LoadColumn<kBf16, kN, kX>(word, high));
+  Fma<kN>(acc_low, LowValue<kBf16>(both), LoadColumn<kBf16, kN, kX>(word, low));
+}
+
 // Adds one lane's word to its sums: ``bits`` the word (column b of the word at bit b), its
 // values data[begin .. end) in column order, ``word`` the 32-bit shared address of x's staged
 // columns of the word. The values are read as aligned 4-byte pairs from the highest place
-// down, one pair a trip (not unrolled: the lanes' trip counts differ, and an unrolled loop's
-// remainder paths diverge); a lone value at either end takes its pair's one half. (A pair's
-// other half may lie one value past the array's end, inside the allocation's 4-byte alignment.)
-template <bool kBf16, int kN, int kX, typename Word>
+// down, ``kPairs`` pairs a trip (1 or 2; with 2, an odd pair left over takes one more step,
+// which diverges); a lone value at either end takes its pair's one half. (A pair's other half
+// may lie one value past the array's end, inside the allocation's 4-byte alignment.)
+template <bool kBf16, int kN, int kX, int kPairs, typename Word>
 __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pairs, uint32_t bits,
                                                int begin, int end, Word word,
                                                float (&acc_high)[kN], float (&acc_low)[kN]) {
-  // The loads are issued a step ahead of their use: the lone value at the top with the first
-  // pair, each later pair while the one before it is multiplied.
+  static_assert(kPairs == 1 || kPairs == 2, "one or two pairs a trip");
+  // The loads are issued ahead of their use: the lone value at the top with the first pair,
+  // each trip's first pair a trip ahead (its second, with two, at the trip's start).
   const bool lone_top = (end & 1) && end > begin;  // end - 1 even: the low half of its pair
   const uint32_t top = lone_top ? __ldg(pairs + (end >> 1)) : 0u;
   if (lone_top) --end;
@@ -225,17 +233,22 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
     bits ^= BitMask(bit);
     Fma<kN>(acc_low, LowValue<kBf16>(top), LoadColumn<kBf16, kN, kX>(word, bit));
   }
+  if constexpr (kPairs == 2) {
 #pragma unroll 1
-  for (; left > 0; --left) {
+    for (; left > 1; left -= 2) {
+      const uint32_t current = both, second = __ldg(pair - 1);
+      pair -= 2;
+      if (left > 2 || lone_bottom) both = __ldg(pair);  // the next pair, or the lone value
+      AccumulatePair<kBf16, kN, kX>(current, bits, word, acc_high, acc_low);
+      AccumulatePair<kBf16, kN, kX>(second, bits, word, acc_high, acc_low);
+    }
+  }
+#pragma unroll 1
+  for (; left > 0; --left) {  // (with two pairs a trip, at most one trip)
     const uint32_t current = both;
     --pair;
     if (left > 1 || lone_bottom) both = __ldg(pair);  // the next pair, or the lone value
-    const int high = HighestBit(bits);
-    bits ^= BitMask(high);
-    const int low = HighestBit(bits);
-    bits ^= BitMask(low);
-    Fma<kN>(acc_high, HighValue<kBf16>(current), LoadColumn<kBf16, kN, kX>(word, high));
-    Fma<kN>(acc_low, LowValue<kBf16>(current), LoadColumn<kBf16, kN, kX>(word, low));
+    AccumulatePair<kBf16, kN, kX>(current, bits, word, acc_high, acc_low);
   }
   if (lone_bottom) {
     if (end - begin == 1) both = __ldg(pair);  // (no pair before it loaded it)
@@ -246,7 +259,7 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
 // Registers capped for 64 warps an SM at one column (two blocks of 32 warps or four of 16; 32
 // registers a thread, nvcc spills none), three blocks of 16 at 2-4 columns (40; 12 bytes
 // spilled at 32). Uncapped, the staging's unrolled loads took 59, two blocks of 16 an SM.
-template <bool kBf16, int kN, int kX, int kPrefetch>
+template <bool kBf16, int kN, int kX, int kPairs, bool kScan>
 __global__ void __launch_bounds__(MaxWarps<kN>() * 32, kN == 1 ? 2 : 3)
 TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ bitmaps,
                 const int32_t* __restrict__ row_offsets, const uint16_t* __restrict__ x,
@@ -265,11 +278,12 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
   const int row_tiles = (M + 15) >> 4;
   const int first_tile = tile_begin + warp / m_tiles;
   const bool works = row_tile < row_tiles && first_tile < tile_end;
-  // Running pointers to the lane's word and row start of the warp's next tile: a tile's step
-  // adds a constant. The first tile's are loaded before x is staged, to land meanwhile.
+  // Running pointers to the lane's word and row start (kScan: the tile's first row's) of the
+  // warp's next tile: a tile's step adds a constant. The first tile's are loaded before x is
+  // staged, to land meanwhile.
   const size_t first = static_cast<size_t>(row_tile) * k_tiles + first_tile;
   const uint32_t* bitmap = bitmaps + first * 32 + lane;
-  const int32_t* row_start = row_offsets + first * 16 + (lane >> 1);
+  const int32_t* row_start = row_offsets + first * 16 + (kScan ? 0 : lane >> 1);
   uint32_t bits = 0u;
   int start = 0;
   if (works) {
@@ -301,23 +315,28 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
     for (int left = (tile_end - 1 - first_tile) / per_row; left >= 0; --left) {
       uint32_t next_bits = 0u;
       int next_start = 0;
-      if (left > 0) {  // the warp's next tile: its word and row start, its values prefetched
+      if (left > 0) {  // the warp's next tile: its word and row start
         bitmap += per_row * 32;
         row_start += per_row * 16;
         next_bits = __ldg(bitmap);
         next_start = __ldg(row_start);
-        if constexpr (kPrefetch != 0) {
-          // From the tile's first row's start to at most 64 values past its last row's.
-          const int tile_first = __shfl_sync(0xffffffffu, next_start, 0);
-          const int tile_last = __shfl_sync(0xffffffffu, next_start, 31) + 64;
-          const int line = ((tile_first >> 6) + lane) * 64;  // 128-byte lines of 64 values
-          if (line < tile_last) Prefetch<kPrefetch>(data + line);  // (offsets < 2^31 - 1024)
-        }
       }
-      const uint32_t partner = __shfl_xor_sync(0xffffffffu, bits, 1);
-      const int begin = start + ((lane & 1) ? __popc(partner) : 0);
-      AccumulateWord<kBf16, kN, kX>(pairs, bits, begin, begin + __popc(bits), word, acc_high,
-                                    acc_low);
+      const int count = __popc(bits);
+      int begin;
+      if constexpr (kScan) {  // the tile's start plus the words' counts before the lane's
+        int inclusive = count;
+#pragma unroll
+        for (int d = 1; d < 32; d <<= 1) {
+          const int below = __shfl_up_sync(0xffffffffu, inclusive, d);  // (every lane: full mask)
+          if (lane >= d) inclusive += below;
+        }
+        begin = start + inclusive - count;
+      } else {  // the row's start, plus its first word's count for its second word
+        const uint32_t partner = __shfl_xor_sync(0xffffffffu, bits, 1);
+        begin = start + ((lane & 1) ? __popc(partner) : 0);
+      }
+      AccumulateWord<kBf16, kN, kX, kPairs>(pairs, bits, begin, begin + count, word, acc_high,
+                                            acc_low);
       bits = next_bits;
       start = next_start;
       word += word_step;
@@ -351,11 +370,13 @@ struct GemvLaunch {
   const void* x;
   void* out;
   int m, k, n, k_tiles, warps, m_tiles, k_splits;
+  int x_source, pairs_a_trip;
+  bool scan_starts;
 };
 
-template <bool kBf16, int kN, int kX, int kPrefetch>
+template <bool kBf16, int kN, int kX, int kPairs, bool kScan>
 cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
-  auto kernel = TiledGemvKernel<kBf16, kN, kX, kPrefetch>;
+  auto kernel = TiledGemvKernel<kBf16, kN, kX, kPairs, kScan>;
   const size_t shared = kX == kXGlobal ? 0 :
       static_cast<size_t>((l.k_tiles + l.k_splits - 1) / l.k_splits) *
       XStage<kN, kX == kXHalf>::kTileBytes;
@@ -374,28 +395,29 @@ cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
   return cudaGetLastError();
 }
 
+// The kernel's instance for the launch's walk (pairs a trip, word starts) and x source.
 template <bool kBf16, int kN, int kX>
-cudaError_t ByPrefetch(cudaStream_t stream, const GemvLaunch& l, int prefetch) {
-  switch (prefetch) {
-    case 0: return RunGemv<kBf16, kN, kX, 0>(stream, l);
-    case 1: return RunGemv<kBf16, kN, kX, 1>(stream, l);
-    default: return RunGemv<kBf16, kN, kX, 2>(stream, l);
-  }
+cudaError_t ByWalk(cudaStream_t stream, const GemvLaunch& l) {
+  if (l.pairs_a_trip == 2)
+    return l.scan_starts ? RunGemv<kBf16, kN, kX, 2, true>(stream, l)
+                         : RunGemv<kBf16, kN, kX, 2, false>(stream, l);
+  return l.scan_starts ? RunGemv<kBf16, kN, kX, 1, true>(stream, l)
+                       : RunGemv<kBf16, kN, kX, 1, false>(stream, l);
 }
 
 template <bool kBf16, int kN>
-cudaError_t BySource(cudaStream_t stream, const GemvLaunch& l, int x_source, int prefetch) {
+cudaError_t BySource(cudaStream_t stream, const GemvLaunch& l) {
   if constexpr (kN == 1)
-    if (x_source == kXGlobal) return ByPrefetch<kBf16, kN, kXGlobal>(stream, l, prefetch);
-  return x_source == kXHalf ? ByPrefetch<kBf16, kN, kXHalf>(stream, l, prefetch)
-                            : ByPrefetch<kBf16, kN, kXFloat>(stream, l, prefetch);
+    if (l.x_source == kXGlobal) return ByWalk<kBf16, kN, kXGlobal>(stream, l);
+  return l.x_source == kXHalf ? ByWalk<kBf16, kN, kXHalf>(stream, l)
+                              : ByWalk<kBf16, kN, kXFloat>(stream, l);
 }
 
 template <bool kBf16>
-cudaError_t ByColumns(cudaStream_t stream, const GemvLaunch& l, int x_source, int prefetch) {
-  if (l.n == 1) return BySource<kBf16, 1>(stream, l, x_source, prefetch);
-  if (l.n == 2) return BySource<kBf16, 2>(stream, l, x_source, prefetch);
-  return BySource<kBf16, 4>(stream, l, x_source, prefetch);
+cudaError_t ByColumns(cudaStream_t stream, const GemvLaunch& l) {
+  if (l.n == 1) return BySource<kBf16, 1>(stream, l);
+  if (l.n == 2) return BySource<kBf16, 2>(stream, l);
+  return BySource<kBf16, 4>(stream, l);
 }
 
 ffi::Error Invalid(const std::string& message) {
@@ -412,7 +434,8 @@ size_t StagedTileBytes(int64_t n, bool half_x) {
 ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffer bitmaps,
                          ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                          ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t m_tiles,
-                         int64_t warps, int64_t k_splits, int64_t prefetch, int64_t x_source) {
+                         int64_t warps, int64_t k_splits, int64_t x_source, int64_t pairs_a_trip,
+                         int64_t scan_starts) {
   if (m < 1 || k < 1) return Invalid("bad shape: M and K must be >= 1");
   const ffi::DataType dtype = x.element_type();
   if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
@@ -433,7 +456,8 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
     return Invalid("m_tiles must divide warps, got m_tiles = " + std::to_string(m_tiles) +
                    ", warps = " + std::to_string(warps));
   if (k_splits < 1 || k_splits > 64) return Invalid("k_splits must be 1..64");
-  if (prefetch < 0 || prefetch > 2) return Invalid("prefetch must be 0, 1 or 2");
+  if (pairs_a_trip != 1 && pairs_a_trip != 2) return Invalid("pairs_a_trip must be 1 or 2");
+  if (scan_starts != 0 && scan_starts != 1) return Invalid("scan_starts must be 0 or 1");
   if (x_source < kXFloat || x_source > kXGlobal) return Invalid("x_source must be 0, 1 or 2");
   if (x_source == kXGlobal && n != 1)
     return Invalid("x read from global memory (x_source 2) needs N = 1, got " +
@@ -467,11 +491,10 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
                           x.untyped_data(), out->untyped_data(), static_cast<int>(m),
                           static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
                           static_cast<int>(warps), static_cast<int>(m_tiles),
-                          static_cast<int>(k_splits)};
-  const int source = static_cast<int>(x_source), ahead = static_cast<int>(prefetch);
-  const cudaError_t error = dtype == ffi::DataType::BF16
-                                ? ByColumns<true>(stream, launch, source, ahead)
-                                : ByColumns<false>(stream, launch, source, ahead);
+                          static_cast<int>(k_splits), static_cast<int>(x_source),
+                          static_cast<int>(pairs_a_trip), scan_starts == 1};
+  const cudaError_t error = dtype == ffi::DataType::BF16 ? ByColumns<true>(stream, launch)
+                                                         : ByColumns<false>(stream, launch);
   if (error != cudaSuccess)
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("tiled gemv launch failed: ") + cudaGetErrorString(error));
@@ -493,6 +516,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledGemv, TiledGemvImpl,
                                   .Attr<int64_t>("m_tiles")
                                   .Attr<int64_t>("warps")
                                   .Attr<int64_t>("k_splits")
-                                  .Attr<int64_t>("prefetch")
-                                  .Attr<int64_t>("x_source"),
+                                  .Attr<int64_t>("x_source")
+                                  .Attr<int64_t>("pairs_a_trip")
+                                  .Attr<int64_t>("scan_starts"),
                               {ffi::Traits::kCmdBufferCompatible});

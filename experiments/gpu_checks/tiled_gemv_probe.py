@@ -10,14 +10,15 @@
    tensor-core kernel's default launch and each gemv launch (``tiled_gemv.md``).
 
     python3 -P experiments/gpu_checks/tiled_gemv_probe.py OUTDIR [--budget-s 300]
-        [--sparsities 0.7,0.9] [--columns 1,2,4] [--configs 1-16-1-l1,2-16-1-none]
+        [--sparsities 0.7,0.9] [--columns 1,2,4] [--configs default-2,2-16-1-h-s]
         [--no-checks]
 
-(``--configs``: m_tiles-warps-k_splits-prefetch launches; ``default`` for ``default_config``.)
+(``--configs``: ``parse_config``'s specs.)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import sys
 import time
@@ -34,27 +35,42 @@ from experiments.gpu_checks.tiled_mma_probe import (  # noqa: E402
 from jsparse._gpu import sparse_mma, tiled_gemv  # noqa: E402
 
 Config = tiled_gemv.TiledGemvConfig
-CONFIGS = "default,1-32-1-none-h,1-16-1-none-h,1-16-1-none-g,4-16-1-none,2-16-1-none-h"
+CONFIGS = "default,default-2,default-s,default-2-s,1-8-1-h,1-8-1-h-2,2-16-1-h-2"
 SHAPES = ((4096, 14336), (14336, 4096))
 SPARSITIES = (0.7, 0.5, 0.9)
 COLUMNS = (1, 2, 4)
-CHECK_CONFIGS = ("default", "1-1-1-none", "3-3-2-l1-h", "2-4-5-l2", "16-16-1-l1-h",
-                 "1-16-2-none-g")
+CHECK_CONFIGS = ("default", "default-2", "default-s", "1-1-1", "3-3-2-h-2", "2-4-5-s",
+                 "16-16-1-h-2-s", "1-16-2-g-2", "1-32-1-h-s")
+# A spec's flags: x's source, two pairs a trip, word starts scanned.
+FLAGS = {"h": ("x_source", "16-bit"), "f": ("x_source", "float32"), "g": ("x_source", "global"),
+         "2": ("pairs_a_trip", 2), "s": ("word_starts", "scan")}
 CHECK_SHAPES = ((40, 100), (1, 64), (33, 4480), (300, 1000), (16, 64), (17, 2))
 
 
 def parse_config(spec: str):
-  """``m-w-k-prefetch[-h|-g]`` (h: x staged 16-bit; g: x read from global memory) or
-  ``default``: a function of (n, m, k) giving the launch."""
-  if spec == "default":
-    resolve = tiled_gemv.default_config
+  """``m_tiles-warps-k_splits[-FLAG...]`` (x staged float32 unless a flag says otherwise) or
+  ``default[-FLAG...]`` (``default_config`` with the flags' fields replaced): a function of
+  (n, m, k) giving the launch. FLAGs (``FLAGS``): h / f / g x staged 16-bit / float32 / read
+  from global memory; 2 two pairs a trip; s word starts scanned. Raises KeyError for an
+  unknown flag."""
+  head, *flags = spec.split("-") if spec.startswith("default") else [
+      "-".join(spec.split("-")[:3]), *spec.split("-")[3:]]
+  fields = dict(FLAGS[flag] for flag in flags)
+  if head == "default":
+    def resolve(n, m, k):
+      return dataclasses.replace(tiled_gemv.default_config(n, m, k), **fields)
   else:
-    m_tiles, warps, k_splits, prefetch, *source = spec.split("-")
-    x_source = {(): "float32", ("h",): "16-bit", ("g",): "global"}[tuple(source)]
-    config = Config(int(m_tiles), int(warps), int(k_splits), prefetch, x_source)
+    m_tiles, warps, k_splits = map(int, head.split("-"))
+    config = Config(m_tiles, warps, k_splits, **fields)
     resolve = lambda n, m, k: config  # noqa: E731
   resolve.label = spec
   return resolve
+
+
+def describe(config) -> str:
+  """A launch's fields, short: m_tiles-warps-k_splits-x_source-pairs_a_trip-word_starts."""
+  return (f"{config.m_tiles}-{config.warps}-{config.k_splits}-{config.x_source}-"
+          f"{config.pairs_a_trip}-{config.word_starts}")
 
 
 def run_checks(outdir: pathlib.Path) -> int:
@@ -119,8 +135,7 @@ def main() -> None:
         for resolve in configs:
           config = resolve(n, *shape)
           if config.fits(n, shape[1]):
-            lines.append((f"s{sparsity} gemv {resolve.label} ({config.m_tiles}-{config.warps}-"
-                          f"{config.k_splits}-{config.prefetch}-{config.x_source})",
+            lines.append((f"s{sparsity} gemv {resolve.label} ({describe(config)})",
                           lambda d, b, o, v, c=config: tiled_gemv.gemv(d, b, o, v, shape=shape,
                                                                        config=c),
                           operands + (x,)))

@@ -1,7 +1,7 @@
 """One CUDA-core tiled launch (``jsparse._gpu.tiled_gemv.gemv``, its default config or a given
 one) run a few times, for Nsight Compute:
 ``ncu ... python3 -P experiments/gpu_checks/tiled_gemv_profile.py M K N SPARSITY [SPEC]``
-(SPEC as ``tiled_gemv_probe.py``'s ``--configs``: m_tiles-warps-k_splits-prefetch[-h|-g]).
+(SPEC as ``tiled_gemv_probe.py``'s ``--configs``: ``parse_config``'s specs).
 
 bfloat16, uniform random pattern, 16x64 tiles; the output is checked against a float32 product
 once."""

@@ -8,7 +8,7 @@ word's set bits and does one FMA a stored value a column, so the work follows th
 
 - ``gemv(data, bitmaps, row_offsets, x, shape=...)``: A [M, K] @ x [K, N] -> [M, N] for
   N = 1..``MAX_N``, bfloat16/float16 (A's and x's dtype alike), float32 accumulation.
-- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, prefetching).
+- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, x's source, the walk).
 
 GPU-only (built for sm_90): ``available()`` says whether the library loads (building it with
 nvcc if needed); ``python -m jsparse._gpu.tiled_gemv build`` builds it.
@@ -45,10 +45,12 @@ MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS_MULTI * 16 * 4 * 4
 # 42.0 / 34.4 against 34.0 / 35.3; two at 80% 29.7 / 23.9 against 31.9 / 33.3, at 70% 37.3 /
 # 32.3 against 34.4 / 35.4; four at 90% 33.6 / 23.7 against 31.6 / 32.6 (not routed).
 ROUTE_MAX_FILL = {1: 330, 2: 210}
-# Prefetching of a warp's next tile's values: none, into L1, into L2.
-PREFETCH = {"none": 0, "l1": 1, "l2": 2}
 # Where the kernel reads x from (its ``x_source`` attribute).
 X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
+# Where a lane's word's values start (the kernel's ``scan_starts`` attribute): at its row's
+# offset (16 offsets read a tile), or at the tile's first offset plus a warp scan of the words'
+# bit counts (one read a tile).
+WORD_STARTS = {"rows": 0, "scan": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,17 +58,20 @@ class TiledGemvConfig:
   """A launch: a block of ``warps`` warps (1-32 at one column, 1-16 at more) computes
   ``m_tiles`` row tiles of 16 (a divisor of ``warps``; ``warps // m_tiles`` warps take each row
   tile's K tiles in turn) for one of ``k_splits`` splits of K (1-64; more than 1 writes float32
-  partial sums that ``gemv`` adds); ``prefetch``: each warp prefetches its next tile's values
-  (``PREFETCH``; none was fastest on the H100);
+  partial sums that ``gemv`` adds);
   ``x_source``: where the kernel reads x from (``X_SOURCES``): staged in shared memory as
   float32, or in x's own 16-bit dtype (half the memory, so more blocks an SM where x's staging
   bounds them; one more conversion a value read), or (one column only) from global memory
-  through the L1 cache, unstaged."""
+  through the L1 cache, unstaged;
+  ``pairs_a_trip``: value pairs a trip of a lane's loop over its word (1 or 2: fewer loop
+  instructions a value, one more step where a lane's pairs are odd);
+  ``word_starts``: how a lane finds its word's first value (``WORD_STARTS``)."""
   m_tiles: int = 1
   warps: int = 16
   k_splits: int = 1
-  prefetch: str = "none"
   x_source: str = "float32"
+  pairs_a_trip: int = 1
+  word_starts: str = "rows"
 
   def __post_init__(self):
     if not 1 <= self.warps <= MAX_WARPS:
@@ -76,10 +81,13 @@ class TiledGemvConfig:
                        f"warps = {self.warps}")
     if not 1 <= self.k_splits <= 64:
       raise ValueError(f"k_splits must be 1..64, got {self.k_splits}")
-    if self.prefetch not in PREFETCH:
-      raise ValueError(f"prefetch must be one of {sorted(PREFETCH)}, got {self.prefetch!r}")
     if self.x_source not in X_SOURCES:
       raise ValueError(f"x_source must be one of {sorted(X_SOURCES)}, got {self.x_source!r}")
+    if self.pairs_a_trip not in (1, 2):
+      raise ValueError(f"pairs_a_trip must be 1 or 2, got {self.pairs_a_trip!r}")
+    if self.word_starts not in WORD_STARTS:
+      raise ValueError(f"word_starts must be one of {sorted(WORD_STARTS)}, got "
+                       f"{self.word_starts!r}")
 
   def shared_bytes(self, n: int, k: int) -> int:
     """Dynamic shared memory a block takes for x [k, n]: its split's K tiles of x as float32
@@ -149,7 +157,7 @@ def routes(n: int, tile_fill: float) -> bool:
 
 
 def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
-  """The launch for x [k, n] and an [m, k] weight, no prefetching.
+  """The launch for x [k, n] and an [m, k] weight.
   - One column: a row tile a block, x staged 16-bit; 32 warps a block where there are at most
     ``2 * GPU_SMS`` row tiles (two blocks an SM; ``sparse_mma.GPU_SMS``), else 16; K split
     (float32 partial sums, then their sum; up to four ways, at least 16 K tiles a split) where
@@ -167,7 +175,7 @@ def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
   sms = sparse_mma.GPU_SMS
   if n == 1:
     config = TiledGemvConfig(m_tiles=1, warps=MAX_WARPS if row_tiles <= 2 * sms else 16,
-                             prefetch="none", x_source="16-bit")
+                             x_source="16-bit")
     if row_tiles < sms:
       splits = max(1, min(4, 2 * sms // row_tiles, -(-k // 64) // 16))
       config = dataclasses.replace(config, k_splits=splits)
@@ -175,7 +183,7 @@ def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
     m_tiles = 1
     while m_tiles < MAX_WARPS_MULTI and -(-row_tiles // m_tiles) > MAX_BLOCKS:
       m_tiles *= 2
-    config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS_MULTI, prefetch="none")
+    config = TiledGemvConfig(m_tiles=m_tiles, warps=MAX_WARPS_MULTI)
     if config.shared_bytes(n, k) > FLOAT_X_MAX_BYTES:
       config = dataclasses.replace(config, x_source="16-bit")
   while not config.fits(n, k):
@@ -205,8 +213,9 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   out = jax.ffi.ffi_call(TARGET, result, vmap_method="sequential")(
       data, bitmaps, row_offsets.astype(jnp.int32), x, m=np.int64(m), k=np.int64(k),
       m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
-      k_splits=np.int64(splits), prefetch=np.int64(PREFETCH[config.prefetch]),
-      x_source=np.int64(X_SOURCES[config.x_source]))
+      k_splits=np.int64(splits), x_source=np.int64(X_SOURCES[config.x_source]),
+      pairs_a_trip=np.int64(config.pairs_a_trip),
+      scan_starts=np.int64(WORD_STARTS[config.word_starts]))
   return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
 

@@ -1,6 +1,8 @@
 """experiments/gpu_checks/tiled_gemv_probe.py's launch specs (the GPU timing itself runs on a
 device only)."""
 
+import dataclasses
+
 import pytest
 
 from experiments.gpu_checks.tiled_gemv_probe import CHECK_CONFIGS, parse_config
@@ -8,13 +10,16 @@ from jsparse._gpu import tiled_gemv
 
 
 def test_specs_name_every_launch_field():
-  assert parse_config("2-16-3-l1")(1, 64, 64) == tiled_gemv.TiledGemvConfig(2, 16, 3, "l1")
-  assert parse_config("1-32-1-none-h")(1, 64, 64).x_source == "16-bit"
-  assert parse_config("1-32-1-none-g")(1, 64, 64).x_source == "global"
+  config = tiled_gemv.TiledGemvConfig
+  assert parse_config("2-16-3")(1, 64, 64) == config(2, 16, 3)
+  assert parse_config("1-32-1-h")(1, 64, 64).x_source == "16-bit"
+  assert parse_config("1-32-1-g-2-s")(1, 64, 64) == config(1, 32, 1, "global", 2, "scan")
   assert parse_config("default")(2, 14336, 4096) == tiled_gemv.default_config(2, 14336, 4096)
-  assert parse_config("4-16-1-none").label == "4-16-1-none"
+  assert parse_config("default-2-s")(1, 4096, 14336) == dataclasses.replace(
+      tiled_gemv.default_config(1, 4096, 14336), pairs_a_trip=2, word_starts="scan")
+  assert parse_config("4-16-1-f").label == "4-16-1-f"
   with pytest.raises(KeyError):
-    parse_config("1-16-1-none-x")
+    parse_config("1-16-1-x")
 
 
 def test_checked_launches_are_valid():

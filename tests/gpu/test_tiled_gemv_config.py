@@ -17,8 +17,9 @@ Config = tiled_gemv.TiledGemvConfig
     (dict(m_tiles=0), "m_tiles must divide warps"),
     (dict(k_splits=0), "k_splits must be 1..64, got 0"),
     (dict(k_splits=65), "k_splits must be 1..64, got 65"),
-    (dict(prefetch="l3"), "prefetch must be one of"),
     (dict(x_source="bf16"), "x_source must be one of"),
+    (dict(pairs_a_trip=3), "pairs_a_trip must be 1 or 2, got 3"),
+    (dict(word_starts="tile"), "word_starts must be one of"),
 ])
 def test_config_refuses_bad_fields_naming_them(fields, message):
   with pytest.raises(ValueError, match=message):
@@ -49,14 +50,14 @@ def test_fits_refuses_what_the_kernel_refuses():
 
 def test_default_launches():
   wide, tall = (4096, 14336), (14336, 4096)
-  assert tiled_gemv.default_config(1, *wide) == Config(1, 32, 1, "none", "16-bit")
-  assert tiled_gemv.default_config(1, *tall) == Config(1, 16, 1, "none", "16-bit")
+  assert tiled_gemv.default_config(1, *wide) == Config(1, 32, 1, "16-bit")
+  assert tiled_gemv.default_config(1, *tall) == Config(1, 16, 1, "16-bit")
   # Fewer row tiles than SMs: K split so that every SM gets a block.
-  assert tiled_gemv.default_config(1, 256, 4096) == Config(1, 32, 4, "none", "16-bit")
+  assert tiled_gemv.default_config(1, 256, 4096) == Config(1, 32, 4, "16-bit")
   assert tiled_gemv.default_config(1, 1, 64).k_splits == 1  # one K tile: nothing to split
-  assert tiled_gemv.default_config(2, *tall) == Config(4, 16, 1, "none", "float32")
-  assert tiled_gemv.default_config(4, *tall) == Config(4, 16, 1, "none", "16-bit")
-  assert tiled_gemv.default_config(2, *wide) == Config(1, 16, 1, "none", "16-bit")
+  assert tiled_gemv.default_config(2, *tall) == Config(4, 16, 1, "float32")
+  assert tiled_gemv.default_config(4, *tall) == Config(4, 16, 1, "16-bit")
+  assert tiled_gemv.default_config(2, *wide) == Config(1, 16, 1, "16-bit")
   for n in range(1, 5):
     for shape in (wide, tall, (40, 100), (1, 200000)):
       assert tiled_gemv.default_config(n, *shape).fits(n, shape[1])
