@@ -20,8 +20,8 @@
 // (warps / m_tiles warps a row tile, taking its K tiles in turn) for one split of K (grid.y),
 // and sums its warps' rows in shared memory. Each warp loads its next tile's bitmap word and
 // row start one tile ahead (prefetching the next tile's values into L1 or L2 as well was slower
-// on the H100). A lane's word starts at its row's start (kScan false), or at the tile's first
-// row's start plus a warp scan of the words' bit counts (kScan: one offset read a tile, not 16).
+// on the H100; so was finding a word's start from the tile's first row offset and a warp scan
+// of the words' bit counts, which reads one offset a tile rather than 16).
 //
 // What bounds it (H100, 70% sparsity): ~250 warp instructions a tile, 23 a pair of values in
 // the loop; and a warp runs as many trips as its fullest word needs (experiments/results/
@@ -211,16 +211,16 @@ __device__ __forceinline__ void AccumulatePair(uint32_t both, uint32_t& bits, Wo
 // Adds one lane's word to its sums: ``bits`` the word (column b of the word at bit b), its
 // values data[begin .. end) in column order, ``word`` the 32-bit shared address of x's staged
 // columns of the word. The values are read as aligned 4-byte pairs from the highest place
-// down, ``kPairs`` pairs a trip (1 or 2; with 2, an odd pair left over takes one more step,
-// which diverges); a lone value at either end takes its pair's one half. (A pair's other half
-// may lie one value past the array's end, inside the allocation's 4-byte alignment.)
-template <bool kBf16, int kN, int kX, int kPairs, typename Word>
+// down, one pair a trip (not unrolled: the lanes' trip counts differ, and an unrolled loop's
+// remainder paths diverge; two pairs a trip was slower on the H100); a lone value at either end
+// takes its pair's one half. (A pair's other half may lie one value past the array's end,
+// inside the allocation's 4-byte alignment.)
+template <bool kBf16, int kN, int kX, typename Word>
 __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pairs, uint32_t bits,
                                                int begin, int end, Word word,
                                                float (&acc_high)[kN], float (&acc_low)[kN]) {
-  static_assert(kPairs == 1 || kPairs == 2, "one or two pairs a trip");
-  // The loads are issued ahead of their use: the lone value at the top with the first pair,
-  // each trip's first pair a trip ahead (its second, with two, at the trip's start).
+  // The loads are issued a step ahead of their use: the lone value at the top with the first
+  // pair, each later pair while the one before it is multiplied.
   const bool lone_top = (end & 1) && end > begin;  // end - 1 even: the low half of its pair
   const uint32_t top = lone_top ? __ldg(pairs + (end >> 1)) : 0u;
   if (lone_top) --end;
@@ -233,18 +233,8 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
     bits ^= BitMask(bit);
     Fma<kN>(acc_low, LowValue<kBf16>(top), LoadColumn<kBf16, kN, kX>(word, bit));
   }
-  if constexpr (kPairs == 2) {
 #pragma unroll 1
-    for (; left > 1; left -= 2) {
-      const uint32_t current = both, second = __ldg(pair - 1);
-      pair -= 2;
-      if (left > 2 || lone_bottom) both = __ldg(pair);  // the next pair, or the lone value
-      AccumulatePair<kBf16, kN, kX>(current, bits, word, acc_high, acc_low);
-      AccumulatePair<kBf16, kN, kX>(second, bits, word, acc_high, acc_low);
-    }
-  }
-#pragma unroll 1
-  for (; left > 0; --left) {  // (with two pairs a trip, at most one trip)
+  for (; left > 0; --left) {
     const uint32_t current = both;
     --pair;
     if (left > 1 || lone_bottom) both = __ldg(pair);  // the next pair, or the lone value
@@ -259,7 +249,7 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
 // Registers capped for 64 warps an SM at one column (two blocks of 32 warps or four of 16; 32
 // registers a thread, nvcc spills none), three blocks of 16 at 2-4 columns (40; 12 bytes
 // spilled at 32). Uncapped, the staging's unrolled loads took 59, two blocks of 16 an SM.
-template <bool kBf16, int kN, int kX, int kPairs, bool kScan>
+template <bool kBf16, int kN, int kX>
 __global__ void __launch_bounds__(MaxWarps<kN>() * 32, kN == 1 ? 2 : 3)
 TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ bitmaps,
                 const int32_t* __restrict__ row_offsets, const uint16_t* __restrict__ x,
@@ -278,12 +268,11 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
   const int row_tiles = (M + 15) >> 4;
   const int first_tile = tile_begin + warp / m_tiles;
   const bool works = row_tile < row_tiles && first_tile < tile_end;
-  // Running pointers to the lane's word and row start (kScan: the tile's first row's) of the
-  // warp's next tile: a tile's step adds a constant. The first tile's are loaded before x is
-  // staged, to land meanwhile.
+  // Running pointers to the lane's word and row start of the warp's next tile: a tile's step
+  // adds a constant. The first tile's are loaded before x is staged, to land meanwhile.
   const size_t first = static_cast<size_t>(row_tile) * k_tiles + first_tile;
   const uint32_t* bitmap = bitmaps + first * 32 + lane;
-  const int32_t* row_start = row_offsets + first * 16 + (kScan ? 0 : lane >> 1);
+  const int32_t* row_start = row_offsets + first * 16 + (lane >> 1);
   uint32_t bits = 0u;
   int start = 0;
   if (works) {
@@ -321,22 +310,11 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
         next_bits = __ldg(bitmap);
         next_start = __ldg(row_start);
       }
-      const int count = __popc(bits);
-      int begin;
-      if constexpr (kScan) {  // the tile's start plus the words' counts before the lane's
-        int inclusive = count;
-#pragma unroll
-        for (int d = 1; d < 32; d <<= 1) {
-          const int below = __shfl_up_sync(0xffffffffu, inclusive, d);  // (every lane: full mask)
-          if (lane >= d) inclusive += below;
-        }
-        begin = start + inclusive - count;
-      } else {  // the row's start, plus its first word's count for its second word
-        const uint32_t partner = __shfl_xor_sync(0xffffffffu, bits, 1);
-        begin = start + ((lane & 1) ? __popc(partner) : 0);
-      }
-      AccumulateWord<kBf16, kN, kX, kPairs>(pairs, bits, begin, begin + count, word, acc_high,
-                                            acc_low);
+      // The row's start, plus its first word's count for its second word.
+      const uint32_t partner = __shfl_xor_sync(0xffffffffu, bits, 1);
+      const int begin = start + ((lane & 1) ? __popc(partner) : 0);
+      AccumulateWord<kBf16, kN, kX>(pairs, bits, begin, begin + __popc(bits), word, acc_high,
+                                    acc_low);
       bits = next_bits;
       start = next_start;
       word += word_step;
@@ -369,14 +347,12 @@ struct GemvLaunch {
   const void* row_offsets;
   const void* x;
   void* out;
-  int m, k, n, k_tiles, warps, m_tiles, k_splits;
-  int x_source, pairs_a_trip;
-  bool scan_starts;
+  int m, k, n, k_tiles, warps, m_tiles, k_splits, x_source;
 };
 
-template <bool kBf16, int kN, int kX, int kPairs, bool kScan>
+template <bool kBf16, int kN, int kX>
 cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
-  auto kernel = TiledGemvKernel<kBf16, kN, kX, kPairs, kScan>;
+  auto kernel = TiledGemvKernel<kBf16, kN, kX>;
   const size_t shared = kX == kXGlobal ? 0 :
       static_cast<size_t>((l.k_tiles + l.k_splits - 1) / l.k_splits) *
       XStage<kN, kX == kXHalf>::kTileBytes;
@@ -395,22 +371,12 @@ cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
   return cudaGetLastError();
 }
 
-// The kernel's instance for the launch's walk (pairs a trip, word starts) and x source.
-template <bool kBf16, int kN, int kX>
-cudaError_t ByWalk(cudaStream_t stream, const GemvLaunch& l) {
-  if (l.pairs_a_trip == 2)
-    return l.scan_starts ? RunGemv<kBf16, kN, kX, 2, true>(stream, l)
-                         : RunGemv<kBf16, kN, kX, 2, false>(stream, l);
-  return l.scan_starts ? RunGemv<kBf16, kN, kX, 1, true>(stream, l)
-                       : RunGemv<kBf16, kN, kX, 1, false>(stream, l);
-}
-
 template <bool kBf16, int kN>
 cudaError_t BySource(cudaStream_t stream, const GemvLaunch& l) {
   if constexpr (kN == 1)
-    if (l.x_source == kXGlobal) return ByWalk<kBf16, kN, kXGlobal>(stream, l);
-  return l.x_source == kXHalf ? ByWalk<kBf16, kN, kXHalf>(stream, l)
-                              : ByWalk<kBf16, kN, kXFloat>(stream, l);
+    if (l.x_source == kXGlobal) return RunGemv<kBf16, kN, kXGlobal>(stream, l);
+  return l.x_source == kXHalf ? RunGemv<kBf16, kN, kXHalf>(stream, l)
+                              : RunGemv<kBf16, kN, kXFloat>(stream, l);
 }
 
 template <bool kBf16>
@@ -424,18 +390,18 @@ ffi::Error Invalid(const std::string& message) {
   return ffi::Error(ffi::ErrorCode::kInvalidArgument, "jsparse tiled_gemv: " + message);
 }
 
-// The bytes of shared memory x's staging takes a K tile (XStage's layout).
-size_t StagedTileBytes(int64_t n, bool half_x) {
-  const int width = n == 1 ? 1 : n == 2 ? 2 : 4;  // values a column (N = 3: 4)
-  const int word = 32 * width * (half_x ? 2 : 4);
-  return 2 * (word + (word % 128 == 0 ? 64 : 0));
+// The bytes of shared memory x's staging takes a K tile: XStage's, for the kernel instance that
+// BySource picks (N = 3 runs the 4-column one).
+template <bool kHalf>
+size_t StagedTileBytes(int64_t n) {
+  return n == 1 ? XStage<1, kHalf>::kTileBytes : n == 2 ? XStage<2, kHalf>::kTileBytes
+                                                        : XStage<4, kHalf>::kTileBytes;
 }
 
 ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffer bitmaps,
                          ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                          ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t m_tiles,
-                         int64_t warps, int64_t k_splits, int64_t x_source, int64_t pairs_a_trip,
-                         int64_t scan_starts) {
+                         int64_t warps, int64_t k_splits, int64_t x_source) {
   if (m < 1 || k < 1) return Invalid("bad shape: M and K must be >= 1");
   const ffi::DataType dtype = x.element_type();
   if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
@@ -456,8 +422,6 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
     return Invalid("m_tiles must divide warps, got m_tiles = " + std::to_string(m_tiles) +
                    ", warps = " + std::to_string(warps));
   if (k_splits < 1 || k_splits > 64) return Invalid("k_splits must be 1..64");
-  if (pairs_a_trip != 1 && pairs_a_trip != 2) return Invalid("pairs_a_trip must be 1 or 2");
-  if (scan_starts != 0 && scan_starts != 1) return Invalid("scan_starts must be 0 or 1");
   if (x_source < kXFloat || x_source > kXGlobal) return Invalid("x_source must be 0, 1 or 2");
   if (x_source == kXGlobal && n != 1)
     return Invalid("x read from global memory (x_source 2) needs N = 1, got " +
@@ -482,7 +446,8 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
     return Invalid("row_offsets must be [ceil(M / 16), ceil(K / 64), 16]");
   const int64_t tiles_per_split = (k_tiles + k_splits - 1) / k_splits;
   const size_t shared = x_source == kXGlobal ? 0 :
-      static_cast<size_t>(tiles_per_split) * StagedTileBytes(n, x_source == kXHalf);
+      static_cast<size_t>(tiles_per_split) *
+      (x_source == kXHalf ? StagedTileBytes<true>(n) : StagedTileBytes<false>(n));
   constexpr size_t kMaxShared = 227 * 1024 - 16 * 16 * 4 * 4;  // less the partials (N > 1)
   if (shared > kMaxShared)
     return Invalid("a split of K stages " + std::to_string(shared) + " bytes of x, more than " +
@@ -491,8 +456,7 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
                           x.untyped_data(), out->untyped_data(), static_cast<int>(m),
                           static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
                           static_cast<int>(warps), static_cast<int>(m_tiles),
-                          static_cast<int>(k_splits), static_cast<int>(x_source),
-                          static_cast<int>(pairs_a_trip), scan_starts == 1};
+                          static_cast<int>(k_splits), static_cast<int>(x_source)};
   const cudaError_t error = dtype == ffi::DataType::BF16 ? ByColumns<true>(stream, launch)
                                                          : ByColumns<false>(stream, launch);
   if (error != cudaSuccess)
@@ -516,7 +480,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledGemv, TiledGemvImpl,
                                   .Attr<int64_t>("m_tiles")
                                   .Attr<int64_t>("warps")
                                   .Attr<int64_t>("k_splits")
-                                  .Attr<int64_t>("x_source")
-                                  .Attr<int64_t>("pairs_a_trip")
-                                  .Attr<int64_t>("scan_starts"),
+                                  .Attr<int64_t>("x_source"),
                               {ffi::Traits::kCmdBufferCompatible});

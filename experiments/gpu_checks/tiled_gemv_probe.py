@@ -10,7 +10,7 @@
    tensor-core kernel's default launch and each gemv launch (``tiled_gemv.md``).
 
     python3 -P experiments/gpu_checks/tiled_gemv_probe.py OUTDIR [--budget-s 300]
-        [--sparsities 0.7,0.9] [--columns 1,2,4] [--configs default-2,2-16-1-h-s]
+        [--sparsities 0.7,0.9] [--columns 1,2,4] [--configs default-g,2-16-1-h]
         [--no-checks]
 
 (``--configs``: ``parse_config``'s specs.)
@@ -35,15 +35,14 @@ from experiments.gpu_checks.tiled_mma_probe import (  # noqa: E402
 from jsparse._gpu import sparse_mma, tiled_gemv  # noqa: E402
 
 Config = tiled_gemv.TiledGemvConfig
-CONFIGS = "default,default-2,default-s,default-2-s,1-8-1-h,1-8-1-h-2,2-16-1-h-2"
+CONFIGS = "default,1-32-1-h,1-16-1-h,1-8-1-h,1-16-1-g,4-16-1-f,2-16-1-h"
 SHAPES = ((4096, 14336), (14336, 4096))
 SPARSITIES = (0.7, 0.5, 0.9)
 COLUMNS = (1, 2, 4)
-CHECK_CONFIGS = ("default", "default-2", "default-s", "1-1-1", "3-3-2-h-2", "2-4-5-s",
-                 "16-16-1-h-2-s", "1-16-2-g-2", "1-32-1-h-s")
-# A spec's flags: x's source, two pairs a trip, word starts scanned.
-FLAGS = {"h": ("x_source", "16-bit"), "f": ("x_source", "float32"), "g": ("x_source", "global"),
-         "2": ("pairs_a_trip", 2), "s": ("word_starts", "scan")}
+CHECK_CONFIGS = ("default", "default-g", "1-1-1", "3-3-2-h", "2-4-5", "16-16-1-h",
+                 "1-16-2-g", "1-32-1-h")
+# A spec's flags: x's source.
+FLAGS = {"h": ("x_source", "16-bit"), "f": ("x_source", "float32"), "g": ("x_source", "global")}
 CHECK_SHAPES = ((40, 100), (1, 64), (33, 4480), (300, 1000), (16, 64), (17, 2))
 
 
@@ -51,8 +50,7 @@ def parse_config(spec: str):
   """``m_tiles-warps-k_splits[-FLAG...]`` (x staged float32 unless a flag says otherwise) or
   ``default[-FLAG...]`` (``default_config`` with the flags' fields replaced): a function of
   (n, m, k) giving the launch. FLAGs (``FLAGS``): h / f / g x staged 16-bit / float32 / read
-  from global memory; 2 two pairs a trip; s word starts scanned. Raises KeyError for an
-  unknown flag."""
+  from global memory. Raises KeyError for an unknown flag."""
   head, *flags = spec.split("-") if spec.startswith("default") else [
       "-".join(spec.split("-")[:3]), *spec.split("-")[3:]]
   fields = dict(FLAGS[flag] for flag in flags)
@@ -68,9 +66,8 @@ def parse_config(spec: str):
 
 
 def describe(config) -> str:
-  """A launch's fields, short: m_tiles-warps-k_splits-x_source-pairs_a_trip-word_starts."""
-  return (f"{config.m_tiles}-{config.warps}-{config.k_splits}-{config.x_source}-"
-          f"{config.pairs_a_trip}-{config.word_starts}")
+  """A launch's fields, short: m_tiles-warps-k_splits-x_source."""
+  return f"{config.m_tiles}-{config.warps}-{config.k_splits}-{config.x_source}"
 
 
 def run_checks(outdir: pathlib.Path) -> int:

@@ -8,7 +8,7 @@ word's set bits and does one FMA a stored value a column, so the work follows th
 
 - ``gemv(data, bitmaps, row_offsets, x, shape=...)``: A [M, K] @ x [K, N] -> [M, N] for
   N = 1..``MAX_N``, bfloat16/float16 (A's and x's dtype alike), float32 accumulation.
-- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, x's source, the walk).
+- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, x's source).
 
 GPU-only (built for sm_90): ``available()`` says whether the library loads (building it with
 nvcc if needed); ``python -m jsparse._gpu.tiled_gemv build`` builds it.
@@ -47,10 +47,6 @@ MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS_MULTI * 16 * 4 * 4
 ROUTE_MAX_FILL = {1: 330, 2: 210}
 # Where the kernel reads x from (its ``x_source`` attribute).
 X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
-# Where a lane's word's values start (the kernel's ``scan_starts`` attribute): at its row's
-# offset (16 offsets read a tile), or at the tile's first offset plus a warp scan of the words'
-# bit counts (one read a tile).
-WORD_STARTS = {"rows": 0, "scan": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,16 +58,15 @@ class TiledGemvConfig:
   ``x_source``: where the kernel reads x from (``X_SOURCES``): staged in shared memory as
   float32, or in x's own 16-bit dtype (half the memory, so more blocks an SM where x's staging
   bounds them; one more conversion a value read), or (one column only) from global memory
-  through the L1 cache, unstaged;
-  ``pairs_a_trip``: value pairs a trip of a lane's loop over its word (1 or 2: fewer loop
-  instructions a value, one more step where a lane's pairs are odd);
-  ``word_starts``: how a lane finds its word's first value (``WORD_STARTS``)."""
+  through the L1 cache, unstaged.
+
+  Tried on the H100 and removed (experiments/results/h100-2026-11-27-tiled-gemv-walks/):
+  prefetching a warp's next tile's values into L1 or L2, two value pairs a loop trip, and word
+  starts from one offset a tile plus a warp scan of bit counts; each was slower at 70%."""
   m_tiles: int = 1
   warps: int = 16
   k_splits: int = 1
   x_source: str = "float32"
-  pairs_a_trip: int = 1
-  word_starts: str = "rows"
 
   def __post_init__(self):
     if not 1 <= self.warps <= MAX_WARPS:
@@ -83,11 +78,6 @@ class TiledGemvConfig:
       raise ValueError(f"k_splits must be 1..64, got {self.k_splits}")
     if self.x_source not in X_SOURCES:
       raise ValueError(f"x_source must be one of {sorted(X_SOURCES)}, got {self.x_source!r}")
-    if self.pairs_a_trip not in (1, 2):
-      raise ValueError(f"pairs_a_trip must be 1 or 2, got {self.pairs_a_trip!r}")
-    if self.word_starts not in WORD_STARTS:
-      raise ValueError(f"word_starts must be one of {sorted(WORD_STARTS)}, got "
-                       f"{self.word_starts!r}")
 
   def shared_bytes(self, n: int, k: int) -> int:
     """Dynamic shared memory a block takes for x [k, n]: its split's K tiles of x as float32
@@ -213,9 +203,7 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   out = jax.ffi.ffi_call(TARGET, result, vmap_method="sequential")(
       data, bitmaps, row_offsets.astype(jnp.int32), x, m=np.int64(m), k=np.int64(k),
       m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
-      k_splits=np.int64(splits), x_source=np.int64(X_SOURCES[config.x_source]),
-      pairs_a_trip=np.int64(config.pairs_a_trip),
-      scan_starts=np.int64(WORD_STARTS[config.word_starts]))
+      k_splits=np.int64(splits), x_source=np.int64(X_SOURCES[config.x_source]))
   return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
 

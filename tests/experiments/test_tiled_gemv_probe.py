@@ -13,10 +13,10 @@ def test_specs_name_every_launch_field():
   config = tiled_gemv.TiledGemvConfig
   assert parse_config("2-16-3")(1, 64, 64) == config(2, 16, 3)
   assert parse_config("1-32-1-h")(1, 64, 64).x_source == "16-bit"
-  assert parse_config("1-32-1-g-2-s")(1, 64, 64) == config(1, 32, 1, "global", 2, "scan")
+  assert parse_config("1-32-1-g")(1, 64, 64) == config(1, 32, 1, "global")
   assert parse_config("default")(2, 14336, 4096) == tiled_gemv.default_config(2, 14336, 4096)
-  assert parse_config("default-2-s")(1, 4096, 14336) == dataclasses.replace(
-      tiled_gemv.default_config(1, 4096, 14336), pairs_a_trip=2, word_starts="scan")
+  assert parse_config("default-g")(1, 4096, 14336) == dataclasses.replace(
+      tiled_gemv.default_config(1, 4096, 14336), x_source="global")
   assert parse_config("4-16-1-f").label == "4-16-1-f"
   with pytest.raises(KeyError):
     parse_config("1-16-1-x")

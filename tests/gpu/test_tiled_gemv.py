@@ -41,16 +41,12 @@ def test_default_launch_against_float64(shape, density, dtype):
 
 
 # Warps past the last row tile (3 row tiles against blocks of 2-16), several warps a row tile
-# taking its 70 K tiles in turn, K splits (more splits than some get tiles), each x source, one
-# and two pairs a trip, word starts read and scanned.
-@pytest.mark.parametrize("config", [Config(1, 1, 1), Config(2, 16, 1, pairs_a_trip=2),
-                                    Config(3, 3, 2, word_starts="scan"),
-                                    Config(16, 16, 1, "16-bit", 2, "scan"),
-                                    Config(1, 8, 7, "16-bit"), Config(2, 4, 64, pairs_a_trip=2),
-                                    Config(1, 16, 1, "16-bit", 2),
-                                    Config(2, 8, 3, "global", 2, "scan"),
-                                    Config(2, 32, 1, "16-bit", 1, "scan"),
-                                    Config(1, 32, 1, "16-bit", 2, "scan")])
+# taking its 70 K tiles in turn, K splits (more splits than some get tiles), each x source.
+@pytest.mark.parametrize("config", [Config(1, 1, 1), Config(2, 16, 1), Config(3, 3, 2),
+                                    Config(16, 16, 1, "16-bit"), Config(1, 8, 7, "16-bit"),
+                                    Config(2, 4, 64), Config(1, 16, 1, "16-bit"),
+                                    Config(2, 8, 3, "global"), Config(2, 32, 1, "16-bit"),
+                                    Config(1, 32, 1, "16-bit")])
 def test_launches(config):
   shape = (40, 64 * 70)
   matrix = random_tiled(3, shape, 0.3, jnp.bfloat16)
@@ -80,24 +76,19 @@ def test_handler_refuses_bad_launches_naming_them():
   matrix = random_tiled(5, shape, 0.3, jnp.bfloat16)
   tiled_gemv.load()
 
-  def call(x, m_tiles=1, warps=8, k_splits=1, x_source=0, pairs_a_trip=1, scan_starts=0):
+  def call(x, m_tiles=1, warps=8, k_splits=1, x_source=0):
     out = (jax.ShapeDtypeStruct((shape[0], x.shape[1]), x.dtype) if k_splits == 1 else
            jax.ShapeDtypeStruct((k_splits, shape[0], x.shape[1]), jnp.float32))
     return jax.block_until_ready(jax.ffi.ffi_call(tiled_gemv.TARGET, out)(
         matrix.data, matrix.bitmaps, matrix.row_offsets.astype(jnp.int32), x,
         m=np.int64(shape[0]), k=np.int64(shape[1]), m_tiles=np.int64(m_tiles),
-        warps=np.int64(warps), k_splits=np.int64(k_splits), x_source=np.int64(x_source),
-        pairs_a_trip=np.int64(pairs_a_trip), scan_starts=np.int64(scan_starts)))
+        warps=np.int64(warps), k_splits=np.int64(k_splits), x_source=np.int64(x_source)))
 
   x = jnp.ones((shape[1], 1), jnp.bfloat16)
   with pytest.raises(Exception, match="m_tiles must divide warps"):
     call(x, m_tiles=3)
   with pytest.raises(Exception, match="N must be 1..4, got 5"):
     call(jnp.ones((shape[1], 5), jnp.bfloat16))
-  with pytest.raises(Exception, match="pairs_a_trip must be 1 or 2"):
-    call(x, pairs_a_trip=4)
-  with pytest.raises(Exception, match="scan_starts must be 0 or 1"):
-    call(x, scan_starts=2)
   with pytest.raises(Exception, match="x read from global memory \\(x_source 2\\) needs N = 1"):
     call(jnp.ones((shape[1], 2), jnp.bfloat16), x_source=2)
   with pytest.raises(Exception, match="warps must be 1..32 at N = 1, 1..16 at N = 2..4, got 32"):
