@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <string>
 
+#include "tiled_operands.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -912,10 +913,10 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
   if (ffi::Error error = CheckX(x, out, m, k, tokens_major, n, k_splits); error.failure())
     return error;
   const ffi::DataType dtype = x.element_type();
-  if (data.element_type() != dtype) return Invalid("data must have x's dtype");
-  if (bitmaps.element_type() != ffi::DataType::U32 ||
-      row_offsets.element_type() != ffi::DataType::S32)
-    return Invalid("bitmaps must be uint32 and row_offsets int32");
+  if (const std::string problem =
+          jsparse_tiled::WeightProblem(data, bitmaps, row_offsets, dtype, m, k);
+      !problem.empty())
+    return Invalid(problem);
   if (tokens_major ? k % 8 : n % 8)
     return Invalid(tokens_major ? "tokens-major x needs K % 8 == 0" : "x [K, N] needs N % 8 == 0");
   if (warps < 1 || warps > 16) return Invalid("warps must be 1..16");
@@ -932,17 +933,9 @@ ffi::Error TiledMatmulImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuf
     return Invalid("x_sharing > 1 needs x [K, N], m_tiles 1 or 2, stages 2 or 3 and warps a "
                    "multiple of it");
   // The kernel's offsets are 32-bit (a value's place may run 256 past the last).
-  constexpr int64_t kMaxElements = (int64_t{1} << 31) - 1024;
-  if (data.element_count() > kMaxElements || bitmaps.element_count() > kMaxElements ||
-      x.element_count() > kMaxElements)
-    return Invalid("data, bitmaps and x must each hold fewer than 2^31 - 1024 elements");
-  const int64_t row_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
-  const auto bitmap_dims = bitmaps.dimensions();
-  if (bitmap_dims.size() != 4 || bitmap_dims[0] != row_tiles || bitmap_dims[1] != k_tiles ||
-      bitmap_dims[2] != 16 || bitmap_dims[3] != 2)
-    return Invalid("bitmaps must be [ceil(M / 16), ceil(K / 64), 16, 2] (16x64 tiles)");
-  if (row_offsets.element_count() != static_cast<size_t>(row_tiles * k_tiles * 16))
-    return Invalid("row_offsets must be [ceil(M / 16), ceil(K / 64), 16]");
+  if (static_cast<int64_t>(x.element_count()) > jsparse_tiled::kMaxElements)
+    return Invalid("x must hold fewer than 2^31 - 1024 elements");
+  const int64_t k_tiles = (k + 63) / 64;
   const TiledLaunch launch{data.untyped_data(), bitmaps.untyped_data(), row_offsets.untyped_data(),
                            x.untyped_data(), out->untyped_data(), static_cast<int>(m),
                            static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),

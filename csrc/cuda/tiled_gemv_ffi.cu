@@ -38,6 +38,7 @@
 #include <string>
 #include <type_traits>
 
+#include "tiled_operands.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -406,10 +407,10 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
   const ffi::DataType dtype = x.element_type();
   if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
     return Invalid("x must be bfloat16 or float16");
-  if (data.element_type() != dtype) return Invalid("data must have x's dtype");
-  if (bitmaps.element_type() != ffi::DataType::U32 ||
-      row_offsets.element_type() != ffi::DataType::S32)
-    return Invalid("bitmaps must be uint32 and row_offsets int32");
+  if (const std::string problem =
+          jsparse_tiled::WeightProblem(data, bitmaps, row_offsets, dtype, m, k);
+      !problem.empty())
+    return Invalid(problem);
   const auto x_dims = x.dimensions();
   if (x_dims.size() != 2 || x_dims[0] != k)
     return Invalid("x must be [K, N] with K = " + std::to_string(k));
@@ -431,19 +432,9 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
     return Invalid(split ? "out must be float32 when K is split" : "out must have x's dtype");
   if (out->element_count() != static_cast<size_t>(k_splits * m * n))
     return Invalid("out has the wrong size");
-  // Offsets are 32-bit.
-  constexpr int64_t kMaxElements = (int64_t{1} << 31) - 1024;
-  if (data.element_count() > kMaxElements || bitmaps.element_count() > kMaxElements)
-    return Invalid("data and bitmaps must each hold fewer than 2^31 - 1024 elements");
   if (reinterpret_cast<uintptr_t>(data.untyped_data()) % 4)
     return Invalid("data must be 4-byte aligned (values are read in pairs)");
-  const int64_t row_tiles = (m + 15) / 16, k_tiles = (k + 63) / 64;
-  const auto bitmap_dims = bitmaps.dimensions();
-  if (bitmap_dims.size() != 4 || bitmap_dims[0] != row_tiles || bitmap_dims[1] != k_tiles ||
-      bitmap_dims[2] != 16 || bitmap_dims[3] != 2)
-    return Invalid("bitmaps must be [ceil(M / 16), ceil(K / 64), 16, 2] (16x64 tiles)");
-  if (row_offsets.element_count() != static_cast<size_t>(row_tiles * k_tiles * 16))
-    return Invalid("row_offsets must be [ceil(M / 16), ceil(K / 64), 16]");
+  const int64_t k_tiles = (k + 63) / 64;
   const int64_t tiles_per_split = (k_tiles + k_splits - 1) / k_splits;
   const size_t shared = x_source == kXGlobal ? 0 :
       static_cast<size_t>(tiles_per_split) *

@@ -1,8 +1,9 @@
 """Building jsparse's CUDA custom-call libraries with nvcc on a GPU machine (never in CI).
 
-Each library is built from one source file under ``csrc/cuda`` into ``$JSPARSE_CUDA_LIB_DIR``
-(or ``$JSPARSE_CUSPARSELT_DIR``, its older name, or ``~/.cache/jsparse``), named by a hash of
-the source, so an edited source is rebuilt rather than an old build loaded.
+Each library is built from one source file under ``csrc/cuda`` (and the headers it includes
+from there) into ``$JSPARSE_CUDA_LIB_DIR`` (or ``$JSPARSE_CUSPARSELT_DIR``, its older name, or
+``~/.cache/jsparse``), named by a hash of the source and those headers, so an edited source is
+rebuilt rather than an old build loaded.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ctypes
 import hashlib
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -27,15 +29,31 @@ def library_dir() -> pathlib.Path:
                       or pathlib.Path.home() / ".cache" / "jsparse")
 
 
+def local_includes(source: pathlib.Path) -> list[pathlib.Path]:
+  """The headers ``source`` includes with quotes from its own folder, and theirs in turn."""
+  found: list[pathlib.Path] = []
+  pending = [source]
+  while pending:
+    for name in re.findall(r'^\s*#\s*include\s+"([^"]+)"', pending.pop().read_text(),
+                           re.MULTILINE):
+      header = source.parent / name
+      if header.exists() and header not in found:
+        found.append(header)
+        pending.append(header)
+  return found
+
+
 def library_path(source: pathlib.Path, stem: str) -> pathlib.Path:
   """Where the library ``stem`` built from ``source`` lives (its name carries a hash of the
-  source). Raises FileNotFoundError without the source (an installed package: build from a
-  source checkout)."""
+  source and of its local headers, ``local_includes``). Raises FileNotFoundError without the
+  source (an installed package: build from a source checkout)."""
   if not source.exists():
     raise FileNotFoundError(f"{source} not found: jsparse's CUDA libraries are built from a "
                             "source checkout")
-  digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-  return library_dir() / f"lib{stem}-{digest}.so"
+  digest = hashlib.sha256(source.read_bytes())
+  for header in local_includes(source):
+    digest.update(header.read_bytes())
+  return library_dir() / f"lib{stem}-{digest.hexdigest()[:12]}.so"
 
 
 def build(source: pathlib.Path, out: pathlib.Path, flags: Sequence[str] = (),
