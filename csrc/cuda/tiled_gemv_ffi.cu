@@ -19,9 +19,11 @@
 // global memory (``x_source``). A block of ``warps`` warps computes ``m_tiles`` row tiles
 // (warps / m_tiles warps a row tile, taking its K tiles in turn) for one split of K (grid.y),
 // and sums its warps' rows in shared memory. Each warp loads its next tile's bitmap word and
-// row start one tile ahead (prefetching the next tile's values into L1 or L2 as well was slower
-// on the H100; so was finding a word's start from the tile's first row offset and a warp scan
-// of the words' bit counts, which reads one offset a tile rather than 16).
+// row start one tile ahead. Slower on the H100, and removed (experiments/results/
+// h100-2026-11-27-tiled-gemv-variants/): prefetching the next tile's values into L1 or L2;
+// copying them into shared memory with cp.async two tiles ahead (the copies' ~50 instructions
+// a tile cost more than the DRAM latency they hid); finding a word's start from the tile's
+// first row offset and a warp scan of the words' bit counts (one offset read a tile, not 16).
 //
 // What bounds it (H100, 70% sparsity): ~250 warp instructions a tile, 23 a pair of values in
 // the loop; and a warp runs as many trips as its fullest word needs (experiments/results/
@@ -209,51 +211,26 @@ __device__ __forceinline__ void AccumulatePair(uint32_t both, uint32_t& bits, Wo
   Fma<kN>(acc_low, LowValue<kBf16>(both), LoadColumn<kBf16, kN, kX>(word, low));
 }
 
-// Where a word's value pairs are read: global memory through the read-only cache, or a
-// warp's shared-memory slot that cp.async filled (``SharedPairs``: pair ``index`` of ``data``
-// at slot + 4 (index - first), where ``first`` is the slot's first pair). A cursor walks down.
-struct GlobalPairs {
-  const uint32_t* pairs;
-  struct Cursor {
-    const uint32_t* at;
-    __device__ __forceinline__ uint32_t Load() const { return __ldg(at); }
-    __device__ __forceinline__ void Down() { --at; }
-  };
-  __device__ __forceinline__ Cursor At(int index) const { return {pairs + index}; }
-};
-
-struct SharedPairs {
-  const uint32_t* slot;  // (a shared-memory address)
-  int first;
-  struct Cursor {
-    const uint32_t* at;
-    __device__ __forceinline__ uint32_t Load() const { return *at; }
-    __device__ __forceinline__ void Down() { --at; }
-  };
-  __device__ __forceinline__ Cursor At(int index) const { return {slot + (index - first)}; }
-};
-
 // Adds one lane's word to its sums: ``bits`` the word (column b of the word at bit b), its
-// values data[begin .. end) in column order (read from ``source``, a GlobalPairs or
-// SharedPairs), ``word`` the 32-bit shared address of x's staged columns of the word. The
-// values are read as aligned 4-byte pairs from the highest place down, one pair a trip (not
-// unrolled: the lanes' trip counts differ, and an unrolled loop's remainder paths diverge; two
-// pairs a trip was slower on the H100); a lone value at either end takes its pair's one half.
-// (A pair's other half may lie one value past the array's end, inside the allocation's 4-byte
-// alignment, or past the tile's copied values, inside its slot's last 16-byte chunk.)
-template <bool kBf16, int kN, int kX, typename Source, typename Word>
-__device__ __forceinline__ void AccumulateWord(const Source& source, uint32_t bits,
+// values data[begin .. end) in column order, ``word`` the 32-bit shared address of x's staged
+// columns of the word. The values are read as aligned 4-byte pairs from the highest place
+// down, one pair a trip (not unrolled: the lanes' trip counts differ, and an unrolled loop's
+// remainder paths diverge; two pairs a trip was slower on the H100); a lone value at either end
+// takes its pair's one half. (A pair's other half may lie one value past the array's end,
+// inside the allocation's 4-byte alignment.)
+template <bool kBf16, int kN, int kX, typename Word>
+__device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pairs, uint32_t bits,
                                                int begin, int end, Word word,
                                                float (&acc_high)[kN], float (&acc_low)[kN]) {
   // The loads are issued a step ahead of their use: the lone value at the top with the first
   // pair, each later pair while the one before it is multiplied.
   const bool lone_top = (end & 1) && end > begin;  // end - 1 even: the low half of its pair
-  const uint32_t top = lone_top ? source.At(end >> 1).Load() : 0u;
+  const uint32_t top = lone_top ? __ldg(pairs + (end >> 1)) : 0u;
   if (lone_top) --end;
-  auto pair = source.At((end >> 1) - 1);  // holds values end - 2 (low) and end - 1
+  const uint32_t* pair = pairs + (end >> 1) - 1;  // holds values end - 2 (low) and end - 1
   int left = (end - begin) >> 1;  // whole pairs
   const bool lone_bottom = (end - begin) & 1;  // begin odd: the high half of its pair
-  uint32_t both = left > 0 ? pair.Load() : 0u;
+  uint32_t both = left > 0 ? __ldg(pair) : 0u;
   if (lone_top) {
     const int bit = HighestBit(bits);
     bits ^= BitMask(bit);
@@ -262,63 +239,27 @@ __device__ __forceinline__ void AccumulateWord(const Source& source, uint32_t bi
 #pragma unroll 1
   for (; left > 0; --left) {
     const uint32_t current = both;
-    pair.Down();
-    if (left > 1 || lone_bottom) both = pair.Load();  // the next pair, or the lone value
+    --pair;
+    if (left > 1 || lone_bottom) both = __ldg(pair);  // the next pair, or the lone value
     AccumulatePair<kBf16, kN, kX>(current, bits, word, acc_high, acc_low);
   }
   if (lone_bottom) {
-    if (end - begin == 1) both = pair.Load();  // (no pair before it loaded it)
+    if (end - begin == 1) both = __ldg(pair);  // (no pair before it loaded it)
     Fma<kN>(acc_high, HighValue<kBf16>(both), LoadColumn<kBf16, kN, kX>(word, HighestBit(bits)));
   }
-}
-
-// Values staged by cp.async (kStaged): each warp has two slots of kSlotChunks 16-byte chunks
-// (8 values each) in shared memory after x's staging, and copies a tile's values two tiles
-// ahead of its walk. A tile whose values span more chunks is read from global memory instead.
-constexpr int kSlotChunks = 64;
-constexpr int kSlotBytes = kSlotChunks * 16;
-
-// The 16-byte chunks holding values [v0, v1): the first, and how many.
-__device__ __forceinline__ int FirstChunk(int v0) { return v0 >> 3; }
-__device__ __forceinline__ int Chunks(int v0, int v1) { return ((v1 + 7) >> 3) - (v0 >> 3); }
-
-// Copies values [v0, v1) of data (``bytes`` long) to the warp's shared-memory ``slot``, if
-// they fit (chunk c to slot + 16 (c - FirstChunk(v0)); the array's last chunk zero-filled past
-// its end), and commits the copies as one cp.async group, an empty one where they do not fit
-// or ``copy`` is false (so that a wait for all but the newest group waits for this tile's).
-// Returns whether it copied them.
-__device__ __forceinline__ bool CopyTile(uint32_t slot, const uint16_t* data, int64_t bytes,
-                                         int v0, int v1, bool copy, int lane) {
-  const int first = FirstChunk(v0), chunks = Chunks(v0, v1);
-  copy = copy && chunks <= kSlotChunks;
-  if (copy) {
-#pragma unroll
-    for (int c = lane; c < kSlotChunks; c += 32) {
-      const int64_t offset = static_cast<int64_t>(first + c) * 16;
-      const int source_bytes = static_cast<int>(max(min(bytes - offset, int64_t{16}),
-                                                    int64_t{0}));
-      if (c < chunks)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
-                     :: "r"(slot + 16 * c), "l"(reinterpret_cast<const char*>(data) + offset),
-                        "r"(source_bytes) : "memory");
-    }
-  }
-  asm volatile("cp.async.commit_group;" ::: "memory");
-  return copy;
 }
 
 // Registers capped for 64 warps an SM at one column (two blocks of 32 warps or four of 16; 32
 // registers a thread, nvcc spills none), three blocks of 16 at 2-4 columns (40; 12 bytes
 // spilled at 32). Uncapped, the staging's unrolled loads took 59, two blocks of 16 an SM.
-template <bool kBf16, int kN, int kX, bool kStaged>
+template <bool kBf16, int kN, int kX>
 __global__ void __launch_bounds__(MaxWarps<kN>() * 32, kN == 1 ? 2 : 3)
 TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ bitmaps,
                 const int32_t* __restrict__ row_offsets, const uint16_t* __restrict__ x,
                 void* __restrict__ out, int M, int K, int N, int k_tiles, int tiles_per_split,
-                int m_tiles, int nse) {
+                int m_tiles) {
   using X = XStage<kN, kX == kXHalf>;
-  // The split's columns of x, laid out by X; then (kStaged) each warp's two value slots.
-  extern __shared__ __align__(16) unsigned char xs[];
+  extern __shared__ __align__(16) unsigned char xs[];  // the split's columns, laid out by X
   __shared__ float partial[MaxWarps<kN>()][16][kN];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int warps = blockDim.x >> 5;
@@ -330,7 +271,6 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
   const int row_tiles = (M + 15) >> 4;
   const int first_tile = tile_begin + warp / m_tiles;
   const bool works = row_tile < row_tiles && first_tile < tile_end;
-  const int tiles = works ? (tile_end - 1 - first_tile) / per_row + 1 : 0;  // the warp's
   // Running pointers to the lane's word and row start of the warp's next tile: a tile's step
   // adds a constant. The first tile's are loaded before x is staged, to land meanwhile.
   const size_t first = static_cast<size_t>(row_tile) * k_tiles + first_tile;
@@ -342,35 +282,13 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
     bits = __ldg(bitmap);
     start = __ldg(row_start);
   }
-  // kStaged: the warp's s-th tile's values [v0, v1): v0 its first row's start, v1 the next
-  // tile's in storage order (or nse after the last), read by even and odd lanes alike.
-  const size_t all_tiles = static_cast<size_t>(row_tiles) * k_tiles;
-  auto tile_range = [&](int s) {
-    const size_t tile = first + static_cast<size_t>(s) * per_row + (lane & 1);
-    return s < tiles ? (tile < all_tiles ? __ldg(row_offsets + tile * 16) : nse) : 0;
-  };
-  const size_t staging = kX == kXGlobal ? 0 :
-      static_cast<size_t>(tiles_per_split) * X::kTileBytes;
-  const uint32_t slots = static_cast<uint32_t>(__cvta_generic_to_shared(xs + staging)) +
-                         warp * 2 * kSlotBytes;
-  int range = 0;  // (kStaged) the range of the tile two ahead of the walk's
-  unsigned copied = 0u;  // (kStaged) bit i: slot i holds its tile's values
-  if constexpr (kStaged) {
-    const int range0 = tile_range(0), range1 = tile_range(1);
-    range = tile_range(2);
-    copied = CopyTile(slots, data, int64_t{2} * nse, __shfl_sync(0xffffffffu, range0, 0),
-                      __shfl_sync(0xffffffffu, range0, 1), tiles > 0, lane);
-    copied |= CopyTile(slots + kSlotBytes, data, int64_t{2} * nse,
-                       __shfl_sync(0xffffffffu, range1, 0), __shfl_sync(0xffffffffu, range1, 1),
-                       tiles > 1, lane) << 1;
-  }
   if constexpr (kX != kXGlobal) {
     StageX<kBf16, kN, kX == kXHalf>(xs, x, tile_begin * 64, max(tile_end - tile_begin, 0) * 64,
                                      K, N);
     __syncthreads();
   }
 
-  const GlobalPairs global{reinterpret_cast<const uint32_t*>(data)};
+  const uint32_t* pairs = reinterpret_cast<const uint32_t*>(data);
   float acc_high[kN], acc_low[kN];
 #pragma unroll
   for (int n = 0; n < kN; ++n) acc_high[n] = acc_low[n] = 0.f;
@@ -386,10 +304,10 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
           xs + X::Place((first_tile - tile_begin) * 64 + (lane & 1) * 32)));
       word_step = per_row * X::kTileBytes;
     }
-    for (int s = 0; s < tiles; ++s) {
+    for (int left = (tile_end - 1 - first_tile) / per_row; left >= 0; --left) {
       uint32_t next_bits = 0u;
       int next_start = 0;
-      if (s + 1 < tiles) {  // the warp's next tile: its word and row start
+      if (left > 0) {  // the warp's next tile: its word and row start
         bitmap += per_row * 32;
         row_start += per_row * 16;
         next_bits = __ldg(bitmap);
@@ -398,34 +316,13 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
       // The row's start, plus its first word's count for its second word.
       const uint32_t partner = __shfl_xor_sync(0xffffffffu, bits, 1);
       const int begin = start + ((lane & 1) ? __popc(partner) : 0);
-      const int end = begin + __popc(bits);
-      if constexpr (kStaged) {
-        const int v0 = __shfl_sync(0xffffffffu, start, 0);  // the tile's first value
-        asm volatile("cp.async.wait_group 1;" ::: "memory");  // this tile's copies landed
-        __syncwarp();
-        if ((copied >> (s & 1)) & 1u) {
-          const SharedPairs shared{reinterpret_cast<const uint32_t*>(
-                                       xs + staging + (warp * 2 + (s & 1)) * kSlotBytes),
-                                   FirstChunk(v0) * 4};
-          AccumulateWord<kBf16, kN, kX>(shared, bits, begin, end, word, acc_high, acc_low);
-        } else {
-          AccumulateWord<kBf16, kN, kX>(global, bits, begin, end, word, acc_high, acc_low);
-        }
-        __syncwarp();  // the slot is read: the tile two ahead takes it
-        const bool copy = CopyTile(slots + (s & 1) * kSlotBytes, data, int64_t{2} * nse,
-                                   __shfl_sync(0xffffffffu, range, 0),
-                                   __shfl_sync(0xffffffffu, range, 1), s + 2 < tiles, lane);
-        copied = (copied & ~(1u << (s & 1))) | (static_cast<unsigned>(copy) << (s & 1));
-        range = tile_range(s + 3);
-      } else {
-        AccumulateWord<kBf16, kN, kX>(global, bits, begin, end, word, acc_high, acc_low);
-      }
+      AccumulateWord<kBf16, kN, kX>(pairs, bits, begin, begin + __popc(bits), word, acc_high,
+                                    acc_low);
       bits = next_bits;
       start = next_start;
       word += word_step;
     }
   }
-  if constexpr (kStaged) asm volatile("cp.async.wait_all;" ::: "memory");
   // A row's two lanes, then the warps of a row tile.
 #pragma unroll
   for (int n = 0; n < kN; ++n) {
@@ -453,16 +350,15 @@ struct GemvLaunch {
   const void* row_offsets;
   const void* x;
   void* out;
-  int m, k, n, k_tiles, warps, m_tiles, k_splits, x_source, nse;
-  bool staged_values;
+  int m, k, n, k_tiles, warps, m_tiles, k_splits, x_source;
 };
 
-template <bool kBf16, int kN, int kX, bool kStaged>
+template <bool kBf16, int kN, int kX>
 cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
-  auto kernel = TiledGemvKernel<kBf16, kN, kX, kStaged>;
-  const size_t shared = (kX == kXGlobal ? 0 :
+  auto kernel = TiledGemvKernel<kBf16, kN, kX>;
+  const size_t shared = kX == kXGlobal ? 0 :
       static_cast<size_t>((l.k_tiles + l.k_splits - 1) / l.k_splits) *
-      XStage<kN, kX == kXHalf>::kTileBytes) + (kStaged ? size_t{2} * kSlotBytes * l.warps : 0);
+      XStage<kN, kX == kXHalf>::kTileBytes;
   if (shared > 48 * 1024) {
     const cudaError_t error = cudaFuncSetAttribute(
         kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared));
@@ -474,23 +370,16 @@ cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
   kernel<<<dim3(blocks, l.k_splits), l.warps * 32, shared, stream>>>(
       static_cast<const uint16_t*>(l.data), static_cast<const uint32_t*>(l.bitmaps),
       static_cast<const int32_t*>(l.row_offsets), static_cast<const uint16_t*>(l.x), l.out, l.m,
-      l.k, l.n, l.k_tiles, tiles_per_split, l.m_tiles, l.nse);
+      l.k, l.n, l.k_tiles, tiles_per_split, l.m_tiles);
   return cudaGetLastError();
-}
-
-template <bool kBf16, int kN, int kX>
-cudaError_t ByValues(cudaStream_t stream, const GemvLaunch& l) {
-  if constexpr (kN == 1)
-    if (l.staged_values) return RunGemv<kBf16, kN, kX, true>(stream, l);
-  return RunGemv<kBf16, kN, kX, false>(stream, l);
 }
 
 template <bool kBf16, int kN>
 cudaError_t BySource(cudaStream_t stream, const GemvLaunch& l) {
   if constexpr (kN == 1)
-    if (l.x_source == kXGlobal) return ByValues<kBf16, kN, kXGlobal>(stream, l);
-  return l.x_source == kXHalf ? ByValues<kBf16, kN, kXHalf>(stream, l)
-                              : ByValues<kBf16, kN, kXFloat>(stream, l);
+    if (l.x_source == kXGlobal) return RunGemv<kBf16, kN, kXGlobal>(stream, l);
+  return l.x_source == kXHalf ? RunGemv<kBf16, kN, kXHalf>(stream, l)
+                              : RunGemv<kBf16, kN, kXFloat>(stream, l);
 }
 
 template <bool kBf16>
@@ -515,8 +404,7 @@ size_t StagedTileBytes(int64_t n) {
 ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffer bitmaps,
                          ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                          ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t m_tiles,
-                         int64_t warps, int64_t k_splits, int64_t x_source,
-                         int64_t staged_values) {
+                         int64_t warps, int64_t k_splits, int64_t x_source) {
   if (m < 1 || k < 1) return Invalid("bad shape: M and K must be >= 1");
   const ffi::DataType dtype = x.element_type();
   if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
@@ -538,11 +426,6 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
                    ", warps = " + std::to_string(warps));
   if (k_splits < 1 || k_splits > 64) return Invalid("k_splits must be 1..64");
   if (x_source < kXFloat || x_source > kXGlobal) return Invalid("x_source must be 0, 1 or 2");
-  if (staged_values != 0 && staged_values != 1)
-    return Invalid("staged_values must be 0 or 1");
-  if (staged_values && n != 1)
-    return Invalid("values staged by cp.async (staged_values 1) need N = 1, got " +
-                   std::to_string(n));
   if (x_source == kXGlobal && n != 1)
     return Invalid("x read from global memory (x_source 2) needs N = 1, got " +
                    std::to_string(n));
@@ -555,22 +438,18 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
     return Invalid("data must be 4-byte aligned (values are read in pairs)");
   const int64_t k_tiles = (k + 63) / 64;
   const int64_t tiles_per_split = (k_tiles + k_splits - 1) / k_splits;
-  const size_t shared = (x_source == kXGlobal ? 0 :
+  const size_t shared = x_source == kXGlobal ? 0 :
       static_cast<size_t>(tiles_per_split) *
-      (x_source == kXHalf ? StagedTileBytes<true>(n) : StagedTileBytes<false>(n))) +
-      (staged_values ? size_t{2} * kSlotBytes * warps : 0);
+      (x_source == kXHalf ? StagedTileBytes<true>(n) : StagedTileBytes<false>(n));
   constexpr size_t kMaxShared = 227 * 1024 - 16 * 16 * 4 * 4;  // less the partials (N > 1)
   if (shared > kMaxShared)
-    return Invalid("a split of K stages " + std::to_string(shared) + " bytes of x (and value " +
-                   "slots), more than " + std::to_string(kMaxShared) + ": use more k_splits");
+    return Invalid("a split of K stages " + std::to_string(shared) + " bytes of x, more than " +
+                   std::to_string(kMaxShared) + ": use more k_splits");
   const GemvLaunch launch{data.untyped_data(), bitmaps.untyped_data(), row_offsets.untyped_data(),
                           x.untyped_data(), out->untyped_data(), static_cast<int>(m),
                           static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
                           static_cast<int>(warps), static_cast<int>(m_tiles),
-                          static_cast<int>(k_splits), static_cast<int>(x_source),
-                          static_cast<int>(data.element_count()),
-                          staged_values == 1 &&
-                              reinterpret_cast<uintptr_t>(data.untyped_data()) % 16 == 0};
+                          static_cast<int>(k_splits), static_cast<int>(x_source)};
   const cudaError_t error = dtype == ffi::DataType::BF16 ? ByColumns<true>(stream, launch)
                                                          : ByColumns<false>(stream, launch);
   if (error != cudaSuccess)
@@ -594,6 +473,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledGemv, TiledGemvImpl,
                                   .Attr<int64_t>("m_tiles")
                                   .Attr<int64_t>("warps")
                                   .Attr<int64_t>("k_splits")
-                                  .Attr<int64_t>("x_source")
-                                  .Attr<int64_t>("staged_values"),
+                                  .Attr<int64_t>("x_source"),
                               {ffi::Traits::kCmdBufferCompatible});

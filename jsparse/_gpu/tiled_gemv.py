@@ -8,8 +8,7 @@ word's set bits and does one FMA a stored value a column, so the work follows th
 
 - ``gemv(data, bitmaps, row_offsets, x, shape=...)``: A [M, K] @ x [K, N] -> [M, N] for
   N = 1..``MAX_N``, bfloat16/float16 (A's and x's dtype alike), float32 accumulation.
-- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, x's source, values
-  staged by cp.async).
+- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, x's source).
 
 GPU-only (built for sm_90): ``available()`` says whether the library loads (building it with
 nvcc if needed); ``python -m jsparse._gpu.tiled_gemv build`` builds it.
@@ -46,9 +45,6 @@ MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS_MULTI * 16 * 4 * 4
 # 42.0 / 34.4 against 34.0 / 35.3; two at 80% 29.7 / 23.9 against 31.9 / 33.3, at 70% 37.3 /
 # 32.3 against 34.4 / 35.4; four at 90% 33.6 / 23.7 against 31.6 / 32.6 (not routed).
 ROUTE_MAX_FILL = {1: 330, 2: 210}
-# Bytes of one warp's value slot with ``staged_values`` (the kernel's kSlotBytes: 64 chunks of
-# 8 values; a tile's values fit where they span at most 64 aligned chunks).
-SLOT_BYTES = 1024
 # Where the kernel reads x from (its ``x_source`` attribute).
 X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
 
@@ -62,20 +58,16 @@ class TiledGemvConfig:
   ``x_source``: where the kernel reads x from (``X_SOURCES``): staged in shared memory as
   float32, or in x's own 16-bit dtype (half the memory, so more blocks an SM where x's staging
   bounds them; one more conversion a value read), or (one column only) from global memory
-  through the L1 cache, unstaged;
-  ``staged_values`` (one column only): each warp copies its tiles' values into shared memory
-  with cp.async two tiles ahead of its walk (two slots of ``SLOT_BYTES`` a warp; a tile whose
-  values do not fit one is read from global memory), so that a tile's first loads do not wait
-  on DRAM.
+  through the L1 cache, unstaged.
 
-  Tried on the H100 and removed (experiments/results/h100-2026-11-27-tiled-gemv-walks/):
-  prefetching a warp's next tile's values into L1 or L2, two value pairs a loop trip, and word
-  starts from one offset a tile plus a warp scan of bit counts; each was slower at 70%."""
+  Tried on the H100 and removed (experiments/results/h100-2026-11-27-tiled-gemv-variants/):
+  prefetching a warp's next tile's values into L1 or L2; two value pairs a loop trip; word
+  starts from one offset a tile plus a warp scan of bit counts; a warp's values copied into
+  shared memory by cp.async two tiles ahead of its walk. Each was slower at 70%."""
   m_tiles: int = 1
   warps: int = 16
   k_splits: int = 1
   x_source: str = "float32"
-  staged_values: bool = False
 
   def __post_init__(self):
     if not 1 <= self.warps <= MAX_WARPS:
@@ -92,27 +84,24 @@ class TiledGemvConfig:
     """Dynamic shared memory a block takes for x [k, n]: its split's K tiles of x as float32
     or 16-bit (``x_source``; none when read from global memory), 1, 2 or 4 values a column,
     64 bytes of padding after a 32-column word that fills a multiple of 128 bytes (as the
-    kernel's XStage lays them out); with ``staged_values``, two value slots a warp. Raises
-    ValueError for n outside 1..``MAX_N`` or k < 1."""
+    kernel's XStage lays them out). Raises ValueError for n outside 1..``MAX_N`` or k < 1."""
     if not 1 <= n <= MAX_N:
       raise ValueError(f"n must be 1..{MAX_N} (the gemv kernel's columns), got {n}")
     if k < 1:
       raise ValueError(f"k must be >= 1, got {k}")
-    slots = 2 * SLOT_BYTES * self.warps if self.staged_values else 0
     if self.x_source == "global":
-      return slots
+      return 0
     width = 1 if n == 1 else 2 if n == 2 else 4
     k_tiles = -(-k // 64)
     word = 32 * width * (2 if self.x_source == "16-bit" else 4)
-    return -(-k_tiles // self.k_splits) * 2 * (word + (64 if word % 128 == 0 else 0)) + slots
+    return -(-k_tiles // self.k_splits) * 2 * (word + (64 if word % 128 == 0 else 0))
 
   def fits(self, n: int, k: int) -> bool:
-    """Whether the kernel takes this launch for x [k, n]: x's staging (and the value slots)
-    fit in shared memory, and x read from global memory, staged values and more than
-    ``MAX_WARPS_MULTI`` warps a block run only at one column."""
+    """Whether the kernel takes this launch for x [k, n]: x's staging fits in shared memory,
+    and x is read from global memory and more than ``MAX_WARPS_MULTI`` warps a block run
+    only at one column."""
     return (self.shared_bytes(n, k) <= MAX_SHARED_BYTES
-            and (n == 1 or (self.x_source != "global" and not self.staged_values
-                            and self.warps <= MAX_WARPS_MULTI)))
+            and (n == 1 or (self.x_source != "global" and self.warps <= MAX_WARPS_MULTI)))
 
 
 def library_path() -> pathlib.Path:
@@ -203,13 +192,11 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   n = sparse_mma.check_tiled_product(data, bitmaps, row_offsets, x, shape, MAX_N, "gemv")
   config = config or default_config(n, m, k)
   if not config.fits(n, k):
-    if n != 1 and (config.x_source == "global" or config.staged_values
-                   or config.warps > MAX_WARPS_MULTI):
-      raise ValueError(f"config {config}: x read from global memory, staged values and more "
-                       f"than {MAX_WARPS_MULTI} warps a block take one column only, got {n}")
-    raise ValueError(f"config {config} stages {config.shared_bytes(n, k)} bytes of x (and "
-                     f"value slots) at K = {k}, more than a block may ({MAX_SHARED_BYTES}): "
-                     "raise k_splits")
+    if n != 1 and (config.x_source == "global" or config.warps > MAX_WARPS_MULTI):
+      raise ValueError(f"config {config}: x read from global memory, and more than "
+                       f"{MAX_WARPS_MULTI} warps a block, take one column only, got {n}")
+    raise ValueError(f"config {config} stages {config.shared_bytes(n, k)} bytes of x at "
+                     f"K = {k}, more than a block may ({MAX_SHARED_BYTES}): raise k_splits")
   load()
   splits = config.k_splits
   result = (jax.ShapeDtypeStruct((m, n), x.dtype) if splits == 1
@@ -217,8 +204,7 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   out = jax.ffi.ffi_call(TARGET, result, vmap_method="sequential")(
       data, bitmaps, row_offsets.astype(jnp.int32), x, m=np.int64(m), k=np.int64(k),
       m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
-      k_splits=np.int64(splits), x_source=np.int64(X_SOURCES[config.x_source]),
-      staged_values=np.int64(config.staged_values))
+      k_splits=np.int64(splits), x_source=np.int64(X_SOURCES[config.x_source]))
   return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
 

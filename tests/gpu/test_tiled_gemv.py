@@ -41,18 +41,12 @@ def test_default_launch_against_float64(shape, density, dtype):
 
 
 # Warps past the last row tile (3 row tiles against blocks of 2-16), several warps a row tile
-# taking its 70 K tiles in turn, K splits (more splits than some get tiles), each x source,
-# values read from global memory or staged by cp.async (warps with 0, 1, 2 and more tiles).
+# taking its 70 K tiles in turn, K splits (more splits than some get tiles), each x source.
 @pytest.mark.parametrize("config", [Config(1, 1, 1), Config(2, 16, 1), Config(3, 3, 2),
                                     Config(16, 16, 1, "16-bit"), Config(1, 8, 7, "16-bit"),
                                     Config(2, 4, 64), Config(1, 16, 1, "16-bit"),
                                     Config(2, 8, 3, "global"), Config(2, 32, 1, "16-bit"),
-                                    Config(1, 32, 1, "16-bit"),
-                                    Config(1, 1, 1, staged_values=True),
-                                    Config(3, 3, 2, "16-bit", True),
-                                    Config(2, 8, 3, "global", True),
-                                    Config(1, 32, 1, "16-bit", True),
-                                    Config(2, 4, 64, "16-bit", True)])
+                                    Config(1, 32, 1, "16-bit")])
 def test_launches(config):
   shape = (40, 64 * 70)
   matrix = random_tiled(3, shape, 0.3, jnp.bfloat16)
@@ -63,8 +57,8 @@ def test_launches(config):
 
 
 def mixed_tiles(seed, shape, dtype, padding=0):
-  """A Tiled matrix whose 16x64 tiles are empty, sparse, half full or full (more values than a
-  staged-value slot holds), in random order; ``padding`` values of 1e4 after the last."""
+  """A Tiled matrix whose 16x64 tiles are empty, sparse, half full or full, in random order;
+  ``padding`` values of 1e4 after the last."""
   rng = np.random.default_rng(seed)
   dense = rng.standard_normal(shape)
   tiles = (-(-shape[0] // 16), -(-shape[1] // 64))
@@ -79,14 +73,11 @@ def mixed_tiles(seed, shape, dtype, padding=0):
   return matrix
 
 
-@pytest.mark.parametrize("config", [Config(1, 4, 1, "16-bit", True),
-                                    Config(1, 1, 1, "float32", True),
-                                    Config(2, 2, 3, "global", True),
-                                    Config(1, 4, 1, "16-bit")])
+@pytest.mark.parametrize("config", [None, Config(1, 1, 1, "float32"), Config(2, 2, 3, "global")])
 @pytest.mark.parametrize("padding", [0, 13])
-def test_staged_values_with_tiles_too_full_for_a_slot(config, padding):
-  # Consecutive tiles of a warp alternate between its slots and global memory; the last tile's
-  # copy range reaches the padding; the padding must never be read as a value.
+def test_tiles_of_mixed_fill_and_padding_past_the_last_value(config, padding):
+  # A warp's consecutive tiles differ in fill (0 to 1024 values); the padding after the last
+  # tile's values must never be read as a value.
   shape = (37, 64 * 9 + 5)
   matrix = mixed_tiles(11, shape, jnp.bfloat16, padding)
   x = columns(2, shape[1], 1, jnp.bfloat16)
@@ -114,14 +105,13 @@ def test_handler_refuses_bad_launches_naming_them():
   matrix = random_tiled(5, shape, 0.3, jnp.bfloat16)
   tiled_gemv.load()
 
-  def call(x, m_tiles=1, warps=8, k_splits=1, x_source=0, staged_values=0):
+  def call(x, m_tiles=1, warps=8, k_splits=1, x_source=0):
     out = (jax.ShapeDtypeStruct((shape[0], x.shape[1]), x.dtype) if k_splits == 1 else
            jax.ShapeDtypeStruct((k_splits, shape[0], x.shape[1]), jnp.float32))
     return jax.block_until_ready(jax.ffi.ffi_call(tiled_gemv.TARGET, out)(
         matrix.data, matrix.bitmaps, matrix.row_offsets.astype(jnp.int32), x,
         m=np.int64(shape[0]), k=np.int64(shape[1]), m_tiles=np.int64(m_tiles),
-        warps=np.int64(warps), k_splits=np.int64(k_splits), x_source=np.int64(x_source),
-        staged_values=np.int64(staged_values)))
+        warps=np.int64(warps), k_splits=np.int64(k_splits), x_source=np.int64(x_source)))
 
   x = jnp.ones((shape[1], 1), jnp.bfloat16)
   with pytest.raises(Exception, match="m_tiles must divide warps"):
@@ -132,10 +122,6 @@ def test_handler_refuses_bad_launches_naming_them():
     call(jnp.ones((shape[1], 2), jnp.bfloat16), x_source=2)
   with pytest.raises(Exception, match="warps must be 1..32 at N = 1, 1..16 at N = 2..4, got 32"):
     call(jnp.ones((shape[1], 2), jnp.bfloat16), warps=32)
-  with pytest.raises(Exception, match="staged_values must be 0 or 1"):
-    call(x, staged_values=2)
-  with pytest.raises(Exception, match=r"values staged by cp.async \(staged_values 1\) need N = 1"):
-    call(jnp.ones((shape[1], 2), jnp.bfloat16), staged_values=1)
   with pytest.raises(Exception, match="x_source must be 0, 1 or 2"):
     call(x, x_source=3)
   with pytest.raises(Exception, match="data must have x's dtype"):

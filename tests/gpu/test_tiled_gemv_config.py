@@ -32,10 +32,6 @@ def test_shared_bytes_follow_the_kernels_staging_layout():
   assert Config(x_source="16-bit").shared_bytes(2, 14336) == 224 * 2 * (128 + 64)
   assert Config(x_source="float32").shared_bytes(3, 100) == 2 * 2 * (512 + 64)
   assert Config(x_source="global").shared_bytes(1, 14336) == 0
-  # Staged values: two 1 KB slots a warp (the kernel's kSlotBytes).
-  assert Config(warps=8, x_source="global", staged_values=True).shared_bytes(1, 64) == 16 * 1024
-  assert (Config(warps=32, x_source="16-bit", staged_values=True).shared_bytes(1, 14336)
-          == 224 * 2 * 64 + 64 * 1024)
   assert Config(k_splits=2).shared_bytes(1, 14336) == Config().shared_bytes(1, 7168)
   with pytest.raises(ValueError, match="n must be 1..4"):
     Config().shared_bytes(5, 64)
@@ -46,8 +42,6 @@ def test_shared_bytes_follow_the_kernels_staging_layout():
 def test_fits_refuses_what_the_kernel_refuses():
   assert Config(x_source="global").fits(1, 64) and not Config(x_source="global").fits(2, 64)
   assert Config(warps=32).fits(1, 64) and not Config(warps=32).fits(2, 64)
-  assert (Config(staged_values=True).fits(1, 64)
-          and not Config(staged_values=True).fits(2, 64))
   assert not Config(x_source="float32").fits(4, 14336)  # 258 KB of staging
   assert Config(x_source="float32", k_splits=2).fits(4, 14336)
 
@@ -85,10 +79,9 @@ def test_gemv_refuses_bad_arguments_naming_them():
     tiled_gemv.gemv(*operands, x.astype(jnp.float16), shape=matrix.shape)
   with pytest.raises(ValueError, match="takes 1..4"):
     tiled_gemv.gemv(*operands, jnp.ones((128, 5), jnp.bfloat16), shape=matrix.shape)
-  for config in (Config(warps=32), Config(staged_values=True)):
-    with pytest.raises(ValueError, match="take one column only, got 2"):
-      tiled_gemv.gemv(*operands, jnp.ones((128, 2), jnp.bfloat16), shape=matrix.shape,
-                      config=config)
+  with pytest.raises(ValueError, match="take one column only, got 2"):
+    tiled_gemv.gemv(*operands, jnp.ones((128, 2), jnp.bfloat16), shape=matrix.shape,
+                    config=Config(warps=32))
   with pytest.raises(ValueError, match="raise k_splits"):
     staging_too_big()
   wrong_tiles = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16),
