@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 
 from experiments.gpu_checks import bench_common  # noqa: E402
 from experiments.gpu_checks.tiled_mma_probe import (  # noqa: E402
-    TOLERANCE, check_launch, random_tiled)
+    TOLERANCE, CheckTable, check_cases, random_tiled)
 from jsparse._gpu import sparse_mma, tiled_gemv  # noqa: E402
 
 Config = tiled_gemv.TiledGemvConfig
@@ -73,32 +73,18 @@ def describe(config) -> str:
 def run_checks(outdir: pathlib.Path) -> int:
   """The default launch and ``CHECK_CONFIGS`` on ``CHECK_SHAPES`` (the timed launches are
   checked where they are timed)."""
-  rng = np.random.default_rng(0)
   configs = tuple(parse_config(c) for c in CHECK_CONFIGS)
-  rows, failures = [], 0
-  for shape in CHECK_SHAPES:
-    for dtype in (jnp.bfloat16, jnp.float16):
-      for density in ((0.3, 0.0) if shape == CHECK_SHAPES[0] else (0.3,)):
-        matrix = random_tiled(rng, shape, density, dtype)
-        dense = np.asarray(matrix.todense(), np.float64)
-        for n in (1, 2, 3, 4):
-          x = jnp.asarray(rng.standard_normal((shape[1], n)), dtype)
-          expected = dense @ np.asarray(x, np.float64)
-          for resolve in configs:
-            config = resolve(n, *shape)
-            if not config.fits(n, shape[1]):
-              continue
-            err, ok = check_launch(lambda: tiled_gemv.gemv(
-                matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=shape, config=config),
-                expected)
-            failures += not ok
-            rows.append(f"| {shape} | {density} | {jnp.dtype(dtype).name} | {n} | {config} | "
-                        f"{err} | {'ok' if ok else 'WRONG'} |")
-  (outdir / "checks.md").write_text(
-      "| shape | density | dtype | N | config | rel err | |\n|---|---|---|---|---|---|---|\n"
-      + "\n".join(rows) + "\n")
-  print(f"checks: {len(rows)} launches, {failures} wrong", flush=True)
-  return failures
+  table = CheckTable()
+  for shape, density, dtype, matrix, n, x, expected in check_cases(
+      np.random.default_rng(0), CHECK_SHAPES, (1, 2, 3, 4),
+      densities=lambda shape: (0.3, 0.0) if shape == CHECK_SHAPES[0] else (0.3,)):
+    for resolve in configs:
+      config = resolve(n, *shape)
+      if config.fits(n, shape[1]):
+        table.add(shape, density, dtype, n, config, lambda: tiled_gemv.gemv(
+            matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=shape, config=config),
+            expected)
+  return table.write(outdir)
 
 
 def arguments(parser) -> None:

@@ -99,33 +99,54 @@ def check_launch(launch, expected: np.ndarray) -> tuple[float | str, bool]:
     return f"{type(error).__name__}: {error}"[:120], False
 
 
-def run_checks(outdir: pathlib.Path, configs) -> int:
-  rng = np.random.default_rng(0)
-  rows, failures = [], 0
-  for shape in CHECK_SHAPES:
+def check_cases(rng, shapes, columns, densities=lambda shape: (0.3,)):
+  """Yields (shape, density, dtype, matrix, n, x, float64 product) for each check: a random
+  Tiled matrix (``random_tiled``) of each shape, bf16 and f16, at each of ``densities(shape)``,
+  times random x of each of ``columns``."""
+  for shape in shapes:
     for dtype in (jnp.bfloat16, jnp.float16):
-      matrix = random_tiled(rng, shape, 0.3, dtype)
-      dense = np.asarray(matrix.todense(), np.float64)
-      for n in CHECK_COLUMNS:
-        x = jnp.asarray(rng.standard_normal((shape[1], n)), dtype)
-        expected = dense @ np.asarray(x, np.float64)
-        for resolve in configs + (fixed(Config(1, 1, 2)), fixed(Config(2, 1, 4)),
-                                  parse_config("4-2-2-8"), parse_config("4-3-2-a"),
-                                  parse_config("4-3-2-a-3")):
-          config = resolve(matrix)
-          if not takes(config, n, shape[1]):
-            continue
-          err, ok = check_launch(lambda: sparse_mma.tiled_matmul(
-              matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=shape, config=config),
-              expected)
-          failures += not ok
-          rows.append(f"| {shape} | {jnp.dtype(dtype).name} | {n} | {config} | {err} | "
-                      f"{'ok' if ok else 'WRONG'} |")
-  (outdir / "checks.md").write_text(
-      "| shape | dtype | N | config | rel err | |\n|---|---|---|---|---|---|\n"
-      + "\n".join(rows) + "\n")
-  print(f"checks: {len(rows)} launches, {failures} wrong", flush=True)
-  return failures
+      for density in densities(shape):
+        matrix = random_tiled(rng, shape, density, dtype)
+        dense = np.asarray(matrix.todense(), np.float64)
+        for n in columns:
+          x = jnp.asarray(rng.standard_normal((shape[1], n)), dtype)
+          yield shape, density, dtype, matrix, n, x, dense @ np.asarray(x, np.float64)
+
+
+class CheckTable:
+  """The rows of ``checks.md``: one launch checked (``check_launch``) a row."""
+
+  def __init__(self):
+    self.rows, self.failures = [], 0
+
+  def add(self, shape, density, dtype, n, config, launch, expected) -> None:
+    err, ok = check_launch(launch, expected)
+    self.failures += not ok
+    self.rows.append(f"| {shape} | {density} | {jnp.dtype(dtype).name} | {n} | {config} | "
+                     f"{err} | {'ok' if ok else 'WRONG'} |")
+
+  def write(self, outdir: pathlib.Path) -> int:
+    """Writes OUTDIR/checks.md, prints the count; returns the failures."""
+    (outdir / "checks.md").write_text(
+        "| shape | density | dtype | N | config | rel err | |\n|---|---|---|---|---|---|---|\n"
+        + "\n".join(self.rows) + "\n")
+    print(f"checks: {len(self.rows)} launches, {self.failures} wrong", flush=True)
+    return self.failures
+
+
+def run_checks(outdir: pathlib.Path, configs) -> int:
+  table = CheckTable()
+  extra = (fixed(Config(1, 1, 2)), fixed(Config(2, 1, 4)), parse_config("4-2-2-8"),
+           parse_config("4-3-2-a"), parse_config("4-3-2-a-3"))
+  for shape, density, dtype, matrix, n, x, expected in check_cases(
+      np.random.default_rng(0), CHECK_SHAPES, CHECK_COLUMNS):
+    for resolve in configs + extra:
+      config = resolve(matrix)
+      if takes(config, n, shape[1]):
+        table.add(shape, density, dtype, n, config, lambda: sparse_mma.tiled_matmul(
+            matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=shape, config=config),
+            expected)
+  return table.write(outdir)
 
 
 def arguments(parser) -> None:

@@ -38,3 +38,25 @@ def test_check_launch_flags_wrong_shapes_values_and_failures():
   assert not check_launch(lambda: np.full((3, 2), np.nan), expected)[1]
   err, ok = check_launch(lambda: 1 / 0, expected)
   assert not ok and err.startswith("ZeroDivisionError")
+
+
+def test_check_cases_and_table(tmp_path):
+  import jax.numpy as jnp
+  import numpy as np
+
+  from experiments.gpu_checks.tiled_mma_probe import CheckTable, check_cases
+  cases = list(check_cases(np.random.default_rng(0), ((40, 100), (1, 64)), (1, 3),
+                           densities=lambda shape: (0.3, 0.0) if shape == (40, 100) else (0.3,)))
+  # shapes x dtypes x densities x columns
+  assert len(cases) == 2 * 2 * 2 + 1 * 2 * 1 * 2
+  table = CheckTable()
+  for shape, density, dtype, matrix, n, x, expected in cases:
+    assert matrix.shape == shape and x.shape == (shape[1], n) and expected.shape == (shape[0], n)
+    product = np.asarray(matrix.todense(), np.float64) @ np.asarray(x, np.float64)
+    np.testing.assert_allclose(expected, product)
+    table.add(shape, density, dtype, n, "exact", lambda e=expected: e, expected)
+  table.add((1, 64), 0.3, jnp.bfloat16, 1, "off", lambda: expected + 1.0, expected)
+  assert table.write(tmp_path) == 1
+  text = (tmp_path / "checks.md").read_text()
+  assert text.count("| ok |") == len(cases) and text.count("| WRONG |") == 1
+
