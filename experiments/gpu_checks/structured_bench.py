@@ -304,8 +304,8 @@ def config_of(case: Case, matrix) -> dict:
   if case.family == "tiled":
     from jsparse._gpu import sparse_mma, tiled_gemv
     fill = sparse_mma.mean_tile_fill(matrix.data, matrix.bitmaps)
-    if not case.variant and tiled_gemv.routes(case.n, fill) and tiled_gemv.applies(
-        case.shape, matrix.tile_shape, matrix.dtype, BF16, case.n):
+    if (not case.variant and tiled_gemv.routes(case.n, fill, case.shape[0])
+        and tiled_gemv.applies(case.shape, matrix.tile_shape, matrix.dtype, BF16, case.n)):
       return {"kernel": "tiled_gemv (CUDA)",
               **dataclasses.asdict(tiled_gemv.default_config(case.n, *case.shape))}
     if not case.variant and sparse_mma.tiled_applies(case.shape, matrix.tile_shape,

@@ -342,7 +342,8 @@ def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, 
                 **unused):
   from jsparse._gpu import sparse_mma, tiled_gemv  # CUDA libraries, built with nvcc on first use
   n = dense.shape[1]
-  if (not interpret and tiled_gemv.routes(n, sparse_mma.mean_tile_fill(data, bitmaps))
+  if (not interpret
+      and tiled_gemv.routes(n, sparse_mma.mean_tile_fill(data, bitmaps), layout.shape[0])
       and tiled_gemv.applies(layout.shape, layout.block_shape, data.dtype, dense.dtype, n)):
     # Decoding at batch 1-2 on the CUDA cores where tiles are sparse enough: one FMA a stored
     # value, where the tensor-core kernel expands every element of a tile (BUILD_NOTES.md,

@@ -45,6 +45,13 @@ MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS_MULTI * 16 * 4 * 4
 # 42.0 / 34.4 against 34.0 / 35.3; two at 80% 29.7 / 23.9 against 31.9 / 33.3, at 70% 37.3 /
 # 32.3 against 34.4 / 35.4; four at 90% 33.6 / 23.7 against 31.6 / 32.6 (not routed).
 ROUTE_MAX_FILL = {1: 330, 2: 210}
+# At two columns on a weight of more than ``MAX_BLOCKS`` row tiles (whose launch groups row
+# tiles, four a block at 14336 rows: all its warps busy), up to this fill. H100, 14336x4096,
+# two columns, at 70% sparsity: 30.4 us against the tensor-core kernel's 35.3 (and 32.3 against
+# 35.4 at stop 34), at 50% 40.1 against 39.9 (experiments/results/
+# h100-2026-11-27-tiled-gemv-variants/walks/). The wide 4096x14336 stays at ``ROUTE_MAX_FILL``
+# (at 70%: 35.2 against 34.5).
+ROUTE_MAX_FILL_GROUPED = {2: 330}
 # Where the kernel reads x from (its ``x_source`` attribute).
 X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
 
@@ -141,10 +148,14 @@ MAX_BLOCKS = 264
 FLOAT_X_MAX_BYTES = 227 * 1024 // 4 - 1024
 
 
-def routes(n: int, tile_fill: float) -> bool:
-  """Whether ``jsparse.spmm`` sends a product of n columns by a Tiled matrix whose 16x64 tiles
-  hold ``tile_fill`` values on average here (``ROUTE_MAX_FILL``)."""
-  return tile_fill <= ROUTE_MAX_FILL.get(n, -1)
+def routes(n: int, tile_fill: float, m: int | None = None) -> bool:
+  """Whether ``jsparse.spmm`` sends a product of n columns by a Tiled matrix of m rows (None:
+  not known) whose 16x64 tiles hold ``tile_fill`` values on average here: ``ROUTE_MAX_FILL``,
+  or ``ROUTE_MAX_FILL_GROUPED`` where m has more than ``MAX_BLOCKS`` row tiles."""
+  limit = ROUTE_MAX_FILL.get(n, -1)
+  if m is not None and -(-m // 16) > MAX_BLOCKS:
+    limit = max(limit, ROUTE_MAX_FILL_GROUPED.get(n, -1))
+  return tile_fill <= limit
 
 
 def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
