@@ -40,18 +40,20 @@ MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS_MULTI * 16 * 4 * 4
 # ``jsparse.spmm`` on a Tiled matrix (16x64 tiles, bf16/f16) on a CUDA GPU sends products of n
 # columns here where its tiles hold at most ``ROUTE_MAX_FILL[n]`` values on average, the rest
 # to the tensor-core kernel (``sparse_mma.tiled_matmul``; jsparse._gpu.structured). H100, bf16,
-# kernel time, 4096x14336 / 14336x4096 (experiments/results/h100-2026-11-27-tiled-gemv/):
-# one column at 70% sparsity (307 values a tile) 30.0 / 25.7 us against 30.3 / 31.2, at 50%
-# 42.0 / 34.4 against 34.0 / 35.3; two at 80% 29.7 / 23.9 against 31.9 / 33.3, at 70% 37.3 /
-# 32.3 against 34.4 / 35.4; four at 90% 33.6 / 23.7 against 31.6 / 32.6 (not routed).
-ROUTE_MAX_FILL = {1: 330, 2: 210}
+# kernel time, this kernel against the tensor-core one:
+# - one column, 4096x14336 / 14336x4096 (experiments/results/h100-2026-11-27-tiled-gemv/): at
+#   70% sparsity (307 values a tile) 30.0 / 25.7 us against 30.3 / 31.2, at 50% 42.0 / 34.4
+#   against 34.0 / 35.3;
+# - two columns on the wide 4096x14336 (experiments/results/h100-2026-11-27-tiled-gemv-two-
+#   columns/): at 75% (256 values) 32.4 against 34.8 us, at 70% 35.3 against 34.4;
+# - four at 90%: 33.6 / 23.7 against 31.6 / 32.6 (not routed).
+ROUTE_MAX_FILL = {1: 330, 2: 260}
 # At two columns on a weight of more than ``MAX_BLOCKS`` row tiles (whose launch groups row
-# tiles, four a block at 14336 rows: all its warps busy), up to this fill. H100, 14336x4096,
-# two columns, at 70% sparsity: 30.4 us against the tensor-core kernel's 35.3 (and 32.3 against
-# 35.4 at stop 34), at 50% 40.1 against 39.9 (experiments/results/
-# h100-2026-11-27-tiled-gemv-variants/walks/). The wide 4096x14336 stays at ``ROUTE_MAX_FILL``
-# (at 70%: 35.2 against 34.5).
-ROUTE_MAX_FILL_GROUPED = {2: 330}
+# tiles, four a block at 14336 rows), up to this fill. H100, 14336x4096, two columns: at 60%
+# (410 values) 35.0 us against 37.0, at 65% 32.6 against 36.1, at 70% 30.3 against 35.5
+# (experiments/results/h100-2026-11-27-tiled-gemv-two-columns/); at 50% 40.1 against 39.9
+# (.../h100-2026-11-27-tiled-gemv-variants/walks/).
+ROUTE_MAX_FILL_GROUPED = {2: 410}
 # Where the kernel reads x from (its ``x_source`` attribute).
 X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
 

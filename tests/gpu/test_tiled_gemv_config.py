@@ -69,9 +69,9 @@ def test_routes_by_columns_and_tile_fill():
   assert not tiled_gemv.routes(3, 0.0) and not tiled_gemv.routes(8, 10.0)
   # Two columns on a weight whose launch groups row tiles (14336 rows) up to a higher fill.
   grouped = 16 * (tiled_gemv.MAX_BLOCKS + 1)
-  assert tiled_gemv.routes(2, 307, grouped) and tiled_gemv.routes(2, 307, 14336)
+  assert tiled_gemv.routes(2, 410, grouped) and tiled_gemv.routes(2, 307, 14336)
   assert not tiled_gemv.routes(2, 307, grouped - 16) and not tiled_gemv.routes(2, 307, 4096)
-  assert not tiled_gemv.routes(2, 331, 14336) and tiled_gemv.routes(2, 200, 4096)
+  assert not tiled_gemv.routes(2, 411, 14336) and tiled_gemv.routes(2, 256, 4096)
   assert tiled_gemv.routes(1, 330, 14336) and not tiled_gemv.routes(1, 331, 14336)
 
 
