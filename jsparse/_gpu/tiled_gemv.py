@@ -8,7 +8,8 @@ word's set bits and does one FMA a stored value a column, so the work follows th
 
 - ``gemv(data, bitmaps, row_offsets, x, shape=...)``: A [M, K] @ x [K, N] -> [M, N] for
   N = 1..``MAX_N``, bfloat16/float16 (A's and x's dtype alike), float32 accumulation.
-- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, x's source).
+- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, x's source,
+  prefetching).
 
 GPU-only (built for sm_90): ``available()`` says whether the library loads (building it with
 nvcc if needed); ``python -m jsparse._gpu.tiled_gemv build`` builds it.
@@ -54,6 +55,8 @@ ROUTE_MAX_FILL = {1: 330, 2: 260}
 # (experiments/results/h100-2026-11-27-tiled-gemv-two-columns/); at 50% 40.1 against 39.9
 # (.../h100-2026-11-27-tiled-gemv-variants/walks/).
 ROUTE_MAX_FILL_GROUPED = {2: 410}
+# Prefetching of a warp's next tile's values at a tile's start (its ``prefetch`` attribute).
+PREFETCH = {"none": 0, "l1": 1, "l2": 2}
 # Where the kernel reads x from (its ``x_source`` attribute).
 X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
 
@@ -67,7 +70,10 @@ class TiledGemvConfig:
   ``x_source``: where the kernel reads x from (``X_SOURCES``): staged in shared memory as
   float32, or in x's own 16-bit dtype (half the memory, so more blocks an SM where x's staging
   bounds them; one more conversion a value read), or (one column only) from global memory
-  through the L1 cache, unstaged.
+  through the L1 cache, unstaged;
+  ``prefetch`` (one column only; ``PREFETCH``): at each tile's start a warp prefetches its next
+  tile's values into L1 or L2 (a 128-byte line a lane), from row starts it loads two tiles
+  ahead, so that the next tile's first value loads do not wait on DRAM.
 
   Tried on the H100 and removed (experiments/results/h100-2026-11-27-tiled-gemv-variants/):
   prefetching a warp's next tile's values into L1 or L2; two value pairs a loop trip; word
@@ -77,6 +83,7 @@ class TiledGemvConfig:
   warps: int = 16
   k_splits: int = 1
   x_source: str = "float32"
+  prefetch: str = "none"
 
   def __post_init__(self):
     if not 1 <= self.warps <= MAX_WARPS:
@@ -88,6 +95,8 @@ class TiledGemvConfig:
       raise ValueError(f"k_splits must be 1..64, got {self.k_splits}")
     if self.x_source not in X_SOURCES:
       raise ValueError(f"x_source must be one of {sorted(X_SOURCES)}, got {self.x_source!r}")
+    if self.prefetch not in PREFETCH:
+      raise ValueError(f"prefetch must be one of {sorted(PREFETCH)}, got {self.prefetch!r}")
 
   def shared_bytes(self, n: int, k: int) -> int:
     """Dynamic shared memory a block takes for x [k, n]: its split's K tiles of x as float32
@@ -107,10 +116,11 @@ class TiledGemvConfig:
 
   def fits(self, n: int, k: int) -> bool:
     """Whether the kernel takes this launch for x [k, n]: x's staging fits in shared memory,
-    and x is read from global memory and more than ``MAX_WARPS_MULTI`` warps a block run
-    only at one column."""
+    and x read from global memory, prefetching and more than ``MAX_WARPS_MULTI`` warps a block
+    run only at one column."""
     return (self.shared_bytes(n, k) <= MAX_SHARED_BYTES
-            and (n == 1 or (self.x_source != "global" and self.warps <= MAX_WARPS_MULTI)))
+            and (n == 1 or (self.x_source != "global" and self.prefetch == "none"
+                            and self.warps <= MAX_WARPS_MULTI)))
 
 
 def library_path() -> pathlib.Path:
@@ -205,9 +215,10 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   n = sparse_mma.check_tiled_product(data, bitmaps, row_offsets, x, shape, MAX_N, "gemv")
   config = config or default_config(n, m, k)
   if not config.fits(n, k):
-    if n != 1 and (config.x_source == "global" or config.warps > MAX_WARPS_MULTI):
-      raise ValueError(f"config {config}: x read from global memory, and more than "
-                       f"{MAX_WARPS_MULTI} warps a block, take one column only, got {n}")
+    if n != 1 and (config.x_source == "global" or config.prefetch != "none"
+                   or config.warps > MAX_WARPS_MULTI):
+      raise ValueError(f"config {config}: x read from global memory, prefetching and more "
+                       f"than {MAX_WARPS_MULTI} warps a block take one column only, got {n}")
     raise ValueError(f"config {config} stages {config.shared_bytes(n, k)} bytes of x at "
                      f"K = {k}, more than a block may ({MAX_SHARED_BYTES}): raise k_splits")
   load()
@@ -217,7 +228,8 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   out = jax.ffi.ffi_call(TARGET, result, vmap_method="sequential")(
       data, bitmaps, row_offsets.astype(jnp.int32), x, m=np.int64(m), k=np.int64(k),
       m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
-      k_splits=np.int64(splits), x_source=np.int64(X_SOURCES[config.x_source]))
+      k_splits=np.int64(splits), x_source=np.int64(X_SOURCES[config.x_source]),
+      prefetch=np.int64(PREFETCH[config.prefetch]))
   return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
 

@@ -18,6 +18,7 @@ Config = tiled_gemv.TiledGemvConfig
     (dict(k_splits=0), "k_splits must be 1..64, got 0"),
     (dict(k_splits=65), "k_splits must be 1..64, got 65"),
     (dict(x_source="bf16"), "x_source must be one of"),
+    (dict(prefetch="l3"), "prefetch must be one of"),
 ])
 def test_config_refuses_bad_fields_naming_them(fields, message):
   with pytest.raises(ValueError, match=message):
@@ -42,6 +43,7 @@ def test_shared_bytes_follow_the_kernels_staging_layout():
 def test_fits_refuses_what_the_kernel_refuses():
   assert Config(x_source="global").fits(1, 64) and not Config(x_source="global").fits(2, 64)
   assert Config(warps=32).fits(1, 64) and not Config(warps=32).fits(2, 64)
+  assert Config(prefetch="l1").fits(1, 64) and not Config(prefetch="l2").fits(2, 64)
   assert not Config(x_source="float32").fits(4, 14336)  # 258 KB of staging
   assert Config(x_source="float32", k_splits=2).fits(4, 14336)
 
@@ -85,9 +87,10 @@ def test_gemv_refuses_bad_arguments_naming_them():
     tiled_gemv.gemv(*operands, x.astype(jnp.float16), shape=matrix.shape)
   with pytest.raises(ValueError, match="takes 1..4"):
     tiled_gemv.gemv(*operands, jnp.ones((128, 5), jnp.bfloat16), shape=matrix.shape)
-  with pytest.raises(ValueError, match="take one column only, got 2"):
-    tiled_gemv.gemv(*operands, jnp.ones((128, 2), jnp.bfloat16), shape=matrix.shape,
-                    config=Config(warps=32))
+  for config in (Config(warps=32), Config(prefetch="l1")):
+    with pytest.raises(ValueError, match="take one column only, got 2"):
+      tiled_gemv.gemv(*operands, jnp.ones((128, 2), jnp.bfloat16), shape=matrix.shape,
+                      config=config)
   with pytest.raises(ValueError, match="raise k_splits"):
     staging_too_big()
   wrong_tiles = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16),
