@@ -20,7 +20,8 @@
 // (warps / m_tiles warps a row tile, taking its K tiles in turn) for one split of K (grid.y),
 // and sums its warps' rows in shared memory. Each warp loads its next tile's bitmap word and
 // row start one tile ahead. Slower on the H100, and removed (experiments/results/
-// h100-2026-11-27-tiled-gemv-variants/): prefetching the next tile's values into L1 or L2;
+// h100-2026-11-27-tiled-gemv-variants/): prefetching the next tile's values into L1 or L2
+// (also with the row starts loaded two tiles ahead, so that no prefetch waits on a load);
 // copying them into shared memory with cp.async two tiles ahead (the copies' ~50 instructions
 // a tile cost more than the DRAM latency they hid); finding a word's start from the tile's
 // first row offset and a warp scan of the words' bit counts (one offset read a tile, not 16).
@@ -252,7 +253,7 @@ __device__ __forceinline__ void AccumulateWord(const uint32_t* __restrict__ pair
 // Registers capped for 64 warps an SM at one column (two blocks of 32 warps or four of 16; 32
 // registers a thread, nvcc spills none), three blocks of 16 at 2-4 columns (40; 12 bytes
 // spilled at 32). Uncapped, the staging's unrolled loads took 59, two blocks of 16 an SM.
-template <bool kBf16, int kN, int kX, int kPrefetch>
+template <bool kBf16, int kN, int kX>
 __global__ void __launch_bounds__(MaxWarps<kN>() * 32, kN == 1 ? 2 : 3)
 TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ bitmaps,
                 const int32_t* __restrict__ row_offsets, const uint16_t* __restrict__ x,
@@ -278,16 +279,9 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
   const int32_t* row_start = row_offsets + first * 16 + (lane >> 1);
   uint32_t bits = 0u;
   int start = 0;
-  // kPrefetch: row starts are loaded two tiles ahead (``start_ahead``: the next tile's), so
-  // that the next tile's values can be prefetched at a tile's start without waiting on a load.
-  int start_ahead = 0;
   if (works) {
     bits = __ldg(bitmap);
     start = __ldg(row_start);
-    if constexpr (kPrefetch != 0) {
-      if (first_tile + per_row < tile_end) start_ahead = __ldg(row_start + per_row * 16);
-      row_start += per_row * 16;
-    }
   }
   if constexpr (kX != kXGlobal) {
     StageX<kBf16, kN, kX == kXHalf>(xs, x, tile_begin * 64, max(tile_end - tile_begin, 0) * 64,
@@ -314,26 +308,7 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
     for (int left = (tile_end - 1 - first_tile) / per_row; left >= 0; --left) {
       uint32_t next_bits = 0u;
       int next_start = 0;
-      if constexpr (kPrefetch != 0) {
-        // The next tile's word now; the row start of the one after it; the next tile's values
-        // (from its first row's start to at most 64 past its last row's, a 128-byte line a
-        // lane) prefetched into L1 (1) or L2 (2) from the starts loaded a tile ago.
-        if (left > 0) {
-          bitmap += per_row * 32;
-          next_bits = __ldg(bitmap);
-        }
-        if (left > 1) {
-          row_start += per_row * 16;
-          next_start = __ldg(row_start);
-        }
-        const int tile_first = __shfl_sync(0xffffffffu, start_ahead, 0);
-        const int tile_last = __shfl_sync(0xffffffffu, start_ahead, 31) + 64;
-        const int line = ((tile_first >> 6) + lane) * 64;  // (offsets < 2^31 - 1024)
-        if (left > 0 && line < tile_last) {
-          if constexpr (kPrefetch == 1) asm volatile("prefetch.global.L1 [%0];" :: "l"(data + line));
-          else asm volatile("prefetch.global.L2 [%0];" :: "l"(data + line));
-        }
-      } else if (left > 0) {  // the warp's next tile: its word and row start
+      if (left > 0) {  // the warp's next tile: its word and row start
         bitmap += per_row * 32;
         row_start += per_row * 16;
         next_bits = __ldg(bitmap);
@@ -345,12 +320,7 @@ TiledGemvKernel(const uint16_t* __restrict__ data, const uint32_t* __restrict__ 
       AccumulateWord<kBf16, kN, kX>(pairs, bits, begin, begin + __popc(bits), word, acc_high,
                                     acc_low);
       bits = next_bits;
-      if constexpr (kPrefetch != 0) {
-        start = start_ahead;
-        start_ahead = next_start;
-      } else {
-        start = next_start;
-      }
+      start = next_start;
       word += word_step;
     }
   }
@@ -381,12 +351,12 @@ struct GemvLaunch {
   const void* row_offsets;
   const void* x;
   void* out;
-  int m, k, n, k_tiles, warps, m_tiles, k_splits, x_source, prefetch;
+  int m, k, n, k_tiles, warps, m_tiles, k_splits, x_source;
 };
 
-template <bool kBf16, int kN, int kX, int kPrefetch>
+template <bool kBf16, int kN, int kX>
 cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
-  auto kernel = TiledGemvKernel<kBf16, kN, kX, kPrefetch>;
+  auto kernel = TiledGemvKernel<kBf16, kN, kX>;
   const size_t shared = kX == kXGlobal ? 0 :
       static_cast<size_t>((l.k_tiles + l.k_splits - 1) / l.k_splits) *
       XStage<kN, kX == kXHalf>::kTileBytes;
@@ -405,21 +375,12 @@ cudaError_t RunGemv(cudaStream_t stream, const GemvLaunch& l) {
   return cudaGetLastError();
 }
 
-template <bool kBf16, int kN, int kX>
-cudaError_t ByPrefetch(cudaStream_t stream, const GemvLaunch& l) {
-  if constexpr (kN == 1) {  // (one column only)
-    if (l.prefetch == 1) return RunGemv<kBf16, kN, kX, 1>(stream, l);
-    if (l.prefetch == 2) return RunGemv<kBf16, kN, kX, 2>(stream, l);
-  }
-  return RunGemv<kBf16, kN, kX, 0>(stream, l);
-}
-
 template <bool kBf16, int kN>
 cudaError_t BySource(cudaStream_t stream, const GemvLaunch& l) {
   if constexpr (kN == 1)
-    if (l.x_source == kXGlobal) return ByPrefetch<kBf16, kN, kXGlobal>(stream, l);
-  return l.x_source == kXHalf ? ByPrefetch<kBf16, kN, kXHalf>(stream, l)
-                              : ByPrefetch<kBf16, kN, kXFloat>(stream, l);
+    if (l.x_source == kXGlobal) return RunGemv<kBf16, kN, kXGlobal>(stream, l);
+  return l.x_source == kXHalf ? RunGemv<kBf16, kN, kXHalf>(stream, l)
+                              : RunGemv<kBf16, kN, kXFloat>(stream, l);
 }
 
 template <bool kBf16>
@@ -444,8 +405,7 @@ size_t StagedTileBytes(int64_t n) {
 ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffer bitmaps,
                          ffi::AnyBuffer row_offsets, ffi::AnyBuffer x,
                          ffi::Result<ffi::AnyBuffer> out, int64_t m, int64_t k, int64_t m_tiles,
-                         int64_t warps, int64_t k_splits, int64_t x_source,
-                         int64_t prefetch) {
+                         int64_t warps, int64_t k_splits, int64_t x_source) {
   if (m < 1 || k < 1) return Invalid("bad shape: M and K must be >= 1");
   const ffi::DataType dtype = x.element_type();
   if (dtype != ffi::DataType::BF16 && dtype != ffi::DataType::F16)
@@ -467,9 +427,6 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
                    ", warps = " + std::to_string(warps));
   if (k_splits < 1 || k_splits > 64) return Invalid("k_splits must be 1..64");
   if (x_source < kXFloat || x_source > kXGlobal) return Invalid("x_source must be 0, 1 or 2");
-  if (prefetch < 0 || prefetch > 2) return Invalid("prefetch must be 0, 1 or 2");
-  if (prefetch != 0 && n != 1)
-    return Invalid("prefetching (prefetch 1 or 2) needs N = 1, got " + std::to_string(n));
   if (x_source == kXGlobal && n != 1)
     return Invalid("x read from global memory (x_source 2) needs N = 1, got " +
                    std::to_string(n));
@@ -493,8 +450,7 @@ ffi::Error TiledGemvImpl(cudaStream_t stream, ffi::AnyBuffer data, ffi::AnyBuffe
                           x.untyped_data(), out->untyped_data(), static_cast<int>(m),
                           static_cast<int>(k), static_cast<int>(n), static_cast<int>(k_tiles),
                           static_cast<int>(warps), static_cast<int>(m_tiles),
-                          static_cast<int>(k_splits), static_cast<int>(x_source),
-                          static_cast<int>(prefetch)};
+                          static_cast<int>(k_splits), static_cast<int>(x_source)};
   const cudaError_t error = dtype == ffi::DataType::BF16 ? ByColumns<true>(stream, launch)
                                                          : ByColumns<false>(stream, launch);
   if (error != cudaSuccess)
@@ -518,6 +474,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JsparseTiledGemv, TiledGemvImpl,
                                   .Attr<int64_t>("m_tiles")
                                   .Attr<int64_t>("warps")
                                   .Attr<int64_t>("k_splits")
-                                  .Attr<int64_t>("x_source")
-                                  .Attr<int64_t>("prefetch"),
+                                  .Attr<int64_t>("x_source"),
                               {ffi::Traits::kCmdBufferCompatible});

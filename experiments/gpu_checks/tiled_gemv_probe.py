@@ -35,15 +35,14 @@ from experiments.gpu_checks.tiled_mma_probe import (  # noqa: E402
 from jsparse._gpu import sparse_mma, tiled_gemv  # noqa: E402
 
 Config = tiled_gemv.TiledGemvConfig
-CONFIGS = "default,default-l1,default-l2,default-g-l1,1-8-1-h,1-8-1-h-l1"
+CONFIGS = "default,1-32-1-h,1-16-1-h,1-8-1-h,1-16-1-g,4-16-1-f,2-16-1-h"
 SHAPES = ((4096, 14336), (14336, 4096))
 SPARSITIES = (0.7, 0.5, 0.9)
 COLUMNS = (1, 2, 4)
-CHECK_CONFIGS = ("default", "default-g", "default-l1", "1-1-1", "3-3-2-h", "2-4-5", "16-16-1-h",
-                 "1-16-2-g", "1-32-1-h", "1-1-1-l2", "3-3-2-h-l1", "1-16-2-g-l2")
-# A spec's flags: x's source, prefetching.
-FLAGS = {"h": ("x_source", "16-bit"), "f": ("x_source", "float32"), "g": ("x_source", "global"),
-         "l1": ("prefetch", "l1"), "l2": ("prefetch", "l2")}
+CHECK_CONFIGS = ("default", "default-g", "1-1-1", "3-3-2-h", "2-4-5", "16-16-1-h",
+                 "1-16-2-g", "1-32-1-h")
+# A spec's flags: x's source.
+FLAGS = {"h": ("x_source", "16-bit"), "f": ("x_source", "float32"), "g": ("x_source", "global")}
 CHECK_SHAPES = ((40, 100), (1, 64), (33, 4480), (300, 1000), (16, 64), (17, 2))
 
 
@@ -51,8 +50,7 @@ def parse_config(spec: str):
   """``m_tiles-warps-k_splits[-FLAG...]`` (x staged float32 unless a flag says otherwise) or
   ``default[-FLAG...]`` (``default_config`` with the flags' fields replaced): a function of
   (n, m, k) giving the launch. FLAGs (``FLAGS``): h / f / g x staged 16-bit / float32 / read
-  from global memory; l1 / l2 the next tile's values prefetched into L1 / L2. Raises KeyError
-  for an unknown flag."""
+  from global memory. Raises KeyError for an unknown flag."""
   head, *flags = spec.split("-") if spec.startswith("default") else [
       "-".join(spec.split("-")[:3]), *spec.split("-")[3:]]
   fields = dict(FLAGS[flag] for flag in flags)
@@ -68,9 +66,8 @@ def parse_config(spec: str):
 
 
 def describe(config) -> str:
-  """A launch's fields, short: m_tiles-warps-k_splits-x_source[-prefetch]."""
-  return (f"{config.m_tiles}-{config.warps}-{config.k_splits}-{config.x_source}"
-          + (f"-{config.prefetch}" if config.prefetch != "none" else ""))
+  """A launch's fields, short: m_tiles-warps-k_splits-x_source."""
+  return f"{config.m_tiles}-{config.warps}-{config.k_splits}-{config.x_source}"
 
 
 def run_checks(outdir: pathlib.Path) -> int:

@@ -8,8 +8,7 @@ word's set bits and does one FMA a stored value a column, so the work follows th
 
 - ``gemv(data, bitmaps, row_offsets, x, shape=...)``: A [M, K] @ x [K, N] -> [M, N] for
   N = 1..``MAX_N``, bfloat16/float16 (A's and x's dtype alike), float32 accumulation.
-- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, x's source,
-  prefetching).
+- ``TiledGemvConfig``: the launch (row tiles and warps a block, K splits, x's source).
 
 GPU-only (built for sm_90): ``available()`` says whether the library loads (building it with
 nvcc if needed); ``python -m jsparse._gpu.tiled_gemv build`` builds it.
@@ -55,8 +54,6 @@ ROUTE_MAX_FILL = {1: 330, 2: 260}
 # (experiments/results/h100-2026-11-27-tiled-gemv-two-columns/); at 50% 40.1 against 39.9
 # (.../h100-2026-11-27-tiled-gemv-variants/walks/).
 ROUTE_MAX_FILL_GROUPED = {2: 410}
-# Prefetching of a warp's next tile's values at a tile's start (its ``prefetch`` attribute).
-PREFETCH = {"none": 0, "l1": 1, "l2": 2}
 # Where the kernel reads x from (its ``x_source`` attribute).
 X_SOURCES = {"float32": 0, "16-bit": 1, "global": 2}
 
@@ -70,20 +67,17 @@ class TiledGemvConfig:
   ``x_source``: where the kernel reads x from (``X_SOURCES``): staged in shared memory as
   float32, or in x's own 16-bit dtype (half the memory, so more blocks an SM where x's staging
   bounds them; one more conversion a value read), or (one column only) from global memory
-  through the L1 cache, unstaged;
-  ``prefetch`` (one column only; ``PREFETCH``): at each tile's start a warp prefetches its next
-  tile's values into L1 or L2 (a 128-byte line a lane), from row starts it loads two tiles
-  ahead, so that the next tile's first value loads do not wait on DRAM.
+  through the L1 cache, unstaged.
 
   Tried on the H100 and removed (experiments/results/h100-2026-11-27-tiled-gemv-variants/):
-  prefetching a warp's next tile's values into L1 or L2; two value pairs a loop trip; word
+  prefetching a warp's next tile's values into L1 or L2 (from row starts loaded a tile ahead,
+  and two ahead); two value pairs a loop trip; word
   starts from one offset a tile plus a warp scan of bit counts; a warp's values copied into
   shared memory by cp.async two tiles ahead of its walk. Each was slower at 70%."""
   m_tiles: int = 1
   warps: int = 16
   k_splits: int = 1
   x_source: str = "float32"
-  prefetch: str = "none"
 
   def __post_init__(self):
     if not 1 <= self.warps <= MAX_WARPS:
@@ -95,8 +89,6 @@ class TiledGemvConfig:
       raise ValueError(f"k_splits must be 1..64, got {self.k_splits}")
     if self.x_source not in X_SOURCES:
       raise ValueError(f"x_source must be one of {sorted(X_SOURCES)}, got {self.x_source!r}")
-    if self.prefetch not in PREFETCH:
-      raise ValueError(f"prefetch must be one of {sorted(PREFETCH)}, got {self.prefetch!r}")
 
   def shared_bytes(self, n: int, k: int) -> int:
     """Dynamic shared memory a block takes for x [k, n]: its split's K tiles of x as float32
@@ -116,11 +108,10 @@ class TiledGemvConfig:
 
   def fits(self, n: int, k: int) -> bool:
     """Whether the kernel takes this launch for x [k, n]: x's staging fits in shared memory,
-    and x read from global memory, prefetching and more than ``MAX_WARPS_MULTI`` warps a block
-    run only at one column."""
+    and x is read from global memory and more than ``MAX_WARPS_MULTI`` warps a block run
+    only at one column."""
     return (self.shared_bytes(n, k) <= MAX_SHARED_BYTES
-            and (n == 1 or (self.x_source != "global" and self.prefetch == "none"
-                            and self.warps <= MAX_WARPS_MULTI)))
+            and (n == 1 or (self.x_source != "global" and self.warps <= MAX_WARPS_MULTI)))
 
 
 def library_path() -> pathlib.Path:
@@ -153,6 +144,10 @@ def applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: Any, x_d
           and available() is True)
 
 
+# An SM's shared memory (sm_90), and what a block of the kernel takes besides x's staging (its
+# partial sums and the driver's reserve), for counting the blocks that fit an SM.
+SM_SHARED_BYTES = 228 * 1024
+STATIC_SHARED_BYTES = 2 * 1024 + 1024
 # Blocks of one launch from which row tiles are grouped into fewer, bigger blocks.
 MAX_BLOCKS = 264
 # Shared memory a block's x staging may take as float32 and still leave room for four blocks an
@@ -173,12 +168,15 @@ def routes(n: int, tile_fill: float, m: int | None = None) -> bool:
 def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
   """The launch for x [k, n] and an [m, k] weight.
   - One column: a row tile a block, x staged 16-bit; 32 warps a block where there are at most
-    ``2 * GPU_SMS`` row tiles (two blocks an SM; ``sparse_mma.GPU_SMS``), else 16; K split
+    ``2 * GPU_SMS`` row tiles (two blocks an SM; ``sparse_mma.GPU_SMS``), else 16, or 8 where
+    that makes the launch one wave (eight blocks an SM, their x staging fitting); K split
     (float32 partial sums, then their sum; up to four ways, at least 16 K tiles a split) where
     fewer than ``GPU_SMS`` row tiles would leave SMs without a block. H100, 70% sparsity
     (experiments/results/h100-2026-11-27-tiled-gemv/): 4096x14336 23.8 us with 32 warps, 25.2
     with 16 and K split in two, 26.9 with 16; 14336x4096 24.6 us with 16 warps, 30.6 with 32
-    and 26.7 with 32 on two row tiles.
+    and 26.7 with 32 on two row tiles; 14336x4096 with 8 warps against 16 (896 blocks in one
+    wave against 1.7), 28.0 / 24.3 / 20.8 / 16.6 us against 28.1 / 24.9 / 21.3 / 17.4 at 60 /
+    70 / 80 / 90% (experiments/results/h100-2026-11-27-tiled-gemv-variants/prefetch/).
   - 2-4 columns: 16 warps a block, the fewest row tiles a block (a power of two) that keep the
     launch at ``MAX_BLOCKS`` blocks (4096 rows: 1, 256 blocks; 14336 rows: 4, 224 blocks); x
     staged float32 where that leaves room for four blocks an SM, else 16-bit.
@@ -190,6 +188,10 @@ def default_config(n: int, m: int, k: int) -> TiledGemvConfig:
   if n == 1:
     config = TiledGemvConfig(m_tiles=1, warps=MAX_WARPS if row_tiles <= 2 * sms else 16,
                              x_source="16-bit")
+    eight = dataclasses.replace(config, warps=8)
+    if (config.warps == 16 and row_tiles > 4 * sms and row_tiles <= 8 * sms
+        and 8 * (eight.shared_bytes(1, k) + STATIC_SHARED_BYTES) <= SM_SHARED_BYTES):
+      config = eight
     if row_tiles < sms:
       splits = max(1, min(4, 2 * sms // row_tiles, -(-k // 64) // 16))
       config = dataclasses.replace(config, k_splits=splits)
@@ -215,10 +217,9 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   n = sparse_mma.check_tiled_product(data, bitmaps, row_offsets, x, shape, MAX_N, "gemv")
   config = config or default_config(n, m, k)
   if not config.fits(n, k):
-    if n != 1 and (config.x_source == "global" or config.prefetch != "none"
-                   or config.warps > MAX_WARPS_MULTI):
-      raise ValueError(f"config {config}: x read from global memory, prefetching and more "
-                       f"than {MAX_WARPS_MULTI} warps a block take one column only, got {n}")
+    if n != 1 and (config.x_source == "global" or config.warps > MAX_WARPS_MULTI):
+      raise ValueError(f"config {config}: x read from global memory, and more than "
+                       f"{MAX_WARPS_MULTI} warps a block, take one column only, got {n}")
     raise ValueError(f"config {config} stages {config.shared_bytes(n, k)} bytes of x at "
                      f"K = {k}, more than a block may ({MAX_SHARED_BYTES}): raise k_splits")
   load()
@@ -228,8 +229,7 @@ def gemv(data: jax.Array, bitmaps: jax.Array, row_offsets: jax.Array, x: jax.Arr
   out = jax.ffi.ffi_call(TARGET, result, vmap_method="sequential")(
       data, bitmaps, row_offsets.astype(jnp.int32), x, m=np.int64(m), k=np.int64(k),
       m_tiles=np.int64(config.m_tiles), warps=np.int64(config.warps),
-      k_splits=np.int64(splits), x_source=np.int64(X_SOURCES[config.x_source]),
-      prefetch=np.int64(PREFETCH[config.prefetch]))
+      k_splits=np.int64(splits), x_source=np.int64(X_SOURCES[config.x_source]))
   return out if splits == 1 else out.sum(axis=0).astype(x.dtype)
 
 

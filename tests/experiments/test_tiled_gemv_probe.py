@@ -14,7 +14,6 @@ def test_specs_name_every_launch_field():
   assert parse_config("2-16-3")(1, 64, 64) == config(2, 16, 3)
   assert parse_config("1-32-1-h")(1, 64, 64).x_source == "16-bit"
   assert parse_config("1-32-1-g")(1, 64, 64) == config(1, 32, 1, "global")
-  assert parse_config("1-32-1-h-l2")(1, 64, 64) == config(1, 32, 1, "16-bit", "l2")
   assert parse_config("default")(2, 14336, 4096) == tiled_gemv.default_config(2, 14336, 4096)
   assert parse_config("default-g")(1, 4096, 14336) == dataclasses.replace(
       tiled_gemv.default_config(1, 4096, 14336), x_source="global")

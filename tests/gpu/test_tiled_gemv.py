@@ -41,18 +41,12 @@ def test_default_launch_against_float64(shape, density, dtype):
 
 
 # Warps past the last row tile (3 row tiles against blocks of 2-16), several warps a row tile
-# taking its 70 K tiles in turn, K splits (more splits than some get tiles), each x source,
-# each prefetch (warps of 0, 1, 2 and more tiles).
+# taking its 70 K tiles in turn, K splits (more splits than some get tiles), each x source.
 @pytest.mark.parametrize("config", [Config(1, 1, 1), Config(2, 16, 1), Config(3, 3, 2),
                                     Config(16, 16, 1, "16-bit"), Config(1, 8, 7, "16-bit"),
                                     Config(2, 4, 64), Config(1, 16, 1, "16-bit"),
                                     Config(2, 8, 3, "global"), Config(2, 32, 1, "16-bit"),
-                                    Config(1, 32, 1, "16-bit"),
-                                    Config(1, 1, 1, prefetch="l1"),
-                                    Config(3, 3, 2, "16-bit", "l2"),
-                                    Config(2, 8, 3, "global", "l1"),
-                                    Config(1, 32, 1, "16-bit", "l1"),
-                                    Config(2, 4, 64, "16-bit", "l2")])
+                                    Config(1, 32, 1, "16-bit")])
 def test_launches(config):
   shape = (40, 64 * 70)
   matrix = random_tiled(3, shape, 0.3, jnp.bfloat16)
@@ -79,9 +73,7 @@ def mixed_tiles(seed, shape, dtype, padding=0):
   return matrix
 
 
-@pytest.mark.parametrize("config", [None, Config(1, 1, 1, "float32"), Config(2, 2, 3, "global"),
-                                    Config(1, 4, 1, "16-bit", "l1"),
-                                    Config(2, 2, 3, "global", "l2")])
+@pytest.mark.parametrize("config", [None, Config(1, 1, 1, "float32"), Config(2, 2, 3, "global")])
 @pytest.mark.parametrize("padding", [0, 13])
 def test_tiles_of_mixed_fill_and_padding_past_the_last_value(config, padding):
   # A warp's consecutive tiles differ in fill (0 to 1024 values); the padding after the last
@@ -113,24 +105,19 @@ def test_handler_refuses_bad_launches_naming_them():
   matrix = random_tiled(5, shape, 0.3, jnp.bfloat16)
   tiled_gemv.load()
 
-  def call(x, m_tiles=1, warps=8, k_splits=1, x_source=0, prefetch=0):
+  def call(x, m_tiles=1, warps=8, k_splits=1, x_source=0):
     out = (jax.ShapeDtypeStruct((shape[0], x.shape[1]), x.dtype) if k_splits == 1 else
            jax.ShapeDtypeStruct((k_splits, shape[0], x.shape[1]), jnp.float32))
     return jax.block_until_ready(jax.ffi.ffi_call(tiled_gemv.TARGET, out)(
         matrix.data, matrix.bitmaps, matrix.row_offsets.astype(jnp.int32), x,
         m=np.int64(shape[0]), k=np.int64(shape[1]), m_tiles=np.int64(m_tiles),
-        warps=np.int64(warps), k_splits=np.int64(k_splits), x_source=np.int64(x_source),
-        prefetch=np.int64(prefetch)))
+        warps=np.int64(warps), k_splits=np.int64(k_splits), x_source=np.int64(x_source)))
 
   x = jnp.ones((shape[1], 1), jnp.bfloat16)
   with pytest.raises(Exception, match="m_tiles must divide warps"):
     call(x, m_tiles=3)
   with pytest.raises(Exception, match="N must be 1..4, got 5"):
     call(jnp.ones((shape[1], 5), jnp.bfloat16))
-  with pytest.raises(Exception, match="prefetch must be 0, 1 or 2"):
-    call(x, prefetch=3)
-  with pytest.raises(Exception, match=r"prefetching \(prefetch 1 or 2\) needs N = 1, got 2"):
-    call(jnp.ones((shape[1], 2), jnp.bfloat16), prefetch=1)
   with pytest.raises(Exception, match="x read from global memory \\(x_source 2\\) needs N = 1"):
     call(jnp.ones((shape[1], 2), jnp.bfloat16), x_source=2)
   with pytest.raises(Exception, match="warps must be 1..32 at N = 1, 1..16 at N = 2..4, got 32"):

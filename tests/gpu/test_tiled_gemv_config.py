@@ -18,7 +18,6 @@ Config = tiled_gemv.TiledGemvConfig
     (dict(k_splits=0), "k_splits must be 1..64, got 0"),
     (dict(k_splits=65), "k_splits must be 1..64, got 65"),
     (dict(x_source="bf16"), "x_source must be one of"),
-    (dict(prefetch="l3"), "prefetch must be one of"),
 ])
 def test_config_refuses_bad_fields_naming_them(fields, message):
   with pytest.raises(ValueError, match=message):
@@ -43,7 +42,6 @@ def test_shared_bytes_follow_the_kernels_staging_layout():
 def test_fits_refuses_what_the_kernel_refuses():
   assert Config(x_source="global").fits(1, 64) and not Config(x_source="global").fits(2, 64)
   assert Config(warps=32).fits(1, 64) and not Config(warps=32).fits(2, 64)
-  assert Config(prefetch="l1").fits(1, 64) and not Config(prefetch="l2").fits(2, 64)
   assert not Config(x_source="float32").fits(4, 14336)  # 258 KB of staging
   assert Config(x_source="float32", k_splits=2).fits(4, 14336)
 
@@ -51,7 +49,12 @@ def test_fits_refuses_what_the_kernel_refuses():
 def test_default_launches():
   wide, tall = (4096, 14336), (14336, 4096)
   assert tiled_gemv.default_config(1, *wide) == Config(1, 32, 1, "16-bit")
-  assert tiled_gemv.default_config(1, *tall) == Config(1, 16, 1, "16-bit")
+  # 896 row tiles: 8-warp blocks, eight an SM, one wave (16-warp blocks made 1.7).
+  assert tiled_gemv.default_config(1, *tall) == Config(1, 8, 1, "16-bit")
+  assert tiled_gemv.default_config(1, 8192, 4096) == Config(1, 16, 1, "16-bit")  # 512: 16 fit
+  assert tiled_gemv.default_config(1, 20000, 4096).warps == 16  # 1250 > 8 x 132: no one wave
+  # Eight blocks' staging of 14336 columns (28 KB each) do not fit an SM: 16 warps stay.
+  assert tiled_gemv.default_config(1, 14336, 14336) == Config(1, 16, 1, "16-bit")
   # Fewer row tiles than SMs: K split so that every SM gets a block.
   assert tiled_gemv.default_config(1, 256, 4096) == Config(1, 32, 4, "16-bit")
   assert tiled_gemv.default_config(1, 1, 64).k_splits == 1  # one K tile: nothing to split
@@ -87,10 +90,9 @@ def test_gemv_refuses_bad_arguments_naming_them():
     tiled_gemv.gemv(*operands, x.astype(jnp.float16), shape=matrix.shape)
   with pytest.raises(ValueError, match="takes 1..4"):
     tiled_gemv.gemv(*operands, jnp.ones((128, 5), jnp.bfloat16), shape=matrix.shape)
-  for config in (Config(warps=32), Config(prefetch="l1")):
-    with pytest.raises(ValueError, match="take one column only, got 2"):
-      tiled_gemv.gemv(*operands, jnp.ones((128, 2), jnp.bfloat16), shape=matrix.shape,
-                      config=config)
+  with pytest.raises(ValueError, match="take one column only, got 2"):
+    tiled_gemv.gemv(*operands, jnp.ones((128, 2), jnp.bfloat16), shape=matrix.shape,
+                    config=Config(warps=32))
   with pytest.raises(ValueError, match="raise k_splits"):
     staging_too_big()
   wrong_tiles = jsparse.Tiled.fromdense(jnp.eye(32, 128, dtype=jnp.bfloat16),
