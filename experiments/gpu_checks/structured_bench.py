@@ -304,15 +304,14 @@ def config_of(case: Case, matrix) -> dict:
   if case.family == "tiled":
     from jsparse._gpu import sparse_mma, tiled_gemv
     fill = sparse_mma.mean_tile_fill(matrix.data, matrix.bitmaps)
-    if (not case.variant and tiled_gemv.routes(case.n, fill, case.shape[0])
-        and tiled_gemv.applies(case.shape, matrix.tile_shape, matrix.dtype, BF16, case.n)):
+    kernel = None if case.variant else structured.cuda_tiled_kernel(
+        case.shape, matrix.tile_shape, matrix.dtype, BF16, case.n, fill)
+    if kernel == "tiled_gemv":
       return {"kernel": "tiled_gemv (CUDA)",
               **dataclasses.asdict(tiled_gemv.default_config(case.n, *case.shape))}
-    if not case.variant and sparse_mma.tiled_applies(case.shape, matrix.tile_shape,
-                                                     matrix.dtype, BF16, case.n):
+    if kernel == "tiled_mma":
       return {"kernel": "tiled_mma (CUDA)",
-              **dataclasses.asdict(sparse_mma.default_tiled_config(
-                  case.n, *case.shape, sparse_mma.mean_tile_fill(matrix.data, matrix.bitmaps)))}
+              **dataclasses.asdict(sparse_mma.default_tiled_config(case.n, *case.shape, fill))}
     gather = structured.tiled_gather_config(matrix.layout, case.n)
     if gather is not None:
       return {"kernel": "tiled_gather", **dataclasses.asdict(gather)}

@@ -14,7 +14,7 @@ or an ``nnx.Linear``. Weights are random (time does not depend on their values).
   through ``jsparse.ops.matmul_transposed`` (up to 32 tokens; the dense expansion beyond);
 - ``tiled-70%`` / ``tiled-90%``: ``SparseLinear(format="tiled")``, magnitude-pruned to that
   sparsity, 16x64 bitmap tiles: on a GPU the CUDA-core gemv kernel at 1-2 tokens where the
-  tiles are sparse enough (``jsparse._gpu.tiled_gemv.ROUTE_MAX_FILL``), the tensor-core tiled
+  tiles are sparse enough (``jsparse._gpu.tiled_gemv.routes``), the tensor-core tiled
   kernel otherwise up to 32 tokens, the Pallas tiled kernels beyond.
 
 Each (variant, tokens) is timed as one jit-compiled forward pass: ``experiments.kernel_time``

@@ -338,19 +338,33 @@ def _tiled_supported(layout: SparseLayout, num_n: int, dtype: Any = None) -> boo
   return tiled_spmm.gpu_supported(layout.block_shape, tiled_config(layout, num_n))
 
 
+def cuda_tiled_kernel(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: Any,
+                      x_dtype: Any, n: int, tile_fill: float) -> str | None:
+  """Which CUDA kernel ``jsparse.spmm`` runs for a Tiled [M, K] matrix (``tile_shape``,
+  ``dtype``, tiles holding ``tile_fill`` values on average) times n columns of ``x_dtype``:
+  "tiled_gemv" (CUDA cores, 1-2 columns of sparse enough tiles: ``tiled_gemv.routes``),
+  "tiled_mma" (tensor cores), or None (neither applies: the Pallas kernels)."""
+  from jsparse._gpu import sparse_mma, tiled_gemv  # CUDA libraries, built with nvcc on first use
+  if (tiled_gemv.routes(n, tile_fill, shape[0])
+      and tiled_gemv.applies(shape, tile_shape, dtype, x_dtype, n)):
+    return "tiled_gemv"
+  if sparse_mma.tiled_applies(shape, tile_shape, dtype, x_dtype, n):
+    return "tiled_mma"
+  return None
+
+
 def _spmm_tiled(data, value_columns, bitmaps, row_offsets, dense, *, interpret, layout,
                 **unused):
   from jsparse._gpu import sparse_mma, tiled_gemv  # CUDA libraries, built with nvcc on first use
-  n = dense.shape[1]
-  if (not interpret
-      and tiled_gemv.routes(n, sparse_mma.mean_tile_fill(data, bitmaps), layout.shape[0])
-      and tiled_gemv.applies(layout.shape, layout.block_shape, data.dtype, dense.dtype, n)):
+  kernel = None if interpret else cuda_tiled_kernel(
+      layout.shape, layout.block_shape, data.dtype, dense.dtype, dense.shape[1],
+      sparse_mma.mean_tile_fill(data, bitmaps))
+  if kernel == "tiled_gemv":
     # Decoding at batch 1-2 on the CUDA cores where tiles are sparse enough: one FMA a stored
     # value, where the tensor-core kernel expands every element of a tile (BUILD_NOTES.md,
     # "tiled gemv").
     return tiled_gemv.gemv(data, bitmaps, row_offsets, dense, shape=layout.shape)
-  if not interpret and sparse_mma.tiled_applies(layout.shape, layout.block_shape, data.dtype,
-                                                dense.dtype, n):
+  if kernel == "tiled_mma":
     # Decoding on the dense tensor cores through a CUDA kernel: the Pallas kernels' per-element
     # expansion binds them at 0.5-0.8x dense (BUILD_NOTES.md, "Tiled SpMM").
     return sparse_mma.tiled_matmul(data, bitmaps, row_offsets, dense, shape=layout.shape)

@@ -126,3 +126,21 @@ def test_gemv_refuses_operands_that_do_not_match_the_shape():
   # A shape the bitmaps do not cover (more rows than their tiles hold):
   with pytest.raises(ValueError, match="bitmaps must be"):
     tiled_gemv.gemv(matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=(48, 128))
+
+
+def test_cuda_tiled_kernel_routes_one_decision(monkeypatch):
+  # jsparse.spmm and the benchmark take the CUDA tiled kernel from this one function; with the
+  # libraries taken as available (no GPU here), its choice follows routes() and the operands.
+  from jsparse._gpu import sparse_mma, structured
+  monkeypatch.setattr(tiled_gemv, "available", lambda: True)
+  monkeypatch.setattr(sparse_mma, "available", lambda: True)
+  bf16 = jnp.bfloat16
+  choose = structured.cuda_tiled_kernel
+  assert choose((4096, 14336), (16, 64), bf16, bf16, 1, 307) == "tiled_gemv"
+  assert choose((4096, 14336), (16, 64), bf16, bf16, 1, 512) == "tiled_mma"
+  assert choose((4096, 14336), (16, 64), bf16, bf16, 2, 307) == "tiled_mma"
+  assert choose((14336, 4096), (16, 64), bf16, bf16, 2, 307) == "tiled_gemv"
+  assert choose((4096, 14336), (16, 64), bf16, bf16, 8, 10) == "tiled_mma"
+  assert choose((4096, 14336), (16, 32), bf16, bf16, 1, 100) is None
+  assert choose((4096, 14336), (16, 64), jnp.float32, jnp.float32, 1, 100) is None
+  assert choose((4096, 14336), (16, 64), bf16, bf16, sparse_mma.MAX_N + 1, 100) is None
