@@ -73,17 +73,15 @@ def describe(config) -> str:
 def run_checks(outdir: pathlib.Path) -> int:
   """The default launch and ``CHECK_CONFIGS`` on ``CHECK_SHAPES`` (the timed launches are
   checked where they are timed)."""
-  configs = tuple(parse_config(c) for c in CHECK_CONFIGS)
+  resolves = tuple(parse_config(c) for c in CHECK_CONFIGS)
   table = CheckTable()
-  for shape, density, dtype, matrix, n, x, expected in check_cases(
-      np.random.default_rng(0), CHECK_SHAPES, (1, 2, 3, 4),
-      densities=lambda shape: (0.3, 0.0) if shape == CHECK_SHAPES[0] else (0.3,)):
-    for resolve in configs:
-      config = resolve(n, *shape)
-      if config.fits(n, shape[1]):
-        table.add(shape, density, dtype, n, config, lambda: tiled_gemv.gemv(
-            matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=shape, config=config),
-            expected)
+  table.check_all(
+      check_cases(np.random.default_rng(0), CHECK_SHAPES, (1, 2, 3, 4),
+                  densities=lambda shape: (0.3, 0.0) if shape == CHECK_SHAPES[0] else (0.3,)),
+      lambda matrix, n, shape: [c for c in (r(n, *shape) for r in resolves)
+                                if c.fits(n, shape[1])],
+      lambda matrix, x, shape, config: tiled_gemv.gemv(
+          matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=shape, config=config))
   return table.write(outdir)
 
 

@@ -125,6 +125,14 @@ class CheckTable:
     self.rows.append(f"| {shape} | {density} | {jnp.dtype(dtype).name} | {n} | {config} | "
                      f"{err} | {'ok' if ok else 'WRONG'} |")
 
+  def check_all(self, cases, launches, product) -> None:
+    """For each case of ``check_cases``, each launch ``launches(matrix, n, shape)`` yields
+    (the ones the kernel takes), checked as ``product(matrix, x, shape, config)``."""
+    for shape, density, dtype, matrix, n, x, expected in cases:
+      for config in launches(matrix, n, shape):
+        self.add(shape, density, dtype, n, config,
+                 lambda: product(matrix, x, shape, config), expected)
+
   def write(self, outdir: pathlib.Path) -> int:
     """Writes OUTDIR/checks.md, prints the count; returns the failures."""
     (outdir / "checks.md").write_text(
@@ -134,18 +142,18 @@ class CheckTable:
     return self.failures
 
 
+def tiled_product(matrix, x, shape, config):
+  return sparse_mma.tiled_matmul(matrix.data, matrix.bitmaps, matrix.row_offsets, x,
+                                 shape=shape, config=config)
+
+
 def run_checks(outdir: pathlib.Path, configs) -> int:
+  resolves = configs + (fixed(Config(1, 1, 2)), fixed(Config(2, 1, 4)), parse_config("4-2-2-8"),
+                        parse_config("4-3-2-a"), parse_config("4-3-2-a-3"))
   table = CheckTable()
-  extra = (fixed(Config(1, 1, 2)), fixed(Config(2, 1, 4)), parse_config("4-2-2-8"),
-           parse_config("4-3-2-a"), parse_config("4-3-2-a-3"))
-  for shape, density, dtype, matrix, n, x, expected in check_cases(
-      np.random.default_rng(0), CHECK_SHAPES, CHECK_COLUMNS):
-    for resolve in configs + extra:
-      config = resolve(matrix)
-      if takes(config, n, shape[1]):
-        table.add(shape, density, dtype, n, config, lambda: sparse_mma.tiled_matmul(
-            matrix.data, matrix.bitmaps, matrix.row_offsets, x, shape=shape, config=config),
-            expected)
+  table.check_all(check_cases(np.random.default_rng(0), CHECK_SHAPES, CHECK_COLUMNS),
+                  lambda matrix, n, shape: [c for c in (r(matrix) for r in resolves)
+                                            if takes(c, n, shape[1])], tiled_product)
   return table.write(outdir)
 
 

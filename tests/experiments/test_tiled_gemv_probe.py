@@ -56,7 +56,12 @@ def test_check_cases_and_table(tmp_path):
     np.testing.assert_allclose(expected, product)
     table.add(shape, density, dtype, n, "exact", lambda e=expected: e, expected)
   table.add((1, 64), 0.3, jnp.bfloat16, 1, "off", lambda: expected + 1.0, expected)
+  # check_all: each case's launches, checked as product(matrix, x, shape, config).
+  table.check_all(cases[:2], lambda matrix, n, shape: ["dense", "skipped"][:1],
+                  lambda matrix, x, shape, config: (np.asarray(matrix.todense(), np.float64)
+                                                    @ np.asarray(x, np.float64)))
+  assert len(table.rows) == len(cases) + 3
   assert table.write(tmp_path) == 1
   text = (tmp_path / "checks.md").read_text()
-  assert text.count("| ok |") == len(cases) and text.count("| WRONG |") == 1
+  assert text.count("| ok |") == len(cases) + 2 and text.count("| WRONG |") == 1
 
