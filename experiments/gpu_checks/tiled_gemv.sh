@@ -25,13 +25,5 @@ timeout -s INT -k 5 150 python3 -P -m pytest -v -p no:cacheprovider -W ignore::D
 echo "tests rc $? at ${SECONDS} s"; tail -2 "$out/tests.log"
 wait $mma
 echo "mma build rc $? at ${SECONDS} s"
-left=$((580 - SECONDS))
-if [ "$what" = probe ]; then
-  timeout -k 3 "$left" python3 -P experiments/gpu_checks/tiled_gemv_probe.py "$out/probe" \
-    --budget-s $((left - 60)) ${PROBE_ARGS:-} > "$out/probe.log" 2>&1
-else
-  timeout -k 3 "$left" python3 -P experiments/gpu_checks/structured_bench.py "$out/sweep" \
-    --families tiled --defaults-only --sparsities 0.7,0.5,0.3,0.4,0.8,0.9 --ns 1,8,16,32 \
-    --budget-s $((left - 50)) > "$out/sweep.log" 2>&1
-fi
-echo "$what rc $? at ${SECONDS} s"
+source experiments/gpu_checks/tiled_run_tail.sh
+probe_or_sweep "$what" "$out" experiments/gpu_checks/tiled_gemv_probe.py 60
