@@ -144,10 +144,11 @@ def applies(shape: tuple[int, int], tile_shape: tuple[int, int], dtype: Any, x_d
           and available() is True)
 
 
-# An SM's shared memory (sm_90), and what a block of the kernel takes besides x's staging (its
-# partial sums and the driver's reserve), for counting the blocks that fit an SM.
+# An SM's shared memory (sm_90), and what a one-column block of the kernel takes besides x's
+# staging (its partial sums, float32 [MAX_WARPS, 16], and the driver's 1 KB reserve), for
+# counting the blocks that fit an SM.
 SM_SHARED_BYTES = 228 * 1024
-STATIC_SHARED_BYTES = 2 * 1024 + 1024
+STATIC_SHARED_BYTES = MAX_WARPS * 16 * 4 + 1024
 # Blocks of one launch from which row tiles are grouped into fewer, bigger blocks.
 MAX_BLOCKS = 264
 # Shared memory a block's x staging may take as float32 and still leave room for four blocks an
