@@ -26,9 +26,10 @@
 // a tile cost more than the DRAM latency they hid); finding a word's start from the tile's
 // first row offset and a warp scan of the words' bit counts (one offset read a tile, not 16).
 //
-// What bounds it (H100, 70% sparsity): ~250 warp instructions a tile, 23 a pair of values in
-// the loop; and a warp runs as many trips as its fullest word needs (experiments/results/
-// h100-2026-11-27-tiled-gemv/).
+// What bounds it (H100, 70% sparsity, Nsight Compute): ~290 warp instructions a tile with x's
+// staging and the epilogue (23 a pair of values in the loop), 66-68% of issue slots busy, and
+// 23 of a warp's 32 lanes active on average, since a warp runs as many trips as its fullest
+// word needs (experiments/results/h100-2026-11-27-tiled-gemv-variants/ncu-final/).
 //
 // x: [K, N]; out: [M, N] of x's dtype, or with k_splits > 1 float32 partial sums
 // [k_splits, M, N] (the caller adds them).
@@ -103,8 +104,7 @@ struct XStage {
   }
 };
 
-// x's kN staged values at bit ``bit`` of a word whose columns start at 32-bit shared address
-// ``word`` (one load: ld.shared of 2-16 bytes).
+// x's kN values at one column, as float32.
 template <int kN>
 struct Column {
   float v[kN];
@@ -124,6 +124,8 @@ __device__ __forceinline__ Column<kN> LoadColumn(uint64_t word, int bit) {
   return c;
 }
 
+// x's kN staged values at bit ``bit`` of a word whose columns start at 32-bit shared address
+// ``word`` (one load: ld.shared of 2-16 bytes).
 template <bool kBf16, int kN, int kX>
 __device__ __forceinline__ Column<kN> LoadColumn(uint32_t word, int bit) {
   constexpr bool kHalf = kX == kXHalf;
