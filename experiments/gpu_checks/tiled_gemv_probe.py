@@ -25,13 +25,11 @@ import time
 
 sys.path.append(str(pathlib.Path(__file__).resolve().parents[2]))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.gpu_checks import bench_common  # noqa: E402
 from experiments.gpu_checks.tiled_mma_probe import (  # noqa: E402
-    TOLERANCE, CheckTable, check_cases, random_tiled)
+    TOLERANCE, CheckTable, check_cases, timing_cases)
 from jsparse._gpu import sparse_mma, tiled_gemv  # noqa: E402
 
 Config = tiled_gemv.TiledGemvConfig
@@ -101,27 +99,22 @@ def main() -> None:
   table = bench_common.kernel_line_table(args.outdir, "tiled_gemv", "tiled gemv launches",
                                          pattern="uniform random, 16x64 tiles")
   deadline = time.monotonic() + args.budget_s
-  key = jax.random.key(0)
-  for sparsity in map(float, args.sparsities.split(",")):
-    for shape in SHAPES:
-      matrix = random_tiled(np.random.default_rng(shape[0]), shape, 1 - sparsity, jnp.bfloat16)
-      w = matrix.todense()
-      operands = (matrix.data, matrix.bitmaps, matrix.row_offsets)
-      for n in map(int, args.columns.split(",")):
-        x, expected = bench_common.bf16_columns_and_reference(key, w, n)
-        lines = [("dense", bench_common.dense_bf16, (w, x)),
-                 (f"s{sparsity} tiled_mma",
-                  lambda d, b, o, v: sparse_mma.tiled_matmul(d, b, o, v, shape=shape),
-                  operands + (x,))]
-        for resolve in configs:
-          config = resolve(n, *shape)
-          if config.fits(n, shape[1]):
-            lines.append((f"s{sparsity} gemv {resolve.label} ({describe(config)})",
-                          lambda d, b, o, v, c=config: tiled_gemv.gemv(d, b, o, v, shape=shape,
-                                                                       config=c),
-                          operands + (x,)))
-        bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
-                                       deadline=deadline, tolerance=TOLERANCE)
+  for sparsity, shape, matrix, w, n, x, expected in timing_cases(
+      map(float, args.sparsities.split(",")), SHAPES, tuple(map(int, args.columns.split(",")))):
+    operands = (matrix.data, matrix.bitmaps, matrix.row_offsets, x)
+    lines = [("dense", bench_common.dense_bf16, (w, x)),
+             (f"s{sparsity} tiled_mma",
+              lambda d, b, o, v, shape=shape: sparse_mma.tiled_matmul(d, b, o, v, shape=shape),
+              operands)]
+    for resolve in configs:
+      config = resolve(n, *shape)
+      if config.fits(n, shape[1]):
+        lines.append((f"s{sparsity} gemv {resolve.label} ({describe(config)})",
+                      lambda d, b, o, v, c=config, shape=shape: tiled_gemv.gemv(
+                          d, b, o, v, shape=shape, config=c),
+                      operands))
+    bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
+                                   deadline=deadline, tolerance=TOLERANCE)
 
 
 if __name__ == "__main__":

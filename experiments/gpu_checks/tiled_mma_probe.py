@@ -113,6 +113,20 @@ def check_cases(rng, shapes, columns, densities=lambda shape: (0.3,)):
           yield shape, density, dtype, matrix, n, x, dense @ np.asarray(x, np.float64)
 
 
+def timing_cases(sparsities, shapes, columns):
+  """Yields (sparsity, shape, matrix, dense w, n, x, expected) for the timed cases: a random
+  bf16 Tiled matrix (``random_tiled``, seeded by its row count) of each shape at each sparsity,
+  times bf16 columns of each of ``columns`` (``bench_common.bf16_columns_and_reference``)."""
+  key = jax.random.key(0)
+  for sparsity in sparsities:
+    for shape in shapes:
+      matrix = random_tiled(np.random.default_rng(shape[0]), shape, 1 - sparsity, jnp.bfloat16)
+      w = matrix.todense()
+      for n in columns:
+        x, expected = bench_common.bf16_columns_and_reference(key, w, n)
+        yield sparsity, shape, matrix, w, n, x, expected
+
+
 class CheckTable:
   """The rows of ``checks.md``: one launch checked (``check_launch``) a row."""
 
@@ -175,22 +189,17 @@ def main() -> None:
   table = bench_common.kernel_line_table(args.outdir, "tiled_mma", "tiled decoding launches",
                                          pattern="uniform random, 16x64 tiles")
   deadline = time.monotonic() + args.budget_s
-  key = jax.random.key(0)
-  for sparsity in map(float, args.sparsities.split(",")):
-    for shape in SHAPES:
-      matrix = random_tiled(np.random.default_rng(shape[0]), shape, 1 - sparsity, jnp.bfloat16)
-      w = matrix.todense()
-      for n in map(int, args.columns.split(",")):
-        x, expected = bench_common.bf16_columns_and_reference(key, w, n)
-        lines = [("dense", bench_common.dense_bf16, (w, x))]
-        launches = [(resolve.label, resolve(matrix)) for resolve in configs]
-        lines += [(f"s{sparsity} {label} (c{c.capacity})",
-                   lambda d, b, o, v, c=c: sparse_mma.tiled_matmul(d, b, o, v, shape=shape,
-                                                                   config=c),
-                   (matrix.data, matrix.bitmaps, matrix.row_offsets, x))
-                  for label, c in launches if takes(c, n, shape[1])]
-        bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
-                                       deadline=deadline, tolerance=TOLERANCE)
+  for sparsity, shape, matrix, w, n, x, expected in timing_cases(
+      map(float, args.sparsities.split(",")), SHAPES, tuple(map(int, args.columns.split(",")))):
+    lines = [("dense", bench_common.dense_bf16, (w, x))]
+    launches = [(resolve.label, resolve(matrix)) for resolve in configs]
+    lines += [(f"s{sparsity} {label} (c{c.capacity})",
+               lambda d, b, o, v, c=c, shape=shape: sparse_mma.tiled_matmul(
+                   d, b, o, v, shape=shape, config=c),
+               (matrix.data, matrix.bitmaps, matrix.row_offsets, x))
+              for label, c in launches if takes(c, n, shape[1])]
+    bench_common.time_kernel_lines(table, lines, shape=shape, n=n, expected=expected,
+                                   deadline=deadline, tolerance=TOLERANCE)
 
 
 if __name__ == "__main__":

@@ -65,3 +65,16 @@ def test_check_cases_and_table(tmp_path):
   text = (tmp_path / "checks.md").read_text()
   assert text.count("| ok |") == len(cases) + 2 and text.count("| WRONG |") == 1
 
+
+
+def test_timing_cases_pair_each_matrix_with_its_product():
+  import numpy as np
+
+  from experiments.gpu_checks.tiled_mma_probe import timing_cases
+  cases = list(timing_cases((0.7, 0.9), ((40, 100), (17, 64)), (1, 3)))
+  assert [(c[0], c[1], c[4]) for c in cases] == [
+      (s, shape, n) for s in (0.7, 0.9) for shape in ((40, 100), (17, 64)) for n in (1, 3)]
+  for sparsity, shape, matrix, w, n, x, expected in cases:
+    assert matrix.shape == shape and w.shape == shape and x.shape == (shape[1], n)
+    product = np.asarray(w, np.float32) @ np.asarray(x, np.float32)
+    np.testing.assert_allclose(np.asarray(expected, np.float32), product, rtol=2e-2, atol=2e-2)
