@@ -65,14 +65,14 @@ FULL = {
              "splits": ["rows", "cols"]},
     "mlp": {"d_model": 4096, "d_ff": 14336, "sparsity": 0.9, "tokens": [128]},
     "attention": {"batch": 1, "seq": 4096, "heads": 32, "kv_heads": 8, "head_dim": 128,
-                  "block": 128, "window": 1024},
+                  "block": 128, "window": 1024, "dtypes": ["float32", "bfloat16"]},
 }
 QUICK = {
     "spmm": {"shapes": [(1024, 1024), (3584, 1024)], "sparsity": 0.9, "n": [32, 256],
              "splits": ["rows", "cols"]},
     "mlp": {"d_model": 1024, "d_ff": 3584, "sparsity": 0.9, "tokens": [32]},
     "attention": {"batch": 1, "seq": 1024, "heads": 8, "kv_heads": 8, "head_dim": 64,
-                  "block": 128, "window": 256},
+                  "block": 128, "window": 256, "dtypes": ["float32"]},
 }
 DTYPE = jnp.float32
 SPECS = {"rows": P("x"), "cols": P(None, "x")}
@@ -195,16 +195,22 @@ def _run_mlp(weights, x, devices):
 
 
 def attention_cases(grid: dict, counts: list[int]):
+  """Block-sparse attention split by heads, in each of ``grid["dtypes"]`` (float32: the
+  reference path; bfloat16 on a GPU: the Pallas kernel of ``jsparse.block_sparse_attention``)."""
   rng = np.random.default_rng(3)
-  draw = lambda heads: jnp.asarray(rng.standard_normal(
-      (grid["batch"], grid["seq"], heads, grid["head_dim"])), DTYPE)
-  q, k, v = draw(grid["heads"]), draw(grid["kv_heads"]), draw(grid["kv_heads"])
+  shape = lambda heads: (grid["batch"], grid["seq"], heads, grid["head_dim"])  # noqa: E731
+  draws = [rng.standard_normal(shape(heads)) for heads in
+           (grid["heads"], grid["kv_heads"], grid["kv_heads"])]
   mask = jsparse.BlockMask.local_global(grid["seq"], grid["seq"], block_size=(grid["block"],) * 2,
                                         window=grid["window"])
-  for devices in counts:
-    config = {"op": "attention", **grid, "split": "heads", "devices": devices,
-              "mask": f"local_global(window={grid['window']})"}
-    yield config, lambda devices=devices: _run_attention(q, k, v, mask, devices)
+  sizes = {key: value for key, value in grid.items() if key != "dtypes"}
+  for dtype in grid["dtypes"]:
+    q, k, v = (jnp.asarray(draw, dtype) for draw in draws)
+    for devices in counts:
+      config = {"op": "attention", **sizes, "dtype": dtype, "split": "heads",
+                "devices": devices, "mask": f"local_global(window={grid['window']})"}
+      yield config, lambda devices=devices, q=q, k=k, v=v: _run_attention(q, k, v, mask,
+                                                                           devices)
 
 
 def _run_attention(q, k, v, mask, devices):
@@ -303,7 +309,8 @@ def _size(record: dict) -> str:
     return f"{record['shape'][0]}x{record['shape'][1]} N={record['n']}"
   if record["op"] == "mlp":
     return f"{record['d_ff']}x{record['d_model']} T={record['tokens']}"
-  return f"S={record['seq']} H={record['heads']}/{record['kv_heads']}"
+  return (f"S={record['seq']} H={record['heads']}/{record['kv_heads']} "
+          f"{record.get('dtype', 'float32')}")
 
 
 def write_report(results_path: pathlib.Path) -> None:
