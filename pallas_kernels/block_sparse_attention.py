@@ -148,12 +148,77 @@ DEFAULT_TABLE = ConfigTable(
     decode_stages=3)
 
 
+# Shared memory one block may use, by compute capability (CUDA C++ Programming Guide, "Technical
+# Specifications per Compute Capability"); others, and a capability JAX does not report, get
+# the smallest (sm_86, sm_89, sm_120: 99 KiB).
+SHARED_MEMORY_BYTES = {(8, 0): 163 * 1024, (8, 7): 163 * 1024, (9, 0): 227 * 1024,
+                       (10, 0): 227 * 1024, (10, 3): 227 * 1024}
+SMALLEST_SHARED_MEMORY_BYTES = 99 * 1024
+# Left to Triton beside the K/V ring (layout changes, reductions) when a config is fitted.
+SHARED_MEMORY_MARGIN = 16 * 1024
+
+
+def shared_memory_limit() -> int:
+  """Bytes of shared memory a block may use on the CUDA devices JAX sees (the smallest where
+  they differ); Hopper's 227 KiB where JAX sees none (interpret mode, or lowering for CUDA on a
+  CPU host)."""
+  try:
+    devices = jax.devices("cuda")
+  except RuntimeError:  # no CUDA backend in this process
+    return SHARED_MEMORY_BYTES[(9, 0)]
+  limits = []
+  for device in devices:
+    major, minor = (int(part) for part in str(device.compute_capability).split(".")[:2])
+    limits.append(SHARED_MEMORY_BYTES.get((major, minor), SMALLEST_SHARED_MEMORY_BYTES))
+  return min(limits) if limits else SHARED_MEMORY_BYTES[(9, 0)]
+
+
+def kv_ring_bytes(config: AttentionConfig, head_dim: int, itemsize: int) -> int:
+  """Shared memory of the K/V tiles Triton's pipeliner keeps in flight: ``num_stages`` buffers
+  of a [block_k, head_dim] K and V tile each (what a launch asked for on an H100: float32,
+  head dim 128, block_k 128, three stages: 393216 bytes)."""
+  return config.num_stages * 2 * config.block_k * head_dim * itemsize
+
+
+def fit_shared_memory(config: AttentionConfig, *, head_dim: int, itemsize: int,
+                      limit: int) -> AttentionConfig:
+  """``config`` with fewer pipeline stages (down to 2), then halved ``block_k`` (down to 16),
+  until its K/V ring fits ``limit`` less ``SHARED_MEMORY_MARGIN``: the tables are tuned for
+  16-bit inputs on an H100, and the same tiles in float32, or on a GPU with less shared memory,
+  would fail to launch ("Shared memory size limit exceeded"). ``block_q`` is kept (the query
+  tiles, and so ``tile_bounds``' shape, do not change)."""
+  budget = limit - SHARED_MEMORY_MARGIN
+  while kv_ring_bytes(config, head_dim, itemsize) > budget:
+    if config.num_stages > 2:
+      config = dataclasses.replace(config, num_stages=config.num_stages - 1)
+    elif config.block_k > MIN_DOT_TILE:
+      config = dataclasses.replace(config, block_k=config.block_k // 2)
+    else:
+      break
+  return config
+
+
 def default_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,
                    block_size: tuple[int, int], max_kept: int, num_kv_blocks: int | None = None,
-                   causal: bool = False, table: ConfigTable = DEFAULT_TABLE) -> AttentionConfig:
+                   causal: bool = False, table: ConfigTable = DEFAULT_TABLE, itemsize: int = 2,
+                   shared_memory: int | None = None) -> AttentionConfig:
   """The config used when none is given: ``table``'s prefill tiles per head dim (the causal
   entry under ``causal``, else the sparse one when the kept fraction ``max_kept / num_kv_blocks``
-  is small and ``num_kv_blocks`` is given), split-K for decoding."""
+  is small and ``num_kv_blocks`` is given), split-K for decoding; then fitted to
+  ``shared_memory`` bytes (default ``shared_memory_limit()``) for inputs of ``itemsize`` bytes
+  (``fit_shared_memory``)."""
+  limit = shared_memory_limit() if shared_memory is None else shared_memory
+  return fit_shared_memory(
+      _table_config(batch=batch, num_heads=num_heads, q_len=q_len, head_dim=head_dim,
+                    block_size=block_size, max_kept=max_kept, num_kv_blocks=num_kv_blocks,
+                    causal=causal, table=table),
+      head_dim=head_dim, itemsize=itemsize, limit=limit)
+
+
+def _table_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,
+                  block_size: tuple[int, int], max_kept: int, num_kv_blocks: int | None,
+                  causal: bool, table: ConfigTable) -> AttentionConfig:
+  """``default_config``'s pick from ``table``, before it is fitted to the shared memory."""
   bq, bk = block_size
   if q_len <= MAX_DECODE_QUERIES and q_len <= bq:
     block_q = max(MIN_DOT_TILE, pl.next_power_of_2(q_len))
@@ -432,7 +497,7 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
     causal: key j visible to query i only if j <= i + Sk - Sq (bottom-right aligned).
     scale: score scale, default 1/sqrt(D).
     config: tiles and launch parameters; default ``default_config(...)`` (the kept fraction
-      taken as ``max_kept / ceil(Sk/bk)``).
+      taken as ``max_kept / ceil(Sk/bk)``; fitted to the devices' shared memory for q's dtype).
     bounds: ``tile_bounds(...)`` of this mask, lengths, ``causal`` and config; default: each
       program counts its own from its kept list.
     interpret: run in Pallas interpret mode (any platform).
@@ -447,7 +512,8 @@ def kernel_fn(q: jax.Array, k: jax.Array, v: jax.Array, kv_block_indices: jax.Ar
   if config is None:
     config = default_config(batch=batch, num_heads=num_heads, q_len=q_len, head_dim=head_dim,
                             block_size=block_size, max_kept=kv_block_indices.shape[-1],
-                            num_kv_blocks=pl.cdiv(kv_len, bk), causal=causal)
+                            num_kv_blocks=pl.cdiv(kv_len, bk), causal=causal,
+                            itemsize=jnp.dtype(q.dtype).itemsize)
   q_tiles = pl.cdiv(q_len, config.block_q)
   if bk % config.block_k or not (bq % config.block_q == 0 or q_tiles == 1):
     raise ValueError(f"config {config} does not tile block_size {block_size}: block_k must "

@@ -8,7 +8,9 @@
 Every case runs the ``jsparse.sharding`` op on a mesh of d devices and reports the median time,
 the speedup over d = 1, the share of the time spent outside the local kernels ("communication":
 1 - time of the same shard_map without its collectives / time of the op), and the nonzero balance
-(largest piece / mean piece). A case that fails records its error and the run goes on; cases past
+(largest piece / mean piece). On GPUs a profiler trace of 10 further calls adds what the devices
+did in one call (``device_time``): the busiest device's busy time, the collective kernels' share
+of it, and the call's span over all devices. A case that fails records its error and the run goes on; cases past
 ``--budget-s`` are recorded as skipped. Writes ``results.jsonl`` (one line per case, with device,
 versions, date and config), ``table.md`` and, with matplotlib, ``speedup.png``;
 ``bench.py --redraw OUT/results.jsonl`` redraws the table and plot from the JSON.
@@ -108,6 +110,48 @@ def time_us(fn, *args, min_sample_s: float = 0.02, repeats: int = 7) -> dict:
           "p90_us": float(np.percentile(samples, 90)), "inner": inner, "repeats": repeats}
 
 
+def device_time(fn, *args, calls: int = 10, gap_s: float = 0.002) -> dict:
+  """What the GPUs did for one call of ``fn(*args)``, from a ``jax.profiler`` trace of ``calls``
+  calls, each waited for and followed by ``gap_s`` of idle devices (split into calls at those
+  gaps; the count must equal ``calls``), medians over calls:
+
+  - ``device_busy_us``: the busiest device's busy time (union of its kernels and copies);
+  - ``device_collective_us``: the collective kernels' busy time (NCCL, by name), averaged over
+    the devices; a collective kernel waits inside it for its slowest peer, so this holds the
+    transfer and the skew between devices;
+  - ``call_span_us``: first activity to last, over all devices (busy time plus the gaps
+    between kernels: launch latency and dispatch inside one call).
+
+  Empty (``{}``) off the GPU."""
+  if jax.devices()[0].platform != "gpu":
+    return {}
+  from experiments import kernel_time, profiling
+  jax.block_until_ready(fn(*args))
+
+  def run():
+    for _ in range(calls):
+      jax.block_until_ready(fn(*args))
+      time.sleep(gap_s)
+
+  lines = profiling.gpu_trace_lines(run)
+  intervals = sorted((start, end, f"{plane}|{name}") for (plane, line), events in lines.items()
+                     if line.startswith("Stream") for start, end, name in events)
+  groups = kernel_time.split_calls(intervals, int(gap_s * 1e9 / 2))
+  if len(groups) != calls:
+    return {"device_time_error": f"{len(groups)} calls in the trace, expected {calls}"}
+  busy, collective, span = [], [], []
+  for group in groups:
+    planes = sorted({name.split("|")[0] for _, _, name in group})
+    per_plane = {plane: [i for i in group if i[2].startswith(plane + "|")] for plane in planes}
+    busy.append(max(kernel_time.busy_ns(items) for items in per_plane.values()))
+    collective.append(np.mean([kernel_time.busy_ns([i for i in items if "nccl" in i[2].lower()])
+                               for items in per_plane.values()]))
+    span.append(max(end for _, end, _ in group) - min(start for start, _, _ in group))
+  return {"device_busy_us": float(np.median(busy)) / 1e3,
+          "device_collective_us": float(np.median(collective)) / 1e3,
+          "call_span_us": float(np.median(span)) / 1e3, "devices_traced": len(planes)}
+
+
 # -- the same shard_maps without their collectives (for the communication share) ---------------
 def local_spmm(A, B):
   """Each device's partial product only: no psum, no all_gather; results stay stacked."""
@@ -160,7 +204,7 @@ def _run_spmm(matrix, dense, devices, split):
   A = sharding.shard(matrix, mesh, SPECS[split])
   B = jax.device_put(dense, jax.sharding.NamedSharding(mesh, P()))
   op = jax.jit(sharding.spmm)
-  result = time_us(op, A, B)
+  result = {**time_us(op, A, B), **device_time(op, A, B)}
   local = time_us(jax.jit(local_spmm), A, B)
   check = _relative_error(op(A, B), jax.jit(jsparse.spmm)(matrix, dense))
   return result, local, {"balance": balance(A), "max_rel_error_vs_single_device": check}
@@ -185,7 +229,7 @@ def _run_mlp(weights, x, devices):
   sharded = sharding.shard_mlp(weights["up"], weights["down"], mesh, "x", gate=weights["gate"])
   x = jax.device_put(x, jax.sharding.NamedSharding(mesh, P()))
   op = jax.jit(sharding.mlp)
-  result = time_us(op, x, sharded)
+  result = {**time_us(op, x, sharded), **device_time(op, x, sharded)}
   local = time_us(jax.jit(local_mlp), x, sharded)
   single = jax.jit(lambda x: jsparse.spmm(weights["down"], jax.nn.silu(
       jsparse.spmm(weights["gate"], x.T)) * jsparse.spmm(weights["up"], x.T)).T)(x)
@@ -218,7 +262,7 @@ def _run_attention(q, k, v, mask, devices):
   heads = jax.sharding.NamedSharding(mesh, P(None, None, "x", None))
   placed = [jax.device_put(a, heads) for a in (q, k, v)]
   op = jax.jit(lambda q, k, v: sharding.attention(q, k, v, mask, mesh, "x", causal=True))
-  result = time_us(op, *placed)
+  result = {**time_us(op, *placed), **device_time(op, *placed)}
   single = jax.jit(lambda q, k, v: jsparse.block_sparse_attention(q, k, v, mask, causal=True))
   # Heads are independent: the split has no collective, so no "local only" variant is timed.
   return result, None, {"max_rel_error_vs_single_device": _relative_error(op(*placed),
@@ -323,8 +367,9 @@ def write_report(results_path: pathlib.Path) -> None:
            f"({env.get('platform')}), jax {env.get('jax')}, {env.get('date')}, commit "
            f"{env.get('commit')}, grid {env.get('grid')}.", "",
            "| op | size | split | devices | median ms | speedup vs 1 | communication share | "
+           "device busy ms | collectives, of busy | call span ms | "
            "nonzero balance (max/mean) | max rel. error vs 1 device | status |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in records:
     ok = r["status"] == "ok"
     base = one_device.get((r["op"], _size(r)))
@@ -332,6 +377,10 @@ def write_report(results_path: pathlib.Path) -> None:
              f"{r['median_us'] / 1e3:.3f}" if ok else "-",
              f"{base / r['median_us']:.2f}" if ok and base else "-",
              f"{r['communication_share']:.0%}" if "communication_share" in r else "-",
+             f"{r['device_busy_us'] / 1e3:.3f}" if "device_busy_us" in r else "-",
+             (f"{r['device_collective_us'] / r['device_busy_us']:.0%}"
+              if r.get("device_busy_us") else "-"),
+             f"{r['call_span_us'] / 1e3:.3f}" if "call_span_us" in r else "-",
              f"{r['balance']:.3f}" if "balance" in r else "-",
              f"{r['max_rel_error_vs_single_device']:.1e}" if ok else "-",
              "ok" if ok else r["status"].split("\n")[0][:120]]

@@ -167,6 +167,10 @@ GPU_CASES = [
          config=bsa.DEFAULT_TABLE.prefill_small_head, precomputed_bounds=True),
     Case(2, 1000, 1000, 8, 2, 128, (128, 128), "random", True, False, jnp.bfloat16,
          config=bsa.DEFAULT_TABLE.prefill_large_head, precomputed_bounds=True),
+    # float32 at the tables' 16-bit tiles would ask for 384 KiB of shared memory (causal, head
+    # dim 128, 128 x 128 blocks: the sharded benchmark's case); default_config fits it.
+    Case(1, 512, 512, 4, 2, 128, (128, 128), "local", True, True, jnp.float32),
+    Case(1, 512, 512, 4, 4, 256, (128, 128), "random", True, False, jnp.float32),
 ]
 
 
@@ -229,6 +233,41 @@ def test_default_config_splits_decoding_and_tiles_prefill():
   few_blocks = bsa.default_config(batch=64, num_heads=64, q_len=1, head_dim=64,
                                   block_size=(16, 16), max_kept=2)
   assert few_blocks.num_splits <= 2
+
+
+@pytest.mark.parametrize("limit_kib", [99, 163, 227])
+@pytest.mark.parametrize("itemsize", [2, 4])
+def test_default_config_fits_the_shared_memory(itemsize, limit_kib):
+  """Every default config's K/V ring fits the limit less the margin, with the 16-bit H100 pick's
+  query tile (so ``tile_bounds`` keeps its shape) and a key tile dividing the mask's block."""
+  limit = limit_kib * 1024
+  for head_dim in (16, 32, 64, 128, 256):
+    for block_size, q_len in (((128, 128), 4096), ((64, 64), 4096), ((16, 64), 4),
+                              ((128, 128), 1)):
+      for causal in (False, True):
+        arguments = dict(batch=2, num_heads=8, q_len=q_len, head_dim=head_dim,
+                         block_size=block_size, max_kept=32, num_kv_blocks=32, causal=causal)
+        config = bsa.default_config(**arguments, itemsize=itemsize, shared_memory=limit)
+        hopper_16_bit = bsa.default_config(**arguments, itemsize=2,
+                                           shared_memory=bsa.SHARED_MEMORY_BYTES[(9, 0)])
+        assert (bsa.kv_ring_bytes(config, head_dim, itemsize)
+                <= limit - bsa.SHARED_MEMORY_MARGIN), (arguments, config)
+        assert config.block_q == hopper_16_bit.block_q
+        assert block_size[1] % config.block_k == 0 and config.num_stages >= 2
+        fits = (bsa.kv_ring_bytes(hopper_16_bit, head_dim, itemsize)
+                <= limit - bsa.SHARED_MEMORY_MARGIN)
+        assert config == hopper_16_bit or not fits, "a config that fits is left as it is"
+
+
+def test_float32_causal_head_dim_128_gets_a_smaller_ring():
+  """The launch that failed on an H200 (jax 0.11.2: "Shared memory size limit exceeded:
+  requested 393216, available: 232448"): float32, head dim 128, causal, 128 x 128 blocks."""
+  arguments = dict(batch=1, num_heads=32, q_len=4096, head_dim=128, block_size=(128, 128),
+                   max_kept=9, num_kv_blocks=32, causal=True)
+  table = bsa.default_config(**arguments, shared_memory=bsa.SHARED_MEMORY_BYTES[(9, 0)])
+  assert bsa.kv_ring_bytes(table, 128, 4) == 393216
+  fitted = bsa.default_config(**arguments, itemsize=4, shared_memory=232448)
+  assert (fitted.num_stages, fitted.block_k, fitted.block_q) == (2, 64, 128)
 
 
 def test_config_table_picks_sparse_entry_by_kept_fraction():
