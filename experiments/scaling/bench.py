@@ -19,10 +19,12 @@ versions, date and config), ``table.md`` and, with matplotlib, ``speedup.png``;
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -114,15 +116,24 @@ def time_us(fn, *args, min_sample_s: float = 0.02, repeats: int = 7) -> dict:
           "p90_us": float(np.percentile(samples, 90)), "inner": inner, "repeats": repeats}
 
 
+# Kernels of a collective, by name: NCCL's (ncclDevKernel_...), and XLA's own all-reduce and
+# all-gather kernels, which it may take for small transfers between GPUs of one host.
+COLLECTIVE_KERNEL = re.compile(r"nccl|all.?reduce|all.?gather|reduce.?scatter|all.?to.?all|"
+                               r"collective", re.IGNORECASE)
+
+
 def device_time(fn, *args, calls: int = 10, gap_s: float = 0.002) -> dict:
   """What the GPUs did for one call of ``fn(*args)``, from a ``jax.profiler`` trace of ``calls``
   calls, each waited for and followed by ``gap_s`` of idle devices (split into calls at those
   gaps; the count must equal ``calls``), medians over calls:
 
   - ``device_busy_us``: the busiest device's busy time (union of its kernels and copies);
-  - ``device_collective_us``: the collective kernels' busy time (NCCL, by name), averaged over
-    the devices; a collective kernel waits inside it for its slowest peer, so this holds the
-    transfer and the skew between devices;
+  - ``device_collective_us``: the collective kernels' busy time (NCCL's, and XLA's own
+    all-reduce kernels: ``COLLECTIVE_KERNEL``, by name), averaged over the devices; a collective
+    kernel waits inside it for its slowest peer, so this holds the transfer and the skew between
+    devices;
+  - ``top_kernels``: the five names with the most busy time over all devices and calls (us a
+    call);
   - ``call_span_us``: first activity to last, over all devices (busy time plus the gaps
     between kernels: launch latency and dispatch inside one call).
 
@@ -144,16 +155,21 @@ def device_time(fn, *args, calls: int = 10, gap_s: float = 0.002) -> dict:
   if len(groups) != calls:
     return {"device_time_error": f"{len(groups)} calls in the trace, expected {calls}"}
   busy, collective, span = [], [], []
+  totals: collections.Counter = collections.Counter()
   for group in groups:
     planes = sorted({name.split("|")[0] for _, _, name in group})
     per_plane = {plane: [i for i in group if i[2].startswith(plane + "|")] for plane in planes}
     busy.append(max(kernel_time.busy_ns(items) for items in per_plane.values()))
-    collective.append(np.mean([kernel_time.busy_ns([i for i in items if "nccl" in i[2].lower()])
-                               for items in per_plane.values()]))
+    collective.append(np.mean([kernel_time.busy_ns(
+        [i for i in items if COLLECTIVE_KERNEL.search(i[2].split("|", 1)[1])])
+        for items in per_plane.values()]))
     span.append(max(end for _, end, _ in group) - min(start for start, _, _ in group))
+    for start, end, name in group:
+      totals[name.split("|", 1)[1][:80]] += (end - start) / 1e3 / calls
   return {"device_busy_us": float(np.median(busy)) / 1e3,
           "device_collective_us": float(np.median(collective)) / 1e3,
-          "call_span_us": float(np.median(span)) / 1e3, "devices_traced": len(planes)}
+          "call_span_us": float(np.median(span)) / 1e3, "devices_traced": len(planes),
+          "top_kernels": [(name, round(us, 1)) for name, us in totals.most_common(5)]}
 
 
 # -- the same shard_maps without their collectives (for the communication share) ---------------
