@@ -118,7 +118,7 @@ def time_us(fn, *args, min_sample_s: float = 0.02, repeats: int = 7) -> dict:
 
 # Kernels of a collective, by name: NCCL's (ncclDevKernel_...), and XLA's own all-reduce and
 # all-gather kernels, which it may take for small transfers between GPUs of one host.
-COLLECTIVE_KERNEL = re.compile(r"nccl|all.?reduce|all.?gather|reduce.?scatter|all.?to.?all|"
+COLLECTIVE_KERNEL = re.compile(r"nccl|psum|all.?reduce|all.?gather|reduce.?scatter|all.?to.?all|"
                                r"collective", re.IGNORECASE)
 
 
