@@ -103,7 +103,19 @@ def table(machine: Machine = Machine()) -> str:
 
 
 if __name__ == "__main__":
-  print(f"Machine: {Machine()}\n")
+  import argparse
+  parser = argparse.ArgumentParser(description="The scaling study on paper.")
+  parser.add_argument("--sparse-tflops", type=float, default=None,
+                      help="the achieved SpMM rate in TFLOP/s (default: 3%% of 67, the survey's)")
+  parser.add_argument("--intra-busbw-gbs", type=float, default=None,
+                      help="NCCL bus bandwidth inside a host in GB/s (default 350)")
+  args = parser.parse_args()
+  machine = Machine()
+  if args.sparse_tflops is not None:
+    machine = dataclasses.replace(machine, sparse_flops=args.sparse_tflops * 1e12)
+  if args.intra_busbw_gbs is not None:
+    machine = dataclasses.replace(machine, intra_busbw=args.intra_busbw_gbs * 1e9)
+  print(f"Machine: {machine}\n")
   print("Each cell: expected time, speedup over 1 GPU, share of communication. 16 and 32 GPUs "
         "are 2 and 4 hosts of 8.\n")
-  print(table())
+  print(table(machine))
