@@ -10,10 +10,11 @@ the speedup over d = 1, the share of the time spent outside the local kernels ("
 1 - time of the same shard_map without its collectives / time of the op), and the nonzero balance
 (largest piece / mean piece). On GPUs a profiler trace of 10 further calls adds what the devices
 did in one call (``device_time``): the busiest device's busy time, the collective kernels' share
-of it, and the call's span over all devices. A case that fails records its error and the run goes on; cases past
-``--budget-s`` are recorded as skipped. Writes ``results.jsonl`` (one line per case, with device,
-versions, date and config), ``table.md`` and, with matplotlib, ``speedup.png``;
-``bench.py --redraw OUT/results.jsonl`` redraws the table and plot from the JSON.
+of it, and the call's span over all devices. A case that fails records its error and the run
+goes on; cases past ``--budget-s`` are recorded as skipped. Writes ``results.jsonl`` (one line
+per case, with device, versions, date and config), ``table.md`` and, with matplotlib,
+``speedup.png``; ``bench.py --redraw OUT/results.jsonl`` redraws the table and plot from the
+JSON.
 """
 
 from __future__ import annotations
@@ -116,31 +117,19 @@ def time_us(fn, *args, min_sample_s: float = 0.02, repeats: int = 7) -> dict:
           "p90_us": float(np.percentile(samples, 90)), "inner": inner, "repeats": repeats}
 
 
-# Kernels of a collective, by name: NCCL's (ncclDevKernel_...), and XLA's own all-reduce and
-# all-gather kernels, which it may take for small transfers between GPUs of one host.
+# Kernels of a collective, by name: NCCL's (ncclDevKernel_...), and XLA's own, which it takes
+# for small all-reduces between GPUs of one host (a fusion named after the op: psum_7_0_fusion_1).
 COLLECTIVE_KERNEL = re.compile(r"nccl|psum|all.?reduce|all.?gather|reduce.?scatter|all.?to.?all|"
                                r"collective", re.IGNORECASE)
 
 
 def device_time(fn, *args, calls: int = 10, gap_s: float = 0.002) -> dict:
-  """What the GPUs did for one call of ``fn(*args)``, from a ``jax.profiler`` trace of ``calls``
-  calls, each waited for and followed by ``gap_s`` of idle devices (split into calls at those
-  gaps; the count must equal ``calls``), medians over calls:
-
-  - ``device_busy_us``: the busiest device's busy time (union of its kernels and copies);
-  - ``device_collective_us``: the collective kernels' busy time (NCCL's, and XLA's own
-    all-reduce kernels: ``COLLECTIVE_KERNEL``, by name), averaged over the devices; a collective
-    kernel waits inside it for its slowest peer, so this holds the transfer and the skew between
-    devices;
-  - ``top_kernels``: the five names with the most busy time over all devices and calls (us a
-    call);
-  - ``call_span_us``: first activity to last, over all devices (busy time plus the gaps
-    between kernels: launch latency and dispatch inside one call).
-
-  Empty (``{}``) off the GPU."""
+  """What the GPUs did for one call of ``fn(*args)``: ``calls`` calls, each waited for and
+  followed by ``gap_s`` of idle devices, under one ``jax.profiler`` trace, read by
+  ``per_call_device_time``. Empty (``{}``) off the GPU."""
   if jax.devices()[0].platform != "gpu":
     return {}
-  from experiments import kernel_time, profiling
+  from experiments import profiling
   jax.block_until_ready(fn(*args))
 
   def run():
@@ -148,27 +137,47 @@ def device_time(fn, *args, calls: int = 10, gap_s: float = 0.002) -> dict:
       jax.block_until_ready(fn(*args))
       time.sleep(gap_s)
 
-  lines = profiling.gpu_trace_lines(run)
+  return per_call_device_time(profiling.gpu_trace_lines(run), calls, int(gap_s * 1e9 / 2))
+
+
+def per_call_device_time(lines: dict, calls: int, min_gap_ns: int) -> dict:
+  """Splits a trace's activity (``profiling.gpu_trace_lines``: events by (device plane, line);
+  only the "Stream ..." lines, the others repeat them) into ``calls`` calls at idle gaps longer
+  than ``min_gap_ns`` on all devices together, and returns medians over the calls:
+
+  - ``device_busy_us``: the busiest device's busy time (union of its kernels and copies);
+  - ``device_collective_us``: the collective kernels' busy time (``COLLECTIVE_KERNEL``, by
+    name), averaged over the devices; a collective kernel waits inside it for its slowest peer,
+    so this holds the transfer and the skew between devices;
+  - ``call_span_us``: first activity to last, over all devices (busy time plus the gaps
+    between kernels: launch latency and dispatch inside one call);
+  - ``devices_traced``, and ``top_kernels``: the five names with the most busy time summed over
+    the devices (us a call).
+
+  ``{"device_time_error": ...}`` where the trace does not split into ``calls`` calls."""
+  from experiments import kernel_time
   intervals = sorted((start, end, f"{plane}|{name}") for (plane, line), events in lines.items()
                      if line.startswith("Stream") for start, end, name in events)
-  groups = kernel_time.split_calls(intervals, int(gap_s * 1e9 / 2))
+  groups = kernel_time.split_calls(intervals, min_gap_ns)
   if len(groups) != calls:
     return {"device_time_error": f"{len(groups)} calls in the trace, expected {calls}"}
-  busy, collective, span = [], [], []
+  busy, collective, span, devices = [], [], [], 0
   totals: collections.Counter = collections.Counter()
   for group in groups:
-    planes = sorted({name.split("|")[0] for _, _, name in group})
-    per_plane = {plane: [i for i in group if i[2].startswith(plane + "|")] for plane in planes}
+    per_plane: dict[str, list] = collections.defaultdict(list)
+    for start, end, label in group:
+      plane, name = label.split("|", 1)
+      per_plane[plane].append((start, end, name))
+      totals[name[:80]] += (end - start) / 1e3 / calls
+    devices = max(devices, len(per_plane))
     busy.append(max(kernel_time.busy_ns(items) for items in per_plane.values()))
     collective.append(np.mean([kernel_time.busy_ns(
-        [i for i in items if COLLECTIVE_KERNEL.search(i[2].split("|", 1)[1])])
+        [item for item in items if COLLECTIVE_KERNEL.search(item[2])])
         for items in per_plane.values()]))
     span.append(max(end for _, end, _ in group) - min(start for start, _, _ in group))
-    for start, end, name in group:
-      totals[name.split("|", 1)[1][:80]] += (end - start) / 1e3 / calls
   return {"device_busy_us": float(np.median(busy)) / 1e3,
           "device_collective_us": float(np.median(collective)) / 1e3,
-          "call_span_us": float(np.median(span)) / 1e3, "devices_traced": len(planes),
+          "call_span_us": float(np.median(span)) / 1e3, "devices_traced": devices,
           "top_kernels": [(name, round(us, 1)) for name, us in totals.most_common(5)]}
 
 
