@@ -11,7 +11,8 @@ number of stored entries, so the pieces stack into one array per index array wit
 axes ``[row_parts, col_parts, ...]``: the layout that ``shard_map`` splits across a device mesh.
 Padding follows the formats' conventions (``jsparse.formats._structure``): padding entries at the
 end of each piece, empty padding rows, and for N:M zero-valued groups; padding adds nothing to any
-product.
+product. Tiled matrices are cut on tile boundaries (the matrix's last rows or columns may end a
+piece mid-tile) and each piece is re-tiled from its entries on the host.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix
+from jsparse.formats import BSR, COO, CSR, NM, SparseMatrix, Tiled
 from jsparse.formats import validation
 from jsparse.formats.nm import packed_positions
+from jsparse.formats.tiled import value_coordinates
 
-FORMATS = ("coo", "csr", "bsr", "nm")
+FORMATS = ("coo", "csr", "bsr", "nm", "tiled")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +45,12 @@ class Entries:
 
 
 def host_entries(matrix: SparseMatrix) -> Entries:
-  """The stored entries of a concrete COO, CSR or BSR matrix (numpy, row-major)."""
-  if matrix.format == "coo":
-    rows, cols = np.asarray(matrix.row_indices), np.asarray(matrix.col_indices)
+  """The stored entries of a concrete COO, CSR, BSR or Tiled matrix (numpy, row-major)."""
+  if matrix.format in ("coo", "tiled"):
+    if matrix.format == "tiled":
+      rows, cols = (np.asarray(a) for a in value_coordinates(*matrix.index_arrays, matrix.shape))
+    else:
+      rows, cols = np.asarray(matrix.row_indices), np.asarray(matrix.col_indices)
     keep = rows < matrix.shape[0]
     rows, cols, values = rows[keep], cols[keep], np.asarray(matrix.data)[keep]
     order = np.lexsort((cols, rows))
@@ -86,8 +91,26 @@ def balanced_cuts(weights: np.ndarray, parts: int) -> tuple[int, ...]:
   return (0, *(int(c) for c in inner), len(weights))
 
 
+def cut_unit(matrix: SparseMatrix, axis: int) -> int:
+  """The rows (``axis=0``) or columns (``axis=1``) that cuts fall between multiples of: the
+  block (BSR), the tile (Tiled), m (N:M columns), else 1."""
+  if matrix.format == "bsr":
+    return matrix.block_shape[axis]
+  if matrix.format == "tiled":
+    return matrix.tile_shape[axis]
+  return matrix.m if matrix.format == "nm" and axis == 1 else 1
+
+
 def unit_weights(matrix: SparseMatrix, axis: int) -> tuple[np.ndarray, int]:
-  """(weight per unit along ``axis``, unit size in rows or columns) for the balanced cuts."""
+  """(weight per unit along ``axis``, unit size in rows or columns) for the balanced cuts: a
+  unit's stored values plus its rows or columns."""
+  if matrix.format == "tiled":
+    unit, length = cut_unit(matrix, axis), matrix.shape[axis]
+    units = -(-length // unit)
+    entries = host_entries(matrix)
+    indices = (entries.rows if axis == 0 else entries.cols) // unit
+    extent = np.minimum(unit, length - unit * np.arange(units))  # the last unit may be short
+    return np.bincount(indices, minlength=units)[:units] + extent, unit
   if matrix.format == "nm":
     # Every row stores K / m * n values and every group of m columns M * n: uniform weights.
     if axis == 0:
@@ -104,15 +127,16 @@ def unit_weights(matrix: SparseMatrix, axis: int) -> tuple[np.ndarray, int]:
 def matrix_cuts(matrix: SparseMatrix, axis: int, parts: int) -> tuple[int, ...]:
   """Work-balanced cuts of a concrete matrix's rows (``axis=0``) or columns (``axis=1``).
 
-  Cuts fall on multiples of the block size (BSR) or of m (N:M columns).
+  Cuts fall on multiples of the block size (BSR), of the tile (Tiled: the last at M or K) or of
+  m (N:M columns).
   """
   weights, unit = unit_weights(matrix, axis)
-  return tuple(unit * c for c in balanced_cuts(weights, parts))
+  return tuple(min(unit * c, matrix.shape[axis]) for c in balanced_cuts(weights, parts))
 
 
 def check_cuts(name: str, cuts: Sequence[int], parts: int, length: int, unit: int) -> tuple[int, ...]:
-  """Validates user-given cuts: ``parts + 1`` nondecreasing multiples of ``unit`` from 0 to
-  ``length``."""
+  """Validates user-given cuts: ``parts + 1`` nondecreasing multiples of ``unit`` (or ``length``
+  itself) from 0 to ``length``."""
   cuts = tuple(int(c) for c in cuts)
   if len(cuts) != parts + 1:
     raise ValueError(f"{name} must hold {parts + 1} cuts (one more than the {parts} devices of "
@@ -121,8 +145,9 @@ def check_cuts(name: str, cuts: Sequence[int], parts: int, length: int, unit: in
     raise ValueError(f"{name} must start at 0 and end at {length}, got {cuts}")
   if any(b < a for a, b in zip(cuts, cuts[1:])):
     raise ValueError(f"{name} must be nondecreasing, got {cuts}")
-  if any(c % unit for c in cuts):
-    raise ValueError(f"{name} must be multiples of {unit} (the block or group size), got {cuts}")
+  if any(c % unit and c != length for c in cuts):
+    raise ValueError(f"{name} must be multiples of {unit} (the block, tile or group size) or "
+                     f"{length}, got {cuts}")
   return cuts
 
 
@@ -145,14 +170,14 @@ def split(matrix: SparseMatrix, row_cuts: Sequence[int], col_cuts: Sequence[int]
     without validation (its arrays are not those of a single matrix). Index the two leading axes
     to get one piece.
   """
-  unit_rows, unit_cols = matrix.block_shape if matrix.format == "bsr" else (1, 1)
-  if matrix.format == "nm":
-    unit_cols = matrix.m
-  local_shape = (piece_extent(row_cuts, unit_rows), piece_extent(col_cuts, unit_cols))
+  local_shape = (piece_extent(row_cuts, cut_unit(matrix, 0)),
+                 piece_extent(col_cuts, cut_unit(matrix, 1)))
   ranges = [[(row_cuts[i], row_cuts[i + 1], col_cuts[j], col_cuts[j + 1])
              for j in range(len(col_cuts) - 1)] for i in range(len(row_cuts) - 1)]
   if matrix.format == "nm":
     children = _split_nm(matrix, ranges, local_shape)
+  elif matrix.format == "tiled":
+    children = _split_tiled(matrix, ranges, local_shape)
   else:
     children = _split_entries(matrix, ranges, local_shape)
   aux = (local_shape,) + tuple(getattr(matrix, name) for name in matrix._aux_names)
@@ -186,6 +211,30 @@ def _split_entries(matrix, ranges, local_shape) -> tuple[np.ndarray, ...]:
                                 for r in row]) for row in rows]).astype(index_dtype)
   cols = np.where(rows == local_rows, 0, cols).astype(index_dtype)
   return data, cols, offsets
+
+
+def _retile(entries: Entries, shape: tuple[int, int], like: Tiled, nse: int) -> Tiled:
+  """A Tiled [shape] (``like``'s tile shape and index dtype, ``nse`` values with padding) of
+  ``entries`` (element coordinates within ``shape``), built from a dense copy on the host."""
+  dense = np.zeros(shape, entries.values.dtype)
+  mask = np.zeros(shape, bool)
+  dense[entries.rows, entries.cols] = entries.values
+  mask[entries.rows, entries.cols] = True
+  return Tiled.from_mask(dense, mask, tile_shape=like.tile_shape, nse=nse,
+                         index_dtype=like.row_offsets.dtype)
+
+
+def _split_tiled(matrix: Tiled, ranges, local_shape) -> tuple[np.ndarray, ...]:
+  entries = host_entries(matrix)
+  chosen = [[(entries.rows >= r0) & (entries.rows < r1) & (entries.cols >= c0)
+             & (entries.cols < c1) for (r0, r1, c0, c1) in row] for row in ranges]
+  nse = max(1, max(int(c.sum()) for row in chosen for c in row))
+  pieces = [[_retile(Entries(entries.rows[c] - r0, entries.cols[c] - c0, entries.values[c],
+                             (1, 1)), local_shape, matrix, nse)
+             for c, (r0, _, c0, _) in zip(chosen_row, row)]
+            for chosen_row, row in zip(chosen, ranges)]
+  return tuple(np.stack([np.stack([np.asarray(getattr(one, name)) for one in row])
+                         for row in pieces]) for name in ("data", *Tiled.index_names))
 
 
 def _split_nm(matrix: NM, ranges, local_shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -233,6 +282,13 @@ def join(pieces: SparseMatrix, row_cuts: Sequence[int], col_cuts: Sequence[int],
         indices[r0:r1, s0:s1] = pieces.indices[i, j][:r1 - r0, :s1 - s0]
     return NM((data, indices), shape=shape, n=n, m=m)
   bm, bk = pieces.block_shape if pieces.format == "bsr" else (1, 1)
+  if pieces.format == "tiled":
+    found = [host_entries(piece(pieces, i, j)) for i in range(grid[0]) for j in range(grid[1])]
+    starts = [(row_cuts[i], col_cuts[j]) for i in range(grid[0]) for j in range(grid[1])]
+    entries = Entries(np.concatenate([f.rows + r0 for f, (r0, _) in zip(found, starts)]),
+                      np.concatenate([f.cols + c0 for f, (_, c0) in zip(found, starts)]),
+                      np.concatenate([f.values for f in found]), (1, 1))
+    return _retile(entries, shape, pieces, max(1, entries.values.size))
   parts = []
   for i in range(grid[0]):
     for j in range(grid[1]):

@@ -135,7 +135,7 @@ def shard(matrix: SparseMatrix, mesh: Mesh, spec: Any = PartitionSpec("x"), *,
   """Splits a concrete sparse matrix across the devices of ``mesh``.
 
   Args:
-    matrix: COO, CSR, BSR or NM [M, K] with concrete (host or device) arrays.
+    matrix: COO, CSR, BSR, NM or Tiled [M, K] with concrete (host or device) arrays.
     mesh: a ``jax.sharding.Mesh``.
     spec: ``PartitionSpec(row_axis, col_axis)`` (a tuple or a single axis name also works):
       the mesh axis (a name, a tuple of names, or None) whose devices split the rows, and the one
@@ -143,15 +143,15 @@ def shard(matrix: SparseMatrix, mesh: Mesh, spec: Any = PartitionSpec("x"), *,
       ``P(None, "x")`` splits columns (SpMM then sums the partial products with a ``psum``);
       ``P("x", "y")`` does both on a 2-D mesh.
     row_cuts, col_cuts: explicit cuts (``parts + 1`` nondecreasing ints from 0 to M or K,
-      multiples of the block or group size); by default they balance stored values (see
-      ``partition``). Give a layer's row cuts as the next layer's column cuts to keep the
-      activations between them on their devices (the Megatron layout).
+      multiples of the block, tile or group size, or M or K); by default they balance stored
+      values (see ``partition``). Give a layer's row cuts as the next layer's column cuts to keep
+      the activations between them on their devices (the Megatron layout).
 
   Returns:
     A ``ShardedSparse`` whose pieces sit on their devices.
   """
   if not isinstance(matrix, SparseMatrix):
-    raise TypeError(f"matrix must be a jsparse sparse matrix (COO, CSR, BSR or NM), got "
+    raise TypeError(f"matrix must be a jsparse sparse matrix (COO, CSR, BSR, NM or Tiled), got "
                     f"{type(matrix).__name__}")
   if not isinstance(mesh, Mesh):
     raise TypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}")
@@ -160,8 +160,7 @@ def shard(matrix: SparseMatrix, mesh: Mesh, spec: Any = PartitionSpec("x"), *,
                               f"{', '.join(partition.FORMATS)} matrices")
   partition.check_concrete("matrix", matrix)
   row_axis, col_axis = _check_spec(spec, mesh)
-  units = (matrix.block_shape if matrix.format == "bsr"
-           else (1, matrix.m) if matrix.format == "nm" else (1, 1))
+  units = (partition.cut_unit(matrix, 0), partition.cut_unit(matrix, 1))
   cuts = []
   for axis, (name, given, mesh_axis) in enumerate(
       (("row_cuts", row_cuts, row_axis), ("col_cuts", col_cuts, col_axis))):

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+import jsparse
 from jsparse.sharding import partition
 from tests.helpers import make_sparse, random_dense, random_nm_dense
 
@@ -40,14 +41,17 @@ def uneven_matrix(fmt: str, rng: np.random.Generator, dtype=np.float64, *, pad: 
   """A matrix whose nonzeros are far from uniform over its rows and columns.
 
   Shapes are not multiples of the device counts: CSR/COO 37 x 30, BSR 36 x 32 in (3, 4) blocks,
-  NM 37 x 32 (2:4). Rows: a dense band at the top, empty rows, ragged row lengths.
+  NM 37 x 32 (2:4), Tiled 37 x 70 in (4, 32) tiles (the last tile row and column part-filled).
+  Rows: a dense band at the top, empty rows, ragged row lengths.
   """
   if fmt == "nm":
     return make_sparse("nm", random_nm_dense(rng, (37, 32), 2, 4, dtype, density=0.7), nm=(2, 4))
-  shape = (36, 32) if fmt == "bsr" else (37, 30)
+  shape = {"bsr": (36, 32), "tiled": (37, 70)}.get(fmt, (37, 30))
   dense = random_dense(rng, shape, 0.15, np.float64, empty_rows=5, ragged=True)
   dense[:6] = random_dense(rng, (6, shape[1]), 0.9, np.float64)
   dense = dense.astype(dtype)
+  if fmt == "tiled":
+    return jsparse.Tiled.fromdense(dense, tile_shape=(4, 32), nse=int((dense != 0).sum()) + pad)
   return make_sparse(fmt, dense, pad=pad, block_shape=(3, 4))
 
 

@@ -16,7 +16,7 @@ from tests.sharding.meshes import LAYOUTS, host_dense, mesh, uneven_matrix
 
 # CSR on every layout; the other formats on a row split and on a 2-D (rows and K) split.
 CASES = [("csr", name) for name in LAYOUTS] + [
-    (fmt, name) for fmt in ("coo", "bsr", "nm") for name in ("rows8", "grid2x4")]
+    (fmt, name) for fmt in ("coo", "bsr", "nm", "tiled") for name in ("rows8", "grid2x4")]
 
 
 def _ops(spmm, spmv, sddmm):

@@ -34,11 +34,11 @@ def test_cuts_balance_stored_values_not_rows():
   assert max(loads) <= sum(loads) / 4 + counts.max() + 1
 
 
-@pytest.mark.parametrize("fmt", ["coo", "csr", "bsr", "nm"])
+@pytest.mark.parametrize("fmt", ["coo", "csr", "bsr", "nm", "tiled"])
 @pytest.mark.parametrize("grid", [(1, 1), (3, 1), (1, 4), (2, 3), (8, 1)])
 def test_split_join_round_trip(fmt, grid):
   rng = np.random.default_rng(hash((fmt, grid)) % 2**32)
-  matrix = uneven_matrix(fmt, rng, pad=2 if fmt in ("coo", "csr") else 0)
+  matrix = uneven_matrix(fmt, rng, pad=2 if fmt in ("coo", "csr", "tiled") else 0)
   cuts = [partition.matrix_cuts(matrix, axis, parts) for axis, parts in enumerate(grid)]
   pieces = partition.split(matrix, *cuts)
   assert pieces.data.shape[:2] == grid
@@ -70,6 +70,19 @@ def test_cuts_of_blocks_and_groups_fall_on_their_multiples():
   assert all(c % 3 == 0 for c in partition.matrix_cuts(bsr, 0, 5))
   assert all(c % 4 == 0 for c in partition.matrix_cuts(bsr, 1, 3))
   assert all(c % 4 == 0 for c in partition.matrix_cuts(nm, 1, 3))
+
+
+def test_tiled_cuts_fall_on_tiles_and_end_at_the_matrix_edge():
+  """37 x 70 in (4, 32) tiles: cuts at multiples of 4 rows and 32 columns, the last at 37 / 70
+  (inside the last tile), balanced by stored values (the dense band of the top rows)."""
+  tiled = uneven_matrix("tiled", np.random.default_rng(3))
+  rows, cols = partition.matrix_cuts(tiled, 0, 4), partition.matrix_cuts(tiled, 1, 3)
+  assert rows[-1] == 37 and cols[-1] == 70
+  assert all(c % 4 == 0 for c in rows[:-1]) and all(c % 32 == 0 for c in cols[:-1])
+  assert rows[1] < 37 // 4, "the dense top rows should make the first piece short"
+  assert partition.check_cuts("row_cuts", rows, 4, 37, 4) == rows
+  with pytest.raises(ValueError, match=r"multiples of 4 \(the block, tile or group size\) or 37"):
+    partition.check_cuts("row_cuts", (0, 6, 20, 30, 37), 4, 37, 4)
 
 
 @pytest.mark.parametrize("cuts, message", [
