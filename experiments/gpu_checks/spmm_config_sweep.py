@@ -16,6 +16,10 @@ with each row's entries split over 1-8 programs (``SpmmConfig.row_splits``).
 ``--wide``: programs of 128 and 256 columns on one warp or two (Sputnik's kernel takes 256
 columns a warp and hits L1 more: ``experiments/results/h100-2026-11-26-spmm-ncu/``) on uniform
 s >= 0.9.
+``--pieces``: the wide grid and row splits on the row pieces of a sharded 4096 x 4096 and
+14336 x 4096 at s = 0.9 (1024 x 4096, 2048 x 4096, 3584 x 4096), beside the whole 4096 x 4096
+(on four GPUs a 1024-row piece's kernel took 1.7x a quarter of the whole one's:
+``experiments/scaling/results/h200x4-2026-11-27/``).
 
 Writes OUTDIR/spmm_config_sweep.jsonl and .md (one row per case and config, the default config
 marked, each time also as a ratio to the default's), printing each row as it goes.
@@ -40,10 +44,14 @@ from pallas_kernels import csr_spmm  # noqa: E402
 
 
 def plan(smoke: bool, narrow: bool = False, long: bool = False,
-         wide: bool = False) -> list[Case]:
+         wide: bool = False, pieces: bool = False) -> list[Case]:
   """The cases, in priority order."""
   if smoke:
     return [Case("spmm", "csr", "uniform/64x48", 0.9, 16, "float32")]
+  if pieces:
+    return [Case("spmm", "csr", f"uniform/{rows}x4096", 0.9, n, "float32")
+            for rows, n in ((1024, 1024), (4096, 1024), (2048, 1024), (3584, 1024),
+                            (1024, 128))]
   if wide:
     return [Case("spmm", "csr", "uniform/4096x4096", s, n, "float32")
             for s, n in ((0.9, 1024), (0.95, 1024), (0.9, 128), (0.95, 128), (0.98, 1024),
@@ -73,18 +81,23 @@ def plan(smoke: bool, narrow: bool = False, long: bool = False,
 
 
 def configs(default: csr_spmm.SpmmConfig, smoke: bool, narrow: bool = False,
-            long: bool = False, wide: bool = False) -> list[csr_spmm.SpmmConfig]:
+            long: bool = False, wide: bool = False,
+            pieces: bool = False) -> list[csr_spmm.SpmmConfig]:
   """The default first, then one-warp variants of step size, sub-steps, rows a program and N
   tile (``narrow``: of 32-column tiles; ``long``: row splits of one- and four-warp launches;
   ``wide``: 128- and 256-column tiles, on one warp and two)."""
   if smoke:
     grid = [dataclasses.replace(default, block_nnz=4, substeps=2)]
-  elif wide:
+  elif wide or pieces:
     grid = [csr_spmm.SpmmConfig(block_n=n, block_nnz=nnz, num_warps=warps, substeps=sub)
             for n, nnz, sub, warps in ((128, 8, 1, 1), (128, 8, 2, 1), (128, 4, 2, 1),
                                        (128, 4, 4, 1), (128, 16, 1, 1), (256, 4, 1, 1),
                                        (256, 4, 2, 1), (256, 8, 1, 1), (256, 2, 4, 1),
                                        (256, 8, 1, 2), (256, 8, 2, 2), (128, 8, 2, 2))]
+    if pieces:
+      grid += [dataclasses.replace(default, row_splits=splits) for splits in (2, 4)]
+      grid += [csr_spmm.SpmmConfig(block_n=64, block_nnz=8, num_warps=1, substeps=2),
+               csr_spmm.SpmmConfig(block_n=64, block_nnz=16, num_warps=4)]
   elif long:
     block_n = default.block_n
     one_warp = csr_spmm.SpmmConfig(block_n=block_n, block_nnz=16 if block_n < 64 else 8,
@@ -122,6 +135,7 @@ def main() -> None:
     parser.add_argument("--narrow", action="store_true", help="N = 32 cases and 32-column configs")
     parser.add_argument("--long", action="store_true", help="few long rows, rows split")
     parser.add_argument("--wide", action="store_true", help="128- and 256-column programs")
+    parser.add_argument("--pieces", action="store_true", help="a sharded matrix's row pieces")
 
   args = bench_common.probe_arguments(__doc__, add)
   meta = bench_common.probe_meta(kernel_time="experiments.kernel_time.measure, median us",
@@ -129,7 +143,7 @@ def main() -> None:
   table = bench_common.ProbeTable(args.outdir, "spmm_config_sweep", "CSR SpMM row-kernel "
                                   "configs", meta, bench_common.CONFIG_SWEEP_HEADER)
   start = time.monotonic()
-  for case in plan(args.smoke, args.narrow, args.long, args.wide):
+  for case in plan(args.smoke, args.narrow, args.long, args.wide, args.pieces):
     problem = problems.build_problem(case)
     matrix = problem.matrix
     (b_host,) = problem.operands
@@ -147,7 +161,8 @@ def main() -> None:
       return bench_common.launch_checked(record, fn, operands, expected)
 
     bench_common.sweep_configs(
-        table, case.key, configs(default, args.smoke, args.narrow, args.long, args.wide),
+        table, case.key,
+        configs(default, args.smoke, args.narrow, args.long, args.wide, args.pieces),
         default, timer_of, describe,
         over_budget=lambda: time.monotonic() - start > args.budget_s,
         smoke=args.smoke, fields={"nnz": problem.nnz})

@@ -37,3 +37,13 @@ def test_cases_are_spmm_on_csr_at_the_issue_widths():
   assert len(set(long)) == len(long) and all(case.op == "spmm" for case in long)
   wide = spmm_config_sweep.plan(smoke=False, wide=True)
   assert len(set(wide)) == len(wide) and all(case.sparsity >= 0.9 for case in wide)
+
+
+def test_pieces_plan_times_a_sharded_matrix_row_pieces_with_row_splits():
+  cases = spmm_config_sweep.plan(smoke=False, pieces=True)
+  assert len(set(cases)) == len(cases) and {case.source for case in cases} >= {
+      "uniform/1024x4096", "uniform/4096x4096"}
+  default = csr_spmm.choose_config(1024, 4096, 1024, 1024 * 410)
+  configs = spmm_config_sweep.configs(default, smoke=False, pieces=True)
+  assert configs[0] == default and len(set(configs)) == len(configs) > 10
+  assert {config.row_splits for config in configs} == {1, 2, 4}
