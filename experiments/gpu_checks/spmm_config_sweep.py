@@ -17,7 +17,7 @@ with each row's entries split over 1-8 programs (``SpmmConfig.row_splits``).
 columns a warp and hits L1 more: ``experiments/results/h100-2026-11-26-spmm-ncu/``) on uniform
 s >= 0.9.
 ``--pieces``: the wide grid and row splits on the row pieces of a sharded 4096 x 4096 and
-14336 x 4096 at s = 0.9 (1024 x 4096, 2048 x 4096, 3584 x 4096), beside the whole 4096 x 4096
+14336 x 4096 at s = 0.9 (1024-3584 x 4096), beside the whole 4096 x 4096
 (on four GPUs a 1024-row piece's kernel took 1.7x a quarter of the whole one's:
 ``experiments/scaling/results/h200x4-2026-11-27/``).
 
@@ -50,8 +50,8 @@ def plan(smoke: bool, narrow: bool = False, long: bool = False,
     return [Case("spmm", "csr", "uniform/64x48", 0.9, 16, "float32")]
   if pieces:
     return [Case("spmm", "csr", f"uniform/{rows}x4096", 0.9, n, "float32")
-            for rows, n in ((1024, 1024), (4096, 1024), (2048, 1024), (3584, 1024),
-                            (1024, 128))]
+            for rows, n in ((1024, 1024), (1536, 1024), (1024, 128), (1536, 128), (1024, 32),
+                            (2048, 1024), (2048, 128), (4096, 1024), (3584, 1024))]
   if wide:
     return [Case("spmm", "csr", "uniform/4096x4096", s, n, "float32")
             for s, n in ((0.9, 1024), (0.95, 1024), (0.9, 128), (0.95, 128), (0.98, 1024),
@@ -97,7 +97,13 @@ def configs(default: csr_spmm.SpmmConfig, smoke: bool, narrow: bool = False,
     if pieces:
       grid += [dataclasses.replace(default, row_splits=splits) for splits in (2, 4)]
       grid += [csr_spmm.SpmmConfig(block_n=64, block_nnz=8, num_warps=1, substeps=2),
-               csr_spmm.SpmmConfig(block_n=64, block_nnz=16, num_warps=4)]
+               csr_spmm.SpmmConfig(block_n=64, block_nnz=16, num_warps=4),
+               csr_spmm.SpmmConfig(block_n=128, block_nnz=8, num_warps=1, num_stages=2)]
+      # The unsplit launches the N = 128 and N = 32 pieces took before they split.
+      grid += [csr_spmm.SpmmConfig(block_n=64, block_nnz=8, num_warps=1, num_stages=2,
+                                   substeps=2),
+               csr_spmm.SpmmConfig(block_n=32, block_nnz=32, num_warps=1, num_stages=2),
+               csr_spmm.SpmmConfig(block_n=32, block_nnz=16, num_warps=1, num_stages=2)]
   elif long:
     block_n = default.block_n
     one_warp = csr_spmm.SpmmConfig(block_n=block_n, block_nnz=16 if block_n < 64 else 8,
@@ -121,7 +127,7 @@ def configs(default: csr_spmm.SpmmConfig, smoke: bool, narrow: bool = False,
     grid += [csr_spmm.SpmmConfig(block_n=32, block_nnz=nnz, num_warps=1, substeps=sub)
              for nnz, sub in ((16, 1), (16, 2), (8, 4))]
     grid.append(dataclasses.replace(default, prefetch="indices", substeps=1))
-  return [default] + [config for config in grid if config != default]
+  return list(dict.fromkeys([default] + grid))  # the default first, each config once
 
 
 def describe(config: csr_spmm.SpmmConfig) -> str:

@@ -43,7 +43,10 @@ def test_pieces_plan_times_a_sharded_matrix_row_pieces_with_row_splits():
   cases = spmm_config_sweep.plan(smoke=False, pieces=True)
   assert len(set(cases)) == len(cases) and {case.source for case in cases} >= {
       "uniform/1024x4096", "uniform/4096x4096"}
-  default = csr_spmm.choose_config(1024, 4096, 1024, 1024 * 410)
-  configs = spmm_config_sweep.configs(default, smoke=False, pieces=True)
-  assert configs[0] == default and len(set(configs)) == len(configs) > 10
-  assert {config.row_splits for config in configs} == {1, 2, 4}
+  for rows in (1024, 4096):
+    default = csr_spmm.choose_config(rows, 4096, 1024, rows * 410)
+    configs = spmm_config_sweep.configs(default, smoke=False, pieces=True)
+    assert configs[0] == default and len(set(configs)) == len(configs) > 10
+    assert {config.row_splits for config in configs} == {1, 2, 4}
+    # The unsplit 128-column launch (the default before row pieces split) is timed too.
+    assert csr_spmm.SpmmConfig(block_n=128, block_nnz=8, num_warps=1, num_stages=2) in configs
