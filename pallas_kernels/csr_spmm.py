@@ -90,8 +90,8 @@ ONE_WARP_MIN_PROGRAMS = 2048
 
 # The most bytes of float32 partial products (``row_splits`` x M x N) a chosen config makes.
 SPLIT_PARTIALS_BYTES = 32 << 20
-# Launches of 1024 to SPLIT_BELOW_ROWS - 1 rows of >= 256 entries split rows too, in at most
-# MID_ROWS_MAX_SPLITS (choose_config: a sharded matrix's row pieces).
+# Launches of 1024 to SPLIT_BELOW_ROWS - 1 rows of >= 256 entries at N > 32 split rows too, in
+# at most MID_ROWS_MAX_SPLITS (choose_config: a sharded matrix's row pieces).
 SPLIT_BELOW_ROWS = 2048
 MID_ROWS_MAX_SPLITS = 4
 
@@ -152,12 +152,14 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
     s = 0.5, N = 32: 21.8 -> 10.7; random-pruned s = 0.8, N = 32: 8.9 -> 6.8. Rows of 154 entries
     (512 x 512 at s = 0.7, N = 128) were 6% slower split, hence 192. The partial products
     stay within ``SPLIT_PARTIALS_BYTES`` (fewer splits on wide products).
-  - Rows of >= 256 entries on launches of 1024 to ``SPLIT_BELOW_ROWS`` - 1 rows split too, in at
-    most ``MID_ROWS_MAX_SPLITS`` (H100, 2026-11-27, ``spmm_config_sweep.py --pieces``, uniform
-    s = 0.9, K = 4096, the row pieces of a sharded matrix): at 1024 rows one-warp programs of
-    410-entry rows fill about two waves, and the kernel took ~90 us + 0.07 us a row at N = 1024;
-    four splits took 0.90x (N = 1024) and 0.83x (N = 128) the time there, but 1.10x at 2048 rows
-    (experiments/results/h100-2026-11-27-spmm-pieces/).
+  - At N > 32, rows of >= 256 entries on launches of 1024 to ``SPLIT_BELOW_ROWS`` - 1 rows split
+    too, in at most ``MID_ROWS_MAX_SPLITS`` (H100, 2026-11-27, ``spmm_config_sweep.py
+    --pieces``, uniform s = 0.9, K = 4096: the row pieces of a sharded matrix). One-warp
+    programs of 410-entry rows fill about two waves there, and the kernel took ~90 us + 0.07 us
+    a row at N = 1024. 64-column tiles in four splits took 145 / 204 us against 181 / 240 at
+    1024 / 1536 rows, N = 1024, and 20.7 / 27.7 against 24.2 / 29.4 at N = 128, the fastest
+    launch measured in each; at 2048 rows splits lost (1.10x), and at N = 32 too (1024 rows:
+    9.6 against 8.6 us) (experiments/results/h100-2026-11-27-spmm-pieces/).
   ``num_cols`` is accepted for heuristics keyed on K; unused now.
   """
   del num_cols
@@ -165,7 +167,7 @@ def choose_config(num_rows: int, num_cols: int, n: int, nse: int) -> SpmmConfig:
   mean_row = nse / max(num_rows, 1)
   programs = num_rows * pl.cdiv(max(n, 1), block_n)
   few_long_rows = num_rows < 1024 and mean_row >= 256
-  mid_long_rows = 1024 <= num_rows < SPLIT_BELOW_ROWS and mean_row >= 256
+  mid_long_rows = block_n >= 64 and 1024 <= num_rows < SPLIT_BELOW_ROWS and mean_row >= 256
   if block_n >= 32 and mean_row >= 192 and (programs < ONE_WARP_MIN_PROGRAMS or few_long_rows
                                             or mid_long_rows):
     splits = min(MID_ROWS_MAX_SPLITS if mid_long_rows else 8,

@@ -148,6 +148,17 @@ def test_choose_config_is_a_valid_config():
   assert csr_spmm.choose_config(384, 1536, 4096, 384 * 1075).row_splits == 4
   assert csr_spmm.choose_config(64, 1536, 1 << 16, 64 * 1075).row_splits == 2
   assert csr_spmm.choose_config(512, 512, 128, 512 * 154).row_splits == 1  # 154-entry rows
+  # 1024-2047 rows of >= 256 entries at N > 32 (a sharded matrix's row pieces, H100
+  # 2026-11-27): 64-column tiles in at most 4 splits; from 2048 rows and at N = 32, as before.
+  pieces = csr_spmm.SpmmConfig(block_n=64, block_nnz=8, num_warps=1, substeps=2, row_splits=4)
+  for rows in (1024, 1536, 2047):
+    for n in (128, 1024):
+      assert csr_spmm.choose_config(rows, 4096, n, rows * 410) == pieces, (rows, n)
+  assert csr_spmm.choose_config(2048, 4096, 1024, 2048 * 410) == wide
+  assert csr_spmm.choose_config(1024, 4096, 1024, 1024 * 205).row_splits == 1  # 205 < 256
+  assert csr_spmm.choose_config(1024, 4096, 32, 1024 * 410) == csr_spmm.choose_config(
+      512, 4096, 32, 512 * 410) == csr_spmm.SpmmConfig(block_n=32, block_nnz=16, num_warps=1,
+                                                        row_splits=8)
   # Four warps (64 x 32) where one-warp programs would not fill the GPU (384 rows x 2 N tiles;
   # H200 bf16 MiniLM layers).
   four_warps = csr_spmm.SpmmConfig(block_n=64, block_nnz=32, num_warps=4)
