@@ -1,4 +1,5 @@
-"""Helpers shared by the tensor-core kernels: Triton tile checks, operand padding, split-K."""
+"""Helpers shared by the tensor-core kernels: Triton tile checks, operand padding, split-K, the
+shared memory a block may use."""
 
 from __future__ import annotations
 
@@ -8,6 +9,29 @@ from jax.experimental import pallas as pl
 
 # tl.dot needs at least 16 in every dimension of its tiles.
 MIN_DOT_TILE = 16
+
+# Shared memory one block may use, by compute capability (CUDA C++ Programming Guide, "Technical
+# Specifications per Compute Capability"); others, and a capability JAX does not report, get
+# the smallest (sm_86, sm_89, sm_120: 99 KiB).
+SHARED_MEMORY_BYTES = {(8, 0): 163 * 1024, (8, 7): 163 * 1024, (9, 0): 227 * 1024,
+                       (10, 0): 227 * 1024, (10, 3): 227 * 1024}
+HOPPER_SHARED_MEMORY_BYTES = SHARED_MEMORY_BYTES[(9, 0)]
+SMALLEST_SHARED_MEMORY_BYTES = 99 * 1024
+
+
+def shared_memory_limit() -> int:
+  """Bytes of shared memory a block may use on the CUDA devices JAX sees (the smallest where
+  they differ); Hopper's 227 KiB where JAX sees none (interpret mode, or lowering for CUDA on a
+  CPU host)."""
+  try:
+    devices = jax.devices("cuda")
+  except RuntimeError:  # no CUDA backend in this process
+    return HOPPER_SHARED_MEMORY_BYTES
+  limits = []
+  for device in devices:
+    major, minor = (int(part) for part in str(device.compute_capability).split(".")[:2])
+    limits.append(SHARED_MEMORY_BYTES.get((major, minor), SMALLEST_SHARED_MEMORY_BYTES))
+  return min(limits) if limits else HOPPER_SHARED_MEMORY_BYTES
 
 
 def is_power_of_two(value: int) -> bool:

@@ -44,6 +44,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
+from pallas_kernels import _common
+
 LOG2_E = math.log2(math.e)
 KERNEL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16), jnp.dtype(jnp.float32))
 MIN_DOT_TILE = 16  # Triton's tl.dot needs at least 16 in every dimension.
@@ -148,29 +150,8 @@ DEFAULT_TABLE = ConfigTable(
     decode_stages=3)
 
 
-# Shared memory one block may use, by compute capability (CUDA C++ Programming Guide, "Technical
-# Specifications per Compute Capability"); others, and a capability JAX does not report, get
-# the smallest (sm_86, sm_89, sm_120: 99 KiB).
-SHARED_MEMORY_BYTES = {(8, 0): 163 * 1024, (8, 7): 163 * 1024, (9, 0): 227 * 1024,
-                       (10, 0): 227 * 1024, (10, 3): 227 * 1024}
-SMALLEST_SHARED_MEMORY_BYTES = 99 * 1024
 # Left to Triton beside the K/V ring (layout changes, reductions) when a config is fitted.
 SHARED_MEMORY_MARGIN = 16 * 1024
-
-
-def shared_memory_limit() -> int:
-  """Bytes of shared memory a block may use on the CUDA devices JAX sees (the smallest where
-  they differ); Hopper's 227 KiB where JAX sees none (interpret mode, or lowering for CUDA on a
-  CPU host)."""
-  try:
-    devices = jax.devices("cuda")
-  except RuntimeError:  # no CUDA backend in this process
-    return SHARED_MEMORY_BYTES[(9, 0)]
-  limits = []
-  for device in devices:
-    major, minor = (int(part) for part in str(device.compute_capability).split(".")[:2])
-    limits.append(SHARED_MEMORY_BYTES.get((major, minor), SMALLEST_SHARED_MEMORY_BYTES))
-  return min(limits) if limits else SHARED_MEMORY_BYTES[(9, 0)]
 
 
 def kv_ring_bytes(config: AttentionConfig, head_dim: int, itemsize: int) -> int:
@@ -205,9 +186,9 @@ def default_config(*, batch: int, num_heads: int, q_len: int, head_dim: int,
   """The config used when none is given: ``table``'s prefill tiles per head dim (the causal
   entry under ``causal``, else the sparse one when the kept fraction ``max_kept / num_kv_blocks``
   is small and ``num_kv_blocks`` is given), split-K for decoding; then fitted to
-  ``shared_memory`` bytes (default ``shared_memory_limit()``) for inputs of ``itemsize`` bytes
-  (``fit_shared_memory``)."""
-  limit = shared_memory_limit() if shared_memory is None else shared_memory
+  ``shared_memory`` bytes (default ``_common.shared_memory_limit()``) for inputs of ``itemsize``
+  bytes (``fit_shared_memory``)."""
+  limit = _common.shared_memory_limit() if shared_memory is None else shared_memory
   return fit_shared_memory(
       _table_config(batch=batch, num_heads=num_heads, q_len=q_len, head_dim=head_dim,
                     block_size=block_size, max_kept=max_kept, num_kv_blocks=num_kv_blocks,

@@ -46,7 +46,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels import block_sparse_attention
+from pallas_kernels import _common, block_sparse_attention
 
 reference_fn = block_sparse_attention.reference_fn
 dense_block_mask = block_sparse_attention.dense_block_mask
@@ -55,7 +55,7 @@ LOG2_E = math.log2(math.e)
 KERNEL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 HEAD_DIMS = (64, 128)
 COMPUTE_WARPGROUPS = 2
-SMEM_BYTES = 227 * 1024  # the most dynamic shared memory a Hopper block may use
+SMEM_BYTES = _common.HOPPER_SHARED_MEMORY_BYTES  # the most a Hopper block may use
 # Register split of attention_mgpu: the compute warpgroups hold the accumulators.
 COMPUTE_REGISTERS, MEMORY_REGISTERS = 232, 40
 

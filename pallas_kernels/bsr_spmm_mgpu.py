@@ -52,7 +52,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels import bsr_spmm
+from pallas_kernels import _common, bsr_spmm
 
 reference_fn = bsr_spmm.reference_fn
 
@@ -60,7 +60,7 @@ KERNEL_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 WGMMA_M = 64  # rows of one wgmma instruction
 MAX_TILE = 256  # the largest TMA box dimension and wgmma N
 MAX_ACCUMULATOR = 64 * 256  # float32 accumulator elements of one warpgroup (128 a thread)
-SMEM_BYTES = 227 * 1024  # the most dynamic shared memory a Hopper block may use
+SMEM_BYTES = _common.HOPPER_SHARED_MEMORY_BYTES  # the most a Hopper block may use
 # Default slots fill about half of an SM's 228 KiB, so two programs share each SM (the second
 # one's copies and products run while the first waits on memory).
 DEFAULT_SMEM_BUDGET = 110 * 1024

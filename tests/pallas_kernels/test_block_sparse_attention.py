@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from jax.experimental import pallas as pl
 
-from pallas_kernels import block_sparse_attention as bsa
+from pallas_kernels import _common, block_sparse_attention as bsa
 
 ON_GPU = jax.default_backend() == "gpu"
 INTERPRET = not ON_GPU
@@ -249,7 +249,7 @@ def test_default_config_fits_the_shared_memory(itemsize, limit_kib):
                          block_size=block_size, max_kept=32, num_kv_blocks=32, causal=causal)
         config = bsa.default_config(**arguments, itemsize=itemsize, shared_memory=limit)
         hopper_16_bit = bsa.default_config(**arguments, itemsize=2,
-                                           shared_memory=bsa.SHARED_MEMORY_BYTES[(9, 0)])
+                                           shared_memory=_common.HOPPER_SHARED_MEMORY_BYTES)
         assert (bsa.kv_ring_bytes(config, head_dim, itemsize)
                 <= limit - bsa.SHARED_MEMORY_MARGIN), (arguments, config)
         assert config.block_q == hopper_16_bit.block_q
@@ -264,7 +264,7 @@ def test_float32_causal_head_dim_128_gets_a_smaller_ring():
   requested 393216, available: 232448"): float32, head dim 128, causal, 128 x 128 blocks."""
   arguments = dict(batch=1, num_heads=32, q_len=4096, head_dim=128, block_size=(128, 128),
                    max_kept=9, num_kv_blocks=32, causal=True)
-  table = bsa.default_config(**arguments, shared_memory=bsa.SHARED_MEMORY_BYTES[(9, 0)])
+  table = bsa.default_config(**arguments, shared_memory=_common.HOPPER_SHARED_MEMORY_BYTES)
   assert bsa.kv_ring_bytes(table, 128, 4) == 393216
   fitted = bsa.default_config(**arguments, itemsize=4, shared_memory=232448)
   assert (fitted.num_stages, fitted.block_k, fitted.block_q) == (2, 64, 128)
