@@ -167,7 +167,14 @@ def fit_shared_memory(config: AttentionConfig, *, head_dim: int, itemsize: int,
   until its K/V ring fits ``limit`` less ``SHARED_MEMORY_MARGIN``: the tables are tuned for
   16-bit inputs on an H100, and the same tiles in float32, or on a GPU with less shared memory,
   would fail to launch ("Shared memory size limit exceeded"). ``block_q`` is kept (the query
-  tiles, and so ``tile_bounds``' shape, do not change)."""
+  tiles, and so ``tile_bounds``' shape, do not change).
+
+  Raises:
+    ValueError: ``itemsize`` is not 1, 2, 4 or 8, or even two stages of 16-key tiles do not fit
+      ``limit`` (naming both).
+  """
+  if itemsize not in (1, 2, 4, 8):
+    raise ValueError(f"itemsize must be a dtype's size in bytes (1, 2, 4 or 8), got {itemsize}")
   budget = limit - SHARED_MEMORY_MARGIN
   while kv_ring_bytes(config, head_dim, itemsize) > budget:
     if config.num_stages > 2:
@@ -175,7 +182,10 @@ def fit_shared_memory(config: AttentionConfig, *, head_dim: int, itemsize: int,
     elif config.block_k > MIN_DOT_TILE:
       config = dataclasses.replace(config, block_k=config.block_k // 2)
     else:
-      break
+      raise ValueError(
+          f"shared_memory={limit} bytes is too small for head dim {head_dim} at {itemsize} bytes "
+          f"a value: two stages of 16-key K/V tiles need "
+          f"{kv_ring_bytes(config, head_dim, itemsize) + SHARED_MEMORY_MARGIN}")
   return config
 
 

@@ -270,6 +270,15 @@ def test_float32_causal_head_dim_128_gets_a_smaller_ring():
   assert (fitted.num_stages, fitted.block_k, fitted.block_q) == (2, 64, 128)
 
 
+def test_default_config_names_a_bad_itemsize_or_too_little_shared_memory():
+  arguments = dict(batch=1, num_heads=8, q_len=4096, head_dim=128, block_size=(128, 128),
+                   max_kept=8, num_kv_blocks=32)
+  with pytest.raises(ValueError, match="itemsize must be a dtype's size in bytes"):
+    bsa.default_config(**arguments, itemsize=3)
+  with pytest.raises(ValueError, match="shared_memory=20480 bytes is too small for head dim 128"):
+    bsa.default_config(**arguments, itemsize=4, shared_memory=20 * 1024)
+
+
 def test_config_table_picks_sparse_entry_by_kept_fraction():
   sparse = bsa.AttentionConfig(block_q=64, block_k=64, num_warps=4, num_stages=4)
   large = bsa.AttentionConfig(block_q=128, block_k=128, num_warps=8, num_stages=3)
