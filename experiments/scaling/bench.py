@@ -10,7 +10,8 @@ the speedup over d = 1, the share of the time spent outside the local kernels ("
 1 - time of the same shard_map without its collectives / time of the op), and the nonzero balance
 (largest piece / mean piece). On GPUs a profiler trace of 10 further calls adds what the devices
 did in one call (``device_time``): the busiest device's busy time, the collective kernels' share
-of it, and the call's span over all devices. A case that fails records its error and the run
+of it, and the call's span over all devices (the table's "span speedup": the speedup with the
+host's dispatch between calls left out). A case that fails records its error and the run
 goes on; cases past ``--budget-s`` are recorded as skipped. Writes ``results.jsonl`` (one line
 per case, with device, versions, date and config), ``table.md`` and, with matplotlib,
 ``speedup.png``; ``bench.py --redraw OUT/results.jsonl`` redraws the table and plot from the
@@ -389,27 +390,29 @@ def _size(record: dict) -> str:
 def write_report(results_path: pathlib.Path) -> None:
   """``table.md`` (and ``speedup.png`` when matplotlib is there) beside ``results_path``."""
   records = [json.loads(line) for line in results_path.read_text().splitlines() if line]
-  one_device = {(r["op"], _size(r)): r["median_us"] for r in records
+  one_device = {(r["op"], _size(r)): r for r in records
                 if r["devices"] == 1 and r["status"] == "ok"}
   env = records[0] if records else {}
   lines = [f"Sharded benchmark: {env.get('device_count')} x {env.get('device_kind')} "
            f"({env.get('platform')}), jax {env.get('jax')}, {env.get('date')}, commit "
            f"{env.get('commit')}, grid {env.get('grid')}.", "",
            "| op | size | split | devices | median ms | speedup vs 1 | communication share | "
-           "device busy ms | collectives, of busy | call span ms | "
+           "device busy ms | collectives, of busy | call span ms | span speedup vs 1 | "
            "nonzero balance (max/mean) | max rel. error vs 1 device | status |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in records:
     ok = r["status"] == "ok"
-    base = one_device.get((r["op"], _size(r)))
+    base = one_device.get((r["op"], _size(r)), {})
     cells = [r["op"], _size(r), r["split"], str(r["devices"]),
              f"{r['median_us'] / 1e3:.3f}" if ok else "-",
-             f"{base / r['median_us']:.2f}" if ok and base else "-",
+             f"{base['median_us'] / r['median_us']:.2f}" if ok and base else "-",
              f"{r['communication_share']:.0%}" if "communication_share" in r else "-",
              f"{r['device_busy_us'] / 1e3:.3f}" if "device_busy_us" in r else "-",
              (f"{r['device_collective_us'] / r['device_busy_us']:.0%}"
               if r.get("device_busy_us") else "-"),
              f"{r['call_span_us'] / 1e3:.3f}" if "call_span_us" in r else "-",
+             (f"{base['call_span_us'] / r['call_span_us']:.2f}"
+              if "call_span_us" in r and "call_span_us" in base else "-"),
              f"{r['balance']:.3f}" if "balance" in r else "-",
              f"{r['max_rel_error_vs_single_device']:.1e}" if ok else "-",
              "ok" if ok else r["status"].split("\n")[0][:120]]
@@ -428,7 +431,7 @@ def write_report(results_path: pathlib.Path) -> None:
     base = one_device.get((r["op"], _size(r)))
     if r["status"] == "ok" and base:
       series.setdefault(f"{r['op']} {_size(r)} {r['split']}", []).append(
-          (r["devices"], base / r["median_us"]))
+          (r["devices"], base["median_us"] / r["median_us"]))
   for label, points in sorted(series.items()):
     points = sorted(points)
     if len(points) > 1 or points[0][0] > 1:
