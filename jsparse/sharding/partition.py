@@ -283,11 +283,14 @@ def join(pieces: SparseMatrix, row_cuts: Sequence[int], col_cuts: Sequence[int],
     return NM((data, indices), shape=shape, n=n, m=m)
   bm, bk = pieces.block_shape if pieces.format == "bsr" else (1, 1)
   if pieces.format == "tiled":
-    found = [host_entries(piece(pieces, i, j)) for i in range(grid[0]) for j in range(grid[1])]
-    starts = [(row_cuts[i], col_cuts[j]) for i in range(grid[0]) for j in range(grid[1])]
-    entries = Entries(np.concatenate([f.rows + r0 for f, (r0, _) in zip(found, starts)]),
-                      np.concatenate([f.cols + c0 for f, (_, c0) in zip(found, starts)]),
-                      np.concatenate([f.values for f in found]), (1, 1))
+    rows, cols, values = [], [], []
+    for i in range(grid[0]):
+      for j in range(grid[1]):
+        found = host_entries(piece(pieces, i, j))
+        rows.append(found.rows + row_cuts[i])
+        cols.append(found.cols + col_cuts[j])
+        values.append(found.values)
+    entries = Entries(np.concatenate(rows), np.concatenate(cols), np.concatenate(values), (1, 1))
     return _retile(entries, shape, pieces, max(1, entries.values.size))
   parts = []
   for i in range(grid[0]):
