@@ -110,6 +110,9 @@ if __name__ == "__main__":
   parser.add_argument("--intra-busbw-gbs", type=float, default=None,
                       help="NCCL bus bandwidth inside a host in GB/s (default 350)")
   args = parser.parse_args()
+  for name in ("sparse_tflops", "intra_busbw_gbs"):
+    if getattr(args, name) is not None and not getattr(args, name) > 0:
+      parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
   machine = Machine()
   if args.sparse_tflops is not None:
     machine = dataclasses.replace(machine, sparse_flops=args.sparse_tflops * 1e12)
