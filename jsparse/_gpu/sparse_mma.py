@@ -40,6 +40,7 @@ import numpy as np
 
 from jsparse._gpu import nvcc
 from jsparse.formats.mma_nm import DTYPES, MmaNM
+from pallas_kernels import _common
 
 SOURCE = nvcc.SOURCE_DIR / "sparse_mma_ffi.cu"
 TARGET = "jsparse_sparse_mma_matmul"
@@ -253,7 +254,7 @@ class TiledMmaConfig:
 
 
 # Shared memory one block may take on sm_90 (227 KiB).
-MAX_SHARED_BYTES = 227 * 1024
+MAX_SHARED_BYTES = _common.HOPPER_SHARED_MEMORY_BYTES
 
 
 # Streaming multiprocessors of an H100 / H200 SXM: the blocks a launch of one block an SM fills.

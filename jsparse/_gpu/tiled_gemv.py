@@ -36,7 +36,7 @@ MAX_N = 4
 MAX_WARPS = 32
 MAX_WARPS_MULTI = 16
 # Shared memory a block may take on sm_90, less the kernel's static partial sums.
-MAX_SHARED_BYTES = 227 * 1024 - MAX_WARPS_MULTI * 16 * 4 * 4
+MAX_SHARED_BYTES = sparse_mma.MAX_SHARED_BYTES - MAX_WARPS_MULTI * 16 * 4 * 4
 # ``jsparse.spmm`` on a Tiled matrix (16x64 tiles, bf16/f16) on a CUDA GPU sends products of n
 # columns here where its tiles hold at most ``ROUTE_MAX_FILL[n]`` values on average, the rest
 # to the tensor-core kernel (``sparse_mma.tiled_matmul``; jsparse._gpu.structured). H100, bf16,
@@ -71,8 +71,8 @@ class TiledGemvConfig:
 
   Tried on the H100 and removed (experiments/results/h100-2026-11-27-tiled-gemv-variants/):
   prefetching a warp's next tile's values into L1 or L2 (from row starts loaded a tile ahead,
-  and two ahead); two value pairs a loop trip; word
-  starts from one offset a tile plus a warp scan of bit counts; a warp's values copied into
+  and two ahead); two value pairs a loop trip; word starts from one offset a tile plus a warp
+  scan of bit counts; a warp's values copied into
   shared memory by cp.async two tiles ahead of its walk. Each was slower at 70%."""
   m_tiles: int = 1
   warps: int = 16
@@ -153,7 +153,7 @@ STATIC_SHARED_BYTES = MAX_WARPS * 16 * 4 + 1024
 MAX_BLOCKS = 264
 # Shared memory a block's x staging may take as float32 and still leave room for four blocks an
 # SM (the register cap's occupancy at one column).
-FLOAT_X_MAX_BYTES = 227 * 1024 // 4 - 1024
+FLOAT_X_MAX_BYTES = sparse_mma.MAX_SHARED_BYTES // 4 - 1024
 
 
 def routes(n: int, tile_fill: float, m: int | None = None) -> bool:
